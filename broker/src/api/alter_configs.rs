@@ -1,0 +1,74 @@
+//! AlterConfigs (v0-v2): replaces a topic's whole set of overrides. Broker
+//! configs are static (set in the config file) and cannot be altered.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::{RequestContext, Response};
+use crate::cluster::ApiError;
+
+pub const MIN_VERSION: i16 = 0;
+pub const MAX_VERSION: i16 = 2;
+
+const INVALID_REQUEST: i16 = 42;
+
+/// Pushes a topic's new log settings to the shards that have it open.
+pub async fn publish_topic_config(broker: &std::sync::Arc<crate::shard::Broker>, meta: std::sync::Arc<crate::cluster::TopicMeta>) {
+    broker
+        .on_all_shards(move |shard| {
+            let meta = meta.clone();
+            async move { shard.refresh_topic_config(&meta) }
+        })
+        .await;
+}
+
+pub fn broker_not_alterable() -> ApiError {
+    ApiError::new(INVALID_REQUEST, "broker configs are static in sluiced; change the config file and restart")
+}
+
+pub async fn handle(ctx: &RequestContext, req: AlterConfigsRequest) -> Response {
+    let broker = ctx.shard.broker.clone();
+    let mut resp = AlterConfigsResponse::default();
+    for res in req.resources {
+        let mut r = AlterConfigsResourceResponse::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name.clone();
+        let outcome = match res.resource_type {
+            RESOURCE_TOPIC => {
+                let mut next = BTreeMap::new();
+                for c in &res.configs {
+                    if let Some(v) = &c.value {
+                        next.insert(c.name.to_string(), v.to_string());
+                    }
+                }
+                broker.metadata.alter_topic_configs(
+                    &res.resource_name,
+                    move |configs| {
+                        *configs = next;
+                        Ok(())
+                    },
+                    req.validate_only,
+                )
+            }
+            RESOURCE_BROKER => Err(broker_not_alterable()),
+            _ => Err(ApiError::new(INVALID_REQUEST, "unsupported resource type")),
+        };
+        match outcome {
+            Ok(meta) => {
+                if !req.validate_only {
+                    publish_topic_config(&broker, meta).await;
+                }
+            }
+            Err(e) => {
+                r.error_code = e.code;
+                r.error_message = Some(StrBytes::from_string(e.message));
+            }
+        }
+        resp.responses.push(r);
+    }
+    ctx.respond(&resp)
+}

@@ -1,0 +1,33 @@
+//! CreatePartitions (v0-v3): grows a topic; the new partitions open on their
+//! owner shards before the answer.
+
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{RequestContext, Response};
+
+pub const MIN_VERSION: i16 = 0;
+pub const MAX_VERSION: i16 = 3;
+
+pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Response {
+    let broker = ctx.shard.broker.clone();
+    let mut resp = CreatePartitionsResponse::default();
+    for t in req.topics {
+        let mut r = CreatePartitionsTopicResult::default();
+        r.name = t.name.clone();
+        match broker.metadata.create_partitions(&t.name, t.count, req.validate_only) {
+            Ok(meta) => {
+                if !req.validate_only {
+                    super::create_topics::open_partitions(&broker, meta).await;
+                }
+            }
+            Err(e) => {
+                r.error_code = e.code;
+                r.error_message = Some(StrBytes::from_string(e.message));
+            }
+        }
+        resp.results.push(r);
+    }
+    ctx.respond(&resp)
+}

@@ -1,0 +1,40 @@
+//! DeleteRecords (v0-v2): moves each partition's log start offset (-1 means
+//! the high watermark); whole segments below it are removed.
+
+use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+
+use super::{with_partition, RequestContext, Response};
+
+pub const MIN_VERSION: i16 = 0;
+pub const MAX_VERSION: i16 = 2;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> Response {
+    let image = ctx.shard.broker.metadata.image();
+    let mut resp = DeleteRecordsResponse::default();
+    for t in req.topics {
+        let mut tr = DeleteRecordsTopicResult::default();
+        tr.name = t.name.clone();
+        let meta = image.by_name.get(t.name.as_str()).cloned();
+        for p in t.partitions {
+            let mut pr = DeleteRecordsPartitionResult::default();
+            pr.partition_index = p.partition_index;
+            pr.low_watermark = -1;
+            match meta.clone() {
+                None => pr.error_code = UNKNOWN_TOPIC_OR_PARTITION,
+                Some(meta) => {
+                    let offset = p.offset;
+                    match with_partition(ctx, meta, p.partition_index, move |log| log.delete_records(offset).map_err(|e| e.kafka_code())).await {
+                        Ok(Ok(low)) => pr.low_watermark = low,
+                        Ok(Err(code)) | Err(code) => pr.error_code = code,
+                    }
+                }
+            }
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    ctx.respond(&resp)
+}

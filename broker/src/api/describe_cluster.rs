@@ -1,0 +1,26 @@
+//! DescribeCluster (v0-v1): the cluster id and this broker as controller.
+
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{RequestContext, Response};
+
+pub const MIN_VERSION: i16 = 0;
+pub const MAX_VERSION: i16 = 1;
+
+pub async fn handle(ctx: &RequestContext, req: DescribeClusterRequest) -> Response {
+    let broker = &ctx.shard.broker;
+    let cfg = &broker.config;
+    let mut resp = DescribeClusterResponse::default();
+    resp.endpoint_type = if ctx.version >= 1 { req.endpoint_type } else { 1 };
+    resp.cluster_id = StrBytes::from_string(broker.metadata.image().cluster_id.clone());
+    resp.controller_id = BrokerId(cfg.node_id);
+    resp.cluster_authorized_operations = i32::MIN;
+    let mut b = DescribeClusterBroker::default();
+    b.broker_id = BrokerId(cfg.node_id);
+    b.host = StrBytes::from_string(cfg.advertised_host.clone());
+    b.port = i32::from(cfg.advertised_port);
+    resp.brokers.push(b);
+    ctx.respond(&resp)
+}

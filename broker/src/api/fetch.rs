@@ -1,0 +1,323 @@
+//! Fetch (v4-v16). Each partition is read by its owner shard, which returns
+//! a (segment file, position, length) range rather than bytes; the response
+//! is encoded here by hand around those ranges so the connection can splice
+//! them from the page cache to the socket. Long polling waits on the owners
+//! until `min_bytes` are there or `max_wait_ms` passes. Fetch sessions
+//! (KIP-227) are not kept: every response carries session id 0, which tells
+//! clients to send full fetch requests, as a broker with no session cache
+//! space does.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::FutureExt;
+use kafka_protocol::messages::FetchRequest;
+use uuid::Uuid;
+
+use super::{RequestContext, Response, ResponsePart};
+use crate::cluster::TopicMeta;
+use crate::log::read::FileRange;
+
+pub const MIN_VERSION: i16 = 4;
+pub const MAX_VERSION: i16 = 16;
+
+const OFFSET_OUT_OF_RANGE: i16 = 1;
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const FENCED_LEADER_EPOCH: i16 = 74;
+const UNKNOWN_LEADER_EPOCH: i16 = 76;
+const UNKNOWN_TOPIC_ID: i16 = 100;
+
+/// One partition's answer.
+#[derive(Clone)]
+struct PartitionOut {
+    partition: i32,
+    error: i16,
+    high_watermark: i64,
+    log_start_offset: i64,
+    records: Option<FileRange>,
+}
+
+struct TopicOut {
+    name: String,
+    id: Uuid,
+    partitions: Vec<PartitionOut>,
+}
+
+/// What to read for one partition.
+#[derive(Clone)]
+struct ReadPlan {
+    topic_idx: usize,
+    part_idx: usize,
+    meta: Arc<TopicMeta>,
+    partition: i32,
+    offset: i64,
+    max_bytes: usize,
+}
+
+async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize, PartitionOut)> {
+    let broker = &ctx.shard.broker;
+    let mut by_owner: BTreeMap<usize, Vec<ReadPlan>> = BTreeMap::new();
+    for p in plans {
+        by_owner.entry(broker.owner_of_partition(&p.meta.id, p.partition)).or_default().push(p.clone());
+    }
+    let calls = by_owner.into_iter().map(|(owner, plans)| {
+        let positions: Vec<_> = plans.iter().map(|p| (p.topic_idx, p.part_idx, p.partition)).collect();
+        broker
+            .on_shard(owner, move |shard| async move {
+                let mut out = Vec::with_capacity(plans.len());
+                for p in plans {
+                    let r = match shard.partition(&p.meta, p.partition).await {
+                        Err(code) => PartitionOut { partition: p.partition, error: code, high_watermark: -1, log_start_offset: -1, records: None },
+                        Ok(log) => match log.read(p.offset, p.max_bytes) {
+                            Ok(r) => PartitionOut {
+                                partition: p.partition,
+                                error: 0,
+                                high_watermark: r.high_watermark,
+                                log_start_offset: r.log_start_offset,
+                                records: r.records,
+                            },
+                            Err(e) => PartitionOut {
+                                partition: p.partition,
+                                error: e.kafka_code(),
+                                high_watermark: log.high_watermark(),
+                                log_start_offset: log.log_start_offset(),
+                                records: None,
+                            },
+                        },
+                    };
+                    out.push(r);
+                }
+                out
+            })
+            .map(move |r| (positions, r))
+    });
+    let mut merged = Vec::with_capacity(plans.len());
+    for (positions, result) in futures::future::join_all(calls).await {
+        match result {
+            Some(outs) => {
+                for ((ti, pi, _), o) in positions.into_iter().zip(outs) {
+                    merged.push((ti, pi, o));
+                }
+            }
+            None => {
+                for (ti, pi, partition) in positions {
+                    merged.push((ti, pi, PartitionOut { partition, error: 5, high_watermark: -1, log_start_offset: -1, records: None }));
+                }
+            }
+        }
+    }
+    merged
+}
+
+async fn wait_any(ctx: &RequestContext, plans: &[ReadPlan], deadline: Instant) {
+    let broker = &ctx.shard.broker;
+    let waits = plans.iter().map(|p| {
+        let owner = broker.owner_of_partition(&p.meta.id, p.partition);
+        let (meta, partition, offset) = (p.meta.clone(), p.partition, p.offset);
+        broker
+            .on_shard(owner, move |shard| async move {
+                if let Some(log) = shard.partition_if_open(&meta.id, partition) {
+                    log.wait_for_data(offset, deadline).await;
+                } else {
+                    compio::time::sleep_until(deadline).await;
+                }
+            })
+            .boxed_local()
+    });
+    let waits: Vec<_> = waits.collect();
+    if waits.is_empty() {
+        compio::time::sleep_until(deadline).await;
+        return;
+    }
+    let _ = futures::future::select_all(waits).await;
+}
+
+pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
+    let image = ctx.shard.broker.metadata.image();
+    let started = Instant::now();
+    let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
+    let deadline = started + max_wait;
+    let response_max = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
+    let mut topics: Vec<TopicOut> = Vec::with_capacity(req.topics.len());
+    let mut plans: Vec<ReadPlan> = Vec::new();
+    for (ti, t) in req.topics.iter().enumerate() {
+        let meta = if ctx.version >= 13 {
+            image.by_id.get(&t.topic_id).cloned()
+        } else {
+            image.by_name.get(t.topic.as_str()).cloned()
+        };
+        let mut out = TopicOut {
+            name: meta.as_ref().map(|m| m.name.clone()).unwrap_or_else(|| t.topic.to_string()),
+            id: t.topic_id,
+            partitions: Vec::with_capacity(t.partitions.len()),
+        };
+        for (pi, p) in t.partitions.iter().enumerate() {
+            let mut po = PartitionOut { partition: p.partition, error: 0, high_watermark: -1, log_start_offset: -1, records: None };
+            match &meta {
+                None => po.error = if ctx.version >= 13 { UNKNOWN_TOPIC_ID } else { UNKNOWN_TOPIC_OR_PARTITION },
+                Some(m) if p.partition < 0 || p.partition >= m.partitions => po.error = UNKNOWN_TOPIC_OR_PARTITION,
+                Some(_) if p.current_leader_epoch > 0 => po.error = UNKNOWN_LEADER_EPOCH,
+                Some(_) if p.current_leader_epoch < -1 => po.error = FENCED_LEADER_EPOCH,
+                Some(m) => plans.push(ReadPlan {
+                    topic_idx: ti,
+                    part_idx: pi,
+                    meta: m.clone(),
+                    partition: p.partition,
+                    offset: p.fetch_offset,
+                    max_bytes: (p.partition_max_bytes.max(0) as usize).min(response_max),
+                }),
+            }
+            out.partitions.push(po);
+        }
+        topics.push(out);
+    }
+
+    loop {
+        let results = read_all(ctx, &plans).await;
+        let mut total = 0usize;
+        let mut any_error = false;
+        // Results come back grouped by shard; the byte budget is applied in
+        // request order, as Kafka does.
+        let mut ordered = results;
+        ordered.sort_by_key(|(ti, pi, _)| (*ti, *pi));
+        for (ti, pi, mut o) in ordered {
+            if let Some(r) = &o.records {
+                if total > 0 && total + r.len as usize > response_max {
+                    o.records = None;
+                } else {
+                    total += r.len as usize;
+                }
+            }
+            any_error |= o.error != 0 && o.error != OFFSET_OUT_OF_RANGE;
+            any_error |= o.error == OFFSET_OUT_OF_RANGE;
+            topics[ti].partitions[pi] = o;
+        }
+        let enough = total >= req.min_bytes.max(0) as usize || total > 0 && req.min_bytes <= 1;
+        if enough || any_error || plans.is_empty() || Instant::now() >= deadline || ctx.shard.is_shutting_down() {
+            return encode(ctx, &topics);
+        }
+        wait_any(ctx, &plans, deadline).await;
+        if Instant::now() >= deadline {
+            // One last read after the wait so data that arrived is included.
+            let results = read_all(ctx, &plans).await;
+            let mut ordered = results;
+            ordered.sort_by_key(|(ti, pi, _)| (*ti, *pi));
+            let mut total = 0usize;
+            for (ti, pi, mut o) in ordered {
+                if let Some(r) = &o.records {
+                    if total > 0 && total + r.len as usize > response_max {
+                        o.records = None;
+                    } else {
+                        total += r.len as usize;
+                    }
+                }
+                topics[ti].partitions[pi] = o;
+            }
+            return encode(ctx, &topics);
+        }
+    }
+}
+
+fn put_uvarint(buf: &mut BytesMut, mut v: u64) {
+    while v >= 0x80 {
+        buf.put_u8((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.put_u8(v as u8);
+}
+
+fn put_array_len(buf: &mut BytesMut, flexible: bool, len: usize) {
+    if flexible {
+        put_uvarint(buf, len as u64 + 1);
+    } else {
+        buf.put_i32(len as i32);
+    }
+}
+
+/// Encodes the response, leaving a gap for each partition's record bytes,
+/// which are spliced from the segment files.
+fn encode(ctx: &RequestContext, topics: &[TopicOut]) -> Response {
+    let v = ctx.version;
+    let flexible = v >= 12;
+    let mut parts: Vec<ResponsePart> = Vec::new();
+    let mut buf = BytesMut::with_capacity(256);
+    let mut total_len: usize = 0;
+    buf.put_i32(0); // size, patched below
+    buf.put_i32(ctx.correlation_id);
+    if flexible {
+        buf.put_u8(0); // response header tagged fields
+    }
+    buf.put_i32(0); // throttle_time_ms
+    buf.put_i16(0); // error_code (v7+)
+    buf.put_i32(0); // session_id (v7+): no session
+    put_array_len(&mut buf, flexible, topics.len());
+    for t in topics {
+        if v >= 13 {
+            buf.put_slice(t.id.as_bytes());
+        } else if flexible {
+            put_uvarint(&mut buf, t.name.len() as u64 + 1);
+            buf.put_slice(t.name.as_bytes());
+        } else {
+            buf.put_i16(t.name.len() as i16);
+            buf.put_slice(t.name.as_bytes());
+        }
+        put_array_len(&mut buf, flexible, t.partitions.len());
+        for p in &t.partitions {
+            buf.put_i32(p.partition);
+            buf.put_i16(p.error);
+            buf.put_i64(p.high_watermark);
+            buf.put_i64(p.high_watermark); // last_stable_offset: no transactions
+            buf.put_i64(p.log_start_offset); // v5+
+            // aborted_transactions: null
+            if flexible {
+                put_uvarint(&mut buf, 0);
+            } else {
+                buf.put_i32(-1);
+            }
+            if v >= 11 {
+                buf.put_i32(-1); // preferred_read_replica
+            }
+            let len = p.records.as_ref().map(|r| r.len as usize).unwrap_or(0);
+            if flexible {
+                put_uvarint(&mut buf, len as u64 + 1);
+            } else {
+                buf.put_i32(len as i32);
+            }
+            if let Some(r) = &p.records {
+                if r.len > 0 {
+                    total_len += buf.len();
+                    parts.push(ResponsePart::Bytes(buf.split().freeze()));
+                    parts.push(ResponsePart::File(r.clone()));
+                    total_len += r.len as usize;
+                }
+            }
+            if flexible {
+                buf.put_u8(0); // partition tagged fields
+            }
+        }
+        if flexible {
+            buf.put_u8(0); // topic tagged fields
+        }
+    }
+    if flexible {
+        buf.put_u8(0); // top-level tagged fields
+    }
+    total_len += buf.len();
+    parts.push(ResponsePart::Bytes(buf.freeze()));
+    let size = (total_len - 4) as i32;
+    // Patch the size prefix into the first part.
+    if let Some(ResponsePart::Bytes(first)) = parts.first_mut() {
+        let mut b = BytesMut::from(&first[..]);
+        b[..4].copy_from_slice(&size.to_be_bytes());
+        *first = b.freeze();
+    }
+    if parts.len() == 1 {
+        if let Some(ResponsePart::Bytes(b)) = parts.pop() {
+            return Response::Frame(b);
+        }
+    }
+    Response::Parts(parts)
+}
+

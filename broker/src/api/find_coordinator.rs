@@ -1,0 +1,56 @@
+//! FindCoordinator (v0-v6): this node coordinates every group. Transaction
+//! coordinators are not offered yet (COORDINATOR_NOT_AVAILABLE).
+
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{RequestContext, Response};
+
+pub const MIN_VERSION: i16 = 0;
+pub const MAX_VERSION: i16 = 6;
+
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+const INVALID_REQUEST: i16 = 42;
+
+pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Response {
+    let cfg = &ctx.shard.broker.config;
+    let keys: Vec<StrBytes> = if ctx.version >= 4 { req.coordinator_keys.clone() } else { vec![req.key.clone()] };
+    let answer = |key: StrBytes| {
+        let mut c = Coordinator::default();
+        c.key = key;
+        match req.key_type {
+            0 => {
+                c.node_id = BrokerId(cfg.node_id);
+                c.host = StrBytes::from_string(cfg.advertised_host.clone());
+                c.port = i32::from(cfg.advertised_port);
+            }
+            1 => {
+                c.error_code = COORDINATOR_NOT_AVAILABLE;
+                c.error_message = Some(StrBytes::from_static_str("transactions are not supported by this broker yet"));
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+            }
+            _ => {
+                c.error_code = INVALID_REQUEST;
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+            }
+        }
+        c
+    };
+    let mut resp = FindCoordinatorResponse::default();
+    let coordinators: Vec<Coordinator> = keys.into_iter().map(answer).collect();
+    if ctx.version >= 4 {
+        resp.coordinators = coordinators;
+    } else if let Some(c) = coordinators.into_iter().next() {
+        resp.error_code = c.error_code;
+        if ctx.version >= 1 {
+            resp.error_message = c.error_message;
+        }
+        resp.node_id = c.node_id;
+        resp.host = c.host;
+        resp.port = c.port;
+    }
+    ctx.respond(&resp)
+}

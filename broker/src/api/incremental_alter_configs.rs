@@ -1,0 +1,79 @@
+//! IncrementalAlterConfigs (v0-v1): SET, DELETE, APPEND and SUBTRACT on a
+//! topic's overrides (APPEND/SUBTRACT only for list configs such as
+//! `cleanup.policy`).
+
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+use kafka_protocol::protocol::StrBytes;
+
+use super::alter_configs::{broker_not_alterable, publish_topic_config};
+use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::{RequestContext, Response};
+use crate::cluster::ApiError;
+
+pub const MIN_VERSION: i16 = 0;
+pub const MAX_VERSION: i16 = 1;
+
+const INVALID_REQUEST: i16 = 42;
+const INVALID_CONFIG: i16 = 40;
+
+pub async fn handle(ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -> Response {
+    let broker = ctx.shard.broker.clone();
+    let mut resp = IncrementalAlterConfigsResponse::default();
+    for res in req.resources {
+        let mut r = AlterConfigsResourceResponse::default();
+        r.resource_type = res.resource_type;
+        r.resource_name = res.resource_name.clone();
+        let ops: Vec<(String, i8, Option<String>)> =
+            res.configs.iter().map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string()))).collect();
+        let outcome = match res.resource_type {
+            RESOURCE_TOPIC => broker.metadata.alter_topic_configs(
+                &res.resource_name,
+                move |configs| {
+                    for (name, op, value) in ops {
+                        match op {
+                            0 => {
+                                let v = value.ok_or_else(|| ApiError::new(INVALID_CONFIG, format!("no value to SET for {name}")))?;
+                                configs.insert(name, v);
+                            }
+                            1 => {
+                                configs.remove(&name);
+                            }
+                            2 | 3 if name == "cleanup.policy" => {
+                                let current = configs.get(&name).cloned().unwrap_or_else(|| "delete".into());
+                                let mut items: Vec<String> = current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                                for v in value.unwrap_or_default().split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
+                                    if op == 2 && !items.contains(&v) {
+                                        items.push(v);
+                                    } else if op == 3 {
+                                        items.retain(|x| *x != v);
+                                    }
+                                }
+                                configs.insert(name, items.join(","));
+                            }
+                            2 | 3 => return Err(ApiError::new(INVALID_CONFIG, format!("{name} is not a list config"))),
+                            other => return Err(ApiError::new(INVALID_REQUEST, format!("unknown config operation {other}"))),
+                        }
+                    }
+                    Ok(())
+                },
+                req.validate_only,
+            ),
+            RESOURCE_BROKER => Err(broker_not_alterable()),
+            _ => Err(ApiError::new(INVALID_REQUEST, "unsupported resource type")),
+        };
+        match outcome {
+            Ok(meta) => {
+                if !req.validate_only {
+                    publish_topic_config(&broker, meta).await;
+                }
+            }
+            Err(e) => {
+                r.error_code = e.code;
+                r.error_message = Some(StrBytes::from_string(e.message));
+            }
+        }
+        resp.responses.push(r);
+    }
+    ctx.respond(&resp)
+}

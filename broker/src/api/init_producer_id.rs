@@ -1,0 +1,31 @@
+//! InitProducerId (v0-v5) for idempotent producers: a fresh producer id
+//! (unique across restarts) with epoch 0. Producers that ask to bump their
+//! epoch (KIP-360) get a fresh id too, which fences nothing they still need.
+//! A transactional id is refused until transactions exist.
+
+use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+
+use super::{RequestContext, Response};
+
+pub const MIN_VERSION: i16 = 0;
+pub const MAX_VERSION: i16 = 5;
+
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+
+pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> Response {
+    let mut resp = InitProducerIdResponse::default();
+    resp.producer_id = ProducerId(-1);
+    resp.producer_epoch = -1;
+    if req.transactional_id.is_some() {
+        resp.error_code = COORDINATOR_NOT_AVAILABLE;
+        return ctx.respond(&resp);
+    }
+    match ctx.shard.broker.metadata.allocate_producer_id() {
+        Ok(id) => {
+            resp.producer_id = ProducerId(id);
+            resp.producer_epoch = 0;
+        }
+        Err(e) => resp.error_code = e.code,
+    }
+    ctx.respond(&resp)
+}

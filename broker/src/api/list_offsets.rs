@@ -1,0 +1,57 @@
+//! ListOffsets (v1-v8): earliest (-2), latest (-1, the high watermark),
+//! max timestamp (-3, v7+) and by timestamp (the first record whose
+//! timestamp is >= the one asked for, via the time index).
+
+use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+
+use super::{with_partition, RequestContext, Response};
+
+pub const MIN_VERSION: i16 = 1;
+pub const MAX_VERSION: i16 = 8;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> Response {
+    let image = ctx.shard.broker.metadata.image();
+    let mut resp = ListOffsetsResponse::default();
+    for t in req.topics {
+        let mut tr = ListOffsetsTopicResponse::default();
+        tr.name = t.name.clone();
+        let meta = image.by_name.get(t.name.as_str()).cloned();
+        for p in t.partitions {
+            let mut pr = ListOffsetsPartitionResponse::default();
+            pr.partition_index = p.partition_index;
+            pr.timestamp = -1;
+            pr.offset = -1;
+            pr.leader_epoch = -1;
+            let Some(meta) = meta.clone() else {
+                pr.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                tr.partitions.push(pr);
+                continue;
+            };
+            let ts = p.timestamp;
+            let r = with_partition(ctx, meta, p.partition_index, move |log| match ts {
+                -2 => Ok(Some((log.log_start_offset(), -1))),
+                -1 => Ok(Some((log.high_watermark(), -1))),
+                -3 => log.max_timestamp_offset().map_err(|e| e.kafka_code()),
+                // -4 (earliest local) and -5 (earliest tiered) are the log start here.
+                -4 | -5 => Ok(Some((log.log_start_offset(), -1))),
+                ts => log.offset_for_timestamp(ts).map_err(|e| e.kafka_code()),
+            })
+            .await;
+            match r {
+                Ok(Ok(Some((offset, timestamp)))) => {
+                    pr.offset = offset;
+                    pr.timestamp = timestamp;
+                    pr.leader_epoch = 0;
+                }
+                Ok(Ok(None)) => {}
+                Ok(Err(code)) | Err(code) => pr.error_code = code,
+            }
+            tr.partitions.push(pr);
+        }
+        resp.topics.push(tr);
+    }
+    ctx.respond(&resp)
+}

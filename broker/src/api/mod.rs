@@ -1,0 +1,199 @@
+//! The Kafka APIs `sluiced` serves, one module per API named after it. Each
+//! module declares its supported version range and a `handle` function; the
+//! `registry!` list below is the single place that ties an API key to its
+//! module, and it is also what ApiVersions answers, so the advertised ranges
+//! cannot drift from what is implemented.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures::future::LocalBoxFuture;
+use kafka_protocol::messages::ApiKey;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
+
+use crate::log::read::FileRange;
+use crate::shard::Shard;
+
+pub mod api_versions;
+pub mod create_partitions;
+pub mod create_topics;
+pub mod delete_records;
+pub mod delete_topics;
+pub mod describe_cluster;
+pub mod describe_configs;
+pub mod alter_configs;
+pub mod incremental_alter_configs;
+pub mod fetch;
+pub mod find_coordinator;
+pub mod join_group;
+pub mod sync_group;
+pub mod heartbeat;
+pub mod leave_group;
+pub mod init_producer_id;
+pub mod list_offsets;
+pub mod metadata;
+pub mod offset_for_leader_epoch;
+pub mod produce;
+
+pub struct RequestContext {
+    pub shard: Rc<Shard>,
+    pub api: ApiKey,
+    pub version: i16,
+    pub correlation_id: i32,
+    pub client_id: String,
+    pub peer: SocketAddr,
+}
+
+/// One piece of an encoded response: bytes, or a file range to splice.
+pub enum ResponsePart {
+    Bytes(Bytes),
+    File(FileRange),
+}
+
+pub enum Response {
+    /// No response at all (Produce with acks=0).
+    None,
+    /// A whole frame, size prefix included.
+    Frame(Bytes),
+    /// A frame in pieces (Fetch: record bytes come from segment files).
+    Parts(Vec<ResponsePart>),
+}
+
+impl RequestContext {
+    /// Encodes a response message with its header as one frame.
+    pub fn respond<R: Encodable + HeaderVersion>(&self, body: &R) -> Response {
+        encode_frame(self.correlation_id, R::header_version(self.version), body, self.version)
+    }
+}
+
+pub fn encode_frame<R: Encodable>(correlation_id: i32, header_version: i16, body: &R, version: i16) -> Response {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    buf.put_i32(correlation_id);
+    if header_version >= 1 {
+        buf.put_u8(0); // no tagged fields
+    }
+    if let Err(e) = body.encode(&mut buf, version) {
+        // Our own response failed to encode for this version: a bug. Close
+        // rather than send a frame the client would misparse.
+        tracing::error!(error = %e, version, "cannot encode response");
+        return Response::None;
+    }
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Response::Frame(buf.freeze())
+}
+
+fn decode<T: Decodable>(body: &mut Bytes, version: i16) -> Result<T, String> {
+    T::decode(body, version).map_err(|e| e.to_string())
+}
+
+macro_rules! registry {
+    ($( $key:ident => $module:ident ( $req:ty ) ),* $(,)?) => {
+        /// Every API served, with its version range: ApiVersions answers this.
+        pub const SUPPORTED: &[(ApiKey, i16, i16)] = &[
+            $( (ApiKey::$key, $module::MIN_VERSION, $module::MAX_VERSION) ),*
+        ];
+
+        /// Decodes the request body and returns the handler's future.
+        pub fn prepare(ctx: RequestContext, mut body: Bytes) -> Result<LocalBoxFuture<'static, Response>, String> {
+            match ctx.api {
+                $( ApiKey::$key => {
+                    let req: $req = decode(&mut body, ctx.version)?;
+                    Ok(Box::pin(async move { $module::handle(&ctx, req).await }))
+                } )*
+                other => Err(format!("{other:?} is not served")),
+            }
+        }
+    };
+}
+
+use kafka_protocol::messages as m;
+registry! {
+    Produce => produce(m::ProduceRequest),
+    Fetch => fetch(m::FetchRequest),
+    ListOffsets => list_offsets(m::ListOffsetsRequest),
+    Metadata => metadata(m::MetadataRequest),
+    FindCoordinator => find_coordinator(m::FindCoordinatorRequest),
+    JoinGroup => join_group(m::JoinGroupRequest),
+    Heartbeat => heartbeat(m::HeartbeatRequest),
+    LeaveGroup => leave_group(m::LeaveGroupRequest),
+    SyncGroup => sync_group(m::SyncGroupRequest),
+    ApiVersions => api_versions(m::ApiVersionsRequest),
+    CreateTopics => create_topics(m::CreateTopicsRequest),
+    DeleteTopics => delete_topics(m::DeleteTopicsRequest),
+    DeleteRecords => delete_records(m::DeleteRecordsRequest),
+    InitProducerId => init_producer_id(m::InitProducerIdRequest),
+    OffsetForLeaderEpoch => offset_for_leader_epoch(m::OffsetForLeaderEpochRequest),
+    DescribeConfigs => describe_configs(m::DescribeConfigsRequest),
+    AlterConfigs => alter_configs(m::AlterConfigsRequest),
+    CreatePartitions => create_partitions(m::CreatePartitionsRequest),
+    IncrementalAlterConfigs => incremental_alter_configs(m::IncrementalAlterConfigsRequest),
+    DescribeCluster => describe_cluster(m::DescribeClusterRequest),
+}
+
+pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
+    SUPPORTED.iter().find(|(k, _, _)| *k == api).map(|(_, a, b)| (*a, *b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_ranges_are_within_the_protocol_crate() {
+        for (key, min, max) in SUPPORTED {
+            let valid = key.valid_versions();
+            assert!(*min >= valid.min && *max <= valid.max && min <= max, "{key:?} {min}..{max} vs {valid:?}");
+        }
+    }
+}
+
+/// Runs `f` on a partition's log on its owner shard. Errors carry a Kafka
+/// error code (unknown partition, storage error, shard gone).
+pub async fn with_partition<T, F>(
+    ctx: &RequestContext,
+    meta: std::sync::Arc<crate::cluster::TopicMeta>,
+    partition: i32,
+    f: F,
+) -> Result<T, i16>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<crate::log::PartitionLog>) -> T + Send + 'static,
+{
+    let broker = &ctx.shard.broker;
+    let owner = broker.owner_of_partition(&meta.id, partition);
+    broker
+        .on_shard(owner, move |shard| async move { shard.partition(&meta, partition).await.map(f) })
+        .await
+        .unwrap_or(Err(5))
+}
+
+/// Runs `f` with the group coordinator of the shard owning `group`.
+/// `None` when that shard has no coordinator (shutting down).
+pub async fn on_coordinator<T, F, Fut>(ctx: &RequestContext, group: &str, f: F) -> Option<T>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<crate::group::GroupCoordinator>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = T> + 'static,
+{
+    let broker = &ctx.shard.broker;
+    let owner = broker.owner_of_group(group);
+    broker
+        .on_shard(owner, move |shard| async move {
+            match shard.coordinator() {
+                Some(c) => Some(f(c).await),
+                None => None,
+            }
+        })
+        .await
+        .flatten()
+}
+
+/// Kafka reports a client's host as "/a.b.c.d".
+pub fn client_host(ctx: &RequestContext) -> String {
+    format!("/{}", ctx.peer.ip())
+}
+
+pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;

@@ -1,0 +1,49 @@
+//! OffsetForLeaderEpoch (v2-v4): the end offset of a leader epoch, which
+//! consumers use to detect log truncation after a leader change. A single
+//! node has had one epoch (0) for every partition, so epoch 0 (or any later
+//! one asked for) ends at the log end offset; an earlier unknown epoch has
+//! no answer (-1), as in Kafka.
+
+use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+
+use super::{with_partition, RequestContext, Response};
+
+pub const MIN_VERSION: i16 = 2;
+pub const MAX_VERSION: i16 = 4;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const FENCED_LEADER_EPOCH: i16 = 74;
+const UNKNOWN_LEADER_EPOCH: i16 = 76;
+
+pub async fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> Response {
+    let image = ctx.shard.broker.metadata.image();
+    let mut resp = OffsetForLeaderEpochResponse::default();
+    for t in req.topics {
+        let mut tr = OffsetForLeaderTopicResult::default();
+        tr.topic = t.topic.clone();
+        let meta = image.by_name.get(t.topic.as_str()).cloned();
+        for p in t.partitions {
+            let mut e = EpochEndOffset::default();
+            e.partition = p.partition;
+            e.leader_epoch = -1;
+            e.end_offset = -1;
+            match meta.clone() {
+                None => e.error_code = UNKNOWN_TOPIC_OR_PARTITION,
+                Some(_) if p.current_leader_epoch > 0 => e.error_code = UNKNOWN_LEADER_EPOCH,
+                Some(_) if p.current_leader_epoch < -1 => e.error_code = FENCED_LEADER_EPOCH,
+                Some(meta) => match with_partition(ctx, meta, p.partition, |log| log.state.borrow().log_end_offset).await {
+                    Ok(leo) if p.leader_epoch >= 0 => {
+                        e.leader_epoch = 0;
+                        e.end_offset = leo;
+                    }
+                    Ok(_) => {}
+                    Err(code) => e.error_code = code,
+                },
+            }
+            tr.partitions.push(e);
+        }
+        resp.topics.push(tr);
+    }
+    ctx.respond(&resp)
+}

@@ -1,0 +1,160 @@
+//! Produce (v3-v11). Batches are validated where the request arrived (size
+//! prefix, magic, CRC, `max.message.bytes`), then handed, still as zero-copy
+//! slices of the request frame, to the shard owning each partition, whose
+//! appender assigns offsets and answers after fdatasync (group commit).
+//! Records are never decompressed here. acks=0 gets no response, as in Kafka;
+//! transactional produce is refused until transactions exist.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::batch::{self, BatchHeader};
+
+use super::{RequestContext, Response};
+use crate::cluster::TopicMeta;
+use crate::log::append::AppendResult;
+
+pub const MIN_VERSION: i16 = 3;
+pub const MAX_VERSION: i16 = 11;
+
+const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+const MESSAGE_TOO_LARGE: i16 = 10;
+const INVALID_REQUIRED_ACKS: i16 = 21;
+const CORRUPT_MESSAGE: i16 = 2;
+const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
+const INVALID_RECORD: i16 = 87;
+
+struct Item {
+    topic_idx: usize,
+    part_idx: usize,
+    meta: Arc<TopicMeta>,
+    partition: i32,
+    batches: Vec<(BatchHeader, Bytes)>,
+}
+
+fn validate(meta: &TopicMeta, records: Option<&Bytes>) -> Result<Vec<(BatchHeader, Bytes)>, (i16, String)> {
+    let Some(records) = records else {
+        return Err((CORRUPT_MESSAGE, "produce request carries no records".into()));
+    };
+    let batches = batch::split_batches(records).map_err(|e| (e.kafka_error_code(), e.to_string()))?;
+    if batches.is_empty() {
+        return Err((CORRUPT_MESSAGE, "produce request carries no record batch".into()));
+    }
+    for (h, bytes) in &batches {
+        if bytes.len() > meta.log_config.max_message_bytes {
+            return Err((
+                MESSAGE_TOO_LARGE,
+                format!("batch of {} bytes is larger than max.message.bytes {}", bytes.len(), meta.log_config.max_message_bytes),
+            ));
+        }
+        if h.is_control() {
+            return Err((INVALID_RECORD, "clients may not produce control batches".into()));
+        }
+        if h.is_transactional() {
+            return Err((TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported by this broker yet".into()));
+        }
+    }
+    Ok(batches)
+}
+
+pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
+    let broker = ctx.shard.broker.clone();
+    let image = broker.metadata.image();
+    let wait = req.acks != 0;
+    let mut response = ProduceResponse::default();
+    let mut by_shard: BTreeMap<usize, Vec<Item>> = BTreeMap::new();
+    for (ti, topic) in req.topic_data.into_iter().enumerate() {
+        let mut tr = TopicProduceResponse::default();
+        tr.name = topic.name.clone();
+        let meta = image.by_name.get(topic.name.as_str()).cloned();
+        for (pi, pd) in topic.partition_data.into_iter().enumerate() {
+            let mut pr = PartitionProduceResponse::default();
+            pr.index = pd.index;
+            pr.base_offset = -1;
+            pr.log_append_time_ms = -1;
+            pr.log_start_offset = -1;
+            let outcome = if req.transactional_id.is_some() {
+                Err((TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported by this broker yet".into()))
+            } else if !matches!(req.acks, -1 | 0 | 1) {
+                Err((INVALID_REQUIRED_ACKS, format!("acks={} is not one of -1, 0, 1", req.acks)))
+            } else {
+                match &meta {
+                    Some(m) if pd.index >= 0 && pd.index < m.partitions => validate(m, pd.records.as_ref()),
+                    _ => Err((UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.".into())),
+                }
+            };
+            match (outcome, &meta) {
+                (Ok(batches), Some(m)) => {
+                    let owner = broker.owner_of_partition(&m.id, pd.index);
+                    by_shard.entry(owner).or_default().push(Item {
+                        topic_idx: ti,
+                        part_idx: pi,
+                        meta: m.clone(),
+                        partition: pd.index,
+                        batches,
+                    });
+                }
+                (Err((code, msg)), _) => {
+                    pr.error_code = code;
+                    if ctx.version >= 8 {
+                        pr.error_message = Some(StrBytes::from_string(msg));
+                    }
+                }
+                (Ok(_), None) => pr.error_code = UNKNOWN_TOPIC_OR_PARTITION,
+            }
+            tr.partition_responses.push(pr);
+        }
+        response.responses.push(tr);
+    }
+
+    let dispatch = by_shard.into_iter().map(|(owner, items)| {
+        let broker = broker.clone();
+        async move {
+            let positions: Vec<(usize, usize)> = items.iter().map(|i| (i.topic_idx, i.part_idx)).collect();
+            let results = broker
+                .on_shard(owner, move |shard| async move {
+                    let appends = items.into_iter().map(|item| {
+                        let shard = shard.clone();
+                        async move {
+                            match shard.partition(&item.meta, item.partition).await {
+                                Ok(log) => log.append(item.batches, wait).await,
+                                Err(code) => AppendResult::error(code),
+                            }
+                        }
+                    });
+                    futures::future::join_all(appends).await
+                })
+                .await;
+            (positions, results)
+        }
+    });
+    let all = futures::future::join_all(dispatch);
+    if !wait {
+        // acks=0: nobody reads an answer, but the appends must still run.
+        compio::runtime::spawn(all).detach();
+        return Response::None;
+    }
+    for (positions, results) in all.await {
+        match results {
+            Some(results) => {
+                for ((ti, pi), r) in positions.into_iter().zip(results) {
+                    let pr = &mut response.responses[ti].partition_responses[pi];
+                    pr.error_code = r.error;
+                    pr.base_offset = r.base_offset;
+                    pr.log_append_time_ms = r.log_append_time;
+                    pr.log_start_offset = r.log_start_offset;
+                }
+            }
+            None => {
+                for (ti, pi) in positions {
+                    response.responses[ti].partition_responses[pi].error_code = 5; // LEADER_NOT_AVAILABLE
+                }
+            }
+        }
+    }
+    ctx.respond(&response)
+}

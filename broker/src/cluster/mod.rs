@@ -1,0 +1,387 @@
+//! The metadata image: topics (name, id, partition count, config overrides),
+//! the cluster id and the producer-id allocator. Shards read the current
+//! image lock-free through an `ArcSwap`; the rare writers (CreateTopics,
+//! DeleteTopics, CreatePartitions, AlterConfigs, InitProducerId blocks)
+//! serialise on a mutex, persist the new state with write-then-rename, and
+//! publish a new image. A replicated controller quorum will later own this
+//! log; the image it publishes keeps the same shape.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::config::BrokerConfig;
+use crate::log::LogConfig;
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+const META_FILE: &str = "__cluster_metadata.json";
+/// Producer ids are reserved on disk in blocks so a restart never reuses one.
+const PRODUCER_ID_BLOCK: i64 = 1000;
+
+pub mod error_codes {
+    pub const NONE: i16 = 0;
+    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
+    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
+    pub const INVALID_PARTITIONS: i16 = 37;
+    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
+    pub const INVALID_REQUEST: i16 = 42;
+    pub const INVALID_CONFIG: i16 = 40;
+    pub const TOPIC_DELETION_DISABLED: i16 = 73;
+    pub const KAFKA_STORAGE_ERROR: i16 = 56;
+}
+use error_codes::*;
+
+/// A Kafka error code with a message for the client.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub code: i16,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: i16, message: impl Into<String>) -> Self {
+        ApiError { code, message: message.into() }
+    }
+}
+
+#[derive(Debug)]
+pub struct TopicMeta {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    pub configs: BTreeMap<String, String>,
+    pub log_config: LogConfig,
+    pub internal: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct MetadataImage {
+    pub cluster_id: String,
+    pub by_name: HashMap<String, Arc<TopicMeta>>,
+    pub by_id: HashMap<Uuid, Arc<TopicMeta>>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct TopicRecord {
+    name: String,
+    id: String,
+    partitions: i32,
+    configs: BTreeMap<String, String>,
+}
+
+#[derive(Serialize, Deserialize, Clone, Default)]
+struct MetaFile {
+    cluster_id: String,
+    producer_id_reserved: i64,
+    topics: Vec<TopicRecord>,
+}
+
+pub struct MetadataStore {
+    config: Arc<BrokerConfig>,
+    path: PathBuf,
+    image: ArcSwap<MetadataImage>,
+    file: Mutex<MetaFile>,
+    next_producer_id: AtomicI64,
+}
+
+/// Kafka's legal topic names: 1-249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
+    if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
+        return Err(ApiError::new(INVALID_TOPIC_EXCEPTION, format!("invalid topic name `{name}`")));
+    }
+    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+        return Err(ApiError::new(
+            INVALID_TOPIC_EXCEPTION,
+            format!("topic name `{name}` has characters other than ASCII alphanumerics, '.', '_' and '-'"),
+        ));
+    }
+    Ok(())
+}
+
+fn new_cluster_id() -> String {
+    // Kafka's cluster ids are a base64url UUID without padding (22 chars).
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let bytes = Uuid::new_v4().into_bytes();
+    let mut out = String::with_capacity(22);
+    let mut acc: u32 = 0;
+    let mut bits = 0;
+    for b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 6 {
+            bits -= 6;
+            out.push(ALPHABET[((acc >> bits) & 63) as usize] as char);
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (6 - bits)) & 63) as usize] as char);
+    }
+    out
+}
+
+impl MetadataStore {
+    pub fn open(config: Arc<BrokerConfig>) -> anyhow::Result<MetadataStore> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let path = config.data_dir.join(META_FILE);
+        let mut file: MetaFile = match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map_err(|e| anyhow::anyhow!("metadata file {} is damaged: {e}", path.display()))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetaFile::default(),
+            Err(e) => return Err(e.into()),
+        };
+        if file.cluster_id.is_empty() {
+            file.cluster_id = config.cluster_id.clone().unwrap_or_else(new_cluster_id);
+        }
+        let next_pid = file.producer_id_reserved;
+        let store = MetadataStore {
+            config,
+            path,
+            image: ArcSwap::from_pointee(MetadataImage::default()),
+            file: Mutex::new(file.clone()),
+            next_producer_id: AtomicI64::new(next_pid),
+        };
+        // Ids handed out before a crash may be anywhere in the reserved
+        // block: start after it.
+        {
+            let mut f = store.lock();
+            f.producer_id_reserved = next_pid;
+        }
+        store.publish(&file);
+        if !store.image().by_name.contains_key(OFFSETS_TOPIC) {
+            let mut configs = BTreeMap::new();
+            configs.insert("cleanup.policy".to_string(), "compact".to_string());
+            configs.insert("segment.bytes".to_string(), (100 << 20).to_string());
+            store
+                .create_topic(OFFSETS_TOPIC, store.config.offsets_topic_num_partitions, -1, configs, false, true)
+                .map_err(|e| anyhow::anyhow!("cannot create {OFFSETS_TOPIC}: {}", e.message))?;
+        } else {
+            store.persist(&store.lock().clone())?;
+        }
+        Ok(store)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, MetaFile> {
+        self.file.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn image(&self) -> Arc<MetadataImage> {
+        self.image.load_full()
+    }
+
+    pub fn config(&self) -> &Arc<BrokerConfig> {
+        &self.config
+    }
+
+    fn publish(&self, file: &MetaFile) {
+        let mut img = MetadataImage { cluster_id: file.cluster_id.clone(), ..Default::default() };
+        for t in &file.topics {
+            let id = Uuid::parse_str(&t.id).unwrap_or_else(|_| Uuid::new_v4());
+            let meta = Arc::new(TopicMeta {
+                name: t.name.clone(),
+                id,
+                partitions: t.partitions,
+                configs: t.configs.clone(),
+                log_config: LogConfig::resolve(&self.config, &t.configs),
+                internal: t.name.starts_with("__"),
+            });
+            img.by_name.insert(t.name.clone(), meta.clone());
+            img.by_id.insert(id, meta);
+        }
+        self.image.store(Arc::new(img));
+    }
+
+    fn persist(&self, file: &MetaFile) -> std::io::Result<()> {
+        let bytes = serde_json::to_vec_pretty(file).map_err(std::io::Error::other)?;
+        crate::log::segment::write_file_synced(&self.path, &bytes)?;
+        if let Ok(d) = std::fs::File::open(&self.config.data_dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    fn commit(&self, file: &mut MetaFile, next: MetaFile) -> Result<(), ApiError> {
+        self.persist(&next).map_err(|e| ApiError::new(KAFKA_STORAGE_ERROR, format!("cannot persist metadata: {e}")))?;
+        *file = next;
+        self.publish(file);
+        Ok(())
+    }
+
+    pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
+        for (k, v) in configs {
+            BrokerConfig::validate_topic_config(k, v).map_err(|e| ApiError::new(INVALID_CONFIG, e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// CreateTopics for one topic. `partitions`/`replication_factor` of -1
+    /// take the broker defaults.
+    pub fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        allow_internal: bool,
+    ) -> Result<Arc<TopicMeta>, ApiError> {
+        validate_topic_name(name)?;
+        if name.starts_with("__") && !allow_internal {
+            return Err(ApiError::new(INVALID_TOPIC_EXCEPTION, format!("`{name}` is reserved for internal topics")));
+        }
+        let partitions = if partitions == -1 { self.config.num_partitions } else { partitions };
+        if partitions <= 0 {
+            return Err(ApiError::new(INVALID_PARTITIONS, "number of partitions must be larger than 0"));
+        }
+        let rf = if replication_factor == -1 { self.config.default_replication_factor } else { replication_factor };
+        if rf <= 0 {
+            return Err(ApiError::new(INVALID_REPLICATION_FACTOR, "replication factor must be larger than 0"));
+        }
+        if rf > 1 {
+            return Err(ApiError::new(
+                INVALID_REPLICATION_FACTOR,
+                format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
+            ));
+        }
+        Self::validate_configs(&configs)?;
+        let mut file = self.lock();
+        if file.topics.iter().any(|t| t.name == name) {
+            return Err(ApiError::new(TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
+        }
+        // Kafka refuses names that collide once '.' and '_' are equated.
+        let norm = |s: &str| s.replace('.', "_");
+        if let Some(t) = file.topics.iter().find(|t| norm(&t.name) == norm(name)) {
+            return Err(ApiError::new(
+                INVALID_TOPIC_EXCEPTION,
+                format!("Topic '{name}' collides with existing topic: {}", t.name),
+            ));
+        }
+        let record = TopicRecord { name: name.to_string(), id: Uuid::new_v4().to_string(), partitions, configs };
+        if validate_only {
+            let id = Uuid::parse_str(&record.id).unwrap_or_default();
+            return Ok(Arc::new(TopicMeta {
+                name: record.name,
+                id,
+                partitions,
+                log_config: LogConfig::resolve(&self.config, &record.configs),
+                configs: record.configs,
+                internal: false,
+            }));
+        }
+        let mut next = file.clone();
+        next.topics.push(record);
+        self.commit(&mut file, next)?;
+        drop(file);
+        self.image().by_name.get(name).cloned().ok_or_else(|| ApiError::new(KAFKA_STORAGE_ERROR, "topic vanished"))
+    }
+
+    pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, ApiError> {
+        if !self.config.delete_topic_enable {
+            return Err(ApiError::new(TOPIC_DELETION_DISABLED, "topic deletion is disabled"));
+        }
+        let existing = self.image().by_name.get(name).cloned();
+        let Some(meta) = existing else {
+            return Err(ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."));
+        };
+        if meta.internal {
+            return Err(ApiError::new(INVALID_TOPIC_EXCEPTION, format!("cannot delete internal topic {name}")));
+        }
+        let mut file = self.lock();
+        let mut next = file.clone();
+        next.topics.retain(|t| t.name != name);
+        self.commit(&mut file, next)?;
+        Ok(meta)
+    }
+
+    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<Arc<TopicMeta>, ApiError> {
+        let mut file = self.lock();
+        let Some(pos) = file.topics.iter().position(|t| t.name == name) else {
+            return Err(ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."));
+        };
+        let current = file.topics[pos].partitions;
+        if count <= current {
+            return Err(ApiError::new(
+                INVALID_PARTITIONS,
+                format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
+            ));
+        }
+        if !validate_only {
+            let mut next = file.clone();
+            next.topics[pos].partitions = count;
+            self.commit(&mut file, next)?;
+        }
+        drop(file);
+        self.image().by_name.get(name).cloned().ok_or_else(|| ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "gone"))
+    }
+
+    /// Replaces (or, with `incremental`, edits) a topic's config overrides.
+    pub fn alter_topic_configs(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
+        validate_only: bool,
+    ) -> Result<Arc<TopicMeta>, ApiError> {
+        let mut file = self.lock();
+        let Some(pos) = file.topics.iter().position(|t| t.name == name) else {
+            return Err(ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."));
+        };
+        let mut next = file.clone();
+        edit(&mut next.topics[pos].configs)?;
+        Self::validate_configs(&next.topics[pos].configs)?;
+        if !validate_only {
+            self.commit(&mut file, next)?;
+        }
+        drop(file);
+        self.image().by_name.get(name).cloned().ok_or_else(|| ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "gone"))
+    }
+
+    /// A fresh producer id, unique across restarts.
+    pub fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+        let id = self.next_producer_id.fetch_add(1, Ordering::SeqCst);
+        let mut file = self.lock();
+        if id >= file.producer_id_reserved {
+            let mut next = file.clone();
+            next.producer_id_reserved = id + PRODUCER_ID_BLOCK;
+            self.commit(&mut file, next)?;
+        }
+        Ok(id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn store(dir: &std::path::Path) -> MetadataStore {
+        let cfg = BrokerConfig { data_dir: dir.to_path_buf(), offsets_topic_num_partitions: 3, ..Default::default() };
+        MetadataStore::open(Arc::new(cfg)).unwrap()
+    }
+
+    #[test]
+    fn topics_persist_and_validate() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let cluster = s.image().cluster_id.clone();
+        assert_eq!(cluster.len(), 22);
+        s.create_topic("orders", 3, 1, BTreeMap::new(), false, false).unwrap();
+        assert_eq!(s.create_topic("orders", 3, 1, BTreeMap::new(), false, false).unwrap_err().code, TOPIC_ALREADY_EXISTS);
+        assert_eq!(s.create_topic("x", 1, 3, BTreeMap::new(), false, false).unwrap_err().code, INVALID_REPLICATION_FACTOR);
+        assert_eq!(s.create_topic("bad/name", 1, 1, BTreeMap::new(), false, false).unwrap_err().code, INVALID_TOPIC_EXCEPTION);
+        assert_eq!(s.create_topic("y", 0, 1, BTreeMap::new(), false, false).unwrap_err().code, INVALID_PARTITIONS);
+        let mut bad = BTreeMap::new();
+        bad.insert("retention.ms".into(), "soon".into());
+        assert_eq!(s.create_topic("z", 1, 1, bad, false, false).unwrap_err().code, INVALID_CONFIG);
+        let pid1 = s.allocate_producer_id().unwrap();
+        drop(s);
+        let s = store(dir.path());
+        assert_eq!(s.image().cluster_id, cluster);
+        assert_eq!(s.image().by_name["orders"].partitions, 3);
+        assert!(s.image().by_name[OFFSETS_TOPIC].internal);
+        assert!(s.allocate_producer_id().unwrap() > pid1);
+    }
+}

@@ -1,0 +1,488 @@
+//! Broker configuration: one struct holding every setting `sluiced` reads,
+//! named after Apache Kafka's property names wherever Kafka has one, plus the
+//! per-topic configuration model (overrides on top of broker defaults) that
+//! CreateTopics, DescribeConfigs and AlterConfigs speak.
+//!
+//! The config file is TOML whose keys are Kafka property names. Both the
+//! quoted form (`"num.partitions" = 3`) and TOML's dotted form
+//! (`num.partitions = 3`, which TOML reads as nested tables) are accepted: the
+//! file is flattened back into dotted names before it is applied. An unknown
+//! or ill-typed property is an error naming it.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// How appends are made durable before produce requests are answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FlushPolicy {
+    /// fdatasync before acknowledging acks=1/all, with group commit.
+    Always,
+    /// Acknowledge after the write reaches the page cache; sync every
+    /// `log.flush.interval.ms` in the background (Kafka's default behaviour).
+    Interval,
+}
+
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    #[error("unknown configuration property `{0}`")]
+    Unknown(String),
+    #[error("invalid value for `{name}`: {reason}")]
+    Invalid { name: String, reason: String },
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config file {path} is not valid TOML: {source}")]
+    Parse { path: PathBuf, source: toml::de::Error },
+}
+
+/// Every broker-level setting. Field docs name the Kafka property.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// `node.id`
+    pub node_id: i32,
+    /// `listeners` (host:port pairs; plaintext for now)
+    pub listeners: Vec<SocketAddr>,
+    /// `advertised.listeners`: what Metadata tells clients to connect to.
+    pub advertised_host: String,
+    pub advertised_port: u16,
+    /// `log.dirs`
+    pub data_dir: PathBuf,
+    /// Number of shards (one io_uring runtime per core).
+    pub shards: usize,
+    /// `cluster.id`; generated and stored in meta.properties when absent.
+    pub cluster_id: Option<String>,
+    /// `num.partitions`
+    pub num_partitions: i32,
+    /// `default.replication.factor`
+    pub default_replication_factor: i16,
+    /// `auto.create.topics.enable`
+    pub auto_create_topics_enable: bool,
+    /// `delete.topic.enable`
+    pub delete_topic_enable: bool,
+    /// `message.max.bytes`
+    pub message_max_bytes: i32,
+    /// `socket.request.max.bytes`
+    pub socket_request_max_bytes: usize,
+    /// `log.segment.bytes`
+    pub log_segment_bytes: i64,
+    /// `log.roll.ms`
+    pub log_roll_ms: i64,
+    /// `log.retention.ms`
+    pub log_retention_ms: i64,
+    /// `log.retention.bytes`
+    pub log_retention_bytes: i64,
+    /// `log.retention.check.interval.ms`
+    pub log_retention_check_interval_ms: u64,
+    /// `log.index.interval.bytes`
+    pub log_index_interval_bytes: usize,
+    /// `log.cleanup.policy`
+    pub log_cleanup_policy: String,
+    /// `log.message.timestamp.type`
+    pub log_message_timestamp_type: String,
+    /// `min.insync.replicas`
+    pub min_insync_replicas: i32,
+    /// `flush.policy`: always | interval (Sluice's own switch).
+    pub flush_policy: FlushPolicy,
+    /// `log.flush.interval.ms`, used by `flush.policy = interval`.
+    pub log_flush_interval_ms: u64,
+    /// `offsets.topic.num.partitions`
+    pub offsets_topic_num_partitions: i32,
+    /// `offsets.retention.minutes`
+    pub offsets_retention_minutes: i32,
+    /// `group.initial.rebalance.delay.ms`
+    pub group_initial_rebalance_delay_ms: i32,
+    /// `group.min.session.timeout.ms`
+    pub group_min_session_timeout_ms: i32,
+    /// `group.max.session.timeout.ms`
+    pub group_max_session_timeout_ms: i32,
+    /// `group.max.size`
+    pub group_max_size: i32,
+    /// `connections.max.idle.ms`
+    pub connections_max_idle_ms: u64,
+    /// `transactional.id.expiration.ms` doubles as the idle expiry of
+    /// idempotent producer state, as in Kafka (`producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
+    /// `--metrics`: Prometheus endpoint.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Properties explicitly set in the config file (for DescribeConfigs'
+    /// STATIC_BROKER_CONFIG source).
+    pub explicit: BTreeMap<String, String>,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            node_id: 1,
+            listeners: vec![SocketAddr::from(([127, 0, 0, 1], 9092))],
+            advertised_host: "127.0.0.1".into(),
+            advertised_port: 9092,
+            data_dir: PathBuf::from("data"),
+            shards: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            cluster_id: None,
+            num_partitions: 1,
+            default_replication_factor: 1,
+            auto_create_topics_enable: true,
+            delete_topic_enable: true,
+            message_max_bytes: 1_048_588,
+            socket_request_max_bytes: 104_857_600,
+            log_segment_bytes: 1 << 30,
+            log_roll_ms: 7 * 24 * 3600 * 1000,
+            log_retention_ms: 7 * 24 * 3600 * 1000,
+            log_retention_bytes: -1,
+            log_retention_check_interval_ms: 300_000,
+            log_index_interval_bytes: 4096,
+            log_cleanup_policy: "delete".into(),
+            log_message_timestamp_type: "CreateTime".into(),
+            min_insync_replicas: 1,
+            flush_policy: FlushPolicy::Always,
+            log_flush_interval_ms: 1000,
+            offsets_topic_num_partitions: 50,
+            offsets_retention_minutes: 10080,
+            group_initial_rebalance_delay_ms: 3000,
+            group_min_session_timeout_ms: 6000,
+            group_max_session_timeout_ms: 1_800_000,
+            group_max_size: i32::MAX,
+            connections_max_idle_ms: 600_000,
+            producer_id_expiration_ms: 86_400_000,
+            metrics_listen: None,
+            explicit: BTreeMap::new(),
+        }
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError>
+where
+    T::Err: std::fmt::Display,
+{
+    v.trim().parse::<T>().map_err(|e| ConfigError::Invalid { name: name.into(), reason: e.to_string() })
+}
+
+fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
+    match v.trim() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        other => Err(ConfigError::Invalid { name: name.into(), reason: format!("expected true or false, got `{other}`") }),
+    }
+}
+
+/// Parses `HOST:PORT`, also accepting Kafka's `PLAINTEXT://HOST:PORT` form.
+pub fn parse_host_port(name: &str, v: &str) -> Result<(String, u16), ConfigError> {
+    let s = v.trim();
+    let s = match s.split_once("://") {
+        Some((proto, rest)) if proto.eq_ignore_ascii_case("PLAINTEXT") => rest,
+        Some((proto, _)) => {
+            return Err(ConfigError::Invalid {
+                name: name.into(),
+                reason: format!("security protocol {proto} is not supported yet; use PLAINTEXT"),
+            })
+        }
+        None => s,
+    };
+    let (host, port) = s.rsplit_once(':').ok_or_else(|| ConfigError::Invalid {
+        name: name.into(),
+        reason: format!("expected HOST:PORT, got `{v}`"),
+    })?;
+    let port: u16 = parse_num(name, port)?;
+    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    Ok((if host.is_empty() { "0.0.0.0".into() } else { host }, port))
+}
+
+pub fn parse_listen(name: &str, v: &str) -> Result<SocketAddr, ConfigError> {
+    let (host, port) = parse_host_port(name, v)?;
+    let host = if host == "localhost" { "127.0.0.1".to_string() } else { host };
+    let ip: std::net::IpAddr = host.parse().map_err(|_| ConfigError::Invalid {
+        name: name.into(),
+        reason: format!("`{host}` is not an IP address"),
+    })?;
+    Ok(SocketAddr::new(ip, port))
+}
+
+impl BrokerConfig {
+    /// Applies one Kafka-named property.
+    pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        match name {
+            "node.id" | "broker.id" => self.node_id = parse_num(name, value)?,
+            "listeners" => {
+                self.listeners = value
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| parse_listen(name, s))
+                    .collect::<Result<_, _>>()?;
+                if self.listeners.is_empty() {
+                    return Err(ConfigError::Invalid { name: name.into(), reason: "no listener given".into() });
+                }
+            }
+            "advertised.listeners" => {
+                let first = value.split(',').next().unwrap_or_default();
+                let (h, p) = parse_host_port(name, first)?;
+                self.advertised_host = h;
+                self.advertised_port = p;
+            }
+            "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(value.split(',').next().unwrap_or(value).trim()),
+            "num.shards" => self.shards = parse_num(name, value)?,
+            "cluster.id" => self.cluster_id = Some(value.to_string()),
+            "num.partitions" => self.num_partitions = positive(name, parse_num(name, value)?)?,
+            "default.replication.factor" => self.default_replication_factor = parse_num(name, value)?,
+            "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(name, value)?,
+            "delete.topic.enable" => self.delete_topic_enable = parse_bool(name, value)?,
+            "message.max.bytes" => self.message_max_bytes = positive(name, parse_num(name, value)?)?,
+            "socket.request.max.bytes" => self.socket_request_max_bytes = parse_num(name, value)?,
+            "log.segment.bytes" => {
+                let v: i64 = parse_num(name, value)?;
+                if v < 14 {
+                    return Err(ConfigError::Invalid { name: name.into(), reason: "must be at least 14".into() });
+                }
+                self.log_segment_bytes = v
+            }
+            "log.roll.ms" => self.log_roll_ms = parse_num(name, value)?,
+            "log.roll.hours" => self.log_roll_ms = parse_num::<i64>(name, value)? * 3_600_000,
+            "log.retention.ms" => self.log_retention_ms = parse_num(name, value)?,
+            "log.retention.minutes" => self.log_retention_ms = parse_num::<i64>(name, value)? * 60_000,
+            "log.retention.hours" => self.log_retention_ms = parse_num::<i64>(name, value)? * 3_600_000,
+            "log.retention.bytes" => self.log_retention_bytes = parse_num(name, value)?,
+            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = parse_num(name, value)?,
+            "log.index.interval.bytes" => self.log_index_interval_bytes = parse_num(name, value)?,
+            "log.cleanup.policy" => self.log_cleanup_policy = validate_cleanup_policy(name, value)?,
+            "log.message.timestamp.type" => self.log_message_timestamp_type = validate_timestamp_type(name, value)?,
+            "min.insync.replicas" => self.min_insync_replicas = positive(name, parse_num(name, value)?)?,
+            "flush.policy" => {
+                self.flush_policy = match value.trim() {
+                    "always" => FlushPolicy::Always,
+                    "interval" => FlushPolicy::Interval,
+                    other => {
+                        return Err(ConfigError::Invalid {
+                            name: name.into(),
+                            reason: format!("expected `always` or `interval`, got `{other}`"),
+                        })
+                    }
+                }
+            }
+            "log.flush.interval.ms" => self.log_flush_interval_ms = parse_num(name, value)?,
+            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = positive(name, parse_num(name, value)?)?,
+            "offsets.topic.replication.factor" | "transaction.state.log.replication.factor" | "transaction.state.log.min.isr" => {
+                // Accepted for compatibility with Kafka config files; a single node has one replica.
+                let _: i32 = parse_num(name, value)?;
+            }
+            "offsets.retention.minutes" => self.offsets_retention_minutes = parse_num(name, value)?,
+            "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = parse_num(name, value)?,
+            "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse_num(name, value)?,
+            "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = parse_num(name, value)?,
+            "group.max.size" => self.group_max_size = positive(name, parse_num(name, value)?)?,
+            "connections.max.idle.ms" => self.connections_max_idle_ms = parse_num(name, value)?,
+            "producer.id.expiration.ms" => self.producer_id_expiration_ms = parse_num(name, value)?,
+            "metrics.listen" => self.metrics_listen = Some(parse_listen(name, value)?),
+            _ => return Err(ConfigError::Unknown(name.to_string())),
+        }
+        self.explicit.insert(name.to_string(), value.to_string());
+        Ok(())
+    }
+
+    /// Reads a TOML file of Kafka property names.
+    pub fn apply_file(&mut self, path: &std::path::Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
+        let table: toml::Table = text.parse().map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let mut flat = Vec::new();
+        flatten("", &toml::Value::Table(table), &mut flat);
+        for (k, v) in flat {
+            self.set(&k, &v)?;
+        }
+        Ok(())
+    }
+
+    /// The broker-level default of a topic-level property, as Kafka derives
+    /// topic defaults from `log.*` broker settings.
+    pub fn topic_default(&self, name: &str) -> Option<String> {
+        Some(match name {
+            "cleanup.policy" => self.log_cleanup_policy.clone(),
+            "retention.ms" => self.log_retention_ms.to_string(),
+            "retention.bytes" => self.log_retention_bytes.to_string(),
+            "segment.bytes" => self.log_segment_bytes.to_string(),
+            "segment.ms" => self.log_roll_ms.to_string(),
+            "max.message.bytes" => self.message_max_bytes.to_string(),
+            "min.insync.replicas" => self.min_insync_replicas.to_string(),
+            "message.timestamp.type" => self.log_message_timestamp_type.clone(),
+            "segment.index.bytes" => "10485760".into(),
+            "index.interval.bytes" => self.log_index_interval_bytes.to_string(),
+            "compression.type" => "producer".into(),
+            "flush.messages" => i64::MAX.to_string(),
+            "flush.ms" => i64::MAX.to_string(),
+            "unclean.leader.election.enable" => "false".into(),
+            "delete.retention.ms" => "86400000".into(),
+            "min.compaction.lag.ms" => "0".into(),
+            "max.compaction.lag.ms" => i64::MAX.to_string(),
+            "file.delete.delay.ms" => "60000".into(),
+            "message.timestamp.before.max.ms" => i64::MAX.to_string(),
+            "message.timestamp.after.max.ms" => i64::MAX.to_string(),
+            "preallocate" => "false".into(),
+            "local.retention.ms" => "-2".into(),
+            "local.retention.bytes" => "-2".into(),
+            _ => return None,
+        })
+    }
+
+    /// The broker property a topic property inherits from (for the
+    /// DEFAULT_CONFIG vs STATIC_BROKER_CONFIG source in DescribeConfigs).
+    pub fn broker_name_of_topic_config(name: &str) -> Option<&'static str> {
+        Some(match name {
+            "cleanup.policy" => "log.cleanup.policy",
+            "retention.ms" => "log.retention.ms",
+            "retention.bytes" => "log.retention.bytes",
+            "segment.bytes" => "log.segment.bytes",
+            "segment.ms" => "log.roll.ms",
+            "max.message.bytes" => "message.max.bytes",
+            "min.insync.replicas" => "min.insync.replicas",
+            "message.timestamp.type" => "log.message.timestamp.type",
+            "index.interval.bytes" => "log.index.interval.bytes",
+            _ => return None,
+        })
+    }
+
+    /// Names of all topic-level properties we know, in a stable order.
+    pub const TOPIC_CONFIG_NAMES: &'static [&'static str] = &[
+        "cleanup.policy",
+        "compression.type",
+        "delete.retention.ms",
+        "file.delete.delay.ms",
+        "flush.messages",
+        "flush.ms",
+        "index.interval.bytes",
+        "local.retention.bytes",
+        "local.retention.ms",
+        "max.compaction.lag.ms",
+        "max.message.bytes",
+        "message.timestamp.after.max.ms",
+        "message.timestamp.before.max.ms",
+        "message.timestamp.type",
+        "min.compaction.lag.ms",
+        "min.insync.replicas",
+        "preallocate",
+        "retention.bytes",
+        "retention.ms",
+        "segment.bytes",
+        "segment.index.bytes",
+        "segment.ms",
+        "unclean.leader.election.enable",
+    ];
+
+    /// Validates one topic-level property value (CreateTopics/AlterConfigs).
+    pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigError> {
+        match name {
+            "cleanup.policy" => validate_cleanup_policy(name, value).map(|_| ()),
+            "message.timestamp.type" => validate_timestamp_type(name, value).map(|_| ()),
+            "compression.type" => match value {
+                "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
+                _ => Err(ConfigError::Invalid { name: name.into(), reason: format!("unknown compression type `{value}`") }),
+            },
+            "retention.ms" | "retention.bytes" | "local.retention.ms" | "local.retention.bytes" => {
+                let v: i64 = parse_num(name, value)?;
+                if v < -2 {
+                    return Err(ConfigError::Invalid { name: name.into(), reason: "must be -1 or more".into() });
+                }
+                Ok(())
+            }
+            "segment.bytes" => {
+                let v: i64 = parse_num(name, value)?;
+                if v < 14 {
+                    return Err(ConfigError::Invalid { name: name.into(), reason: "must be at least 14".into() });
+                }
+                Ok(())
+            }
+            "max.message.bytes" | "min.insync.replicas" | "index.interval.bytes" | "segment.index.bytes" => {
+                let v: i32 = parse_num(name, value)?;
+                positive(name, v).map(|_| ())
+            }
+            "segment.ms" | "delete.retention.ms" | "file.delete.delay.ms" | "flush.messages" | "flush.ms"
+            | "max.compaction.lag.ms" | "min.compaction.lag.ms" | "message.timestamp.after.max.ms"
+            | "message.timestamp.before.max.ms" => parse_num::<i64>(name, value).map(|_| ()),
+            "preallocate" | "unclean.leader.election.enable" => parse_bool(name, value).map(|_| ()),
+            _ => Err(ConfigError::Unknown(name.to_string())),
+        }
+    }
+}
+
+fn positive(name: &str, v: i32) -> Result<i32, ConfigError> {
+    if v < 1 {
+        return Err(ConfigError::Invalid { name: name.into(), reason: "must be at least 1".into() });
+    }
+    Ok(v)
+}
+
+fn validate_cleanup_policy(name: &str, value: &str) -> Result<String, ConfigError> {
+    for p in value.split(',') {
+        match p.trim() {
+            "delete" | "compact" => {}
+            other => {
+                return Err(ConfigError::Invalid {
+                    name: name.into(),
+                    reason: format!("`{other}` is not one of delete, compact"),
+                })
+            }
+        }
+    }
+    Ok(value.to_string())
+}
+
+fn validate_timestamp_type(name: &str, value: &str) -> Result<String, ConfigError> {
+    match value {
+        "CreateTime" | "LogAppendTime" => Ok(value.to_string()),
+        _ => Err(ConfigError::Invalid { name: name.into(), reason: "expected CreateTime or LogAppendTime".into() }),
+    }
+}
+
+fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
+    match v {
+        toml::Value::Table(t) => {
+            for (k, v) in t {
+                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                flatten(&key, v, out);
+            }
+        }
+        toml::Value::String(s) => out.push((prefix.to_string(), s.clone())),
+        toml::Value::Array(a) => {
+            let joined = a
+                .iter()
+                .map(|x| match x {
+                    toml::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(",");
+            out.push((prefix.to_string(), joined))
+        }
+        other => out.push((prefix.to_string(), other.to_string())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn dotted_and_quoted_keys_both_apply() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("c.toml");
+        std::fs::write(&p, "\"num.partitions\" = 3\nauto.create.topics.enable = false\nlog.segment.bytes = 1048576\n").unwrap();
+        let mut c = BrokerConfig::default();
+        c.apply_file(&p).unwrap();
+        assert_eq!(c.num_partitions, 3);
+        assert!(!c.auto_create_topics_enable);
+        assert_eq!(c.log_segment_bytes, 1 << 20);
+    }
+
+    #[test]
+    fn unknown_property_is_named() {
+        let mut c = BrokerConfig::default();
+        let e = c.set("num.partitons", "3").unwrap_err();
+        assert!(e.to_string().contains("num.partitons"));
+        let e = c.set("num.partitions", "x").unwrap_err();
+        assert!(e.to_string().contains("num.partitions"));
+    }
+
+    #[test]
+    fn listener_forms() {
+        assert_eq!(parse_listen("l", "PLAINTEXT://127.0.0.1:9093").unwrap().port(), 9093);
+        assert_eq!(parse_listen("l", "localhost:1").unwrap().ip().to_string(), "127.0.0.1");
+        assert!(parse_listen("l", "SSL://127.0.0.1:1").is_err());
+    }
+}

@@ -1,0 +1,25 @@
+//! sluiced: a Kafka-compatible broker, thread-per-core on io_uring.
+//!
+//! # Layout
+//! - [`config`]: every setting, named after Kafka's properties.
+//! - [`runtime`]: start-up (io_uring probe, shards, listeners, signals) and
+//!   clean shutdown.
+//! - [`shard`]: thread-per-core shards, ownership of partitions and groups,
+//!   cross-shard mailboxes.
+//! - [`net`]: listeners, framing, the per-connection loop, zero-copy fetch.
+//! - [`api`]: one module per Kafka API and the registry that lists them.
+//! - [`log`]: partition logs: segments, indexes, group-commit appends, reads,
+//!   recovery, retention, idempotent producer state.
+//! - [`group`]: the consumer-group coordinator.
+//! - [`cluster`]: the metadata image (topics, configs, producer ids).
+//! - [`metrics`]: Prometheus exposition.
+
+pub mod api;
+pub mod cluster;
+pub mod config;
+pub mod group;
+pub mod log;
+pub mod metrics;
+pub mod net;
+pub mod runtime;
+pub mod shard;

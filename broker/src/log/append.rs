@@ -1,0 +1,312 @@
+//! Appends with group commit. Each partition has one appender task on its
+//! owner shard; produce requests queue to it. The task takes everything that
+//! queued up, assigns offsets and checks producer sequences in order, writes
+//! all accepted batches with one io_uring write, fdatasyncs once, and only
+//! then advances the high watermark and answers every waiting request. While
+//! one round's write and sync are in flight, new requests queue and ride the
+//! next round: that is the group commit.
+
+use std::rc::Rc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use compio::io::AsyncWriteAtExt;
+use compio::BufResult;
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+use sluice_protocol::batch::{self, BatchHeader};
+
+use super::producer_state::{ProducerEntry, SequenceCheck};
+use super::segment::Segment;
+use super::{now_ms, PartitionLog};
+use crate::config::FlushPolicy;
+
+/// Most bytes one group-commit round writes.
+const MAX_ROUND_BYTES: usize = 8 << 20;
+
+pub const KAFKA_STORAGE_ERROR: i16 = 56;
+pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
+
+pub struct AppendRequest {
+    pub batches: Vec<(BatchHeader, Bytes)>,
+    /// `None` for acks=0: nobody waits for the outcome.
+    pub reply: Option<oneshot::Sender<AppendResult>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AppendResult {
+    pub error: i16,
+    pub base_offset: i64,
+    /// -1 unless the topic uses LogAppendTime.
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+impl AppendResult {
+    pub fn error(code: i16) -> AppendResult {
+        AppendResult { error: code, base_offset: -1, log_append_time: -1, log_start_offset: -1 }
+    }
+}
+
+impl PartitionLog {
+    pub(crate) fn start_appender(self: &Rc<Self>) {
+        let (tx, rx) = mpsc::unbounded();
+        *self.appender.borrow_mut() = Some(tx);
+        compio::runtime::spawn(run_appender(self.clone(), rx)).detach();
+    }
+
+    /// Queues batches for append; resolves once they are durable (or at once
+    /// for acks=0, when `wait` is false).
+    pub async fn append(&self, batches: Vec<(BatchHeader, Bytes)>, wait: bool) -> AppendResult {
+        let (tx, rx) = oneshot::channel();
+        let req = AppendRequest { batches, reply: wait.then_some(tx) };
+        let sent = match self.appender.borrow().as_ref() {
+            Some(a) => a.unbounded_send(req).is_ok(),
+            None => false,
+        };
+        if !sent {
+            return AppendResult::error(UNKNOWN_TOPIC_OR_PARTITION);
+        }
+        if !wait {
+            return AppendResult { error: 0, base_offset: -1, log_append_time: -1, log_start_offset: -1 };
+        }
+        rx.await.unwrap_or(AppendResult::error(UNKNOWN_TOPIC_OR_PARTITION))
+    }
+}
+
+async fn run_appender(log: Rc<PartitionLog>, mut rx: mpsc::UnboundedReceiver<AppendRequest>) {
+    while let Some(first) = rx.next().await {
+        let mut bytes: usize = first.batches.iter().map(|b| b.1.len()).sum();
+        let mut round = vec![first];
+        while bytes < MAX_ROUND_BYTES {
+            match rx.try_next() {
+                Ok(Some(r)) => {
+                    bytes += r.batches.iter().map(|b| b.1.len()).sum::<usize>();
+                    round.push(r);
+                }
+                _ => break,
+            }
+        }
+        log.append_round(round, bytes).await;
+    }
+}
+
+/// Per-request outcome while a round is staged.
+enum Staged {
+    Appended { base_offset: i64 },
+    Duplicate { base_offset: i64 },
+    Rejected(i16),
+}
+
+type ProducerUndo = Vec<(i64, Option<ProducerEntry>)>;
+
+impl PartitionLog {
+    async fn maybe_roll(&self, incoming: usize, now: i64) -> std::io::Result<()> {
+        let (roll, next_base) = {
+            let st = self.state.borrow();
+            let cfg = self.config.borrow();
+            match st.active() {
+                None => (true, st.log_end_offset),
+                Some(a) => {
+                    let by_size = a.size > 0 && a.size + incoming as u64 > cfg.segment_bytes.min(i32::MAX as u64);
+                    let by_time = a.size > 0 && cfg.segment_ms >= 0 && now - a.created_ms >= cfg.segment_ms;
+                    // Positions in the index are u32: never let a segment pass 2 GiB.
+                    (by_size || by_time, st.log_end_offset)
+                }
+            }
+        };
+        if !roll {
+            return Ok(());
+        }
+        let old_writer = self.state.borrow().active().map(|a| a.writer.clone());
+        if let Some(w) = old_writer {
+            // The finished segment must be durable before it stops being the
+            // one that recovery checks.
+            w.sync_data().await?;
+        }
+        if let Some(a) = self.state.borrow().active() {
+            a.persist_indexes()?;
+        }
+        let seg = Segment::create(&self.dir, next_base, now).await?;
+        self.state.borrow_mut().segments.insert(next_base, seg);
+        self.metrics.segment_rolled();
+        Ok(())
+    }
+
+    async fn append_round(&self, round: Vec<AppendRequest>, bytes: usize) {
+        let now = now_ms();
+        if let Err(e) = self.maybe_roll(bytes, now).await {
+            tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "segment roll failed");
+            return reply_all(round, AppendResult::error(KAFKA_STORAGE_ERROR));
+        }
+        let cfg = self.config.borrow().clone();
+        let mut buf: Vec<u8> = Vec::with_capacity(bytes);
+        let mut staged: Vec<Staged> = Vec::with_capacity(round.len());
+        let mut placed: Vec<(u64, BatchHeader)> = Vec::new();
+        let mut round_undo: ProducerUndo = Vec::new();
+        let (writer, write_pos, mut next_offset, leader_epoch) = {
+            let st = self.state.borrow();
+            let Some(active) = st.active() else {
+                return reply_all(round, AppendResult::error(KAFKA_STORAGE_ERROR));
+            };
+            (active.writer.clone(), active.size, st.log_end_offset, st.leader_epoch)
+        };
+        {
+            let mut st = self.state.borrow_mut();
+            for req in &round {
+                let req_buf_start = buf.len();
+                let req_placed_start = placed.len();
+                let req_next_start = next_offset;
+                let mut req_undo: ProducerUndo = Vec::new();
+                let mut outcome: Option<Staged> = None;
+                for (h, data) in &req.batches {
+                    match st.producers.check(h) {
+                        SequenceCheck::Reject(code) => {
+                            outcome = Some(Staged::Rejected(code));
+                            break;
+                        }
+                        SequenceCheck::Duplicate(meta) => {
+                            if outcome.is_none() {
+                                outcome = Some(Staged::Duplicate { base_offset: meta.first_offset });
+                            }
+                        }
+                        SequenceCheck::Append => {
+                            let start = buf.len();
+                            buf.extend_from_slice(data);
+                            let slot = &mut buf[start..];
+                            batch::set_base_offset(slot, next_offset);
+                            batch::set_partition_leader_epoch(slot, leader_epoch);
+                            let mut placed_h = *h;
+                            placed_h.base_offset = next_offset;
+                            placed_h.partition_leader_epoch = leader_epoch;
+                            if cfg.log_append_time {
+                                batch::set_log_append_time(slot, now);
+                                placed_h.max_timestamp = now;
+                            }
+                            if h.has_producer_id() {
+                                let pid = h.producer_id;
+                                if !req_undo.iter().any(|(p, _)| *p == pid) {
+                                    req_undo.push((pid, st.producers.producers.get(&pid).cloned()));
+                                }
+                            }
+                            st.producers.update(&placed_h, now);
+                            if outcome.is_none() {
+                                outcome = Some(Staged::Appended { base_offset: next_offset });
+                            }
+                            placed.push((write_pos + start as u64, placed_h));
+                            next_offset += i64::from(h.last_offset_delta) + 1;
+                        }
+                    }
+                }
+                let outcome = outcome.unwrap_or(Staged::Rejected(2));
+                if let Staged::Rejected(_) = outcome {
+                    // All or nothing per partition, as in Kafka: unstage this request.
+                    buf.truncate(req_buf_start);
+                    placed.truncate(req_placed_start);
+                    next_offset = req_next_start;
+                    restore(&mut st.producers.producers, req_undo);
+                } else {
+                    for (pid, prev) in req_undo {
+                        if !round_undo.iter().any(|(p, _)| *p == pid) {
+                            round_undo.push((pid, prev));
+                        }
+                    }
+                }
+                staged.push(outcome);
+            }
+        }
+
+        let must_sync = cfg.flush_policy == FlushPolicy::Always && round.iter().any(|r| r.reply.is_some());
+        let mut synced = false;
+        if !buf.is_empty() {
+            let mut w = writer.clone();
+            let written = buf.len();
+            let BufResult(res, _) = w.write_all_at(buf, write_pos).await;
+            let res = match res {
+                Ok(()) if must_sync => {
+                    let t = Instant::now();
+                    let r = w.sync_data().await;
+                    self.metrics.observe_fsync(t.elapsed(), round.len());
+                    synced = r.is_ok();
+                    r
+                }
+                other => other,
+            };
+            if let Err(e) = res {
+                tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "append failed; rolling back");
+                restore(&mut self.state.borrow_mut().producers.producers, round_undo);
+                // Cut any partial write so recovery and readers never see it.
+                if let Err(e) = writer.set_len(write_pos).await {
+                    tracing::error!(error = %e, "cannot truncate after failed append; closing partition");
+                    self.close();
+                }
+                return reply_all(round, AppendResult::error(KAFKA_STORAGE_ERROR));
+            }
+            let mut st = self.state.borrow_mut();
+            let interval = cfg.index_interval_bytes;
+            if let Some(active) = st.segments.values_mut().next_back() {
+                for (pos, h) in &placed {
+                    active.note_batch(*pos, h, interval);
+                }
+            }
+            st.log_end_offset = next_offset;
+            st.high_watermark = next_offset;
+            st.dirty |= !synced;
+            self.metrics.set_offsets(st.log_start_offset, st.log_end_offset, st.size_bytes());
+            self.metrics.add_in(written as u64, placed.iter().map(|(_, h)| h.records_count.max(0) as u64).sum());
+        }
+        self.wake_waiters();
+        let log_start = self.state.borrow().log_start_offset;
+        for (req, outcome) in round.into_iter().zip(staged) {
+            let Some(reply) = req.reply else { continue };
+            let result = match outcome {
+                Staged::Appended { base_offset } | Staged::Duplicate { base_offset } => AppendResult {
+                    error: 0,
+                    base_offset,
+                    log_append_time: if cfg.log_append_time { now } else { -1 },
+                    log_start_offset: log_start,
+                },
+                Staged::Rejected(code) => AppendResult { log_start_offset: log_start, ..AppendResult::error(code) },
+            };
+            let _ = reply.send(result);
+        }
+    }
+
+    /// fdatasyncs the active segment if anything was written since the last
+    /// sync (the `flush.policy = interval` flusher and shutdown use this).
+    pub async fn flush(&self) -> std::io::Result<()> {
+        let writer = {
+            let st = self.state.borrow();
+            if !st.dirty {
+                return Ok(());
+            }
+            st.active().map(|a| a.writer.clone())
+        };
+        if let Some(w) = writer {
+            w.sync_data().await?;
+        }
+        self.state.borrow_mut().dirty = false;
+        Ok(())
+    }
+}
+
+fn restore(map: &mut std::collections::HashMap<i64, ProducerEntry>, undo: ProducerUndo) {
+    for (pid, prev) in undo {
+        match prev {
+            Some(e) => {
+                map.insert(pid, e);
+            }
+            None => {
+                map.remove(&pid);
+            }
+        }
+    }
+}
+
+fn reply_all(round: Vec<AppendRequest>, result: AppendResult) {
+    for r in round {
+        if let Some(reply) = r.reply {
+            let _ = reply.send(result);
+        }
+    }
+}

@@ -1,0 +1,161 @@
+//! Reads: offset -> (file, byte range) for Fetch, so the connection can splice
+//! the bytes from the page cache to the socket; long-poll parking until the
+//! high watermark moves; offset lookups by timestamp for ListOffsets.
+
+use std::os::unix::fs::FileExt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures::channel::oneshot;
+
+use super::{LogError, PartitionLog};
+
+/// A byte range of a segment file holding whole record batches.
+#[derive(Debug, Clone)]
+pub struct FileRange {
+    pub file: Arc<std::fs::File>,
+    pub position: u64,
+    pub len: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadResult {
+    pub high_watermark: i64,
+    pub log_start_offset: i64,
+    pub records: Option<FileRange>,
+}
+
+impl PartitionLog {
+    /// Whole batches from `offset`, at most `max_bytes` unless the first batch
+    /// alone is larger (then it comes alone, so consumers make progress).
+    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let st = self.state.borrow();
+        let hw = st.high_watermark;
+        let base = ReadResult { high_watermark: hw, log_start_offset: st.log_start_offset, records: None };
+        if offset == hw {
+            return Ok(base);
+        }
+        if offset < st.log_start_offset || offset > hw {
+            return Err(LogError::OffsetOutOfRange { offset, start: st.log_start_offset, end: hw });
+        }
+        let first_seg = st.segments.range(..=offset).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
+        for (_, seg) in st.segments.range(first_seg..) {
+            let Some((start, _)) = seg.position_of(offset)? else { continue };
+            // Fast path: the rest of the segment is visible and fits.
+            if seg.size - start <= max_bytes as u64 && seg.next_offset <= hw {
+                let len = seg.size - start;
+                self.metrics.add_out(len);
+                return Ok(ReadResult { records: Some(FileRange { file: seg.reader.clone(), position: start, len }), ..base });
+            }
+            let mut end = start;
+            while end < seg.size {
+                let Some(h) = seg.header_at(end)? else { break };
+                if h.base_offset >= hw {
+                    break;
+                }
+                let len = h.total_len() as u64;
+                if end > start && end - start + len > max_bytes as u64 {
+                    break;
+                }
+                end += len;
+            }
+            if end == start {
+                return Ok(base);
+            }
+            self.metrics.add_out(end - start);
+            return Ok(ReadResult {
+                records: Some(FileRange { file: seg.reader.clone(), position: start, len: end - start }),
+                ..base
+            });
+        }
+        Ok(base)
+    }
+
+    /// Resolves when the high watermark passes `offset`, the partition
+    /// closes, or `deadline` comes.
+    pub async fn wait_for_data(&self, offset: i64, deadline: Instant) {
+        if self.high_watermark() > offset || self.closed.get() {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().push(tx);
+        let _ = compio::time::timeout_at(deadline, rx).await;
+    }
+
+    /// Kafka's ListOffsets by timestamp: the first offset whose record
+    /// timestamp is >= `ts`, with that timestamp; `None` if there is none.
+    pub fn offset_for_timestamp(&self, ts: i64) -> Result<Option<(i64, i64)>, LogError> {
+        let st = self.state.borrow();
+        let hw = st.high_watermark;
+        for seg in st.segments.values() {
+            if seg.max_timestamp < ts || seg.size == 0 {
+                continue;
+            }
+            let rel = seg.time_index.lookup(ts);
+            let from = (seg.base_offset + i64::from(rel)).max(st.log_start_offset);
+            let Some((mut pos, _)) = seg.position_of(from)? else { continue };
+            while pos < seg.size {
+                let Some(h) = seg.header_at(pos)? else { break };
+                if h.base_offset >= hw {
+                    return Ok(None);
+                }
+                if h.max_timestamp >= ts {
+                    let mut buf = vec![0u8; h.total_len()];
+                    seg.reader.read_exact_at(&mut buf, pos)?;
+                    let records = sluice_protocol::batch::decode_records(&Bytes::from(buf))
+                        .map_err(|e| LogError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())))?;
+                    for r in records {
+                        let off = h.base_offset + i64::from(r.offset_delta);
+                        let rts = if h.timestamp_type_log_append() { h.max_timestamp } else { h.base_timestamp + r.timestamp_delta };
+                        if rts >= ts && off >= st.log_start_offset {
+                            return Ok(Some((off, rts)));
+                        }
+                    }
+                }
+                pos += h.total_len() as u64;
+            }
+        }
+        Ok(None)
+    }
+
+    /// The offset and timestamp of the record with the largest timestamp
+    /// (ListOffsets v7 `MAX_TIMESTAMP`).
+    pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
+        let max = self.state.borrow().segments.values().map(|s| s.max_timestamp).max().unwrap_or(-1);
+        if max < 0 {
+            return Ok(None);
+        }
+        self.offset_for_timestamp(max)
+    }
+}
+
+impl PartitionLog {
+    /// Every record below the high watermark as (key, value): used to load
+    /// the group coordinator from its `__consumer_offsets` partitions.
+    pub fn read_all_records(&self) -> Result<Vec<(Bytes, Option<Bytes>)>, LogError> {
+        let st = self.state.borrow();
+        let mut out = Vec::new();
+        for seg in st.segments.values() {
+            let mut buf = vec![0u8; seg.size as usize];
+            seg.reader.read_exact_at(&mut buf, 0)?;
+            let buf = Bytes::from(buf);
+            let mut pos = 0usize;
+            while pos + sluice_protocol::batch::BATCH_HEADER_LEN <= buf.len() {
+                let Ok(h) = sluice_protocol::batch::BatchHeader::parse(&buf[pos..]) else { break };
+                let end = pos + h.total_len();
+                if end > buf.len() || h.base_offset >= st.high_watermark {
+                    break;
+                }
+                if h.last_offset() >= st.log_start_offset && !h.is_control() {
+                    match sluice_protocol::batch::decode_records(&buf.slice(pos..end)) {
+                        Ok(records) => out.extend(records.into_iter().filter_map(|r| r.key.map(|k| (k, r.value)))),
+                        Err(e) => tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "skipping undecodable batch"),
+                    }
+                }
+                pos = end;
+            }
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,98 @@
+//! The `sluiced` binary: parses flags and the config file into a
+//! [`BrokerConfig`] and runs the broker until SIGTERM/SIGINT.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Parser;
+use sluice_broker::config::{parse_host_port, parse_listen, BrokerConfig};
+
+/// A Kafka-compatible broker: thread-per-core on io_uring, fsync before ack.
+#[derive(Parser, Debug)]
+#[command(name = "sluiced", version, about, long_about = None)]
+struct Args {
+    /// Address to accept Kafka clients on, HOST:PORT (or PLAINTEXT://HOST:PORT).
+    /// Repeatable. Default 127.0.0.1:9092.
+    #[arg(long = "listen", value_name = "HOST:PORT")]
+    listen: Vec<String>,
+    /// Address clients are told to connect to (Metadata). Defaults to the first --listen.
+    #[arg(long = "advertised-listener", value_name = "HOST:PORT")]
+    advertised_listener: Option<String>,
+    /// Directory holding the logs and metadata. Default ./data.
+    #[arg(long = "data-dir", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Number of shards (io_uring runtimes, one pinned thread each). Default: one per core.
+    #[arg(long = "shards", value_name = "N")]
+    shards: Option<usize>,
+    /// TOML file of Kafka property names (num.partitions, log.segment.bytes, ...).
+    /// Flags override the file.
+    #[arg(long = "config", value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Serve Prometheus metrics on HOST:PORT (GET /metrics).
+    #[arg(long = "metrics", value_name = "HOST:PORT")]
+    metrics: Option<String>,
+    /// Set one property, NAME=VALUE (Kafka's names). Repeatable; applied after --config.
+    #[arg(long = "set", short = 'o', value_name = "NAME=VALUE")]
+    set: Vec<String>,
+}
+
+fn build_config(args: Args) -> Result<BrokerConfig, String> {
+    let mut cfg = BrokerConfig::default();
+    if let Some(path) = &args.config {
+        cfg.apply_file(path).map_err(|e| e.to_string())?;
+    }
+    for kv in &args.set {
+        let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set expects NAME=VALUE, got `{kv}`"))?;
+        cfg.set(k.trim(), v.trim()).map_err(|e| e.to_string())?;
+    }
+    if !args.listen.is_empty() {
+        cfg.listeners = args.listen.iter().map(|l| parse_listen("--listen", l)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+    }
+    let advertised_explicit = args.advertised_listener.is_some() || cfg.explicit.contains_key("advertised.listeners");
+    if let Some(a) = &args.advertised_listener {
+        let (h, p) = parse_host_port("--advertised-listener", a).map_err(|e| e.to_string())?;
+        cfg.advertised_host = h;
+        cfg.advertised_port = p;
+    }
+    if !advertised_explicit {
+        if let Some(first) = cfg.listeners.first() {
+            cfg.advertised_host = if first.ip().is_unspecified() { "127.0.0.1".into() } else { first.ip().to_string() };
+            cfg.advertised_port = first.port();
+        }
+    }
+    if let Some(d) = args.data_dir {
+        cfg.data_dir = d;
+    }
+    if let Some(n) = args.shards {
+        if n == 0 {
+            return Err("--shards must be at least 1".into());
+        }
+        cfg.shards = n;
+    }
+    if let Some(m) = &args.metrics {
+        cfg.metrics_listen = Some(parse_listen("--metrics", m).map_err(|e| e.to_string())?);
+    }
+    Ok(cfg)
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let args = Args::parse();
+    let cfg = match build_config(args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("sluiced: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match sluice_broker::runtime::run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluiced: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,237 @@
+//! Prometheus metrics: counters and histograms kept in atomics (each written
+//! by its owner shard, so there is no contention on the data path) and a
+//! small HTTP endpoint on its own thread that renders the text exposition
+//! format. Names follow `sluice_<area>_<what>_<unit>`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Latency bucket upper bounds in seconds.
+const LATENCY_BUCKETS: [f64; 14] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+/// Group-commit batch-size buckets (requests per fdatasync).
+const COUNT_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+pub struct Histogram<const N: usize> {
+    bounds: &'static [f64; N],
+    buckets: [AtomicU64; N],
+    count: AtomicU64,
+    /// Sum in microunits (µs for latencies) to stay integral.
+    sum_micro: AtomicU64,
+}
+
+impl<const N: usize> Histogram<N> {
+    pub const fn new(bounds: &'static [f64; N]) -> Self {
+        Histogram {
+            bounds,
+            buckets: [const { AtomicU64::new(0) }; N],
+            count: AtomicU64::new(0),
+            sum_micro: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, v: f64) {
+        if let Some(i) = self.bounds.iter().position(|b| v <= *b) {
+            self.buckets[i].fetch_add(1, Relaxed);
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micro.fetch_add((v * 1e6) as u64, Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, labels: &str) {
+        let sep = if labels.is_empty() { "" } else { "," };
+        let mut cumulative = 0;
+        for (i, b) in self.bounds.iter().enumerate() {
+            cumulative += self.buckets[i].load(Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_micro.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
+    }
+}
+
+#[derive(Default)]
+pub struct PartitionCounters {
+    pub bytes_in: AtomicU64,
+    pub records_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    pub log_end_offset: AtomicI64,
+    pub log_start_offset: AtomicI64,
+    pub size_bytes: AtomicU64,
+    pub segments_rolled: AtomicU64,
+}
+
+/// A partition's handle on its counters.
+#[derive(Clone, Default)]
+pub struct PartitionMetrics(pub Arc<PartitionCounters>);
+
+impl PartitionMetrics {
+    pub fn add_in(&self, bytes: u64, records: u64) {
+        self.0.bytes_in.fetch_add(bytes, Relaxed);
+        self.0.records_in.fetch_add(records, Relaxed);
+    }
+    pub fn add_out(&self, bytes: u64) {
+        self.0.bytes_out.fetch_add(bytes, Relaxed);
+    }
+    pub fn observe_fsync(&self, took: Duration, requests: usize) {
+        METRICS.fsync_seconds.observe(took.as_secs_f64());
+        METRICS.group_commit_requests.observe(requests as f64);
+    }
+    pub fn set_offsets(&self, start: i64, end: i64, size: u64) {
+        self.0.log_start_offset.store(start, Relaxed);
+        self.0.log_end_offset.store(end, Relaxed);
+        self.0.size_bytes.store(size, Relaxed);
+    }
+    pub fn segment_rolled(&self) {
+        self.0.segments_rolled.fetch_add(1, Relaxed);
+    }
+}
+
+pub struct Metrics {
+    pub fsync_seconds: Histogram<14>,
+    pub group_commit_requests: Histogram<9>,
+    pub connections_open: AtomicI64,
+    pub connections_total: AtomicU64,
+    pub connections_closed_bad_input: AtomicU64,
+    pub rebalances: AtomicU64,
+    pub groups: AtomicI64,
+    requests: [AtomicU64; 128],
+    request_errors: [AtomicU64; 128],
+    request_latency: [Histogram<14>; 128],
+    partitions: Mutex<BTreeMap<(String, i32), PartitionMetrics>>,
+}
+
+pub static METRICS: Metrics = Metrics {
+    fsync_seconds: Histogram::new(&LATENCY_BUCKETS),
+    group_commit_requests: Histogram::new(&COUNT_BUCKETS),
+    connections_open: AtomicI64::new(0),
+    connections_total: AtomicU64::new(0),
+    connections_closed_bad_input: AtomicU64::new(0),
+    rebalances: AtomicU64::new(0),
+    groups: AtomicI64::new(0),
+    requests: [const { AtomicU64::new(0) }; 128],
+    request_errors: [const { AtomicU64::new(0) }; 128],
+    request_latency: [const { Histogram::new(&LATENCY_BUCKETS) }; 128],
+    partitions: Mutex::new(BTreeMap::new()),
+};
+
+impl Metrics {
+    pub fn partition(&self, topic: &str, partition: i32) -> PartitionMetrics {
+        let mut m = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        m.entry((topic.to_string(), partition)).or_default().clone()
+    }
+
+    pub fn forget_topic(&self, topic: &str) {
+        let mut m = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
+        m.retain(|(t, _), _| t != topic);
+    }
+
+    pub fn observe_request(&self, api_key: i16, took: Duration, failed: bool) {
+        let i = (api_key.max(0) as usize).min(127);
+        self.requests[i].fetch_add(1, Relaxed);
+        if failed {
+            self.request_errors[i].fetch_add(1, Relaxed);
+        }
+        self.request_latency[i].observe(took.as_secs_f64());
+    }
+
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        let parts = self.partitions.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let series: [(&str, &str, &str, fn(&PartitionCounters) -> String); 6] = [
+            ("sluice_partition_bytes_in_total", "counter", "Bytes appended", |c| c.bytes_in.load(Relaxed).to_string()),
+            ("sluice_partition_records_in_total", "counter", "Records appended", |c| c.records_in.load(Relaxed).to_string()),
+            ("sluice_partition_bytes_out_total", "counter", "Bytes served to fetches", |c| c.bytes_out.load(Relaxed).to_string()),
+            ("sluice_partition_log_end_offset", "gauge", "Log end offset", |c| c.log_end_offset.load(Relaxed).to_string()),
+            ("sluice_partition_log_start_offset", "gauge", "Log start offset", |c| c.log_start_offset.load(Relaxed).to_string()),
+            ("sluice_partition_size_bytes", "gauge", "Size on disk", |c| c.size_bytes.load(Relaxed).to_string()),
+        ];
+        for (name, kind, help, get) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for ((t, p), m) in &parts {
+                let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{p}\"}} {}", escape(t), get(&m.0));
+            }
+        }
+        // Records out are not counted per record (fetches are zero-copy and
+        // never parse records); bytes out are.
+        let _ = writeln!(out, "# HELP sluice_requests_total Requests handled per API\n# TYPE sluice_requests_total counter");
+        for (i, c) in self.requests.iter().enumerate() {
+            let v = c.load(Relaxed);
+            if v > 0 {
+                let _ = writeln!(out, "sluice_requests_total{{api=\"{}\"}} {v}", api_name(i as i16));
+            }
+        }
+        let _ = writeln!(out, "# HELP sluice_request_errors_total Requests that failed to decode or were refused\n# TYPE sluice_request_errors_total counter");
+        for (i, c) in self.request_errors.iter().enumerate() {
+            let v = c.load(Relaxed);
+            if v > 0 {
+                let _ = writeln!(out, "sluice_request_errors_total{{api=\"{}\"}} {v}", api_name(i as i16));
+            }
+        }
+        let _ = writeln!(out, "# HELP sluice_request_latency_seconds Request handling latency per API\n# TYPE sluice_request_latency_seconds histogram");
+        for (i, h) in self.request_latency.iter().enumerate() {
+            if self.requests[i].load(Relaxed) > 0 {
+                h.render(&mut out, "sluice_request_latency_seconds", &format!("api=\"{}\"", api_name(i as i16)));
+            }
+        }
+        let _ = writeln!(out, "# HELP sluice_log_fsync_seconds fdatasync latency\n# TYPE sluice_log_fsync_seconds histogram");
+        self.fsync_seconds.render(&mut out, "sluice_log_fsync_seconds", "");
+        let _ = writeln!(out, "# HELP sluice_log_group_commit_requests Produce requests made durable per fdatasync\n# TYPE sluice_log_group_commit_requests histogram");
+        self.group_commit_requests.render(&mut out, "sluice_log_group_commit_requests", "");
+        let gauges: [(&str, &str, i64); 5] = [
+            ("sluice_net_connections_open", "gauge", self.connections_open.load(Relaxed)),
+            ("sluice_net_connections_total", "counter", self.connections_total.load(Relaxed) as i64),
+            ("sluice_net_connections_closed_bad_input_total", "counter", self.connections_closed_bad_input.load(Relaxed) as i64),
+            ("sluice_group_count", "gauge", self.groups.load(Relaxed)),
+            ("sluice_group_rebalances_total", "counter", self.rebalances.load(Relaxed) as i64),
+        ];
+        for (name, kind, v) in gauges {
+            let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");
+        }
+        out
+    }
+}
+
+fn escape(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+fn api_name(key: i16) -> String {
+    match kafka_protocol::messages::ApiKey::try_from(key) {
+        Ok(k) => format!("{k:?}"),
+        Err(_) => key.to_string(),
+    }
+}
+
+/// Serves `GET /metrics` on its own thread until the process exits.
+pub fn serve(addr: SocketAddr) -> std::io::Result<SocketAddr> {
+    let listener = TcpListener::bind(addr)?;
+    let local = listener.local_addr()?;
+    std::thread::Builder::new().name("sluice-metrics".into()).spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut req = [0u8; 2048];
+            let n = s.read(&mut req).unwrap_or(0);
+            let head = String::from_utf8_lossy(&req[..n]);
+            let (status, body) = if head.starts_with("GET /metrics") || head.starts_with("GET / ") {
+                ("200 OK", METRICS.render())
+            } else {
+                ("404 Not Found", "not found\n".to_string())
+            };
+            let _ = write!(
+                s,
+                "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    })?;
+    Ok(local)
+}

@@ -1,0 +1,282 @@
+//! Connections: listeners (one SO_REUSEPORT socket per shard, so the kernel
+//! spreads connections over cores), request framing, and the per-connection
+//! loop. Requests are read and decoded in order, handled concurrently, and
+//! answered strictly in request order (Kafka's pipelining contract) by a
+//! writer task. A frame whose size prefix is over `socket.request.max.bytes`
+//! is refused before anything is allocated; a malformed frame or unknown API
+//! closes that one connection with a logged reason.
+
+pub mod zero_copy;
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::atomic::Ordering::Relaxed;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use compio::io::AsyncWriteExt;
+use compio::io::AsyncRead;
+use compio::net::{TcpListener, TcpStream};
+use compio::BufResult;
+use futures::channel::{mpsc, oneshot};
+use futures::{FutureExt, SinkExt, StreamExt};
+use kafka_protocol::messages::{ApiKey, RequestHeader};
+use kafka_protocol::protocol::Decodable;
+
+use crate::api::{self, RequestContext, Response, ResponsePart};
+use crate::metrics::METRICS;
+use crate::shard::Shard;
+
+/// Requests a connection may have in flight before reading pauses.
+const MAX_IN_FLIGHT: usize = 64;
+
+/// Binds one listener per shard on `addr` with SO_REUSEPORT.
+pub fn bind_reuseport(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+    let mut out = Vec::with_capacity(count);
+    let mut addr = addr;
+    for _ in 0..count {
+        let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+        let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
+        s.set_reuse_address(true)?;
+        s.set_reuse_port(true)?;
+        s.bind(&addr.into())?;
+        s.listen(1024)?;
+        let l: std::net::TcpListener = s.into();
+        // Port 0 picks a port once; the other shards join that one.
+        addr = l.local_addr()?;
+        out.push(l);
+    }
+    Ok(out)
+}
+
+pub async fn accept_loop(shard: Rc<Shard>, listener: std::net::TcpListener) {
+    let listener = match TcpListener::from_std(listener) {
+        Ok(l) => l,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot register listener with io_uring");
+            return;
+        }
+    };
+    let live = Rc::new(std::cell::Cell::new(0usize));
+    loop {
+        let accepted = futures::select! {
+            r = listener.accept().fuse() => r,
+            _ = shard.shutdown.clone().fuse() => break,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let s = shard.clone();
+                compio::runtime::spawn(serve_connection(s, stream, peer)).detach();
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                compio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+    let _ = live;
+    // Closing an fd does not cancel io_uring ops on it; the select above
+    // dropped (and so cancelled) the pending accept before we close.
+    let _ = listener.close().await;
+}
+
+/// Why a connection was closed by us.
+#[derive(Debug, thiserror::Error)]
+enum CloseReason {
+    #[error("frame size {size} is over socket.request.max.bytes ({max})")]
+    TooLarge { size: i64, max: usize },
+    #[error("negative frame size {0}")]
+    NegativeSize(i32),
+    #[error("frame of {0} bytes is too short for a request header")]
+    ShortFrame(usize),
+    #[error("unknown API key {0}")]
+    UnknownApi(i16),
+    #[error("unsupported version {version} of {api:?}")]
+    UnsupportedVersion { api: ApiKey, version: i16 },
+    #[error("malformed {api:?} v{version} request: {detail}")]
+    Malformed { api: ApiKey, version: i16, detail: String },
+}
+
+struct ConnectionGauge;
+impl ConnectionGauge {
+    fn open() -> ConnectionGauge {
+        METRICS.connections_open.fetch_add(1, Relaxed);
+        METRICS.connections_total.fetch_add(1, Relaxed);
+        ConnectionGauge
+    }
+}
+impl Drop for ConnectionGauge {
+    fn drop(&mut self) {
+        METRICS.connections_open.fetch_sub(1, Relaxed);
+    }
+}
+
+type Pending = oneshot::Receiver<Response>;
+
+pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+    let _gauge = ConnectionGauge::open();
+    let _ = stream.set_nodelay(true);
+    let (mut reader, writer) = stream.into_split();
+    let (mut pending_tx, pending_rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
+    let writer_task = compio::runtime::spawn(write_responses(writer, pending_rx, peer));
+    let max = shard.broker.config.socket_request_max_bytes;
+    let idle = Duration::from_millis(shard.broker.config.connections_max_idle_ms.max(1));
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut shutdown = shard.shutdown.clone().fuse();
+    'conn: loop {
+        // Hand every complete frame in the buffer to its handler.
+        while buf.len() >= 4 {
+            let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+            if size < 0 {
+                close_bad(peer, CloseReason::NegativeSize(size));
+                break 'conn;
+            }
+            if size as usize > max {
+                close_bad(peer, CloseReason::TooLarge { size: size as i64, max });
+                break 'conn;
+            }
+            let total = 4 + size as usize;
+            if buf.len() < total {
+                buf.reserve(total - buf.len());
+                break;
+            }
+            let mut frame = buf.split_to(total).freeze();
+            frame.advance(4);
+            match start_request(&shard, frame, peer) {
+                Ok(Some(rx)) => {
+                    if pending_tx.send(rx).await.is_err() {
+                        break 'conn;
+                    }
+                }
+                Ok(None) => {}
+                Err(reason) => {
+                    close_bad(peer, reason);
+                    break 'conn;
+                }
+            }
+        }
+        if shard.is_shutting_down() {
+            break;
+        }
+        if buf.capacity() - buf.len() < 16 * 1024 {
+            buf.reserve(64 * 1024);
+        }
+        let read = futures::select! {
+            r = compio::time::timeout(idle, reader.read(buf)).fuse() => r,
+            _ = shutdown => break,
+        };
+        match read {
+            Err(_elapsed) => {
+                tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)");
+                break;
+            }
+            Ok(BufResult(Ok(0), _)) => break,
+            Ok(BufResult(Ok(_), b)) => buf = b,
+            Ok(BufResult(Err(e), _)) => {
+                tracing::debug!(%peer, error = %e, "read failed");
+                break;
+            }
+        }
+    }
+    // Let the writer answer everything already accepted, then close.
+    drop(pending_tx);
+    let _ = writer_task.await;
+}
+
+fn close_bad(peer: SocketAddr, reason: CloseReason) {
+    METRICS.connections_closed_bad_input.fetch_add(1, Relaxed);
+    tracing::warn!(%peer, %reason, "closing connection");
+}
+
+/// Decodes the header and request synchronously (so requests reach their
+/// partitions in arrival order) and spawns the handler.
+fn start_request(shard: &Rc<Shard>, mut frame: Bytes, peer: SocketAddr) -> Result<Option<Pending>, CloseReason> {
+    if frame.len() < 8 {
+        return Err(CloseReason::ShortFrame(frame.len()));
+    }
+    let key_raw = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api = ApiKey::try_from(key_raw).map_err(|_| CloseReason::UnknownApi(key_raw))?;
+    let Some((min, max)) = api::supported_range(api) else {
+        return Err(CloseReason::UnknownApi(key_raw));
+    };
+    if version < min || version > max {
+        if api == ApiKey::ApiVersions {
+            // Kafka answers an unknown ApiVersions version with a v0 body
+            // carrying UNSUPPORTED_VERSION and its ranges, so the client can
+            // retry with a version both sides know.
+            let (tx, rx) = oneshot::channel();
+            let _ = tx.send(api::api_versions::unsupported_version_response(correlation_id));
+            return Ok(Some(rx));
+        }
+        return Err(CloseReason::UnsupportedVersion { api, version });
+    }
+    let header_version = api.request_header_version(version);
+    let header = RequestHeader::decode(&mut frame, header_version)
+        .map_err(|e| CloseReason::Malformed { api, version, detail: e.to_string() })?;
+    let ctx = RequestContext {
+        shard: shard.clone(),
+        api,
+        version,
+        correlation_id,
+        client_id: header.client_id.map(|s| s.to_string()).unwrap_or_default(),
+        peer,
+    };
+    let started = std::time::Instant::now();
+    let fut = api::prepare(ctx, frame).map_err(|detail| {
+        METRICS.observe_request(key_raw, started.elapsed(), true);
+        CloseReason::Malformed { api, version, detail }
+    })?;
+    let (tx, rx) = oneshot::channel();
+    compio::runtime::spawn(async move {
+        let resp = fut.await;
+        METRICS.observe_request(key_raw, started.elapsed(), false);
+        let _ = tx.send(resp);
+    })
+    .detach();
+    Ok(Some(rx))
+}
+
+async fn write_responses(mut sock: TcpStream, mut pending: mpsc::Receiver<Pending>, peer: SocketAddr) {
+    let mut pipe: Option<zero_copy::SplicePipe> = None;
+    while let Some(rx) = pending.next().await {
+        let Ok(resp) = rx.await else { continue };
+        let parts = match resp {
+            Response::None => continue,
+            Response::Frame(b) => vec![ResponsePart::Bytes(b)],
+            Response::Parts(p) => p,
+        };
+        for part in parts {
+            let ok = match part {
+                ResponsePart::Bytes(b) => sock.write_all(b).await.0.is_ok(),
+                ResponsePart::File(range) => {
+                    if pipe.is_none() {
+                        match zero_copy::SplicePipe::new().await {
+                            Ok(p) => pipe = Some(p),
+                            Err(e) => {
+                                tracing::error!(%peer, error = %e, "cannot create splice pipe");
+                                return;
+                            }
+                        }
+                    }
+                    match pipe.as_mut() {
+                        Some(p) => match p.send_range(&range, &sock).await {
+                            Ok(()) => true,
+                            Err(e) => {
+                                tracing::debug!(%peer, error = %e, "fetch transfer failed");
+                                false
+                            }
+                        },
+                        None => false,
+                    }
+                }
+            };
+            if !ok {
+                // The peer is gone or the frame cannot be completed.
+                return;
+            }
+        }
+    }
+    let _ = compio::io::AsyncWrite::shutdown(&mut sock).await;
+}

@@ -1,0 +1,278 @@
+//! Start-up and shutdown. Probes io_uring first (and exits with the cause
+//! and the fix if it is unavailable), opens the metadata store, binds one
+//! SO_REUSEPORT listener per shard, starts one pinned thread per shard with
+//! its own io_uring runtime, and waits. SIGTERM/SIGINT stop accepting,
+//! let in-flight requests finish, then sync every log and exit.
+
+use std::rc::Rc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+
+use crate::cluster::{MetadataStore, OFFSETS_TOPIC};
+use crate::config::{BrokerConfig, FlushPolicy};
+use crate::shard::{Broker, Job, Shard};
+
+/// Builds a throwaway io_uring runtime to learn whether io_uring works here.
+pub fn probe_io_uring() -> anyhow::Result<()> {
+    match compio::runtime::Runtime::new() {
+        Ok(_) => Ok(()),
+        Err(e) => {
+            let cause = match e.raw_os_error() {
+                Some(libc::ENOSYS) => "the kernel has no io_uring (ENOSYS): Linux 5.11 or newer is needed",
+                Some(libc::EPERM) => "io_uring is forbidden (EPERM): a seccomp profile or sysctl kernel.io_uring_disabled=2 blocks it",
+                Some(libc::EACCES) => "io_uring is restricted (EACCES): sysctl kernel.io_uring_disabled=1 limits it to the io_uring_group",
+                Some(libc::ENOMEM) => "io_uring could not lock memory (ENOMEM): raise RLIMIT_MEMLOCK (ulimit -l)",
+                _ => "io_uring setup failed",
+            };
+            anyhow::bail!(
+                "io_uring is unavailable: {cause} ({e}).\n\
+                 Fix: run on Linux 5.11+ with io_uring enabled (sysctl kernel.io_uring_disabled=0); \
+                 in a container, allow io_uring_setup/io_uring_enter/io_uring_register in the seccomp profile \
+                 (e.g. docker run --security-opt seccomp=unconfined)."
+            )
+        }
+    }
+}
+
+pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
+    probe_io_uring()?;
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    let metadata = MetadataStore::open(config.clone())?;
+    let n = config.shards.max(1);
+    let mut senders = Vec::with_capacity(n);
+    let mut receivers = Vec::with_capacity(n);
+    for _ in 0..n {
+        let (tx, rx) = flume::unbounded::<Job>();
+        senders.push(tx);
+        receivers.push(rx);
+    }
+    let broker = Arc::new(Broker::new(config.clone(), metadata, senders));
+
+    let mut per_shard_listeners: Vec<Vec<std::net::TcpListener>> = (0..n).map(|_| Vec::new()).collect();
+    for addr in &config.listeners {
+        let ls = crate::net::bind_reuseport(*addr, n).with_context(|| format!("cannot listen on {addr}"))?;
+        for (i, l) in ls.into_iter().enumerate() {
+            per_shard_listeners[i].push(l);
+        }
+    }
+    let bound: Vec<String> =
+        per_shard_listeners[0].iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
+    if let Some(m) = config.metrics_listen {
+        let local = crate::metrics::serve(m).with_context(|| format!("cannot serve metrics on {m}"))?;
+        tracing::info!(%local, "metrics endpoint");
+    }
+
+    let cores = core_affinity::get_core_ids().unwrap_or_default();
+    let drained = Arc::new(AtomicUsize::new(0));
+    let ready = Arc::new(AtomicUsize::new(0));
+    let mut threads = Vec::with_capacity(n);
+    for (i, (rx, listeners)) in receivers.into_iter().zip(per_shard_listeners).enumerate() {
+        let broker = broker.clone();
+        let core = cores.get(i % cores.len().max(1)).map(|c| c.id);
+        let drained = drained.clone();
+        let ready = ready.clone();
+        threads.push(
+            std::thread::Builder::new()
+                .name(format!("sluice-shard-{i}"))
+                .spawn(move || shard_thread(i, core, broker, rx, listeners, drained, ready))
+                .context("cannot start shard thread")?,
+        );
+    }
+
+    // Signals: stop accepting, drain, sync, exit.
+    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
+        .context("cannot install signal handlers")?;
+    let handle = signals.handle();
+    let sig_broker = broker.clone();
+    let signal_thread = std::thread::Builder::new().name("sluice-signals".into()).spawn(move || {
+        if let Some(sig) = signals.forever().next() {
+            tracing::info!(signal = sig, "shutting down");
+            request_shutdown(&sig_broker);
+        }
+    })?;
+
+    while ready.load(Ordering::SeqCst) < n {
+        if threads.iter().any(|t| t.is_finished()) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    if ready.load(Ordering::SeqCst) == n {
+        tracing::info!(listeners = ?bound, shards = n, data_dir = %config.data_dir.display(), "sluiced ready");
+    }
+    let mut failed = None;
+    for t in threads {
+        match t.join() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => {
+                request_shutdown(&broker);
+                failed.get_or_insert(e);
+            }
+            Err(_) => {
+                request_shutdown(&broker);
+                failed.get_or_insert(anyhow::anyhow!("a shard thread panicked"));
+            }
+        }
+    }
+    handle.close();
+    let _ = signal_thread.join();
+    match failed {
+        Some(e) => Err(e),
+        None => {
+            tracing::info!("sluiced stopped cleanly");
+            Ok(())
+        }
+    }
+}
+
+pub fn request_shutdown(broker: &Arc<Broker>) {
+    broker.shutting_down.store(true, Ordering::SeqCst);
+    for i in 0..broker.shard_count() {
+        let b = broker.clone();
+        // Fire and forget: each shard begins its own shutdown.
+        std::thread::spawn(move || {
+            let job: Job = Box::new(|shard: &Rc<Shard>| shard.begin_shutdown());
+            let _ = b.mailbox(i).map(|m| m.send(job));
+        });
+    }
+}
+
+fn shard_thread(
+    id: usize,
+    core: Option<usize>,
+    broker: Arc<Broker>,
+    mailbox: flume::Receiver<Job>,
+    listeners: Vec<std::net::TcpListener>,
+    drained: Arc<AtomicUsize>,
+    ready: Arc<AtomicUsize>,
+) -> anyhow::Result<()> {
+    let mut builder = compio::runtime::RuntimeBuilder::new();
+    if let Some(c) = core {
+        builder.thread_affinity(std::iter::once(c).collect());
+    }
+    let rt = builder.build().context("cannot start io_uring runtime")?;
+    rt.block_on(async move {
+        let shard = Shard::new(id, broker.clone());
+        Shard::set_current(&shard);
+        {
+            let shard = shard.clone();
+            compio::runtime::spawn(async move {
+                while let Ok(job) = mailbox.recv_async().await {
+                    job(&shard);
+                }
+            })
+            .detach();
+        }
+        open_owned_partitions(&shard).await?;
+        crate::shard::groups::start(&shard).await?;
+        spawn_housekeeping(&shard);
+        for l in listeners {
+            compio::runtime::spawn(crate::net::accept_loop(shard.clone(), l)).detach();
+        }
+        ready.fetch_add(1, Ordering::SeqCst);
+        shard.shutdown.clone().await;
+
+        // Drain: connections stop reading new requests and answer the
+        // ones in flight; wait for them (bounded), then for every shard,
+        // since in-flight requests may need other shards' partitions.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while crate::metrics::METRICS.connections_open.load(Ordering::Relaxed) > 0 && Instant::now() < deadline {
+            compio::time::sleep(Duration::from_millis(10)).await;
+        }
+        drained.fetch_add(1, Ordering::SeqCst);
+        while drained.load(Ordering::SeqCst) < broker.shard_count() && Instant::now() < deadline {
+            compio::time::sleep(Duration::from_millis(5)).await;
+        }
+        if let Some(c) = shard.coordinator() {
+            c.shutdown();
+        }
+        for p in shard.open_partitions() {
+            if let Err(e) = p.flush().await {
+                tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "final sync failed");
+            }
+            if let Some(a) = p.state.borrow().active() {
+                let _ = a.persist_indexes();
+            }
+            p.close();
+        }
+        Ok::<(), anyhow::Error>(())
+    })
+}
+
+/// Opens (recovering) every partition this shard owns, so recovery happens
+/// at start-up rather than on a client's first request.
+async fn open_owned_partitions(shard: &Rc<Shard>) -> anyhow::Result<()> {
+    let image = shard.broker.metadata.image();
+    let mut topics: Vec<_> = image.by_name.values().cloned().collect();
+    topics.sort_by(|a, b| a.name.cmp(&b.name));
+    for t in topics {
+        // The offsets topic's partitions open lazily unless they have data.
+        let lazy = t.name == OFFSETS_TOPIC;
+        for p in 0..t.partitions {
+            if shard.broker.owner_of_partition(&t.id, p) != shard.id {
+                continue;
+            }
+            let dir = shard.broker.config.data_dir.join(crate::log::PartitionLog::dir_name(&t.name, p));
+            if lazy && !dir.exists() {
+                continue;
+            }
+            shard
+                .partition(&t, p)
+                .await
+                .map_err(|code| anyhow::anyhow!("cannot open {}-{p} (error code {code})", t.name))?;
+        }
+    }
+    Ok(())
+}
+
+fn spawn_housekeeping(shard: &Rc<Shard>) {
+    let cfg = shard.broker.config.clone();
+    let s = shard.clone();
+    compio::runtime::spawn(async move {
+        let period = Duration::from_millis(cfg.log_retention_check_interval_ms.max(100));
+        loop {
+            compio::time::sleep(period).await;
+            if s.is_shutting_down() {
+                break;
+            }
+            let now = crate::log::now_ms();
+            for p in s.open_partitions() {
+                let deleted = p.apply_retention();
+                if deleted > 0 {
+                    tracing::info!(topic = %p.topic, partition = p.partition, segments = deleted, "retention deleted segments");
+                }
+                p.state.borrow_mut().producers.expire(now, cfg.producer_id_expiration_ms);
+                let st = p.state.borrow();
+                p.metrics.set_offsets(st.log_start_offset, st.log_end_offset, st.size_bytes());
+            }
+        }
+    })
+    .detach();
+    if cfg_flush_interval(&shard.broker.config) {
+        let s = shard.clone();
+        let period = Duration::from_millis(shard.broker.config.log_flush_interval_ms.max(1));
+        compio::runtime::spawn(async move {
+            loop {
+                compio::time::sleep(period).await;
+                if s.is_shutting_down() {
+                    break;
+                }
+                for p in s.open_partitions() {
+                    if let Err(e) = p.flush().await {
+                        tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "background sync failed");
+                    }
+                }
+            }
+        })
+        .detach();
+    }
+}
+
+fn cfg_flush_interval(cfg: &BrokerConfig) -> bool {
+    cfg.flush_policy == FlushPolicy::Interval
+}

@@ -1,0 +1,100 @@
+//! Wiring the group coordinator into a shard: the [`GroupLog`] backed by the
+//! shard's `__consumer_offsets` partitions (a group's records go to the
+//! partition Kafka's hash picks, so they are durable in the broker's own log
+//! and fsync'ed before the coordinator answers), and loading those
+//! partitions' records back into the coordinator at start-up.
+
+use std::rc::{Rc, Weak};
+
+use bytes::Bytes;
+use futures::future::LocalBoxFuture;
+use sluice_protocol::batch::{BatchBuilder, BatchHeader};
+use sluice_protocol::compression::Compression;
+
+use crate::cluster::OFFSETS_TOPIC;
+use crate::group::{GroupConfig, GroupCoordinator, GroupLog};
+use crate::shard::Shard;
+
+const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+const CORRUPT_MESSAGE: i16 = 2;
+
+/// The group id at the start of every `__consumer_offsets` key (after the
+/// key's i16 version).
+fn group_of_key(key: &[u8]) -> Option<String> {
+    let len = i16::from_be_bytes([*key.get(2)?, *key.get(3)?]);
+    let len = usize::try_from(len).ok()?;
+    String::from_utf8(key.get(4..4 + len)?.to_vec()).ok()
+}
+
+struct OffsetsLog {
+    shard: Weak<Shard>,
+}
+
+impl GroupLog for OffsetsLog {
+    fn append(&self, records: Vec<(Bytes, Option<Bytes>)>) -> LocalBoxFuture<'static, Result<(), i16>> {
+        let shard = self.shard.upgrade();
+        Box::pin(async move {
+            let shard = shard.ok_or(COORDINATOR_NOT_AVAILABLE)?;
+            let Some((first_key, _)) = records.first() else { return Ok(()) };
+            let group = group_of_key(first_key).ok_or(CORRUPT_MESSAGE)?;
+            let meta = shard.broker.metadata.image().by_name.get(OFFSETS_TOPIC).cloned().ok_or(COORDINATOR_NOT_AVAILABLE)?;
+            let p = shard.broker.offsets_partition_of_group(&group);
+            let log = shard.partition(&meta, p).await?;
+            let now = crate::log::now_ms();
+            let mut b = BatchBuilder::new(Compression::None).with_base_timestamp(now);
+            for (k, v) in &records {
+                b.push(now, Some(&k[..]), v.as_deref(), &[]).map_err(|_| CORRUPT_MESSAGE)?;
+            }
+            let bytes = b.build();
+            let header = BatchHeader::parse(&bytes).map_err(|_| CORRUPT_MESSAGE)?;
+            let r = log.append(vec![(header, bytes)], true).await;
+            if r.error != 0 {
+                Err(r.error)
+            } else {
+                Ok(())
+            }
+        })
+    }
+}
+
+pub async fn start(shard: &Rc<Shard>) -> anyhow::Result<()> {
+    let cfg = &shard.broker.config;
+    let gc = GroupConfig {
+        group_min_session_timeout_ms: cfg.group_min_session_timeout_ms,
+        group_max_session_timeout_ms: cfg.group_max_session_timeout_ms,
+        group_initial_rebalance_delay_ms: cfg.group_initial_rebalance_delay_ms,
+        group_max_size: cfg.group_max_size,
+        offsets_retention_minutes: cfg.offsets_retention_minutes,
+        broker_node_id: cfg.node_id,
+        ..GroupConfig::default()
+    };
+    let coordinator = GroupCoordinator::new(gc, Rc::new(OffsetsLog { shard: Rc::downgrade(shard) }));
+    let image = shard.broker.metadata.image();
+    if let Some(meta) = image.by_name.get(OFFSETS_TOPIC) {
+        for p in 0..meta.partitions {
+            if shard.broker.owner_of_partition(&meta.id, p) != shard.id {
+                continue;
+            }
+            let Some(log) = shard.partition_if_open(&meta.id, p) else { continue };
+            let records = log.read_all_records()?;
+            coordinator.load(records);
+        }
+    }
+    *shard.groups.borrow_mut() = Some(coordinator);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn group_is_read_from_offsets_keys() {
+        let mut key = vec![0u8, 1, 0, 3];
+        key.extend_from_slice(b"abc");
+        key.extend_from_slice(&[0, 1, b't']);
+        assert_eq!(group_of_key(&key).as_deref(), Some("abc"));
+        assert_eq!(group_of_key(&[0, 1, 0, 9, b'a']), None);
+        assert_eq!(group_of_key(&[0]), None);
+    }
+}

@@ -1,0 +1,22 @@
+//! Wire-level pieces both sides of Sluice must agree on byte for byte, with
+//! no I/O: the Kafka v2 record batch codec, the compression codecs, request
+//! framing and the Java-compatible partitioner hash. Request and response
+//! message types come from the `kafka-protocol` crate, re-exported here so
+//! every crate uses the same version.
+//!
+//! # Layout
+//! - [`batch`]: v2 RecordBatch header, CRC-32C, validation, in-place
+//!   patches, recovery scan, record encode/decode ([`batch::BatchBuilder`]).
+//! - [`compression`]: gzip, snappy (xerial framing), lz4 (frame), zstd,
+//!   with capped decompression.
+//! - [`frame`]: the 4-byte size prefix and its limit check.
+//! - [`murmur2`]: the Java client's murmur2 and keyed partition choice.
+//! - [`varint`]: zigzag varint/varlong primitives.
+
+pub mod batch;
+pub mod compression;
+pub mod frame;
+pub mod murmur2;
+pub mod varint;
+
+pub use kafka_protocol;
