@@ -1,6 +1,7 @@
 //! sluiced: a Kafka-compatible broker, thread-per-core on io_uring.
 //!
 //! # Layout
+//! - [`alloc`]: the global allocator that survives absurd length claims.
 //! - [`config`]: every setting, named after Kafka's properties.
 //! - [`runtime`]: start-up (io_uring probe, shards, listeners, signals) and
 //!   clean shutdown.
@@ -14,6 +15,7 @@
 //! - [`cluster`]: the metadata image (topics, configs, producer ids).
 //! - [`metrics`]: Prometheus exposition.
 
+pub mod alloc;
 pub mod api;
 pub mod cluster;
 pub mod config;

@@ -7,6 +7,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use sluice_broker::config::{parse_host_port, parse_listen, BrokerConfig};
 
+#[global_allocator]
+static ALLOC: sluice_broker::alloc::BrokerAllocator = sluice_broker::alloc::BrokerAllocator;
+
 /// A Kafka-compatible broker: thread-per-core on io_uring, fsync before ack.
 #[derive(Parser, Debug)]
 #[command(name = "sluiced", version, about, long_about = None)]

@@ -41,9 +41,13 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
         };
         match outcome {
             Ok(meta) => {
-                r.topic_id = meta.id;
-                r.num_partitions = meta.partitions;
-                r.replication_factor = 1;
+                if ctx.version >= 7 {
+                    r.topic_id = meta.id;
+                }
+                if ctx.version >= 5 {
+                    r.num_partitions = meta.partitions;
+                    r.replication_factor = 1;
+                }
                 if ctx.version >= 5 {
                     r.configs = Some(
                         crate::config::BrokerConfig::TOPIC_CONFIG_NAMES

@@ -27,7 +27,9 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response 
     };
     for (name, id) in targets {
         let mut r = DeletableTopicResult::default();
-        r.topic_id = id;
+        if ctx.version >= 6 {
+            r.topic_id = id;
+        }
         let name = match name {
             Some(n) => Some(n),
             None => broker.metadata.image().by_id.get(&id).map(|m| m.name.clone()),
@@ -40,7 +42,9 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response 
         r.name = Some(TopicName(StrBytes::from_string(name.clone())));
         match broker.metadata.delete_topic(&name) {
             Ok(meta) => {
-                r.topic_id = meta.id;
+                if ctx.version >= 6 {
+                    r.topic_id = meta.id;
+                }
                 tracing::info!(topic = %name, "deleted topic");
                 remove_partitions(&broker, meta).await;
             }

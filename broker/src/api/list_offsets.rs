@@ -44,7 +44,9 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> Response {
                 Ok(Ok(Some((offset, timestamp)))) => {
                     pr.offset = offset;
                     pr.timestamp = timestamp;
-                    pr.leader_epoch = 0;
+                    if ctx.version >= 4 {
+                        pr.leader_epoch = 0;
+                    }
                 }
                 Ok(Ok(None)) => {}
                 Ok(Err(code)) | Err(code) => pr.error_code = code,

@@ -18,18 +18,22 @@ const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const LEADER_NOT_AVAILABLE: i16 = 5;
 const UNKNOWN_TOPIC_ID: i16 = 100;
 
-pub fn topic_entry(meta: &TopicMeta, node_id: i32) -> MetadataResponseTopic {
+pub fn topic_entry(meta: &TopicMeta, node_id: i32, version: i16) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
     t.name = Some(TopicName(StrBytes::from_string(meta.name.clone())));
     t.topic_id = meta.id;
     t.is_internal = meta.internal;
-    t.topic_authorized_operations = i32::MIN;
+    if version >= 8 {
+        t.topic_authorized_operations = i32::MIN;
+    }
     t.partitions = (0..meta.partitions)
         .map(|p| {
             let mut mp = MetadataResponsePartition::default();
             mp.partition_index = p;
             mp.leader_id = BrokerId(node_id);
-            mp.leader_epoch = 0;
+            if version >= 7 {
+                mp.leader_epoch = 0;
+            }
             mp.replica_nodes = vec![BrokerId(node_id)];
             mp.isr_nodes = vec![BrokerId(node_id)];
             mp
@@ -50,7 +54,9 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
     let image = broker.metadata.image();
     resp.cluster_id = Some(StrBytes::from_string(image.cluster_id.clone()));
     resp.controller_id = BrokerId(cfg.node_id);
-    resp.cluster_authorized_operations = i32::MIN;
+    if (8..=10).contains(&ctx.version) {
+        resp.cluster_authorized_operations = i32::MIN;
+    }
     // v0 asks for all topics with an empty list; v1+ with null.
     let all = match &req.topics {
         None => true,
@@ -59,7 +65,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
     if all {
         let mut names: Vec<_> = image.by_name.values().collect();
         names.sort_by(|a, b| a.name.cmp(&b.name));
-        resp.topics = names.into_iter().map(|m| topic_entry(m, cfg.node_id)).collect();
+        resp.topics = names.into_iter().map(|m| topic_entry(m, cfg.node_id, ctx.version)).collect();
         return ctx.respond(&resp);
     }
     let auto_create = cfg.auto_create_topics_enable && (ctx.version < 4 || req.allow_auto_topic_creation);
@@ -69,11 +75,13 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
             None => image.by_id.get(&rt.topic_id).cloned(),
         };
         match (meta, rt.name) {
-            (Some(m), _) => resp.topics.push(topic_entry(&m, cfg.node_id)),
+            (Some(m), _) => resp.topics.push(topic_entry(&m, cfg.node_id, ctx.version)),
             (None, Some(name)) => {
                 let mut t = MetadataResponseTopic::default();
                 t.name = Some(name.clone());
-                t.topic_authorized_operations = i32::MIN;
+                if ctx.version >= 8 {
+                    t.topic_authorized_operations = i32::MIN;
+                }
                 if let Err(e) = validate_topic_name(&name) {
                     t.error_code = e.code;
                 } else if auto_create {
@@ -83,7 +91,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
                             // Kafka answers LEADER_NOT_AVAILABLE while a new
                             // topic's leaders are elected; ours are ready, so
                             // answer with the topic right away.
-                            t = topic_entry(&m, cfg.node_id);
+                            t = topic_entry(&m, cfg.node_id, ctx.version);
                         }
                         Err(e) if e.code == 36 => {
                             t.error_code = LEADER_NOT_AVAILABLE;

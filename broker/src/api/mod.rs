@@ -30,6 +30,12 @@ pub mod join_group;
 pub mod sync_group;
 pub mod heartbeat;
 pub mod leave_group;
+pub mod offset_commit;
+pub mod offset_fetch;
+pub mod offset_delete;
+pub mod describe_groups;
+pub mod list_groups;
+pub mod delete_groups;
 pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
@@ -77,7 +83,7 @@ pub fn encode_frame<R: Encodable>(correlation_id: i32, header_version: i16, body
     if let Err(e) = body.encode(&mut buf, version) {
         // Our own response failed to encode for this version: a bug. Close
         // rather than send a frame the client would misparse.
-        tracing::error!(error = %e, version, "cannot encode response");
+        tracing::error!(error = %e, version, api = std::any::type_name::<R>(), "cannot encode response");
         return Response::None;
     }
     let len = (buf.len() - 4) as i32;
@@ -116,10 +122,14 @@ registry! {
     ListOffsets => list_offsets(m::ListOffsetsRequest),
     Metadata => metadata(m::MetadataRequest),
     FindCoordinator => find_coordinator(m::FindCoordinatorRequest),
+    OffsetCommit => offset_commit(m::OffsetCommitRequest),
+    OffsetFetch => offset_fetch(m::OffsetFetchRequest),
     JoinGroup => join_group(m::JoinGroupRequest),
     Heartbeat => heartbeat(m::HeartbeatRequest),
     LeaveGroup => leave_group(m::LeaveGroupRequest),
     SyncGroup => sync_group(m::SyncGroupRequest),
+    DescribeGroups => describe_groups(m::DescribeGroupsRequest),
+    ListGroups => list_groups(m::ListGroupsRequest),
     ApiVersions => api_versions(m::ApiVersionsRequest),
     CreateTopics => create_topics(m::CreateTopicsRequest),
     DeleteTopics => delete_topics(m::DeleteTopicsRequest),
@@ -129,7 +139,9 @@ registry! {
     DescribeConfigs => describe_configs(m::DescribeConfigsRequest),
     AlterConfigs => alter_configs(m::AlterConfigsRequest),
     CreatePartitions => create_partitions(m::CreatePartitionsRequest),
+    DeleteGroups => delete_groups(m::DeleteGroupsRequest),
     IncrementalAlterConfigs => incremental_alter_configs(m::IncrementalAlterConfigsRequest),
+    OffsetDelete => offset_delete(m::OffsetDeleteRequest),
     DescribeCluster => describe_cluster(m::DescribeClusterRequest),
 }
 

@@ -146,7 +146,9 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
                     pr.error_code = r.error;
                     pr.base_offset = r.base_offset;
                     pr.log_append_time_ms = r.log_append_time;
-                    pr.log_start_offset = r.log_start_offset;
+                    if ctx.version >= 5 {
+                        pr.log_start_offset = r.log_start_offset;
+                    }
                 }
             }
             None => {

@@ -42,7 +42,14 @@ fn new_member_id(prefix: &str) -> String {
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    format!("{prefix}-{}-{}-{}-{}-{}", &h[0..8], &h[8..12], &h[12..16], &h[16..20], &h[20..32])
+    format!(
+        "{prefix}-{}-{}-{}-{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[12..16],
+        &h[16..20],
+        &h[20..32]
+    )
 }
 
 /// A JoinGroup request, normalised across versions.
@@ -151,14 +158,26 @@ impl GroupCoordinator {
         let params = JoinParams {
             group_id: req.group_id.as_str(),
             member_id: req.member_id.as_str(),
-            instance_id: if version >= 5 { req.group_instance_id.as_deref() } else { None },
+            instance_id: if version >= 5 {
+                req.group_instance_id.as_deref()
+            } else {
+                None
+            },
             client_id,
             client_host,
             session_timeout_ms: req.session_timeout_ms,
             // v0 has no rebalance timeout: Kafka uses the session timeout.
-            rebalance_timeout_ms: if version == 0 { req.session_timeout_ms } else { req.rebalance_timeout_ms },
+            rebalance_timeout_ms: if version == 0 {
+                req.session_timeout_ms
+            } else {
+                req.rebalance_timeout_ms
+            },
             protocol_type: req.protocol_type.as_str(),
-            protocols: req.protocols.iter().map(|p| (p.name.to_string(), p.metadata.clone())).collect(),
+            protocols: req
+                .protocols
+                .iter()
+                .map(|p| (p.name.to_string(), p.metadata.clone()))
+                .collect(),
             version,
         };
         let outcome = match self.join_step(&params) {
@@ -179,7 +198,9 @@ impl GroupCoordinator {
             Ok(o) => o,
             // The member was dropped without an answer (removed, or replaced
             // by a newer JoinGroup of the same member).
-            Err(_) if self.is_shut_down() => JoinOutcome::error(member_id, code(GroupError::NotCoordinator)),
+            Err(_) if self.is_shut_down() => {
+                JoinOutcome::error(member_id, code(GroupError::NotCoordinator))
+            }
             Err(_) => JoinOutcome::error("", code(GroupError::UnknownMemberId)),
         }
     }
@@ -212,7 +233,10 @@ impl GroupCoordinator {
         };
         let step = if !self.accept_joining_member(group, p.member_id) {
             group.remove_member(p.member_id);
-            JoinStep::Done(JoinOutcome::error("", code(GroupError::GroupMaxSizeReached)))
+            JoinStep::Done(JoinOutcome::error(
+                "",
+                code(GroupError::GroupMaxSizeReached),
+            ))
         } else if unknown {
             self.new_member_join(group, p, now_ms)
         } else {
@@ -230,8 +254,16 @@ impl GroupCoordinator {
         match group.state {
             GroupState::Empty | GroupState::Dead => true,
             GroupState::PreparingRebalance(_) => {
-                group.members.get(member_id).is_some_and(|m| m.awaiting_join.is_some())
-                    || group.members.values().filter(|m| m.awaiting_join.is_some()).count() < max
+                group
+                    .members
+                    .get(member_id)
+                    .is_some_and(|m| m.awaiting_join.is_some())
+                    || group
+                        .members
+                        .values()
+                        .filter(|m| m.awaiting_join.is_some())
+                        .count()
+                        < max
             }
             GroupState::CompletingRebalance | GroupState::Stable => {
                 group.members.contains_key(member_id) || group.members.len() < max
@@ -250,14 +282,19 @@ impl GroupCoordinator {
         let new_id = new_member_id(p.instance_id.unwrap_or(p.client_id));
         match p.instance_id {
             Some(instance) => match group.static_members.get(instance).cloned() {
-                Some(old_id) => self.update_static_member_and_rebalance(group, p, instance, &old_id, new_id, now_ms),
+                Some(old_id) => self.update_static_member_and_rebalance(
+                    group, p, instance, &old_id, new_id, now_ms,
+                ),
                 None => self.add_member_and_rebalance(group, p, new_id, now_ms),
             },
             None if p.version >= 4 => {
                 let deadline = Instant::now() + ms(p.session_timeout_ms);
                 group.pending_members.insert(new_id.clone(), deadline);
                 self.arm(group, deadline);
-                JoinStep::Done(JoinOutcome::error(&new_id, code(GroupError::MemberIdRequired)))
+                JoinStep::Done(JoinOutcome::error(
+                    &new_id,
+                    code(GroupError::MemberIdRequired),
+                ))
             }
             None => self.add_member_and_rebalance(group, p, new_id, now_ms),
         }
@@ -282,7 +319,9 @@ impl GroupCoordinator {
         if group.is_static_member_fenced(p.instance_id, member_id) {
             return err(GroupError::FencedInstanceId);
         }
-        let instance_unknown = p.instance_id.is_some_and(|i| !group.static_members.contains_key(i));
+        let instance_unknown = p
+            .instance_id
+            .is_some_and(|i| !group.static_members.contains_key(i));
         let Some(member) = group.members.get(member_id) else {
             return err(GroupError::UnknownMemberId);
         };
@@ -316,7 +355,13 @@ impl GroupCoordinator {
         }
     }
 
-    fn add_member_and_rebalance(&self, group: &mut Group, p: &JoinParams<'_>, member_id: String, now_ms: i64) -> JoinStep {
+    fn add_member_and_rebalance(
+        &self,
+        group: &mut Group,
+        p: &JoinParams<'_>,
+        member_id: String,
+        now_ms: i64,
+    ) -> JoinStep {
         let (tx, rx) = oneshot::channel();
         if group.state.is_preparing() && group.generation == 0 {
             group.new_member_added = true;
@@ -344,7 +389,12 @@ impl GroupCoordinator {
         JoinStep::Wait(rx)
     }
 
-    fn update_member_and_rebalance(&self, group: &mut Group, p: &JoinParams<'_>, now_ms: i64) -> JoinStep {
+    fn update_member_and_rebalance(
+        &self,
+        group: &mut Group,
+        p: &JoinParams<'_>,
+        now_ms: i64,
+    ) -> JoinStep {
         let (tx, rx) = oneshot::channel();
         if let Some(m) = group.members.get_mut(p.member_id) {
             m.protocols = p.protocols.clone();
@@ -367,16 +417,24 @@ impl GroupCoordinator {
     ) -> JoinStep {
         let leader_before = group.leader.clone();
         if !group.replace_static_member(instance_id, old_id, &new_id) {
-            return JoinStep::Done(JoinOutcome::error(p.member_id, code(GroupError::UnknownMemberId)));
+            return JoinStep::Done(JoinOutcome::error(
+                p.member_id,
+                code(GroupError::UnknownMemberId),
+            ));
         }
         let (tx, rx) = oneshot::channel();
         let deadline = Instant::now() + ms(p.session_timeout_ms);
         let Some(member) = group.members.get_mut(&new_id) else {
-            return JoinStep::Done(JoinOutcome::error(p.member_id, code(GroupError::UnknownMemberId)));
+            return JoinStep::Done(JoinOutcome::error(
+                p.member_id,
+                code(GroupError::UnknownMemberId),
+            ));
         };
         let old_protocols = std::mem::replace(&mut member.protocols, p.protocols.clone());
-        let old_rebalance_timeout_ms = std::mem::replace(&mut member.rebalance_timeout_ms, p.rebalance_timeout_ms);
-        let old_session_timeout_ms = std::mem::replace(&mut member.session_timeout_ms, p.session_timeout_ms);
+        let old_rebalance_timeout_ms =
+            std::mem::replace(&mut member.rebalance_timeout_ms, p.rebalance_timeout_ms);
+        let old_session_timeout_ms =
+            std::mem::replace(&mut member.session_timeout_ms, p.session_timeout_ms);
         member.awaiting_join = Some(tx);
         member.deadline = deadline;
         self.arm(group, deadline);
@@ -408,7 +466,11 @@ impl GroupCoordinator {
             }
             // Its old member id may already be in the leader's assignment.
             GroupState::CompletingRebalance => {
-                self.prepare_rebalance(group, now_ms, "static member rejoins during CompletingRebalance");
+                self.prepare_rebalance(
+                    group,
+                    now_ms,
+                    "static member rejoins during CompletingRebalance",
+                );
                 JoinStep::Wait(rx)
             }
             GroupState::PreparingRebalance(_) => JoinStep::Wait(rx),
@@ -417,16 +479,26 @@ impl GroupCoordinator {
                 if let Some(m) = group.members.get_mut(&new_id) {
                     m.awaiting_join = None;
                 }
-                JoinStep::Done(JoinOutcome::error(p.member_id, code(GroupError::UnknownMemberId)))
+                JoinStep::Done(JoinOutcome::error(
+                    p.member_id,
+                    code(GroupError::UnknownMemberId),
+                ))
             }
         }
     }
 
     /// After persisting a static member's new id: answer it, or undo the
     /// replacement if the write failed.
-    fn finish_static_rejoin(&self, p: StaticRejoin, result: Result<(), i16>) -> oneshot::Receiver<JoinOutcome> {
+    fn finish_static_rejoin(
+        &self,
+        p: StaticRejoin,
+        result: Result<(), i16>,
+    ) -> oneshot::Receiver<JoinOutcome> {
         let mut groups = self.groups.borrow_mut();
-        let Some(group) = groups.get_mut(&p.group_id).filter(|g| g.incarnation == p.incarnation) else {
+        let Some(group) = groups
+            .get_mut(&p.group_id)
+            .filter(|g| g.incarnation == p.incarnation)
+        else {
             return p.rx;
         };
         // If a rebalance started meanwhile, the member takes part in it and
@@ -434,8 +506,12 @@ impl GroupCoordinator {
         if !group.is(&GroupState::Stable) {
             return p.rx;
         }
-        let Some(member) = group.members.get_mut(&p.new_id) else { return p.rx };
-        let Some(tx) = member.awaiting_join.take() else { return p.rx };
+        let Some(member) = group.members.get_mut(&p.new_id) else {
+            return p.rx;
+        };
+        let Some(tx) = member.awaiting_join.take() else {
+            return p.rx;
+        };
         match result {
             Err(log_code) => {
                 tracing::warn!(group = %group.id, error_code = log_code, "failed to persist static member's new id");
@@ -469,7 +545,11 @@ impl GroupCoordinator {
                         protocol_name: group.protocol_name.clone(),
                         leader: group.leader.clone().unwrap_or_default(),
                         skip_assignment: is_leader,
-                        members: if is_leader { group.member_metadata_for_leader() } else { Vec::new() },
+                        members: if is_leader {
+                            group.member_metadata_for_leader()
+                        } else {
+                            Vec::new()
+                        },
                     }
                 } else {
                     // Before v9: report the old leader id so a static leader
@@ -494,7 +574,10 @@ impl GroupCoordinator {
     // ------------------------------------------------------------ rebalance
 
     pub(super) fn maybe_prepare_rebalance(&self, group: &mut Group, now_ms: i64, reason: &str) {
-        if matches!(group.state, GroupState::Stable | GroupState::CompletingRebalance | GroupState::Empty) {
+        if matches!(
+            group.state,
+            GroupState::Stable | GroupState::CompletingRebalance | GroupState::Empty
+        ) {
             self.prepare_rebalance(group, now_ms, reason);
         }
     }
@@ -510,10 +593,16 @@ impl GroupCoordinator {
         let phase = if group.is(&GroupState::Empty) && delay > 0 {
             JoinPhase {
                 deadline: now + Duration::from_millis(delay),
-                initial: Some(InitialDelay { delay_ms: delay, remaining_ms: rebalance_timeout.saturating_sub(delay) }),
+                initial: Some(InitialDelay {
+                    delay_ms: delay,
+                    remaining_ms: rebalance_timeout.saturating_sub(delay),
+                }),
             }
         } else {
-            JoinPhase { deadline: now + Duration::from_millis(rebalance_timeout), initial: None }
+            JoinPhase {
+                deadline: now + Duration::from_millis(rebalance_timeout),
+                initial: None,
+            }
         };
         group.transition(GroupState::PreparingRebalance(phase), now_ms);
         self.rebalances.set(self.rebalances.get() + 1);
@@ -553,7 +642,10 @@ impl GroupCoordinator {
             // Only static members that have not rejoined are left: wait for
             // them (or their session expiry) another rebalance timeout.
             let deadline = now + ms(group.rebalance_timeout_ms());
-            group.state = GroupState::PreparingRebalance(JoinPhase { deadline, initial: None });
+            group.state = GroupState::PreparingRebalance(JoinPhase {
+                deadline,
+                initial: None,
+            });
             self.arm(group, deadline);
             return;
         }
@@ -596,7 +688,11 @@ impl GroupCoordinator {
                 protocol_name: protocol_name.clone(),
                 leader: leader.clone(),
                 skip_assignment: false,
-                members: if m.id == leader { leader_view.clone() } else { Vec::new() },
+                members: if m.id == leader {
+                    leader_view.clone()
+                } else {
+                    Vec::new()
+                },
             };
             if let Some(tx) = m.awaiting_join.take() {
                 let _ = tx.send(outcome);
@@ -615,15 +711,27 @@ impl GroupCoordinator {
 
     /// Removes a member, answering its waiting JoinGroup, and lets the group
     /// react (Kafka's removeMemberAndUpdateGroup).
-    pub(super) fn remove_member_and_update(&self, group: &mut Group, member_id: &str, now_ms: i64, reason: &str) {
-        if let Some(tx) = group.members.get_mut(member_id).and_then(|m| m.awaiting_join.take()) {
+    pub(super) fn remove_member_and_update(
+        &self,
+        group: &mut Group,
+        member_id: &str,
+        now_ms: i64,
+        reason: &str,
+    ) {
+        if let Some(tx) = group
+            .members
+            .get_mut(member_id)
+            .and_then(|m| m.awaiting_join.take())
+        {
             let _ = tx.send(JoinOutcome::error("", code(GroupError::UnknownMemberId)));
         }
         group.remove_member(member_id);
         tracing::info!(group = %group.id, member = member_id, reason, "member removed");
         match group.state {
             GroupState::Dead | GroupState::Empty => {}
-            GroupState::Stable | GroupState::CompletingRebalance => self.maybe_prepare_rebalance(group, now_ms, reason),
+            GroupState::Stable | GroupState::CompletingRebalance => {
+                self.maybe_prepare_rebalance(group, now_ms, reason)
+            }
             GroupState::PreparingRebalance(_) => self.try_complete_join(group, now_ms),
         }
     }
@@ -631,12 +739,23 @@ impl GroupCoordinator {
     // ------------------------------------------------------------ SyncGroup
 
     /// SyncGroup (v0-v5).
-    pub async fn sync_group(self: &Rc<Self>, req: SyncGroupRequest, version: i16) -> SyncGroupResponse {
+    pub async fn sync_group(
+        self: &Rc<Self>,
+        req: SyncGroupRequest,
+        version: i16,
+    ) -> SyncGroupResponse {
         self.ensure_timer_task();
         let outcome = match self.sync_step(&req, version) {
             SyncStep::Done(o) => o,
             SyncStep::Wait(rx) => self.wait_sync(rx).await,
-            SyncStep::LeaderPersist { rx, records, group_id, incarnation, generation, assignment } => {
+            SyncStep::LeaderPersist {
+                rx,
+                records,
+                group_id,
+                incarnation,
+                generation,
+                assignment,
+            } => {
                 let result = self.log.append(records).await;
                 self.finish_leader_sync(&group_id, incarnation, generation, assignment, result);
                 self.wait_sync(rx).await
@@ -663,7 +782,11 @@ impl GroupCoordinator {
             return err(GroupError::InvalidGroupId);
         }
         let member_id = req.member_id.as_str();
-        let instance_id = if version >= 3 { req.group_instance_id.as_deref() } else { None };
+        let instance_id = if version >= 3 {
+            req.group_instance_id.as_deref()
+        } else {
+            None
+        };
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups.get_mut(group_id) else {
             return err(GroupError::UnknownMemberId);
@@ -703,7 +826,12 @@ impl GroupCoordinator {
                     return err(GroupError::UnknownMemberId);
                 };
                 m.deadline = now + ms(m.session_timeout_ms);
-                SyncStep::Done(SyncOutcome { error: 0, protocol_type, protocol_name, assignment: m.assignment.clone() })
+                SyncStep::Done(SyncOutcome {
+                    error: 0,
+                    protocol_type,
+                    protocol_name,
+                    assignment: m.assignment.clone(),
+                })
             }
             GroupState::CompletingRebalance => {
                 let (tx, rx) = oneshot::channel();
@@ -714,8 +842,11 @@ impl GroupCoordinator {
                 if !group.is_leader(member_id) {
                     return SyncStep::Wait(rx);
                 }
-                let mut assignment: HashMap<String, Bytes> =
-                    req.assignments.iter().map(|a| (a.member_id.to_string(), a.assignment.clone())).collect();
+                let mut assignment: HashMap<String, Bytes> = req
+                    .assignments
+                    .iter()
+                    .map(|a| (a.member_id.to_string(), a.assignment.clone()))
+                    .collect();
                 for id in group.members.keys() {
                     if !assignment.contains_key(id) {
                         tracing::warn!(group = %group.id, member = %id, "leader sent no assignment for member; using empty");
@@ -723,7 +854,9 @@ impl GroupCoordinator {
                     }
                 }
                 tracing::info!(group = %group.id, generation = group.generation, "assignment received from leader");
-                let records = vec![group.metadata_record(&|m| assignment.get(&m.id).cloned().unwrap_or_default())];
+                let records =
+                    vec![group
+                        .metadata_record(&|m| assignment.get(&m.id).cloned().unwrap_or_default())];
                 SyncStep::LeaderPersist {
                     rx,
                     records,
@@ -746,7 +879,12 @@ impl GroupCoordinator {
     ) {
         let now_ms = Self::now_ms();
         let mut groups = self.groups.borrow_mut();
-        let Some(group) = groups.get_mut(group_id).filter(|g| g.incarnation == incarnation) else { return };
+        let Some(group) = groups
+            .get_mut(group_id)
+            .filter(|g| g.incarnation == incarnation)
+        else {
+            return;
+        };
         // A member may have joined while we were writing: then a new
         // rebalance already answered everyone.
         if !(group.is(&GroupState::CompletingRebalance) && group.generation == generation) {
@@ -769,10 +907,23 @@ impl GroupCoordinator {
     // ------------------------------------------------------------ Heartbeat
 
     /// Heartbeat (v0-v4).
-    pub async fn heartbeat(self: &Rc<Self>, req: HeartbeatRequest, version: i16) -> HeartbeatResponse {
+    pub async fn heartbeat(
+        self: &Rc<Self>,
+        req: HeartbeatRequest,
+        version: i16,
+    ) -> HeartbeatResponse {
         self.ensure_timer_task();
-        let instance_id = if version >= 3 { req.group_instance_id.as_deref() } else { None };
-        let error = match self.heartbeat_step(req.group_id.as_str(), req.member_id.as_str(), instance_id, req.generation_id) {
+        let instance_id = if version >= 3 {
+            req.group_instance_id.as_deref()
+        } else {
+            None
+        };
+        let error = match self.heartbeat_step(
+            req.group_id.as_str(),
+            req.member_id.as_str(),
+            instance_id,
+            req.generation_id,
+        ) {
             Ok(()) => 0,
             Err(e) => code(e),
         };
@@ -781,7 +932,13 @@ impl GroupCoordinator {
         r
     }
 
-    fn heartbeat_step(&self, group_id: &str, member_id: &str, instance_id: Option<&str>, generation: i32) -> Result<(), GroupError> {
+    fn heartbeat_step(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> Result<(), GroupError> {
         if self.is_shut_down() {
             return Err(GroupError::NotCoordinator);
         }
@@ -789,7 +946,9 @@ impl GroupCoordinator {
             return Err(GroupError::InvalidGroupId);
         }
         let mut groups = self.groups.borrow_mut();
-        let group = groups.get_mut(group_id).ok_or(GroupError::UnknownMemberId)?;
+        let group = groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
         if group.is(&GroupState::Dead) {
             return Err(GroupError::CoordinatorNotAvailable);
         }
@@ -822,10 +981,22 @@ impl GroupCoordinator {
     // ------------------------------------------------------------ LeaveGroup
 
     /// LeaveGroup (v0-v5; v3+ carries a batch of members).
-    pub async fn leave_group(self: &Rc<Self>, req: LeaveGroupRequest, version: i16) -> LeaveGroupResponse {
+    pub async fn leave_group(
+        self: &Rc<Self>,
+        req: LeaveGroupRequest,
+        version: i16,
+    ) -> LeaveGroupResponse {
         self.ensure_timer_task();
         let leaving: Vec<(String, Option<String>)> = if version >= 3 {
-            req.members.iter().map(|m| (m.member_id.to_string(), m.group_instance_id.as_ref().map(|i| i.to_string()))).collect()
+            req.members
+                .iter()
+                .map(|m| {
+                    (
+                        m.member_id.to_string(),
+                        m.group_instance_id.as_ref().map(|i| i.to_string()),
+                    )
+                })
+                .collect()
         } else {
             vec![(req.member_id.to_string(), None)]
         };
@@ -845,7 +1016,11 @@ impl GroupCoordinator {
                 })
                 .collect();
         } else {
-            r.error_code = if top != 0 { top } else { errors.first().copied().unwrap_or(0) };
+            r.error_code = if top != 0 {
+                top
+            } else {
+                errors.first().copied().unwrap_or(0)
+            };
         }
         r
     }
@@ -870,9 +1045,18 @@ impl GroupCoordinator {
         for (member_id, instance_id) in leaving {
             let error = if member_id.is_empty() {
                 // Administrative removal by group.instance.id.
-                match instance_id.as_ref().and_then(|i| group.static_members.get(i)).cloned() {
+                match instance_id
+                    .as_ref()
+                    .and_then(|i| group.static_members.get(i))
+                    .cloned()
+                {
                     Some(current) => {
-                        self.remove_member_and_update(group, &current, now_ms, "LeaveGroup by instance id");
+                        self.remove_member_and_update(
+                            group,
+                            &current,
+                            now_ms,
+                            "LeaveGroup by instance id",
+                        );
                         0
                     }
                     None => unknown,
@@ -901,7 +1085,9 @@ impl GroupCoordinator {
     pub(super) fn check_group(&self, group_id: &str, now: Instant) {
         let now_ms = Self::now_ms();
         let mut groups = self.groups.borrow_mut();
-        let Some(group) = groups.get_mut(group_id) else { return };
+        let Some(group) = groups.get_mut(group_id) else {
+            return;
+        };
         group.scheduled = None;
         if group.is(&GroupState::Dead) {
             return;
@@ -919,7 +1105,10 @@ impl GroupCoordinator {
                         let remaining = d.remaining_ms.saturating_sub(d.delay_ms);
                         group.state = GroupState::PreparingRebalance(JoinPhase {
                             deadline: now + Duration::from_millis(delay),
-                            initial: Some(InitialDelay { delay_ms: delay, remaining_ms: remaining }),
+                            initial: Some(InitialDelay {
+                                delay_ms: delay,
+                                remaining_ms: remaining,
+                            }),
                         });
                     }
                     _ => self.complete_join(group, now_ms),
@@ -928,8 +1117,12 @@ impl GroupCoordinator {
         }
 
         // Member ids handed out with MEMBER_ID_REQUIRED that never came back.
-        let expired_pending: Vec<String> =
-            group.pending_members.iter().filter(|(_, d)| **d <= now).map(|(id, _)| id.clone()).collect();
+        let expired_pending: Vec<String> = group
+            .pending_members
+            .iter()
+            .filter(|(_, d)| **d <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
         if !expired_pending.is_empty() {
             for id in &expired_pending {
                 group.pending_members.remove(id);
@@ -958,7 +1151,11 @@ impl GroupCoordinator {
         // Members that never sent SyncGroup.
         if group.sync_deadline.is_some_and(|d| d <= now) {
             group.sync_deadline = None;
-            if matches!(group.state, GroupState::CompletingRebalance | GroupState::Stable) && !group.pending_sync.is_empty() {
+            if matches!(
+                group.state,
+                GroupState::CompletingRebalance | GroupState::Stable
+            ) && !group.pending_sync.is_empty()
+            {
                 let missing: Vec<String> = group.pending_sync.drain().collect();
                 for id in &missing {
                     tracing::info!(group = %group.id, member = %id, "member did not sync in time");
@@ -983,7 +1180,11 @@ fn current_generation(group: &Group, member_id: &str, with_members: bool) -> Joi
         protocol_name: group.protocol_name.clone(),
         leader: group.leader.clone().unwrap_or_default(),
         skip_assignment: false,
-        members: if with_members { group.member_metadata_for_leader() } else { Vec::new() },
+        members: if with_members {
+            group.member_metadata_for_leader()
+        } else {
+            Vec::new()
+        },
     }
 }
 

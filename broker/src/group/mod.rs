@@ -23,6 +23,7 @@
 
 mod admin;
 mod error;
+mod load;
 mod membership;
 mod offsets;
 mod records;
@@ -88,7 +89,10 @@ impl Default for GroupConfig {
 pub trait GroupLog {
     /// Appends (key, value) records; a `None` value is a tombstone. Resolves
     /// with a Kafka error code on failure.
-    fn append(&self, records: Vec<(Bytes, Option<Bytes>)>) -> LocalBoxFuture<'static, Result<(), i16>>;
+    fn append(
+        &self,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> LocalBoxFuture<'static, Result<(), i16>>;
 }
 
 /// How long a member that joined during a rebalance may wait in JoinGroup
@@ -113,7 +117,8 @@ impl GroupCoordinator {
     /// A coordinator with no groups. Its timer task starts on the first call
     /// made inside a compio runtime.
     pub fn new(config: GroupConfig, log: Rc<dyn GroupLog>) -> Rc<Self> {
-        let interval = Duration::from_millis(config.offsets_retention_check_interval_ms.max(1) as u64);
+        let interval =
+            Duration::from_millis(config.offsets_retention_check_interval_ms.max(1) as u64);
         Rc::new_cyclic(|me| GroupCoordinator {
             config,
             log,
@@ -163,7 +168,10 @@ impl GroupCoordinator {
     }
 
     fn now_ms() -> i64 {
-        SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_millis() as i64)
+            .unwrap_or(0)
     }
 
     fn new_incarnation(&self) -> u64 {
@@ -178,7 +186,9 @@ impl GroupCoordinator {
             return;
         }
         let me = self.me.clone();
-        if let Ok(handle) = compio::runtime::Runtime::try_with_current(|rt| rt.spawn(timers::run(me))) {
+        if let Ok(handle) =
+            compio::runtime::Runtime::try_with_current(|rt| rt.spawn(timers::run(me)))
+        {
             *self.timer_task.borrow_mut() = Some(handle);
         }
     }
@@ -200,7 +210,10 @@ impl GroupCoordinator {
         let fut = self.log.append(records);
         let task = async move {
             if let Err(code) = fut.await {
-                tracing::warn!(error_code = code, "failed to write {what} to the offsets log");
+                tracing::warn!(
+                    error_code = code,
+                    "failed to write {what} to the offsets log"
+                );
             }
         };
         if compio::runtime::Runtime::try_with_current(|rt| rt.spawn(task).detach()).is_err() {
@@ -215,7 +228,8 @@ impl GroupCoordinator {
             return next;
         }
         self.expire_offsets(Self::now_ms());
-        let interval = Duration::from_millis(self.config.offsets_retention_check_interval_ms.max(1) as u64);
+        let interval =
+            Duration::from_millis(self.config.offsets_retention_check_interval_ms.max(1) as u64);
         let next = now + interval;
         self.next_retention_check.set(next);
         next

@@ -22,8 +22,14 @@ pub(super) const GROUP_VALUE_VERSION: i16 = 3;
 /// A decoded record key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum RecordKey {
-    Offset { group: String, topic: String, partition: i32 },
-    Group { group: String },
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+    },
+    Group {
+        group: String,
+    },
 }
 
 /// OffsetCommitValue.
@@ -159,11 +165,19 @@ pub(super) struct Reader<'a> {
 
 impl<'a> Reader<'a> {
     pub(super) fn new(bytes: &'a Bytes) -> Self {
-        Reader { buf: bytes, owner: Some(bytes), pos: 0 }
+        Reader {
+            buf: bytes,
+            owner: Some(bytes),
+            pos: 0,
+        }
     }
 
     pub(super) fn from_slice(buf: &'a [u8]) -> Self {
-        Reader { buf, owner: None, pos: 0 }
+        Reader {
+            buf,
+            owner: None,
+            pos: 0,
+        }
     }
 
     fn take(&mut self, n: usize) -> Option<&'a [u8]> {
@@ -230,7 +244,11 @@ impl<'a> Reader<'a> {
 pub(super) fn decode_key(key: &Bytes) -> Option<RecordKey> {
     let mut r = Reader::new(key);
     match r.i16()? {
-        0 | 1 => Some(RecordKey::Offset { group: r.string()?, topic: r.string()?, partition: r.i32()? }),
+        0 | 1 => Some(RecordKey::Offset {
+            group: r.string()?,
+            topic: r.string()?,
+            partition: r.i32()?,
+        }),
         2 => Some(RecordKey::Group { group: r.string()? }),
         _ => None,
     }
@@ -251,7 +269,13 @@ pub(super) fn decode_offset_value(value: &Bytes) -> Option<OffsetValue> {
     } else {
         None
     };
-    Some(OffsetValue { offset, leader_epoch, metadata, commit_timestamp_ms, expire_timestamp_ms })
+    Some(OffsetValue {
+        offset,
+        leader_epoch,
+        metadata,
+        commit_timestamp_ms,
+        expire_timestamp_ms,
+    })
 }
 
 pub(super) fn decode_group_value(value: &Bytes) -> Option<GroupValue> {
@@ -269,12 +293,20 @@ pub(super) fn decode_group_value(value: &Bytes) -> Option<GroupValue> {
     let mut members = Vec::with_capacity(n);
     for _ in 0..n {
         let member_id = r.string()?;
-        let group_instance_id = if version >= 3 { r.nullable_string()? } else { None };
+        let group_instance_id = if version >= 3 {
+            r.nullable_string()?
+        } else {
+            None
+        };
         let client_id = r.string()?;
         let client_host = r.string()?;
         let rebalance_timeout_ms = if version >= 1 { r.i32()? } else { -1 };
         let session_timeout_ms = r.i32()?;
-        let rebalance_timeout_ms = if rebalance_timeout_ms < 0 { session_timeout_ms } else { rebalance_timeout_ms };
+        let rebalance_timeout_ms = if rebalance_timeout_ms < 0 {
+            session_timeout_ms
+        } else {
+            rebalance_timeout_ms
+        };
         let subscription = r.bytes()?;
         let assignment = r.bytes()?;
         members.push(MemberValue {
@@ -288,7 +320,14 @@ pub(super) fn decode_group_value(value: &Bytes) -> Option<GroupValue> {
             assignment,
         });
     }
-    Some(GroupValue { protocol_type, generation, protocol, leader, current_state_timestamp_ms, members })
+    Some(GroupValue {
+        protocol_type,
+        generation,
+        protocol,
+        leader,
+        current_state_timestamp_ms,
+        members,
+    })
 }
 
 /// The topics of a consumer-protocol subscription. Like Kafka, it reads the
@@ -318,11 +357,20 @@ mod tests {
         assert_eq!(&k[..], &[0, 1, 0, 1, b'g', 0, 1, b't', 0, 0, 0, 7]);
         assert_eq!(
             decode_key(&k),
-            Some(RecordKey::Offset { group: "g".into(), topic: "t".into(), partition: 7 })
+            Some(RecordKey::Offset {
+                group: "g".into(),
+                topic: "t".into(),
+                partition: 7
+            })
         );
         let g = group_key("grp");
         assert_eq!(&g[..], &[0, 2, 0, 3, b'g', b'r', b'p']);
-        assert_eq!(decode_key(&g), Some(RecordKey::Group { group: "grp".into() }));
+        assert_eq!(
+            decode_key(&g),
+            Some(RecordKey::Group {
+                group: "grp".into()
+            })
+        );
     }
 
     #[test]
@@ -342,7 +390,11 @@ mod tests {
         want.extend_from_slice(&9i64.to_be_bytes());
         assert_eq!(&b[..], &want[..]);
         assert_eq!(decode_offset_value(&b), Some(v.clone()));
-        let v1 = OffsetValue { expire_timestamp_ms: Some(100), leader_epoch: -1, ..v };
+        let v1 = OffsetValue {
+            expire_timestamp_ms: Some(100),
+            leader_epoch: -1,
+            ..v
+        };
         assert_eq!(decode_offset_value(&offset_value(&v1)), Some(v1));
     }
 
@@ -391,7 +443,10 @@ mod tests {
         put_str(&mut b, "a");
         put_str(&mut b, "b");
         b.put_i32(-1); // user data, ignored
-        assert_eq!(subscription_topics(&b), Some(vec!["a".to_string(), "b".to_string()]));
+        assert_eq!(
+            subscription_topics(&b),
+            Some(vec!["a".to_string(), "b".to_string()])
+        );
         assert_eq!(subscription_topics(&[0, 0, 0, 0, 0, 9]), None);
     }
 }

@@ -95,7 +95,12 @@ pub(super) struct JoinOutcome {
 
 impl JoinOutcome {
     pub(super) fn error(member_id: &str, error: i16) -> Self {
-        JoinOutcome { error, member_id: member_id.to_owned(), generation: -1, ..Default::default() }
+        JoinOutcome {
+            error,
+            member_id: member_id.to_owned(),
+            generation: -1,
+            ..Default::default()
+        }
     }
 }
 
@@ -110,7 +115,10 @@ pub(super) struct SyncOutcome {
 
 impl SyncOutcome {
     pub(super) fn error(error: i16) -> Self {
-        SyncOutcome { error, ..Default::default() }
+        SyncOutcome {
+            error,
+            ..Default::default()
+        }
     }
 }
 
@@ -139,7 +147,11 @@ pub(super) struct Member {
 
 impl Member {
     pub(super) fn metadata(&self, protocol: &str) -> Bytes {
-        self.protocols.iter().find(|(n, _)| n == protocol).map(|(_, m)| m.clone()).unwrap_or_default()
+        self.protocols
+            .iter()
+            .find(|(n, _)| n == protocol)
+            .map(|(_, m)| m.clone())
+            .unwrap_or_default()
     }
 
     pub(super) fn matches(&self, protocols: &[(String, Bytes)]) -> bool {
@@ -148,7 +160,10 @@ impl Member {
 
     /// The member's most preferred protocol among `candidates`.
     fn vote(&self, candidates: &HashSet<&str>) -> Option<&str> {
-        self.protocols.iter().map(|(n, _)| n.as_str()).find(|n| candidates.contains(n))
+        self.protocols
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .find(|n| candidates.contains(n))
     }
 
     /// Kafka keeps members that wait in a JoinGroup or SyncGroup alive; new
@@ -230,7 +245,12 @@ impl Group {
     pub(super) fn transition(&mut self, to: GroupState, now_ms: i64) {
         if !self.state.can_transition_to(&to) {
             tracing::error!(group = %self.id, from = self.state.name(), to = to.name(), "invalid group state transition");
-            debug_assert!(false, "invalid group state transition {} -> {}", self.state.name(), to.name());
+            debug_assert!(
+                false,
+                "invalid group state transition {} -> {}",
+                self.state.name(),
+                to.name()
+            );
         }
         tracing::debug!(group = %self.id, from = self.state.name(), to = to.name(), "group state transition");
         self.state = to;
@@ -247,12 +267,23 @@ impl Group {
 
     /// The largest rebalance timeout of the members (Kafka's group rebalance timeout).
     pub(super) fn rebalance_timeout_ms(&self) -> i32 {
-        self.members.values().map(|m| m.rebalance_timeout_ms).max().unwrap_or(0).max(0)
+        self.members
+            .values()
+            .map(|m| m.rebalance_timeout_ms)
+            .max()
+            .unwrap_or(0)
+            .max(0)
     }
 
     /// `group.instance.id` is known but bound to another member id.
-    pub(super) fn is_static_member_fenced(&self, instance_id: Option<&str>, member_id: &str) -> bool {
-        instance_id.and_then(|i| self.static_members.get(i)).is_some_and(|m| m != member_id)
+    pub(super) fn is_static_member_fenced(
+        &self,
+        instance_id: Option<&str>,
+        member_id: &str,
+    ) -> bool {
+        instance_id
+            .and_then(|i| self.static_members.get(i))
+            .is_some_and(|m| m != member_id)
     }
 
     pub(super) fn all_members_joined(&self) -> bool {
@@ -260,14 +291,22 @@ impl Group {
     }
 
     /// Kafka's supportsProtocols.
-    pub(super) fn supports_protocols(&self, protocol_type: &str, protocols: &[(String, Bytes)]) -> bool {
+    pub(super) fn supports_protocols(
+        &self,
+        protocol_type: &str,
+        protocols: &[(String, Bytes)],
+    ) -> bool {
         if self.is(&GroupState::Empty) {
             !protocol_type.is_empty() && !protocols.is_empty()
         } else {
             let n = self.members.len();
             self.protocol_type.as_deref() == Some(protocol_type)
                 && protocols.iter().any(|(name, _)| {
-                    self.members.values().filter(|m| m.protocols.iter().any(|(p, _)| p == name)).count() == n
+                    self.members
+                        .values()
+                        .filter(|m| m.protocols.iter().any(|(p, _)| p == name))
+                        .count()
+                        == n
                 })
         }
     }
@@ -275,7 +314,9 @@ impl Group {
     /// Protocols every member supports.
     fn candidate_protocols(&self) -> HashSet<&str> {
         let mut iter = self.members.values();
-        let Some(first) = iter.next() else { return HashSet::new() };
+        let Some(first) = iter.next() else {
+            return HashSet::new();
+        };
         let mut set: HashSet<&str> = first.protocols.iter().map(|(n, _)| n.as_str()).collect();
         for m in iter {
             set.retain(|p| m.protocols.iter().any(|(n, _)| n == p));
@@ -311,7 +352,8 @@ impl Group {
             self.leader = Some(member.id.clone());
         }
         if let Some(instance) = &member.instance_id {
-            self.static_members.insert(instance.clone(), member.id.clone());
+            self.static_members
+                .insert(instance.clone(), member.id.clone());
         }
         self.pending_members.remove(&member.id);
         self.members.insert(member.id.clone(), member);
@@ -323,7 +365,11 @@ impl Group {
         let removed = self.members.shift_remove(member_id);
         if let Some(m) = &removed {
             if let Some(instance) = &m.instance_id {
-                if self.static_members.get(instance).is_some_and(|id| id == member_id) {
+                if self
+                    .static_members
+                    .get(instance)
+                    .is_some_and(|id| id == member_id)
+                {
                     self.static_members.remove(instance);
                 }
             }
@@ -338,9 +384,18 @@ impl Group {
 
     /// Gives a static member's entry a new member id, fencing any request the
     /// old id still has waiting. Kafka's replaceStaticMember.
-    pub(super) fn replace_static_member(&mut self, instance_id: &str, old_id: &str, new_id: &str) -> bool {
-        let Some(index) = self.members.get_index_of(old_id) else { return false };
-        let Some((_, mut member)) = self.members.shift_remove_index(index) else { return false };
+    pub(super) fn replace_static_member(
+        &mut self,
+        instance_id: &str,
+        old_id: &str,
+        new_id: &str,
+    ) -> bool {
+        let Some(index) = self.members.get_index_of(old_id) else {
+            return false;
+        };
+        let Some((_, mut member)) = self.members.shift_remove_index(index) else {
+            return false;
+        };
         let fenced = super::error::code(super::error::GroupError::FencedInstanceId);
         if let Some(tx) = member.awaiting_join.take() {
             let _ = tx.send(JoinOutcome::error(old_id, fenced));
@@ -349,11 +404,13 @@ impl Group {
             let _ = tx.send(SyncOutcome::error(fenced));
         }
         member.id = new_id.to_owned();
-        self.members.shift_insert(index.min(self.members.len()), new_id.to_owned(), member);
+        self.members
+            .shift_insert(index.min(self.members.len()), new_id.to_owned(), member);
         if self.is_leader(old_id) {
             self.leader = Some(new_id.to_owned());
         }
-        self.static_members.insert(instance_id.to_owned(), new_id.to_owned());
+        self.static_members
+            .insert(instance_id.to_owned(), new_id.to_owned());
         if self.pending_sync.remove(old_id) {
             self.pending_sync.insert(new_id.to_owned());
         }
@@ -363,8 +420,14 @@ impl Group {
     /// If the leader has not rejoined, makes any rejoined member leader.
     /// False when nobody has rejoined. Kafka's maybeElectNewJoinedLeader.
     pub(super) fn elect_joined_leader(&mut self) -> bool {
-        let Some(leader) = self.leader.clone() else { return false };
-        if self.members.get(&leader).is_some_and(|m| m.awaiting_join.is_some()) {
+        let Some(leader) = self.leader.clone() else {
+            return false;
+        };
+        if self
+            .members
+            .get(&leader)
+            .is_some_and(|m| m.awaiting_join.is_some())
+        {
             return true;
         }
         match self.members.values().find(|m| m.awaiting_join.is_some()) {
@@ -379,7 +442,10 @@ impl Group {
     /// The member list the leader receives.
     pub(super) fn member_metadata_for_leader(&self) -> Vec<(String, Option<String>, Bytes)> {
         let protocol = self.protocol_name.clone().unwrap_or_default();
-        self.members.values().map(|m| (m.id.clone(), m.instance_id.clone(), m.metadata(&protocol))).collect()
+        self.members
+            .values()
+            .map(|m| (m.id.clone(), m.instance_id.clone(), m.metadata(&protocol)))
+            .collect()
     }
 
     /// Kafka's computeSubscribedTopics.
@@ -457,8 +523,14 @@ impl Group {
     }
 
     /// The group's record: (GroupMetadataKey, GroupMetadataValue).
-    pub(super) fn metadata_record(&self, assignment: &dyn Fn(&Member) -> Bytes) -> (Bytes, Option<Bytes>) {
-        (records::group_key(&self.id), Some(records::group_value(&self.metadata_value(assignment))))
+    pub(super) fn metadata_record(
+        &self,
+        assignment: &dyn Fn(&Member) -> Bytes,
+    ) -> (Bytes, Option<Bytes>) {
+        (
+            records::group_key(&self.id),
+            Some(records::group_value(&self.metadata_value(assignment))),
+        )
     }
 
     /// The earliest deadline the timer must check this group at.

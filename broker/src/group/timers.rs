@@ -102,7 +102,9 @@ pub(super) async fn run(coordinator: Weak<GroupCoordinator>) {
     const IDLE: Duration = Duration::from_secs(3600);
     loop {
         let (notify, wake_at) = {
-            let Some(this) = coordinator.upgrade() else { return };
+            let Some(this) = coordinator.upgrade() else {
+                return;
+            };
             if this.is_shut_down() {
                 return;
             }
@@ -111,7 +113,10 @@ pub(super) async fn run(coordinator: Weak<GroupCoordinator>) {
                 this.check_group(&group, now);
             }
             let retention_at = this.run_retention_if_due(now);
-            let wake_at = this.timers.earliest().map_or(retention_at, |t| t.min(retention_at));
+            let wake_at = this
+                .timers
+                .earliest()
+                .map_or(retention_at, |t| t.min(retention_at));
             (this.timers.notify.clone(), wake_at.min(now + IDLE))
         };
         futures::select_biased! {

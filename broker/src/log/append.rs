@@ -79,8 +79,8 @@ async fn run_appender(log: Rc<PartitionLog>, mut rx: mpsc::UnboundedReceiver<App
         let mut bytes: usize = first.batches.iter().map(|b| b.1.len()).sum();
         let mut round = vec![first];
         while bytes < MAX_ROUND_BYTES {
-            match rx.try_next() {
-                Ok(Some(r)) => {
+            match rx.try_recv() {
+                Ok(r) => {
                     bytes += r.batches.iter().map(|b| b.1.len()).sum::<usize>();
                     round.push(r);
                 }

@@ -1,0 +1,21 @@
+//! OffsetDelete (v0-v0): routed to the coordinator on the shard that owns the
+//! group (the owner of its `__consumer_offsets` partition).
+
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+
+use super::{on_coordinator, RequestContext, Response, COORDINATOR_NOT_AVAILABLE};
+
+pub const MIN_VERSION: i16 = 0;
+pub const MAX_VERSION: i16 = 0;
+
+pub async fn handle(ctx: &RequestContext, req: OffsetDeleteRequest) -> Response {
+    let version = ctx.version;
+    let group = req.group_id.to_string();
+    
+    let resp = on_coordinator(ctx, &group, move |c| async move { c.offset_delete(req, version).await }).await.unwrap_or_else(|| {
+        let mut r = OffsetDeleteResponse::default();
+        r.error_code = COORDINATOR_NOT_AVAILABLE;
+        r
+    });
+    ctx.respond(&resp)
+}

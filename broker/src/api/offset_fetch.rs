@@ -1,0 +1,43 @@
+//! OffsetFetch (v1-v9): v1-v7 ask one group, v8+ a list of groups; each
+//! group is answered by the coordinator on the shard that owns it.
+
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+
+use super::{on_coordinator, RequestContext, Response, COORDINATOR_NOT_AVAILABLE};
+use crate::group::OffsetFetchGroupResult;
+
+pub const MIN_VERSION: i16 = 1;
+pub const MAX_VERSION: i16 = 9;
+
+async fn fetch_group(
+    ctx: &RequestContext,
+    group: String,
+    topics: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> OffsetFetchGroupResult {
+    let g = group.clone();
+    on_coordinator(ctx, &group, move |c| async move { c.offset_fetch(&g, topics, require_stable) })
+        .await
+        .unwrap_or(OffsetFetchGroupResult { error_code: COORDINATOR_NOT_AVAILABLE, topics: Vec::new() })
+}
+
+pub async fn handle(ctx: &RequestContext, req: OffsetFetchRequest) -> Response {
+    let mut resp = OffsetFetchResponse::default();
+    if ctx.version >= 8 {
+        let calls = req.groups.into_iter().map(|g| {
+            let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
+            let id = g.group_id.to_string();
+            async move {
+                let r = fetch_group(ctx, id.clone(), topics, req.require_stable).await;
+                r.into_response_group(&id)
+            }
+        });
+        resp.groups = futures::future::join_all(calls).await;
+    } else {
+        let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
+        let r = fetch_group(ctx, req.group_id.to_string(), topics, req.require_stable).await;
+        resp.error_code = r.error_code;
+        resp.topics = r.into_response_topics(ctx.version);
+    }
+    ctx.respond(&resp)
+}
