@@ -67,8 +67,8 @@ fn build_config(args: Args) -> Result<BrokerConfig, String> {
         cfg.data_dir = d;
     }
     if let Some(n) = args.shards {
-        if n == 0 {
-            return Err("--shards must be at least 1".into());
+        if n == 0 || n > 256 {
+            return Err("--shards must be between 1 and 256".into());
         }
         cfg.shards = n;
     }

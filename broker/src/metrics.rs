@@ -11,6 +11,8 @@ use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+const MAX_SHARDS: usize = 256;
+
 /// Latency bucket upper bounds in seconds.
 const LATENCY_BUCKETS: [f64; 14] =
     [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
@@ -100,8 +102,9 @@ pub struct Metrics {
     pub connections_open: AtomicI64,
     pub connections_total: AtomicU64,
     pub connections_closed_bad_input: AtomicU64,
-    pub rebalances: AtomicU64,
-    pub groups: AtomicI64,
+    /// Per shard: each shard's coordinator publishes its own figures.
+    groups_by_shard: [AtomicI64; MAX_SHARDS],
+    rebalances_by_shard: [AtomicU64; MAX_SHARDS],
     requests: [AtomicU64; 128],
     request_errors: [AtomicU64; 128],
     request_latency: [Histogram<14>; 128],
@@ -114,8 +117,8 @@ pub static METRICS: Metrics = Metrics {
     connections_open: AtomicI64::new(0),
     connections_total: AtomicU64::new(0),
     connections_closed_bad_input: AtomicU64::new(0),
-    rebalances: AtomicU64::new(0),
-    groups: AtomicI64::new(0),
+    groups_by_shard: [const { AtomicI64::new(0) }; MAX_SHARDS],
+    rebalances_by_shard: [const { AtomicU64::new(0) }; MAX_SHARDS],
     requests: [const { AtomicU64::new(0) }; 128],
     request_errors: [const { AtomicU64::new(0) }; 128],
     request_latency: [const { Histogram::new(&LATENCY_BUCKETS) }; 128],
@@ -131,6 +134,13 @@ impl Metrics {
     pub fn forget_topic(&self, topic: &str) {
         let mut m = self.partitions.lock().unwrap_or_else(|e| e.into_inner());
         m.retain(|(t, _), _| t != topic);
+    }
+
+    pub fn set_group_figures(&self, shard: usize, groups: usize, rebalances: u64) {
+        if let (Some(g), Some(r)) = (self.groups_by_shard.get(shard), self.rebalances_by_shard.get(shard)) {
+            g.store(groups as i64, Relaxed);
+            r.store(rebalances, Relaxed);
+        }
     }
 
     pub fn observe_request(&self, api_key: i16, took: Duration, failed: bool) {
@@ -189,8 +199,8 @@ impl Metrics {
             ("sluice_net_connections_open", "gauge", self.connections_open.load(Relaxed)),
             ("sluice_net_connections_total", "counter", self.connections_total.load(Relaxed) as i64),
             ("sluice_net_connections_closed_bad_input_total", "counter", self.connections_closed_bad_input.load(Relaxed) as i64),
-            ("sluice_group_count", "gauge", self.groups.load(Relaxed)),
-            ("sluice_group_rebalances_total", "counter", self.rebalances.load(Relaxed) as i64),
+            ("sluice_group_count", "gauge", self.groups_by_shard.iter().map(|g| g.load(Relaxed)).sum()),
+            ("sluice_group_rebalances_total", "counter", self.rebalances_by_shard.iter().map(|r| r.load(Relaxed) as i64).sum()),
         ];
         for (name, kind, v) in gauges {
             let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");

@@ -231,6 +231,20 @@ async fn open_owned_partitions(shard: &Rc<Shard>) -> anyhow::Result<()> {
 }
 
 fn spawn_housekeeping(shard: &Rc<Shard>) {
+    let s = shard.clone();
+    compio::runtime::spawn(async move {
+        // Group figures for /metrics, refreshed once a second.
+        loop {
+            compio::time::sleep(Duration::from_secs(1)).await;
+            if s.is_shutting_down() {
+                break;
+            }
+            if let Some(c) = s.coordinator() {
+                crate::metrics::METRICS.set_group_figures(s.id, c.group_count(), c.rebalance_count());
+            }
+        }
+    })
+    .detach();
     let cfg = shard.broker.config.clone();
     let s = shard.clone();
     compio::runtime::spawn(async move {

@@ -26,6 +26,24 @@ pub async fn publish_topic_config(broker: &std::sync::Arc<crate::shard::Broker>,
         .await;
 }
 
+/// Publishes a successful change (unless validating only) and turns the
+/// outcome into the (error code, message) pair both AlterConfigs answers carry.
+pub async fn settle(
+    broker: &std::sync::Arc<crate::shard::Broker>,
+    outcome: Result<std::sync::Arc<crate::cluster::TopicMeta>, ApiError>,
+    validate_only: bool,
+) -> (i16, Option<StrBytes>) {
+    match outcome {
+        Ok(meta) => {
+            if !validate_only {
+                publish_topic_config(broker, meta).await;
+            }
+            (0, None)
+        }
+        Err(e) => (e.code, Some(StrBytes::from_string(e.message))),
+    }
+}
+
 pub fn broker_not_alterable() -> ApiError {
     ApiError::new(INVALID_REQUEST, "broker configs are static in sluiced; change the config file and restart")
 }
@@ -57,17 +75,7 @@ pub async fn handle(ctx: &RequestContext, req: AlterConfigsRequest) -> Response 
             RESOURCE_BROKER => Err(broker_not_alterable()),
             _ => Err(ApiError::new(INVALID_REQUEST, "unsupported resource type")),
         };
-        match outcome {
-            Ok(meta) => {
-                if !req.validate_only {
-                    publish_topic_config(&broker, meta).await;
-                }
-            }
-            Err(e) => {
-                r.error_code = e.code;
-                r.error_message = Some(StrBytes::from_string(e.message));
-            }
-        }
+        (r.error_code, r.error_message) = settle(&broker, outcome, req.validate_only).await;
         resp.responses.push(r);
     }
     ctx.respond(&resp)

@@ -23,7 +23,6 @@ use crate::log::read::FileRange;
 pub const MIN_VERSION: i16 = 4;
 pub const MAX_VERSION: i16 = 16;
 
-const OFFSET_OUT_OF_RANGE: i16 = 1;
 const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 const FENCED_LEADER_EPOCH: i16 = 74;
 const UNKNOWN_LEADER_EPOCH: i16 = 76;
@@ -175,25 +174,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
     }
 
     loop {
-        let results = read_all(ctx, &plans).await;
-        let mut total = 0usize;
-        let mut any_error = false;
-        // Results come back grouped by shard; the byte budget is applied in
-        // request order, as Kafka does.
-        let mut ordered = results;
-        ordered.sort_by_key(|(ti, pi, _)| (*ti, *pi));
-        for (ti, pi, mut o) in ordered {
-            if let Some(r) = &o.records {
-                if total > 0 && total + r.len as usize > response_max {
-                    o.records = None;
-                } else {
-                    total += r.len as usize;
-                }
-            }
-            any_error |= o.error != 0 && o.error != OFFSET_OUT_OF_RANGE;
-            any_error |= o.error == OFFSET_OUT_OF_RANGE;
-            topics[ti].partitions[pi] = o;
-        }
+        let (total, any_error) = apply_results(&mut topics, read_all(ctx, &plans).await, response_max);
         let enough = total >= req.min_bytes.max(0) as usize || total > 0 && req.min_bytes <= 1;
         if enough || any_error || plans.is_empty() || Instant::now() >= deadline || ctx.shard.is_shutting_down() {
             return encode(ctx, &topics);
@@ -201,23 +182,31 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
         wait_any(ctx, &plans, deadline).await;
         if Instant::now() >= deadline {
             // One last read after the wait so data that arrived is included.
-            let results = read_all(ctx, &plans).await;
-            let mut ordered = results;
-            ordered.sort_by_key(|(ti, pi, _)| (*ti, *pi));
-            let mut total = 0usize;
-            for (ti, pi, mut o) in ordered {
-                if let Some(r) = &o.records {
-                    if total > 0 && total + r.len as usize > response_max {
-                        o.records = None;
-                    } else {
-                        total += r.len as usize;
-                    }
-                }
-                topics[ti].partitions[pi] = o;
-            }
+            apply_results(&mut topics, read_all(ctx, &plans).await, response_max);
             return encode(ctx, &topics);
         }
     }
+}
+
+/// Places read results into the response in request order, applying the
+/// response byte budget as Kafka does (the first partition with data always
+/// gets its batches). Returns the bytes included and whether any errored.
+fn apply_results(topics: &mut [TopicOut], mut results: Vec<(usize, usize, PartitionOut)>, response_max: usize) -> (usize, bool) {
+    results.sort_by_key(|(ti, pi, _)| (*ti, *pi));
+    let mut total = 0usize;
+    let mut any_error = false;
+    for (ti, pi, mut o) in results {
+        if let Some(r) = &o.records {
+            if total > 0 && total + r.len as usize > response_max {
+                o.records = None;
+            } else {
+                total += r.len as usize;
+            }
+        }
+        any_error |= o.error != 0;
+        topics[ti].partitions[pi] = o;
+    }
+    (total, any_error)
 }
 
 fn put_uvarint(buf: &mut BytesMut, mut v: u64) {

@@ -4,9 +4,8 @@
 
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
-use kafka_protocol::protocol::StrBytes;
 
-use super::alter_configs::{broker_not_alterable, publish_topic_config};
+use super::alter_configs::{broker_not_alterable, settle};
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{RequestContext, Response};
 use crate::cluster::ApiError;
@@ -62,17 +61,7 @@ pub async fn handle(ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -
             RESOURCE_BROKER => Err(broker_not_alterable()),
             _ => Err(ApiError::new(INVALID_REQUEST, "unsupported resource type")),
         };
-        match outcome {
-            Ok(meta) => {
-                if !req.validate_only {
-                    publish_topic_config(&broker, meta).await;
-                }
-            }
-            Err(e) => {
-                r.error_code = e.code;
-                r.error_message = Some(StrBytes::from_string(e.message));
-            }
-        }
+        (r.error_code, r.error_message) = settle(&broker, outcome, req.validate_only).await;
         resp.responses.push(r);
     }
     ctx.respond(&resp)

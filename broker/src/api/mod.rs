@@ -60,6 +60,8 @@ pub enum ResponsePart {
 pub enum Response {
     /// No response at all (Produce with acks=0).
     None,
+    /// Close the connection: the answer could not be encoded.
+    Close,
     /// A whole frame, size prefix included.
     Frame(Bytes),
     /// A frame in pieces (Fetch: record bytes come from segment files).
@@ -83,8 +85,8 @@ pub fn encode_frame<R: Encodable>(correlation_id: i32, header_version: i16, body
     if let Err(e) = body.encode(&mut buf, version) {
         // Our own response failed to encode for this version: a bug. Close
         // rather than send a frame the client would misparse.
-        tracing::error!(error = %e, version, api = std::any::type_name::<R>(), "cannot encode response");
-        return Response::None;
+        tracing::error!(error = %e, version, api = std::any::type_name::<R>(), "cannot encode response; closing connection");
+        return Response::Close;
     }
     let len = (buf.len() - 4) as i32;
     buf[..4].copy_from_slice(&len.to_be_bytes());

@@ -49,34 +49,39 @@ impl Segment {
         self.dir.join(format!("{:020}.{ext}", self.base_offset))
     }
 
-    /// Creates an empty segment (truncating leftovers of the same name).
-    pub async fn create(dir: &Path, base_offset: i64, now_ms: i64) -> std::io::Result<Segment> {
-        let path = dir.join(log_file_name(base_offset));
-        let writer = compio::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&path).await?;
-        let reader = Arc::new(std::fs::File::open(&path)?);
-        for ext in ["index", "timeindex"] {
-            let _ = std::fs::remove_file(dir.join(format!("{base_offset:020}.{ext}")));
-        }
-        Ok(Segment {
+    fn empty(dir: &Path, base_offset: i64, writer: compio::fs::File, reader: std::fs::File, created_ms: i64) -> Segment {
+        Segment {
             base_offset,
             dir: dir.to_path_buf(),
             writer,
-            reader,
+            reader: Arc::new(reader),
             size: 0,
             next_offset: base_offset,
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
             max_timestamp: -1,
             bytes_since_last_index: 0,
-            created_ms: now_ms,
-        })
+            created_ms,
+        }
     }
 
-    /// Opens an existing segment file without interpreting its content.
+    /// Creates an empty segment (truncating leftovers of the same name).
+    pub async fn create(dir: &Path, base_offset: i64, now_ms: i64) -> std::io::Result<Segment> {
+        let path = dir.join(log_file_name(base_offset));
+        let writer = compio::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&path).await?;
+        let reader = std::fs::File::open(&path)?;
+        for ext in ["index", "timeindex"] {
+            let _ = std::fs::remove_file(dir.join(format!("{base_offset:020}.{ext}")));
+        }
+        Ok(Segment::empty(dir, base_offset, writer, reader, now_ms))
+    }
+
+    /// Opens an existing segment file without interpreting its content;
+    /// returns it with the file's length.
     pub async fn open_raw(dir: &Path, base_offset: i64) -> std::io::Result<(Segment, u64)> {
         let path = dir.join(log_file_name(base_offset));
         let writer = compio::fs::OpenOptions::new().write(true).open(&path).await?;
-        let reader = Arc::new(std::fs::File::open(&path)?);
+        let reader = std::fs::File::open(&path)?;
         let meta = reader.metadata()?;
         let created_ms = meta
             .modified()
@@ -84,22 +89,7 @@ impl Segment {
             .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        Ok((
-            Segment {
-                base_offset,
-                dir: dir.to_path_buf(),
-                writer,
-                reader,
-                size: 0,
-                next_offset: base_offset,
-                offset_index: OffsetIndex::default(),
-                time_index: TimeIndex::default(),
-                max_timestamp: -1,
-                bytes_since_last_index: 0,
-                created_ms,
-            },
-            meta.len(),
-        ))
+        Ok((Segment::empty(dir, base_offset, writer, reader, created_ms), meta.len()))
     }
 
     /// Records a batch appended at `position` in the in-memory indexes: an

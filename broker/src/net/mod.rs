@@ -244,6 +244,7 @@ async fn write_responses(mut sock: TcpStream, mut pending: mpsc::Receiver<Pendin
         let Ok(resp) = rx.await else { continue };
         let parts = match resp {
             Response::None => continue,
+            Response::Close => break,
             Response::Frame(b) => vec![ResponsePart::Bytes(b)],
             Response::Parts(p) => p,
         };
