@@ -1,0 +1,20 @@
+//! Sluice's native Kafka client: a producer, a consumer and an admin client
+//! that work the same against Apache Kafka, AWS MSK and `sluiced`.
+//!
+//! # Layout
+//! - [`config`]: typed settings with Kafka's defaults; `from_properties`
+//!   takes Kafka's property names.
+//! - [`error`]: the one error type; Kafka error codes keep Kafka's names.
+//! - [`net`]: pipelined broker connections, version negotiation, metadata
+//!   and coordinators.
+//! - [`producer`]: accumulators, partitioner, sender, idempotence.
+//! - [`consumer`]: group membership, assignors, fetcher, offsets.
+//! - [`admin`]: topics, configs, groups, offsets, cluster.
+
+pub mod config;
+pub mod error;
+pub mod net;
+
+pub use config::{Acks, AssignorKind, ClientConfig, ConsumerConfig, OffsetReset, ProducerConfig, SecurityProtocol};
+pub use error::{Error, KafkaCode, Result};
+pub use sluice_protocol::compression::Compression;

@@ -1,0 +1,11 @@
+//! Networking: connections to brokers (pipelined by correlation id), API
+//! version negotiation, and the cluster view (metadata cache, one
+//! connection per broker, reconnect backoff, group coordinators).
+
+pub mod cluster;
+pub mod connection;
+mod secure;
+pub mod versions;
+
+pub use cluster::{Cluster, PartitionInfo, TopicInfo};
+pub use connection::Connection;
