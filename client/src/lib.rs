@@ -11,10 +11,12 @@
 //! - [`consumer`]: group membership, assignors, fetcher, offsets.
 //! - [`admin`]: topics, configs, groups, offsets, cluster.
 
+pub mod admin;
 pub mod config;
 pub mod error;
 pub mod net;
 
+pub use admin::{AdminClient, NewTopic};
 pub use config::{Acks, AssignorKind, ClientConfig, ConsumerConfig, OffsetReset, ProducerConfig, SecurityProtocol};
 pub use error::{Error, KafkaCode, Result};
 pub use sluice_protocol::compression::Compression;

@@ -1,0 +1,70 @@
+//! The admin client against a real broker (sluiced, or Apache Kafka with
+//! SLUICE_TEST_KAFKA_BOOTSTRAP).
+
+mod support;
+
+use sluice::admin::{AlterConfigOp, ConfigResource, OffsetSpec};
+use sluice::{AdminClient, ClientConfig, NewTopic};
+use support::{unique, TestBroker};
+
+async fn admin(b: &TestBroker) -> AdminClient {
+    let cfg = ClientConfig::from_properties([("bootstrap.servers", b.bootstrap.as_str()), ("client.id", "admin-test")]).unwrap();
+    AdminClient::connect(cfg).await.expect("connect")
+}
+
+#[tokio::test]
+async fn topics_configs_and_offsets() {
+    let Some(b) = TestBroker::start() else { return };
+    let a = admin(&b).await;
+    let t = unique("admin");
+    let r = a.create_topics(vec![NewTopic::new(&t, 3, 1).config("retention.ms", "3600000")], false).await.unwrap();
+    assert!(r[0].1.is_ok(), "{:?}", r[0].1);
+    // Creating it again names Kafka's error.
+    let r = a.create_topics(vec![NewTopic::new(&t, 3, 1)], false).await.unwrap();
+    let e = r[0].1.clone().unwrap_err();
+    assert_eq!(e.code().map(|c| c.name()), Some("TOPIC_ALREADY_EXISTS".to_string()), "{e}");
+
+    let topics = a.list_topics(false).await.unwrap();
+    assert!(topics.iter().any(|x| x.name == t && x.partitions.len() == 3));
+
+    let cfg = a.describe_configs(&ConfigResource::Topic(t.clone())).await.unwrap();
+    let retention = cfg.iter().find(|c| c.name == "retention.ms").expect("retention.ms");
+    assert_eq!(retention.value.as_deref(), Some("3600000"));
+    assert!(!retention.is_default());
+
+    a.alter_configs(&ConfigResource::Topic(t.clone()), &[AlterConfigOp::Set("retention.ms".into(), "7200000".into())]).await.unwrap();
+    let cfg = a.describe_configs(&ConfigResource::Topic(t.clone())).await.unwrap();
+    assert_eq!(cfg.iter().find(|c| c.name == "retention.ms").and_then(|c| c.value.clone()).as_deref(), Some("7200000"));
+
+    a.create_partitions(&t, 5).await.unwrap();
+    let d = a.describe_topics(&[t.clone()]).await.unwrap();
+    assert_eq!(d[0].partitions.len(), 5);
+
+    let offs = a.list_offsets(&[(t.clone(), 0), (t.clone(), 4)], OffsetSpec::Latest).await.unwrap();
+    assert_eq!(offs.len(), 2);
+    assert!(offs.iter().all(|(_, _, o, _)| *o == 0));
+
+    let c = a.describe_cluster().await.unwrap();
+    assert!(!c.brokers.is_empty());
+    assert!(c.cluster_id.is_some());
+
+    let r = a.delete_topics(&[t.clone()]).await.unwrap();
+    assert!(r[0].1.is_ok(), "{:?}", r[0].1);
+}
+
+#[tokio::test]
+async fn unknown_group_has_no_lag_and_unreachable_bootstrap_is_named() {
+    let Some(b) = TestBroker::start() else { return };
+    let a = admin(&b).await;
+    let lag = a.group_lag(&unique("nogroup")).await.unwrap();
+    assert!(lag.is_empty());
+    let groups = a.list_groups().await.unwrap();
+    let _ = groups;
+
+    let cfg = ClientConfig::from_properties([("bootstrap.servers", "127.0.0.1:1"), ("socket.connection.setup.timeout.ms", "500")]).unwrap();
+    match AdminClient::connect(cfg).await {
+        Err(sluice::Error::NoBrokersAvailable(s)) => assert!(s.contains("127.0.0.1:1")),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("connected to nothing"),
+    }
+}
