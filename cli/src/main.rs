@@ -1,0 +1,213 @@
+//! The `sluice` command-line tool: topic and group administration against
+//! any Kafka-compatible cluster (default bootstrap 127.0.0.1:9092), built on
+//! the `sluice` client crate.
+//!
+//! # Layout
+//! - `main.rs`: argument parsing and the admin commands.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use sluice::admin::{AlterConfigOp, ConfigResource};
+use sluice::{AdminClient, ClientConfig, NewTopic};
+
+#[derive(Parser, Debug)]
+#[command(name = "sluice", version, about = "Topics, groups, produce, consume and perf for Kafka-compatible clusters")]
+struct Cli {
+    /// Bootstrap servers, HOST:PORT[,HOST:PORT...]
+    #[arg(long, short = 'b', global = true, default_value = "127.0.0.1:9092", env = "SLUICE_BOOTSTRAP")]
+    bootstrap: String,
+    /// Extra client property, NAME=VALUE with Kafka's names (repeatable).
+    #[arg(long = "property", short = 'X', global = true, value_name = "NAME=VALUE")]
+    properties: Vec<String>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create, list, describe, alter and delete topics.
+    #[command(subcommand)]
+    Topics(TopicsCmd),
+    /// List and describe consumer groups (with lag).
+    #[command(subcommand)]
+    Groups(GroupsCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum TopicsCmd {
+    /// Create a topic.
+    Create {
+        name: String,
+        #[arg(long, short = 'p', default_value_t = -1)]
+        partitions: i32,
+        #[arg(long, short = 'r', default_value_t = -1)]
+        replication_factor: i16,
+        /// Topic config, NAME=VALUE (repeatable).
+        #[arg(long = "config", short = 'c', value_name = "NAME=VALUE")]
+        configs: Vec<String>,
+    },
+    /// List topics.
+    List {
+        /// Include internal topics such as __consumer_offsets.
+        #[arg(long)]
+        internal: bool,
+    },
+    /// Show partitions, leaders and non-default configs.
+    Describe { name: String },
+    /// Set (NAME=VALUE) or delete (NAME) topic configs.
+    Alter {
+        name: String,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        set: Vec<String>,
+        #[arg(long = "delete", value_name = "NAME")]
+        delete: Vec<String>,
+        /// Grow the topic to this many partitions.
+        #[arg(long)]
+        partitions: Option<i32>,
+    },
+    /// Delete topics.
+    Delete { names: Vec<String> },
+}
+
+#[derive(Subcommand, Debug)]
+enum GroupsCmd {
+    /// List consumer groups.
+    List,
+    /// Members, assignments and lag per partition.
+    Describe { group: String },
+}
+
+
+fn split_kv(s: &str, what: &str) -> anyhow::Result<(String, String)> {
+    let (k, v) = s.split_once('=').ok_or_else(|| anyhow::anyhow!("{what} expects NAME=VALUE, got `{s}`"))?;
+    Ok((k.trim().to_string(), v.trim().to_string()))
+}
+
+fn client_config(cli: &Cli) -> anyhow::Result<ClientConfig> {
+    let mut props = vec![("bootstrap.servers".to_string(), cli.bootstrap.clone()), ("client.id".to_string(), "sluice-cli".to_string())];
+    for p in &cli.properties {
+        props.push(split_kv(p, "--property")?);
+    }
+    Ok(ClientConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?)
+}
+
+async fn topics(cli: &Cli, cmd: &TopicsCmd) -> anyhow::Result<()> {
+    let admin = AdminClient::connect(client_config(cli)?).await?;
+    match cmd {
+        TopicsCmd::Create { name, partitions, replication_factor, configs } => {
+            let mut t = NewTopic::new(name, *partitions, *replication_factor);
+            for c in configs {
+                let (k, v) = split_kv(c, "--config")?;
+                t = t.config(k, v);
+            }
+            for (name, r) in admin.create_topics(vec![t], false).await? {
+                r?;
+                println!("created topic {name}");
+            }
+        }
+        TopicsCmd::List { internal } => {
+            for t in admin.list_topics(*internal).await? {
+                println!("{}", t.name);
+            }
+        }
+        TopicsCmd::Describe { name } => {
+            let t = admin.describe_topics(std::slice::from_ref(name)).await?;
+            for t in t {
+                println!("topic {}  id {}  partitions {}{}", t.name, t.id, t.partitions.len(), if t.internal { "  (internal)" } else { "" });
+                println!("{:>10}  {:>7}  {:>6}  {:<12}  {:<12}", "partition", "leader", "epoch", "replicas", "isr");
+                for p in &t.partitions {
+                    println!(
+                        "{:>10}  {:>7}  {:>6}  {:<12}  {:<12}",
+                        p.partition,
+                        p.leader,
+                        p.leader_epoch,
+                        format!("{:?}", p.replicas),
+                        format!("{:?}", p.isr)
+                    );
+                }
+                let cfg = admin.describe_configs(&ConfigResource::Topic(t.name.clone())).await?;
+                let overrides: Vec<_> = cfg.iter().filter(|c| !c.is_default()).collect();
+                if !overrides.is_empty() {
+                    println!("configs:");
+                    for c in overrides {
+                        println!("  {}={}", c.name, c.value.as_deref().unwrap_or(""));
+                    }
+                }
+            }
+        }
+        TopicsCmd::Alter { name, set, delete, partitions } => {
+            let mut ops = Vec::new();
+            for s in set {
+                let (k, v) = split_kv(s, "--set")?;
+                ops.push(AlterConfigOp::Set(k, v));
+            }
+            ops.extend(delete.iter().map(|d| AlterConfigOp::Delete(d.clone())));
+            if !ops.is_empty() {
+                admin.alter_configs(&ConfigResource::Topic(name.clone()), &ops).await?;
+                println!("altered configs of {name}");
+            }
+            if let Some(n) = partitions {
+                admin.create_partitions(name, *n).await?;
+                println!("{name} now has {n} partitions");
+            }
+        }
+        TopicsCmd::Delete { names } => {
+            for (name, r) in admin.delete_topics(names).await? {
+                r?;
+                println!("deleted topic {name}");
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn groups(cli: &Cli, cmd: &GroupsCmd) -> anyhow::Result<()> {
+    let admin = AdminClient::connect(client_config(cli)?).await?;
+    match cmd {
+        GroupsCmd::List => {
+            println!("{:<40}  {:<20}  {}", "group", "state", "protocol type");
+            for g in admin.list_groups().await? {
+                println!("{:<40}  {:<20}  {}", g.group_id, g.state, g.protocol_type);
+            }
+        }
+        GroupsCmd::Describe { group } => {
+            for d in admin.describe_groups(std::slice::from_ref(group)).await? {
+                println!("group {}  state {}  protocol {}/{}  members {}", d.group_id, d.state, d.protocol_type, d.protocol, d.members.len());
+                for m in &d.members {
+                    let parts: Vec<String> = m.assignment.iter().map(|(t, p)| format!("{t}-{p}")).collect();
+                    println!("  {}  {}  {}  [{}]", m.member_id, m.client_id, m.host, parts.join(", "));
+                }
+            }
+            let lag = admin.group_lag(group).await?;
+            println!("{:<40}  {:>9}  {:>12}  {:>12}  {:>8}", "topic", "partition", "committed", "log end", "lag");
+            let mut total = 0;
+            for l in &lag {
+                total += l.lag;
+                println!("{:<40}  {:>9}  {:>12}  {:>12}  {:>8}", l.topic, l.partition, l.committed, l.log_end, l.lag);
+            }
+            println!("total lag {total}");
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let r = match &cli.command {
+        Command::Topics(c) => topics(&cli, c).await,
+        Command::Groups(c) => groups(&cli, c).await,
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("sluice: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
