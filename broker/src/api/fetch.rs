@@ -130,7 +130,9 @@ async fn wait_any(ctx: &RequestContext, plans: &[ReadPlan], deadline: Instant) {
         compio::time::sleep_until(deadline).await;
         return;
     }
-    let _ = futures::future::select_all(waits).await;
+    // Shutdown ends the wait too, so a parked fetch does not hold up a clean exit.
+    let shutdown = ctx.shard.shutdown.clone();
+    let _ = futures::future::select(futures::future::select_all(waits), shutdown).await;
 }
 
 pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
@@ -239,8 +241,10 @@ fn encode(ctx: &RequestContext, topics: &[TopicOut]) -> Response {
         buf.put_u8(0); // response header tagged fields
     }
     buf.put_i32(0); // throttle_time_ms
-    buf.put_i16(0); // error_code (v7+)
-    buf.put_i32(0); // session_id (v7+): no session
+    if v >= 7 {
+        buf.put_i16(0); // error_code
+        buf.put_i32(0); // session_id: no session
+    }
     put_array_len(&mut buf, flexible, topics.len());
     for t in topics {
         if v >= 13 {
@@ -258,7 +262,9 @@ fn encode(ctx: &RequestContext, topics: &[TopicOut]) -> Response {
             buf.put_i16(p.error);
             buf.put_i64(p.high_watermark);
             buf.put_i64(p.high_watermark); // last_stable_offset: no transactions
-            buf.put_i64(p.log_start_offset); // v5+
+            if v >= 5 {
+                buf.put_i64(p.log_start_offset);
+            }
             // aborted_transactions: null
             if flexible {
                 put_uvarint(&mut buf, 0);

@@ -132,13 +132,14 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
             (positions, results)
         }
     });
-    let all = futures::future::join_all(dispatch);
+    // Awaited here even for acks=0: the appends are queued to their
+    // partitions during this task's first poll, in request order, and the
+    // connection answers requests in order anyway. acks=0 just gets no answer.
+    let all = futures::future::join_all(dispatch).await;
     if !wait {
-        // acks=0: nobody reads an answer, but the appends must still run.
-        compio::runtime::spawn(all).detach();
         return Response::None;
     }
-    for (positions, results) in all.await {
+    for (positions, results) in all {
         match results {
             Some(results) => {
                 for ((ti, pi), r) in positions.into_iter().zip(results) {

@@ -17,6 +17,7 @@ use bytes::{Buf, Bytes, BytesMut};
 use compio::io::AsyncWriteExt;
 use compio::io::AsyncRead;
 use compio::net::{TcpListener, TcpStream};
+use compio::buf::{IntoInner, IoBuf};
 use compio::BufResult;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -161,8 +162,11 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, peer: SocketA
         if buf.capacity() - buf.len() < 16 * 1024 {
             buf.reserve(64 * 1024);
         }
+        // compio reads into the buffer from its start: hand it only the
+        // free tail, so bytes of a partial frame already buffered survive.
+        let filled = buf.len();
         let read = futures::select! {
-            r = compio::time::timeout(idle, reader.read(buf)).fuse() => r,
+            r = compio::time::timeout(idle, reader.read(buf.slice(filled..))).fuse() => r,
             _ = shutdown => break,
         };
         match read {
@@ -171,7 +175,7 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, peer: SocketA
                 break;
             }
             Ok(BufResult(Ok(0), _)) => break,
-            Ok(BufResult(Ok(_), b)) => buf = b,
+            Ok(BufResult(Ok(_), b)) => buf = b.into_inner(),
             Ok(BufResult(Err(e), _)) => {
                 tracing::debug!(%peer, error = %e, "read failed");
                 break;

@@ -1,0 +1,306 @@
+//! Process lifecycle: clean shutdown on SIGTERM, consumer-group offsets
+//! across restarts, and the Prometheus endpoint.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
+use kafka_protocol::messages::{
+    FindCoordinatorRequest, GroupId, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest, OffsetFetchRequest,
+    SyncGroupRequest,
+};
+use support::*;
+
+#[test]
+fn sigterm_exits_cleanly_and_keeps_acknowledged_data() {
+    let mut broker = Broker::start_with("\"log.segment.bytes\" = 2048\n");
+    let mut c = broker.client();
+    create_topic_ok(&mut c, "clean", 3, &[]);
+    let mut expected: Vec<Vec<String>> = vec![Vec::new(); 3];
+    for i in 0..30 {
+        let p = i % 3;
+        let v = format!("m{i}-{}", "x".repeat(100));
+        produce_ok(&mut c, "clean", p, batch(&[&v]));
+        expected[p as usize].push(v);
+    }
+    // An idle connection stays open across the signal.
+    let idle = broker.client();
+    let status = broker.sigterm();
+    assert!(status.success(), "sluiced exits 0 on SIGTERM, got {status}");
+    drop(idle);
+    drop(c);
+
+    broker.restart();
+    let mut c = broker.client();
+    let tr = topic_ref(&mut c, "clean");
+    for p in 0..3 {
+        let values: Vec<String> = fetch_all(&mut c, &tr, p, 0).iter().map(Rec::value_str).collect();
+        assert_eq!(values, expected[p as usize], "partition {p} after a clean restart");
+    }
+    assert_eq!(produce_ok(&mut c, "clean", 0, batch(&["after"])), 10);
+    // A second clean stop right after start also exits 0.
+    drop(c);
+    let status = broker.sigterm();
+    assert!(status.success(), "second SIGTERM: {status}");
+}
+
+fn join(c: &mut Client, group: &str, member_id: &str) -> JoinGroupResponse {
+    let mut p = JoinGroupRequestProtocol::default();
+    p.name = s("range");
+    p.metadata = Bytes::from_static(b"\x00\x01\x00\x00\x00\x01\x00\x05group\x00\x00\x00\x00");
+    let mut req = JoinGroupRequest::default();
+    req.group_id = GroupId(s(group));
+    req.session_timeout_ms = 10_000;
+    req.rebalance_timeout_ms = 10_000;
+    req.member_id = s(member_id);
+    req.protocol_type = s("consumer");
+    req.protocols = vec![p];
+    c.send(7, &req)
+}
+
+/// Joins as a new member (handling MEMBER_ID_REQUIRED) and syncs; returns
+/// (member id, generation).
+fn join_and_sync(c: &mut Client, group: &str, member_id: &str) -> (String, i32) {
+    let mut resp = join(c, group, member_id);
+    if resp.error_code == MEMBER_ID_REQUIRED {
+        let id = resp.member_id.to_string();
+        assert!(!id.is_empty(), "MEMBER_ID_REQUIRED carries a member id");
+        resp = join(c, group, &id);
+    }
+    assert_eq!(resp.error_code, NONE, "JoinGroup");
+    let member = resp.member_id.to_string();
+    assert_eq!(resp.leader.as_str(), member, "the only member leads");
+    let generation = resp.generation_id;
+
+    let mut a = SyncGroupRequestAssignment::default();
+    a.member_id = s(&member);
+    a.assignment = Bytes::from_static(b"\x00\x01\x00\x00\x00\x01\x00\x05group\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00");
+    let mut req = SyncGroupRequest::default();
+    req.group_id = GroupId(s(group));
+    req.generation_id = generation;
+    req.member_id = s(&member);
+    req.protocol_type = Some(s("consumer"));
+    req.protocol_name = Some(s("range"));
+    req.assignments = vec![a];
+    let sync = c.send(5, &req);
+    assert_eq!(sync.error_code, NONE, "SyncGroup");
+    assert!(!sync.assignment.is_empty(), "the leader gets its assignment back");
+    (member, generation)
+}
+
+fn commit(c: &mut Client, group: &str, member: &str, generation: i32, topic: &str, offsets: &[(i32, i64)]) -> Vec<(i32, i16)> {
+    let mut t = OffsetCommitRequestTopic::default();
+    t.name = topic_name(topic);
+    t.partitions = offsets
+        .iter()
+        .map(|(p, o)| {
+            let mut rp = OffsetCommitRequestPartition::default();
+            rp.partition_index = *p;
+            rp.committed_offset = *o;
+            rp.committed_metadata = Some(s("meta"));
+            rp
+        })
+        .collect();
+    let mut req = OffsetCommitRequest::default();
+    req.group_id = GroupId(s(group));
+    req.generation_id_or_member_epoch = generation;
+    req.member_id = s(member);
+    req.topics = vec![t];
+    let resp = c.send(8, &req);
+    let mut out: Vec<(i32, i16)> =
+        resp.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.error_code))).collect();
+    out.sort();
+    out
+}
+
+fn fetch_offsets(c: &mut Client, group: &str, topic: &str, partitions: &[i32]) -> Vec<(i32, i64, i16)> {
+    let mut t = OffsetFetchRequestTopic::default();
+    t.name = topic_name(topic);
+    t.partition_indexes = partitions.to_vec();
+    let mut req = OffsetFetchRequest::default();
+    req.group_id = GroupId(s(group));
+    req.topics = Some(vec![t]);
+    let resp = c.send(7, &req);
+    assert_eq!(resp.error_code, NONE, "OffsetFetch");
+    let mut out: Vec<(i32, i64, i16)> = resp
+        .topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.error_code)))
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn group_offsets_survive_restart_and_stale_generations_are_fenced() {
+    let mut broker = Broker::start();
+    let mut c = broker.client();
+    create_topic_ok(&mut c, "events", 3, &[]);
+
+    let mut fc = FindCoordinatorRequest::default();
+    fc.key_type = 0;
+    fc.coordinator_keys = vec![s("g1")];
+    let resp = c.send(4, &fc);
+    assert_eq!(resp.coordinators.len(), 1);
+    assert_eq!(resp.coordinators[0].error_code, NONE);
+    assert_eq!(resp.coordinators[0].port, i32::from(broker.port));
+
+    let (member, gen1) = join_and_sync(&mut c, "g1", "");
+    let r = commit(&mut c, "g1", &member, gen1, "events", &[(0, 5), (1, 7), (2, 11)]);
+    assert_eq!(r, [(0, NONE), (1, NONE), (2, NONE)]);
+    assert_eq!(fetch_offsets(&mut c, "g1", "events", &[0, 1, 2]), [(0, 5, NONE), (1, 7, NONE), (2, 11, NONE)]);
+
+    // A generation the group never had.
+    let r = commit(&mut c, "g1", &member, gen1 + 100, "events", &[(0, 99)]);
+    assert_eq!(r, [(0, ILLEGAL_GENERATION)], "commit with a wrong generation");
+
+    // The leader rejoining starts a new generation; the old one is stale.
+    let (member2, gen2) = join_and_sync(&mut c, "g1", &member);
+    assert_eq!(member2, member);
+    assert!(gen2 > gen1, "rejoin of the leader bumps the generation ({gen1} -> {gen2})");
+    let r = commit(&mut c, "g1", &member, gen1, "events", &[(0, 99)]);
+    assert_eq!(r, [(0, ILLEGAL_GENERATION)], "commit with a stale generation");
+    let r = commit(&mut c, "g1", &member, gen2, "events", &[(1, 8)]);
+    assert_eq!(r, [(1, NONE)]);
+    assert_eq!(fetch_offsets(&mut c, "g1", "events", &[0, 1, 2]), [(0, 5, NONE), (1, 8, NONE), (2, 11, NONE)]);
+
+    drop(c);
+    broker.kill9();
+    broker.restart();
+    let mut c = broker.client();
+    // Loading the group may take a moment (COORDINATOR_LOAD_IN_PROGRESS);
+    // poll, bounded.
+    let mut got = Vec::new();
+    let loaded = wait_until(|| {
+        let mut t = OffsetFetchRequestTopic::default();
+        t.name = topic_name("events");
+        t.partition_indexes = vec![0, 1, 2];
+        let mut req = OffsetFetchRequest::default();
+        req.group_id = GroupId(s("g1"));
+        req.topics = Some(vec![t]);
+        let resp = c.send(7, &req);
+        if resp.error_code != NONE {
+            return false;
+        }
+        got = resp.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.error_code))).collect();
+        got.sort();
+        true
+    });
+    assert!(loaded, "OffsetFetch answers after restart");
+    assert_eq!(got, [(0, 5, NONE), (1, 8, NONE), (2, 11, NONE)], "committed offsets survive kill -9");
+
+    // The membership was persisted too: the old member rejoins at once (a
+    // new member would wait for it to rejoin or time out, as in Kafka) and
+    // the generation keeps growing.
+    let (m3, gen3) = join_and_sync(&mut c, "g1", &member);
+    assert_eq!(m3, member);
+    assert!(gen3 > gen2, "generation keeps growing across restart ({gen2} -> {gen3})");
+    let r = commit(&mut c, "g1", &member, gen2, "events", &[(0, 99)]);
+    assert_eq!(r, [(0, ILLEGAL_GENERATION)], "pre-restart generation is stale after the rebalance");
+    let r = commit(&mut c, "g1", &member, gen3, "events", &[(2, 12)]);
+    assert_eq!(r, [(2, NONE)]);
+}
+
+fn http_get(port: u16, path: &str) -> String {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
+    // One write: the endpoint reads the request with a single read.
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).expect("read metrics");
+    out
+}
+
+/// The value of the first sample line starting with `prefix`.
+fn sample(body: &str, prefix: &str) -> Option<f64> {
+    body.lines()
+        .filter(|l| !l.starts_with('#'))
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+#[test]
+fn metrics_endpoint_reports_produce() {
+    let broker = Broker::start_opts(Opts { metrics: true, ..Opts::default() });
+    let mut c = broker.client();
+    create_topic_ok(&mut c, "metered", 1, &[]);
+    for _ in 0..3 {
+        produce_ok(&mut c, "metered", 0, batch(&["a", "b"]));
+    }
+    let port = broker.metrics_port.expect("metrics port");
+    let resp = http_get(port, "/metrics");
+    let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+
+    let records = sample(body, "sluice_partition_records_in_total{topic=\"metered\",partition=\"0\"}");
+    assert_eq!(records, Some(6.0), "records in for metered-0");
+    let produces = sample(body, "sluice_requests_total{api=\"Produce\"}");
+    assert!(produces.is_some_and(|v| v >= 3.0), "Produce request count: {produces:?}");
+    let fsyncs = sample(body, "sluice_log_fsync_seconds_count");
+    assert!(fsyncs.is_some_and(|v| v >= 1.0), "fsync count: {fsyncs:?}");
+
+    let missing = http_get(port, "/nope");
+    assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+}
+
+#[test]
+fn standalone_commits_without_membership() {
+    // Consumers using assign() commit with generation -1 and no member id.
+    let mut broker = Broker::start();
+    let mut c = broker.client();
+    create_topic_ok(&mut c, "solo", 2, &[]);
+    let r = commit(&mut c, "solo-group", "", -1, "solo", &[(0, 42)]);
+    assert_eq!(r, [(0, NONE)], "commit with generation -1 to an empty group");
+    assert_eq!(fetch_offsets(&mut c, "solo-group", "solo", &[0, 1]), [(0, 42, NONE), (1, -1, NONE)], "no commit -> offset -1");
+    let r = commit(&mut c, "solo-group", "", -1, "no-such-topic", &[(0, 1)]);
+    assert_eq!(r, [(0, UNKNOWN_TOPIC_OR_PARTITION)]);
+    drop(c);
+    broker.kill9();
+    broker.restart();
+    let mut c = broker.client();
+    let ok = wait_until(|| {
+        let mut t = OffsetFetchRequestTopic::default();
+        t.name = topic_name("solo");
+        t.partition_indexes = vec![0];
+        let mut req = OffsetFetchRequest::default();
+        req.group_id = GroupId(s("solo-group"));
+        req.topics = Some(vec![t]);
+        let resp = c.send(7, &req);
+        resp.error_code == NONE && resp.topics.first().and_then(|t| t.partitions.first()).map(|p| p.committed_offset) == Some(42)
+    });
+    assert!(ok, "standalone commit survives kill -9");
+}
+
+#[test]
+fn sigterm_with_a_parked_long_poll_still_exits_cleanly() {
+    let mut broker = Broker::start();
+    let mut c = broker.client();
+    let id = create_topic_ok(&mut c, "parked", 2, &[]);
+    produce_ok(&mut c, "parked", 0, batch(&["kept"]));
+    let topic = TopicRef { name: "parked".into(), id };
+    let port = broker.port;
+    let waiter = std::thread::spawn(move || {
+        let mut fc = Client::connect(port);
+        // Either an (empty) answer or a closed connection is fine; the
+        // point is that the broker does not hang.
+        let _ = fc.try_send(12, &fetch_request(12, &topic, &[(0, 1), (1, 0)], 20_000, 1));
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let status = broker.sigterm();
+    assert!(status.success(), "exit status {status}");
+    waiter.join().expect("fetch thread");
+    broker.restart();
+    let mut c = broker.client();
+    let tr = topic_ref(&mut c, "parked");
+    assert_eq!(fetch_all(&mut c, &tr, 0, 0).iter().map(Rec::value_str).collect::<Vec<_>>(), ["kept"]);
+}
