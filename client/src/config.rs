@@ -70,8 +70,22 @@ pub struct ClientConfig {
     pub ssl_key_location: Option<String>,
     /// `ssl.endpoint.identification.algorithm` ("https"; "" disables hostname checks)
     pub ssl_endpoint_identification: bool,
+    /// `enable.ssl.certificate.verification` (true; librdkafka's name)
+    pub ssl_certificate_verification: bool,
     /// AWS region for MSK IAM (`aws.region`; else AWS_REGION)
     pub aws_region: Option<String>,
+    /// OAUTHBEARER token callback (`sasl.oauthbearer.token.provider`; set in code)
+    pub sasl_oauth_token_provider: Option<TokenProviderHandle>,
+}
+
+/// A shareable OAUTHBEARER token callback.
+#[derive(Clone)]
+pub struct TokenProviderHandle(pub std::sync::Arc<dyn crate::net::sasl::TokenProvider>);
+
+impl std::fmt::Debug for TokenProviderHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TokenProvider(..)")
+    }
 }
 
 impl Default for ClientConfig {
@@ -93,7 +107,9 @@ impl Default for ClientConfig {
             ssl_certificate_location: None,
             ssl_key_location: None,
             ssl_endpoint_identification: true,
+            ssl_certificate_verification: true,
             aws_region: None,
+            sasl_oauth_token_provider: None,
         }
     }
 }
@@ -155,6 +171,7 @@ impl ClientConfig {
             "ssl.certificate.location" => self.ssl_certificate_location = Some(v.to_string()),
             "ssl.key.location" => self.ssl_key_location = Some(v.to_string()),
             "ssl.endpoint.identification.algorithm" => self.ssl_endpoint_identification = !v.trim().is_empty() && v.trim() != "none",
+            "enable.ssl.certificate.verification" => self.ssl_certificate_verification = parse_bool(name, v)?,
             "aws.region" => self.aws_region = Some(v.to_string()),
             _ => return Ok(false),
         }

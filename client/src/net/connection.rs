@@ -39,6 +39,9 @@ pub struct Connection {
     writer: mpsc::Sender<Bytes>,
     closed: Arc<AtomicBool>,
     versions: BrokerVersions,
+    /// When set, the connection counts as closed from then on (a SASL
+    /// session about to expire), so the cluster opens a new one.
+    retire_at: Mutex<Option<std::time::Instant>>,
 }
 
 impl std::fmt::Debug for Connection {
@@ -73,6 +76,7 @@ impl Connection {
             writer: tx,
             closed,
             versions: BrokerVersions::default(),
+            retire_at: Mutex::new(None),
         };
         conn.versions = conn.negotiate().await?;
         Ok(Arc::new(conn))
@@ -98,7 +102,16 @@ impl Connection {
     }
 
     pub fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Relaxed)
+        if self.closed.load(Ordering::Relaxed) {
+            return true;
+        }
+        let retire = *self.retire_at.lock().unwrap_or_else(|e| e.into_inner());
+        retire.is_some_and(|t| std::time::Instant::now() >= t)
+    }
+
+    /// Marks the connection for replacement at `at` (requests in flight finish).
+    pub fn retire_at(&self, at: std::time::Instant) {
+        *self.retire_at.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
     }
 
     /// Sends `req` at the highest version both sides support.
@@ -127,6 +140,9 @@ impl Connection {
         R::Response: Decodable,
     {
         let api = api_key_of::<R>()?;
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Error::Connection { broker: self.addr.clone(), reason: "connection closed".into() });
+        }
         let rx = self.enqueue(req, api, version, true).await?.ok_or_else(|| Error::Protocol("no response slot".into()))?;
         let body = match tokio::time::timeout(self.request_timeout, rx).await {
             Ok(Ok(r)) => r?,
@@ -154,9 +170,6 @@ impl Connection {
         version: i16,
         expect_response: bool,
     ) -> Result<Option<oneshot::Receiver<Result<Bytes>>>> {
-        if self.is_closed() {
-            return Err(Error::Connection { broker: self.addr.clone(), reason: "connection closed".into() });
-        }
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
         let mut header = RequestHeader::default();
         header.request_api_key = api as i16;

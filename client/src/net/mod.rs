@@ -4,7 +4,9 @@
 
 pub mod cluster;
 pub mod connection;
+pub mod sasl;
 mod secure;
+pub mod tls;
 pub mod versions;
 
 pub use cluster::{Cluster, PartitionInfo, TopicInfo};
