@@ -3,7 +3,7 @@
 //! the `sluice` client crate.
 //!
 //! # Layout
-//! - `main.rs`: argument parsing and the admin commands.
+//! - `main.rs`: argument parsing, the admin commands and `iam-token`.
 
 use std::process::ExitCode;
 
@@ -32,6 +32,28 @@ enum Command {
     /// List and describe consumer groups (with lag).
     #[command(subcommand)]
     Groups(GroupsCmd),
+    /// Print an AWS MSK IAM OAUTHBEARER token (what aws-msk-iam-sasl-signer
+    /// makes). Credentials come from the flags, else the standard AWS sources.
+    IamToken(IamTokenArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct IamTokenArgs {
+    /// AWS region of the MSK cluster.
+    #[arg(long)]
+    region: String,
+    #[arg(long, requires = "secret_access_key")]
+    access_key_id: Option<String>,
+    #[arg(long, requires = "access_key_id")]
+    secret_access_key: Option<String>,
+    #[arg(long)]
+    session_token: Option<String>,
+    /// Sign as of this Unix time (seconds) instead of now.
+    #[arg(long)]
+    at_epoch: Option<u64>,
+    /// User-Agent appended to the token (after signing).
+    #[arg(long)]
+    user_agent: Option<String>,
 }
 
 #[derive(Subcommand, Debug)]
@@ -192,6 +214,27 @@ async fn groups(cli: &Cli, cmd: &GroupsCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+async fn iam_token(args: &IamTokenArgs) -> anyhow::Result<()> {
+    use sluice::net::sasl::msk_iam::{resolve_credentials, token_for, AwsCredentials, CredentialSource, Env};
+    let creds = match (&args.access_key_id, &args.secret_access_key) {
+        (Some(id), Some(secret)) => AwsCredentials {
+            access_key_id: id.clone(),
+            secret_access_key: secret.clone(),
+            session_token: args.session_token.clone(),
+            expires_at: None,
+        },
+        _ => resolve_credentials(&CredentialSource::DefaultChain, &Env::Process).await?,
+    };
+    let time = match args.at_epoch {
+        Some(s) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+        None => std::time::SystemTime::now(),
+    };
+    let ua = args.user_agent.clone().unwrap_or_else(|| format!("sluice-client/{}", env!("CARGO_PKG_VERSION")));
+    let token = token_for(&args.region, &creds, time, &ua)?;
+    println!("{}", token.value);
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
@@ -202,6 +245,7 @@ async fn main() -> ExitCode {
     let r = match &cli.command {
         Command::Topics(c) => topics(&cli, c).await,
         Command::Groups(c) => groups(&cli, c).await,
+        Command::IamToken(a) => iam_token(a).await,
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
