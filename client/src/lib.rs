@@ -13,10 +13,12 @@
 
 pub mod admin;
 pub mod config;
+pub mod consumer;
 pub mod error;
 pub mod net;
 
 pub use admin::{AdminClient, NewTopic};
+pub use consumer::{Consumer, ConsumerRecord, OffsetAndMetadata, PartitionBatch, RebalanceListener, ShutdownHandle, TopicPartition};
 pub use config::{Acks, AssignorKind, ClientConfig, ConsumerConfig, OffsetReset, ProducerConfig, SecurityProtocol};
 pub use error::{Error, KafkaCode, Result};
 pub use sluice_protocol::compression::Compression;
