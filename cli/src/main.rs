@@ -32,9 +32,33 @@ enum Command {
     /// List and describe consumer groups (with lag).
     #[command(subcommand)]
     Groups(GroupsCmd),
+    /// Print records from a topic (as a group member with --group).
+    Consume(ConsumeArgs),
     /// Print an AWS MSK IAM OAUTHBEARER token (what aws-msk-iam-sasl-signer
     /// makes). Credentials come from the flags, else the standard AWS sources.
     IamToken(IamTokenArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ConsumeArgs {
+    topic: String,
+    /// Consume as a member of this group (offsets are committed).
+    #[arg(long, short = 'g')]
+    group: Option<String>,
+    /// Start from the earliest offset when there is no committed one.
+    #[arg(long)]
+    from_beginning: bool,
+    /// Stop after this many records.
+    #[arg(long, short = 'n')]
+    max_messages: Option<u64>,
+    /// Stop after this long without a record (ms); default: never.
+    #[arg(long)]
+    idle_timeout_ms: Option<u64>,
+    /// Print keys too, separated from the value by --key-separator.
+    #[arg(long)]
+    print_key: bool,
+    #[arg(long, default_value = "\t")]
+    key_separator: String,
 }
 
 #[derive(clap::Args, Debug)]
@@ -214,6 +238,81 @@ async fn groups(cli: &Cli, cmd: &GroupsCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn consumer_config(cli: &Cli, extra: &[(&str, String)]) -> anyhow::Result<sluice::ConsumerConfig> {
+    let mut props = vec![("bootstrap.servers".to_string(), cli.bootstrap.clone()), ("client.id".to_string(), "sluice-cli".to_string())];
+    props.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    for p in &cli.properties {
+        props.push(split_kv(p, "--property")?);
+    }
+    Ok(sluice::ConsumerConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?)
+}
+
+async fn consume(cli: &Cli, args: &ConsumeArgs) -> anyhow::Result<()> {
+    use std::io::Write;
+    let reset = if args.from_beginning { "earliest" } else { "latest" };
+    let mut extra = vec![("auto.offset.reset", reset.to_string())];
+    if let Some(g) = &args.group {
+        extra.push(("group.id", g.clone()));
+        // Commit exactly what was printed, not whatever the last poll returned.
+        extra.push(("enable.auto.commit", "false".to_string()));
+    }
+    let mut consumer = sluice::Consumer::connect(consumer_config(cli, &extra)?).await?;
+    if args.group.is_some() {
+        consumer.subscribe(&[&args.topic])?;
+    } else {
+        let cluster = consumer.cluster().clone();
+        cluster.ensure_topics(std::slice::from_ref(&args.topic)).await?;
+        let t = cluster.topic(&args.topic).ok_or_else(|| anyhow::anyhow!("topic {} does not exist", args.topic))?;
+        consumer.assign(t.partitions.iter().map(|p| (args.topic.clone(), p.partition)))?;
+        let all: Vec<sluice::TopicPartition> = t.partitions.iter().map(|p| sluice::TopicPartition::new(args.topic.clone(), p.partition)).collect();
+        if args.from_beginning {
+            consumer.seek_to_beginning(&all)?;
+        } else {
+            consumer.seek_to_end(&all)?;
+        }
+    }
+    let sep = args.key_separator.replace("\\t", "\t");
+    let stdout = std::io::stdout();
+    let mut out = std::io::BufWriter::new(stdout.lock());
+    let mut seen: u64 = 0;
+    let mut printed: std::collections::HashMap<sluice::TopicPartition, i64> = std::collections::HashMap::new();
+    let mut idle_since = std::time::Instant::now();
+    loop {
+        let records = consumer.poll(std::time::Duration::from_millis(500)).await?;
+        if records.is_empty() {
+            out.flush()?;
+            if args.idle_timeout_ms.is_some_and(|ms| idle_since.elapsed().as_millis() as u64 >= ms) {
+                break;
+            }
+            continue;
+        }
+        idle_since = std::time::Instant::now();
+        for r in records {
+            if args.print_key {
+                out.write_all(r.key.as_deref().unwrap_or_default())?;
+                out.write_all(sep.as_bytes())?;
+            }
+            out.write_all(r.value.as_deref().unwrap_or_default())?;
+            out.write_all(b"\n")?;
+            printed.insert(r.topic_partition(), r.offset + 1);
+            seen += 1;
+            if args.max_messages.is_some_and(|m| seen >= m) {
+                break;
+            }
+        }
+        if args.max_messages.is_some_and(|m| seen >= m) {
+            break;
+        }
+    }
+    out.flush()?;
+    drop(out);
+    if args.group.is_some() && !printed.is_empty() {
+        consumer.commit_sync_offsets(printed).await?;
+    }
+    consumer.close().await?;
+    Ok(())
+}
+
 async fn iam_token(args: &IamTokenArgs) -> anyhow::Result<()> {
     use sluice::net::sasl::msk_iam::{resolve_credentials, token_for, AwsCredentials, CredentialSource, Env};
     let creds = match (&args.access_key_id, &args.secret_access_key) {
@@ -245,6 +344,7 @@ async fn main() -> ExitCode {
     let r = match &cli.command {
         Command::Topics(c) => topics(&cli, c).await,
         Command::Groups(c) => groups(&cli, c).await,
+        Command::Consume(a) => consume(&cli, a).await,
         Command::IamToken(a) => iam_token(a).await,
     };
     match r {
