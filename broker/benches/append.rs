@@ -25,7 +25,9 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput};
+use criterion::{
+    criterion_group, criterion_main, BenchmarkId, Criterion, SamplingMode, Throughput,
+};
 use futures::stream::{FuturesUnordered, StreamExt};
 use rand::{Rng, SeedableRng};
 use sluice_broker::config::{BrokerConfig, FlushPolicy};
@@ -41,7 +43,8 @@ const TOPIC: &str = "bench";
 /// One uncompressed batch of 100 records with 100-byte values and 4-byte
 /// keys, as a producer would send it (base offset 0, no producer id).
 fn batch() -> (BatchHeader, Bytes) {
-    let mut b = BatchBuilder::with_capacity(Compression::None, RECORDS_PER_BATCH * (VALUE_LEN + 16));
+    let mut b =
+        BatchBuilder::with_capacity(Compression::None, RECORDS_PER_BATCH * (VALUE_LEN + 16));
     let mut value = [0u8; VALUE_LEN];
     for (i, v) in value.iter_mut().enumerate() {
         *v = b'a' + (i % 26) as u8;
@@ -57,8 +60,10 @@ fn batch() -> (BatchHeader, Bytes) {
 }
 
 fn log_config(policy: FlushPolicy, overrides: &[(&str, &str)]) -> LogConfig {
-    let overrides: BTreeMap<String, String> =
-        overrides.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let overrides: BTreeMap<String, String> = overrides
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
     let mut cfg = LogConfig::resolve(&BrokerConfig::default(), &overrides);
     cfg.flush_policy = policy;
     cfg
@@ -66,14 +71,26 @@ fn log_config(policy: FlushPolicy, overrides: &[(&str, &str)]) -> LogConfig {
 
 async fn open_log(dir: &std::path::Path, cfg: LogConfig) -> Rc<PartitionLog> {
     let part_dir = dir.join(PartitionLog::dir_name(TOPIC, 0));
-    PartitionLog::open(&part_dir, TOPIC, uuid::Uuid::new_v4(), 0, cfg, PartitionMetrics::default())
-        .await
-        .expect("open a partition log in a fresh temporary directory")
+    PartitionLog::open(
+        &part_dir,
+        TOPIC,
+        uuid::Uuid::new_v4(),
+        0,
+        cfg,
+        PartitionMetrics::default(),
+    )
+    .await
+    .expect("open a partition log in a fresh temporary directory")
 }
 
 /// Issues `total` appends of `batch`, keeping `in_flight` of them queued.
 /// Returns how many failed (they should not; reported, never asserted on).
-async fn run_appends(log: &PartitionLog, batch: &(BatchHeader, Bytes), total: u64, in_flight: usize) -> u64 {
+async fn run_appends(
+    log: &PartitionLog,
+    batch: &(BatchHeader, Bytes),
+    total: u64,
+    in_flight: usize,
+) -> u64 {
     let mut pending = FuturesUnordered::new();
     let mut issued = 0u64;
     let mut failed = 0u64;
@@ -94,38 +111,50 @@ async fn run_appends(log: &PartitionLog, batch: &(BatchHeader, Bytes), total: u6
 }
 
 fn bench_append(c: &mut Criterion) {
-    let rt = compio::runtime::Runtime::new().expect("io_uring runtime (the broker needs io_uring too)");
+    let rt =
+        compio::runtime::Runtime::new().expect("io_uring runtime (the broker needs io_uring too)");
     let batch = batch();
-    for (policy, name) in [(FlushPolicy::Always, "always"), (FlushPolicy::Interval, "interval")] {
+    for (policy, name) in [
+        (FlushPolicy::Always, "always"),
+        (FlushPolicy::Interval, "interval"),
+    ] {
         let mut g = c.benchmark_group(format!("append/{name}"));
         g.throughput(Throughput::Elements(1));
         g.sampling_mode(SamplingMode::Flat);
         if policy == FlushPolicy::Always {
             // ~1-3 ms per sync: few, long samples.
-            g.sample_size(10).warm_up_time(Duration::from_secs(2)).measurement_time(Duration::from_secs(8));
+            g.sample_size(10)
+                .warm_up_time(Duration::from_secs(2))
+                .measurement_time(Duration::from_secs(8));
         } else {
-            g.sample_size(20).warm_up_time(Duration::from_secs(1)).measurement_time(Duration::from_secs(4));
+            g.sample_size(20)
+                .warm_up_time(Duration::from_secs(1))
+                .measurement_time(Duration::from_secs(4));
         }
         for in_flight in [1usize, 16] {
-            g.bench_with_input(BenchmarkId::new("in_flight", in_flight), &in_flight, |b, &in_flight| {
-                b.iter_custom(|iters| {
-                    let dir = tempfile::tempdir().expect("temporary directory");
-                    let cfg = log_config(policy, &[]);
-                    let took = rt.block_on(async {
-                        let log = open_log(dir.path(), cfg).await;
-                        let start = Instant::now();
-                        let failed = run_appends(&log, &batch, iters, in_flight).await;
-                        let took = start.elapsed();
-                        if failed > 0 {
-                            eprintln!("warning: {failed} of {iters} appends failed");
-                        }
-                        log.close();
+            g.bench_with_input(
+                BenchmarkId::new("in_flight", in_flight),
+                &in_flight,
+                |b, &in_flight| {
+                    b.iter_custom(|iters| {
+                        let dir = tempfile::tempdir().expect("temporary directory");
+                        let cfg = log_config(policy, &[]);
+                        let took = rt.block_on(async {
+                            let log = open_log(dir.path(), cfg).await;
+                            let start = Instant::now();
+                            let failed = run_appends(&log, &batch, iters, in_flight).await;
+                            let took = start.elapsed();
+                            if failed > 0 {
+                                eprintln!("warning: {failed} of {iters} appends failed");
+                            }
+                            log.close();
+                            took
+                        });
+                        drop(dir);
                         took
-                    });
-                    drop(dir);
-                    took
-                })
-            });
+                    })
+                },
+            );
         }
         g.finish();
     }
@@ -133,7 +162,8 @@ fn bench_append(c: &mut Criterion) {
 
 fn bench_read(c: &mut Criterion) {
     const BATCHES: usize = 10_000;
-    let rt = compio::runtime::Runtime::new().expect("io_uring runtime (the broker needs io_uring too)");
+    let rt =
+        compio::runtime::Runtime::new().expect("io_uring runtime (the broker needs io_uring too)");
     let batch = batch();
     let dir = tempfile::tempdir().expect("temporary directory");
     // 32 MiB segments: the ~109 MB log spans four of them.
@@ -161,7 +191,10 @@ fn bench_read(c: &mut Criterion) {
             b.iter(|| {
                 let off = offsets[i % offsets.len()];
                 i += 1;
-                black_box(log.read(black_box(off), max_bytes).map(|r| r.records.map(|f| f.len)))
+                black_box(
+                    log.read(black_box(off), max_bytes)
+                        .map(|r| r.records.map(|f| f.len)),
+                )
             })
         });
     }
@@ -169,7 +202,12 @@ fn bench_read(c: &mut Criterion) {
     // takes the "rest of the segment fits" fast path.
     let tail = (hw - (RECORDS_PER_BATCH * 90) as i64).max(0);
     g.bench_function(BenchmarkId::new("tail", "1MiB"), |b| {
-        b.iter(|| black_box(log.read(black_box(tail), 1 << 20).map(|r| r.records.map(|f| f.len))))
+        b.iter(|| {
+            black_box(
+                log.read(black_box(tail), 1 << 20)
+                    .map(|r| r.records.map(|f| f.len)),
+            )
+        })
     });
     g.finish();
     log.close();

@@ -31,9 +31,15 @@ pub enum ConfigError {
     #[error("invalid value for `{name}`: {reason}")]
     Invalid { name: String, reason: String },
     #[error("cannot read config file {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid TOML: {source}")]
-    Parse { path: PathBuf, source: toml::de::Error },
+    Parse {
+        path: PathBuf,
+        source: toml::de::Error,
+    },
 }
 
 /// Every broker-level setting. Field docs name the Kafka property.
@@ -118,7 +124,9 @@ impl Default for BrokerConfig {
             advertised_host: "127.0.0.1".into(),
             advertised_port: 9092,
             data_dir: PathBuf::from("data"),
-            shards: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+            shards: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
             cluster_id: None,
             num_partitions: 1,
             default_replication_factor: 1,
@@ -155,14 +163,20 @@ fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError
 where
     T::Err: std::fmt::Display,
 {
-    v.trim().parse::<T>().map_err(|e| ConfigError::Invalid { name: name.into(), reason: e.to_string() })
+    v.trim().parse::<T>().map_err(|e| ConfigError::Invalid {
+        name: name.into(),
+        reason: e.to_string(),
+    })
 }
 
 fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
     match v.trim() {
         "true" => Ok(true),
         "false" => Ok(false),
-        other => Err(ConfigError::Invalid { name: name.into(), reason: format!("expected true or false, got `{other}`") }),
+        other => Err(ConfigError::Invalid {
+            name: name.into(),
+            reason: format!("expected true or false, got `{other}`"),
+        }),
     }
 }
 
@@ -184,13 +198,27 @@ pub fn parse_host_port(name: &str, v: &str) -> Result<(String, u16), ConfigError
         reason: format!("expected HOST:PORT, got `{v}`"),
     })?;
     let port: u16 = parse_num(name, port)?;
-    let host = host.trim_start_matches('[').trim_end_matches(']').to_string();
-    Ok((if host.is_empty() { "0.0.0.0".into() } else { host }, port))
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_string();
+    Ok((
+        if host.is_empty() {
+            "0.0.0.0".into()
+        } else {
+            host
+        },
+        port,
+    ))
 }
 
 pub fn parse_listen(name: &str, v: &str) -> Result<SocketAddr, ConfigError> {
     let (host, port) = parse_host_port(name, v)?;
-    let host = if host == "localhost" { "127.0.0.1".to_string() } else { host };
+    let host = if host == "localhost" {
+        "127.0.0.1".to_string()
+    } else {
+        host
+    };
     let ip: std::net::IpAddr = host.parse().map_err(|_| ConfigError::Invalid {
         name: name.into(),
         reason: format!("`{host}` is not an IP address"),
@@ -210,7 +238,10 @@ impl BrokerConfig {
                     .map(|s| parse_listen(name, s))
                     .collect::<Result<_, _>>()?;
                 if self.listeners.is_empty() {
-                    return Err(ConfigError::Invalid { name: name.into(), reason: "no listener given".into() });
+                    return Err(ConfigError::Invalid {
+                        name: name.into(),
+                        reason: "no listener given".into(),
+                    });
                 }
             }
             "advertised.listeners" => {
@@ -219,33 +250,54 @@ impl BrokerConfig {
                 self.advertised_host = h;
                 self.advertised_port = p;
             }
-            "log.dirs" | "log.dir" => self.data_dir = PathBuf::from(value.split(',').next().unwrap_or(value).trim()),
+            "log.dirs" | "log.dir" => {
+                self.data_dir = PathBuf::from(value.split(',').next().unwrap_or(value).trim())
+            }
             "num.shards" => self.shards = parse_num(name, value)?,
             "cluster.id" => self.cluster_id = Some(value.to_string()),
             "num.partitions" => self.num_partitions = positive(name, parse_num(name, value)?)?,
-            "default.replication.factor" => self.default_replication_factor = parse_num(name, value)?,
-            "auto.create.topics.enable" => self.auto_create_topics_enable = parse_bool(name, value)?,
+            "default.replication.factor" => {
+                self.default_replication_factor = parse_num(name, value)?
+            }
+            "auto.create.topics.enable" => {
+                self.auto_create_topics_enable = parse_bool(name, value)?
+            }
             "delete.topic.enable" => self.delete_topic_enable = parse_bool(name, value)?,
-            "message.max.bytes" => self.message_max_bytes = positive(name, parse_num(name, value)?)?,
+            "message.max.bytes" => {
+                self.message_max_bytes = positive(name, parse_num(name, value)?)?
+            }
             "socket.request.max.bytes" => self.socket_request_max_bytes = parse_num(name, value)?,
             "log.segment.bytes" => {
                 let v: i64 = parse_num(name, value)?;
                 if v < 14 {
-                    return Err(ConfigError::Invalid { name: name.into(), reason: "must be at least 14".into() });
+                    return Err(ConfigError::Invalid {
+                        name: name.into(),
+                        reason: "must be at least 14".into(),
+                    });
                 }
                 self.log_segment_bytes = v
             }
             "log.roll.ms" => self.log_roll_ms = parse_num(name, value)?,
             "log.roll.hours" => self.log_roll_ms = parse_num::<i64>(name, value)? * 3_600_000,
             "log.retention.ms" => self.log_retention_ms = parse_num(name, value)?,
-            "log.retention.minutes" => self.log_retention_ms = parse_num::<i64>(name, value)? * 60_000,
-            "log.retention.hours" => self.log_retention_ms = parse_num::<i64>(name, value)? * 3_600_000,
+            "log.retention.minutes" => {
+                self.log_retention_ms = parse_num::<i64>(name, value)? * 60_000
+            }
+            "log.retention.hours" => {
+                self.log_retention_ms = parse_num::<i64>(name, value)? * 3_600_000
+            }
             "log.retention.bytes" => self.log_retention_bytes = parse_num(name, value)?,
-            "log.retention.check.interval.ms" => self.log_retention_check_interval_ms = parse_num(name, value)?,
+            "log.retention.check.interval.ms" => {
+                self.log_retention_check_interval_ms = parse_num(name, value)?
+            }
             "log.index.interval.bytes" => self.log_index_interval_bytes = parse_num(name, value)?,
             "log.cleanup.policy" => self.log_cleanup_policy = validate_cleanup_policy(name, value)?,
-            "log.message.timestamp.type" => self.log_message_timestamp_type = validate_timestamp_type(name, value)?,
-            "min.insync.replicas" => self.min_insync_replicas = positive(name, parse_num(name, value)?)?,
+            "log.message.timestamp.type" => {
+                self.log_message_timestamp_type = validate_timestamp_type(name, value)?
+            }
+            "min.insync.replicas" => {
+                self.min_insync_replicas = positive(name, parse_num(name, value)?)?
+            }
             "flush.policy" => {
                 self.flush_policy = match value.trim() {
                     "always" => FlushPolicy::Always,
@@ -259,15 +311,25 @@ impl BrokerConfig {
                 }
             }
             "log.flush.interval.ms" => self.log_flush_interval_ms = parse_num(name, value)?,
-            "offsets.topic.num.partitions" => self.offsets_topic_num_partitions = positive(name, parse_num(name, value)?)?,
-            "offsets.topic.replication.factor" | "transaction.state.log.replication.factor" | "transaction.state.log.min.isr" => {
+            "offsets.topic.num.partitions" => {
+                self.offsets_topic_num_partitions = positive(name, parse_num(name, value)?)?
+            }
+            "offsets.topic.replication.factor"
+            | "transaction.state.log.replication.factor"
+            | "transaction.state.log.min.isr" => {
                 // Accepted for compatibility with Kafka config files; a single node has one replica.
                 let _: i32 = parse_num(name, value)?;
             }
             "offsets.retention.minutes" => self.offsets_retention_minutes = parse_num(name, value)?,
-            "group.initial.rebalance.delay.ms" => self.group_initial_rebalance_delay_ms = parse_num(name, value)?,
-            "group.min.session.timeout.ms" => self.group_min_session_timeout_ms = parse_num(name, value)?,
-            "group.max.session.timeout.ms" => self.group_max_session_timeout_ms = parse_num(name, value)?,
+            "group.initial.rebalance.delay.ms" => {
+                self.group_initial_rebalance_delay_ms = parse_num(name, value)?
+            }
+            "group.min.session.timeout.ms" => {
+                self.group_min_session_timeout_ms = parse_num(name, value)?
+            }
+            "group.max.session.timeout.ms" => {
+                self.group_max_session_timeout_ms = parse_num(name, value)?
+            }
             "group.max.size" => self.group_max_size = positive(name, parse_num(name, value)?)?,
             "connections.max.idle.ms" => self.connections_max_idle_ms = parse_num(name, value)?,
             "producer.id.expiration.ms" => self.producer_id_expiration_ms = parse_num(name, value)?,
@@ -280,8 +342,14 @@ impl BrokerConfig {
 
     /// Reads a TOML file of Kafka property names.
     pub fn apply_file(&mut self, path: &std::path::Path) -> Result<(), ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.into(), source })?;
-        let table: toml::Table = text.parse().map_err(|source| ConfigError::Parse { path: path.into(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.into(),
+            source,
+        })?;
+        let table: toml::Table = text.parse().map_err(|source| ConfigError::Parse {
+            path: path.into(),
+            source,
+        })?;
         let mut flat = Vec::new();
         flatten("", &toml::Value::Table(table), &mut flat);
         for (k, v) in flat {
@@ -372,28 +440,46 @@ impl BrokerConfig {
             "message.timestamp.type" => validate_timestamp_type(name, value).map(|_| ()),
             "compression.type" => match value {
                 "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
-                _ => Err(ConfigError::Invalid { name: name.into(), reason: format!("unknown compression type `{value}`") }),
+                _ => Err(ConfigError::Invalid {
+                    name: name.into(),
+                    reason: format!("unknown compression type `{value}`"),
+                }),
             },
             "retention.ms" | "retention.bytes" | "local.retention.ms" | "local.retention.bytes" => {
                 let v: i64 = parse_num(name, value)?;
                 if v < -2 {
-                    return Err(ConfigError::Invalid { name: name.into(), reason: "must be -1 or more".into() });
+                    return Err(ConfigError::Invalid {
+                        name: name.into(),
+                        reason: "must be -1 or more".into(),
+                    });
                 }
                 Ok(())
             }
             "segment.bytes" => {
                 let v: i64 = parse_num(name, value)?;
                 if v < 14 {
-                    return Err(ConfigError::Invalid { name: name.into(), reason: "must be at least 14".into() });
+                    return Err(ConfigError::Invalid {
+                        name: name.into(),
+                        reason: "must be at least 14".into(),
+                    });
                 }
                 Ok(())
             }
-            "max.message.bytes" | "min.insync.replicas" | "index.interval.bytes" | "segment.index.bytes" => {
+            "max.message.bytes"
+            | "min.insync.replicas"
+            | "index.interval.bytes"
+            | "segment.index.bytes" => {
                 let v: i32 = parse_num(name, value)?;
                 positive(name, v).map(|_| ())
             }
-            "segment.ms" | "delete.retention.ms" | "file.delete.delay.ms" | "flush.messages" | "flush.ms"
-            | "max.compaction.lag.ms" | "min.compaction.lag.ms" | "message.timestamp.after.max.ms"
+            "segment.ms"
+            | "delete.retention.ms"
+            | "file.delete.delay.ms"
+            | "flush.messages"
+            | "flush.ms"
+            | "max.compaction.lag.ms"
+            | "min.compaction.lag.ms"
+            | "message.timestamp.after.max.ms"
             | "message.timestamp.before.max.ms" => parse_num::<i64>(name, value).map(|_| ()),
             "preallocate" | "unclean.leader.election.enable" => parse_bool(name, value).map(|_| ()),
             _ => Err(ConfigError::Unknown(name.to_string())),
@@ -403,7 +489,10 @@ impl BrokerConfig {
 
 fn positive(name: &str, v: i32) -> Result<i32, ConfigError> {
     if v < 1 {
-        return Err(ConfigError::Invalid { name: name.into(), reason: "must be at least 1".into() });
+        return Err(ConfigError::Invalid {
+            name: name.into(),
+            reason: "must be at least 1".into(),
+        });
     }
     Ok(v)
 }
@@ -426,7 +515,10 @@ fn validate_cleanup_policy(name: &str, value: &str) -> Result<String, ConfigErro
 fn validate_timestamp_type(name: &str, value: &str) -> Result<String, ConfigError> {
     match value {
         "CreateTime" | "LogAppendTime" => Ok(value.to_string()),
-        _ => Err(ConfigError::Invalid { name: name.into(), reason: "expected CreateTime or LogAppendTime".into() }),
+        _ => Err(ConfigError::Invalid {
+            name: name.into(),
+            reason: "expected CreateTime or LogAppendTime".into(),
+        }),
     }
 }
 
@@ -434,7 +526,11 @@ fn flatten(prefix: &str, v: &toml::Value, out: &mut Vec<(String, String)>) {
     match v {
         toml::Value::Table(t) => {
             for (k, v) in t {
-                let key = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+                let key = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
                 flatten(&key, v, out);
             }
         }
@@ -481,8 +577,16 @@ mod tests {
 
     #[test]
     fn listener_forms() {
-        assert_eq!(parse_listen("l", "PLAINTEXT://127.0.0.1:9093").unwrap().port(), 9093);
-        assert_eq!(parse_listen("l", "localhost:1").unwrap().ip().to_string(), "127.0.0.1");
+        assert_eq!(
+            parse_listen("l", "PLAINTEXT://127.0.0.1:9093")
+                .unwrap()
+                .port(),
+            9093
+        );
+        assert_eq!(
+            parse_listen("l", "localhost:1").unwrap().ip().to_string(),
+            "127.0.0.1"
+        );
         assert!(parse_listen("l", "SSL://127.0.0.1:1").is_err());
     }
 }

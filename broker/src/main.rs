@@ -45,13 +45,21 @@ fn build_config(args: Args) -> Result<BrokerConfig, String> {
         cfg.apply_file(path).map_err(|e| e.to_string())?;
     }
     for kv in &args.set {
-        let (k, v) = kv.split_once('=').ok_or_else(|| format!("--set expects NAME=VALUE, got `{kv}`"))?;
+        let (k, v) = kv
+            .split_once('=')
+            .ok_or_else(|| format!("--set expects NAME=VALUE, got `{kv}`"))?;
         cfg.set(k.trim(), v.trim()).map_err(|e| e.to_string())?;
     }
     if !args.listen.is_empty() {
-        cfg.listeners = args.listen.iter().map(|l| parse_listen("--listen", l)).collect::<Result<_, _>>().map_err(|e| e.to_string())?;
+        cfg.listeners = args
+            .listen
+            .iter()
+            .map(|l| parse_listen("--listen", l))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
     }
-    let advertised_explicit = args.advertised_listener.is_some() || cfg.explicit.contains_key("advertised.listeners");
+    let advertised_explicit =
+        args.advertised_listener.is_some() || cfg.explicit.contains_key("advertised.listeners");
     if let Some(a) = &args.advertised_listener {
         let (h, p) = parse_host_port("--advertised-listener", a).map_err(|e| e.to_string())?;
         cfg.advertised_host = h;
@@ -59,7 +67,11 @@ fn build_config(args: Args) -> Result<BrokerConfig, String> {
     }
     if !advertised_explicit {
         if let Some(first) = cfg.listeners.first() {
-            cfg.advertised_host = if first.ip().is_unspecified() { "127.0.0.1".into() } else { first.ip().to_string() };
+            cfg.advertised_host = if first.ip().is_unspecified() {
+                "127.0.0.1".into()
+            } else {
+                first.ip().to_string()
+            };
             cfg.advertised_port = first.port();
         }
     }
@@ -80,7 +92,10 @@ fn build_config(args: Args) -> Result<BrokerConfig, String> {
 
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();

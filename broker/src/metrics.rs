@@ -14,8 +14,9 @@ use std::time::Duration;
 const MAX_SHARDS: usize = 256;
 
 /// Latency bucket upper bounds in seconds.
-const LATENCY_BUCKETS: [f64; 14] =
-    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0];
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
 /// Group-commit batch-size buckets (requests per fdatasync).
 const COUNT_BUCKETS: [f64; 9] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
 
@@ -54,7 +55,11 @@ impl<const N: usize> Histogram<N> {
         }
         let count = self.count.load(Relaxed);
         let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {count}");
-        let _ = writeln!(out, "{name}_sum{{{labels}}} {}", self.sum_micro.load(Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            out,
+            "{name}_sum{{{labels}}} {}",
+            self.sum_micro.load(Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(out, "{name}_count{{{labels}}} {count}");
     }
 }
@@ -137,7 +142,10 @@ impl Metrics {
     }
 
     pub fn set_group_figures(&self, shard: usize, groups: usize, rebalances: u64) {
-        if let (Some(g), Some(r)) = (self.groups_by_shard.get(shard), self.rebalances_by_shard.get(shard)) {
+        if let (Some(g), Some(r)) = (
+            self.groups_by_shard.get(shard),
+            self.rebalances_by_shard.get(shard),
+        ) {
             g.store(groups as i64, Relaxed);
             r.store(rebalances, Relaxed);
         }
@@ -154,19 +162,58 @@ impl Metrics {
 
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(16 * 1024);
-        let parts = self.partitions.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        let parts = self
+            .partitions
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
         let series: [(&str, &str, &str, fn(&PartitionCounters) -> String); 6] = [
-            ("sluice_partition_bytes_in_total", "counter", "Bytes appended", |c| c.bytes_in.load(Relaxed).to_string()),
-            ("sluice_partition_records_in_total", "counter", "Records appended", |c| c.records_in.load(Relaxed).to_string()),
-            ("sluice_partition_bytes_out_total", "counter", "Bytes served to fetches", |c| c.bytes_out.load(Relaxed).to_string()),
-            ("sluice_partition_log_end_offset", "gauge", "Log end offset", |c| c.log_end_offset.load(Relaxed).to_string()),
-            ("sluice_partition_log_start_offset", "gauge", "Log start offset", |c| c.log_start_offset.load(Relaxed).to_string()),
-            ("sluice_partition_size_bytes", "gauge", "Size on disk", |c| c.size_bytes.load(Relaxed).to_string()),
+            (
+                "sluice_partition_bytes_in_total",
+                "counter",
+                "Bytes appended",
+                |c| c.bytes_in.load(Relaxed).to_string(),
+            ),
+            (
+                "sluice_partition_records_in_total",
+                "counter",
+                "Records appended",
+                |c| c.records_in.load(Relaxed).to_string(),
+            ),
+            (
+                "sluice_partition_bytes_out_total",
+                "counter",
+                "Bytes served to fetches",
+                |c| c.bytes_out.load(Relaxed).to_string(),
+            ),
+            (
+                "sluice_partition_log_end_offset",
+                "gauge",
+                "Log end offset",
+                |c| c.log_end_offset.load(Relaxed).to_string(),
+            ),
+            (
+                "sluice_partition_log_start_offset",
+                "gauge",
+                "Log start offset",
+                |c| c.log_start_offset.load(Relaxed).to_string(),
+            ),
+            (
+                "sluice_partition_size_bytes",
+                "gauge",
+                "Size on disk",
+                |c| c.size_bytes.load(Relaxed).to_string(),
+            ),
         ];
         for (name, kind, help, get) in series {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
             for ((t, p), m) in &parts {
-                let _ = writeln!(out, "{name}{{topic=\"{}\",partition=\"{p}\"}} {}", escape(t), get(&m.0));
+                let _ = writeln!(
+                    out,
+                    "{name}{{topic=\"{}\",partition=\"{p}\"}} {}",
+                    escape(t),
+                    get(&m.0)
+                );
             }
         }
         // Records out are not counted per record (fetches are zero-copy and
@@ -175,32 +222,69 @@ impl Metrics {
         for (i, c) in self.requests.iter().enumerate() {
             let v = c.load(Relaxed);
             if v > 0 {
-                let _ = writeln!(out, "sluice_requests_total{{api=\"{}\"}} {v}", api_name(i as i16));
+                let _ = writeln!(
+                    out,
+                    "sluice_requests_total{{api=\"{}\"}} {v}",
+                    api_name(i as i16)
+                );
             }
         }
         let _ = writeln!(out, "# HELP sluice_request_errors_total Requests that failed to decode or were refused\n# TYPE sluice_request_errors_total counter");
         for (i, c) in self.request_errors.iter().enumerate() {
             let v = c.load(Relaxed);
             if v > 0 {
-                let _ = writeln!(out, "sluice_request_errors_total{{api=\"{}\"}} {v}", api_name(i as i16));
+                let _ = writeln!(
+                    out,
+                    "sluice_request_errors_total{{api=\"{}\"}} {v}",
+                    api_name(i as i16)
+                );
             }
         }
         let _ = writeln!(out, "# HELP sluice_request_latency_seconds Request handling latency per API\n# TYPE sluice_request_latency_seconds histogram");
         for (i, h) in self.request_latency.iter().enumerate() {
             if self.requests[i].load(Relaxed) > 0 {
-                h.render(&mut out, "sluice_request_latency_seconds", &format!("api=\"{}\"", api_name(i as i16)));
+                h.render(
+                    &mut out,
+                    "sluice_request_latency_seconds",
+                    &format!("api=\"{}\"", api_name(i as i16)),
+                );
             }
         }
         let _ = writeln!(out, "# HELP sluice_log_fsync_seconds fdatasync latency\n# TYPE sluice_log_fsync_seconds histogram");
-        self.fsync_seconds.render(&mut out, "sluice_log_fsync_seconds", "");
+        self.fsync_seconds
+            .render(&mut out, "sluice_log_fsync_seconds", "");
         let _ = writeln!(out, "# HELP sluice_log_group_commit_requests Produce requests made durable per fdatasync\n# TYPE sluice_log_group_commit_requests histogram");
-        self.group_commit_requests.render(&mut out, "sluice_log_group_commit_requests", "");
+        self.group_commit_requests
+            .render(&mut out, "sluice_log_group_commit_requests", "");
         let gauges: [(&str, &str, i64); 5] = [
-            ("sluice_net_connections_open", "gauge", self.connections_open.load(Relaxed)),
-            ("sluice_net_connections_total", "counter", self.connections_total.load(Relaxed) as i64),
-            ("sluice_net_connections_closed_bad_input_total", "counter", self.connections_closed_bad_input.load(Relaxed) as i64),
-            ("sluice_group_count", "gauge", self.groups_by_shard.iter().map(|g| g.load(Relaxed)).sum()),
-            ("sluice_group_rebalances_total", "counter", self.rebalances_by_shard.iter().map(|r| r.load(Relaxed) as i64).sum()),
+            (
+                "sluice_net_connections_open",
+                "gauge",
+                self.connections_open.load(Relaxed),
+            ),
+            (
+                "sluice_net_connections_total",
+                "counter",
+                self.connections_total.load(Relaxed) as i64,
+            ),
+            (
+                "sluice_net_connections_closed_bad_input_total",
+                "counter",
+                self.connections_closed_bad_input.load(Relaxed) as i64,
+            ),
+            (
+                "sluice_group_count",
+                "gauge",
+                self.groups_by_shard.iter().map(|g| g.load(Relaxed)).sum(),
+            ),
+            (
+                "sluice_group_rebalances_total",
+                "counter",
+                self.rebalances_by_shard
+                    .iter()
+                    .map(|r| r.load(Relaxed) as i64)
+                    .sum(),
+            ),
         ];
         for (name, kind, v) in gauges {
             let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");

@@ -53,17 +53,23 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     }
     let broker = Arc::new(Broker::new(config.clone(), metadata, senders));
 
-    let mut per_shard_listeners: Vec<Vec<std::net::TcpListener>> = (0..n).map(|_| Vec::new()).collect();
+    let mut per_shard_listeners: Vec<Vec<std::net::TcpListener>> =
+        (0..n).map(|_| Vec::new()).collect();
     for addr in &config.listeners {
-        let ls = crate::net::bind_reuseport(*addr, n).with_context(|| format!("cannot listen on {addr}"))?;
+        let ls = crate::net::bind_reuseport(*addr, n)
+            .with_context(|| format!("cannot listen on {addr}"))?;
         for (i, l) in ls.into_iter().enumerate() {
             per_shard_listeners[i].push(l);
         }
     }
-    let bound: Vec<String> =
-        per_shard_listeners[0].iter().filter_map(|l| l.local_addr().ok()).map(|a| a.to_string()).collect();
+    let bound: Vec<String> = per_shard_listeners[0]
+        .iter()
+        .filter_map(|l| l.local_addr().ok())
+        .map(|a| a.to_string())
+        .collect();
     if let Some(m) = config.metrics_listen {
-        let local = crate::metrics::serve(m).with_context(|| format!("cannot serve metrics on {m}"))?;
+        let local =
+            crate::metrics::serve(m).with_context(|| format!("cannot serve metrics on {m}"))?;
         tracing::info!(%local, "metrics endpoint");
     }
 
@@ -85,16 +91,21 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     }
 
     // Signals: stop accepting, drain, sync, exit.
-    let mut signals = signal_hook::iterator::Signals::new([signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT])
-        .context("cannot install signal handlers")?;
+    let mut signals = signal_hook::iterator::Signals::new([
+        signal_hook::consts::SIGTERM,
+        signal_hook::consts::SIGINT,
+    ])
+    .context("cannot install signal handlers")?;
     let handle = signals.handle();
     let sig_broker = broker.clone();
-    let signal_thread = std::thread::Builder::new().name("sluice-signals".into()).spawn(move || {
-        if let Some(sig) = signals.forever().next() {
-            tracing::info!(signal = sig, "shutting down");
-            request_shutdown(&sig_broker);
-        }
-    })?;
+    let signal_thread = std::thread::Builder::new()
+        .name("sluice-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                tracing::info!(signal = sig, "shutting down");
+                request_shutdown(&sig_broker);
+            }
+        })?;
 
     while ready.load(Ordering::SeqCst) < n {
         if threads.iter().any(|t| t.is_finished()) {
@@ -217,14 +228,17 @@ async fn open_owned_partitions(shard: &Rc<Shard>) -> anyhow::Result<()> {
             if shard.broker.owner_of_partition(&t.id, p) != shard.id {
                 continue;
             }
-            let dir = shard.broker.config.data_dir.join(crate::log::PartitionLog::dir_name(&t.name, p));
+            let dir = shard
+                .broker
+                .config
+                .data_dir
+                .join(crate::log::PartitionLog::dir_name(&t.name, p));
             if lazy && !dir.exists() {
                 continue;
             }
-            shard
-                .partition(&t, p)
-                .await
-                .map_err(|code| anyhow::anyhow!("cannot open {}-{p} (error code {code})", t.name))?;
+            shard.partition(&t, p).await.map_err(|code| {
+                anyhow::anyhow!("cannot open {}-{p} (error code {code})", t.name)
+            })?;
         }
     }
     Ok(())
@@ -240,7 +254,11 @@ fn spawn_housekeeping(shard: &Rc<Shard>) {
                 break;
             }
             if let Some(c) = s.coordinator() {
-                crate::metrics::METRICS.set_group_figures(s.id, c.group_count(), c.rebalance_count());
+                crate::metrics::METRICS.set_group_figures(
+                    s.id,
+                    c.group_count(),
+                    c.rebalance_count(),
+                );
             }
         }
     })

@@ -8,13 +8,15 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
-use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
+use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::{
-    FindCoordinatorRequest, GroupId, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest, OffsetFetchRequest,
-    SyncGroupRequest,
+    FindCoordinatorRequest, GroupId, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest,
+    OffsetFetchRequest, SyncGroupRequest,
 };
 use support::*;
 
@@ -41,8 +43,14 @@ fn sigterm_exits_cleanly_and_keeps_acknowledged_data() {
     let mut c = broker.client();
     let tr = topic_ref(&mut c, "clean");
     for p in 0..3 {
-        let values: Vec<String> = fetch_all(&mut c, &tr, p, 0).iter().map(Rec::value_str).collect();
-        assert_eq!(values, expected[p as usize], "partition {p} after a clean restart");
+        let values: Vec<String> = fetch_all(&mut c, &tr, p, 0)
+            .iter()
+            .map(Rec::value_str)
+            .collect();
+        assert_eq!(
+            values, expected[p as usize],
+            "partition {p} after a clean restart"
+        );
     }
     assert_eq!(produce_ok(&mut c, "clean", 0, batch(&["after"])), 10);
     // A second clean stop right after start also exits 0.
@@ -81,7 +89,9 @@ fn join_and_sync(c: &mut Client, group: &str, member_id: &str) -> (String, i32) 
 
     let mut a = SyncGroupRequestAssignment::default();
     a.member_id = s(&member);
-    a.assignment = Bytes::from_static(b"\x00\x01\x00\x00\x00\x01\x00\x05group\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00");
+    a.assignment = Bytes::from_static(
+        b"\x00\x01\x00\x00\x00\x01\x00\x05group\x00\x00\x00\x01\x00\x00\x00\x00\x00\x00\x00\x00",
+    );
     let mut req = SyncGroupRequest::default();
     req.group_id = GroupId(s(group));
     req.generation_id = generation;
@@ -91,11 +101,21 @@ fn join_and_sync(c: &mut Client, group: &str, member_id: &str) -> (String, i32) 
     req.assignments = vec![a];
     let sync = c.send(5, &req);
     assert_eq!(sync.error_code, NONE, "SyncGroup");
-    assert!(!sync.assignment.is_empty(), "the leader gets its assignment back");
+    assert!(
+        !sync.assignment.is_empty(),
+        "the leader gets its assignment back"
+    );
     (member, generation)
 }
 
-fn commit(c: &mut Client, group: &str, member: &str, generation: i32, topic: &str, offsets: &[(i32, i64)]) -> Vec<(i32, i16)> {
+fn commit(
+    c: &mut Client,
+    group: &str,
+    member: &str,
+    generation: i32,
+    topic: &str,
+    offsets: &[(i32, i64)],
+) -> Vec<(i32, i16)> {
     let mut t = OffsetCommitRequestTopic::default();
     t.name = topic_name(topic);
     t.partitions = offsets
@@ -114,13 +134,25 @@ fn commit(c: &mut Client, group: &str, member: &str, generation: i32, topic: &st
     req.member_id = s(member);
     req.topics = vec![t];
     let resp = c.send(8, &req);
-    let mut out: Vec<(i32, i16)> =
-        resp.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.error_code))).collect();
+    let mut out: Vec<(i32, i16)> = resp
+        .topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (p.partition_index, p.error_code))
+        })
+        .collect();
     out.sort();
     out
 }
 
-fn fetch_offsets(c: &mut Client, group: &str, topic: &str, partitions: &[i32]) -> Vec<(i32, i64, i16)> {
+fn fetch_offsets(
+    c: &mut Client,
+    group: &str,
+    topic: &str,
+    partitions: &[i32],
+) -> Vec<(i32, i64, i16)> {
     let mut t = OffsetFetchRequestTopic::default();
     t.name = topic_name(topic);
     t.partition_indexes = partitions.to_vec();
@@ -132,7 +164,11 @@ fn fetch_offsets(c: &mut Client, group: &str, topic: &str, partitions: &[i32]) -
     let mut out: Vec<(i32, i64, i16)> = resp
         .topics
         .iter()
-        .flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.error_code)))
+        .flat_map(|t| {
+            t.partitions
+                .iter()
+                .map(|p| (p.partition_index, p.committed_offset, p.error_code))
+        })
         .collect();
     out.sort();
     out
@@ -153,23 +189,47 @@ fn group_offsets_survive_restart_and_stale_generations_are_fenced() {
     assert_eq!(resp.coordinators[0].port, i32::from(broker.port));
 
     let (member, gen1) = join_and_sync(&mut c, "g1", "");
-    let r = commit(&mut c, "g1", &member, gen1, "events", &[(0, 5), (1, 7), (2, 11)]);
+    let r = commit(
+        &mut c,
+        "g1",
+        &member,
+        gen1,
+        "events",
+        &[(0, 5), (1, 7), (2, 11)],
+    );
     assert_eq!(r, [(0, NONE), (1, NONE), (2, NONE)]);
-    assert_eq!(fetch_offsets(&mut c, "g1", "events", &[0, 1, 2]), [(0, 5, NONE), (1, 7, NONE), (2, 11, NONE)]);
+    assert_eq!(
+        fetch_offsets(&mut c, "g1", "events", &[0, 1, 2]),
+        [(0, 5, NONE), (1, 7, NONE), (2, 11, NONE)]
+    );
 
     // A generation the group never had.
     let r = commit(&mut c, "g1", &member, gen1 + 100, "events", &[(0, 99)]);
-    assert_eq!(r, [(0, ILLEGAL_GENERATION)], "commit with a wrong generation");
+    assert_eq!(
+        r,
+        [(0, ILLEGAL_GENERATION)],
+        "commit with a wrong generation"
+    );
 
     // The leader rejoining starts a new generation; the old one is stale.
     let (member2, gen2) = join_and_sync(&mut c, "g1", &member);
     assert_eq!(member2, member);
-    assert!(gen2 > gen1, "rejoin of the leader bumps the generation ({gen1} -> {gen2})");
+    assert!(
+        gen2 > gen1,
+        "rejoin of the leader bumps the generation ({gen1} -> {gen2})"
+    );
     let r = commit(&mut c, "g1", &member, gen1, "events", &[(0, 99)]);
-    assert_eq!(r, [(0, ILLEGAL_GENERATION)], "commit with a stale generation");
+    assert_eq!(
+        r,
+        [(0, ILLEGAL_GENERATION)],
+        "commit with a stale generation"
+    );
     let r = commit(&mut c, "g1", &member, gen2, "events", &[(1, 8)]);
     assert_eq!(r, [(1, NONE)]);
-    assert_eq!(fetch_offsets(&mut c, "g1", "events", &[0, 1, 2]), [(0, 5, NONE), (1, 8, NONE), (2, 11, NONE)]);
+    assert_eq!(
+        fetch_offsets(&mut c, "g1", "events", &[0, 1, 2]),
+        [(0, 5, NONE), (1, 8, NONE), (2, 11, NONE)]
+    );
 
     drop(c);
     broker.kill9();
@@ -189,21 +249,40 @@ fn group_offsets_survive_restart_and_stale_generations_are_fenced() {
         if resp.error_code != NONE {
             return false;
         }
-        got = resp.topics.iter().flat_map(|t| t.partitions.iter().map(|p| (p.partition_index, p.committed_offset, p.error_code))).collect();
+        got = resp
+            .topics
+            .iter()
+            .flat_map(|t| {
+                t.partitions
+                    .iter()
+                    .map(|p| (p.partition_index, p.committed_offset, p.error_code))
+            })
+            .collect();
         got.sort();
         true
     });
     assert!(loaded, "OffsetFetch answers after restart");
-    assert_eq!(got, [(0, 5, NONE), (1, 8, NONE), (2, 11, NONE)], "committed offsets survive kill -9");
+    assert_eq!(
+        got,
+        [(0, 5, NONE), (1, 8, NONE), (2, 11, NONE)],
+        "committed offsets survive kill -9"
+    );
 
     // The membership was persisted too: the old member rejoins at once (a
     // new member would wait for it to rejoin or time out, as in Kafka) and
     // the generation keeps growing.
     let (m3, gen3) = join_and_sync(&mut c, "g1", &member);
     assert_eq!(m3, member);
-    assert!(gen3 > gen2, "generation keeps growing across restart ({gen2} -> {gen3})");
+    assert!(
+        gen3 > gen2,
+        "generation keeps growing across restart ({gen2} -> {gen3})"
+    );
     let r = commit(&mut c, "g1", &member, gen2, "events", &[(0, 99)]);
-    assert_eq!(r, [(0, ILLEGAL_GENERATION)], "pre-restart generation is stale after the rebalance");
+    assert_eq!(
+        r,
+        [(0, ILLEGAL_GENERATION)],
+        "pre-restart generation is stale after the rebalance"
+    );
     let r = commit(&mut c, "g1", &member, gen3, "events", &[(2, 12)]);
     assert_eq!(r, [(2, NONE)]);
 }
@@ -231,7 +310,10 @@ fn sample(body: &str, prefix: &str) -> Option<f64> {
 
 #[test]
 fn metrics_endpoint_reports_produce() {
-    let broker = Broker::start_opts(Opts { metrics: true, ..Opts::default() });
+    let broker = Broker::start_opts(Opts {
+        metrics: true,
+        ..Opts::default()
+    });
     let mut c = broker.client();
     create_topic_ok(&mut c, "metered", 1, &[]);
     for _ in 0..3 {
@@ -242,10 +324,16 @@ fn metrics_endpoint_reports_produce() {
     let (head, body) = resp.split_once("\r\n\r\n").expect("http response");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
 
-    let records = sample(body, "sluice_partition_records_in_total{topic=\"metered\",partition=\"0\"}");
+    let records = sample(
+        body,
+        "sluice_partition_records_in_total{topic=\"metered\",partition=\"0\"}",
+    );
     assert_eq!(records, Some(6.0), "records in for metered-0");
     let produces = sample(body, "sluice_requests_total{api=\"Produce\"}");
-    assert!(produces.is_some_and(|v| v >= 3.0), "Produce request count: {produces:?}");
+    assert!(
+        produces.is_some_and(|v| v >= 3.0),
+        "Produce request count: {produces:?}"
+    );
     let fsyncs = sample(body, "sluice_log_fsync_seconds_count");
     assert!(fsyncs.is_some_and(|v| v >= 1.0), "fsync count: {fsyncs:?}");
 
@@ -260,8 +348,16 @@ fn standalone_commits_without_membership() {
     let mut c = broker.client();
     create_topic_ok(&mut c, "solo", 2, &[]);
     let r = commit(&mut c, "solo-group", "", -1, "solo", &[(0, 42)]);
-    assert_eq!(r, [(0, NONE)], "commit with generation -1 to an empty group");
-    assert_eq!(fetch_offsets(&mut c, "solo-group", "solo", &[0, 1]), [(0, 42, NONE), (1, -1, NONE)], "no commit -> offset -1");
+    assert_eq!(
+        r,
+        [(0, NONE)],
+        "commit with generation -1 to an empty group"
+    );
+    assert_eq!(
+        fetch_offsets(&mut c, "solo-group", "solo", &[0, 1]),
+        [(0, 42, NONE), (1, -1, NONE)],
+        "no commit -> offset -1"
+    );
     let r = commit(&mut c, "solo-group", "", -1, "no-such-topic", &[(0, 1)]);
     assert_eq!(r, [(0, UNKNOWN_TOPIC_OR_PARTITION)]);
     drop(c);
@@ -276,7 +372,13 @@ fn standalone_commits_without_membership() {
         req.group_id = GroupId(s("solo-group"));
         req.topics = Some(vec![t]);
         let resp = c.send(7, &req);
-        resp.error_code == NONE && resp.topics.first().and_then(|t| t.partitions.first()).map(|p| p.committed_offset) == Some(42)
+        resp.error_code == NONE
+            && resp
+                .topics
+                .first()
+                .and_then(|t| t.partitions.first())
+                .map(|p| p.committed_offset)
+                == Some(42)
     });
     assert!(ok, "standalone commit survives kill -9");
 }
@@ -287,7 +389,10 @@ fn sigterm_with_a_parked_long_poll_still_exits_cleanly() {
     let mut c = broker.client();
     let id = create_topic_ok(&mut c, "parked", 2, &[]);
     produce_ok(&mut c, "parked", 0, batch(&["kept"]));
-    let topic = TopicRef { name: "parked".into(), id };
+    let topic = TopicRef {
+        name: "parked".into(),
+        id,
+    };
     let port = broker.port;
     let waiter = std::thread::spawn(move || {
         let mut fc = Client::connect(port);
@@ -302,5 +407,11 @@ fn sigterm_with_a_parked_long_poll_still_exits_cleanly() {
     broker.restart();
     let mut c = broker.client();
     let tr = topic_ref(&mut c, "parked");
-    assert_eq!(fetch_all(&mut c, &tr, 0, 0).iter().map(Rec::value_str).collect::<Vec<_>>(), ["kept"]);
+    assert_eq!(
+        fetch_all(&mut c, &tr, 0, 0)
+            .iter()
+            .map(Rec::value_str)
+            .collect::<Vec<_>>(),
+        ["kept"]
+    );
 }

@@ -6,8 +6,12 @@ mod support;
 
 use std::io::Write;
 
-use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
-use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::{DeleteRecordsRequest, IncrementalAlterConfigsRequest};
 use support::*;
 
@@ -38,7 +42,11 @@ fn set_topic_config(c: &mut Client, topic: &str, name: &str, value: &str) {
     let mut req = IncrementalAlterConfigsRequest::default();
     req.resources = vec![res];
     let resp = c.send(1, &req);
-    assert_eq!(resp.responses[0].error_code, 0, "IncrementalAlterConfigs: {:?}", resp.responses[0].error_message);
+    assert_eq!(
+        resp.responses[0].error_code, 0,
+        "IncrementalAlterConfigs: {:?}",
+        resp.responses[0].error_message
+    );
 }
 
 #[test]
@@ -54,20 +62,36 @@ fn segments_roll_and_size_retention_deletes_old_ones() {
     }
     let dir = broker.partition_dir("ret", 0);
     let before = log_files(&dir);
-    assert!(before.len() >= 5, "several segments after rolling: {before:?}");
+    assert!(
+        before.len() >= 5,
+        "several segments after rolling: {before:?}"
+    );
     assert_eq!(before[0], "00000000000000000000.log");
     assert_eq!(offset_of(&mut c, "ret", 0, EARLIEST), 0);
 
     set_topic_config(&mut c, "ret", "retention.bytes", "8192");
-    let moved = wait_until(|| offset_of(&mut c, "ret", 0, EARLIEST) > 0 && !dir.join("00000000000000000000.log").exists());
-    assert!(moved, "retention moved the log start and deleted the first segment; files now {:?}", log_files(&dir));
+    let moved = wait_until(|| {
+        offset_of(&mut c, "ret", 0, EARLIEST) > 0 && !dir.join("00000000000000000000.log").exists()
+    });
+    assert!(
+        moved,
+        "retention moved the log start and deleted the first segment; files now {:?}",
+        log_files(&dir)
+    );
     // Wait for the retention pass to settle (it may run more than once).
     let after = log_files(&dir);
-    assert!(after.len() < before.len(), "segments deleted: {before:?} -> {after:?}");
+    assert!(
+        after.len() < before.len(),
+        "segments deleted: {before:?} -> {after:?}"
+    );
     let start = offset_of(&mut c, "ret", 0, EARLIEST);
     assert!(start > 0 && start < 40, "log start {start}");
     // The first remaining segment starts at the log start offset.
-    assert_eq!(after[0], format!("{start:020}.log"), "first file {after:?} vs log start {start}");
+    assert_eq!(
+        after[0],
+        format!("{start:020}.log"),
+        "first file {after:?} vs log start {start}"
+    );
 
     let tr = topic_ref(&mut c, "ret");
     let p = fetch(&mut c, &tr, 0, 0);
@@ -76,7 +100,11 @@ fn segments_roll_and_size_retention_deletes_old_ones() {
     assert_eq!(recs.first().map(|r| r.offset), Some(start));
     assert_eq!(recs.last().map(|r| r.offset), Some(39));
     for r in &recs {
-        assert!(r.value_str().starts_with(&format!("{:04}-", r.offset)), "record {} holds its own value", r.offset);
+        assert!(
+            r.value_str().starts_with(&format!("{:04}-", r.offset)),
+            "record {} holds its own value",
+            r.offset
+        );
     }
     // New data still goes to the end.
     assert_eq!(produce_ok(&mut c, "ret", 0, batch(&["tail"])), 40);
@@ -96,7 +124,10 @@ fn delete_records_moves_log_start_and_survives_restart() {
     assert!(segments_before.len() > 2, "{segments_before:?}");
 
     let (err, low) = delete_records(&mut c, "dr", 0, 21);
-    assert_eq!(err, OFFSET_OUT_OF_RANGE, "DeleteRecords beyond the high watermark");
+    assert_eq!(
+        err, OFFSET_OUT_OF_RANGE,
+        "DeleteRecords beyond the high watermark"
+    );
     assert_eq!(low, -1);
 
     let (err, low) = delete_records(&mut c, "dr", 0, 13);
@@ -106,12 +137,22 @@ fn delete_records_moves_log_start_and_survives_restart() {
     assert_eq!(offset_of(&mut c, "dr", 0, LATEST), 20);
     let tr = topic_ref(&mut c, "dr");
     for below in [0i64, 5, 12] {
-        assert_eq!(fetch(&mut c, &tr, 0, below).error_code, OFFSET_OUT_OF_RANGE, "fetch at {below} below the log start");
+        assert_eq!(
+            fetch(&mut c, &tr, 0, below).error_code,
+            OFFSET_OUT_OF_RANGE,
+            "fetch at {below} below the log start"
+        );
     }
     let recs = fetch_all(&mut c, &tr, 0, 13);
-    assert_eq!(recs.iter().map(|r| r.offset).collect::<Vec<_>>(), (13..20).collect::<Vec<_>>());
+    assert_eq!(
+        recs.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (13..20).collect::<Vec<_>>()
+    );
     let segments_after = log_files(&broker.partition_dir("dr", 0));
-    assert!(segments_after.len() < segments_before.len(), "segments below the log start are gone: {segments_after:?}");
+    assert!(
+        segments_after.len() < segments_before.len(),
+        "segments below the log start are gone: {segments_after:?}"
+    );
 
     // Moving backwards is a no-op that reports the current low watermark.
     let (err, low) = delete_records(&mut c, "dr", 0, 3);
@@ -122,11 +163,18 @@ fn delete_records_moves_log_start_and_survives_restart() {
     broker.kill9();
     broker.restart();
     let mut c = broker.client();
-    assert_eq!(offset_of(&mut c, "dr", 0, EARLIEST), 13, "log start survives a restart");
+    assert_eq!(
+        offset_of(&mut c, "dr", 0, EARLIEST),
+        13,
+        "log start survives a restart"
+    );
     assert_eq!(offset_of(&mut c, "dr", 0, LATEST), 20);
     assert_eq!(fetch(&mut c, &tr, 0, 12).error_code, OFFSET_OUT_OF_RANGE);
     let recs = fetch_all(&mut c, &tr, 0, 13);
-    assert_eq!(recs.iter().map(|r| r.offset).collect::<Vec<_>>(), (13..20).collect::<Vec<_>>());
+    assert_eq!(
+        recs.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        (13..20).collect::<Vec<_>>()
+    );
     assert_eq!(produce_ok(&mut c, "dr", 0, batch(&["next"])), 20);
 }
 
@@ -137,7 +185,16 @@ fn list_offsets_by_timestamp() {
     let broker = Broker::start();
     let mut c = broker.client();
     // Fixed timestamps from 2023: time retention must not delete them.
-    create_topic_ok(&mut c, "ts", 1, &[("segment.bytes", "300"), ("index.interval.bytes", "1"), ("retention.ms", "-1")]);
+    create_topic_ok(
+        &mut c,
+        "ts",
+        1,
+        &[
+            ("segment.bytes", "300"),
+            ("index.interval.bytes", "1"),
+            ("retention.ms", "-1"),
+        ],
+    );
     let t0: i64 = 1_700_000_000_000;
     // Batch k holds two records: t0 + 1000k and t0 + 1000k + 500, at
     // offsets 2k and 2k+1.
@@ -145,9 +202,15 @@ fn list_offsets_by_timestamp() {
         let (a, b) = (t0 + 1000 * k, t0 + 1000 * k + 500);
         let va = format!("r{}", 2 * k);
         let vb = format!("r{}", 2 * k + 1);
-        assert_eq!(produce_ok(&mut c, "ts", 0, batch_ts(&[(a, &va), (b, &vb)])), 2 * k);
+        assert_eq!(
+            produce_ok(&mut c, "ts", 0, batch_ts(&[(a, &va), (b, &vb)])),
+            2 * k
+        );
     }
-    assert!(log_files(&broker.partition_dir("ts", 0)).len() > 1, "several segments");
+    assert!(
+        log_files(&broker.partition_dir("ts", 0)).len() > 1,
+        "several segments"
+    );
 
     let cases: &[(i64, i64, i64)] = &[
         // (query, expected offset, expected timestamp)
@@ -163,11 +226,19 @@ fn list_offsets_by_timestamp() {
     for &(q, off, ts) in cases {
         let r = list_offsets(&mut c, "ts", 0, q);
         assert_eq!(r.error_code, NONE, "query {q}");
-        assert_eq!((r.offset, r.timestamp), (off, ts), "ListOffsets(t0{:+})", q - t0);
+        assert_eq!(
+            (r.offset, r.timestamp),
+            (off, ts),
+            "ListOffsets(t0{:+})",
+            q - t0
+        );
     }
     let r = list_offsets(&mut c, "ts", 0, t0 + 100_000);
     assert_eq!(r.error_code, NONE);
-    assert_eq!(r.offset, -1, "a timestamp beyond every record gives offset -1");
+    assert_eq!(
+        r.offset, -1,
+        "a timestamp beyond every record gives offset -1"
+    );
     assert_eq!(offset_of(&mut c, "ts", 0, LATEST), 12);
     assert_eq!(offset_of(&mut c, "ts", 0, EARLIEST), 0);
     let r = list_offsets(&mut c, "ts", 0, -3);
@@ -181,7 +252,10 @@ fn fill_and_kill(broker: &mut Broker, topic: &str, n: i64) -> std::path::PathBuf
     create_topic_ok(&mut c, topic, 1, &[]);
     for i in 0..n {
         let v = format!("v{i}");
-        assert_eq!(produce_ok(&mut c, topic, 0, batch(&[&v, &format!("{v}b")])), 2 * i);
+        assert_eq!(
+            produce_ok(&mut c, topic, 0, batch(&[&v, &format!("{v}b")])),
+            2 * i
+        );
     }
     drop(c);
     broker.kill9();
@@ -195,20 +269,40 @@ fn fill_and_kill(broker: &mut Broker, topic: &str, n: i64) -> std::path::PathBuf
 /// produced, and the next produce must get `end`.
 fn check_recovered(broker: &Broker, topic: &str, end: i64) {
     let mut c = broker.client();
-    assert_eq!(offset_of(&mut c, topic, 0, LATEST), end, "log end after recovery");
+    assert_eq!(
+        offset_of(&mut c, topic, 0, LATEST),
+        end,
+        "log end after recovery"
+    );
     let tr = topic_ref(&mut c, topic);
     let recs = fetch_all(&mut c, &tr, 0, 0);
     let offsets: Vec<i64> = recs.iter().map(|r| r.offset).collect();
-    assert_eq!(offsets, (0..end).collect::<Vec<_>>(), "every earlier record is fetchable");
+    assert_eq!(
+        offsets,
+        (0..end).collect::<Vec<_>>(),
+        "every earlier record is fetchable"
+    );
     for r in &recs {
         let base = format!("v{}", r.offset / 2);
-        let want = if r.offset % 2 == 0 { base } else { format!("{base}b") };
+        let want = if r.offset % 2 == 0 {
+            base
+        } else {
+            format!("{base}b")
+        };
         assert_eq!(r.value_str(), want);
     }
-    assert_eq!(produce_ok(&mut c, topic, 0, batch(&["after-a", "after-b"])), end, "next offset follows the last whole batch");
+    assert_eq!(
+        produce_ok(&mut c, topic, 0, batch(&["after-a", "after-b"])),
+        end,
+        "next offset follows the last whole batch"
+    );
     let recs = fetch_all(&mut c, &tr, 0, 0);
     let offsets: Vec<i64> = recs.iter().map(|r| r.offset).collect();
-    assert_eq!(offsets, (0..end + 2).collect::<Vec<_>>(), "no gap, no duplicate");
+    assert_eq!(
+        offsets,
+        (0..end + 2).collect::<Vec<_>>(),
+        "no gap, no duplicate"
+    );
     assert_eq!(recs[end as usize].value_str(), "after-a");
 }
 
@@ -221,12 +315,21 @@ fn recovery_cuts_a_torn_half_batch() {
     let mut half = batch(&["lost", "lostb"]).to_vec();
     half[..8].copy_from_slice(&10i64.to_be_bytes());
     half.truncate(half.len() / 2);
-    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&half).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .unwrap()
+        .write_all(&half)
+        .unwrap();
     broker.restart();
     check_recovered(&broker, "torn", 10);
     // The torn bytes were cut from the file before the new batch went in.
     let new_len = std::fs::metadata(&seg).unwrap().len();
-    assert_eq!(new_len, len + batch(&["after-a", "after-b"]).len() as u64, "segment = old batches + the new one");
+    assert_eq!(
+        new_len,
+        len + batch(&["after-a", "after-b"]).len() as u64,
+        "segment = old batches + the new one"
+    );
 }
 
 #[test]
@@ -262,7 +365,12 @@ fn recovery_cuts_a_torn_header_shorter_than_a_batch_header() {
     let mut broker = Broker::start();
     let seg = fill_and_kill(&mut broker, "shorthdr", 3);
     let partial = batch(&["x"]);
-    std::fs::OpenOptions::new().append(true).open(&seg).unwrap().write_all(&partial[..20]).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&seg)
+        .unwrap()
+        .write_all(&partial[..20])
+        .unwrap();
     broker.restart();
     check_recovered(&broker, "shorthdr", 6);
 }
@@ -271,7 +379,12 @@ fn recovery_cuts_a_torn_header_shorter_than_a_batch_header() {
 fn every_offset_is_found_across_segments_before_and_after_restart() {
     let mut broker = Broker::start();
     let mut c = broker.client();
-    create_topic_ok(&mut c, "idx", 1, &[("segment.bytes", "700"), ("index.interval.bytes", "150")]);
+    create_topic_ok(
+        &mut c,
+        "idx",
+        1,
+        &[("segment.bytes", "700"), ("index.interval.bytes", "150")],
+    );
     // Batches of 1..=3 records so batch boundaries and offsets differ.
     let mut end = 0i64;
     let mut bounds = Vec::new();
@@ -283,7 +396,10 @@ fn every_offset_is_found_across_segments_before_and_after_restart() {
         bounds.push((end, end + n as i64 - 1));
         end += n as i64;
     }
-    assert!(log_files(&broker.partition_dir("idx", 0)).len() > 3, "several segments");
+    assert!(
+        log_files(&broker.partition_dir("idx", 0)).len() > 3,
+        "several segments"
+    );
     let check = |c: &mut Client| {
         let tr = topic_ref(c, "idx");
         for o in 0..end {
@@ -317,19 +433,33 @@ fn every_offset_is_found_across_segments_before_and_after_restart() {
 fn list_offsets_by_timestamp_after_restart() {
     let mut broker = Broker::start();
     let mut c = broker.client();
-    create_topic_ok(&mut c, "ts2", 1, &[("segment.bytes", "250"), ("index.interval.bytes", "1"), ("retention.ms", "-1")]);
+    create_topic_ok(
+        &mut c,
+        "ts2",
+        1,
+        &[
+            ("segment.bytes", "250"),
+            ("index.interval.bytes", "1"),
+            ("retention.ms", "-1"),
+        ],
+    );
     let t0: i64 = 1_600_000_000_000;
     for k in 0..8i64 {
         let v = format!("r{k}");
         produce_ok(&mut c, "ts2", 0, batch_ts(&[(t0 + 1000 * k, &v)]));
     }
     let ask = |c: &mut Client| -> Vec<(i64, i64)> {
-        (0..9).map(|k| {
-            let r = list_offsets(c, "ts2", 0, t0 + 1000 * k - 1);
-            (r.offset, r.timestamp)
-        }).collect()
+        (0..9)
+            .map(|k| {
+                let r = list_offsets(c, "ts2", 0, t0 + 1000 * k - 1);
+                (r.offset, r.timestamp)
+            })
+            .collect()
     };
-    let want: Vec<(i64, i64)> = (0..8).map(|k| (k, t0 + 1000 * k)).chain([(-1, -1)]).collect();
+    let want: Vec<(i64, i64)> = (0..8)
+        .map(|k| (k, t0 + 1000 * k))
+        .chain([(-1, -1)])
+        .collect();
     assert_eq!(ask(&mut c), want, "before restart");
     drop(c);
     broker.kill9();
@@ -340,7 +470,11 @@ fn list_offsets_by_timestamp_after_restart() {
     assert!(broker.sigterm().success());
     broker.restart();
     let mut c = broker.client();
-    assert_eq!(ask(&mut c), want, "after a clean restart (indexes from disk)");
+    assert_eq!(
+        ask(&mut c),
+        want,
+        "after a clean restart (indexes from disk)"
+    );
 }
 
 #[test]
@@ -363,16 +497,27 @@ fn concurrent_producers_get_distinct_contiguous_offsets() {
             })
         })
         .collect();
-    let mut all: Vec<i64> = threads.into_iter().flat_map(|h| h.join().expect("producer thread")).collect();
+    let mut all: Vec<i64> = threads
+        .into_iter()
+        .flat_map(|h| h.join().expect("producer thread"))
+        .collect();
     all.sort();
-    assert_eq!(all, (0..200).map(|i| 2 * i).collect::<Vec<_>>(), "every batch has its own base offset");
+    assert_eq!(
+        all,
+        (0..200).map(|i| 2 * i).collect::<Vec<_>>(),
+        "every batch has its own base offset"
+    );
     assert_eq!(offset_of(&mut c, "busy", 0, LATEST), 400);
     let tr = topic_ref(&mut c, "busy");
     let recs = fetch_all(&mut c, &tr, 0, 0);
     assert_eq!(recs.len(), 400);
     for pair in recs.chunks(2) {
         let a = pair[0].value_str();
-        assert_eq!(pair[1].value_str(), format!("{}b", a.trim_end_matches('a')), "a batch's records stay together");
+        assert_eq!(
+            pair[1].value_str(),
+            format!("{}b", a.trim_end_matches('a')),
+            "a batch's records stay together"
+        );
     }
 }
 
@@ -383,7 +528,10 @@ fn recovery_of_a_multi_segment_log_with_a_torn_tail() {
     create_topic_ok(&mut c, "multi", 1, &[("segment.bytes", "600")]);
     for i in 0..20i64 {
         let v = format!("v{i}");
-        assert_eq!(produce_ok(&mut c, "multi", 0, batch(&[&v, &format!("{v}b")])), 2 * i);
+        assert_eq!(
+            produce_ok(&mut c, "multi", 0, batch(&[&v, &format!("{v}b")])),
+            2 * i
+        );
     }
     drop(c);
     broker.kill9();
@@ -394,7 +542,12 @@ fn recovery_of_a_multi_segment_log_with_a_torn_tail() {
     let mut half = batch(&["lost"]).to_vec();
     half[..8].copy_from_slice(&40i64.to_be_bytes());
     half.truncate(40);
-    std::fs::OpenOptions::new().append(true).open(&active).unwrap().write_all(&half).unwrap();
+    std::fs::OpenOptions::new()
+        .append(true)
+        .open(&active)
+        .unwrap()
+        .write_all(&half)
+        .unwrap();
     // Stale index files must not confuse recovery either.
     for f in &files {
         let idx = dir.join(f.replace(".log", ".index"));
@@ -408,7 +561,12 @@ fn recovery_of_a_multi_segment_log_with_a_torn_tail() {
 fn time_retention_deletes_segments_of_old_records_only() {
     let broker = Broker::start();
     let mut c = broker.client();
-    create_topic_ok(&mut c, "aged", 1, &[("segment.bytes", "300"), ("retention.ms", "600000")]);
+    create_topic_ok(
+        &mut c,
+        "aged",
+        1,
+        &[("segment.bytes", "300"), ("retention.ms", "600000")],
+    );
     let old = 1_600_000_000_000i64;
     for k in 0..6i64 {
         let v = format!("old{k}");
@@ -419,11 +577,24 @@ fn time_retention_deletes_segments_of_old_records_only() {
         assert_eq!(produce_ok(&mut c, "aged", 0, batch(&[&v])), 6 + k);
     }
     let moved = wait_until(|| offset_of(&mut c, "aged", 0, EARLIEST) > 0);
-    assert!(moved, "segments of year-2020 records are deleted by retention.ms");
+    assert!(
+        moved,
+        "segments of year-2020 records are deleted by retention.ms"
+    );
     let start = offset_of(&mut c, "aged", 0, EARLIEST);
-    assert!(start <= 6, "no segment holding recent records is deleted (log start {start})");
+    assert!(
+        start <= 6,
+        "no segment holding recent records is deleted (log start {start})"
+    );
     let tr = topic_ref(&mut c, "aged");
-    let values: Vec<String> = fetch_all(&mut c, &tr, 0, start).iter().map(Rec::value_str).collect();
+    let values: Vec<String> = fetch_all(&mut c, &tr, 0, start)
+        .iter()
+        .map(Rec::value_str)
+        .collect();
     let news: Vec<&String> = values.iter().filter(|v| v.starts_with("new")).collect();
-    assert_eq!(news.len(), 6, "every recent record is still there: {values:?}");
+    assert_eq!(
+        news.len(),
+        6,
+        "every recent record is still there: {values:?}"
+    );
 }

@@ -17,7 +17,10 @@ pub const MAX_VERSION: i16 = 2;
 const INVALID_REQUEST: i16 = 42;
 
 /// Pushes a topic's new log settings to the shards that have it open.
-pub async fn publish_topic_config(broker: &std::sync::Arc<crate::shard::Broker>, meta: std::sync::Arc<crate::cluster::TopicMeta>) {
+pub async fn publish_topic_config(
+    broker: &std::sync::Arc<crate::shard::Broker>,
+    meta: std::sync::Arc<crate::cluster::TopicMeta>,
+) {
     broker
         .on_all_shards(move |shard| {
             let meta = meta.clone();
@@ -26,13 +29,23 @@ pub async fn publish_topic_config(broker: &std::sync::Arc<crate::shard::Broker>,
         .await;
 }
 
-/// Publishes a successful change (unless validating only) and turns the
-/// outcome into the (error code, message) pair both AlterConfigs answers carry.
-pub async fn settle(
+/// Applies `edit` to one resource's configs (topics only: broker configs
+/// are static), publishes the change unless validating only, and returns the
+/// (error code, message) pair both AlterConfigs answers carry.
+pub async fn alter(
     broker: &std::sync::Arc<crate::shard::Broker>,
-    outcome: Result<std::sync::Arc<crate::cluster::TopicMeta>, ApiError>,
+    resource_type: i8,
+    resource_name: &str,
+    edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
     validate_only: bool,
 ) -> (i16, Option<StrBytes>) {
+    let outcome = match resource_type {
+        RESOURCE_TOPIC => broker
+            .metadata
+            .alter_topic_configs(resource_name, edit, validate_only),
+        RESOURCE_BROKER => Err(broker_not_alterable()),
+        _ => Err(ApiError::new(INVALID_REQUEST, "unsupported resource type")),
+    };
     match outcome {
         Ok(meta) => {
             if !validate_only {
@@ -45,7 +58,10 @@ pub async fn settle(
 }
 
 pub fn broker_not_alterable() -> ApiError {
-    ApiError::new(INVALID_REQUEST, "broker configs are static in sluiced; change the config file and restart")
+    ApiError::new(
+        INVALID_REQUEST,
+        "broker configs are static in sluiced; change the config file and restart",
+    )
 }
 
 pub async fn handle(ctx: &RequestContext, req: AlterConfigsRequest) -> Response {
@@ -55,27 +71,24 @@ pub async fn handle(ctx: &RequestContext, req: AlterConfigsRequest) -> Response 
         let mut r = AlterConfigsResourceResponse::default();
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name.clone();
-        let outcome = match res.resource_type {
-            RESOURCE_TOPIC => {
-                let mut next = BTreeMap::new();
-                for c in &res.configs {
-                    if let Some(v) = &c.value {
-                        next.insert(c.name.to_string(), v.to_string());
-                    }
-                }
-                broker.metadata.alter_topic_configs(
-                    &res.resource_name,
-                    move |configs| {
-                        *configs = next;
-                        Ok(())
-                    },
-                    req.validate_only,
-                )
+        let mut next = BTreeMap::new();
+        for c in &res.configs {
+            if let Some(v) = &c.value {
+                next.insert(c.name.to_string(), v.to_string());
             }
-            RESOURCE_BROKER => Err(broker_not_alterable()),
-            _ => Err(ApiError::new(INVALID_REQUEST, "unsupported resource type")),
+        }
+        let replace = move |configs: &mut BTreeMap<String, String>| {
+            *configs = next;
+            Ok(())
         };
-        (r.error_code, r.error_message) = settle(&broker, outcome, req.validate_only).await;
+        (r.error_code, r.error_message) = alter(
+            &broker,
+            res.resource_type,
+            &res.resource_name,
+            replace,
+            req.validate_only,
+        )
+        .await;
         resp.responses.push(r);
     }
     ctx.respond(&resp)

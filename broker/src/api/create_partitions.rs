@@ -16,7 +16,10 @@ pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Respo
     for t in req.topics {
         let mut r = CreatePartitionsTopicResult::default();
         r.name = t.name.clone();
-        match broker.metadata.create_partitions(&t.name, t.count, req.validate_only) {
+        match broker
+            .metadata
+            .create_partitions(&t.name, t.count, req.validate_only)
+        {
             Ok(meta) => {
                 if !req.validate_only {
                     super::create_topics::open_partitions(&broker, meta).await;

@@ -5,7 +5,9 @@
 
 use std::collections::BTreeMap;
 
-use kafka_protocol::messages::create_topics_response::{CreatableTopicConfigs, CreatableTopicResult};
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 
@@ -28,16 +30,39 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
         r.replication_factor = -1;
         let name = t.name.to_string();
         let outcome = if !seen.insert(name.clone()) {
-            Err(crate::cluster::ApiError::new(INVALID_REQUEST, "duplicate topic in request"))
+            Err(crate::cluster::ApiError::new(
+                INVALID_REQUEST,
+                "duplicate topic in request",
+            ))
         } else if !t.assignments.is_empty() {
-            let single = t.assignments.iter().all(|a| a.broker_ids.len() == 1 && a.broker_ids[0].0 == broker.config.node_id);
+            let single = t
+                .assignments
+                .iter()
+                .all(|a| a.broker_ids.len() == 1 && a.broker_ids[0].0 == broker.config.node_id);
             if !single || t.num_partitions != -1 || t.replication_factor != -1 {
-                Err(crate::cluster::ApiError::new(INVALID_REPLICA_ASSIGNMENT, "replica assignment must name only this broker"))
+                Err(crate::cluster::ApiError::new(
+                    INVALID_REPLICA_ASSIGNMENT,
+                    "replica assignment must name only this broker",
+                ))
             } else {
-                create(&broker, &name, t.assignments.len() as i32, 1, &t.configs, req.validate_only)
+                create(
+                    &broker,
+                    &name,
+                    t.assignments.len() as i32,
+                    1,
+                    &t.configs,
+                    req.validate_only,
+                )
             }
         } else {
-            create(&broker, &name, t.num_partitions, t.replication_factor, &t.configs, req.validate_only)
+            create(
+                &broker,
+                &name,
+                t.num_partitions,
+                t.replication_factor,
+                &t.configs,
+                req.validate_only,
+            )
         };
         match outcome {
             Ok(meta) => {
@@ -95,11 +120,16 @@ fn create(
             map.insert(c.name.to_string(), v.to_string());
         }
     }
-    broker.metadata.create_topic(name, partitions, rf, map, validate_only, false)
+    broker
+        .metadata
+        .create_topic(name, partitions, rf, map, validate_only, false)
 }
 
 /// Opens every partition of a new topic on its owner shard.
-pub async fn open_partitions(broker: &std::sync::Arc<crate::shard::Broker>, meta: std::sync::Arc<crate::cluster::TopicMeta>) {
+pub async fn open_partitions(
+    broker: &std::sync::Arc<crate::shard::Broker>,
+    meta: std::sync::Arc<crate::cluster::TopicMeta>,
+) {
     let opens = (0..meta.partitions).map(|p| {
         let meta = meta.clone();
         let owner = broker.owner_of_partition(&meta.id, p);

@@ -13,7 +13,9 @@ pub async fn handle(ctx: &RequestContext, req: DeleteGroupsRequest) -> Response 
     let calls = req.groups_names.into_iter().map(|g| async move {
         let id = g.to_string();
         let id2 = id.clone();
-        let code = on_coordinator(ctx, &id, move |c| async move { c.delete_group(&id2).await }).await.unwrap_or(COORDINATOR_NOT_AVAILABLE);
+        let code = on_coordinator(ctx, &id, move |c| async move { c.delete_group(&id2).await })
+            .await
+            .unwrap_or(COORDINATOR_NOT_AVAILABLE);
         let mut r = DeletableGroupResult::default();
         r.group_id = g;
         r.error_code = code;

@@ -1,7 +1,9 @@
 //! DeleteRecords (v0-v2): moves each partition's log start offset (-1 means
 //! the high watermark); whole segments below it are removed.
 
-use kafka_protocol::messages::delete_records_response::{DeleteRecordsPartitionResult, DeleteRecordsTopicResult};
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 
 use super::{with_partition, RequestContext, Response};
@@ -26,7 +28,11 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> Response
                 None => pr.error_code = UNKNOWN_TOPIC_OR_PARTITION,
                 Some(meta) => {
                     let offset = p.offset;
-                    match with_partition(ctx, meta, p.partition_index, move |log| log.delete_records(offset).map_err(|e| e.kafka_code())).await {
+                    match with_partition(ctx, meta, p.partition_index, move |log| {
+                        log.delete_records(offset).map_err(|e| e.kafka_code())
+                    })
+                    .await
+                    {
                         Ok(Ok(low)) => pr.low_watermark = low,
                         Ok(Err(code)) | Err(code) => pr.error_code = code,
                     }

@@ -21,9 +21,15 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response 
     let broker = ctx.shard.broker.clone();
     let mut resp = DeleteTopicsResponse::default();
     let targets: Vec<(Option<String>, uuid::Uuid)> = if ctx.version >= 6 {
-        req.topics.iter().map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id)).collect()
+        req.topics
+            .iter()
+            .map(|t| (t.name.as_ref().map(|n| n.to_string()), t.topic_id))
+            .collect()
     } else {
-        req.topic_names.iter().map(|n| (Some(n.to_string()), uuid::Uuid::nil())).collect()
+        req.topic_names
+            .iter()
+            .map(|n| (Some(n.to_string()), uuid::Uuid::nil()))
+            .collect()
     };
     for (name, id) in targets {
         let mut r = DeletableTopicResult::default();
@@ -32,7 +38,12 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response 
         }
         let name = match name {
             Some(n) => Some(n),
-            None => broker.metadata.image().by_id.get(&id).map(|m| m.name.clone()),
+            None => broker
+                .metadata
+                .image()
+                .by_id
+                .get(&id)
+                .map(|m| m.name.clone()),
         };
         let Some(name) = name else {
             r.error_code = UNKNOWN_TOPIC_ID;
@@ -68,7 +79,10 @@ async fn remove_partitions(broker: &Arc<crate::shard::Broker>, meta: Arc<TopicMe
         })
         .await;
     for p in 0..meta.partitions {
-        let dir = broker.config.data_dir.join(PartitionLog::dir_name(&meta.name, p));
+        let dir = broker
+            .config
+            .data_dir
+            .join(PartitionLog::dir_name(&meta.name, p));
         if let Err(e) = std::fs::remove_dir_all(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %dir.display(), error = %e, "cannot remove deleted partition");

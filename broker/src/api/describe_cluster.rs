@@ -13,7 +13,11 @@ pub async fn handle(ctx: &RequestContext, req: DescribeClusterRequest) -> Respon
     let broker = &ctx.shard.broker;
     let cfg = &broker.config;
     let mut resp = DescribeClusterResponse::default();
-    resp.endpoint_type = if ctx.version >= 1 { req.endpoint_type } else { 1 };
+    resp.endpoint_type = if ctx.version >= 1 {
+        req.endpoint_type
+    } else {
+        1
+    };
     resp.cluster_id = StrBytes::from_string(broker.metadata.image().cluster_id.clone());
     resp.controller_id = BrokerId(cfg.node_id);
     resp.cluster_authorized_operations = i32::MIN;

@@ -12,8 +12,13 @@ pub async fn handle(ctx: &RequestContext, req: DescribeGroupsRequest) -> Respons
     let calls = req.groups.into_iter().map(|g| async move {
         let id = g.to_string();
         let id2 = id.clone();
-        on_coordinator(ctx, &id, move |c| async move { c.describe_group_for_version(&id2, version) }).await.unwrap_or_else(|| {
-            let mut d = kafka_protocol::messages::describe_groups_response::DescribedGroup::default();
+        on_coordinator(ctx, &id, move |c| async move {
+            c.describe_group_for_version(&id2, version)
+        })
+        .await
+        .unwrap_or_else(|| {
+            let mut d =
+                kafka_protocol::messages::describe_groups_response::DescribedGroup::default();
             d.group_id = g;
             d.error_code = COORDINATOR_NOT_AVAILABLE;
             d

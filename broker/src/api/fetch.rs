@@ -59,16 +59,28 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
     let broker = &ctx.shard.broker;
     let mut by_owner: BTreeMap<usize, Vec<ReadPlan>> = BTreeMap::new();
     for p in plans {
-        by_owner.entry(broker.owner_of_partition(&p.meta.id, p.partition)).or_default().push(p.clone());
+        by_owner
+            .entry(broker.owner_of_partition(&p.meta.id, p.partition))
+            .or_default()
+            .push(p.clone());
     }
     let calls = by_owner.into_iter().map(|(owner, plans)| {
-        let positions: Vec<_> = plans.iter().map(|p| (p.topic_idx, p.part_idx, p.partition)).collect();
+        let positions: Vec<_> = plans
+            .iter()
+            .map(|p| (p.topic_idx, p.part_idx, p.partition))
+            .collect();
         broker
             .on_shard(owner, move |shard| async move {
                 let mut out = Vec::with_capacity(plans.len());
                 for p in plans {
                     let r = match shard.partition(&p.meta, p.partition).await {
-                        Err(code) => PartitionOut { partition: p.partition, error: code, high_watermark: -1, log_start_offset: -1, records: None },
+                        Err(code) => PartitionOut {
+                            partition: p.partition,
+                            error: code,
+                            high_watermark: -1,
+                            log_start_offset: -1,
+                            records: None,
+                        },
                         Ok(log) => match log.read(p.offset, p.max_bytes) {
                             Ok(r) => PartitionOut {
                                 partition: p.partition,
@@ -102,7 +114,17 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
             }
             None => {
                 for (ti, pi, partition) in positions {
-                    merged.push((ti, pi, PartitionOut { partition, error: 5, high_watermark: -1, log_start_offset: -1, records: None }));
+                    merged.push((
+                        ti,
+                        pi,
+                        PartitionOut {
+                            partition,
+                            error: 5,
+                            high_watermark: -1,
+                            log_start_offset: -1,
+                            records: None,
+                        },
+                    ));
                 }
             }
         }
@@ -140,7 +162,11 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
     let started = Instant::now();
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let deadline = started + max_wait;
-    let response_max = if req.max_bytes <= 0 { i32::MAX as usize } else { req.max_bytes as usize };
+    let response_max = if req.max_bytes <= 0 {
+        i32::MAX as usize
+    } else {
+        req.max_bytes as usize
+    };
     let mut topics: Vec<TopicOut> = Vec::with_capacity(req.topics.len());
     let mut plans: Vec<ReadPlan> = Vec::new();
     for (ti, t) in req.topics.iter().enumerate() {
@@ -150,15 +176,32 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
             image.by_name.get(t.topic.as_str()).cloned()
         };
         let mut out = TopicOut {
-            name: meta.as_ref().map(|m| m.name.clone()).unwrap_or_else(|| t.topic.to_string()),
+            name: meta
+                .as_ref()
+                .map(|m| m.name.clone())
+                .unwrap_or_else(|| t.topic.to_string()),
             id: t.topic_id,
             partitions: Vec::with_capacity(t.partitions.len()),
         };
         for (pi, p) in t.partitions.iter().enumerate() {
-            let mut po = PartitionOut { partition: p.partition, error: 0, high_watermark: -1, log_start_offset: -1, records: None };
+            let mut po = PartitionOut {
+                partition: p.partition,
+                error: 0,
+                high_watermark: -1,
+                log_start_offset: -1,
+                records: None,
+            };
             match &meta {
-                None => po.error = if ctx.version >= 13 { UNKNOWN_TOPIC_ID } else { UNKNOWN_TOPIC_OR_PARTITION },
-                Some(m) if p.partition < 0 || p.partition >= m.partitions => po.error = UNKNOWN_TOPIC_OR_PARTITION,
+                None => {
+                    po.error = if ctx.version >= 13 {
+                        UNKNOWN_TOPIC_ID
+                    } else {
+                        UNKNOWN_TOPIC_OR_PARTITION
+                    }
+                }
+                Some(m) if p.partition < 0 || p.partition >= m.partitions => {
+                    po.error = UNKNOWN_TOPIC_OR_PARTITION
+                }
                 Some(_) if p.current_leader_epoch > 0 => po.error = UNKNOWN_LEADER_EPOCH,
                 Some(_) if p.current_leader_epoch < -1 => po.error = FENCED_LEADER_EPOCH,
                 Some(m) => plans.push(ReadPlan {
@@ -176,9 +219,15 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
     }
 
     loop {
-        let (total, any_error) = apply_results(&mut topics, read_all(ctx, &plans).await, response_max);
+        let (total, any_error) =
+            apply_results(&mut topics, read_all(ctx, &plans).await, response_max);
         let enough = total >= req.min_bytes.max(0) as usize || total > 0 && req.min_bytes <= 1;
-        if enough || any_error || plans.is_empty() || Instant::now() >= deadline || ctx.shard.is_shutting_down() {
+        if enough
+            || any_error
+            || plans.is_empty()
+            || Instant::now() >= deadline
+            || ctx.shard.is_shutting_down()
+        {
             return encode(ctx, &topics);
         }
         wait_any(ctx, &plans, deadline).await;
@@ -193,7 +242,11 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
 /// Places read results into the response in request order, applying the
 /// response byte budget as Kafka does (the first partition with data always
 /// gets its batches). Returns the bytes included and whether any errored.
-fn apply_results(topics: &mut [TopicOut], mut results: Vec<(usize, usize, PartitionOut)>, response_max: usize) -> (usize, bool) {
+fn apply_results(
+    topics: &mut [TopicOut],
+    mut results: Vec<(usize, usize, PartitionOut)>,
+    response_max: usize,
+) -> (usize, bool) {
     results.sort_by_key(|(ti, pi, _)| (*ti, *pi));
     let mut total = 0usize;
     let mut any_error = false;
@@ -315,4 +368,3 @@ fn encode(ctx: &RequestContext, topics: &[TopicOut]) -> Response {
     }
     Response::Parts(parts)
 }
-

@@ -15,7 +15,11 @@ const INVALID_REQUEST: i16 = 42;
 
 pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Response {
     let cfg = &ctx.shard.broker.config;
-    let keys: Vec<StrBytes> = if ctx.version >= 4 { req.coordinator_keys.clone() } else { vec![req.key.clone()] };
+    let keys: Vec<StrBytes> = if ctx.version >= 4 {
+        req.coordinator_keys.clone()
+    } else {
+        vec![req.key.clone()]
+    };
     let answer = |key: StrBytes| {
         let mut c = Coordinator::default();
         c.key = key;
@@ -27,7 +31,9 @@ pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Respon
             }
             1 => {
                 c.error_code = COORDINATOR_NOT_AVAILABLE;
-                c.error_message = Some(StrBytes::from_static_str("transactions are not supported by this broker yet"));
+                c.error_message = Some(StrBytes::from_static_str(
+                    "transactions are not supported by this broker yet",
+                ));
                 c.node_id = BrokerId(-1);
                 c.port = -1;
             }

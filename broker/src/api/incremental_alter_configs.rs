@@ -5,8 +5,7 @@
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 
-use super::alter_configs::{broker_not_alterable, settle};
-use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
+use super::alter_configs::alter;
 use super::{RequestContext, Response};
 use crate::cluster::ApiError;
 
@@ -23,45 +22,77 @@ pub async fn handle(ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -
         let mut r = AlterConfigsResourceResponse::default();
         r.resource_type = res.resource_type;
         r.resource_name = res.resource_name.clone();
-        let ops: Vec<(String, i8, Option<String>)> =
-            res.configs.iter().map(|c| (c.name.to_string(), c.config_operation, c.value.as_ref().map(|v| v.to_string()))).collect();
-        let outcome = match res.resource_type {
-            RESOURCE_TOPIC => broker.metadata.alter_topic_configs(
-                &res.resource_name,
-                move |configs| {
-                    for (name, op, value) in ops {
-                        match op {
-                            0 => {
-                                let v = value.ok_or_else(|| ApiError::new(INVALID_CONFIG, format!("no value to SET for {name}")))?;
-                                configs.insert(name, v);
-                            }
-                            1 => {
-                                configs.remove(&name);
-                            }
-                            2 | 3 if name == "cleanup.policy" => {
-                                let current = configs.get(&name).cloned().unwrap_or_else(|| "delete".into());
-                                let mut items: Vec<String> = current.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
-                                for v in value.unwrap_or_default().split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()) {
-                                    if op == 2 && !items.contains(&v) {
-                                        items.push(v);
-                                    } else if op == 3 {
-                                        items.retain(|x| *x != v);
-                                    }
-                                }
-                                configs.insert(name, items.join(","));
-                            }
-                            2 | 3 => return Err(ApiError::new(INVALID_CONFIG, format!("{name} is not a list config"))),
-                            other => return Err(ApiError::new(INVALID_REQUEST, format!("unknown config operation {other}"))),
-                        }
+        let ops: Vec<(String, i8, Option<String>)> = res
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.config_operation,
+                    c.value.as_ref().map(|v| v.to_string()),
+                )
+            })
+            .collect();
+        let edit = move |configs: &mut std::collections::BTreeMap<String, String>| {
+            for (name, op, value) in ops {
+                match op {
+                    0 => {
+                        let v = value.ok_or_else(|| {
+                            ApiError::new(INVALID_CONFIG, format!("no value to SET for {name}"))
+                        })?;
+                        configs.insert(name, v);
                     }
-                    Ok(())
-                },
-                req.validate_only,
-            ),
-            RESOURCE_BROKER => Err(broker_not_alterable()),
-            _ => Err(ApiError::new(INVALID_REQUEST, "unsupported resource type")),
+                    1 => {
+                        configs.remove(&name);
+                    }
+                    2 | 3 if name == "cleanup.policy" => {
+                        let current = configs
+                            .get(&name)
+                            .cloned()
+                            .unwrap_or_else(|| "delete".into());
+                        let mut items: Vec<String> = current
+                            .split(',')
+                            .map(|s| s.trim().to_string())
+                            .filter(|s| !s.is_empty())
+                            .collect();
+                        for v in value
+                            .unwrap_or_default()
+                            .split(',')
+                            .map(|s| s.trim().to_string())
+                            .filter(|s| !s.is_empty())
+                        {
+                            if op == 2 && !items.contains(&v) {
+                                items.push(v);
+                            } else if op == 3 {
+                                items.retain(|x| *x != v);
+                            }
+                        }
+                        configs.insert(name, items.join(","));
+                    }
+                    2 | 3 => {
+                        return Err(ApiError::new(
+                            INVALID_CONFIG,
+                            format!("{name} is not a list config"),
+                        ))
+                    }
+                    other => {
+                        return Err(ApiError::new(
+                            INVALID_REQUEST,
+                            format!("unknown config operation {other}"),
+                        ))
+                    }
+                }
+            }
+            Ok(())
         };
-        (r.error_code, r.error_message) = settle(&broker, outcome, req.validate_only).await;
+        (r.error_code, r.error_message) = alter(
+            &broker,
+            res.resource_type,
+            &res.resource_name,
+            edit,
+            req.validate_only,
+        )
+        .await;
         resp.responses.push(r);
     }
     ctx.respond(&resp)

@@ -11,8 +11,13 @@ pub const MAX_VERSION: i16 = 9;
 pub async fn handle(ctx: &RequestContext, req: JoinGroupRequest) -> Response {
     let version = ctx.version;
     let group = req.group_id.to_string();
-    let client_id = ctx.client_id.clone(); let host = super::client_host(ctx);
-    let resp = on_coordinator(ctx, &group, move |c| async move { c.join_group(req, version, &client_id, &host).await }).await.unwrap_or_else(|| {
+    let client_id = ctx.client_id.clone();
+    let host = super::client_host(ctx);
+    let resp = on_coordinator(ctx, &group, move |c| async move {
+        c.join_group(req, version, &client_id, &host).await
+    })
+    .await
+    .unwrap_or_else(|| {
         let mut r = JoinGroupResponse::default();
         r.error_code = COORDINATOR_NOT_AVAILABLE;
         r

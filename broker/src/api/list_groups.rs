@@ -16,7 +16,12 @@ pub async fn handle(ctx: &RequestContext, req: ListGroupsRequest) -> Response {
         .broker
         .on_all_shards(move |shard| {
             let (states, types) = (states.clone(), types.clone());
-            async move { shard.coordinator().map(|c| c.list_groups_for_version(&states, &types, version)).unwrap_or_default() }
+            async move {
+                shard
+                    .coordinator()
+                    .map(|c| c.list_groups_for_version(&states, &types, version))
+                    .unwrap_or_default()
+            }
         })
         .await;
     let mut resp = ListGroupsResponse::default();

@@ -2,7 +2,9 @@
 //! max timestamp (-3, v7+) and by timestamp (the first record whose
 //! timestamp is >= the one asked for, via the time index).
 
-use kafka_protocol::messages::list_offsets_response::{ListOffsetsPartitionResponse, ListOffsetsTopicResponse};
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 
 use super::{with_partition, RequestContext, Response};

@@ -4,7 +4,9 @@
 //! request and `auto.create.topics.enable` allow it (v4+ carries the flag;
 //! older versions always ask).
 
-use kafka_protocol::messages::metadata_response::{MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic};
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
 
@@ -65,10 +67,14 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
     if all {
         let mut names: Vec<_> = image.by_name.values().collect();
         names.sort_by(|a, b| a.name.cmp(&b.name));
-        resp.topics = names.into_iter().map(|m| topic_entry(m, cfg.node_id, ctx.version)).collect();
+        resp.topics = names
+            .into_iter()
+            .map(|m| topic_entry(m, cfg.node_id, ctx.version))
+            .collect();
         return ctx.respond(&resp);
     }
-    let auto_create = cfg.auto_create_topics_enable && (ctx.version < 4 || req.allow_auto_topic_creation);
+    let auto_create =
+        cfg.auto_create_topics_enable && (ctx.version < 4 || req.allow_auto_topic_creation);
     for rt in req.topics.unwrap_or_default() {
         let meta = match &rt.name {
             Some(n) => image.by_name.get(n.as_str()).cloned(),
@@ -85,7 +91,14 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
                 if let Err(e) = validate_topic_name(&name) {
                     t.error_code = e.code;
                 } else if auto_create {
-                    match broker.metadata.create_topic(&name, -1, -1, Default::default(), false, false) {
+                    match broker.metadata.create_topic(
+                        &name,
+                        -1,
+                        -1,
+                        Default::default(),
+                        false,
+                        false,
+                    ) {
                         Ok(m) => {
                             tracing::info!(topic = %name.as_str(), partitions = m.partitions, "auto-created topic");
                             // Kafka answers LEADER_NOT_AVAILABLE while a new

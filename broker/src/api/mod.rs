@@ -15,32 +15,32 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 use crate::log::read::FileRange;
 use crate::shard::Shard;
 
+pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
-pub mod alter_configs;
-pub mod incremental_alter_configs;
+pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
-pub mod join_group;
-pub mod sync_group;
 pub mod heartbeat;
-pub mod leave_group;
-pub mod offset_commit;
-pub mod offset_fetch;
-pub mod offset_delete;
-pub mod describe_groups;
-pub mod list_groups;
-pub mod delete_groups;
+pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 pub struct RequestContext {
     pub shard: Rc<Shard>,
@@ -71,11 +71,21 @@ pub enum Response {
 impl RequestContext {
     /// Encodes a response message with its header as one frame.
     pub fn respond<R: Encodable + HeaderVersion>(&self, body: &R) -> Response {
-        encode_frame(self.correlation_id, R::header_version(self.version), body, self.version)
+        encode_frame(
+            self.correlation_id,
+            R::header_version(self.version),
+            body,
+            self.version,
+        )
     }
 }
 
-pub fn encode_frame<R: Encodable>(correlation_id: i32, header_version: i16, body: &R, version: i16) -> Response {
+pub fn encode_frame<R: Encodable>(
+    correlation_id: i32,
+    header_version: i16,
+    body: &R,
+    version: i16,
+) -> Response {
     let mut buf = BytesMut::with_capacity(256);
     buf.put_i32(0);
     buf.put_i32(correlation_id);
@@ -148,7 +158,10 @@ registry! {
 }
 
 pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED.iter().find(|(k, _, _)| *k == api).map(|(_, a, b)| (*a, *b))
+    SUPPORTED
+        .iter()
+        .find(|(k, _, _)| *k == api)
+        .map(|(_, a, b)| (*a, *b))
 }
 
 #[cfg(test)]
@@ -159,7 +172,10 @@ mod tests {
     fn registry_ranges_are_within_the_protocol_crate() {
         for (key, min, max) in SUPPORTED {
             let valid = key.valid_versions();
-            assert!(*min >= valid.min && *max <= valid.max && min <= max, "{key:?} {min}..{max} vs {valid:?}");
+            assert!(
+                *min >= valid.min && *max <= valid.max && min <= max,
+                "{key:?} {min}..{max} vs {valid:?}"
+            );
         }
     }
 }
@@ -179,7 +195,9 @@ where
     let broker = &ctx.shard.broker;
     let owner = broker.owner_of_partition(&meta.id, partition);
     broker
-        .on_shard(owner, move |shard| async move { shard.partition(&meta, partition).await.map(f) })
+        .on_shard(owner, move |shard| async move {
+            shard.partition(&meta, partition).await.map(f)
+        })
         .await
         .unwrap_or(Err(5))
 }

@@ -3,7 +3,9 @@
 //! coordinator sees them); the rest go to the group's coordinator, which
 //! fences stale generations and makes the offsets durable before answering.
 
-use kafka_protocol::messages::offset_commit_response::{OffsetCommitResponsePartition, OffsetCommitResponseTopic};
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::{on_coordinator, RequestContext, Response, COORDINATOR_NOT_AVAILABLE};
@@ -20,8 +22,15 @@ pub async fn handle(ctx: &RequestContext, mut req: OffsetCommitRequest) -> Respo
     // Split off partitions that do not exist.
     let mut unknown: Vec<OffsetCommitResponseTopic> = Vec::new();
     for t in req.topics.iter_mut() {
-        let count = image.by_name.get(t.name.as_str()).map(|m| m.partitions).unwrap_or(0);
-        let (known, bad): (Vec<_>, Vec<_>) = t.partitions.drain(..).partition(|p| p.partition_index >= 0 && p.partition_index < count);
+        let count = image
+            .by_name
+            .get(t.name.as_str())
+            .map(|m| m.partitions)
+            .unwrap_or(0);
+        let (known, bad): (Vec<_>, Vec<_>) = t
+            .partitions
+            .drain(..)
+            .partition(|p| p.partition_index >= 0 && p.partition_index < count);
         t.partitions = known;
         if !bad.is_empty() {
             let mut rt = OffsetCommitResponseTopic::default();
@@ -39,12 +48,24 @@ pub async fn handle(ctx: &RequestContext, mut req: OffsetCommitRequest) -> Respo
         }
     }
     req.topics.retain(|t| !t.partitions.is_empty());
-    let all_partitions: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> =
-        req.topics.iter().map(|t| (t.name.clone(), t.partitions.iter().map(|p| p.partition_index).collect())).collect();
+    let all_partitions: Vec<(kafka_protocol::messages::TopicName, Vec<i32>)> = req
+        .topics
+        .iter()
+        .map(|t| {
+            (
+                t.name.clone(),
+                t.partitions.iter().map(|p| p.partition_index).collect(),
+            )
+        })
+        .collect();
     let mut resp = if req.topics.is_empty() {
         OffsetCommitResponse::default()
     } else {
-        on_coordinator(ctx, &group, move |c| async move { c.offset_commit(req, version).await }).await.unwrap_or_else(|| {
+        on_coordinator(ctx, &group, move |c| async move {
+            c.offset_commit(req, version).await
+        })
+        .await
+        .unwrap_or_else(|| {
             let mut r = OffsetCommitResponse::default();
             r.topics = all_partitions
                 .into_iter()

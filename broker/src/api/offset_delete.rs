@@ -11,8 +11,12 @@ pub const MAX_VERSION: i16 = 0;
 pub async fn handle(ctx: &RequestContext, req: OffsetDeleteRequest) -> Response {
     let version = ctx.version;
     let group = req.group_id.to_string();
-    
-    let resp = on_coordinator(ctx, &group, move |c| async move { c.offset_delete(req, version).await }).await.unwrap_or_else(|| {
+
+    let resp = on_coordinator(ctx, &group, move |c| async move {
+        c.offset_delete(req, version).await
+    })
+    .await
+    .unwrap_or_else(|| {
         let mut r = OffsetDeleteResponse::default();
         r.error_code = COORDINATOR_NOT_AVAILABLE;
         r

@@ -16,16 +16,25 @@ async fn fetch_group(
     require_stable: bool,
 ) -> OffsetFetchGroupResult {
     let g = group.clone();
-    on_coordinator(ctx, &group, move |c| async move { c.offset_fetch(&g, topics, require_stable) })
-        .await
-        .unwrap_or(OffsetFetchGroupResult { error_code: COORDINATOR_NOT_AVAILABLE, topics: Vec::new() })
+    on_coordinator(ctx, &group, move |c| async move {
+        c.offset_fetch(&g, topics, require_stable)
+    })
+    .await
+    .unwrap_or(OffsetFetchGroupResult {
+        error_code: COORDINATOR_NOT_AVAILABLE,
+        topics: Vec::new(),
+    })
 }
 
 pub async fn handle(ctx: &RequestContext, req: OffsetFetchRequest) -> Response {
     let mut resp = OffsetFetchResponse::default();
     if ctx.version >= 8 {
         let calls = req.groups.into_iter().map(|g| {
-            let topics = g.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
+            let topics = g.topics.map(|ts| {
+                ts.into_iter()
+                    .map(|t| (t.name.to_string(), t.partition_indexes))
+                    .collect()
+            });
             let id = g.group_id.to_string();
             async move {
                 let r = fetch_group(ctx, id.clone(), topics, req.require_stable).await;
@@ -34,7 +43,11 @@ pub async fn handle(ctx: &RequestContext, req: OffsetFetchRequest) -> Response {
         });
         resp.groups = futures::future::join_all(calls).await;
     } else {
-        let topics = req.topics.map(|ts| ts.into_iter().map(|t| (t.name.to_string(), t.partition_indexes)).collect());
+        let topics = req.topics.map(|ts| {
+            ts.into_iter()
+                .map(|t| (t.name.to_string(), t.partition_indexes))
+                .collect()
+        });
         let r = fetch_group(ctx, req.group_id.to_string(), topics, req.require_stable).await;
         resp.error_code = r.error_code;
         resp.topics = r.into_response_topics(ctx.version);

@@ -4,7 +4,9 @@
 //! one asked for) ends at the log end offset; an earlier unknown epoch has
 //! no answer (-1), as in Kafka.
 
-use kafka_protocol::messages::offset_for_leader_epoch_response::{EpochEndOffset, OffsetForLeaderTopicResult};
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 
 use super::{with_partition, RequestContext, Response};
@@ -32,7 +34,11 @@ pub async fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> R
                 None => e.error_code = UNKNOWN_TOPIC_OR_PARTITION,
                 Some(_) if p.current_leader_epoch > 0 => e.error_code = UNKNOWN_LEADER_EPOCH,
                 Some(_) if p.current_leader_epoch < -1 => e.error_code = FENCED_LEADER_EPOCH,
-                Some(meta) => match with_partition(ctx, meta, p.partition, |log| log.state.borrow().log_end_offset).await {
+                Some(meta) => match with_partition(ctx, meta, p.partition, |log| {
+                    log.state.borrow().log_end_offset
+                })
+                .await
+                {
                     Ok(leo) if p.leader_epoch >= 0 => {
                         e.leader_epoch = 0;
                         e.end_offset = leo;

@@ -36,26 +36,43 @@ struct Item {
     batches: Vec<(BatchHeader, Bytes)>,
 }
 
-fn validate(meta: &TopicMeta, records: Option<&Bytes>) -> Result<Vec<(BatchHeader, Bytes)>, (i16, String)> {
+fn validate(
+    meta: &TopicMeta,
+    records: Option<&Bytes>,
+) -> Result<Vec<(BatchHeader, Bytes)>, (i16, String)> {
     let Some(records) = records else {
         return Err((CORRUPT_MESSAGE, "produce request carries no records".into()));
     };
-    let batches = batch::split_batches(records).map_err(|e| (e.kafka_error_code(), e.to_string()))?;
+    let batches =
+        batch::split_batches(records).map_err(|e| (e.kafka_error_code(), e.to_string()))?;
     if batches.is_empty() {
-        return Err((CORRUPT_MESSAGE, "produce request carries no record batch".into()));
+        return Err((
+            CORRUPT_MESSAGE,
+            "produce request carries no record batch".into(),
+        ));
     }
     for (h, bytes) in &batches {
         if bytes.len() > meta.log_config.max_message_bytes {
             return Err((
                 MESSAGE_TOO_LARGE,
-                format!("batch of {} bytes is larger than max.message.bytes {}", bytes.len(), meta.log_config.max_message_bytes),
+                format!(
+                    "batch of {} bytes is larger than max.message.bytes {}",
+                    bytes.len(),
+                    meta.log_config.max_message_bytes
+                ),
             ));
         }
         if h.is_control() {
-            return Err((INVALID_RECORD, "clients may not produce control batches".into()));
+            return Err((
+                INVALID_RECORD,
+                "clients may not produce control batches".into(),
+            ));
         }
         if h.is_transactional() {
-            return Err((TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported by this broker yet".into()));
+            return Err((
+                TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                "transactions are not supported by this broker yet".into(),
+            ));
         }
     }
     Ok(batches)
@@ -78,13 +95,24 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
             pr.log_append_time_ms = -1;
             pr.log_start_offset = -1;
             let outcome = if req.transactional_id.is_some() {
-                Err((TRANSACTIONAL_ID_AUTHORIZATION_FAILED, "transactions are not supported by this broker yet".into()))
+                Err((
+                    TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    "transactions are not supported by this broker yet".into(),
+                ))
             } else if !matches!(req.acks, -1 | 0 | 1) {
-                Err((INVALID_REQUIRED_ACKS, format!("acks={} is not one of -1, 0, 1", req.acks)))
+                Err((
+                    INVALID_REQUIRED_ACKS,
+                    format!("acks={} is not one of -1, 0, 1", req.acks),
+                ))
             } else {
                 match &meta {
-                    Some(m) if pd.index >= 0 && pd.index < m.partitions => validate(m, pd.records.as_ref()),
-                    _ => Err((UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition.".into())),
+                    Some(m) if pd.index >= 0 && pd.index < m.partitions => {
+                        validate(m, pd.records.as_ref())
+                    }
+                    _ => Err((
+                        UNKNOWN_TOPIC_OR_PARTITION,
+                        "This server does not host this topic-partition.".into(),
+                    )),
                 }
             };
             match (outcome, &meta) {
@@ -114,7 +142,8 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
     let dispatch = by_shard.into_iter().map(|(owner, items)| {
         let broker = broker.clone();
         async move {
-            let positions: Vec<(usize, usize)> = items.iter().map(|i| (i.topic_idx, i.part_idx)).collect();
+            let positions: Vec<(usize, usize)> =
+                items.iter().map(|i| (i.topic_idx, i.part_idx)).collect();
             let results = broker
                 .on_shard(owner, move |shard| async move {
                     let appends = items.into_iter().map(|item| {
@@ -154,7 +183,8 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
             }
             None => {
                 for (ti, pi) in positions {
-                    response.responses[ti].partition_responses[pi].error_code = 5; // LEADER_NOT_AVAILABLE
+                    response.responses[ti].partition_responses[pi].error_code = 5;
+                    // LEADER_NOT_AVAILABLE
                 }
             }
         }

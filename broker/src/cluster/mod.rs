@@ -46,7 +46,10 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(code: i16, message: impl Into<String>) -> Self {
-        ApiError { code, message: message.into() }
+        ApiError {
+            code,
+            message: message.into(),
+        }
     }
 }
 
@@ -93,9 +96,15 @@ pub struct MetadataStore {
 /// Kafka's legal topic names: 1-249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
-        return Err(ApiError::new(INVALID_TOPIC_EXCEPTION, format!("invalid topic name `{name}`")));
+        return Err(ApiError::new(
+            INVALID_TOPIC_EXCEPTION,
+            format!("invalid topic name `{name}`"),
+        ));
     }
-    if !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-') {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
         return Err(ApiError::new(
             INVALID_TOPIC_EXCEPTION,
             format!("topic name `{name}` has characters other than ASCII alphanumerics, '.', '_' and '-'"),
@@ -158,7 +167,14 @@ impl MetadataStore {
             configs.insert("cleanup.policy".to_string(), "compact".to_string());
             configs.insert("segment.bytes".to_string(), (100 << 20).to_string());
             store
-                .create_topic(OFFSETS_TOPIC, store.config.offsets_topic_num_partitions, -1, configs, false, true)
+                .create_topic(
+                    OFFSETS_TOPIC,
+                    store.config.offsets_topic_num_partitions,
+                    -1,
+                    configs,
+                    false,
+                    true,
+                )
                 .map_err(|e| anyhow::anyhow!("cannot create {OFFSETS_TOPIC}: {}", e.message))?;
         } else {
             store.persist(&store.lock().clone())?;
@@ -179,7 +195,10 @@ impl MetadataStore {
     }
 
     fn publish(&self, file: &MetaFile) {
-        let mut img = MetadataImage { cluster_id: file.cluster_id.clone(), ..Default::default() };
+        let mut img = MetadataImage {
+            cluster_id: file.cluster_id.clone(),
+            ..Default::default()
+        };
         for t in &file.topics {
             let id = Uuid::parse_str(&t.id).unwrap_or_else(|_| Uuid::new_v4());
             let meta = Arc::new(TopicMeta {
@@ -206,7 +225,9 @@ impl MetadataStore {
     }
 
     fn commit(&self, file: &mut MetaFile, next: MetaFile) -> Result<(), ApiError> {
-        self.persist(&next).map_err(|e| ApiError::new(KAFKA_STORAGE_ERROR, format!("cannot persist metadata: {e}")))?;
+        self.persist(&next).map_err(|e| {
+            ApiError::new(KAFKA_STORAGE_ERROR, format!("cannot persist metadata: {e}"))
+        })?;
         *file = next;
         self.publish(file);
         Ok(())
@@ -214,7 +235,8 @@ impl MetadataStore {
 
     pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
         for (k, v) in configs {
-            BrokerConfig::validate_topic_config(k, v).map_err(|e| ApiError::new(INVALID_CONFIG, e.to_string()))?;
+            BrokerConfig::validate_topic_config(k, v)
+                .map_err(|e| ApiError::new(INVALID_CONFIG, e.to_string()))?;
         }
         Ok(())
     }
@@ -232,15 +254,32 @@ impl MetadataStore {
     ) -> Result<Arc<TopicMeta>, ApiError> {
         validate_topic_name(name)?;
         if name.starts_with("__") && !allow_internal {
-            return Err(ApiError::new(INVALID_TOPIC_EXCEPTION, format!("`{name}` is reserved for internal topics")));
+            return Err(ApiError::new(
+                INVALID_TOPIC_EXCEPTION,
+                format!("`{name}` is reserved for internal topics"),
+            ));
         }
-        let partitions = if partitions == -1 { self.config.num_partitions } else { partitions };
+        let partitions = if partitions == -1 {
+            self.config.num_partitions
+        } else {
+            partitions
+        };
         if partitions <= 0 {
-            return Err(ApiError::new(INVALID_PARTITIONS, "number of partitions must be larger than 0"));
+            return Err(ApiError::new(
+                INVALID_PARTITIONS,
+                "number of partitions must be larger than 0",
+            ));
         }
-        let rf = if replication_factor == -1 { self.config.default_replication_factor } else { replication_factor };
+        let rf = if replication_factor == -1 {
+            self.config.default_replication_factor
+        } else {
+            replication_factor
+        };
         if rf <= 0 {
-            return Err(ApiError::new(INVALID_REPLICATION_FACTOR, "replication factor must be larger than 0"));
+            return Err(ApiError::new(
+                INVALID_REPLICATION_FACTOR,
+                "replication factor must be larger than 0",
+            ));
         }
         if rf > 1 {
             return Err(ApiError::new(
@@ -251,7 +290,10 @@ impl MetadataStore {
         Self::validate_configs(&configs)?;
         let mut file = self.lock();
         if file.topics.iter().any(|t| t.name == name) {
-            return Err(ApiError::new(TOPIC_ALREADY_EXISTS, format!("Topic '{name}' already exists.")));
+            return Err(ApiError::new(
+                TOPIC_ALREADY_EXISTS,
+                format!("Topic '{name}' already exists."),
+            ));
         }
         // Kafka refuses names that collide once '.' and '_' are equated.
         let norm = |s: &str| s.replace('.', "_");
@@ -261,7 +303,12 @@ impl MetadataStore {
                 format!("Topic '{name}' collides with existing topic: {}", t.name),
             ));
         }
-        let record = TopicRecord { name: name.to_string(), id: Uuid::new_v4().to_string(), partitions, configs };
+        let record = TopicRecord {
+            name: name.to_string(),
+            id: Uuid::new_v4().to_string(),
+            partitions,
+            configs,
+        };
         if validate_only {
             let id = Uuid::parse_str(&record.id).unwrap_or_default();
             return Ok(Arc::new(TopicMeta {
@@ -277,19 +324,32 @@ impl MetadataStore {
         next.topics.push(record);
         self.commit(&mut file, next)?;
         drop(file);
-        self.image().by_name.get(name).cloned().ok_or_else(|| ApiError::new(KAFKA_STORAGE_ERROR, "topic vanished"))
+        self.image()
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::new(KAFKA_STORAGE_ERROR, "topic vanished"))
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, ApiError> {
         if !self.config.delete_topic_enable {
-            return Err(ApiError::new(TOPIC_DELETION_DISABLED, "topic deletion is disabled"));
+            return Err(ApiError::new(
+                TOPIC_DELETION_DISABLED,
+                "topic deletion is disabled",
+            ));
         }
         let existing = self.image().by_name.get(name).cloned();
         let Some(meta) = existing else {
-            return Err(ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."));
+            return Err(ApiError::new(
+                UNKNOWN_TOPIC_OR_PARTITION,
+                "This server does not host this topic-partition.",
+            ));
         };
         if meta.internal {
-            return Err(ApiError::new(INVALID_TOPIC_EXCEPTION, format!("cannot delete internal topic {name}")));
+            return Err(ApiError::new(
+                INVALID_TOPIC_EXCEPTION,
+                format!("cannot delete internal topic {name}"),
+            ));
         }
         let mut file = self.lock();
         let mut next = file.clone();
@@ -298,10 +358,18 @@ impl MetadataStore {
         Ok(meta)
     }
 
-    pub fn create_partitions(&self, name: &str, count: i32, validate_only: bool) -> Result<Arc<TopicMeta>, ApiError> {
+    pub fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<Arc<TopicMeta>, ApiError> {
         let mut file = self.lock();
         let Some(pos) = file.topics.iter().position(|t| t.name == name) else {
-            return Err(ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."));
+            return Err(ApiError::new(
+                UNKNOWN_TOPIC_OR_PARTITION,
+                "This server does not host this topic-partition.",
+            ));
         };
         let current = file.topics[pos].partitions;
         if count <= current {
@@ -316,7 +384,11 @@ impl MetadataStore {
             self.commit(&mut file, next)?;
         }
         drop(file);
-        self.image().by_name.get(name).cloned().ok_or_else(|| ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "gone"))
+        self.image()
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "gone"))
     }
 
     /// Replaces (or, with `incremental`, edits) a topic's config overrides.
@@ -328,7 +400,10 @@ impl MetadataStore {
     ) -> Result<Arc<TopicMeta>, ApiError> {
         let mut file = self.lock();
         let Some(pos) = file.topics.iter().position(|t| t.name == name) else {
-            return Err(ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "This server does not host this topic-partition."));
+            return Err(ApiError::new(
+                UNKNOWN_TOPIC_OR_PARTITION,
+                "This server does not host this topic-partition.",
+            ));
         };
         let mut next = file.clone();
         edit(&mut next.topics[pos].configs)?;
@@ -337,7 +412,11 @@ impl MetadataStore {
             self.commit(&mut file, next)?;
         }
         drop(file);
-        self.image().by_name.get(name).cloned().ok_or_else(|| ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "gone"))
+        self.image()
+            .by_name
+            .get(name)
+            .cloned()
+            .ok_or_else(|| ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "gone"))
     }
 
     /// A fresh producer id, unique across restarts.
@@ -358,7 +437,11 @@ mod tests {
     use super::*;
 
     fn store(dir: &std::path::Path) -> MetadataStore {
-        let cfg = BrokerConfig { data_dir: dir.to_path_buf(), offsets_topic_num_partitions: 3, ..Default::default() };
+        let cfg = BrokerConfig {
+            data_dir: dir.to_path_buf(),
+            offsets_topic_num_partitions: 3,
+            ..Default::default()
+        };
         MetadataStore::open(Arc::new(cfg)).unwrap()
     }
 
@@ -368,14 +451,40 @@ mod tests {
         let s = store(dir.path());
         let cluster = s.image().cluster_id.clone();
         assert_eq!(cluster.len(), 22);
-        s.create_topic("orders", 3, 1, BTreeMap::new(), false, false).unwrap();
-        assert_eq!(s.create_topic("orders", 3, 1, BTreeMap::new(), false, false).unwrap_err().code, TOPIC_ALREADY_EXISTS);
-        assert_eq!(s.create_topic("x", 1, 3, BTreeMap::new(), false, false).unwrap_err().code, INVALID_REPLICATION_FACTOR);
-        assert_eq!(s.create_topic("bad/name", 1, 1, BTreeMap::new(), false, false).unwrap_err().code, INVALID_TOPIC_EXCEPTION);
-        assert_eq!(s.create_topic("y", 0, 1, BTreeMap::new(), false, false).unwrap_err().code, INVALID_PARTITIONS);
+        s.create_topic("orders", 3, 1, BTreeMap::new(), false, false)
+            .unwrap();
+        assert_eq!(
+            s.create_topic("orders", 3, 1, BTreeMap::new(), false, false)
+                .unwrap_err()
+                .code,
+            TOPIC_ALREADY_EXISTS
+        );
+        assert_eq!(
+            s.create_topic("x", 1, 3, BTreeMap::new(), false, false)
+                .unwrap_err()
+                .code,
+            INVALID_REPLICATION_FACTOR
+        );
+        assert_eq!(
+            s.create_topic("bad/name", 1, 1, BTreeMap::new(), false, false)
+                .unwrap_err()
+                .code,
+            INVALID_TOPIC_EXCEPTION
+        );
+        assert_eq!(
+            s.create_topic("y", 0, 1, BTreeMap::new(), false, false)
+                .unwrap_err()
+                .code,
+            INVALID_PARTITIONS
+        );
         let mut bad = BTreeMap::new();
         bad.insert("retention.ms".into(), "soon".into());
-        assert_eq!(s.create_topic("z", 1, 1, bad, false, false).unwrap_err().code, INVALID_CONFIG);
+        assert_eq!(
+            s.create_topic("z", 1, 1, bad, false, false)
+                .unwrap_err()
+                .code,
+            INVALID_CONFIG
+        );
         let pid1 = s.allocate_producer_id().unwrap();
         drop(s);
         let s = store(dir.path());

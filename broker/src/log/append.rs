@@ -44,7 +44,12 @@ pub struct AppendResult {
 
 impl AppendResult {
     pub fn error(code: i16) -> AppendResult {
-        AppendResult { error: code, base_offset: -1, log_append_time: -1, log_start_offset: -1 }
+        AppendResult {
+            error: code,
+            base_offset: -1,
+            log_append_time: -1,
+            log_start_offset: -1,
+        }
     }
 }
 
@@ -59,7 +64,10 @@ impl PartitionLog {
     /// for acks=0, when `wait` is false).
     pub async fn append(&self, batches: Vec<(BatchHeader, Bytes)>, wait: bool) -> AppendResult {
         let (tx, rx) = oneshot::channel();
-        let req = AppendRequest { batches, reply: wait.then_some(tx) };
+        let req = AppendRequest {
+            batches,
+            reply: wait.then_some(tx),
+        };
         let sent = match self.appender.borrow().as_ref() {
             Some(a) => a.unbounded_send(req).is_ok(),
             None => false,
@@ -68,9 +76,15 @@ impl PartitionLog {
             return AppendResult::error(UNKNOWN_TOPIC_OR_PARTITION);
         }
         if !wait {
-            return AppendResult { error: 0, base_offset: -1, log_append_time: -1, log_start_offset: -1 };
+            return AppendResult {
+                error: 0,
+                base_offset: -1,
+                log_append_time: -1,
+                log_start_offset: -1,
+            };
         }
-        rx.await.unwrap_or(AppendResult::error(UNKNOWN_TOPIC_OR_PARTITION))
+        rx.await
+            .unwrap_or(AppendResult::error(UNKNOWN_TOPIC_OR_PARTITION))
     }
 }
 
@@ -108,8 +122,10 @@ impl PartitionLog {
             match st.active() {
                 None => (true, st.log_end_offset),
                 Some(a) => {
-                    let by_size = a.size > 0 && a.size + incoming as u64 > cfg.segment_bytes.min(i32::MAX as u64);
-                    let by_time = a.size > 0 && cfg.segment_ms >= 0 && now - a.created_ms >= cfg.segment_ms;
+                    let by_size = a.size > 0
+                        && a.size + incoming as u64 > cfg.segment_bytes.min(i32::MAX as u64);
+                    let by_time =
+                        a.size > 0 && cfg.segment_ms >= 0 && now - a.created_ms >= cfg.segment_ms;
                     // Positions in the index are u32: never let a segment pass 2 GiB.
                     (by_size || by_time, st.log_end_offset)
                 }
@@ -149,7 +165,12 @@ impl PartitionLog {
             let Some(active) = st.active() else {
                 return reply_all(round, AppendResult::error(KAFKA_STORAGE_ERROR));
             };
-            (active.writer.clone(), active.size, st.log_end_offset, st.leader_epoch)
+            (
+                active.writer.clone(),
+                active.size,
+                st.log_end_offset,
+                st.leader_epoch,
+            )
         };
         {
             let mut st = self.state.borrow_mut();
@@ -167,7 +188,9 @@ impl PartitionLog {
                         }
                         SequenceCheck::Duplicate(meta) => {
                             if outcome.is_none() {
-                                outcome = Some(Staged::Duplicate { base_offset: meta.first_offset });
+                                outcome = Some(Staged::Duplicate {
+                                    base_offset: meta.first_offset,
+                                });
                             }
                         }
                         SequenceCheck::Append => {
@@ -191,7 +214,9 @@ impl PartitionLog {
                             }
                             st.producers.update(&placed_h, now);
                             if outcome.is_none() {
-                                outcome = Some(Staged::Appended { base_offset: next_offset });
+                                outcome = Some(Staged::Appended {
+                                    base_offset: next_offset,
+                                });
                             }
                             placed.push((write_pos + start as u64, placed_h));
                             next_offset += i64::from(h.last_offset_delta) + 1;
@@ -216,7 +241,8 @@ impl PartitionLog {
             }
         }
 
-        let must_sync = cfg.flush_policy == FlushPolicy::Always && round.iter().any(|r| r.reply.is_some());
+        let must_sync =
+            cfg.flush_policy == FlushPolicy::Always && round.iter().any(|r| r.reply.is_some());
         let mut synced = false;
         if !buf.is_empty() {
             let mut w = writer.clone();
@@ -252,21 +278,33 @@ impl PartitionLog {
             st.log_end_offset = next_offset;
             st.high_watermark = next_offset;
             st.dirty |= !synced;
-            self.metrics.set_offsets(st.log_start_offset, st.log_end_offset, st.size_bytes());
-            self.metrics.add_in(written as u64, placed.iter().map(|(_, h)| h.records_count.max(0) as u64).sum());
+            self.metrics
+                .set_offsets(st.log_start_offset, st.log_end_offset, st.size_bytes());
+            self.metrics.add_in(
+                written as u64,
+                placed
+                    .iter()
+                    .map(|(_, h)| h.records_count.max(0) as u64)
+                    .sum(),
+            );
         }
         self.wake_waiters();
         let log_start = self.state.borrow().log_start_offset;
         for (req, outcome) in round.into_iter().zip(staged) {
             let Some(reply) = req.reply else { continue };
             let result = match outcome {
-                Staged::Appended { base_offset } | Staged::Duplicate { base_offset } => AppendResult {
-                    error: 0,
-                    base_offset,
-                    log_append_time: if cfg.log_append_time { now } else { -1 },
+                Staged::Appended { base_offset } | Staged::Duplicate { base_offset } => {
+                    AppendResult {
+                        error: 0,
+                        base_offset,
+                        log_append_time: if cfg.log_append_time { now } else { -1 },
+                        log_start_offset: log_start,
+                    }
+                }
+                Staged::Rejected(code) => AppendResult {
                     log_start_offset: log_start,
+                    ..AppendResult::error(code)
                 },
-                Staged::Rejected(code) => AppendResult { log_start_offset: log_start, ..AppendResult::error(code) },
             };
             let _ = reply.send(result);
         }

@@ -98,7 +98,9 @@ mod tests {
 
     #[test]
     fn offset_lookup_finds_floor_entry() {
-        let idx = OffsetIndex { entries: vec![(10, 4096), (20, 8192)] };
+        let idx = OffsetIndex {
+            entries: vec![(10, 4096), (20, 8192)],
+        };
         assert_eq!(idx.lookup(0), 0);
         assert_eq!(idx.lookup(10), 4096);
         assert_eq!(idx.lookup(19), 4096);
@@ -112,13 +114,18 @@ mod tests {
         b.extend_from_slice(&OffsetIndex::encode_entry(9, 200));
         b.extend_from_slice(&OffsetIndex::encode_entry(3, 300)); // not increasing
         b.extend_from_slice(&[1, 2, 3]); // partial
-        assert_eq!(OffsetIndex::parse(&b, 1000).entries, vec![(5, 100), (9, 200)]);
+        assert_eq!(
+            OffsetIndex::parse(&b, 1000).entries,
+            vec![(5, 100), (9, 200)]
+        );
         assert_eq!(OffsetIndex::parse(&b, 150).entries, vec![(5, 100)]);
     }
 
     #[test]
     fn time_lookup() {
-        let idx = TimeIndex { entries: vec![(100, 0), (200, 10), (300, 20)] };
+        let idx = TimeIndex {
+            entries: vec![(100, 0), (200, 10), (300, 20)],
+        };
         assert_eq!(idx.lookup(50), 0);
         assert_eq!(idx.lookup(200), 0);
         assert_eq!(idx.lookup(250), 10);

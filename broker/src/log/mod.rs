@@ -45,7 +45,11 @@ pub struct LogConfig {
 impl LogConfig {
     pub fn resolve(broker: &BrokerConfig, overrides: &BTreeMap<String, String>) -> LogConfig {
         let get = |name: &str| -> String {
-            overrides.get(name).cloned().or_else(|| broker.topic_default(name)).unwrap_or_default()
+            overrides
+                .get(name)
+                .cloned()
+                .or_else(|| broker.topic_default(name))
+                .unwrap_or_default()
         };
         let num = |name: &str, dflt: i64| get(name).parse::<i64>().unwrap_or(dflt);
         LogConfig {
@@ -53,10 +57,17 @@ impl LogConfig {
             segment_ms: num("segment.ms", broker.log_roll_ms),
             retention_ms: num("retention.ms", broker.log_retention_ms),
             retention_bytes: num("retention.bytes", broker.log_retention_bytes),
-            cleanup_delete: get("cleanup.policy").split(',').any(|p| p.trim() == "delete"),
-            max_message_bytes: num("max.message.bytes", broker.message_max_bytes as i64).max(0) as usize,
+            cleanup_delete: get("cleanup.policy")
+                .split(',')
+                .any(|p| p.trim() == "delete"),
+            max_message_bytes: num("max.message.bytes", broker.message_max_bytes as i64).max(0)
+                as usize,
             log_append_time: get("message.timestamp.type") == "LogAppendTime",
-            index_interval_bytes: num("index.interval.bytes", broker.log_index_interval_bytes as i64).max(1) as usize,
+            index_interval_bytes: num(
+                "index.interval.bytes",
+                broker.log_index_interval_bytes as i64,
+            )
+            .max(1) as usize,
             flush_policy: broker.flush_policy,
         }
     }
@@ -76,9 +87,9 @@ pub enum LogError {
 impl LogError {
     pub fn kafka_code(&self) -> i16 {
         match self {
-            LogError::Io(_) => 56,                     // KAFKA_STORAGE_ERROR
-            LogError::OffsetOutOfRange { .. } => 1,    // OFFSET_OUT_OF_RANGE
-            LogError::Closed => 3,                     // UNKNOWN_TOPIC_OR_PARTITION
+            LogError::Io(_) => 56,                  // KAFKA_STORAGE_ERROR
+            LogError::OffsetOutOfRange { .. } => 1, // OFFSET_OUT_OF_RANGE
+            LogError::Closed => 3,                  // UNKNOWN_TOPIC_OR_PARTITION
         }
     }
 }

@@ -80,11 +80,17 @@ impl ProducerStateMap {
             };
         }
         let last_seq = h.last_sequence();
-        if let Some(dup) = entry.batches.iter().find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq) {
+        if let Some(dup) = entry
+            .batches
+            .iter()
+            .find(|b| b.first_seq == h.base_sequence && b.last_seq == last_seq)
+        {
             return SequenceCheck::Duplicate(*dup);
         }
         match entry.batches.back() {
-            Some(last) if h.base_sequence != next_seq(last.last_seq) => SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER),
+            Some(last) if h.base_sequence != next_seq(last.last_seq) => {
+                SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+            }
             _ => SequenceCheck::Append,
         }
     }
@@ -114,7 +120,8 @@ impl ProducerStateMap {
 
     /// Drops producers idle for longer than `expiration_ms`.
     pub fn expire(&mut self, now_ms: i64, expiration_ms: i64) {
-        self.producers.retain(|_, e| now_ms - e.last_update_ms < expiration_ms);
+        self.producers
+            .retain(|_, e| now_ms - e.last_update_ms < expiration_ms);
     }
 }
 
@@ -155,11 +162,20 @@ mod tests {
             other => panic!("{other:?}"),
         }
         // A gap.
-        assert_eq!(m.check(&header(7, 0, 9, 1, -1)), SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(
+            m.check(&header(7, 0, 9, 1, -1)),
+            SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
         // A new epoch must restart at zero; an old one is fenced.
-        assert_eq!(m.check(&header(7, 1, 5, 1, -1)), SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER));
+        assert_eq!(
+            m.check(&header(7, 1, 5, 1, -1)),
+            SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
         m.update(&header(7, 1, 0, 1, 5), 0);
-        assert_eq!(m.check(&header(7, 0, 5, 1, -1)), SequenceCheck::Reject(INVALID_PRODUCER_EPOCH));
+        assert_eq!(
+            m.check(&header(7, 0, 5, 1, -1)),
+            SequenceCheck::Reject(INVALID_PRODUCER_EPOCH)
+        );
         // Non-idempotent batches are never checked.
         assert_eq!(m.check(&header(-1, -1, -1, 1, -1)), SequenceCheck::Append);
     }
@@ -171,7 +187,13 @@ mod tests {
             m.update(&header(1, 0, i, 1, i as i64), 0);
         }
         assert_eq!(m.producers[&1].batches.len(), RETAINED_BATCHES);
-        assert_eq!(m.check(&header(1, 0, 0, 1, -1)), SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER));
-        assert!(matches!(m.check(&header(1, 0, 6, 1, -1)), SequenceCheck::Duplicate(_)));
+        assert_eq!(
+            m.check(&header(1, 0, 0, 1, -1)),
+            SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+        );
+        assert!(matches!(
+            m.check(&header(1, 0, 6, 1, -1)),
+            SequenceCheck::Duplicate(_)
+        ));
     }
 }

@@ -32,21 +32,43 @@ impl PartitionLog {
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
         let st = self.state.borrow();
         let hw = st.high_watermark;
-        let base = ReadResult { high_watermark: hw, log_start_offset: st.log_start_offset, records: None };
+        let base = ReadResult {
+            high_watermark: hw,
+            log_start_offset: st.log_start_offset,
+            records: None,
+        };
         if offset == hw {
             return Ok(base);
         }
         if offset < st.log_start_offset || offset > hw {
-            return Err(LogError::OffsetOutOfRange { offset, start: st.log_start_offset, end: hw });
+            return Err(LogError::OffsetOutOfRange {
+                offset,
+                start: st.log_start_offset,
+                end: hw,
+            });
         }
-        let first_seg = st.segments.range(..=offset).next_back().map(|(b, _)| *b).unwrap_or(i64::MIN);
+        let first_seg = st
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map(|(b, _)| *b)
+            .unwrap_or(i64::MIN);
         for (_, seg) in st.segments.range(first_seg..) {
-            let Some((start, _)) = seg.position_of(offset)? else { continue };
+            let Some((start, _)) = seg.position_of(offset)? else {
+                continue;
+            };
             // Fast path: the rest of the segment is visible and fits.
             if seg.size - start <= max_bytes as u64 && seg.next_offset <= hw {
                 let len = seg.size - start;
                 self.metrics.add_out(len);
-                return Ok(ReadResult { records: Some(FileRange { file: seg.reader.clone(), position: start, len }), ..base });
+                return Ok(ReadResult {
+                    records: Some(FileRange {
+                        file: seg.reader.clone(),
+                        position: start,
+                        len,
+                    }),
+                    ..base
+                });
             }
             let mut end = start;
             while end < seg.size {
@@ -65,7 +87,11 @@ impl PartitionLog {
             }
             self.metrics.add_out(end - start);
             return Ok(ReadResult {
-                records: Some(FileRange { file: seg.reader.clone(), position: start, len: end - start }),
+                records: Some(FileRange {
+                    file: seg.reader.clone(),
+                    position: start,
+                    len: end - start,
+                }),
                 ..base
             });
         }
@@ -94,7 +120,9 @@ impl PartitionLog {
             }
             let rel = seg.time_index.lookup(ts);
             let from = (seg.base_offset + i64::from(rel)).max(st.log_start_offset);
-            let Some((mut pos, _)) = seg.position_of(from)? else { continue };
+            let Some((mut pos, _)) = seg.position_of(from)? else {
+                continue;
+            };
             while pos < seg.size {
                 let Some(h) = seg.header_at(pos)? else { break };
                 if h.base_offset >= hw {
@@ -104,10 +132,19 @@ impl PartitionLog {
                     let mut buf = vec![0u8; h.total_len()];
                     seg.reader.read_exact_at(&mut buf, pos)?;
                     let records = sluice_protocol::batch::decode_records(&Bytes::from(buf))
-                        .map_err(|e| LogError::Io(std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())))?;
+                        .map_err(|e| {
+                            LogError::Io(std::io::Error::new(
+                                std::io::ErrorKind::InvalidData,
+                                e.to_string(),
+                            ))
+                        })?;
                     for r in records {
                         let off = h.base_offset + i64::from(r.offset_delta);
-                        let rts = if h.timestamp_type_log_append() { h.max_timestamp } else { h.base_timestamp + r.timestamp_delta };
+                        let rts = if h.timestamp_type_log_append() {
+                            h.max_timestamp
+                        } else {
+                            h.base_timestamp + r.timestamp_delta
+                        };
                         if rts >= ts && off >= st.log_start_offset {
                             return Ok(Some((off, rts)));
                         }
@@ -122,7 +159,14 @@ impl PartitionLog {
     /// The offset and timestamp of the record with the largest timestamp
     /// (ListOffsets v7 `MAX_TIMESTAMP`).
     pub fn max_timestamp_offset(&self) -> Result<Option<(i64, i64)>, LogError> {
-        let max = self.state.borrow().segments.values().map(|s| s.max_timestamp).max().unwrap_or(-1);
+        let max = self
+            .state
+            .borrow()
+            .segments
+            .values()
+            .map(|s| s.max_timestamp)
+            .max()
+            .unwrap_or(-1);
         if max < 0 {
             return Ok(None);
         }
@@ -142,15 +186,23 @@ impl PartitionLog {
             let buf = Bytes::from(buf);
             let mut pos = 0usize;
             while pos + sluice_protocol::batch::BATCH_HEADER_LEN <= buf.len() {
-                let Ok(h) = sluice_protocol::batch::BatchHeader::parse(&buf[pos..]) else { break };
+                let Ok(h) = sluice_protocol::batch::BatchHeader::parse(&buf[pos..]) else {
+                    break;
+                };
                 let end = pos + h.total_len();
                 if end > buf.len() || h.base_offset >= st.high_watermark {
                     break;
                 }
                 if h.last_offset() >= st.log_start_offset && !h.is_control() {
                     match sluice_protocol::batch::decode_records(&buf.slice(pos..end)) {
-                        Ok(records) => out.extend(records.into_iter().filter_map(|r| r.key.map(|k| (k, r.value)))),
-                        Err(e) => tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "skipping undecodable batch"),
+                        Ok(records) => out.extend(
+                            records
+                                .into_iter()
+                                .filter_map(|r| r.key.map(|k| (k, r.value))),
+                        ),
+                        Err(e) => {
+                            tracing::warn!(topic = %self.topic, partition = self.partition, error = %e, "skipping undecodable batch")
+                        }
                     }
                 }
                 pos = end;

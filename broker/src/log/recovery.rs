@@ -50,7 +50,14 @@ impl PartitionLog {
         for base in bases {
             let (mut seg, file_len) = Segment::open_raw(dir, base).await?;
             let verify = Some(base) == last;
-            let valid = walk_segment(&mut seg, file_len, verify, config.index_interval_bytes, &mut producers, expected_next)?;
+            let valid = walk_segment(
+                &mut seg,
+                file_len,
+                verify,
+                config.index_interval_bytes,
+                &mut producers,
+                expected_next,
+            )?;
             if valid < file_len {
                 tracing::warn!(
                     dir = %dir.display(),
@@ -65,7 +72,9 @@ impl PartitionLog {
             expected_next = Some(seg.next_offset);
             if !verify {
                 // Rewrite indexes only if they were missing or stale.
-                let on_disk = std::fs::metadata(seg.path("index")).map(|m| m.len()).unwrap_or(u64::MAX);
+                let on_disk = std::fs::metadata(seg.path("index"))
+                    .map(|m| m.len())
+                    .unwrap_or(u64::MAX);
                 if on_disk != (seg.offset_index.entries.len() * 8) as u64 {
                     seg.persist_indexes()?;
                 }
@@ -78,7 +87,10 @@ impl PartitionLog {
             segments.insert(log_end, seg);
         }
         let first_base = segments.keys().next().copied().unwrap_or(0);
-        let log_start = checkpoint.unwrap_or(first_base).max(first_base).min(log_end);
+        let log_start = checkpoint
+            .unwrap_or(first_base)
+            .max(first_base)
+            .min(log_end);
         let state = PartitionState {
             segments,
             log_start_offset: log_start,
@@ -118,13 +130,21 @@ fn walk_segment(
 ) -> std::io::Result<u64> {
     seg.size = file_len;
     let mut pos = 0u64;
-    let mut next = expected_next.unwrap_or(seg.base_offset).max(seg.base_offset);
+    let mut next = expected_next
+        .unwrap_or(seg.base_offset)
+        .max(seg.base_offset);
     let mut buf = Vec::new();
     seg.next_offset = next;
     while pos < file_len {
-        let Some(h) = segment::read_header(&seg.reader, pos, file_len)? else { break };
+        let Some(h) = segment::read_header(&seg.reader, pos, file_len)? else {
+            break;
+        };
         let len = h.total_len() as u64;
-        if h.batch_length < 49 || pos + len > file_len || h.base_offset < next || h.last_offset_delta < 0 {
+        if h.batch_length < 49
+            || pos + len > file_len
+            || h.base_offset < next
+            || h.last_offset_delta < 0
+        {
             break;
         }
         if verify {
@@ -149,6 +169,8 @@ fn read_checkpoint(path: &Path) -> Option<i64> {
 }
 
 pub fn write_checkpoint(dir: &Path, log_start: i64) -> std::io::Result<()> {
-    segment::write_file_synced(&dir.join(LOG_START_CHECKPOINT), log_start.to_string().as_bytes())
+    segment::write_file_synced(
+        &dir.join(LOG_START_CHECKPOINT),
+        log_start.to_string().as_bytes(),
+    )
 }
-

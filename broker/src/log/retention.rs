@@ -22,9 +22,14 @@ impl PartitionLog {
             if Some(*base) == active_base || seg.next_offset > st.high_watermark {
                 break;
             }
-            let last_ts = if seg.max_timestamp >= 0 { seg.max_timestamp } else { seg.created_ms };
+            let last_ts = if seg.max_timestamp >= 0 {
+                seg.max_timestamp
+            } else {
+                seg.created_ms
+            };
             let by_time = cfg.retention_ms >= 0 && now - last_ts > cfg.retention_ms;
-            let by_size = cfg.retention_bytes >= 0 && total.saturating_sub(seg.size) >= cfg.retention_bytes as u64;
+            let by_size = cfg.retention_bytes >= 0
+                && total.saturating_sub(seg.size) >= cfg.retention_bytes as u64;
             let below_start = seg.next_offset <= st.log_start_offset;
             if !(by_time || by_size || below_start) {
                 break;
@@ -55,7 +60,11 @@ impl PartitionLog {
         };
         let target = if offset == -1 { hw } else { offset };
         if target < 0 || target > hw {
-            return Err(LogError::OffsetOutOfRange { offset: target, start, end: hw });
+            return Err(LogError::OffsetOutOfRange {
+                offset: target,
+                start,
+                end: hw,
+            });
         }
         if target > start {
             write_checkpoint(&self.dir, target)?;

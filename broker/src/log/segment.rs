@@ -49,7 +49,13 @@ impl Segment {
         self.dir.join(format!("{:020}.{ext}", self.base_offset))
     }
 
-    fn empty(dir: &Path, base_offset: i64, writer: compio::fs::File, reader: std::fs::File, created_ms: i64) -> Segment {
+    fn empty(
+        dir: &Path,
+        base_offset: i64,
+        writer: compio::fs::File,
+        reader: std::fs::File,
+        created_ms: i64,
+    ) -> Segment {
         Segment {
             base_offset,
             dir: dir.to_path_buf(),
@@ -68,7 +74,12 @@ impl Segment {
     /// Creates an empty segment (truncating leftovers of the same name).
     pub async fn create(dir: &Path, base_offset: i64, now_ms: i64) -> std::io::Result<Segment> {
         let path = dir.join(log_file_name(base_offset));
-        let writer = compio::fs::OpenOptions::new().write(true).create(true).truncate(true).open(&path).await?;
+        let writer = compio::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&path)
+            .await?;
         let reader = std::fs::File::open(&path)?;
         for ext in ["index", "timeindex"] {
             let _ = std::fs::remove_file(dir.join(format!("{base_offset:020}.{ext}")));
@@ -80,7 +91,10 @@ impl Segment {
     /// returns it with the file's length.
     pub async fn open_raw(dir: &Path, base_offset: i64) -> std::io::Result<(Segment, u64)> {
         let path = dir.join(log_file_name(base_offset));
-        let writer = compio::fs::OpenOptions::new().write(true).open(&path).await?;
+        let writer = compio::fs::OpenOptions::new()
+            .write(true)
+            .open(&path)
+            .await?;
         let reader = std::fs::File::open(&path)?;
         let meta = reader.metadata()?;
         let created_ms = meta
@@ -89,7 +103,10 @@ impl Segment {
             .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
             .map(|d| d.as_millis() as i64)
             .unwrap_or(0);
-        Ok((Segment::empty(dir, base_offset, writer, reader, created_ms), meta.len()))
+        Ok((
+            Segment::empty(dir, base_offset, writer, reader, created_ms),
+            meta.len(),
+        ))
     }
 
     /// Records a batch appended at `position` in the in-memory indexes: an
@@ -104,7 +121,11 @@ impl Segment {
             let rel = (h.base_offset - self.base_offset) as u32;
             self.offset_index.entries.push((rel, position as u32));
             let last_rel = (h.last_offset() - self.base_offset) as u32;
-            let grew = self.time_index.entries.last().map_or(true, |&(t, _)| self.max_timestamp > t);
+            let grew = self
+                .time_index
+                .entries
+                .last()
+                .map_or(true, |&(t, _)| self.max_timestamp > t);
             if grew {
                 self.time_index.entries.push((self.max_timestamp, last_rel));
             }
@@ -126,7 +147,9 @@ impl Segment {
         let rel = (offset - self.base_offset).clamp(0, u32::MAX as i64) as u32;
         let mut pos = u64::from(self.offset_index.lookup(rel));
         while pos < self.size {
-            let Some(h) = self.header_at(pos)? else { return Ok(None) };
+            let Some(h) = self.header_at(pos)? else {
+                return Ok(None);
+            };
             if h.last_offset() >= offset {
                 return Ok(Some((pos, h)));
             }
@@ -156,7 +179,11 @@ impl Segment {
     }
 }
 
-pub fn read_header(file: &std::fs::File, position: u64, limit: u64) -> std::io::Result<Option<BatchHeader>> {
+pub fn read_header(
+    file: &std::fs::File,
+    position: u64,
+    limit: u64,
+) -> std::io::Result<Option<BatchHeader>> {
     if position + BATCH_HEADER_LEN as u64 > limit {
         return Ok(None);
     }

@@ -14,10 +14,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use compio::io::AsyncWriteExt;
-use compio::io::AsyncRead;
-use compio::net::{TcpListener, TcpStream};
 use compio::buf::{IntoInner, IoBuf};
+use compio::io::AsyncRead;
+use compio::io::AsyncWriteExt;
+use compio::net::{TcpListener, TcpStream};
 use compio::BufResult;
 use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, SinkExt, StreamExt};
@@ -32,11 +32,18 @@ use crate::shard::Shard;
 const MAX_IN_FLIGHT: usize = 64;
 
 /// Binds one listener per shard on `addr` with SO_REUSEPORT.
-pub fn bind_reuseport(addr: SocketAddr, count: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
+pub fn bind_reuseport(
+    addr: SocketAddr,
+    count: usize,
+) -> std::io::Result<Vec<std::net::TcpListener>> {
     let mut out = Vec::with_capacity(count);
     let mut addr = addr;
     for _ in 0..count {
-        let domain = if addr.is_ipv4() { socket2::Domain::IPV4 } else { socket2::Domain::IPV6 };
+        let domain = if addr.is_ipv4() {
+            socket2::Domain::IPV4
+        } else {
+            socket2::Domain::IPV6
+        };
         let s = socket2::Socket::new(domain, socket2::Type::STREAM, Some(socket2::Protocol::TCP))?;
         s.set_reuse_address(true)?;
         s.set_reuse_port(true)?;
@@ -95,7 +102,11 @@ enum CloseReason {
     #[error("unsupported version {version} of {api:?}")]
     UnsupportedVersion { api: ApiKey, version: i16 },
     #[error("malformed {api:?} v{version} request: {detail}")]
-    Malformed { api: ApiKey, version: i16, detail: String },
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        detail: String,
+    },
 }
 
 struct ConnectionGauge;
@@ -133,7 +144,13 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, peer: SocketA
                 break 'conn;
             }
             if size as usize > max {
-                close_bad(peer, CloseReason::TooLarge { size: size as i64, max });
+                close_bad(
+                    peer,
+                    CloseReason::TooLarge {
+                        size: size as i64,
+                        max,
+                    },
+                );
                 break 'conn;
             }
             let total = 4 + size as usize;
@@ -194,7 +211,11 @@ fn close_bad(peer: SocketAddr, reason: CloseReason) {
 
 /// Decodes the header and request synchronously (so requests reach their
 /// partitions in arrival order) and spawns the handler.
-fn start_request(shard: &Rc<Shard>, mut frame: Bytes, peer: SocketAddr) -> Result<Option<Pending>, CloseReason> {
+fn start_request(
+    shard: &Rc<Shard>,
+    mut frame: Bytes,
+    peer: SocketAddr,
+) -> Result<Option<Pending>, CloseReason> {
     if frame.len() < 8 {
         return Err(CloseReason::ShortFrame(frame.len()));
     }
@@ -211,14 +232,20 @@ fn start_request(shard: &Rc<Shard>, mut frame: Bytes, peer: SocketAddr) -> Resul
             // carrying UNSUPPORTED_VERSION and its ranges, so the client can
             // retry with a version both sides know.
             let (tx, rx) = oneshot::channel();
-            let _ = tx.send(api::api_versions::unsupported_version_response(correlation_id));
+            let _ = tx.send(api::api_versions::unsupported_version_response(
+                correlation_id,
+            ));
             return Ok(Some(rx));
         }
         return Err(CloseReason::UnsupportedVersion { api, version });
     }
     let header_version = api.request_header_version(version);
-    let header = RequestHeader::decode(&mut frame, header_version)
-        .map_err(|e| CloseReason::Malformed { api, version, detail: e.to_string() })?;
+    let header =
+        RequestHeader::decode(&mut frame, header_version).map_err(|e| CloseReason::Malformed {
+            api,
+            version,
+            detail: e.to_string(),
+        })?;
     let ctx = RequestContext {
         shard: shard.clone(),
         api,
@@ -230,7 +257,11 @@ fn start_request(shard: &Rc<Shard>, mut frame: Bytes, peer: SocketAddr) -> Resul
     let started = std::time::Instant::now();
     let fut = api::prepare(ctx, frame).map_err(|detail| {
         METRICS.observe_request(key_raw, started.elapsed(), true);
-        CloseReason::Malformed { api, version, detail }
+        CloseReason::Malformed {
+            api,
+            version,
+            detail,
+        }
     })?;
     let (tx, rx) = oneshot::channel();
     compio::runtime::spawn(async move {
@@ -242,7 +273,11 @@ fn start_request(shard: &Rc<Shard>, mut frame: Bytes, peer: SocketAddr) -> Resul
     Ok(Some(rx))
 }
 
-async fn write_responses(mut sock: TcpStream, mut pending: mpsc::Receiver<Pending>, peer: SocketAddr) {
+async fn write_responses(
+    mut sock: TcpStream,
+    mut pending: mpsc::Receiver<Pending>,
+    peer: SocketAddr,
+) {
     let mut pipe: Option<zero_copy::SplicePipe> = None;
     while let Some(rx) = pending.next().await {
         let Ok(resp) = rx.await else { continue };

@@ -33,7 +33,11 @@ impl SplicePipe {
         } else {
             // SAFETY: as above, F_GETPIPE_SZ only reads the size.
             let got = unsafe { libc::fcntl(fd, libc::F_GETPIPE_SZ) };
-            if got > 0 { got as usize } else { 64 * 1024 }
+            if got > 0 {
+                got as usize
+            } else {
+                64 * 1024
+            }
         };
         Ok(SplicePipe { rx, tx, capacity })
     }
@@ -47,15 +51,23 @@ impl SplicePipe {
         let mut remaining = range.len as usize;
         while remaining > 0 {
             let want = remaining.min(self.capacity);
-            let n = pipe::splice(&file, &self.tx, want).offset_in(pos as i64).await?;
+            let n = pipe::splice(&file, &self.tx, want)
+                .offset_in(pos as i64)
+                .await?;
             if n == 0 {
-                return Err(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "segment shorter than fetch range"));
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "segment shorter than fetch range",
+                ));
             }
             let mut in_pipe = n;
             while in_pipe > 0 {
                 let k = pipe::splice(&self.rx, sock, in_pipe).await?;
                 if k == 0 {
-                    return Err(std::io::Error::new(std::io::ErrorKind::WriteZero, "peer closed during fetch"));
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::WriteZero,
+                        "peer closed during fetch",
+                    ));
                 }
                 in_pipe -= k;
             }
@@ -65,4 +77,3 @@ impl SplicePipe {
         Ok(())
     }
 }
-

@@ -31,19 +31,32 @@ struct OffsetsLog {
 }
 
 impl GroupLog for OffsetsLog {
-    fn append(&self, records: Vec<(Bytes, Option<Bytes>)>) -> LocalBoxFuture<'static, Result<(), i16>> {
+    fn append(
+        &self,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> LocalBoxFuture<'static, Result<(), i16>> {
         let shard = self.shard.upgrade();
         Box::pin(async move {
             let shard = shard.ok_or(COORDINATOR_NOT_AVAILABLE)?;
-            let Some((first_key, _)) = records.first() else { return Ok(()) };
+            let Some((first_key, _)) = records.first() else {
+                return Ok(());
+            };
             let group = group_of_key(first_key).ok_or(CORRUPT_MESSAGE)?;
-            let meta = shard.broker.metadata.image().by_name.get(OFFSETS_TOPIC).cloned().ok_or(COORDINATOR_NOT_AVAILABLE)?;
+            let meta = shard
+                .broker
+                .metadata
+                .image()
+                .by_name
+                .get(OFFSETS_TOPIC)
+                .cloned()
+                .ok_or(COORDINATOR_NOT_AVAILABLE)?;
             let p = shard.broker.offsets_partition_of_group(&group);
             let log = shard.partition(&meta, p).await?;
             let now = crate::log::now_ms();
             let mut b = BatchBuilder::new(Compression::None).with_base_timestamp(now);
             for (k, v) in &records {
-                b.push(now, Some(&k[..]), v.as_deref(), &[]).map_err(|_| CORRUPT_MESSAGE)?;
+                b.push(now, Some(&k[..]), v.as_deref(), &[])
+                    .map_err(|_| CORRUPT_MESSAGE)?;
             }
             let bytes = b.build();
             let header = BatchHeader::parse(&bytes).map_err(|_| CORRUPT_MESSAGE)?;
@@ -68,14 +81,21 @@ pub async fn start(shard: &Rc<Shard>) -> anyhow::Result<()> {
         broker_node_id: cfg.node_id,
         ..GroupConfig::default()
     };
-    let coordinator = GroupCoordinator::new(gc, Rc::new(OffsetsLog { shard: Rc::downgrade(shard) }));
+    let coordinator = GroupCoordinator::new(
+        gc,
+        Rc::new(OffsetsLog {
+            shard: Rc::downgrade(shard),
+        }),
+    );
     let image = shard.broker.metadata.image();
     if let Some(meta) = image.by_name.get(OFFSETS_TOPIC) {
         for p in 0..meta.partitions {
             if shard.broker.owner_of_partition(&meta.id, p) != shard.id {
                 continue;
             }
-            let Some(log) = shard.partition_if_open(&meta.id, p) else { continue };
+            let Some(log) = shard.partition_if_open(&meta.id, p) else {
+                continue;
+            };
             let records = log.read_all_records()?;
             coordinator.load(records);
         }

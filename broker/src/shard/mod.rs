@@ -51,12 +51,22 @@ fn fnv1a(bytes: &[u8]) -> u64 {
 /// Java's `String.hashCode` over UTF-16 code units, which Kafka uses to map
 /// a group id to its `__consumer_offsets` partition.
 pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16().fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
 }
 
 impl Broker {
-    pub fn new(config: Arc<BrokerConfig>, metadata: MetadataStore, mailboxes: Vec<flume::Sender<Job>>) -> Broker {
-        Broker { config, metadata, mailboxes, shutting_down: AtomicBool::new(false) }
+    pub fn new(
+        config: Arc<BrokerConfig>,
+        metadata: MetadataStore,
+        mailboxes: Vec<flume::Sender<Job>>,
+    ) -> Broker {
+        Broker {
+            config,
+            metadata,
+            mailboxes,
+            shutting_down: AtomicBool::new(false),
+        }
     }
 
     pub fn shard_count(&self) -> usize {
@@ -121,7 +131,11 @@ impl Broker {
             let f = f.clone();
             self.on_shard(i, f)
         });
-        futures::future::join_all(calls).await.into_iter().flatten().collect()
+        futures::future::join_all(calls)
+            .await
+            .into_iter()
+            .flatten()
+            .collect()
     }
 }
 
@@ -178,11 +192,18 @@ impl Shard {
 
     /// An already-open partition.
     pub fn partition_if_open(&self, topic_id: &Uuid, partition: i32) -> Option<Rc<PartitionLog>> {
-        self.partitions.borrow().get(&(*topic_id, partition)).cloned()
+        self.partitions
+            .borrow()
+            .get(&(*topic_id, partition))
+            .cloned()
     }
 
     /// The partition's log, opened (and recovered) on first use.
-    pub async fn partition(&self, topic: &Arc<TopicMeta>, partition: i32) -> Result<Rc<PartitionLog>, i16> {
+    pub async fn partition(
+        &self,
+        topic: &Arc<TopicMeta>,
+        partition: i32,
+    ) -> Result<Rc<PartitionLog>, i16> {
         if partition < 0 || partition >= topic.partitions {
             return Err(3); // UNKNOWN_TOPIC_OR_PARTITION
         }
@@ -193,15 +214,34 @@ impl Shard {
         if let Some(p) = self.partition_if_open(&topic.id, partition) {
             return Ok(p);
         }
-        let dir = self.broker.config.data_dir.join(PartitionLog::dir_name(&topic.name, partition));
+        let dir = self
+            .broker
+            .config
+            .data_dir
+            .join(PartitionLog::dir_name(&topic.name, partition));
         let metrics = crate::metrics::METRICS.partition(&topic.name, partition);
-        match PartitionLog::open(&dir, &topic.name, topic.id, partition, topic.log_config.clone(), metrics).await {
+        match PartitionLog::open(
+            &dir,
+            &topic.name,
+            topic.id,
+            partition,
+            topic.log_config.clone(),
+            metrics,
+        )
+        .await
+        {
             Ok(log) => {
                 {
                     let st = log.state.borrow();
-                    log.metrics.set_offsets(st.log_start_offset, st.log_end_offset, st.size_bytes());
+                    log.metrics.set_offsets(
+                        st.log_start_offset,
+                        st.log_end_offset,
+                        st.size_bytes(),
+                    );
                 }
-                self.partitions.borrow_mut().insert((topic.id, partition), log.clone());
+                self.partitions
+                    .borrow_mut()
+                    .insert((topic.id, partition), log.clone());
                 Ok(log)
             }
             Err(e) => {

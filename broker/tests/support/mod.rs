@@ -29,8 +29,9 @@ use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::produce_response::PartitionProduceResponse;
 use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, FetchResponse, ListOffsetsRequest, MetadataRequest,
-    MetadataResponse, ProduceRequest, RequestHeader, ResponseHeader, TopicName,
+    ApiKey, ApiVersionsRequest, CreateTopicsRequest, FetchRequest, FetchResponse,
+    ListOffsetsRequest, MetadataRequest, MetadataResponse, ProduceRequest, RequestHeader,
+    ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use sluice_protocol::batch::{self, BatchBuilder};
@@ -94,7 +95,11 @@ pub struct Opts {
 
 impl Default for Opts {
     fn default() -> Self {
-        Opts { config: String::new(), shards: 2, metrics: false }
+        Opts {
+            config: String::new(),
+            shards: 2,
+            metrics: false,
+        }
     }
 }
 
@@ -115,15 +120,32 @@ impl Broker {
     }
 
     pub fn start_with(config: &str) -> Broker {
-        Broker::start_opts(Opts { config: config.to_string(), ..Opts::default() })
+        Broker::start_opts(Opts {
+            config: config.to_string(),
+            ..Opts::default()
+        })
     }
 
     pub fn start_opts(opts: Opts) -> Broker {
-        let root = tempfile::Builder::new().prefix("sluiced-it-").tempdir().expect("tempdir");
+        let root = tempfile::Builder::new()
+            .prefix("sluiced-it-")
+            .tempdir()
+            .expect("tempdir");
         std::fs::create_dir_all(root.path().join("data")).expect("data dir");
-        std::fs::write(root.path().join("config.toml"), format!("{BASE_CONFIG}\n{}\n", opts.config)).expect("config");
+        std::fs::write(
+            root.path().join("config.toml"),
+            format!("{BASE_CONFIG}\n{}\n", opts.config),
+        )
+        .expect("config");
         let metrics_port = opts.metrics.then(free_port);
-        let mut b = Broker { port: free_port(), metrics_port, root, opts, child: None, starts: 0 };
+        let mut b = Broker {
+            port: free_port(),
+            metrics_port,
+            root,
+            opts,
+            child: None,
+            starts: 0,
+        };
         b.spawn();
         b
     }
@@ -148,7 +170,11 @@ impl Broker {
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "broker already running");
         self.starts += 1;
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(self.log_path()).expect("log file");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .expect("log file");
         {
             let mut l = &log;
             let _ = writeln!(l, "===== start #{} =====", self.starts);
@@ -180,7 +206,10 @@ impl Broker {
             if let Some(child) = self.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     self.child = None;
-                    panic!("sluiced exited during start-up with {status}\n--- log ---\n{}", self.log());
+                    panic!(
+                        "sluiced exited during start-up with {status}\n--- log ---\n{}",
+                        self.log()
+                    );
                 }
             }
             if let Ok(mut c) = Client::connect_with_timeout(self.port, Duration::from_secs(3)) {
@@ -193,7 +222,11 @@ impl Broker {
             }
             std::thread::sleep(POLL_INTERVAL);
         }
-        panic!("sluiced did not become ready on port {}\n--- log ---\n{}", self.port, self.log());
+        panic!(
+            "sluiced did not become ready on port {}\n--- log ---\n{}",
+            self.port,
+            self.log()
+        );
     }
 
     pub fn pid(&self) -> u32 {
@@ -215,7 +248,11 @@ impl Broker {
     /// SIGTERM, then wait (bounded) for the process to exit; returns its status.
     pub fn sigterm(&mut self) -> ExitStatus {
         let pid = self.pid();
-        let st = Command::new("kill").arg("-TERM").arg(pid.to_string()).status().expect("run kill");
+        let st = Command::new("kill")
+            .arg("-TERM")
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
         assert!(st.success(), "kill -TERM {pid} failed");
         for _ in 0..POLL_ROUNDS {
             let child = self.child.as_mut().expect("running");
@@ -226,7 +263,10 @@ impl Broker {
             std::thread::sleep(POLL_INTERVAL);
         }
         self.kill9();
-        panic!("sluiced did not exit after SIGTERM\n--- log ---\n{}", self.log());
+        panic!(
+            "sluiced did not exit after SIGTERM\n--- log ---\n{}",
+            self.log()
+        );
     }
 
     /// Starts the broker again on the same data directory and port.
@@ -265,7 +305,8 @@ pub struct Client {
 
 impl Client {
     pub fn connect(port: u16) -> Client {
-        Client::connect_with_timeout(port, IO_TIMEOUT).unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"))
+        Client::connect_with_timeout(port, IO_TIMEOUT)
+            .unwrap_or_else(|e| panic!("connect 127.0.0.1:{port}: {e}"))
     }
 
     pub fn connect_with_timeout(port: u16, timeout: Duration) -> std::io::Result<Client> {
@@ -274,7 +315,10 @@ impl Client {
         stream.set_read_timeout(Some(timeout))?;
         stream.set_write_timeout(Some(timeout))?;
         stream.set_nodelay(true)?;
-        Ok(Client { stream, next_correlation: 1 })
+        Ok(Client {
+            stream,
+            next_correlation: 1,
+        })
     }
 
     /// Encodes and writes one request; returns its correlation id.
@@ -286,7 +330,13 @@ impl Client {
 
     /// Writes one request in `chunk`-byte pieces with a pause between them,
     /// so the broker receives the frame over many reads.
-    pub fn write_request_in_pieces<R: Request>(&mut self, version: i16, req: &R, chunk: usize, pause: Duration) -> std::io::Result<i32> {
+    pub fn write_request_in_pieces<R: Request>(
+        &mut self,
+        version: i16,
+        req: &R,
+        chunk: usize,
+        pause: Duration,
+    ) -> std::io::Result<i32> {
         let (correlation, frame) = self.encode_request(version, req);
         for piece in frame.chunks(chunk.max(1)) {
             self.stream.write_all(piece)?;
@@ -306,8 +356,11 @@ impl Client {
         header.client_id = Some(StrBytes::from_static_str("sluice-it"));
         let mut buf = BytesMut::new();
         buf.put_i32(0);
-        header.encode(&mut buf, api.request_header_version(version)).expect("encode header");
-        req.encode(&mut buf, version).unwrap_or_else(|e| panic!("encode {api:?} v{version}: {e}"));
+        header
+            .encode(&mut buf, api.request_header_version(version))
+            .expect("encode header");
+        req.encode(&mut buf, version)
+            .unwrap_or_else(|e| panic!("encode {api:?} v{version}: {e}"));
         let len = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&len.to_be_bytes());
         (correlation, buf)
@@ -319,7 +372,10 @@ impl Client {
         self.stream.read_exact(&mut size)?;
         let size = i32::from_be_bytes(size);
         if !(0..=256 << 20).contains(&size) {
-            return Err(std::io::Error::new(std::io::ErrorKind::InvalidData, format!("bad frame size {size}")));
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("bad frame size {size}"),
+            ));
         }
         let mut body = vec![0u8; size as usize];
         self.stream.read_exact(&mut body)?;
@@ -327,9 +383,15 @@ impl Client {
     }
 
     /// Reads and decodes the response to request `correlation`.
-    pub fn read_response<R: Request>(&mut self, version: i16, correlation: i32) -> Result<R::Response, String> {
+    pub fn read_response<R: Request>(
+        &mut self,
+        version: i16,
+        correlation: i32,
+    ) -> Result<R::Response, String> {
         let api = ApiKey::try_from(R::KEY).expect("known api key");
-        let mut frame = self.read_frame().map_err(|e| format!("{api:?} v{version}: reading response: {e}"))?;
+        let mut frame = self
+            .read_frame()
+            .map_err(|e| format!("{api:?} v{version}: reading response: {e}"))?;
         let header = ResponseHeader::decode(&mut frame, api.response_header_version(version))
             .map_err(|e| format!("{api:?} v{version}: response header: {e}"))?;
         if header.correlation_id != correlation {
@@ -338,20 +400,27 @@ impl Client {
                 header.correlation_id
             ));
         }
-        let resp = R::Response::decode(&mut frame, version).map_err(|e| format!("{api:?} v{version}: decoding response: {e}"))?;
+        let resp = R::Response::decode(&mut frame, version)
+            .map_err(|e| format!("{api:?} v{version}: decoding response: {e}"))?;
         if frame.has_remaining() {
-            return Err(format!("{api:?} v{version}: {} trailing bytes after the response body", frame.remaining()));
+            return Err(format!(
+                "{api:?} v{version}: {} trailing bytes after the response body",
+                frame.remaining()
+            ));
         }
         Ok(resp)
     }
 
     pub fn try_send<R: Request>(&mut self, version: i16, req: &R) -> Result<R::Response, String> {
-        let corr = self.write_request(version, req).map_err(|e| format!("writing request: {e}"))?;
+        let corr = self
+            .write_request(version, req)
+            .map_err(|e| format!("writing request: {e}"))?;
         self.read_response::<R>(version, corr)
     }
 
     pub fn send<R: Request>(&mut self, version: i16, req: &R) -> R::Response {
-        self.try_send(version, req).unwrap_or_else(|e| panic!("{e}"))
+        self.try_send(version, req)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 }
 
@@ -368,7 +437,10 @@ pub fn s(v: &str) -> StrBytes {
 /// Wall-clock milliseconds. Record timestamps must be recent: time-based
 /// retention (7 days by default) deletes segments of older records.
 pub fn now_ms() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// A plain (non-idempotent) batch: record i has key "k{i}", the given value
@@ -383,7 +455,8 @@ pub fn batch_ts(records: &[(i64, &str)]) -> Bytes {
     let mut b = BatchBuilder::new(Compression::None);
     for (i, (ts, v)) in records.iter().enumerate() {
         let key = format!("k{i}");
-        b.push(*ts, Some(key.as_bytes()), Some(v.as_bytes()), &[]).expect("push");
+        b.push(*ts, Some(key.as_bytes()), Some(v.as_bytes()), &[])
+            .expect("push");
     }
     b.build()
 }
@@ -394,7 +467,8 @@ pub fn idem_batch(pid: i64, epoch: i16, seq: i32, values: &[&str]) -> Bytes {
     let mut b = BatchBuilder::new(Compression::None).with_producer(pid, epoch, seq);
     for (i, v) in values.iter().enumerate() {
         let key = format!("k{i}");
-        b.push(now_ms(), Some(key.as_bytes()), Some(v.as_bytes()), &[]).expect("push");
+        b.push(now_ms(), Some(key.as_bytes()), Some(v.as_bytes()), &[])
+            .expect("push");
     }
     b.build()
 }
@@ -417,12 +491,20 @@ impl Rec {
 /// Splits fetched record bytes into whole batches (checking each CRC) and
 /// decodes every record.
 pub fn decode(records: Option<&Bytes>) -> Vec<Rec> {
-    let Some(records) = records else { return Vec::new() };
-    let batches = batch::split_batches(records).unwrap_or_else(|e| panic!("fetched bytes are not whole valid batches: {e}"));
+    let Some(records) = records else {
+        return Vec::new();
+    };
+    let batches = batch::split_batches(records)
+        .unwrap_or_else(|e| panic!("fetched bytes are not whole valid batches: {e}"));
     let mut out = Vec::new();
     for (h, b) in batches {
         for r in batch::decode_records(&b).unwrap_or_else(|e| panic!("undecodable batch: {e}")) {
-            out.push(Rec { offset: r.offset(&h), timestamp: r.timestamp(&h), key: r.key.clone(), value: r.value.clone() });
+            out.push(Rec {
+                offset: r.offset(&h),
+                timestamp: r.timestamp(&h),
+                key: r.key.clone(),
+                value: r.value.clone(),
+            });
         }
     }
     out
@@ -430,7 +512,9 @@ pub fn decode(records: Option<&Bytes>) -> Vec<Rec> {
 
 /// Base offsets of the batches in fetched record bytes.
 pub fn batch_bases(records: Option<&Bytes>) -> Vec<(i64, i64)> {
-    let Some(records) = records else { return Vec::new() };
+    let Some(records) = records else {
+        return Vec::new();
+    };
     batch::split_batches(records)
         .expect("whole batches")
         .into_iter()
@@ -440,7 +524,13 @@ pub fn batch_bases(records: Option<&Bytes>) -> Vec<(i64, i64)> {
 
 // ---------------------------------------------------------------- requests
 
-pub fn create_topic(c: &mut Client, name: &str, partitions: i32, rf: i16, configs: &[(&str, &str)]) -> CreatableTopicResult {
+pub fn create_topic(
+    c: &mut Client,
+    name: &str,
+    partitions: i32,
+    rf: i16,
+    configs: &[(&str, &str)],
+) -> CreatableTopicResult {
     let mut t = CreatableTopic::default();
     t.name = topic_name(name);
     t.num_partitions = partitions;
@@ -463,9 +553,18 @@ pub fn create_topic(c: &mut Client, name: &str, partitions: i32, rf: i16, config
 }
 
 /// Creates a topic and asserts success; returns its id.
-pub fn create_topic_ok(c: &mut Client, name: &str, partitions: i32, configs: &[(&str, &str)]) -> Uuid {
+pub fn create_topic_ok(
+    c: &mut Client,
+    name: &str,
+    partitions: i32,
+    configs: &[(&str, &str)],
+) -> Uuid {
     let r = create_topic(c, name, partitions, 1, configs);
-    assert_eq!(r.error_code, NONE, "CreateTopics {name}: {:?}", r.error_message);
+    assert_eq!(
+        r.error_code, NONE,
+        "CreateTopics {name}: {:?}",
+        r.error_message
+    );
     r.topic_id
 }
 
@@ -477,7 +576,11 @@ pub fn produce_request(acks: i16, parts: &[(&str, i32, Bytes)]) -> ProduceReques
         let mut pd = PartitionProduceData::default();
         pd.index = *partition;
         pd.records = Some(records.clone());
-        match req.topic_data.iter_mut().find(|t| t.name.0.as_str() == *topic) {
+        match req
+            .topic_data
+            .iter_mut()
+            .find(|t| t.name.0.as_str() == *topic)
+        {
             Some(t) => t.partition_data.push(pd),
             None => {
                 let mut t = TopicProduceData::default();
@@ -491,8 +594,17 @@ pub fn produce_request(acks: i16, parts: &[(&str, i32, Bytes)]) -> ProduceReques
 }
 
 /// Produce one batch (acks=all) at `version`; returns the partition answer.
-pub fn produce_v(c: &mut Client, version: i16, topic: &str, partition: i32, records: Bytes) -> PartitionProduceResponse {
-    let resp = c.send(version, &produce_request(-1, &[(topic, partition, records)]));
+pub fn produce_v(
+    c: &mut Client,
+    version: i16,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> PartitionProduceResponse {
+    let resp = c.send(
+        version,
+        &produce_request(-1, &[(topic, partition, records)]),
+    );
     assert_eq!(resp.responses.len(), 1);
     let t = &resp.responses[0];
     assert_eq!(t.name.0.as_str(), topic);
@@ -500,14 +612,23 @@ pub fn produce_v(c: &mut Client, version: i16, topic: &str, partition: i32, reco
     t.partition_responses[0].clone()
 }
 
-pub fn produce(c: &mut Client, topic: &str, partition: i32, records: Bytes) -> PartitionProduceResponse {
+pub fn produce(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+    records: Bytes,
+) -> PartitionProduceResponse {
     produce_v(c, 9, topic, partition, records)
 }
 
 /// Produce and assert success; returns the base offset.
 pub fn produce_ok(c: &mut Client, topic: &str, partition: i32, records: Bytes) -> i64 {
     let r = produce(c, topic, partition, records);
-    assert_eq!(r.error_code, NONE, "produce to {topic}-{partition}: {:?}", r.error_message);
+    assert_eq!(
+        r.error_code, NONE,
+        "produce to {topic}-{partition}: {:?}",
+        r.error_message
+    );
     r.base_offset
 }
 
@@ -518,7 +639,13 @@ pub struct TopicRef {
     pub id: Uuid,
 }
 
-pub fn fetch_request(version: i16, topic: &TopicRef, partitions: &[(i32, i64)], max_wait_ms: i32, min_bytes: i32) -> FetchRequest {
+pub fn fetch_request(
+    version: i16,
+    topic: &TopicRef,
+    partitions: &[(i32, i64)],
+    max_wait_ms: i32,
+    min_bytes: i32,
+) -> FetchRequest {
     let mut ft = FetchTopic::default();
     if version >= 13 {
         ft.topic_id = topic.id;
@@ -550,15 +677,31 @@ pub fn fetch_request(version: i16, topic: &TopicRef, partitions: &[(i32, i64)], 
 }
 
 /// Fetch one partition (no waiting) and return its answer.
-pub fn fetch_v(c: &mut Client, version: i16, topic: &TopicRef, partition: i32, offset: i64) -> PartitionData {
-    let resp: FetchResponse = c.send(version, &fetch_request(version, topic, &[(partition, offset)], 0, 0));
+pub fn fetch_v(
+    c: &mut Client,
+    version: i16,
+    topic: &TopicRef,
+    partition: i32,
+    offset: i64,
+) -> PartitionData {
+    let resp: FetchResponse = c.send(
+        version,
+        &fetch_request(version, topic, &[(partition, offset)], 0, 0),
+    );
     assert_eq!(resp.error_code, NONE, "fetch top-level error");
     assert_eq!(resp.responses.len(), 1, "one topic in fetch response");
     let t = &resp.responses[0];
     if version >= 13 {
-        assert_eq!(t.topic_id, topic.id, "fetch v{version} answers with the topic id");
+        assert_eq!(
+            t.topic_id, topic.id,
+            "fetch v{version} answers with the topic id"
+        );
     } else {
-        assert_eq!(t.topic.0.as_str(), topic.name, "fetch v{version} answers with the topic name");
+        assert_eq!(
+            t.topic.0.as_str(),
+            topic.name,
+            "fetch v{version} answers with the topic name"
+        );
     }
     assert_eq!(t.partitions.len(), 1);
     let p = t.partitions[0].clone();
@@ -576,10 +719,20 @@ pub fn fetch_all(c: &mut Client, topic: &TopicRef, partition: i32, from: i64) ->
     let mut next = from;
     for _ in 0..10_000 {
         let p = fetch(c, topic, partition, next);
-        assert_eq!(p.error_code, NONE, "fetch {}-{partition} at {next}", topic.name);
-        let recs: Vec<Rec> = decode(p.records.as_ref()).into_iter().filter(|r| r.offset >= next).collect();
+        assert_eq!(
+            p.error_code, NONE,
+            "fetch {}-{partition} at {next}",
+            topic.name
+        );
+        let recs: Vec<Rec> = decode(p.records.as_ref())
+            .into_iter()
+            .filter(|r| r.offset >= next)
+            .collect();
         if recs.is_empty() {
-            assert_eq!(next, p.high_watermark, "no records below the high watermark at {next}");
+            assert_eq!(
+                next, p.high_watermark,
+                "no records below the high watermark at {next}"
+            );
             return out;
         }
         next = recs.last().map(|r| r.offset + 1).unwrap_or(next);
@@ -588,7 +741,12 @@ pub fn fetch_all(c: &mut Client, topic: &TopicRef, partition: i32, from: i64) ->
     panic!("fetch_all did not reach the high watermark");
 }
 
-pub fn list_offsets(c: &mut Client, topic: &str, partition: i32, timestamp: i64) -> ListOffsetsPartitionResponse {
+pub fn list_offsets(
+    c: &mut Client,
+    topic: &str,
+    partition: i32,
+    timestamp: i64,
+) -> ListOffsetsPartitionResponse {
     let mut p = ListOffsetsPartition::default();
     p.partition_index = partition;
     p.timestamp = timestamp;
@@ -610,7 +768,10 @@ pub const EARLIEST: i64 = -2;
 /// ListOffsets offset, asserting no error.
 pub fn offset_of(c: &mut Client, topic: &str, partition: i32, timestamp: i64) -> i64 {
     let r = list_offsets(c, topic, partition, timestamp);
-    assert_eq!(r.error_code, NONE, "ListOffsets {topic}-{partition} @ {timestamp}");
+    assert_eq!(
+        r.error_code, NONE,
+        "ListOffsets {topic}-{partition} @ {timestamp}"
+    );
     r.offset
 }
 
@@ -633,7 +794,10 @@ pub fn topic_ref(c: &mut Client, name: &str) -> TopicRef {
     let m = metadata(c, Some(&[name]));
     assert_eq!(m.topics.len(), 1);
     assert_eq!(m.topics[0].error_code, NONE, "metadata for {name}");
-    TopicRef { name: name.to_string(), id: m.topics[0].topic_id }
+    TopicRef {
+        name: name.to_string(),
+        id: m.topics[0].topic_id,
+    }
 }
 
 // ---------------------------------------------------------------- files
