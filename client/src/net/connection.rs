@@ -157,6 +157,35 @@ impl Connection {
         R::Response::decode(&mut body, version).map_err(|e| Error::Protocol(format!("{api:?} v{version} response: {e}")))
     }
 
+    /// Queues `req` for writing and returns a future of its response.
+    /// Requests queued by successive awaited calls go out on the wire in
+    /// call order (Kafka handles a connection's requests in order, which the
+    /// producer's pipelined batches rely on); the outer await only waits for
+    /// room in the write queue.
+    pub async fn send_pipelined<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+    ) -> Result<impl std::future::Future<Output = Result<R::Response>> + Send + 'static>
+    where
+        R::Response: Decodable + Send + 'static,
+    {
+        let api = api_key_of::<R>()?;
+        let rx = self.enqueue(req, api, version, true).await?.ok_or_else(|| Error::Protocol("no response slot".into()))?;
+        let (addr, request_timeout) = (self.addr.clone(), self.request_timeout);
+        Ok(async move {
+            let mut body = match tokio::time::timeout(request_timeout, rx).await {
+                Ok(Ok(r)) => r?,
+                Ok(Err(_)) => return Err(Error::Connection { broker: addr, reason: "connection closed".into() }),
+                Err(_) => return Err(Error::Timeout(format!("{api:?} to {addr} after {request_timeout:?}"))),
+            };
+            let header_version = R::Response::header_version(version);
+            ResponseHeader::decode(&mut body, header_version)
+                .map_err(|e| Error::Protocol(format!("{api:?} response header: {e}")))?;
+            R::Response::decode(&mut body, version).map_err(|e| Error::Protocol(format!("{api:?} v{version} response: {e}")))
+        })
+    }
+
     /// Sends a request that gets no response (Produce with acks=0).
     pub async fn send_no_response<R: Request>(&self, req: &R, version: i16) -> Result<()> {
         let api = api_key_of::<R>()?;

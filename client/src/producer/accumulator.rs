@@ -1,0 +1,633 @@
+//! The record accumulator: per-partition queues of batches between `send`
+//! and the sender task. A record is appended to the newest open batch of
+//! its partition (a [`BatchBuilder`] encoding records as they come); the
+//! batch closes when it reaches `batch.size`, and the front batch of a
+//! queue is ready to send when it is closed, when `linger.ms` has passed
+//! since it was opened, or when a flush, a close, or a caller waiting for
+//! buffer space asks for everything now. `buffer.memory` bounds the bytes
+//! held by unsent and in-flight records: `send` waits (up to `max.block.ms`)
+//! for space that completed batches give back. Batches that failed with a
+//! retriable error come back to the front of their queue in order.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use sluice_protocol::batch::{BatchBuilder, RecordHeader};
+use sluice_protocol::compression::Compression;
+use tokio::sync::{oneshot, Notify, Semaphore};
+
+use super::idempotence::SeqAssignment;
+use super::RecordMetadata;
+use crate::error::{Error, Result};
+
+/// Fixed v2 batch header size.
+pub(crate) const BATCH_OVERHEAD: usize = 61;
+
+/// FxHash (rustc's hasher): the queue map is hit on every append and keyed
+/// by the application's own topic names, so speed matters and flooding
+/// does not.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct FxHasher(u64);
+
+impl std::hash::Hasher for FxHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut chunks = bytes.chunks_exact(8);
+        for c in &mut chunks {
+            let mut w = [0u8; 8];
+            w.copy_from_slice(c);
+            self.add(u64::from_le_bytes(w));
+        }
+        for &b in chunks.remainder() {
+            self.add(u64::from(b));
+        }
+    }
+    fn write_u8(&mut self, i: u8) {
+        self.add(u64::from(i));
+    }
+    fn write_u32(&mut self, i: u32) {
+        self.add(u64::from(i));
+    }
+    fn write_i32(&mut self, i: i32) {
+        self.add(i as u32 as u64);
+    }
+    fn write_u64(&mut self, i: u64) {
+        self.add(i);
+    }
+    fn write_usize(&mut self, i: usize) {
+        self.add(i as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl FxHasher {
+    #[inline]
+    fn add(&mut self, w: u64) {
+        self.0 = (self.0.rotate_left(5) ^ w).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+pub(crate) type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
+
+/// A topic partition, with the topic name shared between batches.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub(crate) struct TopicPartition {
+    pub topic: Arc<str>,
+    pub partition: i32,
+}
+
+impl std::fmt::Display for TopicPartition {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}", self.topic, self.partition)
+    }
+}
+
+/// Where one record's outcome goes.
+pub(crate) struct Thunk {
+    pub tx: oneshot::Sender<Result<RecordMetadata>>,
+    /// The record's create time, reported unless the broker stamps LogAppendTime.
+    pub timestamp: i64,
+}
+
+/// A batch's bytes through its life.
+pub(crate) enum Payload {
+    /// Still taking records.
+    Open(BatchBuilder),
+    /// Encoded (on its first send), kept for retries.
+    Built(Bytes),
+    /// Handed to a request being sent.
+    Taken,
+}
+
+pub(crate) struct ProducerBatch {
+    /// Creation order (per producer), used for ordered re-enqueueing and flush.
+    pub id: u64,
+    pub tp: TopicPartition,
+    pub payload: Payload,
+    pub thunks: Vec<Thunk>,
+    pub created: Instant,
+    /// Uncompressed size estimate (an upper bound of the wire size).
+    pub size: usize,
+    /// Bytes of `buffer.memory` this batch holds.
+    pub reserved: usize,
+    /// No more appends (reached `batch.size`, or a newer batch exists).
+    pub closed: bool,
+    /// Send attempts so far.
+    pub attempts: u32,
+    /// Not before this instant (retry backoff).
+    pub retry_at: Option<Instant>,
+    /// Producer id, epoch and sequence once drained with idempotence.
+    pub seq: Option<SeqAssignment>,
+    pub last_error: Option<Error>,
+}
+
+impl ProducerBatch {
+    pub fn record_count(&self) -> usize {
+        self.thunks.len()
+    }
+}
+
+/// What a batch ended with.
+pub(crate) enum BatchOutcome {
+    /// Written at `base_offset` (-1 when unknown: acks=0, or a duplicate
+    /// whose original offset the broker did not report).
+    Done { base_offset: i64, log_append_time: i64 },
+    Failed(Error),
+}
+
+pub(crate) enum Append {
+    /// In a batch; `true` if a batch of the partition closed on the way
+    /// (it became full, or had no room and a new one was opened).
+    Appended(oneshot::Receiver<Result<RecordMetadata>>, bool),
+    /// The partition needs a new batch and the caller asked to be told
+    /// first (the sticky partitioner then moves on).
+    NewBatchNeeded,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct AccumulatorConfig {
+    pub batch_size: usize,
+    pub linger: Duration,
+    pub compression: Compression,
+    pub buffer_memory: usize,
+}
+
+#[derive(Default)]
+pub(crate) struct AccState {
+    pub queues: HashMap<TopicPartition, VecDeque<ProducerBatch>, FxBuild>,
+    next_id: u64,
+    /// Ids of batches not yet completed (queued or in flight).
+    incomplete: BTreeSet<u64>,
+}
+
+pub(crate) struct Accumulator {
+    pub cfg: AccumulatorConfig,
+    state: Mutex<AccState>,
+    memory: Semaphore,
+    memory_waiters: AtomicUsize,
+    flushing: AtomicUsize,
+    closing: AtomicBool,
+    /// Wakes the sender (new batch, full batch, flush, close).
+    pub wake: Notify,
+    /// Signalled whenever batches complete (flush waits on it).
+    completed: Notify,
+}
+
+/// An upper bound of the bytes a record adds to a batch, plus the batch
+/// header: what `max.request.size` and `buffer.memory` are checked against.
+pub(crate) fn record_size_upper_bound(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[RecordHeader]) -> usize {
+    let mut n = BATCH_OVERHEAD + 5 + 1 + 10 + 5 + 5 + key.map_or(0, <[u8]>::len) + 5 + value.map_or(0, <[u8]>::len) + 5;
+    for h in headers {
+        n += 5 + h.key.len() + 5 + h.value.as_ref().map_or(0, Bytes::len);
+    }
+    n
+}
+
+impl Accumulator {
+    pub fn new(cfg: AccumulatorConfig) -> Accumulator {
+        let permits = cfg.buffer_memory.min(Semaphore::MAX_PERMITS);
+        Accumulator {
+            cfg,
+            state: Mutex::new(AccState::default()),
+            memory: Semaphore::new(permits),
+            memory_waiters: AtomicUsize::new(0),
+            flushing: AtomicUsize::new(0),
+            closing: AtomicBool::new(false),
+            wake: Notify::new(),
+            completed: Notify::new(),
+        }
+    }
+
+    pub fn lock(&self) -> MutexGuard<'_, AccState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    // ---- buffer.memory ----
+
+    fn permits(bytes: usize) -> Result<u32> {
+        u32::try_from(bytes).map_err(|_| Error::RecordRejected(format!("record of {bytes} bytes is too large")))
+    }
+
+    /// Takes `bytes` of buffer memory if free now.
+    pub fn try_reserve(&self, bytes: usize) -> Result<bool> {
+        match self.memory.try_acquire_many(Self::permits(bytes)?) {
+            Ok(p) => {
+                p.forget();
+                Ok(true)
+            }
+            Err(_) => Ok(false),
+        }
+    }
+
+    /// Waits for `bytes` of buffer memory until `deadline`.
+    pub async fn reserve(&self, bytes: usize, deadline: Instant) -> Result<()> {
+        let n = Self::permits(bytes)?;
+        self.memory_waiters.fetch_add(1, Ordering::Relaxed);
+        // Full batches should go out now to give memory back.
+        self.wake.notify_one();
+        let r = tokio::time::timeout_at(deadline.into(), self.memory.acquire_many(n)).await;
+        self.memory_waiters.fetch_sub(1, Ordering::Relaxed);
+        match r {
+            Ok(Ok(p)) => {
+                p.forget();
+                Ok(())
+            }
+            Ok(Err(_)) => Err(Error::Closed),
+            Err(_) => Err(Error::Timeout(format!(
+                "failed to allocate {bytes} bytes of buffer.memory within max.block.ms"
+            ))),
+        }
+    }
+
+    pub fn release(&self, bytes: usize) {
+        if bytes > 0 {
+            self.memory.add_permits(bytes);
+        }
+    }
+
+    /// Someone is waiting for buffer memory: everything is ready to send.
+    pub fn memory_exhausted(&self) -> bool {
+        self.memory_waiters.load(Ordering::Relaxed) > 0
+    }
+
+    #[cfg(test)]
+    pub fn available_memory(&self) -> usize {
+        self.memory.available_permits()
+    }
+
+    // ---- appends ----
+
+    /// Appends one record to `tp`'s open batch, or a new one. The caller
+    /// has reserved `reserved` bytes of buffer memory for it.
+    #[allow(clippy::too_many_arguments)]
+    pub fn append(
+        &self,
+        tp: &TopicPartition,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[RecordHeader],
+        reserved: usize,
+        abort_on_new_batch: bool,
+    ) -> Result<Append> {
+        let est = reserved.saturating_sub(BATCH_OVERHEAD);
+        let mut st = self.lock();
+        let dq = st.queues.entry(tp.clone()).or_default();
+        let mut appended = None;
+        if let Some(last) = dq.back_mut() {
+            if !last.closed {
+                if let Payload::Open(b) = &mut last.payload {
+                    if b.is_empty() || b.estimated_size() + est <= self.cfg.batch_size {
+                        b.push(timestamp, key, value, headers)
+                            .map_err(|e| Error::RecordRejected(format!("record does not encode: {e}")))?;
+                        let (tx, rx) = oneshot::channel();
+                        last.thunks.push(Thunk { tx, timestamp });
+                        last.reserved += reserved;
+                        last.size = b.estimated_size();
+                        let full = last.size >= self.cfg.batch_size;
+                        last.closed = full;
+                        appended = Some((rx, full));
+                    }
+                }
+                if appended.is_none() {
+                    last.closed = true;
+                }
+            }
+        }
+        if let Some((rx, full)) = appended {
+            drop(st);
+            if full {
+                self.wake.notify_one();
+            }
+            return Ok(Append::Appended(rx, full));
+        }
+        if abort_on_new_batch {
+            return Ok(Append::NewBatchNeeded);
+        }
+        let id = st.next_id;
+        st.next_id += 1;
+        let mut b = BatchBuilder::with_capacity(self.cfg.compression, self.cfg.batch_size.max(est));
+        b.push(timestamp, key, value, headers).map_err(|e| Error::RecordRejected(format!("record does not encode: {e}")))?;
+        let (tx, rx) = oneshot::channel();
+        let size = b.estimated_size();
+        let mut thunks = Vec::with_capacity((self.cfg.batch_size / est.max(1)).clamp(1, 1024));
+        thunks.push(Thunk { tx, timestamp });
+        let batch = ProducerBatch {
+            id,
+            tp: tp.clone(),
+            payload: Payload::Open(b),
+            thunks,
+            created: Instant::now(),
+            size,
+            reserved,
+            closed: size >= self.cfg.batch_size,
+            attempts: 0,
+            retry_at: None,
+            seq: None,
+            last_error: None,
+        };
+        st.incomplete.insert(id);
+        let closed = batch.closed;
+        let dq = st.queues.entry(tp.clone()).or_default();
+        // Any older batch in the queue is closed now.
+        let closed = closed || !dq.is_empty();
+        dq.push_back(batch);
+        drop(st);
+        // A new batch starts a linger timer the sender must know about.
+        self.wake.notify_one();
+        Ok(Append::Appended(rx, closed))
+    }
+
+    // ---- readiness ----
+
+    pub fn flushing(&self) -> bool {
+        self.flushing.load(Ordering::Relaxed) > 0 || self.closing.load(Ordering::Relaxed)
+    }
+
+    pub fn begin_close(&self) {
+        self.closing.store(true, Ordering::Relaxed);
+        self.wake.notify_one();
+    }
+
+    pub fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Relaxed)
+    }
+
+    /// When the front batch of a queue may be sent (`None`: empty queue).
+    /// `all_ready` (flush, close, memory exhausted) ends lingering.
+    pub fn front_ready_at(&self, dq: &VecDeque<ProducerBatch>, all_ready: bool) -> Option<Instant> {
+        let front = dq.front()?;
+        if let Some(t) = front.retry_at {
+            return Some(t);
+        }
+        if all_ready || front.closed || dq.len() > 1 {
+            return Some(front.created);
+        }
+        Some(front.created + self.cfg.linger)
+    }
+
+    /// Puts a batch that will be retried back into its queue, before every
+    /// newer batch (ids grow in creation order, which is sequence order).
+    pub fn reenqueue(&self, st: &mut AccState, batch: ProducerBatch) {
+        let dq = st.queues.entry(batch.tp.clone()).or_default();
+        let pos = dq.iter().position(|b| b.id > batch.id).unwrap_or(dq.len());
+        dq.insert(pos, batch);
+    }
+
+    // ---- completion ----
+
+    /// Reports a batch's outcome to its records and gives its memory back.
+    pub fn complete(&self, batch: ProducerBatch, outcome: BatchOutcome) {
+        {
+            let mut st = self.lock();
+            st.incomplete.remove(&batch.id);
+        }
+        self.finish(batch, outcome);
+        self.completed.notify_waiters();
+    }
+
+    /// [`complete`](Self::complete) for a batch whose id the caller already
+    /// removed under the lock (bulk paths).
+    fn finish(&self, batch: ProducerBatch, outcome: BatchOutcome) {
+        let reserved = batch.reserved;
+        let tp = batch.tp;
+        match outcome {
+            BatchOutcome::Done { base_offset, log_append_time } => {
+                for (i, t) in batch.thunks.into_iter().enumerate() {
+                    let offset = if base_offset >= 0 { base_offset + i as i64 } else { -1 };
+                    let timestamp = if log_append_time >= 0 { log_append_time } else { t.timestamp };
+                    let _ = t.tx.send(Ok(RecordMetadata {
+                        topic: tp.topic.to_string(),
+                        partition: tp.partition,
+                        offset,
+                        timestamp,
+                    }));
+                }
+            }
+            BatchOutcome::Failed(e) => {
+                for t in batch.thunks {
+                    let _ = t.tx.send(Err(e.clone()));
+                }
+            }
+        }
+        self.release(reserved);
+    }
+
+    /// Fails every queued batch (close with a timeout that ran out).
+    pub fn abort_queued(&self, err: &Error) -> usize {
+        let batches: Vec<ProducerBatch> = {
+            let mut st = self.lock();
+            let mut all = Vec::new();
+            for (_, dq) in st.queues.iter_mut() {
+                all.extend(dq.drain(..));
+            }
+            for b in &all {
+                st.incomplete.remove(&b.id);
+            }
+            all
+        };
+        let n = batches.len();
+        for b in batches {
+            self.finish(b, BatchOutcome::Failed(err.clone()));
+        }
+        self.completed.notify_waiters();
+        n
+    }
+
+    /// Number of batches not yet completed.
+    pub fn incomplete(&self) -> usize {
+        self.lock().incomplete.len()
+    }
+
+    /// Waits until every batch that existed when called has completed.
+    pub async fn flush(&self) {
+        let mark = self.lock().next_id;
+        self.flushing.fetch_add(1, Ordering::Relaxed);
+        self.wake.notify_one();
+        self.wait_completed_before(mark).await;
+        self.flushing.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    async fn wait_completed_before(&self, mark: u64) {
+        loop {
+            let notified = self.completed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().incomplete.first().is_none_or(|&id| id >= mark) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn acc(batch_size: usize, linger_ms: u64, memory: usize) -> Accumulator {
+        Accumulator::new(AccumulatorConfig {
+            batch_size,
+            linger: Duration::from_millis(linger_ms),
+            compression: Compression::None,
+            buffer_memory: memory,
+        })
+    }
+
+    fn tp(p: i32) -> TopicPartition {
+        TopicPartition { topic: Arc::from("t"), partition: p }
+    }
+
+    fn push(a: &Accumulator, p: i32, value: &[u8]) -> Append {
+        let size = record_size_upper_bound(None, Some(value), &[]);
+        assert!(a.try_reserve(size).unwrap());
+        a.append(&tp(p), 1, None, Some(value), &[], size, false).unwrap()
+    }
+
+    #[test]
+    fn a_batch_closes_at_batch_size() {
+        let a = acc(1000, 60_000, 1 << 20);
+        for _ in 0..5 {
+            push(&a, 0, &[7u8; 100]);
+        }
+        {
+            let st = a.lock();
+            let dq = &st.queues[&tp(0)];
+            assert_eq!(dq.len(), 1);
+            assert!(!dq[0].closed);
+            // Lingering for a minute: not ready yet.
+            let at = a.front_ready_at(dq, false).unwrap();
+            assert!(at > Instant::now() + Duration::from_secs(50));
+        }
+        for _ in 0..20 {
+            push(&a, 0, &[7u8; 100]);
+        }
+        let st = a.lock();
+        let dq = &st.queues[&tp(0)];
+        assert!(dq.len() >= 3, "{}", dq.len());
+        for b in dq.iter().take(dq.len() - 1) {
+            assert!(b.closed);
+            assert!(b.size <= 1000, "{}", b.size);
+            assert!(b.size + 100 > 1000 - 61 - 40, "batch closed early at {}", b.size);
+        }
+        // A closed front batch is ready now.
+        assert!(a.front_ready_at(dq, false).unwrap() <= Instant::now());
+        assert_eq!(dq.iter().map(|b| b.record_count()).sum::<usize>(), 25);
+    }
+
+    #[test]
+    fn linger_makes_a_small_batch_ready() {
+        let a = acc(16384, 20, 1 << 20);
+        push(&a, 0, b"x");
+        let st = a.lock();
+        let dq = &st.queues[&tp(0)];
+        let at = a.front_ready_at(dq, false).unwrap();
+        let created = dq[0].created;
+        assert_eq!(at, created + Duration::from_millis(20));
+        // Flush or close makes it ready at once.
+        assert_eq!(a.front_ready_at(dq, true).unwrap(), created);
+    }
+
+    #[test]
+    fn a_record_larger_than_batch_size_gets_its_own_batch() {
+        let a = acc(100, 0, 1 << 20);
+        push(&a, 0, b"small");
+        push(&a, 0, &[1u8; 500]);
+        push(&a, 0, b"small");
+        let st = a.lock();
+        let counts: Vec<usize> = st.queues[&tp(0)].iter().map(|b| b.record_count()).collect();
+        assert_eq!(counts, vec![1, 1, 1]);
+    }
+
+    #[test]
+    fn abort_on_new_batch_reports_instead_of_opening() {
+        let a = acc(400, 0, 1 << 20);
+        let size = record_size_upper_bound(None, Some(&[0u8; 100]), &[]);
+        assert!(matches!(a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, true).unwrap(), Append::NewBatchNeeded));
+        assert!(matches!(a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, false).unwrap(), Append::Appended(..)));
+        assert!(matches!(a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, true).unwrap(), Append::Appended(..)));
+        assert!(matches!(a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, true).unwrap(), Append::NewBatchNeeded));
+    }
+
+    #[test]
+    fn completion_reports_offsets_and_timestamps() {
+        let a = acc(16384, 0, 1 << 20);
+        let rxs: Vec<_> = (0..3)
+            .map(|_| match push(&a, 2, b"v") {
+                Append::Appended(rx, _) => rx,
+                _ => unreachable!(),
+            })
+            .collect();
+        let b = a.lock().queues.get_mut(&tp(2)).unwrap().pop_front().unwrap();
+        a.complete(b, BatchOutcome::Done { base_offset: 40, log_append_time: -1 });
+        for (i, mut rx) in rxs.into_iter().enumerate() {
+            let md = rx.try_recv().unwrap().unwrap();
+            assert_eq!((md.partition, md.offset, md.timestamp), (2, 40 + i as i64, 1));
+        }
+        assert_eq!(a.available_memory(), 1 << 20);
+        assert_eq!(a.incomplete(), 0);
+    }
+
+    #[tokio::test]
+    async fn buffer_memory_backpressure() {
+        let a = Arc::new(acc(16384, 0, 1000));
+        assert!(a.try_reserve(600).unwrap());
+        assert!(!a.try_reserve(600).unwrap());
+        // Times out while nothing is released...
+        let t0 = Instant::now();
+        let e = a.reserve(600, Instant::now() + Duration::from_millis(50)).await.unwrap_err();
+        assert!(matches!(e, Error::Timeout(_)), "{e}");
+        assert!(t0.elapsed() >= Duration::from_millis(45));
+        // ...and proceeds as soon as a completed batch gives memory back.
+        let a2 = a.clone();
+        let waiter = tokio::spawn(async move { a2.reserve(600, Instant::now() + Duration::from_secs(5)).await });
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(a.memory_exhausted(), "a waiter makes every batch ready");
+        assert!(!waiter.is_finished());
+        a.release(600);
+        waiter.await.unwrap().unwrap();
+        assert_eq!(a.available_memory(), 400);
+    }
+
+    #[tokio::test]
+    async fn flush_waits_for_earlier_batches_only() {
+        let a = Arc::new(acc(16384, 0, 1 << 20));
+        push(&a, 0, b"a");
+        push(&a, 1, b"b");
+        let a2 = a.clone();
+        let f = tokio::spawn(async move { a2.flush().await });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(a.flushing());
+        assert!(!f.is_finished());
+        let b0 = a.lock().queues.get_mut(&tp(0)).unwrap().pop_front().unwrap();
+        a.complete(b0, BatchOutcome::Done { base_offset: 0, log_append_time: -1 });
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        assert!(!f.is_finished());
+        // A batch created after the flush began does not hold it up.
+        push(&a, 3, b"later");
+        let b1 = a.lock().queues.get_mut(&tp(1)).unwrap().pop_front().unwrap();
+        a.complete(b1, BatchOutcome::Failed(Error::Closed));
+        tokio::time::timeout(Duration::from_secs(1), f).await.unwrap().unwrap();
+        assert_eq!(a.incomplete(), 1);
+    }
+
+    #[test]
+    fn reenqueue_keeps_creation_order() {
+        let a = acc(10, 0, 1 << 20);
+        for _ in 0..4 {
+            push(&a, 0, b"0123456789");
+        }
+        let mut st = a.lock();
+        let dq = st.queues.get_mut(&tp(0)).unwrap();
+        let b0 = dq.pop_front().unwrap();
+        let b1 = dq.pop_front().unwrap();
+        a.reenqueue(&mut st, b1);
+        a.reenqueue(&mut st, b0);
+        let ids: Vec<u64> = st.queues[&tp(0)].iter().map(|b| b.id).collect();
+        assert_eq!(ids, vec![0, 1, 2, 3]);
+    }
+}
