@@ -32,11 +32,30 @@ enum Command {
     /// List and describe consumer groups (with lag).
     #[command(subcommand)]
     Groups(GroupsCmd),
+    /// Send lines from stdin as records (KEY<sep>VALUE with --key-separator).
+    Produce(ProduceArgs),
     /// Print records from a topic (as a group member with --group).
     Consume(ConsumeArgs),
     /// Print an AWS MSK IAM OAUTHBEARER token (what aws-msk-iam-sasl-signer
     /// makes). Credentials come from the flags, else the standard AWS sources.
     IamToken(IamTokenArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct ProduceArgs {
+    topic: String,
+    /// Split each line into key and value at the first occurrence of this.
+    #[arg(long)]
+    key_separator: Option<String>,
+    /// acks: 0, 1 or all.
+    #[arg(long, default_value = "all")]
+    acks: String,
+    /// none, gzip, snappy, lz4 or zstd.
+    #[arg(long, default_value = "none")]
+    compression: String,
+    /// Send every record to this partition.
+    #[arg(long, short = 'p')]
+    partition: Option<i32>,
 }
 
 #[derive(clap::Args, Debug)]
@@ -238,6 +257,56 @@ async fn groups(cli: &Cli, cmd: &GroupsCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn producer_config(cli: &Cli, extra: &[(&str, String)]) -> anyhow::Result<sluice::ProducerConfig> {
+    let mut props = vec![("bootstrap.servers".to_string(), cli.bootstrap.clone()), ("client.id".to_string(), "sluice-cli".to_string())];
+    props.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    for p in &cli.properties {
+        props.push(split_kv(p, "--property")?);
+    }
+    Ok(sluice::ProducerConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?)
+}
+
+async fn produce(cli: &Cli, args: &ProduceArgs) -> anyhow::Result<()> {
+    use tokio::io::AsyncBufReadExt;
+    let mut extra = vec![("acks", args.acks.clone()), ("compression.type", args.compression.clone())];
+    if args.acks != "all" && args.acks != "-1" {
+        extra.push(("enable.idempotence", "false".to_string()));
+    }
+    let producer = sluice::Producer::connect(producer_config(cli, &extra)?).await?;
+    let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
+    let mut pending = Vec::new();
+    let mut sent = 0u64;
+    while let Some(line) = lines.next_line().await? {
+        let (key, value) = match &args.key_separator {
+            Some(sep) => match line.split_once(sep.as_str()) {
+                Some((k, v)) => (Some(k.to_string()), v.to_string()),
+                None => (None, line),
+            },
+            None => (None, line),
+        };
+        let mut rec = sluice::ProducerRecord::new(args.topic.clone()).value(value.into_bytes());
+        if let Some(k) = key {
+            rec = rec.key(k.into_bytes());
+        }
+        if let Some(p) = args.partition {
+            rec = rec.partition(p);
+        }
+        pending.push(producer.enqueue(rec).await?);
+        sent += 1;
+        if pending.len() >= 10_000 {
+            for d in pending.drain(..) {
+                d.await?;
+            }
+        }
+    }
+    for d in pending {
+        d.await?;
+    }
+    producer.close(std::time::Duration::from_secs(30)).await?;
+    eprintln!("sent {sent} records to {}", args.topic);
+    Ok(())
+}
+
 fn consumer_config(cli: &Cli, extra: &[(&str, String)]) -> anyhow::Result<sluice::ConsumerConfig> {
     let mut props = vec![("bootstrap.servers".to_string(), cli.bootstrap.clone()), ("client.id".to_string(), "sluice-cli".to_string())];
     props.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
@@ -344,6 +413,7 @@ async fn main() -> ExitCode {
     let r = match &cli.command {
         Command::Topics(c) => topics(&cli, c).await,
         Command::Groups(c) => groups(&cli, c).await,
+        Command::Produce(a) => produce(&cli, a).await,
         Command::Consume(a) => consume(&cli, a).await,
         Command::IamToken(a) => iam_token(a).await,
     };

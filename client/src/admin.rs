@@ -213,7 +213,9 @@ impl AdminClient {
         }
     }
 
-    pub async fn connect(config: ClientConfig) -> Result<AdminClient> {
+    pub async fn connect(mut config: ClientConfig) -> Result<AdminClient> {
+        // Describing a topic must not create it.
+        config.allow_auto_create_topics = false;
         Ok(AdminClient { cluster: Cluster::connect(config).await? })
     }
 

@@ -76,6 +76,9 @@ pub struct ClientConfig {
     pub aws_region: Option<String>,
     /// OAUTHBEARER token callback (`sasl.oauthbearer.token.provider`; set in code)
     pub sasl_oauth_token_provider: Option<TokenProviderHandle>,
+    /// `allow.auto.create.topics` (true): metadata requests for named topics
+    /// let the broker create them, as the Java producer and consumer do.
+    pub allow_auto_create_topics: bool,
 }
 
 /// A shareable OAUTHBEARER token callback.
@@ -110,6 +113,7 @@ impl Default for ClientConfig {
             ssl_certificate_verification: true,
             aws_region: None,
             sasl_oauth_token_provider: None,
+            allow_auto_create_topics: true,
         }
     }
 }
@@ -173,6 +177,7 @@ impl ClientConfig {
             "ssl.endpoint.identification.algorithm" => self.ssl_endpoint_identification = !v.trim().is_empty() && v.trim() != "none",
             "enable.ssl.certificate.verification" => self.ssl_certificate_verification = parse_bool(name, v)?,
             "aws.region" => self.aws_region = Some(v.to_string()),
+            "allow.auto.create.topics" => self.allow_auto_create_topics = parse_bool(name, v)?,
             _ => return Ok(false),
         }
         Ok(true)

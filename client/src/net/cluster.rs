@@ -258,7 +258,7 @@ impl Cluster {
             all.extend(topics.iter().cloned());
             all.into_iter().collect()
         };
-        self.fetch_metadata(Some(names), false).await
+        self.fetch_metadata(Some(names), self.config.allow_auto_create_topics).await
     }
 
     /// Refreshes metadata of every topic in the cluster.
