@@ -5,6 +5,8 @@
 //! # Layout
 //! - `main.rs`: argument parsing, the admin commands and `iam-token`.
 
+mod perf;
+
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -39,6 +41,10 @@ enum Command {
     /// Print an AWS MSK IAM OAUTHBEARER token (what aws-msk-iam-sasl-signer
     /// makes). Credentials come from the flags, else the standard AWS sources.
     IamToken(IamTokenArgs),
+    /// Load generators: produce or consume N records, report records/s,
+    /// MB/s and latency percentiles.
+    #[command(subcommand)]
+    Perf(perf::PerfCmd),
 }
 
 #[derive(clap::Args, Debug)]
@@ -416,6 +422,7 @@ async fn main() -> ExitCode {
         Command::Produce(a) => produce(&cli, a).await,
         Command::Consume(a) => consume(&cli, a).await,
         Command::IamToken(a) => iam_token(a).await,
+        Command::Perf(c) => perf::run(&cli, c).await,
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
