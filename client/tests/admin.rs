@@ -24,8 +24,17 @@ async fn topics_configs_and_offsets() {
     let e = r[0].1.clone().unwrap_err();
     assert_eq!(e.code().map(|c| c.name()), Some("TOPIC_ALREADY_EXISTS".to_string()), "{e}");
 
-    let topics = a.list_topics(false).await.unwrap();
-    assert!(topics.iter().any(|x| x.name == t && x.partitions.len() == 3));
+    // A new topic reaches every KRaft broker's metadata shortly after creation.
+    let mut listed = false;
+    for _ in 0..100 {
+        let topics = a.list_topics(false).await.unwrap();
+        listed = topics.iter().any(|x| x.name == t && x.partitions.len() == 3);
+        if listed {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(listed);
 
     let cfg = a.describe_configs(&ConfigResource::Topic(t.clone())).await.unwrap();
     let retention = cfg.iter().find(|c| c.name == "retention.ms").expect("retention.ms");
@@ -33,12 +42,29 @@ async fn topics_configs_and_offsets() {
     assert!(!retention.is_default());
 
     a.alter_configs(&ConfigResource::Topic(t.clone()), &[AlterConfigOp::Set("retention.ms".into(), "7200000".into())]).await.unwrap();
-    let cfg = a.describe_configs(&ConfigResource::Topic(t.clone())).await.unwrap();
-    assert_eq!(cfg.iter().find(|c| c.name == "retention.ms").and_then(|c| c.value.clone()).as_deref(), Some("7200000"));
+    // KRaft brokers apply config changes from the metadata log shortly after
+    // the controller accepts them: wait (bounded) for the new value.
+    let mut seen = None;
+    for _ in 0..100 {
+        let cfg = a.describe_configs(&ConfigResource::Topic(t.clone())).await.unwrap();
+        seen = cfg.iter().find(|c| c.name == "retention.ms").and_then(|c| c.value.clone());
+        if seen.as_deref() == Some("7200000") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(seen.as_deref(), Some("7200000"));
 
     a.create_partitions(&t, 5).await.unwrap();
-    let d = a.describe_topics(&[t.clone()]).await.unwrap();
-    assert_eq!(d[0].partitions.len(), 5);
+    let mut parts = 0;
+    for _ in 0..100 {
+        parts = a.describe_topics(&[t.clone()]).await.unwrap()[0].partitions.len();
+        if parts == 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(parts, 5);
 
     let offs = a.list_offsets(&[(t.clone(), 0), (t.clone(), 4)], OffsetSpec::Latest).await.unwrap();
     assert_eq!(offs.len(), 2);

@@ -157,6 +157,31 @@ fn producer_config(bootstrap: &str) -> ProducerConfig {
     ProducerConfig::builder().bootstrap_servers(bootstrap).client_id("producer-tests").build().expect("config")
 }
 
+/// Whether every partition's leader already answers for it (Kafka's
+/// metadata can name a leader a moment before that broker serves the
+/// partition; an acks=0 produce sent then is dropped, as acks=0 allows).
+async fn leaders_serve(cluster: &Cluster, t: &sluice::net::TopicInfo) -> bool {
+    use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+    use kafka_protocol::messages::{BrokerId, ListOffsetsRequest};
+    for p in &t.partitions {
+        let Ok(conn) = cluster.connection(p.leader).await else { return false };
+        let mut lp = ListOffsetsPartition::default();
+        lp.partition_index = p.partition;
+        lp.timestamp = -1;
+        let mut lt = ListOffsetsTopic::default();
+        lt.name = TopicName(StrBytes::from_string(t.name.clone()));
+        lt.partitions = vec![lp];
+        let mut req = ListOffsetsRequest::default();
+        req.replica_id = BrokerId(-1);
+        req.topics = vec![lt];
+        match conn.send(&req).await {
+            Ok(r) if r.topics.iter().all(|t| t.partitions.iter().all(|p| p.error_code == 0)) => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 async fn create_topic(cluster: &Cluster, name: &str, partitions: i32) {
     let mut t = CreatableTopic::default();
     t.name = TopicName(StrBytes::from_string(name.to_string()));
@@ -175,7 +200,7 @@ async fn create_topic(cluster: &Cluster, name: &str, partitions: i32) {
     loop {
         cluster.refresh_metadata(&[name.to_string()]).await.ok();
         if let Some(t) = cluster.topic(name) {
-            if t.partitions.len() == partitions as usize && t.partitions.iter().all(|p| p.leader >= 0) {
+            if t.partitions.len() == partitions as usize && t.partitions.iter().all(|p| p.leader >= 0) && leaders_serve(cluster, &t).await {
                 return;
             }
         }
