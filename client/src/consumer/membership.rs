@@ -274,11 +274,14 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
             join.reason = Some(s(&req.reason));
         }
         tracing::debug!(group = %ctx.group_id, member = %member_id, version, "JoinGroup");
-        let resp = match conn.send_versioned(&join, version).await {
+        // The coordinator holds JoinGroup until the rebalance completes, up
+        // to the rebalance timeout: wait that long, as the Java client does.
+        let join_timeout = ctx.rebalance_timeout.max(Duration::from_secs(1)) + Duration::from_secs(5);
+        let resp = match conn.send_versioned_with_timeout(&join, version, join_timeout).await {
             Ok(r) => r,
             Err(e @ Error::Timeout(_)) => {
-                // The rebalance outlasted request.timeout.ms: join again
-                // with the same member id, as Kafka expects.
+                // The rebalance outlasted its timeout: join again with the
+                // same member id, as Kafka expects.
                 tracing::debug!(error = %e, "JoinGroup timed out; retrying");
                 backoff = false;
                 continue;

@@ -139,16 +139,26 @@ impl Connection {
     where
         R::Response: Decodable,
     {
+        self.send_versioned_with_timeout(req, version, self.request_timeout).await
+    }
+
+    /// Like [`send_versioned`](Self::send_versioned) with a timeout of its
+    /// own, for requests the broker may legitimately hold longer than
+    /// `request.timeout.ms` (JoinGroup waits for the whole rebalance).
+    pub async fn send_versioned_with_timeout<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<R::Response>
+    where
+        R::Response: Decodable,
+    {
         let api = api_key_of::<R>()?;
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::Connection { broker: self.addr.clone(), reason: "connection closed".into() });
         }
         let rx = self.enqueue(req, api, version, true).await?.ok_or_else(|| Error::Protocol("no response slot".into()))?;
-        let body = match tokio::time::timeout(self.request_timeout, rx).await {
+        let body = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r?,
             Ok(Err(_)) => return Err(Error::Connection { broker: self.addr.clone(), reason: "connection closed".into() }),
             Err(_) => {
-                return Err(Error::Timeout(format!("{api:?} to {} after {:?}", self.addr, self.request_timeout)));
+                return Err(Error::Timeout(format!("{api:?} to {} after {timeout:?}", self.addr)));
             }
         };
         let mut body = body;

@@ -1,0 +1,79 @@
+# Shared helpers for scripts/bench-broker and scripts/bench-client; source
+# it after setting ROOT (the checkout) and BENCH_NAME (the script's name, for
+# messages). Defines: die, say, ensure_debs, build_rdkafka_bench, free_port,
+# port_open, start_sluiced, stop_sluiced.
+# shellcheck shell=bash
+
+CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/sluice"
+BENCH_BIN_DIR="$CACHE/bench"
+
+die() { printf '%s: %s\n' "${BENCH_NAME:-bench}" "$*" >&2; exit 1; }
+say() { printf '==> %s\n' "$*" >&2; }
+
+# Installs the Debian packages that are missing (apt-get, as root or via sudo).
+ensure_debs() {
+  local missing=() p
+  for p in "$@"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  ((${#missing[@]} == 0)) && return 0
+  say "installing ${missing[*]} (apt-get)"
+  local sudo=()
+  [[ $(id -u) -eq 0 ]] || sudo=(sudo)
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${missing[@]}" >/dev/null
+}
+
+# build_rdkafka_bench OUT [WRAPPER.c]: compiles benches/e2e/rdkafka_bench.c
+# (needs gcc, pkg-config, librdkafka-dev) to OUT unless OUT is newer than
+# the sources. With WRAPPER.c, that file is compiled instead; it may
+# #include "rdkafka_bench.c" (the include path has benches/e2e).
+build_rdkafka_bench() {
+  local out="$1" wrapper="${2:-}" src="$ROOT/benches/e2e/rdkafka_bench.c"
+  local main="${wrapper:-$src}"
+  mkdir -p "$(dirname "$out")"
+  if [[ -x "$out" && "$out" -nt "$src" && "$out" -nt "$main" ]]; then
+    return 0
+  fi
+  say "compiling $main"
+  # shellcheck disable=SC2046
+  cc -O2 -Wall -I "$ROOT/benches/e2e" -o "$out.tmp" "$main" $(pkg-config --cflags --libs rdkafka) -lm
+  mv "$out.tmp" "$out"
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+port_open() {
+  python3 -c 'import socket,sys; s=socket.socket(); s.settimeout(1); s.connect(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
+}
+
+# start_sluiced BIN PORT DATA_DIR LOG [ARGS...]: starts sluiced on
+# 127.0.0.1:PORT in the background, sets SLUICED_PID and waits (10 s at
+# most) until it listens.
+start_sluiced() {
+  local bin="$1" port="$2" data="$3" log="$4"
+  shift 4
+  mkdir -p "$data"
+  SLUICE_LOG="${SLUICE_LOG:-warn}" "$bin" --listen "127.0.0.1:$port" --data-dir "$data" "$@" >"$log" 2>&1 &
+  SLUICED_PID=$!
+  local _
+  for _ in $(seq 1 100); do
+    port_open "$port" && return 0
+    kill -0 "$SLUICED_PID" 2>/dev/null || { cat "$log" >&2; die "sluiced exited during start-up"; }
+    sleep 0.1
+  done
+  port_open "$port" || die "sluiced did not listen on 127.0.0.1:$port within 10 s"
+}
+
+# stop_sluiced: SIGTERM, up to 10 s to exit, then SIGKILL; clears SLUICED_PID.
+stop_sluiced() {
+  if [[ -n "${SLUICED_PID:-}" ]] && kill -0 "$SLUICED_PID" 2>/dev/null; then
+    kill -TERM "$SLUICED_PID"
+    local _
+    for _ in $(seq 1 100); do kill -0 "$SLUICED_PID" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$SLUICED_PID" 2>/dev/null || true
+  fi
+  SLUICED_PID=""
+}
