@@ -314,8 +314,10 @@ impl AdminClient {
         Ok(t)
     }
 
+    /// A missing topic fails at once with UNKNOWN_TOPIC_OR_PARTITION, as in
+    /// the Java admin client (it is not retried for request.timeout.ms).
     pub async fn describe_topics(&self, names: &[String]) -> Result<Vec<Arc<TopicInfo>>> {
-        self.retrying(|| self.describe_topics_once(names)).await
+        self.describe_topics_once(names).await
     }
 
     async fn describe_topics_once(&self, names: &[String]) -> Result<Vec<Arc<TopicInfo>>> {
