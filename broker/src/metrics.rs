@@ -218,28 +218,13 @@ impl Metrics {
         }
         // Records out are not counted per record (fetches are zero-copy and
         // never parse records); bytes out are.
-        let _ = writeln!(out, "# HELP sluice_requests_total Requests handled per API\n# TYPE sluice_requests_total counter");
-        for (i, c) in self.requests.iter().enumerate() {
-            let v = c.load(Relaxed);
-            if v > 0 {
-                let _ = writeln!(
-                    out,
-                    "sluice_requests_total{{api=\"{}\"}} {v}",
-                    api_name(i as i16)
-                );
-            }
-        }
-        let _ = writeln!(out, "# HELP sluice_request_errors_total Requests that failed to decode or were refused\n# TYPE sluice_request_errors_total counter");
-        for (i, c) in self.request_errors.iter().enumerate() {
-            let v = c.load(Relaxed);
-            if v > 0 {
-                let _ = writeln!(
-                    out,
-                    "sluice_request_errors_total{{api=\"{}\"}} {v}",
-                    api_name(i as i16)
-                );
-            }
-        }
+        render_per_api(&mut out, "sluice_requests_total", "Requests handled per API", &self.requests);
+        render_per_api(
+            &mut out,
+            "sluice_request_errors_total",
+            "Requests that failed to decode or were refused",
+            &self.request_errors,
+        );
         let _ = writeln!(out, "# HELP sluice_request_latency_seconds Request handling latency per API\n# TYPE sluice_request_latency_seconds histogram");
         for (i, h) in self.request_latency.iter().enumerate() {
             if self.requests[i].load(Relaxed) > 0 {
@@ -290,6 +275,17 @@ impl Metrics {
             let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");
         }
         out
+    }
+}
+
+/// One counter family labelled by API, listing only APIs that were used.
+fn render_per_api(out: &mut String, name: &str, help: &str, counters: &[AtomicU64]) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+    for (i, c) in counters.iter().enumerate() {
+        let v = c.load(Relaxed);
+        if v > 0 {
+            let _ = writeln!(out, "{name}{{api=\"{}\"}} {v}", api_name(i as i16));
+        }
     }
 }
 
