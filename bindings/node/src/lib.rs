@@ -1,0 +1,1 @@
+//! Native module of the `sluice-client` npm package (work in progress: issue 5).
