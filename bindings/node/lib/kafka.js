@@ -1,0 +1,945 @@
+'use strict'
+// KafkaJS's classes (Kafka, producer, consumer, admin) as thin wrappers
+// over the native module: argument shaping, KafkaJS's payloads and events,
+// and error mapping. Kafka logic (batching, retries, group membership,
+// partitioning) is the Rust client's.
+
+const { EventEmitter } = require('events')
+const native = require('../native.js')
+const errors = require('./errors')
+const { call, mapError, KafkaJSNonRetriableError, KafkaJSError } = errors
+const { producerSettings, consumerSettings, clientSettings } = require('./config')
+
+// ------------------------------------------------------------------ enums
+
+const CompressionTypes = { None: 0, GZIP: 1, Snappy: 2, LZ4: 3, ZSTD: 4 }
+const COMPRESSION_NAMES = ['none', 'gzip', 'snappy', 'lz4', 'zstd']
+/** KafkaJS's codec plugin registry; every codec is built in here, so entries are accepted and ignored. */
+const CompressionCodecs = {
+  [CompressionTypes.GZIP]: () => ({ builtin: 'gzip' }),
+  [CompressionTypes.Snappy]: () => ({ builtin: 'snappy' }),
+  [CompressionTypes.LZ4]: () => ({ builtin: 'lz4' }),
+  [CompressionTypes.ZSTD]: () => ({ builtin: 'zstd' }),
+}
+
+const logLevel = { NOTHING: 0, ERROR: 1, WARN: 2, INFO: 4, DEBUG: 5 }
+const LEVEL_LABEL = { 1: 'ERROR', 2: 'WARN', 4: 'INFO', 5: 'DEBUG' }
+
+const BUILTIN = Symbol('sluice.builtinPartitioner')
+
+/** Java-compatible murmur2 partitioner (the Rust client's), as a KafkaJS partitioner factory. */
+function DefaultPartitioner() {
+  const fn = ({ partitionMetadata, message }) => {
+    const n = partitionMetadata.length
+    if (message.partition !== undefined && message.partition !== null) return message.partition
+    if (message.key === null || message.key === undefined) return partitionMetadata[Math.floor(Math.random() * n)].partitionId
+    const key = Buffer.isBuffer(message.key) ? message.key : Buffer.from(String(message.key))
+    return partitionMetadata[native.defaultPartition(key, n)].partitionId
+  }
+  fn[BUILTIN] = true
+  return fn
+}
+DefaultPartitioner[BUILTIN] = true
+const Partitioners = {
+  DefaultPartitioner,
+  JavaCompatiblePartitioner: DefaultPartitioner,
+  LegacyPartitioner: DefaultPartitioner,
+}
+
+const PartitionAssigners = { roundRobin: 'roundrobin', range: 'range', cooperativeSticky: 'cooperative-sticky' }
+
+// ------------------------------------------------------------------ logging
+
+function defaultLogCreator() {
+  return ({ namespace, level, label, log }) => {
+    const { message, ...extra } = log
+    const line = JSON.stringify({ level: label, timestamp: log.timestamp, logger: 'sluice-client', message, ...extra })
+    if (level === logLevel.ERROR) console.error(line)
+    else if (level === logLevel.WARN) console.warn(line)
+    else console.log(line)
+  }
+}
+
+function makeLogger(level, logCreator, namespace = '') {
+  let current = level
+  const write = logCreator(current)
+  const at = (lvl) => (message, extra = {}) => {
+    if (lvl > current || current === logLevel.NOTHING) return
+    write({ namespace, level: lvl, label: LEVEL_LABEL[lvl], log: { timestamp: new Date().toISOString(), message, ...extra } })
+  }
+  return {
+    info: at(logLevel.INFO),
+    error: at(logLevel.ERROR),
+    warn: at(logLevel.WARN),
+    debug: at(logLevel.DEBUG),
+    namespace: (ns, lvl) => makeLogger(lvl ?? current, logCreator, ns),
+    setLogLevel: (l) => {
+      current = l
+    },
+  }
+}
+
+// ------------------------------------------------------------------ events
+
+let eventId = 0
+class Instrumented {
+  constructor(events) {
+    this.events = events
+    this._emitter = new EventEmitter()
+  }
+  on(eventName, listener) {
+    if (!Object.values(this.events).includes(eventName)) {
+      throw new KafkaJSError(`Event name should be one of ${Object.values(this.events).join(', ')}, got ${eventName}`)
+    }
+    const wrapped = (e) => {
+      Promise.resolve()
+        .then(() => listener(e))
+        .catch(() => {})
+    }
+    this._emitter.on(eventName, wrapped)
+    return () => this._emitter.removeListener(eventName, wrapped)
+  }
+  _emit(type, payload = {}) {
+    if (this._emitter.listenerCount(type) === 0) return
+    this._emitter.emit(type, { id: eventId++, type, timestamp: Date.now(), payload })
+  }
+}
+
+const PRODUCER_EVENTS = {
+  CONNECT: 'producer.connect',
+  DISCONNECT: 'producer.disconnect',
+  REQUEST: 'producer.network.request',
+  REQUEST_TIMEOUT: 'producer.network.request_timeout',
+  REQUEST_QUEUE_SIZE: 'producer.network.request_queue_size',
+}
+const CONSUMER_EVENTS = {
+  HEARTBEAT: 'consumer.heartbeat',
+  COMMIT_OFFSETS: 'consumer.commit_offsets',
+  GROUP_JOIN: 'consumer.group_join',
+  FETCH_START: 'consumer.fetch_start',
+  FETCH: 'consumer.fetch',
+  START_BATCH_PROCESS: 'consumer.start_batch_process',
+  END_BATCH_PROCESS: 'consumer.end_batch_process',
+  CONNECT: 'consumer.connect',
+  DISCONNECT: 'consumer.disconnect',
+  STOP: 'consumer.stop',
+  CRASH: 'consumer.crash',
+  REBALANCING: 'consumer.rebalancing',
+  RECEIVED_UNSUBSCRIBED_TOPICS: 'consumer.received_unsubscribed_topics',
+  REQUEST: 'consumer.network.request',
+  REQUEST_TIMEOUT: 'consumer.network.request_timeout',
+  REQUEST_QUEUE_SIZE: 'consumer.network.request_queue_size',
+}
+const ADMIN_EVENTS = {
+  CONNECT: 'admin.connect',
+  DISCONNECT: 'admin.disconnect',
+  REQUEST: 'admin.network.request',
+  REQUEST_TIMEOUT: 'admin.network.request_timeout',
+  REQUEST_QUEUE_SIZE: 'admin.network.request_queue_size',
+}
+
+// ------------------------------------------------------------------ helpers
+
+function toBuffer(v) {
+  if (v === null || v === undefined) return null
+  if (Buffer.isBuffer(v)) return v
+  if (v instanceof Uint8Array) return Buffer.from(v.buffer, v.byteOffset, v.byteLength)
+  return Buffer.from(String(v))
+}
+
+function headerList(headers) {
+  const out = []
+  for (const [key, v] of Object.entries(headers)) {
+    for (const one of Array.isArray(v) ? v : [v]) out.push({ key, value: toBuffer(one) ?? undefined })
+  }
+  return out
+}
+
+function compressionName(c) {
+  if (c === undefined || c === null) return 'none'
+  const name = COMPRESSION_NAMES[c]
+  if (!name) throw new KafkaJSNonRetriableError(`Compression type ${c} is not supported`)
+  return name
+}
+
+function sleep(ms) {
+  return new Promise((r) => setTimeout(r, ms))
+}
+
+const tpKey = (topic, partition) => `${topic}\u0000${partition}`
+
+// ------------------------------------------------------------------ producer
+
+class Producer extends Instrumented {
+  constructor(kafka, opts = {}) {
+    super(PRODUCER_EVENTS)
+    const { props, tokenProvider, aws } = producerSettings(kafka._config, opts)
+    this._idempotent = !!opts.idempotent
+    this._logger = kafka._logger.namespace('Producer')
+    const cp = opts.createPartitioner
+    this._partitioner = cp && !cp[BUILTIN] ? cp() : null
+    this._native = new native.NativeProducer(props, tokenProvider, aws)
+    this._connected = false
+  }
+
+  async connect() {
+    await call(() => this._native.connect())
+    this._connected = true
+    this._emit(PRODUCER_EVENTS.CONNECT)
+  }
+
+  async disconnect() {
+    await call(() => this._native.close(30000))
+    if (this._connected) this._emit(PRODUCER_EVENTS.DISCONNECT)
+    this._connected = false
+  }
+
+  isIdempotent() {
+    return this._idempotent
+  }
+
+  logger() {
+    return this._logger
+  }
+
+  transaction() {
+    return Promise.reject(new KafkaJSNonRetriableError('sluice-client does not support transactions yet'))
+  }
+
+  async send({ topic, messages, acks = -1, timeout, compression } = {}) {
+    if (!topic) throw new KafkaJSNonRetriableError('Invalid topic')
+    if (!Array.isArray(messages)) throw new KafkaJSNonRetriableError(`Invalid messages array [${messages}] for topic "${topic}"`)
+    if (this._idempotent && acks !== -1) {
+      throw new KafkaJSNonRetriableError("Not requiring ack for all messages invalidates the idempotent producer's EoS guarantees")
+    }
+    if (messages.length === 0) return []
+    let meta = null
+    if (this._partitioner) {
+      const ids = await call(() => this._native.partitionsFor(topic))
+      meta = ids.map((partitionId) => ({ partitionId, leader: -1 }))
+    }
+    const n = messages.length
+    const layout = new Int32Array(n * 3)
+    const parts = []
+    let timestamps = null
+    let headers = null
+    for (let i = 0; i < n; i++) {
+      const m = messages[i]
+      const key = toBuffer(m.key)
+      const value = toBuffer(m.value)
+      let partition = m.partition
+      if ((partition === undefined || partition === null) && this._partitioner) {
+        partition = this._partitioner({ topic, partitionMetadata: meta, message: m })
+      }
+      layout[3 * i] = partition === undefined || partition === null ? -1 : partition
+      layout[3 * i + 1] = key ? key.length : -1
+      layout[3 * i + 2] = value ? value.length : -1
+      if (key) parts.push(key)
+      if (value) parts.push(value)
+      if (m.timestamp !== undefined && m.timestamp !== null) {
+        if (!timestamps) timestamps = new Float64Array(n).fill(NaN)
+        timestamps[i] = Number(m.timestamp)
+      }
+      if (m.headers) {
+        if (!headers) headers = new Array(n).fill(null)
+        headers[i] = headerList(m.headers)
+      }
+    }
+    const data = parts.length === 1 ? parts[0] : Buffer.concat(parts)
+    return call(() => this._native.send(topic, data, layout, timestamps, headers, acks, compressionName(compression)))
+  }
+
+  async sendBatch({ topicMessages = [], acks = -1, timeout, compression } = {}) {
+    const results = await Promise.all(topicMessages.map(({ topic, messages }) => this.send({ topic, messages, acks, timeout, compression })))
+    return results.flat()
+  }
+
+  /** sluice-client extra: waits until everything sent so far is delivered. */
+  async flush() {
+    await call(() => this._native.flush())
+  }
+}
+
+// ------------------------------------------------------------------ consumer
+
+function decodeBatch(b) {
+  const { data, lengths, offsets, timestamps, headers } = b
+  const n = offsets.length
+  const messages = new Array(n)
+  let pos = 0
+  for (let i = 0; i < n; i++) {
+    const kl = lengths[2 * i]
+    const vl = lengths[2 * i + 1]
+    let key = null
+    let value = null
+    if (kl >= 0) {
+      key = data.subarray(pos, pos + kl)
+      pos += kl
+    }
+    if (vl >= 0) {
+      value = data.subarray(pos, pos + vl)
+      pos += vl
+    }
+    let hs = {}
+    if (headers && headers[i].length) {
+      for (const h of headers[i]) {
+        const v = h.value === undefined ? null : h.value
+        if (h.key in hs) hs[h.key] = [].concat(hs[h.key], v)
+        else hs[h.key] = v
+      }
+    }
+    messages[i] = {
+      magicByte: 2,
+      attributes: 0,
+      timestamp: String(timestamps[i]),
+      offset: String(offsets[i]),
+      key,
+      value,
+      headers: hs,
+      isControlRecord: false,
+      batchContext: null,
+      size: (kl > 0 ? kl : 0) + (vl > 0 ? vl : 0),
+    }
+  }
+  return messages
+}
+
+class Batch {
+  constructor(topic, partition, messages) {
+    this.topic = topic
+    this.partition = partition
+    this.messages = messages
+    const last = messages.length ? messages[messages.length - 1].offset : '-1'
+    // The Rust consumer does not hand out the fetch's high watermark; the
+    // offset after the last record is the best lower bound we have.
+    this.highWatermark = String(Number(last) + 1)
+    this.fetchedOffset = messages.length ? messages[0].offset : '-1'
+  }
+  isEmpty() {
+    return this.messages.length === 0
+  }
+  firstOffset() {
+    return this.isEmpty() ? null : this.messages[0].offset
+  }
+  lastOffset() {
+    return this.isEmpty() ? String(Number(this.highWatermark) - 1) : this.messages[this.messages.length - 1].offset
+  }
+  offsetLag() {
+    return String(Math.max(0, Number(this.highWatermark) - 1 - Number(this.lastOffset())))
+  }
+  offsetLagLow() {
+    return this.isEmpty() ? '0' : String(Math.max(0, Number(this.highWatermark) - 1 - Number(this.firstOffset())))
+  }
+}
+
+class Consumer extends Instrumented {
+  constructor(kafka, opts = {}) {
+    super(CONSUMER_EVENTS)
+    if (!opts.groupId) throw new KafkaJSNonRetriableError('Consumer groupId must be a non-empty string.')
+    this._groupId = opts.groupId
+    this._opts = opts
+    this._retry = { retries: 5, initialRetryTime: 300, ...(kafka._config.retry || {}), ...(opts.retry || {}) }
+    this._logger = kafka._logger.namespace('Consumer')
+    const { props, tokenProvider, aws } = consumerSettings(kafka._config, opts)
+    this._native = new native.NativeConsumer(props, tokenProvider, aws)
+    this._topics = []
+    this._patterns = []
+    this._fromBeginning = false
+    this._running = false
+    this._loop = null
+    this._resolved = new Map() // tp -> {topic, partition, offset}
+    this._pendingSeeks = new Map()
+    this._pendingPauses = []
+    this._stale = new Set()
+    this._paused = new Set()
+    this._connected = false
+  }
+
+  logger() {
+    return this._logger
+  }
+
+  async connect() {
+    await call(() => this._native.connect())
+    this._connected = true
+    this._emit(CONSUMER_EVENTS.CONNECT)
+  }
+
+  async subscribe({ topic, topics, fromBeginning = false } = {}) {
+    if (this._running) throw new KafkaJSNonRetriableError('Cannot subscribe to topic while consumer is running')
+    const list = topics || (topic !== undefined ? [topic] : [])
+    if (list.length === 0) throw new KafkaJSNonRetriableError('Missing required argument "topics"')
+    for (const t of list) {
+      if (t instanceof RegExp) this._patterns.push(t.source)
+      else if (typeof t === 'string' && t.length) this._topics.push(t)
+      else throw new KafkaJSNonRetriableError(`Invalid topic ${t} (${typeof t}), the topic name has to be a String or a RegExp`)
+    }
+    if (fromBeginning) this._fromBeginning = true
+  }
+
+  async run({
+    eachMessage,
+    eachBatch,
+    autoCommit = true,
+    autoCommitInterval = null,
+    autoCommitThreshold = null,
+    eachBatchAutoResolve = true,
+    partitionsConsumedConcurrently = 1,
+  } = {}) {
+    if (this._running) throw new KafkaJSNonRetriableError('Consumer is already running')
+    if (!eachMessage && !eachBatch) throw new KafkaJSNonRetriableError('Consumer requires eachMessage or eachBatch')
+    if (this._topics.length === 0 && this._patterns.length === 0) {
+      throw new KafkaJSNonRetriableError('Consumer has no subscriptions (call subscribe first)')
+    }
+    const pattern = this._patterns.length ? this._patterns.map((p) => `(?:${p})`).join('|') : null
+    await call(() =>
+      this._native.start(this._topics, pattern, { 'auto.offset.reset': this._fromBeginning ? 'earliest' : 'latest' }),
+    )
+    this._running = true
+    this._cfg = { eachMessage, eachBatch, autoCommit, autoCommitInterval, autoCommitThreshold, eachBatchAutoResolve }
+    this._concurrency = Math.max(1, partitionsConsumedConcurrently | 0)
+    this._lastCommit = Date.now()
+    this._uncommitted = 0
+    this._loop = this._runLoop().catch((e) => this._crash(e, false))
+  }
+
+  async _crash(error, restart) {
+    this._logger.error(`Crash: ${error.name}: ${error.message}`, { groupId: this._groupId, retryCount: 0 })
+    this._emit(CONSUMER_EVENTS.CRASH, { error, groupId: this._groupId, restart })
+    this._running = false
+  }
+
+  async _applyPending(afterPoll) {
+    for (const [k, s] of this._pendingSeeks) {
+      try {
+        await call(() => this._native.seek(s.topic, s.partition, String(s.offset)))
+        this._pendingSeeks.delete(k)
+        this._resolved.delete(k)
+        if (afterPoll) this._stale.add(k)
+      } catch (e) {
+        // Not assigned yet: keep it until the partition is.
+      }
+    }
+    if (this._pendingPauses.length) {
+      const ops = this._pendingPauses
+      this._pendingPauses = []
+      const assigned = await call(() => this._native.assignment())
+      for (const { topics, pause } of ops) {
+        const tps = []
+        for (const { topic, partitions } of topics) {
+          for (const a of assigned) {
+            if (a.topic === topic && (!partitions || partitions.includes(a.partition))) tps.push(a)
+          }
+        }
+        if (tps.length) await call(() => this._native.setPaused(tps, pause))
+      }
+    }
+  }
+
+  async _runLoop() {
+    let failures = 0
+    while (this._running) {
+      let res
+      try {
+        await this._applyPending(false)
+        this._emit(CONSUMER_EVENTS.FETCH_START, {})
+        const started = Date.now()
+        res = await call(() => this._native.poll(500))
+        this._emit(CONSUMER_EVENTS.FETCH, { numberOfBatches: res.batches.length, duration: Date.now() - started })
+      } catch (e) {
+        const err = mapError(e)
+        failures++
+        if (!err.retriable || failures > this._retry.retries) return this._crash(err, false)
+        this._emit(CONSUMER_EVENTS.CRASH, { error: err, groupId: this._groupId, restart: true })
+        await sleep(this._retry.initialRetryTime * failures)
+        continue
+      }
+      await this._rebalances(res.rebalances)
+      if (this._pendingSeeks.size) await this._applyPending(true)
+      this._stale.clear()
+      const batches = res.batches
+      let failed = null
+      const work = async (b) => {
+        const err = await this._process(b)
+        if (err && !failed) failed = err
+      }
+      if (this._concurrency === 1) {
+        for (const b of batches) {
+          if (!this._running) break
+          await work(b)
+        }
+      } else {
+        let next = 0
+        const lanes = Array.from({ length: Math.min(this._concurrency, batches.length) }, async () => {
+          while (next < batches.length && this._running) await work(batches[next++])
+        })
+        await Promise.all(lanes)
+      }
+      await this._afterBatches()
+      if (failed) {
+        failures++
+        if (failures > this._retry.retries) return this._crash(failed, false)
+        this._emit(CONSUMER_EVENTS.CRASH, { error: failed, groupId: this._groupId, restart: true })
+        await sleep(this._retry.initialRetryTime * failures)
+      } else {
+        failures = 0
+      }
+    }
+  }
+
+  async _rebalances(list) {
+    for (const r of list) {
+      if (r.kind === 'assigned') {
+        const assigned = await call(() => this._native.assignment())
+        const memberAssignment = {}
+        for (const { topic, partition } of assigned) (memberAssignment[topic] = memberAssignment[topic] || []).push(partition)
+        this._emit(CONSUMER_EVENTS.GROUP_JOIN, {
+          duration: 0,
+          groupId: this._groupId,
+          isLeader: false,
+          leaderId: '',
+          groupProtocol: '',
+          memberId: '',
+          memberAssignment,
+        })
+      } else {
+        for (const { topic, partition } of r.partitions) this._resolved.delete(tpKey(topic, partition))
+        this._emit(CONSUMER_EVENTS.REBALANCING, { groupId: this._groupId, memberId: '' })
+      }
+    }
+  }
+
+  /** Runs the handler over one partition's batch; returns the error it threw, if any. */
+  async _process(raw) {
+    const { topic, partition } = raw
+    const k = tpKey(topic, partition)
+    if (this._stale.has(k)) return null
+    const messages = decodeBatch(raw)
+    const batch = new Batch(topic, partition, messages)
+    const resolveOffset = (offset) => {
+      this._resolved.set(k, { topic, partition, offset: String(Number(offset) + 1) })
+      this._uncommitted++
+    }
+    const isStale = () => this._stale.has(k)
+    const pause = () => {
+      this.pause([{ topic, partitions: [partition] }])
+      return () => this.resume([{ topic, partitions: [partition] }])
+    }
+    const heartbeat = async () => {}
+    const firstUnprocessed = () => {
+      const r = this._resolved.get(k)
+      return r ? r.offset : messages[0].offset
+    }
+    this._emit(CONSUMER_EVENTS.START_BATCH_PROCESS, {
+      topic,
+      partition,
+      highWatermark: batch.highWatermark,
+      offsetLag: batch.offsetLag(),
+      offsetLagLow: batch.offsetLagLow(),
+      batchSize: messages.length,
+      firstOffset: batch.firstOffset(),
+      lastOffset: batch.lastOffset(),
+    })
+    const started = Date.now()
+    try {
+      if (this._cfg.eachBatch) {
+        await this._cfg.eachBatch({
+          batch,
+          resolveOffset,
+          heartbeat,
+          pause,
+          commitOffsetsIfNecessary: (offsets) => (offsets ? this.commitOffsets(offsets) : this._commitIfNecessary()),
+          uncommittedOffsets: () => this._uncommittedOffsets(),
+          isRunning: () => this._running,
+          isStale,
+        })
+        if (this._cfg.eachBatchAutoResolve && !isStale() && messages.length) resolveOffset(batch.lastOffset())
+      } else {
+        for (const message of messages) {
+          if (!this._running || isStale()) break
+          await this._cfg.eachMessage({ topic, partition, message, heartbeat, pause })
+          resolveOffset(message.offset)
+        }
+      }
+    } catch (e) {
+      // Rewind to the first record not processed, so it is delivered again.
+      if (!this._pendingSeeks.has(k) && messages.length) {
+        this._pendingSeeks.set(k, { topic, partition, offset: firstUnprocessed() })
+      }
+      this._logger.error(`Error when calling eachBatch/eachMessage: ${e && e.message}`, { topic, partition })
+      return e
+    } finally {
+      this._emit(CONSUMER_EVENTS.END_BATCH_PROCESS, {
+        topic,
+        partition,
+        highWatermark: batch.highWatermark,
+        offsetLag: batch.offsetLag(),
+        offsetLagLow: batch.offsetLagLow(),
+        batchSize: messages.length,
+        firstOffset: batch.firstOffset(),
+        lastOffset: batch.lastOffset(),
+        duration: Date.now() - started,
+      })
+    }
+    // Paused mid-batch: the rest of the batch comes again after resume.
+    if (this._paused.has(k) && !this._pendingSeeks.has(k) && messages.length) {
+      const r = this._resolved.get(k)
+      const next = r ? Number(r.offset) : Number(messages[0].offset)
+      if (next <= Number(batch.lastOffset())) this._pendingSeeks.set(k, { topic, partition, offset: String(next) })
+    }
+    return null
+  }
+
+  _uncommittedOffsets() {
+    const byTopic = new Map()
+    for (const { topic, partition, offset } of this._resolved.values()) {
+      if (!byTopic.has(topic)) byTopic.set(topic, [])
+      byTopic.get(topic).push({ partition, offset })
+    }
+    return { topics: [...byTopic].map(([topic, partitions]) => ({ topic, partitions })) }
+  }
+
+  async _afterBatches() {
+    if (this._cfg.autoCommit) await this._commitIfNecessary()
+  }
+
+  async _commitIfNecessary() {
+    const { autoCommitInterval, autoCommitThreshold } = this._cfg
+    const now = Date.now()
+    const due =
+      (autoCommitInterval === null && autoCommitThreshold === null) ||
+      (autoCommitInterval !== null && now - this._lastCommit >= autoCommitInterval) ||
+      (autoCommitThreshold !== null && this._uncommitted >= autoCommitThreshold)
+    if (due) await this._commitResolved()
+  }
+
+  async _commitResolved() {
+    if (this._resolved.size === 0) return
+    const offsets = [...this._resolved.values()]
+    this._resolved = new Map()
+    this._uncommitted = 0
+    this._lastCommit = Date.now()
+    try {
+      await call(() => this._native.commit(offsets))
+      this._emit(CONSUMER_EVENTS.COMMIT_OFFSETS, { groupId: this._groupId, memberId: '', groupGenerationId: -1, topics: this._topicsOf(offsets) })
+    } catch (e) {
+      // Keep them for the next try unless newer offsets were resolved meanwhile.
+      for (const o of offsets) {
+        const k = tpKey(o.topic, o.partition)
+        if (!this._resolved.has(k)) this._resolved.set(k, o)
+      }
+      throw e
+    }
+  }
+
+  _topicsOf(offsets) {
+    const m = new Map()
+    for (const { topic, partition, offset } of offsets) {
+      if (!m.has(topic)) m.set(topic, [])
+      m.get(topic).push({ partition: String(partition), offset })
+    }
+    return [...m].map(([topic, partitions]) => ({ topic, partitions }))
+  }
+
+  async commitOffsets(topicPartitions = []) {
+    const offsets = topicPartitions.map(({ topic, partition, offset }) => ({ topic, partition: Number(partition), offset: String(offset) }))
+    if (offsets.length === 0) return
+    await call(() => this._native.commit(offsets))
+    for (const o of offsets) {
+      const k = tpKey(o.topic, o.partition)
+      const r = this._resolved.get(k)
+      if (r && Number(r.offset) <= Number(o.offset)) this._resolved.delete(k)
+    }
+    this._emit(CONSUMER_EVENTS.COMMIT_OFFSETS, { groupId: this._groupId, memberId: '', groupGenerationId: -1, topics: this._topicsOf(offsets) })
+  }
+
+  seek({ topic, partition, offset } = {}) {
+    if (!topic) throw new KafkaJSNonRetriableError(`Invalid topic ${topic}`)
+    if (isNaN(Number(partition))) throw new KafkaJSNonRetriableError(`Invalid partition, expected a number received ${partition}`)
+    const n = Number(offset)
+    if (isNaN(n) || n < -2) throw new KafkaJSNonRetriableError(`Invalid offset, expected a long received ${offset}`)
+    const k = tpKey(topic, Number(partition))
+    this._pendingSeeks.set(k, { topic, partition: Number(partition), offset: String(offset) })
+    this._resolved.delete(k)
+    this._stale.add(k)
+  }
+
+  pause(topicPartitions = []) {
+    for (const { topic, partitions } of topicPartitions) {
+      if (!topic) throw new KafkaJSNonRetriableError(`Invalid topic ${topic}`)
+      if (partitions) for (const p of partitions) {
+        this._paused.add(tpKey(topic, p))
+        this._stale.add(tpKey(topic, p))
+      }
+      else this._pausedTopics = (this._pausedTopics || new Set()).add(topic)
+    }
+    this._pendingPauses.push({ topics: topicPartitions, pause: true })
+  }
+
+  resume(topicPartitions = []) {
+    for (const { topic, partitions } of topicPartitions) {
+      if (partitions) for (const p of partitions) this._paused.delete(tpKey(topic, p))
+      else if (this._pausedTopics) this._pausedTopics.delete(topic)
+    }
+    this._pendingPauses.push({ topics: topicPartitions, pause: false })
+  }
+
+  paused() {
+    const m = new Map()
+    for (const k of this._paused) {
+      const [topic, p] = k.split('\u0000')
+      if (!m.has(topic)) m.set(topic, [])
+      m.get(topic).push(Number(p))
+    }
+    for (const t of this._pausedTopics || []) if (!m.has(t)) m.set(t, [])
+    return [...m].map(([topic, partitions]) => ({ topic, partitions }))
+  }
+
+  async stop() {
+    const wasRunning = this._running
+    this._running = false
+    if (this._loop) await this._loop
+    this._loop = null
+    if (wasRunning) {
+      if (this._cfg && this._cfg.autoCommit) {
+        try {
+          await this._commitResolved()
+        } catch (e) {
+          this._logger.warn(`Commit on stop failed: ${e.message}`)
+        }
+      }
+      await call(() => this._native.stop())
+      this._emit(CONSUMER_EVENTS.STOP)
+    }
+  }
+
+  async disconnect() {
+    await this.stop()
+    await call(() => this._native.close())
+    if (this._connected) this._emit(CONSUMER_EVENTS.DISCONNECT)
+    this._connected = false
+  }
+
+  describeGroup() {
+    return Promise.reject(new KafkaJSNonRetriableError('use admin.describeGroups([groupId])'))
+  }
+}
+
+// ------------------------------------------------------------------ admin
+
+function topicErrors(outcomes) {
+  return outcomes.filter((o) => o.error).map((o) => ({ topic: o.topic, error: mapError(new Error(o.error)) }))
+}
+
+class Admin extends Instrumented {
+  constructor(kafka, opts = {}) {
+    super(ADMIN_EVENTS)
+    const { props, tokenProvider, aws } = clientSettings(kafka._config)
+    this._logger = kafka._logger.namespace('Admin')
+    this._native = new native.NativeAdmin(props, tokenProvider, aws)
+  }
+
+  logger() {
+    return this._logger
+  }
+
+  async connect() {
+    await call(() => this._native.connect())
+    this._emit(ADMIN_EVENTS.CONNECT)
+  }
+
+  async disconnect() {
+    await call(() => this._native.close())
+    this._emit(ADMIN_EVENTS.DISCONNECT)
+  }
+
+  /** Resolves true if every topic was created, false if some already existed. */
+  async createTopics({ topics = [], validateOnly = false, waitForLeaders = true } = {}) {
+    if (!Array.isArray(topics) || topics.length === 0) throw new KafkaJSNonRetriableError(`Invalid topics array ${topics}`)
+    const outcomes = await call(() =>
+      this._native.createTopics(
+        topics.map((t) => ({
+          topic: t.topic,
+          numPartitions: t.numPartitions ?? -1,
+          replicationFactor: t.replicationFactor ?? -1,
+          configEntries: (t.configEntries || []).map((c) => ({ name: String(c.name), value: String(c.value) })),
+        })),
+        !!validateOnly,
+      ),
+    )
+    const errs = topicErrors(outcomes)
+    const exists = errs.filter((e) => e.error.type === 'TOPIC_ALREADY_EXISTS')
+    const real = errs.filter((e) => e.error.type !== 'TOPIC_ALREADY_EXISTS')
+    if (real.length === 1) throw real[0].error
+    if (real.length > 1) {
+      const agg = new errors.KafkaJSAggregateError('Topic creation errors')
+      agg.errors = real.map((e) => e.error)
+      throw agg
+    }
+    if (waitForLeaders && !validateOnly) {
+      const created = topics.map((t) => t.topic).filter((t) => !exists.some((e) => e.topic === t))
+      if (created.length) await this._waitForLeaders(created)
+    }
+    return exists.length === 0
+  }
+
+  async _waitForLeaders(topics) {
+    const deadline = Date.now() + 30000
+    for (;;) {
+      try {
+        const md = await call(() => this._native.fetchTopicMetadata(topics))
+        if (md.length === topics.length && md.every((t) => t.partitions.length && t.partitions.every((p) => p.leader >= 0))) return
+      } catch (e) {
+        if (!e.retriable && Date.now() >= deadline) throw e
+      }
+      if (Date.now() >= deadline) return
+      await sleep(100)
+    }
+  }
+
+  async deleteTopics({ topics = [], timeout } = {}) {
+    if (!Array.isArray(topics) || topics.length === 0) throw new KafkaJSNonRetriableError(`Invalid topics array ${topics}`)
+    const outcomes = await call(() => this._native.deleteTopics(topics))
+    const errs = topicErrors(outcomes)
+    if (errs.length) throw errs[0].error
+  }
+
+  async listTopics() {
+    return call(() => this._native.listTopics())
+  }
+
+  async fetchTopicMetadata({ topics = [] } = {}) {
+    const md = await call(() => this._native.fetchTopicMetadata(topics))
+    return { topics: md }
+  }
+
+  async fetchTopicOffsets(topic) {
+    const md = await call(() => this._native.fetchTopicMetadata([topic]))
+    const parts = md[0].partitions.map((p) => ({ topic, partition: p.partitionId }))
+    const [low, high] = await Promise.all([
+      call(() => this._native.listOffsets(parts, 'earliest')),
+      call(() => this._native.listOffsets(parts, 'latest')),
+    ])
+    const lowBy = new Map(low.map((o) => [o.partition, o.offset]))
+    return high
+      .map((o) => ({ partition: o.partition, offset: o.offset, high: o.offset, low: lowBy.get(o.partition) ?? '0' }))
+      .sort((a, b) => a.partition - b.partition)
+  }
+
+  async fetchTopicOffsetsByTimestamp(topic, timestamp) {
+    const md = await call(() => this._native.fetchTopicMetadata([topic]))
+    const parts = md[0].partitions.map((p) => ({ topic, partition: p.partitionId }))
+    const spec = timestamp === undefined ? 'latest' : String(timestamp)
+    const r = await call(() => this._native.listOffsets(parts, spec))
+    return r.map((o) => ({ partition: o.partition, offset: o.offset })).sort((a, b) => a.partition - b.partition)
+  }
+
+  async describeGroups(groupIds) {
+    const gs = await call(() => this._native.describeGroups(groupIds))
+    return {
+      groups: gs.map((g) => ({
+        groupId: g.groupId,
+        errorCode: g.errorCode,
+        protocol: g.protocol,
+        protocolType: g.protocolType,
+        state: g.state,
+        members: g.members.map((m) => ({
+          memberId: m.memberId,
+          clientId: m.clientId,
+          clientHost: m.clientHost,
+          groupInstanceId: m.groupInstanceId ?? null,
+          memberMetadata: Buffer.alloc(0),
+          memberAssignment: Buffer.alloc(0),
+          assignment: m.assignment,
+        })),
+      })),
+    }
+  }
+
+  async listGroups() {
+    const gs = await call(() => this._native.listGroups())
+    return { groups: gs }
+  }
+
+  async deleteGroups(groupIds) {
+    const outcomes = await call(() => this._native.deleteGroups(groupIds))
+    const errs = topicErrors(outcomes)
+    if (errs.length) {
+      const e = new errors.KafkaJSDeleteGroupsError('Error in DeleteGroups', {
+        groups: errs.map((x) => ({ groupId: x.topic, error: x.error, errorCode: x.error.code })),
+      })
+      throw e
+    }
+    return outcomes.map((o) => ({ groupId: o.topic, errorCode: 0 }))
+  }
+
+  /** KafkaJS's fetchOffsets: committed offsets per topic, '-1' where none. */
+  async fetchOffsets({ groupId, topics, topic, resolveOffsets = false } = {}) {
+    if (!groupId) throw new KafkaJSNonRetriableError(`Invalid groupId ${groupId}`)
+    const committed = await call(() => this._native.groupOffsets(groupId))
+    const wanted = topics || (topic ? [topic] : [...new Set(committed.map((c) => c.topic))])
+    const md = wanted.length ? await call(() => this._native.fetchTopicMetadata(wanted)) : []
+    const by = new Map(committed.map((c) => [tpKey(c.topic, c.partition), c.offset]))
+    const out = md.map((t) => ({
+      topic: t.name,
+      partitions: t.partitions
+        .map((p) => ({ partition: p.partitionId, offset: by.get(tpKey(t.name, p.partitionId)) ?? '-1', metadata: null }))
+        .sort((a, b) => a.partition - b.partition),
+    }))
+    if (topic && !topics) return out[0] ? out[0].partitions : []
+    return out
+  }
+
+  async setOffsets({ groupId, topic, partitions = [] } = {}) {
+    const offsets = partitions.map((p) => ({ topic, partition: Number(p.partition), offset: String(p.offset) }))
+    await call(() => this._native.setGroupOffsets(groupId, offsets))
+  }
+
+  async resetOffsets({ groupId, topic, earliest = false } = {}) {
+    const md = await call(() => this._native.fetchTopicMetadata([topic]))
+    const parts = md[0].partitions.map((p) => ({ topic, partition: p.partitionId }))
+    const offsets = await call(() => this._native.listOffsets(parts, earliest ? 'earliest' : 'latest'))
+    await call(() =>
+      this._native.setGroupOffsets(
+        groupId,
+        offsets.map((o) => ({ topic, partition: o.partition, offset: o.offset })),
+      ),
+    )
+  }
+}
+
+// ------------------------------------------------------------------ Kafka
+
+class Kafka {
+  constructor(config = {}) {
+    this._config = { ...config }
+    const level = config.logLevel ?? logLevel.INFO
+    this._logger = makeLogger(level, config.logCreator || defaultLogCreator)
+    // Validates the shared options now, as KafkaJS does in its constructor.
+    clientSettings(this._config)
+  }
+  producer(opts = {}) {
+    return new Producer(this, opts)
+  }
+  consumer(opts = {}) {
+    return new Consumer(this, opts)
+  }
+  admin(opts = {}) {
+    return new Admin(this, opts)
+  }
+  logger() {
+    return this._logger
+  }
+}
+
+module.exports = {
+  Kafka,
+  CompressionTypes,
+  CompressionCodecs,
+  Partitioners,
+  PartitionAssigners,
+  logLevel,
+  PRODUCER_EVENTS,
+  CONSUMER_EVENTS,
+  ADMIN_EVENTS,
+}

@@ -1,0 +1,275 @@
+//! `NativeProducer`: the Rust producer behind KafkaJS's `producer()`.
+//! `send` takes one call's records packed by the JS layer (keys and values
+//! concatenated in one Buffer, lengths and partitions in an Int32Array), so
+//! a call crosses the boundary as a handful of values whatever its size;
+//! the bytes are copied once into one `Bytes` that every record slices.
+//! Each record is enqueued with backpressure (`Producer::enqueue` waits for
+//! buffer space, in call order), then the call's deliveries are awaited and
+//! summed up per partition, as KafkaJS's RecordMetadata[] is. KafkaJS sets
+//! `acks` and `compression` per call while the Rust producer fixes them per
+//! instance, so one Rust producer per (acks, compression) pair in use is
+//! made on the same cluster connection.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use napi::bindgen_prelude::{Buffer, Float64Array, Int32Array};
+use napi::{Env, JsFunction, JsObject};
+use napi_derive::napi;
+use sluice::net::Cluster;
+use sluice::{Acks, Compression, Producer, ProducerConfig, ProducerRecord};
+
+use crate::config::{JsAwsCredentials, Settings};
+use crate::error::{to_js, usage};
+
+#[napi(object)]
+pub struct JsHeader {
+    pub key: String,
+    pub value: Option<Buffer>,
+}
+
+/// KafkaJS's RecordMetadata for one partition of one send call.
+#[napi(object)]
+pub struct JsRecordMetadata {
+    pub topic_name: String,
+    pub partition: i32,
+    pub error_code: i32,
+    pub base_offset: String,
+    pub log_append_time: String,
+    pub log_start_offset: String,
+}
+
+struct Connected {
+    cluster: Arc<Cluster>,
+    base: ProducerConfig,
+    /// (acks, compression name) -> producer.
+    producers: HashMap<(i16, &'static str), Producer>,
+}
+
+#[napi]
+pub struct NativeProducer {
+    settings: Settings,
+    state: Arc<Mutex<Option<Connected>>>,
+}
+
+fn compression_name(c: Compression) -> &'static str {
+    match c {
+        Compression::None => "none",
+        Compression::Gzip => "gzip",
+        Compression::Snappy => "snappy",
+        Compression::Lz4 => "lz4",
+        Compression::Zstd => "zstd",
+        #[allow(unreachable_patterns)]
+        _ => "other",
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Connected {
+    /// The producer for this call's acks and compression (made on first use).
+    fn producer_for(&mut self, acks: Option<i32>, compression: Option<&str>) -> napi::Result<Producer> {
+        let acks = match acks {
+            None => self.base.acks,
+            Some(-1) => Acks::All,
+            Some(1) => Acks::Leader,
+            Some(0) => Acks::None,
+            Some(n) => return Err(usage(format!("acks must be -1, 0 or 1, not {n}"))),
+        };
+        let compression = match compression {
+            None => self.base.compression,
+            Some(n) => Compression::from_name(n).ok_or_else(|| usage(format!("unknown compression `{n}`")))?,
+        };
+        let key = (acks.as_i16(), compression_name(compression));
+        if let Some(p) = self.producers.get(&key) {
+            return Ok(p.clone());
+        }
+        let mut cfg = self.base.clone();
+        cfg.acks = acks;
+        cfg.compression = compression;
+        if acks != Acks::All {
+            cfg.enable_idempotence = false;
+        }
+        cfg.validate().map_err(to_js)?;
+        let p = Producer::from_cluster(self.cluster.clone(), cfg, None);
+        self.producers.insert(key, p.clone());
+        Ok(p)
+    }
+}
+
+#[napi]
+impl NativeProducer {
+    /// `props`: Kafka producer property names; `tokenProvider`: an async
+    /// function resolving to `{ value }` (OAUTHBEARER); `aws`: explicit
+    /// credentials for aws-msk-iam.
+    #[napi(constructor)]
+    pub fn new(env: Env, props: HashMap<String, String>, token_provider: Option<JsFunction>, aws: Option<JsAwsCredentials>) -> napi::Result<Self> {
+        let settings = Settings::new(&env, props, token_provider, aws)?;
+        settings.producer()?; // fail early on a bad property
+        Ok(NativeProducer { settings, state: Arc::new(Mutex::new(None)) })
+    }
+
+    /// Connects to the cluster (bootstrap, metadata); resolves when ready.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn connect(&self, env: Env) -> napi::Result<JsObject> {
+        let cfg = self.settings.producer()?;
+        let state = self.state.clone();
+        env.spawn_future(async move {
+            if lock(&state).is_some() {
+                return Ok(());
+            }
+            let p = Producer::connect(cfg.clone()).await.map_err(to_js)?;
+            let key = (cfg.acks.as_i16(), compression_name(cfg.compression));
+            let mut producers = HashMap::new();
+            let cluster = p.cluster().clone();
+            producers.insert(key, p);
+            *lock(&state) = Some(Connected { cluster, base: cfg, producers });
+            Ok(())
+        })
+    }
+
+    /// Sends one call's records to `topic`. `data` holds key then value of
+    /// each record back to back; `layout` has three ints per record:
+    /// partition (-1: the partitioner's choice), key length and value
+    /// length (-1: null). `timestamps` (NaN: now) and `headers` are per
+    /// record when given. Resolves with one RecordMetadata per partition.
+    #[allow(clippy::too_many_arguments)]
+    #[napi(ts_return_type = "Promise<Array<JsRecordMetadata>>")]
+    pub fn send(
+        &self,
+        env: Env,
+        topic: String,
+        data: Buffer,
+        layout: Int32Array,
+        timestamps: Option<Float64Array>,
+        headers: Option<Vec<Option<Vec<JsHeader>>>>,
+        acks: Option<i32>,
+        compression: Option<String>,
+    ) -> napi::Result<JsObject> {
+        let producer = {
+            let mut st = lock(&self.state);
+            let c = st.as_mut().ok_or_else(|| usage("the producer is not connected"))?;
+            c.producer_for(acks, compression.as_deref())?
+        };
+        let layout: &[i32] = &layout;
+        if layout.len() % 3 != 0 {
+            return Err(usage("layout must hold 3 ints per record"));
+        }
+        let n = layout.len() / 3;
+        let bytes = Bytes::copy_from_slice(&data);
+        let mut records = Vec::with_capacity(n);
+        let mut pos = 0usize;
+        let mut take = |len: i32| -> napi::Result<Option<Bytes>> {
+            if len < 0 {
+                return Ok(None);
+            }
+            let end = pos + len as usize;
+            if end > bytes.len() {
+                return Err(usage("layout lengths exceed the data buffer"));
+            }
+            let b = bytes.slice(pos..end);
+            pos = end;
+            Ok(Some(b))
+        };
+        let mut headers = headers.map(|h| h.into_iter());
+        for i in 0..n {
+            let (partition, klen, vlen) = (layout[3 * i], layout[3 * i + 1], layout[3 * i + 2]);
+            let mut r = ProducerRecord::new(topic.clone());
+            r.partition = (partition >= 0).then_some(partition);
+            r.key = take(klen)?;
+            r.value = take(vlen)?;
+            if let Some(ts) = &timestamps {
+                let t = ts.get(i).copied().unwrap_or(f64::NAN);
+                if t.is_finite() {
+                    r.timestamp = Some(t as i64);
+                }
+            }
+            if let Some(Some(hs)) = headers.as_mut().and_then(|h| h.next()) {
+                r.headers = hs.into_iter().map(|h| (h.key, h.value.map(|v| Bytes::copy_from_slice(&v)))).collect();
+            }
+            records.push(r);
+        }
+        env.spawn_future(async move {
+            let mut deliveries = Vec::with_capacity(records.len());
+            for r in records {
+                deliveries.push(producer.enqueue(r).await.map_err(to_js)?);
+            }
+            let mut first: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
+            let mut failure = None;
+            for d in deliveries {
+                match d.await {
+                    Ok(md) => {
+                        first.entry((md.topic, md.partition)).or_insert((md.offset, md.timestamp));
+                    }
+                    Err(e) => {
+                        failure.get_or_insert(e);
+                    }
+                }
+            }
+            if let Some(e) = failure {
+                return Err(to_js(e));
+            }
+            Ok(first
+                .into_iter()
+                .map(|((topic, partition), (offset, _ts))| JsRecordMetadata {
+                    topic_name: topic,
+                    partition,
+                    error_code: 0,
+                    base_offset: offset.to_string(),
+                    log_append_time: "-1".into(),
+                    log_start_offset: "-1".into(),
+                })
+                .collect::<Vec<_>>())
+        })
+    }
+
+    /// The partition ids of `topic` (for custom JS partitioners).
+    #[napi(ts_return_type = "Promise<Array<number>>")]
+    pub fn partitions_for(&self, env: Env, topic: String) -> napi::Result<JsObject> {
+        let producer = {
+            let mut st = lock(&self.state);
+            let c = st.as_mut().ok_or_else(|| usage("the producer is not connected"))?;
+            c.producer_for(None, None)?
+        };
+        env.spawn_future(async move {
+            let parts = producer.partitions_for(&topic).await.map_err(to_js)?;
+            Ok(parts.into_iter().map(|p| p.partition).collect::<Vec<i32>>())
+        })
+    }
+
+    /// Sends lingering batches now and waits for everything sent so far.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn flush(&self, env: Env) -> napi::Result<JsObject> {
+        let producers: Vec<Producer> = lock(&self.state).as_ref().map(|c| c.producers.values().cloned().collect()).unwrap_or_default();
+        env.spawn_future(async move {
+            for p in producers {
+                p.flush().await;
+            }
+            Ok(())
+        })
+    }
+
+    /// Delivers what is queued (up to `timeoutMs`) and closes.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn close(&self, env: Env, timeout_ms: Option<f64>) -> napi::Result<JsObject> {
+        let connected = lock(&self.state).take();
+        let timeout = Duration::from_millis(timeout_ms.unwrap_or(30_000.0).max(0.0) as u64);
+        env.spawn_future(async move {
+            let Some(c) = connected else { return Ok(()) };
+            let mut first_err = None;
+            for p in c.producers.into_values() {
+                if let Err(e) = p.close(timeout).await {
+                    first_err.get_or_insert(e);
+                }
+            }
+            match first_err {
+                Some(e) => Err(to_js(e)),
+                None => Ok(()),
+            }
+        })
+    }
+}
