@@ -557,6 +557,15 @@ impl Consumer {
     /// for some to arrive. Also where rebalances, offset lookups and auto
     /// commits happen.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        let max = self.config.max_poll_records;
+        self.poll_up_to(timeout, max).await
+    }
+
+    /// Like [`poll`](Self::poll), returning at most `max_records` records
+    /// (at least one) instead of `max.poll.records` (kafka-python's
+    /// `poll(max_records=..)`).
+    pub async fn poll_up_to(&mut self, timeout: Duration, max_records: usize) -> Result<Vec<ConsumerRecord>> {
+        let max_records = max_records.max(1);
         if self.closed {
             return Err(Error::Closed);
         }
@@ -583,7 +592,7 @@ impl Consumer {
             self.maybe_auto_commit();
             self.update_positions(deadline).await?;
             self.fetcher.process_completed(&mut self.assignment)?;
-            let records = self.fetcher.drain(self.config.max_poll_records, &mut self.assignment);
+            let records = self.fetcher.drain(max_records, &mut self.assignment);
             // Send the next fetches now, so they travel while the
             // application works on these records.
             self.fetcher.send_fetches(&self.assignment);

@@ -1,0 +1,245 @@
+"""``KafkaConsumer`` with kafka-python's keywords and methods over the native
+consumer: deserializers run in the calling thread, ``poll`` answers
+``{TopicPartition: [ConsumerRecord]}``, iteration honours
+``consumer_timeout_ms``, rebalance listeners get ``TopicPartition`` sets."""
+
+from __future__ import annotations
+
+import re
+import time
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Pattern, Set, Union
+
+from . import _callbacks, _config, _sluice
+from .structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
+
+_PYTHON_ONLY = {"key_deserializer": None, "value_deserializer": None, "consumer_timeout_ms": float("inf")}
+
+
+class ConsumerRebalanceListener:
+    """kafka-python's rebalance callback interface: subclass it and pass it
+    to ``subscribe(listener=...)``. Called inside ``poll``."""
+
+    def on_partitions_revoked(self, revoked: Set[TopicPartition]) -> None:
+        pass
+
+    def on_partitions_assigned(self, assigned: Set[TopicPartition]) -> None:
+        pass
+
+    def on_partitions_lost(self, lost: Set[TopicPartition]) -> None:
+        self.on_partitions_revoked(lost)
+
+
+class _ListenerBridge:
+    """What the native consumer calls: turns (topic, partition) tuples into
+    ``TopicPartition``s for the user's listener."""
+
+    def __init__(self, listener: Any) -> None:
+        self.listener = listener
+
+    def on_partitions_revoked(self, parts: List[tuple]) -> None:
+        self.listener.on_partitions_revoked({TopicPartition(*p) for p in parts})
+
+    def on_partitions_assigned(self, parts: List[tuple]) -> None:
+        self.listener.on_partitions_assigned({TopicPartition(*p) for p in parts})
+
+    def on_partitions_lost(self, parts: List[tuple]) -> None:
+        f = getattr(self.listener, "on_partitions_lost", None)
+        if f is None:
+            f = self.listener.on_partitions_revoked
+        f({TopicPartition(*p) for p in parts})
+
+
+def _tps(partitions: Iterable[Any]) -> List[tuple]:
+    return [(p[0], int(p[1])) for p in partitions]
+
+
+class KafkaConsumer:
+    """A Kafka consumer with kafka-python's keywords (``group_id``,
+    ``auto_offset_reset``, ``enable_auto_commit``, ``max_poll_records``,
+    ``value_deserializer``, ``consumer_timeout_ms``, ...). Iterate it, or
+    call ``poll``. Not thread-safe (one thread at a time), as kafka-python."""
+
+    def __init__(self, *topics: str, **configs: Any) -> None:
+        props, local, token_provider = _config.build("KafkaConsumer", configs, _config.CONSUMER, _PYTHON_ONLY)
+        self._key_deserializer: Optional[Callable[[bytes], Any]] = local["key_deserializer"]
+        self._value_deserializer: Optional[Callable[[bytes], Any]] = local["value_deserializer"]
+        self._consumer_timeout_ms: float = float(local["consumer_timeout_ms"])
+        self._native = _sluice.Consumer(props, token_provider)
+        self._buffer: List[ConsumerRecord] = []
+        self._closed = False
+        if topics:
+            self.subscribe(topics=list(topics))
+
+    # --- subscriptions ------------------------------------------------------
+
+    def subscribe(
+        self,
+        topics: Iterable[str] = (),
+        pattern: Optional[Union[str, Pattern[str]]] = None,
+        listener: Optional[Any] = None,
+    ) -> None:
+        """Subscribes to topic names or a regex pattern (not both)."""
+        topics = [topics] if isinstance(topics, str) else list(topics)
+        if topics and pattern is not None:
+            raise ValueError("You must choose topics or pattern, but not both")
+        if not topics and pattern is None:
+            raise ValueError("You must choose topics or pattern")
+        if pattern is not None and not isinstance(pattern, str):
+            pattern = pattern.pattern
+        bridge = _ListenerBridge(listener) if listener is not None else None
+        self._native.subscribe(topics if pattern is None else None, pattern, bridge)
+
+    def unsubscribe(self) -> None:
+        self._buffer.clear()
+        self._native.unsubscribe()
+
+    def subscription(self) -> Optional[Set[str]]:
+        s = set(self._native.subscription())
+        return s or None
+
+    def assign(self, partitions: Iterable[TopicPartition]) -> None:
+        self._buffer.clear()
+        self._native.assign(_tps(partitions))
+
+    def assignment(self) -> Set[TopicPartition]:
+        return {TopicPartition(*p) for p in self._native.assignment()}
+
+    # --- records ------------------------------------------------------------
+
+    def _record(self, t: tuple) -> ConsumerRecord:
+        topic, partition, offset, ts, ts_type, key, value, headers, epoch = t
+        ks = len(key) if key is not None else -1
+        vs = len(value) if value is not None else -1
+        hs = sum(len(k.encode()) + len(v or b"") for k, v in headers) if headers else -1
+        if self._key_deserializer is not None and key is not None:
+            key = self._key_deserializer(key)
+        if self._value_deserializer is not None and value is not None:
+            value = self._value_deserializer(value)
+        return ConsumerRecord(topic, partition, epoch if epoch is not None else -1, offset, ts, ts_type,
+                              key, value, headers, None, ks, vs, hs)
+
+    def poll(self, timeout_ms: float = 0, max_records: Optional[int] = None, update_offsets: bool = True) -> Dict[TopicPartition, List[ConsumerRecord]]:
+        """Fetches records, waiting up to ``timeout_ms`` for some; at most
+        ``max_records`` (default ``max_poll_records``)."""
+        if max_records is not None and max_records < 1:
+            raise ValueError("max_records must be positive")
+        out: Dict[TopicPartition, List[ConsumerRecord]] = {}
+        for t in self._native.poll(max(0.0, timeout_ms) / 1000.0, max_records):
+            r = self._record(t)
+            out.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
+        return out
+
+    def __iter__(self) -> Iterator[ConsumerRecord]:
+        return self
+
+    def __next__(self) -> ConsumerRecord:
+        if self._buffer:
+            return self._buffer.pop(0)
+        deadline = None if self._consumer_timeout_ms == float("inf") else time.monotonic() + self._consumer_timeout_ms / 1000.0
+        while True:
+            wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
+            batch = self._native.poll(wait, None)
+            if batch:
+                self._buffer = [self._record(t) for t in batch]
+                return self._buffer.pop(0)
+            if deadline is not None and time.monotonic() >= deadline:
+                raise StopIteration
+
+    # --- offsets ------------------------------------------------------------
+
+    def commit(self, offsets: Optional[Dict[TopicPartition, OffsetAndMetadata]] = None) -> None:
+        """Commits ``offsets`` (next offset to read per partition), or the
+        positions of every record returned so far."""
+        if offsets is None:
+            self._native.commit(None)
+        else:
+            self._native.commit([(tp[0], int(tp[1]), int(om[0]), (om[1] if len(om) > 1 and om[1] else "")) for tp, om in offsets.items()])
+
+    def commit_async(
+        self,
+        offsets: Optional[Dict[TopicPartition, OffsetAndMetadata]] = None,
+        callback: Optional[Callable[[Any, Any], Any]] = None,
+    ) -> None:
+        """Commits the consumed positions without waiting; ``callback(offsets,
+        exception_or_None)`` runs on the sluice callback thread. With explicit
+        ``offsets`` this waits for the commit (the Rust client's asynchronous
+        commit takes the consumed positions only)."""
+        if offsets is not None:
+            err: Optional[BaseException] = None
+            try:
+                self.commit(offsets)
+            except Exception as e:  # noqa: BLE001 - reported to the callback like an async failure
+                if callback is None:
+                    raise
+                err = e
+            if callback is not None:
+                callback(offsets, err)
+            return
+        if callback is None:
+            self._native.commit_async(None)
+            return
+        _callbacks.ensure_started()
+        self._native.commit_async(lambda exc: callback(offsets, exc))
+
+    def committed(self, partition: TopicPartition, metadata: bool = False) -> Optional[Union[int, OffsetAndMetadata]]:
+        (_, _, offset, md), = self._native.committed(_tps([partition]))
+        if offset is None:
+            return None
+        return OffsetAndMetadata(offset, md, -1) if metadata else offset
+
+    def position(self, partition: TopicPartition) -> int:
+        return self._native.position(partition[0], int(partition[1]))
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self._buffer = [r for r in self._buffer if (r.topic, r.partition) != tuple(partition)]
+        self._native.seek(partition[0], int(partition[1]), int(offset))
+
+    def seek_to_beginning(self, *partitions: TopicPartition) -> None:
+        self._drop_buffered(partitions)
+        self._native.seek_to_beginning(_tps(partitions))
+
+    def seek_to_end(self, *partitions: TopicPartition) -> None:
+        self._drop_buffered(partitions)
+        self._native.seek_to_end(_tps(partitions))
+
+    def _drop_buffered(self, partitions: Iterable[TopicPartition]) -> None:
+        ps = {tuple(p) for p in partitions}
+        self._buffer = [r for r in self._buffer if ps and (r.topic, r.partition) not in ps]
+
+    def pause(self, *partitions: TopicPartition) -> None:
+        self._native.pause(_tps(partitions))
+
+    def resume(self, *partitions: TopicPartition) -> None:
+        self._native.resume(_tps(partitions))
+
+    def paused(self) -> Set[TopicPartition]:
+        return {TopicPartition(*p) for p in self._native.paused()}
+
+    # --- metadata -----------------------------------------------------------
+
+    def partitions_for_topic(self, topic: str) -> Optional[Set[int]]:
+        parts = self._native.partitions_for_topic(topic)
+        return set(parts) if parts is not None else None
+
+    def topics(self) -> Set[str]:
+        return set(self._native.topics())
+
+    def metrics(self, raw: bool = False) -> dict:
+        return {}
+
+    def close(self, autocommit: bool = True, timeout_ms: Optional[float] = None) -> None:
+        """Commits (with auto commit), leaves the group and stops."""
+        if self._closed:
+            return
+        self._closed = True
+        self._buffer.clear()
+        self._native.close(None if timeout_ms is None else timeout_ms / 1000.0)
+
+    def __enter__(self) -> "KafkaConsumer":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+
+__all__ = ["KafkaConsumer", "ConsumerRebalanceListener"]

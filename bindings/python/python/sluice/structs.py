@@ -1,0 +1,86 @@
+"""Value types with kafka-python's names and fields."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+
+
+class TopicPartition(NamedTuple):
+    """A topic and partition tuple."""
+
+    topic: str
+    partition: int
+
+
+class OffsetAndMetadata(NamedTuple):
+    """An offset to commit (the next offset to read) with its metadata string."""
+
+    offset: int
+    metadata: str = ""
+    leader_epoch: int = -1
+
+
+class ConsumerRecord(NamedTuple):
+    """A single record consumed from a topic partition."""
+
+    topic: str
+    partition: int
+    leader_epoch: int
+    offset: int
+    timestamp: int
+    timestamp_type: int
+    key: Any
+    value: Any
+    headers: List[Tuple[str, Optional[bytes]]]
+    checksum: Optional[int]
+    serialized_key_size: int
+    serialized_value_size: int
+    serialized_header_size: int
+
+
+class RecordMetadata(NamedTuple):
+    """Where an acknowledged record was written."""
+
+    topic: str
+    partition: int
+    topic_partition: TopicPartition
+    offset: int
+    timestamp: int
+    checksum: Optional[int]
+    serialized_key_size: int
+    serialized_value_size: int
+    serialized_header_size: int
+
+
+class NewTopic:
+    """A topic to create (kafka-python's ``NewTopic``)."""
+
+    def __init__(
+        self,
+        name: str,
+        num_partitions: int = -1,
+        replication_factor: int = -1,
+        replica_assignments: Optional[Dict[int, List[int]]] = None,
+        topic_configs: Optional[Dict[str, str]] = None,
+    ) -> None:
+        self.name = name
+        self.num_partitions = num_partitions
+        self.replication_factor = replication_factor
+        self.replica_assignments = replica_assignments or {}
+        self.topic_configs = topic_configs or {}
+
+    def __repr__(self) -> str:
+        return "NewTopic(name={!r}, num_partitions={}, replication_factor={})".format(
+            self.name, self.num_partitions, self.replication_factor
+        )
+
+
+class NewPartitions:
+    """A topic's new total partition count (kafka-python's ``NewPartitions``)."""
+
+    def __init__(self, total_count: int, new_assignments: Optional[List[List[int]]] = None) -> None:
+        self.total_count = total_count
+        self.new_assignments = new_assignments
+
+    def __repr__(self) -> str:
+        return "NewPartitions(total_count={})".format(self.total_count)

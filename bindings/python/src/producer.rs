@@ -1,0 +1,255 @@
+//! `_sluice.Producer`: `sluice::Producer` for Python. `send` takes bytes
+//! already serialized by the Python layer and returns a [`Delivery`], a
+//! handle on the record's outcome that Python threads can wait on (GIL
+//! released, interruptible) or ask to be told about through the completion
+//! queue: a tokio task stores the outcome and, when a watcher object is set,
+//! queues it for the Python callback thread (`next_completed`), so user
+//! callbacks never run on a runtime thread.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::FutureExt;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+use sluice::config::TokenProviderHandle;
+use sluice::{Error, Producer as RustProducer, ProducerConfig, ProducerRecord, RecordMetadata};
+
+use crate::errors::{to_py, IntoPy};
+use crate::runtime::{runtime, seconds, wait, wait_done, SLICE};
+use crate::token::PyTokenProvider;
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// A callable and its argument (None, or the exception for an error), to
+/// be called on the Python callback thread.
+type Item = (Py<PyAny>, Option<Error>);
+
+/// Objects whose delivery finished, for the Python callback thread.
+struct Completions {
+    queue: Mutex<VecDeque<Item>>,
+    ready: Condvar,
+}
+
+fn completions() -> &'static Completions {
+    static C: OnceLock<Completions> = OnceLock::new();
+    C.get_or_init(|| Completions { queue: Mutex::new(VecDeque::new()), ready: Condvar::new() })
+}
+
+/// Queues `callable(arg)` for the Python callback thread.
+pub fn complete(callable: Py<PyAny>, arg: Option<Error>) {
+    let c = completions();
+    lock(&c.queue).push_back((callable, arg));
+    c.ready.notify_one();
+}
+
+/// Waits (GIL released) up to `timeout` seconds for queued callbacks and
+/// returns them as (callable, argument or None) pairs, oldest first; the
+/// Python callback thread calls each.
+#[pyfunction]
+#[pyo3(signature = (timeout))]
+pub fn next_completed(py: Python<'_>, timeout: f64) -> PyResult<Vec<(Py<PyAny>, Py<PyAny>)>> {
+    let timeout = seconds(Some(timeout))?.unwrap_or(SLICE);
+    let c = completions();
+    let items: Vec<Item> = py.detach(|| {
+        let q = lock(&c.queue);
+        let (mut q, _) = c.ready.wait_timeout_while(q, timeout, |q| q.is_empty()).unwrap_or_else(|p| p.into_inner());
+        q.drain(..).collect()
+    });
+    Ok(items
+        .into_iter()
+        .map(|(f, e)| {
+            let arg = match e {
+                None => py.None(),
+                Some(e) => to_py(py, &e).into_value(py).into_any(),
+            };
+            (f, arg)
+        })
+        .collect())
+}
+
+#[derive(Default)]
+struct Slot {
+    outcome: Option<Result<RecordMetadata, Error>>,
+    watcher: Option<Py<PyAny>>,
+}
+
+struct Shared {
+    slot: Mutex<Slot>,
+    done: Condvar,
+}
+
+impl Shared {
+    fn finish(&self, outcome: Result<RecordMetadata, Error>) {
+        let watcher = {
+            let mut s = lock(&self.slot);
+            s.outcome = Some(outcome);
+            s.watcher.take()
+        };
+        self.done.notify_all();
+        if let Some(w) = watcher {
+            complete(w, None);
+        }
+    }
+}
+
+/// The outcome of one `send`.
+#[pyclass(frozen, module = "sluice._sluice")]
+pub struct Delivery {
+    shared: Arc<Shared>,
+}
+
+type Meta = (String, i32, i64, i64);
+
+fn meta(m: &RecordMetadata) -> Meta {
+    (m.topic.clone(), m.partition, m.offset, m.timestamp)
+}
+
+#[pymethods]
+impl Delivery {
+    /// Whether the outcome is known.
+    fn is_done(&self) -> bool {
+        lock(&self.shared.slot).outcome.is_some()
+    }
+
+    /// Waits up to `timeout` seconds (None: forever) and returns
+    /// (topic, partition, offset, timestamp), or raises the delivery error;
+    /// `KafkaTimeoutError` when the time runs out first.
+    #[pyo3(signature = (timeout=None))]
+    fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Meta> {
+        let deadline = seconds(timeout)?.map(|t| Instant::now() + t);
+        loop {
+            let done = py.detach(|| {
+                let s = lock(&self.shared.slot);
+                let slice = deadline.map(|d| d.saturating_duration_since(Instant::now()).min(SLICE)).unwrap_or(SLICE);
+                let (s, _) = self.shared.done.wait_timeout_while(s, slice, |s| s.outcome.is_none()).unwrap_or_else(|p| p.into_inner());
+                s.outcome.clone()
+            });
+            match done {
+                Some(Ok(m)) => return Ok(meta(&m)),
+                Some(Err(e)) => return Err(to_py(py, &e)),
+                None => {}
+            }
+            py.check_signals()?;
+            if deadline.is_some_and(|d| Instant::now() >= d) {
+                return Err(to_py(py, &Error::Timeout("the record's delivery did not complete in time".into())));
+            }
+        }
+    }
+
+    /// The outcome if known: None while pending, else (True, metadata
+    /// tuple) or (False, exception).
+    fn outcome(&self, py: Python<'_>) -> Option<(bool, Py<PyAny>)> {
+        let s = lock(&self.shared.slot);
+        match &s.outcome {
+            None => None,
+            Some(Ok(m)) => meta(m).into_pyobject(py).ok().map(|t| (true, t.into_any().unbind())),
+            Some(Err(e)) => Some((false, to_py(py, e).into_value(py).into_any())),
+        }
+    }
+
+    /// Queues `watcher()` (called with None) for `next_completed` once the
+    /// outcome is known (at once if it already is). One watcher per delivery.
+    fn watch(&self, watcher: Py<PyAny>) {
+        let mut s = lock(&self.shared.slot);
+        if s.outcome.is_some() {
+            drop(s);
+            complete(watcher, None);
+        } else {
+            s.watcher = Some(watcher);
+        }
+    }
+}
+
+/// Builds the producer config from Kafka property names.
+pub fn producer_config(props: Vec<(String, String)>, token_provider: Option<Py<PyAny>>) -> Result<ProducerConfig, Error> {
+    let mut cfg = ProducerConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    cfg.client.sasl_oauth_token_provider = token_provider.map(|p| TokenProviderHandle(Arc::new(PyTokenProvider::new(p))));
+    Ok(cfg)
+}
+
+#[pyclass(frozen, module = "sluice._sluice")]
+pub struct Producer {
+    inner: RustProducer,
+}
+
+#[pymethods]
+impl Producer {
+    /// Connects (Kafka property names and values, as strings).
+    #[new]
+    #[pyo3(signature = (properties, token_provider=None))]
+    fn new(py: Python<'_>, properties: Vec<(String, String)>, token_provider: Option<Py<PyAny>>) -> PyResult<Self> {
+        let cfg = producer_config(properties, token_provider).py_err(py)?;
+        let inner = wait_done(py, RustProducer::connect(cfg))?.py_err(py)?;
+        Ok(Producer { inner })
+    }
+
+    /// Queues one record (waiting, GIL released, for buffer space or
+    /// metadata up to max.block.ms) and returns its [`Delivery`].
+    #[pyo3(signature = (topic, key=None, value=None, partition=None, timestamp_ms=None, headers=None))]
+    fn send(
+        &self,
+        py: Python<'_>,
+        topic: String,
+        key: Option<&Bound<'_, PyBytes>>,
+        value: Option<&Bound<'_, PyBytes>>,
+        partition: Option<i32>,
+        timestamp_ms: Option<i64>,
+        headers: Option<Vec<(String, Option<Vec<u8>>)>>,
+    ) -> PyResult<Delivery> {
+        let rt = runtime()?;
+        let record = ProducerRecord {
+            topic,
+            partition,
+            key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
+            value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
+            headers: headers.unwrap_or_default().into_iter().map(|(k, v)| (k, v.map(Bytes::from))).collect(),
+            timestamp: timestamp_ms,
+        };
+        let mut enqueued = {
+            let _ctx = rt.enter();
+            Box::pin(self.inner.enqueue(record))
+        };
+        let delivery = match (&mut enqueued).now_or_never() {
+            Some(r) => r,
+            None => wait_done(py, enqueued)?,
+        }
+        .py_err(py)?;
+        let shared = Arc::new(Shared { slot: Mutex::new(Slot::default()), done: Condvar::new() });
+        let task_shared = shared.clone();
+        rt.spawn(async move { task_shared.finish(delivery.await) });
+        Ok(Delivery { shared })
+    }
+
+    /// Waits until every record sent so far has completed; `KafkaTimeoutError`
+    /// if `timeout` seconds pass first.
+    #[pyo3(signature = (timeout=None))]
+    fn flush(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = seconds(timeout)?;
+        let producer = self.inner.clone();
+        match wait(py, timeout, async move { producer.flush().await })? {
+            Some(()) => Ok(()),
+            None => Err(to_py(py, &Error::Timeout(format!("flush did not complete within {:?}", timeout.unwrap_or_default())))),
+        }
+    }
+
+    /// Delivers what is queued for up to `timeout` seconds, then fails the
+    /// rest and stops.
+    #[pyo3(signature = (timeout=None))]
+    fn close(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
+        let timeout = seconds(timeout)?.unwrap_or(Duration::from_secs(365 * 86_400));
+        let producer = self.inner.clone();
+        wait_done(py, async move { producer.close(timeout).await })?.py_err(py)
+    }
+
+    /// The partition numbers of `topic`.
+    fn partitions_for(&self, py: Python<'_>, topic: String) -> PyResult<Vec<i32>> {
+        let producer = self.inner.clone();
+        let parts = wait_done(py, async move { producer.partitions_for(&topic).await })?.py_err(py)?;
+        Ok(parts.iter().map(|p| p.partition).collect())
+    }
+}
