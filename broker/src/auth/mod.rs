@@ -22,7 +22,7 @@
 // pub mod authorizer;
 // pub mod config;
 pub mod credentials;
-// pub mod msk_iam;
+pub mod msk_iam;
 // pub mod plain;
 // pub mod policy;
 pub mod scram;
@@ -30,7 +30,7 @@ pub mod scram;
 // pub use authorizer::{Action, Authorizer, ClusterIdentity, Resource};
 // pub use config::{AuthConfig, BuiltAuth};
 pub use credentials::{CredentialStoreError, ScramStore};
-// pub use msk_iam::{IamCredential, IamCredentialStore, IamIdentity, IamVerifier};
+pub use msk_iam::{IamCredential, IamCredentialStore, IamIdentity, IamVerifier};
 // pub use plain::PlainUsers;
 // pub use policy::{Decision, PolicyDocument, PolicyError};
 pub use scram::{ScramCredential, ScramMechanism, ScramServer};
