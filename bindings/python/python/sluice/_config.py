@@ -53,9 +53,9 @@ def _compression(v: Any) -> str:
 
 def _assignors(v: Any) -> str:
     items = v if isinstance(v, (list, tuple)) else [v]
-    names = []
+    names: List[str] = []
     for a in items:
-        name = a if isinstance(a, str) else getattr(a, "name", None) or getattr(a, "__name__", str(a))
+        name = a if isinstance(a, str) else str(getattr(a, "name", None) or getattr(a, "__name__", a))
         names.append({"RangePartitionAssignor": "range", "RoundRobinPartitionAssignor": "roundrobin",
                       "StickyPartitionAssignor": "cooperative-sticky"}.get(name, name))
     return ",".join(names)
