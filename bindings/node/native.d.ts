@@ -72,6 +72,12 @@ export interface JsAwsCredentials {
   sessionToken?: string
   region?: string
 }
+/**
+ * Runs an `oauthBearerProvider` exactly as a connection does (threadsafe
+ * function, awaited from a tokio task) and resolves with the token's
+ * value: a diagnostic for checking a provider without a SASL broker.
+ */
+export declare function probeOauthBearerProvider(provider: (...args: any[]) => any): Promise<string>
 export interface JsTopicPartition {
   topic: string
   partition: number

@@ -310,9 +310,10 @@ if (!nativeBinding) {
   throw new Error(`Failed to load native binding`)
 }
 
-const { NativeAdmin, NativeConsumer, NativeProducer, defaultPartition } = nativeBinding
+const { NativeAdmin, probeOauthBearerProvider, NativeConsumer, NativeProducer, defaultPartition } = nativeBinding
 
 module.exports.NativeAdmin = NativeAdmin
+module.exports.probeOauthBearerProvider = probeOauthBearerProvider
 module.exports.NativeConsumer = NativeConsumer
 module.exports.NativeProducer = NativeProducer
 module.exports.defaultPartition = defaultPartition

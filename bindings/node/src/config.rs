@@ -123,3 +123,16 @@ impl Settings {
         Ok(c)
     }
 }
+
+/// Runs an `oauthBearerProvider` exactly as a connection does (threadsafe
+/// function, awaited from a tokio task) and resolves with the token's
+/// value: a diagnostic for checking a provider without a SASL broker.
+#[napi(ts_return_type = "Promise<string>")]
+pub fn probe_oauth_bearer_provider(env: Env, provider: JsFunction) -> napi::Result<napi::JsObject> {
+    let settings = Settings::new(&env, HashMap::new(), Some(provider), None)?;
+    let handle = settings.token.ok_or_else(|| crate::error::usage("no provider"))?;
+    env.spawn_future(async move {
+        let t = handle.0.token().await.map_err(|e| to_js(sluice::Error::Authentication(e.to_string())))?;
+        Ok(t.value)
+    })
+}

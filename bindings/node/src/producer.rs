@@ -3,8 +3,9 @@
 //! concatenated in one Buffer, lengths and partitions in an Int32Array), so
 //! a call crosses the boundary as a handful of values whatever its size;
 //! the bytes are copied once into one `Bytes` that every record slices.
-//! Each record is enqueued with backpressure (`Producer::enqueue` waits for
-//! buffer space, in call order), then the call's deliveries are awaited and
+//! Each record is enqueued on the JS thread (`Producer::enqueue`, so calls
+//! keep their order); the returned Promise waits for buffer space
+//! (backpressure), then for the call's deliveries, which are
 //! summed up per partition, as KafkaJS's RecordMetadata[] is. KafkaJS sets
 //! `acks` and `compression` per call while the Rust producer fixes them per
 //! instance, so one Rust producer per (acks, compression) pair in use is
@@ -193,10 +194,13 @@ impl NativeProducer {
             }
             records.push(r);
         }
+        // Enqueued here, on the JS thread, so concurrent calls keep their
+        // call order; each waits (in the future) for buffer space in turn.
+        let enqueued: Vec<_> = records.into_iter().map(|r| producer.enqueue(r)).collect();
         env.spawn_future(async move {
-            let mut deliveries = Vec::with_capacity(records.len());
-            for r in records {
-                deliveries.push(producer.enqueue(r).await.map_err(to_js)?);
+            let mut deliveries = Vec::with_capacity(enqueued.len());
+            for e in enqueued {
+                deliveries.push(e.await.map_err(to_js)?);
             }
             let mut first: BTreeMap<(String, i32), (i64, i64)> = BTreeMap::new();
             let mut failure = None;

@@ -280,6 +280,7 @@ impl Cluster {
                 .collect()
         });
         req.allow_auto_topic_creation = allow_auto_create;
+        let all_topics = req.topics.is_none();
         let resp = match conn.send(&req).await {
             Ok(r) => r,
             Err(e) => {
