@@ -300,6 +300,11 @@ impl Cluster {
             .collect();
         st.cluster_id = resp.cluster_id.as_ref().map(|c| c.to_string());
         st.controller_id = resp.controller_id.0;
+        if all_topics {
+            // A full answer lists every topic: forget the deleted ones.
+            let live: HashSet<String> = resp.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.to_string())).collect();
+            st.topics.retain(|name, _| live.contains(name));
+        }
         for t in resp.topics {
             let Some(name) = t.name.as_ref().map(|n| n.to_string()) else { continue };
             if t.error_code == 3 {
