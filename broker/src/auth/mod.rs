@@ -19,20 +19,20 @@
 //! broker sends back in SaslAuthenticate, so they never contain a secret and
 //! only quote short, sanitized pieces of what the client sent.
 
-// pub mod authorizer;
-// pub mod config;
+pub mod authorizer;
+pub mod config;
 pub mod credentials;
 pub mod msk_iam;
-// pub mod plain;
-// pub mod policy;
+pub mod plain;
+pub mod policy;
 pub mod scram;
 
-// pub use authorizer::{Action, Authorizer, ClusterIdentity, Resource};
-// pub use config::{AuthConfig, BuiltAuth};
+pub use authorizer::{Action, Authorizer, ClusterIdentity, Resource};
+pub use config::{AuthConfig, BuiltAuth};
 pub use credentials::{CredentialStoreError, ScramStore};
 pub use msk_iam::{IamCredential, IamCredentialStore, IamIdentity, IamVerifier};
-// pub use plain::PlainUsers;
-// pub use policy::{Decision, PolicyDocument, PolicyError};
+pub use plain::PlainUsers;
+pub use policy::{Decision, PolicyDocument, PolicyError};
 pub use scram::{ScramCredential, ScramMechanism, ScramServer};
 
 /// Kafka error code `ILLEGAL_SASL_STATE`.
