@@ -233,7 +233,9 @@ impl IamVerifier {
             }
             params.push((k, v));
         }
-        self.verify(OAUTH, &expected_host, params, now_ms)
+        // Sign over the host exactly as the client wrote it (SigV4 does not
+        // lower-case header values).
+        self.verify(OAUTH, host, params, now_ms)
     }
 
     /// Verifies an AWS_MSK_IAM first client message; on success returns the
@@ -293,7 +295,7 @@ impl IamVerifier {
         if let Some(t) = field("x-amz-security-token")? {
             params.push(("X-Amz-Security-Token".to_owned(), t.to_owned()));
         }
-        let id = self.verify(JSON_MECH, &host.to_ascii_lowercase(), params, now_ms)?;
+        let id = self.verify(JSON_MECH, host, params, now_ms)?;
         Ok((id, json_response(&uuid::Uuid::new_v4().to_string())))
     }
 
@@ -388,8 +390,16 @@ impl IamVerifier {
                 _ => return Err(AuthError::SessionTokenMismatch),
             }
         }
-        let expected = sign(&cred.secret_access_key, host, &params, amz_date, scope_date, region);
-        if !ct_eq(expected.as_bytes(), signature.as_bytes()) {
+        // Signers differ on whether the host is lower-cased before signing
+        // (SigV4 itself keeps header values as they are): accept either.
+        let lower = host.to_ascii_lowercase();
+        let hosts: &[&str] = if lower == host { &[host] } else { &[host, &lower] };
+        let mut matched = false;
+        for h in hosts {
+            let expected = sign(&cred.secret_access_key, h, &params, amz_date, scope_date, region);
+            matched |= ct_eq(expected.as_bytes(), signature.as_bytes());
+        }
+        if !matched {
             return Err(AuthError::SignatureMismatch);
         }
         Ok(IamIdentity {
@@ -755,6 +765,22 @@ mod tests {
         assert!(v2.verify_json(&payload, T0_MS).is_ok());
         let v3 = verifier().with_json_hosts(["other".to_string()]);
         assert!(matches!(v3.verify_json(&payload, T0_MS), Err(AuthError::WrongHost(_))));
+        // A host written in mixed case verifies whichever way the signer
+        // treated its case.
+        let mixed = json_payload("B-1.Sluice.Example.com", "us-east-1", &creds, t0(), "j").unwrap_or_default();
+        assert!(v.verify_json(&mixed, T0_MS).is_ok());
+        let mut j: serde_json::Value = serde_json::from_slice(&mixed).unwrap_or_default();
+        let params: Vec<(String, String)> = [
+            ("Action", "action"), ("X-Amz-Algorithm", "x-amz-algorithm"), ("X-Amz-Credential", "x-amz-credential"),
+            ("X-Amz-Date", "x-amz-date"), ("X-Amz-Expires", "x-amz-expires"), ("X-Amz-SignedHeaders", "x-amz-signedheaders"),
+        ]
+        .iter()
+        .map(|(p, k)| (p.to_string(), j[*k].as_str().unwrap_or_default().to_string()))
+        .collect();
+        j["x-amz-signature"] = sign(SECRET, "b-1.sluice.example.com", &params, "20261125T144447Z", "20261125", "us-east-1").into();
+        assert!(v.verify_json(j.to_string().as_bytes(), T0_MS).is_ok());
+        j["x-amz-signature"] = sign(SECRET, "b-1.sluice.example.org", &params, "20261125T144447Z", "20261125", "us-east-1").into();
+        assert_eq!(v.verify_json(j.to_string().as_bytes(), T0_MS).err(), Some(AuthError::SignatureMismatch));
         // With a session token.
         let creds = AwsCredentials::new(SESSION_AKID, SECRET, Some(SESSION_TOKEN.into()));
         let p2 = json_payload(host, "us-east-1", &creds, t0(), "java/1").unwrap_or_default();
