@@ -887,12 +887,12 @@ mod tests {
     fn date_parsing() {
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
         assert_eq!(parse_amz_date("20261125T144447Z"), Some(T0_MS));
-        assert_eq!(parse_amz_date("20240229T000000Z").is_some(), true);
+        assert!(parse_amz_date("20240229T000000Z").is_some());
         assert_eq!(parse_amz_date("20230229T000000Z"), None);
         assert_eq!(parse_amz_date("20261125T244447Z"), None);
         assert_eq!(parse_amz_date("2026112ST144447Z"), None);
         assert_eq!(parse_amz_date("+0261125T144447Z"), None);
         assert_eq!(parse_amz_date("20261125T144447"), None);
-        assert_eq!(parse_amz_date("99991231T235959Z").is_some(), true);
+        assert!(parse_amz_date("99991231T235959Z").is_some());
     }
 }
