@@ -8,6 +8,7 @@
 //! - [`scram`]: SCRAM-SHA-256/512 server (RFC 5802/7677 as Kafka speaks it).
 //! - [`credentials`]: the broker's salted SCRAM credential store and its file.
 //! - [`plain`]: SASL/PLAIN (RFC 4616) message parsing and password check.
+//! - [`oauthbearer`]: the RFC 7628 OAUTHBEARER client message grammar.
 //! - [`msk_iam`]: AWS MSK IAM sign-in: SigV4 verification of OAUTHBEARER
 //!   presigned-URL tokens and of the `AWS_MSK_IAM` JSON message.
 //! - [`policy`]: AWS IAM policy documents and their evaluation.
@@ -23,6 +24,7 @@ pub mod authorizer;
 pub mod config;
 pub mod credentials;
 pub mod msk_iam;
+pub mod oauthbearer;
 pub mod plain;
 pub mod policy;
 pub mod scram;
@@ -31,6 +33,7 @@ pub use authorizer::{Action, Authorizer, ClusterIdentity, Resource};
 pub use config::{AuthConfig, BuiltAuth};
 pub use credentials::{CredentialStoreError, ScramStore};
 pub use msk_iam::{IamCredential, IamCredentialStore, IamIdentity, IamVerifier};
+pub use oauthbearer::OAuthBearerMessage;
 pub use plain::PlainUsers;
 pub use policy::{Decision, PolicyDocument, PolicyError};
 pub use scram::{ScramCredential, ScramMechanism, ScramServer};
