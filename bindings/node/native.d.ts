@@ -166,6 +166,12 @@ export declare class NativeConsumer {
   poll(timeoutMs: number): Promise<JsPoll>
   /** Commits the given next-offsets-to-read. */
   commit(offsets: Array<JsTopicPartitionOffset>): Promise<void>
+  /**
+   * Queues a commit of the given offsets and resolves with its outcome;
+   * the consumer is free for polls while the commit travels (commits
+   * reach the broker in call order).
+   */
+  commitAsync(offsets: Array<JsTopicPartitionOffset>): Promise<void>
   /** Moves the next poll of a partition to `offset` (-2: earliest, -1: latest). */
   seek(topic: string, partition: number, offset: string): Promise<void>
   /** Pauses (`pause = true`) or resumes fetching from partitions. */

@@ -600,35 +600,47 @@ class Consumer extends Instrumented {
   }
 
   async _afterBatches() {
-    if (this._cfg.autoCommit) await this._commitIfNecessary()
+    // Commits travel while the next poll runs (they reach the broker in
+    // order); stop() and explicit commits wait for them.
+    if (this._cfg.autoCommit) await this._commitIfNecessary(false)
   }
 
-  async _commitIfNecessary() {
+  async _commitIfNecessary(wait = true) {
     const { autoCommitInterval, autoCommitThreshold } = this._cfg
     const now = Date.now()
     const due =
       (autoCommitInterval === null && autoCommitThreshold === null) ||
       (autoCommitInterval !== null && now - this._lastCommit >= autoCommitInterval) ||
       (autoCommitThreshold !== null && this._uncommitted >= autoCommitThreshold)
-    if (due) await this._commitResolved()
+    if (due) await this._commitResolved(wait)
   }
 
-  async _commitResolved() {
-    if (this._resolved.size === 0) return
-    const offsets = [...this._resolved.values()]
-    this._resolved = new Map()
-    this._uncommitted = 0
-    this._lastCommit = Date.now()
-    try {
-      await call(() => this._native.commit(offsets))
-      this._emit(CONSUMER_EVENTS.COMMIT_OFFSETS, { groupId: this._groupId, memberId: '', groupGenerationId: -1, topics: this._topicsOf(offsets) })
-    } catch (e) {
-      // Keep them for the next try unless newer offsets were resolved meanwhile.
-      for (const o of offsets) {
-        const k = tpKey(o.topic, o.partition)
-        if (!this._resolved.has(k)) this._resolved.set(k, o)
-      }
-      throw e
+  async _commitResolved(wait = true) {
+    if (this._resolved.size > 0) {
+      const offsets = [...this._resolved.values()]
+      this._resolved = new Map()
+      this._uncommitted = 0
+      this._lastCommit = Date.now()
+      const p = call(() => this._native.commitAsync(offsets)).then(
+        () => {
+          this._emit(CONSUMER_EVENTS.COMMIT_OFFSETS, { groupId: this._groupId, memberId: '', groupGenerationId: -1, topics: this._topicsOf(offsets) })
+        },
+        (e) => {
+          // Keep them for the next try unless newer offsets were resolved meanwhile.
+          for (const o of offsets) {
+            const k = tpKey(o.topic, o.partition)
+            if (!this._resolved.has(k)) this._resolved.set(k, o)
+          }
+          this._logger.warn(`Commit failed: ${e.message}`, { groupId: this._groupId })
+          return e
+        },
+      )
+      this._commits = (this._commits || Promise.resolve()).then(() => p)
+    }
+    if (wait && this._commits) {
+      const err = await this._commits
+      this._commits = null
+      if (err) throw err
     }
   }
 

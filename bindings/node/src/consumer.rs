@@ -239,6 +239,23 @@ impl NativeConsumer {
         env.spawn_future(async move { with_consumer!(shared, |c| c.commit_sync_offsets(parsed).await) })
     }
 
+    /// Queues a commit of the given offsets and resolves with its outcome;
+    /// the consumer is free for polls while the commit travels (commits
+    /// reach the broker in call order).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn commit_async(&self, env: Env, offsets: Vec<JsTopicPartitionOffset>) -> napi::Result<JsObject> {
+        let mut parsed = Vec::with_capacity(offsets.len());
+        for o in offsets {
+            let off: i64 = o.offset.trim().parse().map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
+            parsed.push((TopicPartition::new(o.topic, o.partition), OffsetAndMetadata { offset: off, leader_epoch: None, metadata: String::new() }));
+        }
+        let shared = self.consumer.clone();
+        env.spawn_future(async move {
+            let queued = with_consumer!(shared, |c| Ok::<_, sluice::Error>(c.commit_async_offsets(parsed)))?;
+            queued.await.map_err(to_js)
+        })
+    }
+
     /// Moves the next poll of a partition to `offset` (-2: earliest, -1: latest).
     #[napi(ts_return_type = "Promise<void>")]
     pub fn seek(&self, env: Env, topic: String, partition: i32, offset: String) -> napi::Result<JsObject> {

@@ -521,6 +521,32 @@ impl Consumer {
         }
     }
 
+    /// Queues a commit of the given offsets (the next offset to read per
+    /// partition) and returns at once, like [`commit_async`](Self::commit_async);
+    /// the returned future (which need not be awaited) yields the result.
+    pub fn commit_async_offsets<I, O>(&mut self, offsets: I) -> impl Future<Output = Result<()>> + Send + 'static
+    where
+        I: IntoIterator<Item = (TopicPartition, O)>,
+        O: Into<OffsetAndMetadata>,
+    {
+        let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = offsets.into_iter().map(|(tp, o)| (tp, o.into())).collect();
+        let queued = if offsets.is_empty() {
+            Ok(None)
+        } else {
+            self.commit_identity().and_then(|who| {
+                let c = self.committer.as_ref().ok_or(Error::Closed)?;
+                Ok(Some(c.commit_async(offsets, who)))
+            })
+        };
+        async move {
+            match queued {
+                Ok(Some(rx)) => rx.await.unwrap_or(Err(Error::Closed)),
+                Ok(None) => Ok(()),
+                Err(e) => Err(e),
+            }
+        }
+    }
+
     /// Commits before partitions go away; errors are logged (as Java does).
     async fn commit_before_revoke(&mut self, parts: Option<&[TopicPartition]>) {
         let mut offsets = BTreeMap::new();
