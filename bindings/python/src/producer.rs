@@ -2,7 +2,8 @@
 //! already serialized by the Python layer and returns a [`Delivery`], a
 //! handle on the record's outcome that Python threads can wait on (GIL
 //! released, interruptible) or ask to be told about through the completion
-//! queue: a tokio task stores the outcome and, when a watcher object is set,
+//! queue: the producer's collector task stores each outcome and, when a
+//! watcher object is set,
 //! queues it for the Python callback thread (`next_completed`), so user
 //! callbacks never run on a runtime thread.
 
@@ -11,9 +12,11 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
+use tokio::sync::mpsc;
 use sluice::config::TokenProviderHandle;
 use sluice::{Error, Producer as RustProducer, ProducerConfig, ProducerRecord, RecordMetadata};
 
@@ -172,9 +175,30 @@ pub fn producer_config(props: Vec<(String, String)>, token_provider: Option<Py<P
     Ok(cfg)
 }
 
+/// A delivery to watch and the slot its outcome goes to.
+type Watch = (sluice::DeliveryFuture, Arc<Shared>);
+
+/// The producer's collector task: awaits every delivery handed to it (one
+/// task for all records instead of one per record) and stores outcomes.
+async fn collect(mut rx: mpsc::UnboundedReceiver<Watch>) {
+    let mut pending = FuturesUnordered::new();
+    loop {
+        tokio::select! {
+            biased;
+            item = rx.recv() => match item {
+                Some((fut, shared)) => pending.push(async move { shared.finish(fut.await) }),
+                None => break,
+            },
+            Some(()) = pending.next(), if !pending.is_empty() => {}
+        }
+    }
+    while pending.next().await.is_some() {}
+}
+
 #[pyclass(frozen, module = "sluice._sluice")]
 pub struct Producer {
     inner: RustProducer,
+    watches: mpsc::UnboundedSender<Watch>,
 }
 
 #[pymethods]
@@ -185,7 +209,9 @@ impl Producer {
     fn new(py: Python<'_>, properties: Vec<(String, String)>, token_provider: Option<Py<PyAny>>) -> PyResult<Self> {
         let cfg = producer_config(properties, token_provider).py_err(py)?;
         let inner = wait_done(py, RustProducer::connect(cfg))?.py_err(py)?;
-        Ok(Producer { inner })
+        let (watches, rx) = mpsc::unbounded_channel();
+        runtime()?.spawn(collect(rx));
+        Ok(Producer { inner, watches })
     }
 
     /// Queues one record (waiting, GIL released, for buffer space or
@@ -220,8 +246,10 @@ impl Producer {
         }
         .py_err(py)?;
         let shared = Arc::new(Shared { slot: Mutex::new(Slot::default()), done: Condvar::new() });
-        let task_shared = shared.clone();
-        rt.spawn(async move { task_shared.finish(delivery.await) });
+        if let Err(mpsc::error::SendError((delivery, slot))) = self.watches.send((delivery, shared.clone())) {
+            // The collector is gone (runtime shutting down): wait here instead.
+            rt.spawn(async move { slot.finish(delivery.await) });
+        }
         Ok(Delivery { shared })
     }
 

@@ -14,16 +14,20 @@ from .structs import RecordMetadata, TopicPartition
 
 _PYTHON_ONLY = {"key_serializer": None, "value_serializer": None}
 
+# Guards callback registration against the callback thread firing them
+# (one lock for all futures: taken only when callbacks are added or run).
+_CALLBACK_LOCK = threading.Lock()
+
 
 class FutureRecordMetadata:
     """The outcome of ``KafkaProducer.send`` (kafka-python's future)."""
 
+    __slots__ = ("_delivery", "_sizes", "_callbacks", "_fired")
+
     def __init__(self, delivery: "_sluice.Delivery", key_size: int, value_size: int, header_size: int) -> None:
         self._delivery = delivery
         self._sizes = (key_size, value_size, header_size)
-        self._lock = threading.Lock()
-        self._callbacks: List[Tuple[bool, Callable[..., Any], tuple, dict]] = []
-        self._watched = False
+        self._callbacks: Optional[List[Tuple[bool, Callable[..., Any], tuple, dict]]] = None
         self._fired = False
 
     def _metadata(self, m: Tuple[str, int, int, int]) -> RecordMetadata:
@@ -70,16 +74,14 @@ class FutureRecordMetadata:
         return self.add_errback(f, *args, **kwargs)
 
     def _add(self, on_success: bool, f: Callable[..., Any], args: tuple, kwargs: dict) -> "FutureRecordMetadata":
-        with self._lock:
-            if self._fired:
-                run_now = True
-            else:
-                self._callbacks.append((on_success, f, args, kwargs))
-                run_now = False
-                if not self._watched:
-                    self._watched = True
+        with _CALLBACK_LOCK:
+            run_now = self._fired
+            if not run_now:
+                if self._callbacks is None:
+                    self._callbacks = []
                     _callbacks.ensure_started()
                     self._delivery.watch(self._fire)
+                self._callbacks.append((on_success, f, args, kwargs))
         if run_now:
             o = self._delivery.outcome()
             if o is not None and o[0] == on_success:
@@ -87,9 +89,9 @@ class FutureRecordMetadata:
         return self
 
     def _fire(self, _arg: Any) -> None:
-        with self._lock:
+        with _CALLBACK_LOCK:
             self._fired = True
-            callbacks, self._callbacks = self._callbacks, []
+            callbacks, self._callbacks = self._callbacks or [], []
         o = self._delivery.outcome()
         if o is None:
             return
@@ -130,16 +132,23 @@ class KafkaProducer:
         """Queues a record; returns a future of its ``RecordMetadata``."""
         if value is None and key is None:
             raise AssertionError("Need at least one: key or value")
-        k = self._key_serializer(key) if self._key_serializer is not None and key is not None else key
-        v = self._value_serializer(value) if self._value_serializer is not None and value is not None else value
-        if k is not None and not isinstance(k, bytes):
-            k = bytes(k)
-        if v is not None and not isinstance(v, bytes):
-            v = bytes(v)
-        hs = list(headers) if headers else None
-        delivery = self._native.send(topic, k, v, partition, timestamp_ms, hs)
-        header_size = sum(len(h[0].encode()) + len(h[1] or b"") for h in hs) if hs else -1
-        return FutureRecordMetadata(delivery, len(k) if k is not None else -1, len(v) if v is not None else -1, header_size)
+        if key is not None:
+            if self._key_serializer is not None:
+                key = self._key_serializer(key)
+            if key is not None and type(key) is not bytes:
+                key = bytes(key)
+        if value is not None:
+            if self._value_serializer is not None:
+                value = self._value_serializer(value)
+            if value is not None and type(value) is not bytes:
+                value = bytes(value)
+        hs: Optional[List[Tuple[str, Optional[bytes]]]] = None
+        header_size = -1
+        if headers:
+            hs = list(headers)
+            header_size = sum(len(k.encode()) + len(v or b"") for k, v in hs)
+        delivery = self._native.send(topic, key, value, partition, timestamp_ms, hs)
+        return FutureRecordMetadata(delivery, -1 if key is None else len(key), -1 if value is None else len(value), header_size)
 
     def flush(self, timeout: Optional[float] = None) -> None:
         """Waits until every record sent so far is delivered or failed;
