@@ -516,9 +516,9 @@ class Consumer extends Instrumented {
     if (this._stale.has(k)) return null
     const messages = decodeBatch(raw)
     const batch = new Batch(topic, partition, messages)
-    const resolveOffset = (offset) => {
+    const resolveOffset = (offset, count = 1) => {
       this._resolved.set(k, { topic, partition, offset: String(Number(offset) + 1) })
-      this._uncommitted++
+      this._uncommitted += count
     }
     const isStale = () => this._stale.has(k)
     const pause = () => {
@@ -555,10 +555,16 @@ class Consumer extends Instrumented {
         })
         if (this._cfg.eachBatchAutoResolve && !isStale() && messages.length) resolveOffset(batch.lastOffset())
       } else {
-        for (const message of messages) {
-          if (!this._running || isStale()) break
-          await this._cfg.eachMessage({ topic, partition, message, heartbeat, pause })
-          resolveOffset(message.offset)
+        // Resolved once per batch (and on a failure, up to the failed message).
+        let done = 0
+        try {
+          for (const message of messages) {
+            if (!this._running || isStale()) break
+            await this._cfg.eachMessage({ topic, partition, message, heartbeat, pause })
+            done++
+          }
+        } finally {
+          if (done > 0) resolveOffset(messages[done - 1].offset, done)
         }
       }
     } catch (e) {
