@@ -2,23 +2,22 @@
 //! already serialized by the Python layer and returns a [`Delivery`], a
 //! handle on the record's outcome that Python threads can wait on (GIL
 //! released, interruptible) or ask to be told about through the completion
-//! queue: the producer's collector task stores each outcome and, when a
-//! watcher object is set,
-//! queues it for the Python callback thread (`next_completed`), so user
-//! callbacks never run on a runtime thread.
+//! queue. A delivery is polled only when asked about; waiting or watching
+//! hands it to a tokio task that stores the outcome and, when a watcher
+//! object is set, queues it for the Python callback thread
+//! (`next_completed`), so user callbacks never run on a runtime thread.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use futures::stream::{FuturesUnordered, StreamExt};
 use futures::FutureExt;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
-use tokio::sync::mpsc;
 use sluice::config::TokenProviderHandle;
-use sluice::{Error, Producer as RustProducer, ProducerConfig, ProducerRecord, RecordMetadata};
+use sluice::{DeliveryFuture, Error, Producer as RustProducer, ProducerConfig, ProducerRecord, RecordMetadata};
 
 use crate::errors::{to_py, IntoPy};
 use crate::runtime::{runtime, seconds, wait, wait_done, SLICE};
@@ -75,23 +74,29 @@ pub fn next_completed(py: Python<'_>, timeout: f64) -> PyResult<Vec<(Py<PyAny>, 
         .collect())
 }
 
-#[derive(Default)]
-struct Slot {
-    outcome: Option<Result<RecordMetadata, Error>>,
-    watcher: Option<Py<PyAny>>,
+/// Where a delivery stands. A record nobody asks about is never polled:
+/// the client completes it whether or not its future is awaited, so `send`
+/// costs no task or wake-up. Waiting or watching hands the future to a task
+/// (`Driven`) that stores the outcome and wakes waiters.
+enum State {
+    Pending(DeliveryFuture),
+    Driven { watcher: Option<Py<PyAny>> },
+    Done(Result<RecordMetadata, Error>),
 }
 
-struct Shared {
-    slot: Mutex<Slot>,
+struct Slot {
+    state: Mutex<State>,
     done: Condvar,
 }
 
-impl Shared {
+impl Slot {
     fn finish(&self, outcome: Result<RecordMetadata, Error>) {
         let watcher = {
-            let mut s = lock(&self.slot);
-            s.outcome = Some(outcome);
-            s.watcher.take()
+            let mut s = lock(&self.state);
+            match std::mem::replace(&mut *s, State::Done(outcome)) {
+                State::Driven { watcher } => watcher,
+                _ => None,
+            }
         };
         self.done.notify_all();
         if let Some(w) = watcher {
@@ -100,10 +105,21 @@ impl Shared {
     }
 }
 
+/// Polls a pending delivery once (no waker needed: callers poll again or
+/// switch to a driving task), moving it to `Done` when it has finished.
+fn refresh(state: &mut State) {
+    if let State::Pending(f) = state {
+        let mut cx = Context::from_waker(futures::task::noop_waker_ref());
+        if let Poll::Ready(r) = f.poll_unpin(&mut cx) {
+            *state = State::Done(r);
+        }
+    }
+}
+
 /// The outcome of one `send`.
 #[pyclass(frozen, module = "sluice._sluice")]
 pub struct Delivery {
-    shared: Arc<Shared>,
+    slot: Arc<Slot>,
 }
 
 type Meta = (String, i32, i64, i64);
@@ -112,11 +128,37 @@ fn meta(m: &RecordMetadata) -> Meta {
     (m.topic.clone(), m.partition, m.offset, m.timestamp)
 }
 
+impl Delivery {
+    /// Makes sure a task drives the delivery (setting `watcher` if given);
+    /// returns the watcher back if the outcome is already known.
+    fn drive(&self, watcher: Option<Py<PyAny>>) -> PyResult<Option<Py<PyAny>>> {
+        let mut s = lock(&self.slot.state);
+        refresh(&mut s);
+        match &mut *s {
+            State::Done(_) => Ok(watcher),
+            State::Driven { watcher: w } => {
+                if watcher.is_some() {
+                    *w = watcher;
+                }
+                Ok(None)
+            }
+            State::Pending(_) => {
+                let State::Pending(fut) = std::mem::replace(&mut *s, State::Driven { watcher }) else { return Ok(None) };
+                let slot = self.slot.clone();
+                runtime()?.spawn(async move { slot.finish(fut.await) });
+                Ok(None)
+            }
+        }
+    }
+}
+
 #[pymethods]
 impl Delivery {
     /// Whether the outcome is known.
     fn is_done(&self) -> bool {
-        lock(&self.shared.slot).outcome.is_some()
+        let mut s = lock(&self.slot.state);
+        refresh(&mut s);
+        matches!(*s, State::Done(_))
     }
 
     /// Waits up to `timeout` seconds (None: forever) and returns
@@ -125,12 +167,16 @@ impl Delivery {
     #[pyo3(signature = (timeout=None))]
     fn wait(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<Meta> {
         let deadline = seconds(timeout)?.map(|t| Instant::now() + t);
+        self.drive(None)?;
         loop {
             let done = py.detach(|| {
-                let s = lock(&self.shared.slot);
+                let s = lock(&self.slot.state);
                 let slice = deadline.map(|d| d.saturating_duration_since(Instant::now()).min(SLICE)).unwrap_or(SLICE);
-                let (s, _) = self.shared.done.wait_timeout_while(s, slice, |s| s.outcome.is_none()).unwrap_or_else(|p| p.into_inner());
-                s.outcome.clone()
+                let (s, _) = self.slot.done.wait_timeout_while(s, slice, |s| !matches!(s, State::Done(_))).unwrap_or_else(|p| p.into_inner());
+                match &*s {
+                    State::Done(r) => Some(r.clone()),
+                    _ => None,
+                }
             });
             match done {
                 Some(Ok(m)) => return Ok(meta(&m)),
@@ -147,24 +193,22 @@ impl Delivery {
     /// The outcome if known: None while pending, else (True, metadata
     /// tuple) or (False, exception).
     fn outcome(&self, py: Python<'_>) -> Option<(bool, Py<PyAny>)> {
-        let s = lock(&self.shared.slot);
-        match &s.outcome {
-            None => None,
-            Some(Ok(m)) => meta(m).into_pyobject(py).ok().map(|t| (true, t.into_any().unbind())),
-            Some(Err(e)) => Some((false, to_py(py, e).into_value(py).into_any())),
+        let mut s = lock(&self.slot.state);
+        refresh(&mut s);
+        match &*s {
+            State::Done(Ok(m)) => meta(m).into_pyobject(py).ok().map(|t| (true, t.into_any().unbind())),
+            State::Done(Err(e)) => Some((false, to_py(py, e).into_value(py).into_any())),
+            _ => None,
         }
     }
 
-    /// Queues `watcher()` (called with None) for `next_completed` once the
-    /// outcome is known (at once if it already is). One watcher per delivery.
-    fn watch(&self, watcher: Py<PyAny>) {
-        let mut s = lock(&self.shared.slot);
-        if s.outcome.is_some() {
-            drop(s);
-            complete(watcher, None);
-        } else {
-            s.watcher = Some(watcher);
+    /// Queues `watcher(None)` for `next_completed` once the outcome is known
+    /// (at once if it already is). One watcher per delivery.
+    fn watch(&self, watcher: Py<PyAny>) -> PyResult<()> {
+        if let Some(w) = self.drive(Some(watcher))? {
+            complete(w, None);
         }
+        Ok(())
     }
 }
 
@@ -175,30 +219,9 @@ pub fn producer_config(props: Vec<(String, String)>, token_provider: Option<Py<P
     Ok(cfg)
 }
 
-/// A delivery to watch and the slot its outcome goes to.
-type Watch = (sluice::DeliveryFuture, Arc<Shared>);
-
-/// The producer's collector task: awaits every delivery handed to it (one
-/// task for all records instead of one per record) and stores outcomes.
-async fn collect(mut rx: mpsc::UnboundedReceiver<Watch>) {
-    let mut pending = FuturesUnordered::new();
-    loop {
-        tokio::select! {
-            biased;
-            item = rx.recv() => match item {
-                Some((fut, shared)) => pending.push(async move { shared.finish(fut.await) }),
-                None => break,
-            },
-            Some(()) = pending.next(), if !pending.is_empty() => {}
-        }
-    }
-    while pending.next().await.is_some() {}
-}
-
 #[pyclass(frozen, module = "sluice._sluice")]
 pub struct Producer {
     inner: RustProducer,
-    watches: mpsc::UnboundedSender<Watch>,
 }
 
 #[pymethods]
@@ -209,9 +232,7 @@ impl Producer {
     fn new(py: Python<'_>, properties: Vec<(String, String)>, token_provider: Option<Py<PyAny>>) -> PyResult<Self> {
         let cfg = producer_config(properties, token_provider).py_err(py)?;
         let inner = wait_done(py, RustProducer::connect(cfg))?.py_err(py)?;
-        let (watches, rx) = mpsc::unbounded_channel();
-        runtime()?.spawn(collect(rx));
-        Ok(Producer { inner, watches })
+        Ok(Producer { inner })
     }
 
     /// Queues one record (waiting, GIL released, for buffer space or
@@ -245,12 +266,7 @@ impl Producer {
             None => wait_done(py, enqueued)?,
         }
         .py_err(py)?;
-        let shared = Arc::new(Shared { slot: Mutex::new(Slot::default()), done: Condvar::new() });
-        if let Err(mpsc::error::SendError((delivery, slot))) = self.watches.send((delivery, shared.clone())) {
-            // The collector is gone (runtime shutting down): wait here instead.
-            rt.spawn(async move { slot.finish(delivery.await) });
-        }
-        Ok(Delivery { shared })
+        Ok(Delivery { slot: Arc::new(Slot { state: Mutex::new(State::Pending(delivery)), done: Condvar::new() }) })
     }
 
     /// Waits until every record sent so far has completed; `KafkaTimeoutError`

@@ -73,3 +73,13 @@ def test_version_and_exports():
     for name in ["KafkaProducer", "KafkaConsumer", "KafkaAdminClient", "NewTopic", "NewPartitions", "TopicPartition",
                  "OffsetAndMetadata", "ConsumerRecord", "RecordMetadata"]:
         assert hasattr(sluice, name)
+
+
+def test_java_client_adjustments(broker):
+    # An unset delivery.timeout.ms grows with request_timeout_ms, as in Java.
+    p = KafkaProducer(bootstrap_servers=broker, request_timeout_ms=150000)
+    p.close()
+    with pytest.raises(errors.KafkaConfigurationError, match="delivery.timeout.ms"):
+        KafkaProducer(bootstrap_servers=broker, request_timeout_ms=150000, delivery_timeout_ms=120000)
+    c = KafkaConsumer(bootstrap_servers=broker, consumer_timeout_ms=None, group_id=None)
+    c.close()

@@ -63,7 +63,8 @@ class KafkaConsumer:
         props, local, token_provider = _config.build("KafkaConsumer", configs, _config.CONSUMER, _PYTHON_ONLY)
         self._key_deserializer: Optional[Callable[[bytes], Any]] = local["key_deserializer"]
         self._value_deserializer: Optional[Callable[[bytes], Any]] = local["value_deserializer"]
-        self._consumer_timeout_ms: float = float(local["consumer_timeout_ms"])
+        timeout = local["consumer_timeout_ms"]
+        self._consumer_timeout_ms: float = float("inf") if timeout is None else float(timeout)
         self._native = _sluice.Consumer(props, token_provider)
         self._buffer: List[ConsumerRecord] = []
         self._closed = False

@@ -115,6 +115,13 @@ class KafkaProducer:
             d = dict(props)
             if d.get("acks", "all") != "all" or d.get("retries") == "0" or int(d.get("max.in.flight.requests.per.connection", "5")) > 5:
                 props.append(("enable.idempotence", "false"))
+        d = dict(props)
+        if "delivery.timeout.ms" not in d:
+            # As the Java client: an unset delivery.timeout.ms grows to cover
+            # linger.ms + request.timeout.ms instead of failing validation.
+            floor = int(d.get("linger.ms", "5")) + int(d.get("request.timeout.ms", "30000"))
+            if floor > 120000:
+                props.append(("delivery.timeout.ms", str(floor)))
         self._key_serializer: Optional[Callable[[Any], Optional[bytes]]] = local["key_serializer"]
         self._value_serializer: Optional[Callable[[Any], Optional[bytes]]] = local["value_serializer"]
         self._native = _sluice.Producer(props, token_provider)
