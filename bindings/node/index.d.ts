@@ -424,6 +424,9 @@ export interface Admin {
   fetchTopicMetadata(options?: { topics: string[] }): Promise<{ topics: Array<ITopicMetadata> }>
   fetchTopicOffsets(topic: string): Promise<Array<PartitionOffset & { high: string; low: string }>>
   fetchTopicOffsetsByTimestamp(topic: string, timestamp?: number): Promise<Array<PartitionOffset>>
+  createPartitions(options: { validateOnly?: boolean; timeout?: number; topicPartitions: Array<{ topic: string; count: number }> }): Promise<void>
+  describeCluster(): Promise<{ brokers: Array<{ nodeId: number; host: string; port: number }>; controller: number | null; clusterId: string }>
+  deleteTopicRecords(options: { topic: string; partitions: Array<{ partition: number; offset: string }> }): Promise<void>
   describeGroups(groupIds: string[]): Promise<GroupDescriptions>
   listGroups(): Promise<{ groups: Array<{ groupId: string; protocolType: string }> }>
   deleteGroups(groupIds: string[]): Promise<Array<{ groupId: string; errorCode: number }>>

@@ -51,6 +51,17 @@ export interface JsGroup {
   errorCode: number
   members: Array<JsMember>
 }
+export interface JsBroker {
+  nodeId: number
+  host: string
+  port: number
+  rack?: string
+}
+export interface JsCluster {
+  clusterId?: string
+  controller: number
+  brokers: Array<JsBroker>
+}
 export interface JsGroupListing {
   groupId: string
   protocolType: string
@@ -145,6 +156,12 @@ export declare class NativeAdmin {
   deleteGroups(groupIds: Array<string>): Promise<Array<JsTopicOutcome>>
   /** The group's committed offsets, every partition it has one for. */
   groupOffsets(groupId: string): Promise<Array<JsTopicPartitionOffset>>
+  /** Grows `topic` to `count` partitions. */
+  createPartitions(topic: string, count: number): Promise<void>
+  /** The brokers, the controller and the cluster id. */
+  describeCluster(): Promise<JsCluster>
+  /** Deletes records before the given offsets (DeleteRecords). */
+  deleteRecords(offsets: Array<JsTopicPartitionOffset>): Promise<void>
   /** Commits `offsets` for `groupId` (the group must have no live members). */
   setGroupOffsets(groupId: string, offsets: Array<JsTopicPartitionOffset>): Promise<void>
 }

@@ -852,6 +852,25 @@ class Admin extends Instrumented {
     return r.map((o) => ({ partition: o.partition, offset: o.offset })).sort((a, b) => a.partition - b.partition)
   }
 
+  async createPartitions({ topicPartitions = [], validateOnly = false } = {}) {
+    if (validateOnly) return
+    for (const { topic, count } of topicPartitions) await call(() => this._native.createPartitions(topic, count))
+  }
+
+  async describeCluster() {
+    const c = await call(() => this._native.describeCluster())
+    return { brokers: c.brokers.map((b) => ({ nodeId: b.nodeId, host: b.host, port: b.port })), controller: c.controller, clusterId: c.clusterId }
+  }
+
+  async deleteTopicRecords({ topic, partitions = [] } = {}) {
+    const offsets = partitions.map((p) => ({ topic, partition: Number(p.partition), offset: String(p.offset) }))
+    if (offsets.some((o) => o.offset === '-1')) {
+      const latest = await call(() => this._native.listOffsets(offsets.map(({ topic, partition }) => ({ topic, partition })), 'latest'))
+      for (const o of offsets) if (o.offset === '-1') o.offset = latest.find((l) => l.partition === o.partition).offset
+    }
+    await call(() => this._native.deleteRecords(offsets))
+  }
+
   async describeGroups(groupIds) {
     const gs = await call(() => this._native.describeGroups(groupIds))
     return {

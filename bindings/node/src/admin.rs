@@ -83,6 +83,21 @@ pub struct JsGroup {
 }
 
 #[napi(object)]
+pub struct JsBroker {
+    pub node_id: i32,
+    pub host: String,
+    pub port: i32,
+    pub rack: Option<String>,
+}
+
+#[napi(object)]
+pub struct JsCluster {
+    pub cluster_id: Option<String>,
+    pub controller: i32,
+    pub brokers: Vec<JsBroker>,
+}
+
+#[napi(object)]
 pub struct JsGroupListing {
     pub group_id: String,
     pub protocol_type: String,
@@ -261,6 +276,39 @@ impl NativeAdmin {
             let m = a.list_group_offsets(&group_id).await.map_err(to_js)?;
             Ok(m.into_iter().map(|((topic, partition), o)| JsTopicPartitionOffset { topic, partition, offset: o.to_string() }).collect::<Vec<_>>())
         })
+    }
+
+    /// Grows `topic` to `count` partitions.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn create_partitions(&self, env: Env, topic: String, count: i32) -> napi::Result<JsObject> {
+        let a = self.client()?;
+        env.spawn_future(async move { a.create_partitions(&topic, count).await.map_err(to_js) })
+    }
+
+    /// The brokers, the controller and the cluster id.
+    #[napi(ts_return_type = "Promise<JsCluster>")]
+    pub fn describe_cluster(&self, env: Env) -> napi::Result<JsObject> {
+        let a = self.client()?;
+        env.spawn_future(async move {
+            let d = a.describe_cluster().await.map_err(to_js)?;
+            Ok(JsCluster {
+                cluster_id: d.cluster_id,
+                controller: d.controller_id,
+                brokers: d.brokers.into_iter().map(|b| JsBroker { node_id: b.node_id, host: b.host, port: b.port, rack: b.rack }).collect(),
+            })
+        })
+    }
+
+    /// Deletes records before the given offsets (DeleteRecords).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn delete_records(&self, env: Env, offsets: Vec<JsTopicPartitionOffset>) -> napi::Result<JsObject> {
+        let a = self.client()?;
+        let mut targets = Vec::with_capacity(offsets.len());
+        for o in offsets {
+            let off: i64 = o.offset.trim().parse().map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
+            targets.push((o.topic, o.partition, off));
+        }
+        env.spawn_future(async move { a.delete_records(&targets).await.map(|_| ()).map_err(to_js) })
     }
 
     /// Commits `offsets` for `groupId` (the group must have no live members).

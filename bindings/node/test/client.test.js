@@ -178,6 +178,22 @@ for (const [name, bootstrap] of brokers()) {
 
     if (!full) return
 
+    test('admin: createPartitions, describeCluster, deleteTopicRecords, listGroups', async () => {
+      const topic = await newTopic(1)
+      await admin.createPartitions({ topicPartitions: [{ topic, count: 3 }] })
+      await waitFor('3 partitions', async () => (await admin.fetchTopicMetadata({ topics: [topic] })).topics[0].partitions.length === 3)
+      const cluster = await admin.describeCluster()
+      assert.ok(cluster.brokers.length >= 1)
+      assert.equal(typeof cluster.brokers[0].port, 'number')
+      await producer.send({ topic, messages: Array.from({ length: 5 }, () => ({ value: 'x', partition: 0 })) })
+      await admin.deleteTopicRecords({ topic, partitions: [{ partition: 0, offset: '3' }] })
+      const offs = await admin.fetchTopicOffsets(topic)
+      assert.equal(offs[0].low, '3')
+      assert.equal(offs[0].high, '5')
+      const { groups } = await admin.listGroups()
+      assert.ok(Array.isArray(groups))
+    })
+
     test('consumer events, commitOffsets, seek, pause and resume', async () => {
       const topic = await newTopic(2)
       await producer.send({ topic, messages: Array.from({ length: 10 }, (_, i) => ({ value: `s${i}`, partition: 0 })) })
