@@ -10,6 +10,7 @@ use std::sync::Arc;
 use tokio::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::FutureExt;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use sluice::config::TokenProviderHandle;
@@ -177,15 +178,23 @@ impl Consumer {
         r.py_err(py)
     }
 
-    /// Queues a commit of the consumed positions; `callback(exception or
-    /// None)` is later queued for the Python callback thread (see
-    /// `next_completed`) as `(callback, exception)`.
-    #[pyo3(signature = (callback=None))]
-    fn commit_async(&self, py: Python<'_>, callback: Option<Py<PyAny>>) -> PyResult<()> {
+    /// Queues a commit of `offsets` [(topic, partition, offset, metadata)]
+    /// (None: the consumed positions) and returns at once; `callback` is
+    /// later queued for the Python callback thread (see `next_completed`)
+    /// and called with the exception or None.
+    #[pyo3(signature = (offsets=None, callback=None))]
+    fn commit_async(&self, py: Python<'_>, offsets: Option<Vec<(String, i32, i64, String)>>, callback: Option<Py<PyAny>>) -> PyResult<()> {
         let rt = runtime()?;
         let fut = self.with(py, |_, c| {
             let _ctx = rt.enter();
-            Ok(c.commit_async())
+            Ok(match offsets {
+                None => c.commit_async().boxed(),
+                Some(o) => c
+                    .commit_async_offsets(o.into_iter().map(|(t, p, off, md)| {
+                        (TopicPartition::new(t, p), OffsetAndMetadata { offset: off, leader_epoch: None, metadata: md })
+                    }))
+                    .boxed(),
+            })
         })?;
         rt.spawn(async move {
             let r = fut.await;

@@ -127,6 +127,11 @@ def test_commit_explicit_offsets_and_commit_async(broker, topic):
     assert done.wait(WAIT)
     assert result == [None]
     assert c.committed(tp) == 10
+    done.clear()
+    c.commit_async({tp: OffsetAndMetadata(7, "", -1)}, callback=lambda offsets, exc: (result.append((offsets, exc)), done.set()))
+    assert done.wait(WAIT)
+    assert result[-1] == ({tp: OffsetAndMetadata(7, "", -1)}, None)
+    assert c.committed(tp) == 7
     c.close()
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Pattern, Set, Union
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Pattern, Set, Tuple, Union
 
 from . import _callbacks, _config, _sluice
 from .structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
@@ -151,36 +151,26 @@ class KafkaConsumer:
     def commit(self, offsets: Optional[Dict[TopicPartition, OffsetAndMetadata]] = None) -> None:
         """Commits ``offsets`` (next offset to read per partition), or the
         positions of every record returned so far."""
-        if offsets is None:
-            self._native.commit(None)
-        else:
-            self._native.commit([(tp[0], int(tp[1]), int(om[0]), (om[1] if len(om) > 1 and om[1] else "")) for tp, om in offsets.items()])
+        self._native.commit(None if offsets is None else self._offsets(offsets))
+
+    @staticmethod
+    def _offsets(offsets: Dict[TopicPartition, OffsetAndMetadata]) -> List[Tuple[str, int, int, str]]:
+        return [(tp[0], int(tp[1]), int(om[0]), (om[1] if len(om) > 1 and om[1] else "")) for tp, om in offsets.items()]
 
     def commit_async(
         self,
         offsets: Optional[Dict[TopicPartition, OffsetAndMetadata]] = None,
         callback: Optional[Callable[[Any, Any], Any]] = None,
     ) -> None:
-        """Commits the consumed positions without waiting; ``callback(offsets,
-        exception_or_None)`` runs on the sluice callback thread. With explicit
-        ``offsets`` this waits for the commit (the Rust client's asynchronous
-        commit takes the consumed positions only)."""
-        if offsets is not None:
-            err: Optional[BaseException] = None
-            try:
-                self.commit(offsets)
-            except Exception as e:  # noqa: BLE001 - reported to the callback like an async failure
-                if callback is None:
-                    raise
-                err = e
-            if callback is not None:
-                callback(offsets, err)
-            return
+        """Queues a commit of ``offsets`` (or of the positions of every record
+        returned so far) and returns at once; ``callback(offsets,
+        exception_or_None)`` runs on the sluice callback thread."""
+        native = None if offsets is None else self._offsets(offsets)
         if callback is None:
-            self._native.commit_async(None)
+            self._native.commit_async(native, None)
             return
         _callbacks.ensure_started()
-        self._native.commit_async(lambda exc: callback(offsets, exc))
+        self._native.commit_async(native, lambda exc: callback(offsets, exc))
 
     def committed(self, partition: TopicPartition, metadata: bool = False) -> Optional[Union[int, OffsetAndMetadata]]:
         (_, _, offset, md), = self._native.committed(_tps([partition]))
