@@ -13,6 +13,85 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+/// Kafka's four security protocols.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub fn from_name(s: &str) -> Option<SecurityProtocol> {
+        Some(match s.trim().to_ascii_uppercase().as_str() {
+            "PLAINTEXT" => SecurityProtocol::Plaintext,
+            "SSL" => SecurityProtocol::Ssl,
+            "SASL_PLAINTEXT" => SecurityProtocol::SaslPlaintext,
+            "SASL_SSL" => SecurityProtocol::SaslSsl,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+    pub fn uses_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+    pub fn uses_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+/// One `listeners` entry, `NAME://HOST:PORT`. NAME is a security protocol or
+/// a name that `listener.security.protocol.map` maps onto one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenerSpec {
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+/// One `advertised.listeners` entry: what Metadata tells clients that
+/// connected on listener `name`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdvertisedListener {
+    pub name: String,
+    pub host: String,
+    pub port: u16,
+}
+
+/// `ssl.client.auth`
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    None,
+    Requested,
+    Required,
+}
+
+/// TLS settings shared by the SSL and SASL_SSL listeners (Kafka's PEM
+/// keystore form).
+#[derive(Debug, Clone, Default)]
+pub struct SslSettings {
+    /// `ssl.keystore.location`: PEM file with the certificate chain, and the
+    /// private key unless `ssl.key.location` names another file.
+    pub keystore_location: Option<PathBuf>,
+    /// `ssl.key.location`: PEM private key (when not in the keystore file).
+    pub key_location: Option<PathBuf>,
+    /// `ssl.truststore.location`: PEM CA certificates client certificates
+    /// are verified against (mTLS).
+    pub truststore_location: Option<PathBuf>,
+    /// `ssl.client.auth`
+    pub client_auth: Option<ClientAuth>,
+}
+
 /// How appends are made durable before produce requests are answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FlushPolicy {
@@ -47,11 +126,24 @@ pub enum ConfigError {
 pub struct BrokerConfig {
     /// `node.id`
     pub node_id: i32,
-    /// `listeners` (host:port pairs; plaintext for now)
-    pub listeners: Vec<SocketAddr>,
-    /// `advertised.listeners`: what Metadata tells clients to connect to.
-    pub advertised_host: String,
-    pub advertised_port: u16,
+    /// `listeners`
+    pub listeners: Vec<ListenerSpec>,
+    /// `advertised.listeners`; a listener without an entry advertises its
+    /// bound address (127.0.0.1 for a wildcard bind).
+    pub advertised_listeners: Vec<AdvertisedListener>,
+    /// `listener.security.protocol.map` (listener name -> protocol); the
+    /// four protocol names always map onto themselves.
+    pub listener_security_protocol_map: BTreeMap<String, SecurityProtocol>,
+    /// `ssl.*`
+    pub ssl: SslSettings,
+    /// `sasl.enabled.mechanisms`
+    pub sasl_enabled_mechanisms: Vec<String>,
+    /// `connections.max.reauth.ms` (KIP-368); 0 = sessions live until the
+    /// credential expires (IAM tokens) or forever.
+    pub connections_max_reauth_ms: i64,
+    /// The `[auth]` table of the config file (users, IAM credentials,
+    /// policies), built by [`crate::auth`].
+    pub auth: Option<toml::Table>,
     /// `log.dirs`
     pub data_dir: PathBuf,
     /// Number of shards (one io_uring runtime per core).
@@ -120,9 +212,19 @@ impl Default for BrokerConfig {
     fn default() -> Self {
         BrokerConfig {
             node_id: 1,
-            listeners: vec![SocketAddr::from(([127, 0, 0, 1], 9092))],
-            advertised_host: "127.0.0.1".into(),
-            advertised_port: 9092,
+            listeners: vec![ListenerSpec {
+                name: "PLAINTEXT".into(),
+                addr: SocketAddr::from(([127, 0, 0, 1], 9092)),
+            }],
+            advertised_listeners: Vec::new(),
+            listener_security_protocol_map: BTreeMap::new(),
+            ssl: SslSettings::default(),
+            sasl_enabled_mechanisms: DEFAULT_SASL_MECHANISMS
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
+            connections_max_reauth_ms: 0,
+            auth: None,
             data_dir: PathBuf::from("data"),
             shards: std::thread::available_parallelism()
                 .map(|n| n.get())
@@ -180,19 +282,29 @@ fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
     }
 }
 
-/// Parses `HOST:PORT`, also accepting Kafka's `PLAINTEXT://HOST:PORT` form.
-pub fn parse_host_port(name: &str, v: &str) -> Result<(String, u16), ConfigError> {
+/// The SASL mechanisms sluiced offers unless `sasl.enabled.mechanisms` says otherwise.
+pub const DEFAULT_SASL_MECHANISMS: &[&str] = &[
+    "PLAIN",
+    "SCRAM-SHA-256",
+    "SCRAM-SHA-512",
+    "OAUTHBEARER",
+    "AWS_MSK_IAM",
+];
+
+/// Splits Kafka's `NAME://HOST:PORT` into the listener name (PLAINTEXT when
+/// absent) and `HOST:PORT`.
+pub fn split_listener_name(v: &str) -> (String, &str) {
     let s = v.trim();
-    let s = match s.split_once("://") {
-        Some((proto, rest)) if proto.eq_ignore_ascii_case("PLAINTEXT") => rest,
-        Some((proto, _)) => {
-            return Err(ConfigError::Invalid {
-                name: name.into(),
-                reason: format!("security protocol {proto} is not supported yet; use PLAINTEXT"),
-            })
-        }
-        None => s,
-    };
+    match s.split_once("://") {
+        Some((n, rest)) => (n.trim().to_ascii_uppercase(), rest),
+        None => ("PLAINTEXT".to_string(), s),
+    }
+}
+
+/// Parses `HOST:PORT`, also accepting Kafka's `NAME://HOST:PORT` form (the
+/// name is dropped; see [`parse_listener`]).
+pub fn parse_host_port(name: &str, v: &str) -> Result<(String, u16), ConfigError> {
+    let (_, s) = split_listener_name(v);
     let (host, port) = s.rsplit_once(':').ok_or_else(|| ConfigError::Invalid {
         name: name.into(),
         reason: format!("expected HOST:PORT, got `{v}`"),
@@ -210,6 +322,36 @@ pub fn parse_host_port(name: &str, v: &str) -> Result<(String, u16), ConfigError
         },
         port,
     ))
+}
+
+/// Parses one `listeners` entry, `NAME://HOST:PORT` or `HOST:PORT`.
+pub fn parse_listener(name: &str, v: &str) -> Result<ListenerSpec, ConfigError> {
+    let (listener, _) = split_listener_name(v);
+    if listener.is_empty()
+        || !listener
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+    {
+        return Err(ConfigError::Invalid {
+            name: name.into(),
+            reason: format!("bad listener name in `{v}`"),
+        });
+    }
+    Ok(ListenerSpec {
+        name: listener,
+        addr: parse_listen(name, v)?,
+    })
+}
+
+/// Parses one `advertised.listeners` entry.
+pub fn parse_advertised(name: &str, v: &str) -> Result<AdvertisedListener, ConfigError> {
+    let (listener, _) = split_listener_name(v);
+    let (host, port) = parse_host_port(name, v)?;
+    Ok(AdvertisedListener {
+        name: listener,
+        host,
+        port,
+    })
 }
 
 pub fn parse_listen(name: &str, v: &str) -> Result<SocketAddr, ConfigError> {
@@ -235,7 +377,7 @@ impl BrokerConfig {
                 self.listeners = value
                     .split(',')
                     .filter(|s| !s.trim().is_empty())
-                    .map(|s| parse_listen(name, s))
+                    .map(|s| parse_listener(name, s))
                     .collect::<Result<_, _>>()?;
                 if self.listeners.is_empty() {
                     return Err(ConfigError::Invalid {
@@ -245,11 +387,74 @@ impl BrokerConfig {
                 }
             }
             "advertised.listeners" => {
-                let first = value.split(',').next().unwrap_or_default();
-                let (h, p) = parse_host_port(name, first)?;
-                self.advertised_host = h;
-                self.advertised_port = p;
+                self.advertised_listeners = value
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(|s| parse_advertised(name, s))
+                    .collect::<Result<_, _>>()?;
             }
+            "listener.security.protocol.map" => {
+                let mut map = BTreeMap::new();
+                for pair in value.split(',').filter(|s| !s.trim().is_empty()) {
+                    let (l, p) = pair.split_once(':').ok_or_else(|| ConfigError::Invalid {
+                        name: name.into(),
+                        reason: format!("expected LISTENER:PROTOCOL, got `{pair}`"),
+                    })?;
+                    let proto =
+                        SecurityProtocol::from_name(p).ok_or_else(|| ConfigError::Invalid {
+                            name: name.into(),
+                            reason: format!("unknown security protocol `{}`", p.trim()),
+                        })?;
+                    map.insert(l.trim().to_ascii_uppercase(), proto);
+                }
+                self.listener_security_protocol_map = map;
+            }
+            "ssl.keystore.type" | "ssl.truststore.type" => {
+                if !value.trim().eq_ignore_ascii_case("PEM") {
+                    return Err(ConfigError::Invalid {
+                        name: name.into(),
+                        reason: format!("only PEM stores are supported, got `{}`", value.trim()),
+                    });
+                }
+            }
+            "ssl.keystore.location" => {
+                self.ssl.keystore_location = Some(PathBuf::from(value.trim()))
+            }
+            "ssl.key.location" => self.ssl.key_location = Some(PathBuf::from(value.trim())),
+            "ssl.truststore.location" => {
+                self.ssl.truststore_location = Some(PathBuf::from(value.trim()))
+            }
+            "ssl.client.auth" => {
+                self.ssl.client_auth = Some(match value.trim().to_ascii_lowercase().as_str() {
+                    "none" => ClientAuth::None,
+                    "requested" => ClientAuth::Requested,
+                    "required" => ClientAuth::Required,
+                    other => {
+                        return Err(ConfigError::Invalid {
+                            name: name.into(),
+                            reason: format!("expected none, requested or required, got `{other}`"),
+                        })
+                    }
+                })
+            }
+            "sasl.enabled.mechanisms" => {
+                let mut mechs = Vec::new();
+                for m in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
+                    let m = m.to_ascii_uppercase();
+                    if !DEFAULT_SASL_MECHANISMS.contains(&m.as_str()) {
+                        return Err(ConfigError::Invalid {
+                            name: name.into(),
+                            reason: format!(
+                                "unsupported SASL mechanism `{m}` (supported: {})",
+                                DEFAULT_SASL_MECHANISMS.join(", ")
+                            ),
+                        });
+                    }
+                    mechs.push(m);
+                }
+                self.sasl_enabled_mechanisms = mechs;
+            }
+            "connections.max.reauth.ms" => self.connections_max_reauth_ms = parse_num(name, value)?,
             "log.dirs" | "log.dir" => {
                 self.data_dir = PathBuf::from(value.split(',').next().unwrap_or(value).trim())
             }
@@ -340,6 +545,61 @@ impl BrokerConfig {
         Ok(())
     }
 
+    /// The security protocol of listener `name`.
+    pub fn protocol_of(&self, name: &str) -> Option<SecurityProtocol> {
+        self.listener_security_protocol_map
+            .get(name)
+            .copied()
+            .or_else(|| SecurityProtocol::from_name(name))
+    }
+
+    /// Checks the settings that only make sense together: every listener
+    /// has a protocol, names are unique, TLS listeners have a keystore, every
+    /// advertised listener exists.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |name: &str, reason: String| ConfigError::Invalid {
+            name: name.into(),
+            reason,
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for l in &self.listeners {
+            if !seen.insert(l.name.as_str()) {
+                return Err(bad(
+                    "listeners",
+                    format!("listener name {} is used twice", l.name),
+                ));
+            }
+            let proto = self.protocol_of(&l.name).ok_or_else(|| {
+                bad(
+                    "listener.security.protocol.map",
+                    format!(
+                        "listener {} is not a security protocol and has no entry",
+                        l.name
+                    ),
+                )
+            })?;
+            if proto.uses_tls() && self.ssl.keystore_location.is_none() {
+                return Err(bad(
+                    "ssl.keystore.location",
+                    format!(
+                        "listener {} uses {} but no keystore is set",
+                        l.name,
+                        proto.name()
+                    ),
+                ));
+            }
+        }
+        for a in &self.advertised_listeners {
+            if !self.listeners.iter().any(|l| l.name == a.name) {
+                return Err(bad(
+                    "advertised.listeners",
+                    format!("{} is not one of the listeners", a.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Reads a TOML file of Kafka property names.
     pub fn apply_file(&mut self, path: &std::path::Path) -> Result<(), ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -350,6 +610,20 @@ impl BrokerConfig {
             path: path.into(),
             source,
         })?;
+        let mut table = table;
+        // `[auth]` holds structured data (users, credentials, policies), not
+        // Kafka properties: it is kept whole for crate::auth to build.
+        if let Some(auth) = table.remove("auth") {
+            match auth {
+                toml::Value::Table(t) => self.auth = Some(t),
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        name: "auth".into(),
+                        reason: "must be a table ([auth])".into(),
+                    })
+                }
+            }
+        }
         let mut flat = Vec::new();
         flatten("", &toml::Value::Table(table), &mut flat);
         for (k, v) in flat {
@@ -587,6 +861,36 @@ mod tests {
             parse_listen("l", "localhost:1").unwrap().ip().to_string(),
             "127.0.0.1"
         );
-        assert!(parse_listen("l", "SSL://127.0.0.1:1").is_err());
+        let l = parse_listener("l", "sasl_ssl://127.0.0.1:1").unwrap();
+        assert_eq!(l.name, "SASL_SSL");
+        assert_eq!(
+            parse_listener("l", "127.0.0.1:7").unwrap().name,
+            "PLAINTEXT"
+        );
+    }
+
+    #[test]
+    fn listener_protocols_resolve_through_the_map() {
+        let mut c = BrokerConfig::default();
+        c.set("listeners", "CLIENT://127.0.0.1:1,INTERNAL://127.0.0.1:2")
+            .unwrap();
+        assert!(c.validate().unwrap_err().to_string().contains("CLIENT"));
+        c.set(
+            "listener.security.protocol.map",
+            "CLIENT:SASL_SSL,INTERNAL:PLAINTEXT",
+        )
+        .unwrap();
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("ssl.keystore.location"));
+        c.set("ssl.keystore.location", "/k.pem").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.protocol_of("CLIENT"), Some(SecurityProtocol::SaslSsl));
+        c.set("advertised.listeners", "OTHER://h:1").unwrap();
+        assert!(c.validate().is_err());
+        assert!(c.set("sasl.enabled.mechanisms", "GSSAPI").is_err());
+        assert!(c.set("ssl.client.auth", "maybe").is_err());
     }
 }

@@ -7,7 +7,10 @@
 //!   clean shutdown.
 //! - [`shard`]: thread-per-core shards, ownership of partitions and groups,
 //!   cross-shard mailboxes.
-//! - [`net`]: listeners, framing, the per-connection loop, zero-copy fetch.
+//! - [`net`]: listeners (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), TLS,
+//!   the SASL exchange, framing, the per-connection loop, zero-copy fetch.
+//! - [`auth`]: who a client is and what it may do: SCRAM, PLAIN, MSK IAM
+//!   signature verification, IAM policy documents and the authorizer.
 //! - [`api`]: one module per Kafka API and the registry that lists them.
 //! - [`log`]: partition logs: segments, indexes, group-commit appends, reads,
 //!   recovery, retention, idempotent producer state.
@@ -17,6 +20,7 @@
 
 pub mod alloc;
 pub mod api;
+pub mod auth;
 pub mod cluster;
 pub mod config;
 pub mod group;

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
-use sluice_broker::config::{parse_host_port, parse_listen, BrokerConfig};
+use sluice_broker::config::{parse_advertised, parse_listen, parse_listener, BrokerConfig};
 
 #[global_allocator]
 static ALLOC: sluice_broker::alloc::BrokerAllocator = sluice_broker::alloc::BrokerAllocator;
@@ -14,13 +14,16 @@ static ALLOC: sluice_broker::alloc::BrokerAllocator = sluice_broker::alloc::Brok
 #[derive(Parser, Debug)]
 #[command(name = "sluiced", version, about, long_about = None)]
 struct Args {
-    /// Address to accept Kafka clients on, HOST:PORT (or PLAINTEXT://HOST:PORT).
-    /// Repeatable. Default 127.0.0.1:9092.
-    #[arg(long = "listen", value_name = "HOST:PORT")]
+    /// Listener to accept Kafka clients on, in Kafka's form
+    /// PROTOCOL://HOST:PORT (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL, or a
+    /// name from listener.security.protocol.map); HOST:PORT means PLAINTEXT.
+    /// Repeatable. Default PLAINTEXT://127.0.0.1:9092.
+    #[arg(long = "listen", value_name = "[NAME://]HOST:PORT")]
     listen: Vec<String>,
-    /// Address clients are told to connect to (Metadata). Defaults to the first --listen.
-    #[arg(long = "advertised-listener", value_name = "HOST:PORT")]
-    advertised_listener: Option<String>,
+    /// Address clients of listener NAME are told to connect to (Metadata),
+    /// NAME://HOST:PORT. Repeatable. Defaults to each listener's own address.
+    #[arg(long = "advertised-listener", value_name = "[NAME://]HOST:PORT")]
+    advertised_listener: Vec<String>,
     /// Directory holding the logs and metadata. Default ./data.
     #[arg(long = "data-dir", value_name = "DIR")]
     data_dir: Option<PathBuf>,
@@ -54,26 +57,17 @@ fn build_config(args: Args) -> Result<BrokerConfig, String> {
         cfg.listeners = args
             .listen
             .iter()
-            .map(|l| parse_listen("--listen", l))
+            .map(|l| parse_listener("--listen", l))
             .collect::<Result<_, _>>()
             .map_err(|e| e.to_string())?;
     }
-    let advertised_explicit =
-        args.advertised_listener.is_some() || cfg.explicit.contains_key("advertised.listeners");
-    if let Some(a) = &args.advertised_listener {
-        let (h, p) = parse_host_port("--advertised-listener", a).map_err(|e| e.to_string())?;
-        cfg.advertised_host = h;
-        cfg.advertised_port = p;
-    }
-    if !advertised_explicit {
-        if let Some(first) = cfg.listeners.first() {
-            cfg.advertised_host = if first.ip().is_unspecified() {
-                "127.0.0.1".into()
-            } else {
-                first.ip().to_string()
-            };
-            cfg.advertised_port = first.port();
-        }
+    if !args.advertised_listener.is_empty() {
+        cfg.advertised_listeners = args
+            .advertised_listener
+            .iter()
+            .map(|l| parse_advertised("--advertised-listener", l))
+            .collect::<Result<_, _>>()
+            .map_err(|e| e.to_string())?;
     }
     if let Some(d) = args.data_dir {
         cfg.data_dir = d;
@@ -87,6 +81,7 @@ fn build_config(args: Args) -> Result<BrokerConfig, String> {
     if let Some(m) = &args.metrics {
         cfg.metrics_listen = Some(parse_listen("--metrics", m).map_err(|e| e.to_string())?);
     }
+    cfg.validate().map_err(|e| e.to_string())?;
     Ok(cfg)
 }
 

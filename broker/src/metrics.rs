@@ -107,6 +107,8 @@ pub struct Metrics {
     pub connections_open: AtomicI64,
     pub connections_total: AtomicU64,
     pub connections_closed_bad_input: AtomicU64,
+    pub authentication_failures: AtomicU64,
+    pub authorization_denied: AtomicU64,
     /// Per shard: each shard's coordinator publishes its own figures.
     groups_by_shard: [AtomicI64; MAX_SHARDS],
     rebalances_by_shard: [AtomicU64; MAX_SHARDS],
@@ -122,6 +124,8 @@ pub static METRICS: Metrics = Metrics {
     connections_open: AtomicI64::new(0),
     connections_total: AtomicU64::new(0),
     connections_closed_bad_input: AtomicU64::new(0),
+    authentication_failures: AtomicU64::new(0),
+    authorization_denied: AtomicU64::new(0),
     groups_by_shard: [const { AtomicI64::new(0) }; MAX_SHARDS],
     rebalances_by_shard: [const { AtomicU64::new(0) }; MAX_SHARDS],
     requests: [const { AtomicU64::new(0) }; 128],
@@ -218,7 +222,12 @@ impl Metrics {
         }
         // Records out are not counted per record (fetches are zero-copy and
         // never parse records); bytes out are.
-        render_per_api(&mut out, "sluice_requests_total", "Requests handled per API", &self.requests);
+        render_per_api(
+            &mut out,
+            "sluice_requests_total",
+            "Requests handled per API",
+            &self.requests,
+        );
         render_per_api(
             &mut out,
             "sluice_request_errors_total",
@@ -241,7 +250,7 @@ impl Metrics {
         let _ = writeln!(out, "# HELP sluice_log_group_commit_requests Produce requests made durable per fdatasync\n# TYPE sluice_log_group_commit_requests histogram");
         self.group_commit_requests
             .render(&mut out, "sluice_log_group_commit_requests", "");
-        let gauges: [(&str, &str, i64); 5] = [
+        let gauges: [(&str, &str, i64); 7] = [
             (
                 "sluice_net_connections_open",
                 "gauge",
@@ -256,6 +265,16 @@ impl Metrics {
                 "sluice_net_connections_closed_bad_input_total",
                 "counter",
                 self.connections_closed_bad_input.load(Relaxed) as i64,
+            ),
+            (
+                "sluice_auth_authentication_failures_total",
+                "counter",
+                self.authentication_failures.load(Relaxed) as i64,
+            ),
+            (
+                "sluice_auth_authorization_denied_total",
+                "counter",
+                self.authorization_denied.load(Relaxed) as i64,
             ),
             (
                 "sluice_group_count",

@@ -13,6 +13,7 @@ use anyhow::Context;
 
 use crate::cluster::{MetadataStore, OFFSETS_TOPIC};
 use crate::config::{BrokerConfig, FlushPolicy};
+use crate::net::session::Listener;
 use crate::shard::{Broker, Job, Shard};
 
 /// Builds a throwaway io_uring runtime to learn whether io_uring works here.
@@ -51,22 +52,57 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
         senders.push(tx);
         receivers.push(rx);
     }
-    let broker = Arc::new(Broker::new(config.clone(), metadata, senders));
-
-    let mut per_shard_listeners: Vec<Vec<std::net::TcpListener>> =
+    let mut per_shard_listeners: Vec<Vec<(Arc<Listener>, std::net::TcpListener)>> =
         (0..n).map(|_| Vec::new()).collect();
-    for addr in &config.listeners {
-        let ls = crate::net::bind_reuseport(*addr, n)
-            .with_context(|| format!("cannot listen on {addr}"))?;
+    let mut listeners = Vec::with_capacity(config.listeners.len());
+    let mut bound = Vec::new();
+    for spec in &config.listeners {
+        let addr = spec.addr;
+        let ls = crate::net::bind_reuseport(addr, n)
+            .with_context(|| format!("cannot listen on {}://{addr}", spec.name))?;
+        let local = ls[0].local_addr()?;
+        let protocol = config
+            .protocol_of(&spec.name)
+            .with_context(|| format!("listener {} has no security protocol", spec.name))?;
+        let tls = if protocol.uses_tls() {
+            Some(
+                crate::net::tls::server_config(&config.ssl)
+                    .with_context(|| format!("cannot set up TLS for listener {}", spec.name))?,
+            )
+        } else {
+            None
+        };
+        let (advertised_host, advertised_port) = match config
+            .advertised_listeners
+            .iter()
+            .find(|a| a.name == spec.name)
+        {
+            Some(a) => (a.host.clone(), a.port),
+            None if local.ip().is_unspecified() => ("127.0.0.1".to_string(), local.port()),
+            None => (local.ip().to_string(), local.port()),
+        };
+        let info = Arc::new(Listener {
+            name: spec.name.clone(),
+            protocol,
+            advertised_host,
+            advertised_port,
+            tls,
+        });
+        bound.push(format!("{}://{local}", spec.name));
+        listeners.push(info.clone());
         for (i, l) in ls.into_iter().enumerate() {
-            per_shard_listeners[i].push(l);
+            per_shard_listeners[i].push((info.clone(), l));
         }
     }
-    let bound: Vec<String> = per_shard_listeners[0]
-        .iter()
-        .filter_map(|l| l.local_addr().ok())
-        .map(|a| a.to_string())
-        .collect();
+    let security = crate::net::sasl::Security::from_config(&config)?;
+    let broker = Arc::new(Broker::new(
+        config.clone(),
+        metadata,
+        senders,
+        listeners,
+        security,
+    ));
+
     if let Some(m) = config.metrics_listen {
         let local =
             crate::metrics::serve(m).with_context(|| format!("cannot serve metrics on {m}"))?;
@@ -158,7 +194,7 @@ fn shard_thread(
     core: Option<usize>,
     broker: Arc<Broker>,
     mailbox: flume::Receiver<Job>,
-    listeners: Vec<std::net::TcpListener>,
+    listeners: Vec<(Arc<Listener>, std::net::TcpListener)>,
     drained: Arc<AtomicUsize>,
     ready: Arc<AtomicUsize>,
 ) -> anyhow::Result<()> {
@@ -182,8 +218,8 @@ fn shard_thread(
         open_owned_partitions(&shard).await?;
         crate::shard::groups::start(&shard).await?;
         spawn_housekeeping(&shard);
-        for l in listeners {
-            compio::runtime::spawn(crate::net::accept_loop(shard.clone(), l)).detach();
+        for (info, l) in listeners {
+            compio::runtime::spawn(crate::net::accept_loop(shard.clone(), info, l)).detach();
         }
         ready.fetch_add(1, Ordering::SeqCst);
         shard.shutdown.clone().await;

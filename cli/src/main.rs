@@ -34,6 +34,9 @@ enum Command {
     /// List and describe consumer groups (with lag).
     #[command(subcommand)]
     Groups(GroupsCmd),
+    /// Manage SCRAM users (AlterUserScramCredentials / DescribeUserScramCredentials).
+    #[command(subcommand)]
+    Users(UsersCmd),
     /// Send lines from stdin as records (KEY<sep>VALUE with --key-separator).
     Produce(ProduceArgs),
     /// Print records from a topic (as a group member with --group).
@@ -139,6 +142,29 @@ enum TopicsCmd {
     },
     /// Delete topics.
     Delete { names: Vec<String> },
+}
+
+#[derive(Subcommand, Debug)]
+enum UsersCmd {
+    /// Add or replace a user's SCRAM credential. The password is read from
+    /// --password, else the SLUICE_USER_PASSWORD variable, else stdin.
+    Add {
+        user: String,
+        #[arg(long, default_value = "SCRAM-SHA-512")]
+        mechanism: String,
+        #[arg(long, default_value_t = 8192)]
+        iterations: u32,
+        #[arg(long, env = "SLUICE_USER_PASSWORD", hide_env_values = true)]
+        password: Option<String>,
+    },
+    /// List users and their SCRAM mechanisms.
+    List,
+    /// Delete a user's SCRAM credential (both mechanisms unless --mechanism).
+    Delete {
+        user: String,
+        #[arg(long)]
+        mechanism: Option<String>,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -259,6 +285,52 @@ async fn groups(cli: &Cli, cmd: &GroupsCmd) -> anyhow::Result<()> {
             }
             println!("total lag {total}");
         }
+    }
+    Ok(())
+}
+
+async fn users(cli: &Cli, cmd: &UsersCmd) -> anyhow::Result<()> {
+    use sluice::admin::ScramCredentialChange;
+    let admin = AdminClient::connect(client_config(cli)?).await?;
+    let changes = match cmd {
+        UsersCmd::List => {
+            println!("{:<32}  {}", "user", "credentials");
+            for u in admin.describe_user_scram_credentials(None).await? {
+                let creds: Vec<String> = u.credentials.iter().map(|(m, i)| format!("{m} (iterations {i})")).collect();
+                println!("{:<32}  {}", u.user, creds.join(", "));
+            }
+            return Ok(());
+        }
+        UsersCmd::Add { user, mechanism, iterations, password } => {
+            let password = match password {
+                Some(p) => p.clone(),
+                None => {
+                    let mut line = String::new();
+                    std::io::stdin().read_line(&mut line)?;
+                    line.trim_end_matches(['\r', '\n']).to_string()
+                }
+            };
+            if password.is_empty() {
+                anyhow::bail!("empty password");
+            }
+            vec![ScramCredentialChange::Upsert { user: user.clone(), mechanism: mechanism.clone(), iterations: *iterations, password }]
+        }
+        UsersCmd::Delete { user, mechanism } => match mechanism {
+            Some(m) => vec![ScramCredentialChange::Delete { user: user.clone(), mechanism: m.clone() }],
+            None => {
+                // Delete what exists: asking for a missing one is an error.
+                let existing = admin.describe_user_scram_credentials(Some(std::slice::from_ref(user))).await?;
+                existing
+                    .into_iter()
+                    .flat_map(|u| u.credentials)
+                    .map(|(m, _)| ScramCredentialChange::Delete { user: user.clone(), mechanism: m })
+                    .collect()
+            }
+        },
+    };
+    for (user, r) in admin.alter_user_scram_credentials(&changes).await? {
+        r.map_err(|e| anyhow::anyhow!("{user}: {e}"))?;
+        println!("{user}: done");
     }
     Ok(())
 }
@@ -419,6 +491,7 @@ async fn main() -> ExitCode {
     let r = match &cli.command {
         Command::Topics(c) => topics(&cli, c).await,
         Command::Groups(c) => groups(&cli, c).await,
+        Command::Users(c) => users(&cli, c).await,
         Command::Produce(a) => produce(&cli, a).await,
         Command::Consume(a) => consume(&cli, a).await,
         Command::IamToken(a) => iam_token(a).await,

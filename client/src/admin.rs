@@ -582,6 +582,77 @@ impl AdminClient {
         Ok(out)
     }
 
+    /// Which SCRAM mechanisms each user has credentials for (all users when
+    /// `users` is None), with iteration counts.
+    pub async fn describe_user_scram_credentials(&self, users: Option<&[String]>) -> Result<Vec<UserScramCredentials>> {
+        let conn = self.cluster.any_connection().await?;
+        let mut req = DescribeUserScramCredentialsRequest::default();
+        req.users = users.map(|us| {
+            us.iter()
+                .map(|u| {
+                    let mut n = describe_user_scram_credentials_request::UserName::default();
+                    n.name = s(u);
+                    n
+                })
+                .collect()
+        });
+        let resp = conn.send(&req).await?;
+        check(resp.error_code, resp.error_message.as_ref())?;
+        let mut out = Vec::new();
+        for r in resp.results {
+            check(r.error_code, r.error_message.as_ref())?;
+            out.push(UserScramCredentials {
+                user: r.user.to_string(),
+                credentials: r
+                    .credential_infos
+                    .into_iter()
+                    .map(|c| (scram_mechanism_name(c.mechanism).to_string(), c.iterations))
+                    .collect(),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Adds, replaces or deletes SCRAM credentials. Passwords never leave
+    /// this process: the broker receives a random salt and
+    /// SaltedPassword = Hi(password, salt, iterations). Per-user results.
+    pub async fn alter_user_scram_credentials(&self, changes: &[ScramCredentialChange]) -> Result<Vec<(String, Result<()>)>> {
+        let mut req = AlterUserScramCredentialsRequest::default();
+        for c in changes {
+            match c {
+                ScramCredentialChange::Upsert { user, mechanism, iterations, password } => {
+                    let m = scram_mechanism(mechanism)?;
+                    let mut salt = vec![0u8; 32];
+                    getrandom::getrandom(&mut salt).map_err(|e| Error::Unsupported(format!("no randomness for a salt: {e}")))?;
+                    let salted = m
+                        .hi(password.as_bytes(), &salt, *iterations)
+                        .map_err(|e| Error::Config { name: "iterations".into(), reason: e.to_string() })?;
+                    let mut u = alter_user_scram_credentials_request::ScramCredentialUpsertion::default();
+                    u.name = s(user);
+                    u.mechanism = scram_mechanism_type(m);
+                    u.iterations = *iterations as i32;
+                    u.salt = Bytes::from(salt);
+                    u.salted_password = Bytes::from(salted);
+                    req.upsertions.push(u);
+                }
+                ScramCredentialChange::Delete { user, mechanism } => {
+                    let m = scram_mechanism(mechanism)?;
+                    let mut d = alter_user_scram_credentials_request::ScramCredentialDeletion::default();
+                    d.name = s(user);
+                    d.mechanism = scram_mechanism_type(m);
+                    req.deletions.push(d);
+                }
+            }
+        }
+        let conn = self.cluster.any_connection().await?;
+        let resp = conn.send(&req).await?;
+        Ok(resp
+            .results
+            .into_iter()
+            .map(|r| (r.user.to_string(), check(r.error_code, r.error_message.as_ref())))
+            .collect())
+    }
+
     pub async fn describe_cluster(&self) -> Result<ClusterDescription> {
         self.cluster.refresh_metadata(&[]).await?;
         Ok(ClusterDescription {
@@ -592,3 +663,61 @@ impl AdminClient {
     }
 }
 
+/// One user's SCRAM credentials: (mechanism name, iterations).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserScramCredentials {
+    pub user: String,
+    pub credentials: Vec<(String, i32)>,
+}
+
+/// A change for [`AdminClient::alter_user_scram_credentials`]; mechanisms
+/// by SASL name (`SCRAM-SHA-256`, `SCRAM-SHA-512`).
+#[derive(Clone)]
+pub enum ScramCredentialChange {
+    Upsert { user: String, mechanism: String, iterations: u32, password: String },
+    Delete { user: String, mechanism: String },
+}
+
+impl std::fmt::Debug for ScramCredentialChange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ScramCredentialChange::Upsert { user, mechanism, iterations, .. } => f
+                .debug_struct("Upsert")
+                .field("user", user)
+                .field("mechanism", mechanism)
+                .field("iterations", iterations)
+                .finish_non_exhaustive(),
+            ScramCredentialChange::Delete { user, mechanism } => {
+                f.debug_struct("Delete").field("user", user).field("mechanism", mechanism).finish()
+            }
+        }
+    }
+}
+
+fn scram_mechanism(name: &str) -> Result<crate::net::sasl::scram::ScramMechanism> {
+    use crate::net::sasl::scram::ScramMechanism as M;
+    match name.to_ascii_uppercase().as_str() {
+        "SCRAM-SHA-256" => Ok(M::Sha256),
+        "SCRAM-SHA-512" => Ok(M::Sha512),
+        _ => Err(Error::Config {
+            name: "mechanism".into(),
+            reason: format!("unknown SCRAM mechanism {name} (SCRAM-SHA-256 or SCRAM-SHA-512)"),
+        }),
+    }
+}
+
+/// Kafka's ScramMechanism type ids (AlterUserScramCredentials).
+fn scram_mechanism_type(m: crate::net::sasl::scram::ScramMechanism) -> i8 {
+    match m {
+        crate::net::sasl::scram::ScramMechanism::Sha256 => 1,
+        crate::net::sasl::scram::ScramMechanism::Sha512 => 2,
+    }
+}
+
+fn scram_mechanism_name(id: i8) -> &'static str {
+    match id {
+        1 => "SCRAM-SHA-256",
+        2 => "SCRAM-SHA-512",
+        _ => "UNKNOWN",
+    }
+}

@@ -1,6 +1,7 @@
 //! AlterConfigs (v0-v2): replaces a topic's whole set of overrides. Broker
 //! configs are static (set in the config file) and cannot be altered.
 
+use crate::auth::{Action, Resource};
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
@@ -57,6 +58,34 @@ pub async fn alter(
     }
 }
 
+/// The authorization error for altering a resource's configs, if denied.
+pub fn refusal(
+    ctx: &RequestContext,
+    resource_type: i8,
+    name: &str,
+) -> Option<(i16, Option<StrBytes>)> {
+    let (allowed, code) = match resource_type {
+        RESOURCE_TOPIC => (
+            ctx.allowed(
+                Action::AlterTopicDynamicConfiguration,
+                Resource::Topic(name),
+            ),
+            super::TOPIC_AUTHORIZATION_FAILED,
+        ),
+        RESOURCE_BROKER => (
+            ctx.allowed(Action::AlterClusterDynamicConfiguration, Resource::Cluster),
+            super::CLUSTER_AUTHORIZATION_FAILED,
+        ),
+        _ => (true, 0),
+    };
+    (!allowed).then(|| {
+        (
+            code,
+            Some(StrBytes::from_static_str("not authorized by IAM policy")),
+        )
+    })
+}
+
 pub fn broker_not_alterable() -> ApiError {
     ApiError::new(
         INVALID_REQUEST,
@@ -81,14 +110,20 @@ pub async fn handle(ctx: &RequestContext, req: AlterConfigsRequest) -> Response 
             *configs = next;
             Ok(())
         };
-        (r.error_code, r.error_message) = alter(
-            &broker,
-            res.resource_type,
-            &res.resource_name,
-            replace,
-            req.validate_only,
-        )
-        .await;
+        (r.error_code, r.error_message) = match refusal(ctx, res.resource_type, &res.resource_name)
+        {
+            Some(denied) => denied,
+            None => {
+                alter(
+                    &broker,
+                    res.resource_type,
+                    &res.resource_name,
+                    replace,
+                    req.validate_only,
+                )
+                .await
+            }
+        };
         resp.responses.push(r);
     }
     ctx.respond(&resp)

@@ -6,7 +6,7 @@
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 
-use super::{encode_frame, RequestContext, Response, SUPPORTED};
+use super::{advertised_apis, encode_frame, RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 4;
@@ -16,8 +16,7 @@ const UNSUPPORTED_VERSION: i16 = 35;
 fn body(error_code: i16) -> ApiVersionsResponse {
     let mut r = ApiVersionsResponse::default();
     r.error_code = error_code;
-    r.api_keys = SUPPORTED
-        .iter()
+    r.api_keys = advertised_apis()
         .map(|(k, min, max)| {
             let mut v = ApiVersion::default();
             v.api_key = *k as i16;

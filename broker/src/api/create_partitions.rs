@@ -1,6 +1,7 @@
 //! CreatePartitions (v0-v3): grows a topic; the new partitions open on their
 //! owner shards before the answer.
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -16,6 +17,14 @@ pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Respo
     for t in req.topics {
         let mut r = CreatePartitionsTopicResult::default();
         r.name = t.name.clone();
+        if !ctx.allowed(Action::AlterTopic, Resource::Topic(t.name.as_str())) {
+            r.error_code = super::TOPIC_AUTHORIZATION_FAILED;
+            r.error_message = Some(StrBytes::from_static_str(
+                "not authorized to kafka-cluster:AlterTopic",
+            ));
+            resp.results.push(r);
+            continue;
+        }
         match broker
             .metadata
             .create_partitions(&t.name, t.count, req.validate_only)

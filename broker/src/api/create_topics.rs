@@ -3,6 +3,7 @@
 //! says) and configs, persists the topic, then opens its partitions on
 //! their owner shards so the directories exist before the answer.
 
+use crate::auth::{Action, Resource};
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::create_topics_response::{
@@ -33,6 +34,11 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
             Err(crate::cluster::ApiError::new(
                 INVALID_REQUEST,
                 "duplicate topic in request",
+            ))
+        } else if !ctx.allowed(Action::CreateTopic, Resource::Topic(&name)) {
+            Err(crate::cluster::ApiError::new(
+                super::TOPIC_AUTHORIZATION_FAILED,
+                "not authorized to kafka-cluster:CreateTopic",
             ))
         } else if !t.assignments.is_empty() {
             let single = t

@@ -1,6 +1,7 @@
 //! DeleteGroups (v0-v2): each group is deleted by the shard that owns it
 //! (NON_EMPTY_GROUP while it has members; tombstones make it durable).
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
@@ -13,9 +14,13 @@ pub async fn handle(ctx: &RequestContext, req: DeleteGroupsRequest) -> Response 
     let calls = req.groups_names.into_iter().map(|g| async move {
         let id = g.to_string();
         let id2 = id.clone();
-        let code = on_coordinator(ctx, &id, move |c| async move { c.delete_group(&id2).await })
-            .await
-            .unwrap_or(COORDINATOR_NOT_AVAILABLE);
+        let code = if !ctx.allowed(Action::DeleteGroup, Resource::Group(&id)) {
+            super::GROUP_AUTHORIZATION_FAILED
+        } else {
+            on_coordinator(ctx, &id, move |c| async move { c.delete_group(&id2).await })
+                .await
+                .unwrap_or(COORDINATOR_NOT_AVAILABLE)
+        };
         let mut r = DeletableGroupResult::default();
         r.group_id = g;
         r.error_code = code;

@@ -1,6 +1,7 @@
 //! DeleteRecords (v0-v2): moves each partition's log start offset (-1 means
 //! the high watermark); whole segments below it are removed.
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
@@ -19,12 +20,14 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> Response
     for t in req.topics {
         let mut tr = DeleteRecordsTopicResult::default();
         tr.name = t.name.clone();
+        let allowed = ctx.allowed(Action::DeleteTopic, Resource::Topic(t.name.as_str()));
         let meta = image.by_name.get(t.name.as_str()).cloned();
         for p in t.partitions {
             let mut pr = DeleteRecordsPartitionResult::default();
             pr.partition_index = p.partition_index;
             pr.low_watermark = -1;
             match meta.clone() {
+                _ if !allowed => pr.error_code = super::TOPIC_AUTHORIZATION_FAILED,
                 None => pr.error_code = UNKNOWN_TOPIC_OR_PARTITION,
                 Some(meta) => {
                     let offset = p.offset;

@@ -2,6 +2,7 @@
 //! the metadata image first; then each shard closes its partitions (waking
 //! parked fetches) and removes their directories.
 
+use crate::auth::{Action, Resource};
 use std::sync::Arc;
 
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
@@ -45,6 +46,14 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response 
                 .get(&id)
                 .map(|m| m.name.clone()),
         };
+        if let Some(n) = &name {
+            if !ctx.allowed(Action::DeleteTopic, Resource::Topic(n)) {
+                r.name = Some(TopicName(StrBytes::from_string(n.clone())));
+                r.error_code = super::TOPIC_AUTHORIZATION_FAILED;
+                resp.responses.push(r);
+                continue;
+            }
+        }
         let Some(name) = name else {
             r.error_code = UNKNOWN_TOPIC_ID;
             resp.responses.push(r);

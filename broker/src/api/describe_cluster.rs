@@ -1,5 +1,6 @@
 //! DescribeCluster (v0-v1): the cluster id and this broker as controller.
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -21,10 +22,14 @@ pub async fn handle(ctx: &RequestContext, req: DescribeClusterRequest) -> Respon
     resp.cluster_id = StrBytes::from_string(broker.metadata.image().cluster_id.clone());
     resp.controller_id = BrokerId(cfg.node_id);
     resp.cluster_authorized_operations = i32::MIN;
+    if !ctx.allowed(Action::DescribeCluster, Resource::Cluster) {
+        resp.error_code = super::CLUSTER_AUTHORIZATION_FAILED;
+        return ctx.respond(&resp);
+    }
     let mut b = DescribeClusterBroker::default();
     b.broker_id = BrokerId(cfg.node_id);
-    b.host = StrBytes::from_string(cfg.advertised_host.clone());
-    b.port = i32::from(cfg.advertised_port);
+    b.host = StrBytes::from_string(ctx.advertised().0.to_string());
+    b.port = i32::from(ctx.advertised().1);
     resp.brokers.push(b);
     ctx.respond(&resp)
 }

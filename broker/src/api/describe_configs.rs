@@ -2,6 +2,7 @@
 //! the rest from broker settings as STATIC_BROKER_CONFIG when set in the
 //! config file, else DEFAULT_CONFIG) and for this broker.
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
 };
@@ -225,6 +226,22 @@ pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> Respon
         r.resource_name = res.resource_name.clone();
         let keys = res.configuration_keys.as_deref();
         match res.resource_type {
+            RESOURCE_TOPIC
+                if !ctx.allowed(
+                    Action::DescribeTopicDynamicConfiguration,
+                    Resource::Topic(res.resource_name.as_str()),
+                ) =>
+            {
+                r.error_code = super::TOPIC_AUTHORIZATION_FAILED;
+            }
+            RESOURCE_BROKER
+                if !ctx.allowed(
+                    Action::DescribeClusterDynamicConfiguration,
+                    Resource::Cluster,
+                ) =>
+            {
+                r.error_code = super::CLUSTER_AUTHORIZATION_FAILED;
+            }
             RESOURCE_TOPIC => match image.by_name.get(res.resource_name.as_str()) {
                 Some(meta) => {
                     r.configs = topic_configs(

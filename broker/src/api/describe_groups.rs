@@ -1,5 +1,6 @@
 //! DescribeGroups (v0-v5): each group is described by the shard that owns it.
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 
 use super::{on_coordinator, RequestContext, Response, COORDINATOR_NOT_AVAILABLE};
@@ -11,6 +12,13 @@ pub async fn handle(ctx: &RequestContext, req: DescribeGroupsRequest) -> Respons
     let version = ctx.version;
     let calls = req.groups.into_iter().map(|g| async move {
         let id = g.to_string();
+        if !ctx.allowed(Action::DescribeGroup, Resource::Group(&id)) {
+            let mut d =
+                kafka_protocol::messages::describe_groups_response::DescribedGroup::default();
+            d.group_id = g;
+            d.error_code = super::GROUP_AUTHORIZATION_FAILED;
+            return d;
+        }
         let id2 = id.clone();
         on_coordinator(ctx, &id, move |c| async move {
             c.describe_group_for_version(&id2, version)

@@ -16,7 +16,8 @@ use futures::FutureExt;
 use kafka_protocol::messages::FetchRequest;
 use uuid::Uuid;
 
-use super::{RequestContext, Response, ResponsePart};
+use super::{RequestContext, Response, ResponsePart, TOPIC_AUTHORIZATION_FAILED};
+use crate::auth::{Action, Resource};
 use crate::cluster::TopicMeta;
 use crate::log::read::FileRange;
 
@@ -175,6 +176,13 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
         } else {
             image.by_name.get(t.topic.as_str()).cloned()
         };
+        let read_allowed = match &meta {
+            Some(m) => ctx.allowed(Action::ReadData, Resource::Topic(&m.name)),
+            None => {
+                ctx.version >= 13
+                    || ctx.allowed(Action::ReadData, Resource::Topic(t.topic.as_str()))
+            }
+        };
         let mut out = TopicOut {
             name: meta
                 .as_ref()
@@ -192,6 +200,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
                 records: None,
             };
             match &meta {
+                _ if !read_allowed => po.error = TOPIC_AUTHORIZATION_FAILED,
                 None => {
                     po.error = if ctx.version >= 13 {
                         UNKNOWN_TOPIC_ID

@@ -1,6 +1,7 @@
 //! FindCoordinator (v0-v6): this node coordinates every group. Transaction
 //! coordinators are not offered yet (COORDINATOR_NOT_AVAILABLE).
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
@@ -24,10 +25,15 @@ pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Respon
         let mut c = Coordinator::default();
         c.key = key;
         match req.key_type {
+            0 if !ctx.allowed(Action::DescribeGroup, Resource::Group(c.key.as_str())) => {
+                c.error_code = super::GROUP_AUTHORIZATION_FAILED;
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+            }
             0 => {
                 c.node_id = BrokerId(cfg.node_id);
-                c.host = StrBytes::from_string(cfg.advertised_host.clone());
-                c.port = i32::from(cfg.advertised_port);
+                c.host = StrBytes::from_string(ctx.advertised().0.to_string());
+                c.port = i32::from(ctx.advertised().1);
             }
             1 => {
                 c.error_code = COORDINATOR_NOT_AVAILABLE;

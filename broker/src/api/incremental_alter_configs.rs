@@ -85,14 +85,20 @@ pub async fn handle(ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -
             }
             Ok(())
         };
-        (r.error_code, r.error_message) = alter(
-            &broker,
-            res.resource_type,
-            &res.resource_name,
-            edit,
-            req.validate_only,
-        )
-        .await;
+        (r.error_code, r.error_message) =
+            match super::alter_configs::refusal(ctx, res.resource_type, &res.resource_name) {
+                Some(denied) => denied,
+                None => {
+                    alter(
+                        &broker,
+                        res.resource_type,
+                        &res.resource_name,
+                        edit,
+                        req.validate_only,
+                    )
+                    .await
+                }
+            };
         resp.responses.push(r);
     }
     ctx.respond(&resp)

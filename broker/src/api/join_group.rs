@@ -1,6 +1,7 @@
 //! JoinGroup (v0-v9): routed to the coordinator on the shard that owns the
 //! group (the owner of its `__consumer_offsets` partition).
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse};
 
 use super::{on_coordinator, RequestContext, Response, COORDINATOR_NOT_AVAILABLE};
@@ -11,6 +12,11 @@ pub const MAX_VERSION: i16 = 9;
 pub async fn handle(ctx: &RequestContext, req: JoinGroupRequest) -> Response {
     let version = ctx.version;
     let group = req.group_id.to_string();
+    if !ctx.allowed(Action::AlterGroup, Resource::Group(&group)) {
+        let mut r = JoinGroupResponse::default();
+        r.error_code = super::GROUP_AUTHORIZATION_FAILED;
+        return ctx.respond(&r);
+    }
     let client_id = ctx.client_id.clone();
     let host = super::client_host(ctx);
     let resp = on_coordinator(ctx, &group, move |c| async move {

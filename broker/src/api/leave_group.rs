@@ -1,6 +1,7 @@
 //! LeaveGroup (v0-v5): routed to the coordinator on the shard that owns the
 //! group (the owner of its `__consumer_offsets` partition).
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::{on_coordinator, RequestContext, Response, COORDINATOR_NOT_AVAILABLE};
@@ -11,6 +12,11 @@ pub const MAX_VERSION: i16 = 5;
 pub async fn handle(ctx: &RequestContext, req: LeaveGroupRequest) -> Response {
     let version = ctx.version;
     let group = req.group_id.to_string();
+    if !ctx.allowed(Action::AlterGroup, Resource::Group(&group)) {
+        let mut r = LeaveGroupResponse::default();
+        r.error_code = super::GROUP_AUTHORIZATION_FAILED;
+        return ctx.respond(&r);
+    }
 
     let resp = on_coordinator(ctx, &group, move |c| async move {
         c.leave_group(req, version).await

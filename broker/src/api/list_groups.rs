@@ -1,5 +1,6 @@
 //! ListGroups (v0-v5): every shard lists its own groups; the lists are merged.
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::{ListGroupsRequest, ListGroupsResponse};
 
 use super::{RequestContext, Response};
@@ -25,7 +26,12 @@ pub async fn handle(ctx: &RequestContext, req: ListGroupsRequest) -> Response {
         })
         .await;
     let mut resp = ListGroupsResponse::default();
-    resp.groups = lists.into_iter().flatten().collect();
+    // Groups the principal may not describe are left out, as Kafka does.
+    resp.groups = lists
+        .into_iter()
+        .flatten()
+        .filter(|g| ctx.allowed(Action::DescribeGroup, Resource::Group(g.group_id.as_str())))
+        .collect();
     resp.groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
     ctx.respond(&resp)
 }

@@ -2,6 +2,7 @@
 //! max timestamp (-3, v7+) and by timestamp (the first record whose
 //! timestamp is >= the one asked for, via the time index).
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
@@ -20,6 +21,7 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> Response {
     for t in req.topics {
         let mut tr = ListOffsetsTopicResponse::default();
         tr.name = t.name.clone();
+        let allowed = ctx.allowed(Action::DescribeTopic, Resource::Topic(t.name.as_str()));
         let meta = image.by_name.get(t.name.as_str()).cloned();
         for p in t.partitions {
             let mut pr = ListOffsetsPartitionResponse::default();
@@ -27,6 +29,11 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> Response {
             pr.timestamp = -1;
             pr.offset = -1;
             pr.leader_epoch = -1;
+            if !allowed {
+                pr.error_code = super::TOPIC_AUTHORIZATION_FAILED;
+                tr.partitions.push(pr);
+                continue;
+            }
             let Some(meta) = meta.clone() else {
                 pr.error_code = UNKNOWN_TOPIC_OR_PARTITION;
                 tr.partitions.push(pr);

@@ -4,6 +4,7 @@
 //! request and `auto.create.topics.enable` allow it (v4+ carries the flag;
 //! older versions always ask).
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::metadata_response::{
     MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
 };
@@ -50,8 +51,8 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
     let mut resp = MetadataResponse::default();
     let mut b = MetadataResponseBroker::default();
     b.node_id = BrokerId(cfg.node_id);
-    b.host = StrBytes::from_string(cfg.advertised_host.clone());
-    b.port = i32::from(cfg.advertised_port);
+    b.host = StrBytes::from_string(ctx.advertised().0.to_string());
+    b.port = i32::from(ctx.advertised().1);
     resp.brokers.push(b);
     let image = broker.metadata.image();
     resp.cluster_id = Some(StrBytes::from_string(image.cluster_id.clone()));
@@ -65,7 +66,12 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
         Some(t) => t.is_empty() && ctx.version == 0,
     };
     if all {
-        let mut names: Vec<_> = image.by_name.values().collect();
+        // Topics the principal may not describe are left out, as Kafka does.
+        let mut names: Vec<_> = image
+            .by_name
+            .values()
+            .filter(|m| ctx.allowed(Action::DescribeTopic, Resource::Topic(&m.name)))
+            .collect();
         names.sort_by(|a, b| a.name.cmp(&b.name));
         resp.topics = names
             .into_iter()
@@ -80,6 +86,23 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
             Some(n) => image.by_name.get(n.as_str()).cloned(),
             None => image.by_id.get(&rt.topic_id).cloned(),
         };
+        let described = match (&meta, &rt.name) {
+            (Some(m), _) => ctx.allowed(Action::DescribeTopic, Resource::Topic(&m.name)),
+            (None, Some(n)) => ctx.allowed(Action::DescribeTopic, Resource::Topic(n.as_str())),
+            (None, None) => true,
+        };
+        if !described {
+            let mut t = MetadataResponseTopic::default();
+            t.name = rt.name.clone().or_else(|| {
+                meta.as_ref().map(|m| {
+                    kafka_protocol::messages::TopicName(StrBytes::from_string(m.name.clone()))
+                })
+            });
+            t.topic_id = rt.topic_id;
+            t.error_code = super::TOPIC_AUTHORIZATION_FAILED;
+            resp.topics.push(t);
+            continue;
+        }
         match (meta, rt.name) {
             (Some(m), _) => resp.topics.push(topic_entry(&m, cfg.node_id, ctx.version)),
             (None, Some(name)) => {
@@ -90,6 +113,11 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
                 }
                 if let Err(e) = validate_topic_name(&name) {
                     t.error_code = e.code;
+                } else if auto_create
+                    && !ctx.allowed(Action::CreateTopic, Resource::Topic(name.as_str()))
+                {
+                    // Kafka: may describe but not create -> unknown topic.
+                    t.error_code = UNKNOWN_TOPIC_OR_PARTITION;
                 } else if auto_create {
                     match broker.metadata.create_topic(
                         &name,

@@ -16,6 +16,7 @@ use crate::log::read::FileRange;
 use crate::shard::Shard;
 
 pub mod alter_configs;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
@@ -25,6 +26,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -49,6 +51,8 @@ pub struct RequestContext {
     pub correlation_id: i32,
     pub client_id: String,
     pub peer: SocketAddr,
+    /// The connection's listener and authenticated principal.
+    pub session: Rc<crate::net::session::Session>,
 }
 
 /// One piece of an encoded response: bytes, or a file range to splice.
@@ -69,6 +73,35 @@ pub enum Response {
 }
 
 impl RequestContext {
+    /// Whether this connection's principal may do `action` on `resource`
+    /// (always, when no IAM policies are configured).
+    pub fn allowed(
+        &self,
+        action: crate::auth::Action,
+        resource: crate::auth::Resource<'_>,
+    ) -> bool {
+        let security = &self.shard.broker.security;
+        if security.authorizer.is_none() {
+            return true;
+        }
+        let principal = self.session.principal();
+        let ok = security.authorize(&principal, action, resource);
+        if !ok {
+            crate::metrics::METRICS
+                .authorization_denied
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            // Kafka logs denials at INFO (its authorizer log): an audit trail.
+            tracing::info!(target: "sluice::authorizer", %principal, action = action.as_str(), resource = ?resource, api = ?self.api, "denied by IAM policy");
+        }
+        ok
+    }
+
+    /// The address clients of this connection's listener are told to use.
+    pub fn advertised(&self) -> (&str, u16) {
+        let l = &self.session.listener;
+        (&l.advertised_host, l.advertised_port)
+    }
+
     /// Encodes a response message with its header as one frame.
     pub fn respond<R: Encodable + HeaderVersion>(&self, body: &R) -> Response {
         encode_frame(
@@ -155,11 +188,24 @@ registry! {
     IncrementalAlterConfigs => incremental_alter_configs(m::IncrementalAlterConfigsRequest),
     OffsetDelete => offset_delete(m::OffsetDeleteRequest),
     DescribeCluster => describe_cluster(m::DescribeClusterRequest),
+    DescribeUserScramCredentials => describe_user_scram_credentials(m::DescribeUserScramCredentialsRequest),
+    AlterUserScramCredentials => alter_user_scram_credentials(m::AlterUserScramCredentialsRequest),
+}
+
+/// APIs answered by the connection itself rather than a handler module,
+/// because they change the connection's state (see `net::sasl`).
+pub const CONNECTION_LEVEL: &[(ApiKey, i16, i16)] = &[
+    (ApiKey::SaslHandshake, 0, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
+];
+
+/// Every API ApiVersions advertises.
+pub fn advertised_apis() -> impl Iterator<Item = &'static (ApiKey, i16, i16)> {
+    SUPPORTED.iter().chain(CONNECTION_LEVEL)
 }
 
 pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
-    SUPPORTED
-        .iter()
+    advertised_apis()
         .find(|(k, _, _)| *k == api)
         .map(|(_, a, b)| (*a, *b))
 }
@@ -170,7 +216,7 @@ mod tests {
 
     #[test]
     fn registry_ranges_are_within_the_protocol_crate() {
-        for (key, min, max) in SUPPORTED {
+        for (key, min, max) in advertised_apis() {
             let valid = key.valid_versions();
             assert!(
                 *min >= valid.min && *max <= valid.max && min <= max,
@@ -229,3 +275,6 @@ pub fn client_host(ctx: &RequestContext) -> String {
 }
 
 pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
+pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
+pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
+pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;

@@ -3,6 +3,7 @@
 //! coordinator sees them); the rest go to the group's coordinator, which
 //! fences stale generations and makes the offsets durable before answering.
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
@@ -19,12 +20,21 @@ pub async fn handle(ctx: &RequestContext, mut req: OffsetCommitRequest) -> Respo
     let version = ctx.version;
     let group = req.group_id.to_string();
     let image = ctx.shard.broker.metadata.image();
-    // Split off partitions that do not exist.
+    // Split off partitions that do not exist or may not be committed.
+    let group_allowed = ctx.allowed(Action::AlterGroup, Resource::Group(&group));
     let mut unknown: Vec<OffsetCommitResponseTopic> = Vec::new();
     for t in req.topics.iter_mut() {
+        let refusal = if !group_allowed {
+            Some(super::GROUP_AUTHORIZATION_FAILED)
+        } else if !ctx.allowed(Action::ReadData, Resource::Topic(t.name.as_str())) {
+            Some(super::TOPIC_AUTHORIZATION_FAILED)
+        } else {
+            None
+        };
         let count = image
             .by_name
             .get(t.name.as_str())
+            .filter(|_| refusal.is_none())
             .map(|m| m.partitions)
             .unwrap_or(0);
         let (known, bad): (Vec<_>, Vec<_>) = t
@@ -40,7 +50,7 @@ pub async fn handle(ctx: &RequestContext, mut req: OffsetCommitRequest) -> Respo
                 .map(|p| {
                     let mut rp = OffsetCommitResponsePartition::default();
                     rp.partition_index = p.partition_index;
-                    rp.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                    rp.error_code = refusal.unwrap_or(UNKNOWN_TOPIC_OR_PARTITION);
                     rp
                 })
                 .collect();

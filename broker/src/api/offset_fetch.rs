@@ -1,6 +1,7 @@
 //! OffsetFetch (v1-v9): v1-v7 ask one group, v8+ a list of groups; each
 //! group is answered by the coordinator on the shard that owns it.
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 
 use super::{on_coordinator, RequestContext, Response, COORDINATOR_NOT_AVAILABLE};
@@ -15,6 +16,12 @@ async fn fetch_group(
     topics: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
 ) -> OffsetFetchGroupResult {
+    if !ctx.allowed(Action::DescribeGroup, Resource::Group(&group)) {
+        return OffsetFetchGroupResult {
+            error_code: super::GROUP_AUTHORIZATION_FAILED,
+            topics: Vec::new(),
+        };
+    }
     let g = group.clone();
     on_coordinator(ctx, &group, move |c| async move {
         c.offset_fetch(&g, topics, require_stable)

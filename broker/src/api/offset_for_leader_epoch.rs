@@ -4,6 +4,7 @@
 //! one asked for) ends at the log end offset; an earlier unknown epoch has
 //! no answer (-1), as in Kafka.
 
+use crate::auth::{Action, Resource};
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
@@ -24,6 +25,7 @@ pub async fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> R
     for t in req.topics {
         let mut tr = OffsetForLeaderTopicResult::default();
         tr.topic = t.topic.clone();
+        let allowed = ctx.allowed(Action::DescribeTopic, Resource::Topic(t.topic.as_str()));
         let meta = image.by_name.get(t.topic.as_str()).cloned();
         for p in t.partitions {
             let mut e = EpochEndOffset::default();
@@ -31,6 +33,7 @@ pub async fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> R
             e.leader_epoch = -1;
             e.end_offset = -1;
             match meta.clone() {
+                _ if !allowed => e.error_code = super::TOPIC_AUTHORIZATION_FAILED,
                 None => e.error_code = UNKNOWN_TOPIC_OR_PARTITION,
                 Some(_) if p.current_leader_epoch > 0 => e.error_code = UNKNOWN_LEADER_EPOCH,
                 Some(_) if p.current_leader_epoch < -1 => e.error_code = FENCED_LEADER_EPOCH,

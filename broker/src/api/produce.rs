@@ -14,7 +14,8 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::{self, BatchHeader};
 
-use super::{RequestContext, Response};
+use super::{RequestContext, Response, TOPIC_AUTHORIZATION_FAILED};
+use crate::auth::{Action, Resource};
 use crate::cluster::TopicMeta;
 use crate::log::append::AppendResult;
 
@@ -88,13 +89,19 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
         let mut tr = TopicProduceResponse::default();
         tr.name = topic.name.clone();
         let meta = image.by_name.get(topic.name.as_str()).cloned();
+        let write_allowed = ctx.allowed(Action::WriteData, Resource::Topic(topic.name.as_str()));
         for (pi, pd) in topic.partition_data.into_iter().enumerate() {
             let mut pr = PartitionProduceResponse::default();
             pr.index = pd.index;
             pr.base_offset = -1;
             pr.log_append_time_ms = -1;
             pr.log_start_offset = -1;
-            let outcome = if req.transactional_id.is_some() {
+            let outcome = if !write_allowed {
+                Err((
+                    TOPIC_AUTHORIZATION_FAILED,
+                    "not authorized to kafka-cluster:WriteData on this topic".into(),
+                ))
+            } else if req.transactional_id.is_some() {
                 Err((
                     TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
                     "transactions are not supported by this broker yet".into(),

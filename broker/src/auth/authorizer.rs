@@ -157,7 +157,10 @@ impl Authorizer {
     }
 
     /// The documents governing `principal`.
-    pub fn policies_for<'a>(&'a self, principal: &'a str) -> impl Iterator<Item = &'a PolicyDocument> + 'a {
+    pub fn policies_for<'a>(
+        &'a self,
+        principal: &'a str,
+    ) -> impl Iterator<Item = &'a PolicyDocument> + 'a {
         self.policies
             .iter()
             .filter(move |(pattern, _)| glob_match(pattern, principal, false))
@@ -206,9 +209,18 @@ mod tests {
     #[test]
     fn arns() {
         let c = cluster();
-        assert_eq!(c.arn(&Resource::Cluster), "arn:aws:kafka:us-east-1:123456789012:cluster/my-kafka-cluster/abcd-1234-2");
-        assert_eq!(c.arn(&Resource::Topic("t")), "arn:aws:kafka:us-east-1:123456789012:topic/my-kafka-cluster/abcd-1234-2/t");
-        assert_eq!(c.arn(&Resource::Group("g")), "arn:aws:kafka:us-east-1:123456789012:group/my-kafka-cluster/abcd-1234-2/g");
+        assert_eq!(
+            c.arn(&Resource::Cluster),
+            "arn:aws:kafka:us-east-1:123456789012:cluster/my-kafka-cluster/abcd-1234-2"
+        );
+        assert_eq!(
+            c.arn(&Resource::Topic("t")),
+            "arn:aws:kafka:us-east-1:123456789012:topic/my-kafka-cluster/abcd-1234-2/t"
+        );
+        assert_eq!(
+            c.arn(&Resource::Group("g")),
+            "arn:aws:kafka:us-east-1:123456789012:group/my-kafka-cluster/abcd-1234-2/g"
+        );
         assert_eq!(
             c.arn(&Resource::TransactionalId("tx")),
             "arn:aws:kafka:us-east-1:123456789012:transactional-id/my-kafka-cluster/abcd-1234-2/tx"
@@ -219,11 +231,17 @@ mod tests {
     fn action_names() {
         assert_eq!(Action::ALL.len(), 19);
         assert_eq!(Action::ReadData.as_str(), "kafka-cluster:ReadData");
-        assert_eq!(Action::AlterTransactionalId.to_string(), "kafka-cluster:AlterTransactionalId");
+        assert_eq!(
+            Action::AlterTransactionalId.to_string(),
+            "kafka-cluster:AlterTransactionalId"
+        );
         for a in Action::ALL {
             assert_eq!(Action::from_name(a.as_str()), Some(*a));
         }
-        assert_eq!(Action::from_name("KAFKA-CLUSTER:READDATA"), Some(Action::ReadData));
+        assert_eq!(
+            Action::from_name("KAFKA-CLUSTER:READDATA"),
+            Some(Action::ReadData)
+        );
         assert_eq!(Action::from_name("kafka-cluster:Nope"), None);
     }
 
@@ -234,18 +252,36 @@ mod tests {
         a.attach(alice, doc(super::super::policy::AWS_EXAMPLE));
         assert!(a.authorize(alice, Action::Connect, Resource::Cluster));
         assert!(a.authorize(alice, Action::DescribeCluster, Resource::Cluster));
-        assert!(!a.authorize(alice, Action::AlterClusterDynamicConfiguration, Resource::Cluster));
+        assert!(!a.authorize(
+            alice,
+            Action::AlterClusterDynamicConfiguration,
+            Resource::Cluster
+        ));
         assert!(a.authorize(alice, Action::CreateTopic, Resource::Topic("orders")));
         assert!(a.authorize(alice, Action::ReadData, Resource::Topic("orders")));
         assert!(a.authorize(alice, Action::WriteData, Resource::Topic("orders")));
         assert!(a.authorize(alice, Action::DescribeGroup, Resource::Group("g")));
         assert!(!a.authorize(alice, Action::DeleteGroup, Resource::Group("g")));
-        assert!(!a.authorize(alice, Action::AlterTransactionalId, Resource::TransactionalId("t")));
+        assert!(!a.authorize(
+            alice,
+            Action::AlterTransactionalId,
+            Resource::TransactionalId("t")
+        ));
         assert!(!a.authorize(alice, Action::WriteDataIdempotently, Resource::Cluster));
         // Another principal has no policies: denied.
-        assert_eq!(a.decide("arn:aws:iam::123456789012:user/bob", Action::Connect, Resource::Cluster), Decision::ImplicitDeny);
+        assert_eq!(
+            a.decide(
+                "arn:aws:iam::123456789012:user/bob",
+                Action::Connect,
+                Resource::Cluster
+            ),
+            Decision::ImplicitDeny
+        );
         // A cluster with another name is outside the policy.
-        let mut other = Authorizer::new(ClusterIdentity { name: "other".into(), ..cluster() });
+        let mut other = Authorizer::new(ClusterIdentity {
+            name: "other".into(),
+            ..cluster()
+        });
         other.attach(alice, doc(super::super::policy::AWS_EXAMPLE));
         assert!(!other.authorize(alice, Action::Connect, Resource::Cluster));
     }
@@ -260,8 +296,19 @@ mod tests {
         assert!(!a.authorize("User:bob", Action::DeleteTopic, Resource::Topic("t")));
         assert!(a.authorize("User:admin", Action::DeleteTopic, Resource::Topic("t")));
         assert!(a.authorize("User:intern1", Action::DescribeTopic, Resource::Topic("t")));
-        assert_eq!(a.decide("User:intern1", Action::DescribeTopic, Resource::Topic("payroll")), Decision::ExplicitDeny);
-        assert!(a.authorize("User:intern12", Action::DescribeTopic, Resource::Topic("payroll")));
+        assert_eq!(
+            a.decide(
+                "User:intern1",
+                Action::DescribeTopic,
+                Resource::Topic("payroll")
+            ),
+            Decision::ExplicitDeny
+        );
+        assert!(a.authorize(
+            "User:intern12",
+            Action::DescribeTopic,
+            Resource::Topic("payroll")
+        ));
         // Patterns are case-sensitive and anchored.
         assert!(!a.authorize("user:bob", Action::Connect, Resource::Cluster));
         assert!(!a.authorize("XUser:bob", Action::Connect, Resource::Cluster));

@@ -84,7 +84,10 @@ impl fmt::Debug for AuthConfig {
             .field("cluster_uuid", &self.cluster_uuid)
             .field("clock_skew_ms", &self.clock_skew_ms)
             .field("iam_hosts", &self.iam_hosts)
-            .field("allow_everyone_if_no_policies", &self.allow_everyone_if_no_policies)
+            .field(
+                "allow_everyone_if_no_policies",
+                &self.allow_everyone_if_no_policies,
+            )
             .field("plain_users", &self.plain_users.keys().collect::<Vec<_>>())
             .field("plain_users_file", &self.plain_users_file)
             .field("iam_credentials", &self.iam_credentials)
@@ -109,7 +112,10 @@ impl fmt::Debug for IamCredentialConfig {
             .field("access_key_id", &self.access_key_id)
             .field("secret_access_key", &"<redacted>")
             .field("principal_arn", &self.principal_arn)
-            .field("session_token", &self.session_token.as_ref().map(|_| "<redacted>"))
+            .field(
+                "session_token",
+                &self.session_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -137,11 +143,15 @@ pub struct BuiltAuth {
 }
 
 fn valid_region(r: &str) -> bool {
-    !r.is_empty() && r.len() <= 32 && r.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+    !r.is_empty()
+        && r.len() <= 32
+        && r.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
 fn read(path: &Path, what: &str) -> Result<String, String> {
-    std::fs::read_to_string(path).map_err(|e| format!("{what}: cannot read {}: {e}", path.display()))
+    std::fs::read_to_string(path)
+        .map_err(|e| format!("{what}: cannot read {}: {e}", path.display()))
 }
 
 impl AuthConfig {
@@ -161,7 +171,9 @@ impl AuthConfig {
         // PLAIN.
         let mut plain = PlainUsers::new();
         for (user, password) in &self.plain_users {
-            plain.insert(user, password).map_err(|e| format!("auth.plain_users: {e}"))?;
+            plain
+                .insert(user, password)
+                .map_err(|e| format!("auth.plain_users: {e}"))?;
         }
         if let Some(path) = &self.plain_users_file {
             let text = read(path, "auth.plain_users_file")?;
@@ -170,7 +182,10 @@ impl AuthConfig {
                     "auth.plain_users_file {}: expected `name = \"password\"` lines: {}",
                     path.display(),
                     // toml's message may quote the offending line, i.e. a password.
-                    e.span().map_or_else(String::new, |s| format!("error at bytes {}..{}", s.start, s.end))
+                    e.span().map_or_else(String::new, |s| format!(
+                        "error at bytes {}..{}",
+                        s.start, s.end
+                    ))
                 )
             })?;
             for (user, password) in &table {
@@ -192,7 +207,10 @@ impl AuthConfig {
             for (i, c) in self.iam_credentials.iter().enumerate() {
                 let at = format!("auth.iam_credentials[{i}] ({})", c.access_key_id);
                 if !c.principal_arn.starts_with("arn:") {
-                    return Err(format!("{at}: principal_arn {:?} is not an ARN", c.principal_arn));
+                    return Err(format!(
+                        "{at}: principal_arn {:?} is not an ARN",
+                        c.principal_arn
+                    ));
                 }
                 if c.session_token.as_deref() == Some("") {
                     return Err(format!("{at}: session_token is empty (omit it instead)"));
@@ -225,9 +243,9 @@ impl AuthConfig {
             None
         } else {
             let need = |v: &Option<String>, key: &str| {
-                v.clone()
-                    .filter(|s| !s.is_empty())
-                    .ok_or_else(|| format!("auth.{key} is required when auth.policies are configured"))
+                v.clone().filter(|s| !s.is_empty()).ok_or_else(|| {
+                    format!("auth.{key} is required when auth.policies are configured")
+                })
             };
             let cluster = ClusterIdentity {
                 region: need(&self.region, "region")?,
@@ -236,17 +254,26 @@ impl AuthConfig {
                 uuid: need(&self.cluster_uuid, "cluster_uuid")?,
             };
             if cluster.account.len() != 12 || !cluster.account.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(format!("auth.account {:?} is not a 12-digit AWS account id", cluster.account));
+                return Err(format!(
+                    "auth.account {:?} is not a 12-digit AWS account id",
+                    cluster.account
+                ));
             }
             let name_ok = |s: &str| s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-');
             if !name_ok(&cluster.name) || cluster.name.len() > 64 {
-                return Err(format!("auth.cluster_name {:?}: letters, digits and '-' only (at most 64)", cluster.name));
+                return Err(format!(
+                    "auth.cluster_name {:?}: letters, digits and '-' only (at most 64)",
+                    cluster.name
+                ));
             }
             if !name_ok(&cluster.uuid) {
-                return Err(format!("auth.cluster_uuid {:?}: letters, digits and '-' only", cluster.uuid));
+                return Err(format!(
+                    "auth.cluster_uuid {:?}: letters, digits and '-' only",
+                    cluster.uuid
+                ));
             }
-            let mut authorizer =
-                Authorizer::new(cluster).with_allow_everyone_if_no_policies(self.allow_everyone_if_no_policies);
+            let mut authorizer = Authorizer::new(cluster)
+                .with_allow_everyone_if_no_policies(self.allow_everyone_if_no_policies);
             for (i, p) in self.policies.iter().enumerate() {
                 let at = format!("auth.policies[{i}] (principal {:?})", p.principal);
                 if p.principal.is_empty() {
@@ -255,7 +282,11 @@ impl AuthConfig {
                 let text = match (&p.document, &p.document_file) {
                     (Some(d), None) => d.clone(),
                     (None, Some(f)) => read(f, &at)?,
-                    _ => return Err(format!("{at}: set exactly one of document and document_file")),
+                    _ => {
+                        return Err(format!(
+                            "{at}: set exactly one of document and document_file"
+                        ))
+                    }
                 };
                 let doc = PolicyDocument::parse(&text).map_err(|e| format!("{at}: {e}"))?;
                 authorizer.attach(p.principal.clone(), doc);
@@ -329,8 +360,14 @@ document = '{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"kafk
             Ok(b) => b,
             Err(e) => panic!("{e}"),
         };
-        assert_eq!(b.plain.authenticate(b"\0alice\0alice-secret"), Ok("alice".into()));
-        let iam = b.iam.as_ref().map(|v| (v.region().to_string(), v.clock_skew_ms(), v.store().len()));
+        assert_eq!(
+            b.plain.authenticate(b"\0alice\0alice-secret"),
+            Ok("alice".into())
+        );
+        let iam = b
+            .iam
+            .as_ref()
+            .map(|v| (v.region().to_string(), v.clock_skew_ms(), v.store().len()));
         assert_eq!(iam, Some(("us-east-1".to_string(), 60_000, 2)));
         let a = match &b.authorizer {
             Some(a) => a,
@@ -343,28 +380,52 @@ document = '{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"kafk
         assert!(!a.authorize("User:bob", Action::ReadData, Resource::Topic("t")));
         // Debug output of config and result carries no secret.
         for d in [format!("{c:?}"), format!("{b:?}")] {
-            assert!(!d.contains("alice-secret") && !d.contains("EXAMPLEKEY") && !d.contains("\"tok\"") && !d.contains("s2\""), "{d}");
+            assert!(
+                !d.contains("alice-secret")
+                    && !d.contains("EXAMPLEKEY")
+                    && !d.contains("\"tok\"")
+                    && !d.contains("s2\""),
+                "{d}"
+            );
         }
     }
 
     #[test]
     fn empty_section_builds_nothing() {
         let b = parse("").build();
-        assert!(matches!(b, Ok(BuiltAuth { iam: None, authorizer: None, .. })));
+        assert!(matches!(
+            b,
+            Ok(BuiltAuth {
+                iam: None,
+                authorizer: None,
+                ..
+            })
+        ));
         assert!(b.is_ok_and(|b| b.plain.is_empty()));
     }
 
     #[test]
     fn validation_errors() {
         let base = "region = \"us-east-1\"\naccount = \"123456789012\"\ncluster_name = \"c\"\ncluster_uuid = \"u\"\n";
-        let pol = |doc: &str| format!("{base}[[policies]]\nprincipal = \"User:x\"\ndocument = '{doc}'\n");
-        let e = build_err(&pol(r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*","Condition":{}}}"#));
+        let pol =
+            |doc: &str| format!("{base}[[policies]]\nprincipal = \"User:x\"\ndocument = '{doc}'\n");
+        let e = build_err(&pol(
+            r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*","Condition":{}}}"#,
+        ));
         assert!(e.contains("User:x") && e.contains("Condition"), "{e}");
         let e = build_err(&format!("{base}[[policies]]\nprincipal = \"User:x\"\n"));
         assert!(e.contains("exactly one"), "{e}");
-        let e = build_err(&format!("{base}[[policies]]\nprincipal = \"User:x\"\ndocument_file = \"/nonexistent/p.json\"\n"));
-        assert!(e.contains("/nonexistent/p.json") && e.contains("User:x"), "{e}");
-        let e = build_err(&pol(r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#).replace("123456789012", "12"));
+        let e = build_err(&format!(
+            "{base}[[policies]]\nprincipal = \"User:x\"\ndocument_file = \"/nonexistent/p.json\"\n"
+        ));
+        assert!(
+            e.contains("/nonexistent/p.json") && e.contains("User:x"),
+            "{e}"
+        );
+        let e = build_err(
+            &pol(r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#)
+                .replace("123456789012", "12"),
+        );
         assert!(e.contains("auth.account"), "{e}");
         let e = build_err("[[policies]]\nprincipal = \"User:x\"\ndocument = '{}'\n");
         assert!(e.contains("auth.region"), "{e}");
@@ -382,7 +443,9 @@ document = '{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"kafk
         assert!(e.contains("clock_skew_ms"), "{e}");
         // Unknown keys are refused at deserialization.
         assert!(toml::from_str::<AuthConfig>("regoin = \"us-east-1\"\n").is_err());
-        assert!(toml::from_str::<AuthConfig>("[[iam_credentials]]\naccess_key_id = \"A\"\n").is_err());
+        assert!(
+            toml::from_str::<AuthConfig>("[[iam_credentials]]\naccess_key_id = \"A\"\n").is_err()
+        );
     }
 
     #[test]
@@ -394,7 +457,10 @@ document = '{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"kafk
         let users = dir.path().join("users.toml");
         let policy = dir.path().join("p.json");
         let _ = std::fs::write(&users, "carol = \"c-pass\"\n");
-        let _ = std::fs::write(&policy, r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#);
+        let _ = std::fs::write(
+            &policy,
+            r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#,
+        );
         let cfg = format!(
             "region = \"us-east-1\"\naccount = \"123456789012\"\ncluster_name = \"c\"\ncluster_uuid = \"u\"\nplain_users_file = {:?}\n[[policies]]\nprincipal = \"User:carol\"\ndocument_file = {:?}\n",
             users.display().to_string(),
@@ -406,7 +472,11 @@ document = '{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"kafk
             Err(e) => panic!("{e}"),
         };
         assert_eq!(b.plain.authenticate(b"\0carol\0c-pass"), Ok("carol".into()));
-        assert!(b.authorizer.is_some_and(|a| a.authorize("User:carol", Action::DeleteTopic, Resource::Topic("x"))));
+        assert!(b.authorizer.is_some_and(|a| a.authorize(
+            "User:carol",
+            Action::DeleteTopic,
+            Resource::Topic("x")
+        )));
         // A broken users file: the error names the file but not its content.
         let _ = std::fs::write(&users, "carol = hunter2\n");
         let e = build_err(&cfg);

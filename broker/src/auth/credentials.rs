@@ -140,7 +140,11 @@ impl ScramStore {
                 };
                 cred.validate(mech)
                     .map_err(|e| format!("user {user:?} {name}: {e}"))?;
-                store.users.entry(user.clone()).or_default().insert(mech, cred);
+                store
+                    .users
+                    .entry(user.clone())
+                    .or_default()
+                    .insert(mech, cred);
             }
         }
         Ok(store)
@@ -266,7 +270,12 @@ impl ScramStore {
     pub fn list(&self) -> Vec<(String, Vec<(ScramMechanism, u32)>)> {
         self.users
             .iter()
-            .map(|(u, m)| (u.clone(), m.iter().map(|(k, c)| (*k, c.iterations)).collect()))
+            .map(|(u, m)| {
+                (
+                    u.clone(),
+                    m.iter().map(|(k, c)| (*k, c.iterations)).collect(),
+                )
+            })
             .collect()
     }
 
@@ -298,12 +307,22 @@ mod tests {
     fn upsert_get_delete_list() {
         let mut s = ScramStore::new();
         let a256 = cred(ScramMechanism::Sha256, "a", 4096);
-        assert!(s.upsert("alice", ScramMechanism::Sha256, a256.clone()).is_ok());
         assert!(s
-            .upsert("alice", ScramMechanism::Sha512, cred(ScramMechanism::Sha512, "a", 8192))
+            .upsert("alice", ScramMechanism::Sha256, a256.clone())
             .is_ok());
         assert!(s
-            .upsert("bob", ScramMechanism::Sha512, cred(ScramMechanism::Sha512, "b", 4096))
+            .upsert(
+                "alice",
+                ScramMechanism::Sha512,
+                cred(ScramMechanism::Sha512, "a", 8192)
+            )
+            .is_ok());
+        assert!(s
+            .upsert(
+                "bob",
+                ScramMechanism::Sha512,
+                cred(ScramMechanism::Sha512, "b", 4096)
+            )
             .is_ok());
         assert_eq!(s.get("alice", ScramMechanism::Sha256), Some(&a256));
         assert_eq!(s.get("carol", ScramMechanism::Sha256), None);
@@ -312,7 +331,10 @@ mod tests {
             vec![
                 (
                     "alice".to_string(),
-                    vec![(ScramMechanism::Sha256, 4096), (ScramMechanism::Sha512, 8192)]
+                    vec![
+                        (ScramMechanism::Sha256, 4096),
+                        (ScramMechanism::Sha512, 8192)
+                    ]
                 ),
                 ("bob".to_string(), vec![(ScramMechanism::Sha512, 4096)]),
             ]
@@ -320,7 +342,10 @@ mod tests {
         assert!(s.delete("bob", ScramMechanism::Sha512));
         assert!(!s.delete("bob", ScramMechanism::Sha512));
         assert!(s.delete("alice", ScramMechanism::Sha256));
-        assert_eq!(s.list(), vec![("alice".to_string(), vec![(ScramMechanism::Sha512, 8192)])]);
+        assert_eq!(
+            s.list(),
+            vec![("alice".to_string(), vec![(ScramMechanism::Sha512, 8192)])]
+        );
         // Invalid: empty user, key length of the other mechanism.
         assert!(s.upsert("", ScramMechanism::Sha256, a256.clone()).is_err());
         assert!(s.upsert("x", ScramMechanism::Sha512, a256).is_err());
@@ -332,10 +357,22 @@ mod tests {
     fn save_load_roundtrip_and_permissions() {
         let d = dir();
         let path = ScramStore::path_in(d.path());
-        assert_eq!(ScramStore::load(&path).ok(), Some(ScramStore::new()), "missing = empty");
+        assert_eq!(
+            ScramStore::load(&path).ok(),
+            Some(ScramStore::new()),
+            "missing = empty"
+        );
         let mut s = ScramStore::new();
-        let _ = s.upsert("al,ice=", ScramMechanism::Sha256, cred(ScramMechanism::Sha256, "x", 4096));
-        let _ = s.upsert("bob", ScramMechanism::Sha512, cred(ScramMechanism::Sha512, "y", 16384));
+        let _ = s.upsert(
+            "al,ice=",
+            ScramMechanism::Sha256,
+            cred(ScramMechanism::Sha256, "x", 4096),
+        );
+        let _ = s.upsert(
+            "bob",
+            ScramMechanism::Sha512,
+            cred(ScramMechanism::Sha512, "y", 16384),
+        );
         assert!(s.save(&path).is_ok());
         assert_eq!(ScramStore::load(&path).ok(), Some(s.clone()));
         // Overwrite.
@@ -345,7 +382,9 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt as _;
-            let mode = std::fs::metadata(&path).map(|m| m.permissions().mode()).unwrap_or(0);
+            let mode = std::fs::metadata(&path)
+                .map(|m| m.permissions().mode())
+                .unwrap_or(0);
             assert_eq!(mode & 0o777, 0o600);
         }
         // No temp files left behind.
@@ -355,7 +394,11 @@ mod tests {
         assert_eq!(names.len(), 1, "{names:?}");
         // Saving into a missing directory reports the path.
         let bad = d.path().join("nope").join(FILE_NAME);
-        let err = ScramStore::new().save(&bad).err().map(|e| e.to_string()).unwrap_or_default();
+        let err = ScramStore::new()
+            .save(&bad)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(err.contains("nope"), "{err}");
     }
 
@@ -365,7 +408,11 @@ mod tests {
         let path = d.path().join(FILE_NAME);
         let good = {
             let mut s = ScramStore::new();
-            let _ = s.upsert("a", ScramMechanism::Sha256, cred(ScramMechanism::Sha256, "x", 4096));
+            let _ = s.upsert(
+                "a",
+                ScramMechanism::Sha256,
+                cred(ScramMechanism::Sha256, "x", 4096),
+            );
             String::from_utf8(s.to_json()).unwrap_or_default()
         };
         let salt = STANDARD.encode(b"salty");
@@ -396,6 +443,9 @@ mod tests {
         // A directory in the file's place is an I/O error, not an empty store.
         let dpath = d.path().join("dir");
         let _ = std::fs::create_dir(&dpath);
-        assert!(matches!(ScramStore::load(&dpath), Err(CredentialStoreError::Io { .. })));
+        assert!(matches!(
+            ScramStore::load(&dpath),
+            Err(CredentialStoreError::Io { .. })
+        ));
     }
 }

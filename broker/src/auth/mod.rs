@@ -84,7 +84,9 @@ pub enum AuthError {
     #[error("IAM authentication failed: the signature expired")]
     Expired,
     /// IAM: X-Amz-Date is further in the future than the allowed clock skew.
-    #[error("IAM authentication failed: the signature is not yet valid (X-Amz-Date is in the future)")]
+    #[error(
+        "IAM authentication failed: the signature is not yet valid (X-Amz-Date is in the future)"
+    )]
     NotYetValid,
     /// IAM: the credential scope names another region.
     #[error("IAM authentication failed: wrong region {got:?} (this cluster is in {expected:?})")]

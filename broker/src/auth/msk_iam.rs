@@ -240,7 +240,11 @@ impl IamVerifier {
 
     /// Verifies an AWS_MSK_IAM first client message; on success returns the
     /// identity and the JSON answer to send back.
-    pub fn verify_json(&self, msg: &[u8], now_ms: i64) -> Result<(IamIdentity, Vec<u8>), AuthError> {
+    pub fn verify_json(
+        &self,
+        msg: &[u8],
+        now_ms: i64,
+    ) -> Result<(IamIdentity, Vec<u8>), AuthError> {
         let bad = |r: &str| AuthError::malformed(JSON_MECH, r.to_owned());
         if msg.is_empty() {
             return Err(bad("empty message"));
@@ -328,10 +332,14 @@ impl IamVerifier {
         let credential = get("X-Amz-Credential")?;
         let scope: Vec<&str> = credential.split('/').collect();
         let [akid, scope_date, region, service, terminator] = scope[..] else {
-            return Err(bad("X-Amz-Credential is not <key>/<date>/<region>/<service>/aws4_request"));
+            return Err(bad(
+                "X-Amz-Credential is not <key>/<date>/<region>/<service>/aws4_request",
+            ));
         };
         if akid.is_empty() || terminator != "aws4_request" {
-            return Err(bad("X-Amz-Credential is not <key>/<date>/<region>/<service>/aws4_request"));
+            return Err(bad(
+                "X-Amz-Credential is not <key>/<date>/<region>/<service>/aws4_request",
+            ));
         }
         if service != SERVICE {
             return Err(AuthError::WrongService(sanitize(service)));
@@ -353,7 +361,8 @@ impl IamVerifier {
             return Err(AuthError::BadAction(sanitize(action)));
         }
         let expires = get("X-Amz-Expires")?;
-        if expires.is_empty() || expires.len() > 10 || !expires.bytes().all(|b| b.is_ascii_digit()) {
+        if expires.is_empty() || expires.len() > 10 || !expires.bytes().all(|b| b.is_ascii_digit())
+        {
             return Err(bad("X-Amz-Expires is not a number of seconds"));
         }
         let expires: u64 = expires
@@ -393,10 +402,21 @@ impl IamVerifier {
         // Signers differ on whether the host is lower-cased before signing
         // (SigV4 itself keeps header values as they are): accept either.
         let lower = host.to_ascii_lowercase();
-        let hosts: &[&str] = if lower == host { &[host] } else { &[host, &lower] };
+        let hosts: &[&str] = if lower == host {
+            &[host]
+        } else {
+            &[host, &lower]
+        };
         let mut matched = false;
         for h in hosts {
-            let expected = sign(&cred.secret_access_key, h, &params, amz_date, scope_date, region);
+            let expected = sign(
+                &cred.secret_access_key,
+                h,
+                &params,
+                amz_date,
+                scope_date,
+                region,
+            );
             matched |= ct_eq(expected.as_bytes(), signature.as_bytes());
         }
         if !matched {
@@ -522,7 +542,20 @@ fn parse_amz_date(s: &str) -> Option<i64> {
     let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
     let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
     let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [31, if leap { 29 } else { 28 }, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31];
+    let month_days = [
+        31,
+        if leap { 29 } else { 28 },
+        31,
+        30,
+        31,
+        30,
+        31,
+        31,
+        30,
+        31,
+        30,
+        31,
+    ];
     if y < 1970 || !(1..=12).contains(&m) || hh > 23 || mm > 59 || ss > 59 {
         return None;
     }
@@ -590,7 +623,13 @@ mod tests {
         UNIX_EPOCH + Duration::from_secs(T0_SECS)
     }
 
-    fn client_token(region: &str, akid: &str, secret: &str, session: Option<&str>, at: SystemTime) -> String {
+    fn client_token(
+        region: &str,
+        akid: &str,
+        secret: &str,
+        session: Option<&str>,
+        at: SystemTime,
+    ) -> String {
         let creds = AwsCredentials::new(akid, secret, session.map(str::to_owned));
         match token_for(region, &creds, at, "test-agent/1.0") {
             Ok(t) => t.value,
@@ -616,20 +655,41 @@ mod tests {
         let mut params: Vec<(String, String)> = query
             .split('&')
             .filter_map(|kv| kv.split_once('='))
-            .map(|(k, v)| (percent_decode(k).unwrap_or_default(), percent_decode(v).unwrap_or_default()))
+            .map(|(k, v)| {
+                (
+                    percent_decode(k).unwrap_or_default(),
+                    percent_decode(v).unwrap_or_default(),
+                )
+            })
             .collect();
         edit(&mut params);
-        let get = |n: &str| params.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone()).unwrap_or_default();
+        let get = |n: &str| {
+            params
+                .iter()
+                .find(|(k, _)| k == n)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        };
         let date = get("X-Amz-Date");
         let cred = get("X-Amz-Credential");
         let parts: Vec<&str> = cred.split('/').collect();
-        let sig = sign(secret, host, &params, &date, parts.get(1).copied().unwrap_or(""), parts.get(2).copied().unwrap_or(""));
+        let sig = sign(
+            secret,
+            host,
+            &params,
+            &date,
+            parts.get(1).copied().unwrap_or(""),
+            parts.get(2).copied().unwrap_or(""),
+        );
         for p in params.iter_mut() {
             if p.0 == "X-Amz-Signature" {
                 p.1 = sig.clone();
             }
         }
-        let q: Vec<String> = params.iter().map(|(k, v)| format!("{}={}", uri_encode(k), uri_encode(v))).collect();
+        let q: Vec<String> = params
+            .iter()
+            .map(|(k, v)| format!("{}={}", uri_encode(k), uri_encode(v)))
+            .collect();
         encode(&format!("{base}?{}", q.join("&")))
     }
 
@@ -658,7 +718,10 @@ mod tests {
     fn accepts_sluice_client_tokens() {
         let v = verifier();
         let tok = client_token("us-east-1", AKID, SECRET, None, t0());
-        assert_eq!(v.verify_token(&tok, T0_MS).map(|i| i.principal_arn), Ok(ARN.to_string()));
+        assert_eq!(
+            v.verify_token(&tok, T0_MS).map(|i| i.principal_arn),
+            Ok(ARN.to_string())
+        );
         // Whole validity window, and the skew before it.
         assert!(v.verify_token(&tok, T0_MS + 900_000).is_ok());
         assert!(v.verify_token(&tok, T0_MS - DEFAULT_CLOCK_SKEW_MS).is_ok());
@@ -680,47 +743,99 @@ mod tests {
         let v = verifier();
         let tok = client_token("us-east-1", AKID, SECRET, None, t0());
         let err = |t: &str, now: i64| v.verify_token(t, now).err();
-        assert_eq!(err(&client_token("us-east-1", AKID, "wrong", None, t0()), T0_MS), Some(AuthError::SignatureMismatch));
-        assert_eq!(err(&client_token("us-east-1", "AKIDUNKNOWN", SECRET, None, t0()), T0_MS), Some(AuthError::UnknownAccessKey));
+        assert_eq!(
+            err(&client_token("us-east-1", AKID, "wrong", None, t0()), T0_MS),
+            Some(AuthError::SignatureMismatch)
+        );
+        assert_eq!(
+            err(
+                &client_token("us-east-1", "AKIDUNKNOWN", SECRET, None, t0()),
+                T0_MS
+            ),
+            Some(AuthError::UnknownAccessKey)
+        );
         assert_eq!(err(&tok, T0_MS + 900_001), Some(AuthError::Expired));
-        assert_eq!(err(&tok, T0_MS - DEFAULT_CLOCK_SKEW_MS - 1), Some(AuthError::NotYetValid));
+        assert_eq!(
+            err(&tok, T0_MS - DEFAULT_CLOCK_SKEW_MS - 1),
+            Some(AuthError::NotYetValid)
+        );
         // Signed for another region: the host is checked first.
         let other = client_token("us-west-2", AKID, SECRET, None, t0());
         assert!(matches!(err(&other, T0_MS), Some(AuthError::WrongHost(_))));
         // ...and with our host but another scope region.
-        let t = resigned(&tok, SECRET, |p| set(p, "X-Amz-Credential", "AKIDEXAMPLE/20261125/us-west-2/kafka-cluster/aws4_request"));
-        assert!(matches!(err(&t, T0_MS), Some(AuthError::WrongRegion { .. })));
-        let t = resigned(&tok, SECRET, |p| set(p, "X-Amz-Credential", "AKIDEXAMPLE/20261125/us-east-1/kafka/aws4_request"));
+        let t = resigned(&tok, SECRET, |p| {
+            set(
+                p,
+                "X-Amz-Credential",
+                "AKIDEXAMPLE/20261125/us-west-2/kafka-cluster/aws4_request",
+            )
+        });
+        assert!(matches!(
+            err(&t, T0_MS),
+            Some(AuthError::WrongRegion { .. })
+        ));
+        let t = resigned(&tok, SECRET, |p| {
+            set(
+                p,
+                "X-Amz-Credential",
+                "AKIDEXAMPLE/20261125/us-east-1/kafka/aws4_request",
+            )
+        });
         assert!(matches!(err(&t, T0_MS), Some(AuthError::WrongService(_))));
         let t = resigned(&tok, SECRET, |p| set(p, "Action", "kafka-cluster:ReadData"));
         assert!(matches!(err(&t, T0_MS), Some(AuthError::BadAction(_))));
         let t = resigned(&tok, SECRET, |p| set(p, "X-Amz-Expires", "3600"));
         assert_eq!(err(&t, T0_MS), Some(AuthError::ExpiresTooLong(3600)));
-        let t = resigned(&tok, SECRET, |p| set(p, "X-Amz-Credential", "AKIDEXAMPLE/20261124/us-east-1/kafka-cluster/aws4_request"));
+        let t = resigned(&tok, SECRET, |p| {
+            set(
+                p,
+                "X-Amz-Credential",
+                "AKIDEXAMPLE/20261124/us-east-1/kafka-cluster/aws4_request",
+            )
+        });
         assert!(matches!(err(&t, T0_MS), Some(AuthError::Malformed { .. })));
-        let t = resigned(&tok, SECRET, |p| set(p, "X-Amz-SignedHeaders", "host;x-amz-date"));
+        let t = resigned(&tok, SECRET, |p| {
+            set(p, "X-Amz-SignedHeaders", "host;x-amz-date")
+        });
         assert!(matches!(err(&t, T0_MS), Some(AuthError::Malformed { .. })));
-        let t = resigned(&tok, SECRET, |p| set(p, "X-Amz-Algorithm", "AWS4-HMAC-SHA512"));
+        let t = resigned(&tok, SECRET, |p| {
+            set(p, "X-Amz-Algorithm", "AWS4-HMAC-SHA512")
+        });
         assert!(matches!(err(&t, T0_MS), Some(AuthError::Malformed { .. })));
         // A correctly re-signed token with an edited, still-valid field passes
         // (the helper itself is sound).
         let t = resigned(&tok, SECRET, |p| set(p, "X-Amz-Expires", "600"));
-        assert_eq!(v.verify_token(&t, T0_MS).map(|i| i.expires_at_ms), Ok(T0_MS + 600_000));
+        assert_eq!(
+            v.verify_token(&t, T0_MS).map(|i| i.expires_at_ms),
+            Ok(T0_MS + 600_000)
+        );
 
         // Tampering without re-signing: signature mismatch.
         let url = decode(&tok);
         for (from, to) in [
             ("X-Amz-Expires=900", "X-Amz-Expires=899"),
             ("X-Amz-Date=20261125T144447Z", "X-Amz-Date=20261125T144448Z"),
-            ("Action=kafka-cluster%3AConnect", "Action=kafka-cluster%3AConnect&Extra=1"),
+            (
+                "Action=kafka-cluster%3AConnect",
+                "Action=kafka-cluster%3AConnect&Extra=1",
+            ),
         ] {
             assert!(url.contains(from), "{url}");
             let t = encode(&url.replacen(from, to, 1));
-            assert_eq!(err(&t, T0_MS + 1000), Some(AuthError::SignatureMismatch), "{to}");
+            assert_eq!(
+                err(&t, T0_MS + 1000),
+                Some(AuthError::SignatureMismatch),
+                "{to}"
+            );
         }
         // User-Agent is not signed: changing or dropping it is fine.
         let ua = url.rfind("&User-Agent=").unwrap_or(url.len());
-        assert!(v.verify_token(&encode(&format!("{}&User-Agent=other%2F2", &url[..ua])), T0_MS).is_ok());
+        assert!(v
+            .verify_token(
+                &encode(&format!("{}&User-Agent=other%2F2", &url[..ua])),
+                T0_MS
+            )
+            .is_ok());
         assert!(v.verify_token(&encode(&url[..ua]), T0_MS).is_ok());
         // Duplicated parameter.
         let t = encode(&format!("{url}&X-Amz-Expires=900"));
@@ -732,9 +847,15 @@ mod tests {
         let v = verifier();
         // Stored credential has a token: the URL must carry the same one.
         let no_token = client_token("us-east-1", SESSION_AKID, SECRET, None, t0());
-        assert_eq!(v.verify_token(&no_token, T0_MS).err(), Some(AuthError::SessionTokenMismatch));
+        assert_eq!(
+            v.verify_token(&no_token, T0_MS).err(),
+            Some(AuthError::SessionTokenMismatch)
+        );
         let wrong = client_token("us-east-1", SESSION_AKID, SECRET, Some("other"), t0());
-        assert_eq!(v.verify_token(&wrong, T0_MS).err(), Some(AuthError::SessionTokenMismatch));
+        assert_eq!(
+            v.verify_token(&wrong, T0_MS).err(),
+            Some(AuthError::SessionTokenMismatch)
+        );
         // Long-term key with no stored token: a presented token is signed
         // over and accepted (the store is the authority on the key).
         let extra = client_token("us-east-1", AKID, SECRET, Some("whatever"), t0());
@@ -764,23 +885,55 @@ mod tests {
         let v2 = verifier().with_json_hosts(["B-1.SLUICE.example.com".to_string()]);
         assert!(v2.verify_json(&payload, T0_MS).is_ok());
         let v3 = verifier().with_json_hosts(["other".to_string()]);
-        assert!(matches!(v3.verify_json(&payload, T0_MS), Err(AuthError::WrongHost(_))));
+        assert!(matches!(
+            v3.verify_json(&payload, T0_MS),
+            Err(AuthError::WrongHost(_))
+        ));
         // A host written in mixed case verifies whichever way the signer
         // treated its case.
-        let mixed = json_payload("B-1.Sluice.Example.com", "us-east-1", &creds, t0(), "j").unwrap_or_default();
+        let mixed = json_payload("B-1.Sluice.Example.com", "us-east-1", &creds, t0(), "j")
+            .unwrap_or_default();
         assert!(v.verify_json(&mixed, T0_MS).is_ok());
         let mut j: serde_json::Value = serde_json::from_slice(&mixed).unwrap_or_default();
         let params: Vec<(String, String)> = [
-            ("Action", "action"), ("X-Amz-Algorithm", "x-amz-algorithm"), ("X-Amz-Credential", "x-amz-credential"),
-            ("X-Amz-Date", "x-amz-date"), ("X-Amz-Expires", "x-amz-expires"), ("X-Amz-SignedHeaders", "x-amz-signedheaders"),
+            ("Action", "action"),
+            ("X-Amz-Algorithm", "x-amz-algorithm"),
+            ("X-Amz-Credential", "x-amz-credential"),
+            ("X-Amz-Date", "x-amz-date"),
+            ("X-Amz-Expires", "x-amz-expires"),
+            ("X-Amz-SignedHeaders", "x-amz-signedheaders"),
         ]
         .iter()
-        .map(|(p, k)| (p.to_string(), j[*k].as_str().unwrap_or_default().to_string()))
+        .map(|(p, k)| {
+            (
+                p.to_string(),
+                j[*k].as_str().unwrap_or_default().to_string(),
+            )
+        })
         .collect();
-        j["x-amz-signature"] = sign(SECRET, "b-1.sluice.example.com", &params, "20261125T144447Z", "20261125", "us-east-1").into();
+        j["x-amz-signature"] = sign(
+            SECRET,
+            "b-1.sluice.example.com",
+            &params,
+            "20261125T144447Z",
+            "20261125",
+            "us-east-1",
+        )
+        .into();
         assert!(v.verify_json(j.to_string().as_bytes(), T0_MS).is_ok());
-        j["x-amz-signature"] = sign(SECRET, "b-1.sluice.example.org", &params, "20261125T144447Z", "20261125", "us-east-1").into();
-        assert_eq!(v.verify_json(j.to_string().as_bytes(), T0_MS).err(), Some(AuthError::SignatureMismatch));
+        j["x-amz-signature"] = sign(
+            SECRET,
+            "b-1.sluice.example.org",
+            &params,
+            "20261125T144447Z",
+            "20261125",
+            "us-east-1",
+        )
+        .into();
+        assert_eq!(
+            v.verify_json(j.to_string().as_bytes(), T0_MS).err(),
+            Some(AuthError::SignatureMismatch)
+        );
         // With a session token.
         let creds = AwsCredentials::new(SESSION_AKID, SECRET, Some(SESSION_TOKEN.into()));
         let p2 = json_payload(host, "us-east-1", &creds, t0(), "java/1").unwrap_or_default();
@@ -793,28 +946,75 @@ mod tests {
         };
         let e = |m: Vec<u8>| v.verify_json(&m, T0_MS).err();
         // Signature covers the host, the date and the action.
-        assert_eq!(e(edit("host", "b-2.sluice.example.com".into())), Some(AuthError::SignatureMismatch));
-        assert_eq!(e(edit("x-amz-date", "20261125T144448Z".into())), Some(AuthError::SignatureMismatch));
-        assert!(matches!(e(edit("action", "kafka-cluster:WriteData".into())), Some(AuthError::BadAction(_))));
-        assert_eq!(e(edit("x-amz-expires", "3600".into())), Some(AuthError::ExpiresTooLong(3600)));
-        assert!(matches!(e(edit("version", "2021_01_01".into())), Some(AuthError::Unsupported { .. })));
-        assert!(matches!(e(edit("host", "".into())), Some(AuthError::WrongHost(_))));
-        assert!(matches!(e(edit("host", "a/b".into())), Some(AuthError::WrongHost(_))));
-        assert!(matches!(e(edit("x-amz-date", 5.into())), Some(AuthError::Malformed { .. })));
+        assert_eq!(
+            e(edit("host", "b-2.sluice.example.com".into())),
+            Some(AuthError::SignatureMismatch)
+        );
+        assert_eq!(
+            e(edit("x-amz-date", "20261125T144448Z".into())),
+            Some(AuthError::SignatureMismatch)
+        );
+        assert!(matches!(
+            e(edit("action", "kafka-cluster:WriteData".into())),
+            Some(AuthError::BadAction(_))
+        ));
+        assert_eq!(
+            e(edit("x-amz-expires", "3600".into())),
+            Some(AuthError::ExpiresTooLong(3600))
+        );
+        assert!(matches!(
+            e(edit("version", "2021_01_01".into())),
+            Some(AuthError::Unsupported { .. })
+        ));
+        assert!(matches!(
+            e(edit("host", "".into())),
+            Some(AuthError::WrongHost(_))
+        ));
+        assert!(matches!(
+            e(edit("host", "a/b".into())),
+            Some(AuthError::WrongHost(_))
+        ));
+        assert!(matches!(
+            e(edit("x-amz-date", 5.into())),
+            Some(AuthError::Malformed { .. })
+        ));
         // user-agent is not signed.
         assert!(e(edit("user-agent", "changed".into())).is_none());
         // Missing fields.
-        for k in ["version", "host", "action", "x-amz-algorithm", "x-amz-credential", "x-amz-date", "x-amz-expires", "x-amz-signedheaders", "x-amz-signature"] {
+        for k in [
+            "version",
+            "host",
+            "action",
+            "x-amz-algorithm",
+            "x-amz-credential",
+            "x-amz-date",
+            "x-amz-expires",
+            "x-amz-signedheaders",
+            "x-amz-signature",
+        ] {
             let mut j: serde_json::Value = serde_json::from_slice(&payload).unwrap_or_default();
             if let Some(o) = j.as_object_mut() {
                 o.remove(k);
             }
-            assert!(v.verify_json(j.to_string().as_bytes(), T0_MS).is_err(), "{k}");
+            assert!(
+                v.verify_json(j.to_string().as_bytes(), T0_MS).is_err(),
+                "{k}"
+            );
         }
         // Wrong secret, expired.
-        let bad = json_payload(host, "us-east-1", &AwsCredentials::new(AKID, "nope", None), t0(), "j").unwrap_or_default();
+        let bad = json_payload(
+            host,
+            "us-east-1",
+            &AwsCredentials::new(AKID, "nope", None),
+            t0(),
+            "j",
+        )
+        .unwrap_or_default();
         assert_eq!(e(bad), Some(AuthError::SignatureMismatch));
-        assert_eq!(v.verify_json(&payload, T0_MS + 901_000).err(), Some(AuthError::Expired));
+        assert_eq!(
+            v.verify_json(&payload, T0_MS + 901_000).err(),
+            Some(AuthError::Expired)
+        );
     }
 
     #[test]
@@ -822,10 +1022,17 @@ mod tests {
         let v = verifier();
         let long = "A".repeat(MAX_INPUT_BYTES + 1);
         for t in [
-            "", "!!!", "aGVsbG8", &long, &encode("https://kafka.us-east-1.amazonaws.com/"),
-            &encode("https://kafka.us-east-1.amazonaws.com/?"), &encode("https://kafka.us-east-1.amazonaws.com/?a"),
-            &encode("https://kafka.us-east-1.amazonaws.com/?a=%zz"), &encode("https://kafka.us-east-1.amazonaws.com/?a=%e2%28"),
-            &encode("http://kafka.us-east-1.amazonaws.com/?Action=x"), &encode("https://kafka.us-east-1.amazonaws.com/?Action=x#f"),
+            "",
+            "!!!",
+            "aGVsbG8",
+            &long,
+            &encode("https://kafka.us-east-1.amazonaws.com/"),
+            &encode("https://kafka.us-east-1.amazonaws.com/?"),
+            &encode("https://kafka.us-east-1.amazonaws.com/?a"),
+            &encode("https://kafka.us-east-1.amazonaws.com/?a=%zz"),
+            &encode("https://kafka.us-east-1.amazonaws.com/?a=%e2%28"),
+            &encode("http://kafka.us-east-1.amazonaws.com/?Action=x"),
+            &encode("https://kafka.us-east-1.amazonaws.com/?Action=x#f"),
             &URL_SAFE_NO_PAD.encode([0xff, 0xfe]),
         ] {
             assert!(v.verify_token(t, T0_MS).is_err(), "{t:?}");
@@ -839,7 +1046,11 @@ mod tests {
             ("X-Amz-Expires=900", "X-Amz-Expires="),
             ("aws4_request", "aws4_request%2Fextra"),
         ] {
-            assert!(v.verify_token(&encode(&url.replacen(from, to, 1)), T0_MS).is_err(), "{to}");
+            assert!(
+                v.verify_token(&encode(&url.replacen(from, to, 1)), T0_MS)
+                    .is_err(),
+                "{to}"
+            );
         }
         // Every truncation of a good token's signed part fails cleanly (a cut
         // inside the unsigned User-Agent would still verify).
@@ -853,7 +1064,15 @@ mod tests {
         for i in 0..url.find("&User-Agent").unwrap_or(0) {
             assert!(v.verify_token(&encode(&url[..i]), T0_MS).is_err(), "{i}");
         }
-        for m in [&b""[..], b"null", b"[]", b"{}", b"\xff", b"{\"version\":1}", long.as_bytes()] {
+        for m in [
+            &b""[..],
+            b"null",
+            b"[]",
+            b"{}",
+            b"\xff",
+            b"{\"version\":1}",
+            long.as_bytes(),
+        ] {
             assert!(v.verify_json(m, T0_MS).is_err());
         }
         // Random bytes.
@@ -862,7 +1081,9 @@ mod tests {
         for _ in 0..2000 {
             let n = rng.gen_range(0..300);
             let bytes: Vec<u8> = (0..n).map(|_| rng.gen()).collect();
-            assert!(v.verify_token(&URL_SAFE_NO_PAD.encode(&bytes), T0_MS).is_err());
+            assert!(v
+                .verify_token(&URL_SAFE_NO_PAD.encode(&bytes), T0_MS)
+                .is_err());
             assert!(v.verify_json(&bytes, T0_MS).is_err());
         }
     }
@@ -871,16 +1092,35 @@ mod tests {
     fn errors_and_debug_hold_no_secrets() {
         let v = verifier();
         let dbg = format!("{v:?}");
-        assert!(!dbg.contains(SECRET) && !dbg.contains(SESSION_TOKEN), "{dbg}");
+        assert!(
+            !dbg.contains(SECRET) && !dbg.contains(SESSION_TOKEN),
+            "{dbg}"
+        );
         let tok = client_token("us-east-1", AKID, "wrong", None, t0());
-        let msg = v.verify_token(&tok, T0_MS).err().map(|e| e.to_string()).unwrap_or_default();
+        let msg = v
+            .verify_token(&tok, T0_MS)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
         assert!(!msg.contains(SECRET));
         let mut s = IamCredentialStore::new();
-        let c = IamCredential { secret_access_key: "s".into(), principal_arn: "arn:x".into(), session_token: None };
+        let c = IamCredential {
+            secret_access_key: "s".into(),
+            principal_arn: "arn:x".into(),
+            session_token: None,
+        };
         assert!(s.insert("", c.clone()).is_err());
         assert!(s.insert("A", c.clone()).is_ok());
         assert!(s.insert("A", c.clone()).is_err());
-        assert!(s.insert("B", IamCredential { secret_access_key: String::new(), ..c }).is_err());
+        assert!(s
+            .insert(
+                "B",
+                IamCredential {
+                    secret_access_key: String::new(),
+                    ..c
+                }
+            )
+            .is_err());
     }
 
     #[test]

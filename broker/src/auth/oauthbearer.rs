@@ -50,7 +50,9 @@ pub fn is_error_acknowledgement(msg: &[u8]) -> bool {
 /// The server's error challenge (RFC 7628 section 3.2.2), e.g.
 /// `{"status":"invalid_token"}`.
 pub fn error_challenge(status: &str) -> Vec<u8> {
-    serde_json::json!({ "status": status }).to_string().into_bytes()
+    serde_json::json!({ "status": status })
+        .to_string()
+        .into_bytes()
 }
 
 /// Parses the initial client response.
@@ -77,9 +79,7 @@ pub fn parse_client_response(msg: &[u8]) -> Result<OAuthBearerMessage, AuthError
     let authzid = match tail.strip_suffix(',') {
         Some("") => None,
         Some(a) => {
-            let name = a
-                .strip_prefix("a=")
-                .ok_or_else(|| bad("bad GS2 authzid"))?;
+            let name = a.strip_prefix("a=").ok_or_else(|| bad("bad GS2 authzid"))?;
             Some(super::scram::unescape_username(name).ok_or_else(|| bad("bad GS2 authzid"))?)
         }
         None => return Err(bad("bad GS2 header")),
@@ -101,7 +101,10 @@ pub fn parse_client_response(msg: &[u8]) -> Result<OAuthBearerMessage, AuthError
             if k.is_empty() || !k.bytes().all(|b| b.is_ascii_alphabetic()) {
                 return Err(bad(format!("bad key {:?}", sanitize(k))));
             }
-            if !v.bytes().all(|b| (0x21..=0x7e).contains(&b) || b" \t\r\n".contains(&b)) {
+            if !v
+                .bytes()
+                .all(|b| (0x21..=0x7e).contains(&b) || b" \t\r\n".contains(&b))
+            {
                 return Err(bad(format!("bad value for key {k:?}")));
             }
             if k == "auth" {
@@ -140,7 +143,9 @@ fn parse_auth(v: &str) -> Result<String, AuthError> {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"-._~+/".contains(&b));
     if !ok {
-        return Err(bad("the bearer token has characters outside RFC 6750 b64token"));
+        return Err(bad(
+            "the bearer token has characters outside RFC 6750 b64token",
+        ));
     }
     Ok(token.to_owned())
 }
@@ -160,17 +165,25 @@ mod tests {
                 extensions: vec![],
             })
         );
-        let m = parse_client_response(b"n,a=al=2Cice,\x01host=b1\x01auth=bearer t\x01traceId=x y\x01\x01");
+        let m = parse_client_response(
+            b"n,a=al=2Cice,\x01host=b1\x01auth=bearer t\x01traceId=x y\x01\x01",
+        );
         assert_eq!(
             m,
             Ok(OAuthBearerMessage {
                 authzid: Some("al,ice".into()),
                 token: "t".into(),
-                extensions: vec![("host".into(), "b1".into()), ("traceId".into(), "x y".into())],
+                extensions: vec![
+                    ("host".into(), "b1".into()),
+                    ("traceId".into(), "x y".into())
+                ],
             })
         );
         assert!(parse_client_response(b"y,,\x01auth=Bearer t\x01\x01").is_ok());
-        let dbg = format!("{:?}", parse_client_response(b"n,,\x01auth=Bearer secret\x01\x01"));
+        let dbg = format!(
+            "{:?}",
+            parse_client_response(b"n,,\x01auth=Bearer secret\x01\x01")
+        );
         assert!(!dbg.contains("secret"), "{dbg}");
     }
 
@@ -186,7 +199,10 @@ mod tests {
         );
         let token = t.map(|t| t.value).unwrap_or_default();
         let msg = format!("n,,\x01auth=Bearer {token}\x01\x01");
-        assert_eq!(parse_client_response(msg.as_bytes()).map(|m| m.token), Ok(token));
+        assert_eq!(
+            parse_client_response(msg.as_bytes()).map(|m| m.token),
+            Ok(token)
+        );
     }
 
     #[test]
@@ -214,7 +230,11 @@ mod tests {
             b"n,,\x01auth=Bearer t\x01\x01\x01",
             b"n,,\x01\xff\x01\x01",
         ] {
-            assert!(parse_client_response(bad).is_err(), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                parse_client_response(bad).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
         assert!(matches!(
             parse_client_response(b"p=tls-unique,,\x01auth=Bearer t\x01\x01"),
@@ -222,7 +242,10 @@ mod tests {
         ));
         assert!(parse_client_response(&vec![b'n'; MAX_MESSAGE_BYTES + 1]).is_err());
         assert!(is_error_acknowledgement(b"\x01"));
-        assert_eq!(error_challenge("invalid_token"), br#"{"status":"invalid_token"}"#.to_vec());
+        assert_eq!(
+            error_challenge("invalid_token"),
+            br#"{"status":"invalid_token"}"#.to_vec()
+        );
     }
 
     #[test]
@@ -232,7 +255,9 @@ mod tests {
         let alphabet = b"n,a=\x01authBer t=y";
         for _ in 0..5000 {
             let n = rng.gen_range(0..40);
-            let m: Vec<u8> = (0..n).map(|_| alphabet[rng.gen_range(0..alphabet.len())]).collect();
+            let m: Vec<u8> = (0..n)
+                .map(|_| alphabet[rng.gen_range(0..alphabet.len())])
+                .collect();
             let _ = parse_client_response(&m);
         }
     }

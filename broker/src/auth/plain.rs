@@ -124,14 +124,32 @@ mod tests {
     fn accepts_and_rejects() {
         let u = users();
         assert_eq!(u.authenticate(b"\0alice\0alice-secret"), Ok("alice".into()));
-        assert_eq!(u.authenticate(b"alice\0alice\0alice-secret"), Ok("alice".into()));
+        assert_eq!(
+            u.authenticate(b"alice\0alice\0alice-secret"),
+            Ok("alice".into())
+        );
         let invalid = Err(AuthError::InvalidCredentials { mechanism: "PLAIN" });
         assert_eq!(u.authenticate(b"\0alice\0wrong"), invalid);
         assert_eq!(u.authenticate(b"\0alice\0alice-secretx"), invalid);
         assert_eq!(u.authenticate(b"\0carol\0alice-secret"), invalid);
-        assert_eq!(u.authenticate(b"bob\0alice\0alice-secret"), Err(AuthError::AuthzidMismatch));
-        for bad in [&b""[..], b"\0", b"\0\0", b"\0alice\0", b"\0\0pw", b"a\0b\0c\0d", b"\0\xff\0pw", b"alice"] {
-            assert!(matches!(u.authenticate(bad), Err(AuthError::Malformed { .. })), "{bad:?}");
+        assert_eq!(
+            u.authenticate(b"bob\0alice\0alice-secret"),
+            Err(AuthError::AuthzidMismatch)
+        );
+        for bad in [
+            &b""[..],
+            b"\0",
+            b"\0\0",
+            b"\0alice\0",
+            b"\0\0pw",
+            b"a\0b\0c\0d",
+            b"\0\xff\0pw",
+            b"alice",
+        ] {
+            assert!(
+                matches!(u.authenticate(bad), Err(AuthError::Malformed { .. })),
+                "{bad:?}"
+            );
         }
         assert!(u.authenticate(&vec![0u8; MAX_MESSAGE_BYTES + 1]).is_err());
     }

@@ -178,7 +178,11 @@ pub fn evaluate<'a>(
     }
 }
 
-fn opt_string(obj: &Map<String, Value>, key: &str, field: &str) -> Result<Option<String>, PolicyError> {
+fn opt_string(
+    obj: &Map<String, Value>,
+    key: &str,
+    field: &str,
+) -> Result<Option<String>, PolicyError> {
     match obj.get(key) {
         None => Ok(None),
         Some(Value::String(s)) => Ok(Some(s.clone())),
@@ -373,48 +377,128 @@ mod tests {
         use Decision::*;
         assert_eq!(allow("kafka-cluster:Connect", CLUSTER), Allow);
         assert_eq!(allow("kafka-cluster:DescribeCluster", CLUSTER), Allow);
-        assert_eq!(allow("kafka-cluster:AlterClusterDynamicConfiguration", CLUSTER), ImplicitDeny);
-        for a in ["CreateTopic", "DescribeTopic", "AlterTopic", "DeleteTopic", "DescribeTopicDynamicConfiguration", "AlterTopicDynamicConfiguration", "ReadData", "WriteData"] {
+        assert_eq!(
+            allow("kafka-cluster:AlterClusterDynamicConfiguration", CLUSTER),
+            ImplicitDeny
+        );
+        for a in [
+            "CreateTopic",
+            "DescribeTopic",
+            "AlterTopic",
+            "DeleteTopic",
+            "DescribeTopicDynamicConfiguration",
+            "AlterTopicDynamicConfiguration",
+            "ReadData",
+            "WriteData",
+        ] {
             assert_eq!(allow(&format!("kafka-cluster:{a}"), TOPIC), Allow, "{a}");
         }
         // Action names match case-insensitively.
         assert_eq!(allow("KAFKA-CLUSTER:readdata", TOPIC), Allow);
-        assert_eq!(allow("kafka-cluster:WriteDataIdempotently", CLUSTER), ImplicitDeny);
+        assert_eq!(
+            allow("kafka-cluster:WriteDataIdempotently", CLUSTER),
+            ImplicitDeny
+        );
         assert_eq!(allow("kafka-cluster:DeleteGroup", GROUP), ImplicitDeny);
         assert_eq!(allow("kafka-cluster:AlterGroup", GROUP), Allow);
         // Other cluster, other account, other region.
-        assert_eq!(allow("kafka-cluster:ReadData", &TOPIC.replace("my-kafka-cluster", "other")), ImplicitDeny);
-        assert_eq!(allow("kafka-cluster:ReadData", &TOPIC.replace("123456789012", "999999999999")), ImplicitDeny);
-        assert_eq!(allow("kafka-cluster:ReadData", &TOPIC.replace("us-east-1", "eu-west-1")), ImplicitDeny);
+        assert_eq!(
+            allow(
+                "kafka-cluster:ReadData",
+                &TOPIC.replace("my-kafka-cluster", "other")
+            ),
+            ImplicitDeny
+        );
+        assert_eq!(
+            allow(
+                "kafka-cluster:ReadData",
+                &TOPIC.replace("123456789012", "999999999999")
+            ),
+            ImplicitDeny
+        );
+        assert_eq!(
+            allow(
+                "kafka-cluster:ReadData",
+                &TOPIC.replace("us-east-1", "eu-west-1")
+            ),
+            ImplicitDeny
+        );
         // Topic actions do not apply to groups and vice versa.
         assert_eq!(allow("kafka-cluster:DescribeTopic", GROUP), ImplicitDeny);
         assert_eq!(allow("kafka-cluster:DescribeGroup", TOPIC), ImplicitDeny);
         // Resources are case-sensitive.
-        assert_eq!(allow("kafka-cluster:ReadData", &TOPIC.replace("orders", "ORDERS")), Allow);
-        assert_eq!(allow("kafka-cluster:ReadData", &TOPIC.replace("topic/", "Topic/")), ImplicitDeny);
+        assert_eq!(
+            allow("kafka-cluster:ReadData", &TOPIC.replace("orders", "ORDERS")),
+            Allow
+        );
+        assert_eq!(
+            allow("kafka-cluster:ReadData", &TOPIC.replace("topic/", "Topic/")),
+            ImplicitDeny
+        );
     }
 
     #[test]
     fn explicit_deny_wins_across_documents() {
-        let allow_all = parse(r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#);
-        let deny = parse(r#"{"Version":"2012-10-17","Statement":[{"Sid":"nosecret","Effect":"Deny","Action":"kafka-cluster:ReadData","Resource":"arn:aws:kafka:*:*:topic/*/*/secret-*"}]}"#);
+        let allow_all = parse(
+            r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"*","Resource":"*"}}"#,
+        );
+        let deny = parse(
+            r#"{"Version":"2012-10-17","Statement":[{"Sid":"nosecret","Effect":"Deny","Action":"kafka-cluster:ReadData","Resource":"arn:aws:kafka:*:*:topic/*/*/secret-*"}]}"#,
+        );
         let both = [allow_all.clone(), deny.clone()];
-        assert_eq!(evaluate(&both, "kafka-cluster:ReadData", &TOPIC.replace("orders", "secret-x")), Decision::ExplicitDeny);
-        assert_eq!(evaluate(&both, "kafka-cluster:ReadData", TOPIC), Decision::Allow);
-        assert_eq!(evaluate([&deny, &allow_all], "kafka-cluster:ReadData", &TOPIC.replace("orders", "secret-x")), Decision::ExplicitDeny);
-        assert_eq!(evaluate(&[deny], "kafka-cluster:WriteData", TOPIC), Decision::ImplicitDeny);
-        assert_eq!(evaluate(&[] as &[PolicyDocument], "kafka-cluster:Connect", CLUSTER), Decision::ImplicitDeny);
+        assert_eq!(
+            evaluate(
+                &both,
+                "kafka-cluster:ReadData",
+                &TOPIC.replace("orders", "secret-x")
+            ),
+            Decision::ExplicitDeny
+        );
+        assert_eq!(
+            evaluate(&both, "kafka-cluster:ReadData", TOPIC),
+            Decision::Allow
+        );
+        assert_eq!(
+            evaluate(
+                [&deny, &allow_all],
+                "kafka-cluster:ReadData",
+                &TOPIC.replace("orders", "secret-x")
+            ),
+            Decision::ExplicitDeny
+        );
+        assert_eq!(
+            evaluate(&[deny], "kafka-cluster:WriteData", TOPIC),
+            Decision::ImplicitDeny
+        );
+        assert_eq!(
+            evaluate(&[] as &[PolicyDocument], "kafka-cluster:Connect", CLUSTER),
+            Decision::ImplicitDeny
+        );
     }
 
     #[test]
     fn not_action_and_not_resource() {
-        let d = parse(r#"{"Version":"2012-10-17","Statement":[
+        let d = parse(
+            r#"{"Version":"2012-10-17","Statement":[
             {"Effect":"Allow","NotAction":["kafka-cluster:Delete*"],"Resource":"*"},
-            {"Effect":"Deny","Action":"kafka-cluster:WriteData","NotResource":["arn:aws:kafka:us-east-1:123456789012:topic/my-kafka-cluster/*/orders"]}]}"#);
-        assert_eq!(d.evaluate("kafka-cluster:DeleteTopic", TOPIC), Decision::ImplicitDeny);
-        assert_eq!(d.evaluate("kafka-cluster:DescribeTopic", TOPIC), Decision::Allow);
-        assert_eq!(d.evaluate("kafka-cluster:WriteData", TOPIC), Decision::Allow);
-        assert_eq!(d.evaluate("kafka-cluster:WriteData", &TOPIC.replace("orders", "other")), Decision::ExplicitDeny);
+            {"Effect":"Deny","Action":"kafka-cluster:WriteData","NotResource":["arn:aws:kafka:us-east-1:123456789012:topic/my-kafka-cluster/*/orders"]}]}"#,
+        );
+        assert_eq!(
+            d.evaluate("kafka-cluster:DeleteTopic", TOPIC),
+            Decision::ImplicitDeny
+        );
+        assert_eq!(
+            d.evaluate("kafka-cluster:DescribeTopic", TOPIC),
+            Decision::Allow
+        );
+        assert_eq!(
+            d.evaluate("kafka-cluster:WriteData", TOPIC),
+            Decision::Allow
+        );
+        assert_eq!(
+            d.evaluate("kafka-cluster:WriteData", &TOPIC.replace("orders", "other")),
+            Decision::ExplicitDeny
+        );
     }
 
     #[test]
@@ -423,7 +507,11 @@ mod tests {
         assert!(glob_match("a*c", "abbbc", false));
         assert!(glob_match("a?c", "abc", false));
         assert!(!glob_match("a?c", "ac", false));
-        assert!(glob_match("*Topic*", "DescribeTopicDynamicConfiguration", false));
+        assert!(glob_match(
+            "*Topic*",
+            "DescribeTopicDynamicConfiguration",
+            false
+        ));
         assert!(!glob_match("*Topic*", "Describetopic", false));
         assert!(glob_match("*Topic*", "Describetopic", true));
         assert!(glob_match("a*b*c", "a-b-b-c", false));
@@ -446,39 +534,98 @@ mod tests {
             (r#"{"Version":"2012-10-17","Statement":[]}"#, "Statement"),
             (r#"{"Version":"2020-01-01","Statement":[]}"#, "Version"),
             (r#"{"Version":"2012-10-17","Statment":[]}"#, "Statment"),
-            (r#"{"Statement":{"Effect":"allow","Action":"*","Resource":"*"}}"#, "Statement[0].Effect"),
-            (r#"{"Statement":{"Action":"*","Resource":"*"}}"#, "Statement[0].Effect"),
-            (r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Allow","Resource":"*"}]}"#, "Statement[1].Action"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"*","NotAction":"*","Resource":"*"}}"#, "Statement[0].Action"),
-            (r#"{"Statement":{"Effect":"Allow","Action":[],"Resource":"*"}}"#, "Statement[0].Action"),
-            (r#"{"Statement":{"Effect":"Allow","Action":["*",3],"Resource":"*"}}"#, "Statement[0].Action[1]"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"ReadData","Resource":"*"}}"#, "Statement[0].Action[0]"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"*"}}"#, "Statement[0].Resource"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"topic/x"}}"#, "Statement[0].Resource[0]"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"arn:aws:kafka:*:*:topic/${aws:username}"}}"#, "Statement[0].Resource[0]"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}}"#, "Statement[0].Condition"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*","Principal":"*"}}"#, "Statement[0].Principal"),
-            (r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*","Foo":1}}"#, "Statement[0].Foo"),
+            (
+                r#"{"Statement":{"Effect":"allow","Action":"*","Resource":"*"}}"#,
+                "Statement[0].Effect",
+            ),
+            (
+                r#"{"Statement":{"Action":"*","Resource":"*"}}"#,
+                "Statement[0].Effect",
+            ),
+            (
+                r#"{"Statement":[{"Effect":"Allow","Action":"*","Resource":"*"},{"Effect":"Allow","Resource":"*"}]}"#,
+                "Statement[1].Action",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"*","NotAction":"*","Resource":"*"}}"#,
+                "Statement[0].Action",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":[],"Resource":"*"}}"#,
+                "Statement[0].Action",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":["*",3],"Resource":"*"}}"#,
+                "Statement[0].Action[1]",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"ReadData","Resource":"*"}}"#,
+                "Statement[0].Action[0]",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"*"}}"#,
+                "Statement[0].Resource",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"topic/x"}}"#,
+                "Statement[0].Resource[0]",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"arn:aws:kafka:*:*:topic/${aws:username}"}}"#,
+                "Statement[0].Resource[0]",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}}"#,
+                "Statement[0].Condition",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*","Principal":"*"}}"#,
+                "Statement[0].Principal",
+            ),
+            (
+                r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*","Foo":1}}"#,
+                "Statement[0].Foo",
+            ),
             (r#"{"Statement":"x"}"#, "Statement"),
             (r#"{"Statement":["x"]}"#, "Statement[0]"),
-            (r#"{"Statement":{"Sid":5,"Effect":"Allow","Action":"*","Resource":"*"}}"#, "Statement[0].Sid"),
+            (
+                r#"{"Statement":{"Sid":5,"Effect":"Allow","Action":"*","Resource":"*"}}"#,
+                "Statement[0].Sid",
+            ),
         ];
         for (text, field) in cases {
             let e = parse_err(text);
             assert_eq!(e.field, *field, "{text}: {e}");
             assert!(e.to_string().contains(field));
         }
-        assert!(parse_err(r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*","Condition":{}}}"#).reason.contains("not supported"));
+        assert!(parse_err(
+            r#"{"Statement":{"Effect":"Allow","Action":"*","Resource":"*","Condition":{}}}"#
+        )
+        .reason
+        .contains("not supported"));
     }
 
     #[test]
     fn accepted_shapes() {
         // No Version, Id, single strings, 2008 version.
-        let d = parse(r#"{"Id":"x","Statement":{"Effect":"Deny","Action":"kafka-cluster:*","Resource":"*"}}"#);
-        assert_eq!(d.evaluate("kafka-cluster:Connect", CLUSTER), Decision::ExplicitDeny);
+        let d = parse(
+            r#"{"Id":"x","Statement":{"Effect":"Deny","Action":"kafka-cluster:*","Resource":"*"}}"#,
+        );
+        assert_eq!(
+            d.evaluate("kafka-cluster:Connect", CLUSTER),
+            Decision::ExplicitDeny
+        );
         assert!(PolicyDocument::parse(r#"{"Version":"2008-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#).is_ok());
         // Garbage never panics.
-        for s in ["{", "null", "1", "\"x\"", "{\"Statement\":null}", "{\"Statement\":{}}", &"[".repeat(10_000)] {
+        for s in [
+            "{",
+            "null",
+            "1",
+            "\"x\"",
+            "{\"Statement\":null}",
+            "{\"Statement\":{}}",
+            &"[".repeat(10_000),
+        ] {
             assert!(PolicyDocument::parse(s).is_err());
         }
     }

@@ -636,18 +636,31 @@ mod tests {
         client_password: &str,
         stored: Option<ScramCredential>,
     ) -> Result<String, String> {
-        let mut client = ScramSession::with_nonce(client_mech(mech), user, client_password, "fyko+d2lbbFgONRv9qkxdawL")
-            .map_err(|e| e.to_string())?;
+        let mut client = ScramSession::with_nonce(
+            client_mech(mech),
+            user,
+            client_password,
+            "fyko+d2lbbFgONRv9qkxdawL",
+        )
+        .map_err(|e| e.to_string())?;
         let mut server = ScramServer::new(mech);
-        let first = client.step(None).map_err(|e| e.to_string())?.unwrap_or_default();
+        let first = client
+            .step(None)
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
         let sf = server
             .client_first(&first, |u| if u == user { stored.clone() } else { None })
             .map_err(|e| e.to_string())?;
-        let fin = client.step(Some(&sf)).map_err(|e| e.to_string())?.unwrap_or_default();
+        let fin = client
+            .step(Some(&sf))
+            .map_err(|e| e.to_string())?
+            .unwrap_or_default();
         let (name, server_final) = server.client_final(&fin).map_err(|e| e.to_string())?;
         assert!(server.is_authenticated());
         // The client verifies our signature.
-        client.step(Some(&server_final)).map_err(|e| e.to_string())?;
+        client
+            .step(Some(&server_final))
+            .map_err(|e| e.to_string())?;
         Ok(name)
     }
 
@@ -656,7 +669,10 @@ mod tests {
         for mech in ScramMechanism::ALL {
             for user in ["alice", "we,ird=name", "ünïcode"] {
                 let c = cred(mech, "pa55 wörd");
-                assert_eq!(exchange(mech, user, "pa55 wörd", Some(c)), Ok(user.to_string()));
+                assert_eq!(
+                    exchange(mech, user, "pa55 wörd", Some(c)),
+                    Ok(user.to_string())
+                );
             }
         }
     }
@@ -667,7 +683,10 @@ mod tests {
             let c = cred(mech, "right");
             let wrong = exchange(mech, "alice", "wrong", Some(c));
             let unknown = exchange(mech, "alice", "right", None);
-            let expected = AuthError::InvalidCredentials { mechanism: mech.name() }.to_string();
+            let expected = AuthError::InvalidCredentials {
+                mechanism: mech.name(),
+            }
+            .to_string();
             assert_eq!(wrong, Err(expected.clone()));
             assert_eq!(unknown, Err(expected));
         }
@@ -694,8 +713,11 @@ mod tests {
     /// "pencil"), driven through the server with the RFC's nonces spliced in.
     #[test]
     fn rfc7677_vector() {
-        let salt = STANDARD.decode("W22ZaJ0SNY7soEsUEjb6gQ==").unwrap_or_default();
-        let c = match ScramCredential::from_password(ScramMechanism::Sha256, "pencil", &salt, 4096) {
+        let salt = STANDARD
+            .decode("W22ZaJ0SNY7soEsUEjb6gQ==")
+            .unwrap_or_default();
+        let c = match ScramCredential::from_password(ScramMechanism::Sha256, "pencil", &salt, 4096)
+        {
             Ok(c) => c,
             Err(e) => panic!("{e}"),
         };
@@ -746,7 +768,10 @@ mod tests {
         assert!(c.validate(ScramMechanism::Sha256).is_err());
         // from_salted_password agrees with from_password.
         let salted = m.hi(b"p", SALT, 4096);
-        assert_eq!(ScramCredential::from_salted_password(m, &salted, SALT, 4096).ok(), Some(c.clone()));
+        assert_eq!(
+            ScramCredential::from_salted_password(m, &salted, SALT, 4096).ok(),
+            Some(c.clone())
+        );
         let dbg = format!("{c:?}");
         assert!(dbg.contains("redacted") && !dbg.contains(&format!("{:?}", c.stored_key)));
         assert_eq!(ScramCredential::random_salt().len(), 32);
@@ -800,17 +825,35 @@ mod tests {
             b"n,,n=a,r=b,bad",
             b"\xff\xfe,,n=a,r=b",
         ] {
-            assert!(matches!(first_err(bad), AuthError::Malformed { .. }), "{:?}", String::from_utf8_lossy(bad));
+            assert!(
+                matches!(first_err(bad), AuthError::Malformed { .. }),
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
-        assert!(matches!(first_err(b"p=tls-unique,,n=a,r=b"), AuthError::Unsupported { .. }));
-        assert!(matches!(first_err(b"n,,m=x,n=a,r=b"), AuthError::Unsupported { .. }));
-        assert!(matches!(first_err(b"n,,n=a,r=b,tokenauth=true"), AuthError::Unsupported { .. }));
-        assert_eq!(first_err(b"n,a=bob,n=alice,r=b"), AuthError::AuthzidMismatch);
+        assert!(matches!(
+            first_err(b"p=tls-unique,,n=a,r=b"),
+            AuthError::Unsupported { .. }
+        ));
+        assert!(matches!(
+            first_err(b"n,,m=x,n=a,r=b"),
+            AuthError::Unsupported { .. }
+        ));
+        assert!(matches!(
+            first_err(b"n,,n=a,r=b,tokenauth=true"),
+            AuthError::Unsupported { .. }
+        ));
+        assert_eq!(
+            first_err(b"n,a=bob,n=alice,r=b"),
+            AuthError::AuthzidMismatch
+        );
         let huge = vec![b'a'; MAX_MESSAGE_BYTES + 1];
         assert!(matches!(first_err(&huge), AuthError::Malformed { .. }));
         // Extensions Kafka's client may send are tolerated; authzid = user is fine.
         let mut s = ScramServer::new(ScramMechanism::Sha256);
-        assert!(s.client_first(b"n,a=alice,n=alice,r=b,foo=bar", |_| None).is_ok());
+        assert!(s
+            .client_first(b"n,a=alice,n=alice,r=b,foo=bar", |_| None)
+            .is_ok());
     }
 
     /// A server that accepted client-first with the RFC-style client for
@@ -819,7 +862,9 @@ mod tests {
         let mut s = ScramServer::new(ScramMechanism::Sha256);
         let c = cred(ScramMechanism::Sha256, "p");
         let sf = s
-            .client_first(format!("{gs2}n=alice,r=cnonce").as_bytes(), |_| Some(c.clone()))
+            .client_first(format!("{gs2}n=alice,r=cnonce").as_bytes(), |_| {
+                Some(c.clone())
+            })
             .unwrap_or_default();
         (s, String::from_utf8(sf).unwrap_or_default())
     }
@@ -827,7 +872,11 @@ mod tests {
     /// A correct client-final for `started`, computed by hand.
     fn proof_for(sf: &str, cb: &str) -> String {
         let m = ScramMechanism::Sha256;
-        let nonce = sf.split(',').next().and_then(|r| r.strip_prefix("r=")).unwrap_or_default();
+        let nonce = sf
+            .split(',')
+            .next()
+            .and_then(|r| r.strip_prefix("r="))
+            .unwrap_or_default();
         let without = format!("c={cb},r={nonce}");
         let auth = format!("n=alice,r=cnonce,{sf},{without}");
         let salted = m.hi(b"p", SALT, 4096);
@@ -846,14 +895,23 @@ mod tests {
         let (mut s, sf) = started("y,,");
         assert!(s.client_final(proof_for(&sf, "eSws").as_bytes()).is_ok());
         let (mut s, sf) = started("y,,");
-        assert!(matches!(s.client_final(proof_for(&sf, "biws").as_bytes()), Err(AuthError::Malformed { .. })));
+        assert!(matches!(
+            s.client_final(proof_for(&sf, "biws").as_bytes()),
+            Err(AuthError::Malformed { .. })
+        ));
         // Wrong channel binding.
         let (mut s, sf) = started("n,,");
-        assert!(matches!(s.client_final(proof_for(&sf, "eSws").as_bytes()), Err(AuthError::Malformed { .. })));
+        assert!(matches!(
+            s.client_final(proof_for(&sf, "eSws").as_bytes()),
+            Err(AuthError::Malformed { .. })
+        ));
         // Tampered nonce.
         let (mut s, sf) = started("n,,");
         let msg = proof_for(&sf, "biws").replacen("r=cnonce", "r=cnoncX", 1);
-        assert!(matches!(s.client_final(msg.as_bytes()), Err(AuthError::Malformed { .. })));
+        assert!(matches!(
+            s.client_final(msg.as_bytes()),
+            Err(AuthError::Malformed { .. })
+        ));
         // Flipped proof bit.
         let (mut s, sf) = started("n,,");
         let good = proof_for(&sf, "biws");
@@ -861,20 +919,39 @@ mod tests {
         let mut raw = STANDARD.decode(p).unwrap_or_default();
         raw[0] ^= 1;
         let msg = format!("{head},p={}", STANDARD.encode(raw));
-        assert!(matches!(s.client_final(msg.as_bytes()), Err(AuthError::InvalidCredentials { .. })));
+        assert!(matches!(
+            s.client_final(msg.as_bytes()),
+            Err(AuthError::InvalidCredentials { .. })
+        ));
         // Garbage finals.
-        for bad in [&b""[..], b"p=", b"c=biws,p=AAAA", b"c=biws,r=x", b"c=biws,r=x,p=!!!", b"\xff"] {
+        for bad in [
+            &b""[..],
+            b"p=",
+            b"c=biws,p=AAAA",
+            b"c=biws,r=x",
+            b"c=biws,r=x,p=!!!",
+            b"\xff",
+        ] {
             let (mut s, _) = started("n,,");
             assert!(s.client_final(bad).is_err());
             assert!(!s.is_authenticated());
         }
         // Out of order.
         let mut s = ScramServer::new(ScramMechanism::Sha512);
-        assert!(matches!(s.client_final(b"c=biws"), Err(AuthError::IllegalState(_))));
+        assert!(matches!(
+            s.client_final(b"c=biws"),
+            Err(AuthError::IllegalState(_))
+        ));
         let (mut s, sf) = started("n,,");
-        assert!(matches!(s.client_first(b"n,,n=a,r=b", |_| None), Err(AuthError::IllegalState(_))));
+        assert!(matches!(
+            s.client_first(b"n,,n=a,r=b", |_| None),
+            Err(AuthError::IllegalState(_))
+        ));
         // A failed exchange is over.
-        assert!(matches!(s.client_final(proof_for(&sf, "biws").as_bytes()), Err(AuthError::IllegalState(_))));
+        assert!(matches!(
+            s.client_final(proof_for(&sf, "biws").as_bytes()),
+            Err(AuthError::IllegalState(_))
+        ));
     }
 
     #[test]

@@ -6,11 +6,15 @@
 //! is refused before anything is allocated; a malformed frame or unknown API
 //! closes that one connection with a logged reason.
 
+pub mod sasl;
+pub mod session;
+pub mod tls;
 pub mod zero_copy;
 
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -27,6 +31,7 @@ use kafka_protocol::protocol::Decodable;
 use crate::api::{self, RequestContext, Response, ResponsePart};
 use crate::metrics::METRICS;
 use crate::shard::Shard;
+use session::{Listener, Session};
 
 /// Requests a connection may have in flight before reading pauses.
 const MAX_IN_FLIGHT: usize = 64;
@@ -57,7 +62,7 @@ pub fn bind_reuseport(
     Ok(out)
 }
 
-pub async fn accept_loop(shard: Rc<Shard>, listener: std::net::TcpListener) {
+pub async fn accept_loop(shard: Rc<Shard>, info: Arc<Listener>, listener: std::net::TcpListener) {
     let listener = match TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -74,7 +79,7 @@ pub async fn accept_loop(shard: Rc<Shard>, listener: std::net::TcpListener) {
         match accepted {
             Ok((stream, peer)) => {
                 let s = shard.clone();
-                compio::runtime::spawn(serve_connection(s, stream, peer)).detach();
+                compio::runtime::spawn(serve_connection(s, info.clone(), stream, peer)).detach();
             }
             Err(e) => {
                 tracing::warn!(error = %e, "accept failed");
@@ -101,6 +106,8 @@ enum CloseReason {
     UnknownApi(i16),
     #[error("unsupported version {version} of {api:?}")]
     UnsupportedVersion { api: ApiKey, version: i16 },
+    #[error("{0}")]
+    Auth(String),
     #[error("malformed {api:?} v{version} request: {detail}")]
     Malformed {
         api: ApiKey,
@@ -125,12 +132,33 @@ impl Drop for ConnectionGauge {
 
 type Pending = oneshot::Receiver<Response>;
 
-pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, peer: SocketAddr) {
+pub async fn serve_connection(
+    shard: Rc<Shard>,
+    listener: Arc<Listener>,
+    mut stream: TcpStream,
+    peer: SocketAddr,
+) {
     let _gauge = ConnectionGauge::open();
     let _ = stream.set_nodelay(true);
+    let tls = match &listener.tls {
+        Some(config) => match tls::handshake(config.clone(), &mut stream, peer).await {
+            Ok(t) => Some(t),
+            Err(reason) => {
+                METRICS.connections_closed_bad_input.fetch_add(1, Relaxed);
+                tracing::warn!(%peer, listener = %listener.name, %reason, "closing connection");
+                return;
+            }
+        },
+        None => None,
+    };
+    let session = Rc::new(Session::new(
+        listener,
+        tls.as_ref().and_then(|t| t.peer_subject()),
+    ));
     let (mut reader, writer) = stream.into_split();
     let (mut pending_tx, pending_rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
-    let writer_task = compio::runtime::spawn(write_responses(writer, pending_rx, peer));
+    let writer_task =
+        compio::runtime::spawn(write_responses(writer, pending_rx, peer, tls.clone()));
     let max = shard.broker.config.socket_request_max_bytes;
     let idle = Duration::from_millis(shard.broker.config.connections_max_idle_ms.max(1));
     let mut buf = BytesMut::with_capacity(64 * 1024);
@@ -160,13 +188,16 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, peer: SocketA
             }
             let mut frame = buf.split_to(total).freeze();
             frame.advance(4);
-            match start_request(&shard, frame, peer) {
-                Ok(Some(rx)) => {
+            match start_request(&shard, &session, frame, peer) {
+                Ok(Started::Pending(rx)) => {
                     if pending_tx.send(rx).await.is_err() {
                         break 'conn;
                     }
                 }
-                Ok(None) => {}
+                Ok(Started::PendingThenClose(rx)) => {
+                    let _ = pending_tx.send(rx).await;
+                    break 'conn;
+                }
                 Err(reason) => {
                     close_bad(peer, reason);
                     break 'conn;
@@ -181,6 +212,24 @@ pub async fn serve_connection(shard: Rc<Shard>, stream: TcpStream, peer: SocketA
         }
         // compio reads into the buffer from its start: hand it only the
         // free tail, so bytes of a partial frame already buffered survive.
+        if let Some(t) = &tls {
+            let read = futures::select! {
+                r = compio::time::timeout(idle, t.read_plain(&mut reader, &mut buf)).fuse() => r,
+                _ = shutdown => break,
+            };
+            match read {
+                Err(_elapsed) => {
+                    tracing::debug!(%peer, "closing idle connection (connections.max.idle.ms)");
+                    break;
+                }
+                Ok(Ok(0)) => break,
+                Ok(Ok(_)) => continue,
+                Ok(Err(e)) => {
+                    tracing::debug!(%peer, error = %e, "TLS read failed");
+                    break;
+                }
+            }
+        }
         let filled = buf.len();
         let read = futures::select! {
             r = compio::time::timeout(idle, reader.read(buf.slice(filled..))).fuse() => r,
@@ -209,13 +258,42 @@ fn close_bad(peer: SocketAddr, reason: CloseReason) {
     tracing::warn!(%peer, %reason, "closing connection");
 }
 
+/// What the connection does after a request was started.
+enum Started {
+    /// Queue the response and read on.
+    Pending(Pending),
+    /// Queue the response, then close (failed authentication).
+    PendingThenClose(Pending),
+}
+
+fn ready(resp: Response) -> Pending {
+    let (tx, rx) = oneshot::channel();
+    let _ = tx.send(resp);
+    rx
+}
+
 /// Decodes the header and request synchronously (so requests reach their
-/// partitions in arrival order) and spawns the handler.
+/// partitions in arrival order) and spawns the handler. SASL requests are
+/// answered here, in order, since they change the connection's state.
 fn start_request(
     shard: &Rc<Shard>,
+    session: &Rc<Session>,
     mut frame: Bytes,
     peer: SocketAddr,
-) -> Result<Option<Pending>, CloseReason> {
+) -> Result<Started, CloseReason> {
+    if session.sasl.borrow().expects_raw_token() {
+        // After a v0 SaslHandshake the client sends bare SASL tokens.
+        return match sasl::on_raw_token(shard, session, frame) {
+            Ok(resp) => Ok(Started::Pending(ready(resp))),
+            Err((resp, reason)) => match resp {
+                Some(resp) => {
+                    tracing::warn!(%peer, %reason, "closing connection");
+                    Ok(Started::PendingThenClose(ready(resp)))
+                }
+                None => Err(CloseReason::Auth(reason)),
+            },
+        };
+    }
     if frame.len() < 8 {
         return Err(CloseReason::ShortFrame(frame.len()));
     }
@@ -231,11 +309,9 @@ fn start_request(
             // Kafka answers an unknown ApiVersions version with a v0 body
             // carrying UNSUPPORTED_VERSION and its ranges, so the client can
             // retry with a version both sides know.
-            let (tx, rx) = oneshot::channel();
-            let _ = tx.send(api::api_versions::unsupported_version_response(
-                correlation_id,
-            ));
-            return Ok(Some(rx));
+            return Ok(Started::Pending(ready(
+                api::api_versions::unsupported_version_response(correlation_id),
+            )));
         }
         return Err(CloseReason::UnsupportedVersion { api, version });
     }
@@ -246,6 +322,16 @@ fn start_request(
             version,
             detail: e.to_string(),
         })?;
+    match sasl::gate(shard, session, api, version, correlation_id, &mut frame) {
+        sasl::Gate::Pass => {}
+        sasl::Gate::Respond(resp) => return Ok(Started::Pending(ready(resp))),
+        sasl::Gate::RespondThenClose(resp, reason) => {
+            METRICS.connections_closed_bad_input.fetch_add(1, Relaxed);
+            tracing::warn!(%peer, principal = %session.principal(), %reason, "closing connection");
+            return Ok(Started::PendingThenClose(ready(resp)));
+        }
+        sasl::Gate::Close(reason) => return Err(CloseReason::Auth(reason)),
+    }
     let ctx = RequestContext {
         shard: shard.clone(),
         api,
@@ -253,6 +339,7 @@ fn start_request(
         correlation_id,
         client_id: header.client_id.map(|s| s.to_string()).unwrap_or_default(),
         peer,
+        session: session.clone(),
     };
     let started = std::time::Instant::now();
     let fut = api::prepare(ctx, frame).map_err(|detail| {
@@ -270,13 +357,14 @@ fn start_request(
         let _ = tx.send(resp);
     })
     .detach();
-    Ok(Some(rx))
+    Ok(Started::Pending(rx))
 }
 
 async fn write_responses(
     mut sock: TcpStream,
     mut pending: mpsc::Receiver<Pending>,
     peer: SocketAddr,
+    tls: Option<tls::TlsSession>,
 ) {
     let mut pipe: Option<zero_copy::SplicePipe> = None;
     while let Some(rx) = pending.next().await {
@@ -288,9 +376,19 @@ async fn write_responses(
             Response::Parts(p) => p,
         };
         for part in parts {
-            let ok = match part {
-                ResponsePart::Bytes(b) => sock.write_all(b).await.0.is_ok(),
-                ResponsePart::File(range) => {
+            let ok = match (part, &tls) {
+                (ResponsePart::Bytes(b), Some(t)) => t.write_plain(&mut sock, &b).await.is_ok(),
+                (ResponsePart::File(range), Some(t)) => {
+                    match t.write_file_range(&mut sock, &range).await {
+                        Ok(()) => true,
+                        Err(e) => {
+                            tracing::debug!(%peer, error = %e, "fetch transfer failed");
+                            false
+                        }
+                    }
+                }
+                (ResponsePart::Bytes(b), None) => sock.write_all(b).await.0.is_ok(),
+                (ResponsePart::File(range), None) => {
                     if pipe.is_none() {
                         match zero_copy::SplicePipe::new().await {
                             Ok(p) => pipe = Some(p),
@@ -317,6 +415,9 @@ async fn write_responses(
                 return;
             }
         }
+    }
+    if let Some(t) = &tls {
+        t.close(&mut sock).await;
     }
     let _ = compio::io::AsyncWrite::shutdown(&mut sock).await;
 }

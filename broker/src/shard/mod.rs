@@ -32,6 +32,10 @@ pub struct Broker {
     pub metadata: MetadataStore,
     mailboxes: Vec<flume::Sender<Job>>,
     pub shutting_down: AtomicBool,
+    /// Every listener, bound (advertised addresses resolved).
+    pub listeners: Vec<Arc<crate::net::session::Listener>>,
+    /// Authentication (SASL credentials) and authorization (IAM policies).
+    pub security: crate::net::sasl::Security,
 }
 
 thread_local! {
@@ -60,12 +64,16 @@ impl Broker {
         config: Arc<BrokerConfig>,
         metadata: MetadataStore,
         mailboxes: Vec<flume::Sender<Job>>,
+        listeners: Vec<Arc<crate::net::session::Listener>>,
+        security: crate::net::sasl::Security,
     ) -> Broker {
         Broker {
             config,
             metadata,
             mailboxes,
             shutting_down: AtomicBool::new(false),
+            listeners,
+            security,
         }
     }
 

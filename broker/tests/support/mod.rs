@@ -91,6 +91,9 @@ pub struct Opts {
     pub shards: usize,
     /// Serve /metrics on a loopback port.
     pub metrics: bool,
+    /// More `--listen` arguments (`SSL://127.0.0.1:PORT`, ...) next to the
+    /// PLAINTEXT one on `port` that readiness is checked on.
+    pub listeners: Vec<String>,
 }
 
 impl Default for Opts {
@@ -99,6 +102,7 @@ impl Default for Opts {
             config: String::new(),
             shards: 2,
             metrics: false,
+            listeners: Vec::new(),
         }
     }
 }
@@ -150,6 +154,11 @@ impl Broker {
         b
     }
 
+    /// The broker's private directory (for test certificates and such).
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
     pub fn data_dir(&self) -> PathBuf {
         self.root.path().join("data")
     }
@@ -195,6 +204,9 @@ impl Broker {
             .stderr(Stdio::from(log));
         if let Some(m) = self.metrics_port {
             cmd.arg("--metrics").arg(format!("127.0.0.1:{m}"));
+        }
+        for l in &self.opts.listeners {
+            cmd.arg("--listen").arg(l);
         }
         self.child = Some(cmd.spawn().expect("spawn sluiced"));
         self.wait_ready();

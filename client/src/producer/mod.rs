@@ -572,6 +572,11 @@ impl Inner {
         let names = [topic.to_string()];
         let mut refreshed = false;
         loop {
+            // Errors that waiting cannot cure fail the send at once, as the
+            // Java producer does (TOPIC_AUTHORIZATION_FAILED, INVALID_TOPIC_EXCEPTION).
+            if let Some(info) = self.cluster.topic(topic).filter(|t| refreshed && matches!(t.error, 17 | 29)) {
+                return Err(Error::kafka_with(info.error, Some(format!("topic {topic}"))));
+            }
             if let Some(info) = self.cluster.topic(topic).filter(|t| !t.partitions.is_empty()) {
                 match partition {
                     Some(p) if p as usize >= info.partitions.len() => {

@@ -1,0 +1,210 @@
+//! AlterUserScramCredentials (v0): adds, replaces and deletes the salted
+//! SCRAM credentials the broker keeps (`__scram_credentials.json` under
+//! `log.dirs`). The client sends salt and SaltedPassword, never the
+//! password; the broker derives StoredKey and ServerKey from them. The file
+//! is rewritten (and fsynced) before the answer, so an acknowledged change
+//! survives a crash. Needs kafka-cluster:AlterCluster.
+
+use std::collections::BTreeMap;
+
+use kafka_protocol::messages::alter_user_scram_credentials_response::AlterUserScramCredentialsResult;
+use kafka_protocol::messages::{
+    AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
+};
+use kafka_protocol::protocol::StrBytes;
+
+use super::{RequestContext, Response, CLUSTER_AUTHORIZATION_FAILED};
+use crate::auth::{Action, Resource, ScramCredential, ScramMechanism};
+
+pub const MIN_VERSION: i16 = 0;
+pub const MAX_VERSION: i16 = 0;
+
+const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+const KAFKA_STORAGE_ERROR: i16 = 56;
+const RESOURCE_NOT_FOUND: i16 = 91;
+const DUPLICATE_RESOURCE: i16 = 92;
+const UNACCEPTABLE_CREDENTIAL: i16 = 93;
+
+type Outcome = Result<(), (i16, String)>;
+
+pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest) -> Response {
+    let mut resp = AlterUserScramCredentialsResponse::default();
+    let users: Vec<String> = req
+        .deletions
+        .iter()
+        .map(|d| d.name.to_string())
+        .chain(req.upsertions.iter().map(|u| u.name.to_string()))
+        .collect();
+    if !ctx.allowed(Action::AlterCluster, Resource::Cluster) {
+        let mut seen = std::collections::BTreeSet::new();
+        for u in users.into_iter().filter(|u| seen.insert(u.clone())) {
+            resp.results.push(result(
+                &u,
+                Err((
+                    CLUSTER_AUTHORIZATION_FAILED,
+                    "not authorized to kafka-cluster:AlterCluster".into(),
+                )),
+            ));
+        }
+        return ctx.respond(&resp);
+    }
+
+    // Kafka's rules: a (user, mechanism) pair may appear once in the whole
+    // request; every change of a user fails if any of that user's fails.
+    let mut per_user: BTreeMap<String, Outcome> = BTreeMap::new();
+    let mut pairs = std::collections::BTreeSet::new();
+    let mut fail = |user: &str, code: i16, msg: String| {
+        let e = per_user.entry(user.to_string()).or_insert(Ok(()));
+        if e.is_ok() {
+            *e = Err((code, msg));
+        }
+    };
+    let mut deletions = Vec::new();
+    for d in &req.deletions {
+        let user = d.name.to_string();
+        match ScramMechanism::from_type_id(d.mechanism) {
+            None => fail(
+                &user,
+                UNSUPPORTED_SASL_MECHANISM,
+                format!("unknown SCRAM mechanism {}", d.mechanism),
+            ),
+            Some(_) if user.is_empty() => fail(
+                &user,
+                UNACCEPTABLE_CREDENTIAL,
+                "the user name is empty".into(),
+            ),
+            Some(m) => {
+                if !pairs.insert((user.clone(), d.mechanism)) {
+                    fail(
+                        &user,
+                        DUPLICATE_RESOURCE,
+                        format!("{m} appears twice for this user"),
+                    );
+                }
+                deletions.push((user, m));
+            }
+        }
+    }
+    let mut upsertions = Vec::new();
+    for u in &req.upsertions {
+        let user = u.name.to_string();
+        let Some(m) = ScramMechanism::from_type_id(u.mechanism) else {
+            fail(
+                &user,
+                UNSUPPORTED_SASL_MECHANISM,
+                format!("unknown SCRAM mechanism {}", u.mechanism),
+            );
+            continue;
+        };
+        if !pairs.insert((user.clone(), u.mechanism)) {
+            fail(
+                &user,
+                DUPLICATE_RESOURCE,
+                format!("{m} appears twice for this user"),
+            );
+            continue;
+        }
+        if user.is_empty() {
+            fail(
+                &user,
+                UNACCEPTABLE_CREDENTIAL,
+                "the user name is empty".into(),
+            );
+            continue;
+        }
+        let iterations = u32::try_from(u.iterations).unwrap_or(0);
+        match ScramCredential::from_salted_password(m, &u.salted_password, &u.salt, iterations)
+            .and_then(|c| c.validate(m).map(|()| c))
+        {
+            Ok(c) => upsertions.push((user, m, c)),
+            Err(e) => fail(&user, UNACCEPTABLE_CREDENTIAL, e.to_string()),
+        }
+    }
+
+    let security = &ctx.shard.broker.security;
+    {
+        let mut store = security.scram.write().unwrap_or_else(|e| e.into_inner());
+        let before = store.clone();
+        let mut changed = false;
+        for (user, m) in deletions {
+            if per_user.get(&user).is_some_and(|o| o.is_err()) {
+                continue;
+            }
+            if store.get(&user, m).is_none() {
+                per_user.insert(
+                    user.clone(),
+                    Err((
+                        RESOURCE_NOT_FOUND,
+                        format!("no {m} credential for this user"),
+                    )),
+                );
+                continue;
+            }
+            store.delete(&user, m);
+            changed = true;
+            per_user.entry(user).or_insert(Ok(()));
+        }
+        for (user, m, c) in upsertions {
+            if per_user.get(&user).is_some_and(|o| o.is_err()) {
+                continue;
+            }
+            match store.upsert(&user, m, c) {
+                Ok(()) => {
+                    changed = true;
+                    per_user.entry(user).or_insert(Ok(()));
+                }
+                Err(e) => {
+                    per_user.insert(user, Err((UNACCEPTABLE_CREDENTIAL, e.to_string())));
+                }
+            }
+        }
+        // Undo the changes of users that failed, then persist once.
+        let failed: Vec<String> = per_user
+            .iter()
+            .filter(|(_, o)| o.is_err())
+            .map(|(u, _)| u.clone())
+            .collect();
+        for user in &failed {
+            for m in [ScramMechanism::Sha256, ScramMechanism::Sha512] {
+                match before.get(user, m) {
+                    Some(c) => {
+                        let _ = store.upsert(user, m, c.clone());
+                    }
+                    None => {
+                        store.delete(user, m);
+                    }
+                }
+            }
+        }
+        if changed {
+            if let Err(e) = store.save(&security.scram_path) {
+                tracing::error!(error = %e, "cannot save SCRAM credentials");
+                *store = before;
+                for o in per_user.values_mut() {
+                    if o.is_ok() {
+                        *o = Err((
+                            KAFKA_STORAGE_ERROR,
+                            "cannot save the credential store".into(),
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    for u in users {
+        if let Some(o) = per_user.remove(&u) {
+            resp.results.push(result(&u, o));
+        }
+    }
+    ctx.respond(&resp)
+}
+
+fn result(user: &str, outcome: Outcome) -> AlterUserScramCredentialsResult {
+    let mut r = AlterUserScramCredentialsResult::default();
+    r.user = StrBytes::from_string(user.to_string());
+    if let Err((code, msg)) = outcome {
+        r.error_code = code;
+        r.error_message = Some(StrBytes::from_string(msg));
+    }
+    r
+}
