@@ -227,7 +227,7 @@ export interface ConsumerConfig {
   rackId?: string
   /** sluice-client: group.instance.id (static membership). */
   groupInstanceId?: string
-  /** sluice-client: max.poll.records per fetch round (default 5000). */
+  /** sluice-client: max.poll.records per fetch round (default 20000). */
   maxPollRecords?: number
 }
 

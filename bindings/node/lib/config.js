@@ -142,7 +142,7 @@ function consumerSettings(config, opts) {
   if (opts.groupInstanceId) p['group.instance.id'] = String(opts.groupInstanceId)
   // The JS layer commits what the handlers resolved (KafkaJS's autoCommit).
   p['enable.auto.commit'] = 'false'
-  p['max.poll.records'] = String(opts.maxPollRecords ?? 5000)
+  p['max.poll.records'] = String(opts.maxPollRecords ?? 20000)
   return s
 }
 
