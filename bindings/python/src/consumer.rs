@@ -14,6 +14,7 @@ use futures::FutureExt;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
 use sluice::config::TokenProviderHandle;
+use sluice::admin::OffsetSpec;
 use sluice::consumer::TimestampType;
 use sluice::{Consumer as RustConsumer, ConsumerConfig, ConsumerRecord, Error, OffsetAndMetadata, RebalanceListener, TopicPartition};
 
@@ -84,6 +85,9 @@ impl RebalanceListener for PyListener {
 #[pyclass(frozen, module = "sluice._sluice")]
 pub struct Consumer {
     inner: Mutex<Option<RustConsumer>>,
+    /// For ListOffsets lookups (beginning/end offsets, offsets for times):
+    /// an admin client on the same settings, connected on first use.
+    admin: std::sync::OnceLock<sluice::AdminClient>,
 }
 
 impl Consumer {
@@ -106,7 +110,7 @@ impl Consumer {
         let mut cfg = ConsumerConfig::from_properties(properties.iter().map(|(k, v)| (k.as_str(), v.as_str()))).py_err(py)?;
         cfg.client.sasl_oauth_token_provider = token_provider.map(|p| TokenProviderHandle(Arc::new(PyTokenProvider::new(p))));
         let consumer = wait_done(py, RustConsumer::connect(cfg))?.py_err(py)?;
-        Ok(Consumer { inner: Mutex::new(Some(consumer)) })
+        Ok(Consumer { inner: Mutex::new(Some(consumer)), admin: std::sync::OnceLock::new() })
     }
 
     #[pyo3(signature = (topics=None, pattern=None, listener=None))]
@@ -264,6 +268,26 @@ impl Consumer {
                 (tp.topic.clone(), tp.partition, o.as_ref().map(|o| o.offset), o.map(|o| o.metadata).unwrap_or_default())
             })
             .collect())
+    }
+
+    /// ListOffsets for `partitions`: `spec` -2 earliest, -1 latest, else a
+    /// timestamp (ms). Returns (topic, partition, offset, timestamp); offset
+    /// -1 where no record is that recent.
+    fn list_offsets(&self, py: Python<'_>, partitions: Vec<Tp>, spec: i64) -> PyResult<Vec<(String, i32, i64, i64)>> {
+        let admin = match self.admin.get() {
+            Some(a) => a.clone(),
+            None => {
+                let cfg = self.with(py, |_, c| Ok(c.config().client.clone()))?;
+                let a = wait_done(py, sluice::AdminClient::connect(cfg))?.py_err(py)?;
+                self.admin.get_or_init(|| a).clone()
+            }
+        };
+        let spec = match spec {
+            -2 => OffsetSpec::Earliest,
+            -1 => OffsetSpec::Latest,
+            t => OffsetSpec::Timestamp(t),
+        };
+        wait_done(py, async move { admin.list_offsets(&partitions, spec).await })?.py_err(py)
     }
 
     /// The partition numbers of `topic` (refreshing metadata), or None if

@@ -196,3 +196,18 @@ def test_ctrl_c_interrupts_a_blocking_poll(broker, topic):
     finally:
         timer.cancel()
     c.close()
+
+
+@pytest.mark.core
+def test_beginning_end_offsets_and_offsets_for_times(broker, topic):
+    p = KafkaProducer(bootstrap_servers=broker)
+    mds = [p.send(topic, b"v%d" % i, partition=0, timestamp_ms=1_700_000_000_000 + i * 1000).get(WAIT) for i in range(5)]
+    p.close()
+    tp = TopicPartition(topic, 0)
+    c = KafkaConsumer(bootstrap_servers=broker)
+    assert c.beginning_offsets([tp]) == {tp: 0}
+    assert c.end_offsets([tp, TopicPartition(topic, 1)]) == {tp: 5, TopicPartition(topic, 1): 0}
+    found = c.offsets_for_times({tp: 1_700_000_002_500})
+    assert found[tp].offset == mds[3].offset and found[tp].timestamp == 1_700_000_003_000
+    assert c.offsets_for_times({tp: 1_800_000_000_000}) == {tp: None}
+    c.close()

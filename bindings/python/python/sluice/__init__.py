@@ -12,7 +12,15 @@ from .admin import KafkaAdminClient
 from .consumer import ConsumerRebalanceListener, KafkaConsumer
 from .oauth import AbstractTokenProvider
 from .producer import FutureRecordMetadata, KafkaProducer
-from .structs import ConsumerRecord, NewPartitions, NewTopic, OffsetAndMetadata, RecordMetadata, TopicPartition
+from .structs import (
+    ConsumerRecord,
+    NewPartitions,
+    NewTopic,
+    OffsetAndMetadata,
+    OffsetAndTimestamp,
+    RecordMetadata,
+    TopicPartition,
+)
 
 __all__ = [
     "AbstractTokenProvider",
@@ -25,6 +33,7 @@ __all__ = [
     "NewPartitions",
     "NewTopic",
     "OffsetAndMetadata",
+    "OffsetAndTimestamp",
     "RecordMetadata",
     "TopicPartition",
     "__version__",

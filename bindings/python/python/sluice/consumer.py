@@ -10,7 +10,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Pattern, Set, Tuple, Union
 
 from . import _callbacks, _config, _sluice
-from .structs import ConsumerRecord, OffsetAndMetadata, TopicPartition
+from .structs import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
 
 _PYTHON_ONLY = {"key_deserializer": None, "value_deserializer": None, "consumer_timeout_ms": float("inf")}
 
@@ -205,6 +205,28 @@ class KafkaConsumer:
 
     def paused(self) -> Set[TopicPartition]:
         return {TopicPartition(*p) for p in self._native.paused()}
+
+    def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> Dict[TopicPartition, int]:
+        """The first offset of each partition."""
+        return {TopicPartition(t, p): o for t, p, o, _ in self._native.list_offsets(_tps(partitions), -2)}
+
+    def end_offsets(self, partitions: Iterable[TopicPartition]) -> Dict[TopicPartition, int]:
+        """The offset after the last record of each partition."""
+        return {TopicPartition(t, p): o for t, p, o, _ in self._native.list_offsets(_tps(partitions), -1)}
+
+    def offsets_for_times(self, timestamps: Dict[TopicPartition, int]) -> Dict[TopicPartition, Optional[OffsetAndTimestamp]]:
+        """The first offset with a timestamp at or after the given one (ms),
+        per partition; None where no record is that recent."""
+        by_ts: Dict[int, List[tuple]] = {}
+        for tp, ts in timestamps.items():
+            if ts < 0:
+                raise ValueError("timestamps must not be negative, got {} for {}".format(ts, tp))
+            by_ts.setdefault(int(ts), []).append((tp[0], int(tp[1])))
+        out: Dict[TopicPartition, Optional[OffsetAndTimestamp]] = {}
+        for ts, parts in by_ts.items():
+            for t, p, o, found in self._native.list_offsets(parts, ts):
+                out[TopicPartition(t, p)] = OffsetAndTimestamp(o, found, None) if o >= 0 else None
+        return out
 
     # --- metadata -----------------------------------------------------------
 

@@ -20,6 +20,14 @@ class OffsetAndMetadata(NamedTuple):
     leader_epoch: int = -1
 
 
+class OffsetAndTimestamp(NamedTuple):
+    """The first offset at or after a timestamp (``offsets_for_times``)."""
+
+    offset: int
+    timestamp: int
+    leader_epoch: Optional[int] = None
+
+
 class ConsumerRecord(NamedTuple):
     """A single record consumed from a topic partition."""
 
