@@ -188,7 +188,7 @@ def test_ctrl_c_interrupts_a_blocking_poll(broker, topic):
     c = KafkaConsumer(bootstrap_servers=broker)
     c.assign([TopicPartition(topic, 0)])
     c.seek_to_end()
-    timer = threading.Timer(0.5, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
     timer.start()
     try:
         with pytest.raises(KeyboardInterrupt):
@@ -211,3 +211,17 @@ def test_beginning_end_offsets_and_offsets_for_times(broker, topic):
     assert found[tp].offset == mds[3].offset and found[tp].timestamp == 1_700_000_003_000
     assert c.offsets_for_times({tp: 1_800_000_000_000}) == {tp: None}
     c.close()
+
+
+def test_a_failing_listener_does_not_break_the_consumer(broker, topic, capsys):
+    produce(broker, topic, 3)
+
+    class Raises(ConsumerRebalanceListener):
+        def on_partitions_assigned(self, assigned):
+            raise RuntimeError("listener bug")
+
+    c = KafkaConsumer(bootstrap_servers=broker, group_id=group(), auto_offset_reset="earliest")
+    c.subscribe([topic], listener=Raises())
+    assert len(poll_until(c, 3)) == 3
+    c.close()
+    assert "listener bug" in capsys.readouterr().err
