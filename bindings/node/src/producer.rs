@@ -157,7 +157,7 @@ impl NativeProducer {
             c.producer_for(acks, compression.as_deref())?
         };
         let layout: &[i32] = &layout;
-        if layout.len() % 3 != 0 {
+        if !layout.len().is_multiple_of(3) {
             return Err(usage("layout must hold 3 ints per record"));
         }
         let n = layout.len() / 3;
