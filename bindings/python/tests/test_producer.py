@@ -126,3 +126,15 @@ def test_acks_1_turns_idempotence_off_as_java_does(broker, topic):
     p.close()
     with pytest.raises(errors.KafkaConfigurationError, match="acks"):
         KafkaProducer(bootstrap_servers=broker, acks=1, enable_idempotence=True)
+
+
+def test_close_with_zero_timeout_does_not_raise(broker, topic):
+    p = KafkaProducer(bootstrap_servers=broker, linger_ms=60000, batch_size=1_000_000)
+    f = p.send(topic, b"lingering", partition=0)
+    p.close(timeout=0)
+    # Delivered in the close, or failed by it: either way settled.
+    try:
+        f.get(WAIT)
+    except errors.KafkaError:
+        pass
+    assert f.is_done

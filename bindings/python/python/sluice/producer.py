@@ -5,12 +5,15 @@ producer is thread-safe."""
 
 from __future__ import annotations
 
+import logging
 import threading
 from typing import Any, Callable, List, Optional, Set, Tuple
 
 from . import _callbacks, _config, _sluice
 from .errors import KafkaError, KafkaTimeoutError
 from .structs import RecordMetadata, TopicPartition
+
+log = logging.getLogger("sluice")
 
 _PYTHON_ONLY = {"key_serializer": None, "value_serializer": None}
 
@@ -167,7 +170,11 @@ class KafkaProducer:
         if self._closed:
             return
         self._closed = True
-        self._native.close(timeout)
+        try:
+            self._native.close(timeout)
+        except KafkaTimeoutError as e:
+            # As kafka-python: close gives up on what is left, it does not raise.
+            log.warning("sluice: %s", e)
 
     def partitions_for(self, topic: str) -> Set[int]:
         return set(self._native.partitions_for(topic))
