@@ -138,6 +138,9 @@ pub struct BrokerConfig {
     pub ssl: SslSettings,
     /// `sasl.enabled.mechanisms`
     pub sasl_enabled_mechanisms: Vec<String>,
+    /// `sasl.server.max.receive.size`: the largest frame a connection on a
+    /// SASL listener may send before it has authenticated.
+    pub sasl_server_max_receive_size: usize,
     /// `connections.max.reauth.ms` (KIP-368); 0 = sessions live until the
     /// credential expires (IAM tokens) or forever.
     pub connections_max_reauth_ms: i64,
@@ -224,6 +227,7 @@ impl Default for BrokerConfig {
                 .map(|s| s.to_string())
                 .collect(),
             connections_max_reauth_ms: 0,
+            sasl_server_max_receive_size: 524_288,
             auth: None,
             data_dir: PathBuf::from("data"),
             shards: std::thread::available_parallelism()
@@ -455,6 +459,10 @@ impl BrokerConfig {
                 self.sasl_enabled_mechanisms = mechs;
             }
             "connections.max.reauth.ms" => self.connections_max_reauth_ms = parse_num(name, value)?,
+            "sasl.server.max.receive.size" => {
+                self.sasl_server_max_receive_size =
+                    positive(name, parse_num::<i32>(name, value)?)? as usize
+            }
             "log.dirs" | "log.dir" => {
                 self.data_dir = PathBuf::from(value.split(',').next().unwrap_or(value).trim())
             }

@@ -96,8 +96,12 @@ pub async fn accept_loop(shard: Rc<Shard>, info: Arc<Listener>, listener: std::n
 /// Why a connection was closed by us.
 #[derive(Debug, thiserror::Error)]
 enum CloseReason {
-    #[error("frame size {size} is over socket.request.max.bytes ({max})")]
-    TooLarge { size: i64, max: usize },
+    #[error("frame size {size} is over {setting} ({max})")]
+    TooLarge {
+        size: i64,
+        max: usize,
+        setting: &'static str,
+    },
     #[error("negative frame size {0}")]
     NegativeSize(i32),
     #[error("frame of {0} bytes is too short for a request header")]
@@ -159,13 +163,25 @@ pub async fn serve_connection(
     let (mut pending_tx, pending_rx) = mpsc::channel::<Pending>(MAX_IN_FLIGHT);
     let writer_task =
         compio::runtime::spawn(write_responses(writer, pending_rx, peer, tls.clone()));
-    let max = shard.broker.config.socket_request_max_bytes;
+    let max_authenticated = shard.broker.config.socket_request_max_bytes;
+    // Before SASL authentication only small frames are accepted, so an
+    // unauthenticated peer cannot make the broker buffer 100 MB.
+    let max_unauthenticated = shard
+        .broker
+        .config
+        .sasl_server_max_receive_size
+        .min(max_authenticated);
     let idle = Duration::from_millis(shard.broker.config.connections_max_idle_ms.max(1));
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut shutdown = shard.shutdown.clone().fuse();
     'conn: loop {
         // Hand every complete frame in the buffer to its handler.
         while buf.len() >= 4 {
+            let max = if session.is_authenticated() {
+                max_authenticated
+            } else {
+                max_unauthenticated
+            };
             let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
             if size < 0 {
                 close_bad(peer, CloseReason::NegativeSize(size));
@@ -177,6 +193,11 @@ pub async fn serve_connection(
                     CloseReason::TooLarge {
                         size: size as i64,
                         max,
+                        setting: if session.is_authenticated() {
+                            "socket.request.max.bytes"
+                        } else {
+                            "sasl.server.max.receive.size (before authentication)"
+                        },
                     },
                 );
                 break 'conn;

@@ -429,37 +429,10 @@ fn step(
     }
 }
 
-/// OAUTHBEARER (RFC 7628): `n,[a=authzid],` then `\x01`-separated
-/// key=value pairs, one of them `auth=Bearer <token>`. The tokens the broker
-/// accepts are AWS MSK IAM tokens (presigned kafka-cluster:Connect URLs).
+/// OAUTHBEARER (RFC 7628). The tokens the broker accepts are AWS MSK IAM
+/// tokens (presigned kafka-cluster:Connect URLs).
 fn oauthbearer(security: &Security, msg: &[u8]) -> Result<Step, AuthError> {
-    let text = std::str::from_utf8(msg).map_err(|_| AuthError::Malformed {
-        mechanism: "OAUTHBEARER",
-        reason: "not UTF-8".into(),
-    })?;
-    let (gs2, rest) = text
-        .split_once('\x01')
-        .ok_or_else(|| AuthError::Malformed {
-            mechanism: "OAUTHBEARER",
-            reason: "no key/value section".into(),
-        })?;
-    if !gs2.starts_with("n,") && !gs2.starts_with("y,") {
-        return Err(AuthError::Malformed {
-            mechanism: "OAUTHBEARER",
-            reason: "bad GS2 header".into(),
-        });
-    }
-    let token = rest
-        .split('\x01')
-        .find_map(|kv| kv.strip_prefix("auth="))
-        .and_then(|v| {
-            let (scheme, token) = v.split_once(' ')?;
-            scheme.eq_ignore_ascii_case("Bearer").then(|| token.trim())
-        })
-        .ok_or_else(|| AuthError::Malformed {
-            mechanism: "OAUTHBEARER",
-            reason: "no `auth=Bearer <token>` pair".into(),
-        })?;
+    let parsed = auth::oauthbearer::parse_client_response(msg)?;
     let iam = security
         .iam
         .as_ref()
@@ -469,10 +442,85 @@ fn oauthbearer(security: &Security, msg: &[u8]) -> Result<Step, AuthError> {
                 "this broker accepts AWS MSK IAM tokens only, and has no IAM credentials configured"
                     .into(),
         })?;
-    let id = iam.verify_token(token, now_ms())?;
+    let id = iam.verify_token(&parsed.token, now_ms())?;
     Ok(Step::Done {
         principal: id.principal_arn.clone(),
         response: Vec::new(),
         credential_expires_ms: Some(id.expires_at_ms),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::{Action, Resource};
+
+    /// examples/broker/msk-iam.toml loads, and its policy (the one AWS
+    /// documents for MSK) grants and refuses what AWS says it does.
+    #[test]
+    fn the_msk_iam_example_config_behaves_as_aws_documents() {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/broker/msk-iam.toml");
+        let mut cfg = BrokerConfig::default();
+        cfg.apply_file(&path).expect("example config loads");
+        cfg.validate().expect("example config is consistent");
+        let dir = tempfile::tempdir().expect("tempdir");
+        cfg.data_dir = dir.path().to_path_buf();
+        let security = Security::from_config(&cfg).expect("[auth] builds");
+        assert!(security.iam.is_some());
+        let app = "arn:aws:iam::123456789012:user/app";
+        let allowed = [
+            (Action::Connect, Resource::Cluster),
+            (Action::AlterCluster, Resource::Cluster),
+            (Action::DescribeCluster, Resource::Cluster),
+            (Action::CreateTopic, Resource::Topic("orders")),
+            (Action::DescribeTopic, Resource::Topic("orders")),
+            (Action::AlterTopic, Resource::Topic("orders")),
+            (Action::DeleteTopic, Resource::Topic("orders")),
+            (
+                Action::DescribeTopicDynamicConfiguration,
+                Resource::Topic("orders"),
+            ),
+            (
+                Action::AlterTopicDynamicConfiguration,
+                Resource::Topic("orders"),
+            ),
+            (Action::WriteData, Resource::Topic("orders")),
+            (Action::ReadData, Resource::Topic("orders")),
+            (Action::AlterGroup, Resource::Group("billing")),
+            (Action::DescribeGroup, Resource::Group("billing")),
+        ];
+        for (action, resource) in allowed {
+            assert!(
+                security.authorize(app, action, resource),
+                "{action} on {resource:?} must be allowed"
+            );
+        }
+        let refused = [
+            // Not granted by any statement.
+            (Action::WriteDataIdempotently, Resource::Cluster),
+            (Action::DeleteGroup, Resource::Group("billing")),
+            (Action::AlterClusterDynamicConfiguration, Resource::Cluster),
+            (
+                Action::DescribeTransactionalId,
+                Resource::TransactionalId("tx"),
+            ),
+            (
+                Action::AlterTransactionalId,
+                Resource::TransactionalId("tx"),
+            ),
+        ];
+        for (action, resource) in refused {
+            assert!(
+                !security.authorize(app, action, resource),
+                "{action} on {resource:?} must be refused"
+            );
+        }
+        // Another principal has no policy at all.
+        assert!(!security.authorize(
+            "arn:aws:iam::123456789012:user/other",
+            Action::Connect,
+            Resource::Cluster
+        ));
+    }
 }
