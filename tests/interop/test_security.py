@@ -396,3 +396,18 @@ def test_plaintext_client_on_tls_port_is_refused(secure):
     while "plaintext client on a TLS listener" not in secure.log() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert "plaintext client on a TLS listener" in secure.log()
+
+
+def test_java_client_with_aws_msk_iam_auth_library(secure, aws_env):
+    """The Java client with AWS's aws-msk-iam-auth (AWS_MSK_IAM), configured
+    as the MSK documentation shows."""
+    from conftest import CACHE
+
+    launcher = CACHE / "java-interop" / "run-msk-iam"
+    assert launcher.exists(), f"{launcher} is missing: run scripts/setup"
+    topic = new_topic(secure, "iam")
+    denied = new_topic(secure, "other")
+    r = subprocess.run([str(launcher), f"127.0.0.1:{secure.ssl_port}", str(secure.workdir / "ca.pem"), topic, denied],
+                       capture_output=True, text=True, timeout=150)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "java-msk-iam OK" in r.stdout
