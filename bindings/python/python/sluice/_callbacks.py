@@ -3,10 +3,15 @@ errbacks, commit_async callbacks): the native module queues each finished
 operation's callable, and this daemon thread, started on first use, takes
 them (waiting with the GIL released) and calls them in order. Callbacks thus
 run on a Python thread, never on one of the Rust runtime's threads.
+
+At interpreter exit an ``atexit`` hook stops the thread before Python
+finalizes: a daemon thread that wakes inside the native module during
+finalization would be torn down through Rust frames, which aborts.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 from typing import Optional
@@ -17,12 +22,13 @@ log = logging.getLogger("sluice")
 
 _lock = threading.Lock()
 _thread: Optional[threading.Thread] = None
+_stop = threading.Event()
 
 
 def _run() -> None:
-    while True:
+    while not _stop.is_set():
         try:
-            items = _sluice.next_completed(0.5)
+            items = _sluice.next_completed(0.2)
         except BaseException:  # noqa: BLE001 - interpreter shutting down
             return
         for fn, arg in items:
@@ -40,3 +46,11 @@ def ensure_started() -> None:
         if _thread is None or not _thread.is_alive():
             _thread = threading.Thread(target=_run, name="sluice-callbacks", daemon=True)
             _thread.start()
+
+
+@atexit.register
+def _shutdown() -> None:
+    _stop.set()
+    t = _thread
+    if t is not None and t.is_alive():
+        t.join(5.0)
