@@ -138,3 +138,18 @@ def test_close_with_zero_timeout_does_not_raise(broker, topic):
     except errors.KafkaError:
         pass
     assert f.is_done
+
+
+def test_ctrl_c_interrupts_a_send_waiting_for_metadata(broker):
+    import os
+    import signal
+
+    p = KafkaProducer(bootstrap_servers=broker, allow_auto_create_topics=False, max_block_ms=120_000)
+    timer = threading.Timer(1.0, lambda: os.kill(os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            p.send("no-such-topic-" + threading.current_thread().name.replace(" ", "") + "-x", b"v")
+    finally:
+        timer.cancel()
+    p.close(timeout=5)
