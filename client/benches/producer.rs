@@ -20,12 +20,15 @@ fn records() -> Vec<(Vec<u8>, Vec<u8>)> {
     (0..RECORDS)
         .map(|i| {
             let key = format!("user-{}", i * 7919 % 50_000).into_bytes();
-            let value: Vec<u8> = format!("{{\"id\":{i},\"event\":\"click\",\"page\":\"/p/{}\",\"pad\":\"", i % 977)
-                .into_bytes()
-                .into_iter()
-                .chain(std::iter::repeat(b'a' + (i % 26) as u8))
-                .take(VALUE_LEN)
-                .collect();
+            let value: Vec<u8> = format!(
+                "{{\"id\":{i},\"event\":\"click\",\"page\":\"/p/{}\",\"pad\":\"",
+                i % 977
+            )
+            .into_bytes()
+            .into_iter()
+            .chain(std::iter::repeat(b'a' + (i % 26) as u8))
+            .take(VALUE_LEN)
+            .collect();
             (key, value)
         })
         .collect()
@@ -36,16 +39,26 @@ fn bench_accumulate(c: &mut Criterion) {
     let mut g = c.benchmark_group("producer_accumulate_100k_x_100B");
     g.throughput(Throughput::Elements(RECORDS as u64));
     g.sample_size(10);
-    for codec in [Compression::None, Compression::Gzip, Compression::Lz4, Compression::Zstd, Compression::Snappy] {
-        g.bench_with_input(BenchmarkId::from_parameter(format!("{codec:?}").to_lowercase()), &codec, |b, &codec| {
-            b.iter(|| {
-                let mut p = Pipeline::new(codec, 16 * 1024, PARTITIONS);
-                for (i, (k, v)) in recs.iter().enumerate() {
-                    p.send(1_700_000_000_000 + i as i64, k, v).expect("append");
-                }
-                black_box(p.finish())
-            })
-        });
+    for codec in [
+        Compression::None,
+        Compression::Gzip,
+        Compression::Lz4,
+        Compression::Zstd,
+        Compression::Snappy,
+    ] {
+        g.bench_with_input(
+            BenchmarkId::from_parameter(format!("{codec:?}").to_lowercase()),
+            &codec,
+            |b, &codec| {
+                b.iter(|| {
+                    let mut p = Pipeline::new(codec, 16 * 1024, PARTITIONS);
+                    for (i, (k, v)) in recs.iter().enumerate() {
+                        p.send(1_700_000_000_000 + i as i64, k, v).expect("append");
+                    }
+                    black_box(p.finish())
+                })
+            },
+        );
     }
     g.finish();
 }

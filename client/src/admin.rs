@@ -12,10 +12,14 @@ use std::sync::Arc;
 use bytes::Bytes;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::{CreatableTopic, CreatableTopicConfig};
-use kafka_protocol::messages::delete_records_request::{DeleteRecordsPartition, DeleteRecordsTopic};
+use kafka_protocol::messages::delete_records_request::{
+    DeleteRecordsPartition, DeleteRecordsTopic,
+};
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
-use kafka_protocol::messages::incremental_alter_configs_request::{AlterConfigsResource, AlterableConfig};
+use kafka_protocol::messages::incremental_alter_configs_request::{
+    AlterConfigsResource, AlterableConfig,
+};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
@@ -35,7 +39,12 @@ pub struct NewTopic {
 
 impl NewTopic {
     pub fn new(name: impl Into<String>, partitions: i32, replication_factor: i16) -> Self {
-        NewTopic { name: name.into(), partitions, replication_factor, configs: Vec::new() }
+        NewTopic {
+            name: name.into(),
+            partitions,
+            replication_factor,
+            configs: Vec::new(),
+        }
     }
     pub fn config(mut self, name: impl Into<String>, value: impl Into<String>) -> Self {
         self.configs.push((name.into(), value.into()));
@@ -216,7 +225,9 @@ impl AdminClient {
     pub async fn connect(mut config: ClientConfig) -> Result<AdminClient> {
         // Describing a topic must not create it.
         config.allow_auto_create_topics = false;
-        Ok(AdminClient { cluster: Cluster::connect(config).await? })
+        Ok(AdminClient {
+            cluster: Cluster::connect(config).await?,
+        })
     }
 
     pub fn cluster(&self) -> &Arc<Cluster> {
@@ -224,7 +235,11 @@ impl AdminClient {
     }
 
     /// Creates topics; one result per topic, in request order.
-    pub async fn create_topics(&self, topics: Vec<NewTopic>, validate_only: bool) -> Result<Vec<(String, Result<()>)>> {
+    pub async fn create_topics(
+        &self,
+        topics: Vec<NewTopic>,
+        validate_only: bool,
+    ) -> Result<Vec<(String, Result<()>)>> {
         let conn = self.cluster.any_connection().await?;
         let mut req = CreateTopicsRequest::default();
         req.validate_only = validate_only;
@@ -247,14 +262,25 @@ impl AdminClient {
             req.topics.push(ct);
         }
         let resp = conn.send(&req).await?;
-        let by_name: HashMap<String, Result<()>> =
-            resp.topics.iter().map(|r| (r.name.to_string(), check(r.error_code, r.error_message.as_ref()))).collect();
+        let by_name: HashMap<String, Result<()>> = resp
+            .topics
+            .iter()
+            .map(|r| {
+                (
+                    r.name.to_string(),
+                    check(r.error_code, r.error_message.as_ref()),
+                )
+            })
+            .collect();
         let names: Vec<String> = topics.iter().map(|t| t.name.clone()).collect();
         let _ = self.cluster.refresh_metadata(&names).await;
         Ok(topics
             .into_iter()
             .map(|t| {
-                let r = by_name.get(&t.name).cloned().unwrap_or_else(|| Err(Error::Protocol("topic missing from answer".into())));
+                let r = by_name
+                    .get(&t.name)
+                    .cloned()
+                    .unwrap_or_else(|| Err(Error::Protocol("topic missing from answer".into())));
                 (t.name, r)
             })
             .collect())
@@ -282,11 +308,22 @@ impl AdminClient {
         let by_name: HashMap<String, Result<()>> = resp
             .responses
             .iter()
-            .filter_map(|r| r.name.as_ref().map(|n| (n.to_string(), check(r.error_code, r.error_message.as_ref()))))
+            .filter_map(|r| {
+                r.name
+                    .as_ref()
+                    .map(|n| (n.to_string(), check(r.error_code, r.error_message.as_ref())))
+            })
             .collect();
         Ok(names
             .iter()
-            .map(|n| (n.clone(), by_name.get(n).cloned().unwrap_or_else(|| Err(Error::Protocol("topic missing from answer".into())))))
+            .map(|n| {
+                (
+                    n.clone(),
+                    by_name.get(n).cloned().unwrap_or_else(|| {
+                        Err(Error::Protocol("topic missing from answer".into()))
+                    }),
+                )
+            })
             .collect())
     }
 
@@ -309,7 +346,12 @@ impl AdminClient {
 
     pub async fn list_topics(&self, include_internal: bool) -> Result<Vec<Arc<TopicInfo>>> {
         self.cluster.refresh_all_topics().await?;
-        let mut t: Vec<_> = self.cluster.topics().into_iter().filter(|t| include_internal || !t.internal).collect();
+        let mut t: Vec<_> = self
+            .cluster
+            .topics()
+            .into_iter()
+            .filter(|t| include_internal || !t.internal)
+            .collect();
         t.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(t)
     }
@@ -324,7 +366,11 @@ impl AdminClient {
         self.cluster.refresh_metadata(names).await?;
         names
             .iter()
-            .map(|n| self.cluster.topic(n).ok_or_else(|| Error::kafka_with(3, Some(format!("topic {n} does not exist")))))
+            .map(|n| {
+                self.cluster
+                    .topic(n)
+                    .ok_or_else(|| Error::kafka_with(3, Some(format!("topic {n} does not exist"))))
+            })
             .collect()
     }
 
@@ -344,7 +390,11 @@ impl AdminClient {
         r.configuration_keys = None;
         req.resources.push(r);
         let resp = conn.send(&req).await?;
-        let res = resp.results.into_iter().next().ok_or_else(|| Error::Protocol("empty DescribeConfigs answer".into()))?;
+        let res = resp
+            .results
+            .into_iter()
+            .next()
+            .ok_or_else(|| Error::Protocol("empty DescribeConfigs answer".into()))?;
         check(res.error_code, res.error_message.as_ref())?;
         Ok(res
             .configs
@@ -360,7 +410,11 @@ impl AdminClient {
     }
 
     /// IncrementalAlterConfigs.
-    pub async fn alter_configs(&self, resource: &ConfigResource, ops: &[AlterConfigOp]) -> Result<()> {
+    pub async fn alter_configs(
+        &self,
+        resource: &ConfigResource,
+        ops: &[AlterConfigOp],
+    ) -> Result<()> {
         let conn = match resource {
             ConfigResource::Broker(id) => self.cluster.connection(*id).await?,
             ConfigResource::Topic(_) => self.cluster.any_connection().await?,
@@ -435,7 +489,11 @@ impl AdminClient {
                             group_instance_id: m.group_instance_id.map(|i| i.to_string()),
                             client_id: m.client_id.to_string(),
                             host: m.client_host.to_string(),
-                            assignment: if consumer { decode_consumer_assignment(&m.member_assignment) } else { Vec::new() },
+                            assignment: if consumer {
+                                decode_consumer_assignment(&m.member_assignment)
+                            } else {
+                                Vec::new()
+                            },
                         })
                         .collect(),
                 });
@@ -484,7 +542,13 @@ impl AdminClient {
             .map(|(t, p, end, _)| {
                 let c = committed.get(&(t.clone(), p)).copied().unwrap_or(-1);
                 let lag = if c < 0 { end } else { (end - c).max(0) };
-                PartitionLag { topic: t, partition: p, committed: c, log_end: end, lag }
+                PartitionLag {
+                    topic: t,
+                    partition: p,
+                    committed: c,
+                    log_end: end,
+                    lag,
+                }
             })
             .collect();
         out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
@@ -493,16 +557,27 @@ impl AdminClient {
 
     /// ListOffsets for each partition, sent to its leader. Returns
     /// (topic, partition, offset, timestamp).
-    pub async fn list_offsets(&self, tps: &[(String, i32)], spec: OffsetSpec) -> Result<Vec<(String, i32, i64, i64)>> {
+    pub async fn list_offsets(
+        &self,
+        tps: &[(String, i32)],
+        spec: OffsetSpec,
+    ) -> Result<Vec<(String, i32, i64, i64)>> {
         self.retrying(|| self.list_offsets_once(tps, spec)).await
     }
 
-    async fn list_offsets_once(&self, tps: &[(String, i32)], spec: OffsetSpec) -> Result<Vec<(String, i32, i64, i64)>> {
+    async fn list_offsets_once(
+        &self,
+        tps: &[(String, i32)],
+        spec: OffsetSpec,
+    ) -> Result<Vec<(String, i32, i64, i64)>> {
         let topics: Vec<String> = tps.iter().map(|(t, _)| t.clone()).collect();
         self.cluster.refresh_metadata(&topics).await?;
         let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
         for (t, p) in tps {
-            let leader = self.cluster.leader_for(t, *p).ok_or_else(|| Error::kafka_with(5, Some(format!("no leader for {t}-{p}"))))?;
+            let leader = self
+                .cluster
+                .leader_for(t, *p)
+                .ok_or_else(|| Error::kafka_with(5, Some(format!("no leader for {t}-{p}"))))?;
             by_leader.entry(leader).or_default().push((t.clone(), *p));
         }
         let mut out = Vec::with_capacity(tps.len());
@@ -555,12 +630,18 @@ impl AdminClient {
     }
 
     /// Moves partitions' log start offsets (DeleteRecords), at their leaders.
-    pub async fn delete_records(&self, targets: &[(String, i32, i64)]) -> Result<Vec<(String, i32, i64)>> {
+    pub async fn delete_records(
+        &self,
+        targets: &[(String, i32, i64)],
+    ) -> Result<Vec<(String, i32, i64)>> {
         let topics: Vec<String> = targets.iter().map(|(t, _, _)| t.clone()).collect();
         self.cluster.refresh_metadata(&topics).await?;
         let mut out = Vec::new();
         for (t, p, offset) in targets {
-            let leader = self.cluster.leader_for(t, *p).ok_or_else(|| Error::kafka(5))?;
+            let leader = self
+                .cluster
+                .leader_for(t, *p)
+                .ok_or_else(|| Error::kafka(5))?;
             let conn = self.cluster.connection(leader).await?;
             let mut req = DeleteRecordsRequest::default();
             req.timeout_ms = self.cluster.config.request_timeout.as_millis() as i32;
@@ -584,7 +665,10 @@ impl AdminClient {
 
     /// Which SCRAM mechanisms each user has credentials for (all users when
     /// `users` is None), with iteration counts.
-    pub async fn describe_user_scram_credentials(&self, users: Option<&[String]>) -> Result<Vec<UserScramCredentials>> {
+    pub async fn describe_user_scram_credentials(
+        &self,
+        users: Option<&[String]>,
+    ) -> Result<Vec<UserScramCredentials>> {
         let conn = self.cluster.any_connection().await?;
         let mut req = DescribeUserScramCredentialsRequest::default();
         req.users = users.map(|us| {
@@ -616,18 +700,32 @@ impl AdminClient {
     /// Adds, replaces or deletes SCRAM credentials. Passwords never leave
     /// this process: the broker receives a random salt and
     /// SaltedPassword = Hi(password, salt, iterations). Per-user results.
-    pub async fn alter_user_scram_credentials(&self, changes: &[ScramCredentialChange]) -> Result<Vec<(String, Result<()>)>> {
+    pub async fn alter_user_scram_credentials(
+        &self,
+        changes: &[ScramCredentialChange],
+    ) -> Result<Vec<(String, Result<()>)>> {
         let mut req = AlterUserScramCredentialsRequest::default();
         for c in changes {
             match c {
-                ScramCredentialChange::Upsert { user, mechanism, iterations, password } => {
+                ScramCredentialChange::Upsert {
+                    user,
+                    mechanism,
+                    iterations,
+                    password,
+                } => {
                     let m = scram_mechanism(mechanism)?;
                     let mut salt = vec![0u8; 32];
-                    getrandom::getrandom(&mut salt).map_err(|e| Error::Unsupported(format!("no randomness for a salt: {e}")))?;
-                    let salted = m
-                        .hi(password.as_bytes(), &salt, *iterations)
-                        .map_err(|e| Error::Config { name: "iterations".into(), reason: e.to_string() })?;
-                    let mut u = alter_user_scram_credentials_request::ScramCredentialUpsertion::default();
+                    getrandom::getrandom(&mut salt).map_err(|e| {
+                        Error::Unsupported(format!("no randomness for a salt: {e}"))
+                    })?;
+                    let salted = m.hi(password.as_bytes(), &salt, *iterations).map_err(|e| {
+                        Error::Config {
+                            name: "iterations".into(),
+                            reason: e.to_string(),
+                        }
+                    })?;
+                    let mut u =
+                        alter_user_scram_credentials_request::ScramCredentialUpsertion::default();
                     u.name = s(user);
                     u.mechanism = scram_mechanism_type(m);
                     u.iterations = *iterations as i32;
@@ -637,7 +735,8 @@ impl AdminClient {
                 }
                 ScramCredentialChange::Delete { user, mechanism } => {
                     let m = scram_mechanism(mechanism)?;
-                    let mut d = alter_user_scram_credentials_request::ScramCredentialDeletion::default();
+                    let mut d =
+                        alter_user_scram_credentials_request::ScramCredentialDeletion::default();
                     d.name = s(user);
                     d.mechanism = scram_mechanism_type(m);
                     req.deletions.push(d);
@@ -649,7 +748,12 @@ impl AdminClient {
         Ok(resp
             .results
             .into_iter()
-            .map(|r| (r.user.to_string(), check(r.error_code, r.error_message.as_ref())))
+            .map(|r| {
+                (
+                    r.user.to_string(),
+                    check(r.error_code, r.error_message.as_ref()),
+                )
+            })
             .collect())
     }
 
@@ -674,22 +778,37 @@ pub struct UserScramCredentials {
 /// by SASL name (`SCRAM-SHA-256`, `SCRAM-SHA-512`).
 #[derive(Clone)]
 pub enum ScramCredentialChange {
-    Upsert { user: String, mechanism: String, iterations: u32, password: String },
-    Delete { user: String, mechanism: String },
+    Upsert {
+        user: String,
+        mechanism: String,
+        iterations: u32,
+        password: String,
+    },
+    Delete {
+        user: String,
+        mechanism: String,
+    },
 }
 
 impl std::fmt::Debug for ScramCredentialChange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ScramCredentialChange::Upsert { user, mechanism, iterations, .. } => f
+            ScramCredentialChange::Upsert {
+                user,
+                mechanism,
+                iterations,
+                ..
+            } => f
                 .debug_struct("Upsert")
                 .field("user", user)
                 .field("mechanism", mechanism)
                 .field("iterations", iterations)
                 .finish_non_exhaustive(),
-            ScramCredentialChange::Delete { user, mechanism } => {
-                f.debug_struct("Delete").field("user", user).field("mechanism", mechanism).finish()
-            }
+            ScramCredentialChange::Delete { user, mechanism } => f
+                .debug_struct("Delete")
+                .field("user", user)
+                .field("mechanism", mechanism)
+                .finish(),
         }
     }
 }

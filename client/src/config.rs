@@ -26,7 +26,10 @@ impl SecurityProtocol {
             "SSL" => Ok(Self::Ssl),
             "SASL_PLAINTEXT" => Ok(Self::SaslPlaintext),
             "SASL_SSL" => Ok(Self::SaslSsl),
-            _ => Err(Error::config("security.protocol", format!("`{v}` is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"))),
+            _ => Err(Error::config(
+                "security.protocol",
+                format!("`{v}` is not PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL"),
+            )),
         }
     }
     pub fn uses_tls(&self) -> bool {
@@ -119,7 +122,10 @@ impl Default for ClientConfig {
 }
 
 pub(crate) fn parse_ms(name: &str, v: &str) -> Result<Duration> {
-    let n: i64 = v.trim().parse().map_err(|_| Error::config(name, format!("`{v}` is not a number of milliseconds")))?;
+    let n: i64 = v
+        .trim()
+        .parse()
+        .map_err(|_| Error::config(name, format!("`{v}` is not a number of milliseconds")))?;
     if n < 0 {
         return Err(Error::config(name, "must not be negative"));
     }
@@ -127,7 +133,9 @@ pub(crate) fn parse_ms(name: &str, v: &str) -> Result<Duration> {
 }
 
 pub(crate) fn parse_int<T: std::str::FromStr>(name: &str, v: &str) -> Result<T> {
-    v.trim().parse().map_err(|_| Error::config(name, format!("`{v}` is not a valid number")))
+    v.trim()
+        .parse()
+        .map_err(|_| Error::config(name, format!("`{v}` is not a valid number")))
 }
 
 pub(crate) fn parse_bool(name: &str, v: &str) -> Result<bool> {
@@ -143,7 +151,11 @@ impl ClientConfig {
     pub fn set(&mut self, name: &str, v: &str) -> Result<bool> {
         match name {
             "bootstrap.servers" => {
-                let servers: Vec<String> = v.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                let servers: Vec<String> = v
+                    .split(',')
+                    .map(|s| s.trim().to_string())
+                    .filter(|s| !s.is_empty())
+                    .collect();
                 if servers.is_empty() {
                     return Err(Error::config(name, "no server given"));
                 }
@@ -156,7 +168,9 @@ impl ClientConfig {
             }
             "client.id" => self.client_id = v.to_string(),
             "request.timeout.ms" => self.request_timeout = parse_ms(name, v)?,
-            "socket.connection.setup.timeout.ms" => self.connection_setup_timeout = parse_ms(name, v)?,
+            "socket.connection.setup.timeout.ms" => {
+                self.connection_setup_timeout = parse_ms(name, v)?
+            }
             "reconnect.backoff.ms" => self.reconnect_backoff = parse_ms(name, v)?,
             "reconnect.backoff.max.ms" => self.reconnect_backoff_max = parse_ms(name, v)?,
             "retry.backoff.ms" => self.retry_backoff = parse_ms(name, v)?,
@@ -165,8 +179,15 @@ impl ClientConfig {
             "sasl.mechanism" | "sasl.mechanisms" => {
                 let m = v.trim().to_ascii_uppercase();
                 match m.as_str() {
-                    "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512" | "OAUTHBEARER" | "AWS_MSK_IAM" => self.sasl_mechanism = Some(m),
-                    _ => return Err(Error::config(name, format!("unsupported SASL mechanism `{v}`"))),
+                    "PLAIN" | "SCRAM-SHA-256" | "SCRAM-SHA-512" | "OAUTHBEARER" | "AWS_MSK_IAM" => {
+                        self.sasl_mechanism = Some(m)
+                    }
+                    _ => {
+                        return Err(Error::config(
+                            name,
+                            format!("unsupported SASL mechanism `{v}`"),
+                        ))
+                    }
                 }
             }
             "sasl.username" => self.sasl_username = Some(v.to_string()),
@@ -174,8 +195,12 @@ impl ClientConfig {
             "ssl.ca.location" => self.ssl_ca_location = Some(v.to_string()),
             "ssl.certificate.location" => self.ssl_certificate_location = Some(v.to_string()),
             "ssl.key.location" => self.ssl_key_location = Some(v.to_string()),
-            "ssl.endpoint.identification.algorithm" => self.ssl_endpoint_identification = !v.trim().is_empty() && v.trim() != "none",
-            "enable.ssl.certificate.verification" => self.ssl_certificate_verification = parse_bool(name, v)?,
+            "ssl.endpoint.identification.algorithm" => {
+                self.ssl_endpoint_identification = !v.trim().is_empty() && v.trim() != "none"
+            }
+            "enable.ssl.certificate.verification" => {
+                self.ssl_certificate_verification = parse_bool(name, v)?
+            }
             "aws.region" => self.aws_region = Some(v.to_string()),
             "allow.auto.create.topics" => self.allow_auto_create_topics = parse_bool(name, v)?,
             _ => return Ok(false),
@@ -205,7 +230,10 @@ impl Acks {
             "0" => Ok(Acks::None),
             "1" => Ok(Acks::Leader),
             "-1" | "all" => Ok(Acks::All),
-            _ => Err(Error::config("acks", format!("`{v}` is not 0, 1, -1 or all"))),
+            _ => Err(Error::config(
+                "acks",
+                format!("`{v}` is not 0, 1, -1 or all"),
+            )),
         }
     }
 }
@@ -275,7 +303,10 @@ impl ProducerConfig {
             "buffer.memory" => self.buffer_memory = parse_int(name, v)?,
             "compression.type" | "compression.codec" => {
                 self.compression = Compression::from_name(v.trim()).ok_or_else(|| {
-                    Error::config(name, format!("`{v}` is not one of none, gzip, snappy, lz4, zstd"))
+                    Error::config(
+                        name,
+                        format!("`{v}` is not one of none, gzip, snappy, lz4, zstd"),
+                    )
                 })?
             }
             "enable.idempotence" => self.enable_idempotence = parse_bool(name, v)?,
@@ -291,13 +322,20 @@ impl ProducerConfig {
             "max.request.size" => self.max_request_size = parse_int(name, v)?,
             "max.block.ms" => self.max_block = parse_ms(name, v)?,
             "partitioner.ignore.keys" => self.partitioner_ignore_keys = parse_bool(name, v)?,
-            _ => return Err(Error::Config { name: name.to_string(), reason: "unknown producer property".into() }),
+            _ => {
+                return Err(Error::Config {
+                    name: name.to_string(),
+                    reason: "unknown producer property".into(),
+                })
+            }
         }
         Ok(())
     }
 
     /// Builds from Kafka property names, starting from Kafka's defaults.
-    pub fn from_properties<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
+    pub fn from_properties<'a>(
+        props: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self> {
         let mut c = ProducerConfig::default();
         for (k, v) in props {
             c.set(k.trim(), v)?;
@@ -310,17 +348,29 @@ impl ProducerConfig {
     pub fn validate(&self) -> Result<()> {
         if self.enable_idempotence {
             if self.acks != Acks::All {
-                return Err(Error::config("acks", "must be all (-1) when enable.idempotence=true"));
+                return Err(Error::config(
+                    "acks",
+                    "must be all (-1) when enable.idempotence=true",
+                ));
             }
             if self.max_in_flight > 5 {
-                return Err(Error::config("max.in.flight.requests.per.connection", "must be at most 5 when enable.idempotence=true"));
+                return Err(Error::config(
+                    "max.in.flight.requests.per.connection",
+                    "must be at most 5 when enable.idempotence=true",
+                ));
             }
             if self.retries == 0 {
-                return Err(Error::config("retries", "must be above 0 when enable.idempotence=true"));
+                return Err(Error::config(
+                    "retries",
+                    "must be above 0 when enable.idempotence=true",
+                ));
             }
         }
         if self.delivery_timeout < self.linger + self.client.request_timeout {
-            return Err(Error::config("delivery.timeout.ms", "must be at least linger.ms + request.timeout.ms"));
+            return Err(Error::config(
+                "delivery.timeout.ms",
+                "must be at least linger.ms + request.timeout.ms",
+            ));
         }
         Ok(())
     }
@@ -330,7 +380,11 @@ pub struct ProducerConfigBuilder(ProducerConfig);
 
 impl ProducerConfigBuilder {
     pub fn bootstrap_servers(mut self, servers: impl Into<String>) -> Self {
-        self.0.client.bootstrap_servers = servers.into().split(',').map(|s| s.trim().to_string()).collect();
+        self.0.client.bootstrap_servers = servers
+            .into()
+            .split(',')
+            .map(|s| s.trim().to_string())
+            .collect();
         self
     }
     pub fn client_id(mut self, id: impl Into<String>) -> Self {
@@ -389,12 +443,22 @@ pub enum AssignorKind {
 
 impl AssignorKind {
     pub fn parse(v: &str) -> Result<AssignorKind> {
-        let short = v.trim().rsplit('.').next().unwrap_or(v).to_ascii_lowercase();
+        let short = v
+            .trim()
+            .rsplit('.')
+            .next()
+            .unwrap_or(v)
+            .to_ascii_lowercase();
         match short.as_str() {
             "range" | "rangeassignor" => Ok(AssignorKind::Range),
             "roundrobin" | "roundrobinassignor" => Ok(AssignorKind::RoundRobin),
-            "cooperative-sticky" | "cooperativestickyassignor" => Ok(AssignorKind::CooperativeSticky),
-            _ => Err(Error::config("partition.assignment.strategy", format!("unknown assignor `{v}`"))),
+            "cooperative-sticky" | "cooperativestickyassignor" => {
+                Ok(AssignorKind::CooperativeSticky)
+            }
+            _ => Err(Error::config(
+                "partition.assignment.strategy",
+                format!("unknown assignor `{v}`"),
+            )),
         }
     }
     /// The protocol name in JoinGroup, as the Java client names it.
@@ -475,13 +539,20 @@ impl ConsumerConfig {
         }
         match name {
             "group.id" => self.group_id = Some(v.to_string()).filter(|s| !s.is_empty()),
-            "group.instance.id" => self.group_instance_id = Some(v.to_string()).filter(|s| !s.is_empty()),
+            "group.instance.id" => {
+                self.group_instance_id = Some(v.to_string()).filter(|s| !s.is_empty())
+            }
             "auto.offset.reset" => {
                 self.auto_offset_reset = match v.trim() {
                     "earliest" | "smallest" | "beginning" => OffsetReset::Earliest,
                     "latest" | "largest" | "end" => OffsetReset::Latest,
                     "none" | "error" => OffsetReset::None,
-                    _ => return Err(Error::config(name, format!("`{v}` is not earliest, latest or none"))),
+                    _ => {
+                        return Err(Error::config(
+                            name,
+                            format!("`{v}` is not earliest, latest or none"),
+                        ))
+                    }
                 }
             }
             "enable.auto.commit" => self.enable_auto_commit = parse_bool(name, v)?,
@@ -495,7 +566,11 @@ impl ConsumerConfig {
             "fetch.max.wait.ms" => self.fetch_max_wait = parse_ms(name, v)?,
             "max.partition.fetch.bytes" => self.max_partition_fetch_bytes = parse_int(name, v)?,
             "partition.assignment.strategy" => {
-                self.assignors = v.split(',').filter(|s| !s.trim().is_empty()).map(AssignorKind::parse).collect::<Result<_>>()?;
+                self.assignors = v
+                    .split(',')
+                    .filter(|s| !s.trim().is_empty())
+                    .map(AssignorKind::parse)
+                    .collect::<Result<_>>()?;
                 if self.assignors.is_empty() {
                     return Err(Error::config(name, "no assignor given"));
                 }
@@ -504,16 +579,28 @@ impl ConsumerConfig {
                 self.read_committed = match v.trim() {
                     "read_committed" => true,
                     "read_uncommitted" => false,
-                    _ => return Err(Error::config(name, "expected read_committed or read_uncommitted")),
+                    _ => {
+                        return Err(Error::config(
+                            name,
+                            "expected read_committed or read_uncommitted",
+                        ))
+                    }
                 }
             }
             "check.crcs" => self.check_crcs = parse_bool(name, v)?,
-            _ => return Err(Error::Config { name: name.to_string(), reason: "unknown consumer property".into() }),
+            _ => {
+                return Err(Error::Config {
+                    name: name.to_string(),
+                    reason: "unknown consumer property".into(),
+                })
+            }
         }
         Ok(())
     }
 
-    pub fn from_properties<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
+    pub fn from_properties<'a>(
+        props: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self> {
         let mut c = ConsumerConfig::default();
         for (k, v) in props {
             c.set(k.trim(), v)?;
@@ -524,7 +611,10 @@ impl ConsumerConfig {
 
     pub fn validate(&self) -> Result<()> {
         if self.heartbeat_interval >= self.session_timeout {
-            return Err(Error::config("heartbeat.interval.ms", "must be lower than session.timeout.ms"));
+            return Err(Error::config(
+                "heartbeat.interval.ms",
+                "must be lower than session.timeout.ms",
+            ));
         }
         if self.group_instance_id.is_some() && self.group_id.is_none() {
             return Err(Error::config("group.instance.id", "needs group.id"));
@@ -537,11 +627,16 @@ impl ConsumerConfig {
 pub type AdminConfig = ClientConfig;
 
 impl ClientConfig {
-    pub fn from_properties<'a>(props: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self> {
+    pub fn from_properties<'a>(
+        props: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self> {
         let mut c = ClientConfig::default();
         for (k, v) in props {
             if !c.set(k.trim(), v)? {
-                return Err(Error::Config { name: k.to_string(), reason: "unknown admin client property".into() });
+                return Err(Error::Config {
+                    name: k.to_string(),
+                    reason: "unknown admin client property".into(),
+                });
             }
         }
         Ok(c)
@@ -578,7 +673,14 @@ mod tests {
         assert!(e.to_string().contains("acks"), "{e}");
         let e = ConsumerConfig::from_properties([("auto.offset.reset", "sometimes")]).unwrap_err();
         assert!(e.to_string().contains("auto.offset.reset"), "{e}");
-        let c = ConsumerConfig::from_properties([("group.id", "g"), ("partition.assignment.strategy", "org.apache.kafka.clients.consumer.RoundRobinAssignor")]).unwrap();
+        let c = ConsumerConfig::from_properties([
+            ("group.id", "g"),
+            (
+                "partition.assignment.strategy",
+                "org.apache.kafka.clients.consumer.RoundRobinAssignor",
+            ),
+        ])
+        .unwrap();
         assert_eq!(c.assignors, vec![AssignorKind::RoundRobin]);
     }
 }

@@ -57,7 +57,10 @@ pub enum Error {
     Config { name: String, reason: String },
     /// The broker answered with a Kafka error code.
     #[error("{code}{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
-    Kafka { code: KafkaCode, message: Option<String> },
+    Kafka {
+        code: KafkaCode,
+        message: Option<String>,
+    },
     /// No bootstrap server could be reached.
     #[error("no brokers available (tried {0})")]
     NoBrokersAvailable(String),
@@ -86,15 +89,24 @@ pub enum Error {
 
 impl Error {
     pub fn kafka(code: i16) -> Error {
-        Error::Kafka { code: KafkaCode(code), message: None }
+        Error::Kafka {
+            code: KafkaCode(code),
+            message: None,
+        }
     }
 
     pub fn kafka_with(code: i16, message: Option<String>) -> Error {
-        Error::Kafka { code: KafkaCode(code), message }
+        Error::Kafka {
+            code: KafkaCode(code),
+            message,
+        }
     }
 
     pub fn config(name: &str, reason: impl Into<String>) -> Error {
-        Error::Config { name: name.to_string(), reason: reason.into() }
+        Error::Config {
+            name: name.to_string(),
+            reason: reason.into(),
+        }
     }
 
     /// The Kafka error code this error carries, if any.

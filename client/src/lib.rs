@@ -19,8 +19,15 @@ pub mod net;
 pub mod producer;
 
 pub use admin::{AdminClient, NewTopic};
-pub use consumer::{Consumer, ConsumerRecord, OffsetAndMetadata, PartitionBatch, RebalanceListener, ShutdownHandle, TopicPartition};
-pub use config::{Acks, AssignorKind, ClientConfig, ConsumerConfig, OffsetReset, ProducerConfig, SecurityProtocol};
-pub use producer::{DeliveryFuture, Partitioner, Producer, ProducerRecord, RecordMetadata, SendFuture};
+pub use config::{
+    Acks, AssignorKind, ClientConfig, ConsumerConfig, OffsetReset, ProducerConfig, SecurityProtocol,
+};
+pub use consumer::{
+    Consumer, ConsumerRecord, OffsetAndMetadata, PartitionBatch, RebalanceListener, ShutdownHandle,
+    TopicPartition,
+};
 pub use error::{Error, KafkaCode, Result};
+pub use producer::{
+    DeliveryFuture, Partitioner, Producer, ProducerRecord, RecordMetadata, SendFuture,
+};
 pub use sluice_protocol::compression::Compression;

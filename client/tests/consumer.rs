@@ -16,7 +16,9 @@ use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{CreateTopicsRequest, ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use sluice::consumer::{Consumer, ConsumerRecord, PartitionBatch, RebalanceListener, TopicPartition};
+use sluice::consumer::{
+    Consumer, ConsumerRecord, PartitionBatch, RebalanceListener, TopicPartition,
+};
 use sluice::net::Cluster;
 use sluice::{ClientConfig, Compression, ConsumerConfig};
 use sluice_protocol::batch::{BatchBuilder, RecordHeader};
@@ -25,7 +27,11 @@ use support::{unique, TestBroker};
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn cluster(b: &TestBroker) -> Arc<Cluster> {
-    let cfg = ClientConfig::from_properties([("bootstrap.servers", b.bootstrap.as_str()), ("client.id", "consumer-test-setup")]).unwrap();
+    let cfg = ClientConfig::from_properties([
+        ("bootstrap.servers", b.bootstrap.as_str()),
+        ("client.id", "consumer-test-setup"),
+    ])
+    .unwrap();
     Cluster::connect(cfg).await.expect("connect")
 }
 
@@ -39,12 +45,18 @@ async fn create_topic(c: &Cluster, name: &str, partitions: i32) {
     req.timeout_ms = 30_000;
     let conn = c.any_connection().await.unwrap();
     let resp = conn.send(&req).await.unwrap();
-    assert_eq!(resp.topics[0].error_code, 0, "CreateTopics {name}: {:?}", resp.topics[0].error_message);
+    assert_eq!(
+        resp.topics[0].error_code, 0,
+        "CreateTopics {name}: {:?}",
+        resp.topics[0].error_message
+    );
     let deadline = Instant::now() + WAIT;
     loop {
         c.refresh_metadata(&[name.to_string()]).await.unwrap();
         if let Some(t) = c.topic(name) {
-            if t.partitions.len() == partitions as usize && t.partitions.iter().all(|p| p.leader >= 0) {
+            if t.partitions.len() == partitions as usize
+                && t.partitions.iter().all(|p| p.leader >= 0)
+            {
                 return;
             }
         }
@@ -54,13 +66,28 @@ async fn create_topic(c: &Cluster, name: &str, partitions: i32) {
 }
 
 /// Appends `values` to one partition; returns the base offset.
-async fn produce(c: &Cluster, topic: &str, partition: i32, values: &[String], compression: Compression) -> i64 {
+async fn produce(
+    c: &Cluster,
+    topic: &str,
+    partition: i32,
+    values: &[String],
+    compression: Compression,
+) -> i64 {
     let mut b = BatchBuilder::new(compression);
     let now = 1_700_000_000_000i64;
     for (i, v) in values.iter().enumerate() {
         let key = format!("key-{i}");
-        let headers = [RecordHeader { key: "h".into(), value: Some(bytes::Bytes::from(v.clone())) }];
-        b.push(now + i as i64, Some(key.as_bytes()), Some(v.as_bytes()), &headers).unwrap();
+        let headers = [RecordHeader {
+            key: "h".into(),
+            value: Some(bytes::Bytes::from(v.clone())),
+        }];
+        b.push(
+            now + i as i64,
+            Some(key.as_bytes()),
+            Some(v.as_bytes()),
+            &headers,
+        )
+        .unwrap();
     }
     let mut pd = PartitionProduceData::default();
     pd.index = partition;
@@ -92,9 +119,17 @@ async fn produce(c: &Cluster, topic: &str, partition: i32, values: &[String], co
 
 async fn fill(c: &Cluster, topic: &str, partitions: i32, per_partition: usize) {
     for p in 0..partitions {
-        let values: Vec<String> = (0..per_partition).map(|i| format!("{topic}/{p}/{i}")).collect();
+        let values: Vec<String> = (0..per_partition)
+            .map(|i| format!("{topic}/{p}/{i}"))
+            .collect();
         // Alternate codecs so decompression is covered.
-        let codec = [Compression::None, Compression::Gzip, Compression::Lz4, Compression::Zstd, Compression::Snappy][p as usize % 5];
+        let codec = [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Lz4,
+            Compression::Zstd,
+            Compression::Snappy,
+        ][p as usize % 5];
         // Two batches per partition.
         let half = values.len() / 2;
         produce(c, topic, p, &values[..half], codec).await;
@@ -122,7 +157,11 @@ async fn poll_n(c: &mut Consumer, n: usize) -> Vec<ConsumerRecord> {
     let deadline = Instant::now() + WAIT;
     let mut out = Vec::new();
     while out.len() < n {
-        assert!(Instant::now() < deadline, "only {} of {n} records arrived", out.len());
+        assert!(
+            Instant::now() < deadline,
+            "only {} of {n} records arrived",
+            out.len()
+        );
         out.extend(c.poll(Duration::from_millis(200)).await.unwrap());
     }
     out
@@ -144,31 +183,61 @@ async fn assign_reads_everything_from_earliest() {
     create_topic(&c, &t, 3).await;
     fill(&c, &t, 3, 20).await;
 
-    let mut consumer = Consumer::connect(config(&b, None, &[("max.poll.records", "7")])).await.unwrap();
+    let mut consumer = Consumer::connect(config(&b, None, &[("max.poll.records", "7")]))
+        .await
+        .unwrap();
     consumer.assign((0..3).map(|p| (t.as_str(), p))).unwrap();
     let mut got = Vec::new();
     let deadline = Instant::now() + WAIT;
     while got.len() < 60 {
         assert!(Instant::now() < deadline);
         let batch = consumer.poll(Duration::from_millis(200)).await.unwrap();
-        assert!(batch.len() <= 7, "max.poll.records exceeded: {}", batch.len());
+        assert!(
+            batch.len() <= 7,
+            "max.poll.records exceeded: {}",
+            batch.len()
+        );
         got.extend(batch);
     }
     assert_eq!(got.len(), 60);
     for (p, offsets) in by_partition(&got) {
         assert_eq!(offsets, (0..20).collect::<Vec<i64>>(), "partition {p}");
     }
-    let r = got.iter().find(|r| r.partition == 1 && r.offset == 13).unwrap();
+    let r = got
+        .iter()
+        .find(|r| r.partition == 1 && r.offset == 13)
+        .unwrap();
     assert_eq!(r.value.as_deref(), Some(format!("{t}/1/13").as_bytes()));
     assert_eq!(r.key.as_deref(), Some(&b"key-3"[..]));
     assert_eq!(r.headers, vec![("h".to_string(), r.value.clone())]);
     assert_eq!(r.timestamp, 1_700_000_000_003);
-    assert_eq!(consumer.position(&TopicPartition::new(&t, 2)).await.unwrap(), 20);
+    assert_eq!(
+        consumer
+            .position(&TopicPartition::new(&t, 2))
+            .await
+            .unwrap(),
+        20
+    );
 
     // New records show up on the stream.
-    produce(&c, &t, 0, &["late-1".into(), "late-2".into()], Compression::None).await;
-    let late: Vec<ConsumerRecord> = consumer.stream().take(2).map(|r| r.unwrap()).collect().await;
-    assert_eq!(late.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![20, 21]);
+    produce(
+        &c,
+        &t,
+        0,
+        &["late-1".into(), "late-2".into()],
+        Compression::None,
+    )
+    .await;
+    let late: Vec<ConsumerRecord> = consumer
+        .stream()
+        .take(2)
+        .map(|r| r.unwrap())
+        .collect()
+        .await;
+    assert_eq!(
+        late.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![20, 21]
+    );
     assert_eq!(late[1].value.as_deref(), Some(&b"late-2"[..]));
     consumer.close().await.unwrap();
 }
@@ -190,7 +259,9 @@ async fn seek_pause_and_resume() {
     let again = poll_n(&mut consumer, 4).await;
     assert_eq!(by_partition(&again).get(&0), Some(&vec![6, 7, 8, 9]));
 
-    consumer.seek_to_beginning(std::slice::from_ref(&p1)).unwrap();
+    consumer
+        .seek_to_beginning(std::slice::from_ref(&p1))
+        .unwrap();
     assert_eq!(consumer.position(&p1).await.unwrap(), 0);
     let again = poll_n(&mut consumer, 10).await;
     assert_eq!(by_partition(&again).get(&1).map(Vec::len), Some(10));
@@ -218,12 +289,20 @@ async fn seek_pause_and_resume() {
     // Out of range: auto.offset.reset (earliest) applies.
     consumer.seek(&p0, 1000).unwrap();
     let reset = poll_n(&mut consumer, 11).await;
-    assert_eq!(by_partition(&reset).get(&0).map(|v| (v[0], v.len())), Some((0, 11)));
+    assert_eq!(
+        by_partition(&reset).get(&0).map(|v| (v[0], v.len())),
+        Some((0, 11))
+    );
     consumer.close().await.unwrap();
 
     // With auto.offset.reset=none, no position is an error.
-    let mut strict = Consumer::connect(config(&b, None, &[("auto.offset.reset", "none")])).await.unwrap();
-    assert!(strict.poll(Duration::from_millis(10)).await.is_err(), "polling with nothing assigned");
+    let mut strict = Consumer::connect(config(&b, None, &[("auto.offset.reset", "none")]))
+        .await
+        .unwrap();
+    assert!(
+        strict.poll(Duration::from_millis(10)).await.is_err(),
+        "polling with nothing assigned"
+    );
     strict.assign([p0.clone()]).unwrap();
     let e = strict.poll(Duration::from_millis(500)).await.unwrap_err();
     assert_eq!(e.code().map(|c| c.0), Some(1), "{e}");
@@ -238,7 +317,11 @@ async fn commit_and_restart_resume_at_committed_offsets() {
     create_topic(&c, &t, 2).await;
     fill(&c, &t, 2, 30).await;
 
-    let cfg = config(&b, Some(&g), &[("enable.auto.commit", "false"), ("max.poll.records", "10")]);
+    let cfg = config(
+        &b,
+        Some(&g),
+        &[("enable.auto.commit", "false"), ("max.poll.records", "10")],
+    );
     let mut first = Consumer::connect(cfg).await.unwrap();
     first.subscribe(&[&t]).unwrap();
     let got = poll_n(&mut first, 25).await;
@@ -251,16 +334,29 @@ async fn commit_and_restart_resume_at_committed_offsets() {
     let parts = [TopicPartition::new(&t, 0), TopicPartition::new(&t, 1)];
     let committed = first.committed(&parts).await.unwrap();
     for tp in &parts {
-        assert_eq!(committed[tp].as_ref().map(|o| o.offset), expected.get(&tp.partition).copied(), "{tp}");
+        assert_eq!(
+            committed[tp].as_ref().map(|o| o.offset),
+            expected.get(&tp.partition).copied(),
+            "{tp}"
+        );
     }
     // An explicit offset, then a restart.
-    first.commit_sync_offsets([(parts[0].clone(), 3i64)]).await.unwrap();
+    first
+        .commit_sync_offsets([(parts[0].clone(), 3i64)])
+        .await
+        .unwrap();
     first.close().await.unwrap();
 
     // This one auto-commits: close commits where it stopped.
-    let mut second = Consumer::connect(config(&b, Some(&g), &[("max.poll.records", "10")])).await.unwrap();
+    let mut second = Consumer::connect(config(&b, Some(&g), &[("max.poll.records", "10")]))
+        .await
+        .unwrap();
     second.subscribe(&[&t]).unwrap();
-    let rest = poll_n(&mut second, 27 + 30 - expected.get(&1).copied().unwrap_or(0) as usize).await;
+    let rest = poll_n(
+        &mut second,
+        27 + 30 - expected.get(&1).copied().unwrap_or(0) as usize,
+    )
+    .await;
     let m = by_partition(&rest);
     assert_eq!(m.get(&0).and_then(|v| v.first()).copied(), Some(3));
     if let Some(&p1) = expected.get(&1) {
@@ -318,7 +414,9 @@ fn start_member(cfg: ConsumerConfig, topic: String, seen: Arc<Mutex<Vec<(i32, i6
         while !s.load(Ordering::SeqCst) {
             let records = c.poll(Duration::from_millis(100)).await.unwrap();
             if !records.is_empty() {
-                seen.lock().unwrap().extend(records.iter().map(|r| (r.partition, r.offset)));
+                seen.lock()
+                    .unwrap()
+                    .extend(records.iter().map(|r| (r.partition, r.offset)));
                 if let Err(e) = c.commit_sync().await {
                     eprintln!("commit failed: {e}");
                 }
@@ -328,7 +426,12 @@ fn start_member(cfg: ConsumerConfig, topic: String, seen: Arc<Mutex<Vec<(i32, i6
         c.close().await.unwrap();
         a.lock().unwrap().clear();
     });
-    Member { stop, assignment, listener, task }
+    Member {
+        stop,
+        assignment,
+        listener,
+        task,
+    }
 }
 
 impl Member {
@@ -357,7 +460,9 @@ fn disjoint_cover(members: &[&Member], partitions: i32) -> bool {
     }
     let n = all.len();
     let set: BTreeSet<TopicPartition> = all.into_iter().collect();
-    n == set.len() && set.len() == partitions as usize && members.iter().all(|m| !m.assignment().is_empty())
+    n == set.len()
+        && set.len() == partitions as usize
+        && members.iter().all(|m| !m.assignment().is_empty())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -368,22 +473,38 @@ async fn group_of_three_members_joining_and_leaving() {
     let g = unique("g3");
     create_topic(&c, &t, 6).await;
     let seen: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
-    let cfg = config(&b, Some(&g), &[("enable.auto.commit", "false"), ("max.poll.records", "20")]);
+    let cfg = config(
+        &b,
+        Some(&g),
+        &[("enable.auto.commit", "false"), ("max.poll.records", "20")],
+    );
 
     fill(&c, &t, 6, 50).await;
     let m1 = start_member(cfg.clone(), t.clone(), seen.clone());
-    wait_for("the first member's records", || seen.lock().unwrap().len() >= 40).await;
+    wait_for("the first member's records", || {
+        seen.lock().unwrap().len() >= 40
+    })
+    .await;
     let m2 = start_member(cfg.clone(), t.clone(), seen.clone());
     let m3 = start_member(cfg.clone(), t.clone(), seen.clone());
-    wait_for("three members sharing six partitions", || disjoint_cover(&[&m1, &m2, &m3], 6)).await;
+    wait_for("three members sharing six partitions", || {
+        disjoint_cover(&[&m1, &m2, &m3], 6)
+    })
+    .await;
     for m in [&m1, &m2, &m3] {
         assert_eq!(m.assignment().len(), 2);
     }
     fill(&c, &t, 6, 50).await;
     wait_for("more records", || seen.lock().unwrap().len() >= 450).await;
     let r2 = m2.stop().await;
-    assert!(!r2.revoked.lock().unwrap().is_empty(), "close runs the revoke callback");
-    wait_for("two members sharing six partitions", || disjoint_cover(&[&m1, &m3], 6)).await;
+    assert!(
+        !r2.revoked.lock().unwrap().is_empty(),
+        "close runs the revoke callback"
+    );
+    wait_for("two members sharing six partitions", || {
+        disjoint_cover(&[&m1, &m3], 6)
+    })
+    .await;
     fill(&c, &t, 6, 20).await;
     let total = 6 * (50 + 50 + 20);
     wait_for("every record", || {
@@ -397,7 +518,11 @@ async fn group_of_three_members_joining_and_leaving() {
     let s = seen.lock().unwrap();
     let unique_records: BTreeSet<&(i32, i64)> = s.iter().collect();
     assert_eq!(unique_records.len(), total, "every record consumed");
-    assert_eq!(s.len(), total, "no record consumed twice (commits before each rebalance)");
+    assert_eq!(
+        s.len(),
+        total,
+        "no record consumed twice (commits before each rebalance)"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -409,13 +534,26 @@ async fn cooperative_sticky_keeps_partitions_that_do_not_move() {
     create_topic(&c, &t, 4).await;
     fill(&c, &t, 4, 10).await;
     let seen: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
-    let cfg = config(&b, Some(&g), &[("partition.assignment.strategy", "cooperative-sticky"), ("enable.auto.commit", "false")]);
+    let cfg = config(
+        &b,
+        Some(&g),
+        &[
+            ("partition.assignment.strategy", "cooperative-sticky"),
+            ("enable.auto.commit", "false"),
+        ],
+    );
 
     let m1 = start_member(cfg.clone(), t.clone(), seen.clone());
-    wait_for("the first member owning all four", || m1.assignment().len() == 4).await;
+    wait_for("the first member owning all four", || {
+        m1.assignment().len() == 4
+    })
+    .await;
     let before = m1.assignment();
     let m2 = start_member(cfg.clone(), t.clone(), seen.clone());
-    wait_for("two members sharing four partitions", || disjoint_cover(&[&m1, &m2], 4)).await;
+    wait_for("two members sharing four partitions", || {
+        disjoint_cover(&[&m1, &m2], 4)
+    })
+    .await;
     let after1 = m1.assignment();
     assert_eq!(after1.len(), 2);
     assert!(after1.is_subset(&before));
@@ -425,14 +563,30 @@ async fn cooperative_sticky_keeps_partitions_that_do_not_move() {
     assert_eq!(revoked_all.len(), 2, "{revoked:?}");
     assert!(revoked_all.is_disjoint(&after1));
     // The added partitions were reported as added, in a second rebalance.
-    let assigned2: BTreeSet<TopicPartition> = m2.listener.assigned.lock().unwrap().iter().flatten().cloned().collect();
+    let assigned2: BTreeSet<TopicPartition> = m2
+        .listener
+        .assigned
+        .lock()
+        .unwrap()
+        .iter()
+        .flatten()
+        .cloned()
+        .collect();
     assert_eq!(assigned2, m2.assignment());
     assert!(m1.listener.lost.lock().unwrap().is_empty());
     m2.stop().await;
-    wait_for("the first member owning all four again", || m1.assignment().len() == 4).await;
+    wait_for("the first member owning all four again", || {
+        m1.assignment().len() == 4
+    })
+    .await;
     let r1 = m1.stop().await;
     // Getting m2's partitions back revoked nothing from m1.
-    assert_eq!(r1.revoked.lock().unwrap().iter().flatten().count(), 2 + 4, "{:?}", r1.revoked.lock().unwrap());
+    assert_eq!(
+        r1.revoked.lock().unwrap().iter().flatten().count(),
+        2 + 4,
+        "{:?}",
+        r1.revoked.lock().unwrap()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -445,7 +599,11 @@ async fn batch_handler_retries_and_commits_only_after_success() {
     fill(&c, &t, 2, 15).await;
     let tp0 = TopicPartition::new(&t, 0);
 
-    let cfg = config(&b, Some(&g), &[("enable.auto.commit", "false"), ("max.poll.records", "10")]);
+    let cfg = config(
+        &b,
+        Some(&g),
+        &[("enable.auto.commit", "false"), ("max.poll.records", "10")],
+    );
     let mut consumer = Consumer::connect(cfg.clone()).await.unwrap();
     let probe = Consumer::connect(cfg).await.unwrap();
     consumer.subscribe(&[&t]).unwrap();
@@ -468,8 +626,14 @@ async fn batch_handler_retries_and_commits_only_after_success() {
                 calls.fetch_add(1, Ordering::SeqCst);
                 let first = batch.records[0].offset;
                 // Offsets are in order within the batch.
-                assert!(batch.records.windows(2).all(|w| w[1].offset == w[0].offset + 1));
-                attempts.lock().unwrap().push((batch.partition, first, batch.records.len()));
+                assert!(batch
+                    .records
+                    .windows(2)
+                    .all(|w| w[1].offset == w[0].offset + 1));
+                attempts
+                    .lock()
+                    .unwrap()
+                    .push((batch.partition, first, batch.records.len()));
                 if batch.partition == 0 && !failed_once.swap(true, Ordering::SeqCst) {
                     return Err(format!("first attempt at {first} fails"));
                 }
@@ -495,7 +659,10 @@ async fn batch_handler_retries_and_commits_only_after_success() {
     let p0: Vec<&(i32, i64, usize)> = attempts.iter().filter(|a| a.0 == 0).collect();
     assert!(p0.len() >= 2, "{attempts:?}");
     assert_eq!(p0[0].1, 0);
-    assert_eq!(p0[1].1, 0, "the failed batch is retried from its first record: {attempts:?}");
+    assert_eq!(
+        p0[1].1, 0,
+        "the failed batch is retried from its first record: {attempts:?}"
+    );
     assert_eq!(processed.lock().unwrap().len(), 30);
     let parts = [tp0.clone(), TopicPartition::new(&t, 1)];
     let committed = probe.committed(&parts).await.unwrap();
@@ -512,11 +679,23 @@ async fn static_member_rejoins_with_its_assignment() {
     let g = unique("g-static");
     create_topic(&c, &t, 4).await;
     let seen: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
-    let cfg = |id: &str| config(&b, Some(&g), &[("group.instance.id", id), ("partition.assignment.strategy", "range")]);
+    let cfg = |id: &str| {
+        config(
+            &b,
+            Some(&g),
+            &[
+                ("group.instance.id", id),
+                ("partition.assignment.strategy", "range"),
+            ],
+        )
+    };
 
     let a = start_member(cfg("instance-a"), t.clone(), seen.clone());
     let bm = start_member(cfg("instance-b"), t.clone(), seen.clone());
-    wait_for("two static members sharing four partitions", || disjoint_cover(&[&a, &bm], 4)).await;
+    wait_for("two static members sharing four partitions", || {
+        disjoint_cover(&[&a, &bm], 4)
+    })
+    .await;
     let a_parts = a.assignment();
     let b_revocations = bm.listener.revoked.lock().unwrap().len();
     let b_assignments = bm.listener.assigned.lock().unwrap().len();
@@ -524,10 +703,17 @@ async fn static_member_rejoins_with_its_assignment() {
     // same assignment without a rebalance.
     a.stop().await;
     let a2 = start_member(cfg("instance-a"), t.clone(), seen.clone());
-    wait_for("the restarted member's assignment", || !a2.assignment().is_empty()).await;
+    wait_for("the restarted member's assignment", || {
+        !a2.assignment().is_empty()
+    })
+    .await;
     assert_eq!(a2.assignment(), a_parts);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    assert_eq!(bm.listener.revoked.lock().unwrap().len(), b_revocations, "the other member was not disturbed");
+    assert_eq!(
+        bm.listener.revoked.lock().unwrap().len(),
+        b_revocations,
+        "the other member was not disturbed"
+    );
     assert_eq!(bm.listener.assigned.lock().unwrap().len(), b_assignments);
     a2.stop().await;
     bm.stop().await;
@@ -545,11 +731,18 @@ async fn pattern_subscription_follows_new_topics() {
     fill(&c, &format!("{prefix}-a"), 1, 5).await;
     fill(&c, &format!("{prefix}-b"), 2, 5).await;
 
-    let mut consumer = Consumer::connect(config(&b, Some(&g), &[("metadata.max.age.ms", "500")])).await.unwrap();
-    consumer.subscribe_pattern(&format!("{}-.*", regex::escape(&prefix))).unwrap();
+    let mut consumer = Consumer::connect(config(&b, Some(&g), &[("metadata.max.age.ms", "500")]))
+        .await
+        .unwrap();
+    consumer
+        .subscribe_pattern(&format!("{}-.*", regex::escape(&prefix)))
+        .unwrap();
     let got = poll_n(&mut consumer, 15).await;
     let topics: BTreeSet<String> = got.iter().map(|r| r.topic.clone()).collect();
-    assert_eq!(topics, BTreeSet::from([format!("{prefix}-a"), format!("{prefix}-b")]));
+    assert_eq!(
+        topics,
+        BTreeSet::from([format!("{prefix}-a"), format!("{prefix}-b")])
+    );
 
     let late = format!("{prefix}-c");
     create_topic(&c, &late, 1).await;
@@ -577,38 +770,86 @@ async fn slow_processing_keeps_membership_but_poll_timeout_leaves() {
     let g = unique("g-slow");
     create_topic(&c, &t, 2).await;
     let seen: Arc<Mutex<Vec<(i32, i64)>>> = Arc::default();
-    let base = [("session.timeout.ms", "6000"), ("partition.assignment.strategy", "range")];
+    let base = [
+        ("session.timeout.ms", "6000"),
+        ("partition.assignment.strategy", "range"),
+    ];
     let other = start_member(config(&b, Some(&g), &base), t.clone(), seen.clone());
 
     // Processing for longer than session.timeout.ms: heartbeats continue,
     // nobody rebalances.
-    let mut slow = Consumer::connect(config(&b, Some(&g), &[base[0], base[1], ("max.poll.interval.ms", "20000")])).await.unwrap();
+    let mut slow = Consumer::connect(config(
+        &b,
+        Some(&g),
+        &[base[0], base[1], ("max.poll.interval.ms", "20000")],
+    ))
+    .await
+    .unwrap();
     let recorder = Arc::new(Recorder::default());
     slow.set_rebalance_listener(recorder.clone());
     slow.subscribe(&[&t]).unwrap();
-    poll_until(&mut slow, "an even split", |s| s.assignment().len() == 1 && other.assignment().len() == 1).await;
+    poll_until(&mut slow, "an even split", |s| {
+        s.assignment().len() == 1 && other.assignment().len() == 1
+    })
+    .await;
     let mine = slow.assignment();
-    let other_events = (other.listener.assigned.lock().unwrap().len(), other.listener.revoked.lock().unwrap().len());
+    let other_events = (
+        other.listener.assigned.lock().unwrap().len(),
+        other.listener.revoked.lock().unwrap().len(),
+    );
     tokio::time::sleep(Duration::from_secs(9)).await;
     slow.poll(Duration::from_millis(300)).await.unwrap();
     assert_eq!(slow.assignment(), mine);
-    assert!(recorder.lost.lock().unwrap().is_empty() && recorder.revoked.lock().unwrap().is_empty());
-    assert_eq!((other.listener.assigned.lock().unwrap().len(), other.listener.revoked.lock().unwrap().len()), other_events);
+    assert!(
+        recorder.lost.lock().unwrap().is_empty() && recorder.revoked.lock().unwrap().is_empty()
+    );
+    assert_eq!(
+        (
+            other.listener.assigned.lock().unwrap().len(),
+            other.listener.revoked.lock().unwrap().len()
+        ),
+        other_events
+    );
     slow.close().await.unwrap();
-    wait_for("the other member owning both", || other.assignment().len() == 2).await;
+    wait_for("the other member owning both", || {
+        other.assignment().len() == 2
+    })
+    .await;
 
     // Not polling for longer than max.poll.interval.ms: the member leaves,
     // the other one takes over, and the next poll reports the loss and
     // rejoins.
-    let mut stuck = Consumer::connect(config(&b, Some(&g), &[base[0], base[1], ("max.poll.interval.ms", "2000")])).await.unwrap();
+    let mut stuck = Consumer::connect(config(
+        &b,
+        Some(&g),
+        &[base[0], base[1], ("max.poll.interval.ms", "2000")],
+    ))
+    .await
+    .unwrap();
     let recorder = Arc::new(Recorder::default());
     stuck.set_rebalance_listener(recorder.clone());
     stuck.subscribe(&[&t]).unwrap();
-    poll_until(&mut stuck, "an even split", |s| s.assignment().len() == 1 && other.assignment().len() == 1).await;
+    poll_until(&mut stuck, "an even split", |s| {
+        s.assignment().len() == 1 && other.assignment().len() == 1
+    })
+    .await;
     let lost = stuck.assignment();
-    wait_for("the other member taking over", || other.assignment().len() == 2).await;
-    poll_until(&mut stuck, "a rejoin", |s| s.assignment().len() == 1 && other.assignment().len() == 1).await;
-    let lost_reported: BTreeSet<TopicPartition> = recorder.lost.lock().unwrap().iter().flatten().cloned().collect();
+    wait_for("the other member taking over", || {
+        other.assignment().len() == 2
+    })
+    .await;
+    poll_until(&mut stuck, "a rejoin", |s| {
+        s.assignment().len() == 1 && other.assignment().len() == 1
+    })
+    .await;
+    let lost_reported: BTreeSet<TopicPartition> = recorder
+        .lost
+        .lock()
+        .unwrap()
+        .iter()
+        .flatten()
+        .cloned()
+        .collect();
     assert_eq!(lost_reported, lost);
     stuck.close().await.unwrap();
     other.stop().await;
@@ -643,13 +884,23 @@ for p, codec in enumerate(["none", "gzip", "snappy", "lz4", "zstd"]):
     assert pr.flush(30) == 0
 "#;
     let (bootstrap, topic) = (b.bootstrap.clone(), t.clone());
-    let out = tokio::task::spawn_blocking(move || std::process::Command::new(py).args(["-c", script, &bootstrap, &topic]).output())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(out.status.success(), "producer failed: {}", String::from_utf8_lossy(&out.stderr));
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(py)
+            .args(["-c", script, &bootstrap, &topic])
+            .output()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "producer failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 
-    let mut consumer = Consumer::connect(config(&b, Some(&unique("g-rd")), &[])).await.unwrap();
+    let mut consumer = Consumer::connect(config(&b, Some(&unique("g-rd")), &[]))
+        .await
+        .unwrap();
     consumer.subscribe(&[&t]).unwrap();
     let got = poll_n(&mut consumer, 250).await;
     let codecs = ["none", "gzip", "snappy", "lz4", "zstd"];
@@ -658,9 +909,15 @@ for p, codec in enumerate(["none", "gzip", "snappy", "lz4", "zstd"]):
     }
     for r in &got {
         let codec = codecs[r.partition as usize];
-        assert_eq!(r.value.as_deref(), Some(format!("{codec}-{}", r.offset).as_bytes()));
+        assert_eq!(
+            r.value.as_deref(),
+            Some(format!("{codec}-{}", r.offset).as_bytes())
+        );
         assert_eq!(r.key.as_deref(), Some(format!("k{}", r.offset).as_bytes()));
-        assert_eq!(r.headers, vec![("codec".to_string(), Some(bytes::Bytes::from(codec)))]);
+        assert_eq!(
+            r.headers,
+            vec![("codec".to_string(), Some(bytes::Bytes::from(codec)))]
+        );
     }
     consumer.close().await.unwrap();
 }

@@ -1,5 +1,5 @@
 //! Producer integration tests against a real `sluiced` (started here on a
-//! free port, from /work/main/target/release/sluiced or $SLUICED_BIN) and,
+//! free port, from <repo>/target/release/sluiced or $SLUICED_BIN) and,
 //! when SLUICE_TEST_KAFKA_BOOTSTRAP is set, the same checks against that
 //! Apache Kafka. Records are read back with raw Fetch requests (there is no
 //! consumer here) and decoded with the protocol crate.
@@ -26,15 +26,25 @@ use sluice_protocol::murmur2::partition_for_key;
 
 // ---------------------------------------------------------------- brokers
 
+mod support;
+
+/// The sluiced under test. Missing is a failure, not a skip: a suite that
+/// quietly tests nothing is worse than a red one.
 fn sluiced_bin() -> Option<PathBuf> {
-    let p = std::env::var_os("SLUICED_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/work/main/target/release/sluiced"));
-    p.exists().then_some(p)
+    let p = support::sluiced_bin();
+    assert!(
+        p.exists(),
+        "{} is not built: cargo build --release -p sluice-broker (or set SLUICED_BIN)",
+        p.display()
+    );
+    Some(p)
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).expect("free port")
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
 }
 
 /// A `sluiced` child process on a fixed port and data directory, so it can
@@ -48,12 +58,14 @@ struct Sluiced {
 
 impl Sluiced {
     fn start() -> Option<Sluiced> {
-        let Some(bin) = sluiced_bin() else {
-            eprintln!("SKIP: sluiced binary not found at /work/main/target/release/sluiced (set SLUICED_BIN)");
-            return None;
-        };
+        let bin = sluiced_bin()?;
         let dir = tempfile::tempdir().expect("tempdir");
-        let mut s = Sluiced { child: None, bin, port: free_port(), dir };
+        let mut s = Sluiced {
+            child: None,
+            bin,
+            port: free_port(),
+            dir,
+        };
         s.spawn();
         Some(s)
     }
@@ -79,7 +91,8 @@ impl Sluiced {
         wait_for_port(self.port, self.dir.path());
         std::thread::sleep(Duration::from_millis(50));
         if let Some(Ok(Some(status))) = self.child.as_mut().map(|c| c.try_wait()) {
-            let log = std::fs::read_to_string(self.dir.path().join("sluiced.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.dir.path().join("sluiced.log")).unwrap_or_default();
             panic!("sluiced exited ({status}) although port {} answers (taken by another process?); log:\n{log}", self.port);
         }
     }
@@ -94,14 +107,14 @@ impl Sluiced {
             let _ = c.wait();
         }
     }
-
 }
 
 impl Drop for Sluiced {
     fn drop(&mut self) {
         self.kill9();
         if std::thread::panicking() {
-            let log = std::fs::read_to_string(self.dir.path().join("sluiced.log")).unwrap_or_default();
+            let log =
+                std::fs::read_to_string(self.dir.path().join("sluiced.log")).unwrap_or_default();
             let tail: Vec<&str> = log.lines().rev().take(40).collect();
             eprintln!("--- sluiced log (last lines) ---");
             for l in tail.into_iter().rev() {
@@ -133,11 +146,19 @@ struct Target {
 fn targets() -> Vec<Target> {
     let mut t = Vec::new();
     if let Some(s) = Sluiced::start() {
-        t.push(Target { name: "sluiced", bootstrap: s.bootstrap(), _broker: Some(s) });
+        t.push(Target {
+            name: "sluiced",
+            bootstrap: s.bootstrap(),
+            _broker: Some(s),
+        });
     }
     if let Ok(b) = std::env::var("SLUICE_TEST_KAFKA_BOOTSTRAP") {
         if !b.trim().is_empty() {
-            t.push(Target { name: "kafka", bootstrap: b, _broker: None });
+            t.push(Target {
+                name: "kafka",
+                bootstrap: b,
+                _broker: None,
+            });
         }
     }
     t
@@ -150,11 +171,19 @@ fn unique(name: &str) -> String {
 // ---------------------------------------------------------------- helpers
 
 fn client_config(bootstrap: &str) -> ClientConfig {
-    ClientConfig { bootstrap_servers: vec![bootstrap.to_string()], client_id: "producer-tests".into(), ..Default::default() }
+    ClientConfig {
+        bootstrap_servers: vec![bootstrap.to_string()],
+        client_id: "producer-tests".into(),
+        ..Default::default()
+    }
 }
 
 fn producer_config(bootstrap: &str) -> ProducerConfig {
-    ProducerConfig::builder().bootstrap_servers(bootstrap).client_id("producer-tests").build().expect("config")
+    ProducerConfig::builder()
+        .bootstrap_servers(bootstrap)
+        .client_id("producer-tests")
+        .build()
+        .expect("config")
 }
 
 /// Whether every partition's leader already answers for it (Kafka's
@@ -164,7 +193,9 @@ async fn leaders_serve(cluster: &Cluster, t: &sluice::net::TopicInfo) -> bool {
     use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
     use kafka_protocol::messages::{BrokerId, ListOffsetsRequest};
     for p in &t.partitions {
-        let Ok(conn) = cluster.connection(p.leader).await else { return false };
+        let Ok(conn) = cluster.connection(p.leader).await else {
+            return false;
+        };
         let mut lp = ListOffsetsPartition::default();
         lp.partition_index = p.partition;
         lp.timestamp = -1;
@@ -175,7 +206,10 @@ async fn leaders_serve(cluster: &Cluster, t: &sluice::net::TopicInfo) -> bool {
         req.replica_id = BrokerId(-1);
         req.topics = vec![lt];
         match conn.send(&req).await {
-            Ok(r) if r.topics.iter().all(|t| t.partitions.iter().all(|p| p.error_code == 0)) => {}
+            Ok(r)
+                if r.topics
+                    .iter()
+                    .all(|t| t.partitions.iter().all(|p| p.error_code == 0)) => {}
             _ => return false,
         }
     }
@@ -193,18 +227,28 @@ async fn create_topic(cluster: &Cluster, name: &str, partitions: i32) {
     let conn = cluster.any_connection().await.expect("connection");
     let resp = conn.send(&req).await.expect("CreateTopics");
     for r in &resp.topics {
-        assert!(r.error_code == 0 || r.error_code == 36, "CreateTopics {name}: error {}", r.error_code);
+        assert!(
+            r.error_code == 0 || r.error_code == 36,
+            "CreateTopics {name}: error {}",
+            r.error_code
+        );
     }
     // Wait until every partition has a leader.
     let t0 = Instant::now();
     loop {
         cluster.refresh_metadata(&[name.to_string()]).await.ok();
         if let Some(t) = cluster.topic(name) {
-            if t.partitions.len() == partitions as usize && t.partitions.iter().all(|p| p.leader >= 0) && leaders_serve(cluster, &t).await {
+            if t.partitions.len() == partitions as usize
+                && t.partitions.iter().all(|p| p.leader >= 0)
+                && leaders_serve(cluster, &t).await
+            {
                 return;
             }
         }
-        assert!(t0.elapsed() < Duration::from_secs(30), "topic {name} has no leaders");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "topic {name} has no leaders"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -226,7 +270,10 @@ async fn fetch_all(cluster: &Cluster, topic: &str, partition: i32) -> Vec<Fetche
     let mut offset = 0i64;
     let t0 = Instant::now();
     loop {
-        assert!(t0.elapsed() < Duration::from_secs(60), "fetching {topic}-{partition} takes too long");
+        assert!(
+            t0.elapsed() < Duration::from_secs(60),
+            "fetching {topic}-{partition} takes too long"
+        );
         let leader = cluster.leader_for(topic, partition).expect("leader");
         let conn = match cluster.connection(leader).await {
             Ok(c) => c,
@@ -260,7 +307,11 @@ async fn fetch_all(cluster: &Cluster, topic: &str, partition: i32) -> Vec<Fetche
                 continue;
             }
         };
-        let pd = resp.responses.first().and_then(|t| t.partitions.first()).expect("partition data");
+        let pd = resp
+            .responses
+            .first()
+            .and_then(|t| t.partitions.first())
+            .expect("partition data");
         if matches!(pd.error_code, 3 | 5 | 6 | 74 | 75) {
             // Leadership still settling (a new topic on Kafka): refresh, retry.
             cluster.refresh_metadata(&[topic.to_string()]).await.ok();
@@ -289,7 +340,11 @@ async fn fetch_all(cluster: &Cluster, topic: &str, partition: i32) -> Vec<Fetche
                     offset: o,
                     key: r.key.clone(),
                     value: r.value.clone(),
-                    headers: r.headers.iter().map(|h| (h.key.clone(), h.value.clone())).collect(),
+                    headers: r
+                        .headers
+                        .iter()
+                        .map(|h| (h.key.clone(), h.value.clone()))
+                        .collect(),
                     timestamp: r.timestamp(&h),
                     compression: h.compression().expect("codec"),
                     producer_id: h.producer_id,
@@ -301,7 +356,9 @@ async fn fetch_all(cluster: &Cluster, topic: &str, partition: i32) -> Vec<Fetche
 }
 
 async fn connect_cluster(bootstrap: &str) -> Arc<Cluster> {
-    Cluster::connect(client_config(bootstrap)).await.expect("cluster")
+    Cluster::connect(client_config(bootstrap))
+        .await
+        .expect("cluster")
 }
 
 // ---------------------------------------------------------------- tests
@@ -322,7 +379,13 @@ fn producer_handles_are_send_and_sync() {
 async fn ten_thousand_keyed_records_round_trip_with_every_codec() {
     for target in targets() {
         let cluster = connect_cluster(&target.bootstrap).await;
-        for codec in [Compression::None, Compression::Gzip, Compression::Snappy, Compression::Lz4, Compression::Zstd] {
+        for codec in [
+            Compression::None,
+            Compression::Gzip,
+            Compression::Snappy,
+            Compression::Lz4,
+            Compression::Zstd,
+        ] {
             let topic = unique(&format!("codec-{codec:?}").to_lowercase());
             let partitions = 6;
             create_topic(&cluster, &topic, partitions).await;
@@ -346,15 +409,26 @@ async fn ten_thousand_keyed_records_round_trip_with_every_codec() {
             let results = join_all(futs).await;
             let mut acked: HashMap<(i32, i64), usize> = HashMap::new();
             for (i, r) in results.into_iter().enumerate() {
-                let md = r.unwrap_or_else(|e| panic!("[{}] {codec:?} record {i}: {e}", target.name));
+                let md =
+                    r.unwrap_or_else(|e| panic!("[{}] {codec:?} record {i}: {e}", target.name));
                 let key = format!("key-{}", i % 1000);
-                assert_eq!(md.partition, partition_for_key(key.as_bytes(), partitions), "Java partition for {key}");
+                assert_eq!(
+                    md.partition,
+                    partition_for_key(key.as_bytes(), partitions),
+                    "Java partition for {key}"
+                );
                 assert_eq!(md.topic, topic);
                 assert_eq!(md.timestamp, base_ts + i as i64);
                 assert!(md.offset >= 0);
-                assert!(acked.insert((md.partition, md.offset), i).is_none(), "offset reported twice");
+                assert!(
+                    acked.insert((md.partition, md.offset), i).is_none(),
+                    "offset reported twice"
+                );
             }
-            producer.close(Duration::from_secs(10)).await.expect("close");
+            producer
+                .close(Duration::from_secs(10))
+                .await
+                .expect("close");
 
             let mut total = 0;
             for p in 0..partitions {
@@ -365,13 +439,19 @@ async fn ten_thousand_keyed_records_round_trip_with_every_codec() {
                     let i = acked[&(p, r.offset)];
                     let key = r.key.clone().expect("key");
                     assert_eq!(key, Bytes::from(format!("key-{}", i % 1000)));
-                    assert_eq!(r.value, Some(Bytes::from(format!("value-{i}-{}", "x".repeat(i % 50)))));
+                    assert_eq!(
+                        r.value,
+                        Some(Bytes::from(format!("value-{i}-{}", "x".repeat(i % 50))))
+                    );
                     assert_eq!(r.timestamp, base_ts + i as i64);
                     assert_eq!(r.compression, codec, "batch codec");
                     if i % 7 == 0 {
                         assert_eq!(
                             r.headers,
-                            vec![("h".to_string(), Some(Bytes::from(format!("{i}")))), ("empty".to_string(), None)]
+                            vec![
+                                ("h".to_string(), Some(Bytes::from(format!("{i}")))),
+                                ("empty".to_string(), None)
+                            ]
                         );
                     } else {
                         assert!(r.headers.is_empty());
@@ -399,8 +479,15 @@ async fn acks_zero_one_and_all() {
             cfg.acks = acks;
             cfg.enable_idempotence = acks == Acks::All;
             let producer = Producer::connect(cfg).await.expect("producer");
-            let futs: Vec<_> =
-                (0..3000).map(|i| producer.send(ProducerRecord::new(topic.clone()).key(format!("k{i}")).value("v"))).collect();
+            let futs: Vec<_> = (0..3000)
+                .map(|i| {
+                    producer.send(
+                        ProducerRecord::new(topic.clone())
+                            .key(format!("k{i}"))
+                            .value("v"),
+                    )
+                })
+                .collect();
             producer.flush().await;
             let mut offsets: BTreeMap<i32, Vec<i64>> = BTreeMap::new();
             for r in join_all(futs).await {
@@ -416,7 +503,10 @@ async fn acks_zero_one_and_all() {
                     assert_eq!(offs, expect, "partition {p}: offsets contiguous from 0");
                 }
             }
-            producer.close(Duration::from_secs(10)).await.expect("close");
+            producer
+                .close(Duration::from_secs(10))
+                .await
+                .expect("close");
             // acks=0 completes when written: give the broker a moment.
             let t0 = Instant::now();
             loop {
@@ -445,20 +535,33 @@ async fn flush_sends_lingering_batches_and_close_rejects_new_sends() {
         cfg.linger = Duration::from_secs(3600);
         cfg.delivery_timeout = Duration::from_secs(7200);
         let producer = Producer::connect(cfg).await.expect("producer");
-        let futs: Vec<_> = (0..100).map(|i| producer.send(ProducerRecord::new(topic.clone()).value(format!("{i}")))).collect();
+        let futs: Vec<_> = (0..100)
+            .map(|i| producer.send(ProducerRecord::new(topic.clone()).value(format!("{i}"))))
+            .collect();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        tokio::time::timeout(Duration::from_secs(120), producer.flush()).await.expect("flush sends lingering batches");
+        tokio::time::timeout(Duration::from_secs(120), producer.flush())
+            .await
+            .expect("flush sends lingering batches");
         for r in join_all(futs).await {
             r.expect("flushed record delivered");
         }
         // Null keys with a large batch: sticky partitioning keeps them together.
-        let futs: Vec<_> = (0..50).map(|i| producer.send(ProducerRecord::new(topic.clone()).value(format!("{i}")))).collect();
+        let futs: Vec<_> = (0..50)
+            .map(|i| producer.send(ProducerRecord::new(topic.clone()).value(format!("{i}"))))
+            .collect();
         let c = producer.clone();
         let closing = tokio::spawn(async move { c.close(Duration::from_secs(10)).await });
-        let parts: HashSet<i32> = join_all(futs).await.into_iter().map(|r| r.expect("delivered by close").partition).collect();
+        let parts: HashSet<i32> = join_all(futs)
+            .await
+            .into_iter()
+            .map(|r| r.expect("delivered by close").partition)
+            .collect();
         assert_eq!(parts.len(), 1, "one sticky partition for one batch");
         closing.await.unwrap().expect("close delivered everything");
-        let e = producer.send(ProducerRecord::new(topic.clone()).value("late")).await.unwrap_err();
+        let e = producer
+            .send(ProducerRecord::new(topic.clone()).value("late"))
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::Closed), "{e}");
         eprintln!("[{}] flush/close ok", target.name);
     }
@@ -482,48 +585,86 @@ async fn partitioning_explicit_sticky_and_custom() {
         let producer = Producer::connect(cfg.clone()).await.expect("producer");
         assert_eq!(producer.partitions_for(&topic).await.unwrap().len(), 4);
         // Explicit partition honoured; out of range rejected.
-        let md = producer.send(ProducerRecord::new(topic.clone()).key("k").partition(2).value("v")).await.unwrap();
+        let md = producer
+            .send(
+                ProducerRecord::new(topic.clone())
+                    .key("k")
+                    .partition(2)
+                    .value("v"),
+            )
+            .await
+            .unwrap();
         assert_eq!(md.partition, 2);
-        let e = producer.send(ProducerRecord::new(topic.clone()).partition(9).value("v")).await.unwrap_err();
+        let e = producer
+            .send(ProducerRecord::new(topic.clone()).partition(9).value("v"))
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::RecordRejected(_)), "{e}");
         // Null keys with small batches move between partitions.
         let mut seen = HashSet::new();
         for _ in 0..20 {
-            let futs: Vec<_> = (0..20).map(|_| producer.send(ProducerRecord::new(topic.clone()).value(vec![0u8; 50]))).collect();
+            let futs: Vec<_> = (0..20)
+                .map(|_| producer.send(ProducerRecord::new(topic.clone()).value(vec![0u8; 50])))
+                .collect();
             for r in join_all(futs).await {
                 seen.insert(r.unwrap().partition);
             }
         }
-        assert!(seen.len() > 1, "sticky partitioning moves on after a batch: {seen:?}");
+        assert!(
+            seen.len() > 1,
+            "sticky partitioning moves on after a batch: {seen:?}"
+        );
         // partitioner.ignore.keys: keys do not pin the partition.
         let mut c2 = cfg.clone();
         c2.partitioner_ignore_keys = true;
         let p2 = Producer::connect(c2).await.unwrap();
         let mut seen = HashSet::new();
         for _ in 0..20 {
-            let futs: Vec<_> = (0..20).map(|_| p2.send(ProducerRecord::new(topic.clone()).key("same").value(vec![0u8; 50]))).collect();
+            let futs: Vec<_> = (0..20)
+                .map(|_| {
+                    p2.send(
+                        ProducerRecord::new(topic.clone())
+                            .key("same")
+                            .value(vec![0u8; 50]),
+                    )
+                })
+                .collect();
             for r in join_all(futs).await {
                 seen.insert(r.unwrap().partition);
             }
         }
         assert!(seen.len() > 1, "ignore.keys spreads a single key: {seen:?}");
         // A custom partitioner decides.
-        let p3 = Producer::with_partitioner(cfg.clone(), Arc::new(Last)).await.unwrap();
+        let p3 = Producer::with_partitioner(cfg.clone(), Arc::new(Last))
+            .await
+            .unwrap();
         for k in ["a", "b", "c"] {
-            assert_eq!(p3.send(ProducerRecord::new(topic.clone()).key(k).value("v")).await.unwrap().partition, 3);
+            assert_eq!(
+                p3.send(ProducerRecord::new(topic.clone()).key(k).value("v"))
+                    .await
+                    .unwrap()
+                    .partition,
+                3
+            );
         }
         // Too large for max.request.size: rejected at once.
         let mut c4 = cfg.clone();
         c4.max_request_size = 1000;
         let p4 = Producer::connect(c4).await.unwrap();
-        let e = p4.send(ProducerRecord::new(topic.clone()).value(vec![1u8; 2000])).await.unwrap_err();
+        let e = p4
+            .send(ProducerRecord::new(topic.clone()).value(vec![1u8; 2000]))
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::RecordRejected(_)), "{e}");
         // A topic that does not exist: Timeout after max.block.ms.
         let mut c5 = cfg.clone();
         c5.max_block = Duration::from_millis(500);
         c5.client.allow_auto_create_topics = false;
         let p5 = Producer::connect(c5).await.unwrap();
-        let e = p5.send(ProducerRecord::new(unique("missing")).value("v")).await.unwrap_err();
+        let e = p5
+            .send(ProducerRecord::new(unique("missing")).value("v"))
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::Timeout(_)), "{e}");
         for p in [producer, p2, p3, p4, p5] {
             p.close(Duration::from_secs(5)).await.unwrap();
@@ -545,10 +686,17 @@ async fn small_buffer_memory_applies_backpressure() {
         let producer = Producer::connect(cfg).await.unwrap();
         let mut deliveries = Vec::new();
         for i in 0..5000 {
-            let d = producer.enqueue(ProducerRecord::new(topic.clone()).value(format!("{i:0>200}"))).await.unwrap();
+            let d = producer
+                .enqueue(ProducerRecord::new(topic.clone()).value(format!("{i:0>200}")))
+                .await
+                .unwrap();
             deliveries.push(d);
         }
-        let mds: Vec<_> = join_all(deliveries).await.into_iter().map(|r| r.unwrap()).collect();
+        let mds: Vec<_> = join_all(deliveries)
+            .await
+            .into_iter()
+            .map(|r| r.unwrap())
+            .collect();
         for (i, md) in mds.iter().enumerate() {
             assert_eq!(md.offset, i as i64, "send order kept under backpressure");
         }
@@ -561,17 +709,27 @@ async fn small_buffer_memory_applies_backpressure() {
 enum Restartable {
     Sluiced(Sluiced),
     /// A KRaft Apache Kafka run by scripts/kafka-kraft.
-    Kafka { script: PathBuf, port: u16, dir: tempfile::TempDir },
+    Kafka {
+        script: PathBuf,
+        port: u16,
+        dir: tempfile::TempDir,
+    },
 }
 
 impl Restartable {
     fn kafka() -> Option<Restartable> {
-        let script = PathBuf::from("/work/main/scripts/kafka-kraft");
-        if std::env::var("SLUICE_TEST_KAFKA_RESTART").ok().as_deref() != Some("1") || !script.exists() {
+        let script = support::repo_root().join("scripts/kafka-kraft");
+        if std::env::var("SLUICE_TEST_KAFKA_RESTART").ok().as_deref() != Some("1")
+            || !script.exists()
+        {
             return None;
         }
         let dir = tempfile::tempdir().expect("tempdir");
-        let k = Restartable::Kafka { script, port: free_port(), dir };
+        let k = Restartable::Kafka {
+            script,
+            port: free_port(),
+            dir,
+        };
         k.kafka_start();
         Some(k)
     }
@@ -606,12 +764,18 @@ impl Restartable {
         match self {
             Restartable::Sluiced(s) => s.kill9(),
             Restartable::Kafka { dir, .. } => {
-                let pid = std::fs::read_to_string(dir.path().join("k").join("kafka.pid")).unwrap_or_default();
+                let pid = std::fs::read_to_string(dir.path().join("k").join("kafka.pid"))
+                    .unwrap_or_default();
                 let pid = pid.trim();
                 if !pid.is_empty() {
-                    let _ = Command::new("kill").args(["-9", pid]).stderr(Stdio::null()).status();
+                    let _ = Command::new("kill")
+                        .args(["-9", pid])
+                        .stderr(Stdio::null())
+                        .status();
                     let t0 = Instant::now();
-                    while Path::new(&format!("/proc/{pid}")).exists() && t0.elapsed() < Duration::from_secs(10) {
+                    while Path::new(&format!("/proc/{pid}")).exists()
+                        && t0.elapsed() < Duration::from_secs(10)
+                    {
                         std::thread::sleep(Duration::from_millis(20));
                     }
                 }
@@ -631,7 +795,10 @@ impl Restartable {
 impl Drop for Restartable {
     fn drop(&mut self) {
         if let Restartable::Kafka { script, dir, .. } = self {
-            let _ = Command::new(script.as_path()).args(["stop", "--data-dir"]).arg(dir.path().join("k")).status();
+            let _ = Command::new(script.as_path())
+                .args(["stop", "--data-dir"])
+                .arg(dir.path().join("k"))
+                .status();
         }
     }
 }
@@ -680,7 +847,9 @@ async fn idempotent_kill_restart(broker: &mut Restartable) {
     let sending = tokio::spawn(async move {
         let mut deliveries = Vec::with_capacity(n);
         for i in 0..n {
-            let r = ProducerRecord::new(topic2.clone()).key(format!("k{}", i % 64)).value(format!("{i}"));
+            let r = ProducerRecord::new(topic2.clone())
+                .key(format!("k{}", i % 64))
+                .value(format!("{i}"));
             deliveries.push(p2.enqueue(r).await.expect("enqueue"));
             progress2.store(i + 1, std::sync::atomic::Ordering::Relaxed);
             if i % 500 == 499 {
@@ -701,9 +870,15 @@ async fn idempotent_kill_restart(broker: &mut Restartable) {
     tokio::time::sleep(Duration::from_millis(300)).await;
     broker.restart();
     eprintln!("[{name}] broker restarted again");
-    assert!(at_kill > 0 && at_kill < n, "the kill happened mid-stream ({at_kill} of {n})");
+    assert!(
+        at_kill > 0 && at_kill < n,
+        "the kill happened mid-stream ({at_kill} of {n})"
+    );
 
-    let results = tokio::time::timeout(Duration::from_secs(150), sending).await.expect("sends finish").unwrap();
+    let results = tokio::time::timeout(Duration::from_secs(150), sending)
+        .await
+        .expect("sends finish")
+        .unwrap();
     let mut acked: HashMap<usize, (i32, i64)> = HashMap::new();
     let mut failed = 0;
     for (i, r) in results.into_iter().enumerate() {
@@ -720,53 +895,196 @@ async fn idempotent_kill_restart(broker: &mut Restartable) {
         }
     }
     producer.close(Duration::from_secs(10)).await.ok();
-    assert_eq!(failed, 0, "[{name}] with unlimited retries and a 100 s delivery timeout every record is delivered");
+    assert_eq!(
+        failed, 0,
+        "[{name}] with unlimited retries and a 100 s delivery timeout every record is delivered"
+    );
 
     let cluster = connect_cluster(&bootstrap).await;
-    cluster.ensure_topics(std::slice::from_ref(&topic)).await.unwrap();
+    cluster
+        .ensure_topics(std::slice::from_ref(&topic))
+        .await
+        .unwrap();
     let mut seen: HashMap<usize, i64> = HashMap::new();
     for p in 0..partitions {
         let recs = fetch_all(&cluster, &topic, p).await;
         let mut last_per_key: HashMap<String, usize> = HashMap::new();
         for r in recs {
-            let i: usize = std::str::from_utf8(r.value.as_deref().unwrap()).unwrap().parse().unwrap();
-            assert!(seen.insert(i, r.offset).is_none(), "[{name}] record {i} is in the log twice");
+            let i: usize = std::str::from_utf8(r.value.as_deref().unwrap())
+                .unwrap()
+                .parse()
+                .unwrap();
+            assert!(
+                seen.insert(i, r.offset).is_none(),
+                "[{name}] record {i} is in the log twice"
+            );
             let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
             assert_eq!(key, format!("k{}", i % 64));
             assert_eq!(p, partition_for_key(key.as_bytes(), partitions));
             if let Some(prev) = last_per_key.insert(key, i) {
-                assert!(prev < i, "[{name}] partition {p}: record {i} after {prev}: order broken");
+                assert!(
+                    prev < i,
+                    "[{name}] partition {p}: record {i} after {prev}: order broken"
+                );
             }
         }
     }
     for (i, (p, off)) in &acked {
-        let o = seen.get(i).unwrap_or_else(|| panic!("[{name}] acknowledged record {i} missing"));
+        let o = seen
+            .get(i)
+            .unwrap_or_else(|| panic!("[{name}] acknowledged record {i} missing"));
         if *off >= 0 {
-            assert_eq!(o, off, "[{name}] record {i} (partition {p}) at the acknowledged offset");
+            assert_eq!(
+                o, off,
+                "[{name}] record {i} (partition {p}) at the acknowledged offset"
+            );
         }
     }
-    eprintln!("[{name}] {} records acknowledged, {} in the log, no duplicates, order kept", acked.len(), seen.len());
+    eprintln!(
+        "[{name}] {} records acknowledged, {} in the log, no duplicates, order kept",
+        acked.len(),
+        seen.len()
+    );
 }
 
 /// `close` with a timeout while the broker is gone: it returns after the
 /// timeout and fails what was not delivered.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn close_times_out_and_fails_undeliverable_records() {
-    let Some(mut broker) = Sluiced::start() else { return };
+    let Some(mut broker) = Sluiced::start() else {
+        return;
+    };
     let bootstrap = broker.bootstrap();
     let topic = unique("close");
     {
         let cluster = connect_cluster(&bootstrap).await;
         create_topic(&cluster, &topic, 1).await;
     }
-    let producer = Producer::connect(producer_config(&bootstrap)).await.unwrap();
-    producer.send(ProducerRecord::new(topic.clone()).value("first")).await.unwrap();
+    let producer = Producer::connect(producer_config(&bootstrap))
+        .await
+        .unwrap();
+    producer
+        .send(ProducerRecord::new(topic.clone()).value("first"))
+        .await
+        .unwrap();
     broker.kill9();
     let f = producer.send(ProducerRecord::new(topic.clone()).value("never"));
-    let r = tokio::time::timeout(Duration::from_secs(120), producer.close(Duration::from_millis(800)))
-        .await
-        .expect("close gives up at its timeout");
+    let r = tokio::time::timeout(
+        Duration::from_secs(120),
+        producer.close(Duration::from_millis(800)),
+    )
+    .await
+    .expect("close gives up at its timeout");
     assert!(matches!(r, Err(Error::Timeout(_))), "{r:?}");
     let e = f.await.unwrap_err();
     assert!(matches!(e, Error::Timeout(_)), "{e}");
+}
+
+/// A batch larger than the topic's max.message.bytes is split (repeatedly)
+/// and every record still lands once, in order, at the offset its future
+/// reported; a single record over the limit fails alone with
+/// MESSAGE_TOO_LARGE. With and without idempotence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_over_max_message_bytes_are_split_and_delivered_in_order() {
+    use kafka_protocol::messages::create_topics_request::CreatableTopicConfig;
+    for target in targets() {
+        let cluster = connect_cluster(&target.bootstrap).await;
+        for idempotence in [true, false] {
+            let topic = unique("split");
+            let mut t = CreatableTopic::default();
+            t.name = TopicName(StrBytes::from_string(topic.clone()));
+            t.num_partitions = 1;
+            t.replication_factor = 1;
+            let mut c = CreatableTopicConfig::default();
+            c.name = StrBytes::from_static_str("max.message.bytes");
+            c.value = Some(StrBytes::from_static_str("4096"));
+            t.configs.push(c);
+            let mut req = CreateTopicsRequest::default();
+            req.topics = vec![t];
+            req.timeout_ms = 30_000;
+            let resp = cluster
+                .any_connection()
+                .await
+                .expect("conn")
+                .send(&req)
+                .await
+                .expect("CreateTopics");
+            assert_eq!(
+                resp.topics[0].error_code, 0,
+                "[{}] create {topic}",
+                target.name
+            );
+            create_topic(&cluster, &topic, 1).await; // waits for the leader
+
+            let mut cfg = producer_config(&target.bootstrap);
+            cfg.batch_size = 1 << 20;
+            cfg.linger = Duration::from_millis(200);
+            cfg.enable_idempotence = idempotence;
+            let producer = Producer::connect(cfg).await.expect("producer");
+            // ~40 KB of records in one lingering batch, ten times the limit,
+            // and one record that cannot fit on its own.
+            let mut futs: Vec<_> = (0..400)
+                .map(|i| {
+                    producer.send(
+                        ProducerRecord::new(topic.clone())
+                            .partition(0)
+                            .value(format!("{i:0>100}")),
+                    )
+                })
+                .collect();
+            let huge = producer.send(
+                ProducerRecord::new(topic.clone())
+                    .partition(0)
+                    .value(vec![b'x'; 8192]),
+            );
+            futs.extend((400..410).map(|i| {
+                producer.send(
+                    ProducerRecord::new(topic.clone())
+                        .partition(0)
+                        .value(format!("{i:0>100}")),
+                )
+            }));
+            producer.flush().await;
+            let offsets: Vec<i64> = join_all(futs)
+                .await
+                .into_iter()
+                .map(|r| {
+                    r.unwrap_or_else(|e| panic!("[{}] idempotence={idempotence}: {e}", target.name))
+                        .offset
+                })
+                .collect();
+            assert_eq!(
+                offsets,
+                (0..410).collect::<Vec<i64>>(),
+                "[{}] offsets follow send order",
+                target.name
+            );
+            let e = huge
+                .await
+                .expect_err("an 8 KB record is over max.message.bytes on its own");
+            assert_eq!(
+                e.code(),
+                Some(sluice::KafkaCode(10)),
+                "[{}] {e}",
+                target.name
+            );
+            producer
+                .close(Duration::from_secs(10))
+                .await
+                .expect("close");
+            let values: Vec<String> = fetch_all(&cluster, &topic, 0)
+                .await
+                .into_iter()
+                .map(|f| {
+                    String::from_utf8_lossy(f.value.as_deref().unwrap_or_default()).to_string()
+                })
+                .collect();
+            let expect: Vec<String> = (0..410).map(|i| format!("{i:0>100}")).collect();
+            assert_eq!(
+                values, expect,
+                "[{}] idempotence={idempotence}: every record once, in order",
+                target.name
+            );
+        }
+    }
 }

@@ -13,12 +13,20 @@ use sluice::ConsumerConfig;
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let bootstrap = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9092".into());
-    let max: usize = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(usize::MAX);
+    let bootstrap = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
+    let max: usize = std::env::args()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(usize::MAX);
     let extra = std::env::var("SLUICE_PROPS").unwrap_or_default();
     let mut props = vec![
         ("bootstrap.servers".to_string(), bootstrap),
-        ("group.id".to_string(), "application-events-readers".to_string()),
+        (
+            "group.id".to_string(),
+            "application-events-readers".to_string(),
+        ),
         ("auto.offset.reset".to_string(), "earliest".to_string()),
         ("enable.auto.commit".to_string(), "true".to_string()),
         ("max.poll.records".to_string(), "500".to_string()),
@@ -28,7 +36,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             props.push((k.to_string(), v.to_string()));
         }
     }
-    let config = ConsumerConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let config =
+        ConsumerConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let mut consumer = sluice::Consumer::connect(config).await?;
     consumer.subscribe(&["application-events"])?;
 
@@ -42,8 +51,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         idle_polls = 0;
         for r in records {
-            let key = r.key.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
-            let value = r.value.as_deref().map(String::from_utf8_lossy).unwrap_or_default();
+            let key = r
+                .key
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
+            let value = r
+                .value
+                .as_deref()
+                .map(String::from_utf8_lossy)
+                .unwrap_or_default();
             println!("{}-{}@{} {key} {value}", r.topic, r.partition, r.offset);
             seen += 1;
         }

@@ -12,8 +12,13 @@ use sluice::{ProducerConfig, ProducerRecord};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let bootstrap = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9092".into());
-    let count: u64 = std::env::args().nth(2).and_then(|n| n.parse().ok()).unwrap_or(100);
+    let bootstrap = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9092".into());
+    let count: u64 = std::env::args()
+        .nth(2)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(100);
     let extra = std::env::var("SLUICE_PROPS").unwrap_or_default();
     let mut props = vec![
         ("bootstrap.servers".to_string(), bootstrap),
@@ -27,7 +32,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             props.push((k.to_string(), v.to_string()));
         }
     }
-    let config = ProducerConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    let config =
+        ProducerConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
     let producer = sluice::Producer::connect(config).await?;
 
     let mut deliveries = Vec::with_capacity(count as usize);
@@ -35,14 +41,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         let user = format!("user-{}", 12345 + i % 50);
         let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_millis();
         let event = format!(r#"{{"user":"{user}","action":"page_view","seq":{i},"at":{now}}}"#);
-        let record = ProducerRecord::new("application-events").key(user.into_bytes()).value(event.into_bytes());
+        let record = ProducerRecord::new("application-events")
+            .key(user.into_bytes())
+            .value(event.into_bytes());
         // enqueue waits only for buffer space; the delivery resolves once the broker has the record.
         deliveries.push(producer.enqueue(record).await?);
     }
     for d in deliveries {
         let m = d.await?;
         if m.offset % 100 == 0 {
-            println!("delivered to {}-{} at offset {}", m.topic, m.partition, m.offset);
+            println!(
+                "delivered to {}-{} at offset {}",
+                m.topic, m.partition, m.offset
+            );
         }
     }
     producer.close(Duration::from_secs(10)).await?;

@@ -64,7 +64,11 @@ pub trait Assignor: Send + Sync {
     }
     /// Assigns the partitions of `partitions_per_topic` (topic -> partition
     /// count) to `members`. Every member appears in the result.
-    fn assign(&self, partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> GroupAssignment;
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment;
 }
 
 /// The built-in assignor for a configured kind.
@@ -94,7 +98,10 @@ fn sorted_members(members: &[MemberSubscription]) -> Vec<&MemberSubscription> {
 }
 
 fn empty_assignment(members: &[MemberSubscription]) -> GroupAssignment {
-    members.iter().map(|m| (m.member_id.clone(), Vec::new())).collect()
+    members
+        .iter()
+        .map(|m| (m.member_id.clone(), Vec::new()))
+        .collect()
 }
 
 fn finish(mut a: GroupAssignment) -> GroupAssignment {
@@ -115,11 +122,18 @@ impl Assignor for RangeAssignor {
     fn rebalance_protocol(&self) -> RebalanceProtocol {
         RebalanceProtocol::Eager
     }
-    fn assign(&self, partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> GroupAssignment {
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment {
         let mut out = empty_assignment(members);
         let sorted = sorted_members(members);
         for (topic, &count) in partitions_per_topic {
-            let consumers: Vec<&&MemberSubscription> = sorted.iter().filter(|m| m.topics.iter().any(|t| t == topic)).collect();
+            let consumers: Vec<&&MemberSubscription> = sorted
+                .iter()
+                .filter(|m| m.topics.iter().any(|t| t == topic))
+                .collect();
             if consumers.is_empty() || count <= 0 {
                 continue;
             }
@@ -149,7 +163,11 @@ impl Assignor for RoundRobinAssignor {
     fn rebalance_protocol(&self) -> RebalanceProtocol {
         RebalanceProtocol::Eager
     }
-    fn assign(&self, partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> GroupAssignment {
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment {
         let mut out = empty_assignment(members);
         let sorted = sorted_members(members);
         if sorted.is_empty() {
@@ -158,20 +176,28 @@ impl Assignor for RoundRobinAssignor {
         let subscribed: BTreeSet<&String> = members.iter().flat_map(|m| m.topics.iter()).collect();
         let mut next = 0usize;
         for topic in subscribed {
-            let Some(&count) = partitions_per_topic.get(topic) else { continue };
+            let Some(&count) = partitions_per_topic.get(topic) else {
+                continue;
+            };
             for p in 0..count.max(0) {
                 // Advance the circular iterator to the next member that
                 // subscribes to this topic (one exists: the topic came from
                 // someone's subscription).
                 for _ in 0..sorted.len() {
-                    if sorted[next % sorted.len()].topics.iter().any(|t| t == topic) {
+                    if sorted[next % sorted.len()]
+                        .topics
+                        .iter()
+                        .any(|t| t == topic)
+                    {
                         break;
                     }
                     next += 1;
                 }
                 let m = sorted[next % sorted.len()];
                 next += 1;
-                out.entry(m.member_id.clone()).or_default().push(TopicPartition::new(topic.clone(), p));
+                out.entry(m.member_id.clone())
+                    .or_default()
+                    .push(TopicPartition::new(topic.clone(), p));
             }
         }
         finish(out)
@@ -194,7 +220,11 @@ impl Assignor for CooperativeStickyAssignor {
     fn user_data(&self, generation: i32) -> Option<Bytes> {
         Some(Bytes::copy_from_slice(&generation.to_be_bytes()))
     }
-    fn assign(&self, partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> GroupAssignment {
+    fn assign(
+        &self,
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> GroupAssignment {
         let claims = OwnedClaims::collect(partitions_per_topic, members);
         let mut assignment = sticky_assign(partitions_per_topic, members, &claims);
         // KIP-429: a partition still owned by another member is withheld
@@ -219,7 +249,10 @@ struct OwnedClaims {
 }
 
 impl OwnedClaims {
-    fn collect(partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> OwnedClaims {
+    fn collect(
+        partitions_per_topic: &BTreeMap<String, i32>,
+        members: &[MemberSubscription],
+    ) -> OwnedClaims {
         let max_generation = members.iter().map(|m| m.generation).max().unwrap_or(-1);
         let mut owner: HashMap<TopicPartition, String> = HashMap::new();
         let mut conflicted: HashSet<TopicPartition> = HashSet::new();
@@ -228,7 +261,9 @@ impl OwnedClaims {
                 continue;
             }
             for tp in &m.owned_partitions {
-                let exists = partitions_per_topic.get(&tp.topic).is_some_and(|&n| tp.partition >= 0 && tp.partition < n);
+                let exists = partitions_per_topic
+                    .get(&tp.topic)
+                    .is_some_and(|&n| tp.partition >= 0 && tp.partition < n);
                 if !exists || !m.topics.iter().any(|t| t == &tp.topic) {
                     continue;
                 }
@@ -246,13 +281,28 @@ impl OwnedClaims {
         for (tp, m) in &owner {
             owned.entry(m.clone()).or_default().push(tp.clone());
         }
-        OwnedClaims { owned, owner, conflicted }
+        OwnedClaims {
+            owned,
+            owner,
+            conflicted,
+        }
     }
 }
 
-fn sticky_assign(partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription], claims: &OwnedClaims) -> GroupAssignment {
-    let topic_sets: Vec<BTreeSet<&String>> =
-        members.iter().map(|m| m.topics.iter().filter(|t| partitions_per_topic.contains_key(*t)).collect()).collect();
+fn sticky_assign(
+    partitions_per_topic: &BTreeMap<String, i32>,
+    members: &[MemberSubscription],
+    claims: &OwnedClaims,
+) -> GroupAssignment {
+    let topic_sets: Vec<BTreeSet<&String>> = members
+        .iter()
+        .map(|m| {
+            m.topics
+                .iter()
+                .filter(|t| partitions_per_topic.contains_key(*t))
+                .collect()
+        })
+        .collect();
     let all_equal = topic_sets.windows(2).all(|w| w[0] == w[1]);
     if all_equal {
         constrained_assign(partitions_per_topic, members, claims)
@@ -263,7 +313,10 @@ fn sticky_assign(partitions_per_topic: &BTreeMap<String, i32>, members: &[Member
 
 /// Every partition of the topics someone subscribes to, sorted by topic
 /// then partition.
-fn all_partitions(partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription]) -> Vec<TopicPartition> {
+fn all_partitions(
+    partitions_per_topic: &BTreeMap<String, i32>,
+    members: &[MemberSubscription],
+) -> Vec<TopicPartition> {
     let subscribed: BTreeSet<&String> = members.iter().flat_map(|m| m.topics.iter()).collect();
     let mut out = Vec::new();
     for t in subscribed {
@@ -279,7 +332,11 @@ fn all_partitions(partitions_per_topic: &BTreeMap<String, i32>, members: &[Membe
 /// owned partitions up to their quota, then the rest are dealt round-robin
 /// to members under the minimum quota, then one each to members at the
 /// minimum until the number of members at the maximum is reached.
-fn constrained_assign(partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription], claims: &OwnedClaims) -> GroupAssignment {
+fn constrained_assign(
+    partitions_per_topic: &BTreeMap<String, i32>,
+    members: &[MemberSubscription],
+    claims: &OwnedClaims,
+) -> GroupAssignment {
     let mut out = empty_assignment(members);
     let sorted = sorted_members(members);
     let all = all_partitions(partitions_per_topic, members);
@@ -298,7 +355,11 @@ fn constrained_assign(partitions_per_topic: &BTreeMap<String, i32>, members: &[M
     for m in &sorted {
         let mut owned = claims.owned.get(&m.member_id).cloned().unwrap_or_default();
         // Java keeps owned partitions in (partition, topic) order.
-        owned.sort_by(|a, b| a.partition.cmp(&b.partition).then_with(|| a.topic.cmp(&b.topic)));
+        owned.sort_by(|a, b| {
+            a.partition
+                .cmp(&b.partition)
+                .then_with(|| a.topic.cmp(&b.topic))
+        });
         let slot = out.entry(m.member_id.clone()).or_default();
         if owned.len() < min_quota {
             assigned.extend(owned.iter().cloned());
@@ -325,7 +386,10 @@ fn constrained_assign(partitions_per_topic: &BTreeMap<String, i32>, members: &[M
     exactly_min.sort();
     let mut exactly_min: std::collections::VecDeque<String> = exactly_min.into();
 
-    let unassigned: Vec<TopicPartition> = all.into_iter().filter(|tp| !assigned.contains(tp)).collect();
+    let unassigned: Vec<TopicPartition> = all
+        .into_iter()
+        .filter(|tp| !assigned.contains(tp))
+        .collect();
     let mut idx = 0usize;
     for tp in unassigned {
         let member = if idx < under_min.len() {
@@ -366,10 +430,18 @@ fn constrained_assign(partitions_per_topic: &BTreeMap<String, i32>, members: &[M
 /// eligible member with the fewest partitions (most constrained partitions
 /// first), then move partitions from the fullest to the emptiest eligible
 /// members until no move narrows the gap.
-fn general_assign(partitions_per_topic: &BTreeMap<String, i32>, members: &[MemberSubscription], claims: &OwnedClaims) -> GroupAssignment {
+fn general_assign(
+    partitions_per_topic: &BTreeMap<String, i32>,
+    members: &[MemberSubscription],
+    claims: &OwnedClaims,
+) -> GroupAssignment {
     let mut out = empty_assignment(members);
     let sorted = sorted_members(members);
-    let rank: HashMap<&str, usize> = sorted.iter().enumerate().map(|(i, m)| (m.member_id.as_str(), i)).collect();
+    let rank: HashMap<&str, usize> = sorted
+        .iter()
+        .enumerate()
+        .map(|(i, m)| (m.member_id.as_str(), i))
+        .collect();
     let subscribes = |m: &MemberSubscription, t: &str| m.topics.iter().any(|x| x == t);
     let mut assigned: HashSet<TopicPartition> = HashSet::new();
     for m in &sorted {
@@ -384,14 +456,24 @@ fn general_assign(partitions_per_topic: &BTreeMap<String, i32>, members: &[Membe
     let mut todo: Vec<(usize, TopicPartition)> = all_partitions(partitions_per_topic, members)
         .into_iter()
         .filter(|tp| !assigned.contains(tp))
-        .map(|tp| (sorted.iter().filter(|m| subscribes(m, &tp.topic)).count(), tp))
+        .map(|tp| {
+            (
+                sorted.iter().filter(|m| subscribes(m, &tp.topic)).count(),
+                tp,
+            )
+        })
         .collect();
     todo.sort();
     for (_, tp) in todo {
         let best = sorted
             .iter()
             .filter(|m| subscribes(m, &tp.topic))
-            .min_by_key(|m| (out.get(&m.member_id).map_or(0, Vec::len), rank.get(m.member_id.as_str()).copied().unwrap_or(0)));
+            .min_by_key(|m| {
+                (
+                    out.get(&m.member_id).map_or(0, Vec::len),
+                    rank.get(m.member_id.as_str()).copied().unwrap_or(0),
+                )
+            });
         if let Some(m) = best {
             out.entry(m.member_id.clone()).or_default().push(tp);
         }
@@ -404,14 +486,20 @@ fn general_assign(partitions_per_topic: &BTreeMap<String, i32>, members: &[Membe
         by_load.sort_by_key(|m| std::cmp::Reverse(out.get(&m.member_id).map_or(0, Vec::len)));
         'heavy: for heavy in &by_load {
             let heavy_len = out.get(&heavy.member_id).map_or(0, Vec::len);
-            let mut candidates: Vec<TopicPartition> = out.get(&heavy.member_id).cloned().unwrap_or_default();
+            let mut candidates: Vec<TopicPartition> =
+                out.get(&heavy.member_id).cloned().unwrap_or_default();
             // Move partitions the heavy member did not own before first.
             candidates.sort_by_key(|tp| claims.owner.get(tp) == Some(&heavy.member_id));
             for tp in candidates {
                 let light = sorted
                     .iter()
                     .filter(|m| m.member_id != heavy.member_id && subscribes(m, &tp.topic))
-                    .min_by_key(|m| (out.get(&m.member_id).map_or(0, Vec::len), rank.get(m.member_id.as_str()).copied().unwrap_or(0)));
+                    .min_by_key(|m| {
+                        (
+                            out.get(&m.member_id).map_or(0, Vec::len),
+                            rank.get(m.member_id.as_str()).copied().unwrap_or(0),
+                        )
+                    });
                 if let Some(light) = light {
                     if out.get(&light.member_id).map_or(0, Vec::len) + 1 < heavy_len {
                         if let Some(v) = out.get_mut(&heavy.member_id) {
@@ -436,12 +524,24 @@ mod tests {
     use super::*;
 
     fn member(id: &str, topics: &[&str]) -> MemberSubscription {
-        MemberSubscription { member_id: id.into(), topics: topics.iter().map(|t| t.to_string()).collect(), generation: -1, ..Default::default() }
+        MemberSubscription {
+            member_id: id.into(),
+            topics: topics.iter().map(|t| t.to_string()).collect(),
+            generation: -1,
+            ..Default::default()
+        }
     }
 
-    fn owning(mut m: MemberSubscription, generation: i32, owned: &[(&str, i32)]) -> MemberSubscription {
+    fn owning(
+        mut m: MemberSubscription,
+        generation: i32,
+        owned: &[(&str, i32)],
+    ) -> MemberSubscription {
         m.generation = generation;
-        m.owned_partitions = owned.iter().map(|(t, p)| TopicPartition::new(*t, *p)).collect();
+        m.owned_partitions = owned
+            .iter()
+            .map(|(t, p)| TopicPartition::new(*t, *p))
+            .collect();
         m
     }
 
@@ -450,14 +550,18 @@ mod tests {
     }
 
     fn tps(v: &[(&str, i32)]) -> Vec<TopicPartition> {
-        let mut out: Vec<TopicPartition> = v.iter().map(|(t, p)| TopicPartition::new(*t, *p)).collect();
+        let mut out: Vec<TopicPartition> =
+            v.iter().map(|(t, p)| TopicPartition::new(*t, *p)).collect();
         out.sort();
         out
     }
 
     #[test]
     fn range_two_consumers_three_partitions() {
-        let a = RangeAssignor.assign(&topics(&[("t", 3)]), &[member("c1", &["t"]), member("c0", &["t"])]);
+        let a = RangeAssignor.assign(
+            &topics(&[("t", 3)]),
+            &[member("c1", &["t"]), member("c0", &["t"])],
+        );
         assert_eq!(a["c0"], tps(&[("t", 0), ("t", 1)]));
         assert_eq!(a["c1"], tps(&[("t", 2)]));
     }
@@ -465,11 +569,21 @@ mod tests {
     #[test]
     fn range_is_per_topic() {
         // Java RangeAssignorTest.testTwoConsumersTwoTopicsSixPartitions.
-        let a = RangeAssignor.assign(&topics(&[("t1", 3), ("t2", 3)]), &[member("c1", &["t1", "t2"]), member("c2", &["t1", "t2"])]);
+        let a = RangeAssignor.assign(
+            &topics(&[("t1", 3), ("t2", 3)]),
+            &[member("c1", &["t1", "t2"]), member("c2", &["t1", "t2"])],
+        );
         assert_eq!(a["c1"], tps(&[("t1", 0), ("t1", 1), ("t2", 0), ("t2", 1)]));
         assert_eq!(a["c2"], tps(&[("t1", 2), ("t2", 2)]));
         // Only subscribers of a topic share it; more members than partitions.
-        let a = RangeAssignor.assign(&topics(&[("t1", 1), ("t2", 2)]), &[member("a", &["t1"]), member("b", &["t1", "t2"]), member("c", &["t2"])]);
+        let a = RangeAssignor.assign(
+            &topics(&[("t1", 1), ("t2", 2)]),
+            &[
+                member("a", &["t1"]),
+                member("b", &["t1", "t2"]),
+                member("c", &["t2"]),
+            ],
+        );
         assert_eq!(a["a"], tps(&[("t1", 0)]));
         assert_eq!(a["b"], tps(&[("t2", 0)]));
         assert_eq!(a["c"], tps(&[("t2", 1)]));
@@ -487,13 +601,20 @@ mod tests {
     #[test]
     fn roundrobin_matches_java() {
         // Java RoundRobinAssignorTest.testTwoConsumersTwoTopicsSixPartitions.
-        let a = RoundRobinAssignor.assign(&topics(&[("t1", 3), ("t2", 3)]), &[member("c1", &["t1", "t2"]), member("c2", &["t1", "t2"])]);
+        let a = RoundRobinAssignor.assign(
+            &topics(&[("t1", 3), ("t2", 3)]),
+            &[member("c1", &["t1", "t2"]), member("c2", &["t1", "t2"])],
+        );
         assert_eq!(a["c1"], tps(&[("t1", 0), ("t1", 2), ("t2", 1)]));
         assert_eq!(a["c2"], tps(&[("t1", 1), ("t2", 0), ("t2", 2)]));
         // testMultipleConsumersMixedTopics: c1 [t1], c2 [t1,t2], c3 [t1].
         let a = RoundRobinAssignor.assign(
             &topics(&[("t1", 3), ("t2", 2)]),
-            &[member("c1", &["t1"]), member("c2", &["t1", "t2"]), member("c3", &["t1"])],
+            &[
+                member("c1", &["t1"]),
+                member("c2", &["t1", "t2"]),
+                member("c3", &["t1"]),
+            ],
         );
         assert_eq!(a["c1"], tps(&[("t1", 0)]));
         assert_eq!(a["c2"], tps(&[("t1", 1), ("t2", 0), ("t2", 1)]));
@@ -503,10 +624,16 @@ mod tests {
     #[test]
     fn sticky_fresh_group_matches_java() {
         // Java AbstractStickyAssignorTest.testTwoConsumersTwoTopicsSixPartitions.
-        let a = CooperativeStickyAssignor.assign(&topics(&[("t1", 3), ("t2", 3)]), &[member("c1", &["t1", "t2"]), member("c2", &["t1", "t2"])]);
+        let a = CooperativeStickyAssignor.assign(
+            &topics(&[("t1", 3), ("t2", 3)]),
+            &[member("c1", &["t1", "t2"]), member("c2", &["t1", "t2"])],
+        );
         assert_eq!(a["c1"], tps(&[("t1", 0), ("t1", 2), ("t2", 1)]));
         assert_eq!(a["c2"], tps(&[("t1", 1), ("t2", 0), ("t2", 2)]));
-        let a = CooperativeStickyAssignor.assign(&topics(&[("t", 3)]), &[member("c0", &["t"]), member("c1", &["t"])]);
+        let a = CooperativeStickyAssignor.assign(
+            &topics(&[("t", 3)]),
+            &[member("c0", &["t"]), member("c1", &["t"])],
+        );
         assert_eq!(a["c0"], tps(&[("t", 0), ("t", 2)]));
         assert_eq!(a["c1"], tps(&[("t", 1)]));
     }
@@ -516,7 +643,11 @@ mod tests {
         // c0 owned all 4; c1 joins: c0 keeps 2, the 2 that move are withheld
         // from c1 until c0 revoked them (next rebalance).
         let t = topics(&[("t", 4)]);
-        let c0 = owning(member("c0", &["t"]), 3, &[("t", 0), ("t", 1), ("t", 2), ("t", 3)]);
+        let c0 = owning(
+            member("c0", &["t"]),
+            3,
+            &[("t", 0), ("t", 1), ("t", 2), ("t", 3)],
+        );
         let first = CooperativeStickyAssignor.assign(&t, &[c0, member("c1", &["t"])]);
         assert_eq!(first["c0"], tps(&[("t", 0), ("t", 1)]));
         assert!(first["c1"].is_empty());
@@ -551,17 +682,30 @@ mod tests {
         let y = owning(member("y", &["t"]), 3, &[("t", 0)]);
         let a = CooperativeStickyAssignor.assign(&t, &[x, y]);
         // t-0 was claimed twice: withheld this round from both.
-        assert!(!a["x"].contains(&TopicPartition::new("t", 0)) && !a["y"].contains(&TopicPartition::new("t", 0)));
+        assert!(
+            !a["x"].contains(&TopicPartition::new("t", 0))
+                && !a["y"].contains(&TopicPartition::new("t", 0))
+        );
     }
 
     #[test]
     fn sticky_general_case_is_balanced_and_complete() {
         let t = topics(&[("t1", 4), ("t2", 4)]);
-        let a = CooperativeStickyAssignor.assign(&t, &[member("a", &["t1"]), member("b", &["t1", "t2"]), member("c", &["t2"])]);
+        let a = CooperativeStickyAssignor.assign(
+            &t,
+            &[
+                member("a", &["t1"]),
+                member("b", &["t1", "t2"]),
+                member("c", &["t2"]),
+            ],
+        );
         let total: usize = a.values().map(Vec::len).sum();
         assert_eq!(total, 8);
         let lens: Vec<usize> = a.values().map(Vec::len).collect();
-        assert!(lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1, "{a:?}");
+        assert!(
+            lens.iter().max().unwrap() - lens.iter().min().unwrap() <= 1,
+            "{a:?}"
+        );
         assert!(a["a"].iter().all(|tp| tp.topic == "t1"));
         assert!(a["c"].iter().all(|tp| tp.topic == "t2"));
     }
@@ -569,11 +713,24 @@ mod tests {
     #[test]
     fn more_members_than_partitions() {
         let t = topics(&[("t", 2)]);
-        let ms = [member("a", &["t"]), member("b", &["t"]), member("c", &["t"])];
-        for assignor in [assignor_for(AssignorKind::Range), assignor_for(AssignorKind::RoundRobin), assignor_for(AssignorKind::CooperativeSticky)] {
+        let ms = [
+            member("a", &["t"]),
+            member("b", &["t"]),
+            member("c", &["t"]),
+        ];
+        for assignor in [
+            assignor_for(AssignorKind::Range),
+            assignor_for(AssignorKind::RoundRobin),
+            assignor_for(AssignorKind::CooperativeSticky),
+        ] {
             let a = assignor.assign(&t, &ms);
             assert_eq!(a.len(), 3);
-            assert_eq!(a.values().map(Vec::len).sum::<usize>(), 2, "{}", assignor.name());
+            assert_eq!(
+                a.values().map(Vec::len).sum::<usize>(),
+                2,
+                "{}",
+                assignor.name()
+            );
             assert!(a.values().all(|v| v.len() <= 1));
         }
     }

@@ -17,9 +17,14 @@ use std::time::Duration;
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
-use kafka_protocol::messages::{ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
-use sluice_protocol::batch::{decode_records, verify_crc, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2, MIN_BATCH_LENGTH};
+use sluice_protocol::batch::{
+    decode_records, verify_crc, BatchHeader, BATCH_HEADER_LEN, LOG_OVERHEAD, MAGIC_V2,
+    MIN_BATCH_LENGTH,
+};
 use tokio::sync::Notify;
 
 use super::state::{Assignment, Position, ResetTo};
@@ -134,7 +139,11 @@ impl Fetcher {
                 continue;
             }
             let leader = self.cluster.topic(&tp.topic).and_then(|t| {
-                t.partitions.iter().find(|p| p.partition == tp.partition).filter(|p| p.leader >= 0).map(|p| (p.leader, p.leader_epoch))
+                t.partitions
+                    .iter()
+                    .find(|p| p.partition == tp.partition)
+                    .filter(|p| p.leader >= 0)
+                    .map(|p| (p.leader, p.leader_epoch))
             });
             match leader {
                 Some((node, epoch)) => by_node.entry(node).or_default().push((tp, pos, epoch)),
@@ -184,19 +193,35 @@ impl Fetcher {
             };
             for r in parts {
                 // Stale: unassigned, moved by a seek, or already buffered.
-                if assignment.position(&r.tp).map(|p| p.offset) != Some(r.fetch_offset) || self.has_buffered(&r.tp) {
+                if assignment.position(&r.tp).map(|p| p.offset) != Some(r.fetch_offset)
+                    || self.has_buffered(&r.tp)
+                {
                     continue;
                 }
                 match r.error {
                     0 => {
                         assignment.set_high_watermark(&r.tp, r.high_watermark);
-                        let Some(bytes) = r.records.filter(|b| !b.is_empty()) else { continue };
-                        match parse_partition(&r.tp, r.fetch_offset, &bytes, &self.settings, r.aborted.as_deref()) {
+                        let Some(bytes) = r.records.filter(|b| !b.is_empty()) else {
+                            continue;
+                        };
+                        match parse_partition(
+                            &r.tp,
+                            r.fetch_offset,
+                            &bytes,
+                            &self.settings,
+                            r.aborted.as_deref(),
+                        ) {
                             Ok(pr) => {
                                 if pr.records.is_empty() {
                                     if pr.next_offset > r.fetch_offset {
                                         // Only control batches or aborted data: move past them.
-                                        assignment.set_position(&r.tp, Position { offset: pr.next_offset, leader_epoch: pr.next_epoch });
+                                        assignment.set_position(
+                                            &r.tp,
+                                            Position {
+                                                offset: pr.next_offset,
+                                                leader_epoch: pr.next_epoch,
+                                            },
+                                        );
                                     }
                                 } else {
                                     self.buffered.push_back(pr);
@@ -228,7 +253,10 @@ impl Fetcher {
                         self.metadata_needed = true;
                     }
                     29..=31 => {
-                        first_error.get_or_insert(Error::kafka_with(r.error, Some(format!("fetching {}", r.tp))));
+                        first_error.get_or_insert(Error::kafka_with(
+                            r.error,
+                            Some(format!("fetching {}", r.tp)),
+                        ));
                     }
                     code => {
                         tracing::warn!(tp = %r.tp, error = %KafkaCode(code), "fetch error; retrying");
@@ -251,7 +279,9 @@ impl Fetcher {
         let mut out = Vec::new();
         let mut i = 0;
         while i < self.buffered.len() && out.len() < max {
-            let Some(b) = self.buffered.get_mut(i) else { break };
+            let Some(b) = self.buffered.get_mut(i) else {
+                break;
+            };
             if !assignment.contains(&b.tp) {
                 self.buffered.remove(i);
                 continue;
@@ -262,15 +292,29 @@ impl Fetcher {
             }
             let mut last: Option<(i64, Option<i32>)> = None;
             while out.len() < max {
-                let Some(r) = b.records.pop_front() else { break };
+                let Some(r) = b.records.pop_front() else {
+                    break;
+                };
                 last = Some((r.offset, r.leader_epoch));
                 out.push(r);
             }
             if b.records.is_empty() {
-                assignment.set_position(&b.tp, Position { offset: b.next_offset, leader_epoch: b.next_epoch });
+                assignment.set_position(
+                    &b.tp,
+                    Position {
+                        offset: b.next_offset,
+                        leader_epoch: b.next_epoch,
+                    },
+                );
                 self.buffered.remove(i);
             } else if let Some((offset, epoch)) = last {
-                assignment.set_position(&b.tp, Position { offset: offset + 1, leader_epoch: epoch });
+                assignment.set_position(
+                    &b.tp,
+                    Position {
+                        offset: offset + 1,
+                        leader_epoch: epoch,
+                    },
+                );
                 // Rotate so the next poll starts with another partition.
                 if let Some(b) = self.buffered.remove(i) {
                     self.buffered.push_back(b);
@@ -286,7 +330,12 @@ fn topic_name(s: &str) -> TopicName {
     TopicName(StrBytes::from_string(s.to_string()))
 }
 
-async fn fetch_from(cluster: &Cluster, node: i32, s: &Settings, parts: &[(TopicPartition, Position, i32)]) -> Result<Vec<PartitionResult>> {
+async fn fetch_from(
+    cluster: &Cluster,
+    node: i32,
+    s: &Settings,
+    parts: &[(TopicPartition, Position, i32)],
+) -> Result<Vec<PartitionResult>> {
     let conn = cluster.connection(node).await?;
     let version = conn.versions().pick(ApiKey::Fetch)?;
     let mut req = FetchRequest::default();
@@ -326,14 +375,20 @@ async fn fetch_from(cluster: &Cluster, node: i32, s: &Settings, parts: &[(TopicP
     for t in resp.responses {
         let topic = t.topic.0.to_string();
         for p in t.partitions {
-            let Some(&fetch_offset) = requested.get(&(topic.clone(), p.partition_index)) else { continue };
+            let Some(&fetch_offset) = requested.get(&(topic.clone(), p.partition_index)) else {
+                continue;
+            };
             out.push(PartitionResult {
                 tp: TopicPartition::new(topic.clone(), p.partition_index),
                 fetch_offset,
                 error: p.error_code,
                 high_watermark: p.high_watermark,
                 records: p.records,
-                aborted: p.aborted_transactions.map(|v| v.iter().map(|a| (a.producer_id.0, a.first_offset)).collect()),
+                aborted: p.aborted_transactions.map(|v| {
+                    v.iter()
+                        .map(|a| (a.producer_id.0, a.first_offset))
+                        .collect()
+                }),
             });
         }
     }
@@ -348,11 +403,19 @@ fn parse_partition(
     s: &Settings,
     aborted: Option<&[(i64, i64)]>,
 ) -> Result<PartitionRecords> {
-    let mut out = PartitionRecords { tp: tp.clone(), records: VecDeque::new(), next_offset: fetch_offset, next_epoch: None };
+    let mut out = PartitionRecords {
+        tp: tp.clone(),
+        records: VecDeque::new(),
+        next_offset: fetch_offset,
+        next_epoch: None,
+    };
     // Aborted transactions by first offset (min-heap), and the producers
     // currently inside an aborted transaction.
-    let mut aborted_heap: BinaryHeap<std::cmp::Reverse<(i64, i64)>> =
-        aborted.unwrap_or_default().iter().map(|&(pid, first)| std::cmp::Reverse((first, pid))).collect();
+    let mut aborted_heap: BinaryHeap<std::cmp::Reverse<(i64, i64)>> = aborted
+        .unwrap_or_default()
+        .iter()
+        .map(|&(pid, first)| std::cmp::Reverse((first, pid)))
+        .collect();
     let mut aborting: HashSet<i64> = HashSet::new();
     let mut pos = 0usize;
     while pos < bytes.len() {
@@ -363,13 +426,19 @@ fn parse_partition(
         let h = BatchHeader::parse(rest).map_err(|e| Error::Protocol(format!("{tp}: {e}")))?;
         if h.magic != MAGIC_V2 {
             if out.records.is_empty() && out.next_offset == fetch_offset {
-                return Err(Error::Protocol(format!("{tp}: record batch magic {} at offset {} is not supported", h.magic, h.base_offset)));
+                return Err(Error::Protocol(format!(
+                    "{tp}: record batch magic {} at offset {} is not supported",
+                    h.magic, h.base_offset
+                )));
             }
             break;
         }
         if h.batch_length < MIN_BATCH_LENGTH {
             if out.records.is_empty() && out.next_offset == fetch_offset {
-                return Err(Error::Protocol(format!("{tp}: corrupt record batch at offset {}", h.base_offset)));
+                return Err(Error::Protocol(format!(
+                    "{tp}: corrupt record batch at offset {}",
+                    h.base_offset
+                )));
             }
             break;
         }
@@ -385,7 +454,10 @@ fn parse_partition(
         if s.check_crcs {
             if let Err(e) = verify_crc(&batch) {
                 if out.records.is_empty() && out.next_offset == fetch_offset {
-                    return Err(Error::Protocol(format!("{tp}: record batch at offset {} is corrupt: {e}", h.base_offset)));
+                    return Err(Error::Protocol(format!(
+                        "{tp}: record batch at offset {} is corrupt: {e}",
+                        h.base_offset
+                    )));
                 }
                 break; // hand out what came before; the next fetch reports it
             }
@@ -418,12 +490,19 @@ fn parse_partition(
             Ok(r) => r,
             Err(e) => {
                 if out.records.is_empty() && out.next_offset == fetch_offset {
-                    return Err(Error::Protocol(format!("{tp}: record batch at offset {} does not decode: {e}", h.base_offset)));
+                    return Err(Error::Protocol(format!(
+                        "{tp}: record batch at offset {} does not decode: {e}",
+                        h.base_offset
+                    )));
                 }
                 break;
             }
         };
-        let ts_type = if h.timestamp_type_log_append() { TimestampType::LogAppendTime } else { TimestampType::CreateTime };
+        let ts_type = if h.timestamp_type_log_append() {
+            TimestampType::LogAppendTime
+        } else {
+            TimestampType::CreateTime
+        };
         for r in records {
             let offset = r.offset(&h);
             if offset < fetch_offset {
@@ -468,10 +547,17 @@ pub(crate) async fn list_offsets(
     let mut metadata_needed = false;
     for (tp, ts) in parts {
         let leader = cluster.topic(&tp.topic).and_then(|t| {
-            t.partitions.iter().find(|p| p.partition == tp.partition).filter(|p| p.leader >= 0).map(|p| (p.leader, p.leader_epoch))
+            t.partitions
+                .iter()
+                .find(|p| p.partition == tp.partition)
+                .filter(|p| p.leader >= 0)
+                .map(|p| (p.leader, p.leader_epoch))
         });
         match leader {
-            Some((node, epoch)) => by_node.entry(node).or_default().push((tp.clone(), *ts, epoch)),
+            Some((node, epoch)) => by_node
+                .entry(node)
+                .or_default()
+                .push((tp.clone(), *ts, epoch)),
             None => metadata_needed = true,
         }
     }
@@ -480,7 +566,11 @@ pub(crate) async fn list_offsets(
         let version = conn.versions().pick(ApiKey::ListOffsets)?;
         let mut req = ListOffsetsRequest::default();
         req.replica_id = (-1).into();
-        req.isolation_level = if version >= 2 { i8::from(read_committed) } else { 0 };
+        req.isolation_level = if version >= 2 {
+            i8::from(read_committed)
+        } else {
+            0
+        };
         let mut topics: Vec<ListOffsetsTopic> = Vec::new();
         for (tp, ts, epoch) in &parts {
             let mut p = ListOffsetsPartition::default();
@@ -514,12 +604,23 @@ pub(crate) async fn list_offsets(
                     for p in t.partitions {
                         let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
                         if p.error_code == 0 {
-                            out.insert(tp, Position { offset: p.offset, leader_epoch: Some(p.leader_epoch).filter(|e| *e >= 0) });
-                        } else if KafkaCode(p.error_code).is_retriable() || KafkaCode(p.error_code).invalidates_metadata() {
+                            out.insert(
+                                tp,
+                                Position {
+                                    offset: p.offset,
+                                    leader_epoch: Some(p.leader_epoch).filter(|e| *e >= 0),
+                                },
+                            );
+                        } else if KafkaCode(p.error_code).is_retriable()
+                            || KafkaCode(p.error_code).invalidates_metadata()
+                        {
                             tracing::debug!(%tp, error = %KafkaCode(p.error_code), "list offsets: will retry");
                             metadata_needed = true;
                         } else {
-                            last_err = Some(Error::kafka_with(p.error_code, Some(format!("listing offsets of {tp}"))));
+                            last_err = Some(Error::kafka_with(
+                                p.error_code,
+                                Some(format!("listing offsets of {tp}")),
+                            ));
                         }
                     }
                 }
@@ -561,7 +662,8 @@ mod tests {
         let mut b = BatchBuilder::new(compression);
         for i in 0..n {
             let v = format!("v{}", base + i as i64);
-            b.push(1000 + i as i64, Some(b"k"), Some(v.as_bytes()), &[]).unwrap();
+            b.push(1000 + i as i64, Some(b"k"), Some(v.as_bytes()), &[])
+                .unwrap();
         }
         let mut bytes = b.build().to_vec();
         set_base_offset(&mut bytes, base);
@@ -585,8 +687,12 @@ mod tests {
     #[test]
     fn control_batches_advance_without_records() {
         let tp = TopicPartition::new("t", 0);
-        let mut b = BatchBuilder::new(Compression::None).with_control(true).with_producer(7, 0, 0).with_transactional(true);
-        b.push(0, Some(&[0, 0, 0, 1]), Some(&[0, 0, 0, 0, 0, 0]), &[]).unwrap();
+        let mut b = BatchBuilder::new(Compression::None)
+            .with_control(true)
+            .with_producer(7, 0, 0)
+            .with_transactional(true);
+        b.push(0, Some(&[0, 0, 0, 1]), Some(&[0, 0, 0, 0, 0, 0]), &[])
+            .unwrap();
         let mut bytes = b.build().to_vec();
         set_base_offset(&mut bytes, 10);
         let pr = parse_partition(&tp, 10, &Bytes::from(bytes), &settings(), None).unwrap();
@@ -618,7 +724,9 @@ mod tests {
     fn read_committed_drops_aborted_transactions() {
         let tp = TopicPartition::new("t", 0);
         let txn = |base: i64, pid: i64, n: usize| {
-            let mut b = BatchBuilder::new(Compression::None).with_producer(pid, 0, 0).with_transactional(true);
+            let mut b = BatchBuilder::new(Compression::None)
+                .with_producer(pid, 0, 0)
+                .with_transactional(true);
             for _ in 0..n {
                 b.push(0, None, Some(b"x"), &[]).unwrap();
             }
@@ -627,10 +735,14 @@ mod tests {
             bytes
         };
         let marker = |base: i64, pid: i64, kind: i16| {
-            let mut b = BatchBuilder::new(Compression::None).with_producer(pid, 0, 0).with_transactional(true).with_control(true);
+            let mut b = BatchBuilder::new(Compression::None)
+                .with_producer(pid, 0, 0)
+                .with_transactional(true)
+                .with_control(true);
             let mut key = vec![0, 0];
             key.extend(kind.to_be_bytes());
-            b.push(0, Some(&key), Some(&[0, 0, 0, 0, 0, 0]), &[]).unwrap();
+            b.push(0, Some(&key), Some(&[0, 0, 0, 0, 0, 0]), &[])
+                .unwrap();
             let mut bytes = b.build().to_vec();
             set_base_offset(&mut bytes, base);
             bytes

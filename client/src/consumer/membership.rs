@@ -25,13 +25,17 @@ use std::time::{Duration, Instant};
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::leave_group_request::MemberIdentity;
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
-use kafka_protocol::messages::{ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest};
+use kafka_protocol::messages::{
+    ApiKey, GroupId, HeartbeatRequest, JoinGroupRequest, LeaveGroupRequest, SyncGroupRequest,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Notify;
 
 use super::assignor::{Assignor, MemberSubscription};
 use super::offsets::GenerationInfo;
-use super::protocol::{decode_assignment, decode_subscription, encode_assignment, encode_subscription};
+use super::protocol::{
+    decode_assignment, decode_subscription, encode_assignment, encode_subscription,
+};
 use super::TopicPartition;
 use crate::error::{Error, KafkaCode, Result};
 use crate::net::Cluster;
@@ -154,7 +158,9 @@ impl GroupShared {
             return;
         }
         match code {
-            REBALANCE_IN_PROGRESS => self.request_rejoin("offset commit found the group rebalancing"),
+            REBALANCE_IN_PROGRESS => {
+                self.request_rejoin("offset commit found the group rebalancing")
+            }
             ILLEGAL_GENERATION => self.mark_lost(false, "offset commit: illegal generation"),
             UNKNOWN_MEMBER_ID => self.mark_lost(true, "offset commit: unknown member id"),
             FENCED_INSTANCE_ID => self.set_fatal(Error::kafka(FENCED_INSTANCE_ID)),
@@ -242,7 +248,13 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
         }
         let conn = match ctx.cluster.coordinator(&ctx.group_id).await {
             Ok(c) => c,
-            Err(e) if e.is_retriable() || matches!(e.code(), Some(KafkaCode(COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR))) => {
+            Err(e)
+                if e.is_retriable()
+                    || matches!(
+                        e.code(),
+                        Some(KafkaCode(COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR))
+                    ) =>
+            {
                 ctx.coordinator_failed(&e, None);
                 continue;
             }
@@ -250,7 +262,9 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
         };
         let version = conn.versions().pick(ApiKey::JoinGroup)?;
         if ctx.instance_id.is_some() && version < 5 {
-            return Err(Error::Unsupported("static membership (group.instance.id) needs JoinGroup v5".into()));
+            return Err(Error::Unsupported(
+                "static membership (group.instance.id) needs JoinGroup v5".into(),
+            ));
         }
         let member_id = ctx.shared.lock().member_id.clone();
         let mut join = JoinGroupRequest::default();
@@ -267,7 +281,13 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
         for a in &ctx.assignors {
             let mut p = JoinGroupRequestProtocol::default();
             p.name = StrBytes::from_static_str(a.name());
-            p.metadata = encode_subscription(&req.topics, a.user_data(req.generation), &req.owned, req.generation, None)?;
+            p.metadata = encode_subscription(
+                &req.topics,
+                a.user_data(req.generation),
+                &req.owned,
+                req.generation,
+                None,
+            )?;
             join.protocols.push(p);
         }
         if version >= 8 {
@@ -276,8 +296,12 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
         tracing::debug!(group = %ctx.group_id, member = %member_id, version, "JoinGroup");
         // The coordinator holds JoinGroup until the rebalance completes, up
         // to the rebalance timeout: wait that long, as the Java client does.
-        let join_timeout = ctx.rebalance_timeout.max(Duration::from_secs(1)) + Duration::from_secs(5);
-        let resp = match conn.send_versioned_with_timeout(&join, version, join_timeout).await {
+        let join_timeout =
+            ctx.rebalance_timeout.max(Duration::from_secs(1)) + Duration::from_secs(5);
+        let resp = match conn
+            .send_versioned_with_timeout(&join, version, join_timeout)
+            .await
+        {
             Ok(r) => r,
             Err(e @ Error::Timeout(_)) => {
                 // The rebalance outlasted its timeout: join again with the
@@ -310,16 +334,31 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
             }
             COORDINATOR_LOAD_IN_PROGRESS | REBALANCE_IN_PROGRESS | ILLEGAL_GENERATION => continue,
             FENCED_INSTANCE_ID => {
-                let e = Error::kafka_with(FENCED_INSTANCE_ID, Some(format!("group.instance.id {:?} was fenced", ctx.instance_id)));
+                let e = Error::kafka_with(
+                    FENCED_INSTANCE_ID,
+                    Some(format!(
+                        "group.instance.id {:?} was fenced",
+                        ctx.instance_id
+                    )),
+                );
                 ctx.shared.set_fatal(e.clone());
                 return Err(e);
             }
             code if KafkaCode(code).is_retriable() => continue,
-            code => return Err(Error::kafka_with(code, Some(format!("JoinGroup of group {}", ctx.group_id)))),
+            code => {
+                return Err(Error::kafka_with(
+                    code,
+                    Some(format!("JoinGroup of group {}", ctx.group_id)),
+                ))
+            }
         }
         let member_id = resp.member_id.to_string();
         let generation = resp.generation_id;
-        let protocol = resp.protocol_name.as_ref().map(|p| p.to_string()).ok_or_else(|| Error::Protocol("JoinGroup answer names no protocol".into()))?;
+        let protocol = resp
+            .protocol_name
+            .as_ref()
+            .map(|p| p.to_string())
+            .ok_or_else(|| Error::Protocol("JoinGroup answer names no protocol".into()))?;
         let leader = resp.leader.as_str() == member_id;
         {
             let mut g = ctx.shared.lock();
@@ -336,10 +375,18 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
                 .assignors
                 .iter()
                 .find(|a| a.name() == protocol)
-                .ok_or_else(|| Error::Protocol(format!("the group chose assignor `{protocol}`, which this member did not offer")))?;
+                .ok_or_else(|| {
+                    Error::Protocol(format!(
+                        "the group chose assignor `{protocol}`, which this member did not offer"
+                    ))
+                })?;
             let mut members = Vec::with_capacity(resp.members.len());
             for m in &resp.members {
-                members.push(decode_subscription(&m.member_id, m.group_instance_id.as_ref().map(|i| i.to_string()), &m.metadata)?);
+                members.push(decode_subscription(
+                    &m.member_id,
+                    m.group_instance_id.as_ref().map(|i| i.to_string()),
+                    &m.metadata,
+                )?);
             }
             let counts = partition_counts_for(&ctx.cluster, &members).await?;
             let result = assignor.assign(&counts, &members);
@@ -401,12 +448,23 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
                 continue;
             }
             FENCED_INSTANCE_ID => {
-                let e = Error::kafka_with(FENCED_INSTANCE_ID, Some(format!("group.instance.id {:?} was fenced", ctx.instance_id)));
+                let e = Error::kafka_with(
+                    FENCED_INSTANCE_ID,
+                    Some(format!(
+                        "group.instance.id {:?} was fenced",
+                        ctx.instance_id
+                    )),
+                );
                 ctx.shared.set_fatal(e.clone());
                 return Err(e);
             }
             code if KafkaCode(code).is_retriable() => continue,
-            code => return Err(Error::kafka_with(code, Some(format!("SyncGroup of group {}", ctx.group_id)))),
+            code => {
+                return Err(Error::kafka_with(
+                    code,
+                    Some(format!("SyncGroup of group {}", ctx.group_id)),
+                ))
+            }
         }
         let assignment = decode_assignment(&sresp.assignment)?;
         {
@@ -417,21 +475,42 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
             g.lost = false;
         }
         tracing::info!(group = %ctx.group_id, %member_id, generation, partitions = assignment.len(), "received assignment");
-        return Ok(JoinOutcome { generation, member_id, protocol, leader, assignment, partition_counts });
+        return Ok(JoinOutcome {
+            generation,
+            member_id,
+            protocol,
+            leader,
+            assignment,
+            partition_counts,
+        });
     }
 }
 
 /// Partition counts of every topic in the members' subscriptions, from
 /// fresh metadata.
-pub(crate) async fn partition_counts_for(cluster: &Cluster, members: &[MemberSubscription]) -> Result<BTreeMap<String, i32>> {
-    let topics: BTreeSet<String> = members.iter().flat_map(|m| m.topics.iter().cloned()).collect();
+pub(crate) async fn partition_counts_for(
+    cluster: &Cluster,
+    members: &[MemberSubscription],
+) -> Result<BTreeMap<String, i32>> {
+    let topics: BTreeSet<String> = members
+        .iter()
+        .flat_map(|m| m.topics.iter().cloned())
+        .collect();
     let topics: Vec<String> = topics.into_iter().collect();
     if !topics.is_empty() {
         cluster.ensure_topics(&topics).await?;
         cluster.refresh_metadata(&topics).await?;
     }
     // Missing topics count 0 partitions, so their creation is noticed.
-    Ok(topics.iter().map(|t| (t.clone(), cluster.topic(t).map_or(0, |i| i.partitions.len() as i32))).collect())
+    Ok(topics
+        .iter()
+        .map(|t| {
+            (
+                t.clone(),
+                cluster.topic(t).map_or(0, |i| i.partitions.len() as i32),
+            )
+        })
+        .collect())
 }
 
 /// Beats every `heartbeat.interval.ms` while the member is Stable, and
@@ -456,11 +535,14 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<GroupCtx>, max_poll_interval: Durati
                 "consumer poll timeout has expired: the time between polls exceeded max.poll.interval.ms ({max_poll_interval:?}); leaving the group"
             );
             if ctx.instance_id.is_none() {
-                if let Err(e) = send_leave(&ctx, &member_id, "consumer poll timeout has expired").await {
+                if let Err(e) =
+                    send_leave(&ctx, &member_id, "consumer poll timeout has expired").await
+                {
                     tracing::debug!(error = %e, "LeaveGroup failed");
                 }
             }
-            ctx.shared.mark_lost(true, "consumer poll timeout has expired");
+            ctx.shared
+                .mark_lost(true, "consumer poll timeout has expired");
             continue;
         }
         if last_ok.elapsed() > ctx.session_timeout {
@@ -499,7 +581,10 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<GroupCtx>, max_poll_interval: Durati
         // Ignore answers about a generation we already left behind.
         {
             let g = ctx.shared.lock();
-            if g.generation != generation || g.member_id != member_id || g.state != MemberState::Stable {
+            if g.generation != generation
+                || g.member_id != member_id
+                || g.state != MemberState::Stable
+            {
                 continue;
             }
         }
@@ -512,11 +597,21 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<GroupCtx>, max_poll_interval: Durati
             ILLEGAL_GENERATION => ctx.shared.mark_lost(false, "heartbeat: illegal generation"),
             UNKNOWN_MEMBER_ID => ctx.shared.mark_lost(true, "heartbeat: unknown member id"),
             FENCED_INSTANCE_ID => {
-                ctx.shared.set_fatal(Error::kafka_with(FENCED_INSTANCE_ID, Some(format!("group.instance.id {:?} was fenced", ctx.instance_id))));
+                ctx.shared.set_fatal(Error::kafka_with(
+                    FENCED_INSTANCE_ID,
+                    Some(format!(
+                        "group.instance.id {:?} was fenced",
+                        ctx.instance_id
+                    )),
+                ));
                 return;
             }
-            COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR => ctx.coordinator_failed(&Error::kafka(resp.error_code), None),
-            code => tracing::warn!(group = %ctx.group_id, error = %KafkaCode(code), "heartbeat failed"),
+            COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR => {
+                ctx.coordinator_failed(&Error::kafka(resp.error_code), None)
+            }
+            code => {
+                tracing::warn!(group = %ctx.group_id, error = %KafkaCode(code), "heartbeat failed")
+            }
         }
     }
 }
@@ -541,7 +636,15 @@ async fn send_leave(ctx: &GroupCtx, member_id: &str, reason: &str) -> Result<()>
         req.member_id = s(member_id);
     }
     let resp = conn.send_versioned(&req, version).await?;
-    let code = if resp.error_code != 0 { resp.error_code } else { resp.members.iter().map(|m| m.error_code).find(|c| *c != 0).unwrap_or(0) };
+    let code = if resp.error_code != 0 {
+        resp.error_code
+    } else {
+        resp.members
+            .iter()
+            .map(|m| m.error_code)
+            .find(|c| *c != 0)
+            .unwrap_or(0)
+    };
     match code {
         0 | UNKNOWN_MEMBER_ID => Ok(()),
         c => Err(Error::kafka_with(c, Some("LeaveGroup".into()))),
@@ -590,7 +693,10 @@ mod tests {
         g.on_commit_error(ILLEGAL_GENERATION, 4);
         {
             let s = g.lock();
-            assert_eq!((s.state, s.generation, s.lost, s.member_id.as_str()), (MemberState::Unjoined, -1, true, "m-1"));
+            assert_eq!(
+                (s.state, s.generation, s.lost, s.member_id.as_str()),
+                (MemberState::Unjoined, -1, true, "m-1")
+            );
         }
         assert!(g.generation_if_stable(None).is_none());
         g.lock().generation = 5;

@@ -40,7 +40,10 @@ use futures::Stream;
 use regex::Regex;
 use tokio::sync::{oneshot, Notify};
 
-pub use assignor::{Assignor, CooperativeStickyAssignor, GroupAssignment, MemberSubscription, RangeAssignor, RebalanceProtocol, RoundRobinAssignor};
+pub use assignor::{
+    Assignor, CooperativeStickyAssignor, GroupAssignment, MemberSubscription, RangeAssignor,
+    RebalanceProtocol, RoundRobinAssignor,
+};
 pub use offsets::OffsetAndMetadata;
 
 use crate::config::{ConsumerConfig, OffsetReset};
@@ -60,7 +63,10 @@ pub struct TopicPartition {
 
 impl TopicPartition {
     pub fn new(topic: impl Into<String>, partition: i32) -> Self {
-        TopicPartition { topic: topic.into(), partition }
+        TopicPartition {
+            topic: topic.into(),
+            partition,
+        }
     }
 }
 
@@ -164,7 +170,10 @@ impl ShutdownHandle {
 struct Group {
     ctx: Arc<GroupCtx>,
     heartbeat: tokio::task::JoinHandle<()>,
-    join: Option<(tokio::task::JoinHandle<()>, oneshot::Receiver<Result<JoinOutcome>>)>,
+    join: Option<(
+        tokio::task::JoinHandle<()>,
+        oneshot::Receiver<Result<JoinOutcome>>,
+    )>,
     protocol: RebalanceProtocol,
     /// Leader only: partition counts the last assignment was made with.
     partition_counts: Option<BTreeMap<String, i32>>,
@@ -229,8 +238,16 @@ impl Consumer {
         let (group, committer) = match &config.group_id {
             Some(group_id) => {
                 let shared = Arc::new(GroupShared::new(wake.clone()));
-                let assignors: Vec<Arc<dyn Assignor>> = config.assignors.iter().map(|k| Arc::from(assignor::assignor_for(*k))).collect();
-                let protocol = if !assignors.is_empty() && assignors.iter().all(|a| a.rebalance_protocol() == RebalanceProtocol::Cooperative) {
+                let assignors: Vec<Arc<dyn Assignor>> = config
+                    .assignors
+                    .iter()
+                    .map(|k| Arc::from(assignor::assignor_for(*k)))
+                    .collect();
+                let protocol = if !assignors.is_empty()
+                    && assignors
+                        .iter()
+                        .all(|a| a.rebalance_protocol() == RebalanceProtocol::Cooperative)
+                {
                     RebalanceProtocol::Cooperative
                 } else {
                     RebalanceProtocol::Eager
@@ -246,9 +263,27 @@ impl Consumer {
                     assignors,
                     shared: shared.clone(),
                 });
-                let heartbeat = tokio::spawn(membership::heartbeat_loop(ctx.clone(), config.max_poll_interval));
-                let committer = Committer::spawn(cluster.clone(), group_id.clone(), Some(shared), timeout, backoff);
-                (Some(Group { ctx, heartbeat, join: None, protocol, partition_counts: None }), Some(committer))
+                let heartbeat = tokio::spawn(membership::heartbeat_loop(
+                    ctx.clone(),
+                    config.max_poll_interval,
+                ));
+                let committer = Committer::spawn(
+                    cluster.clone(),
+                    group_id.clone(),
+                    Some(shared),
+                    timeout,
+                    backoff,
+                );
+                (
+                    Some(Group {
+                        ctx,
+                        heartbeat,
+                        join: None,
+                        protocol,
+                        partition_counts: None,
+                    }),
+                    Some(committer),
+                )
             }
             None => (None, None),
         };
@@ -261,7 +296,10 @@ impl Consumer {
             group,
             committer,
             listener: None,
-            shutdown: ShutdownHandle { flag: Arc::new(AtomicBool::new(false)), wake: wake.clone() },
+            shutdown: ShutdownHandle {
+                flag: Arc::new(AtomicBool::new(false)),
+                wake: wake.clone(),
+            },
             wake,
             last_metadata_refresh: Instant::now(),
             metadata_refresh_forced: false,
@@ -290,20 +328,33 @@ impl Consumer {
     }
 
     fn require_group(&self, op: &str) -> Result<&Group> {
-        self.group.as_ref().ok_or_else(|| Error::config("group.id", format!("{op} needs a group.id")))
+        self.group
+            .as_ref()
+            .ok_or_else(|| Error::config("group.id", format!("{op} needs a group.id")))
     }
 
     /// Subscribes to topics by name; the group assigns their partitions.
     pub fn subscribe<S: AsRef<str>>(&mut self, topics: &[S]) -> Result<()> {
         self.require_group("subscribe")?;
         if matches!(self.subscription, Subscription::Manual) {
-            return Err(illegal_state("subscription", "subscribe() cannot follow assign(); call unsubscribe() first"));
+            return Err(illegal_state(
+                "subscription",
+                "subscribe() cannot follow assign(); call unsubscribe() first",
+            ));
         }
-        let set: BTreeSet<String> = topics.iter().map(|t| t.as_ref().trim().to_string()).filter(|t| !t.is_empty()).collect();
+        let set: BTreeSet<String> = topics
+            .iter()
+            .map(|t| t.as_ref().trim().to_string())
+            .filter(|t| !t.is_empty())
+            .collect();
         if set.is_empty() {
-            return Err(illegal_state("subscription", "no topic given; use unsubscribe() to stop consuming"));
+            return Err(illegal_state(
+                "subscription",
+                "no topic given; use unsubscribe() to stop consuming",
+            ));
         }
-        let changed = self.subscription.topics() != set || !matches!(self.subscription, Subscription::Topics(_));
+        let changed = self.subscription.topics() != set
+            || !matches!(self.subscription, Subscription::Topics(_));
         self.subscription = Subscription::Topics(set);
         if changed {
             self.subscription_changed();
@@ -316,10 +367,17 @@ impl Consumer {
     pub fn subscribe_pattern(&mut self, pattern: &str) -> Result<()> {
         self.require_group("subscribe_pattern")?;
         if matches!(self.subscription, Subscription::Manual) {
-            return Err(illegal_state("subscription", "subscribe_pattern() cannot follow assign(); call unsubscribe() first"));
+            return Err(illegal_state(
+                "subscription",
+                "subscribe_pattern() cannot follow assign(); call unsubscribe() first",
+            ));
         }
-        let regex = Regex::new(&format!("^(?:{pattern})$")).map_err(|e| Error::config("pattern", e.to_string()))?;
-        self.subscription = Subscription::Pattern { regex, matched: BTreeSet::new() };
+        let regex = Regex::new(&format!("^(?:{pattern})$"))
+            .map_err(|e| Error::config("pattern", e.to_string()))?;
+        self.subscription = Subscription::Pattern {
+            regex,
+            matched: BTreeSet::new(),
+        };
         self.metadata_refresh_forced = true;
         self.subscription_changed();
         Ok(())
@@ -340,10 +398,17 @@ impl Consumer {
         T: Into<TopicPartition>,
     {
         if self.subscription.is_group_managed() {
-            return Err(illegal_state("subscription", "assign() cannot follow subscribe(); call unsubscribe() first"));
+            return Err(illegal_state(
+                "subscription",
+                "assign() cannot follow subscribe(); call unsubscribe() first",
+            ));
         }
         let parts: Vec<TopicPartition> = partitions.into_iter().map(Into::into).collect();
-        self.subscription = if parts.is_empty() { Subscription::None } else { Subscription::Manual };
+        self.subscription = if parts.is_empty() {
+            Subscription::None
+        } else {
+            Subscription::Manual
+        };
         self.assignment.set(parts);
         self.fetcher.retain_assigned(&self.assignment);
         Ok(())
@@ -353,7 +418,8 @@ impl Consumer {
     /// leaves the group.
     pub async fn unsubscribe(&mut self) -> Result<()> {
         if self.subscription.is_group_managed() {
-            self.leave("the consumer unsubscribed from all topics").await;
+            self.leave("the consumer unsubscribed from all topics")
+                .await;
         }
         self.subscription = Subscription::None;
         self.assignment.clear();
@@ -375,7 +441,10 @@ impl Consumer {
     pub fn pause(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         for tp in partitions {
             if !self.assignment.set_paused(tp, true) {
-                return Err(illegal_state("pause", format!("{tp} is not assigned to this consumer")));
+                return Err(illegal_state(
+                    "pause",
+                    format!("{tp} is not assigned to this consumer"),
+                ));
             }
         }
         Ok(())
@@ -384,7 +453,10 @@ impl Consumer {
     pub fn resume(&mut self, partitions: &[TopicPartition]) -> Result<()> {
         for tp in partitions {
             if !self.assignment.set_paused(tp, false) {
-                return Err(illegal_state("resume", format!("{tp} is not assigned to this consumer")));
+                return Err(illegal_state(
+                    "resume",
+                    format!("{tp} is not assigned to this consumer"),
+                ));
             }
         }
         self.wake.notify_one();
@@ -398,20 +470,39 @@ impl Consumer {
     /// Makes the next `poll` read `tp` from `offset`.
     pub fn seek(&mut self, tp: &TopicPartition, offset: i64) -> Result<()> {
         if offset < 0 {
-            return Err(illegal_state("seek", format!("offset {offset} is negative")));
+            return Err(illegal_state(
+                "seek",
+                format!("offset {offset} is negative"),
+            ));
         }
-        if !self.assignment.set_position(tp, Position { offset, leader_epoch: None }) {
-            return Err(illegal_state("seek", format!("{tp} is not assigned to this consumer")));
+        if !self.assignment.set_position(
+            tp,
+            Position {
+                offset,
+                leader_epoch: None,
+            },
+        ) {
+            return Err(illegal_state(
+                "seek",
+                format!("{tp} is not assigned to this consumer"),
+            ));
         }
         self.fetcher.discard(tp);
         Ok(())
     }
 
     fn seek_reset(&mut self, partitions: &[TopicPartition], to: ResetTo) -> Result<()> {
-        let parts: Vec<TopicPartition> = if partitions.is_empty() { self.assignment.partitions().into_iter().collect() } else { partitions.to_vec() };
+        let parts: Vec<TopicPartition> = if partitions.is_empty() {
+            self.assignment.partitions().into_iter().collect()
+        } else {
+            partitions.to_vec()
+        };
         for tp in &parts {
             if !self.assignment.request_reset(tp, to) {
-                return Err(illegal_state("seek", format!("{tp} is not assigned to this consumer")));
+                return Err(illegal_state(
+                    "seek",
+                    format!("{tp} is not assigned to this consumer"),
+                ));
             }
             self.fetcher.discard(tp);
         }
@@ -433,7 +524,10 @@ impl Consumer {
     /// it up (committed offset or reset) if needed.
     pub async fn position(&mut self, tp: &TopicPartition) -> Result<i64> {
         if !self.assignment.contains(tp) {
-            return Err(illegal_state("position", format!("{tp} is not assigned to this consumer")));
+            return Err(illegal_state(
+                "position",
+                format!("{tp} is not assigned to this consumer"),
+            ));
         }
         let deadline = Instant::now() + self.config.client.request_timeout;
         loop {
@@ -456,10 +550,19 @@ impl Consumer {
     }
 
     /// The committed offsets of `partitions` (None where nothing is committed).
-    pub async fn committed(&self, partitions: &[TopicPartition]) -> Result<HashMap<TopicPartition, Option<OffsetAndMetadata>>> {
+    pub async fn committed(
+        &self,
+        partitions: &[TopicPartition],
+    ) -> Result<HashMap<TopicPartition, Option<OffsetAndMetadata>>> {
         let g = self.require_group("committed")?;
-        offsets::fetch_committed(&self.cluster, &g.ctx.group_id, partitions, self.config.client.request_timeout, self.config.client.retry_backoff)
-            .await
+        offsets::fetch_committed(
+            &self.cluster,
+            &g.ctx.group_id,
+            partitions,
+            self.config.client.request_timeout,
+            self.config.client.retry_backoff,
+        )
+        .await
     }
 
     fn commit_identity(&self) -> Result<GenerationInfo> {
@@ -473,12 +576,24 @@ impl Consumer {
         }
     }
 
-    fn consumed_offsets(&self, only: Option<&[TopicPartition]>) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
+    fn consumed_offsets(
+        &self,
+        only: Option<&[TopicPartition]>,
+    ) -> BTreeMap<TopicPartition, OffsetAndMetadata> {
         self.assignment
             .consumed()
             .into_iter()
             .filter(|(tp, _)| only.is_none_or(|o| o.contains(tp)))
-            .map(|(tp, p)| (tp, OffsetAndMetadata { offset: p.offset, leader_epoch: p.leader_epoch, metadata: String::new() }))
+            .map(|(tp, p)| {
+                (
+                    tp,
+                    OffsetAndMetadata {
+                        offset: p.offset,
+                        leader_epoch: p.leader_epoch,
+                        metadata: String::new(),
+                    },
+                )
+            })
             .collect()
     }
 
@@ -495,7 +610,8 @@ impl Consumer {
         I: IntoIterator<Item = (TopicPartition, O)>,
         O: Into<OffsetAndMetadata>,
     {
-        let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = offsets.into_iter().map(|(tp, o)| (tp, o.into())).collect();
+        let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> =
+            offsets.into_iter().map(|(tp, o)| (tp, o.into())).collect();
         if offsets.is_empty() {
             return Ok(());
         }
@@ -524,12 +640,16 @@ impl Consumer {
     /// Queues a commit of the given offsets (the next offset to read per
     /// partition) and returns at once, like [`commit_async`](Self::commit_async);
     /// the returned future (which need not be awaited) yields the result.
-    pub fn commit_async_offsets<I, O>(&mut self, offsets: I) -> impl Future<Output = Result<()>> + Send + 'static
+    pub fn commit_async_offsets<I, O>(
+        &mut self,
+        offsets: I,
+    ) -> impl Future<Output = Result<()>> + Send + 'static
     where
         I: IntoIterator<Item = (TopicPartition, O)>,
         O: Into<OffsetAndMetadata>,
     {
-        let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> = offsets.into_iter().map(|(tp, o)| (tp, o.into())).collect();
+        let offsets: BTreeMap<TopicPartition, OffsetAndMetadata> =
+            offsets.into_iter().map(|(tp, o)| (tp, o.into())).collect();
         let queued = if offsets.is_empty() {
             Ok(None)
         } else {
@@ -563,14 +683,17 @@ impl Consumer {
         }
         match self.commit_sync_offsets(offsets.clone()).await {
             Ok(()) => {
-                self.pending_batch_commits.retain(|tp, _| !offsets.contains_key(tp));
+                self.pending_batch_commits
+                    .retain(|tp, _| !offsets.contains_key(tp));
             }
             Err(e) => tracing::warn!(error = %e, "committing offsets before revocation failed"),
         }
     }
 
     fn listener_call(&self, what: &str, parts: &[TopicPartition]) {
-        let Some(l) = self.listener.clone() else { return };
+        let Some(l) = self.listener.clone() else {
+            return;
+        };
         tracing::debug!(callback = what, partitions = ?parts, "rebalance callback");
         match what {
             "assigned" => l.on_partitions_assigned(parts),
@@ -590,13 +713,20 @@ impl Consumer {
     /// Like [`poll`](Self::poll), returning at most `max_records` records
     /// (at least one) instead of `max.poll.records` (kafka-python's
     /// `poll(max_records=..)`).
-    pub async fn poll_up_to(&mut self, timeout: Duration, max_records: usize) -> Result<Vec<ConsumerRecord>> {
+    pub async fn poll_up_to(
+        &mut self,
+        timeout: Duration,
+        max_records: usize,
+    ) -> Result<Vec<ConsumerRecord>> {
         let max_records = max_records.max(1);
         if self.closed {
             return Err(Error::Closed);
         }
         if matches!(self.subscription, Subscription::None) {
-            return Err(illegal_state("subscription", "the consumer is not subscribed to any topic nor assigned any partition"));
+            return Err(illegal_state(
+                "subscription",
+                "the consumer is not subscribed to any topic nor assigned any partition",
+            ));
         }
         let deadline = Instant::now() + timeout;
         if let Some(g) = &self.group {
@@ -629,7 +759,13 @@ impl Consumer {
             if now >= deadline {
                 return Ok(Vec::new());
             }
-            let wake_at = deadline.min(now + self.config.client.retry_backoff.max(Duration::from_millis(10)));
+            let wake_at = deadline.min(
+                now + self
+                    .config
+                    .client
+                    .retry_backoff
+                    .max(Duration::from_millis(10)),
+            );
             tokio::select! {
                 _ = self.wake.notified() => {}
                 _ = tokio::time::sleep_until(wake_at.into()) => {}
@@ -640,20 +776,23 @@ impl Consumer {
     /// The records as a stream (polling as needed); ends after `close` or
     /// a [`ShutdownHandle::shutdown`].
     pub fn stream(&mut self) -> impl Stream<Item = Result<ConsumerRecord>> + Send + '_ {
-        futures::stream::unfold((self, VecDeque::<ConsumerRecord>::new()), |(c, mut buf)| async move {
-            loop {
-                if let Some(r) = buf.pop_front() {
-                    return Some((Ok(r), (c, buf)));
+        futures::stream::unfold(
+            (self, VecDeque::<ConsumerRecord>::new()),
+            |(c, mut buf)| async move {
+                loop {
+                    if let Some(r) = buf.pop_front() {
+                        return Some((Ok(r), (c, buf)));
+                    }
+                    if c.closed || c.shutdown.is_shutdown() {
+                        return None;
+                    }
+                    match c.poll(Duration::from_millis(500)).await {
+                        Ok(v) => buf.extend(v),
+                        Err(e) => return Some((Err(e), (c, buf))),
+                    }
                 }
-                if c.closed || c.shutdown.is_shutdown() {
-                    return None;
-                }
-                match c.poll(Duration::from_millis(500)).await {
-                    Ok(v) => buf.extend(v),
-                    Err(e) => return Some((Err(e), (c, buf))),
-                }
-            }
-        })
+            },
+        )
     }
 
     /// Runs `handler` over ordered per-partition batches until shut down
@@ -671,7 +810,11 @@ impl Consumer {
     {
         // Partition -> (consecutive failures, resume time while backing off).
         let mut retries: HashMap<TopicPartition, (u32, Option<Instant>)> = HashMap::new();
-        let base = self.config.client.retry_backoff.max(Duration::from_millis(1));
+        let base = self
+            .config
+            .client
+            .retry_backoff
+            .max(Duration::from_millis(1));
         let cap = base.max(Duration::from_secs(1));
         while !self.shutdown.is_shutdown() && !self.closed {
             let now = Instant::now();
@@ -686,24 +829,36 @@ impl Consumer {
                     }
                 }
             }
-            let wait = next_resume.map_or(Duration::from_millis(500), |at| at.saturating_duration_since(now).min(Duration::from_millis(500)));
+            let wait = next_resume.map_or(Duration::from_millis(500), |at| {
+                at.saturating_duration_since(now)
+                    .min(Duration::from_millis(500))
+            });
             let records = self.poll(wait).await?;
             retries.retain(|tp, _| self.assignment.contains(tp));
-            self.pending_batch_commits.retain(|tp, _| self.assignment.contains(tp));
+            self.pending_batch_commits
+                .retain(|tp, _| self.assignment.contains(tp));
             if !self.pending_batch_commits.is_empty() {
                 let pending = self.pending_batch_commits.clone();
                 if self.commit_sync_offsets(pending.clone()).await.is_ok() {
-                    self.pending_batch_commits.retain(|tp, om| pending.get(tp) != Some(om));
+                    self.pending_batch_commits
+                        .retain(|tp, om| pending.get(tp) != Some(om));
                 }
             }
             for batch in group_by_partition(records) {
                 let tp = TopicPartition::new(batch.topic.clone(), batch.partition);
-                let (Some(first), Some(last)) = (batch.records.first(), batch.records.last()) else { continue };
+                let (Some(first), Some(last)) = (batch.records.first(), batch.records.last())
+                else {
+                    continue;
+                };
                 let (first, next, epoch) = (first.offset, last.offset + 1, last.leader_epoch);
                 match handler(batch).await {
                     Ok(()) => {
                         retries.remove(&tp);
-                        let om = OffsetAndMetadata { offset: next, leader_epoch: epoch, metadata: String::new() };
+                        let om = OffsetAndMetadata {
+                            offset: next,
+                            leader_epoch: epoch,
+                            metadata: String::new(),
+                        };
                         self.pending_batch_commits.insert(tp.clone(), om.clone());
                         match self.commit_sync_offsets([(tp.clone(), om.clone())]).await {
                             Ok(()) => {
@@ -711,13 +866,17 @@ impl Consumer {
                                     self.pending_batch_commits.remove(&tp);
                                 }
                             }
-                            Err(e) => tracing::warn!(%tp, offset = next, error = %e, "commit after a successful batch failed; will retry"),
+                            Err(e) => {
+                                tracing::warn!(%tp, offset = next, error = %e, "commit after a successful batch failed; will retry")
+                            }
                         }
                     }
                     Err(e) => {
                         let entry = retries.entry(tp.clone()).or_insert((0, None));
                         entry.0 = entry.0.saturating_add(1);
-                        let delay = base.saturating_mul(1u32 << entry.0.saturating_sub(1).min(16)).min(cap);
+                        let delay = base
+                            .saturating_mul(1u32 << entry.0.saturating_sub(1).min(16))
+                            .min(cap);
                         tracing::warn!(%tp, offset = first, attempt = entry.0, ?delay, error = %e, "batch handler failed; retrying the batch");
                         entry.1 = Some(Instant::now() + delay);
                         if self.assignment.contains(&tp) {
@@ -783,7 +942,10 @@ impl Consumer {
     }
 
     fn maybe_auto_commit(&mut self) {
-        if !self.config.enable_auto_commit || self.group.is_none() || Instant::now() < self.next_auto_commit {
+        if !self.config.enable_auto_commit
+            || self.group.is_none()
+            || Instant::now() < self.next_auto_commit
+        {
             return;
         }
         self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
@@ -820,19 +982,33 @@ impl Consumer {
         }
         let mut rejoin: Option<String> = None;
         if let Subscription::Pattern { regex, matched } = &mut self.subscription {
-            let now: BTreeSet<String> =
-                self.cluster.topics().iter().filter(|t| !t.internal && regex.is_match(&t.name)).map(|t| t.name.clone()).collect();
+            let now: BTreeSet<String> = self
+                .cluster
+                .topics()
+                .iter()
+                .filter(|t| !t.internal && regex.is_match(&t.name))
+                .map(|t| t.name.clone())
+                .collect();
             if &now != matched {
                 tracing::info!(topics = ?now, "pattern subscription matches a new set of topics");
                 *matched = now;
                 rejoin = Some("pattern subscription matched new topics".into());
             }
         }
-        if let Some(counts) = self.group.as_ref().and_then(|g| g.partition_counts.as_ref()) {
+        if let Some(counts) = self
+            .group
+            .as_ref()
+            .and_then(|g| g.partition_counts.as_ref())
+        {
             for (topic, n) in counts {
-                let current = self.cluster.topic(topic).map_or(0, |t| t.partitions.len() as i32);
+                let current = self
+                    .cluster
+                    .topic(topic)
+                    .map_or(0, |t| t.partitions.len() as i32);
                 if current != *n {
-                    rejoin = Some(format!("topic {topic} now has {current} partitions (was {n})"));
+                    rejoin = Some(format!(
+                        "topic {topic} now has {current} partitions (was {n})"
+                    ));
                 }
             }
         }
@@ -845,7 +1021,9 @@ impl Consumer {
 
     /// Finishes a completed rebalance, or starts one when needed.
     async fn coordinate(&mut self) -> Result<()> {
-        let Some(g) = self.group.as_mut() else { return Ok(()) };
+        let Some(g) = self.group.as_mut() else {
+            return Ok(());
+        };
         if let Some((_, rx)) = g.join.as_mut() {
             match rx.try_recv() {
                 Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
@@ -868,7 +1046,9 @@ impl Consumer {
                 }
             }
         }
-        let Some(g) = self.group.as_ref() else { return Ok(()) };
+        let Some(g) = self.group.as_ref() else {
+            return Ok(());
+        };
         let (state, reason, lost) = {
             let s = g.ctx.shared.lock();
             (s.state, s.rejoin_reason.clone(), s.lost)
@@ -883,7 +1063,9 @@ impl Consumer {
                 tracing::debug!(error = %e, "metadata for subscribed topics");
             }
         }
-        let Some(g) = self.group.as_mut() else { return Ok(()) };
+        let Some(g) = self.group.as_mut() else {
+            return Ok(());
+        };
         let (generation, member_id) = {
             let mut s = g.ctx.shared.lock();
             s.state = MemberState::Rebalancing;
@@ -899,7 +1081,13 @@ impl Consumer {
             topics,
             owned,
             generation,
-            reason: reason.unwrap_or_else(|| if member_id.is_empty() { "joining the group".into() } else { "rejoining the group".into() }),
+            reason: reason.unwrap_or_else(|| {
+                if member_id.is_empty() {
+                    "joining the group".into()
+                } else {
+                    "rejoining the group".into()
+                }
+            }),
         };
         let (tx, rx) = oneshot::channel();
         let ctx = g.ctx.clone();
@@ -918,7 +1106,9 @@ impl Consumer {
     /// they no longer subscribe to; a member that lost its generation
     /// reports its partitions lost.
     async fn on_join_prepare(&mut self, lost: bool) {
-        let Some(protocol) = self.group.as_ref().map(|g| g.protocol) else { return };
+        let Some(protocol) = self.group.as_ref().map(|g| g.protocol) else {
+            return;
+        };
         let owned = sorted(self.assignment.partitions());
         if lost {
             if !owned.is_empty() {
@@ -937,7 +1127,10 @@ impl Consumer {
                 RebalanceProtocol::Cooperative => {
                     self.commit_before_revoke(None).await;
                     let topics = self.subscription.topics();
-                    let gone: Vec<TopicPartition> = owned.into_iter().filter(|tp| !topics.contains(&tp.topic)).collect();
+                    let gone: Vec<TopicPartition> = owned
+                        .into_iter()
+                        .filter(|tp| !topics.contains(&tp.topic))
+                        .collect();
                     if !gone.is_empty() {
                         self.listener_call("revoked", &gone);
                         self.assignment.remove(&gone);
@@ -951,15 +1144,24 @@ impl Consumer {
     async fn on_join_complete(&mut self, outcome: JoinOutcome) {
         let Some(g) = self.group.as_mut() else { return };
         tracing::debug!(generation = outcome.generation, member = %outcome.member_id, protocol = %outcome.protocol, "rebalance complete");
-        g.partition_counts = if outcome.leader { outcome.partition_counts.clone() } else { None };
+        g.partition_counts = if outcome.leader {
+            outcome.partition_counts.clone()
+        } else {
+            None
+        };
         let protocol = g.protocol;
         let topics = self.subscription.topics();
-        let (valid, invalid): (Vec<TopicPartition>, Vec<TopicPartition>) = outcome.assignment.into_iter().partition(|tp| topics.contains(&tp.topic));
+        let (valid, invalid): (Vec<TopicPartition>, Vec<TopicPartition>) = outcome
+            .assignment
+            .into_iter()
+            .partition(|tp| topics.contains(&tp.topic));
         if !invalid.is_empty() {
             tracing::warn!(partitions = ?invalid, "assignment includes topics this member does not subscribe to; rejoining");
             self.metadata_refresh_forced = true;
             if let Some(g) = &self.group {
-                g.ctx.shared.request_rejoin("assignment includes unsubscribed topics");
+                g.ctx
+                    .shared
+                    .request_rejoin("assignment includes unsubscribed topics");
             }
         }
         let new: BTreeSet<TopicPartition> = valid.into_iter().collect();
@@ -974,7 +1176,9 @@ impl Consumer {
                     self.assignment.remove(&revoked);
                     self.fetcher.retain_assigned(&self.assignment);
                     if let Some(g) = &self.group {
-                        g.ctx.shared.request_rejoin("revoked partitions must be reassigned");
+                        g.ctx
+                            .shared
+                            .request_rejoin("revoked partitions must be reassigned");
                     }
                 }
                 self.assignment.add(added.clone());
@@ -1004,7 +1208,12 @@ impl Consumer {
                 self.assignment.request_reset(tp, ResetTo::Latest);
             }
             OffsetReset::None => {
-                return Err(Error::kafka_with(1, Some(format!("no committed offset for {tp} and auto.offset.reset is none"))));
+                return Err(Error::kafka_with(
+                    1,
+                    Some(format!(
+                        "no committed offset for {tp} and auto.offset.reset is none"
+                    )),
+                ));
             }
         }
         Ok(())
@@ -1020,7 +1229,12 @@ impl Consumer {
             .saturating_duration_since(Instant::now())
             .max(self.config.client.retry_backoff.saturating_mul(2))
             .min(self.config.client.request_timeout);
-        let unknown: Vec<String> = self.assignment.topics().into_iter().filter(|t| self.cluster.topic(t).is_none()).collect();
+        let unknown: Vec<String> = self
+            .assignment
+            .topics()
+            .into_iter()
+            .filter(|t| self.cluster.topic(t).is_none())
+            .collect();
         if !unknown.is_empty() {
             if let Err(e) = self.cluster.ensure_topics(&unknown).await {
                 tracing::debug!(error = %e, "metadata for assigned topics");
@@ -1031,21 +1245,39 @@ impl Consumer {
             match &self.group {
                 Some(g) => {
                     let group_id = g.ctx.group_id.clone();
-                    match offsets::fetch_committed(&self.cluster, &group_id, &need, budget, self.config.client.retry_backoff).await {
+                    match offsets::fetch_committed(
+                        &self.cluster,
+                        &group_id,
+                        &need,
+                        budget,
+                        self.config.client.retry_backoff,
+                    )
+                    .await
+                    {
                         Ok(found) => {
                             for tp in &need {
                                 match found.get(tp) {
                                     Some(Some(om)) => {
                                         tracing::debug!(%tp, offset = om.offset, "starting from the committed offset");
-                                        if self.assignment.get(tp).is_some_and(|s| s.position.is_none() && s.reset.is_none()) {
-                                            self.assignment.set_position(tp, Position { offset: om.offset, leader_epoch: om.leader_epoch });
+                                        if self.assignment.get(tp).is_some_and(|s| {
+                                            s.position.is_none() && s.reset.is_none()
+                                        }) {
+                                            self.assignment.set_position(
+                                                tp,
+                                                Position {
+                                                    offset: om.offset,
+                                                    leader_epoch: om.leader_epoch,
+                                                },
+                                            );
                                         }
                                     }
                                     _ => self.reset_default(tp)?,
                                 }
                             }
                         }
-                        Err(e) if e.is_retriable() || matches!(e.code(), Some(KafkaCode(14..=16))) => {
+                        Err(e)
+                            if e.is_retriable() || matches!(e.code(), Some(KafkaCode(14..=16))) =>
+                        {
                             tracing::debug!(error = %e, "fetching committed offsets; will retry");
                         }
                         Err(e) => return Err(e),
@@ -1060,8 +1292,12 @@ impl Consumer {
         }
         let resets = self.assignment.pending_resets();
         if !resets.is_empty() {
-            let query: Vec<(TopicPartition, i64)> = resets.iter().map(|(tp, to)| (tp.clone(), to.timestamp())).collect();
-            let (found, metadata_needed) = fetcher::list_offsets(&self.cluster, &query, self.config.read_committed).await?;
+            let query: Vec<(TopicPartition, i64)> = resets
+                .iter()
+                .map(|(tp, to)| (tp.clone(), to.timestamp()))
+                .collect();
+            let (found, metadata_needed) =
+                fetcher::list_offsets(&self.cluster, &query, self.config.read_committed).await?;
             if metadata_needed {
                 self.fetcher.metadata_needed = true;
             }
@@ -1079,7 +1315,9 @@ impl Consumer {
 impl Drop for Consumer {
     fn drop(&mut self) {
         if !self.closed && self.subscription.is_group_managed() {
-            tracing::debug!("consumer dropped without close(): the group notices after session.timeout.ms");
+            tracing::debug!(
+                "consumer dropped without close(): the group notices after session.timeout.ms"
+            );
         }
     }
 }
@@ -1092,7 +1330,11 @@ fn group_by_partition(records: Vec<ConsumerRecord>) -> Vec<PartitionBatch> {
     for r in records {
         let key = (r.topic.clone(), r.partition);
         let i = *index.entry(key).or_insert_with(|| {
-            out.push(PartitionBatch { topic: r.topic.clone(), partition: r.partition, records: Vec::new() });
+            out.push(PartitionBatch {
+                topic: r.topic.clone(),
+                partition: r.partition,
+                records: Vec::new(),
+            });
             out.len() - 1
         });
         if let Some(b) = out.get_mut(i) {
@@ -1122,9 +1364,17 @@ mod tests {
 
     #[test]
     fn batches_keep_partition_order() {
-        let b = group_by_partition(vec![rec("a", 0, 1), rec("a", 0, 2), rec("b", 1, 7), rec("a", 0, 3)]);
+        let b = group_by_partition(vec![
+            rec("a", 0, 1),
+            rec("a", 0, 2),
+            rec("b", 1, 7),
+            rec("a", 0, 3),
+        ]);
         assert_eq!(b.len(), 2);
-        assert_eq!(b[0].records.iter().map(|r| r.offset).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(
+            b[0].records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![1, 2, 3]
+        );
         assert_eq!((b[1].topic.as_str(), b[1].partition), ("b", 1));
     }
 

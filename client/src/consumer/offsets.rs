@@ -11,9 +11,13 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::offset_commit_request::{OffsetCommitRequestPartition, OffsetCommitRequestTopic};
+use kafka_protocol::messages::offset_commit_request::{
+    OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+};
 use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
-use kafka_protocol::messages::{ApiKey, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, GroupId, OffsetCommitRequest, OffsetFetchRequest, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,7 +37,11 @@ pub struct OffsetAndMetadata {
 
 impl OffsetAndMetadata {
     pub fn new(offset: i64) -> Self {
-        OffsetAndMetadata { offset, leader_epoch: None, metadata: String::new() }
+        OffsetAndMetadata {
+            offset,
+            leader_epoch: None,
+            metadata: String::new(),
+        }
     }
 }
 
@@ -54,7 +62,11 @@ pub(crate) struct GenerationInfo {
 
 impl GenerationInfo {
     pub fn standalone() -> Self {
-        GenerationInfo { generation: -1, member_id: String::new(), instance_id: None }
+        GenerationInfo {
+            generation: -1,
+            member_id: String::new(),
+            instance_id: None,
+        }
     }
 }
 
@@ -70,7 +82,13 @@ fn retriable(e: &Error) -> bool {
     }
 }
 
-async fn with_coordinator_retries<T, F, Fut>(cluster: &Cluster, group: &str, timeout: Duration, backoff: Duration, mut op: F) -> Result<T>
+async fn with_coordinator_retries<T, F, Fut>(
+    cluster: &Cluster,
+    group: &str,
+    timeout: Duration,
+    backoff: Duration,
+    mut op: F,
+) -> Result<T>
 where
     F: FnMut(Arc<crate::net::Connection>) -> Fut,
     Fut: std::future::Future<Output = Result<T>>,
@@ -91,7 +109,9 @@ where
             return Err(e);
         }
         tracing::debug!(%group, error = %e, "coordinator request failed; retrying");
-        if matches!(&e, Error::Kafka { code, .. } if code.0 == 15 || code.0 == 16) || matches!(e, Error::Connection { .. }) {
+        if matches!(&e, Error::Kafka { code, .. } if code.0 == 15 || code.0 == 16)
+            || matches!(e, Error::Connection { .. })
+        {
             cluster.forget_coordinator(group);
         }
         if let (Error::Connection { .. }, Some(n)) = (&e, node) {
@@ -146,7 +166,13 @@ pub(crate) async fn commit(
         for t in &resp.topics {
             for p in &t.partitions {
                 if p.error_code != 0 {
-                    return Err(Error::kafka_with(p.error_code, Some(format!("committing offsets of {}-{}", t.name.0, p.partition_index))));
+                    return Err(Error::kafka_with(
+                        p.error_code,
+                        Some(format!(
+                            "committing offsets of {}-{}",
+                            t.name.0, p.partition_index
+                        )),
+                    ));
                 }
             }
         }
@@ -168,53 +194,71 @@ pub(crate) async fn fetch_committed(
     }
     let deadline = Instant::now() + timeout;
     loop {
-        let r = with_coordinator_retries(cluster, group, deadline.saturating_duration_since(Instant::now()), backoff, |conn| async move {
-            let version = conn.versions().pick(ApiKey::OffsetFetch)?;
-            let mut req = OffsetFetchRequest::default();
-            req.group_id = GroupId(StrBytes::from_string(group.to_string()));
-            let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
-            for tp in parts {
-                by_topic.entry(tp.topic.as_str()).or_default().push(tp.partition);
-            }
-            req.topics = Some(
-                by_topic
-                    .into_iter()
-                    .map(|(t, ps)| {
-                        let mut x = OffsetFetchRequestTopic::default();
-                        x.name = TopicName(StrBytes::from_string(t.to_string()));
-                        x.partition_indexes = ps;
-                        x
-                    })
-                    .collect(),
-            );
-            if version >= 7 {
-                req.require_stable = true;
-            }
-            let resp = conn.send_versioned(&req, version).await?;
-            if resp.error_code != 0 {
-                return Err(Error::kafka_with(resp.error_code, Some(format!("fetching committed offsets of group {group}"))));
-            }
-            let mut out: HashMap<TopicPartition, Option<OffsetAndMetadata>> = HashMap::new();
-            for t in resp.topics {
-                for p in t.partitions {
-                    let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                    if p.error_code != 0 {
-                        return Err(Error::kafka_with(p.error_code, Some(format!("fetching committed offset of {tp}"))));
-                    }
-                    let v = (p.committed_offset >= 0).then(|| OffsetAndMetadata {
-                        offset: p.committed_offset,
-                        leader_epoch: Some(p.committed_leader_epoch).filter(|e| *e >= 0),
-                        metadata: p.metadata.map(|m| m.to_string()).unwrap_or_default(),
-                    });
-                    out.insert(tp, v);
+        let r = with_coordinator_retries(
+            cluster,
+            group,
+            deadline.saturating_duration_since(Instant::now()),
+            backoff,
+            |conn| async move {
+                let version = conn.versions().pick(ApiKey::OffsetFetch)?;
+                let mut req = OffsetFetchRequest::default();
+                req.group_id = GroupId(StrBytes::from_string(group.to_string()));
+                let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+                for tp in parts {
+                    by_topic
+                        .entry(tp.topic.as_str())
+                        .or_default()
+                        .push(tp.partition);
                 }
-            }
-            Ok(out)
-        })
+                req.topics = Some(
+                    by_topic
+                        .into_iter()
+                        .map(|(t, ps)| {
+                            let mut x = OffsetFetchRequestTopic::default();
+                            x.name = TopicName(StrBytes::from_string(t.to_string()));
+                            x.partition_indexes = ps;
+                            x
+                        })
+                        .collect(),
+                );
+                if version >= 7 {
+                    req.require_stable = true;
+                }
+                let resp = conn.send_versioned(&req, version).await?;
+                if resp.error_code != 0 {
+                    return Err(Error::kafka_with(
+                        resp.error_code,
+                        Some(format!("fetching committed offsets of group {group}")),
+                    ));
+                }
+                let mut out: HashMap<TopicPartition, Option<OffsetAndMetadata>> = HashMap::new();
+                for t in resp.topics {
+                    for p in t.partitions {
+                        let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
+                        if p.error_code != 0 {
+                            return Err(Error::kafka_with(
+                                p.error_code,
+                                Some(format!("fetching committed offset of {tp}")),
+                            ));
+                        }
+                        let v = (p.committed_offset >= 0).then(|| OffsetAndMetadata {
+                            offset: p.committed_offset,
+                            leader_epoch: Some(p.committed_leader_epoch).filter(|e| *e >= 0),
+                            metadata: p.metadata.map(|m| m.to_string()).unwrap_or_default(),
+                        });
+                        out.insert(tp, v);
+                    }
+                }
+                Ok(out)
+            },
+        )
         .await;
         match r {
             // UNSTABLE_OFFSET_COMMIT: a transaction's offsets are pending.
-            Err(Error::Kafka { code: KafkaCode(88), .. }) if Instant::now() + backoff < deadline => {
+            Err(Error::Kafka {
+                code: KafkaCode(88),
+                ..
+            }) if Instant::now() + backoff < deadline => {
                 tokio::time::sleep(backoff).await;
             }
             other => return other,
@@ -235,7 +279,13 @@ pub(crate) struct Committer {
 }
 
 impl Committer {
-    pub fn spawn(cluster: Arc<Cluster>, group: String, group_state: Option<Arc<GroupShared>>, timeout: Duration, backoff: Duration) -> Committer {
+    pub fn spawn(
+        cluster: Arc<Cluster>,
+        group: String,
+        group_state: Option<Arc<GroupShared>>,
+        timeout: Duration,
+        backoff: Duration,
+    ) -> Committer {
         let (tx, mut rx) = mpsc::unbounded_channel::<CommitJob>();
         let task = tokio::spawn(async move {
             while let Some(job) = rx.recv().await {
@@ -260,16 +310,34 @@ impl Committer {
     }
 
     /// Queues a commit and waits for its answer.
-    pub async fn commit_sync(&self, offsets: BTreeMap<TopicPartition, OffsetAndMetadata>, who: GenerationInfo) -> Result<()> {
+    pub async fn commit_sync(
+        &self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+        who: GenerationInfo,
+    ) -> Result<()> {
         let (reply, rx) = oneshot::channel();
-        self.tx.send(CommitJob { offsets, who, reply: Some(reply) }).map_err(|_| Error::Closed)?;
+        self.tx
+            .send(CommitJob {
+                offsets,
+                who,
+                reply: Some(reply),
+            })
+            .map_err(|_| Error::Closed)?;
         rx.await.map_err(|_| Error::Closed)?
     }
 
     /// Queues a commit; the returned receiver yields its result.
-    pub fn commit_async(&self, offsets: BTreeMap<TopicPartition, OffsetAndMetadata>, who: GenerationInfo) -> oneshot::Receiver<Result<()>> {
+    pub fn commit_async(
+        &self,
+        offsets: BTreeMap<TopicPartition, OffsetAndMetadata>,
+        who: GenerationInfo,
+    ) -> oneshot::Receiver<Result<()>> {
         let (reply, rx) = oneshot::channel();
-        if let Err(mpsc::error::SendError(job)) = self.tx.send(CommitJob { offsets, who, reply: Some(reply) }) {
+        if let Err(mpsc::error::SendError(job)) = self.tx.send(CommitJob {
+            offsets,
+            who,
+            reply: Some(reply),
+        }) {
             if let Some(r) = job.reply {
                 let _ = r.send(Err(Error::Closed));
             }

@@ -7,8 +7,12 @@
 //! ever appended).
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::consumer_protocol_assignment::{self as cpa, ConsumerProtocolAssignment};
-use kafka_protocol::messages::consumer_protocol_subscription::{self as cps, ConsumerProtocolSubscription};
+use kafka_protocol::messages::consumer_protocol_assignment::{
+    self as cpa, ConsumerProtocolAssignment,
+};
+use kafka_protocol::messages::consumer_protocol_subscription::{
+    self as cps, ConsumerProtocolSubscription,
+};
 use kafka_protocol::messages::TopicName;
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -65,7 +69,8 @@ pub fn encode_subscription(
     s.rack_id = rack.map(|r| StrBytes::from_string(r.to_string()));
     let mut buf = BytesMut::new();
     buf.put_i16(SUBSCRIPTION_VERSION);
-    s.encode(&mut buf, SUBSCRIPTION_VERSION).map_err(|e| Error::Protocol(format!("encoding subscription: {e}")))?;
+    s.encode(&mut buf, SUBSCRIPTION_VERSION)
+        .map_err(|e| Error::Protocol(format!("encoding subscription: {e}")))?;
     Ok(buf.freeze())
 }
 
@@ -81,7 +86,11 @@ fn read_version(buf: &mut Bytes, what: &str) -> Result<i16> {
 }
 
 /// Decodes a member's subscription from its JoinGroup metadata.
-pub fn decode_subscription(member_id: &str, group_instance_id: Option<String>, metadata: &Bytes) -> Result<MemberSubscription> {
+pub fn decode_subscription(
+    member_id: &str,
+    group_instance_id: Option<String>,
+    metadata: &Bytes,
+) -> Result<MemberSubscription> {
     let mut buf = metadata.clone();
     let version = read_version(&mut buf, "subscription")?.min(SUBSCRIPTION_VERSION);
     let s = ConsumerProtocolSubscription::decode(&mut buf, version)
@@ -89,14 +98,22 @@ pub fn decode_subscription(member_id: &str, group_instance_id: Option<String>, m
     let owned = s
         .owned_partitions
         .iter()
-        .flat_map(|tp| tp.partitions.iter().map(move |p| TopicPartition::new(tp.topic.0.to_string(), *p)))
+        .flat_map(|tp| {
+            tp.partitions
+                .iter()
+                .map(move |p| TopicPartition::new(tp.topic.0.to_string(), *p))
+        })
         .collect();
     // Before v2 the cooperative-sticky assignor kept the generation in the
     // user data (4 bytes).
     let generation = if version >= 2 {
         s.generation_id
     } else {
-        s.user_data.as_ref().filter(|u| u.len() == 4).map(|u| i32::from_be_bytes([u[0], u[1], u[2], u[3]])).unwrap_or(-1)
+        s.user_data
+            .as_ref()
+            .filter(|u| u.len() == 4)
+            .map(|u| i32::from_be_bytes([u[0], u[1], u[2], u[3]]))
+            .unwrap_or(-1)
     };
     Ok(MemberSubscription {
         member_id: member_id.to_string(),
@@ -123,7 +140,8 @@ pub fn encode_assignment(parts: &[TopicPartition]) -> Result<Bytes> {
         .collect();
     let mut buf = BytesMut::new();
     buf.put_i16(ASSIGNMENT_VERSION);
-    a.encode(&mut buf, ASSIGNMENT_VERSION).map_err(|e| Error::Protocol(format!("encoding assignment: {e}")))?;
+    a.encode(&mut buf, ASSIGNMENT_VERSION)
+        .map_err(|e| Error::Protocol(format!("encoding assignment: {e}")))?;
     Ok(buf.freeze())
 }
 
@@ -135,11 +153,16 @@ pub fn decode_assignment(bytes: &Bytes) -> Result<Vec<TopicPartition>> {
     }
     let mut buf = bytes.clone();
     let version = read_version(&mut buf, "assignment")?.min(ASSIGNMENT_VERSION);
-    let a = ConsumerProtocolAssignment::decode(&mut buf, version).map_err(|e| Error::Protocol(format!("assignment: {e}")))?;
+    let a = ConsumerProtocolAssignment::decode(&mut buf, version)
+        .map_err(|e| Error::Protocol(format!("assignment: {e}")))?;
     let mut out: Vec<TopicPartition> = a
         .assigned_partitions
         .iter()
-        .flat_map(|tp| tp.partitions.iter().map(move |p| TopicPartition::new(tp.topic.0.to_string(), *p)))
+        .flat_map(|tp| {
+            tp.partitions
+                .iter()
+                .map(move |p| TopicPartition::new(tp.topic.0.to_string(), *p))
+        })
         .collect();
     out.sort();
     out.dedup();
@@ -152,15 +175,33 @@ mod tests {
 
     #[test]
     fn subscription_round_trip() {
-        let owned = vec![TopicPartition::new("b", 1), TopicPartition::new("a", 0), TopicPartition::new("b", 0)];
-        let bytes = encode_subscription(&["b".into(), "a".into()], Some(Bytes::from_static(&[0, 0, 0, 7])), &owned, 7, None).unwrap();
+        let owned = vec![
+            TopicPartition::new("b", 1),
+            TopicPartition::new("a", 0),
+            TopicPartition::new("b", 0),
+        ];
+        let bytes = encode_subscription(
+            &["b".into(), "a".into()],
+            Some(Bytes::from_static(&[0, 0, 0, 7])),
+            &owned,
+            7,
+            None,
+        )
+        .unwrap();
         assert_eq!(&bytes[..2], &[0, 3]);
         let m = decode_subscription("m1", Some("i".into()), &bytes).unwrap();
         assert_eq!(m.topics, vec!["a", "b"]);
         assert_eq!(m.generation, 7);
         let mut got = m.owned_partitions.clone();
         got.sort();
-        assert_eq!(got, vec![TopicPartition::new("a", 0), TopicPartition::new("b", 0), TopicPartition::new("b", 1)]);
+        assert_eq!(
+            got,
+            vec![
+                TopicPartition::new("a", 0),
+                TopicPartition::new("b", 0),
+                TopicPartition::new("b", 1)
+            ]
+        );
     }
 
     #[test]
@@ -185,7 +226,10 @@ mod tests {
     fn assignment_round_trip_and_future_version() {
         let parts = vec![TopicPartition::new("t", 2), TopicPartition::new("t", 0)];
         let bytes = encode_assignment(&parts).unwrap();
-        assert_eq!(decode_assignment(&bytes).unwrap(), vec![TopicPartition::new("t", 0), TopicPartition::new("t", 2)]);
+        assert_eq!(
+            decode_assignment(&bytes).unwrap(),
+            vec![TopicPartition::new("t", 0), TopicPartition::new("t", 2)]
+        );
         // A v4 assignment (unknown to us) with a trailing field still reads.
         let mut v4 = BytesMut::new();
         v4.put_i16(4);

@@ -20,7 +20,10 @@ pub(crate) enum Subscription {
     Topics(BTreeSet<String>),
     /// `subscribe_pattern(regex)`: group-managed; `matched` is the set of
     /// cluster topics matching at the last metadata refresh.
-    Pattern { regex: Regex, matched: BTreeSet<String> },
+    Pattern {
+        regex: Regex,
+        matched: BTreeSet<String>,
+    },
     /// `assign(partitions)`: no group membership.
     Manual,
 }
@@ -174,7 +177,11 @@ impl Assignment {
     }
 
     pub fn paused(&self) -> BTreeSet<TopicPartition> {
-        self.parts.iter().filter(|(_, s)| s.paused).map(|(tp, _)| tp.clone()).collect()
+        self.parts
+            .iter()
+            .filter(|(_, s)| s.paused)
+            .map(|(tp, _)| tp.clone())
+            .collect()
     }
 
     pub fn set_high_watermark(&mut self, tp: &TopicPartition, hw: i64) {
@@ -186,11 +193,18 @@ impl Assignment {
     /// Partitions with neither a position nor a pending reset: their
     /// committed offset must be looked up.
     pub fn needing_committed(&self) -> Vec<TopicPartition> {
-        self.parts.iter().filter(|(_, s)| s.position.is_none() && s.reset.is_none()).map(|(tp, _)| tp.clone()).collect()
+        self.parts
+            .iter()
+            .filter(|(_, s)| s.position.is_none() && s.reset.is_none())
+            .map(|(tp, _)| tp.clone())
+            .collect()
     }
 
     pub fn pending_resets(&self) -> Vec<(TopicPartition, ResetTo)> {
-        self.parts.iter().filter_map(|(tp, s)| s.reset.map(|r| (tp.clone(), r))).collect()
+        self.parts
+            .iter()
+            .filter_map(|(tp, s)| s.reset.map(|r| (tp.clone(), r)))
+            .collect()
     }
 
     /// Partitions a fetch may be sent for, with their positions.
@@ -204,7 +218,10 @@ impl Assignment {
 
     /// The positions to commit: everything handed to the application.
     pub fn consumed(&self) -> BTreeMap<TopicPartition, Position> {
-        self.parts.iter().filter_map(|(tp, s)| s.position.map(|p| (tp.clone(), p))).collect()
+        self.parts
+            .iter()
+            .filter_map(|(tp, s)| s.position.map(|p| (tp.clone(), p)))
+            .collect()
     }
 
     pub fn topics(&self) -> BTreeSet<String> {
@@ -223,12 +240,31 @@ mod tests {
         let t1 = TopicPartition::new("t", 1);
         a.set([t0.clone(), t1.clone()]);
         assert_eq!(a.needing_committed().len(), 2);
-        a.set_position(&t0, Position { offset: 5, leader_epoch: None });
+        a.set_position(
+            &t0,
+            Position {
+                offset: 5,
+                leader_epoch: None,
+            },
+        );
         a.request_reset(&t1, ResetTo::Earliest);
         assert_eq!(a.fetchable().len(), 1);
         // A seek between the reset request and its answer wins.
-        a.set_position(&t1, Position { offset: 9, leader_epoch: None });
-        a.finish_reset(&t1, ResetTo::Earliest, Position { offset: 0, leader_epoch: None });
+        a.set_position(
+            &t1,
+            Position {
+                offset: 9,
+                leader_epoch: None,
+            },
+        );
+        a.finish_reset(
+            &t1,
+            ResetTo::Earliest,
+            Position {
+                offset: 0,
+                leader_epoch: None,
+            },
+        );
         assert_eq!(a.position(&t1).map(|p| p.offset), Some(9));
         a.set_paused(&t0, true);
         assert_eq!(a.fetchable().len(), 1);

@@ -116,11 +116,17 @@ impl Cluster {
     pub fn leader_for(&self, topic: &str, partition: i32) -> Option<i32> {
         let st = self.lock();
         let t = st.topics.get(topic)?;
-        t.partitions.iter().find(|p| p.partition == partition).map(|p| p.leader).filter(|l| *l >= 0)
+        t.partitions
+            .iter()
+            .find(|p| p.partition == partition)
+            .map(|p| p.leader)
+            .filter(|l| *l >= 0)
     }
 
     pub fn is_stale(&self) -> bool {
-        self.lock().last_refresh.is_none_or(|t| t.elapsed() > self.config.metadata_max_age)
+        self.lock()
+            .last_refresh
+            .is_none_or(|t| t.elapsed() > self.config.metadata_max_age)
     }
 
     /// Opens a TCP (and, when configured, TLS + SASL) connection.
@@ -128,8 +134,14 @@ impl Cluster {
         let cfg = &self.config;
         let tcp = tokio::time::timeout(cfg.connection_setup_timeout, TcpStream::connect(addr))
             .await
-            .map_err(|_| Error::Connection { broker: addr.to_string(), reason: "connection setup timed out".into() })?
-            .map_err(|e| Error::Connection { broker: addr.to_string(), reason: e.to_string() })?;
+            .map_err(|_| Error::Connection {
+                broker: addr.to_string(),
+                reason: "connection setup timed out".into(),
+            })?
+            .map_err(|e| Error::Connection {
+                broker: addr.to_string(),
+                reason: e.to_string(),
+            })?;
         let _ = tcp.set_nodelay(true);
         if cfg.security_protocol.uses_tls() || cfg.security_protocol.uses_sasl() {
             return super::secure::open(tcp, addr, node_id, cfg).await;
@@ -141,7 +153,10 @@ impl Cluster {
         let st = self.lock();
         if let Some(b) = st.backoff.get(addr) {
             if Instant::now() < b.until {
-                return Err(Error::Connection { broker: addr.to_string(), reason: "in reconnect backoff".into() });
+                return Err(Error::Connection {
+                    broker: addr.to_string(),
+                    reason: "in reconnect backoff".into(),
+                });
             }
         }
         Ok(())
@@ -156,9 +171,14 @@ impl Cluster {
             Err(_) => {
                 let base = self.config.reconnect_backoff.as_millis() as u64;
                 let max = self.config.reconnect_backoff_max.as_millis().max(1) as u64;
-                let b = st.backoff.entry(addr.to_string()).or_insert(Backoff { failures: 0, until: Instant::now() });
+                let b = st.backoff.entry(addr.to_string()).or_insert(Backoff {
+                    failures: 0,
+                    until: Instant::now(),
+                });
                 b.failures = b.failures.saturating_add(1);
-                let exp = base.saturating_mul(1u64 << b.failures.min(20).saturating_sub(1)).min(max);
+                let exp = base
+                    .saturating_mul(1u64 << b.failures.min(20).saturating_sub(1))
+                    .min(max);
                 // ±20% jitter, as the Java client does.
                 let jitter = (exp as f64 * (0.8 + 0.4 * rand::random::<f64>())) as u64;
                 b.until = Instant::now() + Duration::from_millis(jitter);
@@ -168,11 +188,23 @@ impl Cluster {
 
     /// The connection to broker `node_id`, opened if needed.
     pub async fn connection(&self, node_id: i32) -> Result<Arc<Connection>> {
-        if let Some(c) = self.lock().conns.get(&node_id).filter(|c| !c.is_closed()).cloned() {
+        if let Some(c) = self
+            .lock()
+            .conns
+            .get(&node_id)
+            .filter(|c| !c.is_closed())
+            .cloned()
+        {
             return Ok(c);
         }
         let _g = self.connecting.lock().await;
-        if let Some(c) = self.lock().conns.get(&node_id).filter(|c| !c.is_closed()).cloned() {
+        if let Some(c) = self
+            .lock()
+            .conns
+            .get(&node_id)
+            .filter(|c| !c.is_closed())
+            .cloned()
+        {
             return Ok(c);
         }
         let addr = {
@@ -195,8 +227,18 @@ impl Cluster {
     pub async fn any_connection(&self) -> Result<Arc<Connection>> {
         let nodes: Vec<i32> = {
             let st = self.lock();
-            let mut open: Vec<i32> = st.conns.iter().filter(|(_, c)| !c.is_closed()).map(|(n, _)| *n).collect();
-            let mut rest: Vec<i32> = st.brokers.keys().filter(|n| !open.contains(n)).copied().collect();
+            let mut open: Vec<i32> = st
+                .conns
+                .iter()
+                .filter(|(_, c)| !c.is_closed())
+                .map(|(n, _)| *n)
+                .collect();
+            let mut rest: Vec<i32> = st
+                .brokers
+                .keys()
+                .filter(|n| !open.contains(n))
+                .copied()
+                .collect();
             rest.sort();
             open.append(&mut rest);
             open
@@ -229,7 +271,9 @@ impl Cluster {
         }
         match last_err {
             Some(Error::Authentication(m)) => Err(Error::Authentication(m)),
-            _ => Err(Error::NoBrokersAvailable(self.config.bootstrap_servers.join(","))),
+            _ => Err(Error::NoBrokersAvailable(
+                self.config.bootstrap_servers.join(","),
+            )),
         }
     }
 
@@ -240,7 +284,11 @@ impl Cluster {
             for t in topics {
                 st.interest.insert(t.clone());
             }
-            topics.iter().filter(|t| !st.topics.contains_key(*t)).cloned().collect()
+            topics
+                .iter()
+                .filter(|t| !st.topics.contains_key(*t))
+                .cloned()
+                .collect()
         };
         if !missing.is_empty() {
             self.refresh_metadata(&missing).await?;
@@ -258,7 +306,8 @@ impl Cluster {
             all.extend(topics.iter().cloned());
             all.into_iter().collect()
         };
-        self.fetch_metadata(Some(names), self.config.allow_auto_create_topics).await
+        self.fetch_metadata(Some(names), self.config.allow_auto_create_topics)
+            .await
     }
 
     /// Refreshes metadata of every topic in the cluster.
@@ -267,7 +316,11 @@ impl Cluster {
         self.fetch_metadata(None, false).await
     }
 
-    async fn fetch_metadata(&self, names: Option<Vec<String>>, allow_auto_create: bool) -> Result<()> {
+    async fn fetch_metadata(
+        &self,
+        names: Option<Vec<String>>,
+        allow_auto_create: bool,
+    ) -> Result<()> {
         let conn = self.any_connection().await?;
         let mut req = MetadataRequest::default();
         req.topics = names.map(|ns| {
@@ -294,7 +347,12 @@ impl Cluster {
             .map(|b| {
                 (
                     b.node_id.0,
-                    BrokerInfo { node_id: b.node_id.0, host: b.host.to_string(), port: b.port, rack: b.rack.as_ref().map(|r| r.to_string()) },
+                    BrokerInfo {
+                        node_id: b.node_id.0,
+                        host: b.host.to_string(),
+                        port: b.port,
+                        rack: b.rack.as_ref().map(|r| r.to_string()),
+                    },
                 )
             })
             .collect();
@@ -302,11 +360,17 @@ impl Cluster {
         st.controller_id = resp.controller_id.0;
         if all_topics {
             // A full answer lists every topic: forget the deleted ones.
-            let live: HashSet<String> = resp.topics.iter().filter_map(|t| t.name.as_ref().map(|n| n.to_string())).collect();
+            let live: HashSet<String> = resp
+                .topics
+                .iter()
+                .filter_map(|t| t.name.as_ref().map(|n| n.to_string()))
+                .collect();
             st.topics.retain(|name, _| live.contains(name));
         }
         for t in resp.topics {
-            let Some(name) = t.name.as_ref().map(|n| n.to_string()) else { continue };
+            let Some(name) = t.name.as_ref().map(|n| n.to_string()) else {
+                continue;
+            };
             if t.error_code == 3 {
                 st.topics.remove(&name);
                 continue;
@@ -326,7 +390,13 @@ impl Cluster {
             partitions.sort_by_key(|p| p.partition);
             st.topics.insert(
                 name.clone(),
-                Arc::new(TopicInfo { name, id: t.topic_id, internal: t.is_internal, error: t.error_code, partitions }),
+                Arc::new(TopicInfo {
+                    name,
+                    id: t.topic_id,
+                    internal: t.is_internal,
+                    error: t.error_code,
+                    partitions,
+                }),
             );
         }
         // Drop connections to brokers that left.
@@ -352,7 +422,11 @@ impl Cluster {
         let conn = self.any_connection().await?;
         let mut req = FindCoordinatorRequest::default();
         req.key_type = 0;
-        let (resp, v) = if conn.versions().pick(kafka_protocol::messages::ApiKey::FindCoordinator)? >= 4 {
+        let (resp, v) = if conn
+            .versions()
+            .pick(kafka_protocol::messages::ApiKey::FindCoordinator)?
+            >= 4
+        {
             req.coordinator_keys = vec![StrBytes::from_string(group.to_string())];
             conn.send_with_version(&req).await?
         } else {
@@ -360,17 +434,37 @@ impl Cluster {
             conn.send_with_version(&req).await?
         };
         let (code, node, host, port, msg) = if v >= 4 {
-            let c = resp.coordinators.first().ok_or_else(|| Error::Protocol("empty FindCoordinator answer".into()))?;
-            (c.error_code, c.node_id.0, c.host.to_string(), c.port, c.error_message.as_ref().map(|m| m.to_string()))
+            let c = resp
+                .coordinators
+                .first()
+                .ok_or_else(|| Error::Protocol("empty FindCoordinator answer".into()))?;
+            (
+                c.error_code,
+                c.node_id.0,
+                c.host.to_string(),
+                c.port,
+                c.error_message.as_ref().map(|m| m.to_string()),
+            )
         } else {
-            (resp.error_code, resp.node_id.0, resp.host.to_string(), resp.port, resp.error_message.as_ref().map(|m| m.to_string()))
+            (
+                resp.error_code,
+                resp.node_id.0,
+                resp.host.to_string(),
+                resp.port,
+                resp.error_message.as_ref().map(|m| m.to_string()),
+            )
         };
         if code != 0 {
             return Err(Error::kafka_with(code, msg));
         }
         {
             let mut st = self.lock();
-            st.brokers.entry(node).or_insert(BrokerInfo { node_id: node, host, port, rack: None });
+            st.brokers.entry(node).or_insert(BrokerInfo {
+                node_id: node,
+                host,
+                port,
+                rack: None,
+            });
             st.coordinators.insert(group.to_string(), node);
         }
         self.connection(node).await

@@ -10,7 +10,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
+};
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
@@ -64,8 +66,19 @@ impl Connection {
         let (tx, rx) = mpsc::channel::<Bytes>(WRITE_QUEUE);
         let pending: Arc<Mutex<Pending>> = Arc::new(Mutex::new(HashMap::new()));
         let closed = Arc::new(AtomicBool::new(false));
-        tokio::spawn(write_loop(write, rx, closed.clone(), pending.clone(), addr.to_string()));
-        tokio::spawn(read_loop(read, pending.clone(), closed.clone(), addr.to_string()));
+        tokio::spawn(write_loop(
+            write,
+            rx,
+            closed.clone(),
+            pending.clone(),
+            addr.to_string(),
+        ));
+        tokio::spawn(read_loop(
+            read,
+            pending.clone(),
+            closed.clone(),
+            addr.to_string(),
+        ));
         let mut conn = Connection {
             node_id,
             addr: addr.to_string(),
@@ -89,12 +102,21 @@ impl Connection {
         let mut resp: ApiVersionsResponse = self.send_versioned(&req, 3).await?;
         if resp.error_code == 35 {
             // UNSUPPORTED_VERSION: the broker is older; v0 always works.
-            resp = self.send_versioned(&ApiVersionsRequest::default(), 0).await?;
+            resp = self
+                .send_versioned(&ApiVersionsRequest::default(), 0)
+                .await?;
         }
         if resp.error_code != 0 {
-            return Err(Error::kafka_with(resp.error_code, Some("ApiVersions failed".into())));
+            return Err(Error::kafka_with(
+                resp.error_code,
+                Some("ApiVersions failed".into()),
+            ));
         }
-        Ok(BrokerVersions::new(resp.api_keys.iter().map(|k| (k.api_key, k.min_version, k.max_version))))
+        Ok(BrokerVersions::new(
+            resp.api_keys
+                .iter()
+                .map(|k| (k.api_key, k.min_version, k.max_version)),
+        ))
     }
 
     pub fn versions(&self) -> &BrokerVersions {
@@ -139,32 +161,54 @@ impl Connection {
     where
         R::Response: Decodable,
     {
-        self.send_versioned_with_timeout(req, version, self.request_timeout).await
+        self.send_versioned_with_timeout(req, version, self.request_timeout)
+            .await
     }
 
     /// Like [`send_versioned`](Self::send_versioned) with a timeout of its
     /// own, for requests the broker may legitimately hold longer than
     /// `request.timeout.ms` (JoinGroup waits for the whole rebalance).
-    pub async fn send_versioned_with_timeout<R: Request>(&self, req: &R, version: i16, timeout: Duration) -> Result<R::Response>
+    pub async fn send_versioned_with_timeout<R: Request>(
+        &self,
+        req: &R,
+        version: i16,
+        timeout: Duration,
+    ) -> Result<R::Response>
     where
         R::Response: Decodable,
     {
         let api = api_key_of::<R>()?;
         if self.closed.load(Ordering::Relaxed) {
-            return Err(Error::Connection { broker: self.addr.clone(), reason: "connection closed".into() });
+            return Err(Error::Connection {
+                broker: self.addr.clone(),
+                reason: "connection closed".into(),
+            });
         }
-        let rx = self.enqueue(req, api, version, true).await?.ok_or_else(|| Error::Protocol("no response slot".into()))?;
+        let rx = self
+            .enqueue(req, api, version, true)
+            .await?
+            .ok_or_else(|| Error::Protocol("no response slot".into()))?;
         let body = match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(r)) => r?,
-            Ok(Err(_)) => return Err(Error::Connection { broker: self.addr.clone(), reason: "connection closed".into() }),
+            Ok(Err(_)) => {
+                return Err(Error::Connection {
+                    broker: self.addr.clone(),
+                    reason: "connection closed".into(),
+                })
+            }
             Err(_) => {
-                return Err(Error::Timeout(format!("{api:?} to {} after {timeout:?}", self.addr)));
+                return Err(Error::Timeout(format!(
+                    "{api:?} to {} after {timeout:?}",
+                    self.addr
+                )));
             }
         };
         let mut body = body;
         let header_version = R::Response::header_version(version);
-        ResponseHeader::decode(&mut body, header_version).map_err(|e| Error::Protocol(format!("{api:?} response header: {e}")))?;
-        R::Response::decode(&mut body, version).map_err(|e| Error::Protocol(format!("{api:?} v{version} response: {e}")))
+        ResponseHeader::decode(&mut body, header_version)
+            .map_err(|e| Error::Protocol(format!("{api:?} response header: {e}")))?;
+        R::Response::decode(&mut body, version)
+            .map_err(|e| Error::Protocol(format!("{api:?} v{version} response: {e}")))
     }
 
     /// Queues `req` for writing and returns a future of its response.
@@ -181,18 +225,31 @@ impl Connection {
         R::Response: Decodable + Send + 'static,
     {
         let api = api_key_of::<R>()?;
-        let rx = self.enqueue(req, api, version, true).await?.ok_or_else(|| Error::Protocol("no response slot".into()))?;
+        let rx = self
+            .enqueue(req, api, version, true)
+            .await?
+            .ok_or_else(|| Error::Protocol("no response slot".into()))?;
         let (addr, request_timeout) = (self.addr.clone(), self.request_timeout);
         Ok(async move {
             let mut body = match tokio::time::timeout(request_timeout, rx).await {
                 Ok(Ok(r)) => r?,
-                Ok(Err(_)) => return Err(Error::Connection { broker: addr, reason: "connection closed".into() }),
-                Err(_) => return Err(Error::Timeout(format!("{api:?} to {addr} after {request_timeout:?}"))),
+                Ok(Err(_)) => {
+                    return Err(Error::Connection {
+                        broker: addr,
+                        reason: "connection closed".into(),
+                    })
+                }
+                Err(_) => {
+                    return Err(Error::Timeout(format!(
+                        "{api:?} to {addr} after {request_timeout:?}"
+                    )))
+                }
             };
             let header_version = R::Response::header_version(version);
             ResponseHeader::decode(&mut body, header_version)
                 .map_err(|e| Error::Protocol(format!("{api:?} response header: {e}")))?;
-            R::Response::decode(&mut body, version).map_err(|e| Error::Protocol(format!("{api:?} v{version} response: {e}")))
+            R::Response::decode(&mut body, version)
+                .map_err(|e| Error::Protocol(format!("{api:?} v{version} response: {e}")))
         })
     }
 
@@ -220,7 +277,8 @@ impl Connection {
         header
             .encode(&mut buf, R::header_version(version))
             .map_err(|e| Error::Protocol(format!("{api:?} header: {e}")))?;
-        req.encode(&mut buf, version).map_err(|e| Error::Protocol(format!("{api:?} v{version}: {e}")))?;
+        req.encode(&mut buf, version)
+            .map_err(|e| Error::Protocol(format!("{api:?} v{version}: {e}")))?;
         let len = (buf.len() - 4) as i32;
         buf[..4].copy_from_slice(&len.to_be_bytes());
         let rx = if expect_response {
@@ -232,7 +290,10 @@ impl Connection {
         };
         if self.writer.send(buf.freeze()).await.is_err() {
             lock(&self.pending).remove(&correlation_id);
-            return Err(Error::Connection { broker: self.addr.clone(), reason: "connection closed".into() });
+            return Err(Error::Connection {
+                broker: self.addr.clone(),
+                reason: "connection closed".into(),
+            });
         }
         Ok(rx)
     }
@@ -248,7 +309,10 @@ fn api_key_of<R: Request>() -> Result<ApiKey> {
 
 fn fail_all(pending: &Mutex<Pending>, addr: &str, reason: &str) {
     for (_, (_, _, tx)) in lock(pending).drain() {
-        let _ = tx.send(Err(Error::Connection { broker: addr.to_string(), reason: reason.to_string() }));
+        let _ = tx.send(Err(Error::Connection {
+            broker: addr.to_string(),
+            reason: reason.to_string(),
+        }));
     }
 }
 
@@ -289,7 +353,12 @@ async fn write_loop(
     let _ = write.shutdown().await;
 }
 
-async fn read_loop(mut read: impl AsyncRead + Unpin, pending: Arc<Mutex<Pending>>, closed: Arc<AtomicBool>, addr: String) {
+async fn read_loop(
+    mut read: impl AsyncRead + Unpin,
+    pending: Arc<Mutex<Pending>>,
+    closed: Arc<AtomicBool>,
+    addr: String,
+) {
     let reason = loop {
         let mut size = [0u8; 4];
         if let Err(e) = read.read_exact(&mut size).await {

@@ -27,11 +27,16 @@ fn host_of(addr: &str) -> &str {
 /// The SASL mechanism the configuration asks for.
 pub fn sasl_config(cfg: &ClientConfig) -> Result<SaslConfig> {
     let mechanism = cfg.sasl_mechanism.as_deref().unwrap_or("PLAIN");
-    let user_pass = || -> Result<(String, String)> {
-        let u = cfg.sasl_username.clone().ok_or_else(|| Error::config("sasl.username", format!("required for {mechanism}")))?;
-        let p = cfg.sasl_password.clone().ok_or_else(|| Error::config("sasl.password", format!("required for {mechanism}")))?;
-        Ok((u, p))
-    };
+    let user_pass =
+        || -> Result<(String, String)> {
+            let u = cfg.sasl_username.clone().ok_or_else(|| {
+                Error::config("sasl.username", format!("required for {mechanism}"))
+            })?;
+            let p = cfg.sasl_password.clone().ok_or_else(|| {
+                Error::config("sasl.password", format!("required for {mechanism}"))
+            })?;
+            Ok((u, p))
+        };
     Ok(match mechanism {
         "PLAIN" => {
             let (username, password) = user_pass()?;
@@ -46,13 +51,23 @@ pub fn sasl_config(cfg: &ClientConfig) -> Result<SaslConfig> {
             SaslConfig::ScramSha512 { username, password }
         }
         "OAUTHBEARER" => match &cfg.sasl_oauth_token_provider {
-            Some(p) => SaslConfig::OAuthBearer { provider: p.0.clone() },
+            Some(p) => SaslConfig::OAuthBearer {
+                provider: p.0.clone(),
+            },
             None => {
-                return Err(Error::config("sasl.oauthbearer.token.provider", "OAUTHBEARER needs a token provider callback"))
+                return Err(Error::config(
+                    "sasl.oauthbearer.token.provider",
+                    "OAUTHBEARER needs a token provider callback",
+                ))
             }
         },
         "AWS_MSK_IAM" => SaslConfig::aws_msk_iam(cfg.aws_region.clone()),
-        other => return Err(Error::config("sasl.mechanism", format!("unsupported SASL mechanism `{other}`"))),
+        other => {
+            return Err(Error::config(
+                "sasl.mechanism",
+                format!("unsupported SASL mechanism `{other}`"),
+            ))
+        }
     })
 }
 
@@ -66,7 +81,12 @@ fn tls_config(cfg: &ClientConfig) -> TlsConfig {
     }
 }
 
-pub async fn open(tcp: TcpStream, addr: &str, node_id: i32, cfg: &ClientConfig) -> Result<Arc<Connection>> {
+pub async fn open(
+    tcp: TcpStream,
+    addr: &str,
+    node_id: i32,
+    cfg: &ClientConfig,
+) -> Result<Arc<Connection>> {
     let host = host_of(addr).to_string();
     let conn = if cfg.security_protocol.uses_tls() {
         let tls = tls_config(cfg);
@@ -75,9 +95,13 @@ pub async fn open(tcp: TcpStream, addr: &str, node_id: i32, cfg: &ClientConfig) 
             .await
             .map_err(|e| Error::Authentication(format!("TLS setup: {e}")))?
             .map_err(|e| Error::Authentication(format!("TLS setup: {e}")))?;
-        let stream = super::tls::connect(tcp, &host, client)
-            .await
-            .map_err(|e| Error::Connection { broker: addr.to_string(), reason: e.to_string() })?;
+        let stream =
+            super::tls::connect(tcp, &host, client)
+                .await
+                .map_err(|e| Error::Connection {
+                    broker: addr.to_string(),
+                    reason: e.to_string(),
+                })?;
         Connection::open(stream, addr, node_id, &cfg.client_id, cfg.request_timeout).await?
     } else {
         Connection::open(tcp, addr, node_id, &cfg.client_id, cfg.request_timeout).await?
@@ -102,19 +126,32 @@ pub async fn authenticate(conn: &Connection, sasl: &SaslConfig, host: &str) -> R
             resp.error_code
         )));
     }
-    sasl.check_offered(&offered).map_err(|e| Error::Authentication(e.to_string()))?;
-    let mut session = sasl.start(host).await.map_err(|e| Error::Authentication(e.to_string()))?;
+    sasl.check_offered(&offered)
+        .map_err(|e| Error::Authentication(e.to_string()))?;
+    let mut session = sasl
+        .start(host)
+        .await
+        .map_err(|e| Error::Authentication(e.to_string()))?;
     let mut server: Option<Bytes> = None;
     let mut lifetime_ms: i64 = 0;
     loop {
-        let next = session.step(server.as_deref()).map_err(|e| Error::Authentication(e.to_string()))?;
+        let next = session
+            .step(server.as_deref())
+            .map_err(|e| Error::Authentication(e.to_string()))?;
         let Some(msg) = next else { break };
         let mut req = SaslAuthenticateRequest::default();
         req.auth_bytes = Bytes::from(msg);
         let resp = conn.send(&req).await?;
         if resp.error_code != 0 {
-            let detail = resp.error_message.map(|m| m.to_string()).unwrap_or_default();
-            return Err(Error::Authentication(format!("{} (error {}): {detail}", sasl.mechanism_name(), resp.error_code)));
+            let detail = resp
+                .error_message
+                .map(|m| m.to_string())
+                .unwrap_or_default();
+            return Err(Error::Authentication(format!(
+                "{} (error {}): {detail}",
+                sasl.mechanism_name(),
+                resp.error_code
+            )));
         }
         lifetime_ms = resp.session_lifetime_ms;
         server = Some(resp.auth_bytes);
@@ -138,7 +175,10 @@ mod tests {
     fn mechanisms_from_config() {
         let mut c = ClientConfig::default();
         c.sasl_mechanism = Some("SCRAM-SHA-512".into());
-        assert!(sasl_config(&c).unwrap_err().to_string().contains("sasl.username"));
+        assert!(sasl_config(&c)
+            .unwrap_err()
+            .to_string()
+            .contains("sasl.username"));
         c.sasl_username = Some("u".into());
         c.sasl_password = Some("p".into());
         assert_eq!(sasl_config(&c).unwrap().mechanism_name(), "SCRAM-SHA-512");
@@ -146,7 +186,10 @@ mod tests {
         assert!(sasl_config(&c).is_err());
         c.sasl_mechanism = Some("AWS_MSK_IAM".into());
         assert_eq!(sasl_config(&c).unwrap().mechanism_name(), "OAUTHBEARER");
-        assert_eq!(host_of("b-1.kafka.us-east-1.amazonaws.com:9098"), "b-1.kafka.us-east-1.amazonaws.com");
+        assert_eq!(
+            host_of("b-1.kafka.us-east-1.amazonaws.com:9098"),
+            "b-1.kafka.us-east-1.amazonaws.com"
+        );
         assert_eq!(host_of("[::1]:9092"), "::1");
     }
 }

@@ -48,7 +48,9 @@ pub struct BrokerVersions {
 
 impl BrokerVersions {
     pub fn new(ranges: impl IntoIterator<Item = (i16, i16, i16)>) -> Self {
-        BrokerVersions { ranges: ranges.into_iter().map(|(k, a, b)| (k, (a, b))).collect() }
+        BrokerVersions {
+            ranges: ranges.into_iter().map(|(k, a, b)| (k, (a, b))).collect(),
+        }
     }
 
     /// The version to use for `api`: the highest both sides support.
@@ -57,9 +59,14 @@ impl BrokerVersions {
             .iter()
             .find(|(k, _, _)| *k == api)
             .map(|(_, a, b)| (*a, *b))
-            .ok_or_else(|| Error::Unsupported(format!("{api:?} is not implemented by this client")))?;
-        let (bmin, bmax) =
-            self.ranges.get(&(api as i16)).copied().ok_or_else(|| Error::Unsupported(format!("broker does not support {api:?}")))?;
+            .ok_or_else(|| {
+                Error::Unsupported(format!("{api:?} is not implemented by this client"))
+            })?;
+        let (bmin, bmax) = self
+            .ranges
+            .get(&(api as i16))
+            .copied()
+            .ok_or_else(|| Error::Unsupported(format!("broker does not support {api:?}")))?;
         let v = cmax.min(bmax);
         if v < cmin.max(bmin) {
             return Err(Error::Unsupported(format!(
@@ -80,7 +87,10 @@ mod tests {
 
     #[test]
     fn picks_highest_common() {
-        let b = BrokerVersions::new([(ApiKey::Fetch as i16, 0, 17), (ApiKey::Produce as i16, 3, 8)]);
+        let b = BrokerVersions::new([
+            (ApiKey::Fetch as i16, 0, 17),
+            (ApiKey::Produce as i16, 3, 8),
+        ]);
         assert_eq!(b.pick(ApiKey::Fetch).unwrap(), 12);
         assert_eq!(b.pick(ApiKey::Produce).unwrap(), 8);
         assert!(b.pick(ApiKey::Metadata).is_err());

@@ -7,15 +7,18 @@
 //! buffer space asks for everything now. `buffer.memory` bounds the bytes
 //! held by unsent and in-flight records: `send` waits (up to `max.block.ms`)
 //! for space that completed batches give back. Batches that failed with a
-//! retriable error come back to the front of their queue in order.
+//! retriable error come back to the front of their queue in order, and a
+//! batch the broker refused as MESSAGE_TOO_LARGE comes back split in two
+//! (again and again if need be, down to single records), as the Java
+//! producer does.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use sluice_protocol::batch::{BatchBuilder, RecordHeader};
+use sluice_protocol::batch::{decode_records, BatchBuilder, BatchHeader, RecordHeader};
 use sluice_protocol::compression::Compression;
 use tokio::sync::{oneshot, Notify, Semaphore};
 
@@ -25,6 +28,10 @@ use crate::error::{Error, Result};
 
 /// Fixed v2 batch header size.
 pub(crate) const BATCH_OVERHEAD: usize = 61;
+
+/// Split-key range of an unsplit batch: room for 62 halvings, more than
+/// any record count needs.
+pub(crate) const ROOT_SPLIT_SPAN: u64 = 1 << 62;
 
 /// FxHash (rustc's hasher): the queue map is hit on every append and keyed
 /// by the application's own topic names, so speed matters and flooding
@@ -106,6 +113,10 @@ pub(crate) enum Payload {
 pub(crate) struct ProducerBatch {
     /// Creation order (per producer), used for ordered re-enqueueing and flush.
     pub id: u64,
+    /// Order among the pieces of a split batch (which share `id`): pieces
+    /// of `[split_key, split_key + split_span)` sort by key.
+    pub split_key: u64,
+    pub split_span: u64,
     pub tp: TopicPartition,
     pub payload: Payload,
     pub thunks: Vec<Thunk>,
@@ -135,7 +146,10 @@ impl ProducerBatch {
 pub(crate) enum BatchOutcome {
     /// Written at `base_offset` (-1 when unknown: acks=0, or a duplicate
     /// whose original offset the broker did not report).
-    Done { base_offset: i64, log_append_time: i64 },
+    Done {
+        base_offset: i64,
+        log_append_time: i64,
+    },
     Failed(Error),
 }
 
@@ -160,8 +174,21 @@ pub(crate) struct AccumulatorConfig {
 pub(crate) struct AccState {
     pub queues: HashMap<TopicPartition, VecDeque<ProducerBatch>, FxBuild>,
     next_id: u64,
-    /// Ids of batches not yet completed (queued or in flight).
-    incomplete: BTreeSet<u64>,
+    /// Ids of batches not yet completed (queued or in flight) -> pieces
+    /// not yet completed (more than one once split).
+    incomplete: BTreeMap<u64, u32>,
+}
+
+impl AccState {
+    /// One piece of batch `id` completed.
+    fn untrack(&mut self, id: u64) {
+        if let Some(n) = self.incomplete.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.incomplete.remove(&id);
+            }
+        }
+    }
 }
 
 pub(crate) struct Accumulator {
@@ -179,8 +206,21 @@ pub(crate) struct Accumulator {
 
 /// An upper bound of the bytes a record adds to a batch, plus the batch
 /// header: what `max.request.size` and `buffer.memory` are checked against.
-pub(crate) fn record_size_upper_bound(key: Option<&[u8]>, value: Option<&[u8]>, headers: &[RecordHeader]) -> usize {
-    let mut n = BATCH_OVERHEAD + 5 + 1 + 10 + 5 + 5 + key.map_or(0, <[u8]>::len) + 5 + value.map_or(0, <[u8]>::len) + 5;
+pub(crate) fn record_size_upper_bound(
+    key: Option<&[u8]>,
+    value: Option<&[u8]>,
+    headers: &[RecordHeader],
+) -> usize {
+    let mut n = BATCH_OVERHEAD
+        + 5
+        + 1
+        + 10
+        + 5
+        + 5
+        + key.map_or(0, <[u8]>::len)
+        + 5
+        + value.map_or(0, <[u8]>::len)
+        + 5;
     for h in headers {
         n += 5 + h.key.len() + 5 + h.value.as_ref().map_or(0, Bytes::len);
     }
@@ -209,7 +249,8 @@ impl Accumulator {
     // ---- buffer.memory ----
 
     fn permits(bytes: usize) -> Result<u32> {
-        u32::try_from(bytes).map_err(|_| Error::RecordRejected(format!("record of {bytes} bytes is too large")))
+        u32::try_from(bytes)
+            .map_err(|_| Error::RecordRejected(format!("record of {bytes} bytes is too large")))
     }
 
     /// Takes `bytes` of buffer memory if free now.
@@ -282,8 +323,9 @@ impl Accumulator {
             if !last.closed {
                 if let Payload::Open(b) = &mut last.payload {
                     if b.is_empty() || b.estimated_size() + est <= self.cfg.batch_size {
-                        b.push(timestamp, key, value, headers)
-                            .map_err(|e| Error::RecordRejected(format!("record does not encode: {e}")))?;
+                        b.push(timestamp, key, value, headers).map_err(|e| {
+                            Error::RecordRejected(format!("record does not encode: {e}"))
+                        })?;
                         let (tx, rx) = oneshot::channel();
                         last.thunks.push(Thunk { tx, timestamp });
                         last.reserved += reserved;
@@ -311,13 +353,16 @@ impl Accumulator {
         let id = st.next_id;
         st.next_id += 1;
         let mut b = BatchBuilder::with_capacity(self.cfg.compression, self.cfg.batch_size.max(est));
-        b.push(timestamp, key, value, headers).map_err(|e| Error::RecordRejected(format!("record does not encode: {e}")))?;
+        b.push(timestamp, key, value, headers)
+            .map_err(|e| Error::RecordRejected(format!("record does not encode: {e}")))?;
         let (tx, rx) = oneshot::channel();
         let size = b.estimated_size();
         let mut thunks = Vec::with_capacity((self.cfg.batch_size / est.max(1)).clamp(1, 1024));
         thunks.push(Thunk { tx, timestamp });
         let batch = ProducerBatch {
             id,
+            split_key: 0,
+            split_span: ROOT_SPLIT_SPAN,
             tp: tp.clone(),
             payload: Payload::Open(b),
             thunks,
@@ -330,7 +375,7 @@ impl Accumulator {
             seq: None,
             last_error: None,
         };
-        st.incomplete.insert(id);
+        *st.incomplete.entry(id).or_default() += 1;
         let closed = batch.closed;
         let dq = st.queues.entry(tp.clone()).or_default();
         // Any older batch in the queue is closed now.
@@ -374,7 +419,11 @@ impl Accumulator {
     /// newer batch (ids grow in creation order, which is sequence order).
     pub fn reenqueue(&self, st: &mut AccState, batch: ProducerBatch) {
         let dq = st.queues.entry(batch.tp.clone()).or_default();
-        let pos = dq.iter().position(|b| b.id > batch.id).unwrap_or(dq.len());
+        let key = (batch.id, batch.split_key);
+        let pos = dq
+            .iter()
+            .position(|b| (b.id, b.split_key) > key)
+            .unwrap_or(dq.len());
         dq.insert(pos, batch);
     }
 
@@ -384,7 +433,7 @@ impl Accumulator {
     pub fn complete(&self, batch: ProducerBatch, outcome: BatchOutcome) {
         {
             let mut st = self.lock();
-            st.incomplete.remove(&batch.id);
+            st.untrack(batch.id);
         }
         self.finish(batch, outcome);
         self.completed.notify_waiters();
@@ -396,10 +445,21 @@ impl Accumulator {
         let reserved = batch.reserved;
         let tp = batch.tp;
         match outcome {
-            BatchOutcome::Done { base_offset, log_append_time } => {
+            BatchOutcome::Done {
+                base_offset,
+                log_append_time,
+            } => {
                 for (i, t) in batch.thunks.into_iter().enumerate() {
-                    let offset = if base_offset >= 0 { base_offset + i as i64 } else { -1 };
-                    let timestamp = if log_append_time >= 0 { log_append_time } else { t.timestamp };
+                    let offset = if base_offset >= 0 {
+                        base_offset + i as i64
+                    } else {
+                        -1
+                    };
+                    let timestamp = if log_append_time >= 0 {
+                        log_append_time
+                    } else {
+                        t.timestamp
+                    };
                     let _ = t.tx.send(Ok(RecordMetadata {
                         topic: tp.topic.to_string(),
                         partition: tp.partition,
@@ -426,7 +486,7 @@ impl Accumulator {
                 all.extend(dq.drain(..));
             }
             for b in &all {
-                st.incomplete.remove(&b.id);
+                st.untrack(b.id);
             }
             all
         };
@@ -440,7 +500,109 @@ impl Accumulator {
 
     /// Number of batches not yet completed.
     pub fn incomplete(&self) -> usize {
-        self.lock().incomplete.len()
+        self.lock().incomplete.values().map(|n| *n as usize).sum()
+    }
+
+    /// Splits a batch the broker refused as too large into two halves (by
+    /// record count) and puts both back at its place in the queue, each
+    /// with half of its records' completions and memory. Fails (giving the
+    /// batch back) if it has fewer than two records, cannot be split
+    /// further, or its bytes do not decode.
+    pub fn split_in_two(
+        &self,
+        mut batch: ProducerBatch,
+    ) -> std::result::Result<(), (ProducerBatch, Error)> {
+        let n = batch.record_count();
+        if n < 2 || batch.split_span < 2 {
+            return Err((batch, Error::kafka(10)));
+        }
+        let bytes = match std::mem::replace(&mut batch.payload, Payload::Taken) {
+            Payload::Built(b) => b,
+            Payload::Open(b) => b.build(),
+            Payload::Taken => return Err((batch, Error::Protocol("batch payload missing".into()))),
+        };
+        let decoded = BatchHeader::parse(&bytes)
+            .map_err(|e| e.to_string())
+            .and_then(|h| {
+                let compression = h.compression().map_err(|e| e.to_string())?;
+                let records = decode_records(&bytes).map_err(|e| e.to_string())?;
+                Ok((h, compression, records))
+            });
+        let (header, compression, records) = match decoded {
+            Ok(d) if d.2.len() == n => d,
+            Ok(d) => {
+                batch.payload = Payload::Built(bytes);
+                let e = Error::Protocol(format!(
+                    "splitting a batch: {} records decoded, {n} expected",
+                    d.2.len()
+                ));
+                return Err((batch, e));
+            }
+            Err(e) => {
+                batch.payload = Payload::Built(bytes);
+                return Err((batch, Error::Protocol(format!("splitting a batch: {e}"))));
+            }
+        };
+        let half = n / 2;
+        let build = |records: &[sluice_protocol::batch::Record]| -> Result<BatchBuilder> {
+            let mut b = BatchBuilder::with_capacity(compression, bytes.len() / 2 + 64);
+            for r in records {
+                b.push(
+                    header.base_timestamp.wrapping_add(r.timestamp_delta),
+                    r.key.as_deref(),
+                    r.value.as_deref(),
+                    &r.headers,
+                )
+                .map_err(|e| Error::Protocol(format!("splitting a batch: {e}")))?;
+            }
+            Ok(b)
+        };
+        let (first_b, second_b) = match (build(&records[..half]), build(&records[half..])) {
+            (Ok(a), Ok(b)) => (a, b),
+            (Err(e), _) | (_, Err(e)) => {
+                batch.payload = Payload::Built(bytes);
+                return Err((batch, e));
+            }
+        };
+        let second_thunks = batch.thunks.split_off(half);
+        let span = batch.split_span / 2;
+        let piece =
+            |payload: BatchBuilder, thunks: Vec<Thunk>, key: u64, reserved: usize| ProducerBatch {
+                id: batch.id,
+                split_key: key,
+                split_span: span,
+                tp: batch.tp.clone(),
+                size: payload.estimated_size(),
+                payload: Payload::Open(payload),
+                thunks,
+                created: batch.created,
+                reserved,
+                closed: true,
+                attempts: 0,
+                retry_at: None,
+                seq: None,
+                last_error: batch.last_error.clone(),
+            };
+        let first_reserved = batch.reserved / 2;
+        let first = piece(
+            first_b,
+            std::mem::take(&mut batch.thunks),
+            batch.split_key,
+            first_reserved,
+        );
+        let second = piece(
+            second_b,
+            second_thunks,
+            batch.split_key + span,
+            batch.reserved - first_reserved,
+        );
+        let mut st = self.lock();
+        *st.incomplete.entry(batch.id).or_default() += 1;
+        self.reenqueue(&mut st, first);
+        self.reenqueue(&mut st, second);
+        drop(st);
+        self.wake.notify_one();
+        Ok(())
     }
 
     /// Waits until every batch that existed when called has completed.
@@ -457,7 +619,13 @@ impl Accumulator {
             let notified = self.completed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.lock().incomplete.first().is_none_or(|&id| id >= mark) {
+            if self
+                .lock()
+                .incomplete
+                .keys()
+                .next()
+                .is_none_or(|&id| id >= mark)
+            {
                 return;
             }
             notified.await;
@@ -479,13 +647,17 @@ mod tests {
     }
 
     fn tp(p: i32) -> TopicPartition {
-        TopicPartition { topic: Arc::from("t"), partition: p }
+        TopicPartition {
+            topic: Arc::from("t"),
+            partition: p,
+        }
     }
 
     fn push(a: &Accumulator, p: i32, value: &[u8]) -> Append {
         let size = record_size_upper_bound(None, Some(value), &[]);
         assert!(a.try_reserve(size).unwrap());
-        a.append(&tp(p), 1, None, Some(value), &[], size, false).unwrap()
+        a.append(&tp(p), 1, None, Some(value), &[], size, false)
+            .unwrap()
     }
 
     #[test]
@@ -512,7 +684,11 @@ mod tests {
         for b in dq.iter().take(dq.len() - 1) {
             assert!(b.closed);
             assert!(b.size <= 1000, "{}", b.size);
-            assert!(b.size + 100 > 1000 - 61 - 40, "batch closed early at {}", b.size);
+            assert!(
+                b.size + 100 > 1000 - 61 - 40,
+                "batch closed early at {}",
+                b.size
+            );
         }
         // A closed front batch is ready now.
         assert!(a.front_ready_at(dq, false).unwrap() <= Instant::now());
@@ -547,10 +723,26 @@ mod tests {
     fn abort_on_new_batch_reports_instead_of_opening() {
         let a = acc(400, 0, 1 << 20);
         let size = record_size_upper_bound(None, Some(&[0u8; 100]), &[]);
-        assert!(matches!(a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, true).unwrap(), Append::NewBatchNeeded));
-        assert!(matches!(a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, false).unwrap(), Append::Appended(..)));
-        assert!(matches!(a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, true).unwrap(), Append::Appended(..)));
-        assert!(matches!(a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, true).unwrap(), Append::NewBatchNeeded));
+        assert!(matches!(
+            a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, true)
+                .unwrap(),
+            Append::NewBatchNeeded
+        ));
+        assert!(matches!(
+            a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, false)
+                .unwrap(),
+            Append::Appended(..)
+        ));
+        assert!(matches!(
+            a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, true)
+                .unwrap(),
+            Append::Appended(..)
+        ));
+        assert!(matches!(
+            a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, true)
+                .unwrap(),
+            Append::NewBatchNeeded
+        ));
     }
 
     #[test]
@@ -562,14 +754,103 @@ mod tests {
                 _ => unreachable!(),
             })
             .collect();
-        let b = a.lock().queues.get_mut(&tp(2)).unwrap().pop_front().unwrap();
-        a.complete(b, BatchOutcome::Done { base_offset: 40, log_append_time: -1 });
+        let b = a
+            .lock()
+            .queues
+            .get_mut(&tp(2))
+            .unwrap()
+            .pop_front()
+            .unwrap();
+        a.complete(
+            b,
+            BatchOutcome::Done {
+                base_offset: 40,
+                log_append_time: -1,
+            },
+        );
         for (i, mut rx) in rxs.into_iter().enumerate() {
             let md = rx.try_recv().unwrap().unwrap();
-            assert_eq!((md.partition, md.offset, md.timestamp), (2, 40 + i as i64, 1));
+            assert_eq!(
+                (md.partition, md.offset, md.timestamp),
+                (2, 40 + i as i64, 1)
+            );
         }
         assert_eq!(a.available_memory(), 1 << 20);
         assert_eq!(a.incomplete(), 0);
+    }
+
+    #[test]
+    fn a_too_large_batch_splits_in_order_keeping_completions_and_memory() {
+        let a = acc(1 << 20, 0, 1 << 20);
+        let rxs: Vec<_> = (0..5u8)
+            .map(|i| match push(&a, 0, &[i; 10]) {
+                Append::Appended(rx, _) => rx,
+                _ => unreachable!(),
+            })
+            .collect();
+        // A later batch of the same partition must stay behind the pieces.
+        let later = {
+            let mut st = a.lock();
+            let b = st.queues.get_mut(&tp(0)).unwrap().pop_front().unwrap();
+            drop(st);
+            let _ = push(&a, 0, &[9; 10]);
+            b
+        };
+        let held = (1 << 20) - a.available_memory();
+        a.split_in_two(later).map_err(|(_, e)| e).unwrap();
+        assert_eq!(a.incomplete(), 3, "two pieces and the later batch");
+        let pieces: Vec<ProducerBatch> =
+            a.lock().queues.get_mut(&tp(0)).unwrap().drain(..).collect();
+        assert_eq!(
+            pieces.iter().map(|b| b.record_count()).collect::<Vec<_>>(),
+            vec![2, 3, 1]
+        );
+        assert_eq!(pieces.iter().map(|b| b.reserved).sum::<usize>(), held);
+        // The second piece splits again and still sorts before the later batch.
+        let mut pieces = pieces.into_iter();
+        let first = pieces.next().unwrap();
+        let second = pieces.next().unwrap();
+        let later = pieces.next().unwrap();
+        {
+            let mut st = a.lock();
+            a.reenqueue(&mut st, later);
+            a.reenqueue(&mut st, first);
+        }
+        a.split_in_two(second).map_err(|(_, e)| e).unwrap();
+        let order: Vec<Vec<u8>> = a.lock().queues[&tp(0)]
+            .iter()
+            .map(|b| match &b.payload {
+                Payload::Open(bb) => {
+                    let built = bb.clone().build();
+                    decode_records(&built)
+                        .unwrap()
+                        .iter()
+                        .map(|r| r.value.as_ref().unwrap()[0])
+                        .collect()
+                }
+                _ => unreachable!(),
+            })
+            .collect();
+        assert_eq!(order, vec![vec![0, 1], vec![2], vec![3, 4], vec![9]]);
+        // Completing the pieces completes every record, in offset order.
+        let batches: Vec<ProducerBatch> =
+            a.lock().queues.get_mut(&tp(0)).unwrap().drain(..).collect();
+        let mut base = 100;
+        for b in batches.into_iter().take(3) {
+            let n = b.record_count() as i64;
+            a.complete(
+                b,
+                BatchOutcome::Done {
+                    base_offset: base,
+                    log_append_time: -1,
+                },
+            );
+            base += n;
+        }
+        for (i, mut rx) in rxs.into_iter().enumerate() {
+            assert_eq!(rx.try_recv().unwrap().unwrap().offset, 100 + i as i64);
+        }
+        assert_eq!(a.incomplete(), 1, "only the later batch is left");
     }
 
     #[tokio::test]
@@ -579,12 +860,18 @@ mod tests {
         assert!(!a.try_reserve(600).unwrap());
         // Times out while nothing is released...
         let t0 = Instant::now();
-        let e = a.reserve(600, Instant::now() + Duration::from_millis(50)).await.unwrap_err();
+        let e = a
+            .reserve(600, Instant::now() + Duration::from_millis(50))
+            .await
+            .unwrap_err();
         assert!(matches!(e, Error::Timeout(_)), "{e}");
         assert!(t0.elapsed() >= Duration::from_millis(45));
         // ...and proceeds as soon as a completed batch gives memory back.
         let a2 = a.clone();
-        let waiter = tokio::spawn(async move { a2.reserve(600, Instant::now() + Duration::from_secs(5)).await });
+        let waiter = tokio::spawn(async move {
+            a2.reserve(600, Instant::now() + Duration::from_secs(5))
+                .await
+        });
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert!(a.memory_exhausted(), "a waiter makes every batch ready");
         assert!(!waiter.is_finished());
@@ -603,15 +890,36 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(a.flushing());
         assert!(!f.is_finished());
-        let b0 = a.lock().queues.get_mut(&tp(0)).unwrap().pop_front().unwrap();
-        a.complete(b0, BatchOutcome::Done { base_offset: 0, log_append_time: -1 });
+        let b0 = a
+            .lock()
+            .queues
+            .get_mut(&tp(0))
+            .unwrap()
+            .pop_front()
+            .unwrap();
+        a.complete(
+            b0,
+            BatchOutcome::Done {
+                base_offset: 0,
+                log_append_time: -1,
+            },
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
         assert!(!f.is_finished());
         // A batch created after the flush began does not hold it up.
         push(&a, 3, b"later");
-        let b1 = a.lock().queues.get_mut(&tp(1)).unwrap().pop_front().unwrap();
+        let b1 = a
+            .lock()
+            .queues
+            .get_mut(&tp(1))
+            .unwrap()
+            .pop_front()
+            .unwrap();
         a.complete(b1, BatchOutcome::Failed(Error::Closed));
-        tokio::time::timeout(Duration::from_secs(1), f).await.unwrap().unwrap();
+        tokio::time::timeout(Duration::from_secs(1), f)
+            .await
+            .unwrap()
+            .unwrap();
         assert_eq!(a.incomplete(), 1);
     }
 

@@ -92,18 +92,31 @@ impl Idempotence {
     }
 
     pub fn set_identity(&mut self, ident: ProducerIdentity) {
-        tracing::info!(producer_id = ident.id, epoch = ident.epoch, "producer identity");
+        tracing::info!(
+            producer_id = ident.id,
+            epoch = ident.epoch,
+            "producer identity"
+        );
         self.current = Some(ident);
         self.generation += 1;
     }
 
     /// Whether some partition waits for an epoch bump that has not happened yet.
     pub fn needs_bump(&self) -> bool {
-        self.current.is_some() && self.partitions.values().any(|p| p.reset_requested == Some(self.generation))
+        self.current.is_some()
+            && self
+                .partitions
+                .values()
+                .any(|p| p.reset_requested == Some(self.generation))
     }
 
     fn part(&mut self, tp: &TopicPartition) -> &mut PartitionSeq {
-        self.partitions.entry(tp.clone()).or_insert_with(|| PartitionSeq { last_acked: -1, ..Default::default() })
+        self.partitions
+            .entry(tp.clone())
+            .or_insert_with(|| PartitionSeq {
+                last_acked: -1,
+                ..Default::default()
+            })
     }
 
     /// Asks for `tp`'s sequences to be renumbered under a new epoch.
@@ -122,7 +135,9 @@ impl Idempotence {
     pub fn maybe_reset(&mut self, tp: &TopicPartition, queue: &mut VecDeque<ProducerBatch>) {
         let (gen, cur) = (self.generation, self.current);
         let p = self.part(tp);
-        let Some(asked) = p.reset_requested else { return };
+        let Some(asked) = p.reset_requested else {
+            return;
+        };
         let Some(cur) = cur else { return };
         if p.in_flight > 0 || gen <= asked {
             return;
@@ -143,7 +158,12 @@ impl Idempotence {
 
     /// May the front batch of `tp` be sent now? Numbers a fresh batch
     /// (`batch.seq` is set on success).
-    pub fn gate(&mut self, tp: &TopicPartition, batch: &mut ProducerBatch, max_in_flight: usize) -> bool {
+    pub fn gate(
+        &mut self,
+        tp: &TopicPartition,
+        batch: &mut ProducerBatch,
+        max_in_flight: usize,
+    ) -> bool {
         let cur = self.current;
         let p = self.part(tp);
         if p.reset_requested.is_some() || p.in_flight >= max_in_flight {
@@ -181,7 +201,13 @@ impl Idempotence {
     }
 
     /// Classifies a Produce answer with `code` for a batch numbered `seq`.
-    pub fn classify(&mut self, tp: &TopicPartition, seq: SeqAssignment, count: usize, code: i16) -> Verdict {
+    pub fn classify(
+        &mut self,
+        tp: &TopicPartition,
+        seq: SeqAssignment,
+        count: usize,
+        code: i16,
+    ) -> Verdict {
         let p = self.part(tp);
         let last = seq.base + count as i64 - 1;
         match code {
@@ -190,7 +216,9 @@ impl Idempotence {
             // one (it appends a producer's sequences only in order). Not for
             // a partition's first batch: a broker without state for the
             // producer takes any first sequence.
-            _ if p.ident == Some(seq.ident) && seq.base > 0 && last <= p.last_acked => Verdict::Success,
+            _ if p.ident == Some(seq.ident) && seq.base > 0 && last <= p.last_acked => {
+                Verdict::Success
+            }
             codes::OUT_OF_ORDER_SEQUENCE_NUMBER => {
                 if p.unresolved.first().is_some_and(|&first| first < seq.base) {
                     // An earlier batch is unresolved: this one failed because
@@ -217,7 +245,12 @@ impl Idempotence {
     /// A numbered batch is given up. When the broker surely did not write
     /// it, its sequences are a gap that later batches cannot cross: the
     /// partition is renumbered under a new epoch.
-    pub fn on_dropped(&mut self, tp: &TopicPartition, seq: SeqAssignment, surely_not_written: bool) {
+    pub fn on_dropped(
+        &mut self,
+        tp: &TopicPartition,
+        seq: SeqAssignment,
+        surely_not_written: bool,
+    ) {
         let p = self.part(tp);
         p.unresolved.remove(&seq.base);
         if surely_not_written && p.ident == Some(seq.ident) {
@@ -230,12 +263,19 @@ impl Idempotence {
 /// unchanged if it already has them, else decoded and re-encoded (only after
 /// an epoch bump, so rarely).
 pub(crate) fn stamp(batch: Bytes, seq: &SeqAssignment) -> Result<Bytes> {
-    let h = BatchHeader::parse(&batch).map_err(|e| Error::Protocol(format!("retried batch: {e}")))?;
-    if h.producer_id == seq.ident.id && h.producer_epoch == seq.ident.epoch && h.base_sequence == seq.wire_sequence() {
+    let h =
+        BatchHeader::parse(&batch).map_err(|e| Error::Protocol(format!("retried batch: {e}")))?;
+    if h.producer_id == seq.ident.id
+        && h.producer_epoch == seq.ident.epoch
+        && h.base_sequence == seq.wire_sequence()
+    {
         return Ok(batch);
     }
-    let records = decode_records(&batch).map_err(|e| Error::Protocol(format!("retried batch: {e}")))?;
-    let compression = h.compression().map_err(|e| Error::Protocol(format!("retried batch: {e}")))?;
+    let records =
+        decode_records(&batch).map_err(|e| Error::Protocol(format!("retried batch: {e}")))?;
+    let compression = h
+        .compression()
+        .map_err(|e| Error::Protocol(format!("retried batch: {e}")))?;
     let mut b = BatchBuilder::with_capacity(compression, batch.len())
         .with_producer(seq.ident.id, seq.ident.epoch, seq.wire_sequence())
         .with_base_timestamp(h.base_timestamp);
@@ -266,7 +306,10 @@ mod tests {
     const ID: ProducerIdentity = ProducerIdentity { id: 7, epoch: 0 };
 
     fn tp() -> TopicPartition {
-        TopicPartition { topic: Arc::from("t"), partition: 0 }
+        TopicPartition {
+            topic: Arc::from("t"),
+            partition: 0,
+        }
     }
 
     fn batch(id: u64, records: usize) -> ProducerBatch {
@@ -277,6 +320,8 @@ mod tests {
         }
         ProducerBatch {
             id,
+            split_key: 0,
+            split_span: super::super::accumulator::ROOT_SPLIT_SPAN,
             tp: tp(),
             payload: Payload::Taken,
             thunks,
@@ -308,7 +353,15 @@ mod tests {
         st.on_returned(&tp());
         assert_eq!(st.classify(&tp(), b.seq.unwrap(), 3, 6), Verdict::Retry);
         st.on_returned(&tp());
-        assert_eq!(st.classify(&tp(), c.seq.unwrap(), 2, codes::OUT_OF_ORDER_SEQUENCE_NUMBER), Verdict::Retry);
+        assert_eq!(
+            st.classify(
+                &tp(),
+                c.seq.unwrap(),
+                2,
+                codes::OUT_OF_ORDER_SEQUENCE_NUMBER
+            ),
+            Verdict::Retry
+        );
         // Only the first unresolved may be resent.
         assert!(!st.gate(&tp(), &mut c, 5));
         assert!(st.gate(&tp(), &mut b, 5));
@@ -318,15 +371,34 @@ mod tests {
         st.on_acked(&tp(), b.seq.unwrap(), 3);
         assert!(st.gate(&tp(), &mut c, 5));
         st.on_sent(&tp());
-        assert_eq!(st.classify(&tp(), c.seq.unwrap(), 2, codes::DUPLICATE_SEQUENCE_NUMBER), Verdict::Success);
+        assert_eq!(
+            st.classify(&tp(), c.seq.unwrap(), 2, codes::DUPLICATE_SEQUENCE_NUMBER),
+            Verdict::Success
+        );
         st.on_returned(&tp());
         st.on_acked(&tp(), c.seq.unwrap(), 2);
         // A late answer for an already acknowledged sequence is a success...
-        assert_eq!(st.classify(&tp(), c.seq.unwrap(), 2, codes::OUT_OF_ORDER_SEQUENCE_NUMBER), Verdict::Success);
+        assert_eq!(
+            st.classify(
+                &tp(),
+                c.seq.unwrap(),
+                2,
+                codes::OUT_OF_ORDER_SEQUENCE_NUMBER
+            ),
+            Verdict::Success
+        );
         assert_eq!(st.classify(&tp(), c.seq.unwrap(), 2, 6), Verdict::Success);
         // ...except for sequence 0, which a broker without our state takes
         // from any later batch too.
-        assert_eq!(st.classify(&tp(), b.seq.unwrap(), 3, codes::OUT_OF_ORDER_SEQUENCE_NUMBER), Verdict::ResetAndRetry);
+        assert_eq!(
+            st.classify(
+                &tp(),
+                b.seq.unwrap(),
+                3,
+                codes::OUT_OF_ORDER_SEQUENCE_NUMBER
+            ),
+            Verdict::ResetAndRetry
+        );
     }
 
     #[test]
@@ -357,7 +429,10 @@ mod tests {
         st.on_acked(&tp(), a.seq.unwrap(), 4);
         // The broker lost our state.
         st.on_returned(&tp());
-        assert_eq!(st.classify(&tp(), b.seq.unwrap(), 4, codes::UNKNOWN_PRODUCER_ID), Verdict::ResetAndRetry);
+        assert_eq!(
+            st.classify(&tp(), b.seq.unwrap(), 4, codes::UNKNOWN_PRODUCER_ID),
+            Verdict::ResetAndRetry
+        );
         st.request_reset(&tp());
         assert!(st.needs_bump());
         let mut q: VecDeque<ProducerBatch> = VecDeque::new();
@@ -384,35 +459,76 @@ mod tests {
     fn a_new_identity_is_taken_up_only_when_settled() {
         let mut st = Idempotence::default();
         st.set_identity(ID);
-        let other = TopicPartition { topic: Arc::from("t"), partition: 1 };
+        let other = TopicPartition {
+            topic: Arc::from("t"),
+            partition: 1,
+        };
         let mut a = batch(0, 1);
         assert!(st.gate(&other, &mut a, 5));
         st.on_sent(&other);
         st.set_identity(ProducerIdentity { id: 8, epoch: 0 });
         let mut b = batch(1, 1);
-        assert!(!st.gate(&other, &mut b, 5), "waits for the old identity's batch");
+        assert!(
+            !st.gate(&other, &mut b, 5),
+            "waits for the old identity's batch"
+        );
         st.on_returned(&other);
         st.on_acked(&other, a.seq.unwrap(), 1);
         assert!(st.gate(&other, &mut b, 5));
-        assert_eq!(b.seq.unwrap(), SeqAssignment { ident: ProducerIdentity { id: 8, epoch: 0 }, base: 0 });
+        assert_eq!(
+            b.seq.unwrap(),
+            SeqAssignment {
+                ident: ProducerIdentity { id: 8, epoch: 0 },
+                base: 0
+            }
+        );
     }
 
     #[test]
     fn stamping_rewrites_the_producer_fields_only() {
         let mut bb = BatchBuilder::new(Compression::Lz4).with_producer(7, 0, 10);
         for i in 0..20u8 {
-            bb.push(1000 + i as i64, Some(&[i]), Some(&[i; 30]), &[]).unwrap();
+            bb.push(1000 + i as i64, Some(&[i]), Some(&[i; 30]), &[])
+                .unwrap();
         }
         let built = bb.build();
-        let same = stamp(built.clone(), &SeqAssignment { ident: ID, base: 10 }).unwrap();
+        let same = stamp(
+            built.clone(),
+            &SeqAssignment {
+                ident: ID,
+                base: 10,
+            },
+        )
+        .unwrap();
         assert_eq!(same, built);
-        let re = stamp(built.clone(), &SeqAssignment { ident: ProducerIdentity { id: 9, epoch: 3 }, base: 0 }).unwrap();
+        let re = stamp(
+            built.clone(),
+            &SeqAssignment {
+                ident: ProducerIdentity { id: 9, epoch: 3 },
+                base: 0,
+            },
+        )
+        .unwrap();
         let (h, _) = split_batches(&re).unwrap().remove(0);
-        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence, h.records_count), (9, 3, 0, 20));
+        assert_eq!(
+            (
+                h.producer_id,
+                h.producer_epoch,
+                h.base_sequence,
+                h.records_count
+            ),
+            (9, 3, 0, 20)
+        );
         assert_eq!(h.base_timestamp, 1000);
-        assert_eq!(decode_records(&re).unwrap(), decode_records(&built).unwrap());
+        assert_eq!(
+            decode_records(&re).unwrap(),
+            decode_records(&built).unwrap()
+        );
         // Sequences wrap as Kafka's do.
-        let s = SeqAssignment { ident: ID, base: i32::MAX as i64 + 5 };
+        let s = SeqAssignment {
+            ident: ID,
+            base: i32::MAX as i64 + 5,
+        };
         assert_eq!(s.wire_sequence(), 4);
     }
 }

@@ -46,7 +46,9 @@ use tokio::sync::{oneshot, Notify};
 
 pub use partitioner::{Murmur2Partitioner, Partitioner, RoundRobinPartitioner};
 
-use accumulator::{record_size_upper_bound, Accumulator, AccumulatorConfig, Append, TopicPartition};
+use accumulator::{
+    record_size_upper_bound, Accumulator, AccumulatorConfig, Append, TopicPartition,
+};
 use partitioner::{keyed_partition, Sticky};
 use sender::{Sender, SenderControl};
 
@@ -69,7 +71,10 @@ pub struct ProducerRecord {
 
 impl ProducerRecord {
     pub fn new(topic: impl Into<String>) -> Self {
-        ProducerRecord { topic: topic.into(), ..Default::default() }
+        ProducerRecord {
+            topic: topic.into(),
+            ..Default::default()
+        }
     }
     pub fn key(mut self, key: impl Into<Bytes>) -> Self {
         self.key = Some(key.into());
@@ -117,7 +122,9 @@ pub struct DeliveryFuture {
 impl Future for DeliveryFuture {
     type Output = Result<RecordMetadata>;
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx).poll(cx).map(|r| r.unwrap_or(Err(Error::Closed)))
+        Pin::new(&mut self.rx)
+            .poll(cx)
+            .map(|r| r.unwrap_or(Err(Error::Closed)))
     }
 }
 
@@ -292,7 +299,9 @@ pub struct Producer {
 
 impl std::fmt::Debug for Producer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Producer").field("client_id", &self.inner.cfg.client.client_id).finish()
+        f.debug_struct("Producer")
+            .field("client_id", &self.inner.cfg.client.client_id)
+            .finish()
     }
 }
 
@@ -304,7 +313,10 @@ enum Fast {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl Producer {
@@ -315,18 +327,28 @@ impl Producer {
 
     /// Like [`connect`](Self::connect), with a custom partitioner for every
     /// record that has no explicit partition.
-    pub async fn with_partitioner(cfg: ProducerConfig, partitioner: Arc<dyn Partitioner>) -> Result<Producer> {
+    pub async fn with_partitioner(
+        cfg: ProducerConfig,
+        partitioner: Arc<dyn Partitioner>,
+    ) -> Result<Producer> {
         Self::build(cfg, Some(partitioner)).await
     }
 
-    async fn build(cfg: ProducerConfig, partitioner: Option<Arc<dyn Partitioner>>) -> Result<Producer> {
+    async fn build(
+        cfg: ProducerConfig,
+        partitioner: Option<Arc<dyn Partitioner>>,
+    ) -> Result<Producer> {
         cfg.validate()?;
         let cluster = Cluster::connect(cfg.client.clone()).await?;
         Ok(Self::from_cluster(cluster, cfg, partitioner))
     }
 
     /// A producer over an existing cluster view (shared with other clients).
-    pub fn from_cluster(cluster: Arc<Cluster>, cfg: ProducerConfig, partitioner: Option<Arc<dyn Partitioner>>) -> Producer {
+    pub fn from_cluster(
+        cluster: Arc<Cluster>,
+        cfg: ProducerConfig,
+        partitioner: Option<Arc<dyn Partitioner>>,
+    ) -> Producer {
         let acc = Arc::new(Accumulator::new(AccumulatorConfig {
             batch_size: cfg.batch_size,
             linger: cfg.linger,
@@ -379,7 +401,10 @@ impl Producer {
     /// Two-step send, for pipelining with backpressure: the outer future
     /// resolves once the record is in the accumulator (waiting for buffer
     /// space or metadata as `send` does), the inner one on delivery.
-    pub fn enqueue(&self, record: ProducerRecord) -> impl Future<Output = Result<DeliveryFuture>> + Send + 'static {
+    pub fn enqueue(
+        &self,
+        record: ProducerRecord,
+    ) -> impl Future<Output = Result<DeliveryFuture>> + Send + 'static {
         let start = self.start(record);
         async move {
             match start {
@@ -411,7 +436,11 @@ impl Producer {
             if b.closed {
                 return Start::Failed(Error::Closed);
             }
-            b.items.push_back(Waiting { record, deadline, tx });
+            b.items.push_back(Waiting {
+                record,
+                deadline,
+                tx,
+            });
             b.pushed += 1;
         }
         inner.backlog.notify.notify_one();
@@ -433,10 +462,15 @@ impl Producer {
         self.inner.backlog.close();
         self.inner.acc.begin_close();
         let mut handle = self.inner.sender.lock().await;
-        let Some(h) = handle.as_mut() else { return Ok(()) };
+        let Some(h) = handle.as_mut() else {
+            return Ok(());
+        };
         let graceful = tokio::time::timeout(timeout, &mut *h).await.is_ok();
         if !graceful {
-            self.inner.control.force_close.store(true, Ordering::Relaxed);
+            self.inner
+                .control
+                .force_close
+                .store(true, Ordering::Relaxed);
             self.inner.acc.wake.notify_one();
             let _ = h.await;
         }
@@ -444,21 +478,32 @@ impl Producer {
         if graceful {
             Ok(())
         } else {
-            Err(Error::Timeout(format!("close: records still undelivered after {timeout:?} were failed")))
+            Err(Error::Timeout(format!(
+                "close: records still undelivered after {timeout:?} were failed"
+            )))
         }
     }
 
     /// The topic's partitions (waiting up to `max.block.ms` for metadata).
     pub async fn partitions_for(&self, topic: &str) -> Result<Vec<PartitionInfo>> {
         let deadline = Instant::now() + self.inner.cfg.max_block;
-        Ok(self.inner.wait_for_topic(topic, None, deadline).await?.partitions.clone())
+        Ok(self
+            .inner
+            .wait_for_topic(topic, None, deadline)
+            .await?
+            .partitions
+            .clone())
     }
 }
 
 impl Inner {
     /// The synchronous path: metadata known and buffer space free now.
     fn try_enqueue_now(&self, record: ProducerRecord) -> Fast {
-        let Some(info) = self.cluster.topic(&record.topic).filter(|t| !t.partitions.is_empty()) else {
+        let Some(info) = self
+            .cluster
+            .topic(&record.topic)
+            .filter(|t| !t.partitions.is_empty())
+        else {
             return Fast::Blocked(record);
         };
         if let Some(p) = record.partition {
@@ -485,11 +530,17 @@ impl Inner {
     }
 
     /// The waiting path, run in call order: metadata, then buffer space.
-    async fn enqueue_waiting(&self, record: ProducerRecord, deadline: Instant) -> Result<DeliveryFuture> {
+    async fn enqueue_waiting(
+        &self,
+        record: ProducerRecord,
+        deadline: Instant,
+    ) -> Result<DeliveryFuture> {
         if self.closed.load(Ordering::Relaxed) {
             return Err(Error::Closed);
         }
-        let info = self.wait_for_topic(&record.topic, record.partition, deadline).await?;
+        let info = self
+            .wait_for_topic(&record.topic, record.partition, deadline)
+            .await?;
         let size = self.check_size(&record)?;
         if !self.acc.try_reserve(size)? {
             self.acc.reserve(size, deadline).await?;
@@ -498,8 +549,13 @@ impl Inner {
     }
 
     fn check_size(&self, record: &ProducerRecord) -> Result<usize> {
-        let headers_len: usize = record.headers.iter().map(|(k, v)| 10 + k.len() + v.as_ref().map_or(0, Bytes::len)).sum();
-        let size = record_size_upper_bound(record.key.as_deref(), record.value.as_deref(), &[]) + headers_len;
+        let headers_len: usize = record
+            .headers
+            .iter()
+            .map(|(k, v)| 10 + k.len() + v.as_ref().map_or(0, Bytes::len))
+            .sum();
+        let size = record_size_upper_bound(record.key.as_deref(), record.value.as_deref(), &[])
+            + headers_len;
         if size > self.cfg.max_request_size {
             return Err(Error::RecordRejected(format!(
                 "the record is {size} bytes when serialized, larger than max.request.size ({})",
@@ -517,7 +573,12 @@ impl Inner {
 
     /// Picks the partition and appends; `size` bytes of memory are reserved
     /// (given back here on failure).
-    fn append(&self, info: &TopicInfo, record: ProducerRecord, size: usize) -> Result<DeliveryFuture> {
+    fn append(
+        &self,
+        info: &TopicInfo,
+        record: ProducerRecord,
+        size: usize,
+    ) -> Result<DeliveryFuture> {
         let r = self.append_inner(info, record, size);
         if r.is_err() {
             self.acc.release(size);
@@ -525,12 +586,21 @@ impl Inner {
         r
     }
 
-    fn append_inner(&self, info: &TopicInfo, record: ProducerRecord, size: usize) -> Result<DeliveryFuture> {
+    fn append_inner(
+        &self,
+        info: &TopicInfo,
+        record: ProducerRecord,
+        size: usize,
+    ) -> Result<DeliveryFuture> {
         let n = info.partitions.len() as i32;
         let key = record.key.as_deref();
         let value = record.value.as_deref();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let headers: Vec<RecordHeader> = record.headers.into_iter().map(|(key, value)| RecordHeader { key, value }).collect();
+        let headers: Vec<RecordHeader> = record
+            .headers
+            .into_iter()
+            .map(|(key, value)| RecordHeader { key, value })
+            .collect();
         let topic: Arc<str> = Arc::from(record.topic.as_str());
         let (partition, sticky) = match (record.partition, &self.partitioner) {
             (Some(p), _) => (p, false),
@@ -546,18 +616,34 @@ impl Inner {
             }
             (None, None) => match keyed_partition(key, self.cfg.partitioner_ignore_keys, n) {
                 Some(p) => (p, false),
-                None => (self.sticky.partition(&record.topic, &available(info), n), true),
+                None => (
+                    self.sticky.partition(&record.topic, &available(info), n),
+                    true,
+                ),
             },
         };
         let tp = TopicPartition { topic, partition };
-        match self.acc.append(&tp, timestamp, key, value, &headers, size, sticky)? {
+        match self
+            .acc
+            .append(&tp, timestamp, key, value, &headers, size, sticky)?
+        {
             Append::Appended(rx, _) => Ok(DeliveryFuture { rx }),
             Append::NewBatchNeeded => {
-                let p = self.sticky.on_new_batch(&record.topic, partition, &available(info), n);
-                let tp = TopicPartition { topic: tp.topic, partition: p };
-                match self.acc.append(&tp, timestamp, key, value, &headers, size, false)? {
+                let p = self
+                    .sticky
+                    .on_new_batch(&record.topic, partition, &available(info), n);
+                let tp = TopicPartition {
+                    topic: tp.topic,
+                    partition: p,
+                };
+                match self
+                    .acc
+                    .append(&tp, timestamp, key, value, &headers, size, false)?
+                {
                     Append::Appended(rx, _) => Ok(DeliveryFuture { rx }),
-                    Append::NewBatchNeeded => Err(Error::Protocol("internal: append refused a new batch".into())),
+                    Append::NewBatchNeeded => Err(Error::Protocol(
+                        "internal: append refused a new batch".into(),
+                    )),
                 }
             }
         }
@@ -565,7 +651,12 @@ impl Inner {
 
     /// Metadata for `topic` (with `partition` in range when given), waiting
     /// and refreshing until `deadline`.
-    async fn wait_for_topic(&self, topic: &str, partition: Option<i32>, deadline: Instant) -> Result<Arc<TopicInfo>> {
+    async fn wait_for_topic(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        deadline: Instant,
+    ) -> Result<Arc<TopicInfo>> {
         if let Some(p) = partition.filter(|p| *p < 0) {
             return Err(Error::RecordRejected(format!("invalid partition {p}")));
         }
@@ -574,10 +665,21 @@ impl Inner {
         loop {
             // Errors that waiting cannot cure fail the send at once, as the
             // Java producer does (TOPIC_AUTHORIZATION_FAILED, INVALID_TOPIC_EXCEPTION).
-            if let Some(info) = self.cluster.topic(topic).filter(|t| refreshed && matches!(t.error, 17 | 29)) {
-                return Err(Error::kafka_with(info.error, Some(format!("topic {topic}"))));
+            if let Some(info) = self
+                .cluster
+                .topic(topic)
+                .filter(|t| refreshed && matches!(t.error, 17 | 29))
+            {
+                return Err(Error::kafka_with(
+                    info.error,
+                    Some(format!("topic {topic}")),
+                ));
             }
-            if let Some(info) = self.cluster.topic(topic).filter(|t| !t.partitions.is_empty()) {
+            if let Some(info) = self
+                .cluster
+                .topic(topic)
+                .filter(|t| !t.partitions.is_empty())
+            {
                 match partition {
                     Some(p) if p as usize >= info.partitions.len() => {
                         if refreshed {
@@ -597,11 +699,16 @@ impl Inner {
                 )));
             }
             if refreshed {
-                let pause = self.cfg.client.retry_backoff.min(deadline.saturating_duration_since(Instant::now()));
+                let pause = self
+                    .cfg
+                    .client
+                    .retry_backoff
+                    .min(deadline.saturating_duration_since(Instant::now()));
                 tokio::time::sleep(pause).await;
             }
             let r = if refreshed {
-                tokio::time::timeout_at(deadline.into(), self.cluster.refresh_metadata(&names)).await
+                tokio::time::timeout_at(deadline.into(), self.cluster.refresh_metadata(&names))
+                    .await
             } else {
                 tokio::time::timeout_at(deadline.into(), async {
                     self.cluster.ensure_topics(&names).await?;
@@ -622,7 +729,11 @@ impl Inner {
 
 /// Partitions with a leader.
 fn available(info: &TopicInfo) -> Vec<i32> {
-    info.partitions.iter().filter(|p| p.leader >= 0).map(|p| p.partition).collect()
+    info.partitions
+        .iter()
+        .filter(|p| p.leader >= 0)
+        .map(|p| p.partition)
+        .collect()
 }
 
 /// The batching and encoding path without a network, for benchmarks:
@@ -638,7 +749,8 @@ pub mod bench_support {
     use sluice_protocol::compression::Compression;
 
     use super::accumulator::{
-        record_size_upper_bound, Accumulator, AccumulatorConfig, Append, BatchOutcome, Payload, TopicPartition,
+        record_size_upper_bound, Accumulator, AccumulatorConfig, Append, BatchOutcome, Payload,
+        TopicPartition,
     };
     use super::idempotence::{ProducerIdentity, SeqAssignment};
     use super::partitioner::keyed_partition;
@@ -682,11 +794,18 @@ pub mod bench_support {
                     return Err(Error::RecordRejected("bench buffer full".into()));
                 }
             }
-            let tp = TopicPartition { topic: self.topic.clone(), partition };
-            let closed = match self.acc.append(&tp, timestamp, Some(key), Some(value), &[], size, false)? {
-                Append::Appended(_rx, closed) => closed,
-                Append::NewBatchNeeded => false,
+            let tp = TopicPartition {
+                topic: self.topic.clone(),
+                partition,
             };
+            let closed =
+                match self
+                    .acc
+                    .append(&tp, timestamp, Some(key), Some(value), &[], size, false)?
+                {
+                    Append::Appended(_rx, closed) => closed,
+                    Append::NewBatchNeeded => false,
+                };
             if closed {
                 self.drain(false);
             }
@@ -708,7 +827,10 @@ pub mod bench_support {
             }
             for mut b in ready {
                 let seq = self.next_seq.entry(b.tp.partition).or_insert(0);
-                let assignment = SeqAssignment { ident: ProducerIdentity { id: 1, epoch: 0 }, base: *seq };
+                let assignment = SeqAssignment {
+                    ident: ProducerIdentity { id: 1, epoch: 0 },
+                    base: *seq,
+                };
                 *seq += b.record_count() as i64;
                 let payload = std::mem::replace(&mut b.payload, Payload::Taken);
                 if let Ok(bytes) = super::sender::encode(payload, Some(assignment)) {
@@ -716,7 +838,13 @@ pub mod bench_support {
                     self.batches_out += 1;
                     b.payload = Payload::Built(bytes);
                 }
-                self.acc.complete(b, BatchOutcome::Done { base_offset: 0, log_append_time: -1 });
+                self.acc.complete(
+                    b,
+                    BatchOutcome::Done {
+                        base_offset: 0,
+                        log_append_time: -1,
+                    },
+                );
             }
         }
 

@@ -16,7 +16,13 @@ use sluice_protocol::murmur2::partition_for_key;
 /// A user-supplied partition choice, called for every record that has no
 /// explicit partition. It must return a partition in `0..partitions`.
 pub trait Partitioner: Send + Sync {
-    fn partition(&self, topic: &str, key: Option<&[u8]>, value: Option<&[u8]>, partitions: i32) -> i32;
+    fn partition(
+        &self,
+        topic: &str,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        partitions: i32,
+    ) -> i32;
 }
 
 /// Kafka's keyed choice for every record: murmur2 of the key, and a random
@@ -27,7 +33,13 @@ pub trait Partitioner: Send + Sync {
 pub struct Murmur2Partitioner;
 
 impl Partitioner for Murmur2Partitioner {
-    fn partition(&self, _topic: &str, key: Option<&[u8]>, _value: Option<&[u8]>, partitions: i32) -> i32 {
+    fn partition(
+        &self,
+        _topic: &str,
+        key: Option<&[u8]>,
+        _value: Option<&[u8]>,
+        partitions: i32,
+    ) -> i32 {
         match key {
             Some(k) => partition_for_key(k, partitions),
             None => random_partition(partitions),
@@ -43,7 +55,13 @@ pub struct RoundRobinPartitioner {
 }
 
 impl Partitioner for RoundRobinPartitioner {
-    fn partition(&self, topic: &str, _key: Option<&[u8]>, _value: Option<&[u8]>, partitions: i32) -> i32 {
+    fn partition(
+        &self,
+        topic: &str,
+        _key: Option<&[u8]>,
+        _value: Option<&[u8]>,
+        partitions: i32,
+    ) -> i32 {
         if partitions <= 0 {
             return 0;
         }
@@ -64,7 +82,11 @@ fn random_partition(partitions: i32) -> i32 {
 
 /// The keyed half of the built-in partitioner: `None` means "no key to
 /// hash" (null key, or keys ignored), i.e. use the sticky partition.
-pub(crate) fn keyed_partition(key: Option<&[u8]>, ignore_keys: bool, partitions: i32) -> Option<i32> {
+pub(crate) fn keyed_partition(
+    key: Option<&[u8]>,
+    ignore_keys: bool,
+    partitions: i32,
+) -> Option<i32> {
     match key {
         Some(k) if !ignore_keys => Some(partition_for_key(k, partitions)),
         _ => None,
@@ -95,7 +117,13 @@ impl Sticky {
 
     /// Called when a record for `prev` would open a new batch: switch to
     /// another partition (unless another caller already did) and return it.
-    pub(crate) fn on_new_batch(&self, topic: &str, prev: i32, available: &[i32], partitions: i32) -> i32 {
+    pub(crate) fn on_new_batch(
+        &self,
+        topic: &str,
+        prev: i32,
+        available: &[i32],
+        partitions: i32,
+    ) -> i32 {
         let mut m = self.current.lock().unwrap_or_else(|e| e.into_inner());
         match m.get(topic) {
             Some(&p) if p != prev && p < partitions => p,
@@ -112,7 +140,11 @@ impl Sticky {
 /// `avoid` when there is a choice; all partitions when none is available.
 fn pick(available: &[i32], partitions: i32, avoid: Option<i32>) -> i32 {
     let mut rng = rand::thread_rng();
-    let pool: Vec<i32> = if available.is_empty() { (0..partitions.max(1)).collect() } else { available.to_vec() };
+    let pool: Vec<i32> = if available.is_empty() {
+        (0..partitions.max(1)).collect()
+    } else {
+        available.to_vec()
+    };
     if pool.len() == 1 {
         return pool[0];
     }
@@ -141,8 +173,14 @@ mod tests {
         // here: the partitioner uses exactly that choice.
         assert_eq!(keyed_partition(Some(b"foobar"), false, 50), Some(16));
         for k in ["user-12345", "a", "", "some longer key with spaces"] {
-            assert_eq!(keyed_partition(Some(k.as_bytes()), false, 7), Some(partition_for_key(k.as_bytes(), 7)));
-            assert_eq!(Murmur2Partitioner.partition("t", Some(k.as_bytes()), None, 7), partition_for_key(k.as_bytes(), 7));
+            assert_eq!(
+                keyed_partition(Some(k.as_bytes()), false, 7),
+                Some(partition_for_key(k.as_bytes(), 7))
+            );
+            assert_eq!(
+                Murmur2Partitioner.partition("t", Some(k.as_bytes()), None, 7),
+                partition_for_key(k.as_bytes(), 7)
+            );
         }
         assert_eq!(keyed_partition(Some(b"foobar"), true, 50), None);
         assert_eq!(keyed_partition(None, false, 50), None);
@@ -187,7 +225,9 @@ mod tests {
     #[test]
     fn round_robin_cycles_per_topic() {
         let rr = RoundRobinPartitioner::default();
-        let got: Vec<i32> = (0..6).map(|_| rr.partition("t", Some(b"k"), None, 3)).collect();
+        let got: Vec<i32> = (0..6)
+            .map(|_| rr.partition("t", Some(b"k"), None, 3))
+            .collect();
         assert_eq!(got, vec![0, 1, 2, 0, 1, 2]);
         assert_eq!(rr.partition("u", None, None, 3), 0);
     }

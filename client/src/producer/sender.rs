@@ -19,22 +19,38 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId, TopicName};
+use kafka_protocol::messages::{
+    ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId, TopicName,
+};
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::mpsc;
 
-use super::accumulator::{Accumulator, BatchOutcome, Payload, ProducerBatch, TopicPartition};
+use super::accumulator::{
+    Accumulator, BatchOutcome, Payload, ProducerBatch, TopicPartition, ROOT_SPLIT_SPAN,
+};
 use super::idempotence::{self, Idempotence, ProducerIdentity, SeqAssignment, Verdict};
 use crate::config::{Acks, ProducerConfig};
 use crate::error::{Error, KafkaCode, Result};
 use crate::net::{Cluster, Connection};
 
+/// Kafka error code MESSAGE_TOO_LARGE.
+const MESSAGE_TOO_LARGE: i16 = 10;
+
 /// What background tasks report to the sender.
 enum Event {
-    Produced { req: u64, built: Vec<Result<Bytes>>, result: Result<Option<ProduceResponse>> },
-    Connected { node: i32, result: Result<Arc<Connection>> },
+    Produced {
+        req: u64,
+        built: Vec<Result<Bytes>>,
+        result: Result<Option<ProduceResponse>>,
+    },
+    Connected {
+        node: i32,
+        result: Result<Arc<Connection>>,
+    },
     Metadata(Result<()>),
-    ProducerId { result: Result<ProducerIdentity> },
+    ProducerId {
+        result: Result<ProducerIdentity>,
+    },
 }
 
 /// A partition's answer: error code, base offset, LogAppendTime, message.
@@ -59,11 +75,18 @@ async fn dispatch(mut rx: mpsc::UnboundedReceiver<Dispatch>, events: mpsc::Unbou
             Ok(x) => x,
             Err(e) => {
                 let err = Error::Protocol(format!("encoding task failed: {e}"));
-                let _ = events.send(Event::Produced { req, built: Vec::new(), result: Err(err) });
+                let _ = events.send(Event::Produced {
+                    req,
+                    built: Vec::new(),
+                    result: Err(err),
+                });
                 continue;
             }
         };
-        let result = match (d.version, produce_request(d.acks, d.timeout_ms, &tps, &built)) {
+        let result = match (
+            d.version,
+            produce_request(d.acks, d.timeout_ms, &tps, &built),
+        ) {
             (Err(e), _) => Err(e),
             // Nothing encoded: every batch carries its own error.
             (Ok(_), None) => Ok(None),
@@ -127,7 +150,12 @@ pub(crate) struct Sender {
 }
 
 impl Sender {
-    pub fn new(cfg: &ProducerConfig, acc: Arc<Accumulator>, cluster: Arc<Cluster>, control: Arc<SenderControl>) -> Sender {
+    pub fn new(
+        cfg: &ProducerConfig,
+        acc: Arc<Accumulator>,
+        cluster: Arc<Cluster>,
+        control: Arc<SenderControl>,
+    ) -> Sender {
         let (tx, rx) = mpsc::unbounded_channel();
         Sender {
             acc,
@@ -206,7 +234,8 @@ impl Sender {
                     }
                     Err(e) => {
                         tracing::debug!(node, error = %e, "producer connection failed");
-                        self.connect_retry_at.insert(node, Instant::now() + self.reconnect_backoff);
+                        self.connect_retry_at
+                            .insert(node, Instant::now() + self.reconnect_backoff);
                         self.metadata_wanted = true;
                     }
                 }
@@ -255,7 +284,9 @@ impl Sender {
             if want && !self.pid_requesting {
                 match self.pid_retry_at.filter(|t| *t > now) {
                     Some(t) => wake_at(t, &mut next),
-                    None => self.start_init_producer_id(idem.current().filter(|_| idem.needs_bump())),
+                    None => {
+                        self.start_init_producer_id(idem.current().filter(|_| idem.needs_bump()))
+                    }
                 }
             }
         }
@@ -307,7 +338,9 @@ impl Sender {
             }
             self.conns.remove(&node);
         }
-        if self.connecting.contains(&node) || self.connect_retry_at.get(&node).is_some_and(|t| *t > now) {
+        if self.connecting.contains(&node)
+            || self.connect_retry_at.get(&node).is_some_and(|t| *t > now)
+        {
             return None;
         }
         self.connecting.insert(node);
@@ -337,7 +370,12 @@ impl Sender {
         let tx = self.tx.clone();
         let timeout = self.request_timeout;
         tokio::spawn(async move {
-            let result = match tokio::time::timeout(timeout * 2, init_producer_id(&cluster, bump_from)).await {
+            let result = match tokio::time::timeout(
+                timeout * 2,
+                init_producer_id(&cluster, bump_from),
+            )
+            .await
+            {
                 Ok(r) => r,
                 Err(_) => Err(Error::Timeout("InitProducerId".into())),
             };
@@ -352,7 +390,13 @@ impl Sender {
     fn drain(
         &mut self,
         now: Instant,
-    ) -> (Vec<(i32, Vec<ProducerBatch>)>, bool, bool, Vec<(ProducerBatch, Error)>, Option<Instant>) {
+    ) -> (
+        Vec<(i32, Vec<ProducerBatch>)>,
+        bool,
+        bool,
+        Vec<(ProducerBatch, Error)>,
+        Option<Instant>,
+    ) {
         let all_ready = self.acc.flushing() || self.acc.memory_exhausted();
         let mut next: Option<Instant> = None;
         let mut need_metadata = false;
@@ -375,11 +419,20 @@ impl Sender {
         }
         self.rotation = self.rotation.wrapping_add(1);
         let start = self.rotation % keys.len();
+        // Split pieces are rare: one pass here keeps the check below off
+        // the hot path.
+        let is_piece = |b: &ProducerBatch| b.split_span < ROOT_SPLIT_SPAN;
+        let pieces_in_flight = self
+            .in_flight
+            .values()
+            .any(|f| f.batches.iter().any(is_piece));
         let mut topics: HashMap<Arc<str>, Option<Arc<crate::net::TopicInfo>>> = HashMap::new();
 
         for i in 0..keys.len() {
             let tp = &keys[(start + i) % keys.len()];
-            let Some(dq) = st.queues.get_mut(tp) else { continue };
+            let Some(dq) = st.queues.get_mut(tp) else {
+                continue;
+            };
             // Expire (oldest first: queues are in creation order).
             while let Some(front) = dq.front() {
                 let deadline = front.created + self.delivery_timeout;
@@ -388,7 +441,11 @@ impl Sender {
                 }
                 if let Some(b) = dq.pop_front() {
                     let n = b.record_count();
-                    let last = b.last_error.as_ref().map(|e| format!("; last error: {e}")).unwrap_or_default();
+                    let last = b
+                        .last_error
+                        .as_ref()
+                        .map(|e| format!("; last error: {e}"))
+                        .unwrap_or_default();
                     let err = Error::Timeout(format!(
                         "expiring {n} record(s) for {tp}: {} ms has passed since batch creation{last}",
                         self.delivery_timeout.as_millis()
@@ -410,7 +467,10 @@ impl Sender {
                 continue;
             }
             // Leader.
-            let info = topics.entry(tp.topic.clone()).or_insert_with(|| self.cluster.topic(&tp.topic)).clone();
+            let info = topics
+                .entry(tp.topic.clone())
+                .or_insert_with(|| self.cluster.topic(&tp.topic))
+                .clone();
             let leader = info
                 .as_ref()
                 .and_then(|t| t.partitions.iter().find(|p| p.partition == tp.partition))
@@ -420,6 +480,19 @@ impl Sender {
                 need_metadata = true;
                 continue;
             };
+            // The pieces of a split batch go one at a time, and nothing of
+            // their partition overtakes them: a piece may be refused and
+            // split again, and records must still land in send order.
+            let front_is_piece = is_piece(front);
+            if (front_is_piece || pieces_in_flight)
+                && self.in_flight.values().any(|f| {
+                    f.batches
+                        .iter()
+                        .any(|b| b.tp == *tp && (front_is_piece || is_piece(b)))
+                })
+            {
+                continue;
+            }
             let size = front.size;
             let node_busy = self.node_in_flight.get(&node).copied().unwrap_or(0);
             match per_node.get(&node) {
@@ -435,13 +508,17 @@ impl Sender {
             }
             if let Some(idem) = &mut self.idem {
                 idem.maybe_reset(tp, dq);
-                let Some(front) = dq.front_mut() else { continue };
+                let Some(front) = dq.front_mut() else {
+                    continue;
+                };
                 if !idem.gate(tp, front, self.max_in_flight) {
                     continue;
                 }
                 idem.on_sent(tp);
             }
-            let Some(mut batch) = dq.pop_front() else { continue };
+            let Some(mut batch) = dq.pop_front() else {
+                continue;
+            };
             batch.attempts += 1;
             batch.retry_at = None;
             batch.closed = true;
@@ -450,7 +527,13 @@ impl Sender {
             e.1.push(batch);
         }
         drop(st);
-        (per_node.into_iter().map(|(n, (_, b))| (n, b)).collect(), need_metadata, more, expired, next)
+        (
+            per_node.into_iter().map(|(n, (_, b))| (n, b)).collect(),
+            need_metadata,
+            more,
+            expired,
+            next,
+        )
     }
 
     fn send_request(&mut self, node: i32, mut batches: Vec<ProducerBatch>) {
@@ -460,7 +543,10 @@ impl Sender {
             Some(c) => c.clone(),
             None => {
                 // Cannot happen (drain checked), but never lose batches.
-                let err = Error::Connection { broker: format!("node {node}"), reason: "not connected".into() };
+                let err = Error::Connection {
+                    broker: format!("node {node}"),
+                    reason: "not connected".into(),
+                };
                 self.in_flight.insert(req_id, InFlight { node, batches });
                 *self.node_in_flight.entry(node).or_insert(0) += 1;
                 let n = self.in_flight.get(&req_id).map_or(0, |f| f.batches.len());
@@ -469,9 +555,14 @@ impl Sender {
             }
         };
         let version = conn.versions().pick(ApiKey::Produce);
-        let mut work: Vec<(TopicPartition, Payload, Option<SeqAssignment>)> = Vec::with_capacity(batches.len());
+        let mut work: Vec<(TopicPartition, Payload, Option<SeqAssignment>)> =
+            Vec::with_capacity(batches.len());
         for b in batches.iter_mut() {
-            work.push((b.tp.clone(), std::mem::replace(&mut b.payload, Payload::Taken), b.seq));
+            work.push((
+                b.tp.clone(),
+                std::mem::replace(&mut b.payload, Payload::Taken),
+                b.seq,
+            ));
         }
         self.in_flight.insert(req_id, InFlight { node, batches });
         *self.node_in_flight.entry(node).or_insert(0) += 1;
@@ -480,13 +571,21 @@ impl Sender {
         // Encode (compress) off this task, in parallel with other requests...
         let encoded = tokio::spawn(async move {
             let tps: Vec<TopicPartition> = work.iter().map(|(tp, _, _)| tp.clone()).collect();
-            let built: Vec<Result<Bytes>> = work.into_iter().map(|(_, p, seq)| encode(p, seq)).collect();
+            let built: Vec<Result<Bytes>> =
+                work.into_iter().map(|(_, p, seq)| encode(p, seq)).collect();
             (tps, built)
         });
         // ...but put requests on the wire in drain order: the broker handles
         // a connection's requests in order, and sequence numbers of one
         // partition's pipelined batches must arrive in order.
-        let d = Dispatch { req_id, conn, version, acks, timeout_ms, encoded };
+        let d = Dispatch {
+            req_id,
+            conn,
+            version,
+            acks,
+            timeout_ms,
+            encoded,
+        };
         let d = match self.dispatchers.get(&node) {
             Some(q) => match q.send(d) {
                 Ok(()) => return,
@@ -500,8 +599,15 @@ impl Sender {
         self.dispatchers.insert(node, q);
     }
 
-    fn on_produced(&mut self, req: u64, built: Vec<Result<Bytes>>, result: Result<Option<ProduceResponse>>) {
-        let Some(inf) = self.in_flight.remove(&req) else { return };
+    fn on_produced(
+        &mut self,
+        req: u64,
+        built: Vec<Result<Bytes>>,
+        result: Result<Option<ProduceResponse>>,
+    ) {
+        let Some(inf) = self.in_flight.remove(&req) else {
+            return;
+        };
         if let Some(n) = self.node_in_flight.get_mut(&inf.node) {
             *n = n.saturating_sub(1);
         }
@@ -511,7 +617,9 @@ impl Sender {
         let mut encode_errors: Vec<Option<Error>> = Vec::with_capacity(batches.len());
         let mut built = built.into_iter();
         for b in batches.iter_mut() {
-            let bytes = built.next().unwrap_or_else(|| Err(Error::Protocol("batch was not encoded".into())));
+            let bytes = built
+                .next()
+                .unwrap_or_else(|| Err(Error::Protocol("batch was not encoded".into())));
             match bytes {
                 Ok(bytes) => {
                     b.size = bytes.len();
@@ -550,7 +658,13 @@ impl Sender {
                 for (b, enc) in batches.into_iter().zip(encode_errors) {
                     match enc {
                         Some(e) => self.fail(b, e, true),
-                        None => self.acc.complete(b, BatchOutcome::Done { base_offset: -1, log_append_time: -1 }),
+                        None => self.acc.complete(
+                            b,
+                            BatchOutcome::Done {
+                                base_offset: -1,
+                                log_append_time: -1,
+                            },
+                        ),
                     }
                 }
             }
@@ -559,9 +673,14 @@ impl Sender {
                 for t in &resp.responses {
                     for p in &t.partition_responses {
                         let msg = p.error_message.as_ref().map(|m| m.to_string()).or_else(|| {
-                            p.record_errors.first().and_then(|r| r.batch_index_error_message.as_ref().map(|m| m.to_string()))
+                            p.record_errors.first().and_then(|r| {
+                                r.batch_index_error_message.as_ref().map(|m| m.to_string())
+                            })
                         });
-                        answers.insert((t.name.0.as_str(), p.index), (p.error_code, p.base_offset, p.log_append_time_ms, msg));
+                        answers.insert(
+                            (t.name.0.as_str(), p.index),
+                            (p.error_code, p.base_offset, p.log_append_time_ms, msg),
+                        );
                     }
                 }
                 let mut outcomes = Vec::with_capacity(batches.len());
@@ -576,7 +695,10 @@ impl Sender {
                         continue;
                     }
                     let Some((code, base_offset, log_append_time, msg)) = answer else {
-                        let e = Error::Protocol(format!("no answer for {} in a produce response", b.tp));
+                        let e = Error::Protocol(format!(
+                            "no answer for {} in a produce response",
+                            b.tp
+                        ));
                         self.retry_or_fail(b, e, now);
                         continue;
                     };
@@ -616,8 +738,18 @@ impl Sender {
                     idem.on_acked(&b.tp, seq, b.record_count());
                 }
                 // A duplicate may come back without its original offset.
-                let base_offset = if code == 0 { base_offset } else { base_offset.max(-1) };
-                self.acc.complete(b, BatchOutcome::Done { base_offset, log_append_time });
+                let base_offset = if code == 0 {
+                    base_offset
+                } else {
+                    base_offset.max(-1)
+                };
+                self.acc.complete(
+                    b,
+                    BatchOutcome::Done {
+                        base_offset,
+                        log_append_time,
+                    },
+                );
             }
             Verdict::Retry => self.retry_or_fail(b, err, now),
             Verdict::ResetAndRetry => {
@@ -626,12 +758,22 @@ impl Sender {
                 }
                 self.retry_or_fail(b, err, now);
             }
-            Verdict::Fail => {
-                if code == 10 && b.record_count() > 1 {
-                    tracing::warn!(partition = %b.tp, records = b.record_count(), "MESSAGE_TOO_LARGE for a multi-record batch (splitting is not implemented): lower batch.size or raise the topic's max.message.bytes");
+            Verdict::Fail if code == MESSAGE_TOO_LARGE && b.record_count() > 1 => {
+                // Not written: give its sequences back (the partition's
+                // sequence is reset, as for any unwritten batch), then send
+                // it again as two batches. Halving repeats until the pieces
+                // fit or are single records, which then fail for good.
+                tracing::info!(partition = %b.tp, records = b.record_count(), "MESSAGE_TOO_LARGE: splitting the batch in two");
+                let mut b = b;
+                if let (Some(idem), Some(seq)) = (&mut self.idem, b.seq.take()) {
+                    idem.on_dropped(&b.tp, seq, true);
                 }
-                self.fail(b, err, true)
+                if let Err((b, e)) = self.acc.split_in_two(b) {
+                    tracing::warn!(partition = %b.tp, error = %e, "cannot split the batch");
+                    self.fail(b, err, true);
+                }
             }
+            Verdict::Fail => self.fail(b, err, true),
         }
     }
 
@@ -685,7 +827,9 @@ impl Sender {
 pub(crate) fn encode(p: Payload, seq: Option<SeqAssignment>) -> Result<Bytes> {
     match p {
         Payload::Open(b) => Ok(match seq {
-            Some(s) => b.with_producer(s.ident.id, s.ident.epoch, s.wire_sequence()).build(),
+            Some(s) => b
+                .with_producer(s.ident.id, s.ident.epoch, s.wire_sequence())
+                .build(),
             None => b.build(),
         }),
         Payload::Built(bytes) => match seq {
@@ -697,7 +841,12 @@ pub(crate) fn encode(p: Payload, seq: Option<SeqAssignment>) -> Result<Bytes> {
 }
 
 /// One Produce request for the encoded batches (`None` if none encoded).
-fn produce_request(acks: i16, timeout_ms: i32, tps: &[TopicPartition], built: &[Result<Bytes>]) -> Option<ProduceRequest> {
+fn produce_request(
+    acks: i16,
+    timeout_ms: i32,
+    tps: &[TopicPartition],
+    built: &[Result<Bytes>],
+) -> Option<ProduceRequest> {
     let mut topics: Vec<TopicProduceData> = Vec::new();
     for (tp, bytes) in tps.iter().zip(built) {
         let Ok(bytes) = bytes else { continue };
@@ -726,7 +875,10 @@ fn produce_request(acks: i16, timeout_ms: i32, tps: &[TopicPartition], built: &[
     Some(req)
 }
 
-async fn init_producer_id(cluster: &Cluster, bump_from: Option<ProducerIdentity>) -> Result<ProducerIdentity> {
+async fn init_producer_id(
+    cluster: &Cluster,
+    bump_from: Option<ProducerIdentity>,
+) -> Result<ProducerIdentity> {
     let conn = cluster.any_connection().await?;
     let v = conn.versions().pick(ApiKey::InitProducerId)?;
     let mut req = InitProducerIdRequest::default();
@@ -744,7 +896,13 @@ async fn init_producer_id(cluster: &Cluster, bump_from: Option<ProducerIdentity>
     }
     let resp = conn.send_versioned(&req, v).await?;
     if resp.error_code != 0 {
-        return Err(Error::kafka_with(resp.error_code, Some("InitProducerId".into())));
+        return Err(Error::kafka_with(
+            resp.error_code,
+            Some("InitProducerId".into()),
+        ));
     }
-    Ok(ProducerIdentity { id: resp.producer_id.0, epoch: resp.producer_epoch })
+    Ok(ProducerIdentity {
+        id: resp.producer_id.0,
+        epoch: resp.producer_epoch,
+    })
 }

@@ -16,16 +16,24 @@ pub struct TestBroker {
     _dir: Option<tempfile::TempDir>,
 }
 
-fn repo_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).parent().map(PathBuf::from).unwrap_or_default()
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(PathBuf::from)
+        .unwrap_or_default()
 }
 
 pub fn sluiced_bin() -> PathBuf {
-    std::env::var_os("SLUICED_BIN").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target/release/sluiced"))
+    std::env::var_os("SLUICED_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release/sluiced"))
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(0)
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap_or(0)
 }
 
 impl TestBroker {
@@ -33,19 +41,37 @@ impl TestBroker {
     /// Kafka bootstrap is given nor the sluiced binary is built.
     pub fn start() -> Option<TestBroker> {
         if let Ok(b) = std::env::var("SLUICE_TEST_KAFKA_BOOTSTRAP") {
-            return Some(TestBroker { bootstrap: b, child: None, _dir: None });
+            return Some(TestBroker {
+                bootstrap: b,
+                child: None,
+                _dir: None,
+            });
         }
         let bin = sluiced_bin();
-        if !bin.exists() {
-            eprintln!("skipping: {} is not built (cargo build --release -p sluice-broker)", bin.display());
-            return None;
-        }
+        // Missing is a failure, not a skip: a suite that quietly tests
+        // nothing is worse than a red one.
+        assert!(
+            bin.exists(),
+            "{} is not built: cargo build --release -p sluice-broker (or set SLUICED_BIN)",
+            bin.display()
+        );
         let dir = tempfile::tempdir().ok()?;
         let port = free_port();
         let child = Command::new(&bin)
-            .args(["--listen", &format!("127.0.0.1:{port}"), "--shards", "2", "--data-dir"])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+                "--shards",
+                "2",
+                "--data-dir",
+            ])
             .arg(dir.path().join("data"))
-            .args(["--set", "group.initial.rebalance.delay.ms=0", "--set", "num.partitions=3"])
+            .args([
+                "--set",
+                "group.initial.rebalance.delay.ms=0",
+                "--set",
+                "num.partitions=3",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -58,7 +84,11 @@ impl TestBroker {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        Some(TestBroker { bootstrap, child: Some(child), _dir: Some(dir) })
+        Some(TestBroker {
+            bootstrap,
+            child: Some(child),
+            _dir: Some(dir),
+        })
     }
 
     pub fn is_sluiced(&self) -> bool {
