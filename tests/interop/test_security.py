@@ -255,7 +255,8 @@ def test_kafka_python_msk_iam_oauthbearer_with_official_signer(secure, aws_env):
     producer.close()
     consumer = KafkaConsumer(topic, group_id="iam-readers", auto_offset_reset="earliest",
                              consumer_timeout_ms=10000, **common)
-    assert [m.value.decode() for m in consumer] == [f"m{i}" for i in range(5)]
+    # No key: records spread over both partitions, so compare as a set.
+    assert sorted(m.value.decode() for m in consumer) == [f"m{i}" for i in range(5)]
     consumer.close()
 
 
