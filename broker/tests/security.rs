@@ -268,6 +268,46 @@ fn tls_listener_serves_clients_and_refuses_plaintext_ones() {
             }
         }
         assert_eq!(got, (0..20).map(|i| format!("v{i}")).collect::<Vec<_>>());
+
+        // Megabyte-sized produce requests and fetch responses: more than
+        // rustls buffers at once in either direction.
+        create_topic(ssl.client(), "tls-big").await.expect("create");
+        let pc = ProducerConfig::from_properties(
+            ssl.with("linger.ms", "50")
+                .with("batch.size", "1048576")
+                .iter(),
+        )
+        .expect("producer config");
+        let producer = Producer::connect(pc).await.expect("producer");
+        let big = |i: usize| format!("{i:06}").repeat(10_000 / 6);
+        let sends: Vec<_> = (0..300)
+            .map(|i| producer.send(ProducerRecord::new("tls-big").partition(0).value(big(i))))
+            .collect();
+        for (i, s) in sends.into_iter().enumerate() {
+            assert_eq!(s.await.expect("large produce over TLS").offset, i as i64);
+        }
+        let _ = producer.close(Duration::from_secs(5)).await;
+        let cc = ConsumerConfig::from_properties(ssl.with("auto.offset.reset", "earliest").iter())
+            .expect("consumer config");
+        let mut consumer = Consumer::connect(cc).await.expect("consumer");
+        consumer
+            .assign([sluice::TopicPartition::new("tls-big", 0)])
+            .expect("assign");
+        let mut n = 0;
+        for _ in 0..100 {
+            for r in consumer
+                .poll(Duration::from_millis(500))
+                .await
+                .expect("poll")
+            {
+                assert_eq!(r.value.as_deref(), Some(big(n).as_bytes()), "record {n}");
+                n += 1;
+            }
+            if n >= 300 {
+                break;
+            }
+        }
+        assert_eq!(n, 300);
     });
     // A plaintext Kafka client on the TLS port is closed with a reason.
     assert!(closed_without_answer(tls_port, &metadata_frame()));

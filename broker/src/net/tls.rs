@@ -33,6 +33,42 @@ use crate::log::read::FileRange;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Ciphertext read size.
 const READ_CHUNK: usize = 64 * 1024;
+/// Plaintext handed to rustls at a time (one maximum-size TLS record).
+const TLS_CHUNK: usize = 16 * 1024;
+
+/// What draining rustls' decrypted bytes found.
+enum Drained {
+    Bytes(usize),
+    /// The peer sent close_notify and nothing is left.
+    Closed,
+}
+
+fn drain_plaintext(
+    conn: &mut ServerConnection,
+    out: &mut bytes::BytesMut,
+) -> std::io::Result<Drained> {
+    let mut tmp = [0u8; TLS_CHUNK];
+    let mut total = 0;
+    loop {
+        match conn.reader().read(&mut tmp) {
+            Ok(0) => {
+                return Ok(if total == 0 {
+                    Drained::Closed
+                } else {
+                    Drained::Bytes(total)
+                })
+            }
+            Ok(n) => {
+                out.extend_from_slice(&tmp[..n]);
+                total += n;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                return Ok(Drained::Bytes(total))
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
 
 /// Builds the rustls server configuration from `ssl.*`.
 pub fn server_config(ssl: &SslSettings) -> anyhow::Result<Arc<ServerConfig>> {
@@ -184,26 +220,10 @@ impl TlsSession {
         loop {
             {
                 let mut conn = self.conn.borrow_mut();
-                let mut tmp = [0u8; 16 * 1024];
-                let mut total = 0;
-                loop {
-                    match conn.reader().read(&mut tmp) {
-                        Ok(0) => {
-                            if total == 0 {
-                                return Ok(0); // close_notify received
-                            }
-                            break;
-                        }
-                        Ok(n) => {
-                            out.extend_from_slice(&tmp[..n]);
-                            total += n;
-                        }
-                        Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                        Err(e) => return Err(e),
-                    }
-                }
-                if total > 0 {
-                    return Ok(total);
+                match drain_plaintext(&mut conn, out)? {
+                    Drained::Closed => return Ok(0),
+                    Drained::Bytes(n) if n > 0 => return Ok(n),
+                    Drained::Bytes(_) => {}
                 }
             }
             let buf = Vec::with_capacity(READ_CHUNK);
@@ -214,11 +234,21 @@ impl TlsSession {
             }
             let mut conn = self.conn.borrow_mut();
             let mut slice = &buf[..];
+            let mut total = 0;
             while !slice.is_empty() {
                 conn.read_tls(&mut slice)?;
                 conn.process_new_packets().map_err(|e| {
                     std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
                 })?;
+                // rustls bounds its decrypted-data buffer (and refuses more
+                // ciphertext once it is full): drain it after every step.
+                match drain_plaintext(&mut conn, out)? {
+                    Drained::Closed => return Ok(total),
+                    Drained::Bytes(k) => total += k,
+                }
+            }
+            if total > 0 {
+                return Ok(total);
             }
         }
     }
@@ -227,8 +257,21 @@ impl TlsSession {
     pub async fn write_plain(&self, sock: &mut TcpStream, data: &[u8]) -> std::io::Result<()> {
         let out = {
             let mut conn = self.conn.borrow_mut();
-            conn.writer().write_all(data)?;
-            let mut out = Vec::with_capacity(data.len() + 64);
+            let mut out = Vec::with_capacity(data.len() + data.len() / 256 + 64);
+            // rustls bounds its buffered output, so feed it a record at a
+            // time and collect the ciphertext as we go.
+            let mut rest = data;
+            while !rest.is_empty() {
+                let n = conn.writer().write(&rest[..rest.len().min(TLS_CHUNK)])?;
+                if n == 0 {
+                    conn.write_tls(&mut out)?;
+                    continue;
+                }
+                rest = &rest[n..];
+                while conn.wants_write() {
+                    conn.write_tls(&mut out)?;
+                }
+            }
             while conn.wants_write() {
                 conn.write_tls(&mut out)?;
             }
