@@ -5,6 +5,7 @@
 //! every crate uses the same version.
 //!
 //! # Layout
+//! - [`civil`]: days since the Unix epoch for a calendar date (SigV4 dates).
 //! - [`batch`]: v2 RecordBatch header, CRC-32C, validation, in-place
 //!   patches, recovery scan, record encode/decode ([`batch::BatchBuilder`]).
 //! - [`compression`]: gzip, snappy (xerial framing), lz4 (frame), zstd,
@@ -14,6 +15,7 @@
 //! - [`varint`]: zigzag varint/varlong primitives.
 
 pub mod batch;
+pub mod civil;
 pub mod compression;
 pub mod frame;
 pub mod murmur2;

@@ -562,15 +562,7 @@ fn parse_amz_date(s: &str) -> Option<i64> {
     if d < 1 || d > month_days[usize::try_from(m - 1).ok()?] {
         return None;
     }
-    // Days from the civil date (the era-based algorithm of Howard Hinnant's
-    // "chrono-compatible low-level date algorithms").
-    let yy = if m <= 2 { y - 1 } else { y };
-    let era = yy.div_euclid(400);
-    let yoe = yy - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    let days = era * 146_097 + doe - 719_468;
+    let days = sluice_protocol::civil::days_from_civil(y, m, d);
     Some((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000)
 }
 
