@@ -14,6 +14,12 @@
 // each client's default producer (acks=-1, no compression, no key: records
 // spread by each client's partitioner). Consume: one group member,
 // fromBeginning, eachMessage, counted from the first record to the last.
+//
+// Env: BENCH_ACKS = 1 | -1 | all (default -1): the producer's acks, passed to
+// send() (sluice-client, KafkaJS) or set in the producer config
+// (confluent-kafka-javascript, whose send() takes no acks). BENCH_GROUP: the
+// consumer's group id (default bench-CLIENT-<ms since epoch>, a fresh group).
+// BENCH_BATCH / BENCH_WINDOW: records per send() (1000) and sends in flight (8).
 
 const path = require('path')
 const [client, phase, bootstrap, topic, recordsArg, sizeArg] = process.argv.slice(2)
@@ -22,6 +28,13 @@ const size = Number(sizeArg)
 const BATCH = Number(process.env.BENCH_BATCH || 1000)
 const WINDOW = Number(process.env.BENCH_WINDOW || 8)
 const mods = process.env.BENCH_NODE_MODULES || ''
+const ACKS = parseAcks(process.env.BENCH_ACKS)
+
+function parseAcks(v) {
+  if (v === undefined || v === '' || v === 'all' || v === '-1') return -1
+  if (v === '1') return 1
+  throw new Error(`BENCH_ACKS must be 1, -1 or all, not ${v}`)
+}
 
 function load() {
   if (client === 'sluice') {
@@ -37,7 +50,7 @@ function load() {
     return {
       m,
       kafka: new m.Kafka({ kafkaJS: { clientId: 'bench', brokers: [bootstrap], logLevel: m.logLevel.ERROR } }),
-      producerCfg: { kafkaJS: { acks: -1 } },
+      producerCfg: { kafkaJS: { acks: ACKS } },
       consumerCfg: (g) => ({ kafkaJS: { groupId: g, fromBeginning: true } }),
     }
   }
@@ -54,7 +67,10 @@ async function produce({ kafka, producerCfg }) {
   const inflight = new Set()
   while (sent < records) {
     const n = Math.min(BATCH, records - sent)
-    const p = producer.send({ topic, messages: n === BATCH ? batch : batch.slice(0, n) })
+    const req = { topic, messages: n === BATCH ? batch : batch.slice(0, n) }
+    // confluent-kafka-javascript takes acks from its producer config only.
+    if (client !== 'confluent') req.acks = ACKS
+    const p = producer.send(req)
     sent += n
     inflight.add(p)
     p.then(() => inflight.delete(p))
@@ -67,7 +83,7 @@ async function produce({ kafka, producerCfg }) {
 }
 
 async function consume({ kafka, consumerCfg }) {
-  const consumer = kafka.consumer(consumerCfg(`bench-${client}-${Date.now()}`))
+  const consumer = kafka.consumer(consumerCfg(process.env.BENCH_GROUP || `bench-${client}-${Date.now()}`))
   await consumer.connect()
   if (client === 'confluent') await consumer.subscribe({ topics: [topic] })
   else await consumer.subscribe({ topics: [topic], fromBeginning: true })

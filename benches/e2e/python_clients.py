@@ -1,140 +1,342 @@
-"""Produce then consume N records of SIZE bytes with sluice, kafka-python
-and confluent-kafka against the same broker, one client after the other,
-and print records/s for each (a benchmark, not a test).
+"""One phase of a Python client benchmark: produce or consume N records of
+SIZE bytes with one client, in this process, and print one JSON line.
 
-    python bindings/python/bench/clients.py BOOTSTRAP [N] [SIZE] [PARTITIONS]
+    python benches/e2e/python_clients.py --client sluice|confluent|kafka-python
+        --phase produce|consume --bootstrap HOST:PORT --topic T --records N
+        --size S [--acks 1|all] [--group G] [--idempotence true|false]
+        [--timeout-s SEC]
 
-Each client produces to its own fresh topic (acks=all, linger_ms=5, no
-compression, keyless) and waits for every delivery, then a consumer (no
-group, assigned all partitions, from the beginning) reads the same topic
-back. Clients that are not installed are skipped.
+The topic must exist (the orchestrator creates it). Clients:
+  sluice        this repo's package (bindings/python, `import sluice`), its
+                kafka-python-compatible KafkaProducer / KafkaConsumer
+  confluent     confluent-kafka (librdkafka inside the wheel): Producer /
+                Consumer
+  kafka-python  kafka-python (pure Python): KafkaProducer / KafkaConsumer
+
+Produce: N keyless records whose value is S bytes (b"x" * S), no compression,
+acks as given (default all), linger.ms 5 and each client's own default for
+everything else, notably the batch size:
+  sluice        batch.size 16384 B; idempotence on with acks=all, off with
+                acks=1 (as the Java client)
+  confluent     batch.size 1000000 B and batch.num.messages 10000 (librdkafka);
+                idempotence off
+  kafka-python  batch_size 16384 B; idempotence on with acks=all, off with
+                acks=1
+--idempotence true|false overrides the idempotence default for all three.
+Every record's delivery is waited for; "errors" counts the failed ones
+(sluice, kafka-python: the futures that failed; confluent: error delivery
+reports, delivery.report.only.error, plus any left unflushed). Timed from
+the first send to the last delivery (flush returning).
+
+Consume: with --group G, subscribes as a member of group G
+(auto offset reset earliest, the client's default auto-commit); without,
+assigns every partition of the topic from the beginning (no group
+coordination, no commits). Polls up to 5000 records at a time (sluice and
+kafka-python max_poll_records, confluent consume(5000)). Timed from before
+the metadata look-up and subscribe/assign to the Nth record; "first_record_s"
+is the time from the same start to the first record (group join included).
+
+Output, exactly one JSON line on stdout:
+  {"client", "phase", "records", "seconds", "records_per_s", "errors"}
+plus "first_record_s" for consume. Progress goes to stderr once a second.
+Exit status 0 when all N records were delivered (produce, no errors) or read
+(consume); 1 otherwise (the JSON line still comes, with what was done, and
+"error" saying why); 2 for bad arguments or a client that is not installed.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 import sys
+import threading
 import time
-import uuid
+from typing import Any, Callable, Dict, Optional
 
-bootstrap = sys.argv[1] if len(sys.argv) > 1 else "127.0.0.1:9092"
-N = int(sys.argv[2]) if len(sys.argv) > 2 else 1_000_000
-SIZE = int(sys.argv[3]) if len(sys.argv) > 3 else 100
-PARTS = int(sys.argv[4]) if len(sys.argv) > 4 else 6
-PAYLOAD = b"x" * SIZE
+CLIENTS = ("sluice", "confluent", "kafka-python")
+MAX_POLL = 5000
 
 
-def create_topic() -> str:
-    from sluice import KafkaAdminClient, NewTopic
+class Progress:
+    """Prints `label: <what()>` to stderr once a second until stopped."""
 
-    name = "bench-py-" + uuid.uuid4().hex[:8]
-    KafkaAdminClient(bootstrap_servers=bootstrap).create_topics([NewTopic(name, PARTS, 1)])
-    return name
+    def __init__(self, label: str, what: Callable[[], str]) -> None:
+        self._label, self._what = label, what
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "Progress":
+        self._t0 = time.perf_counter()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        while not self._stop.wait(1.0):
+            try:
+                msg = self._what()
+            except Exception as e:  # a progress line must never kill the run
+                msg = f"({e})"
+            print(f"  {self._label} {time.perf_counter() - self._t0:5.1f} s: {msg}", file=sys.stderr, flush=True)
 
 
-def sluice_produce(topic: str) -> float:
+# ------------------------------------------------------------------ produce
+# Each returns (seconds, errors, error message or None); `state` is shared
+# with the progress thread ({"sent": n}).
+
+
+def produce_sluice(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
     from sluice import KafkaProducer
 
-    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=65536)
+    cfg: Dict[str, Any] = dict(bootstrap_servers=a.bootstrap, acks="all" if a.acks == "all" else 1, linger_ms=5)
+    if a.idempotence is not None:
+        cfg["enable_idempotence"] = a.idempotence
+    p = KafkaProducer(**cfg)
+    p.partitions_for(a.topic)  # metadata before the clock starts
+    payload, topic, n = b"x" * a.size, a.topic, a.records
+    futures = []
+    append, send = futures.append, p.send
     t = time.perf_counter()
-    send = p.send
-    for _ in range(N):
-        send(topic, PAYLOAD)
+    for i in range(n):
+        append(send(topic, payload))
+        if i % 1000 == 0:
+            state["sent"] = i
+    state["sent"] = n
     p.flush()
     dt = time.perf_counter() - t
+    errors = [f.exception() for f in futures if f.failed()]
     p.close()
-    return dt
+    return dt, len(errors), (str(errors[0]) if errors else None)
 
 
-def sluice_consume(topic: str) -> float:
-    from sluice import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", max_poll_records=5000)
-    c.assign([TopicPartition(topic, p) for p in range(PARTS)])
-    t = time.perf_counter()
-    n = 0
-    while n < N:
-        for recs in c.poll(timeout_ms=1000).values():
-            n += len(recs)
-    dt = time.perf_counter() - t
-    c.close()
-    return dt
-
-
-def kafka_python_produce(topic: str) -> float:
+def produce_kafka_python(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
     from kafka import KafkaProducer
 
-    p = KafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5, batch_size=65536)
+    cfg: Dict[str, Any] = dict(bootstrap_servers=a.bootstrap, acks="all" if a.acks == "all" else 1, linger_ms=5)
+    if a.idempotence is not None:
+        cfg["enable_idempotence"] = a.idempotence
+    p = KafkaProducer(**cfg)
+    p.partitions_for(a.topic)
+    payload, topic, n = b"x" * a.size, a.topic, a.records
+    futures = []
+    append, send = futures.append, p.send
     t = time.perf_counter()
-    for _ in range(N):
-        p.send(topic, PAYLOAD)
+    for i in range(n):
+        append(send(topic, payload))
+        if i % 1000 == 0:
+            state["sent"] = i
+    state["sent"] = n
     p.flush()
     dt = time.perf_counter() - t
+    errors = [f.exception for f in futures if f.failed()]
     p.close()
-    return dt
+    return dt, len(errors), (str(errors[0]) if errors else None)
 
 
-def kafka_python_consume(topic: str) -> float:
-    from kafka import KafkaConsumer, TopicPartition
-
-    c = KafkaConsumer(bootstrap_servers=bootstrap, auto_offset_reset="earliest", max_poll_records=5000,
-                      enable_auto_commit=False)
-    c.assign([TopicPartition(topic, p) for p in range(PARTS)])
-    t = time.perf_counter()
-    n = 0
-    while n < N:
-        for recs in c.poll(timeout_ms=1000).values():
-            n += len(recs)
-    dt = time.perf_counter() - t
-    c.close()
-    return dt
-
-
-def confluent_produce(topic: str) -> float:
+def produce_confluent(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
     from confluent_kafka import Producer
 
-    p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "linger.ms": 5, "batch.size": 65536})
+    failed = []
+
+    def on_delivery(err: Any, _msg: Any) -> None:
+        if err is not None:
+            failed.append(err)
+
+    cfg: Dict[str, Any] = {
+        "bootstrap.servers": a.bootstrap,
+        "acks": "all" if a.acks == "all" else "1",
+        "linger.ms": 5,
+        "delivery.report.only.error": True,
+        "on_delivery": on_delivery,
+    }
+    if a.idempotence is not None:
+        cfg["enable.idempotence"] = a.idempotence
+    p = Producer(cfg)
+    p.list_topics(a.topic, timeout=30)
+    payload, topic, n = b"x" * a.size, a.topic, a.records
+    produce, poll = p.produce, p.poll
     t = time.perf_counter()
-    for _ in range(N):
+    for i in range(n):
         while True:
             try:
-                p.produce(topic, PAYLOAD)
+                produce(topic, payload)
                 break
-            except BufferError:
-                p.poll(0.01)
-        p.poll(0)
-    p.flush()
-    return time.perf_counter() - t
-
-
-def confluent_consume(topic: str) -> float:
-    from confluent_kafka import Consumer, TopicPartition, OFFSET_BEGINNING
-
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-" + uuid.uuid4().hex[:6], "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(PARTS)])
-    t = time.perf_counter()
-    n = 0
-    while n < N:
-        n += sum(1 for m in c.consume(5000, 1.0) if not m.error())
+            except BufferError:  # queue.buffering.max.* reached: let it drain
+                poll(0.005)
+        if i % 1000 == 0:
+            poll(0)
+            state["sent"] = i
+    state["sent"] = n
+    left = p.flush(a.timeout_s)
     dt = time.perf_counter() - t
-    c.close()
-    return dt
+    errors = len(failed) + left
+    msg = str(failed[0]) if failed else (f"{left} records not delivered within {a.timeout_s} s" if left else None)
+    return dt, errors, msg
 
 
-CLIENTS = [
-    ("sluice", sluice_produce, sluice_consume),
-    ("confluent-kafka", confluent_produce, confluent_consume),
-    ("kafka-python", kafka_python_produce, kafka_python_consume),
-]
+# ------------------------------------------------------------------ consume
+# Each returns (seconds, first_record_s, records read, error or None), timed
+# from its own start; `state` is shared with the progress thread.
 
-print(f"{N:,} records x {SIZE} B, {PARTS} partitions, broker {bootstrap}")
-print("| client | produce rec/s | consume rec/s |")
-print("|---|---:|---:|")
-for name, produce, consume in CLIENTS:
+
+def consume_sluice(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
+    from sluice import KafkaConsumer, TopicPartition
+
+    cfg: Dict[str, Any] = dict(bootstrap_servers=a.bootstrap, auto_offset_reset="earliest", max_poll_records=MAX_POLL)
+    if a.group:
+        cfg["group_id"] = a.group
+    else:
+        cfg["enable_auto_commit"] = False
+    c = KafkaConsumer(**cfg)
+    t = time.perf_counter()
+    if a.group:
+        c.subscribe([a.topic])
+    else:
+        parts = c.partitions_for_topic(a.topic)
+        if not parts:
+            c.close()
+            return 0.0, None, 0, f"topic {a.topic} not found"
+        c.assign([TopicPartition(a.topic, p) for p in sorted(parts)])
+    return _poll_loop(a, state, t, lambda: sum(len(r) for r in c.poll(timeout_ms=1000).values()), c.close)
+
+
+def consume_kafka_python(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
+    from kafka import KafkaConsumer, TopicPartition
+
+    cfg: Dict[str, Any] = dict(bootstrap_servers=a.bootstrap, auto_offset_reset="earliest", max_poll_records=MAX_POLL)
+    if a.group:
+        cfg["group_id"] = a.group
+    else:
+        cfg["enable_auto_commit"] = False
+    c = KafkaConsumer(**cfg)
+    t = time.perf_counter()
+    if a.group:
+        c.subscribe([a.topic])
+    else:
+        parts = c.partitions_for_topic(a.topic)
+        if not parts:
+            c.close()
+            return 0.0, None, 0, f"topic {a.topic} not found"
+        c.assign([TopicPartition(a.topic, p) for p in sorted(parts)])
+    return _poll_loop(a, state, t, lambda: sum(len(r) for r in c.poll(timeout_ms=1000).values()), c.close)
+
+
+def consume_confluent(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    cfg: Dict[str, Any] = {"bootstrap.servers": a.bootstrap, "auto.offset.reset": "earliest"}
+    if a.group:
+        cfg["group.id"] = a.group
+    else:
+        # librdkafka wants a group.id even for assign(); nothing is committed.
+        cfg["group.id"] = f"bench-assign-{time.time_ns()}"
+        cfg["enable.auto.commit"] = False
+    c = Consumer(cfg)
+    t = time.perf_counter()
+    if a.group:
+        c.subscribe([a.topic])
+    else:
+        md = c.list_topics(a.topic, timeout=30).topics.get(a.topic)
+        if md is None or md.error is not None or not md.partitions:
+            c.close()
+            return 0.0, None, 0, f"topic {a.topic} not found ({md.error if md else 'no metadata'})"
+        c.assign([TopicPartition(a.topic, p, OFFSET_BEGINNING) for p in sorted(md.partitions)])
+    errors: list = []
+
+    def batch() -> int:
+        got = 0
+        for m in c.consume(MAX_POLL, 1.0):
+            if m.error() is None:
+                got += 1
+            elif not errors:
+                errors.append(str(m.error()))
+        return got
+
+    return _poll_loop(a, state, t, batch, c.close, errors)
+
+
+def _poll_loop(a: argparse.Namespace, state: Dict[str, int], t: float, poll: Callable[[], int],
+               close: Callable[[], Any], errors: Optional[list] = None) -> tuple:
+    n, first, err = 0, None, None
+    last_progress = time.perf_counter()
+    while n < a.records:
+        got = poll()
+        now = time.perf_counter()
+        if got:
+            if first is None:
+                first = now - t
+            n += got
+            state["read"] = n
+            last_progress = now
+        elif now - last_progress > a.timeout_s:
+            err = f"no record for {a.timeout_s} s after {n} of {a.records}"
+            if errors:
+                err += f" (first client error: {errors[0]})"
+            break
+    dt = time.perf_counter() - t
+    close()
+    return dt, first, n, err
+
+
+PRODUCE = {"sluice": produce_sluice, "confluent": produce_confluent, "kafka-python": produce_kafka_python}
+CONSUME = {"sluice": consume_sluice, "confluent": consume_confluent, "kafka-python": consume_kafka_python}
+
+
+def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--client", required=True, choices=CLIENTS)
+    ap.add_argument("--phase", required=True, choices=("produce", "consume"))
+    ap.add_argument("--bootstrap", required=True)
+    ap.add_argument("--topic", required=True)
+    ap.add_argument("--records", type=int, required=True)
+    ap.add_argument("--size", type=int, required=True)
+    ap.add_argument("--acks", choices=("1", "all", "-1"), default="all", help="producer acks (-1 = all); default all")
+    ap.add_argument("--group", help="consume as a member of this group (default: assign all partitions, no group)")
+    ap.add_argument("--idempotence", choices=("true", "false"),
+                    help="producer enable.idempotence (default: each client's own default)")
+    ap.add_argument("--timeout-s", type=float, default=120.0,
+                    help="consume: give up after this long without a record; produce: confluent flush limit (120)")
+    a = ap.parse_args(argv)
+    if a.acks == "-1":
+        a.acks = "all"
+    if a.idempotence is not None:
+        a.idempotence = a.idempotence == "true"
+    if a.records <= 0 or a.size < 0:
+        ap.error("--records must be > 0 and --size >= 0")
+    return a
+
+
+def main(argv: Optional[list] = None) -> int:
+    a = parse_args(argv)
+    state: Dict[str, int] = {"sent": 0, "read": 0}
+    label = f"{a.client} {a.phase}"
+    out: Dict[str, Any] = {"client": a.client, "phase": a.phase}
     try:
-        topic = create_topic()
-        p = produce(topic)
-        c = consume(topic)
+        if a.phase == "produce":
+            with Progress(label, lambda: f"{state['sent']:,} of {a.records:,} sent"):
+                seconds, errors, err = PRODUCE[a.client](a, state)
+            out.update(records=a.records, seconds=round(seconds, 4),
+                       records_per_s=round(a.records / seconds, 1) if seconds > 0 else None, errors=errors)
+            ok = errors == 0
+        else:
+            with Progress(label, lambda: f"{state['read']:,} of {a.records:,} read"):
+                seconds, first, n, err = CONSUME[a.client](a, state)
+            out.update(records=n, seconds=round(seconds, 4),
+                       records_per_s=round(n / seconds, 1) if seconds > 0 else None,
+                       errors=0 if n >= a.records else a.records - n,
+                       first_record_s=None if first is None else round(first, 4))
+            ok = n >= a.records
     except ImportError as e:
-        print(f"| {name} | skipped ({e}) | |")
-        continue
-    print(f"| {name} | {N / p:,.0f} | {N / c:,.0f} |", flush=True)
+        print(f"{label}: client not installed: {e}", file=sys.stderr)
+        return 2
+    if err:
+        out["error"] = err
+    print(json.dumps(out), flush=True)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
