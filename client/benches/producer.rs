@@ -2,13 +2,16 @@
 //! no network: 100k records of 100 B (keyed, murmur2-partitioned over 12
 //! partitions) go through buffer accounting, the accumulator's per-partition
 //! batches (batch.size 16 KiB) and batch encoding with each codec, stamped
-//! with a producer id and sequence as the sender does.
+//! with a producer id and sequence as the sender does. Two narrower groups
+//! keep the hot pieces apart: appending a record (accumulator append plus
+//! its delivery future), and completing a batch (settling it and reading
+//! each record's metadata from its future).
 //! Run: `cargo bench -p sluice-client --bench producer`.
 
 use std::hint::black_box;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use sluice::producer::bench_support::Pipeline;
+use sluice::producer::bench_support::{self, Pipeline};
 use sluice::Compression;
 
 const RECORDS: usize = 100_000;
@@ -63,5 +66,26 @@ fn bench_accumulate(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_accumulate);
+fn bench_append(c: &mut Criterion) {
+    let values: Vec<Vec<u8>> = records().into_iter().map(|(_, v)| v).collect();
+    let mut g = c.benchmark_group("producer_append_100k_x_100B");
+    g.throughput(Throughput::Elements(RECORDS as u64));
+    g.sample_size(10);
+    g.bench_function("append", |b| {
+        b.iter(|| black_box(bench_support::append_only(&values, PARTITIONS)))
+    });
+    g.finish();
+}
+
+fn bench_complete(c: &mut Criterion) {
+    const BATCH: usize = 1000;
+    let mut g = c.benchmark_group("producer_complete_batch");
+    g.throughput(Throughput::Elements(BATCH as u64));
+    g.bench_function("1000_records", |b| {
+        b.iter(|| black_box(bench_support::complete_batch(BATCH)))
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_accumulate, bench_append, bench_complete);
 criterion_main!(benches);

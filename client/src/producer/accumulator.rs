@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use sluice_protocol::batch::{decode_records, BatchBuilder, BatchHeader, RecordHeader};
 use sluice_protocol::compression::Compression;
-use tokio::sync::{oneshot, Notify, Semaphore};
+use tokio::sync::{Notify, Semaphore};
 
+use super::completion::{DeliveryFuture, Records};
 use super::idempotence::SeqAssignment;
-use super::RecordMetadata;
 use crate::error::{Error, Result};
 
 /// Fixed v2 batch header size.
@@ -87,17 +87,52 @@ pub(crate) struct TopicPartition {
     pub partition: i32,
 }
 
+/// A queue key that can be borrowed from a `TopicPartition` or made from
+/// a `(&str, i32)`, so appends look their queue up without building (and
+/// allocating) a `TopicPartition`. Hashes exactly as the derived `Hash` of
+/// `TopicPartition` (the topic's `str`, then the partition).
+pub(crate) trait TpKey {
+    fn key(&self) -> (&str, i32);
+}
+
+impl TpKey for TopicPartition {
+    fn key(&self) -> (&str, i32) {
+        (&self.topic, self.partition)
+    }
+}
+
+impl TpKey for (&str, i32) {
+    fn key(&self) -> (&str, i32) {
+        *self
+    }
+}
+
+impl<'a> std::borrow::Borrow<dyn TpKey + 'a> for TopicPartition {
+    fn borrow(&self) -> &(dyn TpKey + 'a) {
+        self
+    }
+}
+
+impl std::hash::Hash for dyn TpKey + '_ {
+    fn hash<H: std::hash::Hasher>(&self, h: &mut H) {
+        let (topic, partition) = self.key();
+        topic.hash(h);
+        partition.hash(h);
+    }
+}
+
+impl PartialEq for dyn TpKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.key() == other.key()
+    }
+}
+
+impl Eq for dyn TpKey + '_ {}
+
 impl std::fmt::Display for TopicPartition {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{}-{}", self.topic, self.partition)
     }
-}
-
-/// Where one record's outcome goes.
-pub(crate) struct Thunk {
-    pub tx: oneshot::Sender<Result<RecordMetadata>>,
-    /// The record's create time, reported unless the broker stamps LogAppendTime.
-    pub timestamp: i64,
 }
 
 /// A batch's bytes through its life.
@@ -119,7 +154,8 @@ pub(crate) struct ProducerBatch {
     pub split_span: u64,
     pub tp: TopicPartition,
     pub payload: Payload,
-    pub thunks: Vec<Thunk>,
+    /// Its records' delivery futures' shared outcome.
+    pub records: Records,
     pub created: Instant,
     /// Uncompressed size estimate (an upper bound of the wire size).
     pub size: usize,
@@ -138,7 +174,7 @@ pub(crate) struct ProducerBatch {
 
 impl ProducerBatch {
     pub fn record_count(&self) -> usize {
-        self.thunks.len()
+        self.records.len()
     }
 }
 
@@ -156,7 +192,7 @@ pub(crate) enum BatchOutcome {
 pub(crate) enum Append {
     /// In a batch; `true` if a batch of the partition closed on the way
     /// (it became full, or had no room and a new one was opened).
-    Appended(oneshot::Receiver<Result<RecordMetadata>>, bool),
+    Appended(DeliveryFuture, bool),
     /// The partition needs a new batch and the caller asked to be told
     /// first (the sticky partitioner then moves on).
     NewBatchNeeded,
@@ -177,9 +213,21 @@ pub(crate) struct AccState {
     /// Ids of batches not yet completed (queued or in flight) -> pieces
     /// not yet completed (more than one once split).
     incomplete: BTreeMap<u64, u32>,
+    /// One shared name per topic, for the batches' `TopicPartition`s (the
+    /// append path is given a `&str`).
+    names: std::collections::HashSet<Arc<str>, FxBuild>,
 }
 
 impl AccState {
+    fn intern(&mut self, topic: &str) -> Arc<str> {
+        if let Some(t) = self.names.get(topic) {
+            return t.clone();
+        }
+        let t: Arc<str> = Arc::from(topic);
+        self.names.insert(t.clone());
+        t
+    }
+
     /// One piece of batch `id` completed.
     fn untrack(&mut self, id: u64) {
         if let Some(n) = self.incomplete.get_mut(&id) {
@@ -302,12 +350,16 @@ impl Accumulator {
 
     // ---- appends ----
 
-    /// Appends one record to `tp`'s open batch, or a new one. The caller
-    /// has reserved `reserved` bytes of buffer memory for it.
+    /// Appends one record to `topic`-`partition`'s open batch, or a new
+    /// one. The caller has reserved `reserved` bytes of buffer memory for
+    /// it. The queue is found by the borrowed name: the common case (an
+    /// open batch with room) neither allocates nor touches a reference
+    /// count beyond the batch's completion cell.
     #[allow(clippy::too_many_arguments)]
     pub fn append(
         &self,
-        tp: &TopicPartition,
+        topic: &str,
+        partition: i32,
         timestamp: i64,
         key: Option<&[u8]>,
         value: Option<&[u8]>,
@@ -317,35 +369,38 @@ impl Accumulator {
     ) -> Result<Append> {
         let est = reserved.saturating_sub(BATCH_OVERHEAD);
         let mut st = self.lock();
-        let dq = st.queues.entry(tp.clone()).or_default();
+        let lookup: &dyn TpKey = &(topic, partition);
         let mut appended = None;
-        if let Some(last) = dq.back_mut() {
-            if !last.closed {
-                if let Payload::Open(b) = &mut last.payload {
-                    if b.is_empty() || b.estimated_size() + est <= self.cfg.batch_size {
-                        b.push(timestamp, key, value, headers).map_err(|e| {
-                            Error::RecordRejected(format!("record does not encode: {e}"))
-                        })?;
-                        let (tx, rx) = oneshot::channel();
-                        last.thunks.push(Thunk { tx, timestamp });
-                        last.reserved += reserved;
-                        last.size = b.estimated_size();
-                        let full = last.size >= self.cfg.batch_size;
-                        last.closed = full;
-                        appended = Some((rx, full));
+        let mut older = false;
+        if let Some(dq) = st.queues.get_mut(lookup) {
+            older = !dq.is_empty();
+            if let Some(last) = dq.back_mut() {
+                if !last.closed {
+                    if let Payload::Open(b) = &mut last.payload {
+                        if b.is_empty() || b.estimated_size() + est <= self.cfg.batch_size {
+                            b.push(timestamp, key, value, headers).map_err(|e| {
+                                Error::RecordRejected(format!("record does not encode: {e}"))
+                            })?;
+                            let d = last.records.push(timestamp);
+                            last.reserved += reserved;
+                            last.size = b.estimated_size();
+                            let full = last.size >= self.cfg.batch_size;
+                            last.closed = full;
+                            appended = Some((d, full));
+                        }
                     }
-                }
-                if appended.is_none() {
-                    last.closed = true;
+                    if appended.is_none() {
+                        last.closed = true;
+                    }
                 }
             }
         }
-        if let Some((rx, full)) = appended {
+        if let Some((d, full)) = appended {
             drop(st);
             if full {
                 self.wake.notify_one();
             }
-            return Ok(Append::Appended(rx, full));
+            return Ok(Append::Appended(d, full));
         }
         if abort_on_new_batch {
             return Ok(Append::NewBatchNeeded);
@@ -355,17 +410,20 @@ impl Accumulator {
         let mut b = BatchBuilder::with_capacity(self.cfg.compression, self.cfg.batch_size.max(est));
         b.push(timestamp, key, value, headers)
             .map_err(|e| Error::RecordRejected(format!("record does not encode: {e}")))?;
-        let (tx, rx) = oneshot::channel();
+        let tp = TopicPartition {
+            topic: st.intern(topic),
+            partition,
+        };
+        let mut records = Records::new(tp.topic.clone(), partition);
+        let d = records.push(timestamp);
         let size = b.estimated_size();
-        let mut thunks = Vec::with_capacity((self.cfg.batch_size / est.max(1)).clamp(1, 1024));
-        thunks.push(Thunk { tx, timestamp });
         let batch = ProducerBatch {
             id,
             split_key: 0,
             split_span: ROOT_SPLIT_SPAN,
             tp: tp.clone(),
             payload: Payload::Open(b),
-            thunks,
+            records,
             created: Instant::now(),
             size,
             reserved,
@@ -376,15 +434,13 @@ impl Accumulator {
             last_error: None,
         };
         *st.incomplete.entry(id).or_default() += 1;
-        let closed = batch.closed;
-        let dq = st.queues.entry(tp.clone()).or_default();
         // Any older batch in the queue is closed now.
-        let closed = closed || !dq.is_empty();
-        dq.push_back(batch);
+        let closed = batch.closed || older;
+        st.queues.entry(tp).or_default().push_back(batch);
         drop(st);
         // A new batch starts a linger timer the sender must know about.
         self.wake.notify_one();
-        Ok(Append::Appended(rx, closed))
+        Ok(Append::Appended(d, closed))
     }
 
     // ---- readiness ----
@@ -443,37 +499,7 @@ impl Accumulator {
     /// removed under the lock (bulk paths).
     fn finish(&self, batch: ProducerBatch, outcome: BatchOutcome) {
         let reserved = batch.reserved;
-        let tp = batch.tp;
-        match outcome {
-            BatchOutcome::Done {
-                base_offset,
-                log_append_time,
-            } => {
-                for (i, t) in batch.thunks.into_iter().enumerate() {
-                    let offset = if base_offset >= 0 {
-                        base_offset + i as i64
-                    } else {
-                        -1
-                    };
-                    let timestamp = if log_append_time >= 0 {
-                        log_append_time
-                    } else {
-                        t.timestamp
-                    };
-                    let _ = t.tx.send(Ok(RecordMetadata {
-                        topic: tp.topic.to_string(),
-                        partition: tp.partition,
-                        offset,
-                        timestamp,
-                    }));
-                }
-            }
-            BatchOutcome::Failed(e) => {
-                for t in batch.thunks {
-                    let _ = t.tx.send(Err(e.clone()));
-                }
-            }
-        }
+        batch.records.settle(outcome);
         self.release(reserved);
     }
 
@@ -564,17 +590,19 @@ impl Accumulator {
                 return Err((batch, e));
             }
         };
-        let second_thunks = batch.thunks.split_off(half);
+        let second_records = batch.records.split_off(half);
+        // The whole first half moves out; `batch` keeps an empty range.
+        let first_records = batch.records.split_off(0);
         let span = batch.split_span / 2;
         let piece =
-            |payload: BatchBuilder, thunks: Vec<Thunk>, key: u64, reserved: usize| ProducerBatch {
+            |payload: BatchBuilder, records: Records, key: u64, reserved: usize| ProducerBatch {
                 id: batch.id,
                 split_key: key,
                 split_span: span,
                 tp: batch.tp.clone(),
                 size: payload.estimated_size(),
                 payload: Payload::Open(payload),
-                thunks,
+                records,
                 created: batch.created,
                 reserved,
                 closed: true,
@@ -584,15 +612,10 @@ impl Accumulator {
                 last_error: batch.last_error.clone(),
             };
         let first_reserved = batch.reserved / 2;
-        let first = piece(
-            first_b,
-            std::mem::take(&mut batch.thunks),
-            batch.split_key,
-            first_reserved,
-        );
+        let first = piece(first_b, first_records, batch.split_key, first_reserved);
         let second = piece(
             second_b,
-            second_thunks,
+            second_records,
             batch.split_key + span,
             batch.reserved - first_reserved,
         );
@@ -636,6 +659,7 @@ impl Accumulator {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use futures::FutureExt;
 
     fn acc(batch_size: usize, linger_ms: u64, memory: usize) -> Accumulator {
         Accumulator::new(AccumulatorConfig {
@@ -656,7 +680,7 @@ mod tests {
     fn push(a: &Accumulator, p: i32, value: &[u8]) -> Append {
         let size = record_size_upper_bound(None, Some(value), &[]);
         assert!(a.try_reserve(size).unwrap());
-        a.append(&tp(p), 1, None, Some(value), &[], size, false)
+        a.append("t", p, 1, None, Some(value), &[], size, false)
             .unwrap()
     }
 
@@ -724,22 +748,22 @@ mod tests {
         let a = acc(400, 0, 1 << 20);
         let size = record_size_upper_bound(None, Some(&[0u8; 100]), &[]);
         assert!(matches!(
-            a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, true)
+            a.append("t", 0, 1, None, Some(&[0u8; 100]), &[], size, true)
                 .unwrap(),
             Append::NewBatchNeeded
         ));
         assert!(matches!(
-            a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, false)
+            a.append("t", 0, 1, None, Some(&[0u8; 100]), &[], size, false)
                 .unwrap(),
             Append::Appended(..)
         ));
         assert!(matches!(
-            a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, true)
+            a.append("t", 0, 1, None, Some(&[0u8; 100]), &[], size, true)
                 .unwrap(),
             Append::Appended(..)
         ));
         assert!(matches!(
-            a.append(&tp(0), 1, None, Some(&[0u8; 100]), &[], size, true)
+            a.append("t", 0, 1, None, Some(&[0u8; 100]), &[], size, true)
                 .unwrap(),
             Append::NewBatchNeeded
         ));
@@ -768,8 +792,8 @@ mod tests {
                 log_append_time: -1,
             },
         );
-        for (i, mut rx) in rxs.into_iter().enumerate() {
-            let md = rx.try_recv().unwrap().unwrap();
+        for (i, rx) in rxs.into_iter().enumerate() {
+            let md = rx.now_or_never().unwrap().unwrap();
             assert_eq!(
                 (md.partition, md.offset, md.timestamp),
                 (2, 40 + i as i64, 1)
@@ -847,8 +871,8 @@ mod tests {
             );
             base += n;
         }
-        for (i, mut rx) in rxs.into_iter().enumerate() {
-            assert_eq!(rx.try_recv().unwrap().unwrap().offset, 100 + i as i64);
+        for (i, rx) in rxs.into_iter().enumerate() {
+            assert_eq!(rx.now_or_never().unwrap().unwrap().offset, 100 + i as i64);
         }
         assert_eq!(a.incomplete(), 1, "only the later batch is left");
     }

@@ -313,10 +313,9 @@ mod tests {
     }
 
     fn batch(id: u64, records: usize) -> ProducerBatch {
-        let mut thunks = Vec::new();
+        let mut recs = super::super::completion::Records::new(tp().topic, 0);
         for _ in 0..records {
-            let (tx, _rx) = tokio::sync::oneshot::channel();
-            thunks.push(super::super::accumulator::Thunk { tx, timestamp: 0 });
+            drop(recs.push(0));
         }
         ProducerBatch {
             id,
@@ -324,7 +323,7 @@ mod tests {
             split_span: super::super::accumulator::ROOT_SPLIT_SPAN,
             tp: tp(),
             payload: Payload::Taken,
-            thunks,
+            records: recs,
             created: Instant::now(),
             size: 0,
             reserved: 0,

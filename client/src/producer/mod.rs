@@ -8,6 +8,8 @@
 //! sticky partitioning for records without one, `flush` and `close`.
 //!
 //! - `accumulator`: per-partition batches, readiness, buffer memory.
+//! - `completion`: one shared outcome cell per batch, the records'
+//!   [`DeliveryFuture`]s.
 //! - `partitioner`: murmur2, sticky, the [`Partitioner`] trait.
 //! - `sender`: the task that drains batches into Produce requests.
 //! - `idempotence`: producer id, epochs and sequence numbers.
@@ -28,6 +30,7 @@
 //! ```
 
 mod accumulator;
+mod completion;
 mod idempotence;
 mod partitioner;
 mod sender;
@@ -44,11 +47,10 @@ use bytes::Bytes;
 use sluice_protocol::batch::RecordHeader;
 use tokio::sync::{oneshot, Notify};
 
+pub use completion::DeliveryFuture;
 pub use partitioner::{Murmur2Partitioner, Partitioner, RoundRobinPartitioner};
 
-use accumulator::{
-    record_size_upper_bound, Accumulator, AccumulatorConfig, Append, TopicPartition,
-};
+use accumulator::{record_size_upper_bound, Accumulator, AccumulatorConfig, Append};
 use partitioner::{keyed_partition, Sticky};
 use sender::{Sender, SenderControl};
 
@@ -111,21 +113,6 @@ pub struct RecordMetadata {
     pub offset: i64,
     /// The broker's LogAppendTime for such topics, else the record's create time.
     pub timestamp: i64,
-}
-
-/// Resolves when the record is delivered (or failed for good).
-#[must_use = "the record is sent anyway; await this to learn its outcome"]
-pub struct DeliveryFuture {
-    rx: oneshot::Receiver<Result<RecordMetadata>>,
-}
-
-impl Future for DeliveryFuture {
-    type Output = Result<RecordMetadata>;
-    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        Pin::new(&mut self.rx)
-            .poll(cx)
-            .map(|r| r.unwrap_or(Err(Error::Closed)))
-    }
 }
 
 enum SendState {
@@ -593,6 +580,7 @@ impl Inner {
         size: usize,
     ) -> Result<DeliveryFuture> {
         let n = info.partitions.len() as i32;
+        let topic = record.topic.as_str();
         let key = record.key.as_deref();
         let value = record.value.as_deref();
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
@@ -601,46 +589,35 @@ impl Inner {
             .into_iter()
             .map(|(key, value)| RecordHeader { key, value })
             .collect();
-        let topic: Arc<str> = Arc::from(record.topic.as_str());
         let (partition, sticky) = match (record.partition, &self.partitioner) {
             (Some(p), _) => (p, false),
             (None, Some(custom)) => {
-                let p = custom.partition(&record.topic, key, value, n);
+                let p = custom.partition(topic, key, value, n);
                 if !(0..n).contains(&p) {
                     return Err(Error::RecordRejected(format!(
-                        "the partitioner chose partition {p} of topic {} which has {n}",
-                        record.topic
+                        "the partitioner chose partition {p} of topic {topic} which has {n}"
                     )));
                 }
                 (p, false)
             }
             (None, None) => match keyed_partition(key, self.cfg.partitioner_ignore_keys, n) {
                 Some(p) => (p, false),
-                None => (
-                    self.sticky.partition(&record.topic, &available(info), n),
-                    true,
-                ),
+                None => (self.sticky.partition(topic, || available(info), n), true),
             },
         };
-        let tp = TopicPartition { topic, partition };
-        match self
-            .acc
-            .append(&tp, timestamp, key, value, &headers, size, sticky)?
-        {
-            Append::Appended(rx, _) => Ok(DeliveryFuture { rx }),
+        match self.acc.append(
+            topic, partition, timestamp, key, value, &headers, size, sticky,
+        )? {
+            Append::Appended(d, _) => Ok(d),
             Append::NewBatchNeeded => {
                 let p = self
                     .sticky
-                    .on_new_batch(&record.topic, partition, &available(info), n);
-                let tp = TopicPartition {
-                    topic: tp.topic,
-                    partition: p,
-                };
+                    .on_new_batch(topic, partition, &available(info), n);
                 match self
                     .acc
-                    .append(&tp, timestamp, key, value, &headers, size, false)?
+                    .append(topic, p, timestamp, key, value, &headers, size, false)?
                 {
-                    Append::Appended(rx, _) => Ok(DeliveryFuture { rx }),
+                    Append::Appended(d, _) => Ok(d),
                     Append::NewBatchNeeded => Err(Error::Protocol(
                         "internal: append refused a new batch".into(),
                     )),
@@ -750,7 +727,6 @@ pub mod bench_support {
 
     use super::accumulator::{
         record_size_upper_bound, Accumulator, AccumulatorConfig, Append, BatchOutcome, Payload,
-        TopicPartition,
     };
     use super::idempotence::{ProducerIdentity, SeqAssignment};
     use super::partitioner::keyed_partition;
@@ -794,18 +770,19 @@ pub mod bench_support {
                     return Err(Error::RecordRejected("bench buffer full".into()));
                 }
             }
-            let tp = TopicPartition {
-                topic: self.topic.clone(),
+            let closed = match self.acc.append(
+                &self.topic,
                 partition,
+                timestamp,
+                Some(key),
+                Some(value),
+                &[],
+                size,
+                false,
+            )? {
+                Append::Appended(_d, closed) => closed,
+                Append::NewBatchNeeded => false,
             };
-            let closed =
-                match self
-                    .acc
-                    .append(&tp, timestamp, Some(key), Some(value), &[], size, false)?
-                {
-                    Append::Appended(_rx, closed) => closed,
-                    Append::NewBatchNeeded => false,
-                };
             if closed {
                 self.drain(false);
             }
@@ -853,5 +830,46 @@ pub mod bench_support {
             self.drain(true);
             (self.batches_out, self.bytes_out)
         }
+    }
+
+    /// Appends `values` round-robin over `partitions` partitions of one
+    /// accumulator (no encoding, no network), keeping every delivery
+    /// future; returns them (the batches stay queued). The per-record cost
+    /// of `Accumulator::append` and of handing out a delivery future.
+    pub fn append_only(values: &[Vec<u8>], partitions: i32) -> Vec<super::DeliveryFuture> {
+        let acc = Accumulator::new(AccumulatorConfig {
+            batch_size: 1 << 20,
+            linger: Duration::from_millis(5),
+            compression: Compression::None,
+            buffer_memory: 1 << 30,
+        });
+        let mut out = Vec::with_capacity(values.len());
+        for (i, v) in values.iter().enumerate() {
+            let size = record_size_upper_bound(None, Some(v), &[]);
+            let p = i as i32 % partitions;
+            if let Ok(Append::Appended(d, _)) =
+                acc.append("bench", p, 1, None, Some(v), &[], size, false)
+            {
+                out.push(d);
+            }
+        }
+        out
+    }
+
+    /// Completes one batch of `n` records and collects every record's
+    /// metadata through its future: the completion path per record.
+    pub fn complete_batch(n: usize) -> usize {
+        use futures::FutureExt;
+        let mut records = super::completion::Records::new(Arc::from("bench"), 0);
+        let futures: Vec<_> = (0..n).map(|i| records.push(i as i64)).collect();
+        records.settle(BatchOutcome::Done {
+            base_offset: 0,
+            log_append_time: -1,
+        });
+        futures
+            .into_iter()
+            .filter_map(|f| f.now_or_never())
+            .filter(Result::is_ok)
+            .count()
     }
 }

@@ -102,15 +102,22 @@ pub(crate) struct Sticky {
 
 impl Sticky {
     /// The topic's sticky partition, choosing one if there is none yet (or
-    /// the partition count shrank under it).
-    pub(crate) fn partition(&self, topic: &str, available: &[i32], partitions: i32) -> i32 {
+    /// the partition count shrank under it). `available` (partitions with
+    /// a leader) is asked for only then: building it for every record was
+    /// an allocation per keyless send.
+    pub(crate) fn partition(
+        &self,
+        topic: &str,
+        available: impl FnOnce() -> Vec<i32>,
+        partitions: i32,
+    ) -> i32 {
         let mut m = self.current.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(&p) = m.get(topic) {
             if p < partitions {
                 return p;
             }
         }
-        let p = pick(available, partitions, None);
+        let p = pick(&available(), partitions, None);
         m.insert(topic.to_string(), p);
         p
     }
@@ -190,17 +197,17 @@ mod tests {
     fn sticky_stays_until_a_new_batch_then_moves() {
         let s = Sticky::default();
         let avail: Vec<i32> = (0..8).collect();
-        let p = s.partition("t", &avail, 8);
+        let p = s.partition("t", || avail.to_vec(), 8);
         for _ in 0..100 {
-            assert_eq!(s.partition("t", &avail, 8), p);
+            assert_eq!(s.partition("t", || avail.to_vec(), 8), p);
         }
         let q = s.on_new_batch("t", p, &avail, 8);
         assert_ne!(q, p);
-        assert_eq!(s.partition("t", &avail, 8), q);
+        assert_eq!(s.partition("t", || avail.to_vec(), 8), q);
         // A second caller reporting the same old partition does not move it again.
         assert_eq!(s.on_new_batch("t", p, &avail, 8), q);
         // Topics are independent.
-        let other = s.partition("u", &avail, 8);
+        let other = s.partition("u", || avail.to_vec(), 8);
         assert!((0..8).contains(&other));
     }
 
@@ -209,7 +216,7 @@ mod tests {
         let s = Sticky::default();
         let avail = [1, 3, 5];
         let mut seen = std::collections::HashSet::new();
-        let mut p = s.partition("t", &avail, 6);
+        let mut p = s.partition("t", || avail.to_vec(), 6);
         for _ in 0..200 {
             assert!(avail.contains(&p));
             seen.insert(p);
