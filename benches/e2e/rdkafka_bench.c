@@ -922,8 +922,17 @@ static void latency(struct sbuf *json) {
         lc.n_parts = topic_partitions(lc.rk);
         rd_kafka_topic_partition_list_t *parts = rd_kafka_topic_partition_list_new(lc.n_parts);
         for (int p = 0; p < lc.n_parts; p++) {
-            int64_t lo = 0, hi = 0;
-            rd_kafka_resp_err_t e = rd_kafka_query_watermark_offsets(lc.rk, topic, p, &lo, &hi, 10000);
+            /* Right after the topic is created a broker may still answer
+             * "not leader" (Kafka does): retry for up to 30 s. */
+            int64_t lo = 0, hi = 0, give_up = now_ns() + 30 * NS_PER_S;
+            rd_kafka_resp_err_t e;
+            while ((e = rd_kafka_query_watermark_offsets(lc.rk, topic, p, &lo, &hi, 10000)) != 0 && !stop &&
+                   now_ns() < give_up &&
+                   (e == RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION || e == RD_KAFKA_RESP_ERR_LEADER_NOT_AVAILABLE ||
+                    e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART || e == RD_KAFKA_RESP_ERR__TIMED_OUT ||
+                    e == RD_KAFKA_RESP_ERR_REQUEST_TIMED_OUT || e == RD_KAFKA_RESP_ERR__TRANSPORT ||
+                    e == RD_KAFKA_RESP_ERR_OFFSET_NOT_AVAILABLE))
+                sleep_ns(100 * 1000000LL);
             if (e)
                 die("watermarks: %s", rd_kafka_err2str(e));
             rd_kafka_topic_partition_list_add(parts, topic, p)->offset = hi;
