@@ -85,10 +85,12 @@
  *    producer starts once that consumer has reached the end of every
  *    partition (or after 10 s). The producer then sends R*D records, record
  *    i scheduled at t0 + i/R (CLOCK_MONOTONIC): it sleeps until the next
- *    record is due and sends everything that is due, serving delivery
- *    reports (rd_kafka_poll) in between; partition i % P. The first 16
- *    bytes of each value are the record number and its *scheduled* send
- *    time (two native-endian 64-bit integers, ns), the rest filler.
+ *    record is due and sends everything that is due; partition i % P. A
+ *    second thread serves the delivery reports (rd_kafka_poll), so they
+ *    are timestamped on arrival, not when the sender next wakes. The
+ *    first 16 bytes of each value are the record number and its
+ *    *scheduled* send time (two native-endian 64-bit integers, ns), the
+ *    rest filler.
  *    Latencies are measured from the scheduled send time, not from the
  *    moment the producer got to send the record: when the broker (or the
  *    client's full queue) stalls the producer, the records that should
@@ -809,7 +811,7 @@ static _Atomic long lat_reports; /* delivery reports, ok or failed */
 static int64_t lat_last_delivery_ns;
 static char lat_first_error[256] = "";
 static _Atomic long lat_received, lat_dups, lat_foreign;
-static _Atomic int lat_consumer_stop, lat_consumer_ready;
+static _Atomic int lat_consumer_stop, lat_consumer_ready, lat_poller_stop;
 static int64_t lat_ready_ns;
 
 static int64_t sched_ns(long i) {
@@ -831,6 +833,16 @@ static void lat_dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         lat_last_delivery_ns = t;
     }
     atomic_fetch_add_explicit(&lat_reports, 1, memory_order_relaxed);
+}
+
+/* Serves the producer's delivery reports, so that they are timestamped
+ * when they arrive, not when the sender wakes up for its next record. */
+static void *lat_poller_main(void *arg) {
+    rd_kafka_t *rk = arg;
+    while (!atomic_load_explicit(&lat_poller_stop, memory_order_relaxed))
+        rd_kafka_poll(rk, 50);
+    rd_kafka_poll(rk, 0);
+    return NULL;
 }
 
 struct lat_consumer {
@@ -955,13 +967,21 @@ static void latency(struct sbuf *json) {
     /* Sleep precisely: the default 50 us timer slack would delay every
      * wake-up (the delay is part of the measured latency). */
     prctl(PR_SET_TIMERSLACK, 1UL, 0UL, 0UL, 0UL);
+    pthread_t poller;
+    if (pthread_create(&poller, NULL, lat_poller_main, rk))
+        die("%s", "pthread_create failed");
     lat_t0 = now_ns();
     int64_t next_report = lat_t0 + NS_PER_S, max_lag = 0;
     long sent = 0;
     while (sent < lat_total && !stop) {
         int64_t due = sched_ns(sent), t = now_ns();
+        if (t >= next_report) {
+            fprintf(stderr, "  latency %s: sent %ld/%ld (%.1f ms behind schedule), delivered %ld, received %ld\n",
+                    topic, sent, lat_total, t > due ? (t - due) / 1e6 : 0.0, atomic_load(&lat_reports),
+                    atomic_load(&lat_received));
+            next_report = t + NS_PER_S;
+        }
         if (t < due) {
-            rd_kafka_poll(rk, 0);
             struct timespec ts = {(time_t)(due / NS_PER_S), (long)(due % NS_PER_S)};
             clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, NULL);
             continue;
@@ -975,24 +995,16 @@ static void latency(struct sbuf *json) {
             RD_KAFKA_V_VALUE(value, (size_t)record_size), RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
             RD_KAFKA_V_OPAQUE((void *)(intptr_t)sent), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-            rd_kafka_poll(rk, 1);
+            sleep_ns(100 * 1000LL); /* the poller frees room */
             continue;
         }
         if (e)
             die("produce: %s", rd_kafka_err2str(e));
         sent++;
-        if ((sent & 255) == 0)
-            rd_kafka_poll(rk, 0);
-        if (t >= next_report) {
-            fprintf(stderr, "  latency %s: sent %ld/%ld (%.1f ms behind schedule), delivered %ld, received %ld\n",
-                    topic, sent, lat_total, (t - due) / 1e6, atomic_load(&lat_reports),
-                    atomic_load(&lat_received));
-            next_report = t + NS_PER_S;
-        }
     }
     int64_t deadline = now_ns() + (int64_t)timeout_s * NS_PER_S;
     while (atomic_load(&lat_reports) < sent && !stop && now_ns() < deadline) {
-        rd_kafka_poll(rk, 100);
+        sleep_ns(20 * 1000000LL);
         int64_t t = now_ns();
         if (t >= next_report) {
             fprintf(stderr, "  latency %s: sent %ld/%ld, delivered %ld, received %ld\n", topic, sent, lat_total,
@@ -1000,6 +1012,8 @@ static void latency(struct sbuf *json) {
             next_report = t + NS_PER_S;
         }
     }
+    atomic_store(&lat_poller_stop, 1);
+    pthread_join(poller, NULL); /* the delivery counters are final from here */
     long reports = atomic_load(&lat_reports);
     if (reports < sent)
         fprintf(stderr, "  latency %s: %ld of %ld records without a delivery report after %d s\n", topic,
