@@ -25,7 +25,7 @@
  *   --consumers K     K consumer instances (default 1, > 1 needs --group)
  *   --group G         consume as consumer group G, see 3.
  *   --rate R, --duration-s D
- *                     latency mode, see 4.
+ *                     latency mode, see below.
  *   --no-consume / --no-produce
  *                     run one phase only (scripts/bench-broker runs them as
  *                     two processes, to sample the broker's memory per
@@ -65,8 +65,10 @@
  *      earliest, enable.auto.commit false so that a rerun with the same G
  *      reads the topic again; -X enable.auto.commit=true to commit). The
  *      time until the first record arrived ("first_record_s") is mostly the
- *      group join (the broker's group.initial.rebalance.delay.ms, 3 s by
- *      default in Kafka, is part of it).
+ *      group join: the broker's group.initial.rebalance.delay.ms (3 s by
+ *      default in Kafka) is part of it, and is waited twice (about 6 s)
+ *      when several members join a new group together, as each new member
+ *      restarts the delay once.
  *    In a group, records are counted once per (partition, offset): a record
  *    read a second time (by the new owner of a partition after a rebalance,
  *    which starts again from the earliest offset as nothing is committed)
@@ -135,8 +137,9 @@
  *     records of this run the consumer got; null with --no-consume),
  *     "errors" (failed deliveries), "missing" (null with --no-consume),
  *     "duplicates", "achieved_rate", "produce_span_s", "max_send_lag_ms",
- *     "consumer_ready_s" (assign -> end of every partition reached; null if
- *     not within 10 s or --no-consume),
+ *     "consumer_ready_s" (assign -> end of every partition reached, about
+ *     fetch.wait.max.ms (500) as the end shows with an empty fetch; null
+ *     if not within 10 s or --no-consume),
  *     "produce_latency_ms": {"p50", "p99", "p99_9", "max"},
  *     "e2e_latency_ms": {"p50", "p99", "p99_9", "max"}} (an object is null
  *     when it has no samples or with --no-consume)
