@@ -14,11 +14,21 @@
 # environment cannot change them). Everything lives in the process's memory
 # and is gone when it exits.
 #
-# Known quirk: librdkafka older than about 2.1 (Debian bookworm's 2.0.2)
-# cannot parse Tansu's ApiVersions v3 response (it mis-skips its tagged
-# fields: "Protocol read buffer underflow for ApiVersion v3 at 274/279"), so
-# such clients never get past the handshake. librdkafka 2.16 (the one inside
-# the confluent-kafka wheel) works.
+# Quirks (Tansu 0.6.0 as shipped, checked 2026-11-25):
+# - librdkafka older than about 2.1 (Debian bookworm's 2.0.2) cannot parse
+#   Tansu's ApiVersions v3 response (it mis-skips its tagged fields: "Protocol
+#   read buffer underflow for ApiVersion v3 at 274/279"), so such clients
+#   never get past the handshake, whatever api.version.request says.
+#   librdkafka 2.16 (the one inside the confluent-kafka wheel) works.
+# - A consumer group's JoinGroup is answered only after session.timeout.ms/2
+#   (45 s default in librdkafka, kafka-python 3 and sluice -> ~23 s; KafkaJS
+#   30 s -> ~15 s), so a group consume starts that late; time from the first
+#   record, or lower the consumers' session timeout.
+# - ListOffsets "latest" (end offsets, high watermark queries) returns the
+#   last batch's base offset + 1, not the log end offset: less than what was
+#   written. Fetch itself returns every record.
+# - Data lives in the process's memory (~1.1 x the record bytes) until the
+#   topic is deleted.
 # shellcheck shell=bash
 
 TANSU_VENV="$CACHE/bench/tansu-venv"
@@ -77,8 +87,9 @@ PY
 
 # start_tansu BIN PORT LOG: starts Tansu in the background on 127.0.0.1:PORT
 # (advertised as 127.0.0.1:PORT) with the memory storage engine, sets
-# TANSU_PID and waits (20 s at most) until it answers ApiVersions. Dies with
-# the log if it exits or does not answer.
+# TANSU_PID and waits (20 s at most) until it has bound PORT and answers
+# ApiVersions there. Dies with the log (and stops it) if it exits, panics
+# (e.g. PORT in use) or does not answer.
 start_tansu() {
   local bin="$1" port="$2" log="$3"
   local url="tcp://127.0.0.1:$port"
@@ -87,13 +98,15 @@ start_tansu() {
   TANSU_PID=$!
   local _
   for _ in $(seq 1 200); do
-    if port_open "$port" && tansu_answers "$port"; then
-      return 0
-    fi
-    if ! kill -0 "$TANSU_PID" 2>/dev/null; then
+    # "ready in" is printed once the listener is bound (a failed bind panics
+    # a worker instead), so another process on PORT cannot pass for ours.
+    if ! kill -0 "$TANSU_PID" 2>/dev/null || grep -q 'panicked' "$log"; then
       cat "$log" >&2
-      TANSU_PID=""
-      die "tansu exited during start-up"
+      stop_tansu
+      die "tansu exited or panicked during start-up"
+    fi
+    if grep -q '^ready in' "$log" && port_open "$port" && tansu_answers "$port"; then
+      return 0
     fi
     sleep 0.1
   done
