@@ -32,7 +32,7 @@ Consume: with --group G, subscribes as a member of group G
 (auto offset reset earliest, the client's default auto-commit); without,
 assigns every partition of the topic from the beginning (no group
 coordination, no commits). Polls up to 5000 records at a time (sluice and
-kafka-python max_poll_records, confluent consume(5000)). Timed from before
+kafka-python max_poll_records, confluent consume(min(5000, still missing))). Timed from before
 the metadata look-up and subscribe/assign to the Nth record; "first_record_s"
 is the time from the same start to the first record (group join included).
 
@@ -200,7 +200,7 @@ def consume_sluice(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
             c.close()
             return 0.0, None, 0, f"topic {a.topic} not found"
         c.assign([TopicPartition(a.topic, p) for p in sorted(parts)])
-    return _poll_loop(a, state, t, lambda: sum(len(r) for r in c.poll(timeout_ms=1000).values()), c.close)
+    return _poll_loop(a, state, t, lambda _want: sum(len(r) for r in c.poll(timeout_ms=1000).values()), c.close)
 
 
 def consume_kafka_python(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
@@ -221,7 +221,7 @@ def consume_kafka_python(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
             c.close()
             return 0.0, None, 0, f"topic {a.topic} not found"
         c.assign([TopicPartition(a.topic, p) for p in sorted(parts)])
-    return _poll_loop(a, state, t, lambda: sum(len(r) for r in c.poll(timeout_ms=1000).values()), c.close)
+    return _poll_loop(a, state, t, lambda _want: sum(len(r) for r in c.poll(timeout_ms=1000).values()), c.close)
 
 
 def consume_confluent(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
@@ -246,9 +246,11 @@ def consume_confluent(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
         c.assign([TopicPartition(a.topic, p, OFFSET_BEGINNING) for p in sorted(md.partitions)])
     errors: list = []
 
-    def batch() -> int:
+    def batch(want: int) -> int:
+        # consume(n, timeout) returns only once it has n messages or the
+        # timeout passed: never ask for more than are still missing.
         got = 0
-        for m in c.consume(MAX_POLL, 1.0):
+        for m in c.consume(min(MAX_POLL, want), 1.0):
             if m.error() is None:
                 got += 1
             elif not errors:
@@ -258,12 +260,12 @@ def consume_confluent(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
     return _poll_loop(a, state, t, batch, c.close, errors)
 
 
-def _poll_loop(a: argparse.Namespace, state: Dict[str, int], t: float, poll: Callable[[], int],
+def _poll_loop(a: argparse.Namespace, state: Dict[str, int], t: float, poll: Callable[[int], int],
                close: Callable[[], Any], errors: Optional[list] = None) -> tuple:
     n, first, err = 0, None, None
     last_progress = time.perf_counter()
     while n < a.records:
-        got = poll()
+        got = poll(a.records - n)
         now = time.perf_counter()
         if got:
             if first is None:
