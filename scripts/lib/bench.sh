@@ -1,7 +1,7 @@
-# Shared helpers for scripts/bench-broker and scripts/bench-client; source
+# Shared helpers for scripts/bench; source
 # it after setting ROOT (the checkout) and BENCH_NAME (the script's name, for
 # messages). Defines: die, say, ensure_debs, build_rdkafka_bench, free_port,
-# port_open, start_sluiced, stop_sluiced.
+# port_open, start_sluiced, stop_sluiced, ensure_node_peers.
 # shellcheck shell=bash
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/sluice"
@@ -25,20 +25,31 @@ ensure_debs() {
 }
 
 # build_rdkafka_bench OUT [WRAPPER.c]: compiles benches/e2e/rdkafka_bench.c
-# (needs gcc, pkg-config, librdkafka-dev) to OUT unless OUT is newer than
-# the sources. With WRAPPER.c, that file is compiled instead; it may
-# #include "rdkafka_bench.c" (the include path has benches/e2e).
+# (needs gcc, pkg-config, librdkafka-dev for the header) to OUT unless OUT is
+# newer than the sources and was linked against the same library. With
+# WRAPPER.c, that file is compiled instead; it may #include
+# "rdkafka_bench.c" (the include path has benches/e2e). With RDKAFKA_SO set
+# to a librdkafka shared object (e.g. the one inside the confluent-kafka
+# wheel), it is linked against that file (rpath'ed) instead of Debian's
+# librdkafka: the API is the same, the newer library is what users run.
 build_rdkafka_bench() {
   local out="$1" wrapper="${2:-}" src="$ROOT/benches/e2e/rdkafka_bench.c"
-  local main="${wrapper:-$src}"
+  local main="${wrapper:-$src}" so="${RDKAFKA_SO:-}"
   mkdir -p "$(dirname "$out")"
-  if [[ -x "$out" && "$out" -nt "$src" && "$out" -nt "$main" ]]; then
+  if [[ -x "$out" && "$out" -nt "$src" && "$out" -nt "$main" && "$(cat "$out.lib" 2>/dev/null)" == "$so" ]]; then
     return 0
   fi
-  say "compiling $main"
+  say "compiling $main${so:+ against $so}"
+  local libs
+  if [[ -n "$so" ]]; then
+    libs=("$so" "-Wl,-rpath,$(dirname "$so")")
+  else
+    read -r -a libs <<<"$(pkg-config --libs rdkafka)"
+  fi
   # shellcheck disable=SC2046
-  cc -O2 -Wall -I "$ROOT/benches/e2e" -o "$out.tmp" "$main" $(pkg-config --cflags --libs rdkafka) -lm
+  cc -O2 -Wall -I "$ROOT/benches/e2e" -o "$out.tmp" "$main" $(pkg-config --cflags rdkafka) "${libs[@]}" -lm -lpthread
   mv "$out.tmp" "$out"
+  printf '%s' "$so" >"$out.lib"
 }
 
 free_port() {
@@ -76,4 +87,39 @@ stop_sluiced() {
     kill -KILL "$SLUICED_PID" 2>/dev/null || true
   fi
   SLUICED_PID=""
+}
+
+# ensure_node_peers: installs KafkaJS 2.2.4 and @confluentinc/kafka-javascript
+# 1.10.1 (built from source with CKJS_LINKING=dynamic against Debian's
+# libraries, installed here if missing) under $CACHE/bench/node, unless
+# already there; prints the node_modules path.
+ensure_node_peers() {
+  ensure_debs python3 g++ make pkg-config libssl-dev zlib1g-dev libzstd-dev libsasl2-dev libcurl4-openssl-dev liblz4-dev
+  command -v node >/dev/null || die "node is not installed"
+  local peers="$CACHE/bench/node"
+  mkdir -p "$peers"
+  cat >"$peers/package.json.new" <<'JSON'
+{
+  "name": "sluice-bench-node",
+  "private": true,
+  "dependencies": {
+    "kafkajs": "2.2.4",
+    "@confluentinc/kafka-javascript": "1.10.1"
+  },
+  "allowScripts": {
+    "@confluentinc/kafka-javascript": true
+  }
+}
+JSON
+  if ! cmp -s "$peers/package.json.new" "$peers/package.json" \
+     || [[ ! -d "$peers/node_modules/kafkajs" ]] \
+     || ! ls "$peers"/node_modules/@confluentinc/kafka-javascript/build/Release/*.node >/dev/null 2>&1; then
+    mv "$peers/package.json.new" "$peers/package.json"
+    say "installing KafkaJS and confluent-kafka-javascript (from source, CKJS_LINKING=dynamic) in $peers"
+    (cd "$peers" && CKJS_LINKING=dynamic npm_config_cache="$CACHE/npm-cache" npm install --no-progress \
+      --no-fund --no-audit >&2)
+  else
+    rm -f "$peers/package.json.new"
+  fi
+  echo "$peers/node_modules"
 }
