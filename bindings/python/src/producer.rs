@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::FutureExt;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyString};
 use sluice::config::TokenProviderHandle;
 use sluice::{DeliveryFuture, Error, Producer as RustProducer, ProducerConfig, ProducerRecord, RecordMetadata};
 
@@ -222,6 +222,28 @@ pub fn producer_config(props: Vec<(String, String)>, token_provider: Option<Py<P
 #[pyclass(frozen, module = "sluice._sluice")]
 pub struct Producer {
     inner: RustProducer,
+    /// The last topic object `send` saw and its text: a send loop passes
+    /// the same `str` object every time, and recognizing it by identity
+    /// skips decoding it into a new Rust string per record.
+    last_topic: Mutex<Option<(Py<PyString>, Arc<str>)>>,
+}
+
+impl Producer {
+    fn topic_name(&self, topic: &Bound<'_, PyString>) -> PyResult<Arc<str>> {
+        let mut last = lock(&self.last_topic);
+        if let Some((obj, name)) = &*last {
+            if obj.as_ptr() == topic.as_ptr() {
+                return Ok(name.clone());
+            }
+        }
+        let name: Arc<str> = Arc::from(topic.to_cow()?.as_ref());
+        *last = Some((topic.clone().unbind(), name.clone()));
+        Ok(name)
+    }
+}
+
+fn delivery(d: DeliveryFuture) -> Delivery {
+    Delivery { slot: Arc::new(Slot { state: Mutex::new(State::Pending(d)), done: Condvar::new() }) }
 }
 
 #[pymethods]
@@ -232,41 +254,52 @@ impl Producer {
     fn new(py: Python<'_>, properties: Vec<(String, String)>, token_provider: Option<Py<PyAny>>) -> PyResult<Self> {
         let cfg = producer_config(properties, token_provider).py_err(py)?;
         let inner = wait_done(py, RustProducer::connect(cfg))?.py_err(py)?;
-        Ok(Producer { inner })
+        Ok(Producer { inner, last_topic: Mutex::new(None) })
     }
 
     /// Queues one record (waiting, GIL released, for buffer space or
     /// metadata up to max.block.ms) and returns its [`Delivery`].
+    /// Without headers, the record goes straight from the Python bytes
+    /// into its batch when it can enter at once (no copy into an owned
+    /// record, no future to box); otherwise it takes the general path.
     #[pyo3(signature = (topic, key=None, value=None, partition=None, timestamp_ms=None, headers=None))]
     fn send(
         &self,
         py: Python<'_>,
-        topic: String,
+        topic: &Bound<'_, PyString>,
         key: Option<&Bound<'_, PyBytes>>,
         value: Option<&Bound<'_, PyBytes>>,
         partition: Option<i32>,
         timestamp_ms: Option<i64>,
         headers: Option<Vec<(String, Option<Vec<u8>>)>>,
     ) -> PyResult<Delivery> {
+        let topic = self.topic_name(topic)?;
+        let headers = headers.unwrap_or_default();
+        if headers.is_empty() {
+            let fast = self.inner.try_send_now(&topic, partition, key.map(|k| k.as_bytes()), value.map(|v| v.as_bytes()), timestamp_ms);
+            if let Some(r) = fast {
+                return Ok(delivery(r.py_err(py)?));
+            }
+        }
         let rt = runtime()?;
         let record = ProducerRecord {
-            topic,
+            topic: topic.to_string(),
             partition,
             key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
             value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
-            headers: headers.unwrap_or_default().into_iter().map(|(k, v)| (k, v.map(Bytes::from))).collect(),
+            headers: headers.into_iter().map(|(k, v)| (k, v.map(Bytes::from))).collect(),
             timestamp: timestamp_ms,
         };
         let mut enqueued = {
             let _ctx = rt.enter();
             Box::pin(self.inner.enqueue(record))
         };
-        let delivery = match (&mut enqueued).now_or_never() {
+        let d = match (&mut enqueued).now_or_never() {
             Some(r) => r,
             None => wait_done(py, enqueued)?,
         }
         .py_err(py)?;
-        Ok(Delivery { slot: Arc::new(Slot { state: Mutex::new(State::Pending(delivery)), done: Condvar::new() }) })
+        Ok(delivery(d))
     }
 
     /// Waits until every record sent so far has completed; `KafkaTimeoutError`

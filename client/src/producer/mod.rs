@@ -38,7 +38,7 @@ mod sender;
 use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -167,6 +167,9 @@ struct Waiting {
 #[derive(Default)]
 struct Backlog {
     state: Mutex<BacklogState>,
+    /// Records queued or being served (`items.len()` plus `busy`), kept
+    /// apart so the per-send "is anyone waiting" check takes no lock.
+    outstanding: AtomicUsize,
     notify: Notify,
     /// Signalled each time a waiting record has been served.
     served: Notify,
@@ -188,15 +191,16 @@ impl Backlog {
     }
 
     fn idle(&self) -> bool {
-        let b = self.lock();
-        b.items.is_empty() && !b.busy
+        self.outstanding.load(Ordering::Acquire) == 0
     }
 
     fn close(&self) {
         let items: Vec<Waiting> = {
             let mut b = self.lock();
             b.closed = true;
-            b.items.drain(..).collect()
+            let items: Vec<Waiting> = b.items.drain(..).collect();
+            self.outstanding.fetch_sub(items.len(), Ordering::AcqRel);
+            items
         };
         for w in items {
             let _ = w.tx.send(Err(Error::Closed));
@@ -232,6 +236,7 @@ impl Backlog {
                 let mut b = self.lock();
                 b.busy = false;
                 b.done += 1;
+                self.outstanding.fetch_sub(1, Ordering::AcqRel);
             }
             self.served.notify_waiters();
         }
@@ -429,9 +434,44 @@ impl Producer {
                 tx,
             });
             b.pushed += 1;
+            inner.backlog.outstanding.fetch_add(1, Ordering::AcqRel);
         }
         inner.backlog.notify.notify_one();
         Start::Waiting(rx)
+    }
+
+    /// Sends a record given by reference, if it can enter the accumulator
+    /// right now: the topic's metadata is known, there is buffer space and
+    /// no earlier send is still waiting (so call order holds). Returns
+    /// `None` when it would have to wait; then nothing was sent, and the
+    /// caller goes on with [`send`](Self::send) or
+    /// [`enqueue`](Self::enqueue) and an owned record. Otherwise the same
+    /// as `enqueue` for a record without headers, minus building the
+    /// record: for callers (bindings) whose key and value live in buffers
+    /// of their own, which the batch then copies once.
+    pub fn try_send_now(
+        &self,
+        topic: &str,
+        partition: Option<i32>,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        timestamp: Option<i64>,
+    ) -> Option<Result<DeliveryFuture>> {
+        let inner = &self.inner;
+        if inner.closed.load(Ordering::Relaxed) {
+            return Some(Err(Error::Closed));
+        }
+        if !inner.backlog.idle() {
+            return None;
+        }
+        inner.try_append_now(&RecordRef {
+            topic,
+            partition,
+            key,
+            value,
+            headers: &[],
+            timestamp,
+        })
     }
 
     /// Waits until every record sent before this call has completed
@@ -485,41 +525,57 @@ impl Producer {
 
 impl Inner {
     /// The synchronous path: metadata known and buffer space free now.
-    fn try_enqueue_now(&self, record: ProducerRecord) -> Fast {
-        let Some(info) = self
-            .cluster
-            .topic(&record.topic)
-            .filter(|t| !t.partitions.is_empty())
-        else {
-            return Fast::Blocked(record);
+    fn try_enqueue_now(&self, mut record: ProducerRecord) -> Fast {
+        let headers = take_headers(&mut record);
+        let r = RecordRef {
+            topic: &record.topic,
+            partition: record.partition,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &headers,
+            timestamp: record.timestamp,
         };
-        if let Some(p) = record.partition {
-            if p < 0 {
-                return Fast::Failed(Error::RecordRejected(format!("invalid partition {p}")));
-            }
-            if p as usize >= info.partitions.len() {
-                return Fast::Blocked(record); // maybe the topic grew: refresh first
+        match self.try_append_now(&r) {
+            Some(Ok(d)) => Fast::Done(d),
+            Some(Err(e)) => Fast::Failed(e),
+            None => {
+                record.headers = headers.into_iter().map(|h| (h.key, h.value)).collect();
+                Fast::Blocked(record)
             }
         }
-        let size = match self.check_size(&record) {
+    }
+
+    /// [`try_enqueue_now`](Self::try_enqueue_now) on borrowed parts; `None`
+    /// when the record must wait (nothing was taken).
+    fn try_append_now(&self, r: &RecordRef<'_>) -> Option<Result<DeliveryFuture>> {
+        let info = self
+            .cluster
+            .topic(r.topic)
+            .filter(|t| !t.partitions.is_empty())?;
+        if let Some(p) = r.partition {
+            if p < 0 {
+                return Some(Err(Error::RecordRejected(format!("invalid partition {p}"))));
+            }
+            if p as usize >= info.partitions.len() {
+                return None; // maybe the topic grew: refresh first
+            }
+        }
+        let size = match self.check_size(r) {
             Ok(s) => s,
-            Err(e) => return Fast::Failed(e),
+            Err(e) => return Some(Err(e)),
         };
         match self.acc.try_reserve(size) {
             Ok(true) => {}
-            Ok(false) => return Fast::Blocked(record),
-            Err(e) => return Fast::Failed(e),
+            Ok(false) => return None,
+            Err(e) => return Some(Err(e)),
         }
-        match self.append(&info, record, size) {
-            Ok(d) => Fast::Done(d),
-            Err(e) => Fast::Failed(e),
-        }
+        Some(self.append(&info, r, size))
     }
 
     /// The waiting path, run in call order: metadata, then buffer space.
     async fn enqueue_waiting(
         &self,
-        record: ProducerRecord,
+        mut record: ProducerRecord,
         deadline: Instant,
     ) -> Result<DeliveryFuture> {
         if self.closed.load(Ordering::Relaxed) {
@@ -528,21 +584,24 @@ impl Inner {
         let info = self
             .wait_for_topic(&record.topic, record.partition, deadline)
             .await?;
-        let size = self.check_size(&record)?;
+        let headers = take_headers(&mut record);
+        let r = RecordRef {
+            topic: &record.topic,
+            partition: record.partition,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers: &headers,
+            timestamp: record.timestamp,
+        };
+        let size = self.check_size(&r)?;
         if !self.acc.try_reserve(size)? {
             self.acc.reserve(size, deadline).await?;
         }
-        self.append(&info, record, size)
+        self.append(&info, &r, size)
     }
 
-    fn check_size(&self, record: &ProducerRecord) -> Result<usize> {
-        let headers_len: usize = record
-            .headers
-            .iter()
-            .map(|(k, v)| 10 + k.len() + v.as_ref().map_or(0, Bytes::len))
-            .sum();
-        let size = record_size_upper_bound(record.key.as_deref(), record.value.as_deref(), &[])
-            + headers_len;
+    fn check_size(&self, r: &RecordRef<'_>) -> Result<usize> {
+        let size = record_size_upper_bound(r.key, r.value, r.headers);
         if size > self.cfg.max_request_size {
             return Err(Error::RecordRejected(format!(
                 "the record is {size} bytes when serialized, larger than max.request.size ({})",
@@ -560,36 +619,30 @@ impl Inner {
 
     /// Picks the partition and appends; `size` bytes of memory are reserved
     /// (given back here on failure).
-    fn append(
-        &self,
-        info: &TopicInfo,
-        record: ProducerRecord,
-        size: usize,
-    ) -> Result<DeliveryFuture> {
-        let r = self.append_inner(info, record, size);
-        if r.is_err() {
+    fn append(&self, info: &TopicInfo, r: &RecordRef<'_>, size: usize) -> Result<DeliveryFuture> {
+        let res = self.append_inner(info, r, size);
+        if res.is_err() {
             self.acc.release(size);
         }
-        r
+        res
     }
 
     fn append_inner(
         &self,
         info: &TopicInfo,
-        record: ProducerRecord,
+        r: &RecordRef<'_>,
         size: usize,
     ) -> Result<DeliveryFuture> {
         let n = info.partitions.len() as i32;
-        let topic = record.topic.as_str();
-        let key = record.key.as_deref();
-        let value = record.value.as_deref();
-        let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let headers: Vec<RecordHeader> = record
-            .headers
-            .into_iter()
-            .map(|(key, value)| RecordHeader { key, value })
-            .collect();
-        let (partition, sticky) = match (record.partition, &self.partitioner) {
+        let RecordRef {
+            topic,
+            key,
+            value,
+            headers,
+            ..
+        } = *r;
+        let timestamp = r.timestamp.unwrap_or_else(now_ms);
+        let (partition, sticky) = match (r.partition, &self.partitioner) {
             (Some(p), _) => (p, false),
             (None, Some(custom)) => {
                 let p = custom.partition(topic, key, value, n);
@@ -606,7 +659,7 @@ impl Inner {
             },
         };
         match self.acc.append(
-            topic, partition, timestamp, key, value, &headers, size, sticky,
+            topic, partition, timestamp, key, value, headers, size, sticky,
         )? {
             Append::Appended(d, _) => Ok(d),
             Append::NewBatchNeeded => {
@@ -615,7 +668,7 @@ impl Inner {
                     .on_new_batch(topic, partition, &available(info), n);
                 match self
                     .acc
-                    .append(topic, p, timestamp, key, value, &headers, size, false)?
+                    .append(topic, p, timestamp, key, value, headers, size, false)?
                 {
                     Append::Appended(d, _) => Ok(d),
                     Append::NewBatchNeeded => Err(Error::Protocol(
@@ -702,6 +755,27 @@ impl Inner {
             }
         }
     }
+}
+
+/// A record's parts, borrowed: what the append path works on, so a
+/// caller holding the bytes elsewhere (a binding) need not copy them into
+/// a [`ProducerRecord`] first.
+#[derive(Clone, Copy)]
+struct RecordRef<'a> {
+    topic: &'a str,
+    partition: Option<i32>,
+    key: Option<&'a [u8]>,
+    value: Option<&'a [u8]>,
+    headers: &'a [RecordHeader],
+    timestamp: Option<i64>,
+}
+
+/// Moves a record's headers into the batch codec's form.
+fn take_headers(record: &mut ProducerRecord) -> Vec<RecordHeader> {
+    std::mem::take(&mut record.headers)
+        .into_iter()
+        .map(|(key, value)| RecordHeader { key, value })
+        .collect()
 }
 
 /// Partitions with a leader.

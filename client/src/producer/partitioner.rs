@@ -11,6 +11,8 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use rand::Rng;
+
+use super::accumulator::FxBuild;
 use sluice_protocol::murmur2::partition_for_key;
 
 /// A user-supplied partition choice, called for every record that has no
@@ -94,10 +96,11 @@ pub(crate) fn keyed_partition(
 }
 
 /// The sticky half of the built-in partitioner: the current partition per
-/// topic for records without a key.
+/// topic for records without a key. Looked up on every keyless send, hence
+/// the FxHash map (the accumulator's reasoning: speed, not flood resistance).
 #[derive(Debug, Default)]
 pub(crate) struct Sticky {
-    current: Mutex<HashMap<String, i32>>,
+    current: Mutex<HashMap<String, i32, FxBuild>>,
 }
 
 impl Sticky {
