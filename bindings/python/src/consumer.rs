@@ -1,9 +1,13 @@
 //! `_sluice.Consumer`: `sluice::Consumer` for Python. Every call locks the
 //! consumer with the GIL released (a consumer is one thread's object, as in
 //! kafka-python; a second thread waits its turn instead of deadlocking), and
-//! network waits run through `runtime::wait`. Records cross as tuples the
-//! Python layer turns into `ConsumerRecord`s; rebalance callbacks run inside
-//! `poll` on the calling Python thread, as the Java client runs them.
+//! network waits run through `runtime::wait`. `poll` builds kafka-python's
+//! `ConsumerRecord` and `TopicPartition` named tuples itself (the classes are
+//! handed over once by the Python layer), grouped per partition: per record
+//! that is a handful of allocations instead of an intermediate tuple plus a
+//! Python-level constructor, which is what made consuming slower than
+//! confluent-kafka. Rebalance callbacks run inside `poll` on the calling
+//! Python thread, as the Java client runs them.
 
 use std::sync::Arc;
 
@@ -12,7 +16,7 @@ use std::time::Duration;
 
 use futures::FutureExt;
 use pyo3::prelude::*;
-use pyo3::types::PyBytes;
+use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
 use sluice::config::TokenProviderHandle;
 use sluice::admin::OffsetSpec;
 use sluice::consumer::TimestampType;
@@ -23,8 +27,6 @@ use crate::runtime::{runtime, seconds, wait, wait_done};
 use crate::token::PyTokenProvider;
 
 type Tp = (String, i32);
-/// (topic, partition, offset, timestamp, timestamp_type, key, value, headers, leader_epoch)
-type RecordTuple = (String, i32, i64, i64, i32, Option<Py<PyBytes>>, Option<Py<PyBytes>>, Vec<(String, Option<Py<PyBytes>>)>, Option<i32>);
 
 fn tps(parts: Vec<Tp>) -> Vec<TopicPartition> {
     parts.into_iter().map(|(t, p)| TopicPartition::new(t, p)).collect()
@@ -34,21 +36,121 @@ fn tuples<'a>(parts: impl IntoIterator<Item = &'a TopicPartition>) -> Vec<Tp> {
     parts.into_iter().map(|tp| (tp.topic.clone(), tp.partition)).collect()
 }
 
-fn record(py: Python<'_>, r: &ConsumerRecord) -> RecordTuple {
-    let b = |v: &Option<bytes::Bytes>| v.as_ref().map(|v| PyBytes::new(py, v).unbind());
-    (
-        r.topic.clone(),
-        r.partition,
-        r.offset,
-        r.timestamp,
-        match r.timestamp_type {
-            TimestampType::CreateTime => 0,
-            TimestampType::LogAppendTime => 1,
-        },
-        b(&r.key),
-        b(&r.value),
-        r.headers.iter().map(|(k, v)| (k.clone(), b(v))).collect(),
-        r.leader_epoch,
+/// The Python classes `poll` builds (sluice.structs), and the
+/// deserializers it applies, handed over once by `KafkaConsumer.__init__`.
+struct RecordTypes {
+    record: Py<PyType>,
+    topic_partition: Py<PyType>,
+    key_deserializer: Option<Py<PyAny>>,
+    value_deserializer: Option<Py<PyAny>>,
+}
+
+/// An instance of the named tuple class `cls` holding `items`, built as C
+/// extensions build struct sequences: allocate the tuple subtype, fill its
+/// slots. Skips the generated Python `__new__` (a frame per record).
+fn named_tuple<'py, const N: usize>(py: Python<'py>, cls: &Bound<'py, PyType>, items: [Bound<'py, PyAny>; N]) -> PyResult<Bound<'py, PyAny>> {
+    // SAFETY: `cls` is a tuple subclass (a NamedTuple) without extra slots, so
+    // its tp_alloc gives a tuple of N empty items with a reference count of
+    // one, which PyTuple_SetItem fills (it steals each reference).
+    unsafe {
+        let obj = pyo3::ffi::PyType_GenericAlloc(cls.as_type_ptr(), N as pyo3::ffi::Py_ssize_t);
+        let obj = Bound::from_owned_ptr_or_err(py, obj)?;
+        for (i, item) in items.into_iter().enumerate() {
+            if pyo3::ffi::PyTuple_SetItem(obj.as_ptr(), i as pyo3::ffi::Py_ssize_t, item.into_ptr()) != 0 {
+                return Err(PyErr::fetch(py));
+            }
+        }
+        Ok(obj)
+    }
+}
+
+/// `{TopicPartition: [ConsumerRecord, ...]}` for records in fetch order (a
+/// partition's records come in contiguous runs; each run is appended to its
+/// partition's list, so order within a partition holds).
+fn group_records<'py>(py: Python<'py>, types: &RecordTypes, records: &[ConsumerRecord]) -> PyResult<Bound<'py, PyDict>> {
+    let out = PyDict::new(py);
+    let record_cls = types.record.bind(py);
+    let tp_cls = types.topic_partition.bind(py);
+    let none = py.None().into_bound(py);
+    let mut i = 0;
+    while i < records.len() {
+        let first = &records[i];
+        let run = records[i..].iter().take_while(|r| r.partition == first.partition && r.topic == first.topic).count();
+        let topic = PyString::new(py, &first.topic).into_any();
+        let partition = first.partition.into_pyobject(py)?.into_any();
+        let tp = named_tuple(py, tp_cls, [topic.clone(), partition.clone()])?;
+        let list = match out.get_item(&tp)? {
+            Some(l) => l.cast_into::<PyList>()?,
+            None => {
+                let l = PyList::empty(py);
+                out.set_item(&tp, &l)?;
+                l
+            }
+        };
+        for r in &records[i..i + run] {
+            list.append(record(py, types, record_cls, &topic, &partition, &none, r)?)?;
+        }
+        i += run;
+    }
+    Ok(out)
+}
+
+/// One kafka-python ConsumerRecord: (topic, partition, leader_epoch, offset,
+/// timestamp, timestamp_type, key, value, headers, checksum,
+/// serialized_key_size, serialized_value_size, serialized_header_size).
+fn record<'py>(
+    py: Python<'py>,
+    types: &RecordTypes,
+    cls: &Bound<'py, PyType>,
+    topic: &Bound<'py, PyAny>,
+    partition: &Bound<'py, PyAny>,
+    none: &Bound<'py, PyAny>,
+    r: &ConsumerRecord,
+) -> PyResult<Bound<'py, PyAny>> {
+    let bytes = |v: &Option<bytes::Bytes>, des: &Option<Py<PyAny>>| -> PyResult<Bound<'py, PyAny>> {
+        match v {
+            None => Ok(none.clone()),
+            Some(v) => {
+                let b = PyBytes::new(py, v).into_any();
+                match des {
+                    Some(f) => f.bind(py).call1((b,)),
+                    None => Ok(b),
+                }
+            }
+        }
+    };
+    let size = |v: &Option<bytes::Bytes>| v.as_ref().map_or(-1, |v| v.len() as i64);
+    let headers = PyList::empty(py);
+    for (k, v) in &r.headers {
+        headers.append(PyTuple::new(py, [PyString::new(py, k).into_any(), bytes(v, &None)?])?)?;
+    }
+    let header_size: i64 = if r.headers.is_empty() {
+        -1
+    } else {
+        r.headers.iter().map(|(k, v)| k.len() as i64 + v.as_ref().map_or(0, |v| v.len() as i64)).sum()
+    };
+    let ts_type: i32 = match r.timestamp_type {
+        TimestampType::CreateTime => 0,
+        TimestampType::LogAppendTime => 1,
+    };
+    named_tuple(
+        py,
+        cls,
+        [
+            topic.clone(),
+            partition.clone(),
+            r.leader_epoch.unwrap_or(-1).into_pyobject(py)?.into_any(),
+            r.offset.into_pyobject(py)?.into_any(),
+            r.timestamp.into_pyobject(py)?.into_any(),
+            ts_type.into_pyobject(py)?.into_any(),
+            bytes(&r.key, &types.key_deserializer)?,
+            bytes(&r.value, &types.value_deserializer)?,
+            headers.into_any(),
+            none.clone(),
+            size(&r.key).into_pyobject(py)?.into_any(),
+            size(&r.value).into_pyobject(py)?.into_any(),
+            header_size.into_pyobject(py)?.into_any(),
+        ],
     )
 }
 
@@ -88,6 +190,8 @@ pub struct Consumer {
     /// For ListOffsets lookups (beginning/end offsets, offsets for times):
     /// an admin client on the same settings, connected on first use.
     admin: std::sync::OnceLock<sluice::AdminClient>,
+    /// The classes and deserializers `poll` uses (set_record_types).
+    types: std::sync::OnceLock<RecordTypes>,
 }
 
 impl Consumer {
@@ -110,7 +214,7 @@ impl Consumer {
         let mut cfg = ConsumerConfig::from_properties(properties.iter().map(|(k, v)| (k.as_str(), v.as_str()))).py_err(py)?;
         cfg.client.sasl_oauth_token_provider = token_provider.map(|p| TokenProviderHandle(Arc::new(PyTokenProvider::new(p))));
         let consumer = wait_done(py, RustConsumer::connect(cfg))?.py_err(py)?;
-        Ok(Consumer { inner: Mutex::new(Some(consumer)), admin: std::sync::OnceLock::new() })
+        Ok(Consumer { inner: Mutex::new(Some(consumer)), admin: std::sync::OnceLock::new(), types: std::sync::OnceLock::new() })
     }
 
     #[pyo3(signature = (topics=None, pattern=None, listener=None))]
@@ -149,10 +253,13 @@ impl Consumer {
         self.with(py, |_, c| Ok(c.subscription().into_iter().collect()))
     }
 
-    /// Records as tuples: waits up to `timeout` seconds for some, returns at
-    /// most `max_records` (None: max.poll.records).
+    /// `{TopicPartition: [ConsumerRecord]}`: waits up to `timeout` seconds
+    /// for records, returns at most `max_records` (None: max.poll.records).
     #[pyo3(signature = (timeout, max_records=None))]
-    fn poll(&self, py: Python<'_>, timeout: f64, max_records: Option<usize>) -> PyResult<Vec<RecordTuple>> {
+    fn poll<'py>(&self, py: Python<'py>, timeout: f64, max_records: Option<usize>) -> PyResult<Bound<'py, PyDict>> {
+        let Some(types) = self.types.get() else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err("set_record_types() was not called"));
+        };
         let timeout = seconds(Some(timeout))?.unwrap_or(Duration::ZERO);
         let mut g = py.detach(|| self.inner.blocking_lock());
         let Some(c) = g.as_mut() else { return Err(to_py(py, &Error::Closed)) };
@@ -160,7 +267,16 @@ impl Consumer {
         // The poll itself gets no outer timeout: it returns by `timeout`.
         let records = wait_done(py, c.poll_up_to(timeout, max))?.py_err(py)?;
         drop(g);
-        Ok(records.iter().map(|r| record(py, r)).collect())
+        group_records(py, types, &records)
+    }
+
+    /// Hands over the ConsumerRecord and TopicPartition classes `poll`
+    /// builds and the deserializers it applies (once, before any poll).
+    #[pyo3(signature = (record, topic_partition, key_deserializer=None, value_deserializer=None))]
+    fn set_record_types(&self, record: Py<PyType>, topic_partition: Py<PyType>, key_deserializer: Option<Py<PyAny>>, value_deserializer: Option<Py<PyAny>>) -> PyResult<()> {
+        self.types
+            .set(RecordTypes { record, topic_partition, key_deserializer, value_deserializer })
+            .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("record types are already set"))
     }
 
     /// Commits `offsets` [(topic, partition, offset, metadata)], or the

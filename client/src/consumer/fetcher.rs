@@ -134,8 +134,10 @@ impl Fetcher {
     /// handed out.
     pub fn send_fetches(&mut self, assignment: &Assignment) {
         let mut by_node: BTreeMap<i32, Vec<(TopicPartition, Position, i32)>> = BTreeMap::new();
+        let mut any_buffered = false;
         for (tp, pos) in assignment.fetchable() {
             if self.has_buffered(&tp) {
+                any_buffered = true;
                 continue;
             }
             let leader = self.cluster.topic(&tp.topic).and_then(|t| {
@@ -158,7 +160,17 @@ impl Fetcher {
                 }
             }
             let cluster = self.cluster.clone();
-            let settings = self.settings.clone();
+            let mut settings = self.settings.clone();
+            if any_buffered {
+                // Partitions with buffered records are left out of this
+                // fetch; if the ones in it have nothing new, a long poll
+                // would hold the node's only fetch slot for fetch.max.wait.ms
+                // and the buffered partitions could not be fetched again once
+                // drained (a stall of up to 500 ms per round with one empty
+                // partition among busy ones). The application has records to
+                // work on, so this fetch need not wait.
+                settings.max_wait = Duration::ZERO;
+            }
             let shared = self.shared.clone();
             let wake = self.wake.clone();
             tokio::spawn(async move {

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 import time
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Pattern, Set, Tuple, Union
+from collections import deque
+from typing import Any, Deque, Callable, Dict, Iterable, Iterator, List, Optional, Pattern, Set, Tuple, Union
 
 from . import _callbacks, _config, _sluice
 from .structs import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
@@ -66,7 +67,9 @@ class KafkaConsumer:
         timeout = local["consumer_timeout_ms"]
         self._consumer_timeout_ms: float = float("inf") if timeout is None else float(timeout)
         self._native = _sluice.Consumer(props, token_provider)
-        self._buffer: List[ConsumerRecord] = []
+        # poll() builds ConsumerRecords and TopicPartitions natively.
+        self._native.set_record_types(ConsumerRecord, TopicPartition, self._key_deserializer, self._value_deserializer)
+        self._buffer: Deque[ConsumerRecord] = deque()
         self._closed = False
         if topics:
             self.subscribe(topics=list(topics))
@@ -107,42 +110,26 @@ class KafkaConsumer:
 
     # --- records ------------------------------------------------------------
 
-    def _record(self, t: tuple) -> ConsumerRecord:
-        topic, partition, offset, ts, ts_type, key, value, headers, epoch = t
-        ks = len(key) if key is not None else -1
-        vs = len(value) if value is not None else -1
-        hs = sum(len(k.encode()) + len(v or b"") for k, v in headers) if headers else -1
-        if self._key_deserializer is not None and key is not None:
-            key = self._key_deserializer(key)
-        if self._value_deserializer is not None and value is not None:
-            value = self._value_deserializer(value)
-        return ConsumerRecord(topic, partition, epoch if epoch is not None else -1, offset, ts, ts_type,
-                              key, value, headers, None, ks, vs, hs)
-
     def poll(self, timeout_ms: float = 0, max_records: Optional[int] = None, update_offsets: bool = True) -> Dict[TopicPartition, List[ConsumerRecord]]:
         """Fetches records, waiting up to ``timeout_ms`` for some; at most
         ``max_records`` (default ``max_poll_records``)."""
         if max_records is not None and max_records < 1:
             raise ValueError("max_records must be positive")
-        out: Dict[TopicPartition, List[ConsumerRecord]] = {}
-        for t in self._native.poll(max(0.0, timeout_ms) / 1000.0, max_records):
-            r = self._record(t)
-            out.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
-        return out
+        return self._native.poll(max(0.0, timeout_ms) / 1000.0, max_records)
 
     def __iter__(self) -> Iterator[ConsumerRecord]:
         return self
 
     def __next__(self) -> ConsumerRecord:
         if self._buffer:
-            return self._buffer.pop(0)
+            return self._buffer.popleft()
         deadline = None if self._consumer_timeout_ms == float("inf") else time.monotonic() + self._consumer_timeout_ms / 1000.0
         while True:
             wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
             batch = self._native.poll(wait, None)
             if batch:
-                self._buffer = [self._record(t) for t in batch]
-                return self._buffer.pop(0)
+                self._buffer = [r for rs in batch.values() for r in rs]
+                return self._buffer.popleft()
             if deadline is not None and time.monotonic() >= deadline:
                 raise StopIteration
 
@@ -182,7 +169,7 @@ class KafkaConsumer:
         return self._native.position(partition[0], int(partition[1]))
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
-        self._buffer = [r for r in self._buffer if (r.topic, r.partition) != tuple(partition)]
+        self._buffer = deque(r for r in self._buffer if (r.topic, r.partition) != tuple(partition))
         self._native.seek(partition[0], int(partition[1]), int(offset))
 
     def seek_to_beginning(self, *partitions: TopicPartition) -> None:
@@ -195,7 +182,7 @@ class KafkaConsumer:
 
     def _drop_buffered(self, partitions: Iterable[TopicPartition]) -> None:
         ps = {tuple(p) for p in partitions}
-        self._buffer = [r for r in self._buffer if ps and (r.topic, r.partition) not in ps]
+        self._buffer = deque(r for r in self._buffer if ps and (r.topic, r.partition) not in ps)
 
     def pause(self, *partitions: TopicPartition) -> None:
         self._native.pause(_tps(partitions))
