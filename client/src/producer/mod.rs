@@ -267,6 +267,13 @@ struct Inner {
     acc: Arc<Accumulator>,
     partitioner: Option<Arc<dyn Partitioner>>,
     sticky: Sticky,
+    /// The metadata of the topic sent to last. Current while the cluster's
+    /// map still holds it: a refresh (or a deletion) replaces the map's
+    /// `Arc`, leaving this one its only holder (strong count 1), and the
+    /// next send looks the topic up again. Saves a run of sends to one
+    /// topic the cluster lock and a SipHash lookup per record. Held
+    /// through the append, so the count never includes our own clones.
+    topic_cache: Mutex<Option<Arc<TopicInfo>>>,
     backlog: Arc<Backlog>,
     closed: AtomicBool,
     control: Arc<SenderControl>,
@@ -357,6 +364,7 @@ impl Producer {
             acc,
             partitioner,
             sticky: Sticky::default(),
+            topic_cache: Mutex::new(None),
             backlog: backlog.clone(),
             closed: AtomicBool::new(false),
             control,
@@ -548,10 +556,14 @@ impl Inner {
     /// [`try_enqueue_now`](Self::try_enqueue_now) on borrowed parts; `None`
     /// when the record must wait (nothing was taken).
     fn try_append_now(&self, r: &RecordRef<'_>) -> Option<Result<DeliveryFuture>> {
-        let info = self
-            .cluster
-            .topic(r.topic)
-            .filter(|t| !t.partitions.is_empty())?;
+        let mut cache = self.topic_cache.lock().unwrap_or_else(|e| e.into_inner());
+        let current = cache
+            .as_ref()
+            .is_some_and(|t| t.name == r.topic && Arc::strong_count(t) > 1);
+        if !current {
+            *cache = self.cluster.topic(r.topic);
+        }
+        let info = cache.as_deref().filter(|t| !t.partitions.is_empty())?;
         if let Some(p) = r.partition {
             if p < 0 {
                 return Some(Err(Error::RecordRejected(format!("invalid partition {p}"))));
@@ -569,7 +581,7 @@ impl Inner {
             Ok(false) => return None,
             Err(e) => return Some(Err(e)),
         }
-        Some(self.append(&info, r, size))
+        Some(self.append(info, r, size))
     }
 
     /// The waiting path, run in call order: metadata, then buffer space.
