@@ -9,7 +9,7 @@
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use compio::io::AsyncWriteAtExt;
 use compio::BufResult;
 use futures::channel::{mpsc, oneshot};
@@ -156,7 +156,11 @@ impl PartitionLog {
             return reply_all(round, AppendResult::error(KAFKA_STORAGE_ERROR));
         }
         let cfg = self.config.borrow().clone();
-        let mut buf: Vec<u8> = Vec::with_capacity(bytes);
+        // The round is written with one vectored write: per batch a patched
+        // copy of its first bytes (base offset, leader epoch) and the rest
+        // straight from the request buffer, so record bytes are not copied in
+        // user space (this memcpy was ~7% of the broker's produce profile).
+        let mut out = RoundBuffers::with_capacity(round.len() * 2);
         let mut staged: Vec<Staged> = Vec::with_capacity(round.len());
         let mut placed: Vec<(u64, BatchHeader)> = Vec::new();
         let mut round_undo: ProducerUndo = Vec::new();
@@ -175,7 +179,8 @@ impl PartitionLog {
         {
             let mut st = self.state.borrow_mut();
             for req in &round {
-                let req_buf_start = buf.len();
+                let req_buf_start = out.parts.len();
+                let req_len_start = out.len;
                 let req_placed_start = placed.len();
                 let req_next_start = next_offset;
                 let mut req_undo: ProducerUndo = Vec::new();
@@ -194,16 +199,12 @@ impl PartitionLog {
                             }
                         }
                         SequenceCheck::Append => {
-                            let start = buf.len();
-                            buf.extend_from_slice(data);
-                            let slot = &mut buf[start..];
-                            batch::set_base_offset(slot, next_offset);
-                            batch::set_partition_leader_epoch(slot, leader_epoch);
+                            let start = out.len;
+                            out.push_batch(data, next_offset, leader_epoch, cfg.log_append_time.then_some(now));
                             let mut placed_h = *h;
                             placed_h.base_offset = next_offset;
                             placed_h.partition_leader_epoch = leader_epoch;
                             if cfg.log_append_time {
-                                batch::set_log_append_time(slot, now);
                                 placed_h.max_timestamp = now;
                             }
                             if h.has_producer_id() {
@@ -226,7 +227,8 @@ impl PartitionLog {
                 let outcome = outcome.unwrap_or(Staged::Rejected(2));
                 if let Staged::Rejected(_) = outcome {
                     // All or nothing per partition, as in Kafka: unstage this request.
-                    buf.truncate(req_buf_start);
+                    out.parts.truncate(req_buf_start);
+                    out.len = req_len_start;
                     placed.truncate(req_placed_start);
                     next_offset = req_next_start;
                     restore(&mut st.producers.producers, req_undo);
@@ -244,10 +246,10 @@ impl PartitionLog {
         let must_sync =
             cfg.flush_policy == FlushPolicy::Always && round.iter().any(|r| r.reply.is_some());
         let mut synced = false;
-        if !buf.is_empty() {
+        if out.len > 0 {
             let mut w = writer.clone();
-            let written = buf.len();
-            let BufResult(res, _) = w.write_all_at(buf, write_pos).await;
+            let written = out.len;
+            let res = out.write_at(&mut w, write_pos).await;
             let res = match res {
                 Ok(()) if must_sync => {
                     let t = Instant::now();
@@ -346,5 +348,62 @@ fn reply_all(round: Vec<AppendRequest>, result: AppendResult) {
         if let Some(reply) = r.reply {
             let _ = reply.send(result);
         }
+    }
+}
+
+/// The bytes of one append round, in log order, as buffers for one
+/// vectored write.
+struct RoundBuffers {
+    parts: Vec<Bytes>,
+    /// Total bytes in `parts`.
+    len: usize,
+}
+
+impl RoundBuffers {
+    /// Above this many buffers (the kernel takes at most 1024 per writev)
+    /// the round is joined into one buffer instead.
+    const MAX_IOVECS: usize = 1000;
+
+    fn with_capacity(n: usize) -> RoundBuffers {
+        RoundBuffers { parts: Vec::with_capacity(n), len: 0 }
+    }
+
+    /// Adds one validated batch with its base offset and leader epoch set;
+    /// with `log_append_time`, a whole stamped copy (that changes bytes
+    /// inside the CRC, so the CRC is recomputed over the copy).
+    fn push_batch(&mut self, data: &Bytes, base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) {
+        self.len += data.len();
+        // The header is copied whole (61 bytes) because the setters work on a
+        // whole header; only its base offset and leader epoch change, and
+        // both are outside the CRC.
+        let prefix = batch::BATCH_HEADER_LEN;
+        if let Some(now) = log_append_time {
+            let mut copy = BytesMut::from(&data[..]);
+            batch::set_base_offset(&mut copy, base_offset);
+            batch::set_partition_leader_epoch(&mut copy, leader_epoch);
+            batch::set_log_append_time(&mut copy, now);
+            self.parts.push(copy.freeze());
+        } else if data.len() < prefix {
+            self.parts.push(data.clone()); // not a batch header: left as it came
+        } else {
+            let mut head = BytesMut::from(&data[..prefix]);
+            batch::set_base_offset(&mut head, base_offset);
+            batch::set_partition_leader_epoch(&mut head, leader_epoch);
+            self.parts.push(head.freeze());
+            self.parts.push(data.slice(prefix..));
+        }
+    }
+
+    async fn write_at(self, w: &mut compio::fs::File, pos: u64) -> std::io::Result<()> {
+        if self.parts.len() > Self::MAX_IOVECS {
+            let mut joined = Vec::with_capacity(self.len);
+            for p in &self.parts {
+                joined.extend_from_slice(p);
+            }
+            let BufResult(res, _) = w.write_all_at(joined, pos).await;
+            return res;
+        }
+        let BufResult(res, _) = w.write_vectored_all_at(self.parts, pos).await;
+        res
     }
 }
