@@ -200,7 +200,12 @@ impl PartitionLog {
                         }
                         SequenceCheck::Append => {
                             let start = out.len;
-                            out.push_batch(data, next_offset, leader_epoch, cfg.log_append_time.then_some(now));
+                            out.push_batch(
+                                data,
+                                next_offset,
+                                leader_epoch,
+                                cfg.log_append_time.then_some(now),
+                            );
                             let mut placed_h = *h;
                             placed_h.base_offset = next_offset;
                             placed_h.partition_leader_epoch = leader_epoch;
@@ -365,13 +370,22 @@ impl RoundBuffers {
     const MAX_IOVECS: usize = 1000;
 
     fn with_capacity(n: usize) -> RoundBuffers {
-        RoundBuffers { parts: Vec::with_capacity(n), len: 0 }
+        RoundBuffers {
+            parts: Vec::with_capacity(n),
+            len: 0,
+        }
     }
 
     /// Adds one validated batch with its base offset and leader epoch set;
     /// with `log_append_time`, a whole stamped copy (that changes bytes
     /// inside the CRC, so the CRC is recomputed over the copy).
-    fn push_batch(&mut self, data: &Bytes, base_offset: i64, leader_epoch: i32, log_append_time: Option<i64>) {
+    fn push_batch(
+        &mut self,
+        data: &Bytes,
+        base_offset: i64,
+        leader_epoch: i32,
+        log_append_time: Option<i64>,
+    ) {
         self.len += data.len();
         // The header is copied whole (61 bytes) because the setters work on a
         // whole header; only its base offset and leader epoch change, and
