@@ -684,6 +684,15 @@ def report(res: dict, out: Path) -> str:
                     what = f"{ph}, acks={acks}" if ph == "produce" else f"consume (acks={acks} topic)"
                     md.append(f"| Sluice {lang.capitalize()} | {what} | {fn(s)} | | {vs} |")
         md.append("")
+        md.append("Rust: `sluice perf` vs rdkafka_bench, linger.ms=5, batch.size=1,000,000, idempotence with "
+                  "acks=all; both consumers read the topic librdkafka wrote, assigned, the Sluice rate counted "
+                  "from the start and librdkafka's from its first record. Python "
+                  "(benches/e2e/python_clients.py): linger 5 ms and batch size 1,000,000 for all three, "
+                  "fire-and-forget sends then flush, consumers polling 5000 at a time. Node "
+                  "(benches/e2e/node_bench.js): the same KafkaJS-API program for all three, send() calls of "
+                  "1000 records with 8 in flight, each client's default producer; one group member with "
+                  "eachMessage.")
+        md.append("")
 
     md.append("## Targets (issue 7; ratios from this run)")
     md.append("")
