@@ -1,7 +1,7 @@
 # Shared helpers for scripts/bench; source
 # it after setting ROOT (the checkout) and BENCH_NAME (the script's name, for
-# messages). Defines: die, say, ensure_debs, build_rdkafka_bench, free_port,
-# port_open, start_sluiced, stop_sluiced, ensure_node_peers.
+# messages). Defines: die, say, ensure_debs, build_rdkafka_bench,
+# ensure_node_peers. (benches/e2e/bench.py starts and stops the brokers.)
 # shellcheck shell=bash
 
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/sluice"
@@ -50,43 +50,6 @@ build_rdkafka_bench() {
   cc -O2 -Wall -I "$ROOT/benches/e2e" -o "$out.tmp" "$main" $(pkg-config --cflags rdkafka) "${libs[@]}" -lm -lpthread
   mv "$out.tmp" "$out"
   printf '%s' "$so" >"$out.lib"
-}
-
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-port_open() {
-  python3 -c 'import socket,sys; s=socket.socket(); s.settimeout(1); s.connect(("127.0.0.1", int(sys.argv[1])))' "$1" 2>/dev/null
-}
-
-# start_sluiced BIN PORT DATA_DIR LOG [ARGS...]: starts sluiced on
-# 127.0.0.1:PORT in the background, sets SLUICED_PID and waits (10 s at
-# most) until it listens.
-start_sluiced() {
-  local bin="$1" port="$2" data="$3" log="$4"
-  shift 4
-  mkdir -p "$data"
-  SLUICE_LOG="${SLUICE_LOG:-warn}" "$bin" --listen "127.0.0.1:$port" --data-dir "$data" "$@" >"$log" 2>&1 &
-  SLUICED_PID=$!
-  local _
-  for _ in $(seq 1 100); do
-    port_open "$port" && return 0
-    kill -0 "$SLUICED_PID" 2>/dev/null || { cat "$log" >&2; die "sluiced exited during start-up"; }
-    sleep 0.1
-  done
-  port_open "$port" || die "sluiced did not listen on 127.0.0.1:$port within 10 s"
-}
-
-# stop_sluiced: SIGTERM, up to 10 s to exit, then SIGKILL; clears SLUICED_PID.
-stop_sluiced() {
-  if [[ -n "${SLUICED_PID:-}" ]] && kill -0 "$SLUICED_PID" 2>/dev/null; then
-    kill -TERM "$SLUICED_PID"
-    local _
-    for _ in $(seq 1 100); do kill -0 "$SLUICED_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$SLUICED_PID" 2>/dev/null || true
-  fi
-  SLUICED_PID=""
 }
 
 # ensure_node_peers: installs KafkaJS 2.2.4 and @confluentinc/kafka-javascript

