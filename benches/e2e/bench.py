@@ -255,9 +255,7 @@ class Sluiced(Broker):
         self.version = subprocess.run([tools.sluiced, "--version"], capture_output=True, text=True).stdout.strip()
 
     def command(self) -> list[str]:
-        # The group delay as scripts/kafka-kraft sets it for Kafka: 0 for all peers.
-        return [self.tools.sluiced, "--listen", self.bootstrap, "--data-dir", str(self.data),
-                "--set", "group.initial.rebalance.delay.ms=0"]
+        return [self.tools.sluiced, "--listen", self.bootstrap, "--data-dir", str(self.data)]
 
     def env(self) -> dict:
         return {"SLUICE_LOG": "warn"}
@@ -277,7 +275,9 @@ class Kafka(Broker):
         self.version = "Apache Kafka " + pom.split("<kafka.version>")[1].split("<")[0]
 
     def command(self) -> list[str]:
-        defaults = ["num.network.threads=3", "num.io.threads=8", "log.segment.bytes=1073741824"]
+        # Kafka's own defaults where scripts/kafka-kraft (tuned for tests) differs.
+        defaults = ["num.network.threads=3", "num.io.threads=8", "log.segment.bytes=1073741824",
+                    "group.initial.rebalance.delay.ms=3000"]
         cmd = [self.tools.kafka_kraft, "run", "--port", str(self.port), "--data-dir", str(self.data)]
         for kv in defaults + self.sets:
             cmd += ["--set", kv]
@@ -395,10 +395,22 @@ def broker_suite(b: Broker, plan: Plan, steps: Steps, peak_rate: dict) -> dict:
                             with RssSampler(b.pid()) as rss:
                                 r = rdkafka(tools, b.bootstrap, topic, plan, *args, size=size, acks=acks)
                             peak = max(peak, rss.peak_kb)
-                            row = {"size": size, "consumers": c, "rss_peak_kb": rss.peak_kb}
+                            row = {"size": size, "consumers": c, "client": "librdkafka", "rss_peak_kb": rss.peak_kb}
                             row.update(consumed(r))
                             out["consume"].append(row)
                             show(row)
+                        # The same topic read by the Sluice Rust client, which reads faster
+                        # than librdkafka: the broker, not the client, sets more of the pace.
+                        steps.begin(f"{b.label}: consume {plan.records:,} x {size} B, 1 consumer, Sluice client")
+                        with RssSampler(b.pid()) as rss:
+                            r = run_json([tools.sluice, "-b", b.bootstrap, "perf", "consume", "--json", "--topic",
+                                          topic, "--num-records", str(plan.records), "--timeout-s", "300"])
+                        peak = max(peak, rss.peak_kb)
+                        row = {"size": size, "consumers": 1, "rss_peak_kb": rss.peak_kb}
+                        row.update(r)
+                        row["client_version"], row["client"] = row.get("client"), "sluice-rust"
+                        out["consume"].append(row)
+                        show(row)
                     delete_topic(tools, b.bootstrap, topic)
         if b.name == "sluiced":
             # sluiced's peak for the latency runs: what one paced producer
@@ -610,13 +622,16 @@ def report(res: dict, out: Path) -> str:
             r = next((x for x in by[n]["produce"] if (x["size"], x["acks"], x["producers"]) == (size, acks, k)), None)
             cells.append(f"{fn(rps(r))} ({r['mb_per_s']:.0f})" if rps(r) else "FAILED")
         md.append(f"| produce {size} B, acks={acks}, {k} producer{'s' if k > 1 else ''} | " + " | ".join(cells) + " |")
-    ckeys = [(r["size"], r["consumers"]) for r in brokers[0]["consume"]]
-    for size, c in ckeys:
+    ckeys = [(r["size"], r["consumers"], r.get("client")) for r in brokers[0]["consume"]]
+    for size, c, client in ckeys:
         cells = []
         for n in names:
-            r = next((x for x in by[n]["consume"] if (x["size"], x["consumers"]) == (size, c)), None)
+            r = next((x for x in by[n]["consume"] if (x["size"], x["consumers"], x.get("client")) == (size, c, client)),
+                     None)
             cells.append(f"{fn(rps(r))} ({r['mb_per_s']:.0f})" if rps(r) else "FAILED")
         what = f"{c} consumers in a group" if c > 1 else "1 consumer"
+        if client == "sluice-rust":
+            what += ", Sluice Rust client"
         md.append(f"| consume {size} B, {what} | " + " | ".join(cells) + " |")
     md.append("")
     md.append("### Latency (100 B, acks=all, one producer at a fixed rate; ms from the scheduled send time)")
@@ -653,8 +668,9 @@ def report(res: dict, out: Path) -> str:
               "and the group join are left out; `first_record_s` in results.json has them); the broker suite's "
               f"consumers set queued.min.messages={RDKAFKA_PREFETCH:,} so librdkafka's own prefetch pacing does "
               "not cap every broker alike. Kafka runs with its defaults (3 network / 8 I/O threads, 1 GiB "
-              "segments, -Xmx1G -Xms1G as kafka-server-start) and group.initial.rebalance.delay.ms=0, as do "
-              "sluiced and Tansu. Tansu's memory engine keeps every record in RAM (its RSS grows with the data) "
+              "segments, group.initial.rebalance.delay.ms=3000, -Xmx1G -Xms1G as kafka-server-start), sluiced "
+              "with its defaults (the same group delay, so four consumers started together share one "
+              "generation; with 0 the first member takes every partition before the others are in). Tansu's memory engine keeps every record in RAM (its RSS grows with the data) "
               "and answers JoinGroup only after session.timeout.ms/2.")
     md.append("")
     md.append("Start to serving: spawn of the broker process on an existing, empty data directory (a second start, "
@@ -724,7 +740,7 @@ def targets(res: dict) -> list[dict]:
         for r in s[kind]:
             if not pred(r):
                 continue
-            key = {k: r[k] for k in ("size", "acks", "producers", "consumers") if k in r}
+            key = {k: r[k] for k in ("size", "acks", "producers", "consumers", "client") if k in r}
             q = next((x for x in p[kind] if all(x.get(k) == v for k, v in key.items())), None)
             x = ratio(rps(r), rps(q))
             if x:
@@ -795,13 +811,14 @@ def plots(res: dict, out: Path) -> list[str]:
     brokers = res["brokers"]
     labels = [b["label"] for b in brokers]
     wl = [(f"p {r['size']}B a={r['acks']} x{r['producers']}", "produce", r) for r in brokers[0]["produce"]]
-    wl += [(f"c {r['size']}B x{r['consumers']}", "consume", r) for r in brokers[0]["consume"]]
+    wl += [(f"c {r['size']}B x{r['consumers']}" + (" sluice" if r.get("client") == "sluice-rust" else ""), "consume", r)
+           for r in brokers[0]["consume"]]
     fig, ax = plt.subplots(figsize=(max(8, len(wl) * 0.9), 5))
     width = 0.8 / len(brokers)
     for i, b in enumerate(brokers):
         ys = []
         for _, kind, r0 in wl:
-            key = {k: r0[k] for k in ("size", "acks", "producers", "consumers") if k in r0}
+            key = {k: r0[k] for k in ("size", "acks", "producers", "consumers", "client") if k in r0}
             r = next((x for x in b[kind] if all(x.get(k) == v for k, v in key.items())), None)
             ys.append((rps(r) or 0) / 1e6)
         ax.bar([j + i * width for j in range(len(wl))], ys, width, label=b["label"])
@@ -896,7 +913,7 @@ def main() -> int:
         say("no Tansu binary (BENCH_TANSU): skipping Tansu")
         wanted.remove("tansu")
 
-    per_broker = 1 + len(plan.sizes) * (len(plan.acks) * len(plan.producers) + len(plan.consumers)) + 2
+    per_broker = 1 + len(plan.sizes) * (len(plan.acks) * len(plan.producers) + len(plan.consumers) + 1) + 2
     n_client = (len(plan.sizes) * len(plan.acks) if "rust" in only else 0) + \
         (3 * len(plan.acks) if "python" in only else 0) + (3 * len(plan.acks) if "node" in only else 0)
     steps = Steps(per_broker * len(wanted) + ("sluiced" in wanted) + n_client)

@@ -63,11 +63,17 @@ def test_bench_harness_small_run(rdkafka_bench: Path, tmp_path: Path) -> None:
     for r in sluiced["produce"]:
         assert "failed" not in r, r
         assert r["records"] == RECORDS and r["errors"] == 0 and r["records_per_s"] > 0, r
-    assert sorted(r["consumers"] for r in sluiced["consume"]) == [1, 4]
+    consumed = {(r["client"], r["consumers"]) for r in sluiced["consume"]}
+    assert consumed == {("librdkafka", 1), ("librdkafka", 4), ("sluice-rust", 1)}, consumed
     for r in sluiced["consume"]:
         assert "failed" not in r, r
-        assert r["records"] == RECORDS and r["complete"] and r["duplicates"] == 0, r
-        assert sum(r["per_consumer"]) == RECORDS
+        assert r["records"] == RECORDS and r["complete"], r
+        if r["client"] == "librdkafka":
+            assert r["duplicates"] == 0 and sum(r["per_consumer"]) == RECORDS, r
+    # Four consumers started together share the first generation (the
+    # initial rebalance delay), so each reads some of the records.
+    (group,) = [r for r in sluiced["consume"] if r["consumers"] == 4]
+    assert all(n > 0 for n in group["per_consumer"]), group
     assert [r["rate_kind"] for r in sluiced["latency"]] == ["fixed", "80% of sluiced's peak"]
     for r in sluiced["latency"]:
         assert "failed" not in r, r
