@@ -34,6 +34,7 @@ import json
 import os
 import platform
 import random
+import shutil
 import signal
 import socket
 import statistics
@@ -229,11 +230,24 @@ class Broker:
         while time.monotonic() - t < timeout:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"{self.label} exited during start-up (exit {self.proc.returncode}); "
-                                   f"log: {self.work / (self.name + '.log')}")
+                                   f"its log ends: {self.log_tail()}")
             if api_versions_answered(self.port):
                 return time.monotonic() - t
             time.sleep(0.02)
-        raise RuntimeError(f"{self.label} did not serve on {self.bootstrap} within {timeout:.0f} s")
+        raise RuntimeError(f"{self.label} did not serve on {self.bootstrap} within {timeout:.0f} s; "
+                           f"its log ends: {self.log_tail()}")
+
+    def log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join((self.work / f"{self.name}.log").read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    def remove_data(self) -> None:
+        """Deletes what the broker wrote (the runs write gigabytes)."""
+        data = getattr(self, "data", None)
+        if data is not None:
+            shutil.rmtree(data, ignore_errors=True)
 
     def stop(self) -> None:
         if self.proc and self.proc.poll() is None:
@@ -453,6 +467,7 @@ def broker_suite(b: Broker, plan: Plan, steps: Steps, peak_rate: dict) -> dict:
     finally:
         out["rss_peak_kb"] = peak
         b.stop()
+        b.remove_data()
     return out
 
 
@@ -562,6 +577,7 @@ def client_suite(tools: Tools, work: Path, plan: Plan, steps: Steps, only: set[s
                     delete_topic(tools, b.bootstrap, topic)
     finally:
         b.stop()
+        b.remove_data()
     return out
 
 
@@ -949,6 +965,7 @@ def main() -> int:
         if only:
             res["clients"] = client_suite(tools, work, plan, steps, only)
     finally:
+        shutil.rmtree(work, ignore_errors=True)
         res["elapsed_min"] = (time.monotonic() - T0) / 60
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
         cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
