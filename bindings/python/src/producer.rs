@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::FutureExt;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyString, PyType};
 use sluice::config::TokenProviderHandle;
 use sluice::{DeliveryFuture, Error, Producer as RustProducer, ProducerConfig, ProducerRecord, RecordMetadata};
 
@@ -116,10 +116,12 @@ fn refresh(state: &mut State) {
     }
 }
 
-/// The outcome of one `send`.
+/// The outcome of one `send`, and the serialized key, value and header
+/// sizes kafka-python's RecordMetadata reports (-1: none).
 #[pyclass(frozen, module = "sluice._sluice")]
 pub struct Delivery {
     slot: Arc<Slot>,
+    sizes: (i64, i64, i64),
 }
 
 type Meta = (String, i32, i64, i64);
@@ -204,6 +206,11 @@ impl Delivery {
 
     /// Queues `watcher(None)` for `next_completed` once the outcome is known
     /// (at once if it already is). One watcher per delivery.
+    /// (key size, value size, header size), -1 for absent.
+    fn sizes(&self) -> (i64, i64, i64) {
+        self.sizes
+    }
+
     fn watch(&self, watcher: Py<PyAny>) -> PyResult<()> {
         if let Some(w) = self.drive(Some(watcher))? {
             complete(w, None);
@@ -226,6 +233,10 @@ pub struct Producer {
     /// the same `str` object every time, and recognizing it by identity
     /// skips decoding it into a new Rust string per record.
     last_topic: Mutex<Option<(Py<PyString>, Arc<str>)>>,
+    /// sluice.producer.FutureRecordMetadata (set_future_type): `send`
+    /// returns one, built here rather than by a Python constructor call
+    /// per record, which cost about as much as the send itself.
+    future_type: std::sync::OnceLock<Py<PyType>>,
 }
 
 impl Producer {
@@ -242,8 +253,25 @@ impl Producer {
     }
 }
 
-fn delivery(d: DeliveryFuture) -> Delivery {
-    Delivery { slot: Arc::new(Slot { state: Mutex::new(State::Pending(d)), done: Condvar::new() }) }
+fn delivery(d: DeliveryFuture, sizes: (i64, i64, i64)) -> Delivery {
+    Delivery { slot: Arc::new(Slot { state: Mutex::new(State::Pending(d)), done: Condvar::new() }), sizes }
+}
+
+impl Producer {
+    /// The Python future for `d`: an instance of the registered
+    /// FutureRecordMetadata class (its `_delivery` slot set, `_cb` None),
+    /// or the bare Delivery when no class was registered.
+    fn future<'py>(&self, py: Python<'py>, d: Delivery) -> PyResult<Bound<'py, PyAny>> {
+        let d = Bound::new(py, d)?.into_any();
+        let Some(cls) = self.future_type.get() else { return Ok(d) };
+        let cls = cls.bind(py);
+        // SAFETY: tp_alloc of a plain Python class (no base but object)
+        // returns a new, zeroed instance or NULL with an exception set.
+        let fut = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyType_GenericAlloc(cls.as_type_ptr(), 0))? };
+        fut.setattr(pyo3::intern!(py, "_delivery"), d)?;
+        fut.setattr(pyo3::intern!(py, "_cb"), py.None())?;
+        Ok(fut)
+    }
 }
 
 #[pymethods]
@@ -254,7 +282,7 @@ impl Producer {
     fn new(py: Python<'_>, properties: Vec<(String, String)>, token_provider: Option<Py<PyAny>>) -> PyResult<Self> {
         let cfg = producer_config(properties, token_provider).py_err(py)?;
         let inner = wait_done(py, RustProducer::connect(cfg))?.py_err(py)?;
-        Ok(Producer { inner, last_topic: Mutex::new(None) })
+        Ok(Producer { inner, last_topic: Mutex::new(None), future_type: std::sync::OnceLock::new() })
     }
 
     /// Queues one record (waiting, GIL released, for buffer space or
@@ -262,23 +290,30 @@ impl Producer {
     /// Without headers, the record goes straight from the Python bytes
     /// into its batch when it can enter at once (no copy into an owned
     /// record, no future to box); otherwise it takes the general path.
-    #[pyo3(signature = (topic, key=None, value=None, partition=None, timestamp_ms=None, headers=None))]
-    fn send(
+    #[pyo3(signature = (topic, key=None, value=None, partition=None, timestamp_ms=None, headers=None, header_size=None))]
+    #[allow(clippy::too_many_arguments)]
+    fn send<'py>(
         &self,
-        py: Python<'_>,
-        topic: &Bound<'_, PyString>,
-        key: Option<&Bound<'_, PyBytes>>,
-        value: Option<&Bound<'_, PyBytes>>,
+        py: Python<'py>,
+        topic: &Bound<'py, PyString>,
+        key: Option<&Bound<'py, PyBytes>>,
+        value: Option<&Bound<'py, PyBytes>>,
         partition: Option<i32>,
         timestamp_ms: Option<i64>,
         headers: Option<Vec<(String, Option<Vec<u8>>)>>,
-    ) -> PyResult<Delivery> {
+        header_size: Option<i64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let sizes = (
+            key.map_or(-1, |k| k.as_bytes().len() as i64),
+            value.map_or(-1, |v| v.as_bytes().len() as i64),
+            header_size.unwrap_or(-1),
+        );
         let topic = self.topic_name(topic)?;
         let headers = headers.unwrap_or_default();
         if headers.is_empty() {
             let fast = self.inner.try_send_now(&topic, partition, key.map(|k| k.as_bytes()), value.map(|v| v.as_bytes()), timestamp_ms);
             if let Some(r) = fast {
-                return Ok(delivery(r.py_err(py)?));
+                return self.future(py, delivery(r.py_err(py)?, sizes));
             }
         }
         let rt = runtime()?;
@@ -299,7 +334,12 @@ impl Producer {
             None => wait_done(py, enqueued)?,
         }
         .py_err(py)?;
-        Ok(delivery(d))
+        self.future(py, delivery(d, sizes))
+    }
+
+    /// Registers the class `send` returns instances of (once).
+    fn set_future_type(&self, cls: Py<PyType>) -> PyResult<()> {
+        self.future_type.set(cls).map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("the future type is already set"))
     }
 
     /// Waits until every record sent so far has completed; `KafkaTimeoutError`

@@ -128,7 +128,7 @@ class KafkaConsumer:
             wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
             batch = self._native.poll(wait, None)
             if batch:
-                self._buffer = [r for rs in batch.values() for r in rs]
+                self._buffer = deque(r for rs in batch.values() for r in rs)
                 return self._buffer.popleft()
             if deadline is not None and time.monotonic() >= deadline:
                 raise StopIteration

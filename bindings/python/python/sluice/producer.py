@@ -25,17 +25,19 @@ _CALLBACK_LOCK = threading.Lock()
 class FutureRecordMetadata:
     """The outcome of ``KafkaProducer.send`` (kafka-python's future)."""
 
-    __slots__ = ("_delivery", "_sizes", "_callbacks", "_fired")
+    # Built by the native send (no __init__ call per record): `_delivery` is
+    # the native Delivery (outcome, sizes), `_cb` None until a callback is
+    # added, then [fired, [(on_success, f, args, kwargs), ...]].
+    __slots__ = ("_delivery", "_cb")
 
-    def __init__(self, delivery: "_sluice.Delivery", key_size: int, value_size: int, header_size: int) -> None:
+    def __init__(self, delivery: "_sluice.Delivery") -> None:
         self._delivery = delivery
-        self._sizes = (key_size, value_size, header_size)
-        self._callbacks: Optional[List[Tuple[bool, Callable[..., Any], tuple, dict]]] = None
-        self._fired = False
+        self._cb: Optional[list] = None
 
     def _metadata(self, m: Tuple[str, int, int, int]) -> RecordMetadata:
         topic, partition, offset, timestamp = m
-        return RecordMetadata(topic, partition, TopicPartition(topic, partition), offset, timestamp, None, *self._sizes)
+        return RecordMetadata(topic, partition, TopicPartition(topic, partition), offset, timestamp, None,
+                              *self._delivery.sizes())
 
     @property
     def is_done(self) -> bool:
@@ -78,13 +80,14 @@ class FutureRecordMetadata:
 
     def _add(self, on_success: bool, f: Callable[..., Any], args: tuple, kwargs: dict) -> "FutureRecordMetadata":
         with _CALLBACK_LOCK:
-            run_now = self._fired
+            cb = self._cb
+            run_now = cb is not None and cb[0]
             if not run_now:
-                if self._callbacks is None:
-                    self._callbacks = []
+                if cb is None:
+                    cb = self._cb = [False, []]
                     _callbacks.ensure_started()
                     self._delivery.watch(self._fire)
-                self._callbacks.append((on_success, f, args, kwargs))
+                cb[1].append((on_success, f, args, kwargs))
         if run_now:
             o = self._delivery.outcome()
             if o is not None and o[0] == on_success:
@@ -93,8 +96,11 @@ class FutureRecordMetadata:
 
     def _fire(self, _arg: Any) -> None:
         with _CALLBACK_LOCK:
-            self._fired = True
-            callbacks, self._callbacks = self._callbacks or [], []
+            cb = self._cb
+            if cb is None:
+                cb = self._cb = [False, []]
+            cb[0] = True
+            callbacks, cb[1] = cb[1], []
         o = self._delivery.outcome()
         if o is None:
             return
@@ -128,6 +134,7 @@ class KafkaProducer:
         self._key_serializer: Optional[Callable[[Any], Optional[bytes]]] = local["key_serializer"]
         self._value_serializer: Optional[Callable[[Any], Optional[bytes]]] = local["value_serializer"]
         self._native = _sluice.Producer(props, token_provider)
+        self._native.set_future_type(FutureRecordMetadata)
         self._closed = False
 
     def send(
@@ -157,8 +164,8 @@ class KafkaProducer:
         if headers:
             hs = list(headers)
             header_size = sum(len(k.encode()) + len(v or b"") for k, v in hs)
-        delivery = self._native.send(topic, key, value, partition, timestamp_ms, hs)
-        return FutureRecordMetadata(delivery, -1 if key is None else len(key), -1 if value is None else len(value), header_size)
+        # The native send returns the FutureRecordMetadata itself.
+        return self._native.send(topic, key, value, partition, timestamp_ms, hs, header_size)
 
     def flush(self, timeout: Optional[float] = None) -> None:
         """Waits until every record sent so far is delivered or failed;
