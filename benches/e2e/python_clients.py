@@ -51,6 +51,8 @@ Exit status 0 when all N records were delivered (produce, no errors) or read
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib
 import json
 import sys
 import threading
@@ -96,8 +98,9 @@ class Progress:
 # with the progress thread ({"sent": n}).
 
 
-def produce_sluice(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
-    from sluice import KafkaProducer
+def produce_kafka_api(module: str, a: argparse.Namespace, state: Dict[str, int]) -> tuple:
+    """sluice and kafka-python: the same kafka-python code, only the import differs."""
+    KafkaProducer = importlib.import_module(module).KafkaProducer
 
     cfg: Dict[str, Any] = dict(bootstrap_servers=a.bootstrap, acks="all" if a.acks == "all" else 1, linger_ms=5,
                                batch_size=BATCH_SIZE)
@@ -105,31 +108,6 @@ def produce_sluice(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
         cfg["enable_idempotence"] = a.idempotence
     p = KafkaProducer(**cfg)
     p.partitions_for(a.topic)  # metadata before the clock starts
-    payload, topic, n = b"x" * a.size, a.topic, a.records
-    send = p.send
-    t = time.perf_counter()
-    for i in range(n - 1):
-        send(topic, payload)
-        if i % 1000 == 0:
-            state["sent"] = i
-    last = send(topic, payload)
-    state["sent"] = n
-    p.flush()
-    dt = time.perf_counter() - t
-    errors = [last.exception] if last.failed() else []
-    p.close()
-    return dt, len(errors), (str(errors[0]) if errors else None)
-
-
-def produce_kafka_python(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
-    from kafka import KafkaProducer
-
-    cfg: Dict[str, Any] = dict(bootstrap_servers=a.bootstrap, acks="all" if a.acks == "all" else 1, linger_ms=5,
-                               batch_size=BATCH_SIZE)
-    if a.idempotence is not None:
-        cfg["enable_idempotence"] = a.idempotence
-    p = KafkaProducer(**cfg)
-    p.partitions_for(a.topic)
     payload, topic, n = b"x" * a.size, a.topic, a.records
     send = p.send
     t = time.perf_counter()
@@ -193,29 +171,10 @@ def produce_confluent(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
 # from its own start; `state` is shared with the progress thread.
 
 
-def consume_sluice(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
-    from sluice import KafkaConsumer, TopicPartition
-
-    cfg: Dict[str, Any] = dict(bootstrap_servers=a.bootstrap, auto_offset_reset="earliest", max_poll_records=MAX_POLL)
-    if a.group:
-        cfg["group_id"] = a.group
-    else:
-        cfg["enable_auto_commit"] = False
-    c = KafkaConsumer(**cfg)
-    t = time.perf_counter()
-    if a.group:
-        c.subscribe([a.topic])
-    else:
-        parts = c.partitions_for_topic(a.topic)
-        if not parts:
-            c.close()
-            return 0.0, None, 0, f"topic {a.topic} not found"
-        c.assign([TopicPartition(a.topic, p) for p in sorted(parts)])
-    return _poll_loop(a, state, t, lambda _want: sum(len(r) for r in c.poll(timeout_ms=1000).values()), c.close)
-
-
-def consume_kafka_python(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
-    from kafka import KafkaConsumer, TopicPartition
+def consume_kafka_api(module: str, a: argparse.Namespace, state: Dict[str, int]) -> tuple:
+    """sluice and kafka-python: the same kafka-python code, only the import differs."""
+    m = importlib.import_module(module)
+    KafkaConsumer, TopicPartition = m.KafkaConsumer, m.TopicPartition
 
     cfg: Dict[str, Any] = dict(bootstrap_servers=a.bootstrap, auto_offset_reset="earliest", max_poll_records=MAX_POLL)
     if a.group:
@@ -294,8 +253,10 @@ def _poll_loop(a: argparse.Namespace, state: Dict[str, int], t: float, poll: Cal
     return dt, first, n, err
 
 
-PRODUCE = {"sluice": produce_sluice, "confluent": produce_confluent, "kafka-python": produce_kafka_python}
-CONSUME = {"sluice": consume_sluice, "confluent": consume_confluent, "kafka-python": consume_kafka_python}
+PRODUCE = {"sluice": functools.partial(produce_kafka_api, "sluice"), "confluent": produce_confluent,
+           "kafka-python": functools.partial(produce_kafka_api, "kafka")}
+CONSUME = {"sluice": functools.partial(consume_kafka_api, "sluice"), "confluent": consume_confluent,
+           "kafka-python": functools.partial(consume_kafka_api, "kafka")}
 
 
 def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
