@@ -535,14 +535,7 @@ impl Inner {
     /// The synchronous path: metadata known and buffer space free now.
     fn try_enqueue_now(&self, mut record: ProducerRecord) -> Fast {
         let headers = take_headers(&mut record);
-        let r = RecordRef {
-            topic: &record.topic,
-            partition: record.partition,
-            key: record.key.as_deref(),
-            value: record.value.as_deref(),
-            headers: &headers,
-            timestamp: record.timestamp,
-        };
+        let r = RecordRef::of(&record, &headers);
         match self.try_append_now(&r) {
             Some(Ok(d)) => Fast::Done(d),
             Some(Err(e)) => Fast::Failed(e),
@@ -597,14 +590,7 @@ impl Inner {
             .wait_for_topic(&record.topic, record.partition, deadline)
             .await?;
         let headers = take_headers(&mut record);
-        let r = RecordRef {
-            topic: &record.topic,
-            partition: record.partition,
-            key: record.key.as_deref(),
-            value: record.value.as_deref(),
-            headers: &headers,
-            timestamp: record.timestamp,
-        };
+        let r = RecordRef::of(&record, &headers);
         let size = self.check_size(&r)?;
         if !self.acc.try_reserve(size)? {
             self.acc.reserve(size, deadline).await?;
@@ -780,6 +766,21 @@ struct RecordRef<'a> {
     value: Option<&'a [u8]>,
     headers: &'a [RecordHeader],
     timestamp: Option<i64>,
+}
+
+impl<'a> RecordRef<'a> {
+    /// `record` borrowed, with the headers already taken out of it (see
+    /// [`take_headers`]).
+    fn of(record: &'a ProducerRecord, headers: &'a [RecordHeader]) -> RecordRef<'a> {
+        RecordRef {
+            topic: &record.topic,
+            partition: record.partition,
+            key: record.key.as_deref(),
+            value: record.value.as_deref(),
+            headers,
+            timestamp: record.timestamp,
+        }
+    }
 }
 
 /// Moves a record's headers into the batch codec's form.
