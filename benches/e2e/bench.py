@@ -44,7 +44,7 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 # ----------------------------------------------------------------- progress
@@ -87,7 +87,6 @@ class Tools:
     python: str
     node_modules: str | None
     sluice_node: str | None
-    versions: dict = field(default_factory=dict)
 
     @staticmethod
     def from_env() -> "Tools":
@@ -160,7 +159,7 @@ class RssSampler:
         self.peak_kb = max(self.peak_kb, rss_kb(self.pid))
 
 
-def run_json(cmd: list[str], *, env: dict | None = None, timeout: float = 900, log: Path | None = None) -> dict:
+def run_json(cmd: list[str], *, env: dict | None = None, timeout: float = 900) -> dict:
     """Runs a load generator that prints one JSON object as its last stdout
     line; its stderr (progress) is shown indented. Failure -> {"failed": why}."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
@@ -512,6 +511,7 @@ def client_suite(tools: Tools, work: Path, plan: Plan, steps: Steps, only: set[s
     b.data = work / "sluiced-clients-data"
     b.start()
     n = plan.client_records
+    client_plan = replace(plan, records=n)
     out: dict = {"broker": b.version, "records": n, "rust": [], "python": [], "node": []}
     try:
         if "rust" in only:
@@ -526,12 +526,12 @@ def client_suite(tools: Tools, work: Path, plan: Plan, steps: Steps, only: set[s
                                    "--num-records", str(n), "--record-size", str(size), "--partitions",
                                    str(plan.partitions), "--acks", acks, "--idempotence", idem, "--linger-ms",
                                    str(plan.linger_ms), "--batch-size", str(plan.batch_bytes)])
-                    rp = rdkafka(tools, b.bootstrap, tr, Plan(**{**plan.__dict__, "records": n}), "--no-consume",
+                    rp = rdkafka(tools, b.bootstrap, tr, client_plan, "--no-consume",
                                  size=size, acks=acks)
                     # Both consumers read the topic librdkafka wrote: the same batches.
                     sc = run_json([tools.sluice, "-b", b.bootstrap, "perf", "consume", "--json", "--topic", tr,
                                    "--num-records", str(n), "--timeout-s", "300"])
-                    rc = rdkafka(tools, b.bootstrap, tr, Plan(**{**plan.__dict__, "records": n}), "--no-produce",
+                    rc = rdkafka(tools, b.bootstrap, tr, client_plan, "--no-produce",
                                  size=size, acks=acks)
                     # Conservative for Sluice: its rate counts from the start, librdkafka's
                     # from its first record (its ~0.5 s first metadata round left out).
@@ -598,6 +598,20 @@ def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
 
+WORKLOAD_KEYS = ("size", "acks", "producers", "consumers", "client")
+
+
+def workload_key(r: dict) -> dict:
+    """What identifies a broker workload row (the keys it has of WORKLOAD_KEYS)."""
+    return {k: r[k] for k in WORKLOAD_KEYS if k in r}
+
+
+def same_workload(rows: list[dict], r0: dict) -> dict | None:
+    """The row of `rows` (another broker's) for the workload of `r0`."""
+    key = workload_key(r0)
+    return next((x for x in rows if all(x.get(k) == v for k, v in key.items())), None)
+
+
 def fx(x: float | None) -> str:
     return f"{x:.2f}x" if x else "-"
 
@@ -631,19 +645,18 @@ def report(res: dict, out: Path) -> str:
     md.append("")
     md.append("| workload | " + " | ".join(by[n]["label"] for n in names) + " |")
     md.append("|---|" + "---:|" * len(names))
-    keys = [(r["size"], r["acks"], r["producers"]) for r in brokers[0]["produce"]]
-    for size, acks, k in keys:
+    for r0 in brokers[0]["produce"]:
+        size, acks, k = r0["size"], r0["acks"], r0["producers"]
         cells = []
         for n in names:
-            r = next((x for x in by[n]["produce"] if (x["size"], x["acks"], x["producers"]) == (size, acks, k)), None)
+            r = same_workload(by[n]["produce"], r0)
             cells.append(f"{fn(rps(r))} ({r['mb_per_s']:.0f})" if rps(r) else "FAILED")
         md.append(f"| produce {size} B, acks={acks}, {k} producer{'s' if k > 1 else ''} | " + " | ".join(cells) + " |")
-    ckeys = [(r["size"], r["consumers"], r.get("client")) for r in brokers[0]["consume"]]
-    for size, c, client in ckeys:
+    for r0 in brokers[0]["consume"]:
+        size, c, client = r0["size"], r0["consumers"], r0.get("client")
         cells = []
         for n in names:
-            r = next((x for x in by[n]["consume"] if (x["size"], x["consumers"], x.get("client")) == (size, c, client)),
-                     None)
+            r = same_workload(by[n]["consume"], r0)
             cells.append(f"{fn(rps(r))} ({r['mb_per_s']:.0f})" if rps(r) else "FAILED")
         what = f"{c} consumers in a group" if c > 1 else "1 consumer"
         if client == "sluice-rust":
@@ -747,20 +760,16 @@ def targets(res: dict) -> list[dict]:
     by = {b["broker"]: b for b in res["brokers"]}
     ts: list[dict] = []
 
-    def worst(peer: str, kind: str, pred=lambda r: True) -> tuple[float | None, str]:
+    def worst(peer: str, kind: str) -> tuple[float | None, str]:
         """The smallest sluiced/peer ratio over matching workloads."""
         s, p = by.get("sluiced"), by.get(peer)
         if not s or not p:
             return None, "not run"
         rs = []
         for r in s[kind]:
-            if not pred(r):
-                continue
-            key = {k: r[k] for k in ("size", "acks", "producers", "consumers", "client") if k in r}
-            q = next((x for x in p[kind] if all(x.get(k) == v for k, v in key.items())), None)
-            x = ratio(rps(r), rps(q))
+            x = ratio(rps(r), rps(same_workload(p[kind], r)))
             if x:
-                rs.append((x, ", ".join(f"{k}={v}" for k, v in key.items())))
+                rs.append((x, ", ".join(f"{k}={v}" for k, v in workload_key(r).items())))
         if not rs:
             return None, "no comparable workloads"
         lo = min(rs)
@@ -823,9 +832,15 @@ def plots(res: dict, out: Path) -> list[str]:
     except ImportError:
         say("matplotlib is not installed: no plots")
         return []
-    made = []
+    made: list[str] = []
+
+    def save(fig, name: str) -> None:
+        fig.tight_layout()
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+        made.append(name)
+
     brokers = res["brokers"]
-    labels = [b["label"] for b in brokers]
     wl = [(f"p {r['size']}B a={r['acks']} x{r['producers']}", "produce", r) for r in brokers[0]["produce"]]
     wl += [(f"c {r['size']}B x{r['consumers']}" + (" sluice" if r.get("client") == "sluice-rust" else ""), "consume", r)
            for r in brokers[0]["consume"]]
@@ -834,8 +849,7 @@ def plots(res: dict, out: Path) -> list[str]:
     for i, b in enumerate(brokers):
         ys = []
         for _, kind, r0 in wl:
-            key = {k: r0[k] for k in ("size", "acks", "producers", "consumers", "client") if k in r0}
-            r = next((x for x in b[kind] if all(x.get(k) == v for k, v in key.items())), None)
+            r = same_workload(b[kind], r0)
             ys.append((rps(r) or 0) / 1e6)
         ax.bar([j + i * width for j in range(len(wl))], ys, width, label=b["label"])
     ax.set_xticks([j + width * (len(brokers) - 1) / 2 for j in range(len(wl))])
@@ -843,10 +857,7 @@ def plots(res: dict, out: Path) -> list[str]:
     ax.set_ylabel("million records/s")
     ax.set_title(f"Broker throughput, librdkafka client, {res['plan']['records']:,} records ({res['date']})")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(out / "throughput.png", dpi=110)
-    plt.close(fig)
-    made.append("throughput.png")
+    save(fig, "throughput.png")
 
     rates = sorted({r["target_rate"] for b in brokers for r in b["latency"]})
     if rates:
@@ -863,10 +874,7 @@ def plots(res: dict, out: Path) -> list[str]:
             ax.set_ylabel("end-to-end latency, ms (log)")
             ax.set_title(f"{rt:,} records/s, 100 B, acks=all")
             ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "latency.png", dpi=110)
-        plt.close(fig)
-        made.append("latency.png")
+        save(fig, "latency.png")
 
     cl = res.get("clients") or {}
     groups = []
@@ -890,10 +898,7 @@ def plots(res: dict, out: Path) -> list[str]:
             ax.set_title(title, fontsize=8)
             ax.tick_params(axis="y", labelsize=7)
         axes[0][0].set_ylabel("thousand records/s")
-        fig.tight_layout()
-        fig.savefig(out / "clients.png", dpi=110)
-        plt.close(fig)
-        made.append("clients.png")
+        save(fig, "clients.png")
     return made
 
 
