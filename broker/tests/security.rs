@@ -160,6 +160,17 @@ async fn produce_one(props: &Props, topic: &str, value: &str) -> sluice::Result<
     r.map(|m| m.offset)
 }
 
+/// A consumer with `props`, assigned partition 0 of `topic` from the start.
+async fn consumer_of_partition_0(props: &Props, topic: &str) -> Consumer {
+    let cc = ConsumerConfig::from_properties(props.with("auto.offset.reset", "earliest").iter())
+        .expect("consumer config");
+    let mut consumer = Consumer::connect(cc).await.expect("consumer");
+    consumer
+        .assign([sluice::TopicPartition::new(topic, 0)])
+        .expect("assign");
+    consumer
+}
+
 async fn create_topic(cfg: ClientConfig, name: &str) -> sluice::Result<()> {
     let admin = AdminClient::connect(cfg).await?;
     for (_, r) in admin
@@ -246,12 +257,7 @@ fn tls_listener_serves_clients_and_refuses_plaintext_ones() {
                 .expect("produce over TLS");
         }
         // Fetch responses go through TLS (no splice): read them all back.
-        let cc = ConsumerConfig::from_properties(ssl.with("auto.offset.reset", "earliest").iter())
-            .expect("consumer config");
-        let mut consumer = Consumer::connect(cc).await.expect("consumer");
-        consumer
-            .assign([sluice::TopicPartition::new("tls-topic", 0)])
-            .expect("assign");
+        let mut consumer = consumer_of_partition_0(&ssl, "tls-topic").await;
         let mut got = Vec::new();
         for _ in 0..50 {
             for r in consumer
@@ -287,12 +293,7 @@ fn tls_listener_serves_clients_and_refuses_plaintext_ones() {
             assert_eq!(s.await.expect("large produce over TLS").offset, i as i64);
         }
         let _ = producer.close(Duration::from_secs(5)).await;
-        let cc = ConsumerConfig::from_properties(ssl.with("auto.offset.reset", "earliest").iter())
-            .expect("consumer config");
-        let mut consumer = Consumer::connect(cc).await.expect("consumer");
-        consumer
-            .assign([sluice::TopicPartition::new("tls-big", 0)])
-            .expect("assign");
+        let mut consumer = consumer_of_partition_0(&ssl, "tls-big").await;
         let mut n = 0;
         for _ in 0..100 {
             for r in consumer
