@@ -23,6 +23,7 @@ use sluice::consumer::TimestampType;
 use sluice::{Consumer as RustConsumer, ConsumerConfig, ConsumerRecord, Error, OffsetAndMetadata, RebalanceListener, TopicPartition};
 
 use crate::errors::{guard, to_py, IntoPy};
+use crate::instances::named_tuple;
 use crate::runtime::{runtime, seconds, wait, wait_done};
 use crate::token::PyTokenProvider;
 
@@ -43,25 +44,6 @@ struct RecordTypes {
     topic_partition: Py<PyType>,
     key_deserializer: Option<Py<PyAny>>,
     value_deserializer: Option<Py<PyAny>>,
-}
-
-/// An instance of the named tuple class `cls` holding `items`, built as C
-/// extensions build struct sequences: allocate the tuple subtype, fill its
-/// slots. Skips the generated Python `__new__` (a frame per record).
-fn named_tuple<'py, const N: usize>(py: Python<'py>, cls: &Bound<'py, PyType>, items: [Bound<'py, PyAny>; N]) -> PyResult<Bound<'py, PyAny>> {
-    // SAFETY: `cls` is a tuple subclass (a NamedTuple) without extra slots, so
-    // its tp_alloc gives a tuple of N empty items with a reference count of
-    // one, which PyTuple_SetItem fills (it steals each reference).
-    unsafe {
-        let obj = pyo3::ffi::PyType_GenericAlloc(cls.as_type_ptr(), N as pyo3::ffi::Py_ssize_t);
-        let obj = Bound::from_owned_ptr_or_err(py, obj)?;
-        for (i, item) in items.into_iter().enumerate() {
-            if pyo3::ffi::PyTuple_SetItem(obj.as_ptr(), i as pyo3::ffi::Py_ssize_t, item.into_ptr()) != 0 {
-                return Err(PyErr::fetch(py));
-            }
-        }
-        Ok(obj)
-    }
 }
 
 /// `{TopicPartition: [ConsumerRecord, ...]}` for records in fetch order (a

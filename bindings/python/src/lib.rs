@@ -11,10 +11,12 @@
 //! - `producer`: `Producer`, `Delivery` and the callback completion queue.
 //! - `consumer`: `Consumer` and the rebalance listener bridge.
 //! - `admin`: `Admin`.
+//! - `instances`: per-record Python objects allocated without a constructor call.
 
 mod admin;
 mod consumer;
 mod errors;
+mod instances;
 mod producer;
 mod runtime;
 mod token;

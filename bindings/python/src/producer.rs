@@ -265,9 +265,7 @@ impl Producer {
         let d = Bound::new(py, d)?.into_any();
         let Some(cls) = self.future_type.get() else { return Ok(d) };
         let cls = cls.bind(py);
-        // SAFETY: tp_alloc of a plain Python class (no base but object)
-        // returns a new, zeroed instance or NULL with an exception set.
-        let fut = unsafe { Bound::from_owned_ptr_or_err(py, pyo3::ffi::PyType_GenericAlloc(cls.as_type_ptr(), 0))? };
+        let fut = crate::instances::alloc(py, cls, 0)?;
         fut.setattr(pyo3::intern!(py, "_delivery"), d)?;
         fut.setattr(pyo3::intern!(py, "_cb"), py.None())?;
         Ok(fut)
