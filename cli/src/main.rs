@@ -14,13 +14,28 @@ use sluice::admin::{AlterConfigOp, ConfigResource};
 use sluice::{AdminClient, ClientConfig, NewTopic};
 
 #[derive(Parser, Debug)]
-#[command(name = "sluice", version, about = "Topics, groups, produce, consume and perf for Kafka-compatible clusters")]
+#[command(
+    name = "sluice",
+    version,
+    about = "Topics, groups, produce, consume and perf for Kafka-compatible clusters"
+)]
 struct Cli {
     /// Bootstrap servers, HOST:PORT[,HOST:PORT...]
-    #[arg(long, short = 'b', global = true, default_value = "127.0.0.1:9092", env = "SLUICE_BOOTSTRAP")]
+    #[arg(
+        long,
+        short = 'b',
+        global = true,
+        default_value = "127.0.0.1:9092",
+        env = "SLUICE_BOOTSTRAP"
+    )]
     bootstrap: String,
     /// Extra client property, NAME=VALUE with Kafka's names (repeatable).
-    #[arg(long = "property", short = 'X', global = true, value_name = "NAME=VALUE")]
+    #[arg(
+        long = "property",
+        short = 'X',
+        global = true,
+        value_name = "NAME=VALUE"
+    )]
     properties: Vec<String>,
     #[command(subcommand)]
     command: Command,
@@ -175,24 +190,35 @@ enum GroupsCmd {
     Describe { group: String },
 }
 
-
 fn split_kv(s: &str, what: &str) -> anyhow::Result<(String, String)> {
-    let (k, v) = s.split_once('=').ok_or_else(|| anyhow::anyhow!("{what} expects NAME=VALUE, got `{s}`"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| anyhow::anyhow!("{what} expects NAME=VALUE, got `{s}`"))?;
     Ok((k.trim().to_string(), v.trim().to_string()))
 }
 
 fn client_config(cli: &Cli) -> anyhow::Result<ClientConfig> {
-    let mut props = vec![("bootstrap.servers".to_string(), cli.bootstrap.clone()), ("client.id".to_string(), "sluice-cli".to_string())];
+    let mut props = vec![
+        ("bootstrap.servers".to_string(), cli.bootstrap.clone()),
+        ("client.id".to_string(), "sluice-cli".to_string()),
+    ];
     for p in &cli.properties {
         props.push(split_kv(p, "--property")?);
     }
-    Ok(ClientConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?)
+    Ok(ClientConfig::from_properties(
+        props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?)
 }
 
 async fn topics(cli: &Cli, cmd: &TopicsCmd) -> anyhow::Result<()> {
     let admin = AdminClient::connect(client_config(cli)?).await?;
     match cmd {
-        TopicsCmd::Create { name, partitions, replication_factor, configs } => {
+        TopicsCmd::Create {
+            name,
+            partitions,
+            replication_factor,
+            configs,
+        } => {
             let mut t = NewTopic::new(name, *partitions, *replication_factor);
             for c in configs {
                 let (k, v) = split_kv(c, "--config")?;
@@ -211,8 +237,17 @@ async fn topics(cli: &Cli, cmd: &TopicsCmd) -> anyhow::Result<()> {
         TopicsCmd::Describe { name } => {
             let t = admin.describe_topics(std::slice::from_ref(name)).await?;
             for t in t {
-                println!("topic {}  id {}  partitions {}{}", t.name, t.id, t.partitions.len(), if t.internal { "  (internal)" } else { "" });
-                println!("{:>10}  {:>7}  {:>6}  {:<12}  {:<12}", "partition", "leader", "epoch", "replicas", "isr");
+                println!(
+                    "topic {}  id {}  partitions {}{}",
+                    t.name,
+                    t.id,
+                    t.partitions.len(),
+                    if t.internal { "  (internal)" } else { "" }
+                );
+                println!(
+                    "{:>10}  {:>7}  {:>6}  {:<12}  {:<12}",
+                    "partition", "leader", "epoch", "replicas", "isr"
+                );
                 for p in &t.partitions {
                     println!(
                         "{:>10}  {:>7}  {:>6}  {:<12}  {:<12}",
@@ -223,7 +258,9 @@ async fn topics(cli: &Cli, cmd: &TopicsCmd) -> anyhow::Result<()> {
                         format!("{:?}", p.isr)
                     );
                 }
-                let cfg = admin.describe_configs(&ConfigResource::Topic(t.name.clone())).await?;
+                let cfg = admin
+                    .describe_configs(&ConfigResource::Topic(t.name.clone()))
+                    .await?;
                 let overrides: Vec<_> = cfg.iter().filter(|c| !c.is_default()).collect();
                 if !overrides.is_empty() {
                     println!("configs:");
@@ -233,7 +270,12 @@ async fn topics(cli: &Cli, cmd: &TopicsCmd) -> anyhow::Result<()> {
                 }
             }
         }
-        TopicsCmd::Alter { name, set, delete, partitions } => {
+        TopicsCmd::Alter {
+            name,
+            set,
+            delete,
+            partitions,
+        } => {
             let mut ops = Vec::new();
             for s in set {
                 let (k, v) = split_kv(s, "--set")?;
@@ -241,7 +283,9 @@ async fn topics(cli: &Cli, cmd: &TopicsCmd) -> anyhow::Result<()> {
             }
             ops.extend(delete.iter().map(|d| AlterConfigOp::Delete(d.clone())));
             if !ops.is_empty() {
-                admin.alter_configs(&ConfigResource::Topic(name.clone()), &ops).await?;
+                admin
+                    .alter_configs(&ConfigResource::Topic(name.clone()), &ops)
+                    .await?;
                 println!("altered configs of {name}");
             }
             if let Some(n) = partitions {
@@ -270,18 +314,41 @@ async fn groups(cli: &Cli, cmd: &GroupsCmd) -> anyhow::Result<()> {
         }
         GroupsCmd::Describe { group } => {
             for d in admin.describe_groups(std::slice::from_ref(group)).await? {
-                println!("group {}  state {}  protocol {}/{}  members {}", d.group_id, d.state, d.protocol_type, d.protocol, d.members.len());
+                println!(
+                    "group {}  state {}  protocol {}/{}  members {}",
+                    d.group_id,
+                    d.state,
+                    d.protocol_type,
+                    d.protocol,
+                    d.members.len()
+                );
                 for m in &d.members {
-                    let parts: Vec<String> = m.assignment.iter().map(|(t, p)| format!("{t}-{p}")).collect();
-                    println!("  {}  {}  {}  [{}]", m.member_id, m.client_id, m.host, parts.join(", "));
+                    let parts: Vec<String> = m
+                        .assignment
+                        .iter()
+                        .map(|(t, p)| format!("{t}-{p}"))
+                        .collect();
+                    println!(
+                        "  {}  {}  {}  [{}]",
+                        m.member_id,
+                        m.client_id,
+                        m.host,
+                        parts.join(", ")
+                    );
                 }
             }
             let lag = admin.group_lag(group).await?;
-            println!("{:<40}  {:>9}  {:>12}  {:>12}  {:>8}", "topic", "partition", "committed", "log end", "lag");
+            println!(
+                "{:<40}  {:>9}  {:>12}  {:>12}  {:>8}",
+                "topic", "partition", "committed", "log end", "lag"
+            );
             let mut total = 0;
             for l in &lag {
                 total += l.lag;
-                println!("{:<40}  {:>9}  {:>12}  {:>12}  {:>8}", l.topic, l.partition, l.committed, l.log_end, l.lag);
+                println!(
+                    "{:<40}  {:>9}  {:>12}  {:>12}  {:>8}",
+                    l.topic, l.partition, l.committed, l.log_end, l.lag
+                );
             }
             println!("total lag {total}");
         }
@@ -296,12 +363,21 @@ async fn users(cli: &Cli, cmd: &UsersCmd) -> anyhow::Result<()> {
         UsersCmd::List => {
             println!("{:<32}  {}", "user", "credentials");
             for u in admin.describe_user_scram_credentials(None).await? {
-                let creds: Vec<String> = u.credentials.iter().map(|(m, i)| format!("{m} (iterations {i})")).collect();
+                let creds: Vec<String> = u
+                    .credentials
+                    .iter()
+                    .map(|(m, i)| format!("{m} (iterations {i})"))
+                    .collect();
                 println!("{:<32}  {}", u.user, creds.join(", "));
             }
             return Ok(());
         }
-        UsersCmd::Add { user, mechanism, iterations, password } => {
+        UsersCmd::Add {
+            user,
+            mechanism,
+            iterations,
+            password,
+        } => {
             let password = match password {
                 Some(p) => p.clone(),
                 None => {
@@ -313,17 +389,30 @@ async fn users(cli: &Cli, cmd: &UsersCmd) -> anyhow::Result<()> {
             if password.is_empty() {
                 anyhow::bail!("empty password");
             }
-            vec![ScramCredentialChange::Upsert { user: user.clone(), mechanism: mechanism.clone(), iterations: *iterations, password }]
+            vec![ScramCredentialChange::Upsert {
+                user: user.clone(),
+                mechanism: mechanism.clone(),
+                iterations: *iterations,
+                password,
+            }]
         }
         UsersCmd::Delete { user, mechanism } => match mechanism {
-            Some(m) => vec![ScramCredentialChange::Delete { user: user.clone(), mechanism: m.clone() }],
+            Some(m) => vec![ScramCredentialChange::Delete {
+                user: user.clone(),
+                mechanism: m.clone(),
+            }],
             None => {
                 // Delete what exists: asking for a missing one is an error.
-                let existing = admin.describe_user_scram_credentials(Some(std::slice::from_ref(user))).await?;
+                let existing = admin
+                    .describe_user_scram_credentials(Some(std::slice::from_ref(user)))
+                    .await?;
                 existing
                     .into_iter()
                     .flat_map(|u| u.credentials)
-                    .map(|(m, _)| ScramCredentialChange::Delete { user: user.clone(), mechanism: m })
+                    .map(|(m, _)| ScramCredentialChange::Delete {
+                        user: user.clone(),
+                        mechanism: m,
+                    })
                     .collect()
             }
         },
@@ -336,17 +425,25 @@ async fn users(cli: &Cli, cmd: &UsersCmd) -> anyhow::Result<()> {
 }
 
 fn producer_config(cli: &Cli, extra: &[(&str, String)]) -> anyhow::Result<sluice::ProducerConfig> {
-    let mut props = vec![("bootstrap.servers".to_string(), cli.bootstrap.clone()), ("client.id".to_string(), "sluice-cli".to_string())];
+    let mut props = vec![
+        ("bootstrap.servers".to_string(), cli.bootstrap.clone()),
+        ("client.id".to_string(), "sluice-cli".to_string()),
+    ];
     props.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
     for p in &cli.properties {
         props.push(split_kv(p, "--property")?);
     }
-    Ok(sluice::ProducerConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?)
+    Ok(sluice::ProducerConfig::from_properties(
+        props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?)
 }
 
 async fn produce(cli: &Cli, args: &ProduceArgs) -> anyhow::Result<()> {
     use tokio::io::AsyncBufReadExt;
-    let mut extra = vec![("acks", args.acks.clone()), ("compression.type", args.compression.clone())];
+    let mut extra = vec![
+        ("acks", args.acks.clone()),
+        ("compression.type", args.compression.clone()),
+    ];
     if args.acks != "all" && args.acks != "-1" {
         extra.push(("enable.idempotence", "false".to_string()));
     }
@@ -386,17 +483,26 @@ async fn produce(cli: &Cli, args: &ProduceArgs) -> anyhow::Result<()> {
 }
 
 fn consumer_config(cli: &Cli, extra: &[(&str, String)]) -> anyhow::Result<sluice::ConsumerConfig> {
-    let mut props = vec![("bootstrap.servers".to_string(), cli.bootstrap.clone()), ("client.id".to_string(), "sluice-cli".to_string())];
+    let mut props = vec![
+        ("bootstrap.servers".to_string(), cli.bootstrap.clone()),
+        ("client.id".to_string(), "sluice-cli".to_string()),
+    ];
     props.extend(extra.iter().map(|(k, v)| (k.to_string(), v.clone())));
     for p in &cli.properties {
         props.push(split_kv(p, "--property")?);
     }
-    Ok(sluice::ConsumerConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?)
+    Ok(sluice::ConsumerConfig::from_properties(
+        props.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    )?)
 }
 
 async fn consume(cli: &Cli, args: &ConsumeArgs) -> anyhow::Result<()> {
     use std::io::Write;
-    let reset = if args.from_beginning { "earliest" } else { "latest" };
+    let reset = if args.from_beginning {
+        "earliest"
+    } else {
+        "latest"
+    };
     let mut extra = vec![("auto.offset.reset", reset.to_string())];
     if let Some(g) = &args.group {
         extra.push(("group.id", g.clone()));
@@ -408,10 +514,22 @@ async fn consume(cli: &Cli, args: &ConsumeArgs) -> anyhow::Result<()> {
         consumer.subscribe(&[&args.topic])?;
     } else {
         let cluster = consumer.cluster().clone();
-        cluster.ensure_topics(std::slice::from_ref(&args.topic)).await?;
-        let t = cluster.topic(&args.topic).ok_or_else(|| anyhow::anyhow!("topic {} does not exist", args.topic))?;
-        consumer.assign(t.partitions.iter().map(|p| (args.topic.clone(), p.partition)))?;
-        let all: Vec<sluice::TopicPartition> = t.partitions.iter().map(|p| sluice::TopicPartition::new(args.topic.clone(), p.partition)).collect();
+        cluster
+            .ensure_topics(std::slice::from_ref(&args.topic))
+            .await?;
+        let t = cluster
+            .topic(&args.topic)
+            .ok_or_else(|| anyhow::anyhow!("topic {} does not exist", args.topic))?;
+        consumer.assign(
+            t.partitions
+                .iter()
+                .map(|p| (args.topic.clone(), p.partition)),
+        )?;
+        let all: Vec<sluice::TopicPartition> = t
+            .partitions
+            .iter()
+            .map(|p| sluice::TopicPartition::new(args.topic.clone(), p.partition))
+            .collect();
         if args.from_beginning {
             consumer.seek_to_beginning(&all)?;
         } else {
@@ -422,13 +540,17 @@ async fn consume(cli: &Cli, args: &ConsumeArgs) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let mut seen: u64 = 0;
-    let mut printed: std::collections::HashMap<sluice::TopicPartition, i64> = std::collections::HashMap::new();
+    let mut printed: std::collections::HashMap<sluice::TopicPartition, i64> =
+        std::collections::HashMap::new();
     let mut idle_since = std::time::Instant::now();
     loop {
         let records = consumer.poll(std::time::Duration::from_millis(500)).await?;
         if records.is_empty() {
             out.flush()?;
-            if args.idle_timeout_ms.is_some_and(|ms| idle_since.elapsed().as_millis() as u64 >= ms) {
+            if args
+                .idle_timeout_ms
+                .is_some_and(|ms| idle_since.elapsed().as_millis() as u64 >= ms)
+            {
                 break;
             }
             continue;
@@ -461,7 +583,9 @@ async fn consume(cli: &Cli, args: &ConsumeArgs) -> anyhow::Result<()> {
 }
 
 async fn iam_token(args: &IamTokenArgs) -> anyhow::Result<()> {
-    use sluice::net::sasl::msk_iam::{resolve_credentials, token_for, AwsCredentials, CredentialSource, Env};
+    use sluice::net::sasl::msk_iam::{
+        resolve_credentials, token_for, AwsCredentials, CredentialSource, Env,
+    };
     let creds = match (&args.access_key_id, &args.secret_access_key) {
         (Some(id), Some(secret)) => AwsCredentials {
             access_key_id: id.clone(),
@@ -475,7 +599,10 @@ async fn iam_token(args: &IamTokenArgs) -> anyhow::Result<()> {
         Some(s) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
         None => std::time::SystemTime::now(),
     };
-    let ua = args.user_agent.clone().unwrap_or_else(|| format!("sluice-client/{}", env!("CARGO_PKG_VERSION")));
+    let ua = args
+        .user_agent
+        .clone()
+        .unwrap_or_else(|| format!("sluice-client/{}", env!("CARGO_PKG_VERSION")));
     let token = token_for(&args.region, &creds, time, &ua)?;
     println!("{}", token.value);
     Ok(())
@@ -484,7 +611,10 @@ async fn iam_token(args: &IamTokenArgs) -> anyhow::Result<()> {
 #[tokio::main]
 async fn main() -> ExitCode {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                .unwrap_or_else(|_| "warn".into()),
+        )
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();

@@ -123,9 +123,12 @@ fn progress_bar(len: u64, verb: &str) -> ProgressBar {
         "{verb} [{{elapsed_precise}}] {{wide_bar}} {{human_pos}}/{{human_len}} {{rate}} {{msg}}"
     ))
     .unwrap_or_else(|_| ProgressStyle::default_bar())
-    .with_key("rate", |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
-        let _ = write!(w, "{:.0} records/s", s.per_sec());
-    });
+    .with_key(
+        "rate",
+        |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+            let _ = write!(w, "{:.0} records/s", s.per_sec());
+        },
+    );
     pb.set_style(style);
     pb
 }
@@ -149,11 +152,18 @@ fn payload(size: usize) -> Bytes {
 /// waits until every partition has a leader; returns the partition count.
 /// `client` is the producer's connection settings (so `-X` may carry
 /// producer properties, which the admin client would refuse).
-async fn ensure_topic(client: sluice::ClientConfig, topic: &str, partitions: i32) -> anyhow::Result<i32> {
+async fn ensure_topic(
+    client: sluice::ClientConfig,
+    topic: &str,
+    partitions: i32,
+) -> anyhow::Result<i32> {
     let admin = AdminClient::connect(client).await?;
     let names = [topic.to_string()];
     // Create first: describing a missing topic retries for request.timeout.ms.
-    for (name, r) in admin.create_topics(vec![NewTopic::new(topic, partitions, -1)], false).await? {
+    for (name, r) in admin
+        .create_topics(vec![NewTopic::new(topic, partitions, -1)], false)
+        .await?
+    {
         if let Err(e) = r {
             // TOPIC_ALREADY_EXISTS (36): use it as it is.
             if e.code().map(|c| c.0) != Some(36) {
@@ -190,7 +200,9 @@ impl Tally {
     fn note(&mut self, (latency, r): (Duration, sluice::Result<sluice::RecordMetadata>)) {
         self.delivered += 1;
         match r {
-            Ok(_) => self.hist.saturating_record(latency.as_micros().max(1) as u64),
+            Ok(_) => self
+                .hist
+                .saturating_record(latency.as_micros().max(1) as u64),
             Err(e) => {
                 self.errors += 1;
                 self.first_error.get_or_insert(e);
@@ -218,10 +230,19 @@ fn reap(lanes: &mut [VecDeque<(Instant, DeliveryFuture)>], tally: &mut Tally) ->
 
 /// Waits for the oldest undelivered record, then reaps every lane; returns
 /// how many records were taken off.
-async fn wait_oldest(lanes: &mut [VecDeque<(Instant, DeliveryFuture)>], tally: &mut Tally) -> usize {
-    let oldest = lanes.iter().enumerate().filter_map(|(k, l)| l.front().map(|(t, _)| (*t, k))).min();
+async fn wait_oldest(
+    lanes: &mut [VecDeque<(Instant, DeliveryFuture)>],
+    tally: &mut Tally,
+) -> usize {
+    let oldest = lanes
+        .iter()
+        .enumerate()
+        .filter_map(|(k, l)| l.front().map(|(t, _)| (*t, k)))
+        .min();
     let Some((_, k)) = oldest else { return 0 };
-    let Some((t, d)) = lanes[k].pop_front() else { return 0 };
+    let Some((t, d)) = lanes[k].pop_front() else {
+        return 0;
+    };
     let r = d.await;
     tally.note((t.elapsed(), r));
     1 + reap(lanes, tally)
@@ -252,10 +273,20 @@ async fn produce(cli: &Cli, a: &PerfProduceArgs) -> anyhow::Result<()> {
     let value = payload(a.record_size);
     let n = a.num_records;
     let pb = progress_bar(n, "produce");
-    let mut tally = Tally { hist: Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?, delivered: 0, errors: 0, first_error: None };
+    let mut tally = Tally {
+        hist: Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3)?,
+        delivered: 0,
+        errors: 0,
+        first_error: None,
+    };
     // (send time, delivery) per partition, oldest first.
-    let lanes = if a.spread == Spread::RoundRobin { partitions as usize } else { 1 };
-    let mut pending: Vec<VecDeque<(Instant, DeliveryFuture)>> = (0..lanes).map(|_| VecDeque::new()).collect();
+    let lanes = if a.spread == Spread::RoundRobin {
+        partitions as usize
+    } else {
+        1
+    };
+    let mut pending: Vec<VecDeque<(Instant, DeliveryFuture)>> =
+        (0..lanes).map(|_| VecDeque::new()).collect();
     let mut in_flight = 0usize;
 
     let run = async {
@@ -293,13 +324,22 @@ async fn produce(cli: &Cli, a: &PerfProduceArgs) -> anyhow::Result<()> {
     let run = tokio::task::unconstrained(run);
     let elapsed = match tokio::time::timeout(Duration::from_secs(a.timeout_s), run).await {
         Ok(r) => r?,
-        Err(_) => bail!("produce did not finish within {} s ({} of {n} records delivered)", a.timeout_s, tally.delivered),
+        Err(_) => bail!(
+            "produce did not finish within {} s ({} of {n} records delivered)",
+            a.timeout_s,
+            tally.delivered
+        ),
     };
     pb.set_position(tally.delivered);
     pb.finish_and_clear();
     producer.close(Duration::from_secs(30)).await?;
 
-    let Tally { hist, delivered, errors, first_error } = tally;
+    let Tally {
+        hist,
+        delivered,
+        errors,
+        first_error,
+    } = tally;
     let secs = elapsed.as_secs_f64();
     let ok = delivered - errors;
     let p = |q: f64| ms(hist.value_at_quantile(q));
@@ -356,7 +396,10 @@ async fn consume(cli: &Cli, a: &PerfConsumeArgs) -> anyhow::Result<()> {
     if a.num_records == 0 {
         bail!("--num-records must be above 0");
     }
-    let mut extra = vec![("auto.offset.reset", "earliest".to_string()), ("allow.auto.create.topics", "false".to_string())];
+    let mut extra = vec![
+        ("auto.offset.reset", "earliest".to_string()),
+        ("allow.auto.create.topics", "false".to_string()),
+    ];
     if let Some(g) = &a.group {
         extra.push(("group.id", g.clone()));
     }
@@ -366,10 +409,16 @@ async fn consume(cli: &Cli, a: &PerfConsumeArgs) -> anyhow::Result<()> {
         consumer.subscribe(&[&a.topic])?;
     } else {
         let cluster = consumer.cluster().clone();
-        cluster.ensure_topics(std::slice::from_ref(&a.topic)).await?;
+        cluster
+            .ensure_topics(std::slice::from_ref(&a.topic))
+            .await?;
         let t = cluster.topic(&a.topic).filter(|t| !t.partitions.is_empty());
         let t = t.ok_or_else(|| anyhow!("topic {} does not exist", a.topic))?;
-        let all: Vec<TopicPartition> = t.partitions.iter().map(|p| TopicPartition::new(a.topic.clone(), p.partition)).collect();
+        let all: Vec<TopicPartition> = t
+            .partitions
+            .iter()
+            .map(|p| TopicPartition::new(a.topic.clone(), p.partition))
+            .collect();
         consumer.assign(all.iter().cloned())?;
         consumer.seek_to_beginning(&all)?;
     }
@@ -417,11 +466,24 @@ async fn consume(cli: &Cli, a: &PerfConsumeArgs) -> anyhow::Result<()> {
     if a.json {
         println!("{result}");
     } else {
-        println!("{:>10}  {:>12}  {:>8}  {:>8}", "records", "records/s", "MB/s", "seconds");
-        println!("{:>10}  {:>12.0}  {:>8.2}  {:>8.2}", got, rate(got as f64), rate(bytes as f64 / 1e6), secs);
+        println!(
+            "{:>10}  {:>12}  {:>8}  {:>8}",
+            "records", "records/s", "MB/s", "seconds"
+        );
+        println!(
+            "{:>10}  {:>12.0}  {:>8.2}  {:>8.2}",
+            got,
+            rate(got as f64),
+            rate(bytes as f64 / 1e6),
+            secs
+        );
     }
     if !complete {
-        bail!("only {got} of {n} records from {} within {} s", a.topic, a.timeout_s);
+        bail!(
+            "only {got} of {n} records from {} within {} s",
+            a.topic,
+            a.timeout_s
+        );
     }
     Ok(())
 }

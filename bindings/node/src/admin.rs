@@ -114,20 +114,35 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn outcomes(v: Vec<(String, sluice::Result<()>)>) -> Vec<JsTopicOutcome> {
-    v.into_iter().map(|(topic, r)| JsTopicOutcome { topic, error: r.err().map(|e| to_js(e).reason) }).collect()
+    v.into_iter()
+        .map(|(topic, r)| JsTopicOutcome {
+            topic,
+            error: r.err().map(|e| to_js(e).reason),
+        })
+        .collect()
 }
 
 #[napi]
 impl NativeAdmin {
     #[napi(constructor)]
-    pub fn new(env: Env, props: HashMap<String, String>, token_provider: Option<JsFunction>, aws: Option<JsAwsCredentials>) -> napi::Result<Self> {
+    pub fn new(
+        env: Env,
+        props: HashMap<String, String>,
+        token_provider: Option<JsFunction>,
+        aws: Option<JsAwsCredentials>,
+    ) -> napi::Result<Self> {
         let settings = Settings::new(&env, props, token_provider, aws)?;
         settings.admin()?;
-        Ok(NativeAdmin { settings, admin: Arc::new(Mutex::new(None)) })
+        Ok(NativeAdmin {
+            settings,
+            admin: Arc::new(Mutex::new(None)),
+        })
     }
 
     fn client(&self) -> napi::Result<AdminClient> {
-        lock(&self.admin).clone().ok_or_else(|| usage("the admin client is not connected"))
+        lock(&self.admin)
+            .clone()
+            .ok_or_else(|| usage("the admin client is not connected"))
     }
 
     #[napi(ts_return_type = "Promise<void>")]
@@ -148,25 +163,42 @@ impl NativeAdmin {
     }
 
     #[napi(ts_return_type = "Promise<Array<JsTopicOutcome>>")]
-    pub fn create_topics(&self, env: Env, topics: Vec<JsNewTopic>, validate_only: bool) -> napi::Result<JsObject> {
+    pub fn create_topics(
+        &self,
+        env: Env,
+        topics: Vec<JsNewTopic>,
+        validate_only: bool,
+    ) -> napi::Result<JsObject> {
         let a = self.client()?;
         let topics: Vec<NewTopic> = topics
             .into_iter()
             .map(|t| {
-                let mut n = NewTopic::new(t.topic, t.num_partitions.unwrap_or(-1), t.replication_factor.unwrap_or(-1) as i16);
+                let mut n = NewTopic::new(
+                    t.topic,
+                    t.num_partitions.unwrap_or(-1),
+                    t.replication_factor.unwrap_or(-1) as i16,
+                );
                 for c in t.config_entries.unwrap_or_default() {
                     n = n.config(c.name, c.value);
                 }
                 n
             })
             .collect();
-        env.spawn_future(async move { Ok(outcomes(a.create_topics(topics, validate_only).await.map_err(to_js)?)) })
+        env.spawn_future(async move {
+            Ok(outcomes(
+                a.create_topics(topics, validate_only)
+                    .await
+                    .map_err(to_js)?,
+            ))
+        })
     }
 
     #[napi(ts_return_type = "Promise<Array<JsTopicOutcome>>")]
     pub fn delete_topics(&self, env: Env, topics: Vec<String>) -> napi::Result<JsObject> {
         let a = self.client()?;
-        env.spawn_future(async move { Ok(outcomes(a.delete_topics(&topics).await.map_err(to_js)?)) })
+        env.spawn_future(
+            async move { Ok(outcomes(a.delete_topics(&topics).await.map_err(to_js)?)) },
+        )
     }
 
     /// Topic names (internal topics left out, as KafkaJS does).
@@ -184,7 +216,12 @@ impl NativeAdmin {
     pub fn fetch_topic_metadata(&self, env: Env, topics: Vec<String>) -> napi::Result<JsObject> {
         let a = self.client()?;
         env.spawn_future(async move {
-            let infos = if topics.is_empty() { a.list_topics(false).await } else { a.describe_topics(&topics).await }.map_err(to_js)?;
+            let infos = if topics.is_empty() {
+                a.list_topics(false).await
+            } else {
+                a.describe_topics(&topics).await
+            }
+            .map_err(to_js)?;
             Ok(infos
                 .iter()
                 .map(|t| JsTopicMetadata {
@@ -208,18 +245,34 @@ impl NativeAdmin {
 
     /// ListOffsets: `spec` is "earliest", "latest" or a timestamp in ms.
     #[napi(ts_return_type = "Promise<Array<JsPartitionOffset>>")]
-    pub fn list_offsets(&self, env: Env, partitions: Vec<JsTopicPartition>, spec: String) -> napi::Result<JsObject> {
+    pub fn list_offsets(
+        &self,
+        env: Env,
+        partitions: Vec<JsTopicPartition>,
+        spec: String,
+    ) -> napi::Result<JsObject> {
         let a = self.client()?;
         let spec = match spec.as_str() {
             "earliest" => OffsetSpec::Earliest,
             "latest" => OffsetSpec::Latest,
-            ts => OffsetSpec::Timestamp(ts.parse().map_err(|_| usage(format!("`{ts}` is not earliest, latest or a timestamp")))?),
+            ts => OffsetSpec::Timestamp(
+                ts.parse()
+                    .map_err(|_| usage(format!("`{ts}` is not earliest, latest or a timestamp")))?,
+            ),
         };
-        let tps: Vec<(String, i32)> = partitions.into_iter().map(|p| (p.topic, p.partition)).collect();
+        let tps: Vec<(String, i32)> = partitions
+            .into_iter()
+            .map(|p| (p.topic, p.partition))
+            .collect();
         env.spawn_future(async move {
             let v = a.list_offsets(&tps, spec).await.map_err(to_js)?;
             Ok(v.into_iter()
-                .map(|(topic, partition, offset, ts)| JsPartitionOffset { topic, partition, offset: offset.to_string(), timestamp: ts.to_string() })
+                .map(|(topic, partition, offset, ts)| JsPartitionOffset {
+                    topic,
+                    partition,
+                    offset: offset.to_string(),
+                    timestamp: ts.to_string(),
+                })
                 .collect::<Vec<_>>())
         })
     }
@@ -245,7 +298,11 @@ impl NativeAdmin {
                             client_id: m.client_id,
                             client_host: m.host,
                             group_instance_id: m.group_instance_id,
-                            assignment: m.assignment.into_iter().map(|(topic, partition)| JsTopicPartition { topic, partition }).collect(),
+                            assignment: m
+                                .assignment
+                                .into_iter()
+                                .map(|(topic, partition)| JsTopicPartition { topic, partition })
+                                .collect(),
                         })
                         .collect(),
                 })
@@ -258,14 +315,22 @@ impl NativeAdmin {
         let a = self.client()?;
         env.spawn_future(async move {
             let gs = a.list_groups().await.map_err(to_js)?;
-            Ok(gs.into_iter().map(|g| JsGroupListing { group_id: g.group_id, protocol_type: g.protocol_type }).collect::<Vec<_>>())
+            Ok(gs
+                .into_iter()
+                .map(|g| JsGroupListing {
+                    group_id: g.group_id,
+                    protocol_type: g.protocol_type,
+                })
+                .collect::<Vec<_>>())
         })
     }
 
     #[napi(ts_return_type = "Promise<Array<JsTopicOutcome>>")]
     pub fn delete_groups(&self, env: Env, group_ids: Vec<String>) -> napi::Result<JsObject> {
         let a = self.client()?;
-        env.spawn_future(async move { Ok(outcomes(a.delete_groups(&group_ids).await.map_err(to_js)?)) })
+        env.spawn_future(
+            async move { Ok(outcomes(a.delete_groups(&group_ids).await.map_err(to_js)?)) },
+        )
     }
 
     /// The group's committed offsets, every partition it has one for.
@@ -274,7 +339,13 @@ impl NativeAdmin {
         let a = self.client()?;
         env.spawn_future(async move {
             let m = a.list_group_offsets(&group_id).await.map_err(to_js)?;
-            Ok(m.into_iter().map(|((topic, partition), o)| JsTopicPartitionOffset { topic, partition, offset: o.to_string() }).collect::<Vec<_>>())
+            Ok(m.into_iter()
+                .map(|((topic, partition), o)| JsTopicPartitionOffset {
+                    topic,
+                    partition,
+                    offset: o.to_string(),
+                })
+                .collect::<Vec<_>>())
         })
     }
 
@@ -294,18 +365,35 @@ impl NativeAdmin {
             Ok(JsCluster {
                 cluster_id: d.cluster_id,
                 controller: d.controller_id,
-                brokers: d.brokers.into_iter().map(|b| JsBroker { node_id: b.node_id, host: b.host, port: b.port, rack: b.rack }).collect(),
+                brokers: d
+                    .brokers
+                    .into_iter()
+                    .map(|b| JsBroker {
+                        node_id: b.node_id,
+                        host: b.host,
+                        port: b.port,
+                        rack: b.rack,
+                    })
+                    .collect(),
             })
         })
     }
 
     /// Deletes records before the given offsets (DeleteRecords).
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn delete_records(&self, env: Env, offsets: Vec<JsTopicPartitionOffset>) -> napi::Result<JsObject> {
+    pub fn delete_records(
+        &self,
+        env: Env,
+        offsets: Vec<JsTopicPartitionOffset>,
+    ) -> napi::Result<JsObject> {
         let a = self.client()?;
         let mut targets = Vec::with_capacity(offsets.len());
         for o in offsets {
-            let off: i64 = o.offset.trim().parse().map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
+            let off: i64 = o
+                .offset
+                .trim()
+                .parse()
+                .map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
             targets.push((o.topic, o.partition, off));
         }
         env.spawn_future(async move { a.delete_records(&targets).await.map(|_| ()).map_err(to_js) })
@@ -313,19 +401,39 @@ impl NativeAdmin {
 
     /// Commits `offsets` for `groupId` (the group must have no live members).
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn set_group_offsets(&self, env: Env, group_id: String, offsets: Vec<JsTopicPartitionOffset>) -> napi::Result<JsObject> {
+    pub fn set_group_offsets(
+        &self,
+        env: Env,
+        group_id: String,
+        offsets: Vec<JsTopicPartitionOffset>,
+    ) -> napi::Result<JsObject> {
         let a = self.client()?;
-        let mut cfg = ConsumerConfig { client: self.settings.admin()?, ..ConsumerConfig::default() };
+        let mut cfg = ConsumerConfig {
+            client: self.settings.admin()?,
+            ..ConsumerConfig::default()
+        };
         cfg.group_id = Some(group_id);
         cfg.enable_auto_commit = false;
         let mut parsed = Vec::with_capacity(offsets.len());
         for o in offsets {
-            let off: i64 = o.offset.trim().parse().map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
-            parsed.push((TopicPartition::new(o.topic, o.partition), OffsetAndMetadata { offset: off, leader_epoch: None, metadata: String::new() }));
+            let off: i64 = o
+                .offset
+                .trim()
+                .parse()
+                .map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
+            parsed.push((
+                TopicPartition::new(o.topic, o.partition),
+                OffsetAndMetadata {
+                    offset: off,
+                    leader_epoch: None,
+                    metadata: String::new(),
+                },
+            ));
         }
         env.spawn_future(async move {
             let mut c = Consumer::with_cluster(a.cluster().clone(), cfg);
-            c.assign(parsed.iter().map(|(tp, _)| tp.clone())).map_err(to_js)?;
+            c.assign(parsed.iter().map(|(tp, _)| tp.clone()))
+                .map_err(to_js)?;
             let r = c.commit_sync_offsets(parsed).await;
             c.assign(Vec::<TopicPartition>::new()).map_err(to_js)?;
             let _ = c.close().await;

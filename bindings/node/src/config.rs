@@ -48,13 +48,18 @@ type TokenFn = ThreadsafeFunction<(), ErrorStrategy::Fatal>;
 struct JsTokenProvider(TokenFn);
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 impl TokenProvider for JsTokenProvider {
     fn token(&self) -> BoxFuture<'_, Result<OAuthToken, SaslError>> {
         Box::pin(async move {
-            let fail = |e: napi::Error| SaslError::AuthenticationFailed(format!("oauthBearerProvider failed: {}", e.reason));
+            let fail = |e: napi::Error| {
+                SaslError::AuthenticationFailed(format!("oauthBearerProvider failed: {}", e.reason))
+            };
             let promise: Promise<JsOAuthToken> = self.0.call_async(()).await.map_err(fail)?;
             let t = promise.await.map_err(fail)?;
             let expires_at_ms = match (t.expiry_time, t.lifetime_ms) {
@@ -66,7 +71,10 @@ impl TokenProvider for JsTokenProvider {
                 value: t.value,
                 expires_at_ms,
                 principal: t.principal,
-                extensions: t.extensions.map(|m| m.into_iter().collect()).unwrap_or_default(),
+                extensions: t
+                    .extensions
+                    .map(|m| m.into_iter().collect())
+                    .unwrap_or_default(),
             })
         })
     }
@@ -81,15 +89,25 @@ pub struct Settings {
 impl Settings {
     /// Reads the property map and the optional callbacks; the threadsafe
     /// function is unref'd so it never keeps the process alive by itself.
-    pub fn new(env: &Env, props: HashMap<String, String>, token_provider: Option<JsFunction>, aws: Option<JsAwsCredentials>) -> napi::Result<Settings> {
+    pub fn new(
+        env: &Env,
+        props: HashMap<String, String>,
+        token_provider: Option<JsFunction>,
+        aws: Option<JsAwsCredentials>,
+    ) -> napi::Result<Settings> {
         let mut props: Vec<(String, String)> = props.into_iter().collect();
         let mut token = None;
         if let Some(f) = token_provider {
-            let mut tsfn: TokenFn = f.create_threadsafe_function(0, |_ctx| Ok(Vec::<JsUnknown>::new()))?;
+            let mut tsfn: TokenFn =
+                f.create_threadsafe_function(0, |_ctx| Ok(Vec::<JsUnknown>::new()))?;
             tsfn.unref(env)?;
             token = Some(TokenProviderHandle(Arc::new(JsTokenProvider(tsfn))));
         } else if let Some(c) = aws {
-            let mut signer = MskIamTokenProvider::new().with_credentials(AwsCredentials::new(c.access_key_id, c.secret_access_key, c.session_token));
+            let mut signer = MskIamTokenProvider::new().with_credentials(AwsCredentials::new(
+                c.access_key_id,
+                c.secret_access_key,
+                c.session_token,
+            ));
             if let Some(r) = c.region {
                 signer = signer.with_region(r);
             }
@@ -130,9 +148,15 @@ impl Settings {
 #[napi(ts_return_type = "Promise<string>")]
 pub fn probe_oauth_bearer_provider(env: Env, provider: JsFunction) -> napi::Result<napi::JsObject> {
     let settings = Settings::new(&env, HashMap::new(), Some(provider), None)?;
-    let handle = settings.token.ok_or_else(|| crate::error::usage("no provider"))?;
+    let handle = settings
+        .token
+        .ok_or_else(|| crate::error::usage("no provider"))?;
     env.spawn_future(async move {
-        let t = handle.0.token().await.map_err(|e| to_js(sluice::Error::Authentication(e.to_string())))?;
+        let t = handle
+            .0
+            .token()
+            .await
+            .map_err(|e| to_js(sluice::Error::Authentication(e.to_string())))?;
         Ok(t.value)
     })
 }

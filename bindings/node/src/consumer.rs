@@ -68,12 +68,21 @@ pub struct JsPoll {
 struct Recorder(Arc<Mutex<Vec<JsRebalance>>>);
 
 fn tps(parts: &[TopicPartition]) -> Vec<JsTopicPartition> {
-    parts.iter().map(|tp| JsTopicPartition { topic: tp.topic.clone(), partition: tp.partition }).collect()
+    parts
+        .iter()
+        .map(|tp| JsTopicPartition {
+            topic: tp.topic.clone(),
+            partition: tp.partition,
+        })
+        .collect()
 }
 
 impl Recorder {
     fn push(&self, kind: &str, parts: &[TopicPartition]) {
-        lock(&self.0).push(JsRebalance { kind: kind.into(), partitions: tps(parts) });
+        lock(&self.0).push(JsRebalance {
+            kind: kind.into(),
+            partitions: tps(parts),
+        });
     }
 }
 
@@ -104,7 +113,10 @@ pub struct NativeConsumer {
 }
 
 fn batch_of(topic: String, partition: i32, recs: Vec<ConsumerRecord>) -> JsBatch {
-    let size: usize = recs.iter().map(|r| r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len())).sum();
+    let size: usize = recs
+        .iter()
+        .map(|r| r.key.as_ref().map_or(0, |k| k.len()) + r.value.as_ref().map_or(0, |v| v.len()))
+        .sum();
     let mut data = Vec::with_capacity(size);
     let mut lengths = Vec::with_capacity(recs.len() * 2);
     let mut offsets = Vec::with_capacity(recs.len());
@@ -124,10 +136,26 @@ fn batch_of(topic: String, partition: i32, recs: Vec<ConsumerRecord>) -> JsBatch
         offsets.push(r.offset);
         timestamps.push(r.timestamp);
         if let Some(h) = headers.as_mut() {
-            h.push(r.headers.into_iter().map(|(key, v)| JsHeader { key, value: v.map(|b| Buffer::from(b.to_vec())) }).collect());
+            h.push(
+                r.headers
+                    .into_iter()
+                    .map(|(key, v)| JsHeader {
+                        key,
+                        value: v.map(|b| Buffer::from(b.to_vec())),
+                    })
+                    .collect(),
+            );
         }
     }
-    JsBatch { topic, partition, data: Buffer::from(data), lengths, offsets, timestamps, headers }
+    JsBatch {
+        topic,
+        partition,
+        data: Buffer::from(data),
+        lengths,
+        offsets,
+        timestamps,
+        headers,
+    }
 }
 
 /// Runs `$body` with `$c` bound to the running consumer (locked).
@@ -145,7 +173,12 @@ macro_rules! with_consumer {
 impl NativeConsumer {
     /// `props`: Kafka consumer property names (see NativeProducer for the rest).
     #[napi(constructor)]
-    pub fn new(env: Env, props: HashMap<String, String>, token_provider: Option<JsFunction>, aws: Option<JsAwsCredentials>) -> napi::Result<Self> {
+    pub fn new(
+        env: Env,
+        props: HashMap<String, String>,
+        token_provider: Option<JsFunction>,
+        aws: Option<JsAwsCredentials>,
+    ) -> napi::Result<Self> {
         let settings = Settings::new(&env, props, token_provider, aws)?;
         settings.consumer()?;
         Ok(NativeConsumer {
@@ -172,13 +205,21 @@ impl NativeConsumer {
     /// (a regular expression), with `overrides` (Kafka property names,
     /// e.g. auto.offset.reset) applied on top of the constructor's.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn start(&self, env: Env, topics: Vec<String>, pattern: Option<String>, overrides: HashMap<String, String>) -> napi::Result<JsObject> {
+    pub fn start(
+        &self,
+        env: Env,
+        topics: Vec<String>,
+        pattern: Option<String>,
+        overrides: HashMap<String, String>,
+    ) -> napi::Result<JsObject> {
         let mut cfg = self.settings.consumer()?;
         for (k, v) in &overrides {
             cfg.set(k, v).map_err(to_js)?;
         }
         cfg.validate().map_err(to_js)?;
-        let cluster = lock(&self.cluster).clone().ok_or_else(|| usage("the consumer is not connected"))?;
+        let cluster = lock(&self.cluster)
+            .clone()
+            .ok_or_else(|| usage("the consumer is not connected"))?;
         let shared = self.consumer.clone();
         let rebalances = self.rebalances.clone();
         env.spawn_future(async move {
@@ -191,7 +232,8 @@ impl NativeConsumer {
             match pattern {
                 Some(p) => {
                     // Names are folded into the pattern, as KafkaJS allows mixing both.
-                    let mut alts: Vec<String> = topics.iter().map(|t| format!("^{}$", escape(t))).collect();
+                    let mut alts: Vec<String> =
+                        topics.iter().map(|t| format!("^{}$", escape(t))).collect();
                     alts.push(format!("(?:{p})"));
                     c.subscribe_pattern(&alts.join("|")).map_err(to_js)?
                 }
@@ -222,8 +264,14 @@ impl NativeConsumer {
                     }
                 }
             }
-            let batches = parts.into_iter().map(|((t, p), recs)| batch_of(t, p, recs)).collect();
-            Ok(JsPoll { batches, rebalances })
+            let batches = parts
+                .into_iter()
+                .map(|((t, p), recs)| batch_of(t, p, recs))
+                .collect();
+            Ok(JsPoll {
+                batches,
+                rebalances,
+            })
         })
     }
 
@@ -232,34 +280,73 @@ impl NativeConsumer {
     pub fn commit(&self, env: Env, offsets: Vec<JsTopicPartitionOffset>) -> napi::Result<JsObject> {
         let mut parsed = Vec::with_capacity(offsets.len());
         for o in offsets {
-            let off: i64 = o.offset.trim().parse().map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
-            parsed.push((TopicPartition::new(o.topic, o.partition), OffsetAndMetadata { offset: off, leader_epoch: None, metadata: String::new() }));
+            let off: i64 = o
+                .offset
+                .trim()
+                .parse()
+                .map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
+            parsed.push((
+                TopicPartition::new(o.topic, o.partition),
+                OffsetAndMetadata {
+                    offset: off,
+                    leader_epoch: None,
+                    metadata: String::new(),
+                },
+            ));
         }
         let shared = self.consumer.clone();
-        env.spawn_future(async move { with_consumer!(shared, |c| c.commit_sync_offsets(parsed).await) })
+        env.spawn_future(
+            async move { with_consumer!(shared, |c| c.commit_sync_offsets(parsed).await) },
+        )
     }
 
     /// Queues a commit of the given offsets and resolves with its outcome;
     /// the consumer is free for polls while the commit travels (commits
     /// reach the broker in call order).
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn commit_async(&self, env: Env, offsets: Vec<JsTopicPartitionOffset>) -> napi::Result<JsObject> {
+    pub fn commit_async(
+        &self,
+        env: Env,
+        offsets: Vec<JsTopicPartitionOffset>,
+    ) -> napi::Result<JsObject> {
         let mut parsed = Vec::with_capacity(offsets.len());
         for o in offsets {
-            let off: i64 = o.offset.trim().parse().map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
-            parsed.push((TopicPartition::new(o.topic, o.partition), OffsetAndMetadata { offset: off, leader_epoch: None, metadata: String::new() }));
+            let off: i64 = o
+                .offset
+                .trim()
+                .parse()
+                .map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
+            parsed.push((
+                TopicPartition::new(o.topic, o.partition),
+                OffsetAndMetadata {
+                    offset: off,
+                    leader_epoch: None,
+                    metadata: String::new(),
+                },
+            ));
         }
         let shared = self.consumer.clone();
         env.spawn_future(async move {
-            let queued = with_consumer!(shared, |c| Ok::<_, sluice::Error>(c.commit_async_offsets(parsed)))?;
+            let queued = with_consumer!(shared, |c| Ok::<_, sluice::Error>(
+                c.commit_async_offsets(parsed)
+            ))?;
             queued.await.map_err(to_js)
         })
     }
 
     /// Moves the next poll of a partition to `offset` (-2: earliest, -1: latest).
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn seek(&self, env: Env, topic: String, partition: i32, offset: String) -> napi::Result<JsObject> {
-        let off: i64 = offset.trim().parse().map_err(|_| usage(format!("offset `{offset}` is not a number")))?;
+    pub fn seek(
+        &self,
+        env: Env,
+        topic: String,
+        partition: i32,
+        offset: String,
+    ) -> napi::Result<JsObject> {
+        let off: i64 = offset
+            .trim()
+            .parse()
+            .map_err(|_| usage(format!("offset `{offset}` is not a number")))?;
         let shared = self.consumer.clone();
         env.spawn_future(async move {
             let tp = TopicPartition::new(topic, partition);
@@ -273,14 +360,23 @@ impl NativeConsumer {
 
     /// Pauses (`pause = true`) or resumes fetching from partitions.
     #[napi(ts_return_type = "Promise<void>")]
-    pub fn set_paused(&self, env: Env, partitions: Vec<JsTopicPartition>, pause: bool) -> napi::Result<JsObject> {
+    pub fn set_paused(
+        &self,
+        env: Env,
+        partitions: Vec<JsTopicPartition>,
+        pause: bool,
+    ) -> napi::Result<JsObject> {
         let shared = self.consumer.clone();
-        let parts: Vec<TopicPartition> = partitions.into_iter().map(|p| TopicPartition::new(p.topic, p.partition)).collect();
+        let parts: Vec<TopicPartition> = partitions
+            .into_iter()
+            .map(|p| TopicPartition::new(p.topic, p.partition))
+            .collect();
         env.spawn_future(async move {
             with_consumer!(shared, |c| {
                 // Only partitions currently assigned can be paused.
                 let owned = c.assignment();
-                let parts: Vec<TopicPartition> = parts.into_iter().filter(|p| owned.contains(p)).collect();
+                let parts: Vec<TopicPartition> =
+                    parts.into_iter().filter(|p| owned.contains(p)).collect();
                 if pause {
                     c.pause(&parts)
                 } else {
@@ -296,7 +392,17 @@ impl NativeConsumer {
         let shared = self.consumer.clone();
         env.spawn_future(async move {
             let g = shared.lock().await;
-            Ok(g.as_ref().map(|c| c.assignment().into_iter().map(|tp| JsTopicPartition { topic: tp.topic, partition: tp.partition }).collect::<Vec<_>>()).unwrap_or_default())
+            Ok(g.as_ref()
+                .map(|c| {
+                    c.assignment()
+                        .into_iter()
+                        .map(|tp| JsTopicPartition {
+                            topic: tp.topic,
+                            partition: tp.partition,
+                        })
+                        .collect::<Vec<_>>()
+                })
+                .unwrap_or_default())
         })
     }
 

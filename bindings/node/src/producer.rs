@@ -73,7 +73,11 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 impl Connected {
     /// The producer for this call's acks and compression (made on first use).
-    fn producer_for(&mut self, acks: Option<i32>, compression: Option<&str>) -> napi::Result<Producer> {
+    fn producer_for(
+        &mut self,
+        acks: Option<i32>,
+        compression: Option<&str>,
+    ) -> napi::Result<Producer> {
         let acks = match acks {
             None => self.base.acks,
             Some(-1) => Acks::All,
@@ -83,7 +87,8 @@ impl Connected {
         };
         let compression = match compression {
             None => self.base.compression,
-            Some(n) => Compression::from_name(n).ok_or_else(|| usage(format!("unknown compression `{n}`")))?,
+            Some(n) => Compression::from_name(n)
+                .ok_or_else(|| usage(format!("unknown compression `{n}`")))?,
         };
         let key = (acks.as_i16(), compression_name(compression));
         if let Some(p) = self.producers.get(&key) {
@@ -108,10 +113,18 @@ impl NativeProducer {
     /// function resolving to `{ value }` (OAUTHBEARER); `aws`: explicit
     /// credentials for aws-msk-iam.
     #[napi(constructor)]
-    pub fn new(env: Env, props: HashMap<String, String>, token_provider: Option<JsFunction>, aws: Option<JsAwsCredentials>) -> napi::Result<Self> {
+    pub fn new(
+        env: Env,
+        props: HashMap<String, String>,
+        token_provider: Option<JsFunction>,
+        aws: Option<JsAwsCredentials>,
+    ) -> napi::Result<Self> {
         let settings = Settings::new(&env, props, token_provider, aws)?;
         settings.producer()?; // fail early on a bad property
-        Ok(NativeProducer { settings, state: Arc::new(Mutex::new(None)) })
+        Ok(NativeProducer {
+            settings,
+            state: Arc::new(Mutex::new(None)),
+        })
     }
 
     /// Connects to the cluster (bootstrap, metadata); resolves when ready.
@@ -128,7 +141,11 @@ impl NativeProducer {
             let mut producers = HashMap::new();
             let cluster = p.cluster().clone();
             producers.insert(key, p);
-            *lock(&state) = Some(Connected { cluster, base: cfg, producers });
+            *lock(&state) = Some(Connected {
+                cluster,
+                base: cfg,
+                producers,
+            });
             Ok(())
         })
     }
@@ -153,7 +170,9 @@ impl NativeProducer {
     ) -> napi::Result<JsObject> {
         let producer = {
             let mut st = lock(&self.state);
-            let c = st.as_mut().ok_or_else(|| usage("the producer is not connected"))?;
+            let c = st
+                .as_mut()
+                .ok_or_else(|| usage("the producer is not connected"))?;
             c.producer_for(acks, compression.as_deref())?
         };
         let layout: &[i32] = &layout;
@@ -190,7 +209,10 @@ impl NativeProducer {
                 }
             }
             if let Some(Some(hs)) = headers.as_mut().and_then(|h| h.next()) {
-                r.headers = hs.into_iter().map(|h| (h.key, h.value.map(|v| Bytes::copy_from_slice(&v)))).collect();
+                r.headers = hs
+                    .into_iter()
+                    .map(|h| (h.key, h.value.map(|v| Bytes::copy_from_slice(&v))))
+                    .collect();
             }
             records.push(r);
         }
@@ -207,7 +229,9 @@ impl NativeProducer {
             for d in deliveries {
                 match d.await {
                     Ok(md) => {
-                        first.entry((md.topic, md.partition)).or_insert((md.offset, md.timestamp));
+                        first
+                            .entry((md.topic, md.partition))
+                            .or_insert((md.offset, md.timestamp));
                     }
                     Err(e) => {
                         failure.get_or_insert(e);
@@ -236,7 +260,9 @@ impl NativeProducer {
     pub fn partitions_for(&self, env: Env, topic: String) -> napi::Result<JsObject> {
         let producer = {
             let mut st = lock(&self.state);
-            let c = st.as_mut().ok_or_else(|| usage("the producer is not connected"))?;
+            let c = st
+                .as_mut()
+                .ok_or_else(|| usage("the producer is not connected"))?;
             c.producer_for(None, None)?
         };
         env.spawn_future(async move {
@@ -248,7 +274,10 @@ impl NativeProducer {
     /// Sends lingering batches now and waits for everything sent so far.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn flush(&self, env: Env) -> napi::Result<JsObject> {
-        let producers: Vec<Producer> = lock(&self.state).as_ref().map(|c| c.producers.values().cloned().collect()).unwrap_or_default();
+        let producers: Vec<Producer> = lock(&self.state)
+            .as_ref()
+            .map(|c| c.producers.values().cloned().collect())
+            .unwrap_or_default();
         env.spawn_future(async move {
             for p in producers {
                 p.flush().await;

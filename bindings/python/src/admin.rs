@@ -22,16 +22,31 @@ pub struct Admin {
 type Outcomes = Vec<(String, Option<Py<PyAny>>)>;
 
 fn outcomes(py: Python<'_>, results: Vec<(String, Result<(), Error>)>) -> Outcomes {
-    results.into_iter().map(|(name, r)| (name, r.err().map(|e| to_py(py, &e).into_value(py).into_any()))).collect()
+    results
+        .into_iter()
+        .map(|(name, r)| {
+            (
+                name,
+                r.err().map(|e| to_py(py, &e).into_value(py).into_any()),
+            )
+        })
+        .collect()
 }
 
 #[pymethods]
 impl Admin {
     #[new]
     #[pyo3(signature = (properties, token_provider=None))]
-    fn new(py: Python<'_>, properties: Vec<(String, String)>, token_provider: Option<Py<PyAny>>) -> PyResult<Self> {
-        let mut cfg = ClientConfig::from_properties(properties.iter().map(|(k, v)| (k.as_str(), v.as_str()))).py_err(py)?;
-        cfg.sasl_oauth_token_provider = token_provider.map(|p| TokenProviderHandle(Arc::new(PyTokenProvider::new(p))));
+    fn new(
+        py: Python<'_>,
+        properties: Vec<(String, String)>,
+        token_provider: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let mut cfg =
+            ClientConfig::from_properties(properties.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+                .py_err(py)?;
+        cfg.sasl_oauth_token_provider =
+            token_provider.map(|p| TokenProviderHandle(Arc::new(PyTokenProvider::new(p))));
         let inner = wait_done(py, AdminClient::connect(cfg))?.py_err(py)?;
         Ok(Admin { inner })
     }
@@ -39,13 +54,26 @@ impl Admin {
     /// Creates topics given as (name, partitions, replication factor,
     /// [(config, value)]); returns (name, exception or None) per topic.
     #[pyo3(signature = (topics, validate_only=false))]
-    fn create_topics(&self, py: Python<'_>, topics: Vec<(String, i32, i16, Vec<(String, String)>)>, validate_only: bool) -> PyResult<Outcomes> {
+    fn create_topics(
+        &self,
+        py: Python<'_>,
+        topics: Vec<(String, i32, i16, Vec<(String, String)>)>,
+        validate_only: bool,
+    ) -> PyResult<Outcomes> {
         let topics: Vec<NewTopic> = topics
             .into_iter()
-            .map(|(name, partitions, rf, configs)| NewTopic { name, partitions, replication_factor: rf, configs })
+            .map(|(name, partitions, rf, configs)| NewTopic {
+                name,
+                partitions,
+                replication_factor: rf,
+                configs,
+            })
             .collect();
         let admin = self.inner.clone();
-        let r = wait_done(py, async move { admin.create_topics(topics, validate_only).await })?.py_err(py)?;
+        let r = wait_done(py, async move {
+            admin.create_topics(topics, validate_only).await
+        })?
+        .py_err(py)?;
         Ok(outcomes(py, r))
     }
 
@@ -58,13 +86,18 @@ impl Admin {
     /// Raises a topic's partition count to `total`.
     fn create_partitions(&self, py: Python<'_>, topic: String, total: i32) -> PyResult<()> {
         let admin = self.inner.clone();
-        wait_done(py, async move { admin.create_partitions(&topic, total).await })?.py_err(py)
+        wait_done(
+            py,
+            async move { admin.create_partitions(&topic, total).await },
+        )?
+        .py_err(py)
     }
 
     #[pyo3(signature = (include_internal=false))]
     fn list_topics(&self, py: Python<'_>, include_internal: bool) -> PyResult<Vec<String>> {
         let admin = self.inner.clone();
-        let r = wait_done(py, async move { admin.list_topics(include_internal).await })?.py_err(py)?;
+        let r =
+            wait_done(py, async move { admin.list_topics(include_internal).await })?.py_err(py)?;
         Ok(r.iter().map(|t| t.name.clone()).collect())
     }
 
@@ -110,7 +143,9 @@ impl Admin {
     fn list_groups(&self, py: Python<'_>) -> PyResult<Vec<(String, String)>> {
         let admin = self.inner.clone();
         let r = wait_done(py, async move { admin.list_groups().await })?.py_err(py)?;
-        Ok(r.into_iter().map(|g| (g.group_id, g.protocol_type)).collect())
+        Ok(r.into_iter()
+            .map(|g| (g.group_id, g.protocol_type))
+            .collect())
     }
 
     /// Dicts: group_id, state, protocol_type, protocol, error_code, members
@@ -146,7 +181,11 @@ impl Admin {
     }
 
     /// [(topic, partition, committed offset)] of a group.
-    fn list_group_offsets(&self, py: Python<'_>, group: String) -> PyResult<Vec<(String, i32, i64)>> {
+    fn list_group_offsets(
+        &self,
+        py: Python<'_>,
+        group: String,
+    ) -> PyResult<Vec<(String, i32, i64)>> {
         let admin = self.inner.clone();
         let r = wait_done(py, async move { admin.list_group_offsets(&group).await })?.py_err(py)?;
         Ok(r.into_iter().map(|((t, p), o)| (t, p, o)).collect())
@@ -160,8 +199,11 @@ impl Admin {
         let d = PyDict::new(py);
         d.set_item("cluster_id", cluster.cluster_id())?;
         d.set_item("controller_id", cluster.controller_id())?;
-        let brokers: Vec<(i32, String, i32, Option<String>)> =
-            cluster.brokers().into_iter().map(|b| (b.node_id, b.host, b.port, b.rack)).collect();
+        let brokers: Vec<(i32, String, i32, Option<String>)> = cluster
+            .brokers()
+            .into_iter()
+            .map(|b| (b.node_id, b.host, b.port, b.rack))
+            .collect();
         d.set_item("brokers", brokers)?;
         Ok(d.unbind())
     }

@@ -11,16 +11,19 @@
 
 use std::sync::Arc;
 
-use tokio::sync::{Mutex, MutexGuard};
 use std::time::Duration;
+use tokio::sync::{Mutex, MutexGuard};
 
 use futures::FutureExt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyDict, PyList, PyString, PyTuple, PyType};
-use sluice::config::TokenProviderHandle;
 use sluice::admin::OffsetSpec;
+use sluice::config::TokenProviderHandle;
 use sluice::consumer::TimestampType;
-use sluice::{Consumer as RustConsumer, ConsumerConfig, ConsumerRecord, Error, OffsetAndMetadata, RebalanceListener, TopicPartition};
+use sluice::{
+    Consumer as RustConsumer, ConsumerConfig, ConsumerRecord, Error, OffsetAndMetadata,
+    RebalanceListener, TopicPartition,
+};
 
 use crate::errors::{guard, to_py, IntoPy};
 use crate::instances::named_tuple;
@@ -30,11 +33,17 @@ use crate::token::PyTokenProvider;
 type Tp = (String, i32);
 
 fn tps(parts: Vec<Tp>) -> Vec<TopicPartition> {
-    parts.into_iter().map(|(t, p)| TopicPartition::new(t, p)).collect()
+    parts
+        .into_iter()
+        .map(|(t, p)| TopicPartition::new(t, p))
+        .collect()
 }
 
 fn tuples<'a>(parts: impl IntoIterator<Item = &'a TopicPartition>) -> Vec<Tp> {
-    parts.into_iter().map(|tp| (tp.topic.clone(), tp.partition)).collect()
+    parts
+        .into_iter()
+        .map(|tp| (tp.topic.clone(), tp.partition))
+        .collect()
 }
 
 /// The Python classes `poll` builds (sluice.structs), and the
@@ -49,7 +58,11 @@ struct RecordTypes {
 /// `{TopicPartition: [ConsumerRecord, ...]}` for records in fetch order (a
 /// partition's records come in contiguous runs; each run is appended to its
 /// partition's list, so order within a partition holds).
-fn group_records<'py>(py: Python<'py>, types: &RecordTypes, records: &[ConsumerRecord]) -> PyResult<Bound<'py, PyDict>> {
+fn group_records<'py>(
+    py: Python<'py>,
+    types: &RecordTypes,
+    records: &[ConsumerRecord],
+) -> PyResult<Bound<'py, PyDict>> {
     let out = PyDict::new(py);
     let record_cls = types.record.bind(py);
     let tp_cls = types.topic_partition.bind(py);
@@ -57,7 +70,10 @@ fn group_records<'py>(py: Python<'py>, types: &RecordTypes, records: &[ConsumerR
     let mut i = 0;
     while i < records.len() {
         let first = &records[i];
-        let run = records[i..].iter().take_while(|r| r.partition == first.partition && r.topic == first.topic).count();
+        let run = records[i..]
+            .iter()
+            .take_while(|r| r.partition == first.partition && r.topic == first.topic)
+            .count();
         let topic = PyString::new(py, &first.topic).into_any();
         let partition = first.partition.into_pyobject(py)?.into_any();
         let tp = named_tuple(py, tp_cls, [topic.clone(), partition.clone()])?;
@@ -89,27 +105,34 @@ fn record<'py>(
     none: &Bound<'py, PyAny>,
     r: &ConsumerRecord,
 ) -> PyResult<Bound<'py, PyAny>> {
-    let bytes = |v: &Option<bytes::Bytes>, des: &Option<Py<PyAny>>| -> PyResult<Bound<'py, PyAny>> {
-        match v {
-            None => Ok(none.clone()),
-            Some(v) => {
-                let b = PyBytes::new(py, v).into_any();
-                match des {
-                    Some(f) => f.bind(py).call1((b,)),
-                    None => Ok(b),
+    let bytes =
+        |v: &Option<bytes::Bytes>, des: &Option<Py<PyAny>>| -> PyResult<Bound<'py, PyAny>> {
+            match v {
+                None => Ok(none.clone()),
+                Some(v) => {
+                    let b = PyBytes::new(py, v).into_any();
+                    match des {
+                        Some(f) => f.bind(py).call1((b,)),
+                        None => Ok(b),
+                    }
                 }
             }
-        }
-    };
+        };
     let size = |v: &Option<bytes::Bytes>| v.as_ref().map_or(-1, |v| v.len() as i64);
     let headers = PyList::empty(py);
     for (k, v) in &r.headers {
-        headers.append(PyTuple::new(py, [PyString::new(py, k).into_any(), bytes(v, &None)?])?)?;
+        headers.append(PyTuple::new(
+            py,
+            [PyString::new(py, k).into_any(), bytes(v, &None)?],
+        )?)?;
     }
     let header_size: i64 = if r.headers.is_empty() {
         -1
     } else {
-        r.headers.iter().map(|(k, v)| k.len() as i64 + v.as_ref().map_or(0, |v| v.len() as i64)).sum()
+        r.headers
+            .iter()
+            .map(|(k, v)| k.len() as i64 + v.as_ref().map_or(0, |v| v.len() as i64))
+            .sum()
     };
     let ts_type: i32 = match r.timestamp_type {
         TimestampType::CreateTime => 0,
@@ -179,7 +202,11 @@ pub struct Consumer {
 impl Consumer {
     /// Runs `f` on the consumer with the GIL released; `KafkaClosedError`
     /// after `close`.
-    fn with<T>(&self, py: Python<'_>, f: impl FnOnce(Python<'_>, &mut RustConsumer) -> PyResult<T>) -> PyResult<T> {
+    fn with<T>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(Python<'_>, &mut RustConsumer) -> PyResult<T>,
+    ) -> PyResult<T> {
         let mut g: MutexGuard<'_, Option<RustConsumer>> = py.detach(|| self.inner.blocking_lock());
         match g.as_mut() {
             Some(c) => f(py, c),
@@ -192,15 +219,33 @@ impl Consumer {
 impl Consumer {
     #[new]
     #[pyo3(signature = (properties, token_provider=None))]
-    fn new(py: Python<'_>, properties: Vec<(String, String)>, token_provider: Option<Py<PyAny>>) -> PyResult<Self> {
-        let mut cfg = ConsumerConfig::from_properties(properties.iter().map(|(k, v)| (k.as_str(), v.as_str()))).py_err(py)?;
-        cfg.client.sasl_oauth_token_provider = token_provider.map(|p| TokenProviderHandle(Arc::new(PyTokenProvider::new(p))));
+    fn new(
+        py: Python<'_>,
+        properties: Vec<(String, String)>,
+        token_provider: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
+        let mut cfg = ConsumerConfig::from_properties(
+            properties.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+        )
+        .py_err(py)?;
+        cfg.client.sasl_oauth_token_provider =
+            token_provider.map(|p| TokenProviderHandle(Arc::new(PyTokenProvider::new(p))));
         let consumer = wait_done(py, RustConsumer::connect(cfg))?.py_err(py)?;
-        Ok(Consumer { inner: Mutex::new(Some(consumer)), admin: std::sync::OnceLock::new(), types: std::sync::OnceLock::new() })
+        Ok(Consumer {
+            inner: Mutex::new(Some(consumer)),
+            admin: std::sync::OnceLock::new(),
+            types: std::sync::OnceLock::new(),
+        })
     }
 
     #[pyo3(signature = (topics=None, pattern=None, listener=None))]
-    fn subscribe(&self, py: Python<'_>, topics: Option<Vec<String>>, pattern: Option<String>, listener: Option<Py<PyAny>>) -> PyResult<()> {
+    fn subscribe(
+        &self,
+        py: Python<'_>,
+        topics: Option<Vec<String>>,
+        pattern: Option<String>,
+        listener: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
         self.with(py, |py, c| {
             if let Some(l) = listener {
                 c.set_rebalance_listener(Arc::new(PyListener(l)));
@@ -215,9 +260,7 @@ impl Consumer {
     }
 
     fn unsubscribe(&self, py: Python<'_>) -> PyResult<()> {
-        self.with(py, |py, c| {
-            wait_done(py, c.unsubscribe())?.py_err(py)
-        })
+        self.with(py, |py, c| wait_done(py, c.unsubscribe())?.py_err(py))
     }
 
     fn assign(&self, py: Python<'_>, partitions: Vec<Tp>) -> PyResult<()> {
@@ -238,13 +281,22 @@ impl Consumer {
     /// `{TopicPartition: [ConsumerRecord]}`: waits up to `timeout` seconds
     /// for records, returns at most `max_records` (None: max.poll.records).
     #[pyo3(signature = (timeout, max_records=None))]
-    fn poll<'py>(&self, py: Python<'py>, timeout: f64, max_records: Option<usize>) -> PyResult<Bound<'py, PyDict>> {
+    fn poll<'py>(
+        &self,
+        py: Python<'py>,
+        timeout: f64,
+        max_records: Option<usize>,
+    ) -> PyResult<Bound<'py, PyDict>> {
         let Some(types) = self.types.get() else {
-            return Err(pyo3::exceptions::PyRuntimeError::new_err("set_record_types() was not called"));
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "set_record_types() was not called",
+            ));
         };
         let timeout = seconds(Some(timeout))?.unwrap_or(Duration::ZERO);
         let mut g = py.detach(|| self.inner.blocking_lock());
-        let Some(c) = g.as_mut() else { return Err(to_py(py, &Error::Closed)) };
+        let Some(c) = g.as_mut() else {
+            return Err(to_py(py, &Error::Closed));
+        };
         let max = max_records.unwrap_or(c.config().max_poll_records);
         // The poll itself gets no outer timeout: it returns by `timeout`.
         let records = wait_done(py, c.poll_up_to(timeout, max))?.py_err(py)?;
@@ -255,24 +307,50 @@ impl Consumer {
     /// Hands over the ConsumerRecord and TopicPartition classes `poll`
     /// builds and the deserializers it applies (once, before any poll).
     #[pyo3(signature = (record, topic_partition, key_deserializer=None, value_deserializer=None))]
-    fn set_record_types(&self, record: Py<PyType>, topic_partition: Py<PyType>, key_deserializer: Option<Py<PyAny>>, value_deserializer: Option<Py<PyAny>>) -> PyResult<()> {
+    fn set_record_types(
+        &self,
+        record: Py<PyType>,
+        topic_partition: Py<PyType>,
+        key_deserializer: Option<Py<PyAny>>,
+        value_deserializer: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
         self.types
-            .set(RecordTypes { record, topic_partition, key_deserializer, value_deserializer })
+            .set(RecordTypes {
+                record,
+                topic_partition,
+                key_deserializer,
+                value_deserializer,
+            })
             .map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("record types are already set"))
     }
 
     /// Commits `offsets` [(topic, partition, offset, metadata)], or the
     /// consumed positions when None.
     #[pyo3(signature = (offsets=None))]
-    fn commit(&self, py: Python<'_>, offsets: Option<Vec<(String, i32, i64, String)>>) -> PyResult<()> {
+    fn commit(
+        &self,
+        py: Python<'_>,
+        offsets: Option<Vec<(String, i32, i64, String)>>,
+    ) -> PyResult<()> {
         let mut g = py.detach(|| self.inner.blocking_lock());
-        let Some(c) = g.as_mut() else { return Err(to_py(py, &Error::Closed)) };
+        let Some(c) = g.as_mut() else {
+            return Err(to_py(py, &Error::Closed));
+        };
         let r = match offsets {
             None => wait_done(py, c.commit_sync())?,
             Some(o) => {
                 let o: Vec<(TopicPartition, OffsetAndMetadata)> = o
                     .into_iter()
-                    .map(|(t, p, off, md)| (TopicPartition::new(t, p), OffsetAndMetadata { offset: off, leader_epoch: None, metadata: md }))
+                    .map(|(t, p, off, md)| {
+                        (
+                            TopicPartition::new(t, p),
+                            OffsetAndMetadata {
+                                offset: off,
+                                leader_epoch: None,
+                                metadata: md,
+                            },
+                        )
+                    })
                     .collect();
                 wait_done(py, c.commit_sync_offsets(o))?
             }
@@ -285,7 +363,12 @@ impl Consumer {
     /// later queued for the Python callback thread (see `next_completed`)
     /// and called with the exception or None.
     #[pyo3(signature = (offsets=None, callback=None))]
-    fn commit_async(&self, py: Python<'_>, offsets: Option<Vec<(String, i32, i64, String)>>, callback: Option<Py<PyAny>>) -> PyResult<()> {
+    fn commit_async(
+        &self,
+        py: Python<'_>,
+        offsets: Option<Vec<(String, i32, i64, String)>>,
+        callback: Option<Py<PyAny>>,
+    ) -> PyResult<()> {
         let rt = runtime()?;
         let fut = self.with(py, |_, c| {
             let _ctx = rt.enter();
@@ -293,7 +376,14 @@ impl Consumer {
                 None => c.commit_async().boxed(),
                 Some(o) => c
                     .commit_async_offsets(o.into_iter().map(|(t, p, off, md)| {
-                        (TopicPartition::new(t, p), OffsetAndMetadata { offset: off, leader_epoch: None, metadata: md })
+                        (
+                            TopicPartition::new(t, p),
+                            OffsetAndMetadata {
+                                offset: off,
+                                leader_epoch: None,
+                                metadata: md,
+                            },
+                        )
                     }))
                     .boxed(),
             })
@@ -348,22 +438,35 @@ impl Consumer {
 
     fn position(&self, py: Python<'_>, topic: String, partition: i32) -> PyResult<i64> {
         let mut g = py.detach(|| self.inner.blocking_lock());
-        let Some(c) = g.as_mut() else { return Err(to_py(py, &Error::Closed)) };
+        let Some(c) = g.as_mut() else {
+            return Err(to_py(py, &Error::Closed));
+        };
         let tp = TopicPartition::new(topic, partition);
         wait_done(py, c.position(&tp))?.py_err(py)
     }
 
     /// Committed offsets: [(topic, partition, offset or None, metadata)].
-    fn committed(&self, py: Python<'_>, partitions: Vec<Tp>) -> PyResult<Vec<(String, i32, Option<i64>, String)>> {
+    fn committed(
+        &self,
+        py: Python<'_>,
+        partitions: Vec<Tp>,
+    ) -> PyResult<Vec<(String, i32, Option<i64>, String)>> {
         let g = py.detach(|| self.inner.blocking_lock());
-        let Some(c) = g.as_ref() else { return Err(to_py(py, &Error::Closed)) };
+        let Some(c) = g.as_ref() else {
+            return Err(to_py(py, &Error::Closed));
+        };
         let parts = tps(partitions);
         let m = wait_done(py, c.committed(&parts))?.py_err(py)?;
         Ok(parts
             .iter()
             .map(|tp| {
                 let o = m.get(tp).cloned().flatten();
-                (tp.topic.clone(), tp.partition, o.as_ref().map(|o| o.offset), o.map(|o| o.metadata).unwrap_or_default())
+                (
+                    tp.topic.clone(),
+                    tp.partition,
+                    o.as_ref().map(|o| o.offset),
+                    o.map(|o| o.metadata).unwrap_or_default(),
+                )
             })
             .collect())
     }
@@ -371,7 +474,12 @@ impl Consumer {
     /// ListOffsets for `partitions`: `spec` -2 earliest, -1 latest, else a
     /// timestamp (ms). Returns (topic, partition, offset, timestamp); offset
     /// -1 where no record is that recent.
-    fn list_offsets(&self, py: Python<'_>, partitions: Vec<Tp>, spec: i64) -> PyResult<Vec<(String, i32, i64, i64)>> {
+    fn list_offsets(
+        &self,
+        py: Python<'_>,
+        partitions: Vec<Tp>,
+        spec: i64,
+    ) -> PyResult<Vec<(String, i32, i64, i64)>> {
         let admin = match self.admin.get() {
             Some(a) => a.clone(),
             None => {
@@ -385,7 +493,11 @@ impl Consumer {
             -1 => OffsetSpec::Latest,
             t => OffsetSpec::Timestamp(t),
         };
-        wait_done(py, async move { admin.list_offsets(&partitions, spec).await })?.py_err(py)
+        wait_done(
+            py,
+            async move { admin.list_offsets(&partitions, spec).await },
+        )?
+        .py_err(py)
     }
 
     /// The partition numbers of `topic` (refreshing metadata), or None if
@@ -393,15 +505,29 @@ impl Consumer {
     fn partitions_for_topic(&self, py: Python<'_>, topic: String) -> PyResult<Option<Vec<i32>>> {
         let cluster = self.with(py, |_, c| Ok(c.cluster().clone()))?;
         let t = topic.clone();
-        let refreshed = wait_done(py, async move { cluster.refresh_metadata(&[t]).await.map(|_| cluster) })?.py_err(py)?;
-        Ok(refreshed.topic(&topic).filter(|t| t.error == 0).map(|t| t.partitions.iter().map(|p| p.partition).collect()))
+        let refreshed = wait_done(py, async move {
+            cluster.refresh_metadata(&[t]).await.map(|_| cluster)
+        })?
+        .py_err(py)?;
+        Ok(refreshed
+            .topic(&topic)
+            .filter(|t| t.error == 0)
+            .map(|t| t.partitions.iter().map(|p| p.partition).collect()))
     }
 
     /// Every topic name in the cluster (refreshing metadata).
     fn topics(&self, py: Python<'_>) -> PyResult<Vec<String>> {
         let cluster = self.with(py, |_, c| Ok(c.cluster().clone()))?;
-        let refreshed = wait_done(py, async move { cluster.refresh_all_topics().await.map(|_| cluster) })?.py_err(py)?;
-        Ok(refreshed.topics().iter().filter(|t| !t.internal && t.error == 0).map(|t| t.name.clone()).collect())
+        let refreshed = wait_done(py, async move {
+            cluster.refresh_all_topics().await.map(|_| cluster)
+        })?
+        .py_err(py)?;
+        Ok(refreshed
+            .topics()
+            .iter()
+            .filter(|t| !t.internal && t.error == 0)
+            .map(|t| t.name.clone())
+            .collect())
     }
 
     /// Commits (auto-commit), leaves the group, stops; later calls raise

@@ -64,7 +64,9 @@ pub fn guard<T>(what: &str, f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
                 .map(|s| s.to_string())
                 .or_else(|| p.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(PyRuntimeError::new_err(format!("internal error in {what}: {msg}")))
+            Err(PyRuntimeError::new_err(format!(
+                "internal error in {what}: {msg}"
+            )))
         }
     }
 }

@@ -17,7 +17,9 @@ use futures::FutureExt;
 use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyType};
 use sluice::config::TokenProviderHandle;
-use sluice::{DeliveryFuture, Error, Producer as RustProducer, ProducerConfig, ProducerRecord, RecordMetadata};
+use sluice::{
+    DeliveryFuture, Error, Producer as RustProducer, ProducerConfig, ProducerRecord, RecordMetadata,
+};
 
 use crate::errors::{to_py, IntoPy};
 use crate::runtime::{runtime, seconds, wait, wait_done, SLICE};
@@ -39,7 +41,10 @@ struct Completions {
 
 fn completions() -> &'static Completions {
     static C: OnceLock<Completions> = OnceLock::new();
-    C.get_or_init(|| Completions { queue: Mutex::new(VecDeque::new()), ready: Condvar::new() })
+    C.get_or_init(|| Completions {
+        queue: Mutex::new(VecDeque::new()),
+        ready: Condvar::new(),
+    })
 }
 
 /// Queues `callable(arg)` for the Python callback thread.
@@ -59,7 +64,10 @@ pub fn next_completed(py: Python<'_>, timeout: f64) -> PyResult<Vec<(Py<PyAny>, 
     let c = completions();
     let items: Vec<Item> = py.detach(|| {
         let q = lock(&c.queue);
-        let (mut q, _) = c.ready.wait_timeout_while(q, timeout, |q| q.is_empty()).unwrap_or_else(|p| p.into_inner());
+        let (mut q, _) = c
+            .ready
+            .wait_timeout_while(q, timeout, |q| q.is_empty())
+            .unwrap_or_else(|p| p.into_inner());
         q.drain(..).collect()
     });
     Ok(items
@@ -145,7 +153,10 @@ impl Delivery {
                 Ok(None)
             }
             State::Pending(_) => {
-                let State::Pending(fut) = std::mem::replace(&mut *s, State::Driven { watcher }) else { return Ok(None) };
+                let State::Pending(fut) = std::mem::replace(&mut *s, State::Driven { watcher })
+                else {
+                    return Ok(None);
+                };
                 let slot = self.slot.clone();
                 runtime()?.spawn(async move { slot.finish(fut.await) });
                 Ok(None)
@@ -173,8 +184,14 @@ impl Delivery {
         loop {
             let done = py.detach(|| {
                 let s = lock(&self.slot.state);
-                let slice = deadline.map(|d| d.saturating_duration_since(Instant::now()).min(SLICE)).unwrap_or(SLICE);
-                let (s, _) = self.slot.done.wait_timeout_while(s, slice, |s| !matches!(s, State::Done(_))).unwrap_or_else(|p| p.into_inner());
+                let slice = deadline
+                    .map(|d| d.saturating_duration_since(Instant::now()).min(SLICE))
+                    .unwrap_or(SLICE);
+                let (s, _) = self
+                    .slot
+                    .done
+                    .wait_timeout_while(s, slice, |s| !matches!(s, State::Done(_)))
+                    .unwrap_or_else(|p| p.into_inner());
                 match &*s {
                     State::Done(r) => Some(r.clone()),
                     _ => None,
@@ -187,7 +204,10 @@ impl Delivery {
             }
             py.check_signals()?;
             if deadline.is_some_and(|d| Instant::now() >= d) {
-                return Err(to_py(py, &Error::Timeout("the record's delivery did not complete in time".into())));
+                return Err(to_py(
+                    py,
+                    &Error::Timeout("the record's delivery did not complete in time".into()),
+                ));
             }
         }
     }
@@ -198,7 +218,10 @@ impl Delivery {
         let mut s = lock(&self.slot.state);
         refresh(&mut s);
         match &*s {
-            State::Done(Ok(m)) => meta(m).into_pyobject(py).ok().map(|t| (true, t.into_any().unbind())),
+            State::Done(Ok(m)) => meta(m)
+                .into_pyobject(py)
+                .ok()
+                .map(|t| (true, t.into_any().unbind())),
             State::Done(Err(e)) => Some((false, to_py(py, e).into_value(py).into_any())),
             _ => None,
         }
@@ -220,9 +243,14 @@ impl Delivery {
 }
 
 /// Builds the producer config from Kafka property names.
-pub fn producer_config(props: Vec<(String, String)>, token_provider: Option<Py<PyAny>>) -> Result<ProducerConfig, Error> {
-    let mut cfg = ProducerConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-    cfg.client.sasl_oauth_token_provider = token_provider.map(|p| TokenProviderHandle(Arc::new(PyTokenProvider::new(p))));
+pub fn producer_config(
+    props: Vec<(String, String)>,
+    token_provider: Option<Py<PyAny>>,
+) -> Result<ProducerConfig, Error> {
+    let mut cfg =
+        ProducerConfig::from_properties(props.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+    cfg.client.sasl_oauth_token_provider =
+        token_provider.map(|p| TokenProviderHandle(Arc::new(PyTokenProvider::new(p))));
     Ok(cfg)
 }
 
@@ -254,7 +282,13 @@ impl Producer {
 }
 
 fn delivery(d: DeliveryFuture, sizes: (i64, i64, i64)) -> Delivery {
-    Delivery { slot: Arc::new(Slot { state: Mutex::new(State::Pending(d)), done: Condvar::new() }), sizes }
+    Delivery {
+        slot: Arc::new(Slot {
+            state: Mutex::new(State::Pending(d)),
+            done: Condvar::new(),
+        }),
+        sizes,
+    }
 }
 
 impl Producer {
@@ -263,7 +297,9 @@ impl Producer {
     /// or the bare Delivery when no class was registered.
     fn future<'py>(&self, py: Python<'py>, d: Delivery) -> PyResult<Bound<'py, PyAny>> {
         let d = Bound::new(py, d)?.into_any();
-        let Some(cls) = self.future_type.get() else { return Ok(d) };
+        let Some(cls) = self.future_type.get() else {
+            return Ok(d);
+        };
         let cls = cls.bind(py);
         let fut = crate::instances::alloc(py, cls, 0)?;
         fut.setattr(pyo3::intern!(py, "_delivery"), d)?;
@@ -277,10 +313,18 @@ impl Producer {
     /// Connects (Kafka property names and values, as strings).
     #[new]
     #[pyo3(signature = (properties, token_provider=None))]
-    fn new(py: Python<'_>, properties: Vec<(String, String)>, token_provider: Option<Py<PyAny>>) -> PyResult<Self> {
+    fn new(
+        py: Python<'_>,
+        properties: Vec<(String, String)>,
+        token_provider: Option<Py<PyAny>>,
+    ) -> PyResult<Self> {
         let cfg = producer_config(properties, token_provider).py_err(py)?;
         let inner = wait_done(py, RustProducer::connect(cfg))?.py_err(py)?;
-        Ok(Producer { inner, last_topic: Mutex::new(None), future_type: std::sync::OnceLock::new() })
+        Ok(Producer {
+            inner,
+            last_topic: Mutex::new(None),
+            future_type: std::sync::OnceLock::new(),
+        })
     }
 
     /// Queues one record (waiting, GIL released, for buffer space or
@@ -309,7 +353,13 @@ impl Producer {
         let topic = self.topic_name(topic)?;
         let headers = headers.unwrap_or_default();
         if headers.is_empty() {
-            let fast = self.inner.try_send_now(&topic, partition, key.map(|k| k.as_bytes()), value.map(|v| v.as_bytes()), timestamp_ms);
+            let fast = self.inner.try_send_now(
+                &topic,
+                partition,
+                key.map(|k| k.as_bytes()),
+                value.map(|v| v.as_bytes()),
+                timestamp_ms,
+            );
             if let Some(r) = fast {
                 return self.future(py, delivery(r.py_err(py)?, sizes));
             }
@@ -320,7 +370,10 @@ impl Producer {
             partition,
             key: key.map(|k| Bytes::copy_from_slice(k.as_bytes())),
             value: value.map(|v| Bytes::copy_from_slice(v.as_bytes())),
-            headers: headers.into_iter().map(|(k, v)| (k, v.map(Bytes::from))).collect(),
+            headers: headers
+                .into_iter()
+                .map(|(k, v)| (k, v.map(Bytes::from)))
+                .collect(),
             timestamp: timestamp_ms,
         };
         let mut enqueued = {
@@ -337,7 +390,9 @@ impl Producer {
 
     /// Registers the class `send` returns instances of (once).
     fn set_future_type(&self, cls: Py<PyType>) -> PyResult<()> {
-        self.future_type.set(cls).map_err(|_| pyo3::exceptions::PyRuntimeError::new_err("the future type is already set"))
+        self.future_type.set(cls).map_err(|_| {
+            pyo3::exceptions::PyRuntimeError::new_err("the future type is already set")
+        })
     }
 
     /// Waits until every record sent so far has completed; `KafkaTimeoutError`
@@ -348,7 +403,13 @@ impl Producer {
         let producer = self.inner.clone();
         match wait(py, timeout, async move { producer.flush().await })? {
             Some(()) => Ok(()),
-            None => Err(to_py(py, &Error::Timeout(format!("flush did not complete within {:?}", timeout.unwrap_or_default())))),
+            None => Err(to_py(
+                py,
+                &Error::Timeout(format!(
+                    "flush did not complete within {:?}",
+                    timeout.unwrap_or_default()
+                )),
+            )),
         }
     }
 
@@ -364,7 +425,8 @@ impl Producer {
     /// The partition numbers of `topic`.
     fn partitions_for(&self, py: Python<'_>, topic: String) -> PyResult<Vec<i32>> {
         let producer = self.inner.clone();
-        let parts = wait_done(py, async move { producer.partitions_for(&topic).await })?.py_err(py)?;
+        let parts =
+            wait_done(py, async move { producer.partitions_for(&topic).await })?.py_err(py)?;
         Ok(parts.iter().map(|p| p.partition).collect())
     }
 }

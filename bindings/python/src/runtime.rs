@@ -26,7 +26,9 @@ pub fn runtime() -> PyResult<&'static Runtime> {
             .build()
             .map_err(|e| e.to_string())
     });
-    rt.as_ref().map_err(|e| pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the tokio runtime: {e}")))
+    rt.as_ref().map_err(|e| {
+        pyo3::exceptions::PyRuntimeError::new_err(format!("cannot start the tokio runtime: {e}"))
+    })
 }
 
 /// Runs `fut` to completion on the calling thread (its I/O and timers on
@@ -72,7 +74,9 @@ where
 {
     match wait(py, None, fut)? {
         Some(v) => Ok(v),
-        None => Err(pyo3::exceptions::PyRuntimeError::new_err("wait without a timeout timed out")),
+        None => Err(pyo3::exceptions::PyRuntimeError::new_err(
+            "wait without a timeout timed out",
+        )),
     }
 }
 
@@ -82,6 +86,8 @@ pub fn seconds(timeout: Option<f64>) -> PyResult<Option<Duration>> {
         None => Ok(None),
         Some(s) if s.is_finite() && s >= 0.0 => Ok(Some(Duration::from_secs_f64(s.min(1.0e9)))),
         Some(s) if s.is_infinite() && s > 0.0 => Ok(None),
-        Some(s) => Err(pyo3::exceptions::PyValueError::new_err(format!("timeout must be a non-negative number of seconds, not {s}"))),
+        Some(s) => Err(pyo3::exceptions::PyValueError::new_err(format!(
+            "timeout must be a non-negative number of seconds, not {s}"
+        ))),
     }
 }

@@ -28,13 +28,18 @@ impl PyTokenProvider {
 }
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 fn call(obj: &Py<PyAny>) -> Result<OAuthToken, SaslError> {
     Python::attach(|py| {
         let provider = obj.bind(py);
-        let fail = |e: PyErr| SaslError::TokenProvider(format!("sasl_oauth_token_provider.token() failed: {e}"));
+        let fail = |e: PyErr| {
+            SaslError::TokenProvider(format!("sasl_oauth_token_provider.token() failed: {e}"))
+        };
         let answer = provider.call_method0("token").map_err(fail)?;
         let (value, expires_at_ms) = if let Ok(t) = answer.cast::<PyTuple>() {
             let value: String = t.get_item(0).and_then(|v| v.extract()).map_err(fail)?;
@@ -50,11 +55,19 @@ fn call(obj: &Py<PyAny>) -> Result<OAuthToken, SaslError> {
             if !ext.is_none() {
                 let d = ext.cast::<PyDict>().map_err(|e| fail(e.into()))?;
                 for (k, v) in d.iter() {
-                    extensions.push((k.extract::<String>().map_err(fail)?, v.extract::<String>().map_err(fail)?));
+                    extensions.push((
+                        k.extract::<String>().map_err(fail)?,
+                        v.extract::<String>().map_err(fail)?,
+                    ));
                 }
             }
         }
-        Ok(OAuthToken { value, expires_at_ms, principal: None, extensions })
+        Ok(OAuthToken {
+            value,
+            expires_at_ms,
+            principal: None,
+            extensions,
+        })
     })
 }
 
@@ -64,10 +77,18 @@ impl TokenProvider for PyTokenProvider {
         Box::pin(async move {
             let joined = tokio::task::spawn_blocking(move || {
                 std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| call(&obj)))
-                    .unwrap_or_else(|_| Err(SaslError::TokenProvider("the token provider call panicked".into())))
+                    .unwrap_or_else(|_| {
+                        Err(SaslError::TokenProvider(
+                            "the token provider call panicked".into(),
+                        ))
+                    })
             })
             .await;
-            joined.unwrap_or_else(|e| Err(SaslError::TokenProvider(format!("token provider task failed: {e}"))))
+            joined.unwrap_or_else(|e| {
+                Err(SaslError::TokenProvider(format!(
+                    "token provider task failed: {e}"
+                )))
+            })
         })
     }
 }
