@@ -8,17 +8,23 @@
 //! - [`civil`]: days since the Unix epoch for a calendar date (SigV4 dates).
 //! - [`batch`]: v2 RecordBatch header, CRC-32C, validation, in-place
 //!   patches, recovery scan, record encode/decode ([`batch::BatchBuilder`]).
+//! - [`clock`]: wall-clock epoch milliseconds ([`clock::now_ms`]).
 //! - [`compression`]: gzip, snappy (xerial framing), lz4 (frame), zstd,
 //!   with capped decompression.
+//! - [`error`]: [`ErrorCode`], Kafka's error codes (name, code, retriable,
+//!   message) for broker, client and bindings.
 //! - [`frame`]: the 4-byte size prefix and its limit check.
 //! - [`murmur2`]: the Java client's murmur2 and keyed partition choice.
 //! - [`varint`]: zigzag varint/varlong primitives.
 
 pub mod batch;
 pub mod civil;
+pub mod clock;
 pub mod compression;
+pub mod error;
 pub mod frame;
 pub mod murmur2;
 pub mod varint;
 
+pub use error::ErrorCode;
 pub use kafka_protocol;
