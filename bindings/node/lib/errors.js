@@ -4,6 +4,10 @@
 // decoding of the native module's encoded errors into them.
 
 class KafkaJSError extends Error {
+  /**
+   * @param {any} e a message, or an error-like object whose message is taken
+   * @param {{ retriable?: boolean, cause?: unknown }} [options]
+   */
   constructor(e, { retriable = false, cause } = {}) {
     super(e && e.message !== undefined ? e.message : e, cause ? { cause } : undefined)
     Error.captureStackTrace && Error.captureStackTrace(this, this.constructor)
@@ -16,6 +20,10 @@ class KafkaJSError extends Error {
 }
 
 class KafkaJSNonRetriableError extends KafkaJSError {
+  /**
+   * @param {any} e
+   * @param {{ cause?: unknown }} [options]
+   */
   constructor(e, { cause } = {}) {
     super(e, { retriable: false, cause })
     this.name = 'KafkaJSNonRetriableError'
@@ -23,6 +31,10 @@ class KafkaJSNonRetriableError extends KafkaJSError {
 }
 
 class KafkaJSProtocolError extends KafkaJSError {
+  /**
+   * @param {any} e a message, or `{ message, type, code, retriable }`
+   * @param {{ retriable?: boolean }} [options]
+   */
   constructor(e, { retriable = e && e.retriable } = {}) {
     super(e, { retriable })
     this.name = 'KafkaJSProtocolError'
@@ -32,6 +44,10 @@ class KafkaJSProtocolError extends KafkaJSError {
 }
 
 class KafkaJSOffsetOutOfRange extends KafkaJSProtocolError {
+  /**
+   * @param {any} e
+   * @param {{ topic?: string, partition?: number }} [options]
+   */
   constructor(e, { topic, partition } = {}) {
     super(e)
     this.name = 'KafkaJSOffsetOutOfRange'
@@ -41,6 +57,10 @@ class KafkaJSOffsetOutOfRange extends KafkaJSProtocolError {
 }
 
 class KafkaJSMemberIdRequired extends KafkaJSProtocolError {
+  /**
+   * @param {any} e
+   * @param {{ memberId?: string }} [options]
+   */
   constructor(e, { memberId } = {}) {
     super(e)
     this.name = 'KafkaJSMemberIdRequired'
@@ -49,6 +69,10 @@ class KafkaJSMemberIdRequired extends KafkaJSProtocolError {
 }
 
 class KafkaJSNumberOfRetriesExceeded extends KafkaJSNonRetriableError {
+  /**
+   * @param {any} e the last attempt's error
+   * @param {{ retryCount?: number, retryTime?: number, cause?: unknown }} [options]
+   */
   constructor(e, { retryCount, retryTime, cause } = {}) {
     super(e, { cause: cause || e })
     this.stack = `${this.name}\n  Caused by: ${e && e.stack}`
@@ -60,6 +84,10 @@ class KafkaJSNumberOfRetriesExceeded extends KafkaJSNonRetriableError {
 }
 
 class KafkaJSConnectionError extends KafkaJSError {
+  /**
+   * @param {any} e
+   * @param {{ broker?: string, code?: string, retriable?: boolean }} [options]
+   */
   constructor(e, { broker, code, retriable = true } = {}) {
     super(e, { retriable })
     this.name = 'KafkaJSConnectionError'
@@ -69,6 +97,10 @@ class KafkaJSConnectionError extends KafkaJSError {
 }
 
 class KafkaJSConnectionClosedError extends KafkaJSConnectionError {
+  /**
+   * @param {any} e
+   * @param {{ host?: string, port?: number }} [options]
+   */
   constructor(e, { host, port } = {}) {
     super(e, { broker: `${host}:${port}` })
     this.name = 'KafkaJSConnectionClosedError'
@@ -78,6 +110,10 @@ class KafkaJSConnectionClosedError extends KafkaJSConnectionError {
 }
 
 class KafkaJSRequestTimeoutError extends KafkaJSError {
+  /**
+   * @param {any} e
+   * @param {{ broker?: string, correlationId?: number, createdAt?: number, sentAt?: number, pendingDuration?: number }} [options]
+   */
   constructor(e, { broker, correlationId, createdAt, sentAt, pendingDuration } = {}) {
     super(e, { retriable: true })
     this.name = 'KafkaJSRequestTimeoutError'
@@ -86,14 +122,28 @@ class KafkaJSRequestTimeoutError extends KafkaJSError {
 }
 
 class KafkaJSTimeout extends KafkaJSError {
+  /**
+   * @param {any} e
+   * @param {{ retriable?: boolean }} [options]
+   */
   constructor(e, { retriable = false } = {}) {
     super(e, { retriable })
     this.name = 'KafkaJSTimeout'
   }
 }
 
+/**
+ * A KafkaJS error class that only has a name: its options become fields.
+ * @param {string} name
+ * @param {boolean} [retriable]
+ * @param {typeof KafkaJSError} [base]
+ */
 function simple(name, retriable = false, base = KafkaJSError) {
   const C = class extends base {
+    /**
+     * @param {any} e
+     * @param {Record<string, any>} [opts] copied onto the error (e.g. `errors`, `groups`)
+     */
     constructor(e, opts = {}) {
       super(e, { retriable, ...opts })
       this.name = name
