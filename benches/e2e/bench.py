@@ -89,7 +89,7 @@ class Tools:
     sluice_node: str | None
 
     @staticmethod
-    def from_env() -> "Tools":
+    def from_env() -> Tools:
         env = os.environ
         root = Path(env.get("SLUICE_ROOT", Path(__file__).resolve().parents[2]))
         return Tools(
@@ -143,7 +143,7 @@ class RssSampler:
     def __init__(self, pid: int) -> None:
         self.pid, self.peak_kb, self._stop = pid, 0, threading.Event()
 
-    def __enter__(self) -> "RssSampler":
+    def __enter__(self) -> RssSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
         self._thread.start()
         return self
@@ -594,6 +594,11 @@ def rps(m: dict | None) -> float | None:
     return m.get("records_per_s")
 
 
+def client_rps(rows: list[dict], client: str, ph: str, acks) -> float | None:
+    """Records/s of `client`'s `ph` phase at `acks` among one language's rows."""
+    return rps(next((r[ph] for r in rows if r["client"] == client and r["acks"] == acks), None))
+
+
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a and b else None
 
@@ -680,8 +685,10 @@ def report(res: dict, out: Path) -> str:
             if "failed" in r:
                 md.append(f"| {r['target_rate']:,} ({r['rate_kind']}) | {by[n]['label']} | FAILED | - | - |")
                 continue
-            md.append(f"| {r['target_rate']:,} ({r['rate_kind']}) | {by[n]['label']} | {r.get('achieved_rate', 0):,.0f} | "
-                      f"{fms(r.get('produce_p50_ms'))} / {fms(r.get('produce_p99_ms'))} / {fms(r.get('produce_p99_9_ms'))} | "
+            md.append(f"| {r['target_rate']:,} ({r['rate_kind']}) | {by[n]['label']} | "
+                      f"{r.get('achieved_rate', 0):,.0f} | "
+                      f"{fms(r.get('produce_p50_ms'))} / {fms(r.get('produce_p99_ms'))} / "
+                      f"{fms(r.get('produce_p99_9_ms'))} | "
                       f"{fms(r.get('e2e_p50_ms'))} / {fms(r.get('e2e_p99_ms'))} / {fms(r.get('e2e_p99_9_ms'))} |")
     md.append("")
     md.append("### Resources")
@@ -690,8 +697,8 @@ def report(res: dict, out: Path) -> str:
     md.append("|---|---:|---:|---:|")
     for n in names:
         b = by[n]
-        md.append(f"| {b['label']} | {b.get('start_to_serving_s', 0):.2f} s | {b.get('rss_idle_kb', 0) / 1024:.0f} MB | "
-                  f"{b.get('rss_peak_kb', 0) / 1024:.0f} MB |")
+        md.append(f"| {b['label']} | {b.get('start_to_serving_s', 0):.2f} s | "
+                  f"{b.get('rss_idle_kb', 0) / 1024:.0f} MB | {b.get('rss_peak_kb', 0) / 1024:.0f} MB |")
     md.append("")
     md.append("Notes: consume throughput counts from the first record (librdkafka's first metadata round, ~0.5 s, "
               "and the group join are left out; `first_record_s` in results.json has them); the broker suite's "
@@ -699,7 +706,8 @@ def report(res: dict, out: Path) -> str:
               "not cap every broker alike. Kafka runs with its defaults (3 network / 8 I/O threads, 1 GiB "
               "segments, group.initial.rebalance.delay.ms=3000, -Xmx1G -Xms1G as kafka-server-start), sluiced "
               "with its defaults (the same group delay, so four consumers started together share one "
-              "generation; with 0 the first member takes every partition before the others are in). Tansu's memory engine keeps every record in RAM (its RSS grows with the data) "
+              "generation; with 0 the first member takes every partition before the others are in). "
+              "Tansu's memory engine keeps every record in RAM (its RSS grows with the data) "
               "and answers JoinGroup only after session.timeout.ms/2.")
     md.append("")
     md.append("Start to serving: spawn of the broker process on an existing, empty data directory (a second start, "
@@ -723,9 +731,9 @@ def report(res: dict, out: Path) -> str:
             rows = cl.get(lang, [])
             for acks in sorted({r["acks"] for r in rows}):
                 for ph in ("produce", "consume"):
-                    get = lambda c: rps(next((r[ph] for r in rows if r["client"] == c and r["acks"] == acks), None))
-                    s = get("sluice")
-                    vs = "; ".join(f"{peer_label(lang, p)} {fn(get(p))} ({fx(ratio(s, get(p)))})" for p in peers)
+                    s = client_rps(rows, "sluice", ph, acks)
+                    vs = "; ".join(f"{peer_label(lang, p)} {fn(client_rps(rows, p, ph, acks))} "
+                                   f"({fx(ratio(s, client_rps(rows, p, ph, acks)))})" for p in peers)
                     what = f"{ph}, acks={acks}" if ph == "produce" else f"consume (acks={acks} topic)"
                     md.append(f"| Sluice {lang.capitalize()} | {what} | {fn(s)} | | {vs} |")
         md.append("")
@@ -799,7 +807,8 @@ def targets(res: dict) -> list[dict]:
     if s and k:
         x = ratio(s.get("rss_peak_kb"), k.get("rss_peak_kb"))
         add("sluiced RSS <= 1/10 of Kafka (peak under load)", x,
-            f"{s['rss_peak_kb'] / 1024:.0f} MB vs {k['rss_peak_kb'] / 1024:.0f} MB ({fx(x)})", 0.1, lower_is_better=True)
+            f"{s['rss_peak_kb'] / 1024:.0f} MB vs {k['rss_peak_kb'] / 1024:.0f} MB ({fx(x)})", 0.1,
+            lower_is_better=True)
     cl = res.get("clients") or {}
     for ph in ("produce", "consume"):
         xs = [ratio(rps(r[ph]["sluice"]), rps(r[ph]["librdkafka"])) for r in cl.get("rust", [])]
@@ -814,8 +823,7 @@ def targets(res: dict) -> list[dict]:
         for ph in ("produce", "consume"):
             xs = []
             for acks in sorted({r["acks"] for r in rows}):
-                get = lambda c: rps(next((r[ph] for r in rows if r["client"] == c and r["acks"] == acks), None))
-                x = ratio(get("sluice"), get(peer))
+                x = ratio(client_rps(rows, "sluice", ph, acks), client_rps(rows, peer, ph, acks))
                 if x:
                     xs.append(x)
             add(f"Sluice {lang.capitalize()} {ph} >= {goal:g}x {peer_label(lang, peer)}", min(xs) if xs else None,
@@ -973,7 +981,8 @@ def main() -> int:
         shutil.rmtree(work, ignore_errors=True)
         res["elapsed_min"] = (time.monotonic() - T0) / 60
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
-        cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+        cpu = next((line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")),
+                   "?")
         res["machine"] = {"cpus": os.cpu_count(), "cpu": cpu, "memory_gib": round(mem), "kernel": platform.release(),
                           "loadavg_end": " ".join(open("/proc/loadavg").read().split()[:3])}
         if res["brokers"]:

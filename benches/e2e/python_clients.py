@@ -57,7 +57,7 @@ import json
 import sys
 import threading
 import time
-from typing import Any, Callable, Dict, Optional
+from typing import Any, Callable
 
 CLIENTS = ("sluice", "confluent", "kafka-python")
 MAX_POLL = 5000
@@ -75,7 +75,7 @@ class Progress:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         self._t0 = time.perf_counter()
         self._thread.start()
         return self
@@ -98,11 +98,11 @@ class Progress:
 # with the progress thread ({"sent": n}).
 
 
-def produce_kafka_api(module: str, a: argparse.Namespace, state: Dict[str, int]) -> tuple:
+def produce_kafka_api(module: str, a: argparse.Namespace, state: dict[str, int]) -> tuple:
     """sluice and kafka-python: the same kafka-python code, only the import differs."""
     KafkaProducer = importlib.import_module(module).KafkaProducer
 
-    cfg: Dict[str, Any] = dict(bootstrap_servers=a.bootstrap, acks="all" if a.acks == "all" else 1, linger_ms=5,
+    cfg: dict[str, Any] = dict(bootstrap_servers=a.bootstrap, acks="all" if a.acks == "all" else 1, linger_ms=5,
                                batch_size=BATCH_SIZE)
     if a.idempotence is not None:
         cfg["enable_idempotence"] = a.idempotence
@@ -124,7 +124,7 @@ def produce_kafka_api(module: str, a: argparse.Namespace, state: Dict[str, int])
     return dt, len(errors), (str(errors[0]) if errors else None)
 
 
-def produce_confluent(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
+def produce_confluent(a: argparse.Namespace, state: dict[str, int]) -> tuple:
     from confluent_kafka import Producer
 
     failed = []
@@ -133,7 +133,7 @@ def produce_confluent(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
         if err is not None:
             failed.append(err)
 
-    cfg: Dict[str, Any] = {
+    cfg: dict[str, Any] = {
         "bootstrap.servers": a.bootstrap,
         "acks": "all" if a.acks == "all" else "1",
         "linger.ms": 5,
@@ -171,12 +171,12 @@ def produce_confluent(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
 # from its own start; `state` is shared with the progress thread.
 
 
-def consume_kafka_api(module: str, a: argparse.Namespace, state: Dict[str, int]) -> tuple:
+def consume_kafka_api(module: str, a: argparse.Namespace, state: dict[str, int]) -> tuple:
     """sluice and kafka-python: the same kafka-python code, only the import differs."""
     m = importlib.import_module(module)
     KafkaConsumer, TopicPartition = m.KafkaConsumer, m.TopicPartition
 
-    cfg: Dict[str, Any] = dict(bootstrap_servers=a.bootstrap, auto_offset_reset="earliest", max_poll_records=MAX_POLL)
+    cfg: dict[str, Any] = dict(bootstrap_servers=a.bootstrap, auto_offset_reset="earliest", max_poll_records=MAX_POLL)
     if a.group:
         cfg["group_id"] = a.group
     else:
@@ -194,10 +194,10 @@ def consume_kafka_api(module: str, a: argparse.Namespace, state: Dict[str, int])
     return _poll_loop(a, state, t, lambda _want: sum(len(r) for r in c.poll(timeout_ms=1000).values()), c.close)
 
 
-def consume_confluent(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
+def consume_confluent(a: argparse.Namespace, state: dict[str, int]) -> tuple:
     from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-    cfg: Dict[str, Any] = {"bootstrap.servers": a.bootstrap, "auto.offset.reset": "earliest"}
+    cfg: dict[str, Any] = {"bootstrap.servers": a.bootstrap, "auto.offset.reset": "earliest"}
     if a.group:
         cfg["group.id"] = a.group
     else:
@@ -230,8 +230,8 @@ def consume_confluent(a: argparse.Namespace, state: Dict[str, int]) -> tuple:
     return _poll_loop(a, state, t, batch, c.close, errors)
 
 
-def _poll_loop(a: argparse.Namespace, state: Dict[str, int], t: float, poll: Callable[[int], int],
-               close: Callable[[], Any], errors: Optional[list] = None) -> tuple:
+def _poll_loop(a: argparse.Namespace, state: dict[str, int], t: float, poll: Callable[[int], int],
+               close: Callable[[], Any], errors: list | None = None) -> tuple:
     n, first, err = 0, None, None
     last_progress = time.perf_counter()
     while n < a.records:
@@ -259,8 +259,9 @@ CONSUME = {"sluice": functools.partial(consume_kafka_api, "sluice"), "confluent"
            "kafka-python": functools.partial(consume_kafka_api, "kafka")}
 
 
-def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+def parse_args(argv: list | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--client", required=True, choices=CLIENTS)
     ap.add_argument("--phase", required=True, choices=("produce", "consume"))
     ap.add_argument("--bootstrap", required=True)
@@ -283,11 +284,11 @@ def parse_args(argv: Optional[list] = None) -> argparse.Namespace:
     return a
 
 
-def main(argv: Optional[list] = None) -> int:
+def main(argv: list | None = None) -> int:
     a = parse_args(argv)
-    state: Dict[str, int] = {"sent": 0, "read": 0}
+    state: dict[str, int] = {"sent": 0, "read": 0}
     label = f"{a.client} {a.phase}"
-    out: Dict[str, Any] = {"client": a.client, "phase": a.phase}
+    out: dict[str, Any] = {"client": a.client, "phase": a.phase}
     try:
         if a.phase == "produce":
             with Progress(label, lambda: f"{state['sent']:,} of {a.records:,} sent"):

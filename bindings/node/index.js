@@ -6,7 +6,8 @@
 const kafka = require('./lib/kafka')
 const errors = require('./lib/errors')
 
-const { mapError, call, ...errorClasses } = errors
+// Internal helpers and the code table stay out of the public surface, as in KafkaJS.
+const { mapError, call, errorCodes, createErrorFromCode, ...errorClasses } = errors
 
 module.exports = {
   Kafka: kafka.Kafka,

@@ -175,11 +175,15 @@ def record_batch(records: list[tuple[bytes | None, bytes | None]], base_timestam
 
 # --- requests and responses -----------------------------------------------------
 
-def request_header_v1(api_key: int, api_version: int, correlation_id: int, client_id: str | None = "sluice-wire") -> bytes:
+def request_header_v1(
+    api_key: int, api_version: int, correlation_id: int, client_id: str | None = "sluice-wire"
+) -> bytes:
     return i16(api_key) + i16(api_version) + i32(correlation_id) + string(client_id)
 
 
-def request_header_v2(api_key: int, api_version: int, correlation_id: int, client_id: str | None = "sluice-wire") -> bytes:
+def request_header_v2(
+    api_key: int, api_version: int, correlation_id: int, client_id: str | None = "sluice-wire"
+) -> bytes:
     return request_header_v1(api_key, api_version, correlation_id, client_id) + uvarint(0)  # tagged fields
 
 
@@ -333,7 +337,7 @@ class Conn:
         except OSError:
             pass
 
-    def __enter__(self) -> "Conn":
+    def __enter__(self) -> Conn:
         return self
 
     def __exit__(self, *exc) -> None:

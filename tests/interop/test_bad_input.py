@@ -19,9 +19,10 @@ from __future__ import annotations
 import json
 import time
 
-import kafka_wire as w
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+
+import kafka_wire as w
 
 BROKER_CONFIG = {"auto.create.topics.enable": False}
 

@@ -164,7 +164,7 @@ def test_idempotent_producer_group_rebalance_and_resume(broker, admin, topic_nam
                 return False
             return all(m.max_seen().get(p) == ends[p] - 1 for m in members for p in m.assigned())
         wait_until(split_and_caught_up, members, "two members splitting the partitions")
-        a1, a2 = c1.assigned(), c2.assigned()
+        a2 = c2.assigned()
         for m in members:
             for p, o, value in m.current:
                 assert acked[(p, o)] == value, f"{m.name} read {value!r} at {p}/{o}, acked {acked[(p, o)]!r}"
@@ -251,6 +251,6 @@ def test_compression_round_trip(broker, admin, topic_name, codec):
                                             "enable.idempotence": True})
     got = read_all(broker, topic, partitions, len(msgs))
     assert len(got) == len(msgs), f"read {len(got)} of {len(msgs)} records"
-    for p, o, key, value in got:
+    for p, o, _key, value in got:
         assert acked[(p, o)] == value, f"{p}/{o}: read {value!r}, acked {acked[(p, o)]!r}"
     check_order(got)

@@ -25,6 +25,7 @@ import time
 
 import pytest
 from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
+
 from conftest import BROKER_KIND
 
 PARTITIONS = 3

@@ -6,6 +6,7 @@ a group, checks offsets and per-key order, and commits."""
 from __future__ import annotations
 
 import pytest
+
 from conftest import CACHE, run_tool
 
 LAUNCHER = CACHE / "java-interop" / "run"

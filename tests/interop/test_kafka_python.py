@@ -76,7 +76,7 @@ def test_produce_and_consume_in_group(broker, admin, topic_name):
     try:
         deadline = time.monotonic() + DEADLINE
         while len(got) < RECORDS and time.monotonic() < deadline:
-            for tp, msgs in consumer.poll(timeout_ms=500).items():
+            for msgs in consumer.poll(timeout_ms=500).values():
                 got.extend(msgs)
         assert len(got) == RECORDS, f"consumed {len(got)} of {RECORDS} records"
 
@@ -121,6 +121,7 @@ def test_produce_and_consume_in_group(broker, admin, topic_name):
                 stray.extend(msgs)
         assert stray == [], f"second member re-read {len(stray)} records, first: {stray[:3]}"
         for tp in tps:
-            assert second.position(tp, timeout_ms=30000) == ends[tp], f"{tp}: position {second.position(tp)}, end {ends[tp]}"
+            position = second.position(tp, timeout_ms=30000)
+            assert position == ends[tp], f"{tp}: position {position}, end {ends[tp]}"
     finally:
         second.close(autocommit=False)

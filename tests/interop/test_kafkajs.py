@@ -7,6 +7,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
+
 from conftest import INTEROP_DIR, run_tool
 
 NODE_DIR = INTEROP_DIR / "node"

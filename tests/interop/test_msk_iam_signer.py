@@ -18,8 +18,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 SLUICE = Path(os.environ.get("SLUICE_BIN", ROOT / "target" / "release" / "sluice"))
 
-from aws_msk_iam_sasl_signer import MSKAuthTokenProvider  # noqa: E402
 import botocore.auth  # noqa: E402
+from aws_msk_iam_sasl_signer import MSKAuthTokenProvider  # noqa: E402
 from botocore.credentials import CredentialProvider, Credentials  # noqa: E402
 
 

@@ -23,7 +23,8 @@ def test_rust_producer_and_consumer_examples(broker):
     assert p.returncode == 0, p.stderr
     c = run_tool([str(EXAMPLES / "consumer"), broker, "500"], timeout=120)
     assert c.returncode == 0, c.stderr
-    events = [json.loads(line.split(" ", 2)[2]) for line in c.stdout.splitlines() if line.startswith("application-events-")]
+    events = [json.loads(line.split(" ", 2)[2]) for line in c.stdout.splitlines()
+              if line.startswith("application-events-")]
     assert sorted(e["seq"] for e in events) == list(range(500))
     # Per key (user), events arrive in the order they were sent.
     last = {}

@@ -103,7 +103,8 @@ document = \'\'\'{json.dumps(everything)}\'\'\'
         self.proc: subprocess.Popen | None = None
 
     def start(self) -> None:
-        cmd = [str(SLUICED_BIN), "--data-dir", str(self.workdir / "data"), "--config", str(self.workdir / "sluiced.toml"),
+        cmd = [str(SLUICED_BIN), "--data-dir", str(self.workdir / "data"),
+               "--config", str(self.workdir / "sluiced.toml"),
                "--listen", f"PLAINTEXT://127.0.0.1:{self.plain_port}",
                "--listen", f"SASL_SSL://127.0.0.1:{self.ssl_port}",
                "--listen", f"SASL_PLAINTEXT://127.0.0.1:{self.iam_port}"]
@@ -195,7 +196,9 @@ def test_confluent_kafka_scram_sha512_over_tls(secure):
         p = Producer({**conf, "acks": "all", "enable.idempotence": False})
         errors = []
         for i in range(10):
-            p.produce(topic, key=b"k", value=f"v{i}".encode(), on_delivery=lambda e, m: errors.append(e) if e else None)
+            # `errors` bound per iteration: each producer reports into its own list.
+            p.produce(topic, key=b"k", value=f"v{i}".encode(),
+                      on_delivery=lambda e, m, errors=errors: errors.append(e) if e else None)
         assert p.flush(30) == 0 and not errors, (conf["sasl.mechanism"], errors)
     c = Consumer({**base, "sasl.mechanism": "SCRAM-SHA-512", "sasl.username": "heidi", "sasl.password": "heidi-secret",
                   "group.id": f"g-{uuid.uuid4().hex[:6]}", "auto.offset.reset": "earliest"})

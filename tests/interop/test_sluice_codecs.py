@@ -69,6 +69,6 @@ def test_librdkafka_producer_to_sluice_consumer(broker, admin, topic_name, codec
     c = sluice("-b", broker, "consume", topic_name, "--from-beginning", "--max-messages", str(N),
                "--print-key", "--key-separator", ":")
     assert c.returncode == 0, c.stderr
-    got = [tuple(l.split(":", 1)) for l in c.stdout.splitlines() if l]
+    got = [tuple(line.split(":", 1)) for line in c.stdout.splitlines() if line]
     assert len(got) == N
     check_per_key_order(got)

@@ -45,6 +45,7 @@ function ms(v) {
  * { props, tokenProvider, aws }.
  */
 function clientSettings(config) {
+  /** @type {Record<string, string>} */
   const props = {}
   let brokers = config.brokers
   if (typeof brokers === 'function') {

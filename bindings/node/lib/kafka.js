@@ -10,6 +10,12 @@ const errors = require('./errors')
 const { call, mapError, KafkaJSNonRetriableError, KafkaJSError } = errors
 const { producerSettings, consumerSettings, clientSettings } = require('./config')
 
+/** @typedef {import('../index').ProducerRecord} ProducerRecord */
+/** @typedef {import('../index').ProducerBatch} ProducerBatch */
+/** @typedef {import('../index').ConsumerRunConfig} ConsumerRunConfig */
+/** @typedef {import('../index').TopicPartitionOffset} TopicPartitionOffset */
+/** @typedef {import('../index').PartitionOffset} PartitionOffset */
+
 // ------------------------------------------------------------------ enums
 
 const CompressionTypes = { None: 0, GZIP: 1, Snappy: 2, LZ4: 3, ZSTD: 4 }
@@ -168,6 +174,17 @@ function sleep(ms) {
 
 const tpKey = (topic, partition) => `${topic}\u0000${partition}`
 
+/**
+ * KafkaJS's `Offsets` (`{ topics: [{ topic, partitions: [{ partition, offset }] }] }`,
+ * what eachBatch's commitOffsetsIfNecessary takes) as commitOffsets' list.
+ * @param {import('../index').Offsets} offsets
+ */
+function offsetsList(offsets) {
+  return (offsets.topics || []).flatMap(({ topic, partitions }) =>
+    partitions.map(({ partition, offset }) => ({ topic, partition, offset })),
+  )
+}
+
 // ------------------------------------------------------------------ producer
 
 class Producer extends Instrumented {
@@ -206,6 +223,7 @@ class Producer extends Instrumented {
     return Promise.reject(new KafkaJSNonRetriableError('sluice-client does not support transactions yet'))
   }
 
+  /** @param {Partial<ProducerRecord>} [record] checked here, as KafkaJS does */
   async send({ topic, messages, acks = -1, timeout, compression } = {}) {
     if (!topic) throw new KafkaJSNonRetriableError('Invalid topic')
     if (!Array.isArray(messages)) throw new KafkaJSNonRetriableError(`Invalid messages array [${messages}] for topic "${topic}"`)
@@ -249,6 +267,7 @@ class Producer extends Instrumented {
     return call(() => this._native.send(topic, data, layout, timestamps, headers, acks, compressionName(compression)))
   }
 
+  /** @param {ProducerBatch} [batch] */
   async sendBatch({ topicMessages = [], acks = -1, timeout, compression } = {}) {
     const results = await Promise.all(topicMessages.map(({ topic, messages }) => this.send({ topic, messages, acks, timeout, compression })))
     return results.flat()
@@ -365,6 +384,7 @@ class Consumer extends Instrumented {
     this._emit(CONSUMER_EVENTS.CONNECT)
   }
 
+  /** @param {{ topic?: string | RegExp, topics?: Array<string | RegExp>, fromBeginning?: boolean }} [subscription] */
   async subscribe({ topic, topics, fromBeginning = false } = {}) {
     if (this._running) throw new KafkaJSNonRetriableError('Cannot subscribe to topic while consumer is running')
     const list = topics || (topic !== undefined ? [topic] : [])
@@ -377,6 +397,7 @@ class Consumer extends Instrumented {
     if (fromBeginning) this._fromBeginning = true
   }
 
+  /** @param {ConsumerRunConfig} [config] */
   async run({
     eachMessage,
     eachBatch,
@@ -548,7 +569,8 @@ class Consumer extends Instrumented {
           resolveOffset,
           heartbeat,
           pause,
-          commitOffsetsIfNecessary: (offsets) => (offsets ? this.commitOffsets(offsets) : this._commitIfNecessary()),
+          commitOffsetsIfNecessary: (offsets) =>
+            offsets ? this.commitOffsets(offsetsList(offsets)) : this._commitIfNecessary(),
           uncommittedOffsets: () => this._uncommittedOffsets(),
           isRunning: () => this._running,
           isStale,
@@ -671,6 +693,7 @@ class Consumer extends Instrumented {
     this._emit(CONSUMER_EVENTS.COMMIT_OFFSETS, { groupId: this._groupId, memberId: '', groupGenerationId: -1, topics: this._topicsOf(offsets) })
   }
 
+  /** @param {Partial<TopicPartitionOffset>} [target] checked here, as KafkaJS does */
   seek({ topic, partition, offset } = {}) {
     if (!topic) throw new KafkaJSNonRetriableError(`Invalid topic ${topic}`)
     if (isNaN(Number(partition))) throw new KafkaJSNonRetriableError(`Invalid partition, expected a number received ${partition}`)
@@ -790,9 +813,7 @@ class Admin extends Instrumented {
     const real = errs.filter((e) => e.error.type !== 'TOPIC_ALREADY_EXISTS')
     if (real.length === 1) throw real[0].error
     if (real.length > 1) {
-      const agg = new errors.KafkaJSAggregateError('Topic creation errors')
-      agg.errors = real.map((e) => e.error)
-      throw agg
+      throw new errors.KafkaJSAggregateError('Topic creation errors', { errors: real.map((e) => e.error) })
     }
     if (waitForLeaders && !validateOnly) {
       const created = topics.map((t) => t.topic).filter((t) => !exists.some((e) => e.topic === t))
@@ -815,6 +836,7 @@ class Admin extends Instrumented {
     }
   }
 
+  /** @param {{ topics?: string[], timeout?: number }} [options] */
   async deleteTopics({ topics = [], timeout } = {}) {
     if (!Array.isArray(topics) || topics.length === 0) throw new KafkaJSNonRetriableError(`Invalid topics array ${topics}`)
     const outcomes = await call(() => this._native.deleteTopics(topics))
@@ -862,6 +884,7 @@ class Admin extends Instrumented {
     return { brokers: c.brokers.map((b) => ({ nodeId: b.nodeId, host: b.host, port: b.port })), controller: c.controller, clusterId: c.clusterId }
   }
 
+  /** @param {{ topic?: string, partitions?: Array<{ partition: number, offset: string }> }} [options] */
   async deleteTopicRecords({ topic, partitions = [] } = {}) {
     const offsets = partitions.map((p) => ({ topic, partition: Number(p.partition), offset: String(p.offset) }))
     if (offsets.some((o) => o.offset === '-1')) {
@@ -911,6 +934,7 @@ class Admin extends Instrumented {
   }
 
   /** KafkaJS's fetchOffsets: committed offsets per topic, '-1' where none. */
+  /** @param {{ groupId?: string, topics?: string[], topic?: string, resolveOffsets?: boolean }} [options] */
   async fetchOffsets({ groupId, topics, topic, resolveOffsets = false } = {}) {
     if (!groupId) throw new KafkaJSNonRetriableError(`Invalid groupId ${groupId}`)
     const committed = await call(() => this._native.groupOffsets(groupId))
@@ -927,11 +951,13 @@ class Admin extends Instrumented {
     return out
   }
 
+  /** @param {{ groupId?: string, topic?: string, partitions?: PartitionOffset[] }} [options] */
   async setOffsets({ groupId, topic, partitions = [] } = {}) {
     const offsets = partitions.map((p) => ({ topic, partition: Number(p.partition), offset: String(p.offset) }))
     await call(() => this._native.setGroupOffsets(groupId, offsets))
   }
 
+  /** @param {{ groupId?: string, topic?: string, earliest?: boolean }} [options] */
   async resetOffsets({ groupId, topic, earliest = false } = {}) {
     const md = await call(() => this._native.fetchTopicMetadata([topic]))
     const parts = md[0].partitions.map((p) => ({ topic, partition: p.partitionId }))

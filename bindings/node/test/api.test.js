@@ -6,7 +6,7 @@ const test = require('node:test')
 const assert = require('node:assert/strict')
 const sluice = require('..')
 const native = require('../native.js')
-const { mapError } = require('../lib/errors')
+const { mapError, errorCodes, createErrorFromCode } = require('../lib/errors')
 const { clientSettings, producerSettings, consumerSettings } = require('../lib/config')
 
 test('exports KafkaJS names', () => {
@@ -50,6 +50,27 @@ test('native errors decode into KafkaJS classes', () => {
   const nb = mapError(enc({ kind: 'NoBrokersAvailable', retriable: true }))
   assert.ok(nb instanceof sluice.KafkaJSNumberOfRetriesExceeded)
   assert.ok(nb.cause instanceof sluice.KafkaJSConnectionError)
+})
+
+test('Kafka error code table (generated from the Rust enum)', () => {
+  const byCode = new Map(errorCodes.map((e) => [e.code, e]))
+  assert.equal(byCode.size, errorCodes.length)
+  assert.deepEqual(byCode.get(3), { type: 'UNKNOWN_TOPIC_OR_PARTITION', code: 3, retriable: true, message: 'This server does not host this topic-partition.' })
+  assert.equal(byCode.get(0).type, 'NONE')
+  assert.equal(byCode.get(29).retriable, false)
+  assert.ok(Object.isFrozen(errorCodes) && Object.isFrozen(errorCodes[0]))
+  const e = createErrorFromCode(6)
+  assert.ok(e instanceof sluice.KafkaJSProtocolError)
+  assert.equal(e.type, 'NOT_LEADER_OR_FOLLOWER')
+  assert.equal(e.retriable, true)
+  const unknown = createErrorFromCode(30000)
+  assert.equal(unknown.type, 'UNKNOWN_SERVER_ERROR')
+  assert.equal(unknown.retriable, false)
+  // A native error without a type or retriable flag gets them from the table.
+  const p = mapError(new Error('SLUICE_ERROR:' + JSON.stringify({ kind: 'Kafka', type: null, code: 16, retriable: null, broker: null, message: 'm' })))
+  assert.equal(p.type, 'NOT_COORDINATOR')
+  assert.equal(p.retriable, true)
+  assert.equal(sluice.errorCodes, undefined, 'the table stays out of the public surface, as in KafkaJS')
 })
 
 test('KafkaJS options map onto Kafka property names', () => {

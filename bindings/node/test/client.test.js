@@ -141,6 +141,28 @@ for (const [name, bootstrap] of brokers()) {
       assert.deepEqual(seen.sort(), [...Array.from({ length: 10 }, (_, i) => `a${i}`), ...Array.from({ length: 10 }, (_, i) => `b${i}`)].sort())
     })
 
+    test('eachBatch commitOffsetsIfNecessary(offsets) commits KafkaJS Offsets', async () => {
+      const topic = await newTopic(1)
+      const groupId = unique('g')
+      await producer.send({ topic, messages: Array.from({ length: 3 }, (_, i) => ({ value: `m${i}` })) })
+      const consumer = kafka.consumer({ groupId })
+      let committed = false
+      await consumer.connect()
+      await consumer.subscribe({ topic, fromBeginning: true })
+      await consumer.run({
+        autoCommit: false,
+        eachBatch: async ({ batch, commitOffsetsIfNecessary }) => {
+          const next = String(Number(batch.lastOffset()) + 1)
+          await commitOffsetsIfNecessary({ topics: [{ topic, partitions: [{ partition: batch.partition, offset: next }] }] })
+          if (next === '3') committed = true
+        },
+      })
+      await waitFor('the explicit commit', () => committed)
+      await consumer.disconnect()
+      const offsets = await admin.fetchOffsets({ groupId, topics: [topic] })
+      assert.equal(offsets[0].partitions[0].offset, '3')
+    })
+
     test('committed offsets survive a restart; fetchOffsets and resetOffsets', async () => {
       const topic = await newTopic(1)
       const groupId = unique('g')

@@ -4,6 +4,11 @@
 //! constructor call, as much as the rest of the work per record. The one
 //! unsafe allocation lives here.
 
+// The crate denies unsafe code (workspace lints); this module is the one
+// exception, because pyo3 has no safe API for allocating an instance without
+// running its constructor or for filling a freshly allocated tuple subclass.
+#![allow(unsafe_code)]
+
 use pyo3::prelude::*;
 use pyo3::types::PyType;
 

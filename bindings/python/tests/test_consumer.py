@@ -29,7 +29,8 @@ def poll_until(consumer, n, **kw):
     deadline = time.monotonic() + WAIT
     while len(got) < n and time.monotonic() < deadline:
         for tp, recs in consumer.poll(timeout_ms=500, **kw).items():
-            assert all(isinstance(tp, TopicPartition) and r.topic == tp.topic and r.partition == tp.partition for r in recs)
+            assert all(isinstance(tp, TopicPartition) and r.topic == tp.topic and r.partition == tp.partition
+                       for r in recs)
             got.extend(recs)
     return got
 
@@ -42,7 +43,8 @@ def group():
 def test_group_consume_commit_and_resume(broker, topic):
     produce(broker, topic, 30)
     g = group()
-    c = KafkaConsumer(topic, bootstrap_servers=broker, group_id=g, auto_offset_reset="earliest", enable_auto_commit=False)
+    c = KafkaConsumer(topic, bootstrap_servers=broker, group_id=g, auto_offset_reset="earliest",
+                      enable_auto_commit=False)
     got = poll_until(c, 30)
     assert sorted(r.value for r in got) == sorted(f"v{i}".encode() for i in range(30))
     assert c.subscription() == {topic}
@@ -115,7 +117,8 @@ def test_manual_assign_seek_pause_resume(broker, topic):
 def test_commit_explicit_offsets_and_commit_async(broker, topic):
     produce(broker, topic, 10, partition=2)
     tp = TopicPartition(topic, 2)
-    c = KafkaConsumer(bootstrap_servers=broker, group_id=group(), auto_offset_reset="earliest", enable_auto_commit=False)
+    c = KafkaConsumer(bootstrap_servers=broker, group_id=group(), auto_offset_reset="earliest",
+                      enable_auto_commit=False)
     c.assign([tp])
     assert c.committed(tp) is None
     c.commit({tp: OffsetAndMetadata(4, "meta", -1)})
@@ -128,7 +131,8 @@ def test_commit_explicit_offsets_and_commit_async(broker, topic):
     assert result == [None]
     assert c.committed(tp) == 10
     done.clear()
-    c.commit_async({tp: OffsetAndMetadata(7, "", -1)}, callback=lambda offsets, exc: (result.append((offsets, exc)), done.set()))
+    c.commit_async({tp: OffsetAndMetadata(7, "", -1)},
+                   callback=lambda offsets, exc: (result.append((offsets, exc)), done.set()))
     assert done.wait(WAIT)
     assert result[-1] == ({tp: OffsetAndMetadata(7, "", -1)}, None)
     assert c.committed(tp) == 7
@@ -201,7 +205,8 @@ def test_ctrl_c_interrupts_a_blocking_poll(broker, topic):
 @pytest.mark.core
 def test_beginning_end_offsets_and_offsets_for_times(broker, topic):
     p = KafkaProducer(bootstrap_servers=broker)
-    mds = [p.send(topic, b"v%d" % i, partition=0, timestamp_ms=1_700_000_000_000 + i * 1000).get(WAIT) for i in range(5)]
+    mds = [p.send(topic, b"v%d" % i, partition=0, timestamp_ms=1_700_000_000_000 + i * 1000).get(WAIT)
+           for i in range(5)]
     p.close()
     tp = TopicPartition(topic, 0)
     c = KafkaConsumer(bootstrap_servers=broker)

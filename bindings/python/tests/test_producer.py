@@ -24,8 +24,9 @@ def read_all(broker, topic, n, **kw):
 
 @pytest.mark.core
 def test_send_get_and_read_back(broker, topic):
-    p = KafkaProducer(bootstrap_servers=broker, key_serializer=str.encode, value_serializer=lambda v: json.dumps(v).encode(),
-                      acks="all", retries=5, batch_size=16384, linger_ms=10, compression_type="gzip")
+    p = KafkaProducer(bootstrap_servers=broker, key_serializer=str.encode,
+                      value_serializer=lambda v: json.dumps(v).encode(), acks="all", retries=5, batch_size=16384,
+                      linger_ms=10, compression_type="gzip")
     md = p.send(topic, {"n": 1}, key="user-1", headers=[("h", b"v"), ("none", None)]).get(timeout=WAIT)
     assert md.topic == topic and 0 <= md.partition < 3 and md.offset >= 0
     assert md.topic_partition == TopicPartition(topic, md.partition)
@@ -53,7 +54,8 @@ def test_callbacks_run_on_a_python_thread(broker, topic):
         if len(seen) == 20:
             done.set()
 
-    futures = [p.send(topic, b"x", partition=0).add_callback(ok, "ok").add_errback(lambda e: seen.append(e)) for _ in range(20)]
+    futures = [p.send(topic, b"x", partition=0).add_callback(ok, "ok").add_errback(lambda e: seen.append(e))
+               for _ in range(20)]
     p.flush(WAIT)
     assert done.wait(WAIT)
     assert all(f.succeeded() and f.is_done and not f.failed() for f in futures)

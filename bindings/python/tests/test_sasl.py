@@ -42,9 +42,11 @@ def oauth_kafka():
         "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT",
         "sasl.enabled.mechanisms": "OAUTHBEARER",
         "listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config":
-            'org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="admin";',
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required "
+            'unsecuredLoginStringClaim_sub="admin";',
     }
-    cmd = [str(REPO / "scripts" / "kafka-kraft"), "start", "--port", str(port), "--controller-port", str(ctrl), "--data-dir", data]
+    cmd = [str(REPO / "scripts" / "kafka-kraft"), "start", "--port", str(port), "--controller-port", str(ctrl),
+           "--data-dir", data]
     for k, v in sets.items():
         cmd += ["--set", f"{k}={v}"]
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
@@ -53,7 +55,8 @@ def oauth_kafka():
     try:
         yield f"127.0.0.1:{sasl}"
     finally:
-        subprocess.run([str(REPO / "scripts" / "kafka-kraft"), "stop", "--port", str(port)], capture_output=True, timeout=120)
+        subprocess.run([str(REPO / "scripts" / "kafka-kraft"), "stop", "--port", str(port)], capture_output=True,
+                       timeout=120)
 
 
 def b64(d: dict) -> str:

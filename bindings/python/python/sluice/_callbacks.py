@@ -14,14 +14,13 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
-from typing import Optional
 
 from . import _sluice
 
 log = logging.getLogger("sluice")
 
 _lock = threading.Lock()
-_thread: Optional[threading.Thread] = None
+_thread: threading.Thread | None = None
 _stop = threading.Event()
 
 

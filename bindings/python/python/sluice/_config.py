@@ -12,7 +12,7 @@ Python does for an unexpected keyword argument.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable
 
 from .errors import KafkaConfigurationError
 
@@ -53,7 +53,7 @@ def _compression(v: Any) -> str:
 
 def _assignors(v: Any) -> str:
     items = v if isinstance(v, (list, tuple)) else [v]
-    names: List[str] = []
+    names: list[str] = []
     for a in items:
         name = a if isinstance(a, str) else str(getattr(a, "name", None) or getattr(a, "__name__", a))
         names.append({"RangePartitionAssignor": "range", "RoundRobinPartitionAssignor": "roundrobin",
@@ -65,7 +65,7 @@ def _hostname_check(v: Any) -> str:
     return "https" if v else ""
 
 
-COMMON: Dict[str, Tuple[str, Conv]] = {
+COMMON: dict[str, tuple[str, Conv]] = {
     "bootstrap_servers": ("bootstrap.servers", _servers),
     "client_id": ("client.id", _str),
     "request_timeout_ms": ("request.timeout.ms", _ms),
@@ -86,7 +86,7 @@ COMMON: Dict[str, Tuple[str, Conv]] = {
     "allow_auto_create_topics": ("allow.auto.create.topics", _bool),
 }
 
-PRODUCER: Dict[str, Tuple[str, Conv]] = {
+PRODUCER: dict[str, tuple[str, Conv]] = {
     "acks": ("acks", _acks),
     "retries": ("retries", _int),
     "batch_size": ("batch.size", _int),
@@ -100,7 +100,7 @@ PRODUCER: Dict[str, Tuple[str, Conv]] = {
     "max_request_size": ("max.request.size", _int),
 }
 
-CONSUMER: Dict[str, Tuple[str, Conv]] = {
+CONSUMER: dict[str, tuple[str, Conv]] = {
     "group_id": ("group.id", _str),
     "group_instance_id": ("group.instance.id", _str),
     "auto_offset_reset": ("auto.offset.reset", _str),
@@ -144,14 +144,14 @@ UNSUPPORTED = {
 
 def build(
     kind: str,
-    configs: Dict[str, Any],
-    extra: Dict[str, Tuple[str, Conv]],
-    python_only: Dict[str, Any],
-) -> Tuple[List[Tuple[str, str]], Dict[str, Any], Optional[Any]]:
+    configs: dict[str, Any],
+    extra: dict[str, tuple[str, Conv]],
+    python_only: dict[str, Any],
+) -> tuple[list[tuple[str, str]], dict[str, Any], Any | None]:
     """Splits ``configs`` into Kafka properties for the native client, the
     Python-only settings (serializers, consumer_timeout_ms ...; defaults from
     ``python_only``) and the OAUTHBEARER token provider."""
-    props: List[Tuple[str, str]] = []
+    props: list[tuple[str, str]] = []
     local = dict(python_only)
     token_provider = None
     for name, value in configs.items():
@@ -168,9 +168,9 @@ def build(
             continue
         elif name in UNSUPPORTED:
             if value is not None:
-                raise KafkaConfigurationError("{}: {}".format(name, UNSUPPORTED[name]))
+                raise KafkaConfigurationError(f"{name}: {UNSUPPORTED[name]}")
         else:
-            raise TypeError("{}() got an unexpected keyword argument '{}'".format(kind, name))
+            raise TypeError(f"{kind}() got an unexpected keyword argument '{name}'")
     if token_provider is not None and not callable(getattr(token_provider, "token", None)):
         raise KafkaConfigurationError("sasl_oauth_token_provider must have a token() method")
     return props, local, token_provider

@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
-from typing import Any, Callable, Dict, List, Optional, Set, TypeVar
+from typing import Any, Callable, TypeVar
 
 from .consumer import KafkaConsumer
 from .errors import IllegalStateError
@@ -27,7 +27,7 @@ from .structs import ConsumerRecord, OffsetAndMetadata, RecordMetadata, TopicPar
 T = TypeVar("T")
 
 
-def _settle(fut: "asyncio.Future[Any]", ok: bool, value: Any) -> None:
+def _settle(fut: asyncio.Future[Any], ok: bool, value: Any) -> None:
     if fut.done():
         return
     if ok:
@@ -43,7 +43,7 @@ class AIOKafkaProducer:
     def __init__(self, **configs: Any) -> None:
         configs.pop("loop", None)
         self._configs = configs
-        self._producer: Optional[KafkaProducer] = None
+        self._producer: KafkaProducer | None = None
 
     def _p(self) -> KafkaProducer:
         if self._producer is None:
@@ -59,27 +59,29 @@ class AIOKafkaProducer:
             p, self._producer = self._producer, None
             await asyncio.get_running_loop().run_in_executor(None, p.close)
 
-    async def send(self, topic: str, value: Any = None, key: Any = None, partition: Optional[int] = None,
-                   timestamp_ms: Optional[int] = None, headers: Optional[List[Any]] = None) -> "asyncio.Future[RecordMetadata]":
+    async def send(self, topic: str, value: Any = None, key: Any = None, partition: int | None = None,
+                   timestamp_ms: int | None = None, headers: list[Any] | None = None) -> asyncio.Future[RecordMetadata]:
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[RecordMetadata] = loop.create_future()
-        frm = self._p().send(topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms, headers=headers)
+        frm = self._p().send(topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms,
+                             headers=headers)
         frm.add_callback(lambda md: loop.call_soon_threadsafe(_settle, fut, True, md))
         frm.add_errback(lambda exc: loop.call_soon_threadsafe(_settle, fut, False, exc))
         return fut
 
-    async def send_and_wait(self, topic: str, value: Any = None, key: Any = None, partition: Optional[int] = None,
-                            timestamp_ms: Optional[int] = None, headers: Optional[List[Any]] = None) -> RecordMetadata:
-        fut = await self.send(topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms, headers=headers)
+    async def send_and_wait(self, topic: str, value: Any = None, key: Any = None, partition: int | None = None,
+                            timestamp_ms: int | None = None, headers: list[Any] | None = None) -> RecordMetadata:
+        fut = await self.send(topic, value=value, key=key, partition=partition, timestamp_ms=timestamp_ms,
+                              headers=headers)
         return await fut
 
     async def flush(self) -> None:
         await asyncio.get_running_loop().run_in_executor(None, self._p().flush)
 
-    async def partitions_for(self, topic: str) -> Set[int]:
+    async def partitions_for(self, topic: str) -> set[int]:
         return await asyncio.get_running_loop().run_in_executor(None, self._p().partitions_for, topic)
 
-    async def __aenter__(self) -> "AIOKafkaProducer":
+    async def __aenter__(self) -> AIOKafkaProducer:
         await self.start()
         return self
 
@@ -95,9 +97,9 @@ class AIOKafkaConsumer:
         configs.pop("loop", None)
         self._topics = topics
         self._configs = configs
-        self._consumer: Optional[KafkaConsumer] = None
+        self._consumer: KafkaConsumer | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-aio-consumer")
-        self._pending: List[ConsumerRecord] = []
+        self._pending: list[ConsumerRecord] = []
 
     def _c(self) -> KafkaConsumer:
         if self._consumer is None:
@@ -116,17 +118,17 @@ class AIOKafkaConsumer:
             await self._run(c.close)
         self._executor.shutdown(wait=False)
 
-    def subscribe(self, topics: Any = (), pattern: Optional[str] = None, listener: Any = None) -> None:
+    def subscribe(self, topics: Any = (), pattern: str | None = None, listener: Any = None) -> None:
         self._c().subscribe(topics=topics, pattern=pattern, listener=listener)
 
     def assign(self, partitions: Any) -> None:
         self._pending.clear()
         self._c().assign(partitions)
 
-    def assignment(self) -> Set[TopicPartition]:
+    def assignment(self) -> set[TopicPartition]:
         return self._c().assignment()
 
-    def subscription(self) -> Optional[Set[str]]:
+    def subscription(self) -> set[str] | None:
         return self._c().subscription()
 
     def pause(self, *partitions: TopicPartition) -> None:
@@ -150,28 +152,29 @@ class AIOKafkaConsumer:
     async def position(self, partition: TopicPartition) -> int:
         return await self._run(self._c().position, partition)
 
-    async def committed(self, partition: TopicPartition) -> Optional[int]:
+    async def committed(self, partition: TopicPartition) -> int | None:
         c = self._c()
 
-        def offset() -> Optional[int]:
+        def offset() -> int | None:
             o = c.committed(partition)
             return o if o is None or isinstance(o, int) else o.offset
 
         return await self._run(offset)
 
-    async def commit(self, offsets: Optional[Dict[TopicPartition, Any]] = None) -> None:
+    async def commit(self, offsets: dict[TopicPartition, Any] | None = None) -> None:
         if offsets is not None:
             offsets = {tp: (om if isinstance(om, OffsetAndMetadata) else OffsetAndMetadata(int(om), "", -1))
                        for tp, om in offsets.items()}
         await self._run(self._c().commit, offsets)
 
-    async def _fetch(self, timeout_ms: float, max_records: Optional[int]) -> None:
+    async def _fetch(self, timeout_ms: float, max_records: int | None) -> None:
         """One poll in the executor; its records land in ``_pending`` even if
         the awaiting task is cancelled meanwhile."""
         c = self._c()
-        fut = asyncio.get_running_loop().run_in_executor(self._executor, functools.partial(c.poll, timeout_ms, max_records))
+        poll = functools.partial(c.poll, timeout_ms, max_records)
+        fut = asyncio.get_running_loop().run_in_executor(self._executor, poll)
 
-        def keep(f: "asyncio.Future[Dict[TopicPartition, List[ConsumerRecord]]]") -> None:
+        def keep(f: asyncio.Future[dict[TopicPartition, list[ConsumerRecord]]]) -> None:
             if not f.cancelled() and f.exception() is None:
                 for recs in f.result().values():
                     self._pending.extend(recs)
@@ -189,13 +192,13 @@ class AIOKafkaConsumer:
             await self._fetch(1000, None)
 
     async def getmany(self, *partitions: TopicPartition, timeout_ms: float = 0,
-                      max_records: Optional[int] = None) -> Dict[TopicPartition, List[ConsumerRecord]]:
+                      max_records: int | None = None) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Records grouped by partition, waiting up to ``timeout_ms`` for some."""
         if not self._pending:
             await self._fetch(timeout_ms, max_records)
         wanted = {tuple(p) for p in partitions}
-        out: Dict[TopicPartition, List[ConsumerRecord]] = {}
-        keep: List[ConsumerRecord] = []
+        out: dict[TopicPartition, list[ConsumerRecord]] = {}
+        keep: list[ConsumerRecord] = []
         n = 0
         for r in self._pending:
             if (wanted and (r.topic, r.partition) not in wanted) or (max_records is not None and n >= max_records):
@@ -206,7 +209,7 @@ class AIOKafkaConsumer:
         self._pending = keep
         return out
 
-    def __aiter__(self) -> "AIOKafkaConsumer":
+    def __aiter__(self) -> AIOKafkaConsumer:
         return self
 
     async def __anext__(self) -> ConsumerRecord:
@@ -214,7 +217,7 @@ class AIOKafkaConsumer:
             raise StopAsyncIteration
         return await self.getone()
 
-    async def __aenter__(self) -> "AIOKafkaConsumer":
+    async def __aenter__(self) -> AIOKafkaConsumer:
         await self.start()
         return self
 

@@ -5,10 +5,11 @@ consumer: deserializers run in the calling thread, ``poll`` answers
 
 from __future__ import annotations
 
-import re
 import time
 from collections import deque
-from typing import Any, Deque, Callable, Dict, Iterable, Iterator, List, Optional, Pattern, Set, Tuple, Union
+from collections.abc import Iterable, Iterator
+from re import Pattern
+from typing import Any, Callable
 
 from . import _callbacks, _config, _sluice
 from .structs import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
@@ -20,13 +21,13 @@ class ConsumerRebalanceListener:
     """kafka-python's rebalance callback interface: subclass it and pass it
     to ``subscribe(listener=...)``. Called inside ``poll``."""
 
-    def on_partitions_revoked(self, revoked: Set[TopicPartition]) -> None:
+    def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         pass
 
-    def on_partitions_assigned(self, assigned: Set[TopicPartition]) -> None:
+    def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         pass
 
-    def on_partitions_lost(self, lost: Set[TopicPartition]) -> None:
+    def on_partitions_lost(self, lost: set[TopicPartition]) -> None:
         self.on_partitions_revoked(lost)
 
 
@@ -37,20 +38,20 @@ class _ListenerBridge:
     def __init__(self, listener: Any) -> None:
         self.listener = listener
 
-    def on_partitions_revoked(self, parts: List[tuple]) -> None:
+    def on_partitions_revoked(self, parts: list[tuple]) -> None:
         self.listener.on_partitions_revoked({TopicPartition(*p) for p in parts})
 
-    def on_partitions_assigned(self, parts: List[tuple]) -> None:
+    def on_partitions_assigned(self, parts: list[tuple]) -> None:
         self.listener.on_partitions_assigned({TopicPartition(*p) for p in parts})
 
-    def on_partitions_lost(self, parts: List[tuple]) -> None:
+    def on_partitions_lost(self, parts: list[tuple]) -> None:
         f = getattr(self.listener, "on_partitions_lost", None)
         if f is None:
             f = self.listener.on_partitions_revoked
         f({TopicPartition(*p) for p in parts})
 
 
-def _tps(partitions: Iterable[Any]) -> List[tuple]:
+def _tps(partitions: Iterable[Any]) -> list[tuple]:
     return [(p[0], int(p[1])) for p in partitions]
 
 
@@ -62,14 +63,14 @@ class KafkaConsumer:
 
     def __init__(self, *topics: str, **configs: Any) -> None:
         props, local, token_provider = _config.build("KafkaConsumer", configs, _config.CONSUMER, _PYTHON_ONLY)
-        self._key_deserializer: Optional[Callable[[bytes], Any]] = local["key_deserializer"]
-        self._value_deserializer: Optional[Callable[[bytes], Any]] = local["value_deserializer"]
+        self._key_deserializer: Callable[[bytes], Any] | None = local["key_deserializer"]
+        self._value_deserializer: Callable[[bytes], Any] | None = local["value_deserializer"]
         timeout = local["consumer_timeout_ms"]
         self._consumer_timeout_ms: float = float("inf") if timeout is None else float(timeout)
         self._native = _sluice.Consumer(props, token_provider)
         # poll() builds ConsumerRecords and TopicPartitions natively.
         self._native.set_record_types(ConsumerRecord, TopicPartition, self._key_deserializer, self._value_deserializer)
-        self._buffer: Deque[ConsumerRecord] = deque()
+        self._buffer: deque[ConsumerRecord] = deque()
         self._closed = False
         if topics:
             self.subscribe(topics=list(topics))
@@ -79,8 +80,8 @@ class KafkaConsumer:
     def subscribe(
         self,
         topics: Iterable[str] = (),
-        pattern: Optional[Union[str, Pattern[str]]] = None,
-        listener: Optional[Any] = None,
+        pattern: str | Pattern[str] | None = None,
+        listener: Any | None = None,
     ) -> None:
         """Subscribes to topic names or a regex pattern (not both)."""
         topics = [topics] if isinstance(topics, str) else list(topics)
@@ -97,7 +98,7 @@ class KafkaConsumer:
         self._buffer.clear()
         self._native.unsubscribe()
 
-    def subscription(self) -> Optional[Set[str]]:
+    def subscription(self) -> set[str] | None:
         s = set(self._native.subscription())
         return s or None
 
@@ -105,12 +106,14 @@ class KafkaConsumer:
         self._buffer.clear()
         self._native.assign(_tps(partitions))
 
-    def assignment(self) -> Set[TopicPartition]:
+    def assignment(self) -> set[TopicPartition]:
         return {TopicPartition(*p) for p in self._native.assignment()}
 
     # --- records ------------------------------------------------------------
 
-    def poll(self, timeout_ms: float = 0, max_records: Optional[int] = None, update_offsets: bool = True) -> Dict[TopicPartition, List[ConsumerRecord]]:
+    def poll(
+        self, timeout_ms: float = 0, max_records: int | None = None, update_offsets: bool = True
+    ) -> dict[TopicPartition, list[ConsumerRecord]]:
         """Fetches records, waiting up to ``timeout_ms`` for some; at most
         ``max_records`` (default ``max_poll_records``)."""
         if max_records is not None and max_records < 1:
@@ -123,7 +126,8 @@ class KafkaConsumer:
     def __next__(self) -> ConsumerRecord:
         if self._buffer:
             return self._buffer.popleft()
-        deadline = None if self._consumer_timeout_ms == float("inf") else time.monotonic() + self._consumer_timeout_ms / 1000.0
+        timeout_ms = self._consumer_timeout_ms
+        deadline = None if timeout_ms == float("inf") else time.monotonic() + timeout_ms / 1000.0
         while True:
             wait = 1.0 if deadline is None else max(0.0, min(1.0, deadline - time.monotonic()))
             batch = self._native.poll(wait, None)
@@ -135,19 +139,19 @@ class KafkaConsumer:
 
     # --- offsets ------------------------------------------------------------
 
-    def commit(self, offsets: Optional[Dict[TopicPartition, OffsetAndMetadata]] = None) -> None:
+    def commit(self, offsets: dict[TopicPartition, OffsetAndMetadata] | None = None) -> None:
         """Commits ``offsets`` (next offset to read per partition), or the
         positions of every record returned so far."""
         self._native.commit(None if offsets is None else self._offsets(offsets))
 
     @staticmethod
-    def _offsets(offsets: Dict[TopicPartition, OffsetAndMetadata]) -> List[Tuple[str, int, int, str]]:
+    def _offsets(offsets: dict[TopicPartition, OffsetAndMetadata]) -> list[tuple[str, int, int, str]]:
         return [(tp[0], int(tp[1]), int(om[0]), (om[1] if len(om) > 1 and om[1] else "")) for tp, om in offsets.items()]
 
     def commit_async(
         self,
-        offsets: Optional[Dict[TopicPartition, OffsetAndMetadata]] = None,
-        callback: Optional[Callable[[Any, Any], Any]] = None,
+        offsets: dict[TopicPartition, OffsetAndMetadata] | None = None,
+        callback: Callable[[Any, Any], Any] | None = None,
     ) -> None:
         """Queues a commit of ``offsets`` (or of the positions of every record
         returned so far) and returns at once; ``callback(offsets,
@@ -159,7 +163,7 @@ class KafkaConsumer:
         _callbacks.ensure_started()
         self._native.commit_async(native, lambda exc: callback(offsets, exc))
 
-    def committed(self, partition: TopicPartition, metadata: bool = False) -> Optional[Union[int, OffsetAndMetadata]]:
+    def committed(self, partition: TopicPartition, metadata: bool = False) -> int | OffsetAndMetadata | None:
         (_, _, offset, md), = self._native.committed(_tps([partition]))
         if offset is None:
             return None
@@ -190,26 +194,28 @@ class KafkaConsumer:
     def resume(self, *partitions: TopicPartition) -> None:
         self._native.resume(_tps(partitions))
 
-    def paused(self) -> Set[TopicPartition]:
+    def paused(self) -> set[TopicPartition]:
         return {TopicPartition(*p) for p in self._native.paused()}
 
-    def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> Dict[TopicPartition, int]:
+    def beginning_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """The first offset of each partition."""
         return {TopicPartition(t, p): o for t, p, o, _ in self._native.list_offsets(_tps(partitions), -2)}
 
-    def end_offsets(self, partitions: Iterable[TopicPartition]) -> Dict[TopicPartition, int]:
+    def end_offsets(self, partitions: Iterable[TopicPartition]) -> dict[TopicPartition, int]:
         """The offset after the last record of each partition."""
         return {TopicPartition(t, p): o for t, p, o, _ in self._native.list_offsets(_tps(partitions), -1)}
 
-    def offsets_for_times(self, timestamps: Dict[TopicPartition, int]) -> Dict[TopicPartition, Optional[OffsetAndTimestamp]]:
+    def offsets_for_times(
+        self, timestamps: dict[TopicPartition, int]
+    ) -> dict[TopicPartition, OffsetAndTimestamp | None]:
         """The first offset with a timestamp at or after the given one (ms),
         per partition; None where no record is that recent."""
-        by_ts: Dict[int, List[tuple]] = {}
+        by_ts: dict[int, list[tuple]] = {}
         for tp, ts in timestamps.items():
             if ts < 0:
-                raise ValueError("timestamps must not be negative, got {} for {}".format(ts, tp))
+                raise ValueError(f"timestamps must not be negative, got {ts} for {tp}")
             by_ts.setdefault(int(ts), []).append((tp[0], int(tp[1])))
-        out: Dict[TopicPartition, Optional[OffsetAndTimestamp]] = {}
+        out: dict[TopicPartition, OffsetAndTimestamp | None] = {}
         for ts, parts in by_ts.items():
             for t, p, o, found in self._native.list_offsets(parts, ts):
                 out[TopicPartition(t, p)] = OffsetAndTimestamp(o, found, None) if o >= 0 else None
@@ -217,17 +223,17 @@ class KafkaConsumer:
 
     # --- metadata -----------------------------------------------------------
 
-    def partitions_for_topic(self, topic: str) -> Optional[Set[int]]:
+    def partitions_for_topic(self, topic: str) -> set[int] | None:
         parts = self._native.partitions_for_topic(topic)
         return set(parts) if parts is not None else None
 
-    def topics(self) -> Set[str]:
+    def topics(self) -> set[str]:
         return set(self._native.topics())
 
     def metrics(self, raw: bool = False) -> dict:
         return {}
 
-    def close(self, autocommit: bool = True, timeout_ms: Optional[float] = None) -> None:
+    def close(self, autocommit: bool = True, timeout_ms: float | None = None) -> None:
         """Commits (with auto commit), leaves the group and stops."""
         if self._closed:
             return
@@ -235,7 +241,7 @@ class KafkaConsumer:
         self._buffer.clear()
         self._native.close(None if timeout_ms is None else timeout_ms / 1000.0)
 
-    def __enter__(self) -> "KafkaConsumer":
+    def __enter__(self) -> KafkaConsumer:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -5,7 +5,6 @@ aws-msk-iam-sasl-signer's ``MSKAuthTokenProvider.generate_auth_token``)."""
 from __future__ import annotations
 
 import abc
-from typing import Dict
 
 
 class AbstractTokenProvider(abc.ABC):
@@ -16,6 +15,6 @@ class AbstractTokenProvider(abc.ABC):
     def token(self) -> str:
         """The token for the next authentication (called on a client thread)."""
 
-    def extensions(self) -> Dict[str, str]:
+    def extensions(self) -> dict[str, str]:
         """SASL extensions sent with the token."""
         return {}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import Any, Callable, List, Optional, Set, Tuple
+from typing import Any, Callable
 
 from . import _callbacks, _config, _sluice
 from .errors import KafkaError, KafkaTimeoutError
@@ -30,11 +30,11 @@ class FutureRecordMetadata:
     # added, then [fired, [(on_success, f, args, kwargs), ...]].
     __slots__ = ("_delivery", "_cb")
 
-    def __init__(self, delivery: "_sluice.Delivery") -> None:
+    def __init__(self, delivery: _sluice.Delivery) -> None:
         self._delivery = delivery
-        self._cb: Optional[list] = None
+        self._cb: list | None = None
 
-    def _metadata(self, m: Tuple[str, int, int, int]) -> RecordMetadata:
+    def _metadata(self, m: tuple[str, int, int, int]) -> RecordMetadata:
         topic, partition, offset, timestamp = m
         return RecordMetadata(topic, partition, TopicPartition(topic, partition), offset, timestamp, None,
                               *self._delivery.sizes())
@@ -52,33 +52,33 @@ class FutureRecordMetadata:
         return o is not None and not o[0]
 
     @property
-    def value(self) -> Optional[RecordMetadata]:
+    def value(self) -> RecordMetadata | None:
         o = self._delivery.outcome()
         return self._metadata(o[1]) if o is not None and o[0] else None
 
     @property
-    def exception(self) -> Optional[BaseException]:
+    def exception(self) -> BaseException | None:
         o = self._delivery.outcome()
         return o[1] if o is not None and not o[0] else None
 
-    def get(self, timeout: Optional[float] = None) -> RecordMetadata:
+    def get(self, timeout: float | None = None) -> RecordMetadata:
         """Waits up to ``timeout`` seconds for the record's metadata; raises
         its delivery error, or ``KafkaTimeoutError``."""
         return self._metadata(self._delivery.wait(timeout))
 
-    def add_callback(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> "FutureRecordMetadata":
+    def add_callback(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> FutureRecordMetadata:
         """Calls ``f(*args, record_metadata, **kwargs)`` on success."""
         return self._add(True, f, args, kwargs)
 
-    def add_errback(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> "FutureRecordMetadata":
+    def add_errback(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> FutureRecordMetadata:
         """Calls ``f(*args, exception, **kwargs)`` on failure."""
         return self._add(False, f, args, kwargs)
 
-    def add_both(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> "FutureRecordMetadata":
+    def add_both(self, f: Callable[..., Any], *args: Any, **kwargs: Any) -> FutureRecordMetadata:
         self.add_callback(f, *args, **kwargs)
         return self.add_errback(f, *args, **kwargs)
 
-    def _add(self, on_success: bool, f: Callable[..., Any], args: tuple, kwargs: dict) -> "FutureRecordMetadata":
+    def _add(self, on_success: bool, f: Callable[..., Any], args: tuple, kwargs: dict) -> FutureRecordMetadata:
         with _CALLBACK_LOCK:
             cb = self._cb
             run_now = cb is not None and cb[0]
@@ -122,7 +122,8 @@ class KafkaProducer:
             # As the Java client: idempotence is on by default, but turned off
             # (not an error) when other settings conflict with it.
             d = dict(props)
-            if d.get("acks", "all") != "all" or d.get("retries") == "0" or int(d.get("max.in.flight.requests.per.connection", "5")) > 5:
+            in_flight = int(d.get("max.in.flight.requests.per.connection", "5"))
+            if d.get("acks", "all") != "all" or d.get("retries") == "0" or in_flight > 5:
                 props.append(("enable.idempotence", "false"))
         d = dict(props)
         if "delivery.timeout.ms" not in d:
@@ -131,8 +132,8 @@ class KafkaProducer:
             floor = int(d.get("linger.ms", "5")) + int(d.get("request.timeout.ms", "30000"))
             if floor > 120000:
                 props.append(("delivery.timeout.ms", str(floor)))
-        self._key_serializer: Optional[Callable[[Any], Optional[bytes]]] = local["key_serializer"]
-        self._value_serializer: Optional[Callable[[Any], Optional[bytes]]] = local["value_serializer"]
+        self._key_serializer: Callable[[Any], bytes | None] | None = local["key_serializer"]
+        self._value_serializer: Callable[[Any], bytes | None] | None = local["value_serializer"]
         self._native = _sluice.Producer(props, token_provider)
         self._native.set_future_type(FutureRecordMetadata)
         self._closed = False
@@ -142,9 +143,9 @@ class KafkaProducer:
         topic: str,
         value: Any = None,
         key: Any = None,
-        headers: Optional[List[Tuple[str, Optional[bytes]]]] = None,
-        partition: Optional[int] = None,
-        timestamp_ms: Optional[int] = None,
+        headers: list[tuple[str, bytes | None]] | None = None,
+        partition: int | None = None,
+        timestamp_ms: int | None = None,
     ) -> FutureRecordMetadata:
         """Queues a record; returns a future of its ``RecordMetadata``."""
         if value is None and key is None:
@@ -159,7 +160,7 @@ class KafkaProducer:
                 value = self._value_serializer(value)
             if value is not None and type(value) is not bytes:
                 value = bytes(value)
-        hs: Optional[List[Tuple[str, Optional[bytes]]]] = None
+        hs: list[tuple[str, bytes | None]] | None = None
         header_size = -1
         if headers:
             hs = list(headers)
@@ -167,12 +168,12 @@ class KafkaProducer:
         # The native send returns the FutureRecordMetadata itself.
         return self._native.send(topic, key, value, partition, timestamp_ms, hs, header_size)
 
-    def flush(self, timeout: Optional[float] = None) -> None:
+    def flush(self, timeout: float | None = None) -> None:
         """Waits until every record sent so far is delivered or failed;
         ``KafkaTimeoutError`` after ``timeout`` seconds."""
         self._native.flush(timeout)
 
-    def close(self, timeout: Optional[float] = None, null_logger: bool = False) -> None:
+    def close(self, timeout: float | None = None, null_logger: bool = False) -> None:
         """Delivers what is queued (for up to ``timeout`` seconds), then stops."""
         if self._closed:
             return
@@ -183,13 +184,13 @@ class KafkaProducer:
             # As kafka-python: close gives up on what is left, it does not raise.
             log.warning("sluice: %s", e)
 
-    def partitions_for(self, topic: str) -> Set[int]:
+    def partitions_for(self, topic: str) -> set[int]:
         return set(self._native.partitions_for(topic))
 
     def metrics(self, raw: bool = False) -> dict:
         return {}
 
-    def __enter__(self) -> "KafkaProducer":
+    def __enter__(self) -> KafkaProducer:
         return self
 
     def __exit__(self, *exc: Any) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, NamedTuple, Optional, Tuple
+from typing import Any, NamedTuple
 
 
 class TopicPartition(NamedTuple):
@@ -25,7 +25,7 @@ class OffsetAndTimestamp(NamedTuple):
 
     offset: int
     timestamp: int
-    leader_epoch: Optional[int] = None
+    leader_epoch: int | None = None
 
 
 class ConsumerRecord(NamedTuple):
@@ -39,8 +39,8 @@ class ConsumerRecord(NamedTuple):
     timestamp_type: int
     key: Any
     value: Any
-    headers: List[Tuple[str, Optional[bytes]]]
-    checksum: Optional[int]
+    headers: list[tuple[str, bytes | None]]
+    checksum: int | None
     serialized_key_size: int
     serialized_value_size: int
     serialized_header_size: int
@@ -54,7 +54,7 @@ class RecordMetadata(NamedTuple):
     topic_partition: TopicPartition
     offset: int
     timestamp: int
-    checksum: Optional[int]
+    checksum: int | None
     serialized_key_size: int
     serialized_value_size: int
     serialized_header_size: int
@@ -68,8 +68,8 @@ class NewTopic:
         name: str,
         num_partitions: int = -1,
         replication_factor: int = -1,
-        replica_assignments: Optional[Dict[int, List[int]]] = None,
-        topic_configs: Optional[Dict[str, str]] = None,
+        replica_assignments: dict[int, list[int]] | None = None,
+        topic_configs: dict[str, str] | None = None,
     ) -> None:
         self.name = name
         self.num_partitions = num_partitions
@@ -78,17 +78,18 @@ class NewTopic:
         self.topic_configs = topic_configs or {}
 
     def __repr__(self) -> str:
-        return "NewTopic(name={!r}, num_partitions={}, replication_factor={})".format(
-            self.name, self.num_partitions, self.replication_factor
+        return (
+            f"NewTopic(name={self.name!r}, num_partitions={self.num_partitions}, "
+            f"replication_factor={self.replication_factor})"
         )
 
 
 class NewPartitions:
     """A topic's new total partition count (kafka-python's ``NewPartitions``)."""
 
-    def __init__(self, total_count: int, new_assignments: Optional[List[List[int]]] = None) -> None:
+    def __init__(self, total_count: int, new_assignments: list[list[int]] | None = None) -> None:
         self.total_count = total_count
         self.new_assignments = new_assignments
 
     def __repr__(self) -> str:
-        return "NewPartitions(total_count={})".format(self.total_count)
+        return f"NewPartitions(total_count={self.total_count})"
