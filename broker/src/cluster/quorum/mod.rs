@@ -1,6 +1,9 @@
-//! The controller quorum: a KRaft-like replicated metadata log. This first
-//! step holds the metadata itself: the log's record types (`records`) and
-//! the deterministic image they build (`image`).
+//! The controller quorum: a KRaft-like replicated metadata log. So far the
+//! metadata (`records`, `image`), openraft's type configuration (`types`)
+//! and the durable storage of one controller (`log_store`, `state_machine`).
 
 pub mod image;
+pub mod log_store;
 pub mod records;
+pub mod state_machine;
+pub mod types;
