@@ -197,7 +197,7 @@ impl LogStore {
 
         let path = dir.join(LOG_FILE);
         let mut bytes = Vec::new();
-        if let Some(mut file) = OpenOptions::new().read(true).open(&path).ok() {
+        if let Ok(mut file) = OpenOptions::new().read(true).open(&path) {
             file.read_to_end(&mut bytes)?;
         }
         let (frames, mut valid_len) = decode_frames(&bytes);
@@ -281,7 +281,7 @@ impl LogInner {
             .values()
             .next_back()
             .map(|(e, _)| e.log_id())
-            .or_else(|| self.last_purged.clone())
+            .or(self.last_purged)
     }
 
     fn append(&mut self, entries: Vec<Entry>) -> io::Result<()> {
@@ -324,7 +324,7 @@ impl LogInner {
     fn purge(&mut self, upto: LogId) -> io::Result<()> {
         let keep = self.entries.split_off(&(upto.index() + 1));
         self.entries = keep;
-        self.last_purged = Some(upto.clone());
+        self.last_purged = Some(upto);
 
         let mut buf = Vec::new();
         encode_frame(&LogFrame::Purged(upto), &mut buf)?;
@@ -358,7 +358,7 @@ impl RaftLogReader<TypeConfig> for LogStore {
     }
 
     async fn read_vote(&mut self) -> Result<Option<Vote>, io::Error> {
-        Ok(self.lock()?.vote.clone())
+        Ok(self.lock()?.vote)
     }
 }
 
@@ -368,7 +368,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn get_log_state(&mut self) -> Result<LogState<TypeConfig>, io::Error> {
         let inner = self.lock()?;
         Ok(LogState {
-            last_purged_log_id: inner.last_purged.clone(),
+            last_purged_log_id: inner.last_purged,
             last_log_id: inner.last_log_id(),
         })
     }
@@ -380,7 +380,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn save_vote(&mut self, vote: &Vote) -> Result<(), io::Error> {
         let mut inner = self.lock()?;
         write_atomically(&inner.dir, VOTE_FILE, &encode_state(vote)?, true)?;
-        inner.vote = Some(vote.clone());
+        inner.vote = Some(*vote);
         Ok(())
     }
 
@@ -399,7 +399,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     }
 
     async fn read_committed(&mut self) -> Result<Option<LogId>, io::Error> {
-        Ok(self.lock()?.committed.clone())
+        Ok(self.lock()?.committed)
     }
 
     async fn append<I>(

@@ -155,7 +155,7 @@ impl StateMachine {
                         path.display()
                     ))
                 })?;
-                let last_applied = snapshot.meta.last_log_id.clone();
+                let last_applied = snapshot.meta.last_log_id;
                 let membership = snapshot.meta.last_membership.clone();
                 (Some(snapshot), image, last_applied, membership)
             }
@@ -221,7 +221,7 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let (image, meta) = {
             let inner = self.lock()?;
             let meta = SnapshotMeta {
-                last_log_id: inner.last_applied.clone(),
+                last_log_id: inner.last_applied,
                 last_membership: inner.last_membership.clone(),
             };
             (inner.image.clone(), meta)
@@ -256,7 +256,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn applied_state(&mut self) -> Result<(Option<LogId>, StoredMembership), io::Error> {
         let inner = self.lock()?;
-        Ok((inner.last_applied.clone(), inner.last_membership.clone()))
+        Ok((inner.last_applied, inner.last_membership.clone()))
     }
 
     async fn apply<Strm>(&mut self, mut entries: Strm) -> Result<(), io::Error>
@@ -268,7 +268,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             let inner = self.lock()?;
             (
                 MetadataImage::clone(&inner.image),
-                inner.last_applied.clone(),
+                inner.last_applied,
                 inner.last_membership.clone(),
             )
         };
@@ -285,7 +285,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                 }
                 EntryPayload::Blank => Ok(()),
                 EntryPayload::Membership(m) => {
-                    membership = StoredMembership::new(Some(log_id.clone()), m.clone());
+                    membership = StoredMembership::new(Some(log_id), m.clone());
                     Ok(())
                 }
             };
@@ -328,7 +328,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         {
             let mut inner = self.lock()?;
             inner.image = image.clone();
-            inner.last_applied = meta.last_log_id.clone();
+            inner.last_applied = meta.last_log_id;
             inner.last_membership = meta.last_membership.clone();
             inner.snapshot = Some(stored);
         }
