@@ -18,6 +18,8 @@ use uuid::Uuid;
 use crate::config::BrokerConfig;
 use crate::log::LogConfig;
 
+pub mod quorum;
+
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const META_FILE: &str = "__cluster_metadata.json";
 /// Producer ids are reserved on disk in blocks so a restart never reuses one.

@@ -1,0 +1,282 @@
+//! The controller quorum: a KRaft-like replicated metadata log. Controllers
+//! (the nodes named by `controller.quorum.voters`) replicate
+//! [`MetadataRecord`] batches through Raft; every controller applies the
+//! committed log to a deterministic [`MetadataImage`] and publishes it.
+//!
+//! The rest of the broker sees only the [`MetadataQuorum`] trait and our own
+//! types: propose records (answered with the committed offset, or
+//! NOT_CONTROLLER naming the leader), read or subscribe to the image, ask
+//! who leads, describe the quorum the way Kafka's DescribeQuorum does, shut
+//! down. [`ControllerQuorum`] implements it on openraft, on a thread with
+//! its own tokio runtime beside the broker's compio shards; openraft's types
+//! stay inside this module tree.
+//!
+//! Layout: `records` and `image` (pure metadata), `types` (openraft type
+//! configuration), `log_store` and `state_machine` (durable storage),
+//! `transport` (length-prefixed TCP) and `network` (openraft RPCs on it),
+//! `node` (start-up, bootstrap, the trait implementation).
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sluice_protocol::ErrorCode;
+use tokio::sync::watch;
+
+pub mod image;
+mod log_store;
+mod network;
+mod node;
+pub mod records;
+mod state_machine;
+pub mod transport;
+mod types;
+
+pub use image::{MetadataImage, RecordError};
+pub use log_store::LogRecovery;
+pub use node::ControllerQuorum;
+pub use records::{MetadataRecord, NodeId};
+
+/// The replicated metadata log as the broker uses it.
+pub trait MetadataQuorum: Send + Sync {
+    /// Replicates `records` as one atomic batch and applies it. Answers the
+    /// batch's offset in the metadata log once it is committed and applied
+    /// here. Only the leader accepts proposals.
+    fn propose(
+        &self,
+        records: Vec<MetadataRecord>,
+    ) -> impl Future<Output = Result<u64, QuorumError>> + Send;
+
+    /// The latest image this node has applied.
+    fn image(&self) -> Arc<MetadataImage>;
+
+    /// Every newly applied image, as it is published.
+    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>>;
+
+    /// The current leader, if this node knows one.
+    fn leader(&self) -> Option<NodeId>;
+
+    /// Leader, epoch, high watermark and each replica's progress.
+    fn describe(&self) -> QuorumDescription;
+
+    /// Stops this node's controller: its Raft, its listener, its thread.
+    fn shutdown(self) -> impl Future<Output = ()> + Send
+    where
+        Self: Sized;
+}
+
+/// Why a proposal (or start-up) failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum QuorumError {
+    /// This node is not the leader. Retry on `leader` (at `leader_endpoint`)
+    /// when one is known.
+    #[error("not the active controller; leader is {}", leader.map_or("unknown".to_string(), |l| l.to_string()))]
+    NotController {
+        leader: Option<NodeId>,
+        leader_endpoint: Option<String>,
+    },
+    /// The batch committed but the image refused it (nothing changed).
+    #[error("metadata batch at offset {offset} refused: {error}")]
+    Rejected { offset: u64, error: RecordError },
+    /// Leadership changed while the batch was in flight: it may or may not
+    /// have committed. Check the image before retrying.
+    #[error("leadership changed while the proposal was in flight; outcome unknown")]
+    Indeterminate { leader: Option<NodeId> },
+    /// The controller stopped or failed.
+    #[error("controller unavailable: {0}")]
+    Unavailable(String),
+    /// The configuration cannot form a quorum; start-up refused.
+    #[error("invalid controller quorum configuration: {0}")]
+    Config(String),
+    /// The quorum directory could not be opened or is corrupt.
+    #[error("controller storage: {0}")]
+    Storage(String),
+}
+
+impl QuorumError {
+    /// The Kafka error a client of the controller is answered with.
+    pub fn error_code(&self) -> ErrorCode {
+        match self {
+            QuorumError::NotController { .. } => ErrorCode::NotController,
+            QuorumError::Rejected { error, .. } => error.code,
+            QuorumError::Indeterminate { .. } => ErrorCode::RequestTimedOut,
+            QuorumError::Unavailable(_) | QuorumError::Config(_) | QuorumError::Storage(_) => {
+                ErrorCode::UnknownServerError
+            }
+        }
+    }
+}
+
+/// What Kafka's DescribeQuorum answers for the metadata partition.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuorumDescription {
+    /// The node that answered.
+    pub node_id: NodeId,
+    pub leader_id: Option<NodeId>,
+    /// The Raft term: KRaft's leader epoch.
+    pub leader_epoch: u64,
+    /// The offset after the last committed entry.
+    pub high_watermark: u64,
+    /// Per voter progress; only the leader knows the others' (-1 elsewhere).
+    pub voters: Vec<ReplicaProgress>,
+    /// Non-voting replicas (learners).
+    pub observers: Vec<ReplicaProgress>,
+}
+
+/// One replica's row in [`QuorumDescription`]; -1 means unknown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaProgress {
+    pub replica_id: NodeId,
+    pub log_end_offset: i64,
+    /// Wall-clock ms of the replica's last acknowledged append or heartbeat.
+    pub last_fetch_timestamp_ms: i64,
+    /// Wall-clock ms when the replica last had the leader's whole log.
+    pub last_caught_up_timestamp_ms: i64,
+}
+
+/// The static voter set, Kafka's `controller.quorum.voters`:
+/// `1@host:port,2@host:port,...`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Voters(pub BTreeMap<NodeId, String>);
+
+impl Voters {
+    pub fn parse(spec: &str) -> Result<Voters, QuorumError> {
+        let mut voters = BTreeMap::new();
+        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let bad = || {
+                QuorumError::Config(format!(
+                    "controller.quorum.voters entry '{part}' is not id@host:port"
+                ))
+            };
+            let (id, addr) = part.split_once('@').ok_or_else(bad)?;
+            let id: NodeId = id.trim().parse().map_err(|_| bad())?;
+            let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+            if id < 0 || host.is_empty() || port.parse::<u16>().is_err() {
+                return Err(bad());
+            }
+            if voters.insert(id, addr.to_string()).is_some() {
+                return Err(QuorumError::Config(format!(
+                    "controller.quorum.voters names node {id} twice"
+                )));
+            }
+        }
+        if voters.is_empty() {
+            return Err(QuorumError::Config(
+                "controller.quorum.voters is empty".into(),
+            ));
+        }
+        Ok(Voters(voters))
+    }
+}
+
+impl std::fmt::Display for Voters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, (id, addr)) in self.0.iter().enumerate() {
+            if i > 0 {
+                write!(f, ",")?;
+            }
+            write!(f, "{id}@{addr}")?;
+        }
+        Ok(())
+    }
+}
+
+/// How one controller runs.
+#[derive(Debug, Clone)]
+pub struct QuorumConfig {
+    /// This node's id (`node.id`); must be one of the voters.
+    pub node_id: NodeId,
+    pub voters: Voters,
+    /// Where the Raft log, vote and snapshots live.
+    pub dir: PathBuf,
+    /// The cluster id the initialising leader writes (a random one if
+    /// `None`).
+    pub cluster_id: Option<String>,
+    /// Build a snapshot (and purge the log) after this many entries.
+    pub snapshot_every: u64,
+    /// Log entries kept behind a snapshot, for followers slightly behind.
+    pub snapshot_keep: u64,
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+}
+
+impl QuorumConfig {
+    /// Defaults close to KRaft's (1 s election timeout, heartbeats well
+    /// inside it), a snapshot every 10 000 entries.
+    pub fn new(node_id: NodeId, voters: Voters, dir: impl Into<PathBuf>) -> Self {
+        QuorumConfig {
+            node_id,
+            voters,
+            dir: dir.into(),
+            cluster_id: None,
+            snapshot_every: 10_000,
+            snapshot_keep: 1_000,
+            heartbeat_interval: Duration::from_millis(100),
+            election_timeout_min: Duration::from_millis(1_000),
+            election_timeout_max: Duration::from_millis(2_000),
+        }
+    }
+
+    /// The checks Kafka makes before a controller starts.
+    pub fn validate(&self) -> Result<(), QuorumError> {
+        if !self.voters.0.contains_key(&self.node_id) {
+            return Err(QuorumError::Config(format!(
+                "node.id {} is not among controller.quorum.voters {}",
+                self.node_id, self.voters
+            )));
+        }
+        if self.snapshot_every == 0 {
+            return Err(QuorumError::Config(
+                "snapshot interval must be at least 1 entry".into(),
+            ));
+        }
+        if self.heartbeat_interval.is_zero() || self.election_timeout_min <= self.heartbeat_interval
+        {
+            return Err(QuorumError::Config(
+                "the election timeout must exceed the heartbeat interval".into(),
+            ));
+        }
+        if self.election_timeout_max <= self.election_timeout_min {
+            return Err(QuorumError::Config(
+                "the maximum election timeout must exceed the minimum".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn voters_parse_like_kafka() {
+        let voters = Voters::parse("1@127.0.0.1:9093, 2@localhost:9094,3@[::1]:9095").unwrap();
+        assert_eq!(voters.0.len(), 3);
+        assert_eq!(voters.0[&3], "[::1]:9095");
+        assert_eq!(
+            voters.to_string(),
+            "1@127.0.0.1:9093,2@localhost:9094,3@[::1]:9095"
+        );
+        for bad in ["", "1", "x@h:1", "1@h", "1@h:x", "-1@h:1", "1@:9"] {
+            assert!(Voters::parse(bad).is_err(), "{bad}");
+        }
+        let twice = Voters::parse("1@h:1,1@h:2").unwrap_err();
+        assert!(twice.to_string().contains("twice"));
+    }
+
+    #[test]
+    fn a_node_outside_the_voters_is_refused() {
+        let voters = Voters::parse("1@127.0.0.1:1,2@127.0.0.1:2").unwrap();
+        let config = QuorumConfig::new(3, voters, "/nonexistent");
+        let err = config.validate().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "invalid controller quorum configuration: node.id 3 is not among \
+             controller.quorum.voters 1@127.0.0.1:1,2@127.0.0.1:2"
+        );
+    }
+}

@@ -1,0 +1,271 @@
+//! openraft's RPCs (AppendEntries, Vote, PreVote, full snapshots,
+//! TransferLeader) carried over [`super::transport`]: each request is the
+//! JSON of an [`RpcRequest`] naming the node it is meant for, each answer
+//! the JSON of an [`RpcResponse`]. A node answers `WrongNode` to a request
+//! meant for another id, so a stale address never delivers votes or entries
+//! to the wrong controller. Peer addresses come from the static voter set
+//! (`controller.quorum.voters`), not from the replicated membership, so a
+//! controller that moved port is reached at its configured address.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::errors::{
+    NetworkError, RPCError, RaftError, ReplicationClosed, StreamingError, Unreachable,
+};
+use openraft::network::{RPCOption, RaftNetworkFactory};
+use openraft::raft::{
+    AppendEntriesRequest, AppendEntriesResponse, SnapshotResponse, TransferLeaderRequest,
+    TransferLeaderResponse, VoteRequest, VoteResponse,
+};
+use openraft::{BasicNode, OptionalSend, RaftNetworkV2};
+use serde::{Deserialize, Serialize};
+
+use super::transport::{PeerClient, TransportError};
+use super::types::{Raft, RaftNodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
+
+#[derive(Serialize, Deserialize)]
+pub(super) struct RpcRequest {
+    /// The node the sender means to reach.
+    target: RaftNodeId,
+    rpc: Rpc,
+}
+
+#[derive(Serialize, Deserialize)]
+enum Rpc {
+    Append(AppendEntriesRequest<TypeConfig>),
+    Vote(VoteRequest<TypeConfig>),
+    PreVote(VoteRequest<TypeConfig>),
+    Snapshot {
+        vote: Vote,
+        meta: SnapshotMeta,
+        data: Vec<u8>,
+    },
+    TransferLeader(TransferLeaderRequest<TypeConfig>),
+}
+
+#[derive(Serialize, Deserialize)]
+enum RpcResponse {
+    Append(Result<AppendEntriesResponse<TypeConfig>, RaftError<TypeConfig>>),
+    Vote(Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>>),
+    Snapshot(Result<SnapshotResponse<TypeConfig>, RaftError<TypeConfig>>),
+    TransferLeader(Result<TransferLeaderResponse<TypeConfig>, RaftError<TypeConfig>>),
+    /// The request was meant for another node id.
+    WrongNode {
+        this: RaftNodeId,
+    },
+    /// The request did not decode.
+    Undecodable(String),
+}
+
+/// Answers one request frame on behalf of the local Raft node.
+pub(super) async fn handle(raft: &Raft, this: RaftNodeId, request: &[u8]) -> Vec<u8> {
+    let response = match serde_json::from_slice::<RpcRequest>(request) {
+        Err(e) => RpcResponse::Undecodable(e.to_string()),
+        Ok(req) if req.target != this => RpcResponse::WrongNode { this },
+        Ok(req) => match req.rpc {
+            Rpc::Append(rpc) => RpcResponse::Append(raft.append_entries(rpc).await),
+            Rpc::Vote(rpc) => RpcResponse::Vote(raft.vote(rpc).await),
+            Rpc::PreVote(rpc) => RpcResponse::Vote(raft.pre_vote(rpc).await),
+            Rpc::Snapshot { vote, meta, data } => {
+                let snapshot = Snapshot {
+                    meta,
+                    snapshot: SnapshotData::new(data),
+                };
+                RpcResponse::Snapshot(
+                    raft.install_full_snapshot(vote, snapshot)
+                        .await
+                        .map_err(RaftError::Fatal),
+                )
+            }
+            Rpc::TransferLeader(rpc) => RpcResponse::TransferLeader(
+                raft.handle_transfer_leader(rpc)
+                    .await
+                    .map_err(RaftError::Fatal),
+            ),
+        },
+    };
+    // Serialising openraft's plain message types does not fail.
+    serde_json::to_vec(&response).unwrap_or_default()
+}
+
+/// Creates one [`PeerLink`] per target, as openraft asks.
+#[derive(Clone)]
+pub struct Network {
+    /// Controller id -> `host:port` from the static voter set.
+    addresses: Arc<BTreeMap<RaftNodeId, String>>,
+}
+
+impl Network {
+    pub fn new(addresses: BTreeMap<RaftNodeId, String>) -> Self {
+        Network {
+            addresses: Arc::new(addresses),
+        }
+    }
+}
+
+impl RaftNetworkFactory<TypeConfig> for Network {
+    type Network = PeerLink;
+
+    async fn new_client(&mut self, target: RaftNodeId, node: &BasicNode) -> PeerLink {
+        let addr = self
+            .addresses
+            .get(&target)
+            .cloned()
+            .unwrap_or_else(|| node.addr.clone());
+        PeerLink {
+            target,
+            client: PeerClient::new(addr),
+        }
+    }
+}
+
+/// The connection to one peer controller.
+pub struct PeerLink {
+    target: RaftNodeId,
+    client: PeerClient,
+}
+
+/// What went wrong getting an answer, before openraft's error types.
+enum CallError {
+    Unreachable(String),
+    Network(String),
+}
+
+impl From<CallError> for RPCError<TypeConfig> {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Unreachable(m) => RPCError::Unreachable(Unreachable::from_string(m)),
+            CallError::Network(m) => RPCError::Network(NetworkError::from_string(m)),
+        }
+    }
+}
+
+impl From<CallError> for StreamingError<TypeConfig> {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Unreachable(m) => StreamingError::Unreachable(Unreachable::from_string(m)),
+            CallError::Network(m) => StreamingError::Network(NetworkError::from_string(m)),
+        }
+    }
+}
+
+impl PeerLink {
+    async fn call(&mut self, rpc: Rpc, timeout: Duration) -> Result<RpcResponse, CallError> {
+        let request = serde_json::to_vec(&RpcRequest {
+            target: self.target,
+            rpc,
+        })
+        .map_err(|e| CallError::Network(e.to_string()))?;
+        let answer = self
+            .client
+            .call(&request, timeout)
+            .await
+            .map_err(|e| match e {
+                TransportError::Unreachable { .. } => CallError::Unreachable(e.to_string()),
+                other => CallError::Network(other.to_string()),
+            })?;
+        let response: RpcResponse = serde_json::from_slice(&answer)
+            .map_err(|e| CallError::Network(format!("undecodable answer: {e}")))?;
+        match response {
+            RpcResponse::WrongNode { this } => Err(CallError::Unreachable(format!(
+                "{} is controller {this}, not {}",
+                self.client.addr(),
+                self.target
+            ))),
+            RpcResponse::Undecodable(e) => Err(CallError::Network(format!(
+                "controller {} could not decode our request: {e}",
+                self.target
+            ))),
+            other => Ok(other),
+        }
+    }
+
+    fn remote_failed(&self, e: RaftError<TypeConfig>) -> CallError {
+        // The peer's Raft core stopped: as good as unreachable, back off.
+        CallError::Unreachable(format!("controller {} failed: {e}", self.target))
+    }
+
+    fn unexpected(&self) -> CallError {
+        CallError::Network(format!(
+            "controller {} answered another request kind",
+            self.target
+        ))
+    }
+}
+
+impl RaftNetworkV2<TypeConfig> for PeerLink {
+    type SnapshotData = SnapshotData;
+
+    async fn append_entries(
+        &mut self,
+        rpc: AppendEntriesRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<AppendEntriesResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(Rpc::Append(rpc), option.soft_ttl()).await? {
+            RpcResponse::Append(r) => r.map_err(|e| self.remote_failed(e).into()),
+            _ => Err(self.unexpected().into()),
+        }
+    }
+
+    async fn vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(Rpc::Vote(rpc), option.soft_ttl()).await? {
+            RpcResponse::Vote(r) => r.map_err(|e| self.remote_failed(e).into()),
+            _ => Err(self.unexpected().into()),
+        }
+    }
+
+    async fn pre_vote(
+        &mut self,
+        rpc: VoteRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<VoteResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self.call(Rpc::PreVote(rpc), option.soft_ttl()).await? {
+            RpcResponse::Vote(r) => r.map_err(|e| self.remote_failed(e).into()),
+            _ => Err(self.unexpected().into()),
+        }
+    }
+
+    async fn full_snapshot(
+        &mut self,
+        vote: Vote,
+        snapshot: Snapshot,
+        cancel: impl Future<Output = ReplicationClosed> + OptionalSend + 'static,
+        option: RPCOption,
+    ) -> Result<SnapshotResponse<TypeConfig>, StreamingError<TypeConfig>> {
+        let rpc = Rpc::Snapshot {
+            vote,
+            meta: snapshot.meta,
+            data: snapshot.snapshot.into_inner(),
+        };
+        // A snapshot may be large: give it the hard TTL, not the soft one.
+        let answer = tokio::select! {
+            closed = cancel => return Err(StreamingError::Closed(closed)),
+            answer = self.call(rpc, option.hard_ttl()) => answer?,
+        };
+        match answer {
+            RpcResponse::Snapshot(r) => r.map_err(|e| self.remote_failed(e).into()),
+            _ => Err(self.unexpected().into()),
+        }
+    }
+
+    async fn transfer_leader(
+        &mut self,
+        req: TransferLeaderRequest<TypeConfig>,
+        option: RPCOption,
+    ) -> Result<TransferLeaderResponse<TypeConfig>, RPCError<TypeConfig>> {
+        match self
+            .call(Rpc::TransferLeader(req), option.soft_ttl())
+            .await?
+        {
+            RpcResponse::TransferLeader(r) => r.map_err(|e| self.remote_failed(e).into()),
+            _ => Err(self.unexpected().into()),
+        }
+    }
+}

@@ -1,0 +1,506 @@
+//! [`ControllerQuorum`]: one controller of the quorum, running openraft on a
+//! thread of its own with its own tokio runtime, and the
+//! [`MetadataQuorum`] implementation the broker calls from any executor
+//! (every future it returns completes through runtime-neutral channels).
+//!
+//! Start-up opens the quorum directory (log, vote, snapshot), starts Raft
+//! and the controller listener, and bootstraps: a node whose storage is
+//! pristine and whose id is the lowest voter initialises the cluster with
+//! the static voter set; the others wait to be contacted. A restart with
+//! existing state resumes without re-initialising. Once a leader has applied
+//! its log and finds no cluster id, it writes one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::Duration;
+
+use openraft::async_runtime::WatchReceiver;
+use openraft::errors::{ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, Instant, ServerState, SnapshotPolicy};
+use sluice_protocol::clock::now_ms;
+use tokio::sync::{oneshot, watch};
+
+use super::image::MetadataImage;
+use super::log_store::{LogRecovery, LogStore};
+use super::network::{self, Network};
+use super::records::{MetadataRecord, NodeId};
+use super::state_machine::{ImagePublisher, StateMachine};
+use super::transport::Server;
+use super::types::{kafka_id, raft_id, Proposal, Raft, RaftNodeId};
+use super::{MetadataQuorum, QuorumConfig, QuorumDescription, QuorumError, ReplicaProgress};
+
+/// How often the controller refreshes its caught-up bookkeeping.
+const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
+
+/// State the handle shares with the controller thread.
+struct Shared {
+    node_id: NodeId,
+    raft: Raft,
+    runtime: tokio::runtime::Handle,
+    publisher: Arc<ImagePublisher>,
+    addresses: BTreeMap<NodeId, String>,
+    /// Voter id -> wall-clock ms it last had the leader's whole log.
+    caught_up: Mutex<BTreeMap<NodeId, i64>>,
+    recovery: LogRecovery,
+}
+
+/// A running controller. Dropping it stops the controller too, without
+/// waiting; [`MetadataQuorum::shutdown`] waits until it has stopped.
+pub struct ControllerQuorum {
+    shared: Arc<Shared>,
+    stop: Option<oneshot::Sender<oneshot::Sender<()>>>,
+    thread: Option<thread::JoinHandle<()>>,
+}
+
+/// What the controller thread keeps running until it is told to stop.
+struct Running {
+    raft: Raft,
+    server: Server,
+    housekeeping: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    async fn stop(self) {
+        self.housekeeping.abort();
+        let _ = self.housekeeping.await;
+        self.server.stop().await;
+        if let Err(e) = self.raft.shutdown().await {
+            tracing::warn!(error = %e, "controller raft did not shut down cleanly");
+        }
+    }
+}
+
+fn storage_error(e: std::io::Error) -> QuorumError {
+    QuorumError::Storage(e.to_string())
+}
+
+impl ControllerQuorum {
+    /// Starts the controller, listening on its own voter address.
+    pub fn start(config: QuorumConfig) -> Result<ControllerQuorum, QuorumError> {
+        config.validate()?;
+        let addr = config.voters.0[&config.node_id].clone();
+        let listener = std::net::TcpListener::bind(&addr).map_err(|e| {
+            QuorumError::Config(format!("cannot listen on controller address {addr}: {e}"))
+        })?;
+        Self::start_with_listener(config, listener)
+    }
+
+    /// Starts the controller on an already bound listener (tests bind port 0
+    /// first to learn the voter addresses).
+    pub fn start_with_listener(
+        config: QuorumConfig,
+        listener: std::net::TcpListener,
+    ) -> Result<ControllerQuorum, QuorumError> {
+        config.validate()?;
+        let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<Arc<Shared>, QuorumError>>();
+        let (stop_tx, stop_rx) = oneshot::channel::<oneshot::Sender<()>>();
+        let node_id = config.node_id;
+        let thread = thread::Builder::new()
+            .name(format!("controller-{node_id}"))
+            .spawn(move || {
+                let runtime = match tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name(format!("controller-{node_id}-rt"))
+                    .enable_all()
+                    .build()
+                {
+                    Ok(runtime) => runtime,
+                    Err(e) => {
+                        let _ = ready_tx.send(Err(QuorumError::Unavailable(format!(
+                            "cannot start the controller runtime: {e}"
+                        ))));
+                        return;
+                    }
+                };
+                let handle = runtime.handle().clone();
+                runtime.block_on(async move {
+                    match boot(config, listener, handle).await {
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(e));
+                        }
+                        Ok((running, shared)) => {
+                            let _ = ready_tx.send(Ok(shared));
+                            // A dropped handle stops the controller too.
+                            let done = stop_rx.await;
+                            running.stop().await;
+                            if let Ok(done) = done {
+                                let _ = done.send(());
+                            }
+                        }
+                    }
+                });
+                runtime.shutdown_timeout(Duration::from_secs(1));
+            })
+            .map_err(|e| {
+                QuorumError::Unavailable(format!("cannot start the controller thread: {e}"))
+            })?;
+        let shared = match ready_rx.recv() {
+            Ok(Ok(shared)) => shared,
+            Ok(Err(e)) => {
+                let _ = thread.join();
+                return Err(e);
+            }
+            Err(_) => {
+                let _ = thread.join();
+                return Err(QuorumError::Unavailable(
+                    "the controller thread died starting up".into(),
+                ));
+            }
+        };
+        Ok(ControllerQuorum {
+            shared,
+            stop: Some(stop_tx),
+            thread: Some(thread),
+        })
+    }
+
+    pub fn node_id(&self) -> NodeId {
+        self.shared.node_id
+    }
+
+    /// What opening the log found (a torn tail cut off, entries kept).
+    pub fn log_recovery(&self) -> &LogRecovery {
+        &self.shared.recovery
+    }
+
+    /// Where this node's log stands: (last purged index, last snapshot
+    /// index, last log index). For diagnostics and tests.
+    pub fn log_bounds(&self) -> (Option<u64>, Option<u64>, Option<u64>) {
+        let metrics = self.shared.raft.metrics().borrow_watched().clone();
+        (
+            metrics.purged.as_ref().map(|l| l.index()),
+            metrics.snapshot.as_ref().map(|l| l.index()),
+            metrics.last_log_index,
+        )
+    }
+
+    /// Runs `work` on the controller runtime and hands back its result
+    /// through a channel any executor can await.
+    async fn on_controller<T, F>(&self, work: F) -> Result<T, QuorumError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        self.shared.runtime.spawn(async move {
+            let _ = tx.send(work.await);
+        });
+        rx.await
+            .map_err(|_| QuorumError::Unavailable("the controller stopped".into()))
+    }
+
+    fn not_controller(&self, leader: Option<RaftNodeId>) -> QuorumError {
+        let leader = leader.map(kafka_id);
+        QuorumError::NotController {
+            leader,
+            leader_endpoint: leader.and_then(|l| self.shared.addresses.get(&l).cloned()),
+        }
+    }
+}
+
+async fn boot(
+    config: QuorumConfig,
+    listener: std::net::TcpListener,
+    runtime: tokio::runtime::Handle,
+) -> Result<(Running, Arc<Shared>), QuorumError> {
+    let this = raft_id(config.node_id)
+        .ok_or_else(|| QuorumError::Config(format!("node.id {} is negative", config.node_id)))?;
+    let (log_store, recovery) = LogStore::open(&config.dir).map_err(storage_error)?;
+    let pristine = log_store.is_pristine().map_err(storage_error)?;
+    let state_machine = StateMachine::open(&config.dir).map_err(storage_error)?;
+    let publisher = state_machine.publisher();
+
+    let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let raft_config = openraft::Config {
+        cluster_name: "sluice-controller".into(),
+        heartbeat_interval: ms(config.heartbeat_interval),
+        election_timeout_min: ms(config.election_timeout_min),
+        election_timeout_max: ms(config.election_timeout_max),
+        // A whole snapshot goes in one request; allow it time.
+        install_snapshot_timeout: ms(config.election_timeout_max).max(2_000),
+        snapshot_policy: SnapshotPolicy::LogsSinceLast(config.snapshot_every),
+        max_in_snapshot_log_to_keep: config.snapshot_keep,
+        purge_batch_size: 1,
+        enable_pre_vote: Some(true),
+        // Appends are fsync'd before they are acknowledged, so a follower's
+        // log only goes backwards when start-up cut a corrupt entry off its
+        // tail. openraft's default is to panic the leader's Raft core on
+        // seeing that; re-replicating to the follower is what KRaft does,
+        // and is safe while a majority kept its logs.
+        allow_log_reversion: Some(true),
+        ..Default::default()
+    }
+    .validate()
+    .map_err(|e| QuorumError::Config(e.to_string()))?;
+
+    let mut raft_addresses = BTreeMap::new();
+    for (id, addr) in &config.voters.0 {
+        let rid = raft_id(*id)
+            .ok_or_else(|| QuorumError::Config(format!("voter id {id} is negative")))?;
+        raft_addresses.insert(rid, addr.clone());
+    }
+    let raft = Raft::new(
+        this,
+        Arc::new(raft_config),
+        Network::new(raft_addresses.clone()),
+        log_store,
+        state_machine,
+    )
+    .await
+    .map_err(|e| QuorumError::Unavailable(format!("controller raft failed to start: {e}")))?;
+
+    let server = listener
+        .set_nonblocking(true)
+        .and_then(|()| tokio::net::TcpListener::from_std(listener))
+        .and_then(|listener| {
+            let raft = raft.clone();
+            Server::start(listener, move |request: Vec<u8>| {
+                let raft = raft.clone();
+                async move { network::handle(&raft, this, &request).await }
+            })
+        })
+        .map_err(|e| QuorumError::Config(format!("controller listener: {e}")))?;
+
+    let lowest = config.voters.0.keys().next().copied();
+    if pristine && lowest == Some(config.node_id) {
+        let members: BTreeMap<RaftNodeId, BasicNode> = raft_addresses
+            .iter()
+            .map(|(id, addr)| (*id, BasicNode::new(addr)))
+            .collect();
+        match raft.initialize(members).await {
+            Ok(()) => tracing::info!(voters = %config.voters, "controller quorum initialised"),
+            // Already initialised (e.g. by an earlier run): nothing to do.
+            Err(RaftError::APIError(InitializeError::NotAllowed(_))) => {}
+            Err(e) => {
+                server.stop().await;
+                let _ = raft.shutdown().await;
+                return Err(QuorumError::Unavailable(format!(
+                    "controller quorum initialisation failed: {e}"
+                )));
+            }
+        }
+    }
+
+    let shared = Arc::new(Shared {
+        node_id: config.node_id,
+        raft: raft.clone(),
+        runtime,
+        publisher,
+        addresses: config.voters.0.clone(),
+        caught_up: Mutex::new(BTreeMap::new()),
+        recovery,
+    });
+    let housekeeping = tokio::spawn(housekeeping(shared.clone(), config.cluster_id.clone()));
+    Ok((
+        Running {
+            raft,
+            server,
+            housekeeping,
+        },
+        shared,
+    ))
+}
+
+/// Periodic leader duties: note when each voter was last caught up, and
+/// write the cluster id once if the log has none.
+async fn housekeeping(shared: Arc<Shared>, cluster_id: Option<String>) {
+    let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut cluster_id_written_in_term = None;
+    loop {
+        tick.tick().await;
+        let metrics = shared.raft.metrics().borrow_watched().clone();
+        if metrics.state != ServerState::Leader {
+            continue;
+        }
+        let now = now_ms();
+        let leader_end = metrics.last_log_index;
+        {
+            let mut caught_up = shared.caught_up.lock().unwrap_or_else(|p| p.into_inner());
+            caught_up.insert(shared.node_id, now);
+            for (id, matched) in metrics.replication.iter().flatten() {
+                if matched.as_ref().map(|m| m.index()) >= leader_end {
+                    let at = metrics
+                        .heartbeat
+                        .as_ref()
+                        .and_then(|h| h.get(id).cloned().flatten())
+                        .map_or(now, |t| now - elapsed_ms(t.elapsed()));
+                    caught_up.insert(kafka_id(*id), at);
+                }
+            }
+        }
+        let applied_all = metrics.last_applied.as_ref().map(|l| l.index())
+            >= metrics.local_committed.as_ref().map(|l| l.index());
+        let image = shared.publisher.load();
+        if image.cluster_id.is_none()
+            && applied_all
+            && cluster_id_written_in_term != Some(metrics.current_term)
+        {
+            cluster_id_written_in_term = Some(metrics.current_term);
+            let id = cluster_id.clone().unwrap_or_else(new_cluster_id);
+            let record = MetadataRecord::ClusterId {
+                cluster_id: id.clone(),
+            };
+            match shared
+                .raft
+                .client_write(Proposal {
+                    records: vec![record],
+                })
+                .await
+            {
+                Ok(resp) if resp.data.0.is_ok() => {
+                    tracing::info!(cluster_id = %id, "controller wrote the cluster id")
+                }
+                Ok(resp) => tracing::debug!(result = ?resp.data.0, "cluster id already set"),
+                Err(e) => {
+                    tracing::debug!(error = %e, "cluster id not written; will retry as leader")
+                }
+            }
+        } else if let (Some(want), Some(have)) = (&cluster_id, &image.cluster_id) {
+            if want != have && cluster_id_written_in_term != Some(u64::MAX) {
+                cluster_id_written_in_term = Some(u64::MAX);
+                tracing::error!(configured = %want, quorum = %have, "controller quorum has another cluster id");
+            }
+        }
+    }
+}
+
+fn elapsed_ms(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// A Kafka-style cluster id: a random UUID, URL-safe base64 without padding.
+fn new_cluster_id() -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
+}
+
+impl MetadataQuorum for ControllerQuorum {
+    async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, QuorumError> {
+        let raft = self.shared.raft.clone();
+        let result = self
+            .on_controller(async move { raft.client_write(Proposal { records }).await })
+            .await?;
+        match result {
+            Ok(resp) => {
+                let offset = resp.log_id.index();
+                match resp.data.0 {
+                    Ok(()) => Ok(offset),
+                    Err(error) => Err(QuorumError::Rejected { offset, error }),
+                }
+            }
+            Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f))) => {
+                Err(self.not_controller(f.leader_id))
+            }
+            Err(RaftError::APIError(ClientWriteError::LogEntryDiscarded(f))) => {
+                Err(QuorumError::Indeterminate {
+                    leader: f.leader_id.map(kafka_id),
+                })
+            }
+            Err(RaftError::APIError(e)) => Err(QuorumError::Unavailable(e.to_string())),
+            Err(RaftError::Fatal(e)) => Err(QuorumError::Unavailable(e.to_string())),
+        }
+    }
+
+    fn image(&self) -> Arc<MetadataImage> {
+        self.shared.publisher.load()
+    }
+
+    fn subscribe(&self) -> watch::Receiver<Arc<MetadataImage>> {
+        self.shared.publisher.subscribe()
+    }
+
+    fn leader(&self) -> Option<NodeId> {
+        self.shared
+            .raft
+            .metrics()
+            .borrow_watched()
+            .current_leader
+            .map(kafka_id)
+    }
+
+    fn describe(&self) -> QuorumDescription {
+        let metrics = self.shared.raft.metrics().borrow_watched().clone();
+        let now = now_ms();
+        let is_leader = metrics.state == ServerState::Leader;
+        let caught_up = self
+            .shared
+            .caught_up
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone();
+        let membership = metrics.membership_config.membership();
+        let voter_ids: BTreeSet<RaftNodeId> = membership.voter_ids().collect();
+        let row = |id: RaftNodeId| -> ReplicaProgress {
+            let kid = kafka_id(id);
+            let unknown = ReplicaProgress {
+                replica_id: kid,
+                log_end_offset: -1,
+                last_fetch_timestamp_ms: -1,
+                last_caught_up_timestamp_ms: -1,
+            };
+            if !is_leader {
+                return unknown;
+            }
+            let end =
+                |index: Option<u64>| index.map_or(0, |i| i64::try_from(i + 1).unwrap_or(i64::MAX));
+            if id == metrics.id {
+                return ReplicaProgress {
+                    log_end_offset: end(metrics.last_log_index),
+                    last_fetch_timestamp_ms: now,
+                    last_caught_up_timestamp_ms: now,
+                    ..unknown
+                };
+            }
+            let matched = metrics
+                .replication
+                .as_ref()
+                .and_then(|r| r.get(&id).cloned())
+                .flatten()
+                .map(|l| l.index());
+            let last_fetch = metrics
+                .heartbeat
+                .as_ref()
+                .and_then(|h| h.get(&id).cloned().flatten())
+                .map_or(-1, |t| now - elapsed_ms(t.elapsed()));
+            ReplicaProgress {
+                log_end_offset: end(matched),
+                last_fetch_timestamp_ms: last_fetch,
+                last_caught_up_timestamp_ms: caught_up.get(&kid).copied().unwrap_or(-1),
+                ..unknown
+            }
+        };
+        QuorumDescription {
+            node_id: self.shared.node_id,
+            leader_id: metrics.current_leader.map(kafka_id),
+            leader_epoch: metrics.current_term,
+            high_watermark: metrics
+                .local_committed
+                .as_ref()
+                .map_or(0, |c| c.index() + 1),
+            voters: voter_ids.iter().map(|id| row(*id)).collect(),
+            observers: membership.learner_ids().map(row).collect(),
+        }
+    }
+
+    async fn shutdown(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let (done_tx, done_rx) = oneshot::channel();
+            if stop.send(done_tx).is_ok() {
+                let _ = done_rx.await;
+            }
+        }
+        if let Some(thread) = self.thread.take() {
+            // The thread only drops its runtime now; don't block an executor on it.
+            drop(thread);
+        }
+    }
+}
+
+impl Drop for ControllerQuorum {
+    fn drop(&mut self) {
+        // Dropping the stop sender tells the controller thread to stop.
+        self.stop.take();
+    }
+}
