@@ -67,8 +67,9 @@ mod tests {
     use std::sync::Arc;
     use std::time::UNIX_EPOCH;
 
+    use sluice_protocol::msk_iam::uri_encode;
+
     use crate::net::sasl::msk_iam::test_vectors::{decode, ok, AKID, PY_EPOCH_SECS, SECRET};
-    use crate::net::sasl::msk_iam::token::uri_encode;
     use crate::net::sasl::msk_iam::{AwsCredentials, MskIamTokenProvider, DEFAULT_USER_AGENT};
     use crate::net::sasl::TokenProvider;
 

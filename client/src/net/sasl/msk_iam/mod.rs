@@ -15,7 +15,9 @@
 //!   spoken through `http`, a tiny HTTP/1.1 client for those link-local
 //!   endpoints.
 //! - `token`: the presigned `kafka-cluster:Connect` URL as an OAUTHBEARER
-//!   token ([`token_for`]) and as the `AWS_MSK_IAM` JSON ([`json_payload`]).
+//!   token ([`token_for`]) and as the `AWS_MSK_IAM` JSON ([`json_payload`]),
+//!   signed by [`sluice_protocol::msk_iam`], the SigV4 code the broker
+//!   verifies with.
 //! - `cache`: when a signed token is reused and when it is re-signed.
 //! - `provider`: [`MskIamTokenProvider`], tying credentials, region, clock,
 //!   signing and the cache together.
@@ -45,14 +47,14 @@ pub use credentials::{
 pub use provider::MskIamTokenProvider;
 pub use token::{json_payload, token_for};
 
-/// Signing service name for MSK.
-pub const SIGNING_NAME: &str = "kafka-cluster";
 /// The action a token authorizes.
-pub const ACTION: &str = "kafka-cluster:Connect";
-/// Token lifetime (`X-Amz-Expires`), as the official signers use.
-pub const TOKEN_EXPIRY: Duration = Duration::from_secs(900);
+pub use sluice_protocol::msk_iam::CONNECT_ACTION as ACTION;
 /// `version` of the AWS_MSK_IAM JSON payload and of the broker's answer.
-pub const JSON_VERSION: &str = "2020_10_22";
+pub use sluice_protocol::msk_iam::JSON_VERSION;
+/// Signing service name for MSK.
+pub use sluice_protocol::msk_iam::SERVICE as SIGNING_NAME;
+/// Token lifetime (`X-Amz-Expires`), as the official signers use.
+pub const TOKEN_EXPIRY: Duration = Duration::from_secs(sluice_protocol::msk_iam::EXPIRES_SECS);
 /// The user agent we send by default.
 pub const DEFAULT_USER_AGENT: &str = concat!("sluice-client/", env!("CARGO_PKG_VERSION"));
 
