@@ -5,7 +5,9 @@
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use super::super::{system_time_ms, OAuthToken};
+use sluice_protocol::clock::system_time_ms;
+
+use super::super::OAuthToken;
 
 /// Fraction of a token's lifetime after which it is replaced.
 const REFRESH_FRACTION: f64 = 0.8;

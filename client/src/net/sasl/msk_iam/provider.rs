@@ -9,8 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use futures::future::BoxFuture;
+use sluice_protocol::clock::{now_ms, system_time_ms};
 
-use super::super::{system_time_ms, OAuthToken, TokenProvider};
+use super::super::{OAuthToken, TokenProvider};
 use super::cache::TokenCache;
 use super::credentials::{
     cred_err, region_from_broker_host, resolve_credentials, resolve_region, AwsCredentials,
@@ -140,8 +141,8 @@ impl MskIamTokenProvider {
         let creds = resolve_credentials(&self.source, &self.env).await?;
         let now = (self.clock)();
         let payload = json_payload(broker_host, &region, &creds, now, &self.user_agent)?;
-        let expires = system_time_ms(now.checked_add(TOKEN_EXPIRY).unwrap_or(now))
-            .saturating_sub(system_time_ms(SystemTime::now()));
+        let expires =
+            system_time_ms(now.checked_add(TOKEN_EXPIRY).unwrap_or(now)).saturating_sub(now_ms());
         let lifetime = u64::try_from(expires).ok().map(Duration::from_millis);
         Ok(MskIamJsonSession::new(payload, lifetime))
     }

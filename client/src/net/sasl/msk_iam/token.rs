@@ -16,9 +16,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use sluice_protocol::clock::system_time_ms;
 use sluice_protocol::msk_iam::{self, param, AccessKey};
 
-use super::super::{system_time_ms, OAuthToken};
+use super::super::OAuthToken;
 use super::credentials::{cred_err, AwsCredentials};
 use super::{SaslError, ACTION, JSON_VERSION, TOKEN_EXPIRY};
 
