@@ -1,11 +1,13 @@
 //! Wire-level pieces both sides of Sluice must agree on byte for byte, with
 //! no I/O: the Kafka v2 record batch codec, the compression codecs, request
-//! framing and the Java-compatible partitioner hash. Request and response
-//! message types come from the `kafka-protocol` crate, re-exported here so
-//! every crate uses the same version.
+//! framing, the Java-compatible partitioner hash and the SigV4 signature of
+//! AWS MSK IAM sign-ins. Request and response message types come from the
+//! `kafka-protocol` crate, re-exported here so every crate uses the same
+//! version.
 //!
 //! # Layout
-//! - [`civil`]: days since the Unix epoch for a calendar date (SigV4 dates).
+//! - [`civil`]: days since the Unix epoch for a calendar date and back
+//!   (SigV4 dates).
 //! - [`batch`]: v2 RecordBatch header, CRC-32C, validation, in-place
 //!   patches, recovery scan, record encode/decode ([`batch::BatchBuilder`]).
 //! - [`clock`]: wall-clock epoch milliseconds ([`clock::now_ms`]).
@@ -14,6 +16,9 @@
 //! - [`error`]: [`ErrorCode`], Kafka's error codes (name, code, retriable,
 //!   message) for broker, client and bindings.
 //! - [`frame`]: the 4-byte size prefix and its limit check.
+//! - [`msk_iam`]: AWS MSK IAM's SigV4-presigned `kafka-cluster:Connect`
+//!   request (constants, URI encoding, canonical request, signature), which
+//!   the client signs and the broker verifies.
 //! - [`murmur2`]: the Java client's murmur2 and keyed partition choice.
 //! - [`varint`]: zigzag varint/varlong primitives.
 
@@ -23,6 +28,7 @@ pub mod clock;
 pub mod compression;
 pub mod error;
 pub mod frame;
+pub mod msk_iam;
 pub mod murmur2;
 pub mod varint;
 

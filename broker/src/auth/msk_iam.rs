@@ -20,7 +20,10 @@
 //! signature over the canonical request (`GET`, `/`, the sorted query without
 //! `X-Amz-Signature` and `User-Agent`, `host:<host>`, and the SHA-256 of an
 //! empty payload, which is what aws-sigv4/botocore use for presigned GETs).
-//! Secrets and derived keys never appear in errors or `Debug` output.
+//! The constants and that canonicalisation are
+//! [`sluice_protocol::msk_iam`]'s, shared with sluice-client's signer; this
+//! module owns the checks around them. Secrets and derived keys never appear
+//! in errors or `Debug` output.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -29,23 +32,15 @@ use base64::alphabet;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
 use base64::engine::DecodePaddingMode;
 use base64::Engine as _;
-use hmac::{Hmac, KeyInit, Mac};
-use sha2::{Digest, Sha256};
+use sluice_protocol::msk_iam::{
+    param, parse_amz_date, regional_host, signature, ALGORITHM, CONNECT_ACTION, EXPIRES_SECS,
+    JSON_VERSION, SCOPE_TERMINATOR, SERVICE, SIGNED_HEADERS,
+};
 
 use super::{ct_eq, sanitize, AuthError};
 
-/// SigV4 signing service name of MSK.
-pub const SERVICE: &str = "kafka-cluster";
-/// The only action a sign-in signature may carry.
-pub const CONNECT_ACTION: &str = "kafka-cluster:Connect";
-/// The SigV4 algorithm MSK signers use.
-pub const ALGORITHM: &str = "AWS4-HMAC-SHA256";
-/// Longest signature validity MSK accepts, in seconds.
-pub const MAX_EXPIRES_SECS: u64 = 900;
 /// Default allowed clock difference between client and broker.
 pub const DEFAULT_CLOCK_SKEW_MS: i64 = 5 * 60 * 1000;
-/// `version` of the AWS_MSK_IAM JSON exchange.
-pub const JSON_VERSION: &str = "2020_10_22";
 /// Largest token / JSON message accepted (session tokens make real ones
 /// 1-3 KiB); checked before decoding.
 pub const MAX_INPUT_BYTES: usize = 16 * 1024;
@@ -217,7 +212,7 @@ impl IamVerifier {
         if query.contains('#') {
             return Err(bad("URL has a fragment"));
         }
-        let expected_host = format!("kafka.{}.amazonaws.com", self.region);
+        let expected_host = regional_host(&self.region);
         if !host.eq_ignore_ascii_case(&expected_host) {
             return Err(AuthError::WrongHost(sanitize(host)));
         }
@@ -285,19 +280,19 @@ impl IamVerifier {
             return Err(AuthError::WrongHost(sanitize(host)));
         }
         // The JSON's lower-case keys stand for these signed query parameters.
-        let mut params = vec![("Action".to_owned(), required("action")?.to_owned())];
-        for (json_key, param) in [
-            ("x-amz-algorithm", "X-Amz-Algorithm"),
-            ("x-amz-credential", "X-Amz-Credential"),
-            ("x-amz-date", "X-Amz-Date"),
-            ("x-amz-expires", "X-Amz-Expires"),
-            ("x-amz-signedheaders", "X-Amz-SignedHeaders"),
-            ("x-amz-signature", "X-Amz-Signature"),
+        let mut params = vec![(param::ACTION.to_owned(), required("action")?.to_owned())];
+        for (json_key, name) in [
+            ("x-amz-algorithm", param::ALGORITHM),
+            ("x-amz-credential", param::CREDENTIAL),
+            ("x-amz-date", param::DATE),
+            ("x-amz-expires", param::EXPIRES),
+            ("x-amz-signedheaders", param::SIGNED_HEADERS),
+            ("x-amz-signature", param::SIGNATURE),
         ] {
-            params.push((param.to_owned(), required(json_key)?.to_owned()));
+            params.push((name.to_owned(), required(json_key)?.to_owned()));
         }
         if let Some(t) = field("x-amz-security-token")? {
-            params.push(("X-Amz-Security-Token".to_owned(), t.to_owned()));
+            params.push((param::SECURITY_TOKEN.to_owned(), t.to_owned()));
         }
         let id = self.verify(JSON_MECH, host, params, now_ms)?;
         Ok((id, json_response(&uuid::Uuid::new_v4().to_string())))
@@ -314,7 +309,7 @@ impl IamVerifier {
     ) -> Result<IamIdentity, AuthError> {
         let bad = |r: &str| AuthError::malformed(mech, r.to_owned());
         // Appended after signing by every MSK signer: not covered.
-        params.retain(|(k, _)| k != "User-Agent");
+        params.retain(|(k, _)| k != param::USER_AGENT);
         let get = |name: &str| {
             params
                 .iter()
@@ -322,21 +317,21 @@ impl IamVerifier {
                 .map(|(_, v)| v.as_str())
                 .ok_or_else(|| bad(&format!("missing {name}")))
         };
-        let algorithm = get("X-Amz-Algorithm")?;
+        let algorithm = get(param::ALGORITHM)?;
         if algorithm != ALGORITHM {
             return Err(bad(&format!(
                 "unsupported signing algorithm {:?}",
                 sanitize(algorithm)
             )));
         }
-        let credential = get("X-Amz-Credential")?;
+        let credential = get(param::CREDENTIAL)?;
         let scope: Vec<&str> = credential.split('/').collect();
         let [akid, scope_date, region, service, terminator] = scope[..] else {
             return Err(bad(
                 "X-Amz-Credential is not <key>/<date>/<region>/<service>/aws4_request",
             ));
         };
-        if akid.is_empty() || terminator != "aws4_request" {
+        if akid.is_empty() || terminator != SCOPE_TERMINATOR {
             return Err(bad(
                 "X-Amz-Credential is not <key>/<date>/<region>/<service>/aws4_request",
             ));
@@ -350,17 +345,17 @@ impl IamVerifier {
                 got: sanitize(region),
             });
         }
-        let amz_date = get("X-Amz-Date")?;
+        let amz_date = get(param::DATE)?;
         let signed_at_ms =
             parse_amz_date(amz_date).ok_or_else(|| bad("X-Amz-Date is not yyyymmddThhmmssZ"))?;
         if amz_date.get(..8) != Some(scope_date) {
             return Err(bad("the credential scope date differs from X-Amz-Date"));
         }
-        let action = get("Action")?;
+        let action = get(param::ACTION)?;
         if action != CONNECT_ACTION {
             return Err(AuthError::BadAction(sanitize(action)));
         }
-        let expires = get("X-Amz-Expires")?;
+        let expires = get(param::EXPIRES)?;
         if expires.is_empty() || expires.len() > 10 || !expires.bytes().all(|b| b.is_ascii_digit())
         {
             return Err(bad("X-Amz-Expires is not a number of seconds"));
@@ -368,16 +363,16 @@ impl IamVerifier {
         let expires: u64 = expires
             .parse()
             .map_err(|_| bad("X-Amz-Expires is not a number of seconds"))?;
-        if expires > MAX_EXPIRES_SECS {
+        if expires > EXPIRES_SECS {
             return Err(AuthError::ExpiresTooLong(expires));
         }
         // We cannot see any header but the host: a signature over others
         // cannot be checked, so it is refused.
-        if get("X-Amz-SignedHeaders")? != "host" {
+        if get(param::SIGNED_HEADERS)? != SIGNED_HEADERS {
             return Err(bad("X-Amz-SignedHeaders must be `host`"));
         }
-        let signature = get("X-Amz-Signature")?.to_ascii_lowercase();
-        if signature.len() != 64 || !signature.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let presented = get(param::SIGNATURE)?.to_ascii_lowercase();
+        if presented.len() != 64 || !presented.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(bad("X-Amz-Signature is not 64 hex digits"));
         }
         // Both bounds in i64 ms; the date parser caps the year at 9999.
@@ -391,7 +386,7 @@ impl IamVerifier {
         let cred = self.store.get(akid).ok_or(AuthError::UnknownAccessKey)?;
         let presented_token = params
             .iter()
-            .find(|(k, _)| k == "X-Amz-Security-Token")
+            .find(|(k, _)| k == param::SECURITY_TOKEN)
             .map(|(_, v)| v.as_bytes());
         if let Some(expected) = &cred.session_token {
             match presented_token {
@@ -409,7 +404,7 @@ impl IamVerifier {
         };
         let mut matched = false;
         for h in hosts {
-            let expected = sign(
+            let expected = signature(
                 &cred.secret_access_key,
                 h,
                 &params,
@@ -417,7 +412,7 @@ impl IamVerifier {
                 scope_date,
                 region,
             );
-            matched |= ct_eq(expected.as_bytes(), signature.as_bytes());
+            matched |= ct_eq(expected.as_bytes(), presented.as_bytes());
         }
         if !matched {
             return Err(AuthError::SignatureMismatch);
@@ -435,75 +430,6 @@ pub fn json_response(request_id: &str) -> Vec<u8> {
     serde_json::json!({"version": JSON_VERSION, "request-id": request_id})
         .to_string()
         .into_bytes()
-}
-
-/// The SigV4 signature (lower-case hex) of `GET https://<host>/?<params>`
-/// presigned with `secret`; `params` may include X-Amz-Signature and
-/// User-Agent, which are left out of the canonical query.
-fn sign(
-    secret: &str,
-    host: &str,
-    params: &[(String, String)],
-    amz_date: &str,
-    scope_date: &str,
-    region: &str,
-) -> String {
-    let mut encoded: Vec<(String, String)> = params
-        .iter()
-        .filter(|(k, _)| k != "X-Amz-Signature" && k != "User-Agent")
-        .map(|(k, v)| (uri_encode(k), uri_encode(v)))
-        .collect();
-    encoded.sort();
-    let query: Vec<String> = encoded.iter().map(|(k, v)| format!("{k}={v}")).collect();
-    let canonical_request = format!(
-        "GET\n/\n{}\nhost:{host}\n\nhost\n{}",
-        query.join("&"),
-        hex(&Sha256::digest(b""))
-    );
-    let scope = format!("{scope_date}/{region}/{SERVICE}/aws4_request");
-    let string_to_sign = format!(
-        "{ALGORITHM}\n{amz_date}\n{scope}\n{}",
-        hex(&Sha256::digest(canonical_request.as_bytes()))
-    );
-    let mut key = hmac_sha256(format!("AWS4{secret}").as_bytes(), scope_date.as_bytes());
-    for part in [region, SERVICE, "aws4_request"] {
-        key = hmac_sha256(&key, part.as_bytes());
-    }
-    hex(&hmac_sha256(&key, string_to_sign.as_bytes()))
-}
-
-fn hmac_sha256(key: &[u8], data: &[u8]) -> Vec<u8> {
-    match <Hmac<Sha256> as KeyInit>::new_from_slice(key) {
-        Ok(mut m) => {
-            m.update(data);
-            m.finalize().into_bytes().to_vec()
-        }
-        // HMAC takes keys of any length; an empty result never verifies.
-        Err(_) => Vec::new(),
-    }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(char::from(DIGITS[usize::from(b >> 4)]));
-        s.push(char::from(DIGITS[usize::from(b & 15)]));
-    }
-    s
-}
-
-/// SigV4's URI encoding: everything but `A-Za-z0-9-_.~` as `%XX`.
-fn uri_encode(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 /// Strict percent-decoding: `%` must be followed by two hex digits and the
@@ -526,51 +452,12 @@ fn percent_decode(s: &str) -> Option<String> {
     String::from_utf8(out).ok()
 }
 
-/// `yyyymmddThhmmssZ` -> epoch milliseconds (years 1970..=9999).
-fn parse_amz_date(s: &str) -> Option<i64> {
-    let b = s.as_bytes();
-    if b.len() != 16 || b[8] != b'T' || b[15] != b'Z' {
-        return None;
-    }
-    let num = |r: std::ops::Range<usize>| -> Option<i64> {
-        let part = s.get(r)?;
-        if !part.bytes().all(|c| c.is_ascii_digit()) {
-            return None;
-        }
-        part.parse().ok()
-    };
-    let (y, m, d) = (num(0..4)?, num(4..6)?, num(6..8)?);
-    let (hh, mm, ss) = (num(9..11)?, num(11..13)?, num(13..15)?);
-    let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
-    let month_days = [
-        31,
-        if leap { 29 } else { 28 },
-        31,
-        30,
-        31,
-        30,
-        31,
-        31,
-        30,
-        31,
-        30,
-        31,
-    ];
-    if y < 1970 || !(1..=12).contains(&m) || hh > 23 || mm > 59 || ss > 59 {
-        return None;
-    }
-    if d < 1 || d > month_days[usize::try_from(m - 1).ok()?] {
-        return None;
-    }
-    let days = sluice_protocol::civil::days_from_civil(y, m, d);
-    Some((days * 86_400 + hh * 3600 + mm * 60 + ss) * 1000)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use sluice::net::sasl::msk_iam::{json_payload, token_for, AwsCredentials};
+    use sluice_protocol::msk_iam::uri_encode;
     use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
     const AKID: &str = "AKIDEXAMPLE";
@@ -665,7 +552,7 @@ mod tests {
         let date = get("X-Amz-Date");
         let cred = get("X-Amz-Credential");
         let parts: Vec<&str> = cred.split('/').collect();
-        let sig = sign(
+        let sig = signature(
             secret,
             host,
             &params,
@@ -903,7 +790,7 @@ mod tests {
             )
         })
         .collect();
-        j["x-amz-signature"] = sign(
+        j["x-amz-signature"] = signature(
             SECRET,
             "b-1.sluice.example.com",
             &params,
@@ -913,7 +800,7 @@ mod tests {
         )
         .into();
         assert!(v.verify_json(j.to_string().as_bytes(), T0_MS).is_ok());
-        j["x-amz-signature"] = sign(
+        j["x-amz-signature"] = signature(
             SECRET,
             "b-1.sluice.example.org",
             &params,
@@ -1113,18 +1000,5 @@ mod tests {
                 }
             )
             .is_err());
-    }
-
-    #[test]
-    fn date_parsing() {
-        assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
-        assert_eq!(parse_amz_date("20261125T144447Z"), Some(T0_MS));
-        assert!(parse_amz_date("20240229T000000Z").is_some());
-        assert_eq!(parse_amz_date("20230229T000000Z"), None);
-        assert_eq!(parse_amz_date("20261125T244447Z"), None);
-        assert_eq!(parse_amz_date("2026112ST144447Z"), None);
-        assert_eq!(parse_amz_date("+0261125T144447Z"), None);
-        assert_eq!(parse_amz_date("20261125T144447"), None);
-        assert!(parse_amz_date("99991231T235959Z").is_some());
     }
 }
