@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sluice_protocol::compression::Compression;
 
+pub use crate::auth::TokenProviderHandle;
 use crate::error::{Error, Result};
 
 /// How the client talks to brokers (`security.protocol`).
@@ -82,16 +83,6 @@ pub struct ClientConfig {
     /// `allow.auto.create.topics` (true): metadata requests for named topics
     /// let the broker create them, as the Java producer and consumer do.
     pub allow_auto_create_topics: bool,
-}
-
-/// A shareable OAUTHBEARER token callback.
-#[derive(Clone)]
-pub struct TokenProviderHandle(pub std::sync::Arc<dyn crate::net::sasl::TokenProvider>);
-
-impl std::fmt::Debug for TokenProviderHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenProvider(..)")
-    }
 }
 
 impl Default for ClientConfig {

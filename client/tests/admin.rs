@@ -37,7 +37,7 @@ async fn topics_configs_and_offsets() {
     let e = r[0].1.clone().unwrap_err();
     assert_eq!(
         e.code().map(|c| c.name()),
-        Some("TOPIC_ALREADY_EXISTS".to_string()),
+        Some("TOPIC_ALREADY_EXISTS"),
         "{e}"
     );
 

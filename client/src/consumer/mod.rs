@@ -47,11 +47,11 @@ pub use assignor::{
 pub use offsets::OffsetAndMetadata;
 
 use crate::config::{ConsumerConfig, OffsetReset};
-use crate::error::{Error, KafkaCode, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::net::Cluster;
 use fetcher::Fetcher;
-use membership::{GroupCtx, GroupShared, JoinOutcome, JoinRequest, MemberState};
-use offsets::{Committer, GenerationInfo};
+use membership::{GenerationInfo, GroupCtx, GroupShared, JoinOutcome, JoinRequest, MemberState};
+use offsets::Committer;
 use state::{Assignment, Position, ResetTo, Subscription};
 
 /// A topic and a partition number.
@@ -569,7 +569,7 @@ impl Consumer {
         let g = self.require_group("commit")?;
         if self.subscription.is_group_managed() {
             g.ctx.shared.generation_if_stable(g.ctx.instance_id.as_ref()).ok_or_else(|| {
-                Error::kafka_with(membership::REBALANCE_IN_PROGRESS, Some("the consumer is rebalancing; offsets can be committed after the next poll".into()))
+                Error::kafka_with(ErrorCode::RebalanceInProgress, Some("the consumer is rebalancing; offsets can be committed after the next poll".into()))
             })
         } else {
             Ok(GenerationInfo::standalone())
@@ -1209,7 +1209,7 @@ impl Consumer {
             }
             OffsetReset::None => {
                 return Err(Error::kafka_with(
-                    1,
+                    ErrorCode::OffsetOutOfRange,
                     Some(format!(
                         "no committed offset for {tp} and auto.offset.reset is none"
                     )),
@@ -1276,7 +1276,15 @@ impl Consumer {
                             }
                         }
                         Err(e)
-                            if e.is_retriable() || matches!(e.code(), Some(KafkaCode(14..=16))) =>
+                            if e.is_retriable()
+                                || matches!(
+                                    e.code(),
+                                    Some(
+                                        ErrorCode::CoordinatorLoadInProgress
+                                            | ErrorCode::CoordinatorNotAvailable
+                                            | ErrorCode::NotCoordinator
+                                    )
+                                ) =>
                         {
                             tracing::debug!(error = %e, "fetching committed offsets; will retry");
                         }
