@@ -16,6 +16,7 @@
 
 pub mod admin;
 pub mod auth;
+mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod error;

@@ -27,7 +27,7 @@ use sluice_protocol::batch::{
 };
 use tokio::sync::Notify;
 
-use super::state::{Assignment, Position, ResetTo};
+use super::positions::{Assignment, Position, ResetTo};
 use super::{ConsumerRecord, TimestampType, TopicPartition};
 use crate::config::{ConsumerConfig, OffsetReset};
 use crate::error::{Error, ErrorCode, Result};

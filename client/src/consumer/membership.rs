@@ -69,9 +69,39 @@ pub(crate) enum MemberState {
     Stable,
 }
 
+/// What moves a member from one [`MemberState`] to another. Every change of
+/// state (and of the generation, member id and `lost` flag that go with it)
+/// is one of these, applied by [`GroupInner::apply`].
+#[derive(Debug)]
+pub(crate) enum Transition {
+    /// `poll` starts a JoinGroup / SyncGroup round: Unjoined or Stable ->
+    /// Rebalancing; the rejoin reason and the `lost` flag are consumed.
+    JoinStarted,
+    /// SyncGroup handed out an assignment: Rebalancing -> Stable in
+    /// `generation` as `member_id`.
+    Joined { member_id: String, generation: i32 },
+    /// The join round failed (or its task vanished): Rebalancing ->
+    /// Unjoined; the next `poll` tries again.
+    JoinFailed,
+    /// The coordinator no longer knows the generation (ILLEGAL_GENERATION,
+    /// UNKNOWN_MEMBER_ID, poll timeout): -> Unjoined with its partitions
+    /// lost, and a rejoin requested.
+    GenerationLost {
+        reset_member_id: bool,
+        reason: String,
+    },
+    /// The member left the group (LeaveGroup, or a static member stopping):
+    /// -> Unjoined without a generation.
+    Left { reset_member_id: bool },
+    /// An error that ends the membership for good (FENCED_INSTANCE_ID):
+    /// -> Unjoined, and every later `poll` reports it.
+    Fatal(Error),
+}
+
 #[derive(Debug)]
 pub(crate) struct GroupInner {
-    pub state: MemberState,
+    /// Changed only by [`GroupInner::apply`].
+    state: MemberState,
     pub member_id: String,
     pub generation: i32,
     pub protocol: Option<String>,
@@ -82,6 +112,62 @@ pub(crate) struct GroupInner {
     /// An error that ends this consumer's membership for good.
     pub fatal: Option<Error>,
     pub last_poll: Instant,
+}
+
+impl GroupInner {
+    pub fn state(&self) -> MemberState {
+        self.state
+    }
+
+    /// The one place the member's state changes.
+    pub fn apply(&mut self, t: Transition) {
+        let from = self.state;
+        self.state = match t {
+            Transition::JoinStarted => {
+                self.rejoin_reason = None;
+                self.lost = false;
+                MemberState::Rebalancing
+            }
+            Transition::Joined {
+                member_id,
+                generation,
+            } => {
+                self.member_id = member_id;
+                self.generation = generation;
+                self.lost = false;
+                MemberState::Stable
+            }
+            Transition::JoinFailed => MemberState::Unjoined,
+            Transition::GenerationLost {
+                reset_member_id,
+                reason,
+            } => {
+                tracing::warn!(member = %self.member_id, generation = self.generation, %reason, "lost group generation");
+                self.generation = -1;
+                if reset_member_id {
+                    self.member_id.clear();
+                }
+                self.lost = true;
+                self.rejoin_reason.get_or_insert(reason);
+                MemberState::Unjoined
+            }
+            Transition::Left { reset_member_id } => {
+                self.generation = -1;
+                if reset_member_id {
+                    self.member_id.clear();
+                }
+                MemberState::Unjoined
+            }
+            Transition::Fatal(e) => {
+                tracing::error!(error = %e, "fatal group membership error");
+                self.fatal.get_or_insert(e);
+                MemberState::Unjoined
+            }
+        };
+        if from != self.state {
+            tracing::debug!(member = %self.member_id, generation = self.generation, ?from, to = ?self.state, "member state");
+        }
+    }
 }
 
 /// The membership state shared by `poll`, the join task and the heartbeat
@@ -136,27 +222,19 @@ impl GroupShared {
     /// The generation is gone (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, poll
     /// timeout): owned partitions are lost and the member must rejoin.
     pub fn mark_lost(&self, reset_member_id: bool, reason: &str) {
-        {
-            let mut g = self.lock();
-            tracing::warn!(member = %g.member_id, generation = g.generation, %reason, "lost group generation");
-            g.state = MemberState::Unjoined;
-            g.generation = -1;
-            if reset_member_id {
-                g.member_id.clear();
-            }
-            g.lost = true;
-            g.rejoin_reason.get_or_insert_with(|| reason.to_string());
-        }
-        self.wake.notify_one();
+        self.apply(Transition::GenerationLost {
+            reset_member_id,
+            reason: reason.to_string(),
+        });
     }
 
     pub fn set_fatal(&self, e: Error) {
-        {
-            let mut g = self.lock();
-            tracing::error!(error = %e, "fatal group membership error");
-            g.state = MemberState::Unjoined;
-            g.fatal.get_or_insert(e);
-        }
+        self.apply(Transition::Fatal(e));
+    }
+
+    /// Applies `t` and wakes a `poll` waiting for records, which acts on it.
+    pub fn apply(&self, t: Transition) {
+        self.lock().apply(t);
         self.wake.notify_one();
     }
 
@@ -482,13 +560,10 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
             }
         }
         let assignment = decode_assignment(&sresp.assignment)?;
-        {
-            let mut g = ctx.shared.lock();
-            g.state = MemberState::Stable;
-            g.member_id = member_id.clone();
-            g.generation = generation;
-            g.lost = false;
-        }
+        ctx.shared.lock().apply(Transition::Joined {
+            member_id: member_id.clone(),
+            generation,
+        });
         tracing::info!(group = %ctx.group_id, %member_id, generation, partitions = assignment.len(), "received assignment");
         return Ok(JoinOutcome {
             generation,
@@ -680,12 +755,9 @@ pub(crate) async fn leave_group(ctx: &GroupCtx, reason: &str) -> Result<()> {
     } else {
         Ok(())
     };
-    let mut g = ctx.shared.lock();
-    g.state = MemberState::Unjoined;
-    g.generation = -1;
-    if ctx.instance_id.is_none() {
-        g.member_id.clear();
-    }
+    ctx.shared.lock().apply(Transition::Left {
+        reset_member_id: ctx.instance_id.is_none(),
+    });
     result
 }
 
@@ -723,5 +795,46 @@ mod tests {
         assert!(g.lock().member_id.is_empty());
         g.on_commit_error(ErrorCode::FencedInstanceId, -1);
         assert!(g.lock().fatal.is_some());
+    }
+
+    #[test]
+    fn transitions_are_the_one_way_state_changes() {
+        let g = GroupShared::new(Arc::new(Notify::new()));
+        let mut s = g.lock();
+        s.rejoin_reason = Some("first join".into());
+        s.apply(Transition::JoinStarted);
+        assert_eq!(s.state(), MemberState::Rebalancing);
+        assert!(s.rejoin_reason.is_none());
+        s.apply(Transition::Joined {
+            member_id: "m-1".into(),
+            generation: 7,
+        });
+        assert_eq!(
+            (s.state(), s.generation, s.member_id.as_str(), s.lost),
+            (MemberState::Stable, 7, "m-1", false)
+        );
+        s.apply(Transition::JoinStarted);
+        s.apply(Transition::JoinFailed);
+        assert_eq!((s.state(), s.generation), (MemberState::Unjoined, 7));
+        s.apply(Transition::Left {
+            reset_member_id: false,
+        });
+        assert_eq!(
+            (s.state(), s.generation, s.member_id.as_str()),
+            (MemberState::Unjoined, -1, "m-1")
+        );
+        s.apply(Transition::Left {
+            reset_member_id: true,
+        });
+        assert!(s.member_id.is_empty());
+        s.apply(Transition::Fatal(Error::kafka(ErrorCode::FencedInstanceId)));
+        s.apply(Transition::Fatal(Error::Closed));
+        assert!(matches!(
+            s.fatal,
+            Some(Error::Kafka {
+                code: ErrorCode::FencedInstanceId,
+                ..
+            })
+        ));
     }
 }
