@@ -461,7 +461,7 @@ async fn ten_thousand_keyed_records_round_trip_with_every_codec() {
                     );
                     assert_eq!(r.timestamp, base_ts + i as i64);
                     assert_eq!(r.compression, codec, "batch codec");
-                    if i % 7 == 0 {
+                    if i.is_multiple_of(7) {
                         assert_eq!(
                             r.headers,
                             vec![

@@ -173,8 +173,10 @@ mod tests {
 
     #[test]
     fn mechanisms_from_config() {
-        let mut c = ClientConfig::default();
-        c.sasl_mechanism = Some("SCRAM-SHA-512".into());
+        let mut c = ClientConfig {
+            sasl_mechanism: Some("SCRAM-SHA-512".into()),
+            ..Default::default()
+        };
         assert!(sasl_config(&c)
             .unwrap_err()
             .to_string()

@@ -466,15 +466,20 @@ impl Accumulator {
     pub fn split_in_two(
         &self,
         mut batch: ProducerBatch,
-    ) -> std::result::Result<(), (ProducerBatch, Error)> {
+    ) -> std::result::Result<(), Box<(ProducerBatch, Error)>> {
         let n = batch.record_count();
         if n < 2 || batch.split_span < 2 {
-            return Err((batch, Error::kafka(ErrorCode::MessageTooLarge)));
+            return Err(Box::new((batch, Error::kafka(ErrorCode::MessageTooLarge))));
         }
         let bytes = match std::mem::replace(&mut batch.payload, Payload::Taken) {
             Payload::Built(b) => b,
             Payload::Open(b) => b.build(),
-            Payload::Taken => return Err((batch, Error::Protocol("batch payload missing".into()))),
+            Payload::Taken => {
+                return Err(Box::new((
+                    batch,
+                    Error::Protocol("batch payload missing".into()),
+                )))
+            }
         };
         let decoded = BatchHeader::parse(&bytes)
             .map_err(|e| e.to_string())
@@ -491,11 +496,14 @@ impl Accumulator {
                     "splitting a batch: {} records decoded, {n} expected",
                     d.2.len()
                 ));
-                return Err((batch, e));
+                return Err(Box::new((batch, e)));
             }
             Err(e) => {
                 batch.payload = Payload::Built(bytes);
-                return Err((batch, Error::Protocol(format!("splitting a batch: {e}"))));
+                return Err(Box::new((
+                    batch,
+                    Error::Protocol(format!("splitting a batch: {e}")),
+                )));
             }
         };
         let half = n / 2;
@@ -516,7 +524,7 @@ impl Accumulator {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => {
                 batch.payload = Payload::Built(bytes);
-                return Err((batch, e));
+                return Err(Box::new((batch, e)));
             }
         };
         let second_records = batch.records.split_off(half);
@@ -750,7 +758,7 @@ mod tests {
             b
         };
         let held = (1 << 20) - a.available_memory();
-        a.split_in_two(later).map_err(|(_, e)| e).unwrap();
+        a.split_in_two(later).map_err(|f| f.1).unwrap();
         assert_eq!(a.incomplete(), 3, "two pieces and the later batch");
         let pieces: Vec<ProducerBatch> =
             a.lock().queues.get_mut(&tp(0)).unwrap().drain(..).collect();
@@ -769,7 +777,7 @@ mod tests {
             a.reenqueue(&mut st, later);
             a.reenqueue(&mut st, first);
         }
-        a.split_in_two(second).map_err(|(_, e)| e).unwrap();
+        a.split_in_two(second).map_err(|f| f.1).unwrap();
         let order: Vec<Vec<u8>> = a.lock().queues[&tp(0)]
             .iter()
             .map(|b| match &b.payload {

@@ -772,7 +772,8 @@ impl Sender {
                 if let (Some(idem), Some(seq)) = (&mut self.idem, b.seq.take()) {
                     idem.on_dropped(&b.tp, seq, true);
                 }
-                if let Err((b, e)) = self.acc.split_in_two(b) {
+                if let Err(failed) = self.acc.split_in_two(b) {
+                    let (b, e) = *failed;
                     tracing::warn!(partition = %b.tp, error = %e, "cannot split the batch");
                     self.fail(b, err, true);
                 }
