@@ -165,8 +165,8 @@ async fn ensure_topic(
         .await?
     {
         if let Err(e) = r {
-            // TOPIC_ALREADY_EXISTS (36): use it as it is.
-            if e.code().map(|c| c.0) != Some(36) {
+            // The topic exists already: use it as it is.
+            if e.code() != Some(sluice::ErrorCode::TopicAlreadyExists) {
                 return Err(e).with_context(|| format!("creating topic {name}"));
             }
         }

@@ -25,7 +25,7 @@ use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
 
 use crate::config::ClientConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::net::{Cluster, TopicInfo};
 
 /// A topic to create. -1 partitions / replication factor take the broker defaults.
@@ -144,7 +144,7 @@ pub struct GroupDescription {
     pub protocol_type: String,
     pub protocol: String,
     pub members: Vec<MemberDescription>,
-    pub error: i16,
+    pub error: ErrorCode,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,11 +169,12 @@ fn s(v: &str) -> StrBytes {
     StrBytes::from_string(v.to_string())
 }
 
+/// A response's wire error code as a result.
 fn check(code: i16, message: Option<&StrBytes>) -> Result<()> {
-    if code == 0 {
+    if code == ErrorCode::None.code() {
         Ok(())
     } else {
-        Err(Error::kafka_with(code, message.map(|m| m.to_string())))
+        Err(Error::from_wire(code, message.map(|m| m.to_string())))
     }
 }
 
@@ -367,9 +368,12 @@ impl AdminClient {
         names
             .iter()
             .map(|n| {
-                self.cluster
-                    .topic(n)
-                    .ok_or_else(|| Error::kafka_with(3, Some(format!("topic {n} does not exist"))))
+                self.cluster.topic(n).ok_or_else(|| {
+                    Error::kafka_with(
+                        ErrorCode::UnknownTopicOrPartition,
+                        Some(format!("topic {n} does not exist")),
+                    )
+                })
             })
             .collect()
     }
@@ -480,7 +484,7 @@ impl AdminClient {
                     state: g.group_state.to_string(),
                     protocol_type: g.protocol_type.to_string(),
                     protocol: g.protocol_data.to_string(),
-                    error: g.error_code,
+                    error: ErrorCode::from_code(g.error_code),
                     members: g
                         .members
                         .into_iter()
@@ -524,7 +528,7 @@ impl AdminClient {
         let mut out = BTreeMap::new();
         for t in resp.topics {
             for p in t.partitions {
-                if p.error_code == 0 && p.committed_offset >= 0 {
+                if p.error_code == ErrorCode::None.code() && p.committed_offset >= 0 {
                     out.insert((t.name.to_string(), p.partition_index), p.committed_offset);
                 }
             }
@@ -574,10 +578,12 @@ impl AdminClient {
         self.cluster.refresh_metadata(&topics).await?;
         let mut by_leader: BTreeMap<i32, Vec<(String, i32)>> = BTreeMap::new();
         for (t, p) in tps {
-            let leader = self
-                .cluster
-                .leader_for(t, *p)
-                .ok_or_else(|| Error::kafka_with(5, Some(format!("no leader for {t}-{p}"))))?;
+            let leader = self.cluster.leader_for(t, *p).ok_or_else(|| {
+                Error::kafka_with(
+                    ErrorCode::LeaderNotAvailable,
+                    Some(format!("no leader for {t}-{p}")),
+                )
+            })?;
             by_leader.entry(leader).or_default().push((t.clone(), *p));
         }
         let mut out = Vec::with_capacity(tps.len());
@@ -641,7 +647,7 @@ impl AdminClient {
             let leader = self
                 .cluster
                 .leader_for(t, *p)
-                .ok_or_else(|| Error::kafka(5))?;
+                .ok_or_else(|| Error::kafka(ErrorCode::LeaderNotAvailable))?;
             let conn = self.cluster.connection(leader).await?;
             let mut req = DeleteRecordsRequest::default();
             req.timeout_ms = self.cluster.config.request_timeout.as_millis() as i32;

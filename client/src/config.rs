@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use sluice_protocol::compression::Compression;
 
+pub use crate::auth::TokenProviderHandle;
 use crate::error::{Error, Result};
 
 /// How the client talks to brokers (`security.protocol`).
@@ -57,6 +58,9 @@ pub struct ClientConfig {
     pub reconnect_backoff_max: Duration,
     /// `retry.backoff.ms` (100)
     pub retry_backoff: Duration,
+    /// `retry.backoff.max.ms` (1000): retries in a row back off
+    /// exponentially from `retry.backoff.ms` up to this
+    pub retry_backoff_max: Duration,
     /// `metadata.max.age.ms` (300000)
     pub metadata_max_age: Duration,
     /// `security.protocol` (PLAINTEXT)
@@ -84,16 +88,6 @@ pub struct ClientConfig {
     pub allow_auto_create_topics: bool,
 }
 
-/// A shareable OAUTHBEARER token callback.
-#[derive(Clone)]
-pub struct TokenProviderHandle(pub std::sync::Arc<dyn crate::net::sasl::TokenProvider>);
-
-impl std::fmt::Debug for TokenProviderHandle {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("TokenProvider(..)")
-    }
-}
-
 impl Default for ClientConfig {
     fn default() -> Self {
         ClientConfig {
@@ -104,6 +98,7 @@ impl Default for ClientConfig {
             reconnect_backoff: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_millis(1000),
             retry_backoff: Duration::from_millis(100),
+            retry_backoff_max: Duration::from_millis(1000),
             metadata_max_age: Duration::from_millis(300_000),
             security_protocol: SecurityProtocol::Plaintext,
             sasl_mechanism: None,
@@ -174,6 +169,7 @@ impl ClientConfig {
             "reconnect.backoff.ms" => self.reconnect_backoff = parse_ms(name, v)?,
             "reconnect.backoff.max.ms" => self.reconnect_backoff_max = parse_ms(name, v)?,
             "retry.backoff.ms" => self.retry_backoff = parse_ms(name, v)?,
+            "retry.backoff.max.ms" => self.retry_backoff_max = parse_ms(name, v)?,
             "metadata.max.age.ms" => self.metadata_max_age = parse_ms(name, v)?,
             "security.protocol" => self.security_protocol = SecurityProtocol::parse(v)?,
             "sasl.mechanism" | "sasl.mechanisms" => {

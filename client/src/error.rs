@@ -3,51 +3,7 @@
 //! `UNKNOWN_TOPIC_OR_PARTITION`) and whether it is retriable. Bindings map
 //! each variant onto one exception or Error class.
 
-use kafka_protocol::error::ResponseError;
-
-/// A Kafka protocol error code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct KafkaCode(pub i16);
-
-impl KafkaCode {
-    pub const NONE: KafkaCode = KafkaCode(0);
-
-    /// Kafka's own name for the code, e.g. `NOT_LEADER_OR_FOLLOWER`.
-    pub fn name(&self) -> String {
-        match ResponseError::try_from_code(self.0) {
-            None => "NONE".to_string(),
-            Some(ResponseError::Unknown(c)) => format!("UNKNOWN_ERROR_CODE_{c}"),
-            Some(e) => screaming_snake(&format!("{e:?}")),
-        }
-    }
-
-    /// Whether Kafka classifies the error as retriable.
-    pub fn is_retriable(&self) -> bool {
-        ResponseError::try_from_code(self.0).is_some_and(|e| e.is_retriable())
-    }
-
-    /// Errors after which cached metadata (leaders) must be refreshed.
-    pub fn invalidates_metadata(&self) -> bool {
-        matches!(self.0, 3 | 5 | 6 | 15 | 16 | 74 | 75 | 100)
-    }
-}
-
-impl std::fmt::Display for KafkaCode {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.name())
-    }
-}
-
-fn screaming_snake(camel: &str) -> String {
-    let mut out = String::with_capacity(camel.len() + 8);
-    for (i, c) in camel.chars().enumerate() {
-        if c.is_ascii_uppercase() && i > 0 {
-            out.push('_');
-        }
-        out.push(c.to_ascii_uppercase());
-    }
-    out
-}
+pub use sluice_protocol::ErrorCode;
 
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -58,7 +14,7 @@ pub enum Error {
     /// The broker answered with a Kafka error code.
     #[error("{code}{}", message.as_ref().map(|m| format!(": {m}")).unwrap_or_default())]
     Kafka {
-        code: KafkaCode,
+        code: ErrorCode,
         message: Option<String>,
     },
     /// No bootstrap server could be reached.
@@ -88,18 +44,23 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn kafka(code: i16) -> Error {
+    /// The broker answered `code`.
+    pub fn kafka(code: ErrorCode) -> Error {
         Error::Kafka {
-            code: KafkaCode(code),
+            code,
             message: None,
         }
     }
 
-    pub fn kafka_with(code: i16, message: Option<String>) -> Error {
-        Error::Kafka {
-            code: KafkaCode(code),
-            message,
-        }
+    /// The broker answered `code`, with its message or our context.
+    pub fn kafka_with(code: ErrorCode, message: Option<String>) -> Error {
+        Error::Kafka { code, message }
+    }
+
+    /// A response's wire error code (unknown codes become
+    /// `UNKNOWN_SERVER_ERROR`, as the Java client decodes them).
+    pub fn from_wire(code: i16, message: Option<String>) -> Error {
+        Error::kafka_with(ErrorCode::from_code(code), message)
     }
 
     pub fn config(name: &str, reason: impl Into<String>) -> Error {
@@ -110,11 +71,11 @@ impl Error {
     }
 
     /// The Kafka error code this error carries, if any.
-    pub fn code(&self) -> Option<KafkaCode> {
+    pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::Kafka { code, .. } => Some(*code),
-            Error::Timeout(_) => Some(KafkaCode(7)), // REQUEST_TIMED_OUT
-            Error::Authentication(_) => Some(KafkaCode(58)), // SASL_AUTHENTICATION_FAILED
+            Error::Timeout(_) => Some(ErrorCode::RequestTimedOut),
+            Error::Authentication(_) => Some(ErrorCode::SaslAuthenticationFailed),
             _ => None,
         }
     }
@@ -137,12 +98,15 @@ mod tests {
 
     #[test]
     fn codes_are_named_as_kafka_names_them() {
-        assert_eq!(KafkaCode(3).name(), "UNKNOWN_TOPIC_OR_PARTITION");
-        assert_eq!(KafkaCode(58).name(), "SASL_AUTHENTICATION_FAILED");
-        assert_eq!(KafkaCode(6).name(), "NOT_LEADER_OR_FOLLOWER");
-        assert!(KafkaCode(6).is_retriable());
-        assert!(!KafkaCode(29).is_retriable());
-        let e = Error::kafka_with(3, Some("no such topic".into()));
+        assert_eq!(ErrorCode::from_code(3).name(), "UNKNOWN_TOPIC_OR_PARTITION");
+        assert_eq!(
+            ErrorCode::from_code(58).name(),
+            "SASL_AUTHENTICATION_FAILED"
+        );
+        assert_eq!(ErrorCode::from_code(6).name(), "NOT_LEADER_OR_FOLLOWER");
+        assert!(ErrorCode::from_code(6).is_retriable());
+        assert!(!ErrorCode::from_code(29).is_retriable());
+        let e = Error::from_wire(3, Some("no such topic".into()));
         assert_eq!(e.to_string(), "UNKNOWN_TOPIC_OR_PARTITION: no such topic");
     }
 }

@@ -2,9 +2,12 @@
 //! that work the same against Apache Kafka, AWS MSK and `sluiced`.
 //!
 //! # Layout
+//! - [`auth`]: OAuth tokens, token providers and SASL errors, which the
+//!   settings carry and the connections use.
 //! - [`config`]: typed settings with Kafka's defaults; `from_properties`
 //!   takes Kafka's property names.
-//! - [`error`]: the one error type; Kafka error codes keep Kafka's names.
+//! - [`error`]: the one error type; Kafka error codes are [`ErrorCode`]
+//!   (from `sluice-protocol`), named as Kafka names them.
 //! - [`net`]: pipelined broker connections, version negotiation, metadata
 //!   and coordinators.
 //! - [`producer`]: accumulators, partitioner, sender, idempotence.
@@ -12,6 +15,8 @@
 //! - [`admin`]: topics, configs, groups, offsets, cluster.
 
 pub mod admin;
+pub mod auth;
+mod backoff;
 pub mod config;
 pub mod consumer;
 pub mod error;
@@ -26,8 +31,9 @@ pub use consumer::{
     Consumer, ConsumerRecord, OffsetAndMetadata, PartitionBatch, RebalanceListener, ShutdownHandle,
     TopicPartition,
 };
-pub use error::{Error, KafkaCode, Result};
+pub use error::{Error, ErrorCode, Result};
 pub use producer::{
     DeliveryFuture, Partitioner, Producer, ProducerRecord, RecordMetadata, SendFuture,
 };
+pub use sluice_protocol::clock;
 pub use sluice_protocol::compression::Compression;

@@ -37,7 +37,7 @@ async fn topics_configs_and_offsets() {
     let e = r[0].1.clone().unwrap_err();
     assert_eq!(
         e.code().map(|c| c.name()),
-        Some("TOPIC_ALREADY_EXISTS".to_string()),
+        Some("TOPIC_ALREADY_EXISTS"),
         "{e}"
     );
 
@@ -94,7 +94,7 @@ async fn topics_configs_and_offsets() {
     a.create_partitions(&t, 5).await.unwrap();
     let mut parts = 0;
     for _ in 0..100 {
-        parts = a.describe_topics(&[t.clone()]).await.unwrap()[0]
+        parts = a.describe_topics(std::slice::from_ref(&t)).await.unwrap()[0]
             .partitions
             .len();
         if parts == 5 {
@@ -115,7 +115,7 @@ async fn topics_configs_and_offsets() {
     assert!(!c.brokers.is_empty());
     assert!(c.cluster_id.is_some());
 
-    let r = a.delete_topics(&[t.clone()]).await.unwrap();
+    let r = a.delete_topics(std::slice::from_ref(&t)).await.unwrap();
     assert!(r[0].1.is_ok(), "{:?}", r[0].1);
 }
 

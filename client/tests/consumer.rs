@@ -20,7 +20,7 @@ use sluice::consumer::{
     Consumer, ConsumerRecord, PartitionBatch, RebalanceListener, TopicPartition,
 };
 use sluice::net::Cluster;
-use sluice::{ClientConfig, Compression, ConsumerConfig};
+use sluice::{ClientConfig, Compression, ConsumerConfig, ErrorCode};
 use sluice_protocol::batch::{BatchBuilder, RecordHeader};
 use support::{unique, TestBroker};
 
@@ -46,7 +46,8 @@ async fn create_topic(c: &Cluster, name: &str, partitions: i32) {
     let conn = c.any_connection().await.unwrap();
     let resp = conn.send(&req).await.unwrap();
     assert_eq!(
-        resp.topics[0].error_code, 0,
+        ErrorCode::from_code(resp.topics[0].error_code),
+        ErrorCode::None,
         "CreateTopics {name}: {:?}",
         resp.topics[0].error_message
     );
@@ -107,12 +108,16 @@ async fn produce(
         let p = &resp.responses[0].partition_responses[0];
         // A new topic's leader may not be ready yet (Kafka answers
         // NOT_LEADER_OR_FOLLOWER for a moment).
-        if p.error_code == 6 && Instant::now() < deadline {
+        if p.error_code == ErrorCode::NotLeaderOrFollower.code() && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
             c.refresh_metadata(&[topic.to_string()]).await.unwrap();
             continue;
         }
-        assert_eq!(p.error_code, 0, "produce to {topic}-{partition}");
+        assert_eq!(
+            ErrorCode::from_code(p.error_code),
+            ErrorCode::None,
+            "produce to {topic}-{partition}"
+        );
         return p.base_offset;
     }
 }
@@ -305,7 +310,7 @@ async fn seek_pause_and_resume() {
     );
     strict.assign([p0.clone()]).unwrap();
     let e = strict.poll(Duration::from_millis(500)).await.unwrap_err();
-    assert_eq!(e.code().map(|c| c.0), Some(1), "{e}");
+    assert_eq!(e.code(), Some(ErrorCode::OffsetOutOfRange), "{e}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -20,7 +20,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice::config::{Acks, ClientConfig, ProducerConfig};
 use sluice::net::Cluster;
 use sluice::producer::{Partitioner, Producer, ProducerRecord};
-use sluice::{Compression, Error};
+use sluice::{Compression, Error, ErrorCode};
 use sluice_protocol::batch::{decode_records, scan_valid_prefix, split_batches};
 use sluice_protocol::murmur2::partition_for_key;
 
@@ -207,9 +207,11 @@ async fn leaders_serve(cluster: &Cluster, t: &sluice::net::TopicInfo) -> bool {
         req.topics = vec![lt];
         match conn.send(&req).await {
             Ok(r)
-                if r.topics
-                    .iter()
-                    .all(|t| t.partitions.iter().all(|p| p.error_code == 0)) => {}
+                if r.topics.iter().all(|t| {
+                    t.partitions
+                        .iter()
+                        .all(|p| p.error_code == ErrorCode::None.code())
+                }) => {}
             _ => return false,
         }
     }
@@ -228,9 +230,12 @@ async fn create_topic(cluster: &Cluster, name: &str, partitions: i32) {
     let resp = conn.send(&req).await.expect("CreateTopics");
     for r in &resp.topics {
         assert!(
-            r.error_code == 0 || r.error_code == 36,
+            matches!(
+                ErrorCode::from_code(r.error_code),
+                ErrorCode::None | ErrorCode::TopicAlreadyExists
+            ),
             "CreateTopics {name}: error {}",
-            r.error_code
+            ErrorCode::from_code(r.error_code)
         );
     }
     // Wait until every partition has a leader.
@@ -312,13 +317,24 @@ async fn fetch_all(cluster: &Cluster, topic: &str, partition: i32) -> Vec<Fetche
             .first()
             .and_then(|t| t.partitions.first())
             .expect("partition data");
-        if matches!(pd.error_code, 3 | 5 | 6 | 74 | 75) {
+        if matches!(
+            ErrorCode::from_code(pd.error_code),
+            ErrorCode::UnknownTopicOrPartition
+                | ErrorCode::LeaderNotAvailable
+                | ErrorCode::NotLeaderOrFollower
+                | ErrorCode::FencedLeaderEpoch
+                | ErrorCode::UnknownLeaderEpoch
+        ) {
             // Leadership still settling (a new topic on Kafka): refresh, retry.
             cluster.refresh_metadata(&[topic.to_string()]).await.ok();
             tokio::time::sleep(Duration::from_millis(100)).await;
             continue;
         }
-        assert_eq!(pd.error_code, 0, "fetch error for {topic}-{partition}");
+        assert_eq!(
+            ErrorCode::from_code(pd.error_code),
+            ErrorCode::None,
+            "fetch error for {topic}-{partition}"
+        );
         let hw = pd.high_watermark;
         if offset >= hw {
             return out;
@@ -445,7 +461,7 @@ async fn ten_thousand_keyed_records_round_trip_with_every_codec() {
                     );
                     assert_eq!(r.timestamp, base_ts + i as i64);
                     assert_eq!(r.compression, codec, "batch codec");
-                    if i % 7 == 0 {
+                    if i.is_multiple_of(7) {
                         assert_eq!(
                             r.headers,
                             vec![
@@ -1010,7 +1026,8 @@ async fn batches_over_max_message_bytes_are_split_and_delivered_in_order() {
                 .await
                 .expect("CreateTopics");
             assert_eq!(
-                resp.topics[0].error_code, 0,
+                ErrorCode::from_code(resp.topics[0].error_code),
+                ErrorCode::None,
                 "[{}] create {topic}",
                 target.name
             );
@@ -1064,7 +1081,7 @@ async fn batches_over_max_message_bytes_are_split_and_delivered_in_order() {
                 .expect_err("an 8 KB record is over max.message.bytes on its own");
             assert_eq!(
                 e.code(),
-                Some(sluice::KafkaCode(10)),
+                Some(ErrorCode::MessageTooLarge),
                 "[{}] {e}",
                 target.name
             );

@@ -468,12 +468,8 @@ class Consumer extends Instrumented {
         res = await call(() => this._native.poll(500))
         this._emit(CONSUMER_EVENTS.FETCH, { numberOfBatches: res.batches.length, duration: Date.now() - started })
       } catch (e) {
-        const err = mapError(e)
-        failures++
-        if (!err.retriable || failures > this._retry.retries) return this._crash(err, false)
-        this._emit(CONSUMER_EVENTS.CRASH, { error: err, groupId: this._groupId, restart: true })
-        await sleep(this._retry.initialRetryTime * failures)
-        continue
+        // The native poll already retried retriable errors with backoff.
+        return this._crash(mapError(e), false)
       }
       await this._rebalances(res.rebalances)
       if (this._pendingSeeks.size) await this._applyPending(true)

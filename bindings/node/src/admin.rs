@@ -230,7 +230,7 @@ impl NativeAdmin {
                         .partitions
                         .iter()
                         .map(|p| JsPartitionMetadata {
-                            partition_error_code: p.error as i32,
+                            partition_error_code: i32::from(p.error.code()),
                             partition_id: p.partition,
                             leader: p.leader,
                             replicas: p.replicas.clone(),
@@ -289,7 +289,7 @@ impl NativeAdmin {
                     state: g.state,
                     protocol_type: g.protocol_type,
                     protocol: g.protocol,
-                    error_code: g.error as i32,
+                    error_code: i32::from(g.error.code()),
                     members: g
                         .members
                         .into_iter()

@@ -7,13 +7,13 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures::future::BoxFuture;
 use napi::bindgen_prelude::Promise;
 use napi::threadsafe_function::{ErrorStrategy, ThreadsafeFunction};
 use napi::{Env, JsFunction, JsUnknown};
 use napi_derive::napi;
+use sluice::clock::now_ms;
 use sluice::config::TokenProviderHandle;
 use sluice::net::sasl::msk_iam::{AwsCredentials, MskIamTokenProvider};
 use sluice::net::sasl::{OAuthToken, SaslError, TokenProvider};
@@ -46,13 +46,6 @@ pub struct JsAwsCredentials {
 type TokenFn = ThreadsafeFunction<(), ErrorStrategy::Fatal>;
 
 struct JsTokenProvider(TokenFn);
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
 
 impl TokenProvider for JsTokenProvider {
     fn token(&self) -> BoxFuture<'_, Result<OAuthToken, SaslError>> {

@@ -45,8 +45,8 @@ pub fn to_js(e: Error) -> napi::Error {
     };
     let body = format!(
         "SLUICE_ERROR:{{\"kind\":\"{kind}\",\"type\":{},\"code\":{},\"retriable\":{},\"broker\":{broker},\"message\":{}}}",
-        code.map(|c| json_str(&c.name())).unwrap_or_else(|| "null".into()),
-        code.map(|c| c.0.to_string()).unwrap_or_else(|| "null".into()),
+        code.map(|c| json_str(c.name())).unwrap_or_else(|| "null".into()),
+        code.map(|c| c.code().to_string()).unwrap_or_else(|| "null".into()),
         e.is_retriable(),
         json_str(&e.to_string()),
     );

@@ -116,7 +116,7 @@ impl Admin {
         r.iter()
             .map(|t| {
                 let d = PyDict::new(py);
-                d.set_item("error_code", t.error)?;
+                d.set_item("error_code", t.error.code())?;
                 d.set_item("topic", &t.name)?;
                 d.set_item("is_internal", t.internal)?;
                 let parts = t
@@ -124,7 +124,7 @@ impl Admin {
                     .iter()
                     .map(|p| {
                         let pd = PyDict::new(py);
-                        pd.set_item("error_code", p.error)?;
+                        pd.set_item("error_code", p.error.code())?;
                         pd.set_item("partition", p.partition)?;
                         pd.set_item("leader", p.leader)?;
                         pd.set_item("leader_epoch", p.leader_epoch)?;
@@ -160,7 +160,7 @@ impl Admin {
                 d.set_item("state", &g.state)?;
                 d.set_item("protocol_type", &g.protocol_type)?;
                 d.set_item("protocol", &g.protocol)?;
-                d.set_item("error_code", g.error)?;
+                d.set_item("error_code", g.error.code())?;
                 let members = g
                     .members
                     .iter()

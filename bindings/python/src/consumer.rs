@@ -511,7 +511,7 @@ impl Consumer {
         .py_err(py)?;
         Ok(refreshed
             .topic(&topic)
-            .filter(|t| t.error == 0)
+            .filter(|t| t.error.is_ok())
             .map(|t| t.partitions.iter().map(|p| p.partition).collect()))
     }
 
@@ -525,7 +525,7 @@ impl Consumer {
         Ok(refreshed
             .topics()
             .iter()
-            .filter(|t| !t.internal && t.error == 0)
+            .filter(|t| !t.internal && t.error.is_ok())
             .map(|t| t.name.clone())
             .collect())
     }

@@ -6,11 +6,12 @@
 //! worker, and a failure or panic becomes a SASL error, not a crash.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use futures::future::BoxFuture;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use sluice::clock::now_ms;
 use sluice::net::sasl::{OAuthToken, SaslError, TokenProvider};
 
 /// Lifetime assumed for a token whose provider does not say (MSK IAM
@@ -25,13 +26,6 @@ impl PyTokenProvider {
     pub fn new(obj: Py<PyAny>) -> Self {
         PyTokenProvider { obj: Arc::new(obj) }
     }
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 fn call(obj: &Py<PyAny>) -> Result<OAuthToken, SaslError> {

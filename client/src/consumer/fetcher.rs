@@ -27,20 +27,18 @@ use sluice_protocol::batch::{
 };
 use tokio::sync::Notify;
 
-use super::state::{Assignment, Position, ResetTo};
+use super::positions::{Assignment, Position, ResetTo};
 use super::{ConsumerRecord, TimestampType, TopicPartition};
 use crate::config::{ConsumerConfig, OffsetReset};
-use crate::error::{Error, KafkaCode, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::net::Cluster;
-
-const OFFSET_OUT_OF_RANGE: i16 = 1;
 
 /// The answer for one partition of a finished fetch.
 #[derive(Debug)]
 struct PartitionResult {
     tp: TopicPartition,
     fetch_offset: i64,
-    error: i16,
+    error: ErrorCode,
     high_watermark: i64,
     records: Option<Bytes>,
     aborted: Option<Vec<(i64, i64)>>,
@@ -211,7 +209,7 @@ impl Fetcher {
                     continue;
                 }
                 match r.error {
-                    0 => {
+                    ErrorCode::None => {
                         assignment.set_high_watermark(&r.tp, r.high_watermark);
                         let Some(bytes) = r.records.filter(|b| !b.is_empty()) else {
                             continue;
@@ -244,7 +242,7 @@ impl Fetcher {
                             }
                         }
                     }
-                    OFFSET_OUT_OF_RANGE => match self.settings.reset {
+                    ErrorCode::OffsetOutOfRange => match self.settings.reset {
                         OffsetReset::Earliest => {
                             tracing::info!(tp = %r.tp, offset = r.fetch_offset, "offset out of range; resetting to earliest");
                             assignment.request_reset(&r.tp, ResetTo::Earliest);
@@ -255,24 +253,26 @@ impl Fetcher {
                         }
                         OffsetReset::None => {
                             first_error.get_or_insert(Error::kafka_with(
-                                OFFSET_OUT_OF_RANGE,
+                                ErrorCode::OffsetOutOfRange,
                                 Some(format!("fetch offset {} is out of range for {} and auto.offset.reset is none", r.fetch_offset, r.tp)),
                             ));
                         }
                     },
-                    code if KafkaCode(code).invalidates_metadata() || code == 56 || code == 100 => {
-                        tracing::debug!(tp = %r.tp, error = %KafkaCode(code), "fetch: refreshing metadata");
+                    code if code.invalidates_metadata() || code == ErrorCode::KafkaStorageError => {
+                        tracing::debug!(tp = %r.tp, error = %code, "fetch: refreshing metadata");
                         self.metadata_needed = true;
                     }
-                    29..=31 => {
+                    ErrorCode::TopicAuthorizationFailed
+                    | ErrorCode::GroupAuthorizationFailed
+                    | ErrorCode::ClusterAuthorizationFailed => {
                         first_error.get_or_insert(Error::kafka_with(
                             r.error,
                             Some(format!("fetching {}", r.tp)),
                         ));
                     }
                     code => {
-                        tracing::warn!(tp = %r.tp, error = %KafkaCode(code), "fetch error; retrying");
-                        if KafkaCode(code).is_retriable() {
+                        tracing::warn!(tp = %r.tp, error = %code, "fetch error; retrying");
+                        if code.is_retriable() {
                             self.metadata_needed = true;
                         }
                     }
@@ -380,8 +380,8 @@ async fn fetch_from(
     }
     req.topics = topics;
     let resp: FetchResponse = conn.send_versioned(&req, version).await?;
-    if resp.error_code != 0 {
-        return Err(Error::kafka_with(resp.error_code, Some("fetch".into())));
+    if resp.error_code != ErrorCode::None.code() {
+        return Err(Error::from_wire(resp.error_code, Some("fetch".into())));
     }
     let mut out = Vec::new();
     for t in resp.responses {
@@ -393,7 +393,7 @@ async fn fetch_from(
             out.push(PartitionResult {
                 tp: TopicPartition::new(topic.clone(), p.partition_index),
                 fetch_offset,
-                error: p.error_code,
+                error: ErrorCode::from_code(p.error_code),
                 high_watermark: p.high_watermark,
                 records: p.records,
                 aborted: p.aborted_transactions.map(|v| {
@@ -615,7 +615,8 @@ pub(crate) async fn list_offsets(
                 for t in resp.topics {
                     for p in t.partitions {
                         let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                        if p.error_code == 0 {
+                        let code = ErrorCode::from_code(p.error_code);
+                        if code == ErrorCode::None {
                             out.insert(
                                 tp,
                                 Position {
@@ -623,14 +624,12 @@ pub(crate) async fn list_offsets(
                                     leader_epoch: Some(p.leader_epoch).filter(|e| *e >= 0),
                                 },
                             );
-                        } else if KafkaCode(p.error_code).is_retriable()
-                            || KafkaCode(p.error_code).invalidates_metadata()
-                        {
-                            tracing::debug!(%tp, error = %KafkaCode(p.error_code), "list offsets: will retry");
+                        } else if code.is_retriable() || code.invalidates_metadata() {
+                            tracing::debug!(%tp, error = %code, "list offsets: will retry");
                             metadata_needed = true;
                         } else {
                             last_err = Some(Error::kafka_with(
-                                p.error_code,
+                                code,
                                 Some(format!("listing offsets of {tp}")),
                             ));
                         }

@@ -32,22 +32,31 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::sync::Notify;
 
 use super::assignor::{Assignor, MemberSubscription};
-use super::offsets::GenerationInfo;
 use super::protocol::{
     decode_assignment, decode_subscription, encode_assignment, encode_subscription,
 };
 use super::TopicPartition;
-use crate::error::{Error, KafkaCode, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::net::Cluster;
 
-pub(crate) const REBALANCE_IN_PROGRESS: i16 = 27;
-pub(crate) const ILLEGAL_GENERATION: i16 = 22;
-pub(crate) const UNKNOWN_MEMBER_ID: i16 = 25;
-pub(crate) const FENCED_INSTANCE_ID: i16 = 82;
-pub(crate) const MEMBER_ID_REQUIRED: i16 = 79;
-const COORDINATOR_LOAD_IN_PROGRESS: i16 = 14;
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const NOT_COORDINATOR: i16 = 16;
+/// Who commits: a group member (generation and member id), or a consumer
+/// with manually assigned partitions (generation -1, no member id).
+#[derive(Debug, Clone)]
+pub(crate) struct GenerationInfo {
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+}
+
+impl GenerationInfo {
+    pub fn standalone() -> Self {
+        GenerationInfo {
+            generation: -1,
+            member_id: String::new(),
+            instance_id: None,
+        }
+    }
+}
 
 /// Where this member stands in the group.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -60,9 +69,39 @@ pub(crate) enum MemberState {
     Stable,
 }
 
+/// What moves a member from one [`MemberState`] to another. Every change of
+/// state (and of the generation, member id and `lost` flag that go with it)
+/// is one of these, applied by [`GroupInner::apply`].
+#[derive(Debug)]
+pub(crate) enum Transition {
+    /// `poll` starts a JoinGroup / SyncGroup round: Unjoined or Stable ->
+    /// Rebalancing; the rejoin reason and the `lost` flag are consumed.
+    JoinStarted,
+    /// SyncGroup handed out an assignment: Rebalancing -> Stable in
+    /// `generation` as `member_id`.
+    Joined { member_id: String, generation: i32 },
+    /// The join round failed (or its task vanished): Rebalancing ->
+    /// Unjoined; the next `poll` tries again.
+    JoinFailed,
+    /// The coordinator no longer knows the generation (ILLEGAL_GENERATION,
+    /// UNKNOWN_MEMBER_ID, poll timeout): -> Unjoined with its partitions
+    /// lost, and a rejoin requested.
+    GenerationLost {
+        reset_member_id: bool,
+        reason: String,
+    },
+    /// The member left the group (LeaveGroup, or a static member stopping):
+    /// -> Unjoined without a generation.
+    Left { reset_member_id: bool },
+    /// An error that ends the membership for good (FENCED_INSTANCE_ID):
+    /// -> Unjoined, and every later `poll` reports it.
+    Fatal(Error),
+}
+
 #[derive(Debug)]
 pub(crate) struct GroupInner {
-    pub state: MemberState,
+    /// Changed only by [`GroupInner::apply`].
+    state: MemberState,
     pub member_id: String,
     pub generation: i32,
     pub protocol: Option<String>,
@@ -73,6 +112,62 @@ pub(crate) struct GroupInner {
     /// An error that ends this consumer's membership for good.
     pub fatal: Option<Error>,
     pub last_poll: Instant,
+}
+
+impl GroupInner {
+    pub fn state(&self) -> MemberState {
+        self.state
+    }
+
+    /// The one place the member's state changes.
+    pub fn apply(&mut self, t: Transition) {
+        let from = self.state;
+        self.state = match t {
+            Transition::JoinStarted => {
+                self.rejoin_reason = None;
+                self.lost = false;
+                MemberState::Rebalancing
+            }
+            Transition::Joined {
+                member_id,
+                generation,
+            } => {
+                self.member_id = member_id;
+                self.generation = generation;
+                self.lost = false;
+                MemberState::Stable
+            }
+            Transition::JoinFailed => MemberState::Unjoined,
+            Transition::GenerationLost {
+                reset_member_id,
+                reason,
+            } => {
+                tracing::warn!(member = %self.member_id, generation = self.generation, %reason, "lost group generation");
+                self.generation = -1;
+                if reset_member_id {
+                    self.member_id.clear();
+                }
+                self.lost = true;
+                self.rejoin_reason.get_or_insert(reason);
+                MemberState::Unjoined
+            }
+            Transition::Left { reset_member_id } => {
+                self.generation = -1;
+                if reset_member_id {
+                    self.member_id.clear();
+                }
+                MemberState::Unjoined
+            }
+            Transition::Fatal(e) => {
+                tracing::error!(error = %e, "fatal group membership error");
+                self.fatal.get_or_insert(e);
+                MemberState::Unjoined
+            }
+        };
+        if from != self.state {
+            tracing::debug!(member = %self.member_id, generation = self.generation, ?from, to = ?self.state, "member state");
+        }
+    }
 }
 
 /// The membership state shared by `poll`, the join task and the heartbeat
@@ -127,43 +222,39 @@ impl GroupShared {
     /// The generation is gone (ILLEGAL_GENERATION, UNKNOWN_MEMBER_ID, poll
     /// timeout): owned partitions are lost and the member must rejoin.
     pub fn mark_lost(&self, reset_member_id: bool, reason: &str) {
-        {
-            let mut g = self.lock();
-            tracing::warn!(member = %g.member_id, generation = g.generation, %reason, "lost group generation");
-            g.state = MemberState::Unjoined;
-            g.generation = -1;
-            if reset_member_id {
-                g.member_id.clear();
-            }
-            g.lost = true;
-            g.rejoin_reason.get_or_insert_with(|| reason.to_string());
-        }
-        self.wake.notify_one();
+        self.apply(Transition::GenerationLost {
+            reset_member_id,
+            reason: reason.to_string(),
+        });
     }
 
     pub fn set_fatal(&self, e: Error) {
-        {
-            let mut g = self.lock();
-            tracing::error!(error = %e, "fatal group membership error");
-            g.state = MemberState::Unjoined;
-            g.fatal.get_or_insert(e);
-        }
+        self.apply(Transition::Fatal(e));
+    }
+
+    /// Applies `t` and wakes a `poll` waiting for records, which acts on it.
+    pub fn apply(&self, t: Transition) {
+        self.lock().apply(t);
         self.wake.notify_one();
     }
 
     /// Reacts to an OffsetCommit error code as the Java client does.
-    pub fn on_commit_error(&self, code: i16, generation: i32) {
+    pub fn on_commit_error(&self, code: ErrorCode, generation: i32) {
         let current = self.lock().generation;
         if current != generation {
             return;
         }
         match code {
-            REBALANCE_IN_PROGRESS => {
+            ErrorCode::RebalanceInProgress => {
                 self.request_rejoin("offset commit found the group rebalancing")
             }
-            ILLEGAL_GENERATION => self.mark_lost(false, "offset commit: illegal generation"),
-            UNKNOWN_MEMBER_ID => self.mark_lost(true, "offset commit: unknown member id"),
-            FENCED_INSTANCE_ID => self.set_fatal(Error::kafka(FENCED_INSTANCE_ID)),
+            ErrorCode::IllegalGeneration => {
+                self.mark_lost(false, "offset commit: illegal generation")
+            }
+            ErrorCode::UnknownMemberId => self.mark_lost(true, "offset commit: unknown member id"),
+            ErrorCode::FencedInstanceId => {
+                self.set_fatal(Error::kafka(ErrorCode::FencedInstanceId))
+            }
             _ => {}
         }
     }
@@ -252,7 +343,7 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
                 if e.is_retriable()
                     || matches!(
                         e.code(),
-                        Some(KafkaCode(COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR))
+                        Some(ErrorCode::CoordinatorNotAvailable | ErrorCode::NotCoordinator)
                     ) =>
             {
                 ctx.coordinator_failed(&e, None);
@@ -316,26 +407,28 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
             }
             Err(e) => return Err(e),
         };
-        match resp.error_code {
-            0 => {}
-            MEMBER_ID_REQUIRED => {
+        match ErrorCode::from_code(resp.error_code) {
+            ErrorCode::None => {}
+            ErrorCode::MemberIdRequired => {
                 ctx.shared.lock().member_id = resp.member_id.to_string();
                 backoff = false;
                 continue;
             }
-            UNKNOWN_MEMBER_ID => {
+            ErrorCode::UnknownMemberId => {
                 ctx.shared.lock().member_id.clear();
                 backoff = false;
                 continue;
             }
-            COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR => {
-                ctx.coordinator_failed(&Error::kafka(resp.error_code), None);
+            code @ (ErrorCode::CoordinatorNotAvailable | ErrorCode::NotCoordinator) => {
+                ctx.coordinator_failed(&Error::kafka(code), None);
                 continue;
             }
-            COORDINATOR_LOAD_IN_PROGRESS | REBALANCE_IN_PROGRESS | ILLEGAL_GENERATION => continue,
-            FENCED_INSTANCE_ID => {
+            ErrorCode::CoordinatorLoadInProgress
+            | ErrorCode::RebalanceInProgress
+            | ErrorCode::IllegalGeneration => continue,
+            ErrorCode::FencedInstanceId => {
                 let e = Error::kafka_with(
-                    FENCED_INSTANCE_ID,
+                    ErrorCode::FencedInstanceId,
                     Some(format!(
                         "group.instance.id {:?} was fenced",
                         ctx.instance_id
@@ -344,7 +437,7 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
                 ctx.shared.set_fatal(e.clone());
                 return Err(e);
             }
-            code if KafkaCode(code).is_retriable() => continue,
+            code if code.is_retriable() => continue,
             code => {
                 return Err(Error::kafka_with(
                     code,
@@ -431,25 +524,25 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
             }
             Err(e) => return Err(e),
         };
-        match sresp.error_code {
-            0 => {}
-            REBALANCE_IN_PROGRESS | ILLEGAL_GENERATION => {
-                tracing::debug!(group = %ctx.group_id, error = %KafkaCode(sresp.error_code), "SyncGroup: rejoining");
+        match ErrorCode::from_code(sresp.error_code) {
+            ErrorCode::None => {}
+            code @ (ErrorCode::RebalanceInProgress | ErrorCode::IllegalGeneration) => {
+                tracing::debug!(group = %ctx.group_id, error = %code, "SyncGroup: rejoining");
                 backoff = false;
                 continue;
             }
-            UNKNOWN_MEMBER_ID => {
+            ErrorCode::UnknownMemberId => {
                 ctx.shared.lock().member_id.clear();
                 backoff = false;
                 continue;
             }
-            COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR => {
-                ctx.coordinator_failed(&Error::kafka(sresp.error_code), None);
+            code @ (ErrorCode::CoordinatorNotAvailable | ErrorCode::NotCoordinator) => {
+                ctx.coordinator_failed(&Error::kafka(code), None);
                 continue;
             }
-            FENCED_INSTANCE_ID => {
+            ErrorCode::FencedInstanceId => {
                 let e = Error::kafka_with(
-                    FENCED_INSTANCE_ID,
+                    ErrorCode::FencedInstanceId,
                     Some(format!(
                         "group.instance.id {:?} was fenced",
                         ctx.instance_id
@@ -458,7 +551,7 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
                 ctx.shared.set_fatal(e.clone());
                 return Err(e);
             }
-            code if KafkaCode(code).is_retriable() => continue,
+            code if code.is_retriable() => continue,
             code => {
                 return Err(Error::kafka_with(
                     code,
@@ -467,13 +560,10 @@ pub(crate) async fn join_and_sync(ctx: Arc<GroupCtx>, req: JoinRequest) -> Resul
             }
         }
         let assignment = decode_assignment(&sresp.assignment)?;
-        {
-            let mut g = ctx.shared.lock();
-            g.state = MemberState::Stable;
-            g.member_id = member_id.clone();
-            g.generation = generation;
-            g.lost = false;
-        }
+        ctx.shared.lock().apply(Transition::Joined {
+            member_id: member_id.clone(),
+            generation,
+        });
         tracing::info!(group = %ctx.group_id, %member_id, generation, partitions = assignment.len(), "received assignment");
         return Ok(JoinOutcome {
             generation,
@@ -588,17 +678,21 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<GroupCtx>, max_poll_interval: Durati
                 continue;
             }
         }
-        match resp.error_code {
-            0 => last_ok = Instant::now(),
-            REBALANCE_IN_PROGRESS => {
+        match ErrorCode::from_code(resp.error_code) {
+            ErrorCode::None => last_ok = Instant::now(),
+            ErrorCode::RebalanceInProgress => {
                 last_ok = Instant::now();
                 ctx.shared.request_rejoin("the group is rebalancing");
             }
-            ILLEGAL_GENERATION => ctx.shared.mark_lost(false, "heartbeat: illegal generation"),
-            UNKNOWN_MEMBER_ID => ctx.shared.mark_lost(true, "heartbeat: unknown member id"),
-            FENCED_INSTANCE_ID => {
+            ErrorCode::IllegalGeneration => {
+                ctx.shared.mark_lost(false, "heartbeat: illegal generation")
+            }
+            ErrorCode::UnknownMemberId => {
+                ctx.shared.mark_lost(true, "heartbeat: unknown member id")
+            }
+            ErrorCode::FencedInstanceId => {
                 ctx.shared.set_fatal(Error::kafka_with(
-                    FENCED_INSTANCE_ID,
+                    ErrorCode::FencedInstanceId,
                     Some(format!(
                         "group.instance.id {:?} was fenced",
                         ctx.instance_id
@@ -606,11 +700,11 @@ pub(crate) async fn heartbeat_loop(ctx: Arc<GroupCtx>, max_poll_interval: Durati
                 ));
                 return;
             }
-            COORDINATOR_NOT_AVAILABLE | NOT_COORDINATOR => {
-                ctx.coordinator_failed(&Error::kafka(resp.error_code), None)
+            code @ (ErrorCode::CoordinatorNotAvailable | ErrorCode::NotCoordinator) => {
+                ctx.coordinator_failed(&Error::kafka(code), None)
             }
             code => {
-                tracing::warn!(group = %ctx.group_id, error = %KafkaCode(code), "heartbeat failed")
+                tracing::warn!(group = %ctx.group_id, error = %code, "heartbeat failed")
             }
         }
     }
@@ -636,17 +730,17 @@ async fn send_leave(ctx: &GroupCtx, member_id: &str, reason: &str) -> Result<()>
         req.member_id = s(member_id);
     }
     let resp = conn.send_versioned(&req, version).await?;
-    let code = if resp.error_code != 0 {
+    let code = if resp.error_code != ErrorCode::None.code() {
         resp.error_code
     } else {
         resp.members
             .iter()
             .map(|m| m.error_code)
-            .find(|c| *c != 0)
-            .unwrap_or(0)
+            .find(|c| *c != ErrorCode::None.code())
+            .unwrap_or(ErrorCode::None.code())
     };
-    match code {
-        0 | UNKNOWN_MEMBER_ID => Ok(()),
+    match ErrorCode::from_code(code) {
+        ErrorCode::None | ErrorCode::UnknownMemberId => Ok(()),
         c => Err(Error::kafka_with(c, Some("LeaveGroup".into()))),
     }
 }
@@ -661,12 +755,9 @@ pub(crate) async fn leave_group(ctx: &GroupCtx, reason: &str) -> Result<()> {
     } else {
         Ok(())
     };
-    let mut g = ctx.shared.lock();
-    g.state = MemberState::Unjoined;
-    g.generation = -1;
-    if ctx.instance_id.is_none() {
-        g.member_id.clear();
-    }
+    ctx.shared.lock().apply(Transition::Left {
+        reset_member_id: ctx.instance_id.is_none(),
+    });
     result
 }
 
@@ -685,12 +776,12 @@ mod tests {
         }
         assert_eq!(g.generation_if_stable(None).map(|w| w.generation), Some(4));
         // A commit error about an older generation changes nothing.
-        g.on_commit_error(ILLEGAL_GENERATION, 3);
+        g.on_commit_error(ErrorCode::IllegalGeneration, 3);
         assert_eq!(g.state(), MemberState::Stable);
-        g.on_commit_error(REBALANCE_IN_PROGRESS, 4);
+        g.on_commit_error(ErrorCode::RebalanceInProgress, 4);
         assert_eq!(g.state(), MemberState::Stable);
         assert!(g.lock().rejoin_reason.is_some());
-        g.on_commit_error(ILLEGAL_GENERATION, 4);
+        g.on_commit_error(ErrorCode::IllegalGeneration, 4);
         {
             let s = g.lock();
             assert_eq!(
@@ -700,9 +791,50 @@ mod tests {
         }
         assert!(g.generation_if_stable(None).is_none());
         g.lock().generation = 5;
-        g.on_commit_error(UNKNOWN_MEMBER_ID, 5);
+        g.on_commit_error(ErrorCode::UnknownMemberId, 5);
         assert!(g.lock().member_id.is_empty());
-        g.on_commit_error(FENCED_INSTANCE_ID, -1);
+        g.on_commit_error(ErrorCode::FencedInstanceId, -1);
         assert!(g.lock().fatal.is_some());
+    }
+
+    #[test]
+    fn transitions_are_the_one_way_state_changes() {
+        let g = GroupShared::new(Arc::new(Notify::new()));
+        let mut s = g.lock();
+        s.rejoin_reason = Some("first join".into());
+        s.apply(Transition::JoinStarted);
+        assert_eq!(s.state(), MemberState::Rebalancing);
+        assert!(s.rejoin_reason.is_none());
+        s.apply(Transition::Joined {
+            member_id: "m-1".into(),
+            generation: 7,
+        });
+        assert_eq!(
+            (s.state(), s.generation, s.member_id.as_str(), s.lost),
+            (MemberState::Stable, 7, "m-1", false)
+        );
+        s.apply(Transition::JoinStarted);
+        s.apply(Transition::JoinFailed);
+        assert_eq!((s.state(), s.generation), (MemberState::Unjoined, 7));
+        s.apply(Transition::Left {
+            reset_member_id: false,
+        });
+        assert_eq!(
+            (s.state(), s.generation, s.member_id.as_str()),
+            (MemberState::Unjoined, -1, "m-1")
+        );
+        s.apply(Transition::Left {
+            reset_member_id: true,
+        });
+        assert!(s.member_id.is_empty());
+        s.apply(Transition::Fatal(Error::kafka(ErrorCode::FencedInstanceId)));
+        s.apply(Transition::Fatal(Error::Closed));
+        assert!(matches!(
+            s.fatal,
+            Some(Error::Kafka {
+                code: ErrorCode::FencedInstanceId,
+                ..
+            })
+        ));
     }
 }

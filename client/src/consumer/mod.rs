@@ -7,12 +7,18 @@
 //! (what an AWS Lambda event source mapping does for Kafka).
 //!
 //! # Layout
+//! - this file: the public API ([`Consumer`], records, callbacks).
+//! - `coordinator`: the coordination loop one `poll` round runs (metadata,
+//!   rebalances, auto-commit, position lookups, fetches) and the group's
+//!   side of it (join, callbacks, leave).
 //! - [`assignor`]: range, roundrobin and cooperative-sticky assignors.
-//! - `membership`: join / sync / heartbeat / leave, the member state machine.
+//! - `membership`: join / sync / heartbeat / leave, the member state
+//!   machine (`MemberState`, changed only through `Transition`).
 //! - `fetcher`: pipelined Fetch per leader, record decoding, ListOffsets.
 //! - `offsets`: OffsetCommit / OffsetFetch and the ordered committer.
 //! - `protocol`: the embedded consumer protocol (subscription, assignment).
-//! - `state`: subscription, assigned partitions, positions, pauses.
+//! - `positions`: assigned partitions, positions, resets, pauses.
+//! - `subscription`: topic names, a pattern, or a manual assignment.
 //!
 //! # Threads of control
 //! Everything that changes what the application sees (assignment,
@@ -23,11 +29,13 @@
 //! and the committer. Nothing blocks a runtime thread.
 
 pub mod assignor;
+mod coordinator;
 mod fetcher;
 mod membership;
 mod offsets;
+mod positions;
 mod protocol;
-mod state;
+mod subscription;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::future::Future;
@@ -38,7 +46,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::Stream;
 use regex::Regex;
-use tokio::sync::{oneshot, Notify};
+use tokio::sync::Notify;
 
 pub use assignor::{
     Assignor, CooperativeStickyAssignor, GroupAssignment, MemberSubscription, RangeAssignor,
@@ -46,13 +54,16 @@ pub use assignor::{
 };
 pub use offsets::OffsetAndMetadata;
 
-use crate::config::{ConsumerConfig, OffsetReset};
-use crate::error::{Error, KafkaCode, Result};
+use crate::backoff::{ExponentialBackoff, RetryStreak};
+use crate::config::ConsumerConfig;
+use crate::error::{Error, ErrorCode, Result};
 use crate::net::Cluster;
+use coordinator::Group;
 use fetcher::Fetcher;
-use membership::{GroupCtx, GroupShared, JoinOutcome, JoinRequest, MemberState};
-use offsets::{Committer, GenerationInfo};
-use state::{Assignment, Position, ResetTo, Subscription};
+use membership::{GenerationInfo, MemberState};
+use offsets::Committer;
+use positions::{Assignment, Position, ResetTo};
+use subscription::Subscription;
 
 /// A topic and a partition number.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -166,28 +177,6 @@ impl ShutdownHandle {
     }
 }
 
-/// Group membership pieces, present when `group.id` is set.
-struct Group {
-    ctx: Arc<GroupCtx>,
-    heartbeat: tokio::task::JoinHandle<()>,
-    join: Option<(
-        tokio::task::JoinHandle<()>,
-        oneshot::Receiver<Result<JoinOutcome>>,
-    )>,
-    protocol: RebalanceProtocol,
-    /// Leader only: partition counts the last assignment was made with.
-    partition_counts: Option<BTreeMap<String, i32>>,
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        self.heartbeat.abort();
-        if let Some((task, _)) = self.join.take() {
-            task.abort();
-        }
-    }
-}
-
 /// A Kafka consumer. See the module documentation.
 pub struct Consumer {
     cluster: Arc<Cluster>,
@@ -206,6 +195,10 @@ pub struct Consumer {
     /// Offsets of batches `run_batches` finished whose commit has not
     /// succeeded yet; committed before their partitions are revoked.
     pending_batch_commits: BTreeMap<TopicPartition, OffsetAndMetadata>,
+    /// Consecutive `poll` rounds failing with retriable errors, waited out
+    /// with `retry.backoff.ms`..`retry.backoff.max.ms` for up to
+    /// `request.timeout.ms` before the error reaches the caller.
+    poll_retry: RetryStreak,
     closed: bool,
 }
 
@@ -233,57 +226,10 @@ impl Consumer {
     pub fn with_cluster(cluster: Arc<Cluster>, config: ConsumerConfig) -> Consumer {
         let wake = Arc::new(Notify::new());
         let fetcher = Fetcher::new(cluster.clone(), &config, wake.clone());
-        let timeout = config.client.request_timeout;
-        let backoff = config.client.retry_backoff;
         let (group, committer) = match &config.group_id {
             Some(group_id) => {
-                let shared = Arc::new(GroupShared::new(wake.clone()));
-                let assignors: Vec<Arc<dyn Assignor>> = config
-                    .assignors
-                    .iter()
-                    .map(|k| Arc::from(assignor::assignor_for(*k)))
-                    .collect();
-                let protocol = if !assignors.is_empty()
-                    && assignors
-                        .iter()
-                        .all(|a| a.rebalance_protocol() == RebalanceProtocol::Cooperative)
-                {
-                    RebalanceProtocol::Cooperative
-                } else {
-                    RebalanceProtocol::Eager
-                };
-                let ctx = Arc::new(GroupCtx {
-                    cluster: cluster.clone(),
-                    group_id: group_id.clone(),
-                    instance_id: config.group_instance_id.clone(),
-                    session_timeout: config.session_timeout,
-                    rebalance_timeout: config.max_poll_interval,
-                    heartbeat_interval: config.heartbeat_interval,
-                    retry_backoff: backoff,
-                    assignors,
-                    shared: shared.clone(),
-                });
-                let heartbeat = tokio::spawn(membership::heartbeat_loop(
-                    ctx.clone(),
-                    config.max_poll_interval,
-                ));
-                let committer = Committer::spawn(
-                    cluster.clone(),
-                    group_id.clone(),
-                    Some(shared),
-                    timeout,
-                    backoff,
-                );
-                (
-                    Some(Group {
-                        ctx,
-                        heartbeat,
-                        join: None,
-                        protocol,
-                        partition_counts: None,
-                    }),
-                    Some(committer),
-                )
+                let (group, committer) = Group::start(&cluster, &config, group_id, wake.clone());
+                (Some(group), Some(committer))
             }
             None => (None, None),
         };
@@ -304,6 +250,13 @@ impl Consumer {
             last_metadata_refresh: Instant::now(),
             metadata_refresh_forced: false,
             pending_batch_commits: BTreeMap::new(),
+            poll_retry: RetryStreak::new(
+                ExponentialBackoff::new(
+                    config.client.retry_backoff,
+                    config.client.retry_backoff_max,
+                ),
+                config.client.request_timeout,
+            ),
             closed: false,
             config,
         }
@@ -569,7 +522,7 @@ impl Consumer {
         let g = self.require_group("commit")?;
         if self.subscription.is_group_managed() {
             g.ctx.shared.generation_if_stable(g.ctx.instance_id.as_ref()).ok_or_else(|| {
-                Error::kafka_with(membership::REBALANCE_IN_PROGRESS, Some("the consumer is rebalancing; offsets can be committed after the next poll".into()))
+                Error::kafka_with(ErrorCode::RebalanceInProgress, Some("the consumer is rebalancing; offsets can be committed after the next poll".into()))
             })
         } else {
             Ok(GenerationInfo::standalone())
@@ -667,44 +620,14 @@ impl Consumer {
         }
     }
 
-    /// Commits before partitions go away; errors are logged (as Java does).
-    async fn commit_before_revoke(&mut self, parts: Option<&[TopicPartition]>) {
-        let mut offsets = BTreeMap::new();
-        if self.config.enable_auto_commit {
-            offsets = self.consumed_offsets(parts);
-        }
-        for (tp, om) in &self.pending_batch_commits {
-            if parts.is_none_or(|p| p.contains(tp)) {
-                offsets.insert(tp.clone(), om.clone());
-            }
-        }
-        if offsets.is_empty() {
-            return;
-        }
-        match self.commit_sync_offsets(offsets.clone()).await {
-            Ok(()) => {
-                self.pending_batch_commits
-                    .retain(|tp, _| !offsets.contains_key(tp));
-            }
-            Err(e) => tracing::warn!(error = %e, "committing offsets before revocation failed"),
-        }
-    }
-
-    fn listener_call(&self, what: &str, parts: &[TopicPartition]) {
-        let Some(l) = self.listener.clone() else {
-            return;
-        };
-        tracing::debug!(callback = what, partitions = ?parts, "rebalance callback");
-        match what {
-            "assigned" => l.on_partitions_assigned(parts),
-            "revoked" => l.on_partitions_revoked(parts),
-            _ => l.on_partitions_lost(parts),
-        }
-    }
-
     /// Fetches records: at most `max.poll.records`, waiting up to `timeout`
     /// for some to arrive. Also where rebalances, offset lookups and auto
-    /// commits happen.
+    /// commits happen. Retriable errors (a coordinator or leader moving, a
+    /// broken connection, a timeout) are retried with exponential backoff
+    /// (`retry.backoff.ms` growing to `retry.backoff.max.ms`, with jitter,
+    /// as the Java client does) within the timeout, and across polls until
+    /// they have lasted `request.timeout.ms`; only other errors, or one
+    /// that outlasts that budget, are returned.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let max = self.config.max_poll_records;
         self.poll_up_to(timeout, max).await
@@ -741,17 +664,20 @@ impl Consumer {
                     return Err(e);
                 }
             }
-            self.maybe_refresh_metadata().await;
-            if self.subscription.is_group_managed() {
-                self.coordinate().await?;
-            }
-            self.maybe_auto_commit();
-            self.update_positions(deadline).await?;
-            self.fetcher.process_completed(&mut self.assignment)?;
-            let records = self.fetcher.drain(max_records, &mut self.assignment);
-            // Send the next fetches now, so they travel while the
-            // application works on these records.
-            self.fetcher.send_fetches(&self.assignment);
+            let records = match self.poll_round(deadline, max_records).await {
+                Ok(records) => {
+                    self.poll_retry.reset();
+                    records
+                }
+                Err(e) => {
+                    let retry_at = self.poll_retry.on_error(e, Instant::now())?;
+                    if Instant::now() >= deadline {
+                        return Ok(Vec::new());
+                    }
+                    self.back_off_until(retry_at.min(deadline)).await;
+                    continue;
+                }
+            };
             if !records.is_empty() {
                 return Ok(records);
             }
@@ -909,405 +835,6 @@ impl Consumer {
         self.assignment.clear();
         self.group = None;
         self.committer = None;
-        Ok(())
-    }
-
-    /// The orderly way out of the group: commit, revoke (or lost)
-    /// callback, LeaveGroup.
-    async fn leave(&mut self, reason: &str) {
-        let Some(g) = self.group.as_mut() else { return };
-        if let Some((task, _)) = g.join.take() {
-            task.abort();
-        }
-        let (state, lost) = {
-            let s = g.ctx.shared.lock();
-            (s.state, s.lost)
-        };
-        let owned = sorted(self.assignment.partitions());
-        if state == MemberState::Stable && !lost {
-            self.commit_before_revoke(None).await;
-            if !owned.is_empty() {
-                self.listener_call("revoked", &owned);
-            }
-        } else if !owned.is_empty() {
-            self.listener_call("lost", &owned);
-        }
-        self.assignment.clear();
-        self.fetcher.retain_assigned(&self.assignment);
-        if let Some(g) = &self.group {
-            if let Err(e) = membership::leave_group(&g.ctx, reason).await {
-                tracing::warn!(error = %e, "LeaveGroup failed");
-            }
-        }
-    }
-
-    fn maybe_auto_commit(&mut self) {
-        if !self.config.enable_auto_commit
-            || self.group.is_none()
-            || Instant::now() < self.next_auto_commit
-        {
-            return;
-        }
-        self.next_auto_commit = Instant::now() + self.config.auto_commit_interval;
-        let offsets = self.consumed_offsets(None);
-        if offsets.is_empty() {
-            return;
-        }
-        // Skipped while rebalancing, as in the Java client.
-        if let (Ok(who), Some(c)) = (self.commit_identity(), self.committer.as_ref()) {
-            drop(c.commit_async(offsets, who));
-        }
-    }
-
-    async fn maybe_refresh_metadata(&mut self) {
-        let age = self.last_metadata_refresh.elapsed();
-        let due = self.metadata_refresh_forced
-            || (self.fetcher.metadata_needed && age >= self.config.client.retry_backoff)
-            || age >= self.config.client.metadata_max_age;
-        if !due {
-            return;
-        }
-        self.last_metadata_refresh = Instant::now();
-        self.metadata_refresh_forced = false;
-        self.fetcher.metadata_needed = false;
-        let result = if matches!(self.subscription, Subscription::Pattern { .. }) {
-            self.cluster.refresh_all_topics().await
-        } else {
-            self.cluster.refresh_metadata(&[]).await
-        };
-        if let Err(e) = result {
-            tracing::debug!(error = %e, "metadata refresh failed");
-            self.fetcher.metadata_needed = true;
-            return;
-        }
-        let mut rejoin: Option<String> = None;
-        if let Subscription::Pattern { regex, matched } = &mut self.subscription {
-            let now: BTreeSet<String> = self
-                .cluster
-                .topics()
-                .iter()
-                .filter(|t| !t.internal && regex.is_match(&t.name))
-                .map(|t| t.name.clone())
-                .collect();
-            if &now != matched {
-                tracing::info!(topics = ?now, "pattern subscription matches a new set of topics");
-                *matched = now;
-                rejoin = Some("pattern subscription matched new topics".into());
-            }
-        }
-        if let Some(counts) = self
-            .group
-            .as_ref()
-            .and_then(|g| g.partition_counts.as_ref())
-        {
-            for (topic, n) in counts {
-                let current = self
-                    .cluster
-                    .topic(topic)
-                    .map_or(0, |t| t.partitions.len() as i32);
-                if current != *n {
-                    rejoin = Some(format!(
-                        "topic {topic} now has {current} partitions (was {n})"
-                    ));
-                }
-            }
-        }
-        if let (Some(reason), Some(g)) = (rejoin, &self.group) {
-            if g.ctx.shared.state() != MemberState::Unjoined {
-                g.ctx.shared.request_rejoin(reason);
-            }
-        }
-    }
-
-    /// Finishes a completed rebalance, or starts one when needed.
-    async fn coordinate(&mut self) -> Result<()> {
-        let Some(g) = self.group.as_mut() else {
-            return Ok(());
-        };
-        if let Some((_, rx)) = g.join.as_mut() {
-            match rx.try_recv() {
-                Err(oneshot::error::TryRecvError::Empty) => return Ok(()),
-                Err(oneshot::error::TryRecvError::Closed) => {
-                    g.join = None;
-                    g.ctx.shared.lock().state = MemberState::Unjoined;
-                }
-                Ok(result) => {
-                    g.join = None;
-                    match result {
-                        Ok(outcome) => self.on_join_complete(outcome).await,
-                        Err(e) => {
-                            // Try again at the next poll (a fatal error
-                            // is reported by every poll instead).
-                            g.ctx.shared.lock().state = MemberState::Unjoined;
-                            tracing::warn!(error = %e, "joining the group failed");
-                            return Err(e);
-                        }
-                    }
-                }
-            }
-        }
-        let Some(g) = self.group.as_ref() else {
-            return Ok(());
-        };
-        let (state, reason, lost) = {
-            let s = g.ctx.shared.lock();
-            (s.state, s.rejoin_reason.clone(), s.lost)
-        };
-        if state != MemberState::Unjoined && reason.is_none() {
-            return Ok(());
-        }
-        self.on_join_prepare(lost).await;
-        let topics: Vec<String> = self.subscription.topics().into_iter().collect();
-        if !topics.is_empty() {
-            if let Err(e) = self.cluster.ensure_topics(&topics).await {
-                tracing::debug!(error = %e, "metadata for subscribed topics");
-            }
-        }
-        let Some(g) = self.group.as_mut() else {
-            return Ok(());
-        };
-        let (generation, member_id) = {
-            let mut s = g.ctx.shared.lock();
-            s.state = MemberState::Rebalancing;
-            s.rejoin_reason = None;
-            s.lost = false;
-            (s.generation, s.member_id.clone())
-        };
-        let owned = match g.protocol {
-            RebalanceProtocol::Cooperative => sorted(self.assignment.partitions()),
-            RebalanceProtocol::Eager => Vec::new(),
-        };
-        let req = JoinRequest {
-            topics,
-            owned,
-            generation,
-            reason: reason.unwrap_or_else(|| {
-                if member_id.is_empty() {
-                    "joining the group".into()
-                } else {
-                    "rejoining the group".into()
-                }
-            }),
-        };
-        let (tx, rx) = oneshot::channel();
-        let ctx = g.ctx.clone();
-        let wake = self.wake.clone();
-        let task = tokio::spawn(async move {
-            let r = membership::join_and_sync(ctx, req).await;
-            let _ = tx.send(r);
-            wake.notify_one();
-        });
-        g.join = Some((task, rx));
-        Ok(())
-    }
-
-    /// Before JoinGroup: eager members commit and give up everything;
-    /// cooperative members commit and give up only partitions of topics
-    /// they no longer subscribe to; a member that lost its generation
-    /// reports its partitions lost.
-    async fn on_join_prepare(&mut self, lost: bool) {
-        let Some(protocol) = self.group.as_ref().map(|g| g.protocol) else {
-            return;
-        };
-        let owned = sorted(self.assignment.partitions());
-        if lost {
-            if !owned.is_empty() {
-                self.listener_call("lost", &owned);
-            }
-            self.assignment.clear();
-        } else {
-            match protocol {
-                RebalanceProtocol::Eager => {
-                    self.commit_before_revoke(None).await;
-                    if !owned.is_empty() {
-                        self.listener_call("revoked", &owned);
-                    }
-                    self.assignment.clear();
-                }
-                RebalanceProtocol::Cooperative => {
-                    self.commit_before_revoke(None).await;
-                    let topics = self.subscription.topics();
-                    let gone: Vec<TopicPartition> = owned
-                        .into_iter()
-                        .filter(|tp| !topics.contains(&tp.topic))
-                        .collect();
-                    if !gone.is_empty() {
-                        self.listener_call("revoked", &gone);
-                        self.assignment.remove(&gone);
-                    }
-                }
-            }
-        }
-        self.fetcher.retain_assigned(&self.assignment);
-    }
-
-    async fn on_join_complete(&mut self, outcome: JoinOutcome) {
-        let Some(g) = self.group.as_mut() else { return };
-        tracing::debug!(generation = outcome.generation, member = %outcome.member_id, protocol = %outcome.protocol, "rebalance complete");
-        g.partition_counts = if outcome.leader {
-            outcome.partition_counts.clone()
-        } else {
-            None
-        };
-        let protocol = g.protocol;
-        let topics = self.subscription.topics();
-        let (valid, invalid): (Vec<TopicPartition>, Vec<TopicPartition>) = outcome
-            .assignment
-            .into_iter()
-            .partition(|tp| topics.contains(&tp.topic));
-        if !invalid.is_empty() {
-            tracing::warn!(partitions = ?invalid, "assignment includes topics this member does not subscribe to; rejoining");
-            self.metadata_refresh_forced = true;
-            if let Some(g) = &self.group {
-                g.ctx
-                    .shared
-                    .request_rejoin("assignment includes unsubscribed topics");
-            }
-        }
-        let new: BTreeSet<TopicPartition> = valid.into_iter().collect();
-        match protocol {
-            RebalanceProtocol::Cooperative => {
-                let owned = self.assignment.partitions();
-                let revoked: Vec<TopicPartition> = owned.difference(&new).cloned().collect();
-                let added: Vec<TopicPartition> = new.difference(&owned).cloned().collect();
-                if !revoked.is_empty() {
-                    self.commit_before_revoke(Some(&revoked)).await;
-                    self.listener_call("revoked", &revoked);
-                    self.assignment.remove(&revoked);
-                    self.fetcher.retain_assigned(&self.assignment);
-                    if let Some(g) = &self.group {
-                        g.ctx
-                            .shared
-                            .request_rejoin("revoked partitions must be reassigned");
-                    }
-                }
-                self.assignment.add(added.clone());
-                self.listener_call("assigned", &added);
-            }
-            RebalanceProtocol::Eager => {
-                self.assignment.set(new.iter().cloned());
-                self.fetcher.retain_assigned(&self.assignment);
-                let all: Vec<TopicPartition> = new.into_iter().collect();
-                self.listener_call("assigned", &all);
-            }
-        }
-        let assigned_topics: Vec<String> = self.assignment.topics().into_iter().collect();
-        if !assigned_topics.is_empty() {
-            if let Err(e) = self.cluster.ensure_topics(&assigned_topics).await {
-                tracing::debug!(error = %e, "metadata for assigned topics");
-            }
-        }
-    }
-
-    fn reset_default(&mut self, tp: &TopicPartition) -> Result<()> {
-        match self.config.auto_offset_reset {
-            OffsetReset::Earliest => {
-                self.assignment.request_reset(tp, ResetTo::Earliest);
-            }
-            OffsetReset::Latest => {
-                self.assignment.request_reset(tp, ResetTo::Latest);
-            }
-            OffsetReset::None => {
-                return Err(Error::kafka_with(
-                    1,
-                    Some(format!(
-                        "no committed offset for {tp} and auto.offset.reset is none"
-                    )),
-                ));
-            }
-        }
-        Ok(())
-    }
-
-    /// Gives a position to every assigned partition lacking one: the
-    /// committed offset, else `auto.offset.reset`; then runs pending
-    /// resets with ListOffsets.
-    async fn update_positions(&mut self, deadline: Instant) -> Result<()> {
-        // Offset lookups may outlive a short poll timeout, but their
-        // retries stop with it.
-        let budget = deadline
-            .saturating_duration_since(Instant::now())
-            .max(self.config.client.retry_backoff.saturating_mul(2))
-            .min(self.config.client.request_timeout);
-        let unknown: Vec<String> = self
-            .assignment
-            .topics()
-            .into_iter()
-            .filter(|t| self.cluster.topic(t).is_none())
-            .collect();
-        if !unknown.is_empty() {
-            if let Err(e) = self.cluster.ensure_topics(&unknown).await {
-                tracing::debug!(error = %e, "metadata for assigned topics");
-            }
-        }
-        let need = self.assignment.needing_committed();
-        if !need.is_empty() {
-            match &self.group {
-                Some(g) => {
-                    let group_id = g.ctx.group_id.clone();
-                    match offsets::fetch_committed(
-                        &self.cluster,
-                        &group_id,
-                        &need,
-                        budget,
-                        self.config.client.retry_backoff,
-                    )
-                    .await
-                    {
-                        Ok(found) => {
-                            for tp in &need {
-                                match found.get(tp) {
-                                    Some(Some(om)) => {
-                                        tracing::debug!(%tp, offset = om.offset, "starting from the committed offset");
-                                        if self.assignment.get(tp).is_some_and(|s| {
-                                            s.position.is_none() && s.reset.is_none()
-                                        }) {
-                                            self.assignment.set_position(
-                                                tp,
-                                                Position {
-                                                    offset: om.offset,
-                                                    leader_epoch: om.leader_epoch,
-                                                },
-                                            );
-                                        }
-                                    }
-                                    _ => self.reset_default(tp)?,
-                                }
-                            }
-                        }
-                        Err(e)
-                            if e.is_retriable() || matches!(e.code(), Some(KafkaCode(14..=16))) =>
-                        {
-                            tracing::debug!(error = %e, "fetching committed offsets; will retry");
-                        }
-                        Err(e) => return Err(e),
-                    }
-                }
-                None => {
-                    for tp in &need {
-                        self.reset_default(tp)?;
-                    }
-                }
-            }
-        }
-        let resets = self.assignment.pending_resets();
-        if !resets.is_empty() {
-            let query: Vec<(TopicPartition, i64)> = resets
-                .iter()
-                .map(|(tp, to)| (tp.clone(), to.timestamp()))
-                .collect();
-            let (found, metadata_needed) =
-                fetcher::list_offsets(&self.cluster, &query, self.config.read_committed).await?;
-            if metadata_needed {
-                self.fetcher.metadata_needed = true;
-            }
-            for (tp, to) in resets {
-                if let Some(pos) = found.get(&tp) {
-                    tracing::debug!(%tp, offset = pos.offset, ?to, "reset position");
-                    self.assignment.finish_reset(&tp, to, *pos);
-                }
-            }
-        }
         Ok(())
     }
 }

@@ -21,9 +21,9 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::{mpsc, oneshot};
 
-use super::membership::GroupShared;
+use super::membership::{GenerationInfo, GroupShared};
 use super::TopicPartition;
-use crate::error::{Error, KafkaCode, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::net::Cluster;
 
 /// A committed offset: the next offset to read, the leader epoch of the
@@ -51,32 +51,20 @@ impl From<i64> for OffsetAndMetadata {
     }
 }
 
-/// Who commits: a group member (generation and member id), or a consumer
-/// with manually assigned partitions (generation -1, no member id).
-#[derive(Debug, Clone)]
-pub(crate) struct GenerationInfo {
-    pub generation: i32,
-    pub member_id: String,
-    pub instance_id: Option<String>,
-}
-
-impl GenerationInfo {
-    pub fn standalone() -> Self {
-        GenerationInfo {
-            generation: -1,
-            member_id: String::new(),
-            instance_id: None,
-        }
-    }
-}
-
-fn is_coordinator_error(code: i16) -> bool {
-    matches!(code, 14..=16)
+fn is_coordinator_error(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::CoordinatorLoadInProgress
+            | ErrorCode::CoordinatorNotAvailable
+            | ErrorCode::NotCoordinator
+    )
 }
 
 fn retriable(e: &Error) -> bool {
     match e {
-        Error::Kafka { code, .. } => is_coordinator_error(code.0) || code.0 == 7,
+        Error::Kafka { code, .. } => {
+            is_coordinator_error(*code) || *code == ErrorCode::RequestTimedOut
+        }
         Error::Connection { .. } | Error::Timeout(_) | Error::NoBrokersAvailable(_) => true,
         _ => false,
     }
@@ -109,8 +97,13 @@ where
             return Err(e);
         }
         tracing::debug!(%group, error = %e, "coordinator request failed; retrying");
-        if matches!(&e, Error::Kafka { code, .. } if code.0 == 15 || code.0 == 16)
-            || matches!(e, Error::Connection { .. })
+        if matches!(
+            &e,
+            Error::Kafka {
+                code: ErrorCode::CoordinatorNotAvailable | ErrorCode::NotCoordinator,
+                ..
+            }
+        ) || matches!(e, Error::Connection { .. })
         {
             cluster.forget_coordinator(group);
         }
@@ -165,8 +158,8 @@ pub(crate) async fn commit(
         let resp = conn.send_versioned(&req, version).await?;
         for t in &resp.topics {
             for p in &t.partitions {
-                if p.error_code != 0 {
-                    return Err(Error::kafka_with(
+                if p.error_code != ErrorCode::None.code() {
+                    return Err(Error::from_wire(
                         p.error_code,
                         Some(format!(
                             "committing offsets of {}-{}",
@@ -225,8 +218,8 @@ pub(crate) async fn fetch_committed(
                     req.require_stable = true;
                 }
                 let resp = conn.send_versioned(&req, version).await?;
-                if resp.error_code != 0 {
-                    return Err(Error::kafka_with(
+                if resp.error_code != ErrorCode::None.code() {
+                    return Err(Error::from_wire(
                         resp.error_code,
                         Some(format!("fetching committed offsets of group {group}")),
                     ));
@@ -235,8 +228,8 @@ pub(crate) async fn fetch_committed(
                 for t in resp.topics {
                     for p in t.partitions {
                         let tp = TopicPartition::new(t.name.0.to_string(), p.partition_index);
-                        if p.error_code != 0 {
-                            return Err(Error::kafka_with(
+                        if p.error_code != ErrorCode::None.code() {
+                            return Err(Error::from_wire(
                                 p.error_code,
                                 Some(format!("fetching committed offset of {tp}")),
                             ));
@@ -254,9 +247,9 @@ pub(crate) async fn fetch_committed(
         )
         .await;
         match r {
-            // UNSTABLE_OFFSET_COMMIT: a transaction's offsets are pending.
+            // A transaction's offsets are pending.
             Err(Error::Kafka {
-                code: KafkaCode(88),
+                code: ErrorCode::UnstableOffsetCommit,
                 ..
             }) if Instant::now() + backoff < deadline => {
                 tokio::time::sleep(backoff).await;
@@ -296,7 +289,7 @@ impl Committer {
                         tracing::warn!(%group, error = %e, "offset commit failed");
                         if let (Some(g), Some(code)) = (&group_state, e.code()) {
                             if job.who.generation >= 0 {
-                                g.on_commit_error(code.0, job.who.generation);
+                                g.on_commit_error(code, job.who.generation);
                             }
                         }
                     }

@@ -16,7 +16,7 @@ use tokio::net::TcpStream;
 
 use super::connection::Connection;
 use crate::config::ClientConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 #[derive(Debug, Clone)]
 pub struct PartitionInfo {
@@ -25,7 +25,7 @@ pub struct PartitionInfo {
     pub leader_epoch: i32,
     pub replicas: Vec<i32>,
     pub isr: Vec<i32>,
-    pub error: i16,
+    pub error: ErrorCode,
 }
 
 #[derive(Debug, Clone)]
@@ -33,7 +33,7 @@ pub struct TopicInfo {
     pub name: String,
     pub id: uuid::Uuid,
     pub internal: bool,
-    pub error: i16,
+    pub error: ErrorCode,
     pub partitions: Vec<PartitionInfo>,
 }
 
@@ -371,7 +371,8 @@ impl Cluster {
             let Some(name) = t.name.as_ref().map(|n| n.to_string()) else {
                 continue;
             };
-            if t.error_code == 3 {
+            let topic_error = ErrorCode::from_code(t.error_code);
+            if topic_error == ErrorCode::UnknownTopicOrPartition {
                 st.topics.remove(&name);
                 continue;
             }
@@ -384,7 +385,7 @@ impl Cluster {
                     leader_epoch: p.leader_epoch,
                     replicas: p.replica_nodes.iter().map(|r| r.0).collect(),
                     isr: p.isr_nodes.iter().map(|r| r.0).collect(),
-                    error: p.error_code,
+                    error: ErrorCode::from_code(p.error_code),
                 })
                 .collect();
             partitions.sort_by_key(|p| p.partition);
@@ -394,7 +395,7 @@ impl Cluster {
                     name,
                     id: t.topic_id,
                     internal: t.is_internal,
-                    error: t.error_code,
+                    error: topic_error,
                     partitions,
                 }),
             );
@@ -454,8 +455,8 @@ impl Cluster {
                 resp.error_message.as_ref().map(|m| m.to_string()),
             )
         };
-        if code != 0 {
-            return Err(Error::kafka_with(code, msg));
+        if code != ErrorCode::None.code() {
+            return Err(Error::from_wire(code, msg));
         }
         {
             let mut st = self.lock();

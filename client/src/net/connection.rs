@@ -18,7 +18,7 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
 use super::versions::BrokerVersions;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Largest response we accept (a fetch of `fetch.max.bytes` plus overhead).
 const MAX_RESPONSE_BYTES: usize = 256 << 20;
@@ -100,14 +100,14 @@ impl Connection {
         req.client_software_name = StrBytes::from_static_str("sluice-client");
         req.client_software_version = StrBytes::from_static_str(env!("CARGO_PKG_VERSION"));
         let mut resp: ApiVersionsResponse = self.send_versioned(&req, 3).await?;
-        if resp.error_code == 35 {
-            // UNSUPPORTED_VERSION: the broker is older; v0 always works.
+        if resp.error_code == ErrorCode::UnsupportedVersion.code() {
+            // The broker is older; v0 always works.
             resp = self
                 .send_versioned(&ApiVersionsRequest::default(), 0)
                 .await?;
         }
-        if resp.error_code != 0 {
-            return Err(Error::kafka_with(
+        if resp.error_code != ErrorCode::None.code() {
+            return Err(Error::from_wire(
                 resp.error_code,
                 Some("ApiVersions failed".into()),
             ));

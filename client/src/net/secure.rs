@@ -17,7 +17,7 @@ use super::connection::Connection;
 use super::sasl::SaslConfig;
 use super::tls::TlsConfig;
 use crate::config::ClientConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 
 fn host_of(addr: &str) -> &str {
     let host = addr.rsplit_once(':').map(|(h, _)| h).unwrap_or(addr);
@@ -119,11 +119,11 @@ pub async fn authenticate(conn: &Connection, sasl: &SaslConfig, host: &str) -> R
     hs.mechanism = StrBytes::from_static_str(sasl.mechanism_name());
     let resp = conn.send(&hs).await?;
     let offered: Vec<String> = resp.mechanisms.iter().map(|m| m.to_string()).collect();
-    if resp.error_code != 0 {
+    if resp.error_code != ErrorCode::None.code() {
         return Err(Error::Authentication(format!(
-            "broker refused SASL mechanism {} (error {}); it offers {offered:?}",
+            "broker refused SASL mechanism {} ({}); it offers {offered:?}",
             sasl.mechanism_name(),
-            resp.error_code
+            ErrorCode::from_code(resp.error_code)
         )));
     }
     sasl.check_offered(&offered)
@@ -142,15 +142,15 @@ pub async fn authenticate(conn: &Connection, sasl: &SaslConfig, host: &str) -> R
         let mut req = SaslAuthenticateRequest::default();
         req.auth_bytes = Bytes::from(msg);
         let resp = conn.send(&req).await?;
-        if resp.error_code != 0 {
+        if resp.error_code != ErrorCode::None.code() {
             let detail = resp
                 .error_message
                 .map(|m| m.to_string())
                 .unwrap_or_default();
             return Err(Error::Authentication(format!(
-                "{} (error {}): {detail}",
+                "{} ({}): {detail}",
                 sasl.mechanism_name(),
-                resp.error_code
+                ErrorCode::from_code(resp.error_code)
             )));
         }
         lifetime_ms = resp.session_lifetime_ms;
@@ -173,8 +173,10 @@ mod tests {
 
     #[test]
     fn mechanisms_from_config() {
-        let mut c = ClientConfig::default();
-        c.sasl_mechanism = Some("SCRAM-SHA-512".into());
+        let mut c = ClientConfig {
+            sasl_mechanism: Some("SCRAM-SHA-512".into()),
+            ..Default::default()
+        };
         assert!(sasl_config(&c)
             .unwrap_err()
             .to_string()

@@ -22,16 +22,12 @@ use sluice_protocol::batch::{decode_records, BatchBuilder, BatchHeader, RecordHe
 use sluice_protocol::compression::Compression;
 use tokio::sync::{Notify, Semaphore};
 
-use super::completion::{DeliveryFuture, Records};
-use super::idempotence::SeqAssignment;
-use crate::error::{Error, Result};
+use super::batch::{Payload, ProducerBatch, TopicPartition, ROOT_SPLIT_SPAN};
+use super::completion::{BatchOutcome, DeliveryFuture, Records};
+use crate::error::{Error, ErrorCode, Result};
 
 /// Fixed v2 batch header size.
 pub(crate) const BATCH_OVERHEAD: usize = 61;
-
-/// Split-key range of an unsplit batch: room for 62 halvings, more than
-/// any record count needs.
-pub(crate) const ROOT_SPLIT_SPAN: u64 = 1 << 62;
 
 /// FxHash (rustc's hasher): the queue map is hit on every append and keyed
 /// by the application's own topic names, so speed matters and flooding
@@ -80,13 +76,6 @@ impl FxHasher {
 
 pub(crate) type FxBuild = std::hash::BuildHasherDefault<FxHasher>;
 
-/// A topic partition, with the topic name shared between batches.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub(crate) struct TopicPartition {
-    pub topic: Arc<str>,
-    pub partition: i32,
-}
-
 /// A queue key that can be borrowed from a `TopicPartition` or made from
 /// a `(&str, i32)`, so appends look their queue up without building (and
 /// allocating) a `TopicPartition`. Hashes exactly as the derived `Hash` of
@@ -128,66 +117,6 @@ impl PartialEq for dyn TpKey + '_ {
 }
 
 impl Eq for dyn TpKey + '_ {}
-
-impl std::fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
-
-/// A batch's bytes through its life.
-pub(crate) enum Payload {
-    /// Still taking records.
-    Open(BatchBuilder),
-    /// Encoded (on its first send), kept for retries.
-    Built(Bytes),
-    /// Handed to a request being sent.
-    Taken,
-}
-
-pub(crate) struct ProducerBatch {
-    /// Creation order (per producer), used for ordered re-enqueueing and flush.
-    pub id: u64,
-    /// Order among the pieces of a split batch (which share `id`): pieces
-    /// of `[split_key, split_key + split_span)` sort by key.
-    pub split_key: u64,
-    pub split_span: u64,
-    pub tp: TopicPartition,
-    pub payload: Payload,
-    /// Its records' delivery futures' shared outcome.
-    pub records: Records,
-    pub created: Instant,
-    /// Uncompressed size estimate (an upper bound of the wire size).
-    pub size: usize,
-    /// Bytes of `buffer.memory` this batch holds.
-    pub reserved: usize,
-    /// No more appends (reached `batch.size`, or a newer batch exists).
-    pub closed: bool,
-    /// Send attempts so far.
-    pub attempts: u32,
-    /// Not before this instant (retry backoff).
-    pub retry_at: Option<Instant>,
-    /// Producer id, epoch and sequence once drained with idempotence.
-    pub seq: Option<SeqAssignment>,
-    pub last_error: Option<Error>,
-}
-
-impl ProducerBatch {
-    pub fn record_count(&self) -> usize {
-        self.records.len()
-    }
-}
-
-/// What a batch ended with.
-pub(crate) enum BatchOutcome {
-    /// Written at `base_offset` (-1 when unknown: acks=0, or a duplicate
-    /// whose original offset the broker did not report).
-    Done {
-        base_offset: i64,
-        log_append_time: i64,
-    },
-    Failed(Error),
-}
 
 pub(crate) enum Append {
     /// In a batch; `true` if a batch of the partition closed on the way
@@ -537,15 +466,20 @@ impl Accumulator {
     pub fn split_in_two(
         &self,
         mut batch: ProducerBatch,
-    ) -> std::result::Result<(), (ProducerBatch, Error)> {
+    ) -> std::result::Result<(), Box<(ProducerBatch, Error)>> {
         let n = batch.record_count();
         if n < 2 || batch.split_span < 2 {
-            return Err((batch, Error::kafka(10)));
+            return Err(Box::new((batch, Error::kafka(ErrorCode::MessageTooLarge))));
         }
         let bytes = match std::mem::replace(&mut batch.payload, Payload::Taken) {
             Payload::Built(b) => b,
             Payload::Open(b) => b.build(),
-            Payload::Taken => return Err((batch, Error::Protocol("batch payload missing".into()))),
+            Payload::Taken => {
+                return Err(Box::new((
+                    batch,
+                    Error::Protocol("batch payload missing".into()),
+                )))
+            }
         };
         let decoded = BatchHeader::parse(&bytes)
             .map_err(|e| e.to_string())
@@ -562,11 +496,14 @@ impl Accumulator {
                     "splitting a batch: {} records decoded, {n} expected",
                     d.2.len()
                 ));
-                return Err((batch, e));
+                return Err(Box::new((batch, e)));
             }
             Err(e) => {
                 batch.payload = Payload::Built(bytes);
-                return Err((batch, Error::Protocol(format!("splitting a batch: {e}"))));
+                return Err(Box::new((
+                    batch,
+                    Error::Protocol(format!("splitting a batch: {e}")),
+                )));
             }
         };
         let half = n / 2;
@@ -587,7 +524,7 @@ impl Accumulator {
             (Ok(a), Ok(b)) => (a, b),
             (Err(e), _) | (_, Err(e)) => {
                 batch.payload = Payload::Built(bytes);
-                return Err((batch, e));
+                return Err(Box::new((batch, e)));
             }
         };
         let second_records = batch.records.split_off(half);
@@ -821,7 +758,7 @@ mod tests {
             b
         };
         let held = (1 << 20) - a.available_memory();
-        a.split_in_two(later).map_err(|(_, e)| e).unwrap();
+        a.split_in_two(later).map_err(|f| f.1).unwrap();
         assert_eq!(a.incomplete(), 3, "two pieces and the later batch");
         let pieces: Vec<ProducerBatch> =
             a.lock().queues.get_mut(&tp(0)).unwrap().drain(..).collect();
@@ -840,7 +777,7 @@ mod tests {
             a.reenqueue(&mut st, later);
             a.reenqueue(&mut st, first);
         }
-        a.split_in_two(second).map_err(|(_, e)| e).unwrap();
+        a.split_in_two(second).map_err(|f| f.1).unwrap();
         let order: Vec<Vec<u8>> = a.lock().queues[&tp(0)]
             .iter()
             .map(|b| match &b.payload {

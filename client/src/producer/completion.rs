@@ -14,9 +14,19 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::{Context, Poll, Waker};
 
-use super::accumulator::BatchOutcome;
 use super::RecordMetadata;
 use crate::error::{Error, Result};
+
+/// What a batch ended with.
+pub(crate) enum BatchOutcome {
+    /// Written at `base_offset` (-1 when unknown: acks=0, or a duplicate
+    /// whose original offset the broker did not report).
+    Done {
+        base_offset: i64,
+        log_append_time: i64,
+    },
+    Failed(Error),
+}
 
 /// How many of the most recently registered wakers a poll compares with
 /// before adding its own: the usual waiter is one task polling the
@@ -209,6 +219,7 @@ impl Future for DeliveryFuture {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorCode;
     use futures::FutureExt;
 
     fn records(n: usize) -> (Records, Vec<DeliveryFuture>) {
@@ -253,7 +264,9 @@ mod tests {
         let (mut r, fs) = records(5);
         let mut second = r.split_off(2);
         let third = second.split_off(1);
-        second.settle(BatchOutcome::Failed(Error::kafka(10)));
+        second.settle(BatchOutcome::Failed(Error::kafka(
+            ErrorCode::MessageTooLarge,
+        )));
         r.settle(BatchOutcome::Done {
             base_offset: 10,
             log_append_time: -1,

@@ -20,38 +20,8 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use bytes::Bytes;
 use sluice_protocol::batch::{decode_records, BatchBuilder, BatchHeader};
 
-use super::accumulator::{ProducerBatch, TopicPartition};
-use crate::error::{Error, Result};
-
-/// Kafka error codes the idempotent producer treats specially.
-pub(crate) mod codes {
-    pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-    pub const DUPLICATE_SEQUENCE_NUMBER: i16 = 46;
-    pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-    pub const UNKNOWN_PRODUCER_ID: i16 = 59;
-}
-
-/// A producer id and epoch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct ProducerIdentity {
-    pub id: i64,
-    pub epoch: i16,
-}
-
-/// The identity and first sequence a drained batch was numbered with.
-/// Sequences are counted without wrapping here and wrap as Kafka's do
-/// (at i32::MAX back to 0) on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct SeqAssignment {
-    pub ident: ProducerIdentity,
-    pub base: i64,
-}
-
-impl SeqAssignment {
-    pub fn wire_sequence(&self) -> i32 {
-        (self.base % (i32::MAX as i64 + 1)) as i32
-    }
-}
+use super::batch::{ProducerBatch, ProducerIdentity, SeqAssignment, TopicPartition};
+use crate::error::{Error, ErrorCode, Result};
 
 /// What to do with a batch after a Produce answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -206,12 +176,12 @@ impl Idempotence {
         tp: &TopicPartition,
         seq: SeqAssignment,
         count: usize,
-        code: i16,
+        code: ErrorCode,
     ) -> Verdict {
         let p = self.part(tp);
         let last = seq.base + count as i64 - 1;
         match code {
-            0 | codes::DUPLICATE_SEQUENCE_NUMBER => Verdict::Success,
+            ErrorCode::None | ErrorCode::DuplicateSequenceNumber => Verdict::Success,
             // A later sequence was acknowledged, so the broker wrote this
             // one (it appends a producer's sequences only in order). Not for
             // a partition's first batch: a broker without state for the
@@ -219,7 +189,7 @@ impl Idempotence {
             _ if p.ident == Some(seq.ident) && seq.base > 0 && last <= p.last_acked => {
                 Verdict::Success
             }
-            codes::OUT_OF_ORDER_SEQUENCE_NUMBER => {
+            ErrorCode::OutOfOrderSequenceNumber => {
                 if p.unresolved.first().is_some_and(|&first| first < seq.base) {
                     // An earlier batch is unresolved: this one failed because
                     // of it and is retried after it.
@@ -228,8 +198,10 @@ impl Idempotence {
                     Verdict::ResetAndRetry
                 }
             }
-            codes::UNKNOWN_PRODUCER_ID | codes::INVALID_PRODUCER_EPOCH => Verdict::ResetAndRetry,
-            c if crate::error::KafkaCode(c).is_retriable() => Verdict::Retry,
+            ErrorCode::UnknownProducerId | ErrorCode::InvalidProducerEpoch => {
+                Verdict::ResetAndRetry
+            }
+            c if c.is_retriable() => Verdict::Retry,
             _ => Verdict::Fail,
         }
     }
@@ -301,7 +273,7 @@ mod tests {
     use sluice_protocol::compression::Compression;
 
     use super::*;
-    use crate::producer::accumulator::Payload;
+    use crate::producer::batch::{Payload, ROOT_SPLIT_SPAN};
 
     const ID: ProducerIdentity = ProducerIdentity { id: 7, epoch: 0 };
 
@@ -320,7 +292,7 @@ mod tests {
         ProducerBatch {
             id,
             split_key: 0,
-            split_span: super::super::accumulator::ROOT_SPLIT_SPAN,
+            split_span: ROOT_SPLIT_SPAN,
             tp: tp(),
             payload: Payload::Taken,
             records: recs,
@@ -350,14 +322,17 @@ mod tests {
         st.on_sent(&tp());
         // b fails retriably; c then fails out of order because of it.
         st.on_returned(&tp());
-        assert_eq!(st.classify(&tp(), b.seq.unwrap(), 3, 6), Verdict::Retry);
+        assert_eq!(
+            st.classify(&tp(), b.seq.unwrap(), 3, ErrorCode::NotLeaderOrFollower),
+            Verdict::Retry
+        );
         st.on_returned(&tp());
         assert_eq!(
             st.classify(
                 &tp(),
                 c.seq.unwrap(),
                 2,
-                codes::OUT_OF_ORDER_SEQUENCE_NUMBER
+                ErrorCode::OutOfOrderSequenceNumber
             ),
             Verdict::Retry
         );
@@ -371,7 +346,7 @@ mod tests {
         assert!(st.gate(&tp(), &mut c, 5));
         st.on_sent(&tp());
         assert_eq!(
-            st.classify(&tp(), c.seq.unwrap(), 2, codes::DUPLICATE_SEQUENCE_NUMBER),
+            st.classify(&tp(), c.seq.unwrap(), 2, ErrorCode::DuplicateSequenceNumber),
             Verdict::Success
         );
         st.on_returned(&tp());
@@ -382,11 +357,14 @@ mod tests {
                 &tp(),
                 c.seq.unwrap(),
                 2,
-                codes::OUT_OF_ORDER_SEQUENCE_NUMBER
+                ErrorCode::OutOfOrderSequenceNumber
             ),
             Verdict::Success
         );
-        assert_eq!(st.classify(&tp(), c.seq.unwrap(), 2, 6), Verdict::Success);
+        assert_eq!(
+            st.classify(&tp(), c.seq.unwrap(), 2, ErrorCode::NotLeaderOrFollower),
+            Verdict::Success
+        );
         // ...except for sequence 0, which a broker without our state takes
         // from any later batch too.
         assert_eq!(
@@ -394,7 +372,7 @@ mod tests {
                 &tp(),
                 b.seq.unwrap(),
                 3,
-                codes::OUT_OF_ORDER_SEQUENCE_NUMBER
+                ErrorCode::OutOfOrderSequenceNumber
             ),
             Verdict::ResetAndRetry
         );
@@ -429,7 +407,7 @@ mod tests {
         // The broker lost our state.
         st.on_returned(&tp());
         assert_eq!(
-            st.classify(&tp(), b.seq.unwrap(), 4, codes::UNKNOWN_PRODUCER_ID),
+            st.classify(&tp(), b.seq.unwrap(), 4, ErrorCode::UnknownProducerId),
             Verdict::ResetAndRetry
         );
         st.request_reset(&tp());

@@ -30,6 +30,7 @@
 //! ```
 
 mod accumulator;
+mod batch;
 mod completion;
 mod idempotence;
 mod partitioner;
@@ -41,10 +42,11 @@ use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use sluice_protocol::batch::RecordHeader;
+use sluice_protocol::clock::now_ms;
 use tokio::sync::{oneshot, Notify};
 
 pub use completion::DeliveryFuture;
@@ -55,7 +57,7 @@ use partitioner::{keyed_partition, Sticky};
 use sender::{Sender, SenderControl};
 
 use crate::config::ProducerConfig;
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::net::{Cluster, PartitionInfo, TopicInfo};
 
 /// A record to send.
@@ -309,13 +311,6 @@ enum Fast {
     Done(DeliveryFuture),
     Failed(Error),
     Blocked(ProducerRecord),
-}
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 impl Producer {
@@ -693,11 +688,13 @@ impl Inner {
         loop {
             // Errors that waiting cannot cure fail the send at once, as the
             // Java producer does (TOPIC_AUTHORIZATION_FAILED, INVALID_TOPIC_EXCEPTION).
-            if let Some(info) = self
-                .cluster
-                .topic(topic)
-                .filter(|t| refreshed && matches!(t.error, 17 | 29))
-            {
+            if let Some(info) = self.cluster.topic(topic).filter(|t| {
+                refreshed
+                    && matches!(
+                        t.error,
+                        ErrorCode::InvalidTopicException | ErrorCode::TopicAuthorizationFailed
+                    )
+            }) {
                 return Err(Error::kafka_with(
                     info.error,
                     Some(format!("topic {topic}")),
@@ -812,10 +809,9 @@ pub mod bench_support {
 
     use sluice_protocol::compression::Compression;
 
-    use super::accumulator::{
-        record_size_upper_bound, Accumulator, AccumulatorConfig, Append, BatchOutcome, Payload,
-    };
-    use super::idempotence::{ProducerIdentity, SeqAssignment};
+    use super::accumulator::{record_size_upper_bound, Accumulator, AccumulatorConfig, Append};
+    use super::batch::{Payload, ProducerIdentity, SeqAssignment};
+    use super::completion::BatchOutcome;
     use super::partitioner::keyed_partition;
     use crate::error::{Error, Result};
 

@@ -25,16 +25,15 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::StrBytes;
 use tokio::sync::mpsc;
 
-use super::accumulator::{
-    Accumulator, BatchOutcome, Payload, ProducerBatch, TopicPartition, ROOT_SPLIT_SPAN,
+use super::accumulator::Accumulator;
+use super::batch::{
+    Payload, ProducerBatch, ProducerIdentity, SeqAssignment, TopicPartition, ROOT_SPLIT_SPAN,
 };
-use super::idempotence::{self, Idempotence, ProducerIdentity, SeqAssignment, Verdict};
+use super::completion::BatchOutcome;
+use super::idempotence::{self, Idempotence, Verdict};
 use crate::config::{Acks, ProducerConfig};
-use crate::error::{Error, KafkaCode, Result};
+use crate::error::{Error, ErrorCode, Result};
 use crate::net::{Cluster, Connection};
-
-/// Kafka error code MESSAGE_TOO_LARGE.
-const MESSAGE_TOO_LARGE: i16 = 10;
 
 /// What background tasks report to the sender.
 enum Event {
@@ -54,7 +53,7 @@ enum Event {
 }
 
 /// A partition's answer: error code, base offset, LogAppendTime, message.
-type PartitionAnswer = (i16, i64, i64, Option<String>);
+type PartitionAnswer = (ErrorCode, i64, i64, Option<String>);
 
 /// A request on its way to the wire.
 struct Dispatch {
@@ -679,7 +678,12 @@ impl Sender {
                         });
                         answers.insert(
                             (t.name.0.as_str(), p.index),
-                            (p.error_code, p.base_offset, p.log_append_time_ms, msg),
+                            (
+                                ErrorCode::from_code(p.error_code),
+                                p.base_offset,
+                                p.log_append_time_ms,
+                                msg,
+                            ),
                         );
                     }
                 }
@@ -711,7 +715,7 @@ impl Sender {
     fn on_partition_answer(
         &mut self,
         b: ProducerBatch,
-        code: i16,
+        code: ErrorCode,
         base_offset: i64,
         log_append_time: i64,
         msg: Option<String>,
@@ -720,16 +724,16 @@ impl Sender {
         let verdict = match (&mut self.idem, b.seq) {
             (Some(idem), Some(seq)) => idem.classify(&b.tp, seq, b.record_count(), code),
             _ => match code {
-                0 => Verdict::Success,
-                c if KafkaCode(c).is_retriable() => Verdict::Retry,
+                ErrorCode::None => Verdict::Success,
+                c if c.is_retriable() => Verdict::Retry,
                 _ => Verdict::Fail,
             },
         };
         let err = Error::kafka_with(code, msg);
-        if code != 0 {
+        if code != ErrorCode::None {
             tracing::debug!(partition = %b.tp, error = %err, ?verdict, attempts = b.attempts, "produce error");
         }
-        if KafkaCode(code).invalidates_metadata() {
+        if code.invalidates_metadata() {
             self.metadata_wanted = true;
         }
         match verdict {
@@ -738,7 +742,7 @@ impl Sender {
                     idem.on_acked(&b.tp, seq, b.record_count());
                 }
                 // A duplicate may come back without its original offset.
-                let base_offset = if code == 0 {
+                let base_offset = if code == ErrorCode::None {
                     base_offset
                 } else {
                     base_offset.max(-1)
@@ -758,7 +762,7 @@ impl Sender {
                 }
                 self.retry_or_fail(b, err, now);
             }
-            Verdict::Fail if code == MESSAGE_TOO_LARGE && b.record_count() > 1 => {
+            Verdict::Fail if code == ErrorCode::MessageTooLarge && b.record_count() > 1 => {
                 // Not written: give its sequences back (the partition's
                 // sequence is reset, as for any unwritten batch), then send
                 // it again as two batches. Halving repeats until the pieces
@@ -768,7 +772,8 @@ impl Sender {
                 if let (Some(idem), Some(seq)) = (&mut self.idem, b.seq.take()) {
                     idem.on_dropped(&b.tp, seq, true);
                 }
-                if let Err((b, e)) = self.acc.split_in_two(b) {
+                if let Err(failed) = self.acc.split_in_two(b) {
+                    let (b, e) = *failed;
                     tracing::warn!(partition = %b.tp, error = %e, "cannot split the batch");
                     self.fail(b, err, true);
                 }
@@ -895,8 +900,8 @@ async fn init_producer_id(
         }
     }
     let resp = conn.send_versioned(&req, v).await?;
-    if resp.error_code != 0 {
-        return Err(Error::kafka_with(
+    if resp.error_code != ErrorCode::None.code() {
+        return Err(Error::from_wire(
             resp.error_code,
             Some("InitProducerId".into()),
         ));

@@ -23,102 +23,12 @@ pub mod scram;
 
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use futures::future::BoxFuture;
+// The mechanisms read the wall clock through the one shared helper.
+pub(crate) use sluice_protocol::clock::{now_ms, system_time_ms};
 
-/// Kafka error code `SASL_AUTHENTICATION_FAILED`.
-pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
-/// Kafka error code `ILLEGAL_SASL_STATE`.
-pub const ILLEGAL_SASL_STATE: i16 = 34;
-/// Kafka error code `UNSUPPORTED_SASL_MECHANISM`.
-pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-
-/// What can go wrong while authenticating. Every variant maps onto the Kafka
-/// error code the broker would use for the same failure
-/// ([`SaslError::kafka_error_code`]).
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum SaslError {
-    /// The server (or the mechanism's verification of it) rejected the exchange.
-    #[error("SASL authentication failed: {0}")]
-    AuthenticationFailed(String),
-    /// A server message that does not parse as the mechanism requires.
-    #[error("malformed SASL server message: {0}")]
-    MalformedServerMessage(String),
-    /// The session was stepped out of order (e.g. after it finished).
-    #[error("illegal SASL state: {0}")]
-    IllegalState(String),
-    /// The broker does not offer the mechanism, or we do not implement it.
-    #[error("unsupported SASL mechanism: {0}")]
-    UnsupportedMechanism(String),
-    /// The user's configuration cannot produce a valid message.
-    #[error("invalid SASL configuration: {0}")]
-    InvalidConfig(String),
-    /// AWS credentials or region could not be resolved.
-    #[error("AWS credentials: {0}")]
-    Credentials(String),
-    /// A token provider failed to produce a token.
-    #[error("OAUTHBEARER token provider: {0}")]
-    TokenProvider(String),
-    /// SigV4 signing failed.
-    #[error("SigV4 signing failed: {0}")]
-    Signing(String),
-}
-
-impl SaslError {
-    /// The Kafka error code that describes this failure.
-    pub fn kafka_error_code(&self) -> i16 {
-        match self {
-            SaslError::IllegalState(_) => ILLEGAL_SASL_STATE,
-            SaslError::UnsupportedMechanism(_) => UNSUPPORTED_SASL_MECHANISM,
-            SaslError::AuthenticationFailed(_)
-            | SaslError::MalformedServerMessage(_)
-            | SaslError::InvalidConfig(_)
-            | SaslError::Credentials(_)
-            | SaslError::TokenProvider(_)
-            | SaslError::Signing(_) => SASL_AUTHENTICATION_FAILED,
-        }
-    }
-}
-
-impl From<&SaslError> for i16 {
-    fn from(e: &SaslError) -> i16 {
-        e.kafka_error_code()
-    }
-}
-
-/// An OAUTHBEARER token, as Kafka's `OAuthBearerToken` describes one.
-#[derive(Clone, PartialEq, Eq)]
-pub struct OAuthToken {
-    /// The compact token sent after `auth=Bearer `.
-    pub value: String,
-    /// When the token stops being valid, epoch milliseconds.
-    pub expires_at_ms: i64,
-    /// The principal the token names, if known (informational: it is not sent
-    /// as an authzid, as Kafka's own client does not send one either).
-    pub principal: Option<String>,
-    /// SASL extensions (RFC 7628 section 3.1 key/value pairs) sent with the token.
-    pub extensions: Vec<(String, String)>,
-}
-
-impl fmt::Debug for OAuthToken {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("OAuthToken")
-            .field("value", &"<redacted>")
-            .field("expires_at_ms", &self.expires_at_ms)
-            .field("principal", &self.principal)
-            .field("extensions", &self.extensions)
-            .finish()
-    }
-}
-
-/// A source of OAUTHBEARER tokens. Implementations cache and refresh tokens
-/// themselves; each call should return a token that is valid for a while.
-pub trait TokenProvider: Send + Sync {
-    /// The token to authenticate the next connection with.
-    fn token(&self) -> BoxFuture<'_, Result<OAuthToken, SaslError>>;
-}
+pub use crate::auth::{OAuthToken, SaslError, TokenProvider};
 
 /// One SASL authentication in progress (a state machine per mechanism).
 pub trait SaslSession: Send {
@@ -243,22 +153,10 @@ impl SaslConfig {
     }
 }
 
-/// Milliseconds since the Unix epoch by the system clock.
-pub(crate) fn now_ms() -> i64 {
-    system_time_ms(SystemTime::now())
-}
-
-/// A `SystemTime` as epoch milliseconds (negative before 1970).
-pub(crate) fn system_time_ms(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_millis()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_millis()).unwrap_or(i64::MAX),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sluice_protocol::ErrorCode;
 
     #[test]
     fn mechanism_names_and_codes() {
@@ -276,17 +174,19 @@ mod tests {
         let err = s.check_offered(&["PLAIN".to_string()]).err();
         assert_eq!(
             err.map(|e| e.kafka_error_code()),
-            Some(UNSUPPORTED_SASL_MECHANISM)
+            Some(ErrorCode::UnsupportedSaslMechanism)
         );
         assert!(plain
             .check_offered(&["GSSAPI".into(), "PLAIN".into()])
             .is_ok());
         assert_eq!(
-            SaslError::IllegalState(String::new()).kafka_error_code(),
+            SaslError::IllegalState(String::new())
+                .kafka_error_code()
+                .code(),
             34
         );
         assert_eq!(
-            i16::from(&SaslError::AuthenticationFailed(String::new())),
+            ErrorCode::from(&SaslError::AuthenticationFailed(String::new())).code(),
             58
         );
     }

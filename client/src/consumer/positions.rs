@@ -1,48 +1,12 @@
-//! What the consumer reads and where it is: the subscription (topic names,
-//! a pattern, or a manual assignment) and, per assigned partition, the
-//! fetch position (next offset to read, with the leader epoch of the record
-//! before it), a pending offset reset, and whether the application paused
-//! it. The application thread owns this state; the fetcher and the group
-//! membership code read and update it through these methods.
+//! Where the consumer is: per assigned partition, the fetch position (next
+//! offset to read, with the leader epoch of the record before it), a
+//! pending offset reset, the high watermark, and whether the application
+//! paused it. The application thread owns this state; the fetcher and the
+//! coordination loop read and update it through these methods.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use regex::Regex;
-
 use super::TopicPartition;
-
-/// What the application asked to read.
-#[derive(Debug, Clone, Default)]
-pub(crate) enum Subscription {
-    #[default]
-    None,
-    /// `subscribe(topics)`: group-managed.
-    Topics(BTreeSet<String>),
-    /// `subscribe_pattern(regex)`: group-managed; `matched` is the set of
-    /// cluster topics matching at the last metadata refresh.
-    Pattern {
-        regex: Regex,
-        matched: BTreeSet<String>,
-    },
-    /// `assign(partitions)`: no group membership.
-    Manual,
-}
-
-impl Subscription {
-    /// Whether the group coordinator assigns partitions.
-    pub fn is_group_managed(&self) -> bool {
-        matches!(self, Subscription::Topics(_) | Subscription::Pattern { .. })
-    }
-
-    /// The topics to put in JoinGroup.
-    pub fn topics(&self) -> BTreeSet<String> {
-        match self {
-            Subscription::Topics(t) => t.clone(),
-            Subscription::Pattern { matched, .. } => matched.clone(),
-            _ => BTreeSet::new(),
-        }
-    }
-}
 
 /// Where to reset a partition's position.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
