@@ -61,7 +61,11 @@ function clientSettings(config) {
   if (config.requestTimeout != null) props['request.timeout.ms'] = ms(config.requestTimeout)
   const retry = config.retry || {}
   if (retry.initialRetryTime != null) props['retry.backoff.ms'] = ms(retry.initialRetryTime)
-  if (retry.maxRetryTime != null) props['reconnect.backoff.max.ms'] = ms(retry.maxRetryTime)
+  if (retry.maxRetryTime != null) {
+    // KafkaJS's one cap bounds both the request retries and the reconnects.
+    props['retry.backoff.max.ms'] = ms(retry.maxRetryTime)
+    props['reconnect.backoff.max.ms'] = ms(retry.maxRetryTime)
+  }
 
   const ssl = config.ssl
   const sasl = config.sasl
