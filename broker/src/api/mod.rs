@@ -52,7 +52,7 @@ pub struct RequestContext {
     pub client_id: String,
     pub peer: SocketAddr,
     /// The connection's listener and authenticated principal.
-    pub session: Rc<crate::net::session::Session>,
+    pub session: Rc<crate::auth::Session>,
 }
 
 /// One piece of an encoded response: bytes, or a file range to splice.

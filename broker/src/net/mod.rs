@@ -7,7 +7,6 @@
 //! closes that one connection with a logged reason.
 
 pub mod sasl;
-pub mod session;
 pub mod tls;
 pub mod zero_copy;
 
@@ -29,9 +28,9 @@ use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
 
 use crate::api::{self, RequestContext, Response, ResponsePart};
+use crate::auth::{Listener, Session};
 use crate::metrics::METRICS;
 use crate::shard::Shard;
-use session::{Listener, Session};
 
 /// Requests a connection may have in flight before reading pauses.
 const MAX_IN_FLIGHT: usize = 64;

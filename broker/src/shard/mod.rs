@@ -33,9 +33,9 @@ pub struct Broker {
     mailboxes: Vec<flume::Sender<Job>>,
     pub shutting_down: AtomicBool,
     /// Every listener, bound (advertised addresses resolved).
-    pub listeners: Vec<Arc<crate::net::session::Listener>>,
+    pub listeners: Vec<Arc<crate::auth::Listener>>,
     /// Authentication (SASL credentials) and authorization (IAM policies).
-    pub security: crate::net::sasl::Security,
+    pub security: crate::auth::Security,
 }
 
 thread_local! {
@@ -64,8 +64,8 @@ impl Broker {
         config: Arc<BrokerConfig>,
         metadata: MetadataStore,
         mailboxes: Vec<flume::Sender<Job>>,
-        listeners: Vec<Arc<crate::net::session::Listener>>,
-        security: crate::net::sasl::Security,
+        listeners: Vec<Arc<crate::auth::Listener>>,
+        security: crate::auth::Security,
     ) -> Broker {
         Broker {
             config,
