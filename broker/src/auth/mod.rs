@@ -36,6 +36,8 @@ pub mod scram;
 pub mod security;
 pub mod session;
 
+use sluice_protocol::ErrorCode;
+
 pub use authorizer::{Action, Authorizer, ClusterIdentity, Resource};
 pub use config::{AuthConfig, BuiltAuth};
 pub use credentials::{CredentialStoreError, ScramStore};
@@ -46,13 +48,6 @@ pub use policy::{Decision, PolicyDocument, PolicyError};
 pub use scram::{ScramCredential, ScramMechanism, ScramServer};
 pub use security::Security;
 pub use session::{Listener, Session};
-
-/// Kafka error code `ILLEGAL_SASL_STATE`.
-pub const ILLEGAL_SASL_STATE: i16 = 34;
-/// Kafka error code `SASL_AUTHENTICATION_FAILED`.
-pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
-/// Kafka error code `UNSUPPORTED_SASL_MECHANISM`.
-pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
 
 /// Why an authentication attempt failed. The `Display` text is meant to be
 /// sent to the client as the SaslAuthenticate error message: it names the
@@ -126,10 +121,10 @@ impl AuthError {
     }
 
     /// The Kafka error code the SaslAuthenticate response carries.
-    pub fn kafka_error_code(&self) -> i16 {
+    pub fn kafka_error_code(&self) -> ErrorCode {
         match self {
-            AuthError::IllegalState(_) => ILLEGAL_SASL_STATE,
-            _ => SASL_AUTHENTICATION_FAILED,
+            AuthError::IllegalState(_) => ErrorCode::IllegalSaslState,
+            _ => ErrorCode::SaslAuthenticationFailed,
         }
     }
 }
@@ -190,8 +185,14 @@ mod tests {
 
     #[test]
     fn error_codes() {
-        assert_eq!(AuthError::IllegalState("x".into()).kafka_error_code(), 34);
-        assert_eq!(AuthError::Expired.kafka_error_code(), 58);
+        assert_eq!(
+            AuthError::IllegalState("x".into()).kafka_error_code(),
+            ErrorCode::IllegalSaslState
+        );
+        assert_eq!(
+            AuthError::Expired.kafka_error_code(),
+            ErrorCode::SaslAuthenticationFailed
+        );
         assert_eq!(
             AuthError::InvalidCredentials {
                 mechanism: "SCRAM-SHA-256"

@@ -13,6 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+use sluice_protocol::ErrorCode;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
@@ -23,29 +24,15 @@ const META_FILE: &str = "__cluster_metadata.json";
 /// Producer ids are reserved on disk in blocks so a restart never reuses one.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
-pub mod error_codes {
-    pub const NONE: i16 = 0;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    pub const INVALID_PARTITIONS: i16 = 37;
-    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const INVALID_CONFIG: i16 = 40;
-    pub const TOPIC_DELETION_DISABLED: i16 = 73;
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-}
-use error_codes::*;
-
 /// A Kafka error code with a message for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub code: i16,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(code: i16, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             code,
             message: message.into(),
@@ -97,7 +84,7 @@ pub struct MetadataStore {
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
         return Err(ApiError::new(
-            INVALID_TOPIC_EXCEPTION,
+            ErrorCode::InvalidTopicException,
             format!("invalid topic name `{name}`"),
         ));
     }
@@ -106,7 +93,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
     {
         return Err(ApiError::new(
-            INVALID_TOPIC_EXCEPTION,
+            ErrorCode::InvalidTopicException,
             format!("topic name `{name}` has characters other than ASCII alphanumerics, '.', '_' and '-'"),
         ));
     }
@@ -226,7 +213,10 @@ impl MetadataStore {
 
     fn commit(&self, file: &mut MetaFile, next: MetaFile) -> Result<(), ApiError> {
         self.persist(&next).map_err(|e| {
-            ApiError::new(KAFKA_STORAGE_ERROR, format!("cannot persist metadata: {e}"))
+            ApiError::new(
+                ErrorCode::KafkaStorageError,
+                format!("cannot persist metadata: {e}"),
+            )
         })?;
         *file = next;
         self.publish(file);
@@ -236,7 +226,7 @@ impl MetadataStore {
     pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
         for (k, v) in configs {
             BrokerConfig::validate_topic_config(k, v)
-                .map_err(|e| ApiError::new(INVALID_CONFIG, e.to_string()))?;
+                .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()))?;
         }
         Ok(())
     }
@@ -255,7 +245,7 @@ impl MetadataStore {
         validate_topic_name(name)?;
         if name.starts_with("__") && !allow_internal {
             return Err(ApiError::new(
-                INVALID_TOPIC_EXCEPTION,
+                ErrorCode::InvalidTopicException,
                 format!("`{name}` is reserved for internal topics"),
             ));
         }
@@ -266,7 +256,7 @@ impl MetadataStore {
         };
         if partitions <= 0 {
             return Err(ApiError::new(
-                INVALID_PARTITIONS,
+                ErrorCode::InvalidPartitions,
                 "number of partitions must be larger than 0",
             ));
         }
@@ -277,13 +267,13 @@ impl MetadataStore {
         };
         if rf <= 0 {
             return Err(ApiError::new(
-                INVALID_REPLICATION_FACTOR,
+                ErrorCode::InvalidReplicationFactor,
                 "replication factor must be larger than 0",
             ));
         }
         if rf > 1 {
             return Err(ApiError::new(
-                INVALID_REPLICATION_FACTOR,
+                ErrorCode::InvalidReplicationFactor,
                 format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
             ));
         }
@@ -291,7 +281,7 @@ impl MetadataStore {
         let mut file = self.lock();
         if file.topics.iter().any(|t| t.name == name) {
             return Err(ApiError::new(
-                TOPIC_ALREADY_EXISTS,
+                ErrorCode::TopicAlreadyExists,
                 format!("Topic '{name}' already exists."),
             ));
         }
@@ -299,7 +289,7 @@ impl MetadataStore {
         let norm = |s: &str| s.replace('.', "_");
         if let Some(t) = file.topics.iter().find(|t| norm(&t.name) == norm(name)) {
             return Err(ApiError::new(
-                INVALID_TOPIC_EXCEPTION,
+                ErrorCode::InvalidTopicException,
                 format!("Topic '{name}' collides with existing topic: {}", t.name),
             ));
         }
@@ -328,26 +318,26 @@ impl MetadataStore {
             .by_name
             .get(name)
             .cloned()
-            .ok_or_else(|| ApiError::new(KAFKA_STORAGE_ERROR, "topic vanished"))
+            .ok_or_else(|| ApiError::new(ErrorCode::KafkaStorageError, "topic vanished"))
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, ApiError> {
         if !self.config.delete_topic_enable {
             return Err(ApiError::new(
-                TOPIC_DELETION_DISABLED,
+                ErrorCode::TopicDeletionDisabled,
                 "topic deletion is disabled",
             ));
         }
         let existing = self.image().by_name.get(name).cloned();
         let Some(meta) = existing else {
             return Err(ApiError::new(
-                UNKNOWN_TOPIC_OR_PARTITION,
+                ErrorCode::UnknownTopicOrPartition,
                 "This server does not host this topic-partition.",
             ));
         };
         if meta.internal {
             return Err(ApiError::new(
-                INVALID_TOPIC_EXCEPTION,
+                ErrorCode::InvalidTopicException,
                 format!("cannot delete internal topic {name}"),
             ));
         }
@@ -367,14 +357,14 @@ impl MetadataStore {
         let mut file = self.lock();
         let Some(pos) = file.topics.iter().position(|t| t.name == name) else {
             return Err(ApiError::new(
-                UNKNOWN_TOPIC_OR_PARTITION,
+                ErrorCode::UnknownTopicOrPartition,
                 "This server does not host this topic-partition.",
             ));
         };
         let current = file.topics[pos].partitions;
         if count <= current {
             return Err(ApiError::new(
-                INVALID_PARTITIONS,
+                ErrorCode::InvalidPartitions,
                 format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
             ));
         }
@@ -388,7 +378,7 @@ impl MetadataStore {
             .by_name
             .get(name)
             .cloned()
-            .ok_or_else(|| ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "gone"))
+            .ok_or_else(|| ApiError::new(ErrorCode::UnknownTopicOrPartition, "gone"))
     }
 
     /// Replaces (or, with `incremental`, edits) a topic's config overrides.
@@ -401,7 +391,7 @@ impl MetadataStore {
         let mut file = self.lock();
         let Some(pos) = file.topics.iter().position(|t| t.name == name) else {
             return Err(ApiError::new(
-                UNKNOWN_TOPIC_OR_PARTITION,
+                ErrorCode::UnknownTopicOrPartition,
                 "This server does not host this topic-partition.",
             ));
         };
@@ -416,7 +406,7 @@ impl MetadataStore {
             .by_name
             .get(name)
             .cloned()
-            .ok_or_else(|| ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "gone"))
+            .ok_or_else(|| ApiError::new(ErrorCode::UnknownTopicOrPartition, "gone"))
     }
 
     /// A fresh producer id, unique across restarts.
@@ -457,25 +447,25 @@ mod tests {
             s.create_topic("orders", 3, 1, BTreeMap::new(), false, false)
                 .unwrap_err()
                 .code,
-            TOPIC_ALREADY_EXISTS
+            ErrorCode::TopicAlreadyExists
         );
         assert_eq!(
             s.create_topic("x", 1, 3, BTreeMap::new(), false, false)
                 .unwrap_err()
                 .code,
-            INVALID_REPLICATION_FACTOR
+            ErrorCode::InvalidReplicationFactor
         );
         assert_eq!(
             s.create_topic("bad/name", 1, 1, BTreeMap::new(), false, false)
                 .unwrap_err()
                 .code,
-            INVALID_TOPIC_EXCEPTION
+            ErrorCode::InvalidTopicException
         );
         assert_eq!(
             s.create_topic("y", 0, 1, BTreeMap::new(), false, false)
                 .unwrap_err()
                 .code,
-            INVALID_PARTITIONS
+            ErrorCode::InvalidPartitions
         );
         let mut bad = BTreeMap::new();
         bad.insert("retention.ms".into(), "soon".into());
@@ -483,7 +473,7 @@ mod tests {
             s.create_topic("z", 1, 1, bad, false, false)
                 .unwrap_err()
                 .code,
-            INVALID_CONFIG
+            ErrorCode::InvalidConfig
         );
         let pid1 = s.allocate_producer_id().unwrap();
         drop(s);

@@ -40,6 +40,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
+use sluice_protocol::ErrorCode;
 
 pub use error::GroupError;
 pub use offsets::{OffsetFetchGroupResult, OffsetFetchPartitionResult, OffsetFetchTopicResult};
@@ -92,7 +93,7 @@ pub trait GroupLog {
     fn append(
         &self,
         records: Vec<(Bytes, Option<Bytes>)>,
-    ) -> LocalBoxFuture<'static, Result<(), i16>>;
+    ) -> LocalBoxFuture<'static, Result<(), ErrorCode>>;
 }
 
 /// How long a member that joined during a rebalance may wait in JoinGroup
@@ -211,7 +212,7 @@ impl GroupCoordinator {
         let task = async move {
             if let Err(code) = fut.await {
                 tracing::warn!(
-                    error_code = code,
+                    error = %code,
                     "failed to write {what} to the offsets log"
                 );
             }

@@ -15,6 +15,7 @@ use compio::BufResult;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use sluice_protocol::batch::{self, BatchHeader};
+use sluice_protocol::ErrorCode;
 
 use super::producer_state::{ProducerEntry, SequenceCheck};
 use super::segment::Segment;
@@ -23,10 +24,6 @@ use crate::config::FlushPolicy;
 
 /// Most bytes one group-commit round writes.
 const MAX_ROUND_BYTES: usize = 8 << 20;
-
-pub const KAFKA_STORAGE_ERROR: i16 = 56;
-pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-
 pub struct AppendRequest {
     pub batches: Vec<(BatchHeader, Bytes)>,
     /// `None` for acks=0: nobody waits for the outcome.
@@ -35,7 +32,7 @@ pub struct AppendRequest {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendResult {
-    pub error: i16,
+    pub error: ErrorCode,
     pub base_offset: i64,
     /// -1 unless the topic uses LogAppendTime.
     pub log_append_time: i64,
@@ -43,7 +40,7 @@ pub struct AppendResult {
 }
 
 impl AppendResult {
-    pub fn error(code: i16) -> AppendResult {
+    pub fn error(code: ErrorCode) -> AppendResult {
         AppendResult {
             error: code,
             base_offset: -1,
@@ -73,18 +70,18 @@ impl PartitionLog {
             None => false,
         };
         if !sent {
-            return AppendResult::error(UNKNOWN_TOPIC_OR_PARTITION);
+            return AppendResult::error(ErrorCode::UnknownTopicOrPartition);
         }
         if !wait {
             return AppendResult {
-                error: 0,
+                error: ErrorCode::None,
                 base_offset: -1,
                 log_append_time: -1,
                 log_start_offset: -1,
             };
         }
         rx.await
-            .unwrap_or(AppendResult::error(UNKNOWN_TOPIC_OR_PARTITION))
+            .unwrap_or(AppendResult::error(ErrorCode::UnknownTopicOrPartition))
     }
 }
 
@@ -109,7 +106,7 @@ async fn run_appender(log: Rc<PartitionLog>, mut rx: mpsc::UnboundedReceiver<App
 enum Staged {
     Appended { base_offset: i64 },
     Duplicate { base_offset: i64 },
-    Rejected(i16),
+    Rejected(ErrorCode),
 }
 
 type ProducerUndo = Vec<(i64, Option<ProducerEntry>)>;
@@ -153,7 +150,7 @@ impl PartitionLog {
         let now = now_ms();
         if let Err(e) = self.maybe_roll(bytes, now).await {
             tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "segment roll failed");
-            return reply_all(round, AppendResult::error(KAFKA_STORAGE_ERROR));
+            return reply_all(round, AppendResult::error(ErrorCode::KafkaStorageError));
         }
         let cfg = self.config.borrow().clone();
         // The round is written with one vectored write: per batch a patched
@@ -167,7 +164,7 @@ impl PartitionLog {
         let (writer, write_pos, mut next_offset, leader_epoch) = {
             let st = self.state.borrow();
             let Some(active) = st.active() else {
-                return reply_all(round, AppendResult::error(KAFKA_STORAGE_ERROR));
+                return reply_all(round, AppendResult::error(ErrorCode::KafkaStorageError));
             };
             (
                 active.writer.clone(),
@@ -229,7 +226,7 @@ impl PartitionLog {
                         }
                     }
                 }
-                let outcome = outcome.unwrap_or(Staged::Rejected(2));
+                let outcome = outcome.unwrap_or(Staged::Rejected(ErrorCode::CorruptMessage));
                 if let Staged::Rejected(_) = outcome {
                     // All or nothing per partition, as in Kafka: unstage this request.
                     out.parts.truncate(req_buf_start);
@@ -273,7 +270,7 @@ impl PartitionLog {
                     tracing::error!(error = %e, "cannot truncate after failed append; closing partition");
                     self.close();
                 }
-                return reply_all(round, AppendResult::error(KAFKA_STORAGE_ERROR));
+                return reply_all(round, AppendResult::error(ErrorCode::KafkaStorageError));
             }
             let mut st = self.state.borrow_mut();
             let interval = cfg.index_interval_bytes;
@@ -302,7 +299,7 @@ impl PartitionLog {
             let result = match outcome {
                 Staged::Appended { base_offset } | Staged::Duplicate { base_offset } => {
                     AppendResult {
-                        error: 0,
+                        error: ErrorCode::None,
                         base_offset,
                         log_append_time: if cfg.log_append_time { now } else { -1 },
                         log_start_offset: log_start,

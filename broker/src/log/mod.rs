@@ -23,6 +23,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use futures::channel::{mpsc, oneshot};
+use sluice_protocol::ErrorCode;
 
 use crate::config::{BrokerConfig, FlushPolicy};
 use producer_state::ProducerStateMap;
@@ -85,11 +86,11 @@ pub enum LogError {
 }
 
 impl LogError {
-    pub fn kafka_code(&self) -> i16 {
+    pub fn kafka_code(&self) -> ErrorCode {
         match self {
-            LogError::Io(_) => 56,                  // KAFKA_STORAGE_ERROR
-            LogError::OffsetOutOfRange { .. } => 1, // OFFSET_OUT_OF_RANGE
-            LogError::Closed => 3,                  // UNKNOWN_TOPIC_OR_PARTITION
+            LogError::Io(_) => ErrorCode::KafkaStorageError,
+            LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            LogError::Closed => ErrorCode::UnknownTopicOrPartition,
         }
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use sluice_protocol::batch::BatchHeader;
+use sluice_protocol::ErrorCode;
 
 /// Kafka keeps this many batches per producer for duplicate detection; it is
 /// also the largest `max.in.flight.requests.per.connection` idempotence allows.
@@ -38,12 +39,8 @@ pub enum SequenceCheck {
     /// Already in the log: answer with the original offsets, append nothing.
     Duplicate(BatchMeta),
     /// Reject with this Kafka error code.
-    Reject(i16),
+    Reject(ErrorCode),
 }
-
-pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-
 #[derive(Debug, Default, Clone)]
 pub struct ProducerStateMap {
     pub producers: HashMap<i64, ProducerEntry>,
@@ -69,14 +66,14 @@ impl ProducerStateMap {
             return SequenceCheck::Append;
         };
         if h.producer_epoch < entry.epoch {
-            return SequenceCheck::Reject(INVALID_PRODUCER_EPOCH);
+            return SequenceCheck::Reject(ErrorCode::InvalidProducerEpoch);
         }
         if h.producer_epoch > entry.epoch {
             // A bumped epoch restarts sequences at zero.
             return if h.base_sequence == 0 {
                 SequenceCheck::Append
             } else {
-                SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+                SequenceCheck::Reject(ErrorCode::OutOfOrderSequenceNumber)
             };
         }
         let last_seq = h.last_sequence();
@@ -89,7 +86,7 @@ impl ProducerStateMap {
         }
         match entry.batches.back() {
             Some(last) if h.base_sequence != next_seq(last.last_seq) => {
-                SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+                SequenceCheck::Reject(ErrorCode::OutOfOrderSequenceNumber)
             }
             _ => SequenceCheck::Append,
         }
@@ -164,17 +161,17 @@ mod tests {
         // A gap.
         assert_eq!(
             m.check(&header(7, 0, 9, 1, -1)),
-            SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+            SequenceCheck::Reject(ErrorCode::OutOfOrderSequenceNumber)
         );
         // A new epoch must restart at zero; an old one is fenced.
         assert_eq!(
             m.check(&header(7, 1, 5, 1, -1)),
-            SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+            SequenceCheck::Reject(ErrorCode::OutOfOrderSequenceNumber)
         );
         m.update(&header(7, 1, 0, 1, 5), 0);
         assert_eq!(
             m.check(&header(7, 0, 5, 1, -1)),
-            SequenceCheck::Reject(INVALID_PRODUCER_EPOCH)
+            SequenceCheck::Reject(ErrorCode::InvalidProducerEpoch)
         );
         // Non-idempotent batches are never checked.
         assert_eq!(m.check(&header(-1, -1, -1, 1, -1)), SequenceCheck::Append);
@@ -189,7 +186,7 @@ mod tests {
         assert_eq!(m.producers[&1].batches.len(), RETAINED_BATCHES);
         assert_eq!(
             m.check(&header(1, 0, 0, 1, -1)),
-            SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+            SequenceCheck::Reject(ErrorCode::OutOfOrderSequenceNumber)
         );
         assert!(matches!(
             m.check(&header(1, 0, 6, 1, -1)),

@@ -26,8 +26,7 @@ use crate::auth::session::{Exchange, Mechanism, Session};
 use crate::auth::{self, Action, AuthError, Resource, ScramServer, Security};
 use crate::shard::Shard;
 use sluice_protocol::clock::now_ms;
-
-const NONE: i16 = 0;
+use sluice_protocol::ErrorCode;
 
 /// What the connection does with a request before dispatching it.
 pub enum Gate {
@@ -109,14 +108,14 @@ fn handshake(
         )
     };
     if !matches!(*session.sasl.borrow(), Exchange::Idle) {
-        resp.error_code = auth::ILLEGAL_SASL_STATE;
+        resp.error_code = ErrorCode::IllegalSaslState.code();
         return Gate::RespondThenClose(
             frame(&resp),
             "SaslHandshake in the middle of an exchange".into(),
         );
     }
     if session.is_authenticated() && version == 0 {
-        resp.error_code = auth::ILLEGAL_SASL_STATE;
+        resp.error_code = ErrorCode::IllegalSaslState.code();
         return Gate::RespondThenClose(
             frame(&resp),
             "re-authentication needs SaslHandshake v1".into(),
@@ -126,7 +125,7 @@ fn handshake(
     let mechanism = match Mechanism::from_name(&name) {
         Some(m) if security.offers(&name) => m,
         _ => {
-            resp.error_code = auth::UNSUPPORTED_SASL_MECHANISM;
+            resp.error_code = ErrorCode::UnsupportedSaslMechanism.code();
             return Gate::RespondThenClose(
                 frame(&resp),
                 format!(
@@ -140,7 +139,7 @@ fn handshake(
         mechanism,
         raw: version == 0,
     };
-    resp.error_code = NONE;
+    resp.error_code = ErrorCode::None.code();
     Gate::Respond(frame(&resp))
 }
 
@@ -170,7 +169,7 @@ fn authenticate(
         }
         Err((code, reason)) => {
             let mut resp = SaslAuthenticateResponse::default();
-            resp.error_code = code;
+            resp.error_code = code.code();
             resp.error_message = Some(StrBytes::from_string(reason.clone()));
             crate::metrics::METRICS
                 .authentication_failures
@@ -213,14 +212,14 @@ fn step(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
     msg: &[u8],
-) -> Result<(Vec<u8>, i64), (i16, String)> {
+) -> Result<(Vec<u8>, i64), (ErrorCode, String)> {
     let security = &shard.broker.security;
     let exchange = std::mem::take(&mut *session.sasl.borrow_mut());
     let fail = |e: AuthError| (e.kafka_error_code(), e.to_string());
     let (outcome, raw) = match exchange {
         Exchange::Idle => {
             return Err((
-                auth::ILLEGAL_SASL_STATE,
+                ErrorCode::IllegalSaslState,
                 "SaslAuthenticate without a SaslHandshake".into(),
             ))
         }
@@ -281,13 +280,13 @@ fn step(
         } => {
             if session.is_authenticated() && *session.principal() != *principal {
                 return Err((
-                    auth::SASL_AUTHENTICATION_FAILED,
+                    ErrorCode::SaslAuthenticationFailed,
                     "re-authentication must keep the principal of the session".into(),
                 ));
             }
             if !security.authorize(&principal, Action::Connect, Resource::Cluster) {
                 return Err((
-                    auth::SASL_AUTHENTICATION_FAILED,
+                    ErrorCode::SaslAuthenticationFailed,
                     format!(
                         "{} is not authorized to kafka-cluster:Connect",
                         auth::sanitize(&principal)

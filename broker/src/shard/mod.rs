@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use futures::channel::oneshot;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
+use sluice_protocol::ErrorCode;
 use uuid::Uuid;
 
 use crate::cluster::{MetadataStore, TopicMeta, OFFSETS_TOPIC};
@@ -211,9 +212,9 @@ impl Shard {
         &self,
         topic: &Arc<TopicMeta>,
         partition: i32,
-    ) -> Result<Rc<PartitionLog>, i16> {
+    ) -> Result<Rc<PartitionLog>, ErrorCode> {
         if partition < 0 || partition >= topic.partitions {
-            return Err(3); // UNKNOWN_TOPIC_OR_PARTITION
+            return Err(ErrorCode::UnknownTopicOrPartition);
         }
         if let Some(p) = self.partition_if_open(&topic.id, partition) {
             return Ok(p);

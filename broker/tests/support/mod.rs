@@ -36,6 +36,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use sluice_protocol::batch::{self, BatchBuilder};
 use sluice_protocol::compression::Compression;
+use sluice_protocol::ErrorCode;
 use uuid::Uuid;
 
 /// Socket timeout for every request (the longest long poll in the tests is
@@ -44,18 +45,6 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Rounds of `POLL_INTERVAL` a `wait_until` loop makes before giving up.
 pub const POLL_ROUNDS: u32 = 300;
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
-
-pub const NONE: i16 = 0;
-pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-pub const MESSAGE_TOO_LARGE: i16 = 10;
-pub const ILLEGAL_GENERATION: i16 = 22;
-pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-pub const INVALID_CONFIG: i16 = 40;
-pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-pub const MEMBER_ID_REQUIRED: i16 = 79;
 
 /// Settings every test broker gets; a test appends its own lines.
 const BASE_CONFIG: &str = r#"
@@ -573,7 +562,8 @@ pub fn create_topic_ok(
 ) -> Uuid {
     let r = create_topic(c, name, partitions, 1, configs);
     assert_eq!(
-        r.error_code, NONE,
+        r.error_code,
+        ErrorCode::None.code(),
         "CreateTopics {name}: {:?}",
         r.error_message
     );
@@ -637,7 +627,8 @@ pub fn produce(
 pub fn produce_ok(c: &mut Client, topic: &str, partition: i32, records: Bytes) -> i64 {
     let r = produce(c, topic, partition, records);
     assert_eq!(
-        r.error_code, NONE,
+        r.error_code,
+        ErrorCode::None.code(),
         "produce to {topic}-{partition}: {:?}",
         r.error_message
     );
@@ -700,7 +691,11 @@ pub fn fetch_v(
         version,
         &fetch_request(version, topic, &[(partition, offset)], 0, 0),
     );
-    assert_eq!(resp.error_code, NONE, "fetch top-level error");
+    assert_eq!(
+        resp.error_code,
+        ErrorCode::None.code(),
+        "fetch top-level error"
+    );
     assert_eq!(resp.responses.len(), 1, "one topic in fetch response");
     let t = &resp.responses[0];
     if version >= 13 {
@@ -732,7 +727,8 @@ pub fn fetch_all(c: &mut Client, topic: &TopicRef, partition: i32, from: i64) ->
     for _ in 0..10_000 {
         let p = fetch(c, topic, partition, next);
         assert_eq!(
-            p.error_code, NONE,
+            p.error_code,
+            ErrorCode::None.code(),
             "fetch {}-{partition} at {next}",
             topic.name
         );
@@ -781,7 +777,8 @@ pub const EARLIEST: i64 = -2;
 pub fn offset_of(c: &mut Client, topic: &str, partition: i32, timestamp: i64) -> i64 {
     let r = list_offsets(c, topic, partition, timestamp);
     assert_eq!(
-        r.error_code, NONE,
+        r.error_code,
+        ErrorCode::None.code(),
         "ListOffsets {topic}-{partition} @ {timestamp}"
     );
     r.offset
@@ -805,7 +802,11 @@ pub fn metadata(c: &mut Client, topics: Option<&[&str]>) -> MetadataResponse {
 pub fn topic_ref(c: &mut Client, name: &str) -> TopicRef {
     let m = metadata(c, Some(&[name]));
     assert_eq!(m.topics.len(), 1);
-    assert_eq!(m.topics[0].error_code, NONE, "metadata for {name}");
+    assert_eq!(
+        m.topics[0].error_code,
+        ErrorCode::None.code(),
+        "metadata for {name}"
+    );
     TopicRef {
         name: name.to_string(),
         id: m.topics[0].topic_id,
