@@ -1,7 +1,7 @@
 //! The partition log: an ordered list of segments in Kafka's on-disk layout,
 //! owned by exactly one shard. This module holds the partition's state and
 //! its effective configuration; the submodules own appends with group commit
-//! (`append`), reads for Fetch and ListOffsets (`read`), start-up recovery
+//! (`append`, staging each round in `staging`), reads for Fetch and ListOffsets (`read`), start-up recovery
 //! (`recovery`), retention and DeleteRecords (`retention`), idempotent
 //! producer state (`producer_state`) and the segment/index files.
 //!
@@ -17,6 +17,7 @@ pub mod read;
 pub mod recovery;
 pub mod retention;
 pub mod segment;
+pub mod staging;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;

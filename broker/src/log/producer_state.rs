@@ -31,6 +31,28 @@ pub struct ProducerEntry {
     pub last_update_ms: i64,
 }
 
+impl ProducerEntry {
+    /// Records an appended batch of this producer (`h` carries its assigned
+    /// base offset); a new epoch starts the history afresh.
+    pub fn record(&mut self, h: &BatchHeader, now_ms: i64) {
+        if h.producer_epoch != self.epoch {
+            self.epoch = h.producer_epoch;
+            self.batches.clear();
+        }
+        self.batches.push_back(BatchMeta {
+            first_seq: h.base_sequence,
+            last_seq: h.last_sequence(),
+            first_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            max_timestamp: h.max_timestamp,
+        });
+        while self.batches.len() > RETAINED_BATCHES {
+            self.batches.pop_front();
+        }
+        self.last_update_ms = now_ms;
+    }
+}
+
 /// What the appender should do with an incoming batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SequenceCheck {
@@ -57,10 +79,16 @@ fn next_seq(seq: i32) -> i32 {
 impl ProducerStateMap {
     /// Checks an incoming batch against the producer's state (Kafka's rules).
     pub fn check(&self, h: &BatchHeader) -> SequenceCheck {
+        Self::check_entry(self.producers.get(&h.producer_id), h)
+    }
+
+    /// Checks an incoming batch against `entry`, the state of its producer
+    /// (`None`: unknown), as [`check`](Self::check) does.
+    pub fn check_entry(entry: Option<&ProducerEntry>, h: &BatchHeader) -> SequenceCheck {
         if !h.has_producer_id() {
             return SequenceCheck::Append;
         }
-        let Some(entry) = self.producers.get(&h.producer_id) else {
+        let Some(entry) = entry else {
             // Unknown producer (new, or its state expired): accept, as Kafka
             // does since KIP-360, whatever the first sequence.
             return SequenceCheck::Append;
@@ -97,22 +125,10 @@ impl ProducerStateMap {
         if !h.has_producer_id() {
             return;
         }
-        let entry = self.producers.entry(h.producer_id).or_default();
-        if h.producer_epoch != entry.epoch {
-            entry.epoch = h.producer_epoch;
-            entry.batches.clear();
-        }
-        entry.batches.push_back(BatchMeta {
-            first_seq: h.base_sequence,
-            last_seq: h.last_sequence(),
-            first_offset: h.base_offset,
-            last_offset: h.last_offset(),
-            max_timestamp: h.max_timestamp,
-        });
-        while entry.batches.len() > RETAINED_BATCHES {
-            entry.batches.pop_front();
-        }
-        entry.last_update_ms = now_ms;
+        self.producers
+            .entry(h.producer_id)
+            .or_default()
+            .record(h, now_ms);
     }
 
     /// Drops producers idle for longer than `expiration_ms`.
