@@ -175,6 +175,84 @@ fn fetch_offsets(
     out
 }
 
+/// Every file under `dir` with its contents, for before/after comparisons.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read file");
+                out.push((path, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_damaged_metadata_file_stops_start_up_and_nothing_is_touched() {
+    let mut broker = Broker::start();
+    let mut c = broker.client();
+    create_topic_ok(&mut c, "kept", 2, &[]);
+    let id = topic_ref(&mut c, "kept").id;
+    produce_ok(&mut c, "kept", 0, batch(&["a", "b"]));
+    drop(c);
+    assert!(broker.sigterm().success());
+
+    let meta = broker.data_dir().join("__cluster_metadata.json");
+    let good = std::fs::read(&meta).expect("metadata file");
+    let damages: [(&str, Vec<u8>, &str); 2] = [
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            "EOF while parsing",
+        ),
+        (
+            "a topic id overwritten",
+            String::from_utf8(good.clone())
+                .expect("utf-8")
+                .replace(&id.to_string(), "00000000-0000-zzzz-0000-000000000000")
+                .into_bytes(),
+            "is not a UUID",
+        ),
+    ];
+    for (what, bytes, problem) in damages {
+        std::fs::write(&meta, &bytes).expect("damage the file");
+        let before = snapshot(&broker.data_dir());
+        let status = broker.restart_expecting_exit();
+        assert!(!status.success(), "{what}: sluiced must refuse to start");
+        let log = broker.log();
+        let last_start = log.rsplit("===== start #").next().unwrap_or_default();
+        assert!(
+            last_start.contains(&format!("metadata file {} is damaged", meta.display()))
+                && last_start.contains(problem),
+            "{what}: the error names the file and the problem\n{last_start}"
+        );
+        assert_eq!(
+            snapshot(&broker.data_dir()),
+            before,
+            "{what}: the data directory is untouched"
+        );
+    }
+
+    // With the file restored the topic is back, under its own id.
+    std::fs::write(&meta, &good).expect("restore the file");
+    broker.restart();
+    let mut c = broker.client();
+    let tr = topic_ref(&mut c, "kept");
+    assert_eq!(tr.id, id);
+    let values: Vec<String> = fetch_all(&mut c, &tr, 0, 0)
+        .iter()
+        .map(Rec::value_str)
+        .collect();
+    assert_eq!(values, ["a", "b"]);
+}
+
 #[test]
 fn group_offsets_survive_restart_and_stale_generations_are_fenced() {
     let mut broker = Broker::start();

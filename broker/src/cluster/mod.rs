@@ -6,8 +6,8 @@
 //! publish a new image. A replicated controller quorum will later own this
 //! log; the image it publishes keeps the same shape.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
@@ -60,9 +60,91 @@ pub struct MetadataImage {
 #[derive(Serialize, Deserialize, Clone)]
 struct TopicRecord {
     name: String,
-    id: String,
+    #[serde(with = "uuid_text")]
+    id: Uuid,
     partitions: i32,
     configs: BTreeMap<String, String>,
+}
+
+/// Topic ids are stored as their hyphenated text; anything else fails the
+/// load (a damaged id must never be replaced by a new one: clients and the
+/// partition directories know the topic by it).
+mod uuid_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use uuid::Uuid;
+
+    pub fn serialize<S: Serializer>(id: &Uuid, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&id.hyphenated())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Uuid, D::Error> {
+        let text = String::deserialize(d)?;
+        Uuid::parse_str(&text)
+            .map_err(|e| serde::de::Error::custom(format!("topic id {text:?} is not a UUID: {e}")))
+    }
+}
+
+/// Why the metadata file cannot be used. Start-up stops on any of these:
+/// regenerating what it holds would silently give topics new ids.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataFileError {
+    #[error("cannot read metadata file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("metadata file {path} is damaged: {problem}; sluiced will not start on it (restore it from a backup; its topic ids cannot be regenerated)")]
+    Damaged { path: PathBuf, problem: String },
+}
+
+impl MetaFile {
+    /// Reads the metadata file: `None` if there is none (a fresh data
+    /// directory), an error if it cannot be read, does not parse, or
+    /// contradicts itself.
+    fn load(path: &Path) -> Result<Option<MetaFile>, MetadataFileError> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(MetadataFileError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        let damaged = |problem: String| MetadataFileError::Damaged {
+            path: path.to_owned(),
+            problem,
+        };
+        let file: MetaFile = serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
+        file.check().map_err(damaged)?;
+        Ok(Some(file))
+    }
+
+    /// What a file we wrote always satisfies.
+    fn check(&self) -> Result<(), String> {
+        if self.cluster_id.is_empty() {
+            return Err("the cluster id is empty".into());
+        }
+        let mut names = HashSet::new();
+        let mut ids = HashSet::new();
+        for t in &self.topics {
+            validate_topic_name(&t.name).map_err(|e| e.message)?;
+            if t.partitions <= 0 {
+                return Err(format!("topic {} has {} partitions", t.name, t.partitions));
+            }
+            if t.id.is_nil() {
+                return Err(format!("topic {} has the nil topic id", t.name));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(format!("topic {} is listed twice", t.name));
+            }
+            if !ids.insert(t.id) {
+                return Err(format!("topic id {} is used twice", t.id));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Default)]
@@ -125,15 +207,13 @@ impl MetadataStore {
     pub fn open(config: Arc<BrokerConfig>) -> anyhow::Result<MetadataStore> {
         std::fs::create_dir_all(&config.data_dir)?;
         let path = config.data_dir.join(META_FILE);
-        let mut file: MetaFile = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| anyhow::anyhow!("metadata file {} is damaged: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetaFile::default(),
-            Err(e) => return Err(e.into()),
+        let file = match MetaFile::load(&path)? {
+            Some(file) => file,
+            None => MetaFile {
+                cluster_id: config.cluster_id.clone().unwrap_or_else(new_cluster_id),
+                ..MetaFile::default()
+            },
         };
-        if file.cluster_id.is_empty() {
-            file.cluster_id = config.cluster_id.clone().unwrap_or_else(new_cluster_id);
-        }
         let next_pid = file.producer_id_reserved;
         let store = MetadataStore {
             config,
@@ -187,7 +267,7 @@ impl MetadataStore {
             ..Default::default()
         };
         for t in &file.topics {
-            let id = Uuid::parse_str(&t.id).unwrap_or_else(|_| Uuid::new_v4());
+            let id = t.id;
             let meta = Arc::new(TopicMeta {
                 name: t.name.clone(),
                 id,
@@ -295,15 +375,14 @@ impl MetadataStore {
         }
         let record = TopicRecord {
             name: name.to_string(),
-            id: Uuid::new_v4().to_string(),
+            id: Uuid::new_v4(),
             partitions,
             configs,
         };
         if validate_only {
-            let id = Uuid::parse_str(&record.id).unwrap_or_default();
             return Ok(Arc::new(TopicMeta {
                 name: record.name,
-                id,
+                id: record.id,
                 partitions,
                 log_config: LogConfig::resolve(&self.config, &record.configs),
                 configs: record.configs,
@@ -426,7 +505,7 @@ impl MetadataStore {
 mod tests {
     use super::*;
 
-    fn store(dir: &std::path::Path) -> MetadataStore {
+    fn store(dir: &Path) -> MetadataStore {
         let cfg = BrokerConfig {
             data_dir: dir.to_path_buf(),
             offsets_topic_num_partitions: 3,
@@ -482,5 +561,63 @@ mod tests {
         assert_eq!(s.image().by_name["orders"].partitions, 3);
         assert!(s.image().by_name[OFFSETS_TOPIC].internal);
         assert!(s.allocate_producer_id().unwrap() > pid1);
+    }
+
+    #[test]
+    fn a_damaged_metadata_file_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        s.create_topic("orders", 5, 1, BTreeMap::new(), false, false)
+            .unwrap();
+        let id = s.image().by_name["orders"].id;
+        drop(s);
+        let path = dir.path().join(META_FILE);
+        let good = std::fs::read_to_string(&path).unwrap();
+        let cfg = Arc::new(BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            offsets_topic_num_partitions: 3,
+            ..Default::default()
+        });
+        let bad_id = good.replace(&id.to_string(), "not-a-uuid");
+        let twice = good.replace(&id.to_string(), &id_in_file(&good, OFFSETS_TOPIC));
+        let cases = [
+            (good[..good.len() / 2].to_string(), "EOF"),
+            (String::new(), "EOF"),
+            ("[1, 2]".to_string(), "invalid type"),
+            (bad_id, "\"not-a-uuid\" is not a UUID"),
+            (twice, "is used twice"),
+            (
+                good.replace("\"partitions\": 5", "\"partitions\": 0"),
+                "orders has 0 partitions",
+            ),
+        ];
+        for (text, problem) in cases {
+            std::fs::write(&path, &text).unwrap();
+            let err = match MetadataStore::open(cfg.clone()) {
+                Ok(_) => panic!("a damaged file ({problem}) was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                err.contains(&path.display().to_string()) && err.contains(problem),
+                "{err}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                text,
+                "left as it is"
+            );
+        }
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(store(dir.path()).image().by_name["orders"].id, id);
+    }
+
+    /// The id of `topic` in a metadata file's text.
+    fn id_in_file(text: &str, topic: &str) -> String {
+        let file: MetaFile = serde_json::from_str(text).unwrap();
+        file.topics
+            .iter()
+            .find(|t| t.name == topic)
+            .map(|t| t.id.to_string())
+            .unwrap()
     }
 }

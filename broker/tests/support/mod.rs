@@ -166,6 +166,12 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready();
+    }
+
+    /// Starts the process without waiting for it to become ready.
+    fn launch(&mut self) {
         assert!(self.child.is_none(), "broker already running");
         self.starts += 1;
         let log = std::fs::OpenOptions::new()
@@ -198,7 +204,27 @@ impl Broker {
             cmd.arg("--listen").arg(l);
         }
         self.child = Some(cmd.spawn().expect("spawn sluiced"));
-        self.wait_ready();
+    }
+
+    /// Starts the broker again on the same data directory, expecting it to
+    /// refuse to start: waits (bounded) for it to exit and returns its
+    /// status. Panics if it is still running at the end of the wait.
+    pub fn restart_expecting_exit(&mut self) -> ExitStatus {
+        self.kill9();
+        self.launch();
+        for _ in 0..POLL_ROUNDS {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        self.kill9();
+        panic!(
+            "sluiced kept running when it should have refused to start\n--- log ---\n{}",
+            self.log()
+        );
     }
 
     /// Waits (bounded) until the broker answers ApiVersions.
