@@ -308,7 +308,7 @@ fn spawn_housekeeping(shard: &Rc<Shard>) {
             if s.is_shutting_down() {
                 break;
             }
-            let now = crate::log::now_ms();
+            let now = sluice_protocol::clock::now_ms();
             for p in s.open_partitions() {
                 let deleted = p.apply_retention();
                 if deleted > 0 {

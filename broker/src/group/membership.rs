@@ -23,6 +23,7 @@ use kafka_protocol::messages::{
     LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::clock::now_ms;
 use sluice_protocol::ErrorCode;
 
 use super::error::{code, map_group_store_error, GroupError};
@@ -219,7 +220,7 @@ impl GroupCoordinator {
         {
             return err(GroupError::InvalidSessionTimeout);
         }
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let unknown = p.member_id.is_empty();
         let mut groups = self.groups.borrow_mut();
         if !groups.contains_key(p.group_id) {
@@ -878,7 +879,7 @@ impl GroupCoordinator {
         assignment: HashMap<String, Bytes>,
         result: Result<(), ErrorCode>,
     ) {
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups
             .get_mut(group_id)
@@ -1045,7 +1046,7 @@ impl GroupCoordinator {
         if group.is(&GroupState::Dead) {
             return (code(GroupError::CoordinatorNotAvailable), Vec::new());
         }
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let mut errors = Vec::with_capacity(leaving.len());
         for (member_id, instance_id) in leaving {
             let error = if member_id.is_empty() {
@@ -1088,7 +1089,7 @@ impl GroupCoordinator {
 
     /// Runs every due deadline of one group; called by the timer task.
     pub(super) fn check_group(&self, group_id: &str, now: Instant) {
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups.get_mut(group_id) else {
             return;

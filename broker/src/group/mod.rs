@@ -36,10 +36,11 @@ mod tests;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
+use sluice_protocol::clock::now_ms;
 use sluice_protocol::ErrorCode;
 
 pub use error::GroupError;
@@ -168,13 +169,6 @@ impl GroupCoordinator {
         self.shut_down.get()
     }
 
-    fn now_ms() -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    }
-
     fn new_incarnation(&self) -> u64 {
         let n = self.next_incarnation.get();
         self.next_incarnation.set(n + 1);
@@ -228,7 +222,7 @@ impl GroupCoordinator {
         if now < next {
             return next;
         }
-        self.expire_offsets(Self::now_ms());
+        self.expire_offsets(now_ms());
         let interval =
             Duration::from_millis(self.config.offsets_retention_check_interval_ms.max(1) as u64);
         let next = now + interval;

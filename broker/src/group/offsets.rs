@@ -26,6 +26,7 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::clock::now_ms;
 use sluice_protocol::ErrorCode;
 
 use super::error::{code, map_offset_store_error, GroupError};
@@ -229,7 +230,7 @@ impl GroupCoordinator {
         } else {
             None
         };
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let mut groups = self.groups.borrow_mut();
         if !groups.contains_key(group_id) {
             if generation >= 0 {
@@ -505,7 +506,7 @@ impl GroupCoordinator {
             return Err(GroupError::NotCoordinator);
         }
         let group_id = req.group_id.as_str();
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .get_mut(group_id)
@@ -566,7 +567,7 @@ impl GroupCoordinator {
         if self.is_shut_down() {
             return Err(GroupError::NotCoordinator);
         }
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .get_mut(group_id)

@@ -23,12 +23,13 @@ use compio::BufResult;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 use sluice_protocol::batch::BatchHeader;
+use sluice_protocol::clock::now_ms;
 use sluice_protocol::ErrorCode;
 
 use super::producer_state::ProducerEntry;
 use super::segment::Segment;
 use super::staging::{stage_round, RoundBuffers, RoundPlan, RoundStart, Staged};
-use super::{now_ms, PartitionLog};
+use super::PartitionLog;
 use crate::config::FlushPolicy;
 
 /// Most bytes one group-commit round writes.

@@ -9,6 +9,7 @@ use std::rc::{Rc, Weak};
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use sluice_protocol::batch::{BatchBuilder, BatchHeader};
+use sluice_protocol::clock::now_ms;
 use sluice_protocol::compression::Compression;
 use sluice_protocol::ErrorCode;
 
@@ -50,7 +51,7 @@ impl GroupLog for OffsetsLog {
                 .ok_or(ErrorCode::CoordinatorNotAvailable)?;
             let p = shard.broker.offsets_partition_of_group(&group);
             let log = shard.partition(&meta, p).await?;
-            let now = crate::log::now_ms();
+            let now = now_ms();
             let mut b = BatchBuilder::new(Compression::None).with_base_timestamp(now);
             for (k, v) in &records {
                 b.push(now, Some(&k[..]), v.as_deref(), &[])

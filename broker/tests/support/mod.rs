@@ -463,12 +463,7 @@ pub fn s(v: &str) -> StrBytes {
 
 /// Wall-clock milliseconds. Record timestamps must be recent: time-based
 /// retention (7 days by default) deletes segments of older records.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use sluice_protocol::clock::now_ms;
 
 /// A plain (non-idempotent) batch: record i has key "k{i}", the given value
 /// and the current time as timestamp.
