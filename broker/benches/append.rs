@@ -99,7 +99,7 @@ async fn run_appends(
         issued += 1;
     }
     while let Some(r) = pending.next().await {
-        if r.error != 0 {
+        if r.error != sluice_protocol::ErrorCode::None {
             failed += 1;
         }
         if issued < total {

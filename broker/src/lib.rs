@@ -8,15 +8,22 @@
 //! - [`shard`]: thread-per-core shards, ownership of partitions and groups,
 //!   cross-shard mailboxes.
 //! - [`net`]: listeners (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), TLS,
-//!   the SASL exchange, framing, the per-connection loop, zero-copy fetch.
-//! - [`auth`]: who a client is and what it may do: SCRAM, PLAIN, MSK IAM
-//!   signature verification, IAM policy documents and the authorizer.
+//!   driving the SASL exchange, framing, the per-connection loop,
+//!   zero-copy fetch.
+//! - [`auth`]: who a client is and what it may do: the security state every
+//!   layer reads (listeners, sessions, [`auth::Security`]), SCRAM, PLAIN,
+//!   MSK IAM signature verification, IAM policy documents and the
+//!   authorizer.
 //! - [`api`]: one module per Kafka API and the registry that lists them.
 //! - [`log`]: partition logs: segments, indexes, group-commit appends, reads,
 //!   recovery, retention, idempotent producer state.
 //! - [`group`]: the consumer-group coordinator.
 //! - [`cluster`]: the metadata image (topics, configs, producer ids).
 //! - [`metrics`]: Prometheus exposition.
+//!
+//! Layers, top to bottom: runtime -> net -> api -> log; shard, cluster,
+//! group, auth, config and metrics beside them. Imports point down only
+//! (`scripts/check-modules broker/src` checks there are no cycles).
 
 pub mod alloc;
 pub mod api;

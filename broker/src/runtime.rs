@@ -11,9 +11,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::auth::Listener;
 use crate::cluster::{MetadataStore, OFFSETS_TOPIC};
 use crate::config::{BrokerConfig, FlushPolicy};
-use crate::net::session::Listener;
 use crate::shard::{Broker, Job, Shard};
 
 /// Builds a throwaway io_uring runtime to learn whether io_uring works here.
@@ -94,7 +94,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
             per_shard_listeners[i].push((info.clone(), l));
         }
     }
-    let security = crate::net::sasl::Security::from_config(&config)?;
+    let security = crate::auth::Security::from_config(&config)?;
     let broker = Arc::new(Broker::new(
         config.clone(),
         metadata,
@@ -308,7 +308,7 @@ fn spawn_housekeeping(shard: &Rc<Shard>) {
             if s.is_shutting_down() {
                 break;
             }
-            let now = crate::log::now_ms();
+            let now = sluice_protocol::clock::now_ms();
             for p in s.open_partitions() {
                 let deleted = p.apply_retention();
                 if deleted > 0 {

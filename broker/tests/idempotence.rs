@@ -4,6 +4,7 @@
 mod support;
 
 use kafka_protocol::messages::InitProducerIdRequest;
+use sluice_protocol::ErrorCode;
 use support::*;
 
 fn init_producer_id(c: &mut Client) -> (i64, i16) {
@@ -13,7 +14,7 @@ fn init_producer_id(c: &mut Client) -> (i64, i16) {
     req.producer_id = (-1).into();
     req.producer_epoch = -1;
     let resp = c.send(4, &req);
-    assert_eq!(resp.error_code, NONE, "InitProducerId");
+    assert_eq!(resp.error_code, ErrorCode::None.code(), "InitProducerId");
     assert!(
         resp.producer_id.0 >= 0,
         "producer id {}",
@@ -65,7 +66,8 @@ fn idempotent_produce_dedups_fences_and_survives_kill9() {
     // A gap in the sequence.
     let r = produce(&mut c, "idem", 0, idem_batch(pid, epoch, 9, &["gap"]));
     assert_eq!(
-        r.error_code, OUT_OF_ORDER_SEQUENCE_NUMBER,
+        r.error_code,
+        ErrorCode::OutOfOrderSequenceNumber.code(),
         "sequence 9 after 4"
     );
     assert_eq!(offset_of(&mut c, "idem", 0, LATEST), 5);
@@ -75,7 +77,8 @@ fn idempotent_produce_dedups_fences_and_survives_kill9() {
     assert_eq!(produce_ok(&mut c, "idem", 0, e1.clone()), 5);
     let r = produce(&mut c, "idem", 0, idem_batch(pid, epoch, 5, &["stale"]));
     assert_eq!(
-        r.error_code, INVALID_PRODUCER_EPOCH,
+        r.error_code,
+        ErrorCode::InvalidProducerEpoch.code(),
         "older epoch after a newer one"
     );
     assert_eq!(offset_of(&mut c, "idem", 0, LATEST), 6);
@@ -115,12 +118,14 @@ fn idempotent_produce_dedups_fences_and_survives_kill9() {
     );
     let r = produce(&mut c, "idem", 0, idem_batch(pid, epoch, 5, &["stale"]));
     assert_eq!(
-        r.error_code, INVALID_PRODUCER_EPOCH,
+        r.error_code,
+        ErrorCode::InvalidProducerEpoch.code(),
         "fencing survives the restart"
     );
     let r = produce(&mut c, "idem", 0, idem_batch(pid, epoch + 1, 7, &["gap"]));
     assert_eq!(
-        r.error_code, OUT_OF_ORDER_SEQUENCE_NUMBER,
+        r.error_code,
+        ErrorCode::OutOfOrderSequenceNumber.code(),
         "sequence gaps are still seen after the restart"
     );
     assert_eq!(
@@ -171,7 +176,7 @@ fn duplicate_inside_one_request_pipeline() {
         .unwrap();
     for r in [&r1, &r2] {
         let p = &r.responses[0].partition_responses[0];
-        assert_eq!(p.error_code, NONE);
+        assert_eq!(p.error_code, ErrorCode::None.code());
         assert_eq!(p.base_offset, 0);
     }
     assert_eq!(offset_of(&mut c, "pipe", 0, LATEST), 1);

@@ -18,6 +18,7 @@ use kafka_protocol::messages::{
     FindCoordinatorRequest, GroupId, JoinGroupRequest, JoinGroupResponse, OffsetCommitRequest,
     OffsetFetchRequest, SyncGroupRequest,
 };
+use sluice_protocol::ErrorCode;
 use support::*;
 
 #[test]
@@ -77,12 +78,12 @@ fn join(c: &mut Client, group: &str, member_id: &str) -> JoinGroupResponse {
 /// (member id, generation).
 fn join_and_sync(c: &mut Client, group: &str, member_id: &str) -> (String, i32) {
     let mut resp = join(c, group, member_id);
-    if resp.error_code == MEMBER_ID_REQUIRED {
+    if resp.error_code == ErrorCode::MemberIdRequired.code() {
         let id = resp.member_id.to_string();
         assert!(!id.is_empty(), "MEMBER_ID_REQUIRED carries a member id");
         resp = join(c, group, &id);
     }
-    assert_eq!(resp.error_code, NONE, "JoinGroup");
+    assert_eq!(resp.error_code, ErrorCode::None.code(), "JoinGroup");
     let member = resp.member_id.to_string();
     assert_eq!(resp.leader.as_str(), member, "the only member leads");
     let generation = resp.generation_id;
@@ -100,7 +101,7 @@ fn join_and_sync(c: &mut Client, group: &str, member_id: &str) -> (String, i32) 
     req.protocol_name = Some(s("range"));
     req.assignments = vec![a];
     let sync = c.send(5, &req);
-    assert_eq!(sync.error_code, NONE, "SyncGroup");
+    assert_eq!(sync.error_code, ErrorCode::None.code(), "SyncGroup");
     assert!(
         !sync.assignment.is_empty(),
         "the leader gets its assignment back"
@@ -160,7 +161,7 @@ fn fetch_offsets(
     req.group_id = GroupId(s(group));
     req.topics = Some(vec![t]);
     let resp = c.send(7, &req);
-    assert_eq!(resp.error_code, NONE, "OffsetFetch");
+    assert_eq!(resp.error_code, ErrorCode::None.code(), "OffsetFetch");
     let mut out: Vec<(i32, i64, i16)> = resp
         .topics
         .iter()
@@ -174,6 +175,84 @@ fn fetch_offsets(
     out
 }
 
+/// Every file under `dir` with its contents, for before/after comparisons.
+fn snapshot(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for entry in std::fs::read_dir(&d).expect("read_dir") {
+            let path = entry.expect("dir entry").path();
+            if path.is_dir() {
+                todo.push(path);
+            } else {
+                let bytes = std::fs::read(&path).expect("read file");
+                out.push((path, bytes));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_damaged_metadata_file_stops_start_up_and_nothing_is_touched() {
+    let mut broker = Broker::start();
+    let mut c = broker.client();
+    create_topic_ok(&mut c, "kept", 2, &[]);
+    let id = topic_ref(&mut c, "kept").id;
+    produce_ok(&mut c, "kept", 0, batch(&["a", "b"]));
+    drop(c);
+    assert!(broker.sigterm().success());
+
+    let meta = broker.data_dir().join("__cluster_metadata.json");
+    let good = std::fs::read(&meta).expect("metadata file");
+    let damages: [(&str, Vec<u8>, &str); 2] = [
+        (
+            "truncated",
+            good[..good.len() / 2].to_vec(),
+            "EOF while parsing",
+        ),
+        (
+            "a topic id overwritten",
+            String::from_utf8(good.clone())
+                .expect("utf-8")
+                .replace(&id.to_string(), "00000000-0000-zzzz-0000-000000000000")
+                .into_bytes(),
+            "is not a UUID",
+        ),
+    ];
+    for (what, bytes, problem) in damages {
+        std::fs::write(&meta, &bytes).expect("damage the file");
+        let before = snapshot(&broker.data_dir());
+        let status = broker.restart_expecting_exit();
+        assert!(!status.success(), "{what}: sluiced must refuse to start");
+        let log = broker.log();
+        let last_start = log.rsplit("===== start #").next().unwrap_or_default();
+        assert!(
+            last_start.contains(&format!("metadata file {} is damaged", meta.display()))
+                && last_start.contains(problem),
+            "{what}: the error names the file and the problem\n{last_start}"
+        );
+        assert_eq!(
+            snapshot(&broker.data_dir()),
+            before,
+            "{what}: the data directory is untouched"
+        );
+    }
+
+    // With the file restored the topic is back, under its own id.
+    std::fs::write(&meta, &good).expect("restore the file");
+    broker.restart();
+    let mut c = broker.client();
+    let tr = topic_ref(&mut c, "kept");
+    assert_eq!(tr.id, id);
+    let values: Vec<String> = fetch_all(&mut c, &tr, 0, 0)
+        .iter()
+        .map(Rec::value_str)
+        .collect();
+    assert_eq!(values, ["a", "b"]);
+}
+
 #[test]
 fn group_offsets_survive_restart_and_stale_generations_are_fenced() {
     let mut broker = Broker::start();
@@ -185,7 +264,7 @@ fn group_offsets_survive_restart_and_stale_generations_are_fenced() {
     fc.coordinator_keys = vec![s("g1")];
     let resp = c.send(4, &fc);
     assert_eq!(resp.coordinators.len(), 1);
-    assert_eq!(resp.coordinators[0].error_code, NONE);
+    assert_eq!(resp.coordinators[0].error_code, ErrorCode::None.code());
     assert_eq!(resp.coordinators[0].port, i32::from(broker.port));
 
     let (member, gen1) = join_and_sync(&mut c, "g1", "");
@@ -197,17 +276,28 @@ fn group_offsets_survive_restart_and_stale_generations_are_fenced() {
         "events",
         &[(0, 5), (1, 7), (2, 11)],
     );
-    assert_eq!(r, [(0, NONE), (1, NONE), (2, NONE)]);
+    assert_eq!(
+        r,
+        [
+            (0, ErrorCode::None.code()),
+            (1, ErrorCode::None.code()),
+            (2, ErrorCode::None.code())
+        ]
+    );
     assert_eq!(
         fetch_offsets(&mut c, "g1", "events", &[0, 1, 2]),
-        [(0, 5, NONE), (1, 7, NONE), (2, 11, NONE)]
+        [
+            (0, 5, ErrorCode::None.code()),
+            (1, 7, ErrorCode::None.code()),
+            (2, 11, ErrorCode::None.code())
+        ]
     );
 
     // A generation the group never had.
     let r = commit(&mut c, "g1", &member, gen1 + 100, "events", &[(0, 99)]);
     assert_eq!(
         r,
-        [(0, ILLEGAL_GENERATION)],
+        [(0, ErrorCode::IllegalGeneration.code())],
         "commit with a wrong generation"
     );
 
@@ -221,14 +311,18 @@ fn group_offsets_survive_restart_and_stale_generations_are_fenced() {
     let r = commit(&mut c, "g1", &member, gen1, "events", &[(0, 99)]);
     assert_eq!(
         r,
-        [(0, ILLEGAL_GENERATION)],
+        [(0, ErrorCode::IllegalGeneration.code())],
         "commit with a stale generation"
     );
     let r = commit(&mut c, "g1", &member, gen2, "events", &[(1, 8)]);
-    assert_eq!(r, [(1, NONE)]);
+    assert_eq!(r, [(1, ErrorCode::None.code())]);
     assert_eq!(
         fetch_offsets(&mut c, "g1", "events", &[0, 1, 2]),
-        [(0, 5, NONE), (1, 8, NONE), (2, 11, NONE)]
+        [
+            (0, 5, ErrorCode::None.code()),
+            (1, 8, ErrorCode::None.code()),
+            (2, 11, ErrorCode::None.code())
+        ]
     );
 
     drop(c);
@@ -246,7 +340,7 @@ fn group_offsets_survive_restart_and_stale_generations_are_fenced() {
         req.group_id = GroupId(s("g1"));
         req.topics = Some(vec![t]);
         let resp = c.send(7, &req);
-        if resp.error_code != NONE {
+        if resp.error_code != ErrorCode::None.code() {
             return false;
         }
         got = resp
@@ -264,7 +358,11 @@ fn group_offsets_survive_restart_and_stale_generations_are_fenced() {
     assert!(loaded, "OffsetFetch answers after restart");
     assert_eq!(
         got,
-        [(0, 5, NONE), (1, 8, NONE), (2, 11, NONE)],
+        [
+            (0, 5, ErrorCode::None.code()),
+            (1, 8, ErrorCode::None.code()),
+            (2, 11, ErrorCode::None.code())
+        ],
         "committed offsets survive kill -9"
     );
 
@@ -280,11 +378,11 @@ fn group_offsets_survive_restart_and_stale_generations_are_fenced() {
     let r = commit(&mut c, "g1", &member, gen2, "events", &[(0, 99)]);
     assert_eq!(
         r,
-        [(0, ILLEGAL_GENERATION)],
+        [(0, ErrorCode::IllegalGeneration.code())],
         "pre-restart generation is stale after the rebalance"
     );
     let r = commit(&mut c, "g1", &member, gen3, "events", &[(2, 12)]);
-    assert_eq!(r, [(2, NONE)]);
+    assert_eq!(r, [(2, ErrorCode::None.code())]);
 }
 
 fn http_get(port: u16, path: &str) -> String {
@@ -350,16 +448,19 @@ fn standalone_commits_without_membership() {
     let r = commit(&mut c, "solo-group", "", -1, "solo", &[(0, 42)]);
     assert_eq!(
         r,
-        [(0, NONE)],
+        [(0, ErrorCode::None.code())],
         "commit with generation -1 to an empty group"
     );
     assert_eq!(
         fetch_offsets(&mut c, "solo-group", "solo", &[0, 1]),
-        [(0, 42, NONE), (1, -1, NONE)],
+        [
+            (0, 42, ErrorCode::None.code()),
+            (1, -1, ErrorCode::None.code())
+        ],
         "no commit -> offset -1"
     );
     let r = commit(&mut c, "solo-group", "", -1, "no-such-topic", &[(0, 1)]);
-    assert_eq!(r, [(0, UNKNOWN_TOPIC_OR_PARTITION)]);
+    assert_eq!(r, [(0, ErrorCode::UnknownTopicOrPartition.code())]);
     drop(c);
     broker.kill9();
     broker.restart();
@@ -372,7 +473,7 @@ fn standalone_commits_without_membership() {
         req.group_id = GroupId(s("solo-group"));
         req.topics = Some(vec![t]);
         let resp = c.send(7, &req);
-        resp.error_code == NONE
+        resp.error_code == ErrorCode::None.code()
             && resp
                 .topics
                 .first()

@@ -10,6 +10,7 @@ use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
 use kafka_protocol::messages::{
     CreatePartitionsRequest, DeleteTopicsRequest, DescribeConfigsRequest, FetchResponse,
 };
+use sluice_protocol::ErrorCode;
 use support::*;
 
 #[test]
@@ -34,7 +35,12 @@ fn produce_fetch_round_trip_across_versions() {
         let values: Vec<String> = (0..3).map(|j| format!("p{v}-{j}")).collect();
         let refs: Vec<&str> = values.iter().map(String::as_str).collect();
         let r = produce_v(&mut c, *v, "roundtrip", 0, batch(&refs));
-        assert_eq!(r.error_code, NONE, "produce v{v}: {:?}", r.error_message);
+        assert_eq!(
+            r.error_code,
+            ErrorCode::None.code(),
+            "produce v{v}: {:?}",
+            r.error_message
+        );
         assert_eq!(
             r.base_offset,
             3 * i as i64,
@@ -50,7 +56,7 @@ fn produce_fetch_round_trip_across_versions() {
     for v in [7i16, 11, 12, 13, 16] {
         // Whole log from 0.
         let p = fetch_v(&mut c, v, &topic, 0, 0);
-        assert_eq!(p.error_code, NONE, "fetch v{v} from 0");
+        assert_eq!(p.error_code, ErrorCode::None.code(), "fetch v{v} from 0");
         assert_eq!(p.high_watermark, end, "fetch v{v}: high watermark");
         let recs = decode(p.records.as_ref());
         let offsets: Vec<i64> = recs.iter().map(|r| r.offset).collect();
@@ -61,7 +67,7 @@ fn produce_fetch_round_trip_across_versions() {
         // From the middle of the second batch (offsets 3..=5): the answer
         // starts with the batch that holds offset 4.
         let p = fetch_v(&mut c, v, &topic, 0, 4);
-        assert_eq!(p.error_code, NONE, "fetch v{v} from 4");
+        assert_eq!(p.error_code, ErrorCode::None.code(), "fetch v{v} from 4");
         let bases = batch_bases(p.records.as_ref());
         assert_eq!(
             bases.first().copied(),
@@ -74,7 +80,11 @@ fn produce_fetch_round_trip_across_versions() {
 
         // At the high watermark: no error, no records.
         let p = fetch_v(&mut c, v, &topic, 0, end);
-        assert_eq!(p.error_code, NONE, "fetch v{v} at the high watermark");
+        assert_eq!(
+            p.error_code,
+            ErrorCode::None.code(),
+            "fetch v{v} at the high watermark"
+        );
         assert!(
             decode(p.records.as_ref()).is_empty(),
             "fetch v{v} at the high watermark returns no records"
@@ -83,7 +93,8 @@ fn produce_fetch_round_trip_across_versions() {
         // Beyond it: OFFSET_OUT_OF_RANGE.
         let p = fetch_v(&mut c, v, &topic, 0, end + 1);
         assert_eq!(
-            p.error_code, OFFSET_OUT_OF_RANGE,
+            p.error_code,
+            ErrorCode::OffsetOutOfRange.code(),
             "fetch v{v} beyond the high watermark"
         );
     }
@@ -117,7 +128,10 @@ fn fetch_v4_to_v6_responses_are_well_formed() {
                     .iter()
                     .map(Rec::value_str)
                     .collect();
-                if p.error_code != NONE || p.high_watermark != 2 || values != ["a", "b"] {
+                if p.error_code != ErrorCode::None.code()
+                    || p.high_watermark != 2
+                    || values != ["a", "b"]
+                {
                     failures.push(format!(
                         "v{v}: error {} hw {} values {values:?}",
                         p.error_code, p.high_watermark
@@ -161,7 +175,7 @@ fn long_poll_is_answered_by_a_produce_from_another_connection() {
 
     let resp = waiter.join().expect("fetch thread");
     let p = &resp.responses[0].partitions[0];
-    assert_eq!(p.error_code, NONE);
+    assert_eq!(p.error_code, ErrorCode::None.code());
     let recs = decode(p.records.as_ref());
     assert_eq!(
         recs.len(),
@@ -179,19 +193,29 @@ fn topic_administration() {
 
     let r = create_topic(&mut c, "rf3", 1, 3, &[]);
     assert_eq!(
-        r.error_code, INVALID_REPLICATION_FACTOR,
+        r.error_code,
+        ErrorCode::InvalidReplicationFactor.code(),
         "replication factor 3 on one broker"
     );
 
     create_topic_ok(&mut c, "admin", 1, &[("retention.ms", "123456")]);
     let r = create_topic(&mut c, "admin", 1, 1, &[]);
-    assert_eq!(r.error_code, TOPIC_ALREADY_EXISTS, "duplicate topic");
+    assert_eq!(
+        r.error_code,
+        ErrorCode::TopicAlreadyExists.code(),
+        "duplicate topic"
+    );
 
     let r = create_topic(&mut c, "badcfg", 1, 1, &[("retention.ms", "soon")]);
-    assert_eq!(r.error_code, INVALID_CONFIG, "invalid config value");
+    assert_eq!(
+        r.error_code,
+        ErrorCode::InvalidConfig.code(),
+        "invalid config value"
+    );
     let m = metadata(&mut c, Some(&["badcfg"]));
     assert_eq!(
-        m.topics[0].error_code, UNKNOWN_TOPIC_OR_PARTITION,
+        m.topics[0].error_code,
+        ErrorCode::UnknownTopicOrPartition.code(),
         "a refused topic is not created"
     );
 
@@ -205,7 +229,7 @@ fn topic_administration() {
     req.resources = vec![res];
     let resp = c.send(4, &req);
     assert_eq!(resp.results.len(), 1);
-    assert_eq!(resp.results[0].error_code, NONE);
+    assert_eq!(resp.results[0].error_code, ErrorCode::None.code());
     let find = |name: &str| {
         resp.results[0]
             .configs
@@ -240,7 +264,8 @@ fn topic_administration() {
     req.timeout_ms = 10_000;
     let resp = c.send(3, &req);
     assert_eq!(
-        resp.results[0].error_code, NONE,
+        resp.results[0].error_code,
+        ErrorCode::None.code(),
         "CreatePartitions: {:?}",
         resp.results[0].error_message
     );
@@ -269,13 +294,15 @@ fn topic_administration() {
     let resp = c.send(6, &req);
     assert_eq!(resp.responses.len(), 1);
     assert_eq!(
-        resp.responses[0].error_code, NONE,
+        resp.responses[0].error_code,
+        ErrorCode::None.code(),
         "DeleteTopics: {:?}",
         resp.responses[0].error_message
     );
     let m = metadata(&mut c, Some(&["admin"]));
     assert_eq!(
-        m.topics[0].error_code, UNKNOWN_TOPIC_OR_PARTITION,
+        m.topics[0].error_code,
+        ErrorCode::UnknownTopicOrPartition.code(),
         "deleted topic is unknown"
     );
     for p in 0..3 {
@@ -303,7 +330,8 @@ fn produce_errors() {
     let big = "x".repeat(2000);
     let r = produce(&mut c, "small", 0, batch(&[&big]));
     assert_eq!(
-        r.error_code, MESSAGE_TOO_LARGE,
+        r.error_code,
+        ErrorCode::MessageTooLarge.code(),
         "batch over max.message.bytes"
     );
     assert_eq!(
@@ -317,21 +345,31 @@ fn produce_errors() {
     let last = bad.len() - 2;
     bad[last] ^= 0x55;
     let r = produce(&mut c, "small", 0, bytes::Bytes::from(bad));
-    assert_eq!(r.error_code, 2, "CORRUPT_MESSAGE for a CRC mismatch");
+    assert_eq!(
+        r.error_code,
+        ErrorCode::CorruptMessage.code(),
+        "CORRUPT_MESSAGE for a CRC mismatch"
+    );
     assert_eq!(offset_of(&mut c, "small", 0, LATEST), 0);
     let r = list_offsets(&mut c, "no-such-topic", 0, LATEST);
     assert_eq!(
-        r.error_code, UNKNOWN_TOPIC_OR_PARTITION,
+        r.error_code,
+        ErrorCode::UnknownTopicOrPartition.code(),
         "ListOffsets of an unknown topic"
     );
 
     let r = produce(&mut c, "small", 5, batch(&["nope"]));
     assert_eq!(
-        r.error_code, UNKNOWN_TOPIC_OR_PARTITION,
+        r.error_code,
+        ErrorCode::UnknownTopicOrPartition.code(),
         "unknown partition index"
     );
     let r = produce(&mut c, "no-such-topic", 0, batch(&["nope"]));
-    assert_eq!(r.error_code, UNKNOWN_TOPIC_OR_PARTITION, "unknown topic");
+    assert_eq!(
+        r.error_code,
+        ErrorCode::UnknownTopicOrPartition.code(),
+        "unknown topic"
+    );
 
     // acks=0: no response at all, but the data lands.
     c.write_request(
@@ -378,9 +416,11 @@ fn one_request_spans_both_shards() {
         assert_eq!(seen, (0..12).collect::<Vec<_>>());
         for a in answers {
             assert_eq!(
-                a.error_code, NONE,
+                a.error_code,
+                ErrorCode::None.code(),
                 "partition {}: {:?}",
-                a.index, a.error_message
+                a.index,
+                a.error_message
             );
             assert_eq!(a.base_offset, 2 * round, "partition {}", a.index);
         }
@@ -394,7 +434,8 @@ fn one_request_spans_both_shards() {
         assert_eq!(parts.len(), 12, "fetch v{v}: one answer per partition");
         for p in parts {
             assert_eq!(
-                p.error_code, NONE,
+                p.error_code,
+                ErrorCode::None.code(),
                 "fetch v{v} partition {}",
                 p.partition_index
             );
@@ -439,7 +480,7 @@ fn pipelined_produces_on_one_connection_keep_their_order() {
                 .read_response::<kafka_protocol::messages::ProduceRequest>(9, corr)
                 .unwrap();
             let pr = &r.responses[0].partition_responses[0];
-            assert_eq!(pr.error_code, NONE);
+            assert_eq!(pr.error_code, ErrorCode::None.code());
             assert_eq!(
                 pr.base_offset, i as i64,
                 "partition {p}: request {i} appended in order"
@@ -492,7 +533,10 @@ fn mixed_acks_pipeline_keeps_order() {
             let r = c
                 .read_response::<kafka_protocol::messages::ProduceRequest>(9, corr)
                 .unwrap();
-            assert_eq!(r.responses[0].partition_responses[0].error_code, NONE);
+            assert_eq!(
+                r.responses[0].partition_responses[0].error_code,
+                ErrorCode::None.code()
+            );
         }
         assert!(
             wait_until(|| offset_of(&mut c, "mixed", p, LATEST) == 40),
@@ -530,7 +574,7 @@ fn fetch_size_limits_return_whole_batches() {
     req.topics[0].partitions[0].partition_max_bytes = 100;
     let resp: FetchResponse = c.send(12, &req);
     let p = &resp.responses[0].partitions[0];
-    assert_eq!(p.error_code, NONE);
+    assert_eq!(p.error_code, ErrorCode::None.code());
     assert_eq!(
         batch_bases(p.records.as_ref()),
         [(0, 0)],
@@ -614,7 +658,7 @@ fn long_poll_without_data_returns_empty() {
     };
     let resp: FetchResponse = c.send(12, &fetch_request(12, &topic, &[(0, 0)], 300, 1));
     let p = &resp.responses[0].partitions[0];
-    assert_eq!(p.error_code, NONE);
+    assert_eq!(p.error_code, ErrorCode::None.code());
     assert!(decode(p.records.as_ref()).is_empty());
     // The connection is still usable.
     assert_eq!(produce_ok(&mut c, "quiet", 0, batch(&["x"])), 0);
@@ -687,7 +731,8 @@ fn unknown_topic_id_in_fetch() {
     };
     let resp: FetchResponse = c.send(13, &fetch_request(13, &ghost, &[(0, 0)], 0, 0));
     assert_eq!(
-        resp.responses[0].partitions[0].error_code, 100,
+        resp.responses[0].partitions[0].error_code,
+        ErrorCode::UnknownTopicId.code(),
         "UNKNOWN_TOPIC_ID"
     );
     let named = TopicRef {
@@ -697,12 +742,13 @@ fn unknown_topic_id_in_fetch() {
     let resp: FetchResponse = c.send(12, &fetch_request(12, &named, &[(0, 0)], 0, 0));
     assert_eq!(
         resp.responses[0].partitions[0].error_code,
-        UNKNOWN_TOPIC_OR_PARTITION
+        ErrorCode::UnknownTopicOrPartition.code()
     );
     let known = topic_ref(&mut c, "known");
     let p = fetch_v(&mut c, 12, &known, 7, 0);
     assert_eq!(
-        p.error_code, UNKNOWN_TOPIC_OR_PARTITION,
+        p.error_code,
+        ErrorCode::UnknownTopicOrPartition.code(),
         "partition index out of range"
     );
 }
@@ -721,10 +767,10 @@ fn more_topic_administration() {
     req.topics = vec![t];
     req.validate_only = true;
     let resp = c.send(7, &req);
-    assert_eq!(resp.topics[0].error_code, NONE);
+    assert_eq!(resp.topics[0].error_code, ErrorCode::None.code());
     assert_eq!(
         metadata(&mut c, Some(&["dry"])).topics[0].error_code,
-        UNKNOWN_TOPIC_OR_PARTITION,
+        ErrorCode::UnknownTopicOrPartition.code(),
         "validate_only creates nothing"
     );
     assert!(!broker.partition_dir("dry", 0).exists());
@@ -738,7 +784,11 @@ fn more_topic_administration() {
     req.topics = vec![pt];
     req.timeout_ms = 10_000;
     let resp = c.send(3, &req);
-    assert_eq!(resp.results[0].error_code, 37, "INVALID_PARTITIONS");
+    assert_eq!(
+        resp.results[0].error_code,
+        ErrorCode::InvalidPartitions.code(),
+        "INVALID_PARTITIONS"
+    );
 
     // Delete by topic id (v6).
     produce_ok(&mut c, "grow", 1, batch(&["x"]));
@@ -748,26 +798,27 @@ fn more_topic_administration() {
     req.topics = vec![st];
     req.timeout_ms = 10_000;
     let resp = c.send(6, &req);
-    assert_eq!(resp.responses[0].error_code, NONE);
+    assert_eq!(resp.responses[0].error_code, ErrorCode::None.code());
     assert_eq!(
         resp.responses[0].name.as_ref().map(|n| n.0.as_str()),
         Some("grow")
     );
     assert_eq!(
         metadata(&mut c, Some(&["grow"])).topics[0].error_code,
-        UNKNOWN_TOPIC_OR_PARTITION
+        ErrorCode::UnknownTopicOrPartition.code()
     );
     assert!(!broker.partition_dir("grow", 1).exists());
     // Deleting it again: unknown.
     let resp = c.send(6, &req);
     assert_eq!(
-        resp.responses[0].error_code, 100,
+        resp.responses[0].error_code,
+        ErrorCode::UnknownTopicId.code(),
         "UNKNOWN_TOPIC_ID for a deleted topic id"
     );
     // Produce to the deleted topic: unknown.
     assert_eq!(
         produce(&mut c, "grow", 0, batch(&["y"])).error_code,
-        UNKNOWN_TOPIC_OR_PARTITION
+        ErrorCode::UnknownTopicOrPartition.code()
     );
 }
 
@@ -793,7 +844,10 @@ fn requests_spanning_many_reads_are_reassembled() {
     let r1 = c
         .read_response::<kafka_protocol::messages::ProduceRequest>(9, first)
         .unwrap();
-    assert_eq!(r1.responses[0].partition_responses[0].error_code, NONE);
+    assert_eq!(
+        r1.responses[0].partition_responses[0].error_code,
+        ErrorCode::None.code()
+    );
     assert_eq!(r1.responses[0].partition_responses[0].base_offset, 0);
     let r2 = c
         .read_response::<kafka_protocol::messages::ProduceRequest>(9, second)

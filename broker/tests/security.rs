@@ -22,6 +22,7 @@ use sluice::{
     AdminClient, ClientConfig, Consumer, ConsumerConfig, Error, KafkaCode, NewTopic, Producer,
     ProducerConfig, ProducerRecord,
 };
+use sluice_protocol::ErrorCode;
 use support::{free_port, Broker, Opts};
 
 const REGION: &str = "us-east-1";
@@ -424,9 +425,17 @@ fn mutual_tls_principal_is_authorized_by_iam_policy() {
             .await
             .expect("alice may write a-*");
         let err = create_topic(alice.client(), "b-2").await.unwrap_err();
-        assert_eq!(err.code(), Some(KafkaCode(29)), "{err}");
+        assert_eq!(
+            err.code(),
+            Some(KafkaCode(ErrorCode::TopicAuthorizationFailed.code())),
+            "{err}"
+        );
         let err = produce_one(&alice, "b-1", "nope").await.unwrap_err();
-        assert_eq!(err.code(), Some(KafkaCode(29)), "{err}");
+        assert_eq!(
+            err.code(),
+            Some(KafkaCode(ErrorCode::TopicAuthorizationFailed.code())),
+            "{err}"
+        );
         // Metadata leaves out what alice may not describe.
         let admin = AdminClient::connect(alice.client()).await.expect("admin");
         let names: Vec<String> = admin
@@ -536,7 +545,10 @@ fn sasl_plain_and_scram_over_tls_with_managed_credentials() {
             }])
             .await
             .expect("alter");
-        assert_eq!(bad[0].1.as_ref().unwrap_err().code(), Some(KafkaCode(93)));
+        assert_eq!(
+            bad[0].1.as_ref().unwrap_err().code(),
+            Some(KafkaCode(ErrorCode::UnacceptableCredential.code()))
+        );
 
         for mech in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
             produce_one(&sasl(mech, "dave", "dave-pass"), "sasl-topic", mech)
@@ -672,12 +684,20 @@ fn msk_iam_tokens_authenticate_and_policies_authorize() {
             .send(ProducerRecord::new("orders-locked").value("x"))
             .await
             .unwrap_err();
-        assert_eq!(err.code(), Some(KafkaCode(29)), "explicit Deny wins: {err}");
+        assert_eq!(
+            err.code(),
+            Some(KafkaCode(ErrorCode::TopicAuthorizationFailed.code())),
+            "explicit Deny wins: {err}"
+        );
         let _ = p.close(Duration::from_secs(5)).await;
         let err = create_topic(as_user(alice()), "payments")
             .await
             .unwrap_err();
-        assert_eq!(err.code(), Some(KafkaCode(29)), "{err}");
+        assert_eq!(
+            err.code(),
+            Some(KafkaCode(ErrorCode::TopicAuthorizationFailed.code())),
+            "{err}"
+        );
         let admin = AdminClient::connect(as_user(alice())).await.expect("admin");
         let names: Vec<String> = admin
             .list_topics(false)
@@ -723,7 +743,11 @@ fn msk_iam_tokens_authenticate_and_policies_authorize() {
                 outcome.unwrap_or_else(|e| panic!("{group}: {e}"));
             } else {
                 let e = outcome.unwrap_err();
-                assert_eq!(e.code(), Some(KafkaCode(30)), "{group}: {e}");
+                assert_eq!(
+                    e.code(),
+                    Some(KafkaCode(ErrorCode::GroupAuthorizationFailed.code())),
+                    "{group}: {e}"
+                );
             }
             let _ = c.close().await;
         }
@@ -789,7 +813,7 @@ fn sasl_session_lifetime_and_reauthentication() {
         let mut hs = SaslHandshakeRequest::default();
         hs.mechanism = support::s("PLAIN");
         let r = c.send(1, &hs);
-        assert_eq!(r.error_code, 0);
+        assert_eq!(r.error_code, ErrorCode::None.code());
         assert!(r.mechanisms.iter().any(|m| m.as_str() == "PLAIN"));
         let mut auth = SaslAuthenticateRequest::default();
         auth.auth_bytes = bytes::Bytes::from(format!("\0{user}\0{password}"));
@@ -797,15 +821,23 @@ fn sasl_session_lifetime_and_reauthentication() {
     };
     let mut c = support::Client::connect(port);
     let r = login(&mut c, "carol", "carol-pass").expect("login");
-    assert_eq!((r.error_code, r.session_lifetime_ms), (0, 2000));
+    assert_eq!(
+        (r.error_code, r.session_lifetime_ms),
+        (ErrorCode::None.code(), 2000)
+    );
     support::metadata(&mut c, None);
     // Same principal again: accepted on the same connection.
     let r = login(&mut c, "carol", "carol-pass").expect("re-auth");
-    assert_eq!(r.error_code, 0);
+    assert_eq!(r.error_code, ErrorCode::None.code());
     support::metadata(&mut c, None);
     // Another principal: refused, then the connection is closed.
     let r = login(&mut c, "erin", "erin-pass").expect("answer");
-    assert_eq!(r.error_code, 58, "{:?}", r.error_message);
+    assert_eq!(
+        r.error_code,
+        ErrorCode::SaslAuthenticationFailed.code(),
+        "{:?}",
+        r.error_message
+    );
     assert!(c
         .try_send(1, &kafka_protocol::messages::MetadataRequest::default())
         .is_err());

@@ -13,6 +13,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
     AlterConfigsResource, AlterableConfig,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, IncrementalAlterConfigsRequest};
+use sluice_protocol::ErrorCode;
 use support::*;
 
 fn delete_records(c: &mut Client, topic: &str, partition: i32, offset: i64) -> (i16, i64) {
@@ -43,7 +44,8 @@ fn set_topic_config(c: &mut Client, topic: &str, name: &str, value: &str) {
     req.resources = vec![res];
     let resp = c.send(1, &req);
     assert_eq!(
-        resp.responses[0].error_code, 0,
+        resp.responses[0].error_code,
+        ErrorCode::None.code(),
         "IncrementalAlterConfigs: {:?}",
         resp.responses[0].error_message
     );
@@ -95,7 +97,11 @@ fn segments_roll_and_size_retention_deletes_old_ones() {
 
     let tr = topic_ref(&mut c, "ret");
     let p = fetch(&mut c, &tr, 0, 0);
-    assert_eq!(p.error_code, OFFSET_OUT_OF_RANGE, "offset 0 was deleted");
+    assert_eq!(
+        p.error_code,
+        ErrorCode::OffsetOutOfRange.code(),
+        "offset 0 was deleted"
+    );
     let recs = fetch_all(&mut c, &tr, 0, start);
     assert_eq!(recs.first().map(|r| r.offset), Some(start));
     assert_eq!(recs.last().map(|r| r.offset), Some(39));
@@ -125,13 +131,14 @@ fn delete_records_moves_log_start_and_survives_restart() {
 
     let (err, low) = delete_records(&mut c, "dr", 0, 21);
     assert_eq!(
-        err, OFFSET_OUT_OF_RANGE,
+        err,
+        ErrorCode::OffsetOutOfRange.code(),
         "DeleteRecords beyond the high watermark"
     );
     assert_eq!(low, -1);
 
     let (err, low) = delete_records(&mut c, "dr", 0, 13);
-    assert_eq!(err, NONE);
+    assert_eq!(err, ErrorCode::None.code());
     assert_eq!(low, 13);
     assert_eq!(offset_of(&mut c, "dr", 0, EARLIEST), 13);
     assert_eq!(offset_of(&mut c, "dr", 0, LATEST), 20);
@@ -139,7 +146,7 @@ fn delete_records_moves_log_start_and_survives_restart() {
     for below in [0i64, 5, 12] {
         assert_eq!(
             fetch(&mut c, &tr, 0, below).error_code,
-            OFFSET_OUT_OF_RANGE,
+            ErrorCode::OffsetOutOfRange.code(),
             "fetch at {below} below the log start"
         );
     }
@@ -156,7 +163,7 @@ fn delete_records_moves_log_start_and_survives_restart() {
 
     // Moving backwards is a no-op that reports the current low watermark.
     let (err, low) = delete_records(&mut c, "dr", 0, 3);
-    assert_eq!(err, NONE);
+    assert_eq!(err, ErrorCode::None.code());
     assert_eq!(low, 13);
 
     drop(c);
@@ -169,7 +176,10 @@ fn delete_records_moves_log_start_and_survives_restart() {
         "log start survives a restart"
     );
     assert_eq!(offset_of(&mut c, "dr", 0, LATEST), 20);
-    assert_eq!(fetch(&mut c, &tr, 0, 12).error_code, OFFSET_OUT_OF_RANGE);
+    assert_eq!(
+        fetch(&mut c, &tr, 0, 12).error_code,
+        ErrorCode::OffsetOutOfRange.code()
+    );
     let recs = fetch_all(&mut c, &tr, 0, 13);
     assert_eq!(
         recs.iter().map(|r| r.offset).collect::<Vec<_>>(),
@@ -225,7 +235,7 @@ fn list_offsets_by_timestamp() {
     ];
     for &(q, off, ts) in cases {
         let r = list_offsets(&mut c, "ts", 0, q);
-        assert_eq!(r.error_code, NONE, "query {q}");
+        assert_eq!(r.error_code, ErrorCode::None.code(), "query {q}");
         assert_eq!(
             (r.offset, r.timestamp),
             (off, ts),
@@ -234,7 +244,7 @@ fn list_offsets_by_timestamp() {
         );
     }
     let r = list_offsets(&mut c, "ts", 0, t0 + 100_000);
-    assert_eq!(r.error_code, NONE);
+    assert_eq!(r.error_code, ErrorCode::None.code());
     assert_eq!(
         r.offset, -1,
         "a timestamp beyond every record gives offset -1"
@@ -404,7 +414,7 @@ fn every_offset_is_found_across_segments_before_and_after_restart() {
         let tr = topic_ref(c, "idx");
         for o in 0..end {
             let p = fetch(c, &tr, 0, o);
-            assert_eq!(p.error_code, NONE, "fetch at {o}");
+            assert_eq!(p.error_code, ErrorCode::None.code(), "fetch at {o}");
             let first = batch_bases(p.records.as_ref()).first().copied();
             let want = bounds.iter().copied().find(|(a, b)| *a <= o && o <= *b);
             assert_eq!(first, want, "fetch at {o} starts with the batch holding it");

@@ -34,6 +34,18 @@ pub fn check_frame_size(size: i32, max: usize) -> Result<usize, FrameError> {
     Ok(len)
 }
 
+/// The body length of the frame at the start of a receive buffer, checked
+/// against `max`: `Ok(None)` while fewer than [`SIZE_PREFIX_LEN`] bytes are
+/// buffered, else the length (whether or not the body has arrived), so the
+/// reader can refuse an oversized frame before reserving room for it.
+#[inline]
+pub fn peek_frame_len(buf: &[u8], max: usize) -> Result<Option<usize>, FrameError> {
+    let Some(prefix) = buf.first_chunk::<SIZE_PREFIX_LEN>() else {
+        return Ok(None);
+    };
+    check_frame_size(read_size_prefix(prefix), max).map(Some)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -52,6 +64,23 @@ mod tests {
         assert_eq!(
             check_frame_size(i32::MIN, usize::MAX),
             Err(FrameError::Negative(i32::MIN))
+        );
+    }
+
+    #[test]
+    fn peeking_a_receive_buffer() {
+        assert_eq!(peek_frame_len(&[], 10), Ok(None));
+        assert_eq!(peek_frame_len(&[0, 0, 0], 10), Ok(None));
+        // The length is known before the body is there.
+        assert_eq!(peek_frame_len(&[0, 0, 0, 5], 10), Ok(Some(5)));
+        assert_eq!(peek_frame_len(&[0, 0, 0, 2, 9, 9, 0, 0], 10), Ok(Some(2)));
+        assert_eq!(
+            peek_frame_len(&[0, 0, 1, 0], 10),
+            Err(FrameError::TooLarge { size: 256, max: 10 })
+        );
+        assert_eq!(
+            peek_frame_len(&[0xff, 0xff, 0xff, 0xfe], 10),
+            Err(FrameError::Negative(-2))
         );
     }
 }

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::ErrorCode;
 
 use super::describe_configs::{RESOURCE_BROKER, RESOURCE_TOPIC};
 use super::{RequestContext, Response};
@@ -14,8 +15,6 @@ use crate::cluster::ApiError;
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 2;
-
-const INVALID_REQUEST: i16 = 42;
 
 /// Pushes a topic's new log settings to the shards that have it open.
 pub async fn publish_topic_config(
@@ -39,20 +38,23 @@ pub async fn alter(
     resource_name: &str,
     edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
     validate_only: bool,
-) -> (i16, Option<StrBytes>) {
+) -> (ErrorCode, Option<StrBytes>) {
     let outcome = match resource_type {
         RESOURCE_TOPIC => broker
             .metadata
             .alter_topic_configs(resource_name, edit, validate_only),
         RESOURCE_BROKER => Err(broker_not_alterable()),
-        _ => Err(ApiError::new(INVALID_REQUEST, "unsupported resource type")),
+        _ => Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "unsupported resource type",
+        )),
     };
     match outcome {
         Ok(meta) => {
             if !validate_only {
                 publish_topic_config(broker, meta).await;
             }
-            (0, None)
+            (ErrorCode::None, None)
         }
         Err(e) => (e.code, Some(StrBytes::from_string(e.message))),
     }
@@ -63,20 +65,20 @@ pub fn refusal(
     ctx: &RequestContext,
     resource_type: i8,
     name: &str,
-) -> Option<(i16, Option<StrBytes>)> {
+) -> Option<(ErrorCode, Option<StrBytes>)> {
     let (allowed, code) = match resource_type {
         RESOURCE_TOPIC => (
             ctx.allowed(
                 Action::AlterTopicDynamicConfiguration,
                 Resource::Topic(name),
             ),
-            super::TOPIC_AUTHORIZATION_FAILED,
+            ErrorCode::TopicAuthorizationFailed,
         ),
         RESOURCE_BROKER => (
             ctx.allowed(Action::AlterClusterDynamicConfiguration, Resource::Cluster),
-            super::CLUSTER_AUTHORIZATION_FAILED,
+            ErrorCode::ClusterAuthorizationFailed,
         ),
-        _ => (true, 0),
+        _ => (true, ErrorCode::None),
     };
     (!allowed).then(|| {
         (
@@ -88,7 +90,7 @@ pub fn refusal(
 
 pub fn broker_not_alterable() -> ApiError {
     ApiError::new(
-        INVALID_REQUEST,
+        ErrorCode::InvalidRequest,
         "broker configs are static in sluiced; change the config file and restart",
     )
 }
@@ -110,8 +112,7 @@ pub async fn handle(ctx: &RequestContext, req: AlterConfigsRequest) -> Response 
             *configs = next;
             Ok(())
         };
-        (r.error_code, r.error_message) = match refusal(ctx, res.resource_type, &res.resource_name)
-        {
+        let (code, message) = match refusal(ctx, res.resource_type, &res.resource_name) {
             Some(denied) => denied,
             None => {
                 alter(
@@ -124,6 +125,7 @@ pub async fn handle(ctx: &RequestContext, req: AlterConfigsRequest) -> Response 
                 .await
             }
         };
+        (r.error_code, r.error_message) = (code.code(), message);
         resp.responses.push(r);
     }
     ctx.respond(&resp)

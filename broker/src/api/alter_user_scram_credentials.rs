@@ -12,20 +12,15 @@ use kafka_protocol::messages::{
     AlterUserScramCredentialsRequest, AlterUserScramCredentialsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::ErrorCode;
 
-use super::{RequestContext, Response, CLUSTER_AUTHORIZATION_FAILED};
+use super::{RequestContext, Response};
 use crate::auth::{Action, Resource, ScramCredential, ScramMechanism};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 0;
 
-const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
-const KAFKA_STORAGE_ERROR: i16 = 56;
-const RESOURCE_NOT_FOUND: i16 = 91;
-const DUPLICATE_RESOURCE: i16 = 92;
-const UNACCEPTABLE_CREDENTIAL: i16 = 93;
-
-type Outcome = Result<(), (i16, String)>;
+type Outcome = Result<(), (ErrorCode, String)>;
 
 pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest) -> Response {
     let mut resp = AlterUserScramCredentialsResponse::default();
@@ -41,7 +36,7 @@ pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest)
             resp.results.push(result(
                 &u,
                 Err((
-                    CLUSTER_AUTHORIZATION_FAILED,
+                    ErrorCode::ClusterAuthorizationFailed,
                     "not authorized to kafka-cluster:AlterCluster".into(),
                 )),
             ));
@@ -53,7 +48,7 @@ pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest)
     // request; every change of a user fails if any of that user's fails.
     let mut per_user: BTreeMap<String, Outcome> = BTreeMap::new();
     let mut pairs = std::collections::BTreeSet::new();
-    let mut fail = |user: &str, code: i16, msg: String| {
+    let mut fail = |user: &str, code: ErrorCode, msg: String| {
         let e = per_user.entry(user.to_string()).or_insert(Ok(()));
         if e.is_ok() {
             *e = Err((code, msg));
@@ -65,19 +60,19 @@ pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest)
         match ScramMechanism::from_type_id(d.mechanism) {
             None => fail(
                 &user,
-                UNSUPPORTED_SASL_MECHANISM,
+                ErrorCode::UnsupportedSaslMechanism,
                 format!("unknown SCRAM mechanism {}", d.mechanism),
             ),
             Some(_) if user.is_empty() => fail(
                 &user,
-                UNACCEPTABLE_CREDENTIAL,
+                ErrorCode::UnacceptableCredential,
                 "the user name is empty".into(),
             ),
             Some(m) => {
                 if !pairs.insert((user.clone(), d.mechanism)) {
                     fail(
                         &user,
-                        DUPLICATE_RESOURCE,
+                        ErrorCode::DuplicateResource,
                         format!("{m} appears twice for this user"),
                     );
                 }
@@ -91,7 +86,7 @@ pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest)
         let Some(m) = ScramMechanism::from_type_id(u.mechanism) else {
             fail(
                 &user,
-                UNSUPPORTED_SASL_MECHANISM,
+                ErrorCode::UnsupportedSaslMechanism,
                 format!("unknown SCRAM mechanism {}", u.mechanism),
             );
             continue;
@@ -99,7 +94,7 @@ pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest)
         if !pairs.insert((user.clone(), u.mechanism)) {
             fail(
                 &user,
-                DUPLICATE_RESOURCE,
+                ErrorCode::DuplicateResource,
                 format!("{m} appears twice for this user"),
             );
             continue;
@@ -107,7 +102,7 @@ pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest)
         if user.is_empty() {
             fail(
                 &user,
-                UNACCEPTABLE_CREDENTIAL,
+                ErrorCode::UnacceptableCredential,
                 "the user name is empty".into(),
             );
             continue;
@@ -117,7 +112,7 @@ pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest)
             .and_then(|c| c.validate(m).map(|()| c))
         {
             Ok(c) => upsertions.push((user, m, c)),
-            Err(e) => fail(&user, UNACCEPTABLE_CREDENTIAL, e.to_string()),
+            Err(e) => fail(&user, ErrorCode::UnacceptableCredential, e.to_string()),
         }
     }
 
@@ -134,7 +129,7 @@ pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest)
                 per_user.insert(
                     user.clone(),
                     Err((
-                        RESOURCE_NOT_FOUND,
+                        ErrorCode::ResourceNotFound,
                         format!("no {m} credential for this user"),
                     )),
                 );
@@ -154,7 +149,10 @@ pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest)
                     per_user.entry(user).or_insert(Ok(()));
                 }
                 Err(e) => {
-                    per_user.insert(user, Err((UNACCEPTABLE_CREDENTIAL, e.to_string())));
+                    per_user.insert(
+                        user,
+                        Err((ErrorCode::UnacceptableCredential, e.to_string())),
+                    );
                 }
             }
         }
@@ -183,7 +181,7 @@ pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest)
                 for o in per_user.values_mut() {
                     if o.is_ok() {
                         *o = Err((
-                            KAFKA_STORAGE_ERROR,
+                            ErrorCode::KafkaStorageError,
                             "cannot save the credential store".into(),
                         ));
                     }
@@ -203,7 +201,7 @@ fn result(user: &str, outcome: Outcome) -> AlterUserScramCredentialsResult {
     let mut r = AlterUserScramCredentialsResult::default();
     r.user = StrBytes::from_string(user.to_string());
     if let Err((code, msg)) = outcome {
-        r.error_code = code;
+        r.error_code = code.code();
         r.error_message = Some(StrBytes::from_string(msg));
     }
     r

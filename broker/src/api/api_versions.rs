@@ -5,17 +5,16 @@
 
 use kafka_protocol::messages::api_versions_response::ApiVersion;
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
+use sluice_protocol::ErrorCode;
 
 use super::{advertised_apis, encode_frame, RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 4;
 
-const UNSUPPORTED_VERSION: i16 = 35;
-
-fn body(error_code: i16) -> ApiVersionsResponse {
+fn body(error: ErrorCode) -> ApiVersionsResponse {
     let mut r = ApiVersionsResponse::default();
-    r.error_code = error_code;
+    r.error_code = error.code();
     r.api_keys = advertised_apis()
         .map(|(k, min, max)| {
             let mut v = ApiVersion::default();
@@ -30,10 +29,10 @@ fn body(error_code: i16) -> ApiVersionsResponse {
 }
 
 pub async fn handle(ctx: &RequestContext, _req: ApiVersionsRequest) -> Response {
-    ctx.respond(&body(0))
+    ctx.respond(&body(ErrorCode::None))
 }
 
 /// The v0 answer to an ApiVersions version we do not know.
 pub fn unsupported_version_response(correlation_id: i32) -> Response {
-    encode_frame(correlation_id, 0, &body(UNSUPPORTED_VERSION), 0)
+    encode_frame(correlation_id, 0, &body(ErrorCode::UnsupportedVersion), 0)
 }

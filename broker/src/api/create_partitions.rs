@@ -5,6 +5,7 @@ use crate::auth::{Action, Resource};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
 
@@ -18,7 +19,7 @@ pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Respo
         let mut r = CreatePartitionsTopicResult::default();
         r.name = t.name.clone();
         if !ctx.allowed(Action::AlterTopic, Resource::Topic(t.name.as_str())) {
-            r.error_code = super::TOPIC_AUTHORIZATION_FAILED;
+            r.error_code = ErrorCode::TopicAuthorizationFailed.code();
             r.error_message = Some(StrBytes::from_static_str(
                 "not authorized to kafka-cluster:AlterTopic",
             ));
@@ -35,7 +36,7 @@ pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Respo
                 }
             }
             Err(e) => {
-                r.error_code = e.code;
+                r.error_code = e.code.code();
                 r.error_message = Some(StrBytes::from_string(e.message));
             }
         }

@@ -11,14 +11,12 @@ use kafka_protocol::messages::create_topics_response::{
 };
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 2;
 pub const MAX_VERSION: i16 = 7;
-
-const INVALID_REQUEST: i16 = 42;
-const INVALID_REPLICA_ASSIGNMENT: i16 = 39;
 
 pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response {
     let broker = ctx.shard.broker.clone();
@@ -32,12 +30,12 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
         let name = t.name.to_string();
         let outcome = if !seen.insert(name.clone()) {
             Err(crate::cluster::ApiError::new(
-                INVALID_REQUEST,
+                ErrorCode::InvalidRequest,
                 "duplicate topic in request",
             ))
         } else if !ctx.allowed(Action::CreateTopic, Resource::Topic(&name)) {
             Err(crate::cluster::ApiError::new(
-                super::TOPIC_AUTHORIZATION_FAILED,
+                ErrorCode::TopicAuthorizationFailed,
                 "not authorized to kafka-cluster:CreateTopic",
             ))
         } else if !t.assignments.is_empty() {
@@ -47,7 +45,7 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
                 .all(|a| a.broker_ids.len() == 1 && a.broker_ids[0].0 == broker.config.node_id);
             if !single || t.num_partitions != -1 || t.replication_factor != -1 {
                 Err(crate::cluster::ApiError::new(
-                    INVALID_REPLICA_ASSIGNMENT,
+                    ErrorCode::InvalidReplicaAssignment,
                     "replica assignment must name only this broker",
                 ))
             } else {
@@ -103,7 +101,7 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
                 }
             }
             Err(e) => {
-                r.error_code = e.code;
+                r.error_code = e.code.code();
                 r.error_message = Some(StrBytes::from_string(e.message));
             }
         }

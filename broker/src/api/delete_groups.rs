@@ -4,8 +4,9 @@
 use crate::auth::{Action, Resource};
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
+use sluice_protocol::ErrorCode;
 
-use super::{on_coordinator, RequestContext, Response, COORDINATOR_NOT_AVAILABLE};
+use super::{on_coordinator, RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 2;
@@ -15,15 +16,15 @@ pub async fn handle(ctx: &RequestContext, req: DeleteGroupsRequest) -> Response 
         let id = g.to_string();
         let id2 = id.clone();
         let code = if !ctx.allowed(Action::DeleteGroup, Resource::Group(&id)) {
-            super::GROUP_AUTHORIZATION_FAILED
+            ErrorCode::GroupAuthorizationFailed
         } else {
             on_coordinator(ctx, &id, move |c| async move { c.delete_group(&id2).await })
                 .await
-                .unwrap_or(COORDINATOR_NOT_AVAILABLE)
+                .unwrap_or(ErrorCode::CoordinatorNotAvailable)
         };
         let mut r = DeletableGroupResult::default();
         r.group_id = g;
-        r.error_code = code;
+        r.error_code = code.code();
         r
     });
     let mut resp = DeleteGroupsResponse::default();

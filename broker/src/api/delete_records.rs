@@ -6,13 +6,12 @@ use kafka_protocol::messages::delete_records_response::{
     DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
 };
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
+use sluice_protocol::ErrorCode;
 
 use super::{with_partition, RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 2;
-
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> Response {
     let image = ctx.shard.broker.metadata.image();
@@ -27,8 +26,8 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> Response
             pr.partition_index = p.partition_index;
             pr.low_watermark = -1;
             match meta.clone() {
-                _ if !allowed => pr.error_code = super::TOPIC_AUTHORIZATION_FAILED,
-                None => pr.error_code = UNKNOWN_TOPIC_OR_PARTITION,
+                _ if !allowed => pr.error_code = ErrorCode::TopicAuthorizationFailed.code(),
+                None => pr.error_code = ErrorCode::UnknownTopicOrPartition.code(),
                 Some(meta) => {
                     let offset = p.offset;
                     match with_partition(ctx, meta, p.partition_index, move |log| {
@@ -37,7 +36,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> Response
                     .await
                     {
                         Ok(Ok(low)) => pr.low_watermark = low,
-                        Ok(Err(code)) | Err(code) => pr.error_code = code,
+                        Ok(Err(code)) | Err(code) => pr.error_code = code.code(),
                     }
                 }
             }

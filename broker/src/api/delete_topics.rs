@@ -8,6 +8,7 @@ use std::sync::Arc;
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
 use kafka_protocol::messages::{DeleteTopicsRequest, DeleteTopicsResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
 use crate::cluster::TopicMeta;
@@ -15,8 +16,6 @@ use crate::log::PartitionLog;
 
 pub const MIN_VERSION: i16 = 1;
 pub const MAX_VERSION: i16 = 6;
-
-const UNKNOWN_TOPIC_ID: i16 = 100;
 
 pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response {
     let broker = ctx.shard.broker.clone();
@@ -49,13 +48,13 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response 
         if let Some(n) = &name {
             if !ctx.allowed(Action::DeleteTopic, Resource::Topic(n)) {
                 r.name = Some(TopicName(StrBytes::from_string(n.clone())));
-                r.error_code = super::TOPIC_AUTHORIZATION_FAILED;
+                r.error_code = ErrorCode::TopicAuthorizationFailed.code();
                 resp.responses.push(r);
                 continue;
             }
         }
         let Some(name) = name else {
-            r.error_code = UNKNOWN_TOPIC_ID;
+            r.error_code = ErrorCode::UnknownTopicId.code();
             resp.responses.push(r);
             continue;
         };
@@ -69,7 +68,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response 
                 remove_partitions(&broker, meta).await;
             }
             Err(e) => {
-                r.error_code = e.code;
+                r.error_code = e.code.code();
                 if ctx.version >= 5 {
                     r.error_message = Some(StrBytes::from_string(e.message));
                 }

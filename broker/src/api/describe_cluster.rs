@@ -4,6 +4,7 @@ use crate::auth::{Action, Resource};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
 
@@ -23,7 +24,7 @@ pub async fn handle(ctx: &RequestContext, req: DescribeClusterRequest) -> Respon
     resp.controller_id = BrokerId(cfg.node_id);
     resp.cluster_authorized_operations = i32::MIN;
     if !ctx.allowed(Action::DescribeCluster, Resource::Cluster) {
-        resp.error_code = super::CLUSTER_AUTHORIZATION_FAILED;
+        resp.error_code = ErrorCode::ClusterAuthorizationFailed.code();
         return ctx.respond(&resp);
     }
     let mut b = DescribeClusterBroker::default();

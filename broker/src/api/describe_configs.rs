@@ -8,6 +8,7 @@ use kafka_protocol::messages::describe_configs_response::{
 };
 use kafka_protocol::messages::{DescribeConfigsRequest, DescribeConfigsResponse};
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
 use crate::config::BrokerConfig;
@@ -17,9 +18,6 @@ pub const MAX_VERSION: i16 = 4;
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const INVALID_REQUEST: i16 = 42;
-
 const SOURCE_DYNAMIC_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
 const SOURCE_DEFAULT: i8 = 5;
@@ -232,7 +230,7 @@ pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> Respon
                     Resource::Topic(res.resource_name.as_str()),
                 ) =>
             {
-                r.error_code = super::TOPIC_AUTHORIZATION_FAILED;
+                r.error_code = ErrorCode::TopicAuthorizationFailed.code();
             }
             RESOURCE_BROKER
                 if !ctx.allowed(
@@ -240,7 +238,7 @@ pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> Respon
                     Resource::Cluster,
                 ) =>
             {
-                r.error_code = super::CLUSTER_AUTHORIZATION_FAILED;
+                r.error_code = ErrorCode::ClusterAuthorizationFailed.code();
             }
             RESOURCE_TOPIC => match image.by_name.get(res.resource_name.as_str()) {
                 Some(meta) => {
@@ -253,7 +251,7 @@ pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> Respon
                     )
                 }
                 None => {
-                    r.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                    r.error_code = ErrorCode::UnknownTopicOrPartition.code();
                     r.error_message = Some(StrBytes::from_static_str(
                         "This server does not host this topic-partition.",
                     ));
@@ -266,7 +264,7 @@ pub async fn handle(ctx: &RequestContext, req: DescribeConfigsRequest) -> Respon
                 r.configs = broker_configs(&broker.config, keys, ctx.version, req.include_synonyms)
             }
             _ => {
-                r.error_code = INVALID_REQUEST;
+                r.error_code = ErrorCode::InvalidRequest.code();
                 r.error_message = Some(StrBytes::from_static_str(
                     "unsupported resource type or unknown broker",
                 ));

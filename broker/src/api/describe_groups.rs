@@ -2,8 +2,9 @@
 
 use crate::auth::{Action, Resource};
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
+use sluice_protocol::ErrorCode;
 
-use super::{on_coordinator, RequestContext, Response, COORDINATOR_NOT_AVAILABLE};
+use super::{on_coordinator, RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 5;
@@ -16,7 +17,7 @@ pub async fn handle(ctx: &RequestContext, req: DescribeGroupsRequest) -> Respons
             let mut d =
                 kafka_protocol::messages::describe_groups_response::DescribedGroup::default();
             d.group_id = g;
-            d.error_code = super::GROUP_AUTHORIZATION_FAILED;
+            d.error_code = ErrorCode::GroupAuthorizationFailed.code();
             return d;
         }
         let id2 = id.clone();
@@ -28,7 +29,7 @@ pub async fn handle(ctx: &RequestContext, req: DescribeGroupsRequest) -> Respons
             let mut d =
                 kafka_protocol::messages::describe_groups_response::DescribedGroup::default();
             d.group_id = g;
-            d.error_code = COORDINATOR_NOT_AVAILABLE;
+            d.error_code = ErrorCode::CoordinatorNotAvailable.code();
             d
         })
     });

@@ -9,20 +9,18 @@ use kafka_protocol::messages::{
     DescribeUserScramCredentialsRequest, DescribeUserScramCredentialsResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::ErrorCode;
 
-use super::{RequestContext, Response, CLUSTER_AUTHORIZATION_FAILED};
+use super::{RequestContext, Response};
 use crate::auth::{Action, Resource};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 0;
 
-const RESOURCE_NOT_FOUND: i16 = 91;
-const DUPLICATE_RESOURCE: i16 = 92;
-
 pub async fn handle(ctx: &RequestContext, req: DescribeUserScramCredentialsRequest) -> Response {
     let mut resp = DescribeUserScramCredentialsResponse::default();
     if !ctx.allowed(Action::DescribeCluster, Resource::Cluster) {
-        resp.error_code = CLUSTER_AUTHORIZATION_FAILED;
+        resp.error_code = ErrorCode::ClusterAuthorizationFailed.code();
         resp.error_message = Some(StrBytes::from_static_str(
             "not authorized to kafka-cluster:DescribeCluster",
         ));
@@ -64,7 +62,7 @@ pub async fn handle(ctx: &RequestContext, req: DescribeUserScramCredentialsReque
                 if !seen.insert(name.clone()) {
                     let mut r = DescribeUserScramCredentialsResult::default();
                     r.user = u.name;
-                    r.error_code = DUPLICATE_RESOURCE;
+                    r.error_code = ErrorCode::DuplicateResource.code();
                     r.error_message =
                         Some(StrBytes::from_static_str("user named twice in the request"));
                     resp.results.push(r);
@@ -75,7 +73,7 @@ pub async fn handle(ctx: &RequestContext, req: DescribeUserScramCredentialsReque
                     None => {
                         let mut r = DescribeUserScramCredentialsResult::default();
                         r.user = u.name;
-                        r.error_code = RESOURCE_NOT_FOUND;
+                        r.error_code = ErrorCode::ResourceNotFound.code();
                         r.error_message = Some(StrBytes::from_string(format!(
                             "Attempt to describe a user credential that does not exist: {name}"
                         )));

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use bytes::{BufMut, BytesMut};
 use futures::FutureExt;
 use kafka_protocol::messages::FetchRequest;
+use sluice_protocol::ErrorCode;
 use uuid::Uuid;
 
-use super::{RequestContext, Response, ResponsePart, TOPIC_AUTHORIZATION_FAILED};
+use super::{RequestContext, Response, ResponsePart};
 use crate::auth::{Action, Resource};
 use crate::cluster::TopicMeta;
 use crate::log::read::FileRange;
@@ -24,16 +25,11 @@ use crate::log::read::FileRange;
 pub const MIN_VERSION: i16 = 4;
 pub const MAX_VERSION: i16 = 16;
 
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const FENCED_LEADER_EPOCH: i16 = 74;
-const UNKNOWN_LEADER_EPOCH: i16 = 76;
-const UNKNOWN_TOPIC_ID: i16 = 100;
-
 /// One partition's answer.
 #[derive(Clone)]
 struct PartitionOut {
     partition: i32,
-    error: i16,
+    error: ErrorCode,
     high_watermark: i64,
     log_start_offset: i64,
     records: Option<FileRange>,
@@ -85,7 +81,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                         Ok(log) => match log.read(p.offset, p.max_bytes) {
                             Ok(r) => PartitionOut {
                                 partition: p.partition,
-                                error: 0,
+                                error: ErrorCode::None,
                                 high_watermark: r.high_watermark,
                                 log_start_offset: r.log_start_offset,
                                 records: r.records,
@@ -120,7 +116,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                         pi,
                         PartitionOut {
                             partition,
-                            error: 5,
+                            error: ErrorCode::LeaderNotAvailable,
                             high_watermark: -1,
                             log_start_offset: -1,
                             records: None,
@@ -194,25 +190,25 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
         for (pi, p) in t.partitions.iter().enumerate() {
             let mut po = PartitionOut {
                 partition: p.partition,
-                error: 0,
+                error: ErrorCode::None,
                 high_watermark: -1,
                 log_start_offset: -1,
                 records: None,
             };
             match &meta {
-                _ if !read_allowed => po.error = TOPIC_AUTHORIZATION_FAILED,
+                _ if !read_allowed => po.error = ErrorCode::TopicAuthorizationFailed,
                 None => {
                     po.error = if ctx.version >= 13 {
-                        UNKNOWN_TOPIC_ID
+                        ErrorCode::UnknownTopicId
                     } else {
-                        UNKNOWN_TOPIC_OR_PARTITION
+                        ErrorCode::UnknownTopicOrPartition
                     }
                 }
                 Some(m) if p.partition < 0 || p.partition >= m.partitions => {
-                    po.error = UNKNOWN_TOPIC_OR_PARTITION
+                    po.error = ErrorCode::UnknownTopicOrPartition
                 }
-                Some(_) if p.current_leader_epoch > 0 => po.error = UNKNOWN_LEADER_EPOCH,
-                Some(_) if p.current_leader_epoch < -1 => po.error = FENCED_LEADER_EPOCH,
+                Some(_) if p.current_leader_epoch > 0 => po.error = ErrorCode::UnknownLeaderEpoch,
+                Some(_) if p.current_leader_epoch < -1 => po.error = ErrorCode::FencedLeaderEpoch,
                 Some(m) => plans.push(ReadPlan {
                     topic_idx: ti,
                     part_idx: pi,
@@ -267,7 +263,7 @@ fn apply_results(
                 total += r.len as usize;
             }
         }
-        any_error |= o.error != 0;
+        any_error |= o.error != ErrorCode::None;
         topics[ti].partitions[pi] = o;
     }
     (total, any_error)
@@ -304,7 +300,7 @@ fn encode(ctx: &RequestContext, topics: &[TopicOut]) -> Response {
     }
     buf.put_i32(0); // throttle_time_ms
     if v >= 7 {
-        buf.put_i16(0); // error_code
+        buf.put_i16(ErrorCode::None.code()); // error_code
         buf.put_i32(0); // session_id: no session
     }
     put_array_len(&mut buf, flexible, topics.len());
@@ -321,7 +317,7 @@ fn encode(ctx: &RequestContext, topics: &[TopicOut]) -> Response {
         put_array_len(&mut buf, flexible, t.partitions.len());
         for p in &t.partitions {
             buf.put_i32(p.partition);
-            buf.put_i16(p.error);
+            buf.put_i16(p.error.code());
             buf.put_i64(p.high_watermark);
             buf.put_i64(p.high_watermark); // last_stable_offset: no transactions
             if v >= 5 {

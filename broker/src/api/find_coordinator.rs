@@ -5,14 +5,12 @@ use crate::auth::{Action, Resource};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 6;
-
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const INVALID_REQUEST: i16 = 42;
 
 pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Response {
     let cfg = &ctx.shard.broker.config;
@@ -26,7 +24,7 @@ pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Respon
         c.key = key;
         match req.key_type {
             0 if !ctx.allowed(Action::DescribeGroup, Resource::Group(c.key.as_str())) => {
-                c.error_code = super::GROUP_AUTHORIZATION_FAILED;
+                c.error_code = ErrorCode::GroupAuthorizationFailed.code();
                 c.node_id = BrokerId(-1);
                 c.port = -1;
             }
@@ -36,7 +34,7 @@ pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Respon
                 c.port = i32::from(ctx.advertised().1);
             }
             1 => {
-                c.error_code = COORDINATOR_NOT_AVAILABLE;
+                c.error_code = ErrorCode::CoordinatorNotAvailable.code();
                 c.error_message = Some(StrBytes::from_static_str(
                     "transactions are not supported by this broker yet",
                 ));
@@ -44,7 +42,7 @@ pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Respon
                 c.port = -1;
             }
             _ => {
-                c.error_code = INVALID_REQUEST;
+                c.error_code = ErrorCode::InvalidRequest.code();
                 c.node_id = BrokerId(-1);
                 c.port = -1;
             }

@@ -4,6 +4,7 @@
 
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+use sluice_protocol::ErrorCode;
 
 use super::alter_configs::alter;
 use super::{RequestContext, Response};
@@ -11,9 +12,6 @@ use crate::cluster::ApiError;
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 1;
-
-const INVALID_REQUEST: i16 = 42;
-const INVALID_CONFIG: i16 = 40;
 
 pub async fn handle(ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -> Response {
     let broker = ctx.shard.broker.clone();
@@ -38,7 +36,10 @@ pub async fn handle(ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -
                 match op {
                     0 => {
                         let v = value.ok_or_else(|| {
-                            ApiError::new(INVALID_CONFIG, format!("no value to SET for {name}"))
+                            ApiError::new(
+                                ErrorCode::InvalidConfig,
+                                format!("no value to SET for {name}"),
+                            )
                         })?;
                         configs.insert(name, v);
                     }
@@ -71,13 +72,13 @@ pub async fn handle(ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -
                     }
                     2 | 3 => {
                         return Err(ApiError::new(
-                            INVALID_CONFIG,
+                            ErrorCode::InvalidConfig,
                             format!("{name} is not a list config"),
                         ))
                     }
                     other => {
                         return Err(ApiError::new(
-                            INVALID_REQUEST,
+                            ErrorCode::InvalidRequest,
                             format!("unknown config operation {other}"),
                         ))
                     }
@@ -85,7 +86,7 @@ pub async fn handle(ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -
             }
             Ok(())
         };
-        (r.error_code, r.error_message) =
+        let (code, message) =
             match super::alter_configs::refusal(ctx, res.resource_type, &res.resource_name) {
                 Some(denied) => denied,
                 None => {
@@ -99,6 +100,7 @@ pub async fn handle(ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -
                     .await
                 }
             };
+        (r.error_code, r.error_message) = (code.code(), message);
         resp.responses.push(r);
     }
     ctx.respond(&resp)

@@ -5,14 +5,12 @@
 
 use crate::auth::{Action, Resource};
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
+use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 5;
-
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
 
 pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> Response {
     let mut resp = InitProducerIdResponse::default();
@@ -23,14 +21,15 @@ pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> Respons
             Action::AlterTransactionalId,
             Resource::TransactionalId(id.as_str()),
         ) {
-            COORDINATOR_NOT_AVAILABLE
+            ErrorCode::CoordinatorNotAvailable
         } else {
-            TRANSACTIONAL_ID_AUTHORIZATION_FAILED
-        };
+            ErrorCode::TransactionalIdAuthorizationFailed
+        }
+        .code();
         return ctx.respond(&resp);
     }
     if !ctx.allowed(Action::WriteDataIdempotently, Resource::Cluster) {
-        resp.error_code = super::CLUSTER_AUTHORIZATION_FAILED;
+        resp.error_code = ErrorCode::ClusterAuthorizationFailed.code();
         return ctx.respond(&resp);
     }
     match ctx.shard.broker.metadata.allocate_producer_id() {
@@ -38,7 +37,7 @@ pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> Respons
             resp.producer_id = ProducerId(id);
             resp.producer_epoch = 0;
         }
-        Err(e) => resp.error_code = e.code,
+        Err(e) => resp.error_code = e.code.code(),
     }
     ctx.respond(&resp)
 }

@@ -7,13 +7,12 @@ use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
 };
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use sluice_protocol::ErrorCode;
 
 use super::{with_partition, RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 1;
 pub const MAX_VERSION: i16 = 8;
-
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> Response {
     let image = ctx.shard.broker.metadata.image();
@@ -30,12 +29,12 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> Response {
             pr.offset = -1;
             pr.leader_epoch = -1;
             if !allowed {
-                pr.error_code = super::TOPIC_AUTHORIZATION_FAILED;
+                pr.error_code = ErrorCode::TopicAuthorizationFailed.code();
                 tr.partitions.push(pr);
                 continue;
             }
             let Some(meta) = meta.clone() else {
-                pr.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                pr.error_code = ErrorCode::UnknownTopicOrPartition.code();
                 tr.partitions.push(pr);
                 continue;
             };
@@ -58,7 +57,7 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> Response {
                     }
                 }
                 Ok(Ok(None)) => {}
-                Ok(Err(code)) | Err(code) => pr.error_code = code,
+                Ok(Err(code)) | Err(code) => pr.error_code = code.code(),
             }
             tr.partitions.push(pr);
         }

@@ -10,16 +10,13 @@ use kafka_protocol::messages::metadata_response::{
 };
 use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse, TopicName};
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
 use crate::cluster::{validate_topic_name, TopicMeta};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 12;
-
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const LEADER_NOT_AVAILABLE: i16 = 5;
-const UNKNOWN_TOPIC_ID: i16 = 100;
 
 pub fn topic_entry(meta: &TopicMeta, node_id: i32, version: i16) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
@@ -99,7 +96,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
                 })
             });
             t.topic_id = rt.topic_id;
-            t.error_code = super::TOPIC_AUTHORIZATION_FAILED;
+            t.error_code = ErrorCode::TopicAuthorizationFailed.code();
             resp.topics.push(t);
             continue;
         }
@@ -112,12 +109,12 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
                     t.topic_authorized_operations = i32::MIN;
                 }
                 if let Err(e) = validate_topic_name(&name) {
-                    t.error_code = e.code;
+                    t.error_code = e.code.code();
                 } else if auto_create
                     && !ctx.allowed(Action::CreateTopic, Resource::Topic(name.as_str()))
                 {
                     // Kafka: may describe but not create -> unknown topic.
-                    t.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                    t.error_code = ErrorCode::UnknownTopicOrPartition.code();
                 } else if auto_create {
                     match broker.metadata.create_topic(
                         &name,
@@ -134,20 +131,20 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
                             // answer with the topic right away.
                             t = topic_entry(&m, cfg.node_id, ctx.version);
                         }
-                        Err(e) if e.code == 36 => {
-                            t.error_code = LEADER_NOT_AVAILABLE;
+                        Err(e) if e.code == ErrorCode::TopicAlreadyExists => {
+                            t.error_code = ErrorCode::LeaderNotAvailable.code();
                         }
-                        Err(e) => t.error_code = e.code,
+                        Err(e) => t.error_code = e.code.code(),
                     }
                 } else {
-                    t.error_code = UNKNOWN_TOPIC_OR_PARTITION;
+                    t.error_code = ErrorCode::UnknownTopicOrPartition.code();
                 }
                 resp.topics.push(t);
             }
             (None, None) => {
                 let mut t = MetadataResponseTopic::default();
                 t.topic_id = rt.topic_id;
-                t.error_code = UNKNOWN_TOPIC_ID;
+                t.error_code = ErrorCode::UnknownTopicId.code();
                 resp.topics.push(t);
             }
         }

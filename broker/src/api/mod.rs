@@ -12,6 +12,8 @@ use futures::future::LocalBoxFuture;
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
+use sluice_protocol::ErrorCode;
+
 use crate::log::read::FileRange;
 use crate::shard::Shard;
 
@@ -52,7 +54,7 @@ pub struct RequestContext {
     pub client_id: String,
     pub peer: SocketAddr,
     /// The connection's listener and authenticated principal.
-    pub session: Rc<crate::net::session::Session>,
+    pub session: Rc<crate::auth::Session>,
 }
 
 /// One piece of an encoded response: bytes, or a file range to splice.
@@ -233,7 +235,7 @@ pub async fn with_partition<T, F>(
     meta: std::sync::Arc<crate::cluster::TopicMeta>,
     partition: i32,
     f: F,
-) -> Result<T, i16>
+) -> Result<T, ErrorCode>
 where
     T: Send + 'static,
     F: FnOnce(Rc<crate::log::PartitionLog>) -> T + Send + 'static,
@@ -245,7 +247,7 @@ where
             shard.partition(&meta, partition).await.map(f)
         })
         .await
-        .unwrap_or(Err(5))
+        .unwrap_or(Err(ErrorCode::LeaderNotAvailable))
 }
 
 /// Runs `f` with the group coordinator of the shard owning `group`.
@@ -273,8 +275,3 @@ where
 pub fn client_host(ctx: &RequestContext) -> String {
     format!("/{}", ctx.peer.ip())
 }
-
-pub const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-pub const TOPIC_AUTHORIZATION_FAILED: i16 = 29;
-pub const GROUP_AUTHORIZATION_FAILED: i16 = 30;
-pub const CLUSTER_AUTHORIZATION_FAILED: i16 = 31;

@@ -8,13 +8,12 @@ use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+use sluice_protocol::ErrorCode;
 
-use super::{on_coordinator, RequestContext, Response, COORDINATOR_NOT_AVAILABLE};
+use super::{on_coordinator, RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 2;
 pub const MAX_VERSION: i16 = 9;
-
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 pub async fn handle(ctx: &RequestContext, mut req: OffsetCommitRequest) -> Response {
     let version = ctx.version;
@@ -25,9 +24,9 @@ pub async fn handle(ctx: &RequestContext, mut req: OffsetCommitRequest) -> Respo
     let mut unknown: Vec<OffsetCommitResponseTopic> = Vec::new();
     for t in req.topics.iter_mut() {
         let refusal = if !group_allowed {
-            Some(super::GROUP_AUTHORIZATION_FAILED)
+            Some(ErrorCode::GroupAuthorizationFailed)
         } else if !ctx.allowed(Action::ReadData, Resource::Topic(t.name.as_str())) {
-            Some(super::TOPIC_AUTHORIZATION_FAILED)
+            Some(ErrorCode::TopicAuthorizationFailed)
         } else {
             None
         };
@@ -50,7 +49,7 @@ pub async fn handle(ctx: &RequestContext, mut req: OffsetCommitRequest) -> Respo
                 .map(|p| {
                     let mut rp = OffsetCommitResponsePartition::default();
                     rp.partition_index = p.partition_index;
-                    rp.error_code = refusal.unwrap_or(UNKNOWN_TOPIC_OR_PARTITION);
+                    rp.error_code = refusal.unwrap_or(ErrorCode::UnknownTopicOrPartition).code();
                     rp
                 })
                 .collect();
@@ -87,7 +86,7 @@ pub async fn handle(ctx: &RequestContext, mut req: OffsetCommitRequest) -> Respo
                         .map(|p| {
                             let mut rp = OffsetCommitResponsePartition::default();
                             rp.partition_index = p;
-                            rp.error_code = COORDINATOR_NOT_AVAILABLE;
+                            rp.error_code = ErrorCode::CoordinatorNotAvailable.code();
                             rp
                         })
                         .collect();

@@ -3,8 +3,9 @@
 
 use crate::auth::{Action, Resource};
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+use sluice_protocol::ErrorCode;
 
-use super::{on_coordinator, RequestContext, Response, COORDINATOR_NOT_AVAILABLE};
+use super::{on_coordinator, RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 0;
@@ -14,7 +15,7 @@ pub async fn handle(ctx: &RequestContext, req: OffsetDeleteRequest) -> Response 
     let group = req.group_id.to_string();
     if !ctx.allowed(Action::DeleteGroup, Resource::Group(&group)) {
         let mut r = OffsetDeleteResponse::default();
-        r.error_code = super::GROUP_AUTHORIZATION_FAILED;
+        r.error_code = ErrorCode::GroupAuthorizationFailed.code();
         return ctx.respond(&r);
     }
 
@@ -24,7 +25,7 @@ pub async fn handle(ctx: &RequestContext, req: OffsetDeleteRequest) -> Response 
     .await
     .unwrap_or_else(|| {
         let mut r = OffsetDeleteResponse::default();
-        r.error_code = COORDINATOR_NOT_AVAILABLE;
+        r.error_code = ErrorCode::CoordinatorNotAvailable.code();
         r
     });
     ctx.respond(&resp)

@@ -3,8 +3,9 @@
 
 use crate::auth::{Action, Resource};
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+use sluice_protocol::ErrorCode;
 
-use super::{on_coordinator, RequestContext, Response, COORDINATOR_NOT_AVAILABLE};
+use super::{on_coordinator, RequestContext, Response};
 use crate::group::OffsetFetchGroupResult;
 
 pub const MIN_VERSION: i16 = 1;
@@ -18,7 +19,7 @@ async fn fetch_group(
 ) -> OffsetFetchGroupResult {
     if !ctx.allowed(Action::DescribeGroup, Resource::Group(&group)) {
         return OffsetFetchGroupResult {
-            error_code: super::GROUP_AUTHORIZATION_FAILED,
+            error_code: ErrorCode::GroupAuthorizationFailed,
             topics: Vec::new(),
         };
     }
@@ -28,7 +29,7 @@ async fn fetch_group(
     })
     .await
     .unwrap_or(OffsetFetchGroupResult {
-        error_code: COORDINATOR_NOT_AVAILABLE,
+        error_code: ErrorCode::CoordinatorNotAvailable,
         topics: Vec::new(),
     })
 }
@@ -56,7 +57,7 @@ pub async fn handle(ctx: &RequestContext, req: OffsetFetchRequest) -> Response {
                 .collect()
         });
         let r = fetch_group(ctx, req.group_id.to_string(), topics, req.require_stable).await;
-        resp.error_code = r.error_code;
+        resp.error_code = r.error_code.code();
         resp.topics = r.into_response_topics(ctx.version);
     }
     ctx.respond(&resp)

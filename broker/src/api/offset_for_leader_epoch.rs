@@ -9,15 +9,12 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
 };
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use sluice_protocol::ErrorCode;
 
 use super::{with_partition, RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 2;
 pub const MAX_VERSION: i16 = 4;
-
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const FENCED_LEADER_EPOCH: i16 = 74;
-const UNKNOWN_LEADER_EPOCH: i16 = 76;
 
 pub async fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> Response {
     let image = ctx.shard.broker.metadata.image();
@@ -33,10 +30,14 @@ pub async fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> R
             e.leader_epoch = -1;
             e.end_offset = -1;
             match meta.clone() {
-                _ if !allowed => e.error_code = super::TOPIC_AUTHORIZATION_FAILED,
-                None => e.error_code = UNKNOWN_TOPIC_OR_PARTITION,
-                Some(_) if p.current_leader_epoch > 0 => e.error_code = UNKNOWN_LEADER_EPOCH,
-                Some(_) if p.current_leader_epoch < -1 => e.error_code = FENCED_LEADER_EPOCH,
+                _ if !allowed => e.error_code = ErrorCode::TopicAuthorizationFailed.code(),
+                None => e.error_code = ErrorCode::UnknownTopicOrPartition.code(),
+                Some(_) if p.current_leader_epoch > 0 => {
+                    e.error_code = ErrorCode::UnknownLeaderEpoch.code()
+                }
+                Some(_) if p.current_leader_epoch < -1 => {
+                    e.error_code = ErrorCode::FencedLeaderEpoch.code()
+                }
                 Some(meta) => match with_partition(ctx, meta, p.partition, |log| {
                     log.state.borrow().log_end_offset
                 })
@@ -47,7 +48,7 @@ pub async fn handle(ctx: &RequestContext, req: OffsetForLeaderEpochRequest) -> R
                         e.end_offset = leo;
                     }
                     Ok(_) => {}
-                    Err(code) => e.error_code = code,
+                    Err(code) => e.error_code = code.code(),
                 },
             }
             tr.partitions.push(e);

@@ -13,21 +13,15 @@ use kafka_protocol::messages::produce_response::{PartitionProduceResponse, Topic
 use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::{self, BatchHeader};
+use sluice_protocol::ErrorCode;
 
-use super::{RequestContext, Response, TOPIC_AUTHORIZATION_FAILED};
+use super::{RequestContext, Response};
 use crate::auth::{Action, Resource};
 use crate::cluster::TopicMeta;
 use crate::log::append::AppendResult;
 
 pub const MIN_VERSION: i16 = 3;
 pub const MAX_VERSION: i16 = 11;
-
-const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-const MESSAGE_TOO_LARGE: i16 = 10;
-const INVALID_REQUIRED_ACKS: i16 = 21;
-const CORRUPT_MESSAGE: i16 = 2;
-const TRANSACTIONAL_ID_AUTHORIZATION_FAILED: i16 = 53;
-const INVALID_RECORD: i16 = 87;
 
 struct Item {
     topic_idx: usize,
@@ -40,22 +34,25 @@ struct Item {
 fn validate(
     meta: &TopicMeta,
     records: Option<&Bytes>,
-) -> Result<Vec<(BatchHeader, Bytes)>, (i16, String)> {
+) -> Result<Vec<(BatchHeader, Bytes)>, (ErrorCode, String)> {
     let Some(records) = records else {
-        return Err((CORRUPT_MESSAGE, "produce request carries no records".into()));
+        return Err((
+            ErrorCode::CorruptMessage,
+            "produce request carries no records".into(),
+        ));
     };
-    let batches =
-        batch::split_batches(records).map_err(|e| (e.kafka_error_code(), e.to_string()))?;
+    let batches = batch::split_batches(records)
+        .map_err(|e| (ErrorCode::from_code(e.kafka_error_code()), e.to_string()))?;
     if batches.is_empty() {
         return Err((
-            CORRUPT_MESSAGE,
+            ErrorCode::CorruptMessage,
             "produce request carries no record batch".into(),
         ));
     }
     for (h, bytes) in &batches {
         if bytes.len() > meta.log_config.max_message_bytes {
             return Err((
-                MESSAGE_TOO_LARGE,
+                ErrorCode::MessageTooLarge,
                 format!(
                     "batch of {} bytes is larger than max.message.bytes {}",
                     bytes.len(),
@@ -65,13 +62,13 @@ fn validate(
         }
         if h.is_control() {
             return Err((
-                INVALID_RECORD,
+                ErrorCode::InvalidRecord,
                 "clients may not produce control batches".into(),
             ));
         }
         if h.is_transactional() {
             return Err((
-                TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                ErrorCode::TransactionalIdAuthorizationFailed,
                 "transactions are not supported by this broker yet".into(),
             ));
         }
@@ -98,17 +95,17 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
             pr.log_start_offset = -1;
             let outcome = if !write_allowed {
                 Err((
-                    TOPIC_AUTHORIZATION_FAILED,
+                    ErrorCode::TopicAuthorizationFailed,
                     "not authorized to kafka-cluster:WriteData on this topic".into(),
                 ))
             } else if req.transactional_id.is_some() {
                 Err((
-                    TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+                    ErrorCode::TransactionalIdAuthorizationFailed,
                     "transactions are not supported by this broker yet".into(),
                 ))
             } else if !matches!(req.acks, -1 | 0 | 1) {
                 Err((
-                    INVALID_REQUIRED_ACKS,
+                    ErrorCode::InvalidRequiredAcks,
                     format!("acks={} is not one of -1, 0, 1", req.acks),
                 ))
             } else {
@@ -117,7 +114,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
                         validate(m, pd.records.as_ref())
                     }
                     _ => Err((
-                        UNKNOWN_TOPIC_OR_PARTITION,
+                        ErrorCode::UnknownTopicOrPartition,
                         "This server does not host this topic-partition.".into(),
                     )),
                 }
@@ -134,12 +131,12 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
                     });
                 }
                 (Err((code, msg)), _) => {
-                    pr.error_code = code;
+                    pr.error_code = code.code();
                     if ctx.version >= 8 {
                         pr.error_message = Some(StrBytes::from_string(msg));
                     }
                 }
-                (Ok(_), None) => pr.error_code = UNKNOWN_TOPIC_OR_PARTITION,
+                (Ok(_), None) => pr.error_code = ErrorCode::UnknownTopicOrPartition.code(),
             }
             tr.partition_responses.push(pr);
         }
@@ -180,7 +177,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
             Some(results) => {
                 for ((ti, pi), r) in positions.into_iter().zip(results) {
                     let pr = &mut response.responses[ti].partition_responses[pi];
-                    pr.error_code = r.error;
+                    pr.error_code = r.error.code();
                     pr.base_offset = r.base_offset;
                     pr.log_append_time_ms = r.log_append_time;
                     if ctx.version >= 5 {
@@ -190,8 +187,8 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
             }
             None => {
                 for (ti, pi) in positions {
-                    response.responses[ti].partition_responses[pi].error_code = 5;
-                    // LEADER_NOT_AVAILABLE
+                    response.responses[ti].partition_responses[pi].error_code =
+                        ErrorCode::LeaderNotAvailable.code();
                 }
             }
         }

@@ -3,8 +3,9 @@
 
 use crate::auth::{Action, Resource};
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
+use sluice_protocol::ErrorCode;
 
-use super::{on_coordinator, RequestContext, Response, COORDINATOR_NOT_AVAILABLE};
+use super::{on_coordinator, RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 5;
@@ -14,7 +15,7 @@ pub async fn handle(ctx: &RequestContext, req: SyncGroupRequest) -> Response {
     let group = req.group_id.to_string();
     if !ctx.allowed(Action::AlterGroup, Resource::Group(&group)) {
         let mut r = SyncGroupResponse::default();
-        r.error_code = super::GROUP_AUTHORIZATION_FAILED;
+        r.error_code = ErrorCode::GroupAuthorizationFailed.code();
         return ctx.respond(&r);
     }
 
@@ -24,7 +25,7 @@ pub async fn handle(ctx: &RequestContext, req: SyncGroupRequest) -> Response {
     .await
     .unwrap_or_else(|| {
         let mut r = SyncGroupResponse::default();
-        r.error_code = COORDINATOR_NOT_AVAILABLE;
+        r.error_code = ErrorCode::CoordinatorNotAvailable.code();
         r
     });
     ctx.respond(&resp)

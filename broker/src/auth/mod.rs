@@ -2,8 +2,9 @@
 //! *what* it may do, kept free of I/O (except loading and saving the SCRAM
 //! credential file) and of async so the connection loop can call it inline
 //! and tests can drive it exhaustively. The connection loop owns the SASL
-//! handshake framing, listeners and TLS; this tree owns the mechanisms'
-//! server-side state machines and the checks behind them:
+//! handshake framing, sockets and TLS; this tree owns the security state
+//! every layer reads (listeners, sessions, credentials, the authorizer), the
+//! mechanisms' server-side state machines and the checks behind them:
 //!
 //! - [`scram`]: SCRAM-SHA-256/512 server (RFC 5802/7677 as Kafka speaks it).
 //! - [`credentials`]: the broker's salted SCRAM credential store and its file.
@@ -15,6 +16,10 @@
 //! - [`authorizer`]: MSK actions, resource ARNs and the per-principal
 //!   policy authorizer.
 //! - [`config`]: the `[auth]` section of the broker's TOML config.
+//! - [`security`]: [`Security`], the broker-wide state built from it
+//!   (mechanisms offered, credential stores, verifier, authorizer).
+//! - [`session`]: each connection's [`Listener`] and [`Session`]
+//!   (principal, SASL exchange state, KIP-368 expiry).
 //!
 //! Errors from authentication are [`AuthError`]; their messages are what the
 //! broker sends back in SaslAuthenticate, so they never contain a secret and
@@ -28,6 +33,10 @@ pub mod oauthbearer;
 pub mod plain;
 pub mod policy;
 pub mod scram;
+pub mod security;
+pub mod session;
+
+use sluice_protocol::ErrorCode;
 
 pub use authorizer::{Action, Authorizer, ClusterIdentity, Resource};
 pub use config::{AuthConfig, BuiltAuth};
@@ -37,13 +46,8 @@ pub use oauthbearer::OAuthBearerMessage;
 pub use plain::PlainUsers;
 pub use policy::{Decision, PolicyDocument, PolicyError};
 pub use scram::{ScramCredential, ScramMechanism, ScramServer};
-
-/// Kafka error code `ILLEGAL_SASL_STATE`.
-pub const ILLEGAL_SASL_STATE: i16 = 34;
-/// Kafka error code `SASL_AUTHENTICATION_FAILED`.
-pub const SASL_AUTHENTICATION_FAILED: i16 = 58;
-/// Kafka error code `UNSUPPORTED_SASL_MECHANISM`.
-pub const UNSUPPORTED_SASL_MECHANISM: i16 = 33;
+pub use security::Security;
+pub use session::{Listener, Session};
 
 /// Why an authentication attempt failed. The `Display` text is meant to be
 /// sent to the client as the SaslAuthenticate error message: it names the
@@ -117,10 +121,10 @@ impl AuthError {
     }
 
     /// The Kafka error code the SaslAuthenticate response carries.
-    pub fn kafka_error_code(&self) -> i16 {
+    pub fn kafka_error_code(&self) -> ErrorCode {
         match self {
-            AuthError::IllegalState(_) => ILLEGAL_SASL_STATE,
-            _ => SASL_AUTHENTICATION_FAILED,
+            AuthError::IllegalState(_) => ErrorCode::IllegalSaslState,
+            _ => ErrorCode::SaslAuthenticationFailed,
         }
     }
 }
@@ -181,8 +185,14 @@ mod tests {
 
     #[test]
     fn error_codes() {
-        assert_eq!(AuthError::IllegalState("x".into()).kafka_error_code(), 34);
-        assert_eq!(AuthError::Expired.kafka_error_code(), 58);
+        assert_eq!(
+            AuthError::IllegalState("x".into()).kafka_error_code(),
+            ErrorCode::IllegalSaslState
+        );
+        assert_eq!(
+            AuthError::Expired.kafka_error_code(),
+            ErrorCode::SaslAuthenticationFailed
+        );
         assert_eq!(
             AuthError::InvalidCredentials {
                 mechanism: "SCRAM-SHA-256"

@@ -6,13 +6,14 @@
 //! publish a new image. A replicated controller quorum will later own this
 //! log; the image it publishes keeps the same shape.
 
-use std::collections::{BTreeMap, HashMap};
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
+use sluice_protocol::ErrorCode;
 use uuid::Uuid;
 
 use crate::config::BrokerConfig;
@@ -25,29 +26,15 @@ const META_FILE: &str = "__cluster_metadata.json";
 /// Producer ids are reserved on disk in blocks so a restart never reuses one.
 const PRODUCER_ID_BLOCK: i64 = 1000;
 
-pub mod error_codes {
-    pub const NONE: i16 = 0;
-    pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-    pub const INVALID_TOPIC_EXCEPTION: i16 = 17;
-    pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-    pub const INVALID_PARTITIONS: i16 = 37;
-    pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-    pub const INVALID_REQUEST: i16 = 42;
-    pub const INVALID_CONFIG: i16 = 40;
-    pub const TOPIC_DELETION_DISABLED: i16 = 73;
-    pub const KAFKA_STORAGE_ERROR: i16 = 56;
-}
-use error_codes::*;
-
 /// A Kafka error code with a message for the client.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
-    pub code: i16,
+    pub code: ErrorCode,
     pub message: String,
 }
 
 impl ApiError {
-    pub fn new(code: i16, message: impl Into<String>) -> Self {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ApiError {
             code,
             message: message.into(),
@@ -75,9 +62,91 @@ pub struct MetadataImage {
 #[derive(Serialize, Deserialize, Clone)]
 struct TopicRecord {
     name: String,
-    id: String,
+    #[serde(with = "uuid_text")]
+    id: Uuid,
     partitions: i32,
     configs: BTreeMap<String, String>,
+}
+
+/// Topic ids are stored as their hyphenated text; anything else fails the
+/// load (a damaged id must never be replaced by a new one: clients and the
+/// partition directories know the topic by it).
+mod uuid_text {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use uuid::Uuid;
+
+    pub fn serialize<S: Serializer>(id: &Uuid, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&id.hyphenated())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Uuid, D::Error> {
+        let text = String::deserialize(d)?;
+        Uuid::parse_str(&text)
+            .map_err(|e| serde::de::Error::custom(format!("topic id {text:?} is not a UUID: {e}")))
+    }
+}
+
+/// Why the metadata file cannot be used. Start-up stops on any of these:
+/// regenerating what it holds would silently give topics new ids.
+#[derive(Debug, thiserror::Error)]
+pub enum MetadataFileError {
+    #[error("cannot read metadata file {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("metadata file {path} is damaged: {problem}; sluiced will not start on it (restore it from a backup; its topic ids cannot be regenerated)")]
+    Damaged { path: PathBuf, problem: String },
+}
+
+impl MetaFile {
+    /// Reads the metadata file: `None` if there is none (a fresh data
+    /// directory), an error if it cannot be read, does not parse, or
+    /// contradicts itself.
+    fn load(path: &Path) -> Result<Option<MetaFile>, MetadataFileError> {
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(MetadataFileError::Read {
+                    path: path.to_owned(),
+                    source,
+                })
+            }
+        };
+        let damaged = |problem: String| MetadataFileError::Damaged {
+            path: path.to_owned(),
+            problem,
+        };
+        let file: MetaFile = serde_json::from_slice(&bytes).map_err(|e| damaged(e.to_string()))?;
+        file.check().map_err(damaged)?;
+        Ok(Some(file))
+    }
+
+    /// What a file we wrote always satisfies.
+    fn check(&self) -> Result<(), String> {
+        if self.cluster_id.is_empty() {
+            return Err("the cluster id is empty".into());
+        }
+        let mut names = HashSet::new();
+        let mut ids = HashSet::new();
+        for t in &self.topics {
+            validate_topic_name(&t.name).map_err(|e| e.message)?;
+            if t.partitions <= 0 {
+                return Err(format!("topic {} has {} partitions", t.name, t.partitions));
+            }
+            if t.id.is_nil() {
+                return Err(format!("topic {} has the nil topic id", t.name));
+            }
+            if !names.insert(t.name.as_str()) {
+                return Err(format!("topic {} is listed twice", t.name));
+            }
+            if !ids.insert(t.id) {
+                return Err(format!("topic id {} is used twice", t.id));
+            }
+        }
+        Ok(())
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Default)]
@@ -99,7 +168,7 @@ pub struct MetadataStore {
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
         return Err(ApiError::new(
-            INVALID_TOPIC_EXCEPTION,
+            ErrorCode::InvalidTopicException,
             format!("invalid topic name `{name}`"),
         ));
     }
@@ -108,7 +177,7 @@ pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
         .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
     {
         return Err(ApiError::new(
-            INVALID_TOPIC_EXCEPTION,
+            ErrorCode::InvalidTopicException,
             format!("topic name `{name}` has characters other than ASCII alphanumerics, '.', '_' and '-'"),
         ));
     }
@@ -140,15 +209,13 @@ impl MetadataStore {
     pub fn open(config: Arc<BrokerConfig>) -> anyhow::Result<MetadataStore> {
         std::fs::create_dir_all(&config.data_dir)?;
         let path = config.data_dir.join(META_FILE);
-        let mut file: MetaFile = match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map_err(|e| anyhow::anyhow!("metadata file {} is damaged: {e}", path.display()))?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => MetaFile::default(),
-            Err(e) => return Err(e.into()),
+        let file = match MetaFile::load(&path)? {
+            Some(file) => file,
+            None => MetaFile {
+                cluster_id: config.cluster_id.clone().unwrap_or_else(new_cluster_id),
+                ..MetaFile::default()
+            },
         };
-        if file.cluster_id.is_empty() {
-            file.cluster_id = config.cluster_id.clone().unwrap_or_else(new_cluster_id);
-        }
         let next_pid = file.producer_id_reserved;
         let store = MetadataStore {
             config,
@@ -202,7 +269,7 @@ impl MetadataStore {
             ..Default::default()
         };
         for t in &file.topics {
-            let id = Uuid::parse_str(&t.id).unwrap_or_else(|_| Uuid::new_v4());
+            let id = t.id;
             let meta = Arc::new(TopicMeta {
                 name: t.name.clone(),
                 id,
@@ -228,7 +295,10 @@ impl MetadataStore {
 
     fn commit(&self, file: &mut MetaFile, next: MetaFile) -> Result<(), ApiError> {
         self.persist(&next).map_err(|e| {
-            ApiError::new(KAFKA_STORAGE_ERROR, format!("cannot persist metadata: {e}"))
+            ApiError::new(
+                ErrorCode::KafkaStorageError,
+                format!("cannot persist metadata: {e}"),
+            )
         })?;
         *file = next;
         self.publish(file);
@@ -238,7 +308,7 @@ impl MetadataStore {
     pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
         for (k, v) in configs {
             BrokerConfig::validate_topic_config(k, v)
-                .map_err(|e| ApiError::new(INVALID_CONFIG, e.to_string()))?;
+                .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()))?;
         }
         Ok(())
     }
@@ -257,7 +327,7 @@ impl MetadataStore {
         validate_topic_name(name)?;
         if name.starts_with("__") && !allow_internal {
             return Err(ApiError::new(
-                INVALID_TOPIC_EXCEPTION,
+                ErrorCode::InvalidTopicException,
                 format!("`{name}` is reserved for internal topics"),
             ));
         }
@@ -268,7 +338,7 @@ impl MetadataStore {
         };
         if partitions <= 0 {
             return Err(ApiError::new(
-                INVALID_PARTITIONS,
+                ErrorCode::InvalidPartitions,
                 "number of partitions must be larger than 0",
             ));
         }
@@ -279,13 +349,13 @@ impl MetadataStore {
         };
         if rf <= 0 {
             return Err(ApiError::new(
-                INVALID_REPLICATION_FACTOR,
+                ErrorCode::InvalidReplicationFactor,
                 "replication factor must be larger than 0",
             ));
         }
         if rf > 1 {
             return Err(ApiError::new(
-                INVALID_REPLICATION_FACTOR,
+                ErrorCode::InvalidReplicationFactor,
                 format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
             ));
         }
@@ -293,7 +363,7 @@ impl MetadataStore {
         let mut file = self.lock();
         if file.topics.iter().any(|t| t.name == name) {
             return Err(ApiError::new(
-                TOPIC_ALREADY_EXISTS,
+                ErrorCode::TopicAlreadyExists,
                 format!("Topic '{name}' already exists."),
             ));
         }
@@ -301,21 +371,20 @@ impl MetadataStore {
         let norm = |s: &str| s.replace('.', "_");
         if let Some(t) = file.topics.iter().find(|t| norm(&t.name) == norm(name)) {
             return Err(ApiError::new(
-                INVALID_TOPIC_EXCEPTION,
+                ErrorCode::InvalidTopicException,
                 format!("Topic '{name}' collides with existing topic: {}", t.name),
             ));
         }
         let record = TopicRecord {
             name: name.to_string(),
-            id: Uuid::new_v4().to_string(),
+            id: Uuid::new_v4(),
             partitions,
             configs,
         };
         if validate_only {
-            let id = Uuid::parse_str(&record.id).unwrap_or_default();
             return Ok(Arc::new(TopicMeta {
                 name: record.name,
-                id,
+                id: record.id,
                 partitions,
                 log_config: LogConfig::resolve(&self.config, &record.configs),
                 configs: record.configs,
@@ -330,26 +399,26 @@ impl MetadataStore {
             .by_name
             .get(name)
             .cloned()
-            .ok_or_else(|| ApiError::new(KAFKA_STORAGE_ERROR, "topic vanished"))
+            .ok_or_else(|| ApiError::new(ErrorCode::KafkaStorageError, "topic vanished"))
     }
 
     pub fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, ApiError> {
         if !self.config.delete_topic_enable {
             return Err(ApiError::new(
-                TOPIC_DELETION_DISABLED,
+                ErrorCode::TopicDeletionDisabled,
                 "topic deletion is disabled",
             ));
         }
         let existing = self.image().by_name.get(name).cloned();
         let Some(meta) = existing else {
             return Err(ApiError::new(
-                UNKNOWN_TOPIC_OR_PARTITION,
+                ErrorCode::UnknownTopicOrPartition,
                 "This server does not host this topic-partition.",
             ));
         };
         if meta.internal {
             return Err(ApiError::new(
-                INVALID_TOPIC_EXCEPTION,
+                ErrorCode::InvalidTopicException,
                 format!("cannot delete internal topic {name}"),
             ));
         }
@@ -369,14 +438,14 @@ impl MetadataStore {
         let mut file = self.lock();
         let Some(pos) = file.topics.iter().position(|t| t.name == name) else {
             return Err(ApiError::new(
-                UNKNOWN_TOPIC_OR_PARTITION,
+                ErrorCode::UnknownTopicOrPartition,
                 "This server does not host this topic-partition.",
             ));
         };
         let current = file.topics[pos].partitions;
         if count <= current {
             return Err(ApiError::new(
-                INVALID_PARTITIONS,
+                ErrorCode::InvalidPartitions,
                 format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
             ));
         }
@@ -390,7 +459,7 @@ impl MetadataStore {
             .by_name
             .get(name)
             .cloned()
-            .ok_or_else(|| ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "gone"))
+            .ok_or_else(|| ApiError::new(ErrorCode::UnknownTopicOrPartition, "gone"))
     }
 
     /// Replaces (or, with `incremental`, edits) a topic's config overrides.
@@ -403,7 +472,7 @@ impl MetadataStore {
         let mut file = self.lock();
         let Some(pos) = file.topics.iter().position(|t| t.name == name) else {
             return Err(ApiError::new(
-                UNKNOWN_TOPIC_OR_PARTITION,
+                ErrorCode::UnknownTopicOrPartition,
                 "This server does not host this topic-partition.",
             ));
         };
@@ -418,7 +487,7 @@ impl MetadataStore {
             .by_name
             .get(name)
             .cloned()
-            .ok_or_else(|| ApiError::new(UNKNOWN_TOPIC_OR_PARTITION, "gone"))
+            .ok_or_else(|| ApiError::new(ErrorCode::UnknownTopicOrPartition, "gone"))
     }
 
     /// A fresh producer id, unique across restarts.
@@ -438,7 +507,7 @@ impl MetadataStore {
 mod tests {
     use super::*;
 
-    fn store(dir: &std::path::Path) -> MetadataStore {
+    fn store(dir: &Path) -> MetadataStore {
         let cfg = BrokerConfig {
             data_dir: dir.to_path_buf(),
             offsets_topic_num_partitions: 3,
@@ -459,25 +528,25 @@ mod tests {
             s.create_topic("orders", 3, 1, BTreeMap::new(), false, false)
                 .unwrap_err()
                 .code,
-            TOPIC_ALREADY_EXISTS
+            ErrorCode::TopicAlreadyExists
         );
         assert_eq!(
             s.create_topic("x", 1, 3, BTreeMap::new(), false, false)
                 .unwrap_err()
                 .code,
-            INVALID_REPLICATION_FACTOR
+            ErrorCode::InvalidReplicationFactor
         );
         assert_eq!(
             s.create_topic("bad/name", 1, 1, BTreeMap::new(), false, false)
                 .unwrap_err()
                 .code,
-            INVALID_TOPIC_EXCEPTION
+            ErrorCode::InvalidTopicException
         );
         assert_eq!(
             s.create_topic("y", 0, 1, BTreeMap::new(), false, false)
                 .unwrap_err()
                 .code,
-            INVALID_PARTITIONS
+            ErrorCode::InvalidPartitions
         );
         let mut bad = BTreeMap::new();
         bad.insert("retention.ms".into(), "soon".into());
@@ -485,7 +554,7 @@ mod tests {
             s.create_topic("z", 1, 1, bad, false, false)
                 .unwrap_err()
                 .code,
-            INVALID_CONFIG
+            ErrorCode::InvalidConfig
         );
         let pid1 = s.allocate_producer_id().unwrap();
         drop(s);
@@ -494,5 +563,63 @@ mod tests {
         assert_eq!(s.image().by_name["orders"].partitions, 3);
         assert!(s.image().by_name[OFFSETS_TOPIC].internal);
         assert!(s.allocate_producer_id().unwrap() > pid1);
+    }
+
+    #[test]
+    fn a_damaged_metadata_file_is_refused_and_left_as_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        s.create_topic("orders", 5, 1, BTreeMap::new(), false, false)
+            .unwrap();
+        let id = s.image().by_name["orders"].id;
+        drop(s);
+        let path = dir.path().join(META_FILE);
+        let good = std::fs::read_to_string(&path).unwrap();
+        let cfg = Arc::new(BrokerConfig {
+            data_dir: dir.path().to_path_buf(),
+            offsets_topic_num_partitions: 3,
+            ..Default::default()
+        });
+        let bad_id = good.replace(&id.to_string(), "not-a-uuid");
+        let twice = good.replace(&id.to_string(), &id_in_file(&good, OFFSETS_TOPIC));
+        let cases = [
+            (good[..good.len() / 2].to_string(), "EOF"),
+            (String::new(), "EOF"),
+            ("[1, 2]".to_string(), "invalid type"),
+            (bad_id, "\"not-a-uuid\" is not a UUID"),
+            (twice, "is used twice"),
+            (
+                good.replace("\"partitions\": 5", "\"partitions\": 0"),
+                "orders has 0 partitions",
+            ),
+        ];
+        for (text, problem) in cases {
+            std::fs::write(&path, &text).unwrap();
+            let err = match MetadataStore::open(cfg.clone()) {
+                Ok(_) => panic!("a damaged file ({problem}) was accepted"),
+                Err(e) => e.to_string(),
+            };
+            assert!(
+                err.contains(&path.display().to_string()) && err.contains(problem),
+                "{err}"
+            );
+            assert_eq!(
+                std::fs::read_to_string(&path).unwrap(),
+                text,
+                "left as it is"
+            );
+        }
+        std::fs::write(&path, &good).unwrap();
+        assert_eq!(store(dir.path()).image().by_name["orders"].id, id);
+    }
+
+    /// The id of `topic` in a metadata file's text.
+    fn id_in_file(text: &str, topic: &str) -> String {
+        let file: MetaFile = serde_json::from_str(text).unwrap();
+        file.topics
+            .iter()
+            .find(|t| t.name == topic)
+            .map(|t| t.id.to_string())
+            .unwrap()
     }
 }

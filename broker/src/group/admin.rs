@@ -7,6 +7,7 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::GroupId;
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::ErrorCode;
 
 use super::error::{code, GroupError};
 use super::state::GroupState;
@@ -27,7 +28,7 @@ impl GroupCoordinator {
         let mut d = DescribedGroup::default();
         d.group_id = GroupId(s(group_id));
         if self.is_shut_down() {
-            d.error_code = code(GroupError::NotCoordinator);
+            d.error_code = code(GroupError::NotCoordinator).code();
             d.group_state = s(GroupState::Dead.name());
             return d;
         }
@@ -69,8 +70,11 @@ impl GroupCoordinator {
     /// 4 does); member instance ids only from v4.
     pub fn describe_group_for_version(&self, group_id: &str, version: i16) -> DescribedGroup {
         let mut d = self.describe_group(group_id);
-        if version >= 6 && d.error_code == 0 && d.group_state.as_str() == GroupState::Dead.name() {
-            d.error_code = code(GroupError::GroupIdNotFound);
+        if version >= 6
+            && d.error_code == ErrorCode::None.code()
+            && d.group_state.as_str() == GroupState::Dead.name()
+        {
+            d.error_code = code(GroupError::GroupIdNotFound).code();
             d.error_message = Some(s(format!("Group {group_id} not found.")));
         }
         if version < 4 {

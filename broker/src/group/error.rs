@@ -3,7 +3,7 @@
 //! GroupCoordinator answers with, plus the mapping Kafka applies to errors
 //! coming back from the `__consumer_offsets` append.
 
-use kafka_protocol::ResponseError as E;
+use sluice_protocol::ErrorCode as E;
 
 /// A group-coordinator failure, as Kafka reports it on the wire.
 #[non_exhaustive]
@@ -46,47 +46,47 @@ pub enum GroupError {
     #[error("unknown server error")]
     UnknownServerError,
     /// An error code passed through from the log as it is.
-    #[error("log append failed with error code {0}")]
-    Log(i16),
+    #[error("log append failed with {0}")]
+    Log(E),
 }
 
-impl From<GroupError> for i16 {
-    fn from(e: GroupError) -> i16 {
+impl From<GroupError> for E {
+    fn from(e: GroupError) -> E {
         match e {
-            GroupError::InvalidGroupId => E::InvalidGroupId.code(),
-            GroupError::InvalidSessionTimeout => E::InvalidSessionTimeout.code(),
-            GroupError::InconsistentGroupProtocol => E::InconsistentGroupProtocol.code(),
-            GroupError::UnknownMemberId => E::UnknownMemberId.code(),
-            GroupError::MemberIdRequired => E::MemberIdRequired.code(),
-            GroupError::IllegalGeneration => E::IllegalGeneration.code(),
-            GroupError::RebalanceInProgress => E::RebalanceInProgress.code(),
-            GroupError::GroupMaxSizeReached => E::GroupMaxSizeReached.code(),
-            GroupError::FencedInstanceId => E::FencedInstanceId.code(),
-            GroupError::CoordinatorNotAvailable => E::CoordinatorNotAvailable.code(),
-            GroupError::NotCoordinator => E::NotCoordinator.code(),
-            GroupError::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge.code(),
-            GroupError::InvalidCommitOffsetSize => E::InvalidCommitOffsetSize.code(),
-            GroupError::NonEmptyGroup => E::NonEmptyGroup.code(),
-            GroupError::GroupIdNotFound => E::GroupIdNotFound.code(),
-            GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic.code(),
-            GroupError::UnstableOffsetCommit => E::UnstableOffsetCommit.code(),
-            GroupError::UnknownServerError => E::UnknownServerError.code(),
+            GroupError::InvalidGroupId => E::InvalidGroupId,
+            GroupError::InvalidSessionTimeout => E::InvalidSessionTimeout,
+            GroupError::InconsistentGroupProtocol => E::InconsistentGroupProtocol,
+            GroupError::UnknownMemberId => E::UnknownMemberId,
+            GroupError::MemberIdRequired => E::MemberIdRequired,
+            GroupError::IllegalGeneration => E::IllegalGeneration,
+            GroupError::RebalanceInProgress => E::RebalanceInProgress,
+            GroupError::GroupMaxSizeReached => E::GroupMaxSizeReached,
+            GroupError::FencedInstanceId => E::FencedInstanceId,
+            GroupError::CoordinatorNotAvailable => E::CoordinatorNotAvailable,
+            GroupError::NotCoordinator => E::NotCoordinator,
+            GroupError::OffsetMetadataTooLarge => E::OffsetMetadataTooLarge,
+            GroupError::InvalidCommitOffsetSize => E::InvalidCommitOffsetSize,
+            GroupError::NonEmptyGroup => E::NonEmptyGroup,
+            GroupError::GroupIdNotFound => E::GroupIdNotFound,
+            GroupError::GroupSubscribedToTopic => E::GroupSubscribedToTopic,
+            GroupError::UnstableOffsetCommit => E::UnstableOffsetCommit,
+            GroupError::UnknownServerError => E::UnknownServerError,
             GroupError::Log(code) => code,
         }
     }
 }
 
 /// Shorthand used when building responses.
-pub(super) fn code(e: GroupError) -> i16 {
+pub(super) fn code(e: GroupError) -> E {
     e.into()
 }
 
-fn is(code: i16, e: E) -> bool {
-    code == e.code()
+fn is(code: E, e: E) -> bool {
+    code == e
 }
 
 /// Kafka's translation of a failed offset-commit append (GroupMetadataManager.storeOffsets).
-pub(super) fn map_offset_store_error(log_code: i16) -> GroupError {
+pub(super) fn map_offset_store_error(log_code: E) -> GroupError {
     if is(log_code, E::UnknownTopicOrPartition)
         || is(log_code, E::NotEnoughReplicas)
         || is(log_code, E::NotEnoughReplicasAfterAppend)
@@ -105,7 +105,7 @@ pub(super) fn map_offset_store_error(log_code: i16) -> GroupError {
 }
 
 /// Kafka's translation of a failed group-metadata append (GroupMetadataManager.storeGroup).
-pub(super) fn map_group_store_error(log_code: i16) -> GroupError {
+pub(super) fn map_group_store_error(log_code: E) -> GroupError {
     if is(log_code, E::UnknownTopicOrPartition)
         || is(log_code, E::NotEnoughReplicas)
         || is(log_code, E::NotEnoughReplicasAfterAppend)

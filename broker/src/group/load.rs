@@ -10,6 +10,7 @@ use std::collections::HashMap;
 use std::time::Instant;
 
 use bytes::Bytes;
+use sluice_protocol::clock::now_ms;
 
 use super::membership::ms;
 use super::records::{self, GroupValue, RecordKey};
@@ -70,7 +71,7 @@ impl GroupCoordinator {
         }
 
         let now = Instant::now();
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let mut loaded: HashMap<String, Group> = HashMap::new();
         for (id, value) in group_values {
             let Some(value) = value else { continue };

@@ -23,6 +23,8 @@ use kafka_protocol::messages::{
     LeaveGroupResponse, SyncGroupRequest, SyncGroupResponse,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::clock::now_ms;
+use sluice_protocol::ErrorCode;
 
 use super::error::{code, map_group_store_error, GroupError};
 use super::state::{Group, GroupState, InitialDelay, JoinOutcome, JoinPhase, Member, SyncOutcome};
@@ -105,7 +107,7 @@ enum SyncStep {
 
 fn join_response(o: JoinOutcome, version: i16) -> JoinGroupResponse {
     let mut r = JoinGroupResponse::default();
-    r.error_code = o.error;
+    r.error_code = o.error.code();
     r.generation_id = o.generation;
     if version >= 7 {
         r.protocol_type = o.protocol_type.map(s);
@@ -134,7 +136,7 @@ fn join_response(o: JoinOutcome, version: i16) -> JoinGroupResponse {
 
 fn sync_response(o: SyncOutcome, version: i16) -> SyncGroupResponse {
     let mut r = SyncGroupResponse::default();
-    r.error_code = o.error;
+    r.error_code = o.error.code();
     if version >= 5 {
         r.protocol_type = o.protocol_type.map(s);
         r.protocol_name = o.protocol_name.map(s);
@@ -218,7 +220,7 @@ impl GroupCoordinator {
         {
             return err(GroupError::InvalidSessionTimeout);
         }
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let unknown = p.member_id.is_empty();
         let mut groups = self.groups.borrow_mut();
         if !groups.contains_key(p.group_id) {
@@ -492,7 +494,7 @@ impl GroupCoordinator {
     fn finish_static_rejoin(
         &self,
         p: StaticRejoin,
-        result: Result<(), i16>,
+        result: Result<(), ErrorCode>,
     ) -> oneshot::Receiver<JoinOutcome> {
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups
@@ -514,7 +516,7 @@ impl GroupCoordinator {
         };
         match result {
             Err(log_code) => {
-                tracing::warn!(group = %group.id, error_code = log_code, "failed to persist static member's new id");
+                tracing::warn!(group = %group.id, error = %log_code, "failed to persist static member's new id");
                 member.protocols = p.old_protocols;
                 member.rebalance_timeout_ms = p.old_rebalance_timeout_ms;
                 member.session_timeout_ms = p.old_session_timeout_ms;
@@ -538,7 +540,7 @@ impl GroupCoordinator {
                 let outcome = if p.supports_skip_assignment {
                     // v9+: the leader learns it leads but skips the assignor.
                     JoinOutcome {
-                        error: 0,
+                        error: ErrorCode::None,
                         member_id: p.new_id.clone(),
                         generation: group.generation,
                         protocol_type: group.protocol_type.clone(),
@@ -555,7 +557,7 @@ impl GroupCoordinator {
                     // Before v9: report the old leader id so a static leader
                     // does not run a pointless assignment.
                     JoinOutcome {
-                        error: 0,
+                        error: ErrorCode::None,
                         member_id: p.new_id.clone(),
                         generation: group.generation,
                         protocol_type: group.protocol_type.clone(),
@@ -681,7 +683,7 @@ impl GroupCoordinator {
         let mut pending = Vec::with_capacity(group.members.len());
         for m in group.members.values_mut() {
             let outcome = JoinOutcome {
-                error: 0,
+                error: ErrorCode::None,
                 member_id: m.id.clone(),
                 generation,
                 protocol_type: protocol_type.clone(),
@@ -827,7 +829,7 @@ impl GroupCoordinator {
                 };
                 m.deadline = now + ms(m.session_timeout_ms);
                 SyncStep::Done(SyncOutcome {
-                    error: 0,
+                    error: ErrorCode::None,
                     protocol_type,
                     protocol_name,
                     assignment: m.assignment.clone(),
@@ -875,9 +877,9 @@ impl GroupCoordinator {
         incarnation: u64,
         generation: i32,
         assignment: HashMap<String, Bytes>,
-        result: Result<(), i16>,
+        result: Result<(), ErrorCode>,
     ) {
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups
             .get_mut(group_id)
@@ -892,7 +894,7 @@ impl GroupCoordinator {
         }
         match result {
             Err(log_code) => {
-                tracing::warn!(group = %group.id, error_code = log_code, "failed to persist group assignment");
+                tracing::warn!(group = %group.id, error = %log_code, "failed to persist group assignment");
                 reset_and_propagate_assignment_error(group, code(map_group_store_error(log_code)));
                 self.maybe_prepare_rebalance(group, now_ms, "error storing group assignment");
             }
@@ -924,11 +926,11 @@ impl GroupCoordinator {
             instance_id,
             req.generation_id,
         ) {
-            Ok(()) => 0,
+            Ok(()) => ErrorCode::None,
             Err(e) => code(e),
         };
         let mut r = HeartbeatResponse::default();
-        r.error_code = error;
+        r.error_code = error.code();
         r
     }
 
@@ -1003,7 +1005,7 @@ impl GroupCoordinator {
         let (top, errors) = self.leave_step(req.group_id.as_str(), &leaving);
         let mut r = LeaveGroupResponse::default();
         if version >= 3 {
-            r.error_code = top;
+            r.error_code = top.code();
             r.members = leaving
                 .into_iter()
                 .zip(errors)
@@ -1011,21 +1013,25 @@ impl GroupCoordinator {
                     let mut m = MemberResponse::default();
                     m.member_id = s(member_id);
                     m.group_instance_id = instance_id.map(s);
-                    m.error_code = error;
+                    m.error_code = error.code();
                     m
                 })
                 .collect();
         } else {
-            r.error_code = if top != 0 {
-                top
+            r.error_code = if top != ErrorCode::None {
+                top.code()
             } else {
-                errors.first().copied().unwrap_or(0)
+                errors.first().copied().unwrap_or(ErrorCode::None).code()
             };
         }
         r
     }
 
-    fn leave_step(&self, group_id: &str, leaving: &[(String, Option<String>)]) -> (i16, Vec<i16>) {
+    fn leave_step(
+        &self,
+        group_id: &str,
+        leaving: &[(String, Option<String>)],
+    ) -> (ErrorCode, Vec<ErrorCode>) {
         if self.is_shut_down() {
             return (code(GroupError::NotCoordinator), Vec::new());
         }
@@ -1035,12 +1041,12 @@ impl GroupCoordinator {
         let unknown = code(GroupError::UnknownMemberId);
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups.get_mut(group_id) else {
-            return (0, vec![unknown; leaving.len()]);
+            return (ErrorCode::None, vec![unknown; leaving.len()]);
         };
         if group.is(&GroupState::Dead) {
             return (code(GroupError::CoordinatorNotAvailable), Vec::new());
         }
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let mut errors = Vec::with_capacity(leaving.len());
         for (member_id, instance_id) in leaving {
             let error = if member_id.is_empty() {
@@ -1057,7 +1063,7 @@ impl GroupCoordinator {
                             now_ms,
                             "LeaveGroup by instance id",
                         );
-                        0
+                        ErrorCode::None
                     }
                     None => unknown,
                 }
@@ -1065,25 +1071,25 @@ impl GroupCoordinator {
                 if group.state.is_preparing() {
                     self.try_complete_join(group, now_ms);
                 }
-                0
+                ErrorCode::None
             } else if group.is_static_member_fenced(instance_id.as_deref(), member_id) {
                 code(GroupError::FencedInstanceId)
             } else if group.members.contains_key(member_id) {
                 self.remove_member_and_update(group, member_id, now_ms, "LeaveGroup");
-                0
+                ErrorCode::None
             } else {
                 unknown
             };
             errors.push(error);
         }
-        (0, errors)
+        (ErrorCode::None, errors)
     }
 
     // ------------------------------------------------------------ timers
 
     /// Runs every due deadline of one group; called by the timer task.
     pub(super) fn check_group(&self, group_id: &str, now: Instant) {
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups.get_mut(group_id) else {
             return;
@@ -1173,7 +1179,7 @@ impl GroupCoordinator {
 
 fn current_generation(group: &Group, member_id: &str, with_members: bool) -> JoinOutcome {
     JoinOutcome {
-        error: 0,
+        error: ErrorCode::None,
         member_id: member_id.to_owned(),
         generation: group.generation,
         protocol_type: group.protocol_type.clone(),
@@ -1196,7 +1202,7 @@ fn mark_synced(group: &mut Group, member_id: &str) {
 }
 
 /// Clears assignments and fails every waiting SyncGroup with `error`.
-fn reset_and_propagate_assignment_error(group: &mut Group, error: i16) {
+fn reset_and_propagate_assignment_error(group: &mut Group, error: ErrorCode) {
     let now = Instant::now();
     for m in group.members.values_mut() {
         m.assignment = Bytes::new();
@@ -1216,7 +1222,7 @@ fn set_and_propagate_assignment(group: &mut Group, assignment: &HashMap<String, 
         m.assignment = assignment.get(&m.id).cloned().unwrap_or_default();
         if let Some(tx) = m.awaiting_sync.take() {
             let _ = tx.send(SyncOutcome {
-                error: 0,
+                error: ErrorCode::None,
                 protocol_type: protocol_type.clone(),
                 protocol_name: protocol_name.clone(),
                 assignment: m.assignment.clone(),

@@ -36,10 +36,12 @@ mod tests;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::rc::{Rc, Weak};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
+use sluice_protocol::clock::now_ms;
+use sluice_protocol::ErrorCode;
 
 pub use error::GroupError;
 pub use offsets::{OffsetFetchGroupResult, OffsetFetchPartitionResult, OffsetFetchTopicResult};
@@ -92,7 +94,7 @@ pub trait GroupLog {
     fn append(
         &self,
         records: Vec<(Bytes, Option<Bytes>)>,
-    ) -> LocalBoxFuture<'static, Result<(), i16>>;
+    ) -> LocalBoxFuture<'static, Result<(), ErrorCode>>;
 }
 
 /// How long a member that joined during a rebalance may wait in JoinGroup
@@ -167,13 +169,6 @@ impl GroupCoordinator {
         self.shut_down.get()
     }
 
-    fn now_ms() -> i64 {
-        SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis() as i64)
-            .unwrap_or(0)
-    }
-
     fn new_incarnation(&self) -> u64 {
         let n = self.next_incarnation.get();
         self.next_incarnation.set(n + 1);
@@ -211,7 +206,7 @@ impl GroupCoordinator {
         let task = async move {
             if let Err(code) = fut.await {
                 tracing::warn!(
-                    error_code = code,
+                    error = %code,
                     "failed to write {what} to the offsets log"
                 );
             }
@@ -227,7 +222,7 @@ impl GroupCoordinator {
         if now < next {
             return next;
         }
-        self.expire_offsets(Self::now_ms());
+        self.expire_offsets(now_ms());
         let interval =
             Duration::from_millis(self.config.offsets_retention_check_interval_ms.max(1) as u64);
         let next = now + interval;

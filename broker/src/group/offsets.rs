@@ -26,6 +26,8 @@ use kafka_protocol::messages::{
     TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
+use sluice_protocol::clock::now_ms;
+use sluice_protocol::ErrorCode;
 
 use super::error::{code, map_offset_store_error, GroupError};
 use super::membership::ms;
@@ -34,9 +36,9 @@ use super::state::{CommittedOffset, Group, GroupState, CONSUMER_PROTOCOL_TYPE};
 use super::GroupCoordinator;
 
 /// One group's answer to an OffsetFetch.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetFetchGroupResult {
-    pub error_code: i16,
+    pub error_code: ErrorCode,
     pub topics: Vec<OffsetFetchTopicResult>,
 }
 
@@ -46,7 +48,7 @@ pub struct OffsetFetchTopicResult {
     pub partitions: Vec<OffsetFetchPartitionResult>,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetFetchPartitionResult {
     pub partition_index: i32,
     /// -1 when nothing is committed.
@@ -54,11 +56,11 @@ pub struct OffsetFetchPartitionResult {
     /// -1 when unknown.
     pub committed_leader_epoch: i32,
     pub metadata: String,
-    pub error_code: i16,
+    pub error_code: ErrorCode,
 }
 
 impl OffsetFetchPartitionResult {
-    fn none(partition_index: i32, error_code: i16) -> Self {
+    fn none(partition_index: i32, error_code: ErrorCode) -> Self {
         OffsetFetchPartitionResult {
             partition_index,
             committed_offset: -1,
@@ -89,7 +91,7 @@ impl OffsetFetchGroupResult {
                             rp.committed_leader_epoch = p.committed_leader_epoch;
                         }
                         rp.metadata = Some(StrBytes::from_string(p.metadata));
-                        rp.error_code = p.error_code;
+                        rp.error_code = p.error_code.code();
                         rp
                     })
                     .collect();
@@ -103,7 +105,7 @@ impl OffsetFetchGroupResult {
     pub fn into_response_group(self, group_id: &str) -> OffsetFetchResponseGroup {
         let mut g = OffsetFetchResponseGroup::default();
         g.group_id = GroupId(StrBytes::from_string(group_id.to_owned()));
-        g.error_code = self.error_code;
+        g.error_code = self.error_code.code();
         g.topics = self
             .topics
             .into_iter()
@@ -119,7 +121,7 @@ impl OffsetFetchGroupResult {
                         rp.committed_offset = p.committed_offset;
                         rp.committed_leader_epoch = p.committed_leader_epoch;
                         rp.metadata = Some(StrBytes::from_string(p.metadata));
-                        rp.error_code = p.error_code;
+                        rp.error_code = p.error_code.code();
                         rp
                     })
                     .collect();
@@ -134,7 +136,7 @@ impl OffsetFetchGroupResult {
 struct CommitEntry {
     topic: String,
     partition: i32,
-    result: Result<CommittedOffset, i16>,
+    result: Result<CommittedOffset, ErrorCode>,
 }
 
 struct CommitPlan {
@@ -169,7 +171,7 @@ impl GroupCoordinator {
     ) -> OffsetCommitResponse {
         self.ensure_timer_task();
         let group_id = req.group_id.to_string();
-        let errors: Vec<i16> = match self.commit_step(&req, version) {
+        let errors: Vec<ErrorCode> = match self.commit_step(&req, version) {
             Err(e) => vec![code(e); req.topics.iter().map(|t| t.partitions.len()).sum()],
             Ok(plan) => {
                 let result = if plan.records.is_empty() {
@@ -179,7 +181,7 @@ impl GroupCoordinator {
                 };
                 self.finish_commit(&group_id, plan.incarnation, &plan.entries, result);
                 let write_error = match result {
-                    Ok(()) => 0,
+                    Ok(()) => ErrorCode::None,
                     Err(c) => code(map_offset_store_error(c)),
                 };
                 plan.entries
@@ -202,7 +204,7 @@ impl GroupCoordinator {
                     .map(|p| {
                         let mut rp = OffsetCommitResponsePartition::default();
                         rp.partition_index = p.partition_index;
-                        rp.error_code = errors.next().unwrap_or(0);
+                        rp.error_code = errors.next().unwrap_or(ErrorCode::None).code();
                         rp
                     })
                     .collect();
@@ -228,7 +230,7 @@ impl GroupCoordinator {
         } else {
             None
         };
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let mut groups = self.groups.borrow_mut();
         if !groups.contains_key(group_id) {
             if generation >= 0 {
@@ -335,7 +337,7 @@ impl GroupCoordinator {
         group_id: &str,
         incarnation: u64,
         entries: &[CommitEntry],
-        result: Result<(), i16>,
+        result: Result<(), ErrorCode>,
     ) {
         let mut groups = self.groups.borrow_mut();
         let Some(group) = groups
@@ -403,11 +405,11 @@ impl GroupCoordinator {
                                     committed_offset: o.offset,
                                     committed_leader_epoch: o.leader_epoch,
                                     metadata: o.metadata.clone(),
-                                    error_code: 0,
+                                    error_code: ErrorCode::None,
                                 },
-                                None => OffsetFetchPartitionResult::none(p, 0),
+                                None => OffsetFetchPartitionResult::none(p, ErrorCode::None),
                             },
-                            None => OffsetFetchPartitionResult::none(p, 0),
+                            None => OffsetFetchPartitionResult::none(p, ErrorCode::None),
                         })
                         .collect();
                     OffsetFetchTopicResult { name, partitions }
@@ -433,7 +435,7 @@ impl GroupCoordinator {
                                     committed_offset: o.offset,
                                     committed_leader_epoch: o.leader_epoch,
                                     metadata: o.metadata.clone(),
-                                    error_code: 0,
+                                    error_code: ErrorCode::None,
                                 }
                             }
                         })
@@ -443,7 +445,7 @@ impl GroupCoordinator {
             (None, None) => Vec::new(),
         };
         OffsetFetchGroupResult {
-            error_code: 0,
+            error_code: ErrorCode::None,
             topics,
         }
     }
@@ -459,11 +461,11 @@ impl GroupCoordinator {
         self.ensure_timer_task();
         let mut r = OffsetDeleteResponse::default();
         match self.offset_delete_step(&req) {
-            Err(e) => r.error_code = code(e),
+            Err(e) => r.error_code = code(e).code(),
             Ok((results, records)) => {
                 if !records.is_empty() {
                     if let Err(c) = self.log.append(records).await {
-                        r.error_code = code(map_offset_store_error(c));
+                        r.error_code = code(map_offset_store_error(c)).code();
                     }
                 }
                 r.topics = results
@@ -477,7 +479,7 @@ impl GroupCoordinator {
                             .map(|(p, e)| {
                                 let mut rp = OffsetDeleteResponsePartition::default();
                                 rp.partition_index = p;
-                                rp.error_code = e;
+                                rp.error_code = e.code();
                                 rp
                             })
                             .collect();
@@ -493,12 +495,18 @@ impl GroupCoordinator {
     fn offset_delete_step(
         &self,
         req: &OffsetDeleteRequest,
-    ) -> Result<(Vec<(String, Vec<(i32, i16)>)>, Vec<(Bytes, Option<Bytes>)>), GroupError> {
+    ) -> Result<
+        (
+            Vec<(String, Vec<(i32, ErrorCode)>)>,
+            Vec<(Bytes, Option<Bytes>)>,
+        ),
+        GroupError,
+    > {
         if self.is_shut_down() {
             return Err(GroupError::NotCoordinator);
         }
         let group_id = req.group_id.as_str();
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .get_mut(group_id)
@@ -526,7 +534,7 @@ impl GroupCoordinator {
                 }
                 // Like Kafka: an empty group answers only for partitions it had.
                 if existed || !empty {
-                    parts.push((p, 0));
+                    parts.push((p, ErrorCode::None));
                 }
             }
             results.push((topic.to_owned(), parts));
@@ -543,14 +551,14 @@ impl GroupCoordinator {
     // ------------------------------------------------------------ DeleteGroups
 
     /// Deletes an empty group and its offsets (one group of a DeleteGroups).
-    pub async fn delete_group(self: &Rc<Self>, group_id: &str) -> i16 {
+    pub async fn delete_group(self: &Rc<Self>, group_id: &str) -> ErrorCode {
         self.ensure_timer_task();
         let records = match self.delete_group_step(group_id) {
             Ok(records) => records,
             Err(e) => return code(e),
         };
         match self.log.append(records).await {
-            Ok(()) => 0,
+            Ok(()) => ErrorCode::None,
             Err(c) => code(map_offset_store_error(c)),
         }
     }
@@ -559,7 +567,7 @@ impl GroupCoordinator {
         if self.is_shut_down() {
             return Err(GroupError::NotCoordinator);
         }
-        let now_ms = Self::now_ms();
+        let now_ms = now_ms();
         let mut groups = self.groups.borrow_mut();
         let group = groups
             .get_mut(group_id)

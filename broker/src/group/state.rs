@@ -13,6 +13,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::channel::oneshot;
 use indexmap::IndexMap;
+use sluice_protocol::ErrorCode;
 
 use super::records::{self, GroupValue, MemberValue};
 
@@ -80,9 +81,9 @@ impl GroupState {
 }
 
 /// What a waiting JoinGroup is answered with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct JoinOutcome {
-    pub error: i16,
+    pub error: ErrorCode,
     pub member_id: String,
     pub generation: i32,
     pub protocol_type: Option<String>,
@@ -94,30 +95,36 @@ pub(super) struct JoinOutcome {
 }
 
 impl JoinOutcome {
-    pub(super) fn error(member_id: &str, error: i16) -> Self {
+    pub(super) fn error(member_id: &str, error: ErrorCode) -> Self {
         JoinOutcome {
             error,
             member_id: member_id.to_owned(),
             generation: -1,
-            ..Default::default()
+            protocol_type: None,
+            protocol_name: None,
+            leader: String::new(),
+            skip_assignment: false,
+            members: Vec::new(),
         }
     }
 }
 
 /// What a waiting SyncGroup is answered with.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(super) struct SyncOutcome {
-    pub error: i16,
+    pub error: ErrorCode,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
     pub assignment: Bytes,
 }
 
 impl SyncOutcome {
-    pub(super) fn error(error: i16) -> Self {
+    pub(super) fn error(error: ErrorCode) -> Self {
         SyncOutcome {
             error,
-            ..Default::default()
+            protocol_type: None,
+            protocol_name: None,
+            assignment: Bytes::new(),
         }
     }
 }

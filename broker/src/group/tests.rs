@@ -20,7 +20,7 @@ use kafka_protocol::messages::offset_delete_request::{
 use kafka_protocol::messages::sync_group_request::SyncGroupRequestAssignment;
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use kafka_protocol::ResponseError as E;
+use sluice_protocol::ErrorCode as E;
 
 use super::{GroupConfig, GroupCoordinator, GroupLog};
 
@@ -29,14 +29,14 @@ use super::{GroupConfig, GroupCoordinator, GroupLog};
 #[derive(Default)]
 struct MemLog {
     records: RefCell<Vec<(Bytes, Option<Bytes>)>>,
-    fail_with: Cell<Option<i16>>,
+    fail_with: Cell<Option<E>>,
 }
 
 impl GroupLog for MemLog {
     fn append(
         &self,
         records: Vec<(Bytes, Option<Bytes>)>,
-    ) -> LocalBoxFuture<'static, Result<(), i16>> {
+    ) -> LocalBoxFuture<'static, Result<(), E>> {
         if let Some(code) = self.fail_with.get() {
             return Box::pin(async move { Err(code) });
         }
@@ -251,7 +251,7 @@ fn fetched(c: &GroupCoordinator, group: &str, topic: &str, partition: i32) -> i6
         Some(vec![(topic.to_owned(), vec![partition])]),
         false,
     );
-    assert_eq!(r.error_code, 0);
+    assert_eq!(r.error_code, E::None);
     r.topics[0].partitions[0].committed_offset
 }
 
@@ -271,12 +271,12 @@ async fn stable_single(c: &Rc<GroupCoordinator>, group: &str, j: Join<'_>) -> (S
         req.member_id = r.member_id.clone();
         r = c.join_group(req, 5, "client", "/127.0.0.1").await;
     }
-    assert_eq!(r.error_code, 0);
+    assert_eq!(r.error_code, E::None.code());
     let id = r.member_id.to_string();
     let s = c
         .sync_group(sync_req(group, &id, r.generation_id, &[(&id, b"A")]), 3)
         .await;
-    assert_eq!(s.error_code, 0);
+    assert_eq!(s.error_code, E::None.code());
     (id, r.generation_id)
 }
 
@@ -306,7 +306,7 @@ fn single_member_join_sync_heartbeat_commit_fetch() {
     run(async {
         let (c, log) = coordinator(config());
         let r = join(&c, Join::new("g", ""), 3).await;
-        assert_eq!(r.error_code, 0);
+        assert_eq!(r.error_code, E::None.code());
         assert_eq!(r.generation_id, 1);
         assert!(r.member_id.starts_with("client-"));
         assert_eq!(r.leader, r.member_id);
@@ -318,7 +318,7 @@ fn single_member_join_sync_heartbeat_commit_fetch() {
         let sr = c
             .sync_group(sync_req("g", &id, 1, &[(&id, b"assignment")]), 3)
             .await;
-        assert_eq!(sr.error_code, 0);
+        assert_eq!(sr.error_code, E::None.code());
         assert_eq!(&sr.assignment[..], b"assignment");
         assert_eq!(state(&c, "g"), "Stable");
         assert_eq!(
@@ -327,10 +327,10 @@ fn single_member_join_sync_heartbeat_commit_fetch() {
             "assignment persisted before answering"
         );
 
-        assert_eq!(heartbeat(&c, "g", &id, 1, None).await, 0);
+        assert_eq!(heartbeat(&c, "g", &id, 1, None).await, E::None.code());
         assert_eq!(
             commit(&c, "g", &id, 1, &[("t1", 0, 42), ("t1", 1, 7)]).await,
-            vec![0, 0]
+            vec![E::None.code(); 2]
         );
         assert_eq!(fetched(&c, "g", "t1", 0), 42);
         assert_eq!(fetched(&c, "g", "t1", 1), 7);
@@ -355,14 +355,14 @@ fn single_member_join_sync_heartbeat_commit_fetch() {
         // The leader rejoining while Stable forces a rebalance (here it is
         // alone, so it completes at once).
         let r = join(&c, Join::new("g", &id), 3).await;
-        assert_eq!(r.error_code, 0);
+        assert_eq!(r.error_code, E::None.code());
         assert_eq!(r.generation_id, 2);
         assert_eq!(r.members.len(), 1);
         assert_eq!(c.rebalance_count(), 2);
         // Rejoining again with the same metadata while CompletingRebalance
         // repeats the current generation.
         let r = join(&c, Join::new("g", &id), 3).await;
-        assert_eq!((r.error_code, r.generation_id), (0, 2));
+        assert_eq!((r.error_code, r.generation_id), (E::None.code(), 2));
         assert_eq!(c.rebalance_count(), 2);
         c.shutdown();
     });
@@ -380,7 +380,7 @@ fn member_id_required_on_v4_and_later() {
         assert_eq!(state(&c, "g"), "Empty");
         // Rejoining with the given id completes the join.
         let r = join(&c, Join::new("g", &id), 4).await;
-        assert_eq!(r.error_code, 0);
+        assert_eq!(r.error_code, E::None.code());
         assert_eq!(r.member_id.as_str(), id);
         assert_eq!(r.generation_id, 1);
         // A made-up member id is unknown.
@@ -436,8 +436,8 @@ fn second_member_triggers_rebalance_and_leader_gets_members() {
         );
         let a_join = join(&c, Join::new("g", &a), 3).await;
         let b_join = b_join.await.expect("task");
-        assert_eq!(a_join.error_code, 0);
-        assert_eq!(b_join.error_code, 0);
+        assert_eq!(a_join.error_code, E::None.code());
+        assert_eq!(b_join.error_code, E::None.code());
         assert_eq!(a_join.generation_id, gen1 + 1);
         assert_eq!(b_join.generation_id, gen1 + 1);
         assert_eq!(a_join.leader.as_str(), a);
@@ -464,14 +464,14 @@ fn second_member_triggers_rebalance_and_leader_gets_members() {
             .await;
         assert_eq!(&a_sync.assignment[..], b"for-a");
         let b_sync = b_sync.await.expect("task");
-        assert_eq!(b_sync.error_code, 0);
+        assert_eq!(b_sync.error_code, E::None.code());
         assert_eq!(&b_sync.assignment[..], b"for-b");
         assert_eq!(state(&c, "g"), "Stable");
 
         // A follower rejoining with unchanged metadata while Stable: current
         // generation, no rebalance.
         let again = join(&c, Join::new("g", &b), 3).await;
-        assert_eq!(again.error_code, 0);
+        assert_eq!(again.error_code, E::None.code());
         assert_eq!(again.generation_id, gen1 + 1);
         assert_eq!(again.leader.as_str(), a);
         assert!(again.members.is_empty());
@@ -519,7 +519,7 @@ fn session_expiry_removes_member_and_rebalances() {
         let b_sync = spawn_sync(&c, sync_req("g", &b, gen, &[]));
         c.sync_group(sync_req("g", &a, gen, &[(&a, b"x"), (&b, b"y")]), 3)
             .await;
-        assert_eq!(b_sync.await.expect("task").error_code, 0);
+        assert_eq!(b_sync.await.expect("task").error_code, E::None.code());
         assert_eq!(describe(&c, "g").members.len(), 2);
 
         // a keeps heartbeating; b's session runs out and a is told to rejoin.
@@ -531,7 +531,7 @@ fn session_expiry_removes_member_and_rebalances() {
                 saw_rebalance = true;
                 break;
             }
-            assert_eq!(e, 0);
+            assert_eq!(e, E::None.code());
         }
         assert!(saw_rebalance, "b's session never expired");
         assert_eq!(
@@ -539,7 +539,7 @@ fn session_expiry_removes_member_and_rebalances() {
             E::UnknownMemberId.code()
         );
         let r = join(&c, Join::new("g", &a).timeouts(5000, 5000), 3).await;
-        assert_eq!(r.error_code, 0);
+        assert_eq!(r.error_code, E::None.code());
         assert_eq!(r.generation_id, gen + 1);
         assert_eq!(r.members.len(), 1);
 
@@ -571,7 +571,7 @@ fn rebalance_timeout_drops_members_that_do_not_rejoin() {
         settle().await;
         // a never rejoins: when the rebalance timeout passes, it is dropped.
         let b_join = b_join.await.expect("task");
-        assert_eq!(b_join.error_code, 0);
+        assert_eq!(b_join.error_code, E::None.code());
         assert_eq!(b_join.generation_id, gen + 1);
         assert_eq!(b_join.leader, b_join.member_id, "b became leader");
         assert_eq!(b_join.members.len(), 1);
@@ -593,7 +593,10 @@ fn initial_rebalance_delay_collects_members() {
         let a = spawn_join(&c, Join::new("g", ""), 3);
         let b = spawn_join(&c, Join::new("g", ""), 3);
         let (a, b) = (a.await.expect("task"), b.await.expect("task"));
-        assert_eq!((a.error_code, b.error_code), (0, 0));
+        assert_eq!(
+            (a.error_code, b.error_code),
+            (E::None.code(), E::None.code())
+        );
         assert_eq!(a.generation_id, 1);
         assert_eq!(b.generation_id, 1);
         assert_eq!(a.leader, b.leader);
@@ -614,7 +617,7 @@ fn static_member_rejoins_without_rebalance_and_fences_old_id() {
 
         // Restarted static member: unknown member id, same instance id and protocols.
         let r = join(&c, Join::new("g", "").instance("i1"), 5).await;
-        assert_eq!(r.error_code, 0);
+        assert_eq!(r.error_code, E::None.code());
         let new = r.member_id.to_string();
         assert_ne!(new, old);
         assert_eq!(r.generation_id, gen);
@@ -631,7 +634,7 @@ fn static_member_rejoins_without_rebalance_and_fences_old_id() {
 
         // It keeps its assignment.
         let sr = c.sync_group(sync_req("g", &new, gen, &[]), 3).await;
-        assert_eq!(sr.error_code, 0);
+        assert_eq!(sr.error_code, E::None.code());
         assert_eq!(&sr.assignment[..], b"A");
         // The old member id is fenced.
         assert_eq!(
@@ -652,11 +655,14 @@ fn static_member_rejoins_without_rebalance_and_fences_old_id() {
         );
         let r = join(&c, Join::new("g", &old).instance("i1"), 5).await;
         assert_eq!(r.error_code, E::FencedInstanceId.code());
-        assert_eq!(heartbeat(&c, "g", &new, gen, Some("i1")).await, 0);
+        assert_eq!(
+            heartbeat(&c, "g", &new, gen, Some("i1")).await,
+            E::None.code()
+        );
 
         // v9: the static leader is told it leads but skips the assignment.
         let r = join(&c, Join::new("g", "").instance("i1"), 9).await;
-        assert_eq!(r.error_code, 0);
+        assert_eq!(r.error_code, E::None.code());
         assert!(r.skip_assignment);
         assert_eq!(r.leader, r.member_id);
         assert_eq!(r.members.len(), 1);
@@ -671,7 +677,7 @@ fn static_member_rejoins_without_rebalance_and_fences_old_id() {
             5,
         );
         let r = p.await.expect("task");
-        assert_eq!(r.error_code, 0);
+        assert_eq!(r.error_code, E::None.code());
         assert_eq!(r.generation_id, gen + 1);
         assert_eq!(r.protocol_name.as_deref(), Some("roundrobin"));
         assert_eq!(c.rebalance_count(), rebalances + 1);
@@ -701,9 +707,12 @@ fn leave_group_single_and_batch() {
 
         // v3+: a batch, per-member errors; a static member by instance id alone.
         let r = leave(&c, "g", &[(&b, None), ("", Some("ia")), ("x", None)]).await;
-        assert_eq!(r.error_code, 0);
+        assert_eq!(r.error_code, E::None.code());
         let errors: Vec<i16> = r.members.iter().map(|m| m.error_code).collect();
-        assert_eq!(errors, vec![0, 0, E::UnknownMemberId.code()]);
+        assert_eq!(
+            errors,
+            vec![E::None.code(), E::None.code(), E::UnknownMemberId.code()]
+        );
         assert_eq!(r.members[1].group_instance_id.as_deref(), Some("ia"));
         // Everyone left: the rebalance completes at once with an empty group.
         assert_eq!(state(&c, "g"), "Empty");
@@ -722,16 +731,19 @@ fn delete_group_non_empty_then_empty() {
     run(async {
         let (c, log) = coordinator(config());
         let (a, gen) = stable_single(&c, "g", Join::new("g", "")).await;
-        assert_eq!(commit(&c, "g", &a, gen, &[("t1", 0, 10)]).await, vec![0]);
-        assert_eq!(c.delete_group("g").await, E::NonEmptyGroup.code());
-        assert_eq!(c.delete_group("missing").await, E::GroupIdNotFound.code());
+        assert_eq!(
+            commit(&c, "g", &a, gen, &[("t1", 0, 10)]).await,
+            vec![E::None.code()]
+        );
+        assert_eq!(c.delete_group("g").await, E::NonEmptyGroup);
+        assert_eq!(c.delete_group("missing").await, E::GroupIdNotFound);
         leave(&c, "g", &[(&a, None)]).await;
         assert_eq!(state(&c, "g"), "Empty");
-        assert_eq!(c.delete_group("g").await, 0);
+        assert_eq!(c.delete_group("g").await, E::None);
         assert_eq!(state(&c, "g"), "Dead");
         assert_eq!(c.group_count(), 0);
         assert_eq!(fetched(&c, "g", "t1", 0), -1);
-        assert_eq!(c.delete_group("g").await, E::GroupIdNotFound.code());
+        assert_eq!(c.delete_group("g").await, E::GroupIdNotFound);
         // Tombstones for the offset and the group were written.
         let tail: Vec<_> = log.records.borrow().iter().rev().take(2).cloned().collect();
         assert!(tail.iter().all(|(_, v)| v.is_none()));
@@ -744,7 +756,10 @@ fn simple_commits_and_offset_checks() {
     run(async {
         let (c, _) = coordinator(config());
         // Standalone consumer: generation -1, no member id.
-        assert_eq!(commit(&c, "solo", "", -1, &[("t", 0, 5)]).await, vec![0]);
+        assert_eq!(
+            commit(&c, "solo", "", -1, &[("t", 0, 5)]).await,
+            vec![E::None.code()]
+        );
         assert_eq!(fetched(&c, "solo", "t", 0), 5);
         assert_eq!(state(&c, "solo"), "Empty");
         // A generation for a group we never saw.
@@ -762,7 +777,10 @@ fn simple_commits_and_offset_checks() {
             .iter()
             .map(|p| p.error_code)
             .collect();
-        assert_eq!(errors, vec![0, E::OffsetMetadataTooLarge.code()]);
+        assert_eq!(
+            errors,
+            vec![E::None.code(), E::OffsetMetadataTooLarge.code()]
+        );
         assert_eq!(fetched(&c, "solo", "t", 0), 6);
         assert_eq!(fetched(&c, "solo", "t", 1), -1);
         c.shutdown();
@@ -775,11 +793,11 @@ fn failed_log_append_is_reported() {
         let (c, log) = coordinator(config());
         let r = join(&c, Join::new("g", ""), 3).await;
         let id = r.member_id.to_string();
-        log.fail_with.set(Some(E::NotLeaderOrFollower.code()));
+        log.fail_with.set(Some(E::NotLeaderOrFollower));
         let s = c.sync_group(sync_req("g", &id, 1, &[(&id, b"x")]), 3).await;
         assert_eq!(s.error_code, E::NotCoordinator.code());
         assert_ne!(state(&c, "g"), "Stable");
-        log.fail_with.set(Some(E::MessageTooLarge.code()));
+        log.fail_with.set(Some(E::MessageTooLarge));
         assert_eq!(
             commit(&c, "solo", "", -1, &[("t", 0, 1)]).await,
             vec![E::InvalidCommitOffsetSize.code()]
@@ -862,7 +880,7 @@ fn offset_delete_respects_subscriptions() {
         let (a, gen) = stable_single(&c, "g", Join::new("g", "")).await; // subscribed to t1
         assert_eq!(
             commit(&c, "g", &a, gen, &[("t1", 0, 1), ("t2", 0, 2)]).await,
-            vec![0, 0]
+            vec![E::None.code(); 2]
         );
         let mut req = OffsetDeleteRequest::default();
         req.group_id = GroupId(s("g"));
@@ -875,12 +893,12 @@ fn offset_delete_respects_subscriptions() {
             req.topics.push(topic);
         }
         let r = c.offset_delete(req.clone(), 0).await;
-        assert_eq!(r.error_code, 0);
+        assert_eq!(r.error_code, E::None.code());
         assert_eq!(
             r.topics[0].partitions[0].error_code,
             E::GroupSubscribedToTopic.code()
         );
-        assert_eq!(r.topics[1].partitions[0].error_code, 0);
+        assert_eq!(r.topics[1].partitions[0].error_code, E::None.code());
         assert_eq!(fetched(&c, "g", "t1", 0), 1);
         assert_eq!(fetched(&c, "g", "t2", 0), -1);
         let mut missing = req.clone();
@@ -892,7 +910,7 @@ fn offset_delete_respects_subscriptions() {
         // Once empty, the rest goes, and the group with it.
         leave(&c, "g", &[(&a, None)]).await;
         let r = c.offset_delete(req, 0).await;
-        assert_eq!(r.error_code, 0);
+        assert_eq!(r.error_code, E::None.code());
         assert_eq!(
             r.topics.len(),
             1,
@@ -911,12 +929,21 @@ fn load_replays_offsets_and_groups() {
         let (a, gen) = stable_single(&c, "g", Join::new("g", "").instance("ia")).await;
         assert_eq!(
             commit(&c, "g", &a, gen, &[("t1", 0, 100), ("t1", 1, 101)]).await,
-            vec![0, 0]
+            vec![E::None.code(); 2]
         );
-        assert_eq!(commit(&c, "g", &a, gen, &[("t1", 0, 200)]).await, vec![0]);
-        assert_eq!(commit(&c, "solo", "", -1, &[("t", 3, 9)]).await, vec![0]);
-        assert_eq!(commit(&c, "gone", "", -1, &[("t", 0, 1)]).await, vec![0]);
-        assert_eq!(c.delete_group("gone").await, 0);
+        assert_eq!(
+            commit(&c, "g", &a, gen, &[("t1", 0, 200)]).await,
+            vec![E::None.code()]
+        );
+        assert_eq!(
+            commit(&c, "solo", "", -1, &[("t", 3, 9)]).await,
+            vec![E::None.code()]
+        );
+        assert_eq!(
+            commit(&c, "gone", "", -1, &[("t", 0, 1)]).await,
+            vec![E::None.code()]
+        );
+        assert_eq!(c.delete_group("gone").await, E::None);
         c.shutdown();
 
         let records = log.records.borrow().clone();
@@ -941,11 +968,17 @@ fn load_replays_offsets_and_groups() {
         assert_eq!(d.members[0].group_instance_id.as_deref(), Some("ia"));
         assert_eq!(&d.members[0].member_assignment[..], b"A");
         // The member is back: it can heartbeat and commit in its generation.
-        assert_eq!(heartbeat(&c2, "g", &a, gen, Some("ia")).await, 0);
-        assert_eq!(commit(&c2, "g", &a, gen, &[("t1", 0, 300)]).await, vec![0]);
+        assert_eq!(
+            heartbeat(&c2, "g", &a, gen, Some("ia")).await,
+            E::None.code()
+        );
+        assert_eq!(
+            commit(&c2, "g", &a, gen, &[("t1", 0, 300)]).await,
+            vec![E::None.code()]
+        );
         // The static member's restart keeps its assignment after reload.
         let r = join(&c2, Join::new("g", "").instance("ia"), 5).await;
-        assert_eq!(r.error_code, 0);
+        assert_eq!(r.error_code, E::None.code());
         assert_eq!(r.generation_id, gen);
         c2.shutdown();
     });
@@ -986,7 +1019,10 @@ fn list_and_describe_views() {
         assert_eq!(c.list_groups(&[], &["consumer".into()]).len(), 0);
         assert_eq!(c.list_groups(&[], &["Classic".into()]).len(), 2);
         let d = c.describe_group_for_version("nope", 5);
-        assert_eq!((d.error_code, d.group_state.as_str()), (0, "Dead"));
+        assert_eq!(
+            (d.error_code, d.group_state.as_str()),
+            (E::None.code(), "Dead")
+        );
         let d = c.describe_group_for_version("nope", 6);
         assert_eq!(d.error_code, E::GroupIdNotFound.code());
         c.shutdown();
@@ -1075,7 +1111,11 @@ fn responses_encode_in_every_version() {
             if v >= 8 {
                 resp.groups.push(f.into_response_group("solo"));
             } else {
-                resp.error_code = if v >= 2 { f.error_code } else { 0 };
+                resp.error_code = if v >= 2 {
+                    f.error_code.code()
+                } else {
+                    E::None.code()
+                };
                 resp.topics = f.into_response_topics(v);
             }
             resp.encode(&mut BytesMut::new(), v)
@@ -1103,9 +1143,12 @@ fn offset_retention_expires_offsets() {
         let (a, gen) = stable_single(&c, "g", Join::new("g", "")).await; // subscribed to t1
         assert_eq!(
             commit(&c, "g", &a, gen, &[("t1", 0, 1), ("t2", 0, 2)]).await,
-            vec![0, 0]
+            vec![E::None.code(); 2]
         );
-        assert_eq!(commit(&c, "solo", "", -1, &[("t", 0, 1)]).await, vec![0]);
+        assert_eq!(
+            commit(&c, "solo", "", -1, &[("t", 0, 1)]).await,
+            vec![E::None.code()]
+        );
         for _ in 0..500 {
             settle().await;
             if c.group_count() == 1 && fetched(&c, "g", "t2", 0) == -1 {

@@ -5,27 +5,35 @@
 //! then advances the high watermark and answers every waiting request. While
 //! one round's write and sync are in flight, new requests queue and ride the
 //! next round: that is the group commit.
+//!
+//! A round goes through three steps: [`stage_round`] (pure, in `staging`:
+//! outcomes, offsets, patched headers, the write plan), `write_and_sync`
+//! (the io_uring vectored write and fdatasync; a failed write is cut off)
+//! and `commit` (indexes, producer state, log end offset and high
+//! watermark, metrics, parked fetches woken). Nothing of the partition
+//! changes before the write is durable, so a failed round leaves no trace.
 
+use std::collections::HashMap;
 use std::rc::Rc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use compio::io::AsyncWriteAtExt;
 use compio::BufResult;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
-use sluice_protocol::batch::{self, BatchHeader};
+use sluice_protocol::batch::BatchHeader;
+use sluice_protocol::clock::now_ms;
+use sluice_protocol::ErrorCode;
 
-use super::producer_state::{ProducerEntry, SequenceCheck};
+use super::producer_state::ProducerEntry;
 use super::segment::Segment;
-use super::{now_ms, PartitionLog};
+use super::staging::{stage_round, RoundBuffers, RoundPlan, RoundStart, Staged};
+use super::PartitionLog;
 use crate::config::FlushPolicy;
 
 /// Most bytes one group-commit round writes.
 const MAX_ROUND_BYTES: usize = 8 << 20;
-
-pub const KAFKA_STORAGE_ERROR: i16 = 56;
-pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
 
 pub struct AppendRequest {
     pub batches: Vec<(BatchHeader, Bytes)>,
@@ -35,7 +43,7 @@ pub struct AppendRequest {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AppendResult {
-    pub error: i16,
+    pub error: ErrorCode,
     pub base_offset: i64,
     /// -1 unless the topic uses LogAppendTime.
     pub log_append_time: i64,
@@ -43,7 +51,7 @@ pub struct AppendResult {
 }
 
 impl AppendResult {
-    pub fn error(code: i16) -> AppendResult {
+    pub fn error(code: ErrorCode) -> AppendResult {
         AppendResult {
             error: code,
             base_offset: -1,
@@ -73,18 +81,18 @@ impl PartitionLog {
             None => false,
         };
         if !sent {
-            return AppendResult::error(UNKNOWN_TOPIC_OR_PARTITION);
+            return AppendResult::error(ErrorCode::UnknownTopicOrPartition);
         }
         if !wait {
             return AppendResult {
-                error: 0,
+                error: ErrorCode::None,
                 base_offset: -1,
                 log_append_time: -1,
                 log_start_offset: -1,
             };
         }
         rx.await
-            .unwrap_or(AppendResult::error(UNKNOWN_TOPIC_OR_PARTITION))
+            .unwrap_or(AppendResult::error(ErrorCode::UnknownTopicOrPartition))
     }
 }
 
@@ -104,15 +112,6 @@ async fn run_appender(log: Rc<PartitionLog>, mut rx: mpsc::UnboundedReceiver<App
         log.append_round(round, bytes).await;
     }
 }
-
-/// Per-request outcome while a round is staged.
-enum Staged {
-    Appended { base_offset: i64 },
-    Duplicate { base_offset: i64 },
-    Rejected(i16),
-}
-
-type ProducerUndo = Vec<(i64, Option<ProducerEntry>)>;
 
 impl PartitionLog {
     async fn maybe_roll(&self, incoming: usize, now: i64) -> std::io::Result<()> {
@@ -149,162 +148,143 @@ impl PartitionLog {
         Ok(())
     }
 
+    /// One group-commit round: stage it (pure), write and sync it, commit
+    /// it, then answer every request of the round.
     async fn append_round(&self, round: Vec<AppendRequest>, bytes: usize) {
         let now = now_ms();
         if let Err(e) = self.maybe_roll(bytes, now).await {
             tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "segment roll failed");
-            return reply_all(round, AppendResult::error(KAFKA_STORAGE_ERROR));
+            return reply_all(round, AppendResult::error(ErrorCode::KafkaStorageError));
         }
         let cfg = self.config.borrow().clone();
-        // The round is written with one vectored write: per batch a patched
-        // copy of its first bytes (base offset, leader epoch) and the rest
-        // straight from the request buffer, so record bytes are not copied in
-        // user space (this memcpy was ~7% of the broker's produce profile).
-        let mut out = RoundBuffers::with_capacity(round.len() * 2);
-        let mut staged: Vec<Staged> = Vec::with_capacity(round.len());
-        let mut placed: Vec<(u64, BatchHeader)> = Vec::new();
-        let mut round_undo: ProducerUndo = Vec::new();
-        let (writer, write_pos, mut next_offset, leader_epoch) = {
+        let (writer, start, plan) = {
             let st = self.state.borrow();
             let Some(active) = st.active() else {
-                return reply_all(round, AppendResult::error(KAFKA_STORAGE_ERROR));
+                return reply_all(round, AppendResult::error(ErrorCode::KafkaStorageError));
             };
-            (
-                active.writer.clone(),
-                active.size,
-                st.log_end_offset,
-                st.leader_epoch,
-            )
+            let start = RoundStart {
+                write_pos: active.size,
+                next_offset: st.log_end_offset,
+                leader_epoch: st.leader_epoch,
+                now_ms: now,
+                log_append_time: cfg.log_append_time,
+            };
+            let requests = round.iter().map(|r| &r.batches[..]);
+            let plan = stage_round(requests, &st.producers, start);
+            (active.writer.clone(), start, plan)
         };
-        {
-            let mut st = self.state.borrow_mut();
-            for req in &round {
-                let req_buf_start = out.parts.len();
-                let req_len_start = out.len;
-                let req_placed_start = placed.len();
-                let req_next_start = next_offset;
-                let mut req_undo: ProducerUndo = Vec::new();
-                let mut outcome: Option<Staged> = None;
-                for (h, data) in &req.batches {
-                    match st.producers.check(h) {
-                        SequenceCheck::Reject(code) => {
-                            outcome = Some(Staged::Rejected(code));
-                            break;
-                        }
-                        SequenceCheck::Duplicate(meta) => {
-                            if outcome.is_none() {
-                                outcome = Some(Staged::Duplicate {
-                                    base_offset: meta.first_offset,
-                                });
-                            }
-                        }
-                        SequenceCheck::Append => {
-                            let start = out.len;
-                            out.push_batch(
-                                data,
-                                next_offset,
-                                leader_epoch,
-                                cfg.log_append_time.then_some(now),
-                            );
-                            let mut placed_h = *h;
-                            placed_h.base_offset = next_offset;
-                            placed_h.partition_leader_epoch = leader_epoch;
-                            if cfg.log_append_time {
-                                placed_h.max_timestamp = now;
-                            }
-                            if h.has_producer_id() {
-                                let pid = h.producer_id;
-                                if !req_undo.iter().any(|(p, _)| *p == pid) {
-                                    req_undo.push((pid, st.producers.producers.get(&pid).cloned()));
-                                }
-                            }
-                            st.producers.update(&placed_h, now);
-                            if outcome.is_none() {
-                                outcome = Some(Staged::Appended {
-                                    base_offset: next_offset,
-                                });
-                            }
-                            placed.push((write_pos + start as u64, placed_h));
-                            next_offset += i64::from(h.last_offset_delta) + 1;
-                        }
-                    }
+        let records = plan.record_count();
+        let RoundPlan {
+            buffers,
+            outcomes,
+            placed,
+            next_offset,
+            producers,
+        } = plan;
+        if buffers.len > 0 {
+            let must_sync =
+                cfg.flush_policy == FlushPolicy::Always && round.iter().any(|r| r.reply.is_some());
+            let written = buffers.len;
+            let synced = match self
+                .write_and_sync(writer, buffers, start.write_pos, must_sync, round.len())
+                .await
+            {
+                Ok(synced) => synced,
+                Err(_) => {
+                    return reply_all(round, AppendResult::error(ErrorCode::KafkaStorageError))
                 }
-                let outcome = outcome.unwrap_or(Staged::Rejected(2));
-                if let Staged::Rejected(_) = outcome {
-                    // All or nothing per partition, as in Kafka: unstage this request.
-                    out.parts.truncate(req_buf_start);
-                    out.len = req_len_start;
-                    placed.truncate(req_placed_start);
-                    next_offset = req_next_start;
-                    restore(&mut st.producers.producers, req_undo);
-                } else {
-                    for (pid, prev) in req_undo {
-                        if !round_undo.iter().any(|(p, _)| *p == pid) {
-                            round_undo.push((pid, prev));
-                        }
-                    }
-                }
-                staged.push(outcome);
-            }
-        }
-
-        let must_sync =
-            cfg.flush_policy == FlushPolicy::Always && round.iter().any(|r| r.reply.is_some());
-        let mut synced = false;
-        if out.len > 0 {
-            let mut w = writer.clone();
-            let written = out.len;
-            let res = out.write_at(&mut w, write_pos).await;
-            let res = match res {
-                Ok(()) if must_sync => {
-                    let t = Instant::now();
-                    let r = w.sync_data().await;
-                    self.metrics.observe_fsync(t.elapsed(), round.len());
-                    synced = r.is_ok();
-                    r
-                }
-                other => other,
             };
-            if let Err(e) = res {
+            let committed = Committed {
+                placed,
+                next_offset,
+                producers,
+                written,
+                records,
+                synced,
+            };
+            self.commit(committed, cfg.index_interval_bytes);
+        } else {
+            // Nothing to write (duplicates and rejections only).
+            self.wake_waiters();
+        }
+        self.answer(round, outcomes, now, cfg.log_append_time);
+    }
+
+    /// Writes a staged round at `write_pos` with one vectored write and,
+    /// with `must_sync`, fdatasyncs it. Returns whether it was synced. On
+    /// failure the partial write is cut off (or, if that fails too, the
+    /// partition closed) so recovery and readers never see it.
+    async fn write_and_sync(
+        &self,
+        writer: compio::fs::File,
+        buffers: RoundBuffers,
+        write_pos: u64,
+        must_sync: bool,
+        requests: usize,
+    ) -> std::io::Result<bool> {
+        let mut w = writer.clone();
+        let res = write_buffers(buffers, &mut w, write_pos).await;
+        let res = match res {
+            Ok(()) if must_sync => {
+                let t = Instant::now();
+                let r = w.sync_data().await;
+                self.metrics.observe_fsync(t.elapsed(), requests);
+                r.map(|()| true)
+            }
+            Ok(()) => Ok(false),
+            Err(e) => Err(e),
+        };
+        match res {
+            Ok(synced) => Ok(synced),
+            Err(e) => {
                 tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "append failed; rolling back");
-                restore(&mut self.state.borrow_mut().producers.producers, round_undo);
-                // Cut any partial write so recovery and readers never see it.
                 if let Err(e) = writer.set_len(write_pos).await {
                     tracing::error!(error = %e, "cannot truncate after failed append; closing partition");
                     self.close();
                 }
-                return reply_all(round, AppendResult::error(KAFKA_STORAGE_ERROR));
+                Err(e)
             }
+        }
+    }
+
+    /// Makes a written round part of the log: indexes, producer state, log
+    /// end offset and high watermark, metrics; then wakes parked fetches.
+    fn commit(&self, round: Committed, index_interval_bytes: usize) {
+        {
             let mut st = self.state.borrow_mut();
-            let interval = cfg.index_interval_bytes;
             if let Some(active) = st.segments.values_mut().next_back() {
-                for (pos, h) in &placed {
-                    active.note_batch(*pos, h, interval);
+                for (pos, h) in &round.placed {
+                    active.note_batch(*pos, h, index_interval_bytes);
                 }
             }
-            st.log_end_offset = next_offset;
-            st.high_watermark = next_offset;
-            st.dirty |= !synced;
+            st.producers.producers.extend(round.producers);
+            st.log_end_offset = round.next_offset;
+            st.high_watermark = round.next_offset;
+            st.dirty |= !round.synced;
             self.metrics
                 .set_offsets(st.log_start_offset, st.log_end_offset, st.size_bytes());
-            self.metrics.add_in(
-                written as u64,
-                placed
-                    .iter()
-                    .map(|(_, h)| h.records_count.max(0) as u64)
-                    .sum(),
-            );
         }
+        self.metrics.add_in(round.written as u64, round.records);
         self.wake_waiters();
+    }
+
+    /// Answers each request of a round with its staged outcome.
+    fn answer(
+        &self,
+        round: Vec<AppendRequest>,
+        outcomes: Vec<Staged>,
+        now: i64,
+        append_time: bool,
+    ) {
         let log_start = self.state.borrow().log_start_offset;
-        for (req, outcome) in round.into_iter().zip(staged) {
+        for (req, outcome) in round.into_iter().zip(outcomes) {
             let Some(reply) = req.reply else { continue };
             let result = match outcome {
                 Staged::Appended { base_offset } | Staged::Duplicate { base_offset } => {
                     AppendResult {
-                        error: 0,
+                        error: ErrorCode::None,
                         base_offset,
-                        log_append_time: if cfg.log_append_time { now } else { -1 },
+                        log_append_time: if append_time { now } else { -1 },
                         log_start_offset: log_start,
                     }
                 }
@@ -335,19 +315,6 @@ impl PartitionLog {
     }
 }
 
-fn restore(map: &mut std::collections::HashMap<i64, ProducerEntry>, undo: ProducerUndo) {
-    for (pid, prev) in undo {
-        match prev {
-            Some(e) => {
-                map.insert(pid, e);
-            }
-            None => {
-                map.remove(&pid);
-            }
-        }
-    }
-}
-
 fn reply_all(round: Vec<AppendRequest>, result: AppendResult) {
     for r in round {
         if let Some(reply) = r.reply {
@@ -356,68 +323,33 @@ fn reply_all(round: Vec<AppendRequest>, result: AppendResult) {
     }
 }
 
-/// The bytes of one append round, in log order, as buffers for one
-/// vectored write.
-struct RoundBuffers {
-    parts: Vec<Bytes>,
-    /// Total bytes in `parts`.
-    len: usize,
+/// What a written round commits (its plan, less what was written).
+struct Committed {
+    placed: Vec<(u64, BatchHeader)>,
+    next_offset: i64,
+    producers: HashMap<i64, ProducerEntry>,
+    written: usize,
+    records: u64,
+    synced: bool,
 }
 
-impl RoundBuffers {
-    /// Above this many buffers (the kernel takes at most 1024 per writev)
-    /// the round is joined into one buffer instead.
-    const MAX_IOVECS: usize = 1000;
+/// Above this many buffers (the kernel takes at most 1024 per writev) a
+/// round is joined into one buffer instead.
+const MAX_IOVECS: usize = 1000;
 
-    fn with_capacity(n: usize) -> RoundBuffers {
-        RoundBuffers {
-            parts: Vec::with_capacity(n),
-            len: 0,
+async fn write_buffers(
+    buffers: RoundBuffers,
+    w: &mut compio::fs::File,
+    pos: u64,
+) -> std::io::Result<()> {
+    if buffers.parts.len() > MAX_IOVECS {
+        let mut joined = Vec::with_capacity(buffers.len);
+        for p in &buffers.parts {
+            joined.extend_from_slice(p);
         }
+        let BufResult(res, _) = w.write_all_at(joined, pos).await;
+        return res;
     }
-
-    /// Adds one validated batch with its base offset and leader epoch set;
-    /// with `log_append_time`, a whole stamped copy (that changes bytes
-    /// inside the CRC, so the CRC is recomputed over the copy).
-    fn push_batch(
-        &mut self,
-        data: &Bytes,
-        base_offset: i64,
-        leader_epoch: i32,
-        log_append_time: Option<i64>,
-    ) {
-        self.len += data.len();
-        // The header is copied whole (61 bytes) because the setters work on a
-        // whole header; only its base offset and leader epoch change, and
-        // both are outside the CRC.
-        let prefix = batch::BATCH_HEADER_LEN;
-        if let Some(now) = log_append_time {
-            let mut copy = BytesMut::from(&data[..]);
-            batch::set_base_offset(&mut copy, base_offset);
-            batch::set_partition_leader_epoch(&mut copy, leader_epoch);
-            batch::set_log_append_time(&mut copy, now);
-            self.parts.push(copy.freeze());
-        } else if data.len() < prefix {
-            self.parts.push(data.clone()); // not a batch header: left as it came
-        } else {
-            let mut head = BytesMut::from(&data[..prefix]);
-            batch::set_base_offset(&mut head, base_offset);
-            batch::set_partition_leader_epoch(&mut head, leader_epoch);
-            self.parts.push(head.freeze());
-            self.parts.push(data.slice(prefix..));
-        }
-    }
-
-    async fn write_at(self, w: &mut compio::fs::File, pos: u64) -> std::io::Result<()> {
-        if self.parts.len() > Self::MAX_IOVECS {
-            let mut joined = Vec::with_capacity(self.len);
-            for p in &self.parts {
-                joined.extend_from_slice(p);
-            }
-            let BufResult(res, _) = w.write_all_at(joined, pos).await;
-            return res;
-        }
-        let BufResult(res, _) = w.write_vectored_all_at(self.parts, pos).await;
-        res
-    }
+    let BufResult(res, _) = w.write_vectored_all_at(buffers.parts, pos).await;
+    res
 }

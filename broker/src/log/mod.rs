@@ -1,7 +1,7 @@
 //! The partition log: an ordered list of segments in Kafka's on-disk layout,
 //! owned by exactly one shard. This module holds the partition's state and
 //! its effective configuration; the submodules own appends with group commit
-//! (`append`), reads for Fetch and ListOffsets (`read`), start-up recovery
+//! (`append`, staging each round in `staging`), reads for Fetch and ListOffsets (`read`), start-up recovery
 //! (`recovery`), retention and DeleteRecords (`retention`), idempotent
 //! producer state (`producer_state`) and the segment/index files.
 //!
@@ -17,12 +17,14 @@ pub mod read;
 pub mod recovery;
 pub mod retention;
 pub mod segment;
+pub mod staging;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use futures::channel::{mpsc, oneshot};
+use sluice_protocol::ErrorCode;
 
 use crate::config::{BrokerConfig, FlushPolicy};
 use producer_state::ProducerStateMap;
@@ -85,11 +87,11 @@ pub enum LogError {
 }
 
 impl LogError {
-    pub fn kafka_code(&self) -> i16 {
+    pub fn kafka_code(&self) -> ErrorCode {
         match self {
-            LogError::Io(_) => 56,                  // KAFKA_STORAGE_ERROR
-            LogError::OffsetOutOfRange { .. } => 1, // OFFSET_OUT_OF_RANGE
-            LogError::Closed => 3,                  // UNKNOWN_TOPIC_OR_PARTITION
+            LogError::Io(_) => ErrorCode::KafkaStorageError,
+            LogError::OffsetOutOfRange { .. } => ErrorCode::OffsetOutOfRange,
+            LogError::Closed => ErrorCode::UnknownTopicOrPartition,
         }
     }
 }
@@ -159,11 +161,4 @@ impl PartitionLog {
         self.appender.borrow_mut().take();
         self.wake_waiters();
     }
-}
-
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }

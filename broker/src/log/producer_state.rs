@@ -8,6 +8,7 @@
 use std::collections::{HashMap, VecDeque};
 
 use sluice_protocol::batch::BatchHeader;
+use sluice_protocol::ErrorCode;
 
 /// Kafka keeps this many batches per producer for duplicate detection; it is
 /// also the largest `max.in.flight.requests.per.connection` idempotence allows.
@@ -30,6 +31,28 @@ pub struct ProducerEntry {
     pub last_update_ms: i64,
 }
 
+impl ProducerEntry {
+    /// Records an appended batch of this producer (`h` carries its assigned
+    /// base offset); a new epoch starts the history afresh.
+    pub fn record(&mut self, h: &BatchHeader, now_ms: i64) {
+        if h.producer_epoch != self.epoch {
+            self.epoch = h.producer_epoch;
+            self.batches.clear();
+        }
+        self.batches.push_back(BatchMeta {
+            first_seq: h.base_sequence,
+            last_seq: h.last_sequence(),
+            first_offset: h.base_offset,
+            last_offset: h.last_offset(),
+            max_timestamp: h.max_timestamp,
+        });
+        while self.batches.len() > RETAINED_BATCHES {
+            self.batches.pop_front();
+        }
+        self.last_update_ms = now_ms;
+    }
+}
+
 /// What the appender should do with an incoming batch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SequenceCheck {
@@ -38,12 +61,8 @@ pub enum SequenceCheck {
     /// Already in the log: answer with the original offsets, append nothing.
     Duplicate(BatchMeta),
     /// Reject with this Kafka error code.
-    Reject(i16),
+    Reject(ErrorCode),
 }
-
-pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-
 #[derive(Debug, Default, Clone)]
 pub struct ProducerStateMap {
     pub producers: HashMap<i64, ProducerEntry>,
@@ -60,23 +79,29 @@ fn next_seq(seq: i32) -> i32 {
 impl ProducerStateMap {
     /// Checks an incoming batch against the producer's state (Kafka's rules).
     pub fn check(&self, h: &BatchHeader) -> SequenceCheck {
+        Self::check_entry(self.producers.get(&h.producer_id), h)
+    }
+
+    /// Checks an incoming batch against `entry`, the state of its producer
+    /// (`None`: unknown), as [`check`](Self::check) does.
+    pub fn check_entry(entry: Option<&ProducerEntry>, h: &BatchHeader) -> SequenceCheck {
         if !h.has_producer_id() {
             return SequenceCheck::Append;
         }
-        let Some(entry) = self.producers.get(&h.producer_id) else {
+        let Some(entry) = entry else {
             // Unknown producer (new, or its state expired): accept, as Kafka
             // does since KIP-360, whatever the first sequence.
             return SequenceCheck::Append;
         };
         if h.producer_epoch < entry.epoch {
-            return SequenceCheck::Reject(INVALID_PRODUCER_EPOCH);
+            return SequenceCheck::Reject(ErrorCode::InvalidProducerEpoch);
         }
         if h.producer_epoch > entry.epoch {
             // A bumped epoch restarts sequences at zero.
             return if h.base_sequence == 0 {
                 SequenceCheck::Append
             } else {
-                SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+                SequenceCheck::Reject(ErrorCode::OutOfOrderSequenceNumber)
             };
         }
         let last_seq = h.last_sequence();
@@ -89,7 +114,7 @@ impl ProducerStateMap {
         }
         match entry.batches.back() {
             Some(last) if h.base_sequence != next_seq(last.last_seq) => {
-                SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+                SequenceCheck::Reject(ErrorCode::OutOfOrderSequenceNumber)
             }
             _ => SequenceCheck::Append,
         }
@@ -100,22 +125,10 @@ impl ProducerStateMap {
         if !h.has_producer_id() {
             return;
         }
-        let entry = self.producers.entry(h.producer_id).or_default();
-        if h.producer_epoch != entry.epoch {
-            entry.epoch = h.producer_epoch;
-            entry.batches.clear();
-        }
-        entry.batches.push_back(BatchMeta {
-            first_seq: h.base_sequence,
-            last_seq: h.last_sequence(),
-            first_offset: h.base_offset,
-            last_offset: h.last_offset(),
-            max_timestamp: h.max_timestamp,
-        });
-        while entry.batches.len() > RETAINED_BATCHES {
-            entry.batches.pop_front();
-        }
-        entry.last_update_ms = now_ms;
+        self.producers
+            .entry(h.producer_id)
+            .or_default()
+            .record(h, now_ms);
     }
 
     /// Drops producers idle for longer than `expiration_ms`.
@@ -164,17 +177,17 @@ mod tests {
         // A gap.
         assert_eq!(
             m.check(&header(7, 0, 9, 1, -1)),
-            SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+            SequenceCheck::Reject(ErrorCode::OutOfOrderSequenceNumber)
         );
         // A new epoch must restart at zero; an old one is fenced.
         assert_eq!(
             m.check(&header(7, 1, 5, 1, -1)),
-            SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+            SequenceCheck::Reject(ErrorCode::OutOfOrderSequenceNumber)
         );
         m.update(&header(7, 1, 0, 1, 5), 0);
         assert_eq!(
             m.check(&header(7, 0, 5, 1, -1)),
-            SequenceCheck::Reject(INVALID_PRODUCER_EPOCH)
+            SequenceCheck::Reject(ErrorCode::InvalidProducerEpoch)
         );
         // Non-idempotent batches are never checked.
         assert_eq!(m.check(&header(-1, -1, -1, 1, -1)), SequenceCheck::Append);
@@ -189,7 +202,7 @@ mod tests {
         assert_eq!(m.producers[&1].batches.len(), RETAINED_BATCHES);
         assert_eq!(
             m.check(&header(1, 0, 0, 1, -1)),
-            SequenceCheck::Reject(OUT_OF_ORDER_SEQUENCE_NUMBER)
+            SequenceCheck::Reject(ErrorCode::OutOfOrderSequenceNumber)
         );
         assert!(matches!(
             m.check(&header(1, 0, 6, 1, -1)),

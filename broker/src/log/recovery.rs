@@ -11,10 +11,11 @@ use std::path::Path;
 use std::rc::Rc;
 
 use sluice_protocol::batch;
+use sluice_protocol::clock::now_ms;
 
 use super::producer_state::ProducerStateMap;
 use super::segment::{self, parse_log_file_name, Segment};
-use super::{now_ms, LogConfig, LogError, PartitionLog, PartitionState};
+use super::{LogConfig, LogError, PartitionLog, PartitionState};
 
 pub const LOG_START_CHECKPOINT: &str = "log-start-offset";
 
@@ -155,7 +156,7 @@ fn walk_segment(
             }
         }
         seg.note_batch(pos, &h, index_interval);
-        producers.update(&h, crate::log::now_ms());
+        producers.update(&h, now_ms());
         next = h.last_offset() + 1;
         pos += len;
     }

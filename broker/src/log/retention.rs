@@ -3,8 +3,10 @@
 //! (checkpointed so it survives a restart). Whole segments are removed; a
 //! fetch already holding a segment's file handle finishes unharmed.
 
+use sluice_protocol::clock::now_ms;
+
 use super::recovery::write_checkpoint;
-use super::{now_ms, LogError, PartitionLog};
+use super::{LogError, PartitionLog};
 
 impl PartitionLog {
     /// Applies retention once; returns the number of segments deleted.

@@ -100,8 +100,7 @@ impl Segment {
         let created_ms = meta
             .modified()
             .ok()
-            .and_then(|m| m.duration_since(std::time::UNIX_EPOCH).ok())
-            .map(|d| d.as_millis() as i64)
+            .map(sluice_protocol::clock::system_time_ms)
             .unwrap_or(0);
         Ok((
             Segment::empty(dir, base_offset, writer, reader, created_ms),

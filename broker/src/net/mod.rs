@@ -2,12 +2,12 @@
 //! spreads connections over cores), request framing, and the per-connection
 //! loop. Requests are read and decoded in order, handled concurrently, and
 //! answered strictly in request order (Kafka's pipelining contract) by a
-//! writer task. A frame whose size prefix is over `socket.request.max.bytes`
-//! is refused before anything is allocated; a malformed frame or unknown API
-//! closes that one connection with a logged reason.
+//! writer task. Framing is `sluice_protocol::frame`'s: a frame whose size
+//! prefix is over `socket.request.max.bytes` is refused before anything is
+//! allocated; a malformed frame or unknown API closes that one connection
+//! with a logged reason.
 
 pub mod sasl;
-pub mod session;
 pub mod tls;
 pub mod zero_copy;
 
@@ -27,11 +27,12 @@ use futures::channel::{mpsc, oneshot};
 use futures::{FutureExt, SinkExt, StreamExt};
 use kafka_protocol::messages::{ApiKey, RequestHeader};
 use kafka_protocol::protocol::Decodable;
+use sluice_protocol::frame::{self, FrameError};
 
 use crate::api::{self, RequestContext, Response, ResponsePart};
+use crate::auth::{Listener, Session};
 use crate::metrics::METRICS;
 use crate::shard::Shard;
-use session::{Listener, Session};
 
 /// Requests a connection may have in flight before reading pauses.
 const MAX_IN_FLIGHT: usize = 64;
@@ -96,14 +97,11 @@ pub async fn accept_loop(shard: Rc<Shard>, info: Arc<Listener>, listener: std::n
 /// Why a connection was closed by us.
 #[derive(Debug, thiserror::Error)]
 enum CloseReason {
-    #[error("frame size {size} is over {setting} ({max})")]
-    TooLarge {
-        size: i64,
-        max: usize,
+    #[error("{error} ({setting})")]
+    Frame {
+        error: FrameError,
         setting: &'static str,
     },
-    #[error("negative frame size {0}")]
-    NegativeSize(i32),
     #[error("frame of {0} bytes is too short for a request header")]
     ShortFrame(usize),
     #[error("unknown API key {0}")]
@@ -176,40 +174,31 @@ pub async fn serve_connection(
     let mut shutdown = shard.shutdown.clone().fuse();
     'conn: loop {
         // Hand every complete frame in the buffer to its handler.
-        while buf.len() >= 4 {
-            let max = if session.is_authenticated() {
-                max_authenticated
+        loop {
+            let (max, setting) = if session.is_authenticated() {
+                (max_authenticated, "socket.request.max.bytes")
             } else {
-                max_unauthenticated
+                (
+                    max_unauthenticated,
+                    "sasl.server.max.receive.size, before authentication",
+                )
             };
-            let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-            if size < 0 {
-                close_bad(peer, CloseReason::NegativeSize(size));
-                break 'conn;
-            }
-            if size as usize > max {
-                close_bad(
-                    peer,
-                    CloseReason::TooLarge {
-                        size: size as i64,
-                        max,
-                        setting: if session.is_authenticated() {
-                            "socket.request.max.bytes"
-                        } else {
-                            "sasl.server.max.receive.size (before authentication)"
-                        },
-                    },
-                );
-                break 'conn;
-            }
-            let total = 4 + size as usize;
+            let len = match frame::peek_frame_len(&buf, max) {
+                Ok(Some(len)) => len,
+                Ok(None) => break,
+                Err(error) => {
+                    close_bad(peer, CloseReason::Frame { error, setting });
+                    break 'conn;
+                }
+            };
+            let total = frame::SIZE_PREFIX_LEN + len;
             if buf.len() < total {
                 buf.reserve(total - buf.len());
                 break;
             }
-            let mut frame = buf.split_to(total).freeze();
-            frame.advance(4);
-            match start_request(&shard, &session, frame, peer) {
+            let mut body = buf.split_to(total).freeze();
+            body.advance(frame::SIZE_PREFIX_LEN);
+            match start_request(&shard, &session, body, peer) {
                 Ok(Started::Pending(rx)) => {
                     if pending_tx.send(rx).await.is_err() {
                         break 'conn;

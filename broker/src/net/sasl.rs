@@ -7,13 +7,11 @@
 //! token's expiry or `connections.max.reauth.ms`) must re-authenticate, with
 //! the same principal, before its next request.
 //!
-//! [`Security`] is the broker-wide state behind it: the mechanisms offered,
-//! PLAIN users, SCRAM credentials, the IAM verifier and the IAM-policy
-//! authorizer, built from the config's `[auth]` table by [`crate::auth`].
+//! The state this drives lives in [`crate::auth`]: the broker-wide
+//! [`Security`] (mechanisms offered, credentials, verifier, authorizer) and
+//! each connection's [`Session`] with its [`Exchange`].
 
-use std::path::PathBuf;
 use std::rc::Rc;
-use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use bytes::{BufMut, Bytes, BytesMut};
@@ -24,123 +22,11 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, HeaderVersion, StrBytes};
 
 use crate::api::{encode_frame, Response};
-use crate::auth::{
-    self, Action, AuthError, Authorizer, IamVerifier, PlainUsers, Resource, ScramMechanism,
-    ScramServer, ScramStore,
-};
-use crate::config::BrokerConfig;
-use crate::net::session::Session;
+use crate::auth::session::{Exchange, Mechanism, Session};
+use crate::auth::{self, Action, AuthError, Resource, ScramServer, Security};
 use crate::shard::Shard;
-
-const NONE: i16 = 0;
-
-/// Broker-wide authentication and authorization state.
-pub struct Security {
-    /// `sasl.enabled.mechanisms`, upper case.
-    pub mechanisms: Vec<String>,
-    /// `connections.max.reauth.ms`
-    pub reauth_ms: i64,
-    pub plain: PlainUsers,
-    pub scram: RwLock<ScramStore>,
-    pub scram_path: PathBuf,
-    /// None when `[auth]` configures no IAM region and credentials.
-    pub iam: Option<IamVerifier>,
-    /// None: every request of every principal is allowed (no `[auth]`
-    /// policies), like Kafka without an authorizer.
-    pub authorizer: Option<Authorizer>,
-}
-
-impl Security {
-    pub fn from_config(cfg: &BrokerConfig) -> anyhow::Result<Security> {
-        use anyhow::Context;
-        let built = match &cfg.auth {
-            Some(table) => {
-                let parsed: auth::AuthConfig = toml::Value::Table(table.clone())
-                    .try_into()
-                    .map_err(|e| anyhow::anyhow!("invalid [auth] section: {e}"))?;
-                Some(
-                    parsed
-                        .build()
-                        .map_err(|e| anyhow::anyhow!("invalid [auth] section: {e}"))?,
-                )
-            }
-            None => None,
-        };
-        let scram_path = ScramStore::path_in(&cfg.data_dir);
-        let scram = ScramStore::load(&scram_path).with_context(|| {
-            format!(
-                "cannot load SCRAM credentials from {}",
-                scram_path.display()
-            )
-        })?;
-        let (plain, iam, authorizer) = match built {
-            Some(b) => (b.plain, b.iam, b.authorizer),
-            None => (PlainUsers::default(), None, None),
-        };
-        Ok(Security {
-            mechanisms: cfg.sasl_enabled_mechanisms.clone(),
-            reauth_ms: cfg.connections_max_reauth_ms,
-            plain,
-            scram: RwLock::new(scram),
-            scram_path,
-            iam,
-            authorizer,
-        })
-    }
-
-    /// Whether `principal` may do `action` on `resource`.
-    pub fn authorize(&self, principal: &str, action: Action, resource: Resource<'_>) -> bool {
-        match &self.authorizer {
-            None => true,
-            Some(a) => a.authorize(principal, action, resource),
-        }
-    }
-
-    fn offers(&self, mechanism: &str) -> bool {
-        self.mechanisms.iter().any(|m| m == mechanism)
-    }
-}
-
-/// A SASL mechanism the broker speaks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Mechanism {
-    Plain,
-    Scram(ScramMechanism),
-    OAuthBearer,
-    AwsMskIam,
-}
-
-impl Mechanism {
-    fn from_name(name: &str) -> Option<Mechanism> {
-        Some(match name {
-            "PLAIN" => Mechanism::Plain,
-            "OAUTHBEARER" => Mechanism::OAuthBearer,
-            "AWS_MSK_IAM" => Mechanism::AwsMskIam,
-            other => Mechanism::Scram(ScramMechanism::from_name(other)?),
-        })
-    }
-}
-
-/// Where a connection is in the SASL exchange.
-#[derive(Default)]
-pub enum Exchange {
-    #[default]
-    Idle,
-    /// SaslHandshake chose a mechanism; `raw` after a v0 handshake (tokens
-    /// then come without Kafka request headers).
-    Chosen { mechanism: Mechanism, raw: bool },
-    /// SCRAM between its two client messages.
-    Scram { server: Box<ScramServer>, raw: bool },
-}
-
-impl Exchange {
-    pub fn expects_raw_token(&self) -> bool {
-        matches!(
-            self,
-            Exchange::Chosen { raw: true, .. } | Exchange::Scram { raw: true, .. }
-        )
-    }
-}
+use sluice_protocol::clock::now_ms;
+use sluice_protocol::ErrorCode;
 
 /// What the connection does with a request before dispatching it.
 pub enum Gate {
@@ -162,13 +48,6 @@ enum Step {
         response: Vec<u8>,
         credential_expires_ms: Option<i64>,
     },
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
 }
 
 /// Checks (and for the SASL APIs, answers) a request before dispatch.
@@ -229,14 +108,14 @@ fn handshake(
         )
     };
     if !matches!(*session.sasl.borrow(), Exchange::Idle) {
-        resp.error_code = auth::ILLEGAL_SASL_STATE;
+        resp.error_code = ErrorCode::IllegalSaslState.code();
         return Gate::RespondThenClose(
             frame(&resp),
             "SaslHandshake in the middle of an exchange".into(),
         );
     }
     if session.is_authenticated() && version == 0 {
-        resp.error_code = auth::ILLEGAL_SASL_STATE;
+        resp.error_code = ErrorCode::IllegalSaslState.code();
         return Gate::RespondThenClose(
             frame(&resp),
             "re-authentication needs SaslHandshake v1".into(),
@@ -246,7 +125,7 @@ fn handshake(
     let mechanism = match Mechanism::from_name(&name) {
         Some(m) if security.offers(&name) => m,
         _ => {
-            resp.error_code = auth::UNSUPPORTED_SASL_MECHANISM;
+            resp.error_code = ErrorCode::UnsupportedSaslMechanism.code();
             return Gate::RespondThenClose(
                 frame(&resp),
                 format!(
@@ -260,7 +139,7 @@ fn handshake(
         mechanism,
         raw: version == 0,
     };
-    resp.error_code = NONE;
+    resp.error_code = ErrorCode::None.code();
     Gate::Respond(frame(&resp))
 }
 
@@ -290,7 +169,7 @@ fn authenticate(
         }
         Err((code, reason)) => {
             let mut resp = SaslAuthenticateResponse::default();
-            resp.error_code = code;
+            resp.error_code = code.code();
             resp.error_message = Some(StrBytes::from_string(reason.clone()));
             crate::metrics::METRICS
                 .authentication_failures
@@ -333,14 +212,14 @@ fn step(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
     msg: &[u8],
-) -> Result<(Vec<u8>, i64), (i16, String)> {
+) -> Result<(Vec<u8>, i64), (ErrorCode, String)> {
     let security = &shard.broker.security;
     let exchange = std::mem::take(&mut *session.sasl.borrow_mut());
     let fail = |e: AuthError| (e.kafka_error_code(), e.to_string());
     let (outcome, raw) = match exchange {
         Exchange::Idle => {
             return Err((
-                auth::ILLEGAL_SASL_STATE,
+                ErrorCode::IllegalSaslState,
                 "SaslAuthenticate without a SaslHandshake".into(),
             ))
         }
@@ -401,13 +280,13 @@ fn step(
         } => {
             if session.is_authenticated() && *session.principal() != *principal {
                 return Err((
-                    auth::SASL_AUTHENTICATION_FAILED,
+                    ErrorCode::SaslAuthenticationFailed,
                     "re-authentication must keep the principal of the session".into(),
                 ));
             }
             if !security.authorize(&principal, Action::Connect, Resource::Cluster) {
                 return Err((
-                    auth::SASL_AUTHENTICATION_FAILED,
+                    ErrorCode::SaslAuthenticationFailed,
                     format!(
                         "{} is not authorized to kafka-cluster:Connect",
                         auth::sanitize(&principal)
@@ -448,79 +327,4 @@ fn oauthbearer(security: &Security, msg: &[u8]) -> Result<Step, AuthError> {
         response: Vec::new(),
         credential_expires_ms: Some(id.expires_at_ms),
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::auth::{Action, Resource};
-
-    /// examples/broker/msk-iam.toml loads, and its policy (the one AWS
-    /// documents for MSK) grants and refuses what AWS says it does.
-    #[test]
-    fn the_msk_iam_example_config_behaves_as_aws_documents() {
-        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../examples/broker/msk-iam.toml");
-        let mut cfg = BrokerConfig::default();
-        cfg.apply_file(&path).expect("example config loads");
-        cfg.validate().expect("example config is consistent");
-        let dir = tempfile::tempdir().expect("tempdir");
-        cfg.data_dir = dir.path().to_path_buf();
-        let security = Security::from_config(&cfg).expect("[auth] builds");
-        assert!(security.iam.is_some());
-        let app = "arn:aws:iam::123456789012:user/app";
-        let allowed = [
-            (Action::Connect, Resource::Cluster),
-            (Action::AlterCluster, Resource::Cluster),
-            (Action::DescribeCluster, Resource::Cluster),
-            (Action::CreateTopic, Resource::Topic("orders")),
-            (Action::DescribeTopic, Resource::Topic("orders")),
-            (Action::AlterTopic, Resource::Topic("orders")),
-            (Action::DeleteTopic, Resource::Topic("orders")),
-            (
-                Action::DescribeTopicDynamicConfiguration,
-                Resource::Topic("orders"),
-            ),
-            (
-                Action::AlterTopicDynamicConfiguration,
-                Resource::Topic("orders"),
-            ),
-            (Action::WriteData, Resource::Topic("orders")),
-            (Action::ReadData, Resource::Topic("orders")),
-            (Action::AlterGroup, Resource::Group("billing")),
-            (Action::DescribeGroup, Resource::Group("billing")),
-        ];
-        for (action, resource) in allowed {
-            assert!(
-                security.authorize(app, action, resource),
-                "{action} on {resource:?} must be allowed"
-            );
-        }
-        let refused = [
-            // Not granted by any statement.
-            (Action::WriteDataIdempotently, Resource::Cluster),
-            (Action::DeleteGroup, Resource::Group("billing")),
-            (Action::AlterClusterDynamicConfiguration, Resource::Cluster),
-            (
-                Action::DescribeTransactionalId,
-                Resource::TransactionalId("tx"),
-            ),
-            (
-                Action::AlterTransactionalId,
-                Resource::TransactionalId("tx"),
-            ),
-        ];
-        for (action, resource) in refused {
-            assert!(
-                !security.authorize(app, action, resource),
-                "{action} on {resource:?} must be refused"
-            );
-        }
-        // Another principal has no policy at all.
-        assert!(!security.authorize(
-            "arn:aws:iam::123456789012:user/other",
-            Action::Connect,
-            Resource::Cluster
-        ));
-    }
 }

@@ -9,14 +9,13 @@ use std::rc::{Rc, Weak};
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
 use sluice_protocol::batch::{BatchBuilder, BatchHeader};
+use sluice_protocol::clock::now_ms;
 use sluice_protocol::compression::Compression;
+use sluice_protocol::ErrorCode;
 
 use crate::cluster::OFFSETS_TOPIC;
 use crate::group::{GroupConfig, GroupCoordinator, GroupLog};
 use crate::shard::Shard;
-
-const COORDINATOR_NOT_AVAILABLE: i16 = 15;
-const CORRUPT_MESSAGE: i16 = 2;
 
 /// The group id at the start of every `__consumer_offsets` key (after the
 /// key's i16 version).
@@ -34,14 +33,14 @@ impl GroupLog for OffsetsLog {
     fn append(
         &self,
         records: Vec<(Bytes, Option<Bytes>)>,
-    ) -> LocalBoxFuture<'static, Result<(), i16>> {
+    ) -> LocalBoxFuture<'static, Result<(), ErrorCode>> {
         let shard = self.shard.upgrade();
         Box::pin(async move {
-            let shard = shard.ok_or(COORDINATOR_NOT_AVAILABLE)?;
+            let shard = shard.ok_or(ErrorCode::CoordinatorNotAvailable)?;
             let Some((first_key, _)) = records.first() else {
                 return Ok(());
             };
-            let group = group_of_key(first_key).ok_or(CORRUPT_MESSAGE)?;
+            let group = group_of_key(first_key).ok_or(ErrorCode::CorruptMessage)?;
             let meta = shard
                 .broker
                 .metadata
@@ -49,19 +48,19 @@ impl GroupLog for OffsetsLog {
                 .by_name
                 .get(OFFSETS_TOPIC)
                 .cloned()
-                .ok_or(COORDINATOR_NOT_AVAILABLE)?;
+                .ok_or(ErrorCode::CoordinatorNotAvailable)?;
             let p = shard.broker.offsets_partition_of_group(&group);
             let log = shard.partition(&meta, p).await?;
-            let now = crate::log::now_ms();
+            let now = now_ms();
             let mut b = BatchBuilder::new(Compression::None).with_base_timestamp(now);
             for (k, v) in &records {
                 b.push(now, Some(&k[..]), v.as_deref(), &[])
-                    .map_err(|_| CORRUPT_MESSAGE)?;
+                    .map_err(|_| ErrorCode::CorruptMessage)?;
             }
             let bytes = b.build();
-            let header = BatchHeader::parse(&bytes).map_err(|_| CORRUPT_MESSAGE)?;
+            let header = BatchHeader::parse(&bytes).map_err(|_| ErrorCode::CorruptMessage)?;
             let r = log.append(vec![(header, bytes)], true).await;
-            if r.error != 0 {
+            if r.error != ErrorCode::None {
                 Err(r.error)
             } else {
                 Ok(())

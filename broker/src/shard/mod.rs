@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use futures::channel::oneshot;
 use futures::future::{FutureExt, LocalBoxFuture, Shared};
+use sluice_protocol::ErrorCode;
 use uuid::Uuid;
 
 use crate::cluster::{MetadataStore, TopicMeta, OFFSETS_TOPIC};
@@ -33,9 +34,9 @@ pub struct Broker {
     mailboxes: Vec<flume::Sender<Job>>,
     pub shutting_down: AtomicBool,
     /// Every listener, bound (advertised addresses resolved).
-    pub listeners: Vec<Arc<crate::net::session::Listener>>,
+    pub listeners: Vec<Arc<crate::auth::Listener>>,
     /// Authentication (SASL credentials) and authorization (IAM policies).
-    pub security: crate::net::sasl::Security,
+    pub security: crate::auth::Security,
 }
 
 thread_local! {
@@ -64,8 +65,8 @@ impl Broker {
         config: Arc<BrokerConfig>,
         metadata: MetadataStore,
         mailboxes: Vec<flume::Sender<Job>>,
-        listeners: Vec<Arc<crate::net::session::Listener>>,
-        security: crate::net::sasl::Security,
+        listeners: Vec<Arc<crate::auth::Listener>>,
+        security: crate::auth::Security,
     ) -> Broker {
         Broker {
             config,
@@ -211,9 +212,9 @@ impl Shard {
         &self,
         topic: &Arc<TopicMeta>,
         partition: i32,
-    ) -> Result<Rc<PartitionLog>, i16> {
+    ) -> Result<Rc<PartitionLog>, ErrorCode> {
         if partition < 0 || partition >= topic.partitions {
-            return Err(3); // UNKNOWN_TOPIC_OR_PARTITION
+            return Err(ErrorCode::UnknownTopicOrPartition);
         }
         if let Some(p) = self.partition_if_open(&topic.id, partition) {
             return Ok(p);

@@ -36,6 +36,7 @@ use kafka_protocol::messages::{
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
 use sluice_protocol::batch::{self, BatchBuilder};
 use sluice_protocol::compression::Compression;
+use sluice_protocol::ErrorCode;
 use uuid::Uuid;
 
 /// Socket timeout for every request (the longest long poll in the tests is
@@ -44,18 +45,6 @@ pub const IO_TIMEOUT: Duration = Duration::from_secs(30);
 /// Rounds of `POLL_INTERVAL` a `wait_until` loop makes before giving up.
 pub const POLL_ROUNDS: u32 = 300;
 pub const POLL_INTERVAL: Duration = Duration::from_millis(100);
-
-pub const NONE: i16 = 0;
-pub const OFFSET_OUT_OF_RANGE: i16 = 1;
-pub const UNKNOWN_TOPIC_OR_PARTITION: i16 = 3;
-pub const MESSAGE_TOO_LARGE: i16 = 10;
-pub const ILLEGAL_GENERATION: i16 = 22;
-pub const TOPIC_ALREADY_EXISTS: i16 = 36;
-pub const INVALID_REPLICATION_FACTOR: i16 = 38;
-pub const INVALID_CONFIG: i16 = 40;
-pub const OUT_OF_ORDER_SEQUENCE_NUMBER: i16 = 45;
-pub const INVALID_PRODUCER_EPOCH: i16 = 47;
-pub const MEMBER_ID_REQUIRED: i16 = 79;
 
 /// Settings every test broker gets; a test appends its own lines.
 const BASE_CONFIG: &str = r#"
@@ -177,6 +166,12 @@ impl Broker {
     }
 
     fn spawn(&mut self) {
+        self.launch();
+        self.wait_ready();
+    }
+
+    /// Starts the process without waiting for it to become ready.
+    fn launch(&mut self) {
         assert!(self.child.is_none(), "broker already running");
         self.starts += 1;
         let log = std::fs::OpenOptions::new()
@@ -209,7 +204,27 @@ impl Broker {
             cmd.arg("--listen").arg(l);
         }
         self.child = Some(cmd.spawn().expect("spawn sluiced"));
-        self.wait_ready();
+    }
+
+    /// Starts the broker again on the same data directory, expecting it to
+    /// refuse to start: waits (bounded) for it to exit and returns its
+    /// status. Panics if it is still running at the end of the wait.
+    pub fn restart_expecting_exit(&mut self) -> ExitStatus {
+        self.kill9();
+        self.launch();
+        for _ in 0..POLL_ROUNDS {
+            let child = self.child.as_mut().expect("running");
+            if let Some(status) = child.try_wait().expect("try_wait") {
+                self.child = None;
+                return status;
+            }
+            std::thread::sleep(POLL_INTERVAL);
+        }
+        self.kill9();
+        panic!(
+            "sluiced kept running when it should have refused to start\n--- log ---\n{}",
+            self.log()
+        );
     }
 
     /// Waits (bounded) until the broker answers ApiVersions.
@@ -448,12 +463,7 @@ pub fn s(v: &str) -> StrBytes {
 
 /// Wall-clock milliseconds. Record timestamps must be recent: time-based
 /// retention (7 days by default) deletes segments of older records.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use sluice_protocol::clock::now_ms;
 
 /// A plain (non-idempotent) batch: record i has key "k{i}", the given value
 /// and the current time as timestamp.
@@ -573,7 +583,8 @@ pub fn create_topic_ok(
 ) -> Uuid {
     let r = create_topic(c, name, partitions, 1, configs);
     assert_eq!(
-        r.error_code, NONE,
+        r.error_code,
+        ErrorCode::None.code(),
         "CreateTopics {name}: {:?}",
         r.error_message
     );
@@ -637,7 +648,8 @@ pub fn produce(
 pub fn produce_ok(c: &mut Client, topic: &str, partition: i32, records: Bytes) -> i64 {
     let r = produce(c, topic, partition, records);
     assert_eq!(
-        r.error_code, NONE,
+        r.error_code,
+        ErrorCode::None.code(),
         "produce to {topic}-{partition}: {:?}",
         r.error_message
     );
@@ -700,7 +712,11 @@ pub fn fetch_v(
         version,
         &fetch_request(version, topic, &[(partition, offset)], 0, 0),
     );
-    assert_eq!(resp.error_code, NONE, "fetch top-level error");
+    assert_eq!(
+        resp.error_code,
+        ErrorCode::None.code(),
+        "fetch top-level error"
+    );
     assert_eq!(resp.responses.len(), 1, "one topic in fetch response");
     let t = &resp.responses[0];
     if version >= 13 {
@@ -732,7 +748,8 @@ pub fn fetch_all(c: &mut Client, topic: &TopicRef, partition: i32, from: i64) ->
     for _ in 0..10_000 {
         let p = fetch(c, topic, partition, next);
         assert_eq!(
-            p.error_code, NONE,
+            p.error_code,
+            ErrorCode::None.code(),
             "fetch {}-{partition} at {next}",
             topic.name
         );
@@ -781,7 +798,8 @@ pub const EARLIEST: i64 = -2;
 pub fn offset_of(c: &mut Client, topic: &str, partition: i32, timestamp: i64) -> i64 {
     let r = list_offsets(c, topic, partition, timestamp);
     assert_eq!(
-        r.error_code, NONE,
+        r.error_code,
+        ErrorCode::None.code(),
         "ListOffsets {topic}-{partition} @ {timestamp}"
     );
     r.offset
@@ -805,7 +823,11 @@ pub fn metadata(c: &mut Client, topics: Option<&[&str]>) -> MetadataResponse {
 pub fn topic_ref(c: &mut Client, name: &str) -> TopicRef {
     let m = metadata(c, Some(&[name]));
     assert_eq!(m.topics.len(), 1);
-    assert_eq!(m.topics[0].error_code, NONE, "metadata for {name}");
+    assert_eq!(
+        m.topics[0].error_code,
+        ErrorCode::None.code(),
+        "metadata for {name}"
+    );
     TopicRef {
         name: name.to_string(),
         id: m.topics[0].topic_id,

@@ -1,7 +1,8 @@
 //! Who is on the other end of a connection: the [`Listener`] it arrived on
 //! (name, security protocol, advertised address, TLS configuration) and the
-//! [`Session`] state that authentication fills in (principal, SASL exchange,
-//! KIP-368 session expiry). Requests see both through their context.
+//! [`Session`] state that authentication fills in (principal, where the SASL
+//! [`Exchange`] stands, KIP-368 session expiry). Requests see both through
+//! their context; the connection loop (`net::sasl`) drives the exchange.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -9,6 +10,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use crate::config::SecurityProtocol;
+
+use super::{ScramMechanism, ScramServer};
 
 /// Kafka's principal for connections that did not authenticate.
 pub const ANONYMOUS: &str = "User:ANONYMOUS";
@@ -32,7 +35,7 @@ pub struct Session {
     /// When the authenticated session ends (KIP-368); requests other than a
     /// re-authentication after this close the connection.
     expires_at: Cell<Option<Instant>>,
-    pub(crate) sasl: RefCell<crate::net::sasl::Exchange>,
+    pub(crate) sasl: RefCell<Exchange>,
 }
 
 impl Session {
@@ -49,7 +52,7 @@ impl Session {
             principal: RefCell::new(principal),
             authenticated: Cell::new(authenticated),
             expires_at: Cell::new(None),
-            sasl: RefCell::new(crate::net::sasl::Exchange::default()),
+            sasl: RefCell::new(Exchange::default()),
         }
     }
 
@@ -69,5 +72,47 @@ impl Session {
         *self.principal.borrow_mut() = principal;
         self.authenticated.set(true);
         self.expires_at.set(expires_at);
+    }
+}
+
+/// A SASL mechanism the broker speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mechanism {
+    Plain,
+    Scram(ScramMechanism),
+    OAuthBearer,
+    AwsMskIam,
+}
+
+impl Mechanism {
+    /// The mechanism SaslHandshake names (upper case), if the broker has it.
+    pub fn from_name(name: &str) -> Option<Mechanism> {
+        Some(match name {
+            "PLAIN" => Mechanism::Plain,
+            "OAUTHBEARER" => Mechanism::OAuthBearer,
+            "AWS_MSK_IAM" => Mechanism::AwsMskIam,
+            other => Mechanism::Scram(ScramMechanism::from_name(other)?),
+        })
+    }
+}
+
+/// Where a connection is in the SASL exchange.
+#[derive(Default)]
+pub enum Exchange {
+    #[default]
+    Idle,
+    /// SaslHandshake chose a mechanism; `raw` after a v0 handshake (tokens
+    /// then come without Kafka request headers).
+    Chosen { mechanism: Mechanism, raw: bool },
+    /// SCRAM between its two client messages.
+    Scram { server: Box<ScramServer>, raw: bool },
+}
+
+impl Exchange {
+    pub fn expects_raw_token(&self) -> bool {
+        matches!(
+            self,
+            Exchange::Chosen { raw: true, .. } | Exchange::Scram { raw: true, .. }
+        )
     }
 }
