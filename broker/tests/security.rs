@@ -19,8 +19,8 @@ use sluice::admin::ScramCredentialChange;
 use sluice::config::TokenProviderHandle;
 use sluice::net::sasl::msk_iam::{AwsCredentials, MskIamTokenProvider};
 use sluice::{
-    AdminClient, ClientConfig, Consumer, ConsumerConfig, Error, KafkaCode, NewTopic, Producer,
-    ProducerConfig, ProducerRecord,
+    AdminClient, ClientConfig, Consumer, ConsumerConfig, Error, NewTopic, Producer, ProducerConfig,
+    ProducerRecord,
 };
 use sluice_protocol::ErrorCode;
 use support::{free_port, Broker, Opts};
@@ -427,13 +427,13 @@ fn mutual_tls_principal_is_authorized_by_iam_policy() {
         let err = create_topic(alice.client(), "b-2").await.unwrap_err();
         assert_eq!(
             err.code(),
-            Some(KafkaCode(ErrorCode::TopicAuthorizationFailed.code())),
+            Some(ErrorCode::TopicAuthorizationFailed),
             "{err}"
         );
         let err = produce_one(&alice, "b-1", "nope").await.unwrap_err();
         assert_eq!(
             err.code(),
-            Some(KafkaCode(ErrorCode::TopicAuthorizationFailed.code())),
+            Some(ErrorCode::TopicAuthorizationFailed),
             "{err}"
         );
         // Metadata leaves out what alice may not describe.
@@ -547,7 +547,7 @@ fn sasl_plain_and_scram_over_tls_with_managed_credentials() {
             .expect("alter");
         assert_eq!(
             bad[0].1.as_ref().unwrap_err().code(),
-            Some(KafkaCode(ErrorCode::UnacceptableCredential.code()))
+            Some(ErrorCode::UnacceptableCredential)
         );
 
         for mech in ["SCRAM-SHA-256", "SCRAM-SHA-512"] {
@@ -686,7 +686,7 @@ fn msk_iam_tokens_authenticate_and_policies_authorize() {
             .unwrap_err();
         assert_eq!(
             err.code(),
-            Some(KafkaCode(ErrorCode::TopicAuthorizationFailed.code())),
+            Some(ErrorCode::TopicAuthorizationFailed),
             "explicit Deny wins: {err}"
         );
         let _ = p.close(Duration::from_secs(5)).await;
@@ -695,7 +695,7 @@ fn msk_iam_tokens_authenticate_and_policies_authorize() {
             .unwrap_err();
         assert_eq!(
             err.code(),
-            Some(KafkaCode(ErrorCode::TopicAuthorizationFailed.code())),
+            Some(ErrorCode::TopicAuthorizationFailed),
             "{err}"
         );
         let admin = AdminClient::connect(as_user(alice())).await.expect("admin");
@@ -745,7 +745,7 @@ fn msk_iam_tokens_authenticate_and_policies_authorize() {
                 let e = outcome.unwrap_err();
                 assert_eq!(
                     e.code(),
-                    Some(KafkaCode(ErrorCode::GroupAuthorizationFailed.code())),
+                    Some(ErrorCode::GroupAuthorizationFailed),
                     "{group}: {e}"
                 );
             }

@@ -307,7 +307,7 @@ async fn groups(cli: &Cli, cmd: &GroupsCmd) -> anyhow::Result<()> {
     let admin = AdminClient::connect(client_config(cli)?).await?;
     match cmd {
         GroupsCmd::List => {
-            println!("{:<40}  {:<20}  {}", "group", "state", "protocol type");
+            println!("{:<40}  {:<20}  protocol type", "group", "state");
             for g in admin.list_groups().await? {
                 println!("{:<40}  {:<20}  {}", g.group_id, g.state, g.protocol_type);
             }
@@ -361,7 +361,7 @@ async fn users(cli: &Cli, cmd: &UsersCmd) -> anyhow::Result<()> {
     let admin = AdminClient::connect(client_config(cli)?).await?;
     let changes = match cmd {
         UsersCmd::List => {
-            println!("{:<32}  {}", "user", "credentials");
+            println!("{:<32}  credentials", "user");
             for u in admin.describe_user_scram_credentials(None).await? {
                 let creds: Vec<String> = u
                     .credentials

@@ -138,6 +138,8 @@ impl Settings {
 /// Runs an `oauthBearerProvider` exactly as a connection does (threadsafe
 /// function, awaited from a tokio task) and resolves with the token's
 /// value: a diagnostic for checking a provider without a SASL broker.
+// Called from JavaScript only: the lib test build sees no caller.
+#[cfg_attr(test, allow(dead_code))]
 #[napi(ts_return_type = "Promise<string>")]
 pub fn probe_oauth_bearer_provider(env: Env, provider: JsFunction) -> napi::Result<napi::JsObject> {
     let settings = Settings::new(&env, HashMap::new(), Some(provider), None)?;

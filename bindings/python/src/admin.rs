@@ -33,6 +33,10 @@ fn outcomes(py: Python<'_>, results: Vec<(String, Result<(), Error>)>) -> Outcom
         .collect()
 }
 
+/// A topic to create as Python passes it: (name, partitions, replication
+/// factor, [(config, value)]).
+type NewTopicSpec = (String, i32, i16, Vec<(String, String)>);
+
 #[pymethods]
 impl Admin {
     #[new]
@@ -57,7 +61,7 @@ impl Admin {
     fn create_topics(
         &self,
         py: Python<'_>,
-        topics: Vec<(String, i32, i16, Vec<(String, String)>)>,
+        topics: Vec<NewTopicSpec>,
         validate_only: bool,
     ) -> PyResult<Outcomes> {
         let topics: Vec<NewTopic> = topics

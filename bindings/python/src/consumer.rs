@@ -215,6 +215,10 @@ impl Consumer {
     }
 }
 
+/// A committed offset as Python receives it: (topic, partition, offset or
+/// None, metadata).
+type CommittedOffset = (String, i32, Option<i64>, String);
+
 #[pymethods]
 impl Consumer {
     #[new]
@@ -446,11 +450,7 @@ impl Consumer {
     }
 
     /// Committed offsets: [(topic, partition, offset or None, metadata)].
-    fn committed(
-        &self,
-        py: Python<'_>,
-        partitions: Vec<Tp>,
-    ) -> PyResult<Vec<(String, i32, Option<i64>, String)>> {
+    fn committed(&self, py: Python<'_>, partitions: Vec<Tp>) -> PyResult<Vec<CommittedOffset>> {
         let g = py.detach(|| self.inner.blocking_lock());
         let Some(c) = g.as_ref() else {
             return Err(to_py(py, &Error::Closed));

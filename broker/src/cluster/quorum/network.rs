@@ -23,8 +23,9 @@ use openraft::raft::{
 use openraft::{BasicNode, OptionalSend, RaftNetworkV2};
 use serde::{Deserialize, Serialize};
 
+use super::state_machine::Raft;
 use super::transport::{PeerClient, TransportError};
-use super::types::{Raft, RaftNodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
+use super::types::{RaftNodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct RpcRequest {

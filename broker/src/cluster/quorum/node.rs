@@ -25,9 +25,10 @@ use super::image::MetadataImage;
 use super::log_store::{LogRecovery, LogStore};
 use super::network::{self, Network};
 use super::records::{MetadataRecord, NodeId};
+use super::state_machine::Raft;
 use super::state_machine::{ImagePublisher, StateMachine};
 use super::transport::Server;
-use super::types::{kafka_id, raft_id, Proposal, Raft, RaftNodeId};
+use super::types::{kafka_id, raft_id, Proposal, RaftNodeId};
 use super::{MetadataQuorum, QuorumConfig, QuorumDescription, QuorumError, ReplicaProgress};
 
 /// How often the controller refreshes its caught-up bookkeeping.

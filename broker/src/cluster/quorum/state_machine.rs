@@ -29,6 +29,10 @@ use super::types::{
     ApplyResult, LogId, Snapshot, SnapshotData, SnapshotMeta, StoredMembership, TypeConfig,
 };
 
+/// The openraft instance over this state machine (here, not in `types`, so
+/// `types` stays a leaf).
+pub type Raft = openraft::Raft<TypeConfig, StateMachine>;
+
 const SNAPSHOT_FILE: &str = "snapshot";
 const SNAPSHOT_MAGIC: &[u8; 4] = b"SLSN";
 const SNAPSHOT_VERSION: u16 = 1;

@@ -25,8 +25,7 @@ use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
 
-// The mechanisms read the wall clock through the one shared helper.
-pub(crate) use sluice_protocol::clock::{now_ms, system_time_ms};
+use sluice_protocol::clock::now_ms;
 
 pub use crate::auth::{OAuthToken, SaslError, TokenProvider};
 

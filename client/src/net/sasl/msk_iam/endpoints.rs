@@ -166,7 +166,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::*;
-    use crate::net::sasl::msk_iam::credentials::{resolve_credentials, CredentialSource};
+    use crate::net::sasl::msk_iam::chain::resolve_credentials;
+    use crate::net::sasl::msk_iam::credentials::CredentialSource;
     use crate::net::sasl::msk_iam::test_vectors::{ok, PY_EPOCH_SECS};
 
     /// Serves canned HTTP responses on 127.0.0.1, recording the requests.

@@ -26,6 +26,7 @@
 //! reported as not supported yet.
 
 mod cache;
+mod chain;
 mod credentials;
 mod endpoints;
 mod http;
@@ -40,10 +41,8 @@ use std::time::Duration;
 
 use super::{SaslError, SaslSession};
 
-pub use credentials::{
-    region_from_broker_host, resolve_credentials, resolve_region, AwsCredentials, CredentialSource,
-    Env,
-};
+pub use chain::{region_from_broker_host, resolve_credentials, resolve_region};
+pub use credentials::{AwsCredentials, CredentialSource, Env};
 pub use provider::MskIamTokenProvider;
 pub use token::{json_payload, token_for};
 

@@ -13,10 +13,8 @@ use sluice_protocol::clock::{now_ms, system_time_ms};
 
 use super::super::{OAuthToken, TokenProvider};
 use super::cache::TokenCache;
-use super::credentials::{
-    cred_err, region_from_broker_host, resolve_credentials, resolve_region, AwsCredentials,
-    CredentialSource, Env,
-};
+use super::chain::{region_from_broker_host, resolve_credentials, resolve_region};
+use super::credentials::{cred_err, AwsCredentials, CredentialSource, Env};
 use super::token::{json_payload, token_for};
 use super::{MskIamJsonSession, SaslError, DEFAULT_USER_AGENT, TOKEN_EXPIRY};
 
