@@ -2,7 +2,9 @@
 //!
 //! # Layout
 //! - [`alloc`]: the global allocator that survives absurd length claims.
-//! - [`config`]: every setting, named after Kafka's properties.
+//! - [`config`]: every setting, named after Kafka's properties; the names
+//!   spelled once ([`config::names`]) and the topic-level properties'
+//!   descriptors ([`config::topic`]).
 //! - [`runtime`]: start-up (io_uring probe, shards, listeners, signals) and
 //!   clean shutdown.
 //! - [`shard`]: thread-per-core shards, ownership of partitions and groups,
