@@ -61,7 +61,7 @@ pub fn topic_configs(
 ) -> Vec<DescribeConfigsResourceResult> {
     TOPIC_CONFIGS
         .iter()
-        .filter(|t| keys.map_or(true, |k| k.iter().any(|x| x.as_str() == t.name)))
+        .filter(|t| keys.is_none_or(|k| k.iter().any(|x| x.as_str() == t.name)))
         .map(|t| match overrides.get(t.name) {
             Some(v) => entry(
                 t.name,
@@ -199,7 +199,7 @@ fn broker_configs(
         ),
     ];
     all.into_iter()
-        .filter(|(n, _, _)| keys.map_or(true, |k| k.iter().any(|x| x.as_str() == *n)))
+        .filter(|(n, _, _)| keys.is_none_or(|k| k.iter().any(|x| x.as_str() == *n)))
         .map(|(n, value_type, v)| {
             let source = if cfg.explicit.contains_key(n) {
                 SOURCE_STATIC_BROKER
