@@ -2,7 +2,9 @@
 //!
 //! # Layout
 //! - [`alloc`]: the global allocator that survives absurd length claims.
-//! - [`config`]: every setting, named after Kafka's properties.
+//! - [`config`]: every setting, named after Kafka's properties; the names
+//!   spelled once ([`config::names`]) and the topic-level properties'
+//!   descriptors ([`config::topic`]).
 //! - [`runtime`]: start-up (io_uring probe, shards, listeners, signals) and
 //!   clean shutdown.
 //! - [`shard`]: thread-per-core shards, ownership of partitions and groups,
@@ -15,8 +17,9 @@
 //!   MSK IAM signature verification, IAM policy documents and the
 //!   authorizer.
 //! - [`api`]: one module per Kafka API and the registry that lists them.
-//! - [`log`]: partition logs: segments, indexes, group-commit appends, reads,
-//!   recovery, retention, idempotent producer state.
+//! - [`log`]: partition logs: segments, indexes, group-commit appends (each
+//!   round staged by the pure [`log::staging`]), reads, recovery, retention,
+//!   idempotent producer state.
 //! - [`group`]: the consumer-group coordinator.
 //! - [`cluster`]: the metadata image (topics, configs, producer ids).
 //! - [`metrics`]: Prometheus exposition.

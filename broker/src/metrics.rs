@@ -79,6 +79,13 @@ pub struct PartitionCounters {
 #[derive(Clone, Default)]
 pub struct PartitionMetrics(pub Arc<PartitionCounters>);
 
+/// One per-partition series: name, type, help, and how to read it.
+type PartitionSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&PartitionCounters) -> String,
+);
 impl PartitionMetrics {
     pub fn add_in(&self, bytes: u64, records: u64) {
         self.0.bytes_in.fetch_add(bytes, Relaxed);
@@ -171,7 +178,7 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let series: [(&str, &str, &str, fn(&PartitionCounters) -> String); 6] = [
+        let series: [PartitionSeries; 6] = [
             (
                 "sluice_partition_bytes_in_total",
                 "counter",

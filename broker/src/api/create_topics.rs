@@ -13,7 +13,9 @@ use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::ErrorCode;
 
+use super::describe_configs::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC};
 use super::{RequestContext, Response};
+use crate::config::topic::TOPIC_CONFIGS;
 
 pub const MIN_VERSION: i16 = 2;
 pub const MAX_VERSION: i16 = 7;
@@ -79,15 +81,16 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
                 }
                 if ctx.version >= 5 {
                     r.configs = Some(
-                        crate::config::BrokerConfig::TOPIC_CONFIG_NAMES
+                        TOPIC_CONFIGS
                             .iter()
-                            .map(|n| {
+                            .map(|t| {
                                 let mut c = CreatableTopicConfigs::default();
-                                c.name = StrBytes::from_static_str(n);
-                                let (value, source) = match meta.configs.get(*n) {
-                                    Some(v) => (Some(v.clone()), 1),
-                                    None => (broker.config.topic_default(n), 5),
+                                c.name = StrBytes::from_static_str(t.name);
+                                let (value, source) = match meta.configs.get(t.name) {
+                                    Some(v) => (v.clone(), SOURCE_DYNAMIC_TOPIC),
+                                    None => (t.default_value(&broker.config), SOURCE_DEFAULT),
                                 };
+                                let value = Some(value);
                                 c.value = value.map(StrBytes::from_string);
                                 c.config_source = source;
                                 c

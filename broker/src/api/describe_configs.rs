@@ -11,6 +11,8 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
+use crate::config::names::*;
+use crate::config::topic::{ValueType, TOPIC_CONFIGS};
 use crate::config::BrokerConfig;
 
 pub const MIN_VERSION: i16 = 1;
@@ -18,49 +20,14 @@ pub const MAX_VERSION: i16 = 4;
 
 pub const RESOURCE_TOPIC: i8 = 2;
 pub const RESOURCE_BROKER: i8 = 4;
-const SOURCE_DYNAMIC_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
-
-/// Kafka's ConfigType for the describe answer (v3+).
-fn config_type(name: &str) -> i8 {
-    const BOOLEAN: i8 = 1;
-    const STRING: i8 = 2;
-    const INT: i8 = 3;
-    const LONG: i8 = 5;
-    const LIST: i8 = 7;
-    match name {
-        "preallocate"
-        | "unclean.leader.election.enable"
-        | "auto.create.topics.enable"
-        | "delete.topic.enable" => BOOLEAN,
-        "cleanup.policy" | "log.cleanup.policy" => LIST,
-        "compression.type"
-        | "message.timestamp.type"
-        | "log.message.timestamp.type"
-        | "flush.policy" => STRING,
-        "max.message.bytes"
-        | "min.insync.replicas"
-        | "index.interval.bytes"
-        | "segment.index.bytes"
-        | "segment.bytes"
-        | "num.partitions"
-        | "message.max.bytes"
-        | "log.segment.bytes"
-        | "log.index.interval.bytes"
-        | "node.id"
-        | "socket.request.max.bytes"
-        | "offsets.topic.num.partitions"
-        | "group.initial.rebalance.delay.ms"
-        | "group.min.session.timeout.ms"
-        | "group.max.session.timeout.ms"
-        | "default.replication.factor" => INT,
-        _ => LONG,
-    }
-}
+/// Kafka's ConfigSource codes.
+pub const SOURCE_DYNAMIC_TOPIC: i8 = 1;
+pub const SOURCE_STATIC_BROKER: i8 = 4;
+pub const SOURCE_DEFAULT: i8 = 5;
 
 fn entry(
     name: &str,
+    value_type: ValueType,
     value: Option<String>,
     source: i8,
     version: i16,
@@ -73,7 +40,7 @@ fn entry(
     c.read_only = read_only;
     c.config_source = source;
     if version >= 3 {
-        c.config_type = config_type(name);
+        c.config_type = value_type.describe_code();
     }
     if synonyms {
         let mut s = DescribeConfigsSynonym::default();
@@ -92,12 +59,13 @@ pub fn topic_configs(
     version: i16,
     synonyms: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
-    BrokerConfig::TOPIC_CONFIG_NAMES
+    TOPIC_CONFIGS
         .iter()
-        .filter(|n| keys.map_or(true, |k| k.iter().any(|x| x.as_str() == **n)))
-        .map(|n| match overrides.get(*n) {
+        .filter(|t| keys.is_none_or(|k| k.iter().any(|x| x.as_str() == t.name)))
+        .map(|t| match overrides.get(t.name) {
             Some(v) => entry(
-                n,
+                t.name,
+                t.value_type,
                 Some(v.clone()),
                 SOURCE_DYNAMIC_TOPIC,
                 version,
@@ -105,11 +73,13 @@ pub fn topic_configs(
                 false,
             ),
             None => {
-                let explicit = BrokerConfig::broker_name_of_topic_config(n)
+                let explicit = t
+                    .broker_synonym
                     .is_some_and(|b| cfg.explicit.contains_key(b));
                 entry(
-                    n,
-                    cfg.topic_default(n),
+                    t.name,
+                    t.value_type,
+                    Some(t.default_value(cfg)),
                     if explicit {
                         SOURCE_STATIC_BROKER
                     } else {
@@ -130,71 +100,98 @@ fn broker_configs(
     version: i16,
     synonyms: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
-    let all: Vec<(&str, String)> = vec![
-        ("node.id", cfg.node_id.to_string()),
-        ("num.partitions", cfg.num_partitions.to_string()),
+    use ValueType::{Boolean, Int, List, Long};
+    let all: Vec<(&str, ValueType, String)> = vec![
+        (NODE_ID, Int, cfg.node_id.to_string()),
+        (NUM_PARTITIONS, Int, cfg.num_partitions.to_string()),
         (
-            "default.replication.factor",
+            DEFAULT_REPLICATION_FACTOR,
+            Int,
             cfg.default_replication_factor.to_string(),
         ),
         (
-            "auto.create.topics.enable",
+            AUTO_CREATE_TOPICS_ENABLE,
+            Boolean,
             cfg.auto_create_topics_enable.to_string(),
         ),
-        ("delete.topic.enable", cfg.delete_topic_enable.to_string()),
-        ("message.max.bytes", cfg.message_max_bytes.to_string()),
         (
-            "socket.request.max.bytes",
+            DELETE_TOPIC_ENABLE,
+            Boolean,
+            cfg.delete_topic_enable.to_string(),
+        ),
+        (MESSAGE_MAX_BYTES, Int, cfg.message_max_bytes.to_string()),
+        (
+            SOCKET_REQUEST_MAX_BYTES,
+            Int,
             cfg.socket_request_max_bytes.to_string(),
         ),
-        ("log.segment.bytes", cfg.log_segment_bytes.to_string()),
-        ("log.roll.ms", cfg.log_roll_ms.to_string()),
-        ("log.retention.ms", cfg.log_retention_ms.to_string()),
-        ("log.retention.bytes", cfg.log_retention_bytes.to_string()),
+        (LOG_SEGMENT_BYTES, Int, cfg.log_segment_bytes.to_string()),
+        (LOG_ROLL_MS, Long, cfg.log_roll_ms.to_string()),
+        (LOG_RETENTION_MS, Long, cfg.log_retention_ms.to_string()),
         (
-            "log.retention.check.interval.ms",
+            LOG_RETENTION_BYTES,
+            Long,
+            cfg.log_retention_bytes.to_string(),
+        ),
+        (
+            LOG_RETENTION_CHECK_INTERVAL_MS,
+            Long,
             cfg.log_retention_check_interval_ms.to_string(),
         ),
         (
-            "log.index.interval.bytes",
+            LOG_INDEX_INTERVAL_BYTES,
+            Int,
             cfg.log_index_interval_bytes.to_string(),
         ),
-        ("log.cleanup.policy", cfg.log_cleanup_policy.clone()),
+        (LOG_CLEANUP_POLICY, List, cfg.log_cleanup_policy.clone()),
         (
-            "log.message.timestamp.type",
+            LOG_MESSAGE_TIMESTAMP_TYPE,
+            ValueType::String,
             cfg.log_message_timestamp_type.clone(),
         ),
-        ("min.insync.replicas", cfg.min_insync_replicas.to_string()),
         (
-            "offsets.topic.num.partitions",
+            MIN_INSYNC_REPLICAS,
+            Int,
+            cfg.min_insync_replicas.to_string(),
+        ),
+        (
+            OFFSETS_TOPIC_NUM_PARTITIONS,
+            Int,
             cfg.offsets_topic_num_partitions.to_string(),
         ),
         (
-            "offsets.retention.minutes",
+            OFFSETS_RETENTION_MINUTES,
+            Long,
             cfg.offsets_retention_minutes.to_string(),
         ),
         (
-            "group.initial.rebalance.delay.ms",
+            GROUP_INITIAL_REBALANCE_DELAY_MS,
+            Int,
             cfg.group_initial_rebalance_delay_ms.to_string(),
         ),
         (
-            "group.min.session.timeout.ms",
+            GROUP_MIN_SESSION_TIMEOUT_MS,
+            Int,
             cfg.group_min_session_timeout_ms.to_string(),
         ),
         (
-            "group.max.session.timeout.ms",
+            GROUP_MAX_SESSION_TIMEOUT_MS,
+            Int,
             cfg.group_max_session_timeout_ms.to_string(),
         ),
         (
-            "connections.max.idle.ms",
+            CONNECTIONS_MAX_IDLE_MS,
+            Long,
             cfg.connections_max_idle_ms.to_string(),
         ),
         (
-            "log.flush.interval.ms",
+            LOG_FLUSH_INTERVAL_MS,
+            Long,
             cfg.log_flush_interval_ms.to_string(),
         ),
         (
-            "flush.policy",
+            FLUSH_POLICY,
+            ValueType::String,
             match cfg.flush_policy {
                 crate::config::FlushPolicy::Always => "always".into(),
                 crate::config::FlushPolicy::Interval => "interval".into(),
@@ -202,14 +199,14 @@ fn broker_configs(
         ),
     ];
     all.into_iter()
-        .filter(|(n, _)| keys.map_or(true, |k| k.iter().any(|x| x.as_str() == *n)))
-        .map(|(n, v)| {
+        .filter(|(n, _, _)| keys.is_none_or(|k| k.iter().any(|x| x.as_str() == *n)))
+        .map(|(n, value_type, v)| {
             let source = if cfg.explicit.contains_key(n) {
                 SOURCE_STATIC_BROKER
             } else {
                 SOURCE_DEFAULT
             };
-            entry(n, Some(v), source, version, synonyms, true)
+            entry(n, value_type, Some(v), source, version, synonyms, true)
         })
         .collect()
 }

@@ -9,9 +9,15 @@ use sluice_protocol::ErrorCode;
 use super::alter_configs::alter;
 use super::{RequestContext, Response};
 use crate::cluster::ApiError;
+use crate::config::topic::{topic_config, ValueType};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 1;
+
+/// APPEND and SUBTRACT apply to list properties only (`cleanup.policy`).
+fn is_list(name: &str) -> bool {
+    topic_config(name).is_some_and(|c| c.value_type == ValueType::List)
+}
 
 pub async fn handle(ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -> Response {
     let broker = ctx.shard.broker.clone();
@@ -46,7 +52,7 @@ pub async fn handle(ctx: &RequestContext, req: IncrementalAlterConfigsRequest) -
                     1 => {
                         configs.remove(&name);
                     }
-                    2 | 3 if name == "cleanup.policy" => {
+                    2 | 3 if is_list(&name) => {
                         let current = configs
                             .get(&name)
                             .cloned()

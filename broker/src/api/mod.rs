@@ -212,22 +212,6 @@ pub fn supported_range(api: ApiKey) -> Option<(i16, i16)> {
         .map(|(_, a, b)| (*a, *b))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn registry_ranges_are_within_the_protocol_crate() {
-        for (key, min, max) in advertised_apis() {
-            let valid = key.valid_versions();
-            assert!(
-                *min >= valid.min && *max <= valid.max && min <= max,
-                "{key:?} {min}..{max} vs {valid:?}"
-            );
-        }
-    }
-}
-
 /// Runs `f` on a partition's log on its owner shard. Errors carry a Kafka
 /// error code (unknown partition, storage error, shard gone).
 pub async fn with_partition<T, F>(
@@ -274,4 +258,20 @@ where
 /// Kafka reports a client's host as "/a.b.c.d".
 pub fn client_host(ctx: &RequestContext) -> String {
     format!("/{}", ctx.peer.ip())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registry_ranges_are_within_the_protocol_crate() {
+        for (key, min, max) in advertised_apis() {
+            let valid = key.valid_versions();
+            assert!(
+                *min >= valid.min && *max <= valid.max && min <= max,
+                "{key:?} {min}..{max} vs {valid:?}"
+            );
+        }
+    }
 }

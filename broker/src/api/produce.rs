@@ -103,7 +103,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
                     ErrorCode::TransactionalIdAuthorizationFailed,
                     "transactions are not supported by this broker yet".into(),
                 ))
-            } else if !matches!(req.acks, -1 | 0 | 1) {
+            } else if !(-1..=1).contains(&req.acks) {
                 Err((
                     ErrorCode::InvalidRequiredAcks,
                     format!("acks={} is not one of -1, 0, 1", req.acks),

@@ -16,7 +16,9 @@ use serde::{Deserialize, Serialize};
 use sluice_protocol::ErrorCode;
 use uuid::Uuid;
 
-use crate::config::BrokerConfig;
+use crate::config::names::{CLEANUP_POLICY, SEGMENT_BYTES};
+use crate::config::topic::topic_config;
+use crate::config::{BrokerConfig, ConfigError};
 use crate::log::LogConfig;
 
 pub mod quorum;
@@ -233,8 +235,8 @@ impl MetadataStore {
         store.publish(&file);
         if !store.image().by_name.contains_key(OFFSETS_TOPIC) {
             let mut configs = BTreeMap::new();
-            configs.insert("cleanup.policy".to_string(), "compact".to_string());
-            configs.insert("segment.bytes".to_string(), (100 << 20).to_string());
+            configs.insert(CLEANUP_POLICY.to_string(), "compact".to_string());
+            configs.insert(SEGMENT_BYTES.to_string(), (100 << 20).to_string());
             store
                 .create_topic(
                     OFFSETS_TOPIC,
@@ -307,7 +309,9 @@ impl MetadataStore {
 
     pub fn validate_configs(configs: &BTreeMap<String, String>) -> Result<(), ApiError> {
         for (k, v) in configs {
-            BrokerConfig::validate_topic_config(k, v)
+            topic_config(k)
+                .ok_or_else(|| ConfigError::Unknown(k.clone()))
+                .and_then(|c| c.validate(v))
                 .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()))?;
         }
         Ok(())
@@ -549,7 +553,7 @@ mod tests {
             ErrorCode::InvalidPartitions
         );
         let mut bad = BTreeMap::new();
-        bad.insert("retention.ms".into(), "soon".into());
+        bad.insert(crate::config::names::RETENTION_MS.into(), "soon".into());
         assert_eq!(
             s.create_topic("z", 1, 1, bad, false, false)
                 .unwrap_err()

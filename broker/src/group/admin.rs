@@ -37,7 +37,7 @@ impl GroupCoordinator {
             d.group_state = s(GroupState::Dead.name());
             return d;
         };
-        d.group_state = s(group.state.name());
+        d.group_state = s(group.state().name());
         d.protocol_type = s(group.protocol_type.clone().unwrap_or_default());
         let stable = group.is(&GroupState::Stable);
         let protocol = if stable {
@@ -107,13 +107,13 @@ impl GroupCoordinator {
                 states_filter.is_empty()
                     || states_filter
                         .iter()
-                        .any(|s| s.eq_ignore_ascii_case(g.state.name()))
+                        .any(|s| s.eq_ignore_ascii_case(g.state().name()))
             })
             .map(|g| {
                 let mut l = ListedGroup::default();
                 l.group_id = GroupId(s(g.id.clone()));
                 l.protocol_type = s(g.protocol_type.clone().unwrap_or_default());
-                l.group_state = s(g.state.name());
+                l.group_state = s(g.state().name());
                 l.group_type = s(CLASSIC_GROUP_TYPE);
                 l
             })

@@ -14,7 +14,7 @@ use sluice_protocol::clock::now_ms;
 
 use super::membership::ms;
 use super::records::{self, GroupValue, RecordKey};
-use super::state::{CommittedOffset, Group, GroupState, Member};
+use super::state::{CommittedOffset, Group, Member};
 use super::GroupCoordinator;
 
 impl GroupCoordinator {
@@ -144,11 +144,8 @@ fn restore_group(group: &mut Group, v: GroupValue, now: Instant) {
     {
         group.leader = group.members.keys().next().cloned();
     }
-    // The initial state of a loaded group, not a transition.
-    group.state = if group.members.is_empty() {
-        GroupState::Empty
-    } else {
-        GroupState::Stable
-    };
+    if let Err(e) = group.settle_loaded_state() {
+        tracing::error!(group = %group.id, error = %e, "loaded group is not new");
+    }
     group.subscribed_topics = group.compute_subscribed_topics();
 }

@@ -244,7 +244,7 @@ impl GroupCoordinator {
         } else {
             self.current_member_join(group, p, now_ms)
         };
-        if group.state.is_preparing() {
+        if group.state().is_preparing() {
             self.try_complete_join(group, now_ms);
         }
         step
@@ -253,7 +253,7 @@ impl GroupCoordinator {
     /// Kafka's acceptJoiningMember (group.max.size).
     fn accept_joining_member(&self, group: &Group, member_id: &str) -> bool {
         let max = self.config.group_max_size.max(0) as usize;
-        match group.state {
+        match group.state() {
             GroupState::Empty | GroupState::Dead => true,
             GroupState::PreparingRebalance(_) => {
                 group
@@ -331,7 +331,7 @@ impl GroupCoordinator {
             return err(GroupError::UnknownMemberId);
         }
         let same_metadata = member.matches(&p.protocols);
-        match group.state {
+        match group.state() {
             GroupState::PreparingRebalance(_) => self.update_member_and_rebalance(group, p, now_ms),
             GroupState::CompletingRebalance => {
                 if same_metadata {
@@ -365,7 +365,7 @@ impl GroupCoordinator {
         now_ms: i64,
     ) -> JoinStep {
         let (tx, rx) = oneshot::channel();
-        if group.state.is_preparing() && group.generation == 0 {
+        if group.state().is_preparing() && group.generation == 0 {
             group.new_member_added = true;
         }
         // New members cannot heartbeat yet; they get a long join timeout instead.
@@ -441,7 +441,7 @@ impl GroupCoordinator {
         member.deadline = deadline;
         self.arm(group, deadline);
         tracing::info!(group = %group.id, instance = instance_id, old = old_id, new = %new_id, "static member rejoins");
-        match group.state {
+        match group.state() {
             GroupState::Stable => {
                 if group.select_protocol() == group.protocol_name {
                     // Same selected protocol: keep the assignment, persist the
@@ -577,7 +577,7 @@ impl GroupCoordinator {
 
     pub(super) fn maybe_prepare_rebalance(&self, group: &mut Group, now_ms: i64, reason: &str) {
         if matches!(
-            group.state,
+            group.state(),
             GroupState::Stable | GroupState::CompletingRebalance | GroupState::Empty
         ) {
             self.prepare_rebalance(group, now_ms, reason);
@@ -606,7 +606,12 @@ impl GroupCoordinator {
                 initial: None,
             }
         };
-        group.transition(GroupState::PreparingRebalance(phase), now_ms);
+        if group
+            .transition(GroupState::PreparingRebalance(phase), now_ms)
+            .is_err()
+        {
+            return;
+        }
         self.rebalances.set(self.rebalances.get() + 1);
         tracing::info!(group = %group.id, generation = group.generation, reason, "preparing to rebalance");
         self.arm(group, phase.deadline);
@@ -617,7 +622,7 @@ impl GroupCoordinator {
 
     /// Ends the join phase early when every member has rejoined.
     pub(super) fn try_complete_join(&self, group: &mut Group, now_ms: i64) {
-        if let GroupState::PreparingRebalance(phase) = group.state {
+        if let GroupState::PreparingRebalance(phase) = group.state() {
             if phase.initial.is_none() && group.all_members_joined() {
                 self.complete_join(group, now_ms);
             }
@@ -644,18 +649,24 @@ impl GroupCoordinator {
             // Only static members that have not rejoined are left: wait for
             // them (or their session expiry) another rebalance timeout.
             let deadline = now + ms(group.rebalance_timeout_ms());
-            group.state = GroupState::PreparingRebalance(JoinPhase {
-                deadline,
-                initial: None,
-            });
-            self.arm(group, deadline);
+            if group
+                .extend_join_phase(JoinPhase {
+                    deadline,
+                    initial: None,
+                })
+                .is_ok()
+            {
+                self.arm(group, deadline);
+            }
             return;
         }
         group.generation = group.generation.wrapping_add(1);
         if group.members.is_empty() {
             group.protocol_name = None;
             group.subscribed_topics = group.compute_subscribed_topics();
-            group.transition(GroupState::Empty, now_ms);
+            if group.transition(GroupState::Empty, now_ms).is_err() {
+                return;
+            }
         } else {
             let leader_first = group
                 .leader
@@ -665,7 +676,12 @@ impl GroupCoordinator {
                 .map(|(n, _)| n.clone());
             group.protocol_name = group.select_protocol().or(leader_first);
             group.subscribed_topics = group.compute_subscribed_topics();
-            group.transition(GroupState::CompletingRebalance, now_ms);
+            if group
+                .transition(GroupState::CompletingRebalance, now_ms)
+                .is_err()
+            {
+                return;
+            }
         }
         group.pending_sync.clear();
         if group.members.is_empty() {
@@ -729,7 +745,7 @@ impl GroupCoordinator {
         }
         group.remove_member(member_id);
         tracing::info!(group = %group.id, member = member_id, reason, "member removed");
-        match group.state {
+        match group.state() {
             GroupState::Dead | GroupState::Empty => {}
             GroupState::Stable | GroupState::CompletingRebalance => {
                 self.maybe_prepare_rebalance(group, now_ms, reason)
@@ -815,7 +831,7 @@ impl GroupCoordinator {
                 return err(GroupError::InconsistentGroupProtocol);
             }
         }
-        match group.state {
+        match group.state() {
             GroupState::Empty => err(GroupError::UnknownMemberId),
             GroupState::PreparingRebalance(_) => err(GroupError::RebalanceInProgress),
             GroupState::Dead => err(GroupError::CoordinatorNotAvailable),
@@ -900,7 +916,9 @@ impl GroupCoordinator {
             }
             Ok(()) => {
                 set_and_propagate_assignment(group, &assignment);
-                group.transition(GroupState::Stable, now_ms);
+                if group.transition(GroupState::Stable, now_ms).is_err() {
+                    return;
+                }
                 tracing::info!(group = %group.id, generation, "group stable");
             }
         }
@@ -963,7 +981,7 @@ impl GroupCoordinator {
         if generation != group.generation {
             return Err(GroupError::IllegalGeneration);
         }
-        let rebalancing = match group.state {
+        let rebalancing = match group.state() {
             GroupState::Empty | GroupState::Dead => return Err(GroupError::UnknownMemberId),
             GroupState::PreparingRebalance(_) => true,
             GroupState::CompletingRebalance | GroupState::Stable => false,
@@ -1068,7 +1086,7 @@ impl GroupCoordinator {
                     None => unknown,
                 }
             } else if group.pending_members.remove(member_id).is_some() {
-                if group.state.is_preparing() {
+                if group.state().is_preparing() {
                     self.try_complete_join(group, now_ms);
                 }
                 ErrorCode::None
@@ -1100,7 +1118,7 @@ impl GroupCoordinator {
         }
 
         // The join phase.
-        if let GroupState::PreparingRebalance(phase) = group.state {
+        if let GroupState::PreparingRebalance(phase) = group.state() {
             if phase.deadline <= now {
                 match phase.initial {
                     Some(d) if group.new_member_added && d.remaining_ms > 0 => {
@@ -1109,7 +1127,7 @@ impl GroupCoordinator {
                         let configured = self.config.group_initial_rebalance_delay_ms.max(0) as u64;
                         let delay = configured.min(d.remaining_ms);
                         let remaining = d.remaining_ms.saturating_sub(d.delay_ms);
-                        group.state = GroupState::PreparingRebalance(JoinPhase {
+                        let _ = group.extend_join_phase(JoinPhase {
                             deadline: now + Duration::from_millis(delay),
                             initial: Some(InitialDelay {
                                 delay_ms: delay,
@@ -1133,7 +1151,7 @@ impl GroupCoordinator {
             for id in &expired_pending {
                 group.pending_members.remove(id);
             }
-            if group.state.is_preparing() {
+            if group.state().is_preparing() {
                 self.try_complete_join(group, now_ms);
             }
         }
@@ -1158,7 +1176,7 @@ impl GroupCoordinator {
         if group.sync_deadline.is_some_and(|d| d <= now) {
             group.sync_deadline = None;
             if matches!(
-                group.state,
+                group.state(),
                 GroupState::CompletingRebalance | GroupState::Stable
             ) && !group.pending_sync.is_empty()
             {

@@ -263,7 +263,7 @@ impl GroupCoordinator {
             // Only members may commit for a group that has members.
             return Err(GroupError::UnknownMemberId);
         }
-        match group.state {
+        match group.state() {
             GroupState::Empty => {}
             GroupState::Stable | GroupState::PreparingRebalance(_) => {
                 // Rebalance news reaches the member through its heartbeat.
@@ -541,7 +541,7 @@ impl GroupCoordinator {
         }
         if group.is(&GroupState::Empty) && !group.has_offsets() && group.pending_members.is_empty()
         {
-            group.transition(GroupState::Dead, now_ms);
+            let _ = group.transition(GroupState::Dead, now_ms); // always allowed
             records.push((records::group_key(group_id), None));
             groups.remove(group_id);
         }
@@ -572,14 +572,14 @@ impl GroupCoordinator {
         let group = groups
             .get_mut(group_id)
             .ok_or(GroupError::GroupIdNotFound)?;
-        match group.state {
+        match group.state() {
             GroupState::Dead => return Err(GroupError::GroupIdNotFound),
             GroupState::Empty => {}
             _ => return Err(GroupError::NonEmptyGroup),
         }
-        group.transition(GroupState::Dead, now_ms);
-        // Commits still being written get tombstones too, so a replay cannot
-        // bring them back without their group.
+        let _ = group.transition(GroupState::Dead, now_ms); // always allowed
+                                                            // Commits still being written get tombstones too, so a replay cannot
+                                                            // bring them back without their group.
         let mut partitions: Vec<(String, i32)> = group
             .offsets
             .iter()
@@ -618,7 +618,7 @@ impl GroupCoordinator {
         let mut groups = self.groups.borrow_mut();
         for group in groups.values_mut() {
             let empty = group.is(&GroupState::Empty);
-            let rule = match (group.protocol_type.as_deref(), &group.state) {
+            let rule = match (group.protocol_type.as_deref(), group.state()) {
                 (Some(_), GroupState::Empty) => ExpiryRule::SinceEmpty(group.state_timestamp_ms),
                 (Some(CONSUMER_PROTOCOL_TYPE), GroupState::Stable)
                     if group.subscribed_topics.is_some() =>
@@ -660,7 +660,7 @@ impl GroupCoordinator {
                 tracing::info!(group = %group.id, count = expired.len(), "expired committed offsets");
             }
             if empty && !group.has_offsets() && group.pending_members.is_empty() {
-                group.transition(GroupState::Dead, now_ms);
+                let _ = group.transition(GroupState::Dead, now_ms); // always allowed
                 records.push((records::group_key(&group.id), None));
                 dead.push(group.id.clone());
             }

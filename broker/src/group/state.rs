@@ -5,7 +5,8 @@
 //! GroupMetadata has: protocol support checks, protocol voting, leader
 //! election, subscribed-topic computation, and the GroupMetadataValue record
 //! of the group. No I/O and no timers here; `membership` and `offsets` drive
-//! it.
+//! it. The state field is private to this module: it changes only through
+//! [`Group::transition`], which refuses what Kafka's GroupMetadata refuses.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::time::Instant;
@@ -78,6 +79,14 @@ impl GroupState {
     pub(super) fn is_preparing(&self) -> bool {
         matches!(self, GroupState::PreparingRebalance(_))
     }
+}
+
+/// A state change Kafka's GroupMetadata forbids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("invalid group state transition {from} -> {to}")]
+pub(super) struct InvalidTransition {
+    pub from: &'static str,
+    pub to: &'static str,
 }
 
 /// What a waiting JoinGroup is answered with.
@@ -197,7 +206,9 @@ pub(super) struct Group {
     /// Distinguishes this group from a later one with the same id (an
     /// await may span a delete and a re-create).
     pub incarnation: u64,
-    pub state: GroupState,
+    /// Changed only by [`Group::transition`] (and the join-phase and load
+    /// helpers next to it), so every change is checked.
+    state: GroupState,
     /// Wall-clock ms of the last transition (Kafka's currentStateTimestamp).
     pub state_timestamp_ms: Option<i64>,
     pub generation: i32,
@@ -247,21 +258,66 @@ impl Group {
         }
     }
 
-    /// Moves to `to`, as Kafka's transitionTo. An invalid transition is a bug
-    /// in this module: it is logged (and asserted in debug builds).
-    pub(super) fn transition(&mut self, to: GroupState, now_ms: i64) {
+    /// The group's state.
+    pub(super) fn state(&self) -> GroupState {
+        self.state
+    }
+
+    /// Moves to `to`, as Kafka's transitionTo: a transition Kafka's
+    /// GroupMetadata does not allow is refused (logged, state unchanged),
+    /// since it means the caller's view of the group is wrong.
+    pub(super) fn transition(
+        &mut self,
+        to: GroupState,
+        now_ms: i64,
+    ) -> Result<(), InvalidTransition> {
         if !self.state.can_transition_to(&to) {
-            tracing::error!(group = %self.id, from = self.state.name(), to = to.name(), "invalid group state transition");
-            debug_assert!(
-                false,
-                "invalid group state transition {} -> {}",
-                self.state.name(),
-                to.name()
-            );
+            let invalid = InvalidTransition {
+                from: self.state.name(),
+                to: to.name(),
+            };
+            tracing::error!(group = %self.id, %invalid, "refused group state transition");
+            return Err(invalid);
         }
         tracing::debug!(group = %self.id, from = self.state.name(), to = to.name(), "group state transition");
         self.state = to;
         self.state_timestamp_ms = Some(now_ms);
+        Ok(())
+    }
+
+    /// Gives the running join phase a new deadline (another initial delay,
+    /// or another rebalance timeout for static members that have not
+    /// rejoined). Not a transition: the group stays PreparingRebalance.
+    pub(super) fn extend_join_phase(&mut self, phase: JoinPhase) -> Result<(), InvalidTransition> {
+        match &mut self.state {
+            GroupState::PreparingRebalance(current) => {
+                *current = phase;
+                Ok(())
+            }
+            other => Err(InvalidTransition {
+                from: other.name(),
+                to: "a longer PreparingRebalance",
+            }),
+        }
+    }
+
+    /// The state of a group rebuilt from its records, as Kafka's loadGroup
+    /// sets it: Empty without members, else Stable. A group being loaded
+    /// starts Empty, so this is its initial state, not a transition.
+    pub(super) fn settle_loaded_state(&mut self) -> Result<(), InvalidTransition> {
+        let loaded = if self.members.is_empty() {
+            GroupState::Empty
+        } else {
+            GroupState::Stable
+        };
+        if !matches!(self.state, GroupState::Empty) {
+            return Err(InvalidTransition {
+                from: self.state.name(),
+                to: loaded.name(),
+            });
+        }
+        self.state = loaded;
+        Ok(())
     }
 
     pub(super) fn is(&self, state: &GroupState) -> bool {
@@ -553,5 +609,74 @@ impl Group {
             .chain(self.sync_deadline)
             .chain(join)
             .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn phase() -> JoinPhase {
+        JoinPhase {
+            deadline: Instant::now(),
+            initial: None,
+        }
+    }
+
+    #[test]
+    fn illegal_transitions_are_refused_and_change_nothing() {
+        let mut g = Group::new("g", 1, 100);
+        assert_eq!(g.state(), GroupState::Empty);
+        // Kafka's GroupMetadata: Stable only from CompletingRebalance,
+        // CompletingRebalance only from PreparingRebalance.
+        assert_eq!(
+            g.transition(GroupState::Stable, 200),
+            Err(InvalidTransition {
+                from: "Empty",
+                to: "Stable"
+            })
+        );
+        assert_eq!(
+            g.transition(GroupState::CompletingRebalance, 200)
+                .map_err(|e| e.to_string()),
+            Err("invalid group state transition Empty -> CompletingRebalance".into())
+        );
+        assert_eq!(g.state(), GroupState::Empty);
+        assert_eq!(
+            g.state_timestamp_ms,
+            Some(100),
+            "a refused change is no change"
+        );
+        // The join phase can only be extended while it runs.
+        assert!(g.extend_join_phase(phase()).is_err());
+        assert_eq!(g.state(), GroupState::Empty);
+
+        // The legal path, with its timestamps.
+        g.transition(GroupState::PreparingRebalance(phase()), 300)
+            .expect("Empty -> PreparingRebalance");
+        g.extend_join_phase(phase()).expect("extend the join phase");
+        assert!(g
+            .transition(GroupState::PreparingRebalance(phase()), 350)
+            .is_err());
+        assert!(g.transition(GroupState::Stable, 350).is_err());
+        g.transition(GroupState::CompletingRebalance, 400)
+            .expect("PreparingRebalance -> CompletingRebalance");
+        assert!(g.transition(GroupState::Empty, 450).is_err());
+        g.transition(GroupState::Stable, 500)
+            .expect("CompletingRebalance -> Stable");
+        assert_eq!(g.state_timestamp_ms, Some(500));
+        // Only a group being loaded gets its loaded state.
+        assert!(g.settle_loaded_state().is_err());
+        assert_eq!(g.state(), GroupState::Stable);
+        g.transition(GroupState::Dead, 600)
+            .expect("anything -> Dead");
+        assert!(g.transition(GroupState::Empty, 700).is_err());
+    }
+
+    #[test]
+    fn a_loaded_group_starts_empty_or_stable() {
+        let mut g = Group::new("g", 1, 0);
+        g.settle_loaded_state().expect("new group");
+        assert_eq!(g.state(), GroupState::Empty);
     }
 }

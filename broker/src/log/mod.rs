@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use futures::channel::{mpsc, oneshot};
 use sluice_protocol::ErrorCode;
 
-use crate::config::{BrokerConfig, FlushPolicy};
+use crate::config::{names, BrokerConfig, FlushPolicy};
 use producer_state::ProducerStateMap;
 use segment::Segment;
 
@@ -55,18 +55,18 @@ impl LogConfig {
         };
         let num = |name: &str, dflt: i64| get(name).parse::<i64>().unwrap_or(dflt);
         LogConfig {
-            segment_bytes: num("segment.bytes", broker.log_segment_bytes).max(14) as u64,
-            segment_ms: num("segment.ms", broker.log_roll_ms),
-            retention_ms: num("retention.ms", broker.log_retention_ms),
-            retention_bytes: num("retention.bytes", broker.log_retention_bytes),
-            cleanup_delete: get("cleanup.policy")
+            segment_bytes: num(names::SEGMENT_BYTES, broker.log_segment_bytes).max(14) as u64,
+            segment_ms: num(names::SEGMENT_MS, broker.log_roll_ms),
+            retention_ms: num(names::RETENTION_MS, broker.log_retention_ms),
+            retention_bytes: num(names::RETENTION_BYTES, broker.log_retention_bytes),
+            cleanup_delete: get(names::CLEANUP_POLICY)
                 .split(',')
                 .any(|p| p.trim() == "delete"),
-            max_message_bytes: num("max.message.bytes", broker.message_max_bytes as i64).max(0)
+            max_message_bytes: num(names::MAX_MESSAGE_BYTES, broker.message_max_bytes as i64).max(0)
                 as usize,
-            log_append_time: get("message.timestamp.type") == "LogAppendTime",
+            log_append_time: get(names::MESSAGE_TIMESTAMP_TYPE) == "LogAppendTime",
             index_interval_bytes: num(
-                "index.interval.bytes",
+                names::INDEX_INTERVAL_BYTES,
                 broker.log_index_interval_bytes as i64,
             )
             .max(1) as usize,

@@ -124,7 +124,7 @@ impl Segment {
                 .time_index
                 .entries
                 .last()
-                .map_or(true, |&(t, _)| self.max_timestamp > t);
+                .is_none_or(|&(t, _)| self.max_timestamp > t);
             if grew {
                 self.time_index.entries.push((self.max_timestamp, last_rel));
             }

@@ -31,6 +31,7 @@ use sluice_protocol::frame::{self, FrameError};
 
 use crate::api::{self, RequestContext, Response, ResponsePart};
 use crate::auth::{Listener, Session};
+use crate::config::names;
 use crate::metrics::METRICS;
 use crate::shard::Shard;
 
@@ -97,10 +98,11 @@ pub async fn accept_loop(shard: Rc<Shard>, info: Arc<Listener>, listener: std::n
 /// Why a connection was closed by us.
 #[derive(Debug, thiserror::Error)]
 enum CloseReason {
-    #[error("{error} ({setting})")]
+    #[error("{error} ({setting}{when})")]
     Frame {
         error: FrameError,
         setting: &'static str,
+        when: &'static str,
     },
     #[error("frame of {0} bytes is too short for a request header")]
     ShortFrame(usize),
@@ -175,19 +177,27 @@ pub async fn serve_connection(
     'conn: loop {
         // Hand every complete frame in the buffer to its handler.
         loop {
-            let (max, setting) = if session.is_authenticated() {
-                (max_authenticated, "socket.request.max.bytes")
+            let (max, setting, when) = if session.is_authenticated() {
+                (max_authenticated, names::SOCKET_REQUEST_MAX_BYTES, "")
             } else {
                 (
                     max_unauthenticated,
-                    "sasl.server.max.receive.size, before authentication",
+                    names::SASL_SERVER_MAX_RECEIVE_SIZE,
+                    ", before authentication",
                 )
             };
             let len = match frame::peek_frame_len(&buf, max) {
                 Ok(Some(len)) => len,
                 Ok(None) => break,
                 Err(error) => {
-                    close_bad(peer, CloseReason::Frame { error, setting });
+                    close_bad(
+                        peer,
+                        CloseReason::Frame {
+                            error,
+                            setting,
+                            when,
+                        },
+                    );
                     break 'conn;
                 }
             };

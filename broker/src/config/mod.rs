@@ -8,10 +8,17 @@
 //! (`num.partitions = 3`, which TOML reads as nested tables) are accepted: the
 //! file is flattened back into dotted names before it is applied. An unknown
 //! or ill-typed property is an error naming it.
+//!
+//! - [`names`]: every Kafka property name, spelled once.
+//! - [`topic`]: the topic-level properties' descriptors (type, broker
+//!   synonym, default, validation).
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
+
+pub mod names;
+pub mod topic;
 
 /// Kafka's four security protocols.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -376,8 +383,8 @@ impl BrokerConfig {
     /// Applies one Kafka-named property.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
         match name {
-            "node.id" | "broker.id" => self.node_id = parse_num(name, value)?,
-            "listeners" => {
+            names::NODE_ID | names::BROKER_ID => self.node_id = parse_num(name, value)?,
+            names::LISTENERS => {
                 self.listeners = value
                     .split(',')
                     .filter(|s| !s.trim().is_empty())
@@ -390,14 +397,14 @@ impl BrokerConfig {
                     });
                 }
             }
-            "advertised.listeners" => {
+            names::ADVERTISED_LISTENERS => {
                 self.advertised_listeners = value
                     .split(',')
                     .filter(|s| !s.trim().is_empty())
                     .map(|s| parse_advertised(name, s))
                     .collect::<Result<_, _>>()?;
             }
-            "listener.security.protocol.map" => {
+            names::LISTENER_SECURITY_PROTOCOL_MAP => {
                 let mut map = BTreeMap::new();
                 for pair in value.split(',').filter(|s| !s.trim().is_empty()) {
                     let (l, p) = pair.split_once(':').ok_or_else(|| ConfigError::Invalid {
@@ -413,7 +420,7 @@ impl BrokerConfig {
                 }
                 self.listener_security_protocol_map = map;
             }
-            "ssl.keystore.type" | "ssl.truststore.type" => {
+            names::SSL_KEYSTORE_TYPE | names::SSL_TRUSTSTORE_TYPE => {
                 if !value.trim().eq_ignore_ascii_case("PEM") {
                     return Err(ConfigError::Invalid {
                         name: name.into(),
@@ -421,14 +428,14 @@ impl BrokerConfig {
                     });
                 }
             }
-            "ssl.keystore.location" => {
+            names::SSL_KEYSTORE_LOCATION => {
                 self.ssl.keystore_location = Some(PathBuf::from(value.trim()))
             }
-            "ssl.key.location" => self.ssl.key_location = Some(PathBuf::from(value.trim())),
-            "ssl.truststore.location" => {
+            names::SSL_KEY_LOCATION => self.ssl.key_location = Some(PathBuf::from(value.trim())),
+            names::SSL_TRUSTSTORE_LOCATION => {
                 self.ssl.truststore_location = Some(PathBuf::from(value.trim()))
             }
-            "ssl.client.auth" => {
+            names::SSL_CLIENT_AUTH => {
                 self.ssl.client_auth = Some(match value.trim().to_ascii_lowercase().as_str() {
                     "none" => ClientAuth::None,
                     "requested" => ClientAuth::Requested,
@@ -441,7 +448,7 @@ impl BrokerConfig {
                     }
                 })
             }
-            "sasl.enabled.mechanisms" => {
+            names::SASL_ENABLED_MECHANISMS => {
                 let mut mechs = Vec::new();
                 for m in value.split(',').map(str::trim).filter(|m| !m.is_empty()) {
                     let m = m.to_ascii_uppercase();
@@ -458,29 +465,33 @@ impl BrokerConfig {
                 }
                 self.sasl_enabled_mechanisms = mechs;
             }
-            "connections.max.reauth.ms" => self.connections_max_reauth_ms = parse_num(name, value)?,
-            "sasl.server.max.receive.size" => {
+            names::CONNECTIONS_MAX_REAUTH_MS => {
+                self.connections_max_reauth_ms = parse_num(name, value)?
+            }
+            names::SASL_SERVER_MAX_RECEIVE_SIZE => {
                 self.sasl_server_max_receive_size =
                     positive(name, parse_num::<i32>(name, value)?)? as usize
             }
-            "log.dirs" | "log.dir" => {
+            names::LOG_DIRS | names::LOG_DIR => {
                 self.data_dir = PathBuf::from(value.split(',').next().unwrap_or(value).trim())
             }
-            "num.shards" => self.shards = parse_num(name, value)?,
-            "cluster.id" => self.cluster_id = Some(value.to_string()),
-            "num.partitions" => self.num_partitions = positive(name, parse_num(name, value)?)?,
-            "default.replication.factor" => {
+            names::NUM_SHARDS => self.shards = parse_num(name, value)?,
+            names::CLUSTER_ID => self.cluster_id = Some(value.to_string()),
+            names::NUM_PARTITIONS => self.num_partitions = positive(name, parse_num(name, value)?)?,
+            names::DEFAULT_REPLICATION_FACTOR => {
                 self.default_replication_factor = parse_num(name, value)?
             }
-            "auto.create.topics.enable" => {
+            names::AUTO_CREATE_TOPICS_ENABLE => {
                 self.auto_create_topics_enable = parse_bool(name, value)?
             }
-            "delete.topic.enable" => self.delete_topic_enable = parse_bool(name, value)?,
-            "message.max.bytes" => {
+            names::DELETE_TOPIC_ENABLE => self.delete_topic_enable = parse_bool(name, value)?,
+            names::MESSAGE_MAX_BYTES => {
                 self.message_max_bytes = positive(name, parse_num(name, value)?)?
             }
-            "socket.request.max.bytes" => self.socket_request_max_bytes = parse_num(name, value)?,
-            "log.segment.bytes" => {
+            names::SOCKET_REQUEST_MAX_BYTES => {
+                self.socket_request_max_bytes = parse_num(name, value)?
+            }
+            names::LOG_SEGMENT_BYTES => {
                 let v: i64 = parse_num(name, value)?;
                 if v < 14 {
                     return Err(ConfigError::Invalid {
@@ -490,28 +501,32 @@ impl BrokerConfig {
                 }
                 self.log_segment_bytes = v
             }
-            "log.roll.ms" => self.log_roll_ms = parse_num(name, value)?,
-            "log.roll.hours" => self.log_roll_ms = parse_num::<i64>(name, value)? * 3_600_000,
-            "log.retention.ms" => self.log_retention_ms = parse_num(name, value)?,
-            "log.retention.minutes" => {
+            names::LOG_ROLL_MS => self.log_roll_ms = parse_num(name, value)?,
+            names::LOG_ROLL_HOURS => self.log_roll_ms = parse_num::<i64>(name, value)? * 3_600_000,
+            names::LOG_RETENTION_MS => self.log_retention_ms = parse_num(name, value)?,
+            names::LOG_RETENTION_MINUTES => {
                 self.log_retention_ms = parse_num::<i64>(name, value)? * 60_000
             }
-            "log.retention.hours" => {
+            names::LOG_RETENTION_HOURS => {
                 self.log_retention_ms = parse_num::<i64>(name, value)? * 3_600_000
             }
-            "log.retention.bytes" => self.log_retention_bytes = parse_num(name, value)?,
-            "log.retention.check.interval.ms" => {
+            names::LOG_RETENTION_BYTES => self.log_retention_bytes = parse_num(name, value)?,
+            names::LOG_RETENTION_CHECK_INTERVAL_MS => {
                 self.log_retention_check_interval_ms = parse_num(name, value)?
             }
-            "log.index.interval.bytes" => self.log_index_interval_bytes = parse_num(name, value)?,
-            "log.cleanup.policy" => self.log_cleanup_policy = validate_cleanup_policy(name, value)?,
-            "log.message.timestamp.type" => {
+            names::LOG_INDEX_INTERVAL_BYTES => {
+                self.log_index_interval_bytes = parse_num(name, value)?
+            }
+            names::LOG_CLEANUP_POLICY => {
+                self.log_cleanup_policy = validate_cleanup_policy(name, value)?
+            }
+            names::LOG_MESSAGE_TIMESTAMP_TYPE => {
                 self.log_message_timestamp_type = validate_timestamp_type(name, value)?
             }
-            "min.insync.replicas" => {
+            names::MIN_INSYNC_REPLICAS => {
                 self.min_insync_replicas = positive(name, parse_num(name, value)?)?
             }
-            "flush.policy" => {
+            names::FLUSH_POLICY => {
                 self.flush_policy = match value.trim() {
                     "always" => FlushPolicy::Always,
                     "interval" => FlushPolicy::Interval,
@@ -523,30 +538,36 @@ impl BrokerConfig {
                     }
                 }
             }
-            "log.flush.interval.ms" => self.log_flush_interval_ms = parse_num(name, value)?,
-            "offsets.topic.num.partitions" => {
+            names::LOG_FLUSH_INTERVAL_MS => self.log_flush_interval_ms = parse_num(name, value)?,
+            names::OFFSETS_TOPIC_NUM_PARTITIONS => {
                 self.offsets_topic_num_partitions = positive(name, parse_num(name, value)?)?
             }
-            "offsets.topic.replication.factor"
-            | "transaction.state.log.replication.factor"
-            | "transaction.state.log.min.isr" => {
+            names::OFFSETS_TOPIC_REPLICATION_FACTOR
+            | names::TRANSACTION_STATE_LOG_REPLICATION_FACTOR
+            | names::TRANSACTION_STATE_LOG_MIN_ISR => {
                 // Accepted for compatibility with Kafka config files; a single node has one replica.
                 let _: i32 = parse_num(name, value)?;
             }
-            "offsets.retention.minutes" => self.offsets_retention_minutes = parse_num(name, value)?,
-            "group.initial.rebalance.delay.ms" => {
+            names::OFFSETS_RETENTION_MINUTES => {
+                self.offsets_retention_minutes = parse_num(name, value)?
+            }
+            names::GROUP_INITIAL_REBALANCE_DELAY_MS => {
                 self.group_initial_rebalance_delay_ms = parse_num(name, value)?
             }
-            "group.min.session.timeout.ms" => {
+            names::GROUP_MIN_SESSION_TIMEOUT_MS => {
                 self.group_min_session_timeout_ms = parse_num(name, value)?
             }
-            "group.max.session.timeout.ms" => {
+            names::GROUP_MAX_SESSION_TIMEOUT_MS => {
                 self.group_max_session_timeout_ms = parse_num(name, value)?
             }
-            "group.max.size" => self.group_max_size = positive(name, parse_num(name, value)?)?,
-            "connections.max.idle.ms" => self.connections_max_idle_ms = parse_num(name, value)?,
-            "producer.id.expiration.ms" => self.producer_id_expiration_ms = parse_num(name, value)?,
-            "metrics.listen" => self.metrics_listen = Some(parse_listen(name, value)?),
+            names::GROUP_MAX_SIZE => self.group_max_size = positive(name, parse_num(name, value)?)?,
+            names::CONNECTIONS_MAX_IDLE_MS => {
+                self.connections_max_idle_ms = parse_num(name, value)?
+            }
+            names::PRODUCER_ID_EXPIRATION_MS => {
+                self.producer_id_expiration_ms = parse_num(name, value)?
+            }
+            names::METRICS_LISTEN => self.metrics_listen = Some(parse_listen(name, value)?),
             _ => return Err(ConfigError::Unknown(name.to_string())),
         }
         self.explicit.insert(name.to_string(), value.to_string());
@@ -573,13 +594,13 @@ impl BrokerConfig {
         for l in &self.listeners {
             if !seen.insert(l.name.as_str()) {
                 return Err(bad(
-                    "listeners",
+                    names::LISTENERS,
                     format!("listener name {} is used twice", l.name),
                 ));
             }
             let proto = self.protocol_of(&l.name).ok_or_else(|| {
                 bad(
-                    "listener.security.protocol.map",
+                    names::LISTENER_SECURITY_PROTOCOL_MAP,
                     format!(
                         "listener {} is not a security protocol and has no entry",
                         l.name
@@ -588,7 +609,7 @@ impl BrokerConfig {
             })?;
             if proto.uses_tls() && self.ssl.keystore_location.is_none() {
                 return Err(bad(
-                    "ssl.keystore.location",
+                    names::SSL_KEYSTORE_LOCATION,
                     format!(
                         "listener {} uses {} but no keystore is set",
                         l.name,
@@ -600,7 +621,7 @@ impl BrokerConfig {
         for a in &self.advertised_listeners {
             if !self.listeners.iter().any(|l| l.name == a.name) {
                 return Err(bad(
-                    "advertised.listeners",
+                    names::ADVERTISED_LISTENERS,
                     format!("{} is not one of the listeners", a.name),
                 ));
             }
@@ -643,129 +664,7 @@ impl BrokerConfig {
     /// The broker-level default of a topic-level property, as Kafka derives
     /// topic defaults from `log.*` broker settings.
     pub fn topic_default(&self, name: &str) -> Option<String> {
-        Some(match name {
-            "cleanup.policy" => self.log_cleanup_policy.clone(),
-            "retention.ms" => self.log_retention_ms.to_string(),
-            "retention.bytes" => self.log_retention_bytes.to_string(),
-            "segment.bytes" => self.log_segment_bytes.to_string(),
-            "segment.ms" => self.log_roll_ms.to_string(),
-            "max.message.bytes" => self.message_max_bytes.to_string(),
-            "min.insync.replicas" => self.min_insync_replicas.to_string(),
-            "message.timestamp.type" => self.log_message_timestamp_type.clone(),
-            "segment.index.bytes" => "10485760".into(),
-            "index.interval.bytes" => self.log_index_interval_bytes.to_string(),
-            "compression.type" => "producer".into(),
-            "flush.messages" => i64::MAX.to_string(),
-            "flush.ms" => i64::MAX.to_string(),
-            "unclean.leader.election.enable" => "false".into(),
-            "delete.retention.ms" => "86400000".into(),
-            "min.compaction.lag.ms" => "0".into(),
-            "max.compaction.lag.ms" => i64::MAX.to_string(),
-            "file.delete.delay.ms" => "60000".into(),
-            "message.timestamp.before.max.ms" => i64::MAX.to_string(),
-            "message.timestamp.after.max.ms" => i64::MAX.to_string(),
-            "preallocate" => "false".into(),
-            "local.retention.ms" => "-2".into(),
-            "local.retention.bytes" => "-2".into(),
-            _ => return None,
-        })
-    }
-
-    /// The broker property a topic property inherits from (for the
-    /// DEFAULT_CONFIG vs STATIC_BROKER_CONFIG source in DescribeConfigs).
-    pub fn broker_name_of_topic_config(name: &str) -> Option<&'static str> {
-        Some(match name {
-            "cleanup.policy" => "log.cleanup.policy",
-            "retention.ms" => "log.retention.ms",
-            "retention.bytes" => "log.retention.bytes",
-            "segment.bytes" => "log.segment.bytes",
-            "segment.ms" => "log.roll.ms",
-            "max.message.bytes" => "message.max.bytes",
-            "min.insync.replicas" => "min.insync.replicas",
-            "message.timestamp.type" => "log.message.timestamp.type",
-            "index.interval.bytes" => "log.index.interval.bytes",
-            _ => return None,
-        })
-    }
-
-    /// Names of all topic-level properties we know, in a stable order.
-    pub const TOPIC_CONFIG_NAMES: &'static [&'static str] = &[
-        "cleanup.policy",
-        "compression.type",
-        "delete.retention.ms",
-        "file.delete.delay.ms",
-        "flush.messages",
-        "flush.ms",
-        "index.interval.bytes",
-        "local.retention.bytes",
-        "local.retention.ms",
-        "max.compaction.lag.ms",
-        "max.message.bytes",
-        "message.timestamp.after.max.ms",
-        "message.timestamp.before.max.ms",
-        "message.timestamp.type",
-        "min.compaction.lag.ms",
-        "min.insync.replicas",
-        "preallocate",
-        "retention.bytes",
-        "retention.ms",
-        "segment.bytes",
-        "segment.index.bytes",
-        "segment.ms",
-        "unclean.leader.election.enable",
-    ];
-
-    /// Validates one topic-level property value (CreateTopics/AlterConfigs).
-    pub fn validate_topic_config(name: &str, value: &str) -> Result<(), ConfigError> {
-        match name {
-            "cleanup.policy" => validate_cleanup_policy(name, value).map(|_| ()),
-            "message.timestamp.type" => validate_timestamp_type(name, value).map(|_| ()),
-            "compression.type" => match value {
-                "producer" | "uncompressed" | "gzip" | "snappy" | "lz4" | "zstd" => Ok(()),
-                _ => Err(ConfigError::Invalid {
-                    name: name.into(),
-                    reason: format!("unknown compression type `{value}`"),
-                }),
-            },
-            "retention.ms" | "retention.bytes" | "local.retention.ms" | "local.retention.bytes" => {
-                let v: i64 = parse_num(name, value)?;
-                if v < -2 {
-                    return Err(ConfigError::Invalid {
-                        name: name.into(),
-                        reason: "must be -1 or more".into(),
-                    });
-                }
-                Ok(())
-            }
-            "segment.bytes" => {
-                let v: i64 = parse_num(name, value)?;
-                if v < 14 {
-                    return Err(ConfigError::Invalid {
-                        name: name.into(),
-                        reason: "must be at least 14".into(),
-                    });
-                }
-                Ok(())
-            }
-            "max.message.bytes"
-            | "min.insync.replicas"
-            | "index.interval.bytes"
-            | "segment.index.bytes" => {
-                let v: i32 = parse_num(name, value)?;
-                positive(name, v).map(|_| ())
-            }
-            "segment.ms"
-            | "delete.retention.ms"
-            | "file.delete.delay.ms"
-            | "flush.messages"
-            | "flush.ms"
-            | "max.compaction.lag.ms"
-            | "min.compaction.lag.ms"
-            | "message.timestamp.after.max.ms"
-            | "message.timestamp.before.max.ms" => parse_num::<i64>(name, value).map(|_| ()),
-            "preallocate" | "unclean.leader.election.enable" => parse_bool(name, value).map(|_| ()),
-            _ => Err(ConfigError::Unknown(name.to_string())),
-        }
+        topic::topic_config(name).map(|c| c.default_value(self))
     }
 }
 
