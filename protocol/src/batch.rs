@@ -16,6 +16,7 @@
 use bytes::Bytes;
 
 use crate::compression::{Compression, CompressionError, DEFAULT_MAX_DECOMPRESSED_LEN};
+use crate::error::ErrorCode;
 use crate::varint::{
     decode_varint, decode_varlong, encode_varint, encode_varlong, varint_len, varlong_len,
 };
@@ -102,16 +103,16 @@ impl BatchError {
     ///   itself only reaches an `IllegalArgumentException` there (surfacing
     ///   as UNKNOWN_SERVER_ERROR); 76 is the code that says what is wrong.
     /// - TooLarge (builder only): MESSAGE_TOO_LARGE (10).
-    pub fn kafka_error_code(&self) -> i16 {
+    pub fn kafka_error_code(&self) -> ErrorCode {
         match self {
             BatchError::Truncated
             | BatchError::InvalidLength
             | BatchError::CrcMismatch { .. }
             | BatchError::Compression(_)
-            | BatchError::Corrupt(_) => 2,
-            BatchError::UnsupportedMagic(_) => 87,
-            BatchError::UnsupportedCompression(_) => 76,
-            BatchError::TooLarge => 10,
+            | BatchError::Corrupt(_) => ErrorCode::CorruptMessage,
+            BatchError::UnsupportedMagic(_) => ErrorCode::InvalidRecord,
+            BatchError::UnsupportedCompression(_) => ErrorCode::UnsupportedCompressionType,
+            BatchError::TooLarge => ErrorCode::MessageTooLarge,
         }
     }
 }

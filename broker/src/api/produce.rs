@@ -42,7 +42,7 @@ fn validate(
         ));
     };
     let batches = batch::split_batches(records)
-        .map_err(|e| (ErrorCode::from_code(e.kafka_error_code()), e.to_string()))?;
+        .map_err(|e| (e.kafka_error_code(), e.to_string()))?;
     if batches.is_empty() {
         return Err((
             ErrorCode::CorruptMessage,

@@ -269,15 +269,29 @@ fn error_codes() {
             expected: 1,
             actual: 2
         }
-        .kafka_error_code(),
+        .kafka_error_code()
+        .code(),
         2
     );
-    assert_eq!(BatchError::Truncated.kafka_error_code(), 2);
-    assert_eq!(BatchError::InvalidLength.kafka_error_code(), 2);
-    assert_eq!(BatchError::Corrupt("x").kafka_error_code(), 2);
-    assert_eq!(BatchError::Compression("x".into()).kafka_error_code(), 2);
-    assert_eq!(BatchError::UnsupportedMagic(1).kafka_error_code(), 87);
-    assert_eq!(BatchError::UnsupportedCompression(5).kafka_error_code(), 76);
+    assert_eq!(BatchError::Truncated.kafka_error_code().code(), 2);
+    assert_eq!(BatchError::InvalidLength.kafka_error_code().code(), 2);
+    assert_eq!(BatchError::Corrupt("x").kafka_error_code().code(), 2);
+    assert_eq!(
+        BatchError::Compression("x".into())
+            .kafka_error_code()
+            .code(),
+        2
+    );
+    assert_eq!(
+        BatchError::UnsupportedMagic(1).kafka_error_code().code(),
+        87
+    );
+    assert_eq!(
+        BatchError::UnsupportedCompression(5)
+            .kafka_error_code()
+            .code(),
+        76
+    );
 }
 
 fn three_batches() -> (Vec<u8>, Vec<usize>) {

@@ -7,8 +7,10 @@
 //! `{"version":"2020_10_22","request-id":...}`. This file owns that JSON
 //! session and the module's public surface; the jobs behind it live apart:
 //!
-//! - `credentials`: [`AwsCredentials`], [`CredentialSource`] and the default
-//!   chain ([`resolve_credentials`]), the region look-up.
+//! - `credentials`: [`AwsCredentials`], [`Env`] and [`CredentialSource`]
+//!   (the types, a leaf the sources build on).
+//! - `chain`: the default chain ([`resolve_credentials`]) over the sources
+//!   below, and the region look-up.
 //! - `profile_file`: the shared `~/.aws/credentials` / `~/.aws/config` files
 //!   and their INI dialect.
 //! - `endpoints`: the ECS/EKS container endpoint and EC2 IMDSv2 sources,
