@@ -41,8 +41,8 @@ fn validate(
             "produce request carries no records".into(),
         ));
     };
-    let batches = batch::split_batches(records)
-        .map_err(|e| (e.kafka_error_code(), e.to_string()))?;
+    let batches =
+        batch::split_batches(records).map_err(|e| (e.kafka_error_code(), e.to_string()))?;
     if batches.is_empty() {
         return Err((
             ErrorCode::CorruptMessage,
