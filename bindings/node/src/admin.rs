@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 use napi::{Env, JsFunction, JsObject};
 use napi_derive::napi;
 use sluice::admin::OffsetSpec;
-use sluice::{AdminClient, Consumer, ConsumerConfig, NewTopic, OffsetAndMetadata, TopicPartition};
+use sluice::{AdminClient, Consumer, ConsumerConfig, NewTopic, TopicPartition};
 
 use crate::config::{JsAwsCredentials, Settings};
-use crate::consumer::{JsTopicPartition, JsTopicPartitionOffset};
+use crate::consumer::{commit_offsets, JsTopicPartition, JsTopicPartitionOffset};
 use crate::error::{to_js, usage};
 
 #[napi(object)]
@@ -387,15 +387,10 @@ impl NativeAdmin {
         offsets: Vec<JsTopicPartitionOffset>,
     ) -> napi::Result<JsObject> {
         let a = self.client()?;
-        let mut targets = Vec::with_capacity(offsets.len());
-        for o in offsets {
-            let off: i64 = o
-                .offset
-                .trim()
-                .parse()
-                .map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
-            targets.push((o.topic, o.partition, off));
-        }
+        let targets = offsets
+            .into_iter()
+            .map(JsTopicPartitionOffset::parse)
+            .collect::<napi::Result<Vec<_>>>()?;
         env.spawn_future(async move { a.delete_records(&targets).await.map(|_| ()).map_err(to_js) })
     }
 
@@ -414,22 +409,7 @@ impl NativeAdmin {
         };
         cfg.group_id = Some(group_id);
         cfg.enable_auto_commit = false;
-        let mut parsed = Vec::with_capacity(offsets.len());
-        for o in offsets {
-            let off: i64 = o
-                .offset
-                .trim()
-                .parse()
-                .map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
-            parsed.push((
-                TopicPartition::new(o.topic, o.partition),
-                OffsetAndMetadata {
-                    offset: off,
-                    leader_epoch: None,
-                    metadata: String::new(),
-                },
-            ));
-        }
+        let parsed = commit_offsets(offsets)?;
         env.spawn_future(async move {
             let mut c = Consumer::with_cluster(a.cluster().clone(), cfg);
             c.assign(parsed.iter().map(|(tp, _)| tp.clone()))

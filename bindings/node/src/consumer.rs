@@ -35,6 +35,43 @@ pub struct JsTopicPartitionOffset {
     pub offset: String,
 }
 
+/// An offset as JavaScript passes it (KafkaJS keeps offsets as strings,
+/// beyond a double's exact range), read as a number.
+pub fn parse_offset(offset: &str) -> napi::Result<i64> {
+    offset
+        .trim()
+        .parse()
+        .map_err(|_| usage(format!("offset `{offset}` is not a number")))
+}
+
+impl JsTopicPartitionOffset {
+    /// (topic, partition, offset) with the offset read as a number.
+    pub fn parse(self) -> napi::Result<(String, i32, i64)> {
+        let offset = parse_offset(&self.offset)?;
+        Ok((self.topic, self.partition, offset))
+    }
+}
+
+/// Offsets to commit, as the core takes them (no metadata, no leader epoch).
+pub fn commit_offsets(
+    offsets: Vec<JsTopicPartitionOffset>,
+) -> napi::Result<Vec<(TopicPartition, OffsetAndMetadata)>> {
+    offsets
+        .into_iter()
+        .map(|o| {
+            let (topic, partition, offset) = o.parse()?;
+            Ok((
+                TopicPartition::new(topic, partition),
+                OffsetAndMetadata {
+                    offset,
+                    leader_epoch: None,
+                    metadata: String::new(),
+                },
+            ))
+        })
+        .collect()
+}
+
 /// A rebalance callback that ran inside a poll.
 #[napi(object)]
 #[derive(Clone)]
@@ -278,22 +315,7 @@ impl NativeConsumer {
     /// Commits the given next-offsets-to-read.
     #[napi(ts_return_type = "Promise<void>")]
     pub fn commit(&self, env: Env, offsets: Vec<JsTopicPartitionOffset>) -> napi::Result<JsObject> {
-        let mut parsed = Vec::with_capacity(offsets.len());
-        for o in offsets {
-            let off: i64 = o
-                .offset
-                .trim()
-                .parse()
-                .map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
-            parsed.push((
-                TopicPartition::new(o.topic, o.partition),
-                OffsetAndMetadata {
-                    offset: off,
-                    leader_epoch: None,
-                    metadata: String::new(),
-                },
-            ));
-        }
+        let parsed = commit_offsets(offsets)?;
         let shared = self.consumer.clone();
         env.spawn_future(
             async move { with_consumer!(shared, |c| c.commit_sync_offsets(parsed).await) },
@@ -309,22 +331,7 @@ impl NativeConsumer {
         env: Env,
         offsets: Vec<JsTopicPartitionOffset>,
     ) -> napi::Result<JsObject> {
-        let mut parsed = Vec::with_capacity(offsets.len());
-        for o in offsets {
-            let off: i64 = o
-                .offset
-                .trim()
-                .parse()
-                .map_err(|_| usage(format!("offset `{}` is not a number", o.offset)))?;
-            parsed.push((
-                TopicPartition::new(o.topic, o.partition),
-                OffsetAndMetadata {
-                    offset: off,
-                    leader_epoch: None,
-                    metadata: String::new(),
-                },
-            ));
-        }
+        let parsed = commit_offsets(offsets)?;
         let shared = self.consumer.clone();
         env.spawn_future(async move {
             let queued = with_consumer!(shared, |c| Ok::<_, sluice::Error>(
@@ -343,10 +350,7 @@ impl NativeConsumer {
         partition: i32,
         offset: String,
     ) -> napi::Result<JsObject> {
-        let off: i64 = offset
-            .trim()
-            .parse()
-            .map_err(|_| usage(format!("offset `{offset}` is not a number")))?;
+        let off = parse_offset(&offset)?;
         let shared = self.consumer.clone();
         env.spawn_future(async move {
             let tp = TopicPartition::new(topic, partition);
