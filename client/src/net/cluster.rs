@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
 use kafka_protocol::messages::{FindCoordinatorRequest, MetadataRequest, TopicName};
@@ -15,6 +15,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::net::TcpStream;
 
 use super::connection::Connection;
+use crate::backoff::ExponentialBackoff;
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorCode, Result};
 
@@ -45,7 +46,10 @@ pub struct BrokerInfo {
     pub rack: Option<String>,
 }
 
+/// A broker address's reconnect backoff (`reconnect.backoff.ms` growing to
+/// `reconnect.backoff.max.ms`, as the Java client's).
 struct Backoff {
+    /// Failed connects in a row.
     failures: u32,
     until: Instant,
 }
@@ -169,19 +173,17 @@ impl Cluster {
                 st.backoff.remove(addr);
             }
             Err(_) => {
-                let base = self.config.reconnect_backoff.as_millis() as u64;
-                let max = self.config.reconnect_backoff_max.as_millis().max(1) as u64;
+                let backoff = ExponentialBackoff::new(
+                    self.config.reconnect_backoff,
+                    self.config.reconnect_backoff_max,
+                );
                 let b = st.backoff.entry(addr.to_string()).or_insert(Backoff {
                     failures: 0,
                     until: Instant::now(),
                 });
+                // The n-th failure in a row waits as the n-th retry does.
+                b.until = Instant::now() + backoff.delay(b.failures);
                 b.failures = b.failures.saturating_add(1);
-                let exp = base
-                    .saturating_mul(1u64 << b.failures.min(20).saturating_sub(1))
-                    .min(max);
-                // ±20% jitter, as the Java client does.
-                let jitter = (exp as f64 * (0.8 + 0.4 * rand::random::<f64>())) as u64;
-                b.until = Instant::now() + Duration::from_millis(jitter);
             }
         }
     }
