@@ -86,10 +86,16 @@ fn build_config(args: Args) -> Result<BrokerConfig, String> {
 }
 
 fn main() -> ExitCode {
+    // openraft narrates every vote and append at info: keep it to warnings
+    // unless SLUICE_LOG names it.
+    let mut filter = std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into());
+    if !filter.contains("openraft") {
+        filter.push_str(",openraft=warn");
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_new(&filter)
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,openraft=warn")),
         )
         .with_writer(std::io::stderr)
         .init();

@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::auth::Listener;
-use crate::cluster::{MetadataStore, OFFSETS_TOPIC};
+use crate::cluster::member::ClusterMember;
+use crate::cluster::{Endpoint, Metadata, MetadataStore, OFFSETS_TOPIC};
 use crate::config::{BrokerConfig, FlushPolicy};
 use crate::shard::{Broker, Job, Shard};
 
@@ -43,7 +44,6 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
-    let metadata = MetadataStore::open(config.clone())?;
     let n = config.shards.max(1);
     let mut senders = Vec::with_capacity(n);
     let mut receivers = Vec::with_capacity(n);
@@ -56,7 +56,8 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
         (0..n).map(|_| Vec::new()).collect();
     let mut listeners = Vec::with_capacity(config.listeners.len());
     let mut bound = Vec::new();
-    for spec in &config.listeners {
+    // The controller listener is the quorum's, not a Kafka listener.
+    for spec in config.client_listeners() {
         let addr = spec.addr;
         let ls = crate::net::bind_reuseport(addr, n)
             .with_context(|| format!("cannot listen on {}://{addr}", spec.name))?;
@@ -94,6 +95,27 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
             per_shard_listeners[i].push((info.clone(), l));
         }
     }
+    let metadata = if config.cluster.enabled() {
+        let endpoints = listeners
+            .iter()
+            .map(|l| Endpoint {
+                name: l.name.clone(),
+                host: l.advertised_host.clone(),
+                port: l.advertised_port,
+                security_protocol: l.protocol.kafka_id(),
+            })
+            .collect();
+        let member = ClusterMember::start(config.clone(), endpoints)?;
+        member.wait_until_serving()?;
+        tracing::info!(
+            node_id = config.node_id,
+            broker_epoch = member.broker_epoch(),
+            "joined the cluster"
+        );
+        Metadata::Cluster(member)
+    } else {
+        Metadata::Standalone(MetadataStore::open(config.clone())?)
+    };
     let security = crate::auth::Security::from_config(&config)?;
     let broker = Arc::new(Broker::new(
         config.clone(),
@@ -115,7 +137,10 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     let mut threads = Vec::with_capacity(n);
     for (i, (rx, listeners)) in receivers.into_iter().zip(per_shard_listeners).enumerate() {
         let broker = broker.clone();
-        let core = cores.get(i % cores.len().max(1)).map(|c| c.id);
+        let core = cores
+            .get(i % cores.len().max(1))
+            .map(|c| c.id)
+            .filter(|_| config.shards_pin_cores);
         let drained = drained.clone();
         let ready = ready.clone();
         threads.push(
@@ -139,6 +164,13 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .spawn(move || {
             if let Some(sig) = signals.forever().next() {
                 tracing::info!(signal = sig, "shutting down");
+                if let Some(member) = sig_broker.metadata.member() {
+                    // Leaderships move before the partitions close, so
+                    // clients see only retriable errors.
+                    futures::executor::block_on(
+                        member.controlled_shutdown(Duration::from_secs(10)),
+                    );
+                }
                 request_shutdown(&sig_broker);
             }
         })?;
@@ -262,6 +294,10 @@ async fn open_owned_partitions(shard: &Rc<Shard>) -> anyhow::Result<()> {
         let lazy = t.name == OFFSETS_TOPIC;
         for p in 0..t.partitions {
             if shard.broker.owner_of_partition(&t.id, p) != shard.id {
+                continue;
+            }
+            let node = shard.broker.config.node_id;
+            if !t.partition(p).is_some_and(|a| a.replicas.contains(&node)) {
                 continue;
             }
             let dir = shard

@@ -40,9 +40,12 @@ pub async fn alter(
     validate_only: bool,
 ) -> (ErrorCode, Option<StrBytes>) {
     let outcome = match resource_type {
-        RESOURCE_TOPIC => broker
-            .metadata
-            .alter_topic_configs(resource_name, edit, validate_only),
+        RESOURCE_TOPIC => {
+            broker
+                .metadata
+                .alter_topic_configs(resource_name, edit, validate_only)
+                .await
+        }
         RESOURCE_BROKER => Err(broker_not_alterable()),
         _ => Err(ApiError::new(
             ErrorCode::InvalidRequest,

@@ -29,6 +29,7 @@ pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Respo
         match broker
             .metadata
             .create_partitions(&t.name, t.count, req.validate_only)
+            .await
         {
             Ok(meta) => {
                 if !req.validate_only {

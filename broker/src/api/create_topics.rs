@@ -59,6 +59,7 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
                     &t.configs,
                     req.validate_only,
                 )
+                .await
             }
         } else {
             create(
@@ -69,6 +70,7 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
                 &t.configs,
                 req.validate_only,
             )
+            .await
         };
         match outcome {
             Ok(meta) => {
@@ -77,7 +79,15 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
                 }
                 if ctx.version >= 5 {
                     r.num_partitions = meta.partitions;
-                    r.replication_factor = 1;
+                    let asked = if t.replication_factor == -1 {
+                        broker.config.default_replication_factor
+                    } else {
+                        t.replication_factor
+                    };
+                    r.replication_factor = meta
+                        .assignment
+                        .first()
+                        .map_or(asked, |a| a.replicas.len() as i16);
                 }
                 if ctx.version >= 5 {
                     r.configs = Some(
@@ -113,7 +123,7 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
     ctx.respond(&resp)
 }
 
-fn create(
+async fn create(
     broker: &crate::shard::Broker,
     name: &str,
     partitions: i32,
@@ -130,6 +140,7 @@ fn create(
     broker
         .metadata
         .create_topic(name, partitions, rf, map, validate_only, false)
+        .await
 }
 
 /// Opens every partition of a new topic on its owner shard.

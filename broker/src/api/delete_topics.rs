@@ -59,7 +59,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response 
             continue;
         };
         r.name = Some(TopicName(StrBytes::from_string(name.clone())));
-        match broker.metadata.delete_topic(&name) {
+        match broker.metadata.delete_topic(&name).await {
             Ok(meta) => {
                 if ctx.version >= 6 {
                     r.topic_id = meta.id;

@@ -1,4 +1,5 @@
-//! DescribeCluster (v0-v1): the cluster id and this broker as controller.
+//! DescribeCluster (v0-v1): the cluster id, the active controller and the
+//! live brokers (addresses on the client's listener).
 
 use crate::auth::{Action, Resource};
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
@@ -13,7 +14,6 @@ pub const MAX_VERSION: i16 = 1;
 
 pub async fn handle(ctx: &RequestContext, req: DescribeClusterRequest) -> Response {
     let broker = &ctx.shard.broker;
-    let cfg = &broker.config;
     let mut resp = DescribeClusterResponse::default();
     resp.endpoint_type = if ctx.version >= 1 {
         req.endpoint_type
@@ -21,16 +21,20 @@ pub async fn handle(ctx: &RequestContext, req: DescribeClusterRequest) -> Respon
         1
     };
     resp.cluster_id = StrBytes::from_string(broker.metadata.image().cluster_id.clone());
-    resp.controller_id = BrokerId(cfg.node_id);
+    resp.controller_id = BrokerId(ctx.controller_id());
     resp.cluster_authorized_operations = i32::MIN;
     if !ctx.allowed(Action::DescribeCluster, Resource::Cluster) {
         resp.error_code = ErrorCode::ClusterAuthorizationFailed.code();
         return ctx.respond(&resp);
     }
-    let mut b = DescribeClusterBroker::default();
-    b.broker_id = BrokerId(cfg.node_id);
-    b.host = StrBytes::from_string(ctx.advertised().0.to_string());
-    b.port = i32::from(ctx.advertised().1);
-    resp.brokers.push(b);
+    let image = broker.metadata.image();
+    for (id, host, port, rack) in ctx.live_brokers(&image) {
+        let mut b = DescribeClusterBroker::default();
+        b.broker_id = BrokerId(id);
+        b.host = StrBytes::from_string(host);
+        b.port = i32::from(port);
+        b.rack = rack.map(StrBytes::from_string);
+        resp.brokers.push(b);
+    }
     ctx.respond(&resp)
 }

@@ -1,5 +1,7 @@
-//! FindCoordinator (v0-v6): this node coordinates every group. Transaction
-//! coordinators are not offered yet (COORDINATOR_NOT_AVAILABLE).
+//! FindCoordinator (v0-v6): a group's coordinator is the leader of its
+//! `__consumer_offsets` partition (this node on a single node);
+//! COORDINATOR_NOT_AVAILABLE while that partition has no live leader or the
+//! topic does not exist yet. Transaction coordinators are not offered yet.
 
 use crate::auth::{Action, Resource};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -13,7 +15,9 @@ pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 6;
 
 pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Response {
-    let cfg = &ctx.shard.broker.config;
+    let broker = &ctx.shard.broker;
+    let image = broker.metadata.image();
+    let offsets = image.by_name.get(crate::cluster::OFFSETS_TOPIC).cloned();
     let keys: Vec<StrBytes> = if ctx.version >= 4 {
         req.coordinator_keys.clone()
     } else {
@@ -29,9 +33,22 @@ pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Respon
                 c.port = -1;
             }
             0 => {
-                c.node_id = BrokerId(cfg.node_id);
-                c.host = StrBytes::from_string(ctx.advertised().0.to_string());
-                c.port = i32::from(ctx.advertised().1);
+                let leader = offsets.as_ref().and_then(|t| {
+                    let p = broker.offsets_partition_of_group(c.key.as_str());
+                    t.partition(p).map(|a| a.leader)
+                });
+                match leader.and_then(|l| ctx.broker_address(&image, l).map(|a| (l, a))) {
+                    Some((leader, (host, port))) => {
+                        c.node_id = BrokerId(leader);
+                        c.host = StrBytes::from_string(host);
+                        c.port = i32::from(port);
+                    }
+                    None => {
+                        c.error_code = ErrorCode::CoordinatorNotAvailable.code();
+                        c.node_id = BrokerId(-1);
+                        c.port = -1;
+                    }
+                }
             }
             1 => {
                 c.error_code = ErrorCode::CoordinatorNotAvailable.code();

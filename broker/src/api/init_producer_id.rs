@@ -32,7 +32,7 @@ pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> Respons
         resp.error_code = ErrorCode::ClusterAuthorizationFailed.code();
         return ctx.respond(&resp);
     }
-    match ctx.shard.broker.metadata.allocate_producer_id() {
+    match ctx.shard.broker.metadata.allocate_producer_id().await {
         Ok(id) => {
             resp.producer_id = ProducerId(id);
             resp.producer_epoch = 0;

@@ -1,8 +1,10 @@
-//! Metadata (v0-v12): this broker as the only node and leader of every
-//! partition (leader epoch 0, replicas and ISR = [this node]), topic ids,
-//! the internal flag, and auto-creation of requested topics when both the
-//! request and `auto.create.topics.enable` allow it (v4+ carries the flag;
-//! older versions always ask).
+//! Metadata (v0-v12): the live brokers (addresses on the listener the
+//! client came through), the active controller, each partition's leader,
+//! leader epoch, replicas, ISR and offline replicas from the metadata image
+//! (a single node leads everything at epoch 0), topic ids, the internal
+//! flag, and auto-creation of requested topics when both the request and
+//! `auto.create.topics.enable` allow it (v4+ carries the flag; older
+//! versions always ask).
 
 use crate::auth::{Action, Resource};
 use kafka_protocol::messages::metadata_response::{
@@ -18,7 +20,7 @@ use crate::cluster::{validate_topic_name, TopicMeta};
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 12;
 
-pub fn topic_entry(meta: &TopicMeta, node_id: i32, version: i16) -> MetadataResponseTopic {
+pub fn topic_entry(meta: &TopicMeta, version: i16) -> MetadataResponseTopic {
     let mut t = MetadataResponseTopic::default();
     t.name = Some(TopicName(StrBytes::from_string(meta.name.clone())));
     t.topic_id = meta.id;
@@ -26,16 +28,26 @@ pub fn topic_entry(meta: &TopicMeta, node_id: i32, version: i16) -> MetadataResp
     if version >= 8 {
         t.topic_authorized_operations = i32::MIN;
     }
-    t.partitions = (0..meta.partitions)
-        .map(|p| {
+    let ids = |nodes: &[i32]| nodes.iter().map(|n| BrokerId(*n)).collect::<Vec<_>>();
+    t.partitions = meta
+        .assignment
+        .iter()
+        .zip(0..)
+        .map(|(a, p)| {
             let mut mp = MetadataResponsePartition::default();
             mp.partition_index = p;
-            mp.leader_id = BrokerId(node_id);
-            if version >= 7 {
-                mp.leader_epoch = 0;
+            mp.leader_id = BrokerId(a.leader);
+            if a.leader == crate::cluster::NO_LEADER {
+                mp.error_code = ErrorCode::LeaderNotAvailable.code();
             }
-            mp.replica_nodes = vec![BrokerId(node_id)];
-            mp.isr_nodes = vec![BrokerId(node_id)];
+            if version >= 7 {
+                mp.leader_epoch = a.leader_epoch;
+            }
+            mp.replica_nodes = ids(&a.replicas);
+            mp.isr_nodes = ids(&a.isr);
+            if version >= 5 {
+                mp.offline_replicas = ids(&a.offline);
+            }
             mp
         })
         .collect();
@@ -46,14 +58,17 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
     let broker = &ctx.shard.broker;
     let cfg = &broker.config;
     let mut resp = MetadataResponse::default();
-    let mut b = MetadataResponseBroker::default();
-    b.node_id = BrokerId(cfg.node_id);
-    b.host = StrBytes::from_string(ctx.advertised().0.to_string());
-    b.port = i32::from(ctx.advertised().1);
-    resp.brokers.push(b);
     let image = broker.metadata.image();
+    for (id, host, port, rack) in ctx.live_brokers(&image) {
+        let mut b = MetadataResponseBroker::default();
+        b.node_id = BrokerId(id);
+        b.host = StrBytes::from_string(host);
+        b.port = i32::from(port);
+        b.rack = rack.map(StrBytes::from_string);
+        resp.brokers.push(b);
+    }
     resp.cluster_id = Some(StrBytes::from_string(image.cluster_id.clone()));
-    resp.controller_id = BrokerId(cfg.node_id);
+    resp.controller_id = BrokerId(ctx.controller_id());
     if (8..=10).contains(&ctx.version) {
         resp.cluster_authorized_operations = i32::MIN;
     }
@@ -72,7 +87,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
         names.sort_by(|a, b| a.name.cmp(&b.name));
         resp.topics = names
             .into_iter()
-            .map(|m| topic_entry(m, cfg.node_id, ctx.version))
+            .map(|m| topic_entry(m, ctx.version))
             .collect();
         return ctx.respond(&resp);
     }
@@ -101,7 +116,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
             continue;
         }
         match (meta, rt.name) {
-            (Some(m), _) => resp.topics.push(topic_entry(&m, cfg.node_id, ctx.version)),
+            (Some(m), _) => resp.topics.push(topic_entry(&m, ctx.version)),
             (None, Some(name)) => {
                 let mut t = MetadataResponseTopic::default();
                 t.name = Some(name.clone());
@@ -116,20 +131,17 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
                     // Kafka: may describe but not create -> unknown topic.
                     t.error_code = ErrorCode::UnknownTopicOrPartition.code();
                 } else if auto_create {
-                    match broker.metadata.create_topic(
-                        &name,
-                        -1,
-                        -1,
-                        Default::default(),
-                        false,
-                        false,
-                    ) {
+                    match broker
+                        .metadata
+                        .create_topic(&name, -1, -1, Default::default(), false, false)
+                        .await
+                    {
                         Ok(m) => {
                             tracing::info!(topic = %name.as_str(), partitions = m.partitions, "auto-created topic");
                             // Kafka answers LEADER_NOT_AVAILABLE while a new
                             // topic's leaders are elected; ours are ready, so
                             // answer with the topic right away.
-                            t = topic_entry(&m, cfg.node_id, ctx.version);
+                            t = topic_entry(&m, ctx.version);
                         }
                         Err(e) if e.code == ErrorCode::TopicAlreadyExists => {
                             t.error_code = ErrorCode::LeaderNotAvailable.code();

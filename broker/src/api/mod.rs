@@ -28,6 +28,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_quorum;
 pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod find_coordinator;
@@ -102,6 +103,55 @@ impl RequestContext {
     pub fn advertised(&self) -> (&str, u16) {
         let l = &self.session.listener;
         (&l.advertised_host, l.advertised_port)
+    }
+
+    /// Brokers clients are told about: every live broker with its address
+    /// on this connection's listener (Kafka answers per listener), this node
+    /// included; on a single node, just this node.
+    pub fn live_brokers(
+        &self,
+        image: &crate::cluster::MetadataImage,
+    ) -> Vec<(crate::cluster::NodeId, String, u16, Option<String>)> {
+        let me = self.shard.broker.config.node_id;
+        let (host, port) = self.advertised();
+        let mut out = vec![(
+            me,
+            host.to_string(),
+            port,
+            self.shard.broker.config.cluster.rack.clone(),
+        )];
+        let listener = &self.session.listener.name;
+        for b in image.live_brokers().filter(|b| b.id != me) {
+            if let Some(e) = b.endpoint(listener) {
+                out.push((b.id, e.host.clone(), e.port, b.rack.clone()));
+            }
+        }
+        out.sort_by_key(|b| b.0);
+        out
+    }
+
+    /// Broker `id`'s address on this connection's listener, if it is live.
+    pub fn broker_address(
+        &self,
+        image: &crate::cluster::MetadataImage,
+        id: crate::cluster::NodeId,
+    ) -> Option<(String, u16)> {
+        if id == self.shard.broker.config.node_id {
+            let (host, port) = self.advertised();
+            return Some((host.to_string(), port));
+        }
+        let b = image.brokers.get(&id).filter(|b| !b.fenced)?;
+        let e = b.endpoint(&self.session.listener.name)?;
+        Some((e.host.clone(), e.port))
+    }
+
+    /// The node clients send controller requests to: the active controller
+    /// (in combined mode a broker too), or this node when single.
+    pub fn controller_id(&self) -> crate::cluster::NodeId {
+        match self.shard.broker.metadata.member() {
+            Some(member) => member.controller_id(),
+            None => self.shard.broker.config.node_id,
+        }
     }
 
     /// Encodes a response message with its header as one frame.
@@ -190,6 +240,7 @@ registry! {
     IncrementalAlterConfigs => incremental_alter_configs(m::IncrementalAlterConfigsRequest),
     OffsetDelete => offset_delete(m::OffsetDeleteRequest),
     DescribeCluster => describe_cluster(m::DescribeClusterRequest),
+    DescribeQuorum => describe_quorum(m::DescribeQuorumRequest),
     DescribeUserScramCredentials => describe_user_scram_credentials(m::DescribeUserScramCredentialsRequest),
     AlterUserScramCredentials => alter_user_scram_credentials(m::AlterUserScramCredentialsRequest),
 }

@@ -1,10 +1,18 @@
-//! The metadata image: topics (name, id, partition count, config overrides),
-//! the cluster id and the producer-id allocator. Shards read the current
-//! image lock-free through an `ArcSwap`; the rare writers (CreateTopics,
-//! DeleteTopics, CreatePartitions, AlterConfigs, InitProducerId blocks)
-//! serialise on a mutex, persist the new state with write-then-rename, and
-//! publish a new image. A replicated controller quorum will later own this
-//! log; the image it publishes keeps the same shape.
+//! The metadata the broker serves from: topics (name, id, partitions with
+//! their leader, epochs, replicas and ISR, config overrides), the live
+//! brokers, the cluster id and producer ids. Shards read the current
+//! [`MetadataImage`] lock-free through an `ArcSwap`. [`Metadata`] is what
+//! handlers call; it has two backends:
+//!
+//! - [`MetadataStore`] (here), single-node sluiced: the rare writers
+//!   (CreateTopics, DeleteTopics, CreatePartitions, AlterConfigs,
+//!   InitProducerId blocks) serialise on a mutex, persist
+//!   `__cluster_metadata.json` with write-then-rename, and publish; this
+//!   node leads every partition.
+//! - [`member::ClusterMember`], a node of a KRaft-style cluster: writes go
+//!   as requests to the active controller ([`controller`]), which decides
+//!   and commits records to the replicated log ([`quorum`]); every node
+//!   turns the quorum's image into this one.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -21,7 +29,11 @@ use crate::config::topic::topic_config;
 use crate::config::{BrokerConfig, ConfigError};
 use crate::log::LogConfig;
 
+pub mod controller;
+pub mod member;
 pub mod quorum;
+
+pub use quorum::records::{Endpoint, NodeId, NO_LEADER};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 const META_FILE: &str = "__cluster_metadata.json";
@@ -52,6 +64,65 @@ pub struct TopicMeta {
     pub configs: BTreeMap<String, String>,
     pub log_config: LogConfig,
     pub internal: bool,
+    /// One entry per partition, by index.
+    pub assignment: Vec<PartitionMeta>,
+}
+
+impl TopicMeta {
+    pub fn partition(&self, partition: i32) -> Option<&PartitionMeta> {
+        usize::try_from(partition)
+            .ok()
+            .and_then(|p| self.assignment.get(p))
+    }
+}
+
+/// Who holds a partition: Kafka's PartitionRegistration as Metadata
+/// answers it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PartitionMeta {
+    /// [`NO_LEADER`] when no eligible replica is alive.
+    pub leader: NodeId,
+    pub leader_epoch: i32,
+    pub partition_epoch: i32,
+    pub replicas: Vec<NodeId>,
+    pub isr: Vec<NodeId>,
+    /// Eligible leader replicas (KIP-966).
+    pub elr: Vec<NodeId>,
+    /// Replicas on brokers that are fenced or gone.
+    pub offline: Vec<NodeId>,
+}
+
+impl PartitionMeta {
+    /// A single-node partition: `node` leads it alone, at epoch 0.
+    pub fn solo(node: NodeId) -> PartitionMeta {
+        PartitionMeta {
+            leader: node,
+            leader_epoch: 0,
+            partition_epoch: 0,
+            replicas: vec![node],
+            isr: vec![node],
+            elr: Vec::new(),
+            offline: Vec::new(),
+        }
+    }
+}
+
+/// A registered broker as clients are told about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrokerInfo {
+    pub id: NodeId,
+    pub epoch: i64,
+    pub rack: Option<String>,
+    pub endpoints: Vec<Endpoint>,
+    pub fenced: bool,
+}
+
+impl BrokerInfo {
+    /// The endpoint on listener `name` (clients get addresses on the
+    /// listener they connected through, as in Kafka).
+    pub fn endpoint(&self, listener: &str) -> Option<&Endpoint> {
+        self.endpoints.iter().find(|e| e.name == listener)
+    }
 }
 
 #[derive(Debug, Default)]
@@ -59,6 +130,20 @@ pub struct MetadataImage {
     pub cluster_id: String,
     pub by_name: HashMap<String, Arc<TopicMeta>>,
     pub by_id: HashMap<Uuid, Arc<TopicMeta>>,
+    /// Registered brokers, fenced ones included; empty on a single node
+    /// (that node answers for itself).
+    pub brokers: BTreeMap<NodeId, BrokerInfo>,
+    /// The active controller, or -1 while there is none.
+    pub controller_id: NodeId,
+    /// Offset of the metadata log this image reflects (0 on a single node).
+    pub offset: u64,
+}
+
+impl MetadataImage {
+    /// Brokers clients may use: registered and not fenced.
+    pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerInfo> {
+        self.brokers.values().filter(|b| !b.fenced)
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone)]
@@ -268,6 +353,7 @@ impl MetadataStore {
     fn publish(&self, file: &MetaFile) {
         let mut img = MetadataImage {
             cluster_id: file.cluster_id.clone(),
+            controller_id: self.config.node_id,
             ..Default::default()
         };
         for t in &file.topics {
@@ -279,6 +365,9 @@ impl MetadataStore {
                 configs: t.configs.clone(),
                 log_config: LogConfig::resolve(&self.config, &t.configs),
                 internal: t.name.starts_with("__"),
+                assignment: (0..t.partitions)
+                    .map(|_| PartitionMeta::solo(self.config.node_id))
+                    .collect(),
             });
             img.by_name.insert(t.name.clone(), meta.clone());
             img.by_id.insert(id, meta);
@@ -340,45 +429,18 @@ impl MetadataStore {
         } else {
             partitions
         };
-        if partitions <= 0 {
-            return Err(ApiError::new(
-                ErrorCode::InvalidPartitions,
-                "number of partitions must be larger than 0",
-            ));
-        }
         let rf = if replication_factor == -1 {
             self.config.default_replication_factor
         } else {
             replication_factor
         };
-        if rf <= 0 {
-            return Err(ApiError::new(
-                ErrorCode::InvalidReplicationFactor,
-                "replication factor must be larger than 0",
-            ));
-        }
+        check_new_topic(partitions, rf)?;
         if rf > 1 {
-            return Err(ApiError::new(
-                ErrorCode::InvalidReplicationFactor,
-                format!("Unable to replicate the partition {rf} time(s): The target replication factor of {rf} cannot be reached because only 1 broker(s) are registered."),
-            ));
+            return Err(not_enough_brokers(rf, 1));
         }
         Self::validate_configs(&configs)?;
         let mut file = self.lock();
-        if file.topics.iter().any(|t| t.name == name) {
-            return Err(ApiError::new(
-                ErrorCode::TopicAlreadyExists,
-                format!("Topic '{name}' already exists."),
-            ));
-        }
-        // Kafka refuses names that collide once '.' and '_' are equated.
-        let norm = |s: &str| s.replace('.', "_");
-        if let Some(t) = file.topics.iter().find(|t| norm(&t.name) == norm(name)) {
-            return Err(ApiError::new(
-                ErrorCode::InvalidTopicException,
-                format!("Topic '{name}' collides with existing topic: {}", t.name),
-            ));
-        }
+        check_name_collision(name, file.topics.iter().map(|t| t.name.as_str()))?;
         let record = TopicRecord {
             name: name.to_string(),
             id: Uuid::new_v4(),
@@ -393,6 +455,9 @@ impl MetadataStore {
                 log_config: LogConfig::resolve(&self.config, &record.configs),
                 configs: record.configs,
                 internal: false,
+                assignment: (0..partitions)
+                    .map(|_| PartitionMeta::solo(self.config.node_id))
+                    .collect(),
             }));
         }
         let mut next = file.clone();
@@ -505,6 +570,158 @@ impl MetadataStore {
         }
         Ok(id)
     }
+}
+
+/// What the API handlers call for metadata: the single-node store or a
+/// member of a cluster. Reads are the image; writes are async because a
+/// cluster member asks the active controller.
+pub enum Metadata {
+    Standalone(MetadataStore),
+    Cluster(member::ClusterMember),
+}
+
+impl Metadata {
+    pub fn image(&self) -> Arc<MetadataImage> {
+        match self {
+            Metadata::Standalone(store) => store.image(),
+            Metadata::Cluster(member) => member.image(),
+        }
+    }
+
+    /// The cluster member, when this node is one.
+    pub fn member(&self) -> Option<&member::ClusterMember> {
+        match self {
+            Metadata::Standalone(_) => None,
+            Metadata::Cluster(member) => Some(member),
+        }
+    }
+
+    /// CreateTopics for one topic (-1 partitions or replication factor take
+    /// the broker defaults).
+    pub async fn create_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        allow_internal: bool,
+    ) -> Result<Arc<TopicMeta>, ApiError> {
+        match self {
+            Metadata::Standalone(store) => store.create_topic(
+                name,
+                partitions,
+                replication_factor,
+                configs,
+                validate_only,
+                allow_internal,
+            ),
+            Metadata::Cluster(member) => {
+                member
+                    .create_topic(
+                        name,
+                        partitions,
+                        replication_factor,
+                        configs,
+                        validate_only,
+                        allow_internal,
+                    )
+                    .await
+            }
+        }
+    }
+
+    pub async fn delete_topic(&self, name: &str) -> Result<Arc<TopicMeta>, ApiError> {
+        match self {
+            Metadata::Standalone(store) => store.delete_topic(name),
+            Metadata::Cluster(member) => member.delete_topic(name).await,
+        }
+    }
+
+    pub async fn create_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<Arc<TopicMeta>, ApiError> {
+        match self {
+            Metadata::Standalone(store) => store.create_partitions(name, count, validate_only),
+            Metadata::Cluster(member) => member.create_partitions(name, count, validate_only).await,
+        }
+    }
+
+    /// Replaces (or, with `incremental`, edits) a topic's config overrides.
+    pub async fn alter_topic_configs(
+        &self,
+        name: &str,
+        edit: impl FnOnce(&mut BTreeMap<String, String>) -> Result<(), ApiError>,
+        validate_only: bool,
+    ) -> Result<Arc<TopicMeta>, ApiError> {
+        match self {
+            Metadata::Standalone(store) => store.alter_topic_configs(name, edit, validate_only),
+            Metadata::Cluster(member) => {
+                member.alter_topic_configs(name, edit, validate_only).await
+            }
+        }
+    }
+
+    /// A fresh producer id, unique across restarts and brokers.
+    pub async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
+        match self {
+            Metadata::Standalone(store) => store.allocate_producer_id(),
+            Metadata::Cluster(member) => member.allocate_producer_id().await,
+        }
+    }
+}
+
+/// Checks a topic's partition count and replication factor the way Kafka
+/// does, after -1 was replaced by the defaults.
+pub fn check_new_topic(partitions: i32, replication_factor: i16) -> Result<(), ApiError> {
+    if partitions <= 0 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidPartitions,
+            "number of partitions must be larger than 0",
+        ));
+    }
+    if replication_factor <= 0 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidReplicationFactor,
+            "replication factor must be larger than 0",
+        ));
+    }
+    Ok(())
+}
+
+/// Kafka's answer when there are fewer brokers than replicas asked for.
+pub fn not_enough_brokers(replication_factor: i16, brokers: usize) -> ApiError {
+    ApiError::new(
+        ErrorCode::InvalidReplicationFactor,
+        format!("Unable to replicate the partition {replication_factor} time(s): The target replication factor of {replication_factor} cannot be reached because only {brokers} broker(s) are registered."),
+    )
+}
+
+/// Kafka refuses a name that collides with an existing one once '.' and
+/// '_' are equated; `existing` are the current topic names.
+pub fn check_name_collision<'a>(
+    name: &str,
+    existing: impl IntoIterator<Item = &'a str>,
+) -> Result<(), ApiError> {
+    let norm = |s: &str| s.replace('.', "_");
+    for t in existing {
+        if t == name {
+            return Err(ApiError::new(
+                ErrorCode::TopicAlreadyExists,
+                format!("Topic '{name}' already exists."),
+            ));
+        }
+        if norm(t) == norm(name) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidTopicException,
+                format!("Topic '{name}' collides with existing topic: {t}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

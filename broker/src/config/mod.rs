@@ -47,6 +47,16 @@ impl SecurityProtocol {
             SecurityProtocol::SaslSsl => "SASL_SSL",
         }
     }
+    /// Kafka's numeric id of the protocol (as in broker registrations).
+    pub fn kafka_id(self) -> i16 {
+        match self {
+            SecurityProtocol::Plaintext => 0,
+            SecurityProtocol::Ssl => 1,
+            SecurityProtocol::SaslPlaintext => 2,
+            SecurityProtocol::SaslSsl => 3,
+        }
+    }
+
     pub fn uses_tls(self) -> bool {
         matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
     }
@@ -216,6 +226,90 @@ pub struct BrokerConfig {
     /// Properties explicitly set in the config file (for DescribeConfigs'
     /// STATIC_BROKER_CONFIG source).
     pub explicit: BTreeMap<String, String>,
+    /// The KRaft settings; `None` unless `controller.quorum.voters` (or
+    /// `process.roles`) is set: then this node is part of a cluster.
+    pub cluster: ClusterSettings,
+    /// `offsets.topic.replication.factor`, capped at the number of voters so
+    /// a cluster smaller than three still gets its `__consumer_offsets`.
+    pub offsets_topic_replication_factor: i16,
+    /// `unclean.leader.election.enable`
+    pub unclean_leader_election_enable: bool,
+    /// `shards.pin.cores` (Sluice's own): pin each shard thread to a core.
+    /// Off lets several brokers share a small machine.
+    pub shards_pin_cores: bool,
+}
+
+/// What a node of a KRaft cluster is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProcessRole {
+    Broker,
+    Controller,
+}
+
+/// Kafka's KRaft properties. Empty `voters` means a single-node sluiced with
+/// its metadata in `__cluster_metadata.json`.
+#[derive(Debug, Clone)]
+pub struct ClusterSettings {
+    /// `process.roles`
+    pub process_roles: Vec<ProcessRole>,
+    /// `controller.quorum.voters`: node id -> `host:port`.
+    pub voters: BTreeMap<i32, String>,
+    /// `controller.listener.names`
+    pub controller_listener_names: Vec<String>,
+    /// `inter.broker.listener.name`; the first non-controller listener when
+    /// unset.
+    pub inter_broker_listener_name: Option<String>,
+    /// `broker.rack`
+    pub rack: Option<String>,
+    /// `replica.lag.time.max.ms`
+    pub replica_lag_time_max_ms: i64,
+    /// `broker.session.timeout.ms`: a broker whose heartbeats stop for this
+    /// long is fenced and its leaderships move.
+    pub broker_session_timeout_ms: u64,
+    /// `broker.heartbeat.interval.ms`
+    pub broker_heartbeat_interval_ms: u64,
+    /// `controller.quorum.election.timeout.ms`
+    pub election_timeout_ms: u64,
+    /// `metadata.log.dir`: where the controller's Raft log lives
+    /// (`<log.dirs>/__cluster_metadata-0` when unset, as in Kafka).
+    pub metadata_log_dir: Option<PathBuf>,
+}
+
+impl Default for ClusterSettings {
+    fn default() -> Self {
+        ClusterSettings {
+            process_roles: Vec::new(),
+            voters: BTreeMap::new(),
+            controller_listener_names: Vec::new(),
+            inter_broker_listener_name: None,
+            rack: None,
+            replica_lag_time_max_ms: 30_000,
+            broker_session_timeout_ms: 9_000,
+            broker_heartbeat_interval_ms: 2_000,
+            election_timeout_ms: 1_000,
+            metadata_log_dir: None,
+        }
+    }
+}
+
+impl ClusterSettings {
+    /// Whether this node runs in KRaft cluster mode at all.
+    pub fn enabled(&self) -> bool {
+        !self.voters.is_empty() || !self.process_roles.is_empty()
+    }
+
+    pub fn is_controller(&self) -> bool {
+        self.process_roles.contains(&ProcessRole::Controller)
+    }
+
+    pub fn is_broker(&self) -> bool {
+        self.process_roles.contains(&ProcessRole::Broker)
+    }
+
+    /// Whether `listener` is a controller listener (not served to clients).
+    pub fn is_controller_listener(&self, listener: &str) -> bool {
+        self.controller_listener_names.iter().any(|n| n == listener)
+    }
 }
 
 impl Default for BrokerConfig {
@@ -268,6 +362,10 @@ impl Default for BrokerConfig {
             producer_id_expiration_ms: 86_400_000,
             metrics_listen: None,
             explicit: BTreeMap::new(),
+            cluster: ClusterSettings::default(),
+            offsets_topic_replication_factor: 3,
+            unclean_leader_election_enable: false,
+            shards_pin_cores: true,
         }
     }
 }
@@ -542,12 +640,75 @@ impl BrokerConfig {
             names::OFFSETS_TOPIC_NUM_PARTITIONS => {
                 self.offsets_topic_num_partitions = positive(name, parse_num(name, value)?)?
             }
-            names::OFFSETS_TOPIC_REPLICATION_FACTOR
-            | names::TRANSACTION_STATE_LOG_REPLICATION_FACTOR
+            names::OFFSETS_TOPIC_REPLICATION_FACTOR => {
+                let rf: i32 = positive(name, parse_num(name, value)?)?;
+                self.offsets_topic_replication_factor =
+                    i16::try_from(rf).map_err(|_| ConfigError::Invalid {
+                        name: name.into(),
+                        reason: format!("{rf} is too large"),
+                    })?;
+            }
+            names::TRANSACTION_STATE_LOG_REPLICATION_FACTOR
             | names::TRANSACTION_STATE_LOG_MIN_ISR => {
-                // Accepted for compatibility with Kafka config files; a single node has one replica.
+                // Accepted for compatibility with Kafka config files; there
+                // is no transaction state log yet.
                 let _: i32 = parse_num(name, value)?;
             }
+            names::PROCESS_ROLES => {
+                let mut roles = Vec::new();
+                for role in value.split(',').map(str::trim).filter(|r| !r.is_empty()) {
+                    let role = match role {
+                        "broker" => ProcessRole::Broker,
+                        "controller" => ProcessRole::Controller,
+                        other => {
+                            return Err(ConfigError::Invalid {
+                                name: name.into(),
+                                reason: format!("unknown role '{other}' (broker, controller)"),
+                            })
+                        }
+                    };
+                    if !roles.contains(&role) {
+                        roles.push(role);
+                    }
+                }
+                self.cluster.process_roles = roles;
+            }
+            names::CONTROLLER_QUORUM_VOTERS => {
+                self.cluster.voters = parse_voters(name, value)?;
+            }
+            names::CONTROLLER_LISTENER_NAMES => {
+                self.cluster.controller_listener_names = value
+                    .split(',')
+                    .map(|s| s.trim().to_ascii_uppercase())
+                    .filter(|s| !s.is_empty())
+                    .collect();
+            }
+            names::INTER_BROKER_LISTENER_NAME => {
+                self.cluster.inter_broker_listener_name = Some(value.trim().to_ascii_uppercase())
+            }
+            names::BROKER_RACK => self.cluster.rack = Some(value.trim().to_string()),
+            names::REPLICA_LAG_TIME_MAX_MS => {
+                self.cluster.replica_lag_time_max_ms =
+                    i64::from(positive(name, parse_num(name, value)?)?)
+            }
+            names::BROKER_SESSION_TIMEOUT_MS => {
+                self.cluster.broker_session_timeout_ms =
+                    positive(name, parse_num(name, value)?)? as u64
+            }
+            names::BROKER_HEARTBEAT_INTERVAL_MS => {
+                self.cluster.broker_heartbeat_interval_ms =
+                    positive(name, parse_num(name, value)?)? as u64
+            }
+            names::CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS => {
+                self.cluster.election_timeout_ms = positive(name, parse_num(name, value)?)? as u64
+            }
+            names::METADATA_LOG_DIR => {
+                self.cluster.metadata_log_dir = Some(PathBuf::from(value.trim()))
+            }
+            names::UNCLEAN_LEADER_ELECTION_ENABLE => {
+                self.unclean_leader_election_enable = parse_bool(name, value)?
+            }
+            names::SHARDS_PIN_CORES => self.shards_pin_cores = parse_bool(name, value)?,
             names::OFFSETS_RETENTION_MINUTES => {
                 self.offsets_retention_minutes = parse_num(name, value)?
             }
@@ -592,6 +753,29 @@ impl BrokerConfig {
         };
         let mut seen = std::collections::BTreeSet::new();
         for l in &self.listeners {
+            if self.cluster.is_controller_listener(&l.name) {
+                if !seen.insert(l.name.as_str()) {
+                    return Err(bad(
+                        names::LISTENERS,
+                        format!("listener name {} is used twice", l.name),
+                    ));
+                }
+                // The controllers' own transport is plaintext; an unmapped
+                // controller listener means PLAINTEXT, as in Kafka 4.
+                match self.protocol_of(&l.name) {
+                    None | Some(SecurityProtocol::Plaintext) => continue,
+                    Some(other) => {
+                        return Err(bad(
+                            names::LISTENER_SECURITY_PROTOCOL_MAP,
+                            format!(
+                                "controller listener {} maps to {}; the controller quorum runs over PLAINTEXT only for now",
+                                l.name,
+                                other.name()
+                            ),
+                        ))
+                    }
+                }
+            }
             if !seen.insert(l.name.as_str()) {
                 return Err(bad(
                     names::LISTENERS,
@@ -626,7 +810,128 @@ impl BrokerConfig {
                 ));
             }
         }
+        self.validate_cluster()
+    }
+
+    /// The KRaft checks Kafka makes at start-up, with its property names.
+    fn validate_cluster(&self) -> Result<(), ConfigError> {
+        let c = &self.cluster;
+        if !c.enabled() {
+            return Ok(());
+        }
+        let bad = |name: &str, reason: String| ConfigError::Invalid {
+            name: name.into(),
+            reason,
+        };
+        if c.process_roles.is_empty() {
+            return Err(bad(
+                names::PROCESS_ROLES,
+                "must be set (broker, controller or both) when controller.quorum.voters is".into(),
+            ));
+        }
+        if c.voters.is_empty() {
+            return Err(bad(
+                names::CONTROLLER_QUORUM_VOTERS,
+                "must name the controllers when process.roles is set".into(),
+            ));
+        }
+        if c.is_controller() {
+            if !c.voters.contains_key(&self.node_id) {
+                return Err(bad(
+                    names::NODE_ID,
+                    format!(
+                        "node.id {} has the controller role but is not among controller.quorum.voters ({})",
+                        self.node_id,
+                        c.voters.keys().map(|k| k.to_string()).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+            if c.controller_listener_names.is_empty() {
+                return Err(bad(
+                    names::CONTROLLER_LISTENER_NAMES,
+                    "must name the controller listener (e.g. CONTROLLER)".into(),
+                ));
+            }
+            let Some(listener) = self.controller_listener() else {
+                return Err(bad(
+                    names::LISTENERS,
+                    format!(
+                        "a controller needs a listener named {} (controller.listener.names)",
+                        c.controller_listener_names[0]
+                    ),
+                ));
+            };
+            let voter = &c.voters[&self.node_id];
+            let voter_port = voter
+                .rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok());
+            if voter_port != Some(listener.addr.port()) {
+                return Err(bad(
+                    names::CONTROLLER_QUORUM_VOTERS,
+                    format!(
+                        "this node's voter address {voter} does not match its {} listener {}",
+                        listener.name, listener.addr
+                    ),
+                ));
+            }
+        } else if c.voters.contains_key(&self.node_id) {
+            return Err(bad(
+                names::NODE_ID,
+                format!(
+                    "node.id {} is a voter in controller.quorum.voters but process.roles lacks controller",
+                    self.node_id
+                ),
+            ));
+        }
+        if c.is_broker() {
+            if !self
+                .listeners
+                .iter()
+                .any(|l| !c.is_controller_listener(&l.name))
+            {
+                return Err(bad(
+                    names::LISTENERS,
+                    "a broker needs a listener besides the controller listener".into(),
+                ));
+            }
+            if let Some(name) = &c.inter_broker_listener_name {
+                if c.is_controller_listener(name) || !self.listeners.iter().any(|l| &l.name == name)
+                {
+                    return Err(bad(
+                        names::INTER_BROKER_LISTENER_NAME,
+                        format!("{name} is not one of this broker's client listeners"),
+                    ));
+                }
+            }
+        }
+        if c.broker_heartbeat_interval_ms >= c.broker_session_timeout_ms {
+            return Err(bad(
+                names::BROKER_HEARTBEAT_INTERVAL_MS,
+                "must be less than broker.session.timeout.ms".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// The listener the controller quorum binds (KRaft's CONTROLLER).
+    pub fn controller_listener(&self) -> Option<&ListenerSpec> {
+        let first = self.cluster.controller_listener_names.first()?;
+        self.listeners.iter().find(|l| &l.name == first)
+    }
+
+    /// Listeners that speak the Kafka protocol to clients and brokers.
+    pub fn client_listeners(&self) -> impl Iterator<Item = &ListenerSpec> {
+        self.listeners
+            .iter()
+            .filter(|l| !self.cluster.is_controller_listener(&l.name))
+    }
+
+    /// The listener other brokers reach this one on.
+    pub fn inter_broker_listener_name(&self) -> Option<&str> {
+        match &self.cluster.inter_broker_listener_name {
+            Some(name) => Some(name.as_str()),
+            None => self.client_listeners().next().map(|l| l.name.as_str()),
+        }
     }
 
     /// Reads a TOML file of Kafka property names.
@@ -666,6 +971,30 @@ impl BrokerConfig {
     pub fn topic_default(&self, name: &str) -> Option<String> {
         topic::topic_config(name).map(|c| c.default_value(self))
     }
+}
+
+/// `controller.quorum.voters`: `id@host:port,...`.
+pub fn parse_voters(name: &str, value: &str) -> Result<BTreeMap<i32, String>, ConfigError> {
+    let mut voters = BTreeMap::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || ConfigError::Invalid {
+            name: name.into(),
+            reason: format!("entry '{part}' is not id@host:port"),
+        };
+        let (id, addr) = part.split_once('@').ok_or_else(bad)?;
+        let id: i32 = id.trim().parse().map_err(|_| bad())?;
+        let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
+        if id < 0 || host.is_empty() || port.parse::<u16>().is_err() {
+            return Err(bad());
+        }
+        if voters.insert(id, addr.to_string()).is_some() {
+            return Err(ConfigError::Invalid {
+                name: name.into(),
+                reason: format!("node {id} is named twice"),
+            });
+        }
+    }
+    Ok(voters)
 }
 
 fn positive(name: &str, v: i32) -> Result<i32, ConfigError> {

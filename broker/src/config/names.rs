@@ -81,3 +81,16 @@ pub const GROUP_MAX_SIZE: &str = "group.max.size";
 pub const CONNECTIONS_MAX_IDLE_MS: &str = "connections.max.idle.ms";
 pub const PRODUCER_ID_EXPIRATION_MS: &str = "producer.id.expiration.ms";
 pub const METRICS_LISTEN: &str = "metrics.listen";
+
+// KRaft cluster properties.
+pub const PROCESS_ROLES: &str = "process.roles";
+pub const CONTROLLER_QUORUM_VOTERS: &str = "controller.quorum.voters";
+pub const CONTROLLER_LISTENER_NAMES: &str = "controller.listener.names";
+pub const INTER_BROKER_LISTENER_NAME: &str = "inter.broker.listener.name";
+pub const BROKER_RACK: &str = "broker.rack";
+pub const REPLICA_LAG_TIME_MAX_MS: &str = "replica.lag.time.max.ms";
+pub const BROKER_SESSION_TIMEOUT_MS: &str = "broker.session.timeout.ms";
+pub const BROKER_HEARTBEAT_INTERVAL_MS: &str = "broker.heartbeat.interval.ms";
+pub const METADATA_LOG_DIR: &str = "metadata.log.dir";
+pub const CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS: &str = "controller.quorum.election.timeout.ms";
+pub const SHARDS_PIN_CORES: &str = "shards.pin.cores";

@@ -18,7 +18,7 @@ use futures::future::{FutureExt, LocalBoxFuture, Shared};
 use sluice_protocol::ErrorCode;
 use uuid::Uuid;
 
-use crate::cluster::{MetadataStore, TopicMeta, OFFSETS_TOPIC};
+use crate::cluster::{Metadata, TopicMeta, OFFSETS_TOPIC};
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::log::PartitionLog;
@@ -30,7 +30,7 @@ pub type Job = Box<dyn FnOnce(&Rc<Shard>) + Send>;
 /// State shared by all shards (read-mostly).
 pub struct Broker {
     pub config: Arc<BrokerConfig>,
-    pub metadata: MetadataStore,
+    pub metadata: Metadata,
     mailboxes: Vec<flume::Sender<Job>>,
     pub shutting_down: AtomicBool,
     /// Every listener, bound (advertised addresses resolved).
@@ -63,7 +63,7 @@ pub fn java_string_hash(s: &str) -> i32 {
 impl Broker {
     pub fn new(
         config: Arc<BrokerConfig>,
-        metadata: MetadataStore,
+        metadata: Metadata,
         mailboxes: Vec<flume::Sender<Job>>,
         listeners: Vec<Arc<crate::auth::Listener>>,
         security: crate::auth::Security,

@@ -120,6 +120,15 @@ impl Broker {
     }
 
     pub fn start_opts(opts: Opts) -> Broker {
+        let mut b = Broker::launch_opts(opts);
+        b.wait_ready();
+        b
+    }
+
+    /// Starts the process without waiting until it serves (a cluster member
+    /// serves only once a majority of the controllers is up); call
+    /// [`Broker::wait_until_ready`] after starting the others.
+    pub fn launch_opts(opts: Opts) -> Broker {
         let root = tempfile::Builder::new()
             .prefix("sluiced-it-")
             .tempdir()
@@ -139,8 +148,18 @@ impl Broker {
             child: None,
             starts: 0,
         };
-        b.spawn();
+        b.launch();
         b
+    }
+
+    /// Waits (bounded) until a launched broker answers ApiVersions.
+    pub fn wait_until_ready(&mut self) {
+        self.wait_ready();
+    }
+
+    /// Starts a stopped broker again without waiting for it to serve.
+    pub fn relaunch(&mut self) {
+        self.launch();
     }
 
     /// The broker's private directory (for test certificates and such).

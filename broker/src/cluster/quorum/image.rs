@@ -352,6 +352,17 @@ impl MetadataImage {
                 format!("no partition {} of {}", c.partition, c.topic_id),
             )
         })?;
+        if let Some(expected) = c.expect_partition_epoch {
+            if expected != current.partition_epoch {
+                return Err(RecordError::new(
+                    ErrorCode::InvalidUpdateVersion,
+                    format!(
+                        "partition {} of {} is at partition epoch {}, not {expected}",
+                        c.partition, c.topic_id, current.partition_epoch
+                    ),
+                ));
+            }
+        }
         let mut next = current.clone();
         if let Some(replicas) = &c.replicas {
             next.replicas = replicas.clone();

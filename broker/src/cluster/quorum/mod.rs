@@ -61,10 +61,37 @@ pub trait MetadataQuorum: Send + Sync {
     /// Leader, epoch, high watermark and each replica's progress.
     fn describe(&self) -> QuorumDescription;
 
+    /// Installs the service that answers [`MetadataQuorum::call`]s made to
+    /// this node (set once; later calls are ignored).
+    fn set_service(&self, service: Arc<dyn ControllerService>);
+
+    /// Sends `request` to the controller service of node `target` (this
+    /// node's own is called directly) and waits up to `timeout`.
+    fn call(
+        &self,
+        target: NodeId,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Vec<u8>, QuorumError>> + Send;
+
+    /// Runs `task` on the controller's own runtime (timers and loops of the
+    /// controller service live there, beside Raft).
+    fn spawn(&self, task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>);
+
     /// Stops this node's controller: its Raft, its listener, its thread.
     fn shutdown(self) -> impl Future<Output = ()> + Send
     where
         Self: Sized;
+}
+
+/// What answers requests sent with [`MetadataQuorum::call`]: the
+/// controller's logic above the replicated log (registrations, heartbeats,
+/// topic changes), whose bytes the quorum only carries.
+pub trait ControllerService: Send + Sync + 'static {
+    fn handle(
+        self: Arc<Self>,
+        request: Vec<u8>,
+    ) -> std::pin::Pin<Box<dyn Future<Output = Vec<u8>> + Send>>;
 }
 
 /// Why a proposal (or start-up) failed.
@@ -110,7 +137,7 @@ impl QuorumError {
 }
 
 /// What Kafka's DescribeQuorum answers for the metadata partition.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct QuorumDescription {
     /// The node that answered.
     pub node_id: NodeId,
@@ -126,7 +153,7 @@ pub struct QuorumDescription {
 }
 
 /// One replica's row in [`QuorumDescription`]; -1 means unknown.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReplicaProgress {
     pub replica_id: NodeId,
     pub log_end_offset: i64,
@@ -143,25 +170,9 @@ pub struct Voters(pub BTreeMap<NodeId, String>);
 
 impl Voters {
     pub fn parse(spec: &str) -> Result<Voters, QuorumError> {
-        let mut voters = BTreeMap::new();
-        for part in spec.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let bad = || {
-                QuorumError::Config(format!(
-                    "controller.quorum.voters entry '{part}' is not id@host:port"
-                ))
-            };
-            let (id, addr) = part.split_once('@').ok_or_else(bad)?;
-            let id: NodeId = id.trim().parse().map_err(|_| bad())?;
-            let (host, port) = addr.rsplit_once(':').ok_or_else(bad)?;
-            if id < 0 || host.is_empty() || port.parse::<u16>().is_err() {
-                return Err(bad());
-            }
-            if voters.insert(id, addr.to_string()).is_some() {
-                return Err(QuorumError::Config(format!(
-                    "controller.quorum.voters names node {id} twice"
-                )));
-            }
-        }
+        let voters =
+            crate::config::parse_voters(crate::config::names::CONTROLLER_QUORUM_VOTERS, spec)
+                .map_err(|e| QuorumError::Config(e.to_string()))?;
         if voters.is_empty() {
             return Err(QuorumError::Config(
                 "controller.quorum.voters is empty".into(),

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use super::state_machine::Raft;
 use super::transport::{PeerClient, TransportError};
 use super::types::{RaftNodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
+use super::ControllerService;
 
 #[derive(Serialize, Deserialize)]
 pub(super) struct RpcRequest {
@@ -45,6 +46,9 @@ enum Rpc {
         data: Vec<u8>,
     },
     TransferLeader(TransferLeaderRequest<TypeConfig>),
+    /// A request for the controller service above the quorum (broker
+    /// registration, heartbeats, topic changes): opaque to the quorum.
+    Service(Vec<u8>),
 }
 
 #[derive(Serialize, Deserialize)]
@@ -53,6 +57,10 @@ enum RpcResponse {
     Vote(Result<VoteResponse<TypeConfig>, RaftError<TypeConfig>>),
     Snapshot(Result<SnapshotResponse<TypeConfig>, RaftError<TypeConfig>>),
     TransferLeader(Result<TransferLeaderResponse<TypeConfig>, RaftError<TypeConfig>>),
+    /// The controller service's answer.
+    Service(Vec<u8>),
+    /// No controller service is installed on this node yet.
+    NoService,
     /// The request was meant for another node id.
     WrongNode {
         this: RaftNodeId,
@@ -62,7 +70,12 @@ enum RpcResponse {
 }
 
 /// Answers one request frame on behalf of the local Raft node.
-pub(super) async fn handle(raft: &Raft, this: RaftNodeId, request: &[u8]) -> Vec<u8> {
+pub(super) async fn handle(
+    raft: &Raft,
+    service: &ServiceSlot,
+    this: RaftNodeId,
+    request: &[u8],
+) -> Vec<u8> {
     let response = match serde_json::from_slice::<RpcRequest>(request) {
         Err(e) => RpcResponse::Undecodable(e.to_string()),
         Ok(req) if req.target != this => RpcResponse::WrongNode { this },
@@ -86,10 +99,45 @@ pub(super) async fn handle(raft: &Raft, this: RaftNodeId, request: &[u8]) -> Vec
                     .await
                     .map_err(RaftError::Fatal),
             ),
+            Rpc::Service(request) => match service.get() {
+                Some(service) => RpcResponse::Service(service.clone().handle(request).await),
+                None => RpcResponse::NoService,
+            },
         },
     };
     // Serialising openraft's plain message types does not fail.
     serde_json::to_vec(&response).unwrap_or_default()
+}
+
+/// Where the controller service is installed once the broker built it.
+pub(super) type ServiceSlot = std::sync::OnceLock<Arc<dyn ControllerService>>;
+
+/// Calls the controller service of node `target` at `addr` over `client`.
+pub(super) async fn call_service(
+    client: &mut PeerClient,
+    target: RaftNodeId,
+    request: Vec<u8>,
+    timeout: Duration,
+) -> Result<Vec<u8>, String> {
+    let frame = serde_json::to_vec(&RpcRequest {
+        target,
+        rpc: Rpc::Service(request),
+    })
+    .map_err(|e| e.to_string())?;
+    let answer = client
+        .call(&frame, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    match serde_json::from_slice::<RpcResponse>(&answer) {
+        Ok(RpcResponse::Service(answer)) => Ok(answer),
+        Ok(RpcResponse::NoService) => Err(format!("controller {target} is still starting")),
+        Ok(RpcResponse::WrongNode { this }) => Err(format!(
+            "{} is controller {this}, not {target}",
+            client.addr()
+        )),
+        Ok(_) => Err(format!("controller {target} answered another request kind")),
+        Err(e) => Err(format!("undecodable answer from controller {target}: {e}")),
+    }
 }
 
 /// Creates one [`PeerLink`] per target, as openraft asks.

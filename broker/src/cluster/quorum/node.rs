@@ -27,9 +27,12 @@ use super::network::{self, Network};
 use super::records::{MetadataRecord, NodeId};
 use super::state_machine::Raft;
 use super::state_machine::{ImagePublisher, StateMachine};
-use super::transport::Server;
+use super::transport::{PeerClient, Server};
 use super::types::{kafka_id, raft_id, Proposal, RaftNodeId};
-use super::{MetadataQuorum, QuorumConfig, QuorumDescription, QuorumError, ReplicaProgress};
+use super::{
+    ControllerService, MetadataQuorum, QuorumConfig, QuorumDescription, QuorumError,
+    ReplicaProgress,
+};
 
 /// How often the controller refreshes its caught-up bookkeeping.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
@@ -44,6 +47,10 @@ struct Shared {
     /// Voter id -> wall-clock ms it last had the leader's whole log.
     caught_up: Mutex<BTreeMap<NodeId, i64>>,
     recovery: LogRecovery,
+    /// The controller service above the quorum, once installed.
+    service: Arc<network::ServiceSlot>,
+    /// One connection per peer for service calls.
+    service_clients: Mutex<BTreeMap<NodeId, Arc<tokio::sync::Mutex<PeerClient>>>>,
 }
 
 /// A running controller. Dropping it stops the controller too, without
@@ -251,14 +258,17 @@ async fn boot(
     .await
     .map_err(|e| QuorumError::Unavailable(format!("controller raft failed to start: {e}")))?;
 
+    let service: Arc<network::ServiceSlot> = Arc::new(std::sync::OnceLock::new());
     let server = listener
         .set_nonblocking(true)
         .and_then(|()| tokio::net::TcpListener::from_std(listener))
         .and_then(|listener| {
             let raft = raft.clone();
+            let service = service.clone();
             Server::start(listener, move |request: Vec<u8>| {
                 let raft = raft.clone();
-                async move { network::handle(&raft, this, &request).await }
+                let service = service.clone();
+                async move { network::handle(&raft, &service, this, &request).await }
             })
         })
         .map_err(|e| QuorumError::Config(format!("controller listener: {e}")))?;
@@ -291,6 +301,8 @@ async fn boot(
         addresses: config.voters.0.clone(),
         caught_up: Mutex::new(BTreeMap::new()),
         recovery,
+        service,
+        service_clients: Mutex::new(BTreeMap::new()),
     });
     let housekeeping = tokio::spawn(housekeeping(shared.clone(), config.cluster_id.clone()));
     Ok((
@@ -483,6 +495,50 @@ impl MetadataQuorum for ControllerQuorum {
             voters: voter_ids.iter().map(|id| row(*id)).collect(),
             observers: membership.learner_ids().map(row).collect(),
         }
+    }
+
+    fn set_service(&self, service: Arc<dyn ControllerService>) {
+        let _ = self.shared.service.set(service);
+    }
+
+    async fn call(
+        &self,
+        target: NodeId,
+        request: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, QuorumError> {
+        if target == self.shared.node_id {
+            let service = self.shared.service.get().cloned().ok_or_else(|| {
+                QuorumError::Unavailable("the controller service is not installed".into())
+            })?;
+            return self.on_controller(service.handle(request)).await;
+        }
+        let addr = self
+            .shared
+            .addresses
+            .get(&target)
+            .cloned()
+            .ok_or_else(|| QuorumError::Config(format!("node {target} is not a controller")))?;
+        let rid = raft_id(target)
+            .ok_or_else(|| QuorumError::Config(format!("node id {target} is negative")))?;
+        let client = self
+            .shared
+            .service_clients
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(target)
+            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(PeerClient::new(addr))))
+            .clone();
+        self.on_controller(async move {
+            let mut client = client.lock().await;
+            network::call_service(&mut client, rid, request, timeout).await
+        })
+        .await?
+        .map_err(QuorumError::Unavailable)
+    }
+
+    fn spawn(&self, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
+        self.shared.runtime.spawn(task);
     }
 
     async fn shutdown(mut self) {

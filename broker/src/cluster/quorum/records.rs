@@ -138,6 +138,10 @@ pub struct PartitionChange {
     pub elr: Option<Vec<NodeId>>,
     /// A new assignment (reassignment, KIP-455).
     pub replicas: Option<Vec<NodeId>>,
+    /// Applies only if the partition epoch is still this (AlterPartition's
+    /// optimistic check); refused with INVALID_UPDATE_VERSION otherwise.
+    #[serde(default)]
+    pub expect_partition_epoch: Option<i32>,
 }
 
 /// Which kind of resource a config belongs to (Kafka's ConfigResource types).

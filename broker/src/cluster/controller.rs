@@ -1,0 +1,912 @@
+//! The active controller's decisions, KRaft's QuorumController: broker
+//! registration and heartbeats, fencing a broker whose heartbeats stop for
+//! `broker.session.timeout.ms` (its leaderships move to other ISR members),
+//! unfencing a caught-up broker, controlled shutdown, topic creation with
+//! replica assignment, deletion, new partitions, config changes, producer-id
+//! blocks and AlterPartition (ISR changes from partition leaders). Every
+//! decision is a batch of records proposed to the quorum; decisions are
+//! taken one at a time against the applied image, so two of them never race.
+//!
+//! Brokers reach it with [`ControllerRequest`]s carried by
+//! [`MetadataQuorum::call`]; it runs on every controller and answers
+//! NOT_CONTROLLER unless this node leads the quorum.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+use sluice_protocol::ErrorCode;
+use uuid::Uuid;
+
+use super::quorum::image::PartitionImage;
+use super::quorum::records::{
+    BrokerRegistration, ConfigRecord, ConfigResourceType, Endpoint, MetadataRecord, NodeId,
+    PartitionChange, PartitionRecord, NO_LEADER,
+};
+use super::quorum::{
+    ControllerService, MetadataImage, MetadataQuorum, QuorumDescription, QuorumError, RecordError,
+};
+use super::{check_name_collision, check_new_topic, not_enough_brokers, OFFSETS_TOPIC};
+use crate::config::names::{CLEANUP_POLICY, SEGMENT_BYTES};
+use crate::config::BrokerConfig;
+
+/// Producer ids handed to a broker at a time.
+pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
+/// How often the controller looks for brokers whose session expired.
+const LIVENESS_CHECK: Duration = Duration::from_millis(200);
+
+/// What a broker asks of the active controller.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub enum ControllerRequest {
+    RegisterBroker {
+        broker_id: NodeId,
+        incarnation_id: Uuid,
+        listeners: Vec<Endpoint>,
+        rack: Option<String>,
+        /// The cluster id the broker already belongs to, if any.
+        cluster_id: Option<String>,
+    },
+    BrokerHeartbeat {
+        broker_id: NodeId,
+        broker_epoch: i64,
+        /// The metadata offset the broker has applied.
+        metadata_offset: u64,
+        want_shutdown: bool,
+    },
+    CreateTopic {
+        name: String,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        validate_only: bool,
+        allow_internal: bool,
+    },
+    DeleteTopic {
+        name: String,
+    },
+    CreatePartitions {
+        name: String,
+        count: i32,
+        validate_only: bool,
+    },
+    /// Replace a topic's overrides with `configs`.
+    AlterTopicConfigs {
+        name: String,
+        configs: BTreeMap<String, String>,
+    },
+    AllocateProducerIds {
+        broker_id: NodeId,
+        broker_epoch: i64,
+    },
+    /// Kafka's AlterPartition: the leader asks for a new ISR.
+    AlterPartition {
+        broker_id: NodeId,
+        broker_epoch: i64,
+        topic_id: Uuid,
+        partition: i32,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        new_isr: Vec<NodeId>,
+    },
+    /// The leader's view of the quorum (only it knows every voter's
+    /// progress).
+    DescribeQuorum,
+}
+
+/// The controller's answer; errors travel as [`RecordError`] (a Kafka code
+/// and a message).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub enum ControllerAnswer {
+    Registered {
+        broker_epoch: i64,
+    },
+    Heartbeat {
+        is_fenced: bool,
+        should_shutdown: bool,
+    },
+    /// The change committed at this metadata offset (the broker waits for
+    /// its image to reach it before answering its client).
+    Committed {
+        offset: u64,
+        topic_id: Option<Uuid>,
+    },
+    /// Validation passed; nothing was written (validate_only).
+    Valid,
+    ProducerIds {
+        first_id: i64,
+        size: i32,
+    },
+    Partition {
+        offset: u64,
+        leader_epoch: i32,
+        partition_epoch: i32,
+        isr: Vec<NodeId>,
+    },
+    Quorum(QuorumDescription),
+}
+
+pub type ControllerResult = Result<ControllerAnswer, RecordError>;
+
+/// Last heartbeat per broker, as the active controller saw it.
+#[derive(Default)]
+struct Liveness {
+    /// The Raft term these entries were taken in: a new leader starts
+    /// everyone's session afresh, as KRaft does.
+    term: u64,
+    last_heartbeat: HashMap<NodeId, Instant>,
+    /// Brokers in controlled shutdown.
+    shutting_down: BTreeSet<NodeId>,
+}
+
+/// The controller logic on one controller node.
+pub struct Controller<Q: MetadataQuorum> {
+    quorum: Arc<Q>,
+    node_id: NodeId,
+    config: Arc<BrokerConfig>,
+    /// Decisions one at a time.
+    serial: tokio::sync::Mutex<()>,
+    liveness: Mutex<Liveness>,
+}
+
+fn err(code: ErrorCode, message: impl Into<String>) -> RecordError {
+    RecordError::new(code, message)
+}
+
+impl<Q: MetadataQuorum + 'static> Controller<Q> {
+    pub fn new(quorum: Arc<Q>, config: Arc<BrokerConfig>) -> Arc<Self> {
+        Arc::new(Controller {
+            quorum,
+            node_id: config.node_id,
+            config,
+            serial: tokio::sync::Mutex::new(()),
+            liveness: Mutex::new(Liveness::default()),
+        })
+    }
+
+    /// Installs the controller as the quorum's service and starts its
+    /// liveness timer on the controller runtime.
+    pub fn install(self: &Arc<Self>) {
+        self.quorum.set_service(self.clone());
+        let this = self.clone();
+        self.quorum.spawn(Box::pin(async move {
+            let mut tick = tokio::time::interval(LIVENESS_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                this.periodic().await;
+            }
+        }));
+    }
+
+    fn is_leader(&self) -> bool {
+        self.quorum.leader() == Some(self.node_id)
+    }
+
+    fn not_controller(&self) -> RecordError {
+        err(
+            ErrorCode::NotController,
+            format!(
+                "node {} is not the active controller (leader: {:?})",
+                self.node_id,
+                self.quorum.leader()
+            ),
+        )
+    }
+
+    /// The current term's liveness table, reset when leadership changed.
+    fn with_liveness<T>(&self, f: impl FnOnce(&mut Liveness) -> T) -> T {
+        let term = self.quorum.describe().leader_epoch;
+        let mut l = self.liveness.lock().unwrap_or_else(|p| p.into_inner());
+        if l.term != term {
+            *l = Liveness {
+                term,
+                ..Liveness::default()
+            };
+        }
+        f(&mut l)
+    }
+
+    async fn propose(&self, records: Vec<MetadataRecord>) -> Result<u64, RecordError> {
+        self.quorum.propose(records).await.map_err(|e| match e {
+            QuorumError::Rejected { error, .. } => error,
+            QuorumError::NotController { .. } => self.not_controller(),
+            other => err(other.error_code(), other.to_string()),
+        })
+    }
+
+    /// The image with everything committed so far applied: a new leader
+    /// first catches up (its blank entry commits with the earlier ones).
+    async fn current_image(&self) -> Result<Arc<MetadataImage>, RecordError> {
+        if !self.is_leader() {
+            return Err(self.not_controller());
+        }
+        let target = self.quorum.describe().high_watermark.saturating_sub(1);
+        let mut rx = self.quorum.subscribe();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            let image = rx.borrow_and_update().clone();
+            if image.offset >= target {
+                return Ok(image);
+            }
+            if tokio::time::timeout_at(deadline, rx.changed())
+                .await
+                .is_err()
+            {
+                return Err(err(
+                    ErrorCode::RequestTimedOut,
+                    "the controller is still applying its log",
+                ));
+            }
+        }
+    }
+
+    /// Takes one decision and commits it.
+    pub async fn decide(&self, request: ControllerRequest) -> ControllerResult {
+        if let ControllerRequest::DescribeQuorum = request {
+            if !self.is_leader() {
+                return Err(self.not_controller());
+            }
+            return Ok(ControllerAnswer::Quorum(self.quorum.describe()));
+        }
+        let _serial = self.serial.lock().await;
+        let image = self.current_image().await?;
+        match request {
+            ControllerRequest::RegisterBroker {
+                broker_id,
+                incarnation_id,
+                listeners,
+                rack,
+                cluster_id,
+            } => {
+                if let (Some(theirs), Some(ours)) = (&cluster_id, &image.cluster_id) {
+                    if theirs != ours {
+                        return Err(err(
+                            ErrorCode::InconsistentClusterId,
+                            format!("broker {broker_id} belongs to cluster {theirs}, this quorum is cluster {ours}"),
+                        ));
+                    }
+                }
+                if let Some(existing) = image.broker(broker_id) {
+                    let session =
+                        Duration::from_millis(self.config.cluster.broker_session_timeout_ms);
+                    let alive = self.with_liveness(|l| {
+                        l.last_heartbeat
+                            .get(&broker_id)
+                            .is_some_and(|t| t.elapsed() < session)
+                    });
+                    if existing.registration.incarnation_id != incarnation_id
+                        && !existing.fenced
+                        && alive
+                    {
+                        return Err(err(
+                            ErrorCode::DuplicateBrokerRegistration,
+                            format!("another live process is registered as broker {broker_id}"),
+                        ));
+                    }
+                }
+                let broker_epoch = i64::try_from(image.offset).unwrap_or(i64::MAX - 1) + 1;
+                let broker_epoch = match image.broker(broker_id) {
+                    Some(b) => broker_epoch.max(b.registration.broker_epoch + 1),
+                    None => broker_epoch,
+                };
+                self.propose(vec![MetadataRecord::RegisterBroker(BrokerRegistration {
+                    broker_id,
+                    broker_epoch,
+                    incarnation_id,
+                    listeners,
+                    rack,
+                })])
+                .await?;
+                self.with_liveness(|l| {
+                    l.last_heartbeat.insert(broker_id, Instant::now());
+                    l.shutting_down.remove(&broker_id);
+                });
+                tracing::info!(broker_id, broker_epoch, "broker registered");
+                Ok(ControllerAnswer::Registered { broker_epoch })
+            }
+            ControllerRequest::BrokerHeartbeat {
+                broker_id,
+                broker_epoch,
+                metadata_offset,
+                want_shutdown,
+            } => {
+                self.heartbeat(
+                    &image,
+                    broker_id,
+                    broker_epoch,
+                    metadata_offset,
+                    want_shutdown,
+                )
+                .await
+            }
+            ControllerRequest::CreateTopic {
+                name,
+                partitions,
+                replication_factor,
+                configs,
+                validate_only,
+                allow_internal,
+            } => {
+                let records = self.topic_records(
+                    &image,
+                    &name,
+                    partitions,
+                    replication_factor,
+                    configs,
+                    allow_internal,
+                )?;
+                if validate_only {
+                    return Ok(ControllerAnswer::Valid);
+                }
+                let topic_id = match records.first() {
+                    Some(MetadataRecord::Topic { topic_id, .. }) => Some(*topic_id),
+                    _ => None,
+                };
+                let offset = self.propose(records).await?;
+                tracing::info!(topic = %name, "topic created");
+                Ok(ControllerAnswer::Committed { offset, topic_id })
+            }
+            ControllerRequest::DeleteTopic { name } => {
+                let topic = image.topic_by_name(&name).ok_or_else(|| {
+                    err(
+                        ErrorCode::UnknownTopicOrPartition,
+                        "This server does not host this topic-partition.",
+                    )
+                })?;
+                let topic_id = topic.id;
+                let offset = self
+                    .propose(vec![MetadataRecord::RemoveTopic { topic_id }])
+                    .await?;
+                Ok(ControllerAnswer::Committed {
+                    offset,
+                    topic_id: Some(topic_id),
+                })
+            }
+            ControllerRequest::CreatePartitions {
+                name,
+                count,
+                validate_only,
+            } => {
+                let topic = image.topic_by_name(&name).ok_or_else(|| {
+                    err(
+                        ErrorCode::UnknownTopicOrPartition,
+                        "This server does not host this topic-partition.",
+                    )
+                })?;
+                let current = i32::try_from(topic.partitions.len()).unwrap_or(i32::MAX);
+                if count <= current {
+                    return Err(err(
+                        ErrorCode::InvalidPartitions,
+                        format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
+                    ));
+                }
+                let rf = topic
+                    .partitions
+                    .values()
+                    .next()
+                    .map_or(1, |p| p.replicas.len());
+                let brokers = assignable_brokers(&image);
+                if brokers.len() < rf {
+                    return Err(record_error(not_enough_brokers(
+                        i16::try_from(rf).unwrap_or(i16::MAX),
+                        brokers.len(),
+                    )));
+                }
+                if validate_only {
+                    return Ok(ControllerAnswer::Valid);
+                }
+                let start = rand::random::<u32>() as usize;
+                let records = (current..count)
+                    .map(|p| {
+                        let replicas = assign(&brokers, start, p, rf);
+                        MetadataRecord::Partition(new_partition(topic.id, p, replicas))
+                    })
+                    .collect();
+                let offset = self.propose(records).await?;
+                Ok(ControllerAnswer::Committed {
+                    offset,
+                    topic_id: Some(topic.id),
+                })
+            }
+            ControllerRequest::AlterTopicConfigs { name, configs } => {
+                if image.topic_by_name(&name).is_none() {
+                    return Err(err(
+                        ErrorCode::UnknownTopicOrPartition,
+                        "This server does not host this topic-partition.",
+                    ));
+                }
+                super::MetadataStore::validate_configs(&configs).map_err(record_error)?;
+                let empty = BTreeMap::new();
+                let current = image.topic_configs.get(&name).unwrap_or(&empty);
+                let mut records = Vec::new();
+                for key in current.keys().filter(|k| !configs.contains_key(*k)) {
+                    records.push(config_record(&name, key, None));
+                }
+                for (key, value) in &configs {
+                    if current.get(key) != Some(value) {
+                        records.push(config_record(&name, key, Some(value)));
+                    }
+                }
+                if records.is_empty() {
+                    return Ok(ControllerAnswer::Committed {
+                        offset: image.offset,
+                        topic_id: None,
+                    });
+                }
+                let offset = self.propose(records).await?;
+                Ok(ControllerAnswer::Committed {
+                    offset,
+                    topic_id: None,
+                })
+            }
+            ControllerRequest::AllocateProducerIds {
+                broker_id,
+                broker_epoch,
+            } => {
+                check_epoch(&image, broker_id, broker_epoch)?;
+                let block = image.next_producer_ids_block(broker_id, PRODUCER_ID_BLOCK_SIZE);
+                self.propose(vec![MetadataRecord::ProducerIdsBlock(block)])
+                    .await?;
+                Ok(ControllerAnswer::ProducerIds {
+                    first_id: block.first_id,
+                    size: block.size,
+                })
+            }
+            ControllerRequest::AlterPartition {
+                broker_id,
+                broker_epoch,
+                topic_id,
+                partition,
+                leader_epoch,
+                partition_epoch,
+                new_isr,
+            } => {
+                check_epoch(&image, broker_id, broker_epoch)?;
+                let current = image.partition(topic_id, partition).ok_or_else(|| {
+                    err(
+                        ErrorCode::UnknownTopicOrPartition,
+                        format!("no partition {partition} of {topic_id}"),
+                    )
+                })?;
+                if current.leader != broker_id {
+                    return Err(err(
+                        ErrorCode::NotLeaderOrFollower,
+                        format!("broker {broker_id} does not lead {topic_id}-{partition}"),
+                    ));
+                }
+                if leader_epoch != current.leader_epoch {
+                    return Err(err(
+                        ErrorCode::FencedLeaderEpoch,
+                        format!(
+                            "leader epoch {leader_epoch} is not the current {}",
+                            current.leader_epoch
+                        ),
+                    ));
+                }
+                if partition_epoch != current.partition_epoch {
+                    return Err(err(
+                        ErrorCode::InvalidUpdateVersion,
+                        format!(
+                            "partition epoch {partition_epoch} is not the current {}",
+                            current.partition_epoch
+                        ),
+                    ));
+                }
+                if !new_isr.contains(&broker_id) {
+                    return Err(err(
+                        ErrorCode::InvalidRequest,
+                        "the leader must stay in the ISR",
+                    ));
+                }
+                for r in new_isr.iter().filter(|r| !current.isr.contains(r)) {
+                    let eligible = image.broker(*r).is_some_and(|b| !b.fenced)
+                        && !self.with_liveness(|l| l.shutting_down.contains(r));
+                    if !eligible {
+                        return Err(err(
+                            ErrorCode::IneligibleReplica,
+                            format!("replica {r} is fenced or shutting down"),
+                        ));
+                    }
+                }
+                let offset = self
+                    .propose(vec![MetadataRecord::PartitionChange(PartitionChange {
+                        topic_id,
+                        partition,
+                        isr: Some(new_isr.clone()),
+                        expect_partition_epoch: Some(partition_epoch),
+                        ..PartitionChange::default()
+                    })])
+                    .await?;
+                Ok(ControllerAnswer::Partition {
+                    offset,
+                    leader_epoch: current.leader_epoch,
+                    partition_epoch: current.partition_epoch + 1,
+                    isr: new_isr,
+                })
+            }
+            ControllerRequest::DescribeQuorum => {
+                Ok(ControllerAnswer::Quorum(self.quorum.describe()))
+            }
+        }
+    }
+
+    async fn heartbeat(
+        &self,
+        image: &MetadataImage,
+        broker_id: NodeId,
+        broker_epoch: i64,
+        metadata_offset: u64,
+        want_shutdown: bool,
+    ) -> ControllerResult {
+        let state = check_epoch(image, broker_id, broker_epoch)?;
+        self.with_liveness(|l| {
+            l.last_heartbeat.insert(broker_id, Instant::now());
+            if want_shutdown {
+                l.shutting_down.insert(broker_id);
+            }
+        });
+        if want_shutdown {
+            // Controlled shutdown: move its leaderships and take it out of
+            // every ISR while it still serves, then let it go.
+            let mut records = partition_moves(image, broker_id, self.unclean());
+            if !state.fenced {
+                records.push(MetadataRecord::FenceBroker {
+                    broker_id,
+                    broker_epoch,
+                });
+            }
+            if !records.is_empty() {
+                self.propose(records).await?;
+            }
+            return Ok(ControllerAnswer::Heartbeat {
+                is_fenced: true,
+                should_shutdown: true,
+            });
+        }
+        // Caught up once it applied its own registration.
+        let caught_up = i64::try_from(metadata_offset).unwrap_or(i64::MAX) + 1 >= broker_epoch;
+        if state.fenced && caught_up {
+            let mut records = vec![MetadataRecord::UnfenceBroker {
+                broker_id,
+                broker_epoch,
+            }];
+            records.extend(elections_on_return(image, broker_id, self.unclean()));
+            self.propose(records).await?;
+            tracing::info!(broker_id, "broker unfenced");
+            return Ok(ControllerAnswer::Heartbeat {
+                is_fenced: false,
+                should_shutdown: false,
+            });
+        }
+        Ok(ControllerAnswer::Heartbeat {
+            is_fenced: state.fenced,
+            should_shutdown: false,
+        })
+    }
+
+    fn unclean(&self) -> bool {
+        self.config.unclean_leader_election_enable
+    }
+
+    /// The records that create a topic: its id, partitions with replicas
+    /// spread over the live brokers (racks alternating), and its configs.
+    fn topic_records(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        partitions: i32,
+        replication_factor: i16,
+        configs: BTreeMap<String, String>,
+        allow_internal: bool,
+    ) -> Result<Vec<MetadataRecord>, RecordError> {
+        super::validate_topic_name(name).map_err(record_error)?;
+        if name.starts_with("__") && !allow_internal {
+            return Err(err(
+                ErrorCode::InvalidTopicException,
+                format!("`{name}` is reserved for internal topics"),
+            ));
+        }
+        let partitions = if partitions == -1 {
+            self.config.num_partitions
+        } else {
+            partitions
+        };
+        let rf = if replication_factor == -1 {
+            self.config.default_replication_factor
+        } else {
+            replication_factor
+        };
+        check_new_topic(partitions, rf).map_err(record_error)?;
+        super::MetadataStore::validate_configs(&configs).map_err(record_error)?;
+        check_name_collision(name, image.topic_ids.keys().map(String::as_str))
+            .map_err(record_error)?;
+        let brokers = assignable_brokers(image);
+        let rf_usize = usize::try_from(rf).unwrap_or(usize::MAX);
+        if brokers.len() < rf_usize {
+            return Err(record_error(not_enough_brokers(rf, brokers.len())));
+        }
+        let topic_id = Uuid::new_v4();
+        let start = rand::random::<u32>() as usize;
+        let mut records = vec![MetadataRecord::Topic {
+            name: name.to_string(),
+            topic_id,
+        }];
+        for p in 0..partitions {
+            let replicas = assign(&brokers, start, p, rf_usize);
+            records.push(MetadataRecord::Partition(new_partition(
+                topic_id, p, replicas,
+            )));
+        }
+        for (key, value) in &configs {
+            records.push(config_record(name, key, Some(value)));
+        }
+        Ok(records)
+    }
+
+    /// Leader duties on a timer: fence brokers whose session expired, and
+    /// create `__consumer_offsets` once enough brokers are up.
+    async fn periodic(&self) {
+        if !self.is_leader() {
+            return;
+        }
+        let session = Duration::from_millis(self.config.cluster.broker_session_timeout_ms);
+        let _serial = self.serial.lock().await;
+        let Ok(image) = self.current_image().await else {
+            return;
+        };
+        let now = Instant::now();
+        let expired: Vec<(NodeId, i64)> = self.with_liveness(|l| {
+            image
+                .brokers
+                .values()
+                .filter(|b| !b.fenced)
+                .filter(|b| {
+                    // A broker this leader has not heard from yet gets a
+                    // whole session from now.
+                    let last = *l
+                        .last_heartbeat
+                        .entry(b.registration.broker_id)
+                        .or_insert(now);
+                    now.duration_since(last) > session
+                })
+                .map(|b| (b.registration.broker_id, b.registration.broker_epoch))
+                .collect()
+        });
+        // One fencing per round: later decisions need the image with it.
+        if let Some(&(broker_id, broker_epoch)) = expired.first() {
+            let mut records = vec![MetadataRecord::FenceBroker {
+                broker_id,
+                broker_epoch,
+            }];
+            records.extend(partition_moves(&image, broker_id, self.unclean()));
+            let moved = records.len() - 1;
+            match self.propose(records).await {
+                Ok(_) => tracing::warn!(
+                    broker_id,
+                    partitions = moved,
+                    "broker session expired: fenced, its partitions moved"
+                ),
+                Err(e) => tracing::warn!(broker_id, error = %e, "fencing failed"),
+            }
+            return;
+        }
+        if image.topic_by_name(OFFSETS_TOPIC).is_none() {
+            let live = assignable_brokers(&image).len();
+            let wanted = usize::try_from(self.config.offsets_topic_replication_factor)
+                .unwrap_or(3)
+                .min(self.config.cluster.voters.len().max(1));
+            if live >= wanted && live > 0 {
+                let mut configs = BTreeMap::new();
+                configs.insert(CLEANUP_POLICY.to_string(), "compact".to_string());
+                configs.insert(SEGMENT_BYTES.to_string(), (100 << 20).to_string());
+                let rf = i16::try_from(wanted).unwrap_or(3);
+                match self.topic_records(
+                    &image,
+                    OFFSETS_TOPIC,
+                    self.config.offsets_topic_num_partitions,
+                    rf,
+                    configs,
+                    true,
+                ) {
+                    Ok(records) => match self.propose(records).await {
+                        Ok(_) => tracing::info!(replication_factor = rf, "created {OFFSETS_TOPIC}"),
+                        Err(e) => tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}"),
+                    },
+                    Err(e) => tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC}"),
+                }
+            }
+        }
+    }
+}
+
+impl<Q: MetadataQuorum + 'static> ControllerService for Controller<Q> {
+    fn handle(self: Arc<Self>, request: Vec<u8>) -> Pin<Box<dyn Future<Output = Vec<u8>> + Send>> {
+        Box::pin(async move {
+            let answer: ControllerResult = match serde_json::from_slice(&request) {
+                Ok(request) => self.decide(request).await,
+                Err(e) => Err(err(
+                    ErrorCode::InvalidRequest,
+                    format!("undecodable controller request: {e}"),
+                )),
+            };
+            // Our own plain types always serialise.
+            serde_json::to_vec(&answer).unwrap_or_default()
+        })
+    }
+}
+
+/// Broker `broker_id` must be registered with `broker_epoch`.
+fn check_epoch(
+    image: &MetadataImage,
+    broker_id: NodeId,
+    broker_epoch: i64,
+) -> Result<&super::quorum::image::BrokerState, RecordError> {
+    let state = image.broker(broker_id).ok_or_else(|| {
+        err(
+            ErrorCode::BrokerIdNotRegistered,
+            format!("broker {broker_id} is not registered"),
+        )
+    })?;
+    if state.registration.broker_epoch != broker_epoch {
+        return Err(err(
+            ErrorCode::StaleBrokerEpoch,
+            format!(
+                "broker {broker_id} is at epoch {}, not {broker_epoch}",
+                state.registration.broker_epoch
+            ),
+        ));
+    }
+    Ok(state)
+}
+
+fn record_error(e: super::ApiError) -> RecordError {
+    RecordError::new(e.code, e.message)
+}
+
+fn config_record(topic: &str, key: &str, value: Option<&String>) -> MetadataRecord {
+    MetadataRecord::Config(ConfigRecord {
+        resource_type: ConfigResourceType::Topic,
+        resource_name: topic.to_string(),
+        key: key.to_string(),
+        value: value.cloned(),
+    })
+}
+
+fn new_partition(topic_id: Uuid, partition: i32, replicas: Vec<NodeId>) -> PartitionRecord {
+    PartitionRecord {
+        topic_id,
+        partition,
+        leader: replicas[0],
+        isr: replicas.clone(),
+        replicas,
+        elr: Vec::new(),
+        leader_epoch: 0,
+        partition_epoch: 0,
+    }
+}
+
+/// Unfenced brokers in the order replicas are dealt from: racks alternate
+/// (a, b, c, a, b, c, ...) so consecutive replicas land in different racks,
+/// as Kafka's rack-aware assignment does.
+pub fn assignable_brokers(image: &MetadataImage) -> Vec<NodeId> {
+    let mut by_rack: BTreeMap<Option<&str>, Vec<NodeId>> = BTreeMap::new();
+    for b in image.unfenced_brokers() {
+        by_rack
+            .entry(b.registration.rack.as_deref())
+            .or_default()
+            .push(b.registration.broker_id);
+    }
+    let racks: Vec<Vec<NodeId>> = by_rack.into_values().collect();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while racks.iter().any(|r| i < r.len()) {
+        out.extend(racks.iter().filter_map(|rack| rack.get(i)));
+        i += 1;
+    }
+    out
+}
+
+/// Replicas of `partition`: `rf` consecutive brokers from a per-topic
+/// random start, shifted by the partition so leaders spread evenly.
+fn assign(brokers: &[NodeId], start: usize, partition: i32, rf: usize) -> Vec<NodeId> {
+    let n = brokers.len();
+    let first = (start + usize::try_from(partition).unwrap_or(0)) % n;
+    (0..rf).map(|j| brokers[(first + j) % n]).collect()
+}
+
+/// Partition changes when `gone` is fenced or shuts down: it leaves every
+/// ISR it is in (the last ISR member stays, leaderless, so no acknowledged
+/// record is given up), and partitions it led get a new leader from the
+/// remaining ISR.
+fn partition_moves(image: &MetadataImage, gone: NodeId, unclean: bool) -> Vec<MetadataRecord> {
+    let alive = |b: NodeId| b != gone && image.broker(b).is_some_and(|s| !s.fenced);
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        for (index, p) in &topic.partitions {
+            if !p.isr.contains(&gone) && p.leader != gone {
+                continue;
+            }
+            if let Some(change) = change_without(topic.id, *index, p, gone, &alive, unclean) {
+                records.push(MetadataRecord::PartitionChange(change));
+            }
+        }
+    }
+    records
+}
+
+fn change_without(
+    topic_id: Uuid,
+    partition: i32,
+    p: &PartitionImage,
+    gone: NodeId,
+    alive: &dyn Fn(NodeId) -> bool,
+    unclean: bool,
+) -> Option<PartitionChange> {
+    let remaining: Vec<NodeId> = p.isr.iter().copied().filter(|r| *r != gone).collect();
+    let (isr, leader) = if remaining.is_empty() {
+        // The last in-sync replica: it keeps the partition's data. Unclean
+        // election, when enabled, may hand it to a live out-of-sync replica.
+        match p
+            .replicas
+            .iter()
+            .copied()
+            .find(|r| unclean && *r != gone && alive(*r))
+        {
+            Some(r) => (vec![r], r),
+            None => (p.isr.clone(), NO_LEADER),
+        }
+    } else {
+        let leader = if p.leader == gone || p.leader == NO_LEADER {
+            p.replicas
+                .iter()
+                .copied()
+                .find(|r| remaining.contains(r) && alive(*r))
+                .unwrap_or(NO_LEADER)
+        } else {
+            p.leader
+        };
+        (remaining, leader)
+    };
+    if isr == p.isr && leader == p.leader {
+        return None;
+    }
+    Some(PartitionChange {
+        topic_id,
+        partition,
+        leader: Some(leader),
+        isr: Some(isr),
+        ..PartitionChange::default()
+    })
+}
+
+/// Partitions left leaderless that broker `back` can lead again: it is in
+/// their ISR (or, with unclean election, any replica of a partition whose
+/// ISR is all dead).
+fn elections_on_return(image: &MetadataImage, back: NodeId, unclean: bool) -> Vec<MetadataRecord> {
+    let mut records = Vec::new();
+    for topic in image.topics.values() {
+        for (index, p) in &topic.partitions {
+            if p.leader != NO_LEADER || !p.replicas.contains(&back) {
+                continue;
+            }
+            let isr = if p.isr.contains(&back) {
+                None
+            } else if unclean {
+                Some(vec![back])
+            } else {
+                continue;
+            };
+            records.push(MetadataRecord::PartitionChange(PartitionChange {
+                topic_id: topic.id,
+                partition: *index,
+                leader: Some(back),
+                isr,
+                ..PartitionChange::default()
+            }));
+        }
+    }
+    records
+}

@@ -1,0 +1,401 @@
+//! Three `sluiced` processes in combined mode (`process.roles =
+//! broker,controller`) forming a cluster through the controller quorum:
+//! registration, replica assignment, fencing a killed broker and moving its
+//! leaderships, controller failover, DescribeQuorum, and the start-up
+//! refusals Kafka makes for bad KRaft configuration.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
+use kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse, MetadataResponse};
+use sluice_protocol::ErrorCode;
+use support::*;
+
+/// Short enough that a dead broker is fenced within a few seconds.
+const SESSION_TIMEOUT_MS: u64 = 2_000;
+
+struct Cluster {
+    nodes: Vec<Broker>,
+}
+
+fn node_config(id: i32, voters: &str, extra: &str) -> String {
+    format!(
+        r#"
+"node.id" = {id}
+"process.roles" = "broker,controller"
+"controller.quorum.voters" = "{voters}"
+"controller.listener.names" = "CONTROLLER"
+"broker.session.timeout.ms" = {SESSION_TIMEOUT_MS}
+"broker.heartbeat.interval.ms" = 300
+"controller.quorum.election.timeout.ms" = 500
+"shards.pin.cores" = false
+"broker.rack" = "rack-{id}"
+{extra}
+"#
+    )
+}
+
+impl Cluster {
+    fn start(extra: &str) -> Cluster {
+        let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+        let voters = controller_ports
+            .iter()
+            .enumerate()
+            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut nodes: Vec<Broker> = controller_ports
+            .iter()
+            .enumerate()
+            .map(|(i, port)| {
+                Broker::launch_opts(Opts {
+                    config: node_config(i as i32 + 1, &voters, extra),
+                    shards: 1,
+                    listeners: vec![format!("CONTROLLER://127.0.0.1:{port}")],
+                    ..Opts::default()
+                })
+            })
+            .collect();
+        for n in &mut nodes {
+            n.wait_until_ready();
+        }
+        Cluster { nodes }
+    }
+
+    fn node(&mut self, id: i32) -> &mut Broker {
+        &mut self.nodes[(id - 1) as usize]
+    }
+
+    fn metadata_from(&mut self, id: i32, topics: Option<&[&str]>) -> MetadataResponse {
+        metadata(&mut self.node(id).client(), topics)
+    }
+
+    fn logs(&self) -> String {
+        self.nodes
+            .iter()
+            .enumerate()
+            .map(|(i, n)| format!("--- node {} ---\n{}", i + 1, tail(&n.log(), 40)))
+            .collect()
+    }
+}
+
+fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+fn broker_ids(m: &MetadataResponse) -> BTreeSet<i32> {
+    m.brokers.iter().map(|b| b.node_id.0).collect()
+}
+
+/// partition -> (leader, leader epoch, replicas, isr, offline)
+type Assignment = BTreeMap<i32, (i32, i32, Vec<i32>, Vec<i32>, Vec<i32>)>;
+
+fn assignment(m: &MetadataResponse, topic: &str) -> Assignment {
+    let t = m
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.as_str()) == Some(topic))
+        .unwrap_or_else(|| panic!("{topic} missing from {m:?}"));
+    let ids = |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect::<Vec<_>>();
+    t.partitions
+        .iter()
+        .map(|p| {
+            (
+                p.partition_index,
+                (
+                    p.leader_id.0,
+                    p.leader_epoch,
+                    ids(&p.replica_nodes),
+                    ids(&p.isr_nodes),
+                    ids(&p.offline_replicas),
+                ),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn three_nodes_form_a_cluster_and_assign_replicas() {
+    let mut c = Cluster::start("");
+    let logs = c.logs();
+    // Every node lists all three brokers and the same controller.
+    let mut controllers = BTreeSet::new();
+    for id in 1..=3 {
+        let m = c.metadata_from(id, None);
+        assert_eq!(broker_ids(&m), BTreeSet::from([1, 2, 3]), "{logs}");
+        assert!(m.brokers.iter().all(|b| b.rack.is_some()));
+        controllers.insert(m.controller_id.0);
+    }
+    assert_eq!(
+        controllers.len(),
+        1,
+        "one active controller: {controllers:?}"
+    );
+
+    // The seed command of the issue: 6 partitions, replication factor 3.
+    let created = create_topic(
+        &mut c.node(2).client(),
+        "application-events",
+        6,
+        3,
+        &[("retention.ms", "604800000"), ("cleanup.policy", "delete")],
+    );
+    assert_eq!(
+        created.error_code,
+        0,
+        "{:?}\n{}",
+        created.error_message,
+        c.logs()
+    );
+    assert_eq!(created.replication_factor, 3);
+    // Read-your-writes on every node: the creating node answered only once
+    // its image had the topic; the others follow within the quorum's lag.
+    for id in 1..=3 {
+        let ok = wait_until(|| {
+            let m = c.metadata_from(id, Some(&["application-events"]));
+            m.topics[0].error_code == 0
+        });
+        assert!(ok, "node {id} never saw the topic");
+    }
+    let a = assignment(
+        &c.metadata_from(3, Some(&["application-events"])),
+        "application-events",
+    );
+    assert_eq!(a.len(), 6);
+    let mut leaders = BTreeMap::new();
+    for (p, (leader, epoch, replicas, isr, offline)) in &a {
+        assert_eq!(
+            replicas.iter().collect::<BTreeSet<_>>().len(),
+            3,
+            "partition {p}: {replicas:?}"
+        );
+        assert_eq!(isr.len(), 3, "partition {p}");
+        assert_eq!(*leader, replicas[0], "the first replica leads");
+        assert_eq!(*epoch, 0);
+        assert!(offline.is_empty());
+        *leaders.entry(*leader).or_insert(0) += 1;
+    }
+    // Leaders are spread: each broker leads two of the six partitions.
+    assert_eq!(leaders.values().copied().collect::<Vec<_>>(), vec![2, 2, 2]);
+
+    // More replicas than brokers: Kafka's error and message.
+    let too_many = create_topic(&mut c.node(1).client(), "too-many", 1, 4, &[]);
+    assert_eq!(
+        too_many.error_code,
+        ErrorCode::InvalidReplicationFactor.code()
+    );
+    let msg = too_many
+        .error_message
+        .map(|m| m.to_string())
+        .unwrap_or_default();
+    assert!(msg.contains("only 3 broker(s) are registered"), "{msg}");
+    let again = create_topic(&mut c.node(3).client(), "application-events", 1, 3, &[]);
+    assert_eq!(again.error_code, ErrorCode::TopicAlreadyExists.code());
+
+    // __consumer_offsets is created by the controller with three replicas.
+    let ok = wait_until(|| {
+        let m = c.metadata_from(1, Some(&["__consumer_offsets"]));
+        m.topics[0].error_code == 0
+            && m.topics[0].partitions.len() == 8
+            && m.topics[0]
+                .partitions
+                .iter()
+                .all(|p| p.replica_nodes.len() == 3)
+    });
+    assert!(ok, "__consumer_offsets not created with RF 3\n{}", c.logs());
+
+    // DescribeQuorum through any node: the leader's view of three voters.
+    let mut req = DescribeQuorumRequest::default();
+    let mut topic = TopicData::default();
+    topic.topic_name = topic_name("__cluster_metadata");
+    topic.partitions = vec![PartitionData::default()];
+    req.topics = vec![topic];
+    let q: DescribeQuorumResponse = c.node(3).client().send(1, &req);
+    let p = &q.topics[0].partitions[0];
+    assert_eq!(p.error_code, 0);
+    assert_eq!(p.leader_id.0, controllers.iter().next().copied().unwrap());
+    assert_eq!(p.current_voters.len(), 3);
+    assert!(p.high_watermark > 0);
+    assert!(
+        p.current_voters.iter().all(|v| v.log_end_offset > 0),
+        "the leader knows every voter's progress: {p:?}"
+    );
+}
+
+#[test]
+fn a_killed_broker_is_fenced_and_its_leaderships_move() {
+    let mut c = Cluster::start("");
+    let created = create_topic(&mut c.node(1).client(), "events", 6, 3, &[]);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    let before = assignment(&c.metadata_from(1, Some(&["events"])), "events");
+    let victim = 2;
+    c.node(victim).kill9();
+    let killed_at = Instant::now();
+
+    let survivor = if victim == 1 { 2 } else { 1 };
+    let ok = wait_until(|| {
+        let m = c.metadata_from(survivor, Some(&["events"]));
+        !broker_ids(&m).contains(&victim)
+            && assignment(&m, "events")
+                .values()
+                .all(|(leader, ..)| *leader != victim && *leader >= 0)
+    });
+    assert!(
+        ok,
+        "leaderships did not move off broker {victim}\n{}",
+        c.logs()
+    );
+    let moved_in = killed_at.elapsed();
+    assert!(
+        moved_in >= Duration::from_millis(SESSION_TIMEOUT_MS / 2),
+        "fenced before its session could expire ({moved_in:?})"
+    );
+    let after = assignment(&c.metadata_from(3, Some(&["events"])), "events");
+    for (p, (leader, epoch, replicas, isr, offline)) in &after {
+        let (old_leader, old_epoch, old_replicas, ..) = &before[p];
+        assert_eq!(replicas, old_replicas, "the assignment stays");
+        assert!(!isr.contains(&victim), "partition {p} isr {isr:?}");
+        assert_eq!(offline, &vec![victim], "partition {p}");
+        if *old_leader == victim {
+            assert_eq!(*epoch, old_epoch + 1, "a new leader, a new epoch");
+            assert!(isr.contains(leader));
+        } else {
+            assert_eq!(leader, old_leader, "partition {p} kept its leader");
+        }
+    }
+
+    // It comes back: registered again, unfenced, listed again.
+    c.node(victim).relaunch();
+    c.node(victim).wait_until_ready();
+    let ok = wait_until(|| broker_ids(&c.metadata_from(survivor, None)).contains(&victim));
+    assert!(ok, "broker {victim} did not rejoin\n{}", c.logs());
+}
+
+#[test]
+fn the_controller_fails_over_and_keeps_serving_metadata_writes() {
+    let mut c = Cluster::start("");
+    let leader = c.metadata_from(1, None).controller_id.0;
+    assert!((1..=3).contains(&leader));
+    c.node(leader).kill9();
+    let other = if leader == 1 { 2 } else { 1 };
+    // A new controller, which fences the dead one once its session (which
+    // a new controller starts afresh, as KRaft's does) runs out.
+    let ok = wait_until(|| {
+        let m = c.metadata_from(other, None);
+        m.controller_id.0 != leader && m.controller_id.0 > 0 && !broker_ids(&m).contains(&leader)
+    });
+    assert!(ok, "no new controller\n{}", c.logs());
+    // The writes of a topic go to the new controller from any broker.
+    let mut created = None;
+    let ok = wait_until(|| {
+        let r = create_topic(&mut c.node(other).client(), "after-failover", 3, 2, &[]);
+        let done = r.error_code == 0;
+        created = Some(r);
+        done
+    });
+    assert!(ok, "{created:?}\n{}", c.logs());
+    let a = assignment(
+        &c.metadata_from(other, Some(&["after-failover"])),
+        "after-failover",
+    );
+    assert!(a
+        .values()
+        .all(|(l, _, replicas, ..)| !replicas.contains(&leader) && *l != leader));
+}
+
+#[test]
+fn bad_cluster_configuration_is_refused_at_start() {
+    let cases = [
+        (
+            r#""node.id" = 4
+"process.roles" = "broker,controller"
+"controller.quorum.voters" = "1@127.0.0.1:1,2@127.0.0.1:2,3@127.0.0.1:3"
+"controller.listener.names" = "CONTROLLER""#,
+            "is not among controller.quorum.voters",
+        ),
+        (
+            r#""process.roles" = "broker,controller"
+"controller.quorum.voters" = "1@127.0.0.1:1,1@127.0.0.1:2""#,
+            "node 1 is named twice",
+        ),
+        (
+            r#""node.id" = 1
+"controller.quorum.voters" = "1@127.0.0.1:1""#,
+            "process.roles",
+        ),
+        (
+            r#""node.id" = 1
+"process.roles" = "broker,controller"
+"controller.quorum.voters" = "1@127.0.0.1:1""#,
+            "controller.listener.names",
+        ),
+        (
+            r#""node.id" = 1
+"process.roles" = "broker,controller"
+"controller.quorum.voters" = "1@127.0.0.1:1"
+"controller.listener.names" = "CONTROLLER""#,
+            "needs a listener named CONTROLLER",
+        ),
+    ];
+    for (config, problem) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, config).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_sluiced"))
+            .arg("--config")
+            .arg(&path)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .arg("--listen")
+            .arg(format!("127.0.0.1:{}", free_port()))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{config}: started");
+        assert!(stderr.contains(problem), "{config}: {stderr}");
+    }
+}
+
+#[test]
+fn a_data_directory_of_another_node_or_cluster_is_refused() {
+    let mut c = Cluster::start("");
+    let data = c.node(3).data_dir();
+    let props = std::fs::read_to_string(data.join("meta.properties")).unwrap();
+    assert!(props.contains("node.id=3"), "{props}");
+    // Another cluster's directory.
+    let foreign = props
+        .lines()
+        .map(|l| {
+            if l.starts_with("cluster.id=") {
+                "cluster.id=AnotherClusterAAAAAAAAAA".to_string()
+            } else {
+                l.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    c.node(3).kill9();
+    std::fs::write(data.join("meta.properties"), &foreign).unwrap();
+    let status = c.node(3).restart_expecting_exit();
+    assert!(!status.success());
+    assert!(
+        c.node(3)
+            .log()
+            .contains("belongs to cluster AnotherClusterAAAAAAAAAA"),
+        "{}",
+        tail(&c.node(3).log(), 20)
+    );
+    // Another node's directory.
+    std::fs::write(
+        data.join("meta.properties"),
+        props.replace("node.id=3", "node.id=2"),
+    )
+    .unwrap();
+    let status = c.node(3).restart_expecting_exit();
+    assert!(!status.success());
+    assert!(c.node(3).log().contains("says node.id 2"));
+}
