@@ -910,3 +910,152 @@ fn elections_on_return(image: &MetadataImage, back: NodeId, unclean: bool) -> Ve
     }
     records
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An image with brokers `ids` (racks by the given letters), `fenced`
+    /// among them fenced, and one topic of `partitions` assigned in order.
+    fn image(ids: &[(NodeId, &str)], fenced: &[NodeId]) -> MetadataImage {
+        let mut image = MetadataImage::default();
+        for (id, rack) in ids {
+            image
+                .apply(&MetadataRecord::RegisterBroker(BrokerRegistration {
+                    broker_id: *id,
+                    broker_epoch: 1,
+                    incarnation_id: Uuid::new_v4(),
+                    listeners: Vec::new(),
+                    rack: Some(rack.to_string()),
+                }))
+                .unwrap();
+            if !fenced.contains(id) {
+                image
+                    .apply(&MetadataRecord::UnfenceBroker {
+                        broker_id: *id,
+                        broker_epoch: 1,
+                    })
+                    .unwrap();
+            }
+        }
+        image
+    }
+
+    fn with_partition(
+        image: &mut MetadataImage,
+        replicas: &[NodeId],
+        isr: &[NodeId],
+        leader: NodeId,
+    ) -> Uuid {
+        let topic_id = Uuid::new_v4();
+        image
+            .apply(&MetadataRecord::Topic {
+                name: "t".into(),
+                topic_id,
+            })
+            .unwrap();
+        image
+            .apply(&MetadataRecord::Partition(PartitionRecord {
+                topic_id,
+                partition: 0,
+                replicas: replicas.to_vec(),
+                isr: isr.to_vec(),
+                elr: Vec::new(),
+                leader,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            }))
+            .unwrap();
+        topic_id
+    }
+
+    fn change(records: &[MetadataRecord]) -> Option<&PartitionChange> {
+        records.iter().find_map(|r| match r {
+            MetadataRecord::PartitionChange(c) => Some(c),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn replicas_alternate_racks_and_leaders_spread() {
+        let image = image(&[(1, "a"), (2, "a"), (3, "b"), (4, "c"), (5, "b")], &[5]);
+        // Fenced brokers get nothing; racks alternate a, b, c, a.
+        assert_eq!(assignable_brokers(&image), vec![1, 3, 4, 2]);
+        let brokers = assignable_brokers(&image);
+        let mut leaders = BTreeMap::new();
+        for p in 0..8 {
+            let replicas = assign(&brokers, 7, p, 3);
+            assert_eq!(replicas.iter().collect::<BTreeSet<_>>().len(), 3);
+            *leaders.entry(replicas[0]).or_insert(0) += 1;
+        }
+        assert_eq!(
+            leaders.values().copied().collect::<Vec<_>>(),
+            vec![2, 2, 2, 2]
+        );
+    }
+
+    #[test]
+    fn a_lost_leader_is_replaced_from_the_isr_in_replica_order() {
+        let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[]);
+        let t = with_partition(&mut img, &[1, 2, 3], &[1, 2, 3], 1);
+        let records = partition_moves(&img, 1, false);
+        let c = change(&records).unwrap();
+        assert_eq!(
+            (c.topic_id, c.leader, c.isr.clone()),
+            (t, Some(2), Some(vec![2, 3]))
+        );
+        // A follower lost: it leaves the ISR, the leader stays.
+        let records = partition_moves(&img, 3, false);
+        let c = change(&records).unwrap();
+        assert_eq!((c.leader, c.isr.clone()), (Some(1), Some(vec![1, 2])));
+        // A broker outside the ISR and not leading changes nothing.
+        let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[]);
+        with_partition(&mut img, &[1, 2, 3], &[1, 2], 1);
+        assert!(partition_moves(&img, 3, false).is_empty());
+    }
+
+    #[test]
+    fn the_last_isr_member_keeps_the_partition_unless_unclean_election_is_on() {
+        let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[]);
+        with_partition(&mut img, &[1, 2, 3], &[1], 1);
+        let records = partition_moves(&img, 1, false);
+        let c = change(&records).unwrap();
+        assert_eq!((c.leader, c.isr.clone()), (Some(NO_LEADER), Some(vec![1])));
+        // With unclean election a live out-of-sync replica takes over alone.
+        let records = partition_moves(&img, 1, true);
+        let c = change(&records).unwrap();
+        assert_eq!((c.leader, c.isr.clone()), (Some(2), Some(vec![2])));
+    }
+
+    #[test]
+    fn a_returning_isr_member_leads_a_leaderless_partition() {
+        let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[1]);
+        let t = with_partition(&mut img, &[1, 2, 3], &[1], NO_LEADER);
+        let records = elections_on_return(&img, 1, false);
+        let c = change(&records).unwrap();
+        assert_eq!((c.topic_id, c.leader, c.isr.clone()), (t, Some(1), None));
+        // Not in the ISR: only unclean election lets it lead.
+        assert!(elections_on_return(&img, 2, false).is_empty());
+        let records = elections_on_return(&img, 2, true);
+        assert_eq!(change(&records).unwrap().isr, Some(vec![2]));
+    }
+
+    #[test]
+    fn an_isr_change_with_a_stale_partition_epoch_is_refused_by_the_image() {
+        let mut img = image(&[(1, "a"), (2, "b")], &[]);
+        let t = with_partition(&mut img, &[1, 2], &[1, 2], 1);
+        let shrink = |epoch| {
+            MetadataRecord::PartitionChange(PartitionChange {
+                topic_id: t,
+                partition: 0,
+                isr: Some(vec![1]),
+                expect_partition_epoch: Some(epoch),
+                ..PartitionChange::default()
+            })
+        };
+        img.apply(&shrink(0)).unwrap();
+        let err = img.apply(&shrink(0)).unwrap_err();
+        assert_eq!(err.code, ErrorCode::InvalidUpdateVersion);
+        assert_eq!(img.partition(t, 0).unwrap().partition_epoch, 1);
+    }
+}
