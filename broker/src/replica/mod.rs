@@ -18,6 +18,8 @@
 pub mod isr;
 pub mod leader;
 pub mod partition;
+#[cfg(test)]
+mod tests;
 
 use std::cell::RefCell;
 use std::collections::HashMap;
