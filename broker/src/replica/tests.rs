@@ -387,3 +387,78 @@ fn follower_fetch_parks_until_the_log_end_moves() {
         assert!(waited < Duration::from_secs(4), "woken by the log end");
     });
 }
+
+#[test]
+fn manager_opens_in_the_assigned_role_and_changes_roles() {
+    run(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let manager = ReplicaManager::new(
+            ReplicaConfig {
+                node_id: 1,
+                replica_lag_time_max_ms: LAG,
+            },
+            dir.path().to_path_buf(),
+        );
+        let topic = crate::cluster::TopicMeta {
+            name: "t".into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 3,
+            configs: BTreeMap::new(),
+            log_config: LogConfig::resolve(&BrokerConfig::default(), &BTreeMap::new()),
+            internal: false,
+        };
+        // Default: single-node leader, epoch 0.
+        let p0 = manager.open(&topic, 0).await.expect("open");
+        assert_eq!(p0.isr(), Some(vec![1]));
+        assert_eq!(p0.leader_epoch(), 0);
+        assert_eq!(
+            manager.open(&topic, 3).await.err(),
+            Some(ErrorCode::UnknownTopicOrPartition)
+        );
+        // A source that hosts only partition 1, as a follower.
+        manager.set_assignment_source(Rc::new(|_, p| {
+            (p == 1).then_some(Assignment::Follower {
+                leader: 2,
+                leader_epoch: 5,
+            })
+        }));
+        assert_eq!(
+            manager.open(&topic, 2).await.err(),
+            Some(ErrorCode::NotLeaderOrFollower)
+        );
+        let p1 = manager.open(&topic, 1).await.expect("open");
+        assert!(!p1.is_leader());
+        // The cluster wiring moves leadership; the same Partition serves on.
+        manager
+            .become_leader(
+                &topic,
+                1,
+                LeaderAndIsr {
+                    leader_epoch: 6,
+                    partition_epoch: 9,
+                    replicas: vec![1, 2],
+                    isr: vec![1, 2],
+                },
+            )
+            .await
+            .expect("leader");
+        assert!(Rc::ptr_eq(&p1, &manager.get(&topic.id, 1).expect("open")));
+        assert_eq!(p1.isr(), Some(vec![1, 2]));
+        // Becoming follower of a partition not open yet opens it.
+        manager
+            .become_follower(&topic, 2, 3, 1)
+            .await
+            .expect("follower");
+        assert_eq!(
+            manager.get(&topic.id, 2).map(|p| p.role()),
+            Some(Role::Follower {
+                leader: 3,
+                leader_epoch: 1
+            })
+        );
+        assert!(manager.remove(&topic.id, 2).is_some());
+        assert!(manager.get(&topic.id, 2).is_none());
+        assert_eq!(manager.remove_topic(&topic.id).len(), 2);
+        assert!(p0.log.closed.get());
+    });
+}
