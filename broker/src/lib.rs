@@ -17,6 +17,9 @@
 //!   MSK IAM signature verification, IAM policy documents and the
 //!   authorizer.
 //! - [`api`]: one module per Kafka API and the registry that lists them.
+//! - [`replica`]: the replica layer between the handlers and the logs
+//!   (Kafka's ReplicaManager): each partition a log plus a role, the high
+//!   watermark over the ISR, follower fetch tracking, acks=all, ISR changes.
 //! - [`log`]: partition logs: segments, indexes, group-commit appends (each
 //!   round staged by the pure [`log::staging`]), reads, recovery, retention,
 //!   idempotent producer state.
@@ -24,7 +27,7 @@
 //! - [`cluster`]: the metadata image (topics, configs, producer ids).
 //! - [`metrics`]: Prometheus exposition.
 //!
-//! Layers, top to bottom: runtime -> net -> api -> log; shard, cluster,
+//! Layers, top to bottom: runtime -> net -> api -> replica -> log; shard, cluster,
 //! group, auth, config and metrics beside them. Imports point down only
 //! (`scripts/check-modules broker/src` checks there are no cycles).
 
@@ -37,5 +40,6 @@ pub mod group;
 pub mod log;
 pub mod metrics;
 pub mod net;
+pub mod replica;
 pub mod runtime;
 pub mod shard;

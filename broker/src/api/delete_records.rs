@@ -1,5 +1,7 @@
 //! DeleteRecords (v0-v2): moves each partition's log start offset (-1 means
-//! the high watermark); whole segments below it are removed.
+//! the high watermark); whole segments below it are removed. Only the
+//! partition's leader does it (followers learn the new log start from its
+//! fetch answers).
 
 use crate::auth::{Action, Resource};
 use kafka_protocol::messages::delete_records_response::{
@@ -8,7 +10,7 @@ use kafka_protocol::messages::delete_records_response::{
 use kafka_protocol::messages::{DeleteRecordsRequest, DeleteRecordsResponse};
 use sluice_protocol::ErrorCode;
 
-use super::{with_partition, RequestContext, Response};
+use super::{with_replica, RequestContext, Response};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 2;
@@ -30,8 +32,9 @@ pub async fn handle(ctx: &RequestContext, req: DeleteRecordsRequest) -> Response
                 None => pr.error_code = ErrorCode::UnknownTopicOrPartition.code(),
                 Some(meta) => {
                     let offset = p.offset;
-                    match with_partition(ctx, meta, p.partition_index, move |log| {
-                        log.delete_records(offset).map_err(|e| e.kafka_code())
+                    match with_replica(ctx, meta, p.partition_index, move |part| {
+                        part.require_leader()?;
+                        part.log.delete_records(offset).map_err(|e| e.kafka_code())
                     })
                     .await
                     {

@@ -1,5 +1,7 @@
-//! Fetch (v4-v16). Each partition is read by its owner shard, which returns
-//! a (segment file, position, length) range rather than bytes; the response
+//! Fetch (v4-v16). Each partition is read by its owner shard through the
+//! replica layer (consumers up to the high watermark; a follower broker,
+//! named by its replica id, up to the log end, its position recorded), which
+//! returns a (segment file, position, length) range rather than bytes; the response
 //! is encoded here by hand around those ranges so the connection can splice
 //! them from the page cache to the socket. Long polling waits on the owners
 //! until `min_bytes` are there or `max_wait_ms` passes. Fetch sessions
@@ -21,6 +23,7 @@ use super::{RequestContext, Response, ResponsePart};
 use crate::auth::{Action, Resource};
 use crate::cluster::TopicMeta;
 use crate::log::read::FileRange;
+use crate::replica::Reader;
 
 pub const MIN_VERSION: i16 = 4;
 pub const MAX_VERSION: i16 = 16;
@@ -50,6 +53,23 @@ struct ReadPlan {
     partition: i32,
     offset: i64,
     max_bytes: usize,
+    current_leader_epoch: i32,
+    reader: Reader,
+}
+
+/// Kafka's ClusterAction on the cluster, which a fetch with a replica id
+/// needs. MSK IAM has no such action; the broker-level
+/// `kafka-cluster:AlterCluster` stands for it (a policy with
+/// `kafka-cluster:*` grants it).
+const CLUSTER_ACTION: Action = Action::AlterCluster;
+
+/// The replica id of a fetch: `replica_id` before v15, `replica_state` since.
+fn replica_id(version: i16, req: &FetchRequest) -> i32 {
+    if version >= 15 {
+        req.replica_state.replica_id.0
+    } else {
+        req.replica_id.0
+    }
 }
 
 async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize, PartitionOut)> {
@@ -70,7 +90,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
             .on_shard(owner, move |shard| async move {
                 let mut out = Vec::with_capacity(plans.len());
                 for p in plans {
-                    let r = match shard.partition(&p.meta, p.partition).await {
+                    let r = match shard.replica(&p.meta, p.partition).await {
                         Err(code) => PartitionOut {
                             partition: p.partition,
                             error: code,
@@ -78,22 +98,37 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                             log_start_offset: -1,
                             records: None,
                         },
-                        Ok(log) => match log.read(p.offset, p.max_bytes) {
-                            Ok(r) => PartitionOut {
-                                partition: p.partition,
-                                error: ErrorCode::None,
-                                high_watermark: r.high_watermark,
-                                log_start_offset: r.log_start_offset,
-                                records: r.records,
-                            },
-                            Err(e) => PartitionOut {
-                                partition: p.partition,
-                                error: e.kafka_code(),
-                                high_watermark: log.high_watermark(),
-                                log_start_offset: log.log_start_offset(),
-                                records: None,
-                            },
-                        },
+                        Ok(part) => {
+                            match part.read(p.reader, p.offset, p.max_bytes, p.current_leader_epoch)
+                            {
+                                Ok(r) => PartitionOut {
+                                    partition: p.partition,
+                                    error: ErrorCode::None,
+                                    high_watermark: r.high_watermark,
+                                    log_start_offset: r.log_start_offset,
+                                    records: r.records,
+                                },
+                                // Not the leader (or not a replica): no offsets.
+                                Err(
+                                    code @ (ErrorCode::NotLeaderOrFollower
+                                    | ErrorCode::FencedLeaderEpoch
+                                    | ErrorCode::UnknownLeaderEpoch),
+                                ) => PartitionOut {
+                                    partition: p.partition,
+                                    error: code,
+                                    high_watermark: -1,
+                                    log_start_offset: -1,
+                                    records: None,
+                                },
+                                Err(code) => PartitionOut {
+                                    partition: p.partition,
+                                    error: code,
+                                    high_watermark: part.high_watermark(),
+                                    log_start_offset: part.log_start_offset(),
+                                    records: None,
+                                },
+                            }
+                        }
                     };
                     out.push(r);
                 }
@@ -133,11 +168,11 @@ async fn wait_any(ctx: &RequestContext, plans: &[ReadPlan], deadline: Instant) {
     let broker = &ctx.shard.broker;
     let waits = plans.iter().map(|p| {
         let owner = broker.owner_of_partition(&p.meta.id, p.partition);
-        let (meta, partition, offset) = (p.meta.clone(), p.partition, p.offset);
+        let (meta, partition, offset, reader) = (p.meta.clone(), p.partition, p.offset, p.reader);
         broker
             .on_shard(owner, move |shard| async move {
-                if let Some(log) = shard.partition_if_open(&meta.id, partition) {
-                    log.wait_for_data(offset, deadline).await;
+                if let Some(part) = shard.replicas.get(&meta.id, partition) {
+                    part.wait(reader, offset, deadline).await;
                 } else {
                     compio::time::sleep_until(deadline).await;
                 }
@@ -164,6 +199,11 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
     } else {
         req.max_bytes as usize
     };
+    let reader = Reader::from_replica_id(replica_id(ctx.version, &req));
+    // A follower's fetch needs ClusterAction instead of ReadData on topics;
+    // without it every partition answers TOPIC_AUTHORIZATION_FAILED (Kafka).
+    let cluster_action_allowed =
+        matches!(reader, Reader::Follower(_)) && ctx.allowed(CLUSTER_ACTION, Resource::Cluster);
     let mut topics: Vec<TopicOut> = Vec::with_capacity(req.topics.len());
     let mut plans: Vec<ReadPlan> = Vec::new();
     for (ti, t) in req.topics.iter().enumerate() {
@@ -172,9 +212,10 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
         } else {
             image.by_name.get(t.topic.as_str()).cloned()
         };
-        let read_allowed = match &meta {
-            Some(m) => ctx.allowed(Action::ReadData, Resource::Topic(&m.name)),
-            None => {
+        let read_allowed = match (&meta, reader) {
+            (_, Reader::Follower(_)) => cluster_action_allowed,
+            (Some(m), Reader::Consumer) => ctx.allowed(Action::ReadData, Resource::Topic(&m.name)),
+            (None, Reader::Consumer) => {
                 ctx.version >= 13
                     || ctx.allowed(Action::ReadData, Resource::Topic(t.topic.as_str()))
             }
@@ -207,8 +248,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
                 Some(m) if p.partition < 0 || p.partition >= m.partitions => {
                     po.error = ErrorCode::UnknownTopicOrPartition
                 }
-                Some(_) if p.current_leader_epoch > 0 => po.error = ErrorCode::UnknownLeaderEpoch,
-                Some(_) if p.current_leader_epoch < -1 => po.error = ErrorCode::FencedLeaderEpoch,
+                // The leader epoch is checked by the replica layer.
                 Some(m) => plans.push(ReadPlan {
                     topic_idx: ti,
                     part_idx: pi,
@@ -216,6 +256,8 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
                     partition: p.partition,
                     offset: p.fetch_offset,
                     max_bytes: (p.partition_max_bytes.max(0) as usize).min(response_max),
+                    current_leader_epoch: p.current_leader_epoch,
+                    reader,
                 }),
             }
             out.partitions.push(po);

@@ -1,6 +1,8 @@
-//! ListOffsets (v1-v8): earliest (-2), latest (-1, the high watermark),
-//! max timestamp (-3, v7+) and by timestamp (the first record whose
-//! timestamp is >= the one asked for, via the time index).
+//! ListOffsets (v1-v8): earliest (-2), latest (-1: the high watermark for
+//! consumers, the log end for a replica id, as Kafka), max timestamp (-3,
+//! v7+) and by timestamp (the first record whose timestamp is >= the one
+//! asked for, via the time index). Answered by the partition's leader
+//! through the replica layer.
 
 use crate::auth::{Action, Resource};
 use kafka_protocol::messages::list_offsets_response::{
@@ -9,7 +11,8 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use sluice_protocol::ErrorCode;
 
-use super::{with_partition, RequestContext, Response};
+use super::{with_replica, RequestContext, Response};
+use crate::replica::Reader;
 
 pub const MIN_VERSION: i16 = 1;
 pub const MAX_VERSION: i16 = 8;
@@ -17,6 +20,7 @@ pub const MAX_VERSION: i16 = 8;
 pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> Response {
     let image = ctx.shard.broker.metadata.image();
     let mut resp = ListOffsetsResponse::default();
+    let reader = Reader::from_replica_id(req.replica_id.0);
     for t in req.topics {
         let mut tr = ListOffsetsTopicResponse::default();
         tr.name = t.name.clone();
@@ -39,21 +43,33 @@ pub async fn handle(ctx: &RequestContext, req: ListOffsetsRequest) -> Response {
                 continue;
             };
             let ts = p.timestamp;
-            let r = with_partition(ctx, meta, p.partition_index, move |log| match ts {
-                -2 => Ok(Some((log.log_start_offset(), -1))),
-                -1 => Ok(Some((log.high_watermark(), -1))),
-                -3 => log.max_timestamp_offset().map_err(|e| e.kafka_code()),
-                // -4 (earliest local) and -5 (earliest tiered) are the log start here.
-                -4 | -5 => Ok(Some((log.log_start_offset(), -1))),
-                ts => log.offset_for_timestamp(ts).map_err(|e| e.kafka_code()),
+            let current_leader_epoch = p.current_leader_epoch;
+            let r = with_replica(ctx, meta, p.partition_index, move |part| {
+                part.require_leader()?;
+                part.check_leader_epoch(current_leader_epoch)?;
+                let log = &part.log;
+                let found = match ts {
+                    -2 => Ok(Some((log.log_start_offset(), -1))),
+                    -1 => Ok(Some(match reader {
+                        Reader::Consumer => (part.high_watermark(), -1),
+                        Reader::Follower(_) => (part.log_end_offset(), -1),
+                    })),
+                    -3 => log.max_timestamp_offset().map_err(|e| e.kafka_code()),
+                    // -4 (earliest local) and -5 (earliest tiered) are the log start here.
+                    -4 | -5 => Ok(Some((log.log_start_offset(), -1))),
+                    ts => log.offset_for_timestamp(ts).map_err(|e| e.kafka_code()),
+                };
+                // TODO(issue 13): the epoch of the batch holding the offset,
+                // from the leader-epoch cache; the current epoch until then.
+                found.map(|f| f.map(|(offset, ts)| (offset, ts, part.leader_epoch())))
             })
             .await;
             match r {
-                Ok(Ok(Some((offset, timestamp)))) => {
+                Ok(Ok(Some((offset, timestamp, leader_epoch)))) => {
                     pr.offset = offset;
                     pr.timestamp = timestamp;
                     if ctx.version >= 4 {
-                        pr.leader_epoch = 0;
+                        pr.leader_epoch = leader_epoch;
                     }
                 }
                 Ok(Ok(None)) => {}

@@ -285,6 +285,28 @@ where
         .unwrap_or(Err(ErrorCode::LeaderNotAvailable))
 }
 
+/// Runs `f` with a partition of the replica layer (log plus role) on its
+/// owner shard. Errors as [`with_partition`].
+pub async fn with_replica<T, F>(
+    ctx: &RequestContext,
+    meta: std::sync::Arc<crate::cluster::TopicMeta>,
+    partition: i32,
+    f: F,
+) -> Result<T, ErrorCode>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<crate::replica::Partition>) -> T + Send + 'static,
+{
+    let broker = &ctx.shard.broker;
+    let owner = broker.owner_of_partition(&meta.id, partition);
+    broker
+        .on_shard(owner, move |shard| async move {
+            shard.replica(&meta, partition).await.map(f)
+        })
+        .await
+        .unwrap_or(Err(ErrorCode::LeaderNotAvailable))
+}
+
 /// Runs `f` with the group coordinator of the shard owning `group`.
 /// `None` when that shard has no coordinator (shutting down).
 pub async fn on_coordinator<T, F, Fut>(ctx: &RequestContext, group: &str, f: F) -> Option<T>

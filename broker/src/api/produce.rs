@@ -1,12 +1,15 @@
 //! Produce (v3-v11). Batches are validated where the request arrived (size
 //! prefix, magic, CRC, `max.message.bytes`), then handed, still as zero-copy
-//! slices of the request frame, to the shard owning each partition, whose
-//! appender assigns offsets and answers after fdatasync (group commit).
+//! slices of the request frame, to the shard owning each partition, where
+//! the replica layer checks leadership and `min.insync.replicas` and the
+//! appender assigns offsets and answers after fdatasync (group commit);
+//! acks=all then waits for the high watermark.
 //! Records are never decompressed here. acks=0 gets no response, as in Kafka;
 //! transactional produce is refused until transactions exist.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
@@ -80,6 +83,8 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
     let broker = ctx.shard.broker.clone();
     let image = broker.metadata.image();
     let wait = req.acks != 0;
+    let acks = req.acks;
+    let deadline = Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
     let mut response = ProduceResponse::default();
     let mut by_shard: BTreeMap<usize, Vec<Item>> = BTreeMap::new();
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
@@ -153,8 +158,8 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
                     let appends = items.into_iter().map(|item| {
                         let shard = shard.clone();
                         async move {
-                            match shard.partition(&item.meta, item.partition).await {
-                                Ok(log) => log.append(item.batches, wait).await,
+                            match shard.replica(&item.meta, item.partition).await {
+                                Ok(p) => p.append(item.batches, acks, deadline).await,
                                 Err(code) => AppendResult::error(code),
                             }
                         }
@@ -178,6 +183,10 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
                 for ((ti, pi), r) in positions.into_iter().zip(results) {
                     let pr = &mut response.responses[ti].partition_responses[pi];
                     pr.error_code = r.error.code();
+                    // TODO(issue 13, KIP-951): on NOT_LEADER_OR_FOLLOWER, v10+
+                    // answers carry `current_leader` and the response's
+                    // `node_endpoints`; the cluster wiring fills them from
+                    // the metadata image.
                     pr.base_offset = r.base_offset;
                     pr.log_append_time_ms = r.log_append_time;
                     if ctx.version >= 5 {

@@ -2,16 +2,17 @@
 //! owner shard; produce requests queue to it. The task takes everything that
 //! queued up, assigns offsets and checks producer sequences in order, writes
 //! all accepted batches with one io_uring write, fdatasyncs once, and only
-//! then advances the high watermark and answers every waiting request. While
+//! then advances the log end offset and answers every waiting request. While
 //! one round's write and sync are in flight, new requests queue and ride the
 //! next round: that is the group commit.
 //!
 //! A round goes through three steps: [`stage_round`] (pure, in `staging`:
 //! outcomes, offsets, patched headers, the write plan), `write_and_sync`
 //! (the io_uring vectored write and fdatasync; a failed write is cut off)
-//! and `commit` (indexes, producer state, log end offset and high
-//! watermark, metrics, parked fetches woken). Nothing of the partition
-//! changes before the write is durable, so a failed round leaves no trace.
+//! and `commit` (indexes, producer state, log end offset, metrics, then
+//! the log-end listener: the replica layer moves the high watermark).
+//! Nothing of the partition changes before the write is durable, so a
+//! failed round leaves no trace.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -248,7 +249,8 @@ impl PartitionLog {
     }
 
     /// Makes a written round part of the log: indexes, producer state, log
-    /// end offset and high watermark, metrics; then wakes parked fetches.
+    /// end offset, metrics; then wakes parked follower fetches and lets the
+    /// replica layer move the high watermark (`log_end_moved`).
     fn commit(&self, round: Committed, index_interval_bytes: usize) {
         {
             let mut st = self.state.borrow_mut();
@@ -259,13 +261,12 @@ impl PartitionLog {
             }
             st.producers.producers.extend(round.producers);
             st.log_end_offset = round.next_offset;
-            st.high_watermark = round.next_offset;
             st.dirty |= !round.synced;
             self.metrics
                 .set_offsets(st.log_start_offset, st.log_end_offset, st.size_bytes());
         }
         self.metrics.add_in(round.written as u64, round.records);
-        self.wake_waiters();
+        self.log_end_moved();
     }
 
     /// Answers each request of a round with its staged outcome.

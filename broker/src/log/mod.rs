@@ -5,10 +5,12 @@
 //! (`recovery`), retention and DeleteRecords (`retention`), idempotent
 //! producer state (`producer_state`) and the segment/index files.
 //!
-//! The high watermark is kept apart from the log end offset: on a single node
-//! it advances once a batch is durable (after fdatasync under
-//! `flush.policy = always`), and replication will later advance it from the
-//! followers' positions instead.
+//! The log end offset is the durable log end: an append round moves it only
+//! after its write (and, under `flush.policy = always`, its fdatasync). The
+//! high watermark is kept apart from it and belongs to the replica layer
+//! (`crate::replica`), which computes it from the ISR's log ends and sets it
+//! with [`PartitionLog::set_high_watermark`]; a log without a log-end
+//! listener (tests, tools) keeps the high watermark at its log end.
 
 pub mod append;
 pub mod index;
@@ -42,6 +44,8 @@ pub struct LogConfig {
     pub log_append_time: bool,
     pub index_interval_bytes: usize,
     pub flush_policy: FlushPolicy,
+    /// `min.insync.replicas`: the ISR size acks=all produce needs.
+    pub min_insync_replicas: i32,
 }
 
 impl LogConfig {
@@ -71,6 +75,11 @@ impl LogConfig {
             )
             .max(1) as usize,
             flush_policy: broker.flush_policy,
+            min_insync_replicas: num(
+                names::MIN_INSYNC_REPLICAS,
+                i64::from(broker.min_insync_replicas),
+            )
+            .clamp(1, i64::from(i32::MAX)) as i32,
         }
     }
 }
@@ -102,9 +111,11 @@ pub struct PartitionState {
     /// Segments by base offset; the last one is active.
     pub segments: BTreeMap<i64, Segment>,
     pub log_start_offset: i64,
-    /// Next offset to assign.
+    /// Next offset to assign; everything below it is written (durable under
+    /// `flush.policy = always`).
     pub log_end_offset: i64,
-    /// Offsets below this are durable and visible to consumers.
+    /// Offsets below this are visible to consumers. Set by the replica layer
+    /// (`set_high_watermark`), never past the log end.
     pub high_watermark: i64,
     pub leader_epoch: i32,
     pub producers: ProducerStateMap,
@@ -122,6 +133,9 @@ impl PartitionState {
     }
 }
 
+/// What the log calls after its log end moved (see `set_log_end_listener`).
+pub type LogEndListener = std::rc::Rc<dyn Fn()>;
+
 pub struct PartitionLog {
     pub topic: String,
     pub topic_id: uuid::Uuid,
@@ -130,8 +144,14 @@ pub struct PartitionLog {
     pub config: RefCell<LogConfig>,
     pub state: RefCell<PartitionState>,
     appender: RefCell<Option<mpsc::UnboundedSender<append::AppendRequest>>>,
-    /// Fetches parked until the high watermark moves.
+    /// Fetches (and acks=all produces) parked until the high watermark moves.
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// Follower fetches parked until the log end moves.
+    end_waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// Called after every append round that moved the log end; the replica
+    /// layer recomputes the high watermark there. `None`: the high watermark
+    /// follows the log end (a log with no replica layer above it).
+    log_end_listener: RefCell<Option<LogEndListener>>,
     pub closed: Cell<bool>,
     pub metrics: crate::metrics::PartitionMetrics,
 }
@@ -149,9 +169,64 @@ impl PartitionLog {
         self.state.borrow().log_start_offset
     }
 
+    pub fn log_end_offset(&self) -> i64 {
+        self.state.borrow().log_end_offset
+    }
+
     fn wake_waiters(&self) {
         for w in self.waiters.borrow_mut().drain(..) {
             let _ = w.send(());
+        }
+    }
+
+    fn wake_end_waiters(&self) {
+        for w in self.end_waiters.borrow_mut().drain(..) {
+            let _ = w.send(());
+        }
+    }
+
+    /// Wakes everything parked on this log (high watermark and log end
+    /// waiters), so they look again: the replica layer calls it when the
+    /// partition's role or ISR changes.
+    pub fn wake_parked(&self) {
+        self.wake_waiters();
+        self.wake_end_waiters();
+    }
+
+    /// Registers what to call after the log end moves (replaces any earlier
+    /// listener). From then on only `set_high_watermark` moves the high
+    /// watermark.
+    pub fn set_log_end_listener(&self, listener: LogEndListener) {
+        *self.log_end_listener.borrow_mut() = Some(listener);
+    }
+
+    /// Moves the high watermark forward to `hw` (capped at the log end; it
+    /// never goes backwards here) and wakes parked fetches if it moved.
+    pub fn set_high_watermark(&self, hw: i64) {
+        let moved = {
+            let mut st = self.state.borrow_mut();
+            let hw = hw.min(st.log_end_offset);
+            if hw > st.high_watermark {
+                st.high_watermark = hw;
+                true
+            } else {
+                false
+            }
+        };
+        if moved {
+            self.wake_waiters();
+        }
+    }
+
+    /// After an append round moved the log end: wake follower fetches, then
+    /// let the replica layer (or, without one, the log end) move the high
+    /// watermark.
+    fn log_end_moved(&self) {
+        self.wake_end_waiters();
+        let listener = self.log_end_listener.borrow().clone();
+        match listener {
+            Some(f) => f(),
+            None => self.set_high_watermark(self.log_end_offset()),
         }
     }
 
@@ -159,6 +234,7 @@ impl PartitionLog {
     pub fn close(&self) {
         self.closed.set(true);
         self.appender.borrow_mut().take();
-        self.wake_waiters();
+        self.log_end_listener.borrow_mut().take();
+        self.wake_parked();
     }
 }

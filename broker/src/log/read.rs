@@ -1,6 +1,8 @@
 //! Reads: offset -> (file, byte range) for Fetch, so the connection can splice
-//! the bytes from the page cache to the socket; long-poll parking until the
-//! high watermark moves; offset lookups by timestamp for ListOffsets.
+//! the bytes from the page cache to the socket (consumers below the high
+//! watermark, followers below the log end); long-poll parking until the
+//! high watermark (consumers) or the log end (followers) moves; offset
+//! lookups by timestamp for ListOffsets.
 
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -27,25 +29,41 @@ pub struct ReadResult {
 }
 
 impl PartitionLog {
-    /// Whole batches from `offset`, at most `max_bytes` unless the first batch
-    /// alone is larger (then it comes alone, so consumers make progress).
+    /// Whole batches from `offset` below the high watermark, at most
+    /// `max_bytes` unless the first batch alone is larger (then it comes
+    /// alone, so consumers make progress).
     pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let hw = self.high_watermark();
+        self.read_below(offset, max_bytes, hw)
+    }
+
+    /// As [`read`](Self::read), but up to `limit` (capped at the log end)
+    /// instead of the high watermark: followers read up to the log end.
+    pub fn read_below(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        limit: i64,
+    ) -> Result<ReadResult, LogError> {
         let st = self.state.borrow();
-        let hw = st.high_watermark;
+        let limit = limit.min(st.log_end_offset);
         let base = ReadResult {
-            high_watermark: hw,
+            high_watermark: st.high_watermark,
             log_start_offset: st.log_start_offset,
             records: None,
         };
-        if offset == hw {
-            return Ok(base);
-        }
-        if offset < st.log_start_offset || offset > hw {
+        // Out of range is judged against the log end, as Kafka does: an
+        // offset between the limit (the high watermark) and the log end is
+        // valid and answers no records yet.
+        if offset < st.log_start_offset || offset > st.log_end_offset {
             return Err(LogError::OffsetOutOfRange {
                 offset,
                 start: st.log_start_offset,
-                end: hw,
+                end: st.log_end_offset,
             });
+        }
+        if offset >= limit {
+            return Ok(base);
         }
         let first_seg = st
             .segments
@@ -58,7 +76,7 @@ impl PartitionLog {
                 continue;
             };
             // Fast path: the rest of the segment is visible and fits.
-            if seg.size - start <= max_bytes as u64 && seg.next_offset <= hw {
+            if seg.size - start <= max_bytes as u64 && seg.next_offset <= limit {
                 let len = seg.size - start;
                 self.metrics.add_out(len);
                 return Ok(ReadResult {
@@ -73,7 +91,7 @@ impl PartitionLog {
             let mut end = start;
             while end < seg.size {
                 let Some(h) = seg.header_at(end)? else { break };
-                if h.base_offset >= hw {
+                if h.base_offset >= limit {
                     break;
                 }
                 let len = h.total_len() as u64;
@@ -106,6 +124,18 @@ impl PartitionLog {
         }
         let (tx, rx) = oneshot::channel();
         self.waiters.borrow_mut().push(tx);
+        let _ = compio::time::timeout_at(deadline, rx).await;
+    }
+
+    /// Resolves when the log end passes `offset` (follower fetches), the
+    /// partition closes, the replica layer wakes parked requests, or
+    /// `deadline` comes.
+    pub async fn wait_for_log_end(&self, offset: i64, deadline: Instant) {
+        if self.log_end_offset() > offset || self.closed.get() {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.end_waiters.borrow_mut().push(tx);
         let _ = compio::time::timeout_at(deadline, rx).await;
     }
 

@@ -110,6 +110,8 @@ impl PartitionLog {
             state: RefCell::new(state),
             appender: RefCell::new(None),
             waiters: RefCell::new(Vec::new()),
+            end_waiters: RefCell::new(Vec::new()),
+            log_end_listener: RefCell::new(None),
             closed: Cell::new(false),
             metrics,
         });

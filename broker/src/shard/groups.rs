@@ -1,10 +1,12 @@
 //! Wiring the group coordinator into a shard: the [`GroupLog`] backed by the
 //! shard's `__consumer_offsets` partitions (a group's records go to the
-//! partition Kafka's hash picks, so they are durable in the broker's own log
-//! and fsync'ed before the coordinator answers), and loading those
+//! partition Kafka's hash picks and are appended through the replica layer
+//! with acks=all, so they are fsync'ed, and on every ISR member, before the
+//! coordinator answers), and loading those
 //! partitions' records back into the coordinator at start-up.
 
 use std::rc::{Rc, Weak};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::future::LocalBoxFuture;
@@ -24,6 +26,10 @@ fn group_of_key(key: &[u8]) -> Option<String> {
     let len = usize::try_from(len).ok()?;
     String::from_utf8(key.get(4..4 + len)?.to_vec()).ok()
 }
+
+/// Kafka's `offsets.commit.timeout.ms` default: how long a commit waits for
+/// the ISR.
+const OFFSETS_COMMIT_TIMEOUT: Duration = Duration::from_millis(5000);
 
 struct OffsetsLog {
     shard: Weak<Shard>,
@@ -50,7 +56,7 @@ impl GroupLog for OffsetsLog {
                 .cloned()
                 .ok_or(ErrorCode::CoordinatorNotAvailable)?;
             let p = shard.broker.offsets_partition_of_group(&group);
-            let log = shard.partition(&meta, p).await?;
+            let partition = shard.replica(&meta, p).await?;
             let now = now_ms();
             let mut b = BatchBuilder::new(Compression::None).with_base_timestamp(now);
             for (k, v) in &records {
@@ -59,7 +65,10 @@ impl GroupLog for OffsetsLog {
             }
             let bytes = b.build();
             let header = BatchHeader::parse(&bytes).map_err(|_| ErrorCode::CorruptMessage)?;
-            let r = log.append(vec![(header, bytes)], true).await;
+            // As Kafka's coordinator: acks=all, so a committed offset is on
+            // every ISR member before the answer.
+            let deadline = Instant::now() + OFFSETS_COMMIT_TIMEOUT;
+            let r = partition.append(vec![(header, bytes)], -1, deadline).await;
             if r.error != ErrorCode::None {
                 Err(r.error)
             } else {

@@ -7,7 +7,6 @@
 //! and a group belongs to the owner of its `__consumer_offsets` partition.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::future::Future;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -22,6 +21,7 @@ use crate::cluster::{Metadata, TopicMeta, OFFSETS_TOPIC};
 use crate::config::BrokerConfig;
 use crate::group::GroupCoordinator;
 use crate::log::PartitionLog;
+use crate::replica::{Partition, ReplicaConfig, ReplicaManager};
 
 pub mod groups;
 
@@ -151,8 +151,8 @@ impl Broker {
 pub struct Shard {
     pub id: usize,
     pub broker: Arc<Broker>,
-    partitions: RefCell<HashMap<(Uuid, i32), Rc<PartitionLog>>>,
-    open_lock: futures::lock::Mutex<()>,
+    /// The partitions this shard hosts, each a log plus its role.
+    pub replicas: Rc<ReplicaManager>,
     pub groups: RefCell<Option<Rc<GroupCoordinator>>>,
     shutdown_tx: RefCell<Option<oneshot::Sender<()>>>,
     pub shutdown: Shared<LocalBoxFuture<'static, ()>>,
@@ -162,11 +162,14 @@ impl Shard {
     pub fn new(id: usize, broker: Arc<Broker>) -> Rc<Shard> {
         let (tx, rx) = oneshot::channel::<()>();
         let shutdown = rx.map(|_| ()).boxed_local().shared();
+        let replicas = ReplicaManager::new(
+            ReplicaConfig::from_broker(&broker.config),
+            broker.config.data_dir.clone(),
+        );
         Rc::new(Shard {
             id,
             broker,
-            partitions: RefCell::new(HashMap::new()),
-            open_lock: futures::lock::Mutex::new(()),
+            replicas,
             groups: RefCell::new(None),
             shutdown_tx: RefCell::new(Some(tx)),
             shutdown,
@@ -195,86 +198,55 @@ impl Shard {
         self.groups.borrow().clone()
     }
 
+    /// The logs of every partition this shard hosts.
     pub fn open_partitions(&self) -> Vec<Rc<PartitionLog>> {
-        self.partitions.borrow().values().cloned().collect()
+        self.replicas
+            .all()
+            .into_iter()
+            .map(|p| p.log.clone())
+            .collect()
     }
 
-    /// An already-open partition.
+    /// An already-open partition's log.
     pub fn partition_if_open(&self, topic_id: &Uuid, partition: i32) -> Option<Rc<PartitionLog>> {
-        self.partitions
-            .borrow()
-            .get(&(*topic_id, partition))
-            .cloned()
+        self.replicas
+            .get(topic_id, partition)
+            .map(|p| p.log.clone())
     }
 
-    /// The partition's log, opened (and recovered) on first use.
+    /// The partition's log, opened (and recovered) on first use. Handlers
+    /// append and read through [`Shard::replica`] instead.
     pub async fn partition(
         &self,
         topic: &Arc<TopicMeta>,
         partition: i32,
     ) -> Result<Rc<PartitionLog>, ErrorCode> {
-        if partition < 0 || partition >= topic.partitions {
-            return Err(ErrorCode::UnknownTopicOrPartition);
-        }
-        if let Some(p) = self.partition_if_open(&topic.id, partition) {
-            return Ok(p);
-        }
-        let _guard = self.open_lock.lock().await;
-        if let Some(p) = self.partition_if_open(&topic.id, partition) {
-            return Ok(p);
-        }
-        let dir = self
-            .broker
-            .config
-            .data_dir
-            .join(PartitionLog::dir_name(&topic.name, partition));
-        let metrics = crate::metrics::METRICS.partition(&topic.name, partition);
-        match PartitionLog::open(
-            &dir,
-            &topic.name,
-            topic.id,
-            partition,
-            topic.log_config.clone(),
-            metrics,
-        )
-        .await
-        {
-            Ok(log) => {
-                {
-                    let st = log.state.borrow();
-                    log.metrics.set_offsets(
-                        st.log_start_offset,
-                        st.log_end_offset,
-                        st.size_bytes(),
-                    );
-                }
-                self.partitions
-                    .borrow_mut()
-                    .insert((topic.id, partition), log.clone());
-                Ok(log)
-            }
-            Err(e) => {
-                tracing::error!(topic = %topic.name, partition, error = %e, "cannot open partition");
-                Err(e.kafka_code())
-            }
-        }
+        self.replica(topic, partition).await.map(|p| p.log.clone())
+    }
+
+    /// The partition (log plus role), opened on first use.
+    pub async fn replica(
+        &self,
+        topic: &Arc<TopicMeta>,
+        partition: i32,
+    ) -> Result<Rc<Partition>, ErrorCode> {
+        self.replicas.open(topic, partition).await
     }
 
     /// Closes and removes a deleted topic's partitions owned by this shard.
     pub fn drop_topic(&self, topic_id: &Uuid) -> Vec<Rc<PartitionLog>> {
-        let mut map = self.partitions.borrow_mut();
-        let keys: Vec<_> = map.keys().filter(|(t, _)| t == topic_id).copied().collect();
-        keys.into_iter()
-            .filter_map(|k| map.remove(&k))
-            .inspect(|p| p.close())
+        self.replicas
+            .remove_topic(topic_id)
+            .into_iter()
+            .map(|p| p.log.clone())
             .collect()
     }
 
     /// Applies a topic's new config to the partitions this shard has open.
     pub fn refresh_topic_config(&self, topic: &TopicMeta) {
-        for ((t, _), p) in self.partitions.borrow().iter() {
-            if *t == topic.id {
-                *p.config.borrow_mut() = topic.log_config.clone();
+        for p in self.replicas.all() {
+            if p.topic_id() == topic.id {
+                *p.log.config.borrow_mut() = topic.log_config.clone();
             }
         }
     }

@@ -1,0 +1,301 @@
+//! The replica layer between the API handlers and the partition logs
+//! (Kafka's ReplicaManager): each partition this shard hosts is a log plus a
+//! role, leader (with its ISR, follower positions and the high watermark) or
+//! follower. Handlers append and read through [`Partition`], so leadership
+//! changes touch only this module; the cluster wiring calls
+//! [`ReplicaManager::become_leader`] / [`ReplicaManager::become_follower`] /
+//! [`ReplicaManager::remove`] on the owner shard when the metadata image
+//! changes, and proposes ISR changes through an [`IsrChanger`].
+//!
+//! A single-node broker (no controller) hosts every partition as leader
+//! with replicas = ISR = [node.id] and leader epoch 0, so its high watermark
+//! is its log end and everything behaves as a plain log.
+//!
+//! The pure leader state and its decisions live in `leader`; `partition`
+//! holds [`Partition`]; `isr` the AlterPartition trait. The replica fetcher
+//! (the follower side, `fetcher`) is built beside this.
+
+pub mod isr;
+pub mod leader;
+pub mod partition;
+#[cfg(test)]
+mod tests;
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::rc::{Rc, Weak};
+use std::time::Duration;
+
+use sluice_protocol::ErrorCode;
+use uuid::Uuid;
+
+use crate::cluster::TopicMeta;
+use crate::config::BrokerConfig;
+use crate::log::PartitionLog;
+
+pub use isr::{IsrChanger, IsrProposal, LeaderAndIsr, NoController};
+pub use leader::{FollowerState, LeaderState};
+pub use partition::{Assignment, Partition, Reader, Role};
+
+/// The replica layer's settings.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplicaConfig {
+    /// This broker's `node.id`.
+    pub node_id: i32,
+    /// `replica.lag.time.max.ms`: how long an ISR member may go without
+    /// being caught up before the leader proposes dropping it; the ISR
+    /// check runs every half of it.
+    pub replica_lag_time_max_ms: i64,
+}
+
+impl ReplicaConfig {
+    pub fn from_broker(config: &BrokerConfig) -> ReplicaConfig {
+        ReplicaConfig {
+            node_id: config.node_id,
+            replica_lag_time_max_ms: config.cluster.replica_lag_time_max_ms,
+        }
+    }
+}
+
+/// Wall clock in ms; tests substitute their own.
+pub type Clock = Rc<dyn Fn() -> i64>;
+
+/// What every partition of a shard shares: who we are, settings, the
+/// changer and the clock.
+pub struct ReplicaContext {
+    pub local_id: i32,
+    pub config: ReplicaConfig,
+    pub changer: RefCell<Rc<dyn IsrChanger>>,
+    pub clock: Clock,
+}
+
+impl ReplicaContext {
+    pub fn new(config: ReplicaConfig, clock: Clock) -> Rc<ReplicaContext> {
+        Rc::new(ReplicaContext {
+            local_id: config.node_id,
+            config,
+            changer: RefCell::new(Rc::new(NoController)),
+            clock,
+        })
+    }
+
+    pub fn now_ms(&self) -> i64 {
+        (self.clock)()
+    }
+}
+
+/// Decides the role a partition opens in: `None` means this broker does
+/// not host it (requests get NOT_LEADER_OR_FOLLOWER).
+pub type AssignmentSource = Rc<dyn Fn(&TopicMeta, i32) -> Option<Assignment>>;
+
+/// The partitions one shard hosts.
+pub struct ReplicaManager {
+    ctx: Rc<ReplicaContext>,
+    data_dir: PathBuf,
+    partitions: RefCell<HashMap<(Uuid, i32), Rc<Partition>>>,
+    open_lock: futures::lock::Mutex<()>,
+    assignment: RefCell<AssignmentSource>,
+    isr_checker_started: std::cell::Cell<bool>,
+}
+
+impl ReplicaManager {
+    pub fn new(config: ReplicaConfig, data_dir: PathBuf) -> Rc<ReplicaManager> {
+        let ctx = ReplicaContext::new(config, Rc::new(sluice_protocol::clock::now_ms));
+        Self::with_context(ctx, data_dir)
+    }
+
+    pub fn with_context(ctx: Rc<ReplicaContext>, data_dir: PathBuf) -> Rc<ReplicaManager> {
+        let node_id = ctx.local_id;
+        Rc::new(ReplicaManager {
+            ctx,
+            data_dir,
+            partitions: RefCell::new(HashMap::new()),
+            open_lock: futures::lock::Mutex::new(()),
+            assignment: RefCell::new(Rc::new(move |_, _| {
+                Some(Assignment::Leader(LeaderAndIsr::single(node_id)))
+            })),
+            isr_checker_started: std::cell::Cell::new(false),
+        })
+    }
+
+    pub fn context(&self) -> &Rc<ReplicaContext> {
+        &self.ctx
+    }
+
+    /// Where ISR changes go (the controller); the default refuses them.
+    pub fn set_isr_changer(&self, changer: Rc<dyn IsrChanger>) {
+        *self.ctx.changer.borrow_mut() = changer;
+    }
+
+    /// How a partition's role is decided when it is first opened (default:
+    /// single-node leader).
+    pub fn set_assignment_source(&self, source: AssignmentSource) {
+        *self.assignment.borrow_mut() = source;
+    }
+
+    pub fn get(&self, topic_id: &Uuid, partition: i32) -> Option<Rc<Partition>> {
+        self.partitions
+            .borrow()
+            .get(&(*topic_id, partition))
+            .cloned()
+    }
+
+    pub fn all(&self) -> Vec<Rc<Partition>> {
+        self.partitions.borrow().values().cloned().collect()
+    }
+
+    /// The partition, opened (and its log recovered) on first use in the
+    /// role the assignment source gives.
+    pub async fn open(
+        self: &Rc<Self>,
+        topic: &TopicMeta,
+        partition: i32,
+    ) -> Result<Rc<Partition>, ErrorCode> {
+        let source = self.assignment.borrow().clone();
+        self.open_with(topic, partition, || source(topic, partition))
+            .await
+    }
+
+    /// Opens a partition not open yet in the role `assignment` gives.
+    async fn open_with(
+        self: &Rc<Self>,
+        topic: &TopicMeta,
+        partition: i32,
+        assignment: impl FnOnce() -> Option<Assignment>,
+    ) -> Result<Rc<Partition>, ErrorCode> {
+        if partition < 0 || partition >= topic.partitions {
+            return Err(ErrorCode::UnknownTopicOrPartition);
+        }
+        if let Some(p) = self.get(&topic.id, partition) {
+            return Ok(p);
+        }
+        let _guard = self.open_lock.lock().await;
+        if let Some(p) = self.get(&topic.id, partition) {
+            return Ok(p);
+        }
+        let Some(assignment) = assignment() else {
+            return Err(ErrorCode::NotLeaderOrFollower);
+        };
+        let dir = self
+            .data_dir
+            .join(PartitionLog::dir_name(&topic.name, partition));
+        let metrics = crate::metrics::METRICS.partition(&topic.name, partition);
+        let log = PartitionLog::open(
+            &dir,
+            &topic.name,
+            topic.id,
+            partition,
+            topic.log_config.clone(),
+            metrics,
+        )
+        .await
+        .map_err(|e| {
+            tracing::error!(topic = %topic.name, partition, error = %e, "cannot open partition");
+            e.kafka_code()
+        })?;
+        {
+            let st = log.state.borrow();
+            log.metrics
+                .set_offsets(st.log_start_offset, st.log_end_offset, st.size_bytes());
+        }
+        let has_followers = matches!(&assignment, Assignment::Leader(s) if s.replicas.len() > 1);
+        let p = Partition::new(log, self.ctx.clone(), assignment);
+        self.partitions
+            .borrow_mut()
+            .insert((topic.id, partition), p.clone());
+        if has_followers {
+            self.start_isr_checker();
+        }
+        Ok(p)
+    }
+
+    /// Makes this broker the partition's leader (opening it if needed).
+    pub async fn become_leader(
+        self: &Rc<Self>,
+        topic: &TopicMeta,
+        partition: i32,
+        spec: LeaderAndIsr,
+    ) -> Result<(), ErrorCode> {
+        let has_followers = spec.replicas.len() > 1;
+        let p = match self.get(&topic.id, partition) {
+            Some(p) => p,
+            None => {
+                let a = Assignment::Leader(spec.clone());
+                self.open_with(topic, partition, || Some(a)).await?
+            }
+        };
+        p.become_leader(spec)?;
+        if has_followers {
+            self.start_isr_checker();
+        }
+        Ok(())
+    }
+
+    /// Makes this broker a follower of `leader` (opening it if needed).
+    pub async fn become_follower(
+        self: &Rc<Self>,
+        topic: &TopicMeta,
+        partition: i32,
+        leader: i32,
+        leader_epoch: i32,
+    ) -> Result<(), ErrorCode> {
+        let p = match self.get(&topic.id, partition) {
+            Some(p) => p,
+            None => {
+                let a = Assignment::Follower {
+                    leader,
+                    leader_epoch,
+                };
+                self.open_with(topic, partition, || Some(a)).await?
+            }
+        };
+        p.become_follower(leader, leader_epoch)
+    }
+
+    /// Drops a partition from this broker (reassigned away or deleted):
+    /// closes its log; files stay (deleting them is the caller's).
+    pub fn remove(&self, topic_id: &Uuid, partition: i32) -> Option<Rc<Partition>> {
+        let p = self.partitions.borrow_mut().remove(&(*topic_id, partition));
+        if let Some(p) = &p {
+            p.close();
+        }
+        p
+    }
+
+    /// Drops every partition of a topic; returns them, closed.
+    pub fn remove_topic(&self, topic_id: &Uuid) -> Vec<Rc<Partition>> {
+        let mut map = self.partitions.borrow_mut();
+        let keys: Vec<_> = map.keys().filter(|(t, _)| t == topic_id).copied().collect();
+        keys.into_iter()
+            .filter_map(|k| map.remove(&k))
+            .inspect(|p| p.close())
+            .collect()
+    }
+
+    /// Runs the ISR check on every partition this shard leads.
+    pub fn check_isr(&self) {
+        for p in self.all() {
+            p.check_isr();
+        }
+    }
+
+    /// Starts the periodic ISR check (every `replica.lag.time.max.ms / 2`)
+    /// once a partition has followers; it ends with the manager.
+    fn start_isr_checker(self: &Rc<Self>) {
+        if self.isr_checker_started.replace(true) {
+            return;
+        }
+        let period =
+            Duration::from_millis((self.ctx.config.replica_lag_time_max_ms / 2).max(10) as u64);
+        let weak: Weak<ReplicaManager> = Rc::downgrade(self);
+        compio::runtime::spawn(async move {
+            loop {
+                compio::time::sleep(period).await;
+                let Some(m) = weak.upgrade() else { break };
+                m.check_isr();
+            }
+        })
+        .detach();
+    }
+}

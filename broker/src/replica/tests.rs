@@ -1,0 +1,465 @@
+//! The replica layer over real logs (a compio runtime, a temporary
+//! directory), with a fake clock and an [`IsrChanger`] that records calls:
+//! acks=all waiting, timeouts and NOT_ENOUGH_REPLICAS, follower fetches
+//! moving the high watermark, ISR proposals, the follower role refusing
+//! produce.
+
+use std::cell::{Cell, RefCell};
+use std::collections::BTreeMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures::future::LocalBoxFuture;
+use sluice_protocol::batch::{BatchBuilder, BatchHeader};
+use sluice_protocol::compression::Compression;
+use sluice_protocol::ErrorCode;
+
+use super::*;
+use crate::config::BrokerConfig;
+use crate::log::LogConfig;
+use crate::metrics::PartitionMetrics;
+
+const T0: i64 = 1_700_000_000_000;
+const LAG: i64 = 10_000;
+
+#[derive(Default)]
+struct RecordingChanger {
+    calls: RefCell<Vec<IsrProposal>>,
+    /// What to answer; `None` refuses with INVALID_UPDATE_VERSION.
+    answer: RefCell<Option<LeaderAndIsr>>,
+}
+
+impl IsrChanger for RecordingChanger {
+    fn alter_partition(
+        &self,
+        proposal: IsrProposal,
+    ) -> LocalBoxFuture<'static, Result<LeaderAndIsr, ErrorCode>> {
+        self.calls.borrow_mut().push(proposal);
+        let answer = self.answer.borrow().clone();
+        Box::pin(async move { answer.ok_or(ErrorCode::InvalidUpdateVersion) })
+    }
+}
+
+struct Fixture {
+    _dir: tempfile::TempDir,
+    clock: Rc<Cell<i64>>,
+    changer: Rc<RecordingChanger>,
+    partition: Rc<Partition>,
+}
+
+fn batch(values: &[&str]) -> (BatchHeader, Bytes) {
+    let mut b = BatchBuilder::new(Compression::None).with_base_timestamp(T0);
+    for v in values {
+        b.push(T0, None, Some(v.as_bytes()), &[])
+            .expect("small test batch");
+    }
+    let bytes = b.build();
+    (BatchHeader::parse(&bytes).expect("built batch"), bytes)
+}
+
+async fn fixture(assignment: Assignment, min_isr: &str) -> Fixture {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let overrides: BTreeMap<String, String> =
+        [("min.insync.replicas".to_string(), min_isr.to_string())].into();
+    let cfg = LogConfig::resolve(&BrokerConfig::default(), &overrides);
+    let log = crate::log::PartitionLog::open(
+        &dir.path().join("t-0"),
+        "t",
+        uuid::Uuid::new_v4(),
+        0,
+        cfg,
+        PartitionMetrics::default(),
+    )
+    .await
+    .expect("open log");
+    let clock = Rc::new(Cell::new(T0));
+    let c = clock.clone();
+    let ctx = ReplicaContext::new(
+        ReplicaConfig {
+            node_id: 1,
+            replica_lag_time_max_ms: LAG,
+        },
+        Rc::new(move || c.get()),
+    );
+    let changer = Rc::new(RecordingChanger::default());
+    *ctx.changer.borrow_mut() = changer.clone();
+    let partition = Partition::new(log, ctx, assignment);
+    Fixture {
+        _dir: dir,
+        clock,
+        changer,
+        partition,
+    }
+}
+
+fn leader(replicas: &[i32], isr: &[i32]) -> Assignment {
+    Assignment::Leader(LeaderAndIsr {
+        leader_epoch: 1,
+        partition_epoch: 1,
+        replicas: replicas.to_vec(),
+        isr: isr.to_vec(),
+    })
+}
+
+fn run<F: std::future::Future>(f: F) -> F::Output {
+    compio::runtime::Runtime::new()
+        .expect("io_uring runtime")
+        .block_on(f)
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(5)
+}
+
+#[test]
+fn single_node_leader_behaves_as_the_log() {
+    run(async {
+        let f = fixture(Assignment::Leader(LeaderAndIsr::single(1)), "1").await;
+        let p = &f.partition;
+        for acks in [1, -1] {
+            let r = p.append(vec![batch(&["a", "b"])], acks, soon()).await;
+            assert_eq!(r.error, ErrorCode::None, "acks={acks}");
+        }
+        assert_eq!(p.log_end_offset(), 4);
+        assert_eq!(p.high_watermark(), 4);
+        let r = p.read(Reader::Consumer, 0, 1 << 20, -1).expect("read");
+        assert_eq!(r.high_watermark, 4);
+        assert!(r.records.is_some());
+        // acks=0 moves the high watermark too (nobody awaits the append).
+        p.append(vec![batch(&["c"])], 0, soon()).await;
+        p.log.wait_for_data(4, soon()).await;
+        assert_eq!(p.high_watermark(), 5);
+        assert!(f.changer.calls.borrow().is_empty());
+    });
+}
+
+#[test]
+fn follower_role_refuses_produce_and_reads() {
+    run(async {
+        let f = fixture(
+            Assignment::Follower {
+                leader: 2,
+                leader_epoch: 4,
+            },
+            "1",
+        )
+        .await;
+        let p = &f.partition;
+        let r = p.append(vec![batch(&["a"])], 1, soon()).await;
+        assert_eq!(r.error, ErrorCode::NotLeaderOrFollower);
+        assert_eq!(
+            p.read(Reader::Consumer, 0, 100, -1).err(),
+            Some(ErrorCode::NotLeaderOrFollower)
+        );
+        assert_eq!(p.log.state.borrow().leader_epoch, 4);
+        // An older epoch cannot take the partition back.
+        assert_eq!(
+            p.become_leader(LeaderAndIsr {
+                leader_epoch: 3,
+                partition_epoch: 9,
+                replicas: vec![1, 2],
+                isr: vec![1, 2],
+            }),
+            Err(ErrorCode::FencedLeaderEpoch)
+        );
+    });
+}
+
+#[test]
+fn acks_all_refused_below_min_insync_while_acks_one_works() {
+    run(async {
+        let f = fixture(Assignment::Leader(LeaderAndIsr::single(1)), "2").await;
+        let p = &f.partition;
+        let r = p.append(vec![batch(&["a"])], -1, soon()).await;
+        assert_eq!(r.error, ErrorCode::NotEnoughReplicas);
+        assert_eq!(p.log_end_offset(), 0, "nothing appended");
+        let r = p.append(vec![batch(&["a"])], 1, soon()).await;
+        assert_eq!(r.error, ErrorCode::None);
+        assert_eq!(p.high_watermark(), 1);
+    });
+}
+
+#[test]
+fn acks_all_waits_for_the_follower_fetch() {
+    run(async {
+        let f = fixture(leader(&[1, 2], &[1, 2]), "2").await;
+        let p = f.partition.clone();
+        let producer = {
+            let p = p.clone();
+            compio::runtime::spawn(
+                async move { p.append(vec![batch(&["a", "b"])], -1, soon()).await },
+            )
+        };
+        // Let the append land; the follower has not fetched it.
+        while p.log_end_offset() < 2 {
+            compio::time::sleep(Duration::from_millis(1)).await;
+        }
+        assert_eq!(p.high_watermark(), 0);
+        // A consumer sees nothing above the high watermark.
+        let r = p.read(Reader::Consumer, 0, 1 << 20, -1).expect("read");
+        assert!(r.records.is_none());
+        // The follower reads up to the log end...
+        let r = p
+            .read(Reader::Follower(2), 0, 1 << 20, 1)
+            .expect("follower read");
+        assert!(r.records.is_some());
+        assert_eq!(r.high_watermark, 0);
+        // ...and its next fetch offset tells the leader it has them.
+        let r = p
+            .read(Reader::Follower(2), 2, 1 << 20, 1)
+            .expect("follower read");
+        assert_eq!(r.high_watermark, 2);
+        let answer = producer.await.expect("producer task");
+        assert_eq!(answer.error, ErrorCode::None);
+        assert_eq!(answer.base_offset, 0);
+        let st = p.role();
+        let Role::Leader(s) = st else {
+            panic!("leader")
+        };
+        assert_eq!(s.followers[&2].log_end_offset, 2);
+        assert_eq!(s.followers[&2].last_caught_up_ms, T0);
+    });
+}
+
+#[test]
+fn acks_all_times_out_without_the_follower() {
+    run(async {
+        let f = fixture(leader(&[1, 2], &[1, 2]), "1").await;
+        let deadline = Instant::now() + Duration::from_millis(50);
+        let r = f.partition.append(vec![batch(&["a"])], -1, deadline).await;
+        assert_eq!(r.error, ErrorCode::RequestTimedOut);
+        // acks=1 answers after the leader's own append.
+        let r = f.partition.append(vec![batch(&["b"])], 1, soon()).await;
+        assert_eq!(r.error, ErrorCode::None);
+        assert_eq!(r.base_offset, 1);
+    });
+}
+
+#[test]
+fn isr_shrink_answers_waiting_produce_not_enough_replicas_after_append() {
+    run(async {
+        let f = fixture(leader(&[1, 2], &[1, 2]), "2").await;
+        let p = f.partition.clone();
+        let producer = {
+            let p = p.clone();
+            compio::runtime::spawn(async move { p.append(vec![batch(&["a"])], -1, soon()).await })
+        };
+        while p.log_end_offset() < 1 {
+            compio::time::sleep(Duration::from_millis(1)).await;
+        }
+        // The follower stays away past the lag: the check proposes [1].
+        f.clock.set(T0 + LAG + 1);
+        *f.changer.answer.borrow_mut() = Some(LeaderAndIsr {
+            leader_epoch: 1,
+            partition_epoch: 2,
+            replicas: vec![1, 2],
+            isr: vec![1],
+        });
+        p.check_isr();
+        let answer = producer.await.expect("producer task");
+        assert_eq!(answer.error, ErrorCode::NotEnoughReplicasAfterAppend);
+        let calls = f.changer.calls.borrow();
+        assert_eq!(calls.len(), 1);
+        assert_eq!(calls[0].new_isr, vec![1]);
+        assert_eq!((calls[0].leader_epoch, calls[0].partition_epoch), (1, 1));
+        assert_eq!(p.isr(), Some(vec![1]));
+        assert_eq!(p.high_watermark(), 1, "the smaller ISR lets it move");
+    });
+}
+
+#[test]
+fn caught_up_follower_is_proposed_back_and_refusals_retry() {
+    run(async {
+        let f = fixture(leader(&[1, 2], &[1]), "1").await;
+        let p = &f.partition;
+        let r = p.append(vec![batch(&["a"])], 1, soon()).await;
+        assert_eq!(r.error, ErrorCode::None);
+        assert_eq!(p.high_watermark(), 1);
+        // Behind the high watermark: not yet.
+        p.read(Reader::Follower(2), 0, 1 << 20, -1).expect("read");
+        compio::time::sleep(Duration::from_millis(1)).await;
+        assert!(f.changer.calls.borrow().is_empty());
+        // At it: proposed (and refused, answer None).
+        p.read(Reader::Follower(2), 1, 1 << 20, -1).expect("read");
+        compio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(f.changer.calls.borrow().len(), 1);
+        assert_eq!(f.changer.calls.borrow()[0].new_isr, vec![1, 2]);
+        assert_eq!(p.isr(), Some(vec![1]), "not applied locally");
+        // The refusal cleared the pending change: the periodic check retries.
+        p.check_isr();
+        compio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(f.changer.calls.borrow().len(), 2);
+        // The metadata brings the change back.
+        p.become_leader(LeaderAndIsr {
+            leader_epoch: 1,
+            partition_epoch: 2,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        })
+        .expect("same epoch");
+        assert_eq!(p.isr(), Some(vec![1, 2]));
+    });
+}
+
+#[test]
+fn non_replica_fetch_and_stale_epochs_are_refused() {
+    run(async {
+        let f = fixture(leader(&[1, 2], &[1, 2]), "1").await;
+        let p = &f.partition;
+        assert_eq!(
+            p.read(Reader::Follower(7), 0, 100, -1).err(),
+            Some(ErrorCode::NotLeaderOrFollower)
+        );
+        assert_eq!(
+            p.read(Reader::Follower(1), 0, 100, -1).err(),
+            Some(ErrorCode::NotLeaderOrFollower),
+            "the leader is not its own follower"
+        );
+        assert_eq!(
+            p.read(Reader::Consumer, 0, 100, 0).err(),
+            Some(ErrorCode::FencedLeaderEpoch)
+        );
+        assert_eq!(
+            p.read(Reader::Consumer, 0, 100, 2).err(),
+            Some(ErrorCode::UnknownLeaderEpoch)
+        );
+        assert!(p.read(Reader::Consumer, 0, 100, 1).is_ok());
+    });
+}
+
+#[test]
+fn losing_leadership_answers_parked_produce() {
+    run(async {
+        let f = fixture(leader(&[1, 2], &[1, 2]), "1").await;
+        let p = f.partition.clone();
+        let producer = {
+            let p = p.clone();
+            compio::runtime::spawn(async move { p.append(vec![batch(&["a"])], -1, soon()).await })
+        };
+        while p.log_end_offset() < 1 {
+            compio::time::sleep(Duration::from_millis(1)).await;
+        }
+        p.become_follower(2, 2).expect("newer epoch");
+        let answer = producer.await.expect("producer task");
+        assert_eq!(answer.error, ErrorCode::NotLeaderOrFollower);
+        // A new leader epoch starts follower positions afresh.
+        p.become_leader(LeaderAndIsr {
+            leader_epoch: 3,
+            partition_epoch: 5,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        })
+        .expect("newer epoch");
+        let Role::Leader(s) = p.role() else {
+            panic!("leader")
+        };
+        assert_eq!(s.epoch_start_offset, 1);
+        assert_eq!(s.followers[&2].log_end_offset, -1);
+        assert_eq!(p.log.state.borrow().leader_epoch, 3);
+    });
+}
+
+#[test]
+fn follower_fetch_parks_until_the_log_end_moves() {
+    run(async {
+        let f = fixture(leader(&[1, 2], &[1, 2]), "1").await;
+        let p = f.partition.clone();
+        let waiter = {
+            let p = p.clone();
+            compio::runtime::spawn(async move {
+                let started = Instant::now();
+                p.wait(
+                    Reader::Follower(2),
+                    0,
+                    Instant::now() + Duration::from_secs(5),
+                )
+                .await;
+                started.elapsed()
+            })
+        };
+        compio::time::sleep(Duration::from_millis(20)).await;
+        // acks=1: the high watermark does not move (the follower has not
+        // fetched), but the log end does, which wakes the follower.
+        p.append(vec![batch(&["a"])], 1, soon()).await;
+        assert_eq!(p.high_watermark(), 0);
+        let waited = waiter.await.expect("waiter");
+        assert!(waited < Duration::from_secs(4), "woken by the log end");
+    });
+}
+
+#[test]
+fn manager_opens_in_the_assigned_role_and_changes_roles() {
+    run(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let manager = ReplicaManager::new(
+            ReplicaConfig {
+                node_id: 1,
+                replica_lag_time_max_ms: LAG,
+            },
+            dir.path().to_path_buf(),
+        );
+        let topic = crate::cluster::TopicMeta {
+            name: "t".into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: 3,
+            configs: BTreeMap::new(),
+            log_config: LogConfig::resolve(&BrokerConfig::default(), &BTreeMap::new()),
+            internal: false,
+            assignment: (0..3).map(|_| crate::cluster::PartitionMeta::solo(1)).collect(),
+        };
+        // Default: single-node leader, epoch 0.
+        let p0 = manager.open(&topic, 0).await.expect("open");
+        assert_eq!(p0.isr(), Some(vec![1]));
+        assert_eq!(p0.leader_epoch(), 0);
+        assert_eq!(
+            manager.open(&topic, 3).await.err(),
+            Some(ErrorCode::UnknownTopicOrPartition)
+        );
+        // A source that hosts only partition 1, as a follower.
+        manager.set_assignment_source(Rc::new(|_, p| {
+            (p == 1).then_some(Assignment::Follower {
+                leader: 2,
+                leader_epoch: 5,
+            })
+        }));
+        assert_eq!(
+            manager.open(&topic, 2).await.err(),
+            Some(ErrorCode::NotLeaderOrFollower)
+        );
+        let p1 = manager.open(&topic, 1).await.expect("open");
+        assert!(!p1.is_leader());
+        // The cluster wiring moves leadership; the same Partition serves on.
+        manager
+            .become_leader(
+                &topic,
+                1,
+                LeaderAndIsr {
+                    leader_epoch: 6,
+                    partition_epoch: 9,
+                    replicas: vec![1, 2],
+                    isr: vec![1, 2],
+                },
+            )
+            .await
+            .expect("leader");
+        assert!(Rc::ptr_eq(&p1, &manager.get(&topic.id, 1).expect("open")));
+        assert_eq!(p1.isr(), Some(vec![1, 2]));
+        // Becoming follower of a partition not open yet opens it.
+        manager
+            .become_follower(&topic, 2, 3, 1)
+            .await
+            .expect("follower");
+        assert_eq!(
+            manager.get(&topic.id, 2).map(|p| p.role()),
+            Some(Role::Follower {
+                leader: 3,
+                leader_epoch: 1
+            })
+        );
+        assert!(manager.remove(&topic.id, 2).is_some());
+        assert!(manager.get(&topic.id, 2).is_none());
+        assert_eq!(manager.remove_topic(&topic.id).len(), 2);
+        assert!(p0.log.closed.get());
+    });
+}
