@@ -247,8 +247,16 @@ fn shard_thread(
             })
             .detach();
         }
-        open_owned_partitions(&shard).await?;
         crate::shard::groups::start(&shard).await?;
+        match broker.metadata.member() {
+            // The metadata image decides each partition's role, and group
+            // coordination follows __consumer_offsets leadership.
+            Some(member) => {
+                crate::shard::roles::sync(&shard, &member.image()).await;
+                crate::shard::roles::install(&shard, member);
+            }
+            None => open_owned_partitions(&shard).await?,
+        }
         spawn_housekeeping(&shard);
         for (info, l) in listeners {
             compio::runtime::spawn(crate::net::accept_loop(shard.clone(), info, l)).detach();

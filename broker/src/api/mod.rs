@@ -317,8 +317,21 @@ where
 {
     let broker = &ctx.shard.broker;
     let owner = broker.owner_of_group(group);
+    let partition = broker.offsets_partition_of_group(group);
+    let clustered = broker.metadata.member().is_some();
     broker
         .on_shard(owner, move |shard| async move {
+            // In a cluster only the leader of the group's partition
+            // coordinates it, once its groups are loaded.
+            if clustered
+                && !shard
+                    .roles
+                    .led_offsets_partitions
+                    .borrow()
+                    .contains(&partition)
+            {
+                return None;
+            }
             match shard.coordinator() {
                 Some(c) => Some(f(c).await),
                 None => None,

@@ -165,6 +165,28 @@ impl GroupCoordinator {
         }
     }
 
+    /// Drops the groups `leaving` selects (their `__consumer_offsets`
+    /// partition moved to another broker): waiting members are told
+    /// NOT_COORDINATOR and find the new coordinator. Returns how many.
+    pub fn unload(&self, leaving: impl Fn(&str) -> bool) -> usize {
+        let not_coordinator = error::code(GroupError::NotCoordinator);
+        let mut groups = self.groups.borrow_mut();
+        let names: Vec<String> = groups.keys().filter(|g| leaving(g)).cloned().collect();
+        for name in &names {
+            if let Some(mut group) = groups.remove(name) {
+                for m in group.members.values_mut() {
+                    if let Some(tx) = m.awaiting_join.take() {
+                        let _ = tx.send(state::JoinOutcome::error(&m.id, not_coordinator));
+                    }
+                    if let Some(tx) = m.awaiting_sync.take() {
+                        let _ = tx.send(state::SyncOutcome::error(not_coordinator));
+                    }
+                }
+            }
+        }
+        names.len()
+    }
+
     fn is_shut_down(&self) -> bool {
         self.shut_down.get()
     }

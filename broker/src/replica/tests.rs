@@ -406,7 +406,9 @@ fn manager_opens_in_the_assigned_role_and_changes_roles() {
             configs: BTreeMap::new(),
             log_config: LogConfig::resolve(&BrokerConfig::default(), &BTreeMap::new()),
             internal: false,
-            assignment: (0..3).map(|_| crate::cluster::PartitionMeta::solo(1)).collect(),
+            assignment: (0..3)
+                .map(|_| crate::cluster::PartitionMeta::solo(1))
+                .collect(),
         };
         // Default: single-node leader, epoch 0.
         let p0 = manager.open(&topic, 0).await.expect("open");

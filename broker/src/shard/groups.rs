@@ -96,7 +96,10 @@ pub async fn start(shard: &Rc<Shard>) -> anyhow::Result<()> {
         }),
     );
     let image = shard.broker.metadata.image();
-    if let Some(meta) = image.by_name.get(OFFSETS_TOPIC) {
+    // In a cluster, groups load when this broker becomes leader of their
+    // partition (shard::roles).
+    let standalone = shard.broker.metadata.member().is_none();
+    if let Some(meta) = image.by_name.get(OFFSETS_TOPIC).filter(|_| standalone) {
         for p in 0..meta.partitions {
             if shard.broker.owner_of_partition(&meta.id, p) != shard.id {
                 continue;

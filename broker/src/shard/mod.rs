@@ -24,6 +24,7 @@ use crate::log::PartitionLog;
 use crate::replica::{Partition, ReplicaConfig, ReplicaManager};
 
 pub mod groups;
+pub mod roles;
 
 pub type Job = Box<dyn FnOnce(&Rc<Shard>) + Send>;
 
@@ -154,6 +155,8 @@ pub struct Shard {
     /// The partitions this shard hosts, each a log plus its role.
     pub replicas: Rc<ReplicaManager>,
     pub groups: RefCell<Option<Rc<GroupCoordinator>>>,
+    /// Cluster mode: the roles last applied from the metadata image.
+    pub roles: roles::RoleState,
     shutdown_tx: RefCell<Option<oneshot::Sender<()>>>,
     pub shutdown: Shared<LocalBoxFuture<'static, ()>>,
 }
@@ -171,6 +174,7 @@ impl Shard {
             broker,
             replicas,
             groups: RefCell::new(None),
+            roles: roles::RoleState::default(),
             shutdown_tx: RefCell::new(Some(tx)),
             shutdown,
         })

@@ -1,0 +1,305 @@
+//! Cluster mode: keeps the partitions a shard owns in the roles the metadata
+//! image gives them. Every new image is compared with what was last applied
+//! per partition (leader epoch, partition epoch); a change makes the
+//! partition leader (with its replicas and ISR) or follower of the new
+//! leader, a partition no longer assigned here is closed, and a deleted
+//! topic's partitions are closed and their directories removed. Group
+//! coordination follows `__consumer_offsets` leadership: becoming leader of
+//! one of its partitions loads that partition's groups, losing it unloads
+//! them. ISR changes go to the controller as AlterPartition. Followers get
+//! their fetch state through [`FollowerHook`] (the replica fetchers).
+
+use std::cell::RefCell;
+use std::collections::{HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+
+use futures::future::LocalBoxFuture;
+use sluice_protocol::ErrorCode;
+use uuid::Uuid;
+
+use super::Shard;
+use crate::cluster::controller::ControllerAnswer;
+use crate::cluster::member::ClusterMember;
+use crate::cluster::{MetadataImage, NodeId, PartitionMeta, TopicMeta, OFFSETS_TOPIC};
+use crate::replica::isr::{IsrChanger, IsrProposal, LeaderAndIsr};
+use crate::replica::partition::Assignment;
+
+/// The role a partition takes on `node`, or `None` when it has no replica
+/// here (or no leader yet: a leaderless partition waits for its election).
+pub fn assignment_of(node: NodeId, p: &PartitionMeta) -> Option<Assignment> {
+    if !p.replicas.contains(&node) {
+        return None;
+    }
+    if p.leader == node {
+        Some(Assignment::Leader(LeaderAndIsr {
+            leader_epoch: p.leader_epoch,
+            partition_epoch: p.partition_epoch,
+            replicas: p.replicas.clone(),
+            isr: p.isr.clone(),
+        }))
+    } else {
+        Some(Assignment::Follower {
+            leader: p.leader,
+            leader_epoch: p.leader_epoch,
+        })
+    }
+}
+
+/// AlterPartition over the controller quorum.
+struct QuorumIsrChanger {
+    member: ClusterMember,
+}
+
+impl IsrChanger for QuorumIsrChanger {
+    fn alter_partition(
+        &self,
+        proposal: IsrProposal,
+    ) -> LocalBoxFuture<'static, Result<LeaderAndIsr, ErrorCode>> {
+        let member = self.member.clone();
+        Box::pin(async move {
+            let answer = member
+                .alter_partition(
+                    proposal.topic_id,
+                    proposal.partition,
+                    proposal.leader_epoch,
+                    proposal.partition_epoch,
+                    proposal.new_isr,
+                )
+                .await
+                .map_err(|e| {
+                    tracing::info!(topic_id = %proposal.topic_id, partition = proposal.partition, error = %e.message, "AlterPartition refused");
+                    e.code
+                })?;
+            match answer {
+                ControllerAnswer::Partition {
+                    leader_epoch,
+                    partition_epoch,
+                    isr,
+                    ..
+                } => {
+                    let replicas = member
+                        .image()
+                        .by_id
+                        .get(&proposal.topic_id)
+                        .and_then(|t| t.partition(proposal.partition).map(|p| p.replicas.clone()))
+                        .unwrap_or_default();
+                    Ok(LeaderAndIsr {
+                        leader_epoch,
+                        partition_epoch,
+                        replicas,
+                        isr,
+                    })
+                }
+                _ => Err(ErrorCode::UnknownServerError),
+            }
+        })
+    }
+}
+
+/// What the replica fetchers are told when a partition's follower state
+/// changes: `Some(leader, epoch)` to fetch from that leader, `None` to stop.
+pub type FollowerHook = Rc<dyn Fn(&Rc<Shard>, &Arc<TopicMeta>, i32, Option<(NodeId, i32)>)>;
+
+/// Per shard: the (leader epoch, partition epoch, leads) last applied.
+#[derive(Default)]
+pub struct RoleState {
+    applied: RefCell<HashMap<(Uuid, i32), (i32, i32, bool)>>,
+    /// `__consumer_offsets` partitions whose groups this shard coordinates.
+    pub led_offsets_partitions: RefCell<HashSet<i32>>,
+    follower_hook: RefCell<Option<FollowerHook>>,
+}
+
+impl RoleState {
+    pub fn set_follower_hook(&self, hook: FollowerHook) {
+        *self.follower_hook.borrow_mut() = Some(hook);
+    }
+}
+
+/// Installs the cluster wiring on a shard: the assignment source, the ISR
+/// changer, and the task that follows the metadata image.
+pub fn install(shard: &Rc<Shard>, member: &ClusterMember) {
+    let node = shard.broker.config.node_id;
+    let source_member = member.clone();
+    shard
+        .replicas
+        .set_assignment_source(Rc::new(move |topic: &TopicMeta, p: i32| {
+            let image = source_member.image();
+            let meta = image.by_id.get(&topic.id)?;
+            assignment_of(node, meta.partition(p)?)
+        }));
+    shard.replicas.set_isr_changer(Rc::new(QuorumIsrChanger {
+        member: member.clone(),
+    }));
+    let mut rx = member.subscribe();
+    let weak = Rc::downgrade(shard);
+    compio::runtime::spawn(async move {
+        loop {
+            let image = rx.borrow_and_update().clone();
+            let Some(shard) = weak.upgrade() else { return };
+            if shard.is_shutting_down() {
+                return;
+            }
+            sync(&shard, &image).await;
+            drop(shard);
+            if rx.changed().await.is_err() {
+                return;
+            }
+        }
+    })
+    .detach();
+}
+
+/// Brings this shard's partitions to the roles `image` gives them.
+pub async fn sync(shard: &Rc<Shard>, image: &Arc<MetadataImage>) {
+    let node = shard.broker.config.node_id;
+    let mut wanted: HashSet<(Uuid, i32)> = HashSet::new();
+    let mut topics: Vec<&Arc<TopicMeta>> = image.by_id.values().collect();
+    // The offsets topic first: group coordination moves promptly.
+    topics.sort_by_key(|t| t.name != OFFSETS_TOPIC);
+    for topic in topics {
+        for (p, meta) in (0..).zip(&topic.assignment) {
+            if shard.broker.owner_of_partition(&topic.id, p) != shard.id {
+                continue;
+            }
+            let Some(assignment) = assignment_of(node, meta) else {
+                continue;
+            };
+            wanted.insert((topic.id, p));
+            let key = (meta.leader_epoch, meta.partition_epoch, meta.leader == node);
+            if shard.roles.applied.borrow().get(&(topic.id, p)) == Some(&key) {
+                continue;
+            }
+            let result = match assignment {
+                Assignment::Leader(spec) => shard.replicas.become_leader(topic, p, spec).await,
+                Assignment::Follower {
+                    leader,
+                    leader_epoch,
+                } => {
+                    shard
+                        .replicas
+                        .become_follower(topic, p, leader, leader_epoch)
+                        .await
+                }
+            };
+            match result {
+                Ok(()) => {
+                    shard.roles.applied.borrow_mut().insert((topic.id, p), key);
+                    let hook = shard.roles.follower_hook.borrow().clone();
+                    if let Some(hook) = hook {
+                        let follow = (meta.leader != node && meta.leader >= 0)
+                            .then_some((meta.leader, meta.leader_epoch));
+                        hook(shard, topic, p, follow);
+                    }
+                    if topic.name == OFFSETS_TOPIC {
+                        offsets_leadership(shard, topic, p, meta.leader == node).await;
+                    }
+                }
+                Err(code) => {
+                    tracing::warn!(topic = %topic.name, partition = p, error = %code, "cannot take the role the metadata gives")
+                }
+            }
+        }
+    }
+    // Partitions no longer assigned here, or of deleted topics.
+    let stale: Vec<(Uuid, i32)> = shard
+        .roles
+        .applied
+        .borrow()
+        .keys()
+        .filter(|k| !wanted.contains(k))
+        .copied()
+        .collect();
+    for (topic_id, p) in stale {
+        shard.roles.applied.borrow_mut().remove(&(topic_id, p));
+        let removed = shard.replicas.remove(&topic_id, p);
+        if let Some(hook) = shard.roles.follower_hook.borrow().clone() {
+            if let Some(t) = image.by_id.get(&topic_id) {
+                hook(shard, t, p, None);
+            }
+        }
+        if let Some(partition) = removed {
+            let dir = partition.log.dir.clone();
+            if !image.by_id.contains_key(&topic_id) {
+                // The topic is gone from the cluster: so are its files.
+                if let Err(e) = std::fs::remove_dir_all(&dir) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a deleted partition");
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Group coordination follows the leadership of `__consumer_offsets`
+/// partition `p`.
+async fn offsets_leadership(shard: &Rc<Shard>, topic: &Arc<TopicMeta>, p: i32, leads: bool) {
+    let Some(coordinator) = shard.coordinator() else {
+        return;
+    };
+    let broker = shard.broker.clone();
+    let was = shard.roles.led_offsets_partitions.borrow().contains(&p);
+    if leads && !was {
+        let Some(log) = shard.partition_if_open(&topic.id, p) else {
+            return;
+        };
+        match log.read_all_records() {
+            Ok(records) => {
+                coordinator.load(records);
+                shard.roles.led_offsets_partitions.borrow_mut().insert(p);
+                tracing::info!(
+                    partition = p,
+                    "now coordinating the groups of {OFFSETS_TOPIC}-{p}"
+                );
+            }
+            Err(e) => tracing::error!(partition = p, error = %e, "cannot load {OFFSETS_TOPIC}-{p}"),
+        }
+    } else if !leads && was {
+        shard.roles.led_offsets_partitions.borrow_mut().remove(&p);
+        let unloaded = coordinator.unload(|group| broker.offsets_partition_of_group(group) == p);
+        tracing::info!(
+            partition = p,
+            groups = unloaded,
+            "no longer coordinating the groups of {OFFSETS_TOPIC}-{p}"
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(leader: NodeId, replicas: &[NodeId]) -> PartitionMeta {
+        PartitionMeta {
+            leader,
+            leader_epoch: 3,
+            partition_epoch: 7,
+            replicas: replicas.to_vec(),
+            isr: replicas.to_vec(),
+            elr: Vec::new(),
+            offline: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn roles_follow_the_assignment() {
+        assert_eq!(
+            assignment_of(1, &meta(1, &[1, 2, 3])),
+            Some(Assignment::Leader(LeaderAndIsr {
+                leader_epoch: 3,
+                partition_epoch: 7,
+                replicas: vec![1, 2, 3],
+                isr: vec![1, 2, 3],
+            }))
+        );
+        assert_eq!(
+            assignment_of(2, &meta(1, &[1, 2, 3])),
+            Some(Assignment::Follower {
+                leader: 1,
+                leader_epoch: 3
+            })
+        );
+        assert_eq!(assignment_of(4, &meta(1, &[1, 2, 3])), None);
+    }
+}
