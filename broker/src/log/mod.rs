@@ -3,7 +3,9 @@
 //! its effective configuration; the submodules own appends with group commit
 //! (`append`, staging each round in `staging`), reads for Fetch and ListOffsets (`read`), start-up recovery
 //! (`recovery`), retention and DeleteRecords (`retention`), idempotent
-//! producer state (`producer_state`) and the segment/index files.
+//! producer state (`producer_state`), the leader epoch cache and its
+//! checkpoint (`epoch_cache`), a follower's appends of fetched batches and
+//! truncation (`follower`) and the segment/index files.
 //!
 //! The high watermark is kept apart from the log end offset: on a single node
 //! it advances once a batch is durable (after fdatasync under
@@ -11,6 +13,8 @@
 //! followers' positions instead.
 
 pub mod append;
+pub mod epoch_cache;
+pub mod follower;
 pub mod index;
 pub mod producer_state;
 pub mod read;
@@ -108,6 +112,8 @@ pub struct PartitionState {
     pub high_watermark: i64,
     pub leader_epoch: i32,
     pub producers: ProducerStateMap,
+    /// The first offset of each leader epoch in the log.
+    pub epochs: epoch_cache::EpochCache,
     /// Bytes written but not yet synced (interval flush policy).
     pub dirty: bool,
 }
@@ -132,6 +138,9 @@ pub struct PartitionLog {
     appender: RefCell<Option<mpsc::UnboundedSender<append::AppendRequest>>>,
     /// Fetches parked until the high watermark moves.
     waiters: RefCell<Vec<oneshot::Sender<()>>>,
+    /// Held by whatever writes or cuts the segment files (an append round,
+    /// a follower's append, a truncation), so they never interleave.
+    write_lock: futures::lock::Mutex<()>,
     pub closed: Cell<bool>,
     pub metrics: crate::metrics::PartitionMetrics,
 }
