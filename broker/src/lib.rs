@@ -21,11 +21,16 @@
 //!   round staged by the pure [`log::staging`]), reads, recovery, retention,
 //!   idempotent producer state.
 //! - [`group`]: the consumer-group coordinator.
+//! - [`peer`]: outbound connections to other brokers (compio, through
+//!   `sluice_protocol::codec`), with ApiVersions and reconnect backoff.
+//! - [`replica`]: the replica layer; [`replica::fetcher`], a follower's
+//!   fetcher pulling from one leader.
 //! - [`cluster`]: the metadata image (topics, configs, producer ids).
 //! - [`metrics`]: Prometheus exposition.
 //!
 //! Layers, top to bottom: runtime -> net -> api -> log; shard, cluster,
-//! group, auth, config and metrics beside them. Imports point down only
+//! group, auth, config and metrics beside them; replica (the fetcher) uses
+//! peer and log, and log imports neither. Imports point down only
 //! (`scripts/check-modules broker/src` checks there are no cycles).
 
 pub mod alloc;
@@ -37,5 +42,7 @@ pub mod group;
 pub mod log;
 pub mod metrics;
 pub mod net;
+pub mod peer;
+pub mod replica;
 pub mod runtime;
 pub mod shard;

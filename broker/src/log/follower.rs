@@ -93,7 +93,20 @@ impl PartitionLog {
         if self.closed.get() {
             return Err(LogError::Closed.into());
         }
-        let log_end = self.state.borrow().log_end_offset;
+        let (log_start, mut log_end) = {
+            let st = self.state.borrow();
+            (st.log_start_offset, st.log_end_offset)
+        };
+        if let Some(first) = batches.first().and_then(|b| BatchHeader::parse(b).ok()) {
+            // An empty log starting inside the leader's first batch (its log
+            // start was moved there by DeleteRecords): start at the batch,
+            // as Kafka's follower does.
+            if log_end == log_start && first.base_offset < log_end && first.last_offset() >= log_end
+            {
+                self.start_fresh_at(first.base_offset).await?;
+                log_end = first.base_offset;
+            }
+        }
         let headers = check_replicated(&batches, log_end)?;
         let Some(last) = headers.last() else {
             return Ok(ReplicatedAppend {

@@ -385,3 +385,38 @@ fn emptied_logs_start_again_elsewhere() {
         assert!(log_bytes(&log).is_empty());
     });
 }
+
+#[test]
+fn an_empty_log_starts_at_a_batch_holding_its_start() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    run(async {
+        let log = open(dir.path(), config(&[])).await;
+        log.truncate_fully_and_start_at(3)
+            .await
+            .expect("start at 3");
+        // The leader's log start is 3, inside its batch [2, 5].
+        let b = leader_batch(2, 0, 4, None);
+        let r = log
+            .append_replicated(vec![b.clone()])
+            .await
+            .expect("append");
+        assert_eq!(r.log_end_offset, 6);
+        assert_eq!(log.log_start_offset(), 2);
+        assert_eq!(log_bytes(&log), b.to_vec());
+        // Not when the log holds anything.
+        let err = log
+            .append_replicated(vec![leader_batch(4, 0, 4, None)])
+            .await
+            .expect_err("overlap");
+        assert!(
+            matches!(
+                err,
+                ReplicationError::NotContinuous {
+                    expected: 6,
+                    got: 4
+                }
+            ),
+            "{err}"
+        );
+    });
+}
