@@ -19,7 +19,9 @@
 //! - [`api`]: one module per Kafka API and the registry that lists them.
 //! - [`log`]: partition logs: segments, indexes, group-commit appends (each
 //!   round staged by the pure [`log::staging`]), reads, recovery, retention,
-//!   idempotent producer state.
+//!   idempotent producer state, the leader epoch cache
+//!   ([`log::epoch_cache`]) and a follower's appends and truncation
+//!   ([`log::follower`]).
 //! - [`group`]: the consumer-group coordinator.
 //! - [`peer`]: outbound connections to other brokers (compio, through
 //!   `sluice_protocol::codec`), with ApiVersions and reconnect backoff.
