@@ -22,13 +22,20 @@
 //!   watermark over the ISR, follower fetch tracking, acks=all, ISR changes.
 //! - [`log`]: partition logs: segments, indexes, group-commit appends (each
 //!   round staged by the pure [`log::staging`]), reads, recovery, retention,
-//!   idempotent producer state.
+//!   idempotent producer state, the leader epoch cache
+//!   ([`log::epoch_cache`]) and a follower's appends and truncation
+//!   ([`log::follower`]).
 //! - [`group`]: the consumer-group coordinator.
+//! - [`peer`]: outbound connections to other brokers (compio, through
+//!   `sluice_protocol::codec`), with ApiVersions and reconnect backoff.
+//! - [`replica`]: the replica layer; [`replica::fetcher`], a follower's
+//!   fetcher pulling from one leader.
 //! - [`cluster`]: the metadata image (topics, configs, producer ids).
 //! - [`metrics`]: Prometheus exposition.
 //!
 //! Layers, top to bottom: runtime -> net -> api -> replica -> log; shard, cluster,
-//! group, auth, config and metrics beside them. Imports point down only
+//! group, auth, config and metrics beside them; replica's fetcher uses peer,
+//! and log imports neither. Imports point down only
 //! (`scripts/check-modules broker/src` checks there are no cycles).
 
 pub mod alloc;
@@ -40,6 +47,7 @@ pub mod group;
 pub mod log;
 pub mod metrics;
 pub mod net;
+pub mod peer;
 pub mod replica;
 pub mod runtime;
 pub mod shard;

@@ -11,6 +11,8 @@
 //! - [`batch`]: v2 RecordBatch header, CRC-32C, validation, in-place
 //!   patches, recovery scan, record encode/decode ([`batch::BatchBuilder`]).
 //! - [`clock`]: wall-clock epoch milliseconds ([`clock::now_ms`]).
+//! - [`codec`]: request frames out, response frames in, for any
+//!   `kafka_protocol` request type (the one wire client codec).
 //! - [`compression`]: gzip, snappy (xerial framing), lz4 (frame), zstd,
 //!   with capped decompression.
 //! - [`error`]: [`ErrorCode`], Kafka's error codes (name, code, retriable,
@@ -21,16 +23,20 @@
 //!   the client signs and the broker verifies.
 //! - [`murmur2`]: the Java client's murmur2 and keyed partition choice.
 //! - [`varint`]: zigzag varint/varlong primitives.
+//! - [`versions`]: a peer's ApiVersions ranges and choosing the highest
+//!   common version.
 
 pub mod batch;
 pub mod civil;
 pub mod clock;
+pub mod codec;
 pub mod compression;
 pub mod error;
 pub mod frame;
 pub mod msk_iam;
 pub mod murmur2;
 pub mod varint;
+pub mod versions;
 
 pub use error::ErrorCode;
 pub use kafka_protocol;

@@ -115,7 +115,7 @@ async fn run_appender(log: Rc<PartitionLog>, mut rx: mpsc::UnboundedReceiver<App
 }
 
 impl PartitionLog {
-    async fn maybe_roll(&self, incoming: usize, now: i64) -> std::io::Result<()> {
+    pub(super) async fn maybe_roll(&self, incoming: usize, now: i64) -> std::io::Result<()> {
         let (roll, next_base) = {
             let st = self.state.borrow();
             let cfg = self.config.borrow();
@@ -152,6 +152,7 @@ impl PartitionLog {
     /// One group-commit round: stage it (pure), write and sync it, commit
     /// it, then answer every request of the round.
     async fn append_round(&self, round: Vec<AppendRequest>, bytes: usize) {
+        let _writing = self.write_lock.lock().await;
         let now = now_ms();
         if let Err(e) = self.maybe_roll(bytes, now).await {
             tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "segment roll failed");
@@ -215,7 +216,7 @@ impl PartitionLog {
     /// with `must_sync`, fdatasyncs it. Returns whether it was synced. On
     /// failure the partial write is cut off (or, if that fails too, the
     /// partition closed) so recovery and readers never see it.
-    async fn write_and_sync(
+    pub(super) async fn write_and_sync(
         &self,
         writer: compio::fs::File,
         buffers: RoundBuffers,
@@ -260,6 +261,13 @@ impl PartitionLog {
                 }
             }
             st.producers.producers.extend(round.producers);
+            let epochs = round
+                .placed
+                .iter()
+                .map(|(_, h)| (h.partition_leader_epoch, h.base_offset));
+            if st.epochs.observe(epochs) {
+                st.epochs.flush_or_warn();
+            }
             st.log_end_offset = round.next_offset;
             st.dirty |= !round.synced;
             self.metrics

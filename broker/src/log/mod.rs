@@ -3,7 +3,9 @@
 //! its effective configuration; the submodules own appends with group commit
 //! (`append`, staging each round in `staging`), reads for Fetch and ListOffsets (`read`), start-up recovery
 //! (`recovery`), retention and DeleteRecords (`retention`), idempotent
-//! producer state (`producer_state`) and the segment/index files.
+//! producer state (`producer_state`), the leader epoch cache and its
+//! checkpoint (`epoch_cache`), a follower's appends of fetched batches and
+//! truncation (`follower`) and the segment/index files.
 //!
 //! The log end offset is the durable log end: an append round moves it only
 //! after its write (and, under `flush.policy = always`, its fdatasync). The
@@ -13,6 +15,8 @@
 //! listener (tests, tools) keeps the high watermark at its log end.
 
 pub mod append;
+pub mod epoch_cache;
+pub mod follower;
 pub mod index;
 pub mod producer_state;
 pub mod read;
@@ -119,6 +123,8 @@ pub struct PartitionState {
     pub high_watermark: i64,
     pub leader_epoch: i32,
     pub producers: ProducerStateMap,
+    /// The first offset of each leader epoch in the log.
+    pub epochs: epoch_cache::EpochCache,
     /// Bytes written but not yet synced (interval flush policy).
     pub dirty: bool,
 }
@@ -152,6 +158,9 @@ pub struct PartitionLog {
     /// layer recomputes the high watermark there. `None`: the high watermark
     /// follows the log end (a log with no replica layer above it).
     log_end_listener: RefCell<Option<LogEndListener>>,
+    /// Held by whatever writes or cuts the segment files (an append round,
+    /// a follower's append, a truncation), so they never interleave.
+    write_lock: futures::lock::Mutex<()>,
     pub closed: Cell<bool>,
     pub metrics: crate::metrics::PartitionMetrics,
 }

@@ -13,6 +13,7 @@ use std::rc::Rc;
 use sluice_protocol::batch;
 use sluice_protocol::clock::now_ms;
 
+use super::epoch_cache::EpochCache;
 use super::producer_state::ProducerStateMap;
 use super::segment::{self, parse_log_file_name, Segment};
 use super::{LogConfig, LogError, PartitionLog, PartitionState};
@@ -46,6 +47,7 @@ impl PartitionLog {
         let now = now_ms();
         let mut segments = BTreeMap::new();
         let mut producers = ProducerStateMap::default();
+        let mut epochs = EpochCache::default();
         let mut expected_next: Option<i64> = None;
         let last = bases.last().copied();
         for base in bases {
@@ -57,6 +59,7 @@ impl PartitionLog {
                 verify,
                 config.index_interval_bytes,
                 &mut producers,
+                &mut epochs,
                 expected_next,
             )?;
             if valid < file_len {
@@ -92,13 +95,16 @@ impl PartitionLog {
             .unwrap_or(first_base)
             .max(first_base)
             .min(log_end);
+        let epochs = EpochCache::recover(dir, epochs, log_start);
         let state = PartitionState {
             segments,
             log_start_offset: log_start,
             log_end_offset: log_end,
             high_watermark: log_end,
-            leader_epoch: 0,
+            // Never stamp an epoch older than the log already holds.
+            leader_epoch: epochs.latest_epoch().unwrap_or(0).max(0),
             producers,
+            epochs,
             dirty: false,
         };
         let log = Rc::new(PartitionLog {
@@ -112,6 +118,7 @@ impl PartitionLog {
             waiters: RefCell::new(Vec::new()),
             end_waiters: RefCell::new(Vec::new()),
             log_end_listener: RefCell::new(None),
+            write_lock: futures::lock::Mutex::new(()),
             closed: Cell::new(false),
             metrics,
         });
@@ -120,8 +127,8 @@ impl PartitionLog {
     }
 }
 
-/// Walks the batches of one segment from position 0, rebuilding its indexes
-/// and the producer state; with `verify`, also reads each whole batch and
+/// Walks the batches of one segment from position 0, rebuilding its indexes,
+/// the producer state and the leader epoch cache; with `verify`, also reads each whole batch and
 /// checks its CRC. Returns the length of the valid prefix.
 fn walk_segment(
     seg: &mut Segment,
@@ -129,6 +136,7 @@ fn walk_segment(
     verify: bool,
     index_interval: usize,
     producers: &mut ProducerStateMap,
+    epochs: &mut EpochCache,
     expected_next: Option<i64>,
 ) -> std::io::Result<u64> {
     seg.size = file_len;
@@ -159,6 +167,7 @@ fn walk_segment(
         }
         seg.note_batch(pos, &h, index_interval);
         producers.update(&h, now_ms());
+        epochs.observe([(h.partition_leader_epoch, h.base_offset)]);
         next = h.last_offset() + 1;
         pos += len;
     }

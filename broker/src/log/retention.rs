@@ -47,6 +47,9 @@ impl PartitionLog {
         if let Some(first) = st.segments.keys().next().copied() {
             if first > st.log_start_offset {
                 st.log_start_offset = first;
+                if st.epochs.truncate_from_start(first) {
+                    st.epochs.flush_or_warn();
+                }
             }
         }
         doomed.len()
@@ -70,7 +73,13 @@ impl PartitionLog {
         }
         if target > start {
             write_checkpoint(&self.dir, target)?;
-            self.state.borrow_mut().log_start_offset = target;
+            {
+                let mut st = self.state.borrow_mut();
+                st.log_start_offset = target;
+                if st.epochs.truncate_from_start(target) {
+                    st.epochs.flush_or_warn();
+                }
+            }
             self.apply_retention_below_start();
         }
         Ok(self.log_start_offset())

@@ -15,6 +15,7 @@
 //! holds [`Partition`]; `isr` the AlterPartition trait. The replica fetcher
 //! (the follower side, `fetcher`) is built beside this.
 
+pub mod fetcher;
 pub mod isr;
 pub mod leader;
 pub mod partition;

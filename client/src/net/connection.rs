@@ -9,11 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{
-    ApiKey, ApiVersionsRequest, ApiVersionsResponse, RequestHeader, ResponseHeader,
-};
-use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::protocol::{Decodable, Request, StrBytes};
+use sluice_protocol::codec;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, oneshot};
 
@@ -112,11 +111,7 @@ impl Connection {
                 Some("ApiVersions failed".into()),
             ));
         }
-        Ok(BrokerVersions::new(
-            resp.api_keys
-                .iter()
-                .map(|k| (k.api_key, k.min_version, k.max_version)),
-        ))
+        Ok(BrokerVersions::from_response(&resp))
     }
 
     pub fn versions(&self) -> &BrokerVersions {
@@ -203,12 +198,7 @@ impl Connection {
                 )));
             }
         };
-        let mut body = body;
-        let header_version = R::Response::header_version(version);
-        ResponseHeader::decode(&mut body, header_version)
-            .map_err(|e| Error::Protocol(format!("{api:?} response header: {e}")))?;
-        R::Response::decode(&mut body, version)
-            .map_err(|e| Error::Protocol(format!("{api:?} v{version} response: {e}")))
+        decode_body::<R>(body, version)
     }
 
     /// Queues `req` for writing and returns a future of its response.
@@ -231,7 +221,7 @@ impl Connection {
             .ok_or_else(|| Error::Protocol("no response slot".into()))?;
         let (addr, request_timeout) = (self.addr.clone(), self.request_timeout);
         Ok(async move {
-            let mut body = match tokio::time::timeout(request_timeout, rx).await {
+            let body = match tokio::time::timeout(request_timeout, rx).await {
                 Ok(Ok(r)) => r?,
                 Ok(Err(_)) => {
                     return Err(Error::Connection {
@@ -245,11 +235,7 @@ impl Connection {
                     )))
                 }
             };
-            let header_version = R::Response::header_version(version);
-            ResponseHeader::decode(&mut body, header_version)
-                .map_err(|e| Error::Protocol(format!("{api:?} response header: {e}")))?;
-            R::Response::decode(&mut body, version)
-                .map_err(|e| Error::Protocol(format!("{api:?} v{version} response: {e}")))
+            decode_body::<R>(body, version)
         })
     }
 
@@ -267,20 +253,9 @@ impl Connection {
         expect_response: bool,
     ) -> Result<Option<oneshot::Receiver<Result<Bytes>>>> {
         let correlation_id = self.next_correlation.fetch_add(1, Ordering::Relaxed);
-        let mut header = RequestHeader::default();
-        header.request_api_key = api as i16;
-        header.request_api_version = version;
-        header.correlation_id = correlation_id;
-        header.client_id = Some(self.client_id.clone());
-        let mut buf = BytesMut::with_capacity(128);
-        buf.put_i32(0);
-        header
-            .encode(&mut buf, R::header_version(version))
-            .map_err(|e| Error::Protocol(format!("{api:?} header: {e}")))?;
-        req.encode(&mut buf, version)
-            .map_err(|e| Error::Protocol(format!("{api:?} v{version}: {e}")))?;
-        let len = (buf.len() - 4) as i32;
-        buf[..4].copy_from_slice(&len.to_be_bytes());
+        let frame =
+            codec::encode_request(req, version, correlation_id, Some(self.client_id.clone()))
+                .map_err(|e| Error::Protocol(e.to_string()))?;
         let rx = if expect_response {
             let (tx, rx) = oneshot::channel();
             lock(&self.pending).insert(correlation_id, (api, version, tx));
@@ -288,7 +263,7 @@ impl Connection {
         } else {
             None
         };
-        if self.writer.send(buf.freeze()).await.is_err() {
+        if self.writer.send(frame).await.is_err() {
             lock(&self.pending).remove(&correlation_id);
             return Err(Error::Connection {
                 broker: self.addr.clone(),
@@ -304,7 +279,17 @@ fn lock(p: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
 }
 
 fn api_key_of<R: Request>() -> Result<ApiKey> {
-    ApiKey::try_from(R::KEY).map_err(|_| Error::Protocol(format!("unknown api key {}", R::KEY)))
+    codec::api_key_of::<R>().map_err(|e| Error::Protocol(e.to_string()))
+}
+
+/// Decodes a response frame body (header and body) of request type `R`.
+fn decode_body<R: Request>(body: Bytes, version: i16) -> Result<R::Response>
+where
+    R::Response: Decodable,
+{
+    codec::decode_response::<R>(body, version)
+        .map(|(_, resp)| resp)
+        .map_err(|e| Error::Protocol(e.to_string()))
 }
 
 fn fail_all(pending: &Mutex<Pending>, addr: &str, reason: &str) {
@@ -374,8 +359,10 @@ async fn read_loop(
         }
         let body = body.freeze();
         // The response header starts with the correlation id; the header
-        // decoder reads it again, so peek rather than consume.
-        let correlation_id = i32::from_be_bytes([body[0], body[1], body[2], body[3]]);
+        // decoder reads it again, so peek rather than consume (size >= 4).
+        let Some(correlation_id) = codec::response_correlation_id(&body) else {
+            break format!("invalid response size {size}");
+        };
         let entry = lock(&pending).remove(&correlation_id);
         match entry {
             Some((_, _, tx)) => {

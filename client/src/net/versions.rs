@@ -1,9 +1,9 @@
 //! The API versions this client speaks, and negotiation against a broker's
-//! ApiVersions answer: the highest version both sides support.
+//! ApiVersions answer: the highest version both sides support
+//! (`sluice_protocol::versions` holds the rule; this file the client's table).
 
-use std::collections::HashMap;
-
-use kafka_protocol::messages::ApiKey;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse};
+use sluice_protocol::versions::{PeerVersions, VersionError};
 
 use crate::error::{Error, Result};
 
@@ -43,37 +43,31 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
 /// A broker's supported ranges, by API key.
 #[derive(Debug, Clone, Default)]
 pub struct BrokerVersions {
-    ranges: HashMap<i16, (i16, i16)>,
+    ranges: PeerVersions,
 }
 
 impl BrokerVersions {
     pub fn new(ranges: impl IntoIterator<Item = (i16, i16, i16)>) -> Self {
         BrokerVersions {
-            ranges: ranges.into_iter().map(|(k, a, b)| (k, (a, b))).collect(),
+            ranges: PeerVersions::new(ranges),
+        }
+    }
+
+    /// The ranges a broker's ApiVersions answer lists.
+    pub fn from_response(resp: &ApiVersionsResponse) -> Self {
+        BrokerVersions {
+            ranges: PeerVersions::from_response(resp),
         }
     }
 
     /// The version to use for `api`: the highest both sides support.
     pub fn pick(&self, api: ApiKey) -> Result<i16> {
-        let (cmin, cmax) = CLIENT_VERSIONS
-            .iter()
-            .find(|(k, _, _)| *k == api)
-            .map(|(_, a, b)| (*a, *b))
-            .ok_or_else(|| {
+        self.ranges.pick(CLIENT_VERSIONS, api).map_err(|e| match e {
+            VersionError::NotOurs(api) => {
                 Error::Unsupported(format!("{api:?} is not implemented by this client"))
-            })?;
-        let (bmin, bmax) = self
-            .ranges
-            .get(&(api as i16))
-            .copied()
-            .ok_or_else(|| Error::Unsupported(format!("broker does not support {api:?}")))?;
-        let v = cmax.min(bmax);
-        if v < cmin.max(bmin) {
-            return Err(Error::Unsupported(format!(
-                "no common version of {api:?}: client {cmin}-{cmax}, broker {bmin}-{bmax}"
-            )));
-        }
-        Ok(v)
+            }
+            other => Error::Unsupported(other.to_string()),
+        })
     }
 
     pub fn supports(&self, api: ApiKey) -> bool {
