@@ -278,6 +278,7 @@ fn shard_thread(
         if let Some(c) = shard.coordinator() {
             c.shutdown();
         }
+        shard.roles.stop_fetchers();
         for p in shard.open_partitions() {
             if let Err(e) = p.flush().await {
                 tracing::error!(topic = %p.topic, partition = p.partition, error = %e, "final sync failed");

@@ -36,6 +36,9 @@ struct PartitionOut {
     high_watermark: i64,
     log_start_offset: i64,
     records: Option<FileRange>,
+    /// Fetch v12+ `diverging_epoch` for a follower whose log went another
+    /// way: (epoch, end offset) to truncate to (KIP-320/595).
+    diverging: Option<(i32, i64)>,
 }
 
 struct TopicOut {
@@ -54,6 +57,8 @@ struct ReadPlan {
     offset: i64,
     max_bytes: usize,
     current_leader_epoch: i32,
+    /// A follower's last fetched epoch (v12+), -1 when absent.
+    last_fetched_epoch: i32,
     reader: Reader,
 }
 
@@ -97,7 +102,27 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                             high_watermark: -1,
                             log_start_offset: -1,
                             records: None,
+                            diverging: None,
                         },
+                        Ok(part)
+                            if matches!(p.reader, Reader::Follower(_))
+                                && p.last_fetched_epoch >= 0
+                                && part.is_leader()
+                                && part.check_leader_epoch(p.current_leader_epoch).is_ok()
+                                && part
+                                    .log
+                                    .diverging_epoch(p.last_fetched_epoch, p.offset)
+                                    .is_some() =>
+                        {
+                            PartitionOut {
+                                partition: p.partition,
+                                error: ErrorCode::None,
+                                high_watermark: part.high_watermark(),
+                                log_start_offset: part.log_start_offset(),
+                                records: None,
+                                diverging: part.log.diverging_epoch(p.last_fetched_epoch, p.offset),
+                            }
+                        }
                         Ok(part) => {
                             match part.read(p.reader, p.offset, p.max_bytes, p.current_leader_epoch)
                             {
@@ -107,6 +132,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                                     high_watermark: r.high_watermark,
                                     log_start_offset: r.log_start_offset,
                                     records: r.records,
+                                    diverging: None,
                                 },
                                 // Not the leader (or not a replica): no offsets.
                                 Err(
@@ -119,6 +145,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                                     high_watermark: -1,
                                     log_start_offset: -1,
                                     records: None,
+                                    diverging: None,
                                 },
                                 Err(code) => PartitionOut {
                                     partition: p.partition,
@@ -126,6 +153,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                                     high_watermark: part.high_watermark(),
                                     log_start_offset: part.log_start_offset(),
                                     records: None,
+                                    diverging: None,
                                 },
                             }
                         }
@@ -155,6 +183,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                             high_watermark: -1,
                             log_start_offset: -1,
                             records: None,
+                            diverging: None,
                         },
                     ));
                 }
@@ -235,6 +264,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
                 high_watermark: -1,
                 log_start_offset: -1,
                 records: None,
+                diverging: None,
             };
             match &meta {
                 _ if !read_allowed => po.error = ErrorCode::TopicAuthorizationFailed,
@@ -257,6 +287,11 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
                     offset: p.fetch_offset,
                     max_bytes: (p.partition_max_bytes.max(0) as usize).min(response_max),
                     current_leader_epoch: p.current_leader_epoch,
+                    last_fetched_epoch: if ctx.version >= 12 {
+                        p.last_fetched_epoch
+                    } else {
+                        -1
+                    },
                     reader,
                 }),
             }
@@ -305,7 +340,8 @@ fn apply_results(
                 total += r.len as usize;
             }
         }
-        any_error |= o.error != ErrorCode::None;
+        // A diverged follower is answered at once, like an error.
+        any_error |= o.error != ErrorCode::None || o.diverging.is_some();
         topics[ti].partitions[pi] = o;
     }
     (total, any_error)
@@ -389,7 +425,19 @@ fn encode(ctx: &RequestContext, topics: &[TopicOut]) -> Response {
                 }
             }
             if flexible {
-                buf.put_u8(0); // partition tagged fields
+                match p.diverging {
+                    // One tagged field: diverging_epoch (tag 0), an
+                    // EpochEndOffset of epoch, end offset, no tags.
+                    Some((epoch, end_offset)) => {
+                        put_uvarint(&mut buf, 1);
+                        put_uvarint(&mut buf, 0);
+                        put_uvarint(&mut buf, 13);
+                        buf.put_i32(epoch);
+                        buf.put_i64(end_offset);
+                        buf.put_u8(0);
+                    }
+                    None => buf.put_u8(0), // partition tagged fields
+                }
             }
         }
         if flexible {

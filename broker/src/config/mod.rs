@@ -273,6 +273,18 @@ pub struct ClusterSettings {
     /// `metadata.log.dir`: where the controller's Raft log lives
     /// (`<log.dirs>/__cluster_metadata-0` when unset, as in Kafka).
     pub metadata_log_dir: Option<PathBuf>,
+    /// `replica.fetch.wait.max.ms`
+    pub replica_fetch_wait_max_ms: u64,
+    /// `replica.fetch.min.bytes`
+    pub replica_fetch_min_bytes: i32,
+    /// `replica.fetch.max.bytes` (per partition)
+    pub replica_fetch_max_bytes: i32,
+    /// `replica.fetch.response.max.bytes`
+    pub replica_fetch_response_max_bytes: i32,
+    /// `replica.fetch.backoff.ms`
+    pub replica_fetch_backoff_ms: u64,
+    /// `replica.socket.timeout.ms`
+    pub replica_socket_timeout_ms: u64,
 }
 
 impl Default for ClusterSettings {
@@ -288,6 +300,12 @@ impl Default for ClusterSettings {
             broker_heartbeat_interval_ms: 2_000,
             election_timeout_ms: 1_000,
             metadata_log_dir: None,
+            replica_fetch_wait_max_ms: 500,
+            replica_fetch_min_bytes: 1,
+            replica_fetch_max_bytes: 1 << 20,
+            replica_fetch_response_max_bytes: 10 << 20,
+            replica_fetch_backoff_ms: 1_000,
+            replica_socket_timeout_ms: 30_000,
         }
     }
 }
@@ -709,6 +727,28 @@ impl BrokerConfig {
                 self.unclean_leader_election_enable = parse_bool(name, value)?
             }
             names::SHARDS_PIN_CORES => self.shards_pin_cores = parse_bool(name, value)?,
+            names::REPLICA_FETCH_WAIT_MAX_MS => {
+                self.cluster.replica_fetch_wait_max_ms =
+                    positive(name, parse_num(name, value)?)? as u64
+            }
+            names::REPLICA_FETCH_MIN_BYTES => {
+                self.cluster.replica_fetch_min_bytes = positive(name, parse_num(name, value)?)?
+            }
+            names::REPLICA_FETCH_MAX_BYTES => {
+                self.cluster.replica_fetch_max_bytes = positive(name, parse_num(name, value)?)?
+            }
+            names::REPLICA_FETCH_RESPONSE_MAX_BYTES => {
+                self.cluster.replica_fetch_response_max_bytes =
+                    positive(name, parse_num(name, value)?)?
+            }
+            names::REPLICA_FETCH_BACKOFF_MS => {
+                self.cluster.replica_fetch_backoff_ms =
+                    positive(name, parse_num(name, value)?)? as u64
+            }
+            names::REPLICA_SOCKET_TIMEOUT_MS => {
+                self.cluster.replica_socket_timeout_ms =
+                    positive(name, parse_num(name, value)?)? as u64
+            }
             names::OFFSETS_RETENTION_MINUTES => {
                 self.offsets_retention_minutes = parse_num(name, value)?
             }

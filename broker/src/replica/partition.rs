@@ -170,10 +170,15 @@ impl Partition {
                 _ => *role = Role::Leader(LeaderState::new(self.ctx.local_id, &spec, log_end, now)),
             }
         }
-        // Batches appended from now on carry the new epoch.
-        // TODO(issue 13): the leader-epoch cache (log/epoch_cache.rs) records
-        // (epoch, log end) here once it exists.
-        self.log.state.borrow_mut().leader_epoch = spec.leader_epoch;
+        // Batches appended from now on carry the new epoch, which starts at
+        // this log end (Kafka's epoch start offset for diverging followers).
+        {
+            let mut st = self.log.state.borrow_mut();
+            st.leader_epoch = spec.leader_epoch;
+            if st.epochs.assign(spec.leader_epoch, log_end) {
+                st.epochs.flush_or_warn();
+            }
+        }
         self.update_high_watermark();
         // Parked produces and fetches look at the new state.
         self.log.wake_parked();

@@ -7,7 +7,7 @@
 //! coordination follows `__consumer_offsets` leadership: becoming leader of
 //! one of its partitions loads that partition's groups, losing it unloads
 //! them. ISR changes go to the controller as AlterPartition. Followers get
-//! their fetch state through [`FollowerHook`] (the replica fetchers).
+//! partitions fetched by one replica fetcher per leader.
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -22,6 +22,10 @@ use super::Shard;
 use crate::cluster::controller::ControllerAnswer;
 use crate::cluster::member::ClusterMember;
 use crate::cluster::{MetadataImage, NodeId, PartitionMeta, TopicMeta, OFFSETS_TOPIC};
+use std::time::Duration;
+
+use crate::peer::PeerConfig;
+use crate::replica::fetcher::{FetcherConfig, ReplicaFetcher};
 use crate::replica::isr::{IsrChanger, IsrProposal, LeaderAndIsr};
 use crate::replica::partition::Assignment;
 
@@ -97,22 +101,109 @@ impl IsrChanger for QuorumIsrChanger {
     }
 }
 
-/// What the replica fetchers are told when a partition's follower state
-/// changes: `Some(leader, epoch)` to fetch from that leader, `None` to stop.
-pub type FollowerHook = Rc<dyn Fn(&Rc<Shard>, &Arc<TopicMeta>, i32, Option<(NodeId, i32)>)>;
-
 /// Per shard: the (leader epoch, partition epoch, leads) last applied.
 #[derive(Default)]
 pub struct RoleState {
     applied: RefCell<HashMap<(Uuid, i32), (i32, i32, bool)>>,
     /// `__consumer_offsets` partitions whose groups this shard coordinates.
     pub led_offsets_partitions: RefCell<HashSet<i32>>,
-    follower_hook: RefCell<Option<FollowerHook>>,
+    /// One replica fetcher per leader this shard follows partitions of.
+    fetchers: RefCell<HashMap<NodeId, Rc<ReplicaFetcher>>>,
+    /// Which leader each followed partition is fetched from.
+    following: RefCell<HashMap<(Uuid, i32), NodeId>>,
 }
 
 impl RoleState {
-    pub fn set_follower_hook(&self, hook: FollowerHook) {
-        *self.follower_hook.borrow_mut() = Some(hook);
+    /// Stops every fetcher (shutdown): dropping a fetcher stops its task
+    /// after the append in progress.
+    pub fn stop_fetchers(&self) {
+        self.fetchers.borrow_mut().clear();
+        self.following.borrow_mut().clear();
+    }
+}
+
+/// Points the fetching of partition `p` at `follow` (leader, epoch), or
+/// stops it (`None`).
+async fn refetch(
+    shard: &Rc<Shard>,
+    image: &MetadataImage,
+    topic_id: Uuid,
+    p: i32,
+    follow: Option<(NodeId, i32)>,
+) {
+    let key = (topic_id, p);
+    let previous = shard.roles.following.borrow().get(&key).copied();
+    if let Some(old) = previous {
+        if follow.map(|f| f.0) != Some(old) {
+            let fetcher = shard.roles.fetchers.borrow().get(&old).cloned();
+            if let Some(fetcher) = fetcher {
+                fetcher.remove_partition(key).await;
+            }
+            shard.roles.following.borrow_mut().remove(&key);
+        }
+    }
+    let Some((leader, epoch)) = follow else {
+        return;
+    };
+    let Some(partition) = shard.replicas.get(&topic_id, p) else {
+        return;
+    };
+    let config = &shard.broker.config;
+    let listener = config.inter_broker_listener_name().unwrap_or("PLAINTEXT");
+    let Some(addr) = image
+        .brokers
+        .get(&leader)
+        .and_then(|b| b.endpoint(listener))
+        .map(|e| format!("{}:{}", e.host, e.port))
+    else {
+        tracing::warn!(
+            leader,
+            listener,
+            "no address for the leader on the inter-broker listener"
+        );
+        return;
+    };
+    let mut fetchers = shard.roles.fetchers.borrow_mut();
+    let stale = fetchers.get(&leader).is_some_and(|f| f.leader_addr != addr);
+    if stale {
+        // The leader restarted elsewhere: a new fetcher for the new address.
+        fetchers.remove(&leader);
+    }
+    let fetcher = fetchers.entry(leader).or_insert_with(|| {
+        let epoch = shard
+            .broker
+            .metadata
+            .member()
+            .map_or(-1, |m| m.broker_epoch());
+        Rc::new(ReplicaFetcher::start(
+            leader,
+            &addr,
+            fetcher_config(config, epoch),
+        ))
+    });
+    fetcher.add_partition(partition.log.clone(), epoch);
+    shard.roles.following.borrow_mut().insert(key, leader);
+}
+
+fn fetcher_config(config: &crate::config::BrokerConfig, broker_epoch: i64) -> FetcherConfig {
+    let c = &config.cluster;
+    let mut peer = PeerConfig {
+        client_id: format!("sluice-replica-fetcher-{}", config.node_id),
+        request_timeout: Duration::from_millis(c.replica_socket_timeout_ms),
+        ..PeerConfig::default()
+    };
+    peer.max_response_bytes = peer
+        .max_response_bytes
+        .max(usize::try_from(c.replica_fetch_response_max_bytes).unwrap_or(0) + (1 << 20));
+    FetcherConfig {
+        replica_id: config.node_id,
+        broker_epoch,
+        max_wait: Duration::from_millis(c.replica_fetch_wait_max_ms),
+        min_bytes: c.replica_fetch_min_bytes,
+        max_bytes: c.replica_fetch_max_bytes,
+        response_max_bytes: c.replica_fetch_response_max_bytes,
+        backoff: Duration::from_millis(c.replica_fetch_backoff_ms),
+        peer,
     }
 }
 
@@ -171,7 +262,11 @@ pub async fn sync(shard: &Rc<Shard>, image: &Arc<MetadataImage>) {
                 continue;
             }
             let result = match assignment {
-                Assignment::Leader(spec) => shard.replicas.become_leader(topic, p, spec).await,
+                Assignment::Leader(spec) => {
+                    // No fetched batch may land once this log leads.
+                    refetch(shard, image, topic.id, p, None).await;
+                    shard.replicas.become_leader(topic, p, spec).await
+                }
                 Assignment::Follower {
                     leader,
                     leader_epoch,
@@ -185,12 +280,9 @@ pub async fn sync(shard: &Rc<Shard>, image: &Arc<MetadataImage>) {
             match result {
                 Ok(()) => {
                     shard.roles.applied.borrow_mut().insert((topic.id, p), key);
-                    let hook = shard.roles.follower_hook.borrow().clone();
-                    if let Some(hook) = hook {
-                        let follow = (meta.leader != node && meta.leader >= 0)
-                            .then_some((meta.leader, meta.leader_epoch));
-                        hook(shard, topic, p, follow);
-                    }
+                    let follow = (meta.leader != node && meta.leader >= 0)
+                        .then_some((meta.leader, meta.leader_epoch));
+                    refetch(shard, image, topic.id, p, follow).await;
                     if topic.name == OFFSETS_TOPIC {
                         offsets_leadership(shard, topic, p, meta.leader == node).await;
                     }
@@ -212,12 +304,8 @@ pub async fn sync(shard: &Rc<Shard>, image: &Arc<MetadataImage>) {
         .collect();
     for (topic_id, p) in stale {
         shard.roles.applied.borrow_mut().remove(&(topic_id, p));
+        refetch(shard, image, topic_id, p, None).await;
         let removed = shard.replicas.remove(&topic_id, p);
-        if let Some(hook) = shard.roles.follower_hook.borrow().clone() {
-            if let Some(t) = image.by_id.get(&topic_id) {
-                hook(shard, t, p, None);
-            }
-        }
         if let Some(partition) = removed {
             let dir = partition.log.dir.clone();
             if !image.by_id.contains_key(&topic_id) {
