@@ -247,15 +247,19 @@ fn shard_thread(
             })
             .detach();
         }
-        crate::shard::groups::start(&shard).await?;
         match broker.metadata.member() {
             // The metadata image decides each partition's role, and group
             // coordination follows __consumer_offsets leadership.
             Some(member) => {
+                crate::shard::groups::start(&shard).await?;
                 crate::shard::roles::sync(&shard, &member.image()).await;
                 crate::shard::roles::install(&shard, member);
             }
-            None => open_owned_partitions(&shard).await?,
+            // Groups load from the offsets partitions opened first.
+            None => {
+                open_owned_partitions(&shard).await?;
+                crate::shard::groups::start(&shard).await?;
+            }
         }
         spawn_housekeeping(&shard);
         for (info, l) in listeners {

@@ -52,6 +52,8 @@ struct Inner {
     /// Set when start-up must be abandoned (wrong cluster, duplicate id).
     fatal: std::sync::Mutex<Option<String>>,
     stopping: AtomicBool,
+    /// When registration was first refused as a duplicate.
+    duplicate_since: std::sync::Mutex<Option<Instant>>,
 }
 
 /// A running cluster member. Cloning shares it.
@@ -118,6 +120,7 @@ impl ClusterMember {
                 producer_ids: tokio::sync::Mutex::new((0, 0)),
                 fatal: std::sync::Mutex::new(None),
                 stopping: AtomicBool::new(false),
+                duplicate_since: std::sync::Mutex::new(None),
             }),
         };
         let publisher = member.clone();
@@ -363,14 +366,32 @@ impl ClusterMember {
                     .store(broker_epoch, Ordering::SeqCst);
             }
             Ok(other) => tracing::warn!(?other, "unexpected answer to registration"),
-            Err(e)
-                if matches!(
-                    e.code,
-                    ErrorCode::InconsistentClusterId | ErrorCode::DuplicateBrokerRegistration
-                ) =>
-            {
+            Err(e) if e.code == ErrorCode::InconsistentClusterId => {
                 self.set_fatal(format!("the controller refused this broker: {}", e.message));
                 tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            Err(e) if e.code == ErrorCode::DuplicateBrokerRegistration => {
+                // A restart within the old process's session looks the same
+                // as a second process with this id: wait the session out
+                // (twice, to be sure) before calling it a duplicate.
+                let session =
+                    Duration::from_millis(self.inner.config.cluster.broker_session_timeout_ms);
+                let first = *self
+                    .inner
+                    .duplicate_since
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get_or_insert_with(Instant::now);
+                if first.elapsed() > session * 2 + Duration::from_secs(2) {
+                    self.set_fatal(format!(
+                        "the controller refused this broker: {} (node.id {} is used by another running node)",
+                        e.message,
+                        self.node_id()
+                    ));
+                } else {
+                    tracing::info!("the previous registration of this node is still live; waiting for its session to expire");
+                }
+                tokio::time::sleep(Duration::from_millis(300)).await;
             }
             Err(e) => {
                 tracing::debug!(error = %e.message, "registration not answered yet");
