@@ -127,11 +127,26 @@ impl LeaderState {
     /// The high watermark the replicas' positions allow (the caller keeps
     /// the maximum of this and the current one).
     pub fn high_watermark(&self, leader_log_end: i64, now_ms: i64, max_lag_ms: i64) -> i64 {
+        self.high_watermark_with(leader_log_end, now_ms, max_lag_ms, |_| true)
+    }
+
+    /// As [`high_watermark`](Self::high_watermark), counting caught-up
+    /// followers outside the ISR only if `eligible` (Kafka skips fenced and
+    /// shutting-down brokers: a dead follower that was caught up must not
+    /// hold the high watermark for `replica.lag.time.max.ms`).
+    pub fn high_watermark_with(
+        &self,
+        leader_log_end: i64,
+        now_ms: i64,
+        max_lag_ms: i64,
+        eligible: impl Fn(i32) -> bool,
+    ) -> i64 {
         let maximal = self.maximal_isr();
         self.followers
             .iter()
             .filter(|(id, f)| {
-                maximal.contains(id) || f.is_caught_up(leader_log_end, now_ms, max_lag_ms)
+                maximal.contains(id)
+                    || (eligible(**id) && f.is_caught_up(leader_log_end, now_ms, max_lag_ms))
             })
             .map(|(_, f)| f.log_end_offset)
             .fold(leader_log_end, i64::min)

@@ -69,6 +69,9 @@ pub struct ReplicaContext {
     pub config: ReplicaConfig,
     pub changer: RefCell<Rc<dyn IsrChanger>>,
     pub clock: Clock,
+    /// Brokers fenced or shutting down (cluster mode, from the metadata
+    /// image): never counted as caught up.
+    pub fenced_brokers: RefCell<std::collections::HashSet<i32>>,
 }
 
 impl ReplicaContext {
@@ -78,6 +81,7 @@ impl ReplicaContext {
             config,
             changer: RefCell::new(Rc::new(NoController)),
             clock,
+            fenced_brokers: RefCell::new(std::collections::HashSet::new()),
         })
     }
 

@@ -374,11 +374,15 @@ impl Partition {
     /// only moves forward (the log wakes parked fetches and produces).
     pub fn update_high_watermark(&self) {
         let hw = match &*self.role.borrow() {
-            Role::Leader(s) => s.high_watermark(
-                self.log.log_end_offset(),
-                self.ctx.now_ms(),
-                self.ctx.config.replica_lag_time_max_ms,
-            ),
+            Role::Leader(s) => {
+                let fenced = self.ctx.fenced_brokers.borrow();
+                s.high_watermark_with(
+                    self.log.log_end_offset(),
+                    self.ctx.now_ms(),
+                    self.ctx.config.replica_lag_time_max_ms,
+                    |id| !fenced.contains(&id),
+                )
+            }
             Role::Follower { .. } => return,
         };
         self.log.set_high_watermark(hw);

@@ -101,10 +101,14 @@ impl IsrChanger for QuorumIsrChanger {
     }
 }
 
-/// Per shard: the (leader epoch, partition epoch, leads) last applied.
+/// What was last applied to a partition: (leader epoch, partition epoch,
+/// whether this broker leads).
+type AppliedRole = (i32, i32, bool);
+
+/// Per shard: the role last applied to each partition.
 #[derive(Default)]
 pub struct RoleState {
-    applied: RefCell<HashMap<(Uuid, i32), (i32, i32, bool)>>,
+    applied: RefCell<HashMap<(Uuid, i32), AppliedRole>>,
     /// `__consumer_offsets` partitions whose groups this shard coordinates.
     pub led_offsets_partitions: RefCell<HashSet<i32>>,
     /// One replica fetcher per leader this shard follows partitions of.
@@ -244,6 +248,21 @@ pub fn install(shard: &Rc<Shard>, member: &ClusterMember) {
 /// Brings this shard's partitions to the roles `image` gives them.
 pub async fn sync(shard: &Rc<Shard>, image: &Arc<MetadataImage>) {
     let node = shard.broker.config.node_id;
+    // Fenced brokers first: high watermarks recomputed below must not wait
+    // for them.
+    let fenced: HashSet<NodeId> = image
+        .brokers
+        .values()
+        .filter(|b| b.fenced)
+        .map(|b| b.id)
+        .collect();
+    let fencing_changed = *shard.replicas.context().fenced_brokers.borrow() != fenced;
+    if fencing_changed {
+        *shard.replicas.context().fenced_brokers.borrow_mut() = fenced;
+        for p in shard.replicas.all() {
+            p.update_high_watermark();
+        }
+    }
     let mut wanted: HashSet<(Uuid, i32)> = HashSet::new();
     let mut topics: Vec<&Arc<TopicMeta>> = image.by_id.values().collect();
     // The offsets topic first: group coordination moves promptly.

@@ -1,0 +1,311 @@
+"""A three-node sluiced cluster (scripts/cluster, combined broker+controller
+nodes on 127.0.0.1) driven by Apache Kafka's own tools and by real clients
+under faults.
+
+- kafka-topics (TopicCommand from Kafka's jars) runs the seed command of the
+  replicated-cluster issue, describes Leader/Replicas/Isr, lists
+  under-replicated partitions while a broker is down and none once it is back;
+  kafka-metadata-quorum describes the controller quorum.
+- An idempotent acks=all confluent-kafka producer writes under steady load
+  while the leader of a partition is killed with SIGKILL five times (and
+  restarted each time), then stopped with SIGTERM (controlled shutdown: the
+  application sees no error); readers then read everything and the history checker
+  (history.py, proven on planted faults in test_history_checker.py) must find
+  no lost, duplicated or reordered acknowledged record.
+
+The cluster uses broker.session.timeout.ms = 3000 (Kafka's default is 9000)
+so a dead leader is fenced quickly; failover times are printed, not asserted.
+Only for sluiced: SLUICE_INTEROP_BROKER=kafka skips this module.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import socket
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import BROKER_KIND, CACHE, REPO_ROOT, SLUICED_BIN
+from history import History, check
+from test_history_checker import ReaderThread
+
+pytestmark = pytest.mark.skipif(BROKER_KIND != "sluiced", reason="the cluster is sluiced's")
+
+CLUSTER = REPO_ROOT / "scripts" / "cluster"
+NODES = 3
+SESSION_TIMEOUT_MS = 3000
+EXTRA = f"""
+"broker.session.timeout.ms" = {SESSION_TIMEOUT_MS}
+"broker.heartbeat.interval.ms" = 500
+"group.initial.rebalance.delay.ms" = 0
+"""
+
+
+def _free_range(count: int) -> int:
+    """A base port with `count` free ports at base.. and base+100.."""
+    for _ in range(200):
+        base = random.randrange(20000, 50000)
+        ports = [base + i for i in range(count)] + [base + 100 + i for i in range(count)]
+        try:
+            socks = []
+            for p in ports:
+                s = socket.socket()
+                s.bind(("127.0.0.1", p))
+                socks.append(s)
+        except OSError:
+            continue
+        finally:
+            for s in locals().get("socks", []):
+                s.close()
+        return base
+    raise RuntimeError("no free port range")
+
+
+class Cluster:
+    def __init__(self, root: Path):
+        self.root = root
+        self.base = _free_range(NODES)
+        self.env = dict(os.environ, SLUICE_CLUSTER_DIR=str(root), SLUICE_CLUSTER_PORT=str(self.base),
+                        SLUICED=str(SLUICED_BIN), SLUICE_CLUSTER_EXTRA=EXTRA, SLUICE_LOG="info")
+        self.bootstrap = ",".join(f"127.0.0.1:{self.base + i}" for i in range(NODES))
+
+    def run(self, *args: str, timeout: float = 120) -> str:
+        r = subprocess.run([str(CLUSTER), *args], env=self.env, capture_output=True, text=True,
+                           timeout=timeout)
+        if r.returncode != 0:
+            raise AssertionError(f"scripts/cluster {' '.join(args)} failed:\n{r.stderr}\n{self.logs()}")
+        return r.stdout
+
+    def logs(self, lines: int = 25) -> str:
+        out = []
+        for i in range(1, NODES + 1):
+            log = self.root / f"n{i}" / "sluiced.log"
+            text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
+            out.append(f"--- node {i} ---\n" + "\n".join(text))
+        return "\n".join(out)
+
+    def node_of_port(self, port: int) -> int:
+        return port - self.base + 1
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    if not SLUICED_BIN.exists():
+        pytest.fail(f"{SLUICED_BIN} is missing: build it first (cargo build --release -p sluice-broker)")
+    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    try:
+        c.run("up", str(NODES))
+        yield c
+    finally:
+        try:
+            c.run("down", timeout=60)
+        except Exception:  # noqa: BLE001 - kill whatever is left below
+            pass
+        for i in range(1, NODES + 1):
+            pid = c.root / f"n{i}" / "pid"
+            if pid.exists():
+                try:
+                    os.kill(int(pid.read_text()), 9)
+                except (ProcessLookupError, ValueError):
+                    pass
+
+
+def kafka_tool(main_class: str, *args: str, timeout: float = 120) -> str:
+    libs = CACHE / "kafka-4.1.1" / "libs"
+    jars = sorted(CACHE.glob("kafka-*/libs"))
+    if not libs.exists() and jars:
+        libs = jars[-1]
+    r = subprocess.run(["java", "-Xmx256m", "-cp", f"{libs}/*", main_class, *args],
+                       capture_output=True, text=True, timeout=timeout)
+    return r.stdout + r.stderr
+
+
+def topics_tool(cluster: Cluster, *args: str) -> str:
+    return kafka_tool("org.apache.kafka.tools.TopicCommand", "--bootstrap-server", cluster.bootstrap, *args)
+
+
+PARTITION_LINE = re.compile(
+    r"Partition: (\d+)\s+Leader: (-?\d+)\s+Replicas: ([\d,]+)\s+Isr: ([\d,]*)")
+
+
+def describe(cluster: Cluster, topic: str) -> dict[int, tuple[int, list[int], list[int]]]:
+    out = topics_tool(cluster, "--describe", "--topic", topic)
+    parts = {}
+    for m in PARTITION_LINE.finditer(out):
+        ids = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
+        parts[int(m.group(1))] = (int(m.group(2)), ids(m.group(3)), ids(m.group(4)))
+    assert parts, out
+    return parts
+
+
+def wait_for(what: str, fn, timeout: float = 60.0, cluster: Cluster | None = None):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = fn()
+        if last:
+            return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what} (last: {last})\n{cluster.logs() if cluster else ''}")
+
+
+def test_kafka_tools_see_replicas_isr_and_the_quorum(cluster):
+    out = topics_tool(cluster, "--create", "--topic", "application-events", "--partitions", "6",
+                      "--replication-factor", "3", "--config", "retention.ms=604800000",
+                      "--config", "cleanup.policy=delete")
+    assert "Created topic application-events." in out, out
+    parts = describe(cluster, "application-events")
+    assert sorted(parts) == list(range(6))
+    for p, (leader, replicas, isr) in parts.items():
+        assert len(set(replicas)) == 3 and set(replicas) <= {1, 2, 3}, (p, replicas)
+        assert sorted(isr) == sorted(replicas), (p, isr)
+        assert leader == replicas[0], (p, leader, replicas)
+    assert not PARTITION_LINE.search(topics_tool(cluster, "--describe", "--under-replicated-partitions"))
+
+    status = kafka_tool("org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-server",
+                        cluster.bootstrap, "describe", "--status")
+    leader = re.search(r"LeaderId:\s+(\d+)", status)
+    assert leader and int(leader.group(1)) in (1, 2, 3), status
+    voters = re.search(r"CurrentVoters:\s+(.*)", status)
+    assert voters and all(f'"id": {i}' in voters.group(1) for i in (1, 2, 3)), status
+
+    # A broker down: its replicas are under-replicated, and back in sync once
+    # it returns and its fetchers catch up.
+    cluster.run("kill", "3")
+    wait_for("partitions under-replicated", lambda: len(PARTITION_LINE.findall(
+        topics_tool(cluster, "--describe", "--topic", "application-events",
+                    "--under-replicated-partitions"))) == 6, cluster=cluster)
+    for _, (leader, _, isr) in describe(cluster, "application-events").items():
+        assert leader != 3 and 3 not in isr
+    cluster.run("start", "3")
+    wait_for("the ISR to include broker 3 again", lambda: all(
+        3 in isr for _, (_, _, isr) in describe(cluster, "application-events").items()),
+        timeout=90, cluster=cluster)
+
+
+class LoadProducer(threading.Thread):
+    """An idempotent acks=all confluent-kafka producer sending at a steady
+    rate until stopped, recording every send and outcome into `h`."""
+
+    def __init__(self, bootstrap: str, topic: str, h: History, name: str, partitions: int):
+        super().__init__(name=name, daemon=True)
+        self.bootstrap, self.topic, self.h, self.partitions = bootstrap, topic, h, partitions
+        self.stop = threading.Event()
+        self.acked = 0
+        self.last_ack = time.monotonic()
+        self.errors: list[str] = []
+        self.exc: BaseException | None = None
+
+    def _delivered(self, op: int, err, msg) -> None:
+        if err is None:
+            self.h.ok(op, msg.partition(), msg.offset())
+            self.acked += 1
+            self.last_ack = time.monotonic()
+        else:
+            self.errors.append(err.name())
+            self.h.error(op, err.name())
+
+    def run(self) -> None:
+        from confluent_kafka import Producer
+
+        try:
+            p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True,
+                          "linger.ms": 5, "message.timeout.ms": 120000, "retry.backoff.ms": 50,
+                          "topic.metadata.refresh.interval.ms": 1000})
+            i = 0
+            while not self.stop.is_set():
+                part = i % self.partitions
+                key, value = f"k{i % 16}", f"{self.name}-{i}"
+                op = self.h.invoke(self.name, self.topic, key=key, value=value, partition=part)
+                while True:
+                    try:
+                        p.produce(self.topic, key=key, value=value, partition=part,
+                                  on_delivery=lambda err, msg, op=op: self._delivered(op, err, msg))
+                        break
+                    except BufferError:
+                        p.poll(0.05)
+                p.poll(0)
+                i += 1
+                time.sleep(0.002)
+            left = p.flush(180)
+            if left:
+                raise AssertionError(f"{left} sends never completed")
+        except BaseException as e:  # noqa: BLE001 - reported by the test thread
+            self.exc = e
+
+
+def leader_port(bootstrap: str, topic: str, partition: int) -> tuple[int, list[int]]:
+    from confluent_kafka.admin import AdminClient
+
+    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=20)
+    t = md.topics[topic]
+    p = t.partitions[partition]
+    return p.leader, list(p.isrs)
+
+
+def test_killing_leaders_loses_no_acknowledged_record(cluster):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    import test_history_checker as thc
+
+    topic, partitions = "faults", 4
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    fs = admin.create_topics([NewTopic(topic, partitions, 3, config={"min.insync.replicas": "2"})])
+    fs[topic].result(30)
+    h = History(meta={"test": "leader kill -9 x5", "session_timeout_ms": SESSION_TIMEOUT_MS})
+    producer = LoadProducer(cluster.bootstrap, topic, h, "p0", partitions)
+    producer.start()
+    wait_for("first acknowledgements", lambda: producer.acked > 200, cluster=cluster)
+    failovers = []
+    for _ in range(5):
+        leader, _ = wait_for("a leader of partition 0",
+                             lambda: (lambda r: r if r[0] >= 0 else None)(leader_port(cluster.bootstrap, topic, 0)),
+                             cluster=cluster)
+        before = producer.acked
+        killed_at = time.monotonic()
+        cluster.run("kill", str(leader))
+        wait_for("produce to resume",
+                 lambda before=before, killed_at=killed_at: producer.acked > before + 100
+                 and producer.last_ack > killed_at,
+                 timeout=90, cluster=cluster)
+        failovers.append(round(producer.last_ack - killed_at, 2))
+        cluster.run("start", str(leader))
+        wait_for("the ISR back to three", lambda: all(
+            len(leader_port(cluster.bootstrap, topic, p)[1]) == 3 for p in range(partitions)),
+            timeout=90, cluster=cluster)
+        assert producer.exc is None, producer.exc
+    # A controlled shutdown (SIGTERM): leaderships move first, so the
+    # producer sees no error that reaches the application.
+    leader, _ = leader_port(cluster.bootstrap, topic, 0)
+    before = producer.acked
+    cluster.run("stop", str(leader))
+    assert leader_port(cluster.bootstrap, topic, 0)[0] not in (leader, -1)
+    wait_for("produce after a controlled shutdown", lambda: producer.acked > before + 100,
+             timeout=60, cluster=cluster)
+    cluster.run("start", str(leader))
+    producer.stop.set()
+    producer.join(240)
+    assert not producer.is_alive() and producer.exc is None, producer.exc
+
+    assert thc.PARTITIONS == partitions  # ReaderThread reads that many
+    ends = thc.high_watermarks(cluster.bootstrap, topic)
+    readers = [ReaderThread(cluster.bootstrap, topic, h, f"c{n}") for n in range(2)]
+    for r in readers:
+        r.ends = ends
+        r.start()
+    for r in readers:
+        r.join(240)
+        assert r.exc is None, r.exc
+    report = check(h)
+    print(f"leader kills: failover (kill to next acknowledgement) {failovers} s; "
+          f"producer errors {sorted(set(producer.errors))}; {report.summary()}")
+    if not report.ok:
+        h.save(cluster.root / "history.jsonl")
+    assert report.ok, report.summary()
+    assert report.stats["acked"] == producer.acked > 0
