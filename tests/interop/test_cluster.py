@@ -309,3 +309,54 @@ def test_killing_leaders_loses_no_acknowledged_record(cluster):
         h.save(cluster.root / "history.jsonl")
     assert report.ok, report.summary()
     assert report.stats["acked"] == producer.acked > 0
+
+
+def test_group_coordinator_fails_over_with_its_committed_offsets(cluster):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic, group, partitions = "group-failover", "g-failover", 3
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 3)])[topic].result(30)
+    p = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all"})
+    for i in range(30):
+        p.produce(topic, value=f"v{i}", partition=i % partitions)
+    assert p.flush(60) == 0
+
+    def consumer() -> Consumer:
+        return Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": group,
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "session.timeout.ms": 6000})
+
+    c = consumer()
+    c.subscribe([topic])
+    seen = 0
+    deadline = time.monotonic() + 60
+    while seen < 30 and time.monotonic() < deadline:
+        msg = c.poll(0.5)
+        if msg is not None and not msg.error():
+            seen += 1
+    assert seen == 30
+    c.commit(asynchronous=False)
+    tps = [TopicPartition(topic, q) for q in range(partitions)]
+    committed = [(t.partition, t.offset) for t in c.committed(tps, timeout=30)]
+    assert all(off == 10 for _, off in committed), committed
+    c.close()
+
+    coordinator = admin.describe_consumer_groups([group])[group].result(30).coordinator.id
+    cluster.run("kill", str(coordinator))
+    c2 = consumer()
+    try:
+        def offsets_back():
+            try:
+                got = [(t.partition, t.offset) for t in c2.committed(tps, timeout=10)]
+            except Exception:  # noqa: BLE001 - the coordinator is moving: retry
+                return None
+            return got if got == committed else None
+
+        wait_for("the committed offsets from the new coordinator", offsets_back, timeout=60, cluster=cluster)
+        new = admin.describe_consumer_groups([group])[group].result(30).coordinator.id
+        assert new != coordinator
+    finally:
+        c2.close()
+        cluster.run("start", str(coordinator))
