@@ -360,3 +360,60 @@ def test_group_coordinator_fails_over_with_its_committed_offsets(cluster):
     finally:
         c2.close()
         cluster.run("start", str(coordinator))
+
+
+def test_rolling_restart_and_two_brokers_down_lose_nothing(cluster):
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    import test_history_checker as thc
+
+    topic, partitions = "rolling", 4
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
+    h = History(meta={"test": "rolling restart, then two of three down"})
+    producer = LoadProducer(cluster.bootstrap, topic, h, "p0", partitions)
+    producer.start()
+    wait_for("first acknowledgements", lambda: producer.acked > 200, cluster=cluster)
+
+    def in_sync() -> bool:
+        return all(len(leader_port(cluster.bootstrap, topic, p)[1]) == 3 for p in range(partitions))
+
+    # Rolling restart: each node stopped (controlled) and started in turn.
+    for node in (1, 2, 3):
+        before = producer.acked
+        cluster.run("stop", str(node))
+        cluster.run("start", str(node))
+        wait_for("the ISR back to three", in_sync, timeout=90, cluster=cluster)
+        wait_for("acknowledgements", lambda before=before: producer.acked > before + 100, cluster=cluster)
+
+    # Two of three down: below min.insync.replicas (and the controller quorum
+    # lost), nothing may be acknowledged; writes resume when one returns.
+    cluster.run("kill", "2")
+    cluster.run("kill", "3")
+    time.sleep(2)
+    stalled_at = producer.acked
+    time.sleep(5)
+    acked_while_down = producer.acked - stalled_at
+    cluster.run("start", "2")
+    wait_for("writes to resume with two brokers", lambda: producer.acked > stalled_at + 100,
+             timeout=120, cluster=cluster)
+    cluster.run("start", "3")
+    wait_for("the ISR back to three", in_sync, timeout=120, cluster=cluster)
+    producer.stop.set()
+    producer.join(240)
+    assert not producer.is_alive() and producer.exc is None, producer.exc
+
+    ends = thc.high_watermarks(cluster.bootstrap, topic)
+    readers = [ReaderThread(cluster.bootstrap, topic, h, f"c{n}") for n in range(2)]
+    for r in readers:
+        r.ends = ends
+        r.start()
+    for r in readers:
+        r.join(240)
+        assert r.exc is None, r.exc
+    report = check(h)
+    print(f"rolling restart + two down: acknowledged while two were down: {acked_while_down}; "
+          f"producer errors {sorted(set(producer.errors))}; {report.summary()}")
+    if not report.ok:
+        h.save(cluster.root / "history-rolling.jsonl")
+    assert report.ok, report.summary()

@@ -68,6 +68,12 @@ pub struct LeaderState {
     /// The log end when this leader epoch began: a follower must reach it
     /// to rejoin the ISR.
     pub epoch_start_offset: i64,
+    /// After a refused proposal, no new one before this wall-clock ms (a
+    /// follower fetching many times a second must not flood the controller).
+    pub retry_at_ms: i64,
+    /// Brokers that may not join the ISR now (fenced or shutting down, as
+    /// the metadata says; Kafka's `isReplicaIsrEligible`).
+    pub ineligible: std::collections::BTreeSet<i32>,
 }
 
 impl LeaderState {
@@ -88,6 +94,8 @@ impl LeaderState {
             followers,
             pending_isr: None,
             epoch_start_offset: leader_log_end,
+            retry_at_ms: 0,
+            ineligible: std::collections::BTreeSet::new(),
         }
     }
 
@@ -221,6 +229,7 @@ impl LeaderState {
             .iter()
             .filter(|(id, f)| {
                 !self.isr.contains(id)
+                    && !self.ineligible.contains(id)
                     && f.log_end_offset >= 0
                     && f.log_end_offset >= high_watermark
                     && f.log_end_offset >= self.epoch_start_offset

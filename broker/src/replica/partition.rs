@@ -10,6 +10,10 @@ use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Instant;
 
+/// How long a leader waits after a refused ISR change before proposing
+/// again.
+const ISR_RETRY_BACKOFF_MS: i64 = 1_000;
+
 use bytes::Bytes;
 use futures::FutureExt;
 use sluice_protocol::batch::BatchHeader;
@@ -394,6 +398,9 @@ impl Partition {
         let proposal = {
             let mut role = self.role.borrow_mut();
             let Role::Leader(s) = &mut *role else { return };
+            if !self.may_propose(s) {
+                return;
+            }
             let new_isr = s
                 .propose_shrink(
                     self.log.log_end_offset(),
@@ -408,10 +415,29 @@ impl Partition {
         }
     }
 
+    /// Whether a proposal may go now: not within the back-off after a
+    /// refusal; also refreshes which brokers may not join.
+    fn may_propose(&self, s: &mut LeaderState) -> bool {
+        if self.ctx.now_ms() < s.retry_at_ms {
+            return false;
+        }
+        let fenced = self.ctx.fenced_brokers.borrow();
+        s.ineligible = s
+            .followers
+            .keys()
+            .filter(|id| fenced.contains(id))
+            .copied()
+            .collect();
+        true
+    }
+
     fn maybe_expand_isr(self: &Rc<Self>) {
         let proposal = {
             let mut role = self.role.borrow_mut();
             let Role::Leader(s) = &mut *role else { return };
+            if !self.may_propose(s) {
+                return;
+            }
             s.propose_expand(self.log.high_watermark())
                 .map(|isr| self.proposal(s, isr))
         };
@@ -462,8 +488,9 @@ impl Partition {
                 }
                 Ok(_) => false,
                 Err(code) => {
-                    tracing::warn!(topic = %self.log.topic, partition = self.log.partition, error = %code, "ISR change refused");
+                    tracing::warn!(topic = %self.log.topic, partition = self.log.partition, error = %code, "ISR change refused; retrying in a second at the earliest");
                     s.pending_isr = None;
+                    s.retry_at_ms = self.ctx.now_ms() + ISR_RETRY_BACKOFF_MS;
                     false
                 }
             }
