@@ -501,6 +501,11 @@ impl Partition {
         }
     }
 
+    #[cfg(test)]
+    pub fn ctx_for_tests(&self) -> &Rc<ReplicaContext> {
+        &self.ctx
+    }
+
     /// Closes the log (the partition is dropped from this broker).
     pub fn close(&self) {
         self.log.close();

@@ -286,7 +286,12 @@ fn caught_up_follower_is_proposed_back_and_refusals_retry() {
         assert_eq!(f.changer.calls.borrow().len(), 1);
         assert_eq!(f.changer.calls.borrow()[0].new_isr, vec![1, 2]);
         assert_eq!(p.isr(), Some(vec![1]), "not applied locally");
-        // The refusal cleared the pending change: the periodic check retries.
+        // The refusal cleared the pending change; a check within the
+        // back-off sends nothing, the one after it retries.
+        p.check_isr();
+        compio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(f.changer.calls.borrow().len(), 1, "backing off");
+        f.clock.set(f.clock.get() + 1_001);
         p.check_isr();
         compio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(f.changer.calls.borrow().len(), 2);
@@ -299,6 +304,35 @@ fn caught_up_follower_is_proposed_back_and_refusals_retry() {
         })
         .expect("same epoch");
         assert_eq!(p.isr(), Some(vec![1, 2]));
+    });
+}
+
+#[test]
+fn fenced_followers_are_never_proposed_into_the_isr() {
+    run(async {
+        let f = fixture(leader(&[1, 2], &[1]), "1").await;
+        let p = &f.partition;
+        let r = p.append(vec![batch(&["a"])], 1, soon()).await;
+        assert_eq!(r.error, ErrorCode::None);
+        f.partition
+            .ctx_for_tests()
+            .fenced_brokers
+            .borrow_mut()
+            .insert(2);
+        p.read(Reader::Follower(2), 1, 1 << 20, -1).expect("read");
+        compio::time::sleep(Duration::from_millis(1)).await;
+        assert!(
+            f.changer.calls.borrow().is_empty(),
+            "a fenced broker may not join"
+        );
+        f.partition
+            .ctx_for_tests()
+            .fenced_brokers
+            .borrow_mut()
+            .clear();
+        p.read(Reader::Follower(2), 1, 1 << 20, -1).expect("read");
+        compio::time::sleep(Duration::from_millis(1)).await;
+        assert_eq!(f.changer.calls.borrow().len(), 1);
     });
 }
 
