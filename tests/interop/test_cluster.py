@@ -249,10 +249,29 @@ def leader_port(bootstrap: str, topic: str, partition: int) -> tuple[int, list[i
     return p.leader, list(p.isrs)
 
 
+def read_all_and_check(cluster: Cluster, topic: str, h: History, keep_as: str):
+    """Two readers read every partition of `topic` to its high watermark
+    into `h`; the checker's report (the history is kept under the cluster's
+    folder when it finds anomalies)."""
+    import test_history_checker as thc
+
+    ends = thc.high_watermarks(cluster.bootstrap, topic)
+    assert len(ends) == thc.PARTITIONS  # ReaderThread reads that many
+    readers = [ReaderThread(cluster.bootstrap, topic, h, f"c{n}") for n in range(2)]
+    for r in readers:
+        r.ends = ends
+        r.start()
+    for r in readers:
+        r.join(240)
+        assert r.exc is None, r.exc
+    report = check(h)
+    if not report.ok:
+        h.save(cluster.root / keep_as)
+    return report
+
+
 def test_killing_leaders_loses_no_acknowledged_record(cluster):
     from confluent_kafka.admin import AdminClient, NewTopic
-
-    import test_history_checker as thc
 
     topic, partitions = "faults", 4
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
@@ -293,20 +312,9 @@ def test_killing_leaders_loses_no_acknowledged_record(cluster):
     producer.join(240)
     assert not producer.is_alive() and producer.exc is None, producer.exc
 
-    assert thc.PARTITIONS == partitions  # ReaderThread reads that many
-    ends = thc.high_watermarks(cluster.bootstrap, topic)
-    readers = [ReaderThread(cluster.bootstrap, topic, h, f"c{n}") for n in range(2)]
-    for r in readers:
-        r.ends = ends
-        r.start()
-    for r in readers:
-        r.join(240)
-        assert r.exc is None, r.exc
-    report = check(h)
+    report = read_all_and_check(cluster, topic, h, "history-kills.jsonl")
     print(f"leader kills: failover (kill to next acknowledgement) {failovers} s; "
           f"producer errors {sorted(set(producer.errors))}; {report.summary()}")
-    if not report.ok:
-        h.save(cluster.root / "history.jsonl")
     assert report.ok, report.summary()
     assert report.stats["acked"] == producer.acked > 0
 
@@ -365,8 +373,6 @@ def test_group_coordinator_fails_over_with_its_committed_offsets(cluster):
 def test_rolling_restart_and_two_brokers_down_lose_nothing(cluster):
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    import test_history_checker as thc
-
     topic, partitions = "rolling", 4
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     admin.create_topics([NewTopic(topic, partitions, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
@@ -403,17 +409,7 @@ def test_rolling_restart_and_two_brokers_down_lose_nothing(cluster):
     producer.join(240)
     assert not producer.is_alive() and producer.exc is None, producer.exc
 
-    ends = thc.high_watermarks(cluster.bootstrap, topic)
-    readers = [ReaderThread(cluster.bootstrap, topic, h, f"c{n}") for n in range(2)]
-    for r in readers:
-        r.ends = ends
-        r.start()
-    for r in readers:
-        r.join(240)
-        assert r.exc is None, r.exc
-    report = check(h)
+    report = read_all_and_check(cluster, topic, h, "history-rolling.jsonl")
     print(f"rolling restart + two down: acknowledged while two were down: {acked_while_down}; "
           f"producer errors {sorted(set(producer.errors))}; {report.summary()}")
-    if not report.ok:
-        h.save(cluster.root / "history-rolling.jsonl")
     assert report.ok, report.summary()

@@ -275,14 +275,7 @@ where
     T: Send + 'static,
     F: FnOnce(Rc<crate::log::PartitionLog>) -> T + Send + 'static,
 {
-    let broker = &ctx.shard.broker;
-    let owner = broker.owner_of_partition(&meta.id, partition);
-    broker
-        .on_shard(owner, move |shard| async move {
-            shard.partition(&meta, partition).await.map(f)
-        })
-        .await
-        .unwrap_or(Err(ErrorCode::LeaderNotAvailable))
+    with_replica(ctx, meta, partition, move |replica| f(replica.log.clone())).await
 }
 
 /// Runs `f` with a partition of the replica layer (log plus role) on its

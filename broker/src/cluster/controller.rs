@@ -29,7 +29,7 @@ use super::quorum::records::{
 use super::quorum::{
     ControllerService, MetadataImage, MetadataQuorum, QuorumDescription, QuorumError, RecordError,
 };
-use super::{check_name_collision, check_new_topic, not_enough_brokers, OFFSETS_TOPIC};
+use super::{check_name_collision, not_enough_brokers, resolve_new_topic, OFFSETS_TOPIC};
 use crate::config::names::{CLEANUP_POLICY, SEGMENT_BYTES};
 use crate::config::BrokerConfig;
 
@@ -602,24 +602,14 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
         configs: BTreeMap<String, String>,
         allow_internal: bool,
     ) -> Result<Vec<MetadataRecord>, RecordError> {
-        super::validate_topic_name(name).map_err(record_error)?;
-        if name.starts_with("__") && !allow_internal {
-            return Err(err(
-                ErrorCode::InvalidTopicException,
-                format!("`{name}` is reserved for internal topics"),
-            ));
-        }
-        let partitions = if partitions == -1 {
-            self.config.num_partitions
-        } else {
-            partitions
-        };
-        let rf = if replication_factor == -1 {
-            self.config.default_replication_factor
-        } else {
-            replication_factor
-        };
-        check_new_topic(partitions, rf).map_err(record_error)?;
+        let (partitions, rf) = resolve_new_topic(
+            &self.config,
+            name,
+            partitions,
+            replication_factor,
+            allow_internal,
+        )
+        .map_err(record_error)?;
         super::MetadataStore::validate_configs(&configs).map_err(record_error)?;
         check_name_collision(name, image.topic_ids.keys().map(String::as_str))
             .map_err(record_error)?;

@@ -417,24 +417,13 @@ impl MetadataStore {
         validate_only: bool,
         allow_internal: bool,
     ) -> Result<Arc<TopicMeta>, ApiError> {
-        validate_topic_name(name)?;
-        if name.starts_with("__") && !allow_internal {
-            return Err(ApiError::new(
-                ErrorCode::InvalidTopicException,
-                format!("`{name}` is reserved for internal topics"),
-            ));
-        }
-        let partitions = if partitions == -1 {
-            self.config.num_partitions
-        } else {
-            partitions
-        };
-        let rf = if replication_factor == -1 {
-            self.config.default_replication_factor
-        } else {
-            replication_factor
-        };
-        check_new_topic(partitions, rf)?;
+        let (partitions, rf) = resolve_new_topic(
+            &self.config,
+            name,
+            partitions,
+            replication_factor,
+            allow_internal,
+        )?;
         if rf > 1 {
             return Err(not_enough_brokers(rf, 1));
         }
@@ -672,6 +661,38 @@ impl Metadata {
             Metadata::Cluster(member) => member.allocate_producer_id().await,
         }
     }
+}
+
+/// CreateTopics' checks before any broker is picked: a legal name, `__`
+/// names only for internal topics, -1 partitions or replication factor
+/// replaced by the broker defaults, both positive. Answers the resolved
+/// (partitions, replication factor).
+pub fn resolve_new_topic(
+    config: &BrokerConfig,
+    name: &str,
+    partitions: i32,
+    replication_factor: i16,
+    allow_internal: bool,
+) -> Result<(i32, i16), ApiError> {
+    validate_topic_name(name)?;
+    if name.starts_with("__") && !allow_internal {
+        return Err(ApiError::new(
+            ErrorCode::InvalidTopicException,
+            format!("`{name}` is reserved for internal topics"),
+        ));
+    }
+    let partitions = if partitions == -1 {
+        config.num_partitions
+    } else {
+        partitions
+    };
+    let rf = if replication_factor == -1 {
+        config.default_replication_factor
+    } else {
+        replication_factor
+    };
+    check_new_topic(partitions, rf)?;
+    Ok((partitions, rf))
 }
 
 /// Checks a topic's partition count and replication factor the way Kafka

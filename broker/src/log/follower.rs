@@ -176,19 +176,7 @@ impl PartitionLog {
     /// log holds, and never moving back (only truncation lowers it).
     /// Returns the high watermark now.
     pub fn set_high_watermark_from_leader(&self, leader_hw: i64) -> i64 {
-        let moved = {
-            let mut st = self.state.borrow_mut();
-            let hw = leader_hw.min(st.log_end_offset);
-            if hw > st.high_watermark {
-                st.high_watermark = hw;
-                true
-            } else {
-                false
-            }
-        };
-        if moved {
-            self.wake_waiters();
-        }
+        self.set_high_watermark(leader_hw);
         self.high_watermark()
     }
 
