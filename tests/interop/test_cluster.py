@@ -413,3 +413,48 @@ def test_rolling_restart_and_two_brokers_down_lose_nothing(cluster):
     print(f"rolling restart + two down: acknowledged while two were down: {acked_while_down}; "
           f"producer errors {sorted(set(producer.errors))}; {report.summary()}")
     assert report.ok, report.summary()
+
+
+@pytest.mark.parametrize("client", ["kafka", "sluice"])
+def test_kafka_python_shaped_clients_ride_through_a_leader_kill(cluster, client):
+    """kafka-python, and the Sluice Python package with the same code: every
+    acks=all send made across a leader kill succeeds (retriable errors stay
+    inside the client), and the partition holds each value once, in order."""
+    import importlib
+
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    kafka_api = importlib.import_module(client)
+    topic = f"ride-through-{client}"
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
+    wait_for("a leader", lambda: leader_port(cluster.bootstrap, topic, 0)[0] >= 0, cluster=cluster)
+    producer = kafka_api.KafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all", retries=100,
+                                       retry_backoff_ms=200, request_timeout_ms=30000,
+                                       enable_idempotence=True)
+    values = [f"{client}-{i}" for i in range(200)]
+    killed = None
+    try:
+        for i, value in enumerate(values):
+            if i == 100:
+                killed = leader_port(cluster.bootstrap, topic, 0)[0]
+                cluster.run("kill", str(killed))
+            producer.send(topic, value=value.encode(), partition=0).get(timeout=90)
+    finally:
+        producer.close()
+        if killed is not None:
+            cluster.run("start", str(killed))
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"check-{topic}",
+                  "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        read = []
+        deadline = time.monotonic() + 60
+        while len(read) < len(values) and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is not None and not msg.error():
+                read.append(msg.value().decode())
+        assert read == values
+    finally:
+        c.close()
