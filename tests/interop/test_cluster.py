@@ -11,7 +11,13 @@ under faults.
   restarted each time), then stopped with SIGTERM (controlled shutdown: the
   application sees no error); readers then read everything and the history checker
   (history.py, proven on planted faults in test_history_checker.py) must find
-  no lost, duplicated or reordered acknowledged record.
+  no lost, duplicated or reordered acknowledged record. The same judges a
+  rolling restart followed by two of three brokers down, and a leader paused
+  with SIGSTOP (isolated: fenced, replaced, resumed, truncated to the new
+  leader, replicas byte-identical).
+- A group's coordinator killed: the new one answers the same committed
+  offsets. kafka-python and the Sluice Python package ride through a
+  leader kill with every acks=all send succeeding.
 
 The cluster uses broker.session.timeout.ms = 3000 (Kafka's default is 9000)
 so a dead leader is fenced quickly; failover times are printed, not asserted.
@@ -458,3 +464,54 @@ def test_kafka_python_shaped_clients_ride_through_a_leader_kill(cluster, client)
         assert read == values
     finally:
         c.close()
+
+
+def test_a_paused_leader_acknowledges_nothing_and_rejoins_identical(cluster):
+    """SIGSTOP isolates a partition leader (it can neither heartbeat nor
+    serve): it is fenced and replaced; once resumed it acknowledges nothing
+    it still held, follows the new leader, truncates whatever tail diverged,
+    and every replica's log files end up byte-identical."""
+    import signal
+
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic, partitions = "paused", 4
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
+    h = History(meta={"test": "leader paused with SIGSTOP"})
+    producer = LoadProducer(cluster.bootstrap, topic, h, "p0", partitions)
+    producer.start()
+    wait_for("first acknowledgements", lambda: producer.acked > 200, cluster=cluster)
+    leader, _ = leader_port(cluster.bootstrap, topic, 0)
+    pid = int((cluster.root / f"n{leader}" / "pid").read_text())
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        wait_for("a new leader", lambda: leader_port(cluster.bootstrap, topic, 0)[0] not in (leader, -1),
+                 timeout=60, cluster=cluster)
+        before = producer.acked
+        wait_for("acknowledgements from the new leaders", lambda: producer.acked > before + 200,
+                 timeout=60, cluster=cluster)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    wait_for("the ISR back to three", lambda: all(
+        len(leader_port(cluster.bootstrap, topic, p)[1]) == 3 for p in range(partitions)),
+        timeout=120, cluster=cluster)
+    producer.stop.set()
+    producer.join(240)
+    assert not producer.is_alive() and producer.exc is None, producer.exc
+    report = read_all_and_check(cluster, topic, h, "history-paused.jsonl")
+    print(f"paused leader: producer errors {sorted(set(producer.errors))}; {report.summary()}")
+    assert report.ok, report.summary()
+
+    # Replicas hold the same bytes once the followers caught up.
+    def identical() -> bool:
+        for p in range(partitions):
+            logs = []
+            for n in range(1, NODES + 1):
+                d = cluster.root / f"n{n}" / "data" / f"{topic}-{p}"
+                logs.append(b"".join(f.read_bytes() for f in sorted(d.glob("*.log"))))
+            if any(log != logs[0] for log in logs[1:]):
+                return False
+        return True
+
+    wait_for("byte-identical replicas", identical, timeout=60, cluster=cluster)
