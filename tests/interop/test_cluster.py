@@ -515,3 +515,52 @@ def test_a_paused_leader_acknowledges_nothing_and_rejoins_identical(cluster):
         return True
 
     wait_for("byte-identical replicas", identical, timeout=60, cluster=cluster)
+
+
+def test_kafkajs_rides_through_a_leader_kill(cluster):
+    """KafkaJS (idempotent, acks=all): every send across a leader kill
+    succeeds and the partition holds each value once, in order."""
+    import shutil
+
+    from confluent_kafka import Consumer, TopicPartition
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from conftest import INTEROP_DIR
+
+    node = shutil.which("node")
+    assert node, "node is not on PATH"
+    topic, records = "ride-through-kafkajs", 200
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
+    wait_for("a leader", lambda: leader_port(cluster.bootstrap, topic, 0)[0] >= 0, cluster=cluster)
+    proc = subprocess.Popen([node, "kafkajs_ride_through.js", cluster.bootstrap, topic, str(records)],
+                            cwd=INTEROP_DIR / "node", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    killed = None
+    lines = []
+    try:
+        for line in proc.stdout:
+            lines.append(line.rstrip())
+            if line.startswith("sent 100") and killed is None:
+                killed = leader_port(cluster.bootstrap, topic, 0)[0]
+                cluster.run("kill", str(killed))
+        assert proc.wait(180) == 0, "\n".join(lines[-40:])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if killed is not None:
+            cluster.run("start", str(killed))
+    assert killed is not None and "kafkajs-ride-through OK" in lines
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"check-{topic}",
+                  "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        read = []
+        deadline = time.monotonic() + 60
+        while len(read) < records and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is not None and not msg.error():
+                read.append(msg.value().decode())
+        assert read == [f"kafkajs-{i}" for i in range(records)]
+    finally:
+        c.close()
