@@ -251,6 +251,33 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
             }
             return Ok(ControllerAnswer::Quorum(self.quorum.describe()));
         }
+        // The common heartbeat (a live, unfenced broker staying so) changes
+        // nothing in the log: answer it without queueing behind decisions,
+        // so a busy controller never starves sessions into fencing.
+        if let ControllerRequest::BrokerHeartbeat {
+            broker_id,
+            broker_epoch,
+            want_shutdown: false,
+            ..
+        } = request
+        {
+            if !self.is_leader() {
+                return Err(self.not_controller());
+            }
+            let image = self.quorum.image();
+            if image
+                .broker(broker_id)
+                .is_some_and(|b| !b.fenced && b.registration.broker_epoch == broker_epoch)
+            {
+                self.with_liveness(|l| {
+                    l.last_heartbeat.insert(broker_id, Instant::now());
+                });
+                return Ok(ControllerAnswer::Heartbeat {
+                    is_fenced: false,
+                    should_shutdown: false,
+                });
+            }
+        }
         let _serial = self.serial.lock().await;
         let image = self.current_image().await?;
         match request {
