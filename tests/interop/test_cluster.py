@@ -421,6 +421,25 @@ def test_rolling_restart_and_two_brokers_down_lose_nothing(cluster):
     assert report.ok, report.summary()
 
 
+def read_partition_zero(cluster: Cluster, topic: str, count: int) -> list[str]:
+    """Up to `count` values of partition 0 of `topic`, from its start."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"check-{topic}",
+                  "enable.auto.commit": False})
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        read: list[str] = []
+        deadline = time.monotonic() + 60
+        while len(read) < count and time.monotonic() < deadline:
+            msg = c.poll(0.5)
+            if msg is not None and not msg.error():
+                read.append(msg.value().decode())
+        return read
+    finally:
+        c.close()
+
+
 @pytest.mark.parametrize("client", ["kafka", "sluice"])
 def test_kafka_python_shaped_clients_ride_through_a_leader_kill(cluster, client):
     """kafka-python, and the Sluice Python package with the same code: every
@@ -428,7 +447,6 @@ def test_kafka_python_shaped_clients_ride_through_a_leader_kill(cluster, client)
     inside the client), and the partition holds each value once, in order."""
     import importlib
 
-    from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
     kafka_api = importlib.import_module(client)
@@ -451,19 +469,7 @@ def test_kafka_python_shaped_clients_ride_through_a_leader_kill(cluster, client)
         producer.close()
         if killed is not None:
             cluster.run("start", str(killed))
-    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"check-{topic}",
-                  "enable.auto.commit": False})
-    try:
-        c.assign([TopicPartition(topic, 0, 0)])
-        read = []
-        deadline = time.monotonic() + 60
-        while len(read) < len(values) and time.monotonic() < deadline:
-            msg = c.poll(0.5)
-            if msg is not None and not msg.error():
-                read.append(msg.value().decode())
-        assert read == values
-    finally:
-        c.close()
+    assert read_partition_zero(cluster, topic, len(values)) == values
 
 
 def test_a_paused_leader_acknowledges_nothing_and_rejoins_identical(cluster):
@@ -522,7 +528,6 @@ def test_kafkajs_rides_through_a_leader_kill(cluster):
     succeeds and the partition holds each value once, in order."""
     import shutil
 
-    from confluent_kafka import Consumer, TopicPartition
     from confluent_kafka.admin import AdminClient, NewTopic
 
     from conftest import INTEROP_DIR
@@ -551,16 +556,4 @@ def test_kafkajs_rides_through_a_leader_kill(cluster):
         if killed is not None:
             cluster.run("start", str(killed))
     assert killed is not None and "kafkajs-ride-through OK" in lines
-    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"check-{topic}",
-                  "enable.auto.commit": False})
-    try:
-        c.assign([TopicPartition(topic, 0, 0)])
-        read = []
-        deadline = time.monotonic() + 60
-        while len(read) < records and time.monotonic() < deadline:
-            msg = c.poll(0.5)
-            if msg is not None and not msg.error():
-                read.append(msg.value().decode())
-        assert read == [f"kafkajs-{i}" for i in range(records)]
-    finally:
-        c.close()
+    assert read_partition_zero(cluster, topic, records) == [f"kafkajs-{i}" for i in range(records)]
