@@ -351,7 +351,9 @@ async fn housekeeping(shared: Arc<Shared>, cluster_id: Option<String>) {
             && cluster_id_written_in_term != Some(metrics.current_term)
         {
             cluster_id_written_in_term = Some(metrics.current_term);
-            let id = cluster_id.clone().unwrap_or_else(new_cluster_id);
+            let id = cluster_id
+                .clone()
+                .unwrap_or_else(crate::cluster::new_cluster_id);
             let record = MetadataRecord::ClusterId {
                 cluster_id: id.clone(),
             };
@@ -381,12 +383,6 @@ async fn housekeeping(shared: Arc<Shared>, cluster_id: Option<String>) {
 
 fn elapsed_ms(d: Duration) -> i64 {
     i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
-}
-
-/// A Kafka-style cluster id: a random UUID, URL-safe base64 without padding.
-fn new_cluster_id() -> String {
-    use base64::Engine;
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(uuid::Uuid::new_v4().as_bytes())
 }
 
 impl MetadataQuorum for ControllerQuorum {
