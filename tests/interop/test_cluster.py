@@ -16,8 +16,10 @@ under faults.
   with SIGSTOP (isolated: fenced, replaced, resumed, truncated to the new
   leader, replicas byte-identical).
 - A group's coordinator killed: the new one answers the same committed
-  offsets. kafka-python and the Sluice Python package ride through a
-  leader kill with every acks=all send succeeding.
+  offsets. kafka-python, KafkaJS, the Java client and the Sluice client
+  (Rust CLI, Python, Node) write to one partition together while its
+  leader is killed: every acks=all send succeeds, each value lands once,
+  in order.
 
 The cluster uses broker.session.timeout.ms = 3000 (Kafka's default is 9000)
 so a dead leader is fenced quickly; failover times are printed, not asserted.
@@ -440,36 +442,159 @@ def read_partition_zero(cluster: Cluster, topic: str, count: int) -> list[str]:
         c.close()
 
 
-@pytest.mark.parametrize("client", ["kafka", "sluice"])
-def test_kafka_python_shaped_clients_ride_through_a_leader_kill(cluster, client):
-    """kafka-python, and the Sluice Python package with the same code: every
-    acks=all send made across a leader kill succeeds (retriable errors stay
-    inside the client), and the partition holds each value once, in order."""
-    import importlib
+class PythonRideThrough(threading.Thread):
+    """kafka-python, or the Sluice Python package with the same code: sends
+    `prefix-<i>` one at a time to partition 0 (acks=all, idempotent), waiting
+    for each acknowledgement; after the first half it sets `half` and waits
+    for `go`."""
+
+    def __init__(self, module: str, bootstrap: str, topic: str, records: int):
+        super().__init__(name=f"ride-through-{module}", daemon=True)
+        self.module, self.bootstrap, self.topic, self.records = module, bootstrap, topic, records
+        self.half, self.go = threading.Event(), threading.Event()
+        self.exc: BaseException | None = None
+
+    def run(self) -> None:
+        import importlib
+
+        try:
+            kafka_api = importlib.import_module(self.module)
+            producer = kafka_api.KafkaProducer(bootstrap_servers=self.bootstrap, acks="all", retries=100,
+                                               retry_backoff_ms=200, request_timeout_ms=30000,
+                                               enable_idempotence=True)
+            try:
+                for i in range(self.records):
+                    if i == self.records // 2:
+                        self.half.set()
+                        if not self.go.wait(120):
+                            raise AssertionError("no go-ahead")
+                    producer.send(self.topic, value=f"{self.module}-{i}".encode(), partition=0).get(timeout=150)
+            finally:
+                producer.close()
+        except BaseException as e:  # noqa: BLE001 - reported by the test thread
+            self.exc = e
+            self.half.set()
+
+
+class ProcessRideThrough:
+    """A client in its own process speaking the ride-through protocol of
+    node/ride_through.js and java/.../RideThrough.java: prints "half", waits
+    for a line on standard input, prints "ride-through OK"."""
+
+    def __init__(self, prefix: str, cmd: list[str], cwd: Path | None = None):
+        self.prefix = prefix
+        self.proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True)
+        self.lines: list[str] = []
+        self.half = threading.Event()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip())
+            if line.strip() == "half":
+                self.half.set()
+        self.half.set()  # exited early: the wait below must not hang
+
+    def go(self) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.close()
+
+    def finish(self, timeout: float) -> None:
+        try:
+            rc = self.proc.wait(timeout)
+        finally:
+            if self.proc.poll() is None:
+                self.proc.kill()
+        self.reader.join(10)
+        assert rc == 0 and "ride-through OK" in self.lines, \
+            f"{self.prefix} exited {rc}:\n" + "\n".join(self.lines[-40:])
+
+
+def test_real_clients_ride_through_a_leader_kill(cluster):
+    """kafka-python, KafkaJS, the Java client, and the Sluice client through
+    Rust (the `sluice` CLI), Python and Node, all writing to one partition
+    (acks=all, idempotent) when its leader is killed: every send succeeds
+    (retriable errors stay inside the clients) and the partition holds each
+    client's values once, in the order sent."""
+    import shutil
 
     from confluent_kafka.admin import AdminClient, NewTopic
 
-    kafka_api = importlib.import_module(client)
-    topic = f"ride-through-{client}"
+    from conftest import INTEROP_DIR
+
+    node = shutil.which("node")
+    assert node, "node is not on PATH"
+    sluice_cli = REPO_ROOT / "target" / "release" / "sluice"
+    assert sluice_cli.exists(), f"{sluice_cli} is missing: cargo build --release -p sluice-cli"
+    java_dir = CACHE / "java-interop"
+    assert (java_dir / "classes").exists(), f"{java_dir} is missing: run scripts/setup"
+    topic, records = "ride-through", 200
     admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
     admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
     wait_for("a leader", lambda: leader_port(cluster.bootstrap, topic, 0)[0] >= 0, cluster=cluster)
-    producer = kafka_api.KafkaProducer(bootstrap_servers=cluster.bootstrap, acks="all", retries=100,
-                                       retry_backoff_ms=200, request_timeout_ms=30000,
-                                       enable_idempotence=True)
-    values = [f"{client}-{i}" for i in range(200)]
+
+    threads = [PythonRideThrough(m, cluster.bootstrap, topic, records) for m in ("kafka", "sluice")]
+    procs = [
+        ProcessRideThrough("kafkajs", [node, "ride_through.js", "kafkajs", cluster.bootstrap, topic,
+                                       str(records), "kafkajs"], cwd=INTEROP_DIR / "node"),
+        ProcessRideThrough("sluice-node", [node, "ride_through.js", str(REPO_ROOT / "bindings" / "node"),
+                                           cluster.bootstrap, topic, str(records), "sluice-node"],
+                           cwd=INTEROP_DIR / "node"),
+        ProcessRideThrough("java", ["java", "-Xmx256m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+                                    "-cp", f"{java_dir / 'classes'}:{java_dir / 'libs'}/*",
+                                    "sluice.interop.RideThrough", cluster.bootstrap, topic, str(records),
+                                    "java"]),
+    ]
+    # The Rust client (through the CLI) pipelines its sends: the first half
+    # goes in before the kill, the rest after it.
+    rust = subprocess.Popen([str(sluice_cli), "-b", cluster.bootstrap, "-X", "delivery.timeout.ms=150000",
+                             "produce", topic, "-p", "0"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
     killed = None
     try:
-        for i, value in enumerate(values):
-            if i == 100:
-                killed = leader_port(cluster.bootstrap, topic, 0)[0]
-                cluster.run("kill", str(killed))
-            producer.send(topic, value=value.encode(), partition=0).get(timeout=90)
+        for t in threads:
+            t.start()
+        assert rust.stdin is not None
+        rust.stdin.write("".join(f"sluice-rust-{i}\n" for i in range(records // 2)))
+        rust.stdin.flush()
+        for w in [*threads, *procs]:
+            assert w.half.wait(120), f"{w} never reached half way"
+        for t in threads:
+            assert t.exc is None, f"{t.module}: {t.exc!r}"
+        killed = leader_port(cluster.bootstrap, topic, 0)[0]
+        cluster.run("kill", str(killed))
+        for t in threads:
+            t.go.set()
+        for p in procs:
+            p.go()
+        rust.stdin.write("".join(f"sluice-rust-{i}\n" for i in range(records // 2, records)))
+        rust.stdin.close()
+        for t in threads:
+            t.join(180)
+            assert not t.is_alive() and t.exc is None, f"{t.module}: {t.exc!r}"
+        for p in procs:
+            p.finish(180)
+        rc = rust.wait(180)
+        assert rust.stdout is not None
+        assert rc == 0, f"sluice produce exited {rc}:\n{rust.stdout.read()}"
     finally:
-        producer.close()
+        for p in [*[w.proc for w in procs], rust]:
+            if p.poll() is None:
+                p.kill()
         if killed is not None:
             cluster.run("start", str(killed))
-    assert read_partition_zero(cluster, topic, len(values)) == values
+    prefixes = ["kafka", "sluice", "kafkajs", "sluice-node", "java", "sluice-rust"]
+    read = read_partition_zero(cluster, topic, records * len(prefixes))
+    for prefix in prefixes:
+        mine = [v for v in read if v.rsplit("-", 1)[0] == prefix]
+        assert mine == [f"{prefix}-{i}" for i in range(records)], \
+            f"{prefix}: {len(mine)} values, first differences: " \
+            f"{[(i, v) for i, v in enumerate(mine) if v != f'{prefix}-{i}'][:5]}"
+    assert len(read) == records * len(prefixes)
 
 
 def test_a_paused_leader_acknowledges_nothing_and_rejoins_identical(cluster):
@@ -521,39 +646,3 @@ def test_a_paused_leader_acknowledges_nothing_and_rejoins_identical(cluster):
         return True
 
     wait_for("byte-identical replicas", identical, timeout=60, cluster=cluster)
-
-
-def test_kafkajs_rides_through_a_leader_kill(cluster):
-    """KafkaJS (idempotent, acks=all): every send across a leader kill
-    succeeds and the partition holds each value once, in order."""
-    import shutil
-
-    from confluent_kafka.admin import AdminClient, NewTopic
-
-    from conftest import INTEROP_DIR
-
-    node = shutil.which("node")
-    assert node, "node is not on PATH"
-    topic, records = "ride-through-kafkajs", 200
-    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
-    admin.create_topics([NewTopic(topic, 1, 3, config={"min.insync.replicas": "2"})])[topic].result(30)
-    wait_for("a leader", lambda: leader_port(cluster.bootstrap, topic, 0)[0] >= 0, cluster=cluster)
-    proc = subprocess.Popen([node, "kafkajs_ride_through.js", cluster.bootstrap, topic, str(records)],
-                            cwd=INTEROP_DIR / "node", stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True)
-    killed = None
-    lines = []
-    try:
-        for line in proc.stdout:
-            lines.append(line.rstrip())
-            if line.startswith("sent 100") and killed is None:
-                killed = leader_port(cluster.bootstrap, topic, 0)[0]
-                cluster.run("kill", str(killed))
-        assert proc.wait(180) == 0, "\n".join(lines[-40:])
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        if killed is not None:
-            cluster.run("start", str(killed))
-    assert killed is not None and "kafkajs-ride-through OK" in lines
-    assert read_partition_zero(cluster, topic, records) == [f"kafkajs-{i}" for i in range(records)]
