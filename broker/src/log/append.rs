@@ -40,6 +40,11 @@ pub struct AppendRequest {
     pub batches: Vec<(BatchHeader, Bytes)>,
     /// `None` for acks=0: nobody waits for the outcome.
     pub reply: Option<oneshot::Sender<AppendResult>>,
+    /// The leader epoch the replica layer accepted the produce under; the
+    /// round refuses it (NOT_LEADER_OR_FOLLOWER) if the partition's epoch
+    /// moved on while it queued, so a produce can never be stamped with a
+    /// later leader's epoch. `None`: append under whatever epoch is current.
+    pub leader_epoch: Option<i32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,10 +77,35 @@ impl PartitionLog {
     /// Queues batches for append; resolves once they are durable (or at once
     /// for acks=0, when `wait` is false).
     pub async fn append(&self, batches: Vec<(BatchHeader, Bytes)>, wait: bool) -> AppendResult {
+        self.submit(batches, wait, None).await
+    }
+
+    /// [`append`](Self::append) for a leader that accepted the produce under
+    /// `leader_epoch`: refused with NOT_LEADER_OR_FOLLOWER if the partition
+    /// changed epoch (became a follower, or leader again later) before the
+    /// batches were staged. Kafka holds the partition's leader lock across
+    /// the check and the append; here the check is repeated where offsets
+    /// are assigned, which nothing can interleave with on the shard.
+    pub async fn append_as_leader(
+        &self,
+        batches: Vec<(BatchHeader, Bytes)>,
+        wait: bool,
+        leader_epoch: i32,
+    ) -> AppendResult {
+        self.submit(batches, wait, Some(leader_epoch)).await
+    }
+
+    async fn submit(
+        &self,
+        batches: Vec<(BatchHeader, Bytes)>,
+        wait: bool,
+        leader_epoch: Option<i32>,
+    ) -> AppendResult {
         let (tx, rx) = oneshot::channel();
         let req = AppendRequest {
             batches,
             reply: wait.then_some(tx),
+            leader_epoch,
         };
         let sent = match self.appender.borrow().as_ref() {
             Some(a) => a.unbounded_send(req).is_ok(),
@@ -159,6 +189,18 @@ impl PartitionLog {
             return reply_all(round, AppendResult::error(ErrorCode::KafkaStorageError));
         }
         let cfg = self.config.borrow().clone();
+        // From here to staging nothing awaits, so no role change can come
+        // between the epoch check and the offsets the round assigns.
+        let (stale, round): (Vec<_>, Vec<_>) = {
+            let epoch = self.state.borrow().leader_epoch;
+            round
+                .into_iter()
+                .partition(|r| r.leader_epoch.is_some_and(|e| e != epoch))
+        };
+        reply_all(stale, AppendResult::error(ErrorCode::NotLeaderOrFollower));
+        if round.is_empty() {
+            return;
+        }
         let (writer, start, plan) = {
             let st = self.state.borrow();
             let Some(active) = st.active() else {

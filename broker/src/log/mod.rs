@@ -160,7 +160,7 @@ pub struct PartitionLog {
     log_end_listener: RefCell<Option<LogEndListener>>,
     /// Held by whatever writes or cuts the segment files (an append round,
     /// a follower's append, a truncation), so they never interleave.
-    write_lock: futures::lock::Mutex<()>,
+    pub(crate) write_lock: futures::lock::Mutex<()>,
     pub closed: Cell<bool>,
     pub metrics: crate::metrics::PartitionMetrics,
 }

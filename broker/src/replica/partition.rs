@@ -268,7 +268,7 @@ impl Partition {
             .iter()
             .map(|(h, _)| i64::from(h.last_offset_delta) + 1)
             .sum();
-        let result = self.log.append(batches, acks != 0).await;
+        let result = self.log.append_as_leader(batches, acks != 0, epoch).await;
         if acks != -1 || result.error != ErrorCode::None {
             return result;
         }

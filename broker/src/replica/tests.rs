@@ -499,3 +499,28 @@ fn manager_opens_in_the_assigned_role_and_changes_roles() {
         assert!(p0.log.closed.get());
     });
 }
+
+#[test]
+fn a_produce_queued_before_a_role_change_is_refused_not_restamped() {
+    // A produce accepted while leader but staged only after the partition
+    // became a follower must not be written under the new leader's epoch
+    // (which would hide it from the diverging-epoch truncation).
+    run(async {
+        let f = fixture(leader(&[1, 2], &[1, 2]), "1").await;
+        let p = f.partition.clone();
+        let writing = p.log.write_lock.lock().await;
+        let producer = {
+            let p = p.clone();
+            compio::runtime::spawn(async move { p.append(vec![batch(&["a"])], 1, soon()).await })
+        };
+        // The produce passes the leader check and queues behind the lock.
+        for _ in 0..10 {
+            compio::time::sleep(Duration::from_millis(1)).await;
+        }
+        p.become_follower(2, 2).expect("newer epoch");
+        drop(writing);
+        let r = producer.await.expect("produce task");
+        assert_eq!(r.error, ErrorCode::NotLeaderOrFollower);
+        assert_eq!(p.log_end_offset(), 0, "nothing written under epoch 2");
+    });
+}
