@@ -317,6 +317,9 @@ async fn boot(
 
 /// Periodic leader duties: note when each voter was last caught up, and
 /// write the cluster id once if the log has none.
+/// How long one attempt to write the cluster id may take.
+const CLUSTER_ID_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn housekeeping(shared: Arc<Shared>, cluster_id: Option<String>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -350,27 +353,34 @@ async fn housekeeping(shared: Arc<Shared>, cluster_id: Option<String>) {
             && applied_all
             && cluster_id_written_in_term != Some(metrics.current_term)
         {
-            cluster_id_written_in_term = Some(metrics.current_term);
             let id = cluster_id
                 .clone()
                 .unwrap_or_else(crate::cluster::new_cluster_id);
             let record = MetadataRecord::ClusterId {
                 cluster_id: id.clone(),
             };
-            match shared
-                .raft
-                .client_write(Proposal {
-                    records: vec![record],
-                })
-                .await
-            {
-                Ok(resp) if resp.data.0.is_ok() => {
+            // Bounded, so a write that never completes cannot stall the
+            // caught-up bookkeeping above; a failed one is tried again at
+            // the next tick (nothing serves until the cluster id exists).
+            let write = shared.raft.client_write(Proposal {
+                records: vec![record],
+            });
+            match tokio::time::timeout(CLUSTER_ID_WRITE_TIMEOUT, write).await {
+                Ok(Ok(resp)) if resp.data.0.is_ok() => {
+                    cluster_id_written_in_term = Some(metrics.current_term);
                     tracing::info!(cluster_id = %id, "controller wrote the cluster id")
                 }
-                Ok(resp) => tracing::debug!(result = ?resp.data.0, "cluster id already set"),
-                Err(e) => {
-                    tracing::debug!(error = %e, "cluster id not written; will retry as leader")
+                Ok(Ok(resp)) => {
+                    cluster_id_written_in_term = Some(metrics.current_term);
+                    tracing::debug!(result = ?resp.data.0, "cluster id already set")
                 }
+                Ok(Err(e)) => {
+                    tracing::warn!(error = %e, "cluster id not written; retrying")
+                }
+                Err(_) => tracing::warn!(
+                    timeout_ms = CLUSTER_ID_WRITE_TIMEOUT.as_millis() as u64,
+                    "cluster id write did not complete; retrying"
+                ),
             }
         } else if let (Some(want), Some(have)) = (&cluster_id, &image.cluster_id) {
             if want != have && cluster_id_written_in_term != Some(u64::MAX) {
