@@ -73,6 +73,26 @@ impl Cluster {
         metadata(&mut self.node(id).client(), topics)
     }
 
+    /// DescribeQuorum through node `id`: the quorum's leader's view.
+    fn quorum_from(&mut self, id: i32) -> DescribeQuorumResponse {
+        let mut req = DescribeQuorumRequest::default();
+        let mut topic = TopicData::default();
+        topic.topic_name = topic_name("__cluster_metadata");
+        topic.partitions = vec![PartitionData::default()];
+        req.topics = vec![topic];
+        self.node(id).client().send(1, &req)
+    }
+
+    /// The active controller as node `id` knows it (-1: none).
+    fn active_controller_from(&mut self, id: i32) -> i32 {
+        let q = self.quorum_from(id);
+        q.topics
+            .first()
+            .and_then(|t| t.partitions.first())
+            .filter(|p| p.error_code == 0)
+            .map_or(-1, |p| p.leader_id.0)
+    }
+
     fn logs(&self) -> String {
         self.nodes
             .iter()
@@ -122,13 +142,16 @@ fn assignment(m: &MetadataResponse, topic: &str) -> Assignment {
 fn three_nodes_form_a_cluster_and_assign_replicas() {
     let mut c = Cluster::start("");
     let logs = c.logs();
-    // Every node lists all three brokers and the same controller.
+    // Every node lists all three brokers, names itself as the node to send
+    // admin requests to (it forwards them), and knows the same active
+    // controller.
     let mut controllers = BTreeSet::new();
     for id in 1..=3 {
         let m = c.metadata_from(id, None);
         assert_eq!(broker_ids(&m), BTreeSet::from([1, 2, 3]), "{logs}");
         assert!(m.brokers.iter().all(|b| b.rack.is_some()));
-        controllers.insert(m.controller_id.0);
+        assert_eq!(m.controller_id.0, id);
+        controllers.insert(c.active_controller_from(id));
     }
     assert_eq!(
         controllers.len(),
@@ -209,12 +232,7 @@ fn three_nodes_form_a_cluster_and_assign_replicas() {
     assert!(ok, "__consumer_offsets not created with RF 3\n{}", c.logs());
 
     // DescribeQuorum through any node: the leader's view of three voters.
-    let mut req = DescribeQuorumRequest::default();
-    let mut topic = TopicData::default();
-    topic.topic_name = topic_name("__cluster_metadata");
-    topic.partitions = vec![PartitionData::default()];
-    req.topics = vec![topic];
-    let q: DescribeQuorumResponse = c.node(3).client().send(1, &req);
+    let q = c.quorum_from(3);
     let p = &q.topics[0].partitions[0];
     assert_eq!(p.error_code, 0);
     assert_eq!(p.leader_id.0, controllers.iter().next().copied().unwrap());
@@ -278,15 +296,15 @@ fn a_killed_broker_is_fenced_and_its_leaderships_move() {
 #[test]
 fn the_controller_fails_over_and_keeps_serving_metadata_writes() {
     let mut c = Cluster::start("");
-    let leader = c.metadata_from(1, None).controller_id.0;
+    let leader = c.active_controller_from(1);
     assert!((1..=3).contains(&leader));
     c.node(leader).kill9();
     let other = if leader == 1 { 2 } else { 1 };
     // A new controller, which fences the dead one once its session (which
     // a new controller starts afresh, as KRaft's does) runs out.
     let ok = wait_until(|| {
-        let m = c.metadata_from(other, None);
-        m.controller_id.0 != leader && m.controller_id.0 > 0 && !broker_ids(&m).contains(&leader)
+        let now = c.active_controller_from(other);
+        now != leader && now > 0 && !broker_ids(&c.metadata_from(other, None)).contains(&leader)
     });
     assert!(ok, "no new controller\n{}", c.logs());
     // The writes of a topic go to the new controller from any broker.

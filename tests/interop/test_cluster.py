@@ -7,8 +7,10 @@ under faults.
   under-replicated partitions while a broker is down and none once it is back;
   kafka-metadata-quorum describes the controller quorum.
 - An idempotent acks=all confluent-kafka producer writes under steady load
-  while the leader of a partition is killed with SIGKILL five times (and
-  restarted each time), then stopped with SIGTERM (controlled shutdown: the
+  while the leader of a partition is killed with SIGKILL five times (the
+  third time the active controller instead, while topics are being created:
+  every create reported done exists, fully led; and restarted each time),
+  then stopped with SIGTERM (controlled shutdown: the
   application sees no error); readers then read everything and the history checker
   (history.py, proven on planted faults in test_history_checker.py) must find
   no lost, duplicated or reordered acknowledged record. The same judges a
@@ -138,6 +140,7 @@ def topics_tool(cluster: Cluster, *args: str) -> str:
     return kafka_tool("org.apache.kafka.tools.TopicCommand", "--bootstrap-server", cluster.bootstrap, *args)
 
 
+QUORUM_LEADER = re.compile(r"LeaderId:\s+(\d+)")
 PARTITION_LINE = re.compile(
     r"Partition: (\d+)\s+Leader: (-?\d+)\s+Replicas: ([\d,]+)\s+Isr: ([\d,]*)")
 
@@ -178,7 +181,7 @@ def test_kafka_tools_see_replicas_isr_and_the_quorum(cluster):
 
     status = kafka_tool("org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-server",
                         cluster.bootstrap, "describe", "--status")
-    leader = re.search(r"LeaderId:\s+(\d+)", status)
+    leader = QUORUM_LEADER.search(status)
     assert leader and int(leader.group(1)) in (1, 2, 3), status
     voters = re.search(r"CurrentVoters:\s+(.*)", status)
     assert voters and all(f'"id": {i}' in voters.group(1) for i in (1, 2, 3)), status
@@ -248,6 +251,76 @@ class LoadProducer(threading.Thread):
             self.exc = e
 
 
+class TopicCreator(threading.Thread):
+    """Creates topics `<prefix>-<i>` (3 partitions, RF 3) one after another
+    until stopped, remembering which creates the admin client reported done
+    and which failed (and with what)."""
+
+    def __init__(self, bootstrap: str, prefix: str):
+        super().__init__(name=f"creator-{prefix}", daemon=True)
+        self.bootstrap, self.prefix = bootstrap, prefix
+        self.stop = threading.Event()
+        self.created: list[str] = []
+        self.failed: dict[str, str] = {}
+        self.exc: BaseException | None = None
+
+    def run(self) -> None:
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        try:
+            admin = AdminClient({"bootstrap.servers": self.bootstrap})
+            i = 0
+            while not self.stop.is_set():
+                name = f"{self.prefix}-{i}"
+                i += 1
+                try:
+                    admin.create_topics([NewTopic(name, 3, 3)], operation_timeout=30)[name].result(60)
+                    self.created.append(name)
+                except Exception as e:  # noqa: BLE001 - a failed create is retried by check()
+                    self.failed[name] = repr(e)
+                time.sleep(0.05)
+        except BaseException as e:  # noqa: BLE001 - reported by the test thread
+            self.exc = e
+
+    def check(self, cluster: Cluster) -> None:
+        """Every create reported done exists with all its partitions led by
+        a live replica set of three; a failed one succeeds when retried (or
+        turns out to exist: the controller may have committed it before it
+        died)."""
+        from confluent_kafka.admin import AdminClient, NewTopic
+
+        assert self.exc is None, self.exc
+        admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+        for name in self.failed:
+            try:
+                admin.create_topics([NewTopic(name, 3, 3)], operation_timeout=30)[name].result(60)
+            except Exception as e:  # noqa: BLE001
+                assert "TOPIC_ALREADY_EXISTS" in repr(e), f"retrying {name}: {e!r}"
+
+        def all_led():
+            md = admin.list_topics(timeout=20)
+            for name in [*self.created, *self.failed]:
+                t = md.topics.get(name)
+                if t is None or t.error is not None or len(t.partitions) != 3:
+                    return None
+                if any(p.leader < 0 or len(p.replicas) != 3 for p in t.partitions.values()):
+                    return None
+            return True
+
+        wait_for(f"{len(self.created) + len(self.failed)} created topics with leaders", all_led,
+                 timeout=60, cluster=cluster)
+
+
+def active_controller(cluster: Cluster) -> int:
+    """The quorum's leader, as kafka-metadata-quorum describes it (Metadata's
+    controller_id names the broker asked: every broker forwards)."""
+    out = kafka_tool("org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-server", cluster.bootstrap,
+                     "describe", "--status")
+    m = QUORUM_LEADER.search(out)
+    assert m, out
+    return int(m.group(1))
+
+
 def leader_port(bootstrap: str, topic: str, partition: int) -> tuple[int, list[int]]:
     from confluent_kafka.admin import AdminClient
 
@@ -290,10 +363,18 @@ def test_killing_leaders_loses_no_acknowledged_record(cluster):
     producer.start()
     wait_for("first acknowledgements", lambda: producer.acked > 200, cluster=cluster)
     failovers = []
-    for _ in range(5):
+    creator = None
+    for kill in range(5):
         leader, _ = wait_for("a leader of partition 0",
                              lambda: (lambda r: r if r[0] >= 0 else None)(leader_port(cluster.bootstrap, topic, 0)),
                              cluster=cluster)
+        if kill == 2:
+            # This time the active controller dies, in the middle of topic
+            # creations (and of the load, whichever partitions it leads).
+            leader = active_controller(cluster)
+            creator = TopicCreator(cluster.bootstrap, "created-under-faults")
+            creator.start()
+            wait_for("topics being created", lambda c=creator: len(c.created) >= 3, cluster=cluster)
         before = producer.acked
         killed_at = time.monotonic()
         cluster.run("kill", str(leader))
@@ -302,6 +383,10 @@ def test_killing_leaders_loses_no_acknowledged_record(cluster):
                  and producer.last_ack > killed_at,
                  timeout=90, cluster=cluster)
         failovers.append(round(producer.last_ack - killed_at, 2))
+        if creator is not None and creator.is_alive():
+            creator.stop.set()
+            creator.join(120)
+            assert not creator.is_alive()
         cluster.run("start", str(leader))
         wait_for("the ISR back to three", lambda: all(
             len(leader_port(cluster.bootstrap, topic, p)[1]) == 3 for p in range(partitions)),
@@ -320,8 +405,12 @@ def test_killing_leaders_loses_no_acknowledged_record(cluster):
     producer.join(240)
     assert not producer.is_alive() and producer.exc is None, producer.exc
 
+    assert creator is not None
+    creator.check(cluster)
     report = read_all_and_check(cluster, topic, h, "history-kills.jsonl")
-    print(f"leader kills: failover (kill to next acknowledgement) {failovers} s; "
+    print(f"leader kills (the third one the active controller's, during topic creation: "
+          f"{len(creator.created)} created, {len(creator.failed)} failed then retried): "
+          f"failover (kill to next acknowledgement) {failovers} s; "
           f"producer errors {sorted(set(producer.errors))}; {report.summary()}")
     assert report.ok, report.summary()
     assert report.stats["acked"] == producer.acked > 0

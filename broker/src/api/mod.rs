@@ -145,12 +145,25 @@ impl RequestContext {
         Some((e.host.clone(), e.port))
     }
 
-    /// The node clients send controller requests to: the active controller
-    /// (in combined mode a broker too), or this node when single.
+    /// The node clients are told to send controller requests to (Metadata
+    /// and DescribeCluster `controller_id`). In a cluster that is this
+    /// broker while it is registered and unfenced: every broker forwards
+    /// admin writes to the active controller, as KRaft brokers do (Kafka
+    /// answers a random live broker), so an admin client never waits on a
+    /// dead controller until its next metadata refresh; a fenced or
+    /// unregistered broker names the active controller. DescribeQuorum
+    /// tells who the active controller really is.
     pub fn controller_id(&self) -> crate::cluster::NodeId {
+        let own = self.shard.broker.config.node_id;
         match self.shard.broker.metadata.member() {
-            Some(member) => member.controller_id(),
-            None => self.shard.broker.config.node_id,
+            Some(member) => {
+                let image = self.shard.broker.metadata.image();
+                match image.brokers.get(&own) {
+                    Some(b) if !b.fenced => own,
+                    _ => member.controller_id(),
+                }
+            }
+            None => own,
         }
     }
 
