@@ -649,6 +649,8 @@ class Run:
         res.faults = len(self.applied)
         res.max_stall_s = max((a.stall_s for a in self.applied), default=0.0)
         res.producer_errors = dict(Counter(e for p in self.producers for e in p.errors))
+        if not res.acked:
+            res.acked = sum(p.acked for p in self.producers)
         keep = res.result != "OK"
         if keep:
             self.h.save(self.dir / "history.jsonl")

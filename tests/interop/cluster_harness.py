@@ -157,15 +157,22 @@ class LoadProducer(threading.Thread):
         self.errors: list[str] = []
         self.exc: BaseException | None = None
         self.unflushed = 0
+        self.callback_exc: BaseException | None = None
 
     def _delivered(self, op: int, err: Any, msg: Any) -> None:
-        if err is None:
-            self.h.ok(op, msg.partition(), msg.offset())
-            self.acked += 1
-            self.last_ack = time.monotonic()
-        else:
-            self.errors.append(err.name())
-            self.h.error(op, err.name())
+        # An exception raised here would cross librdkafka's C callback and
+        # surface as an unrelated SystemError: keep it, the send loop raises it.
+        try:
+            if err is None:
+                self.h.ok(op, msg.partition(), msg.offset())
+                self.acked += 1
+                self.last_ack = time.monotonic()
+            else:
+                self.errors.append(err.name())
+                self.h.error(op, err.name())
+        except BaseException as e:  # noqa: BLE001 - re-raised by run()
+            detail = f"delivery report of op {op}: err {err!r}, partition {msg.partition()}, offset {msg.offset()}"
+            self.callback_exc = AssertionError(f"{detail}: {e!r}")
 
     def run(self) -> None:
         from confluent_kafka import Producer
@@ -187,10 +194,14 @@ class LoadProducer(threading.Thread):
                     except BufferError:
                         p.poll(0.05)
                 p.poll(0)
+                if self.callback_exc is not None:
+                    raise self.callback_exc
                 i += 1
                 time.sleep(self.pause_s)
             left = p.flush(180)
             self.unflushed = left
+            if self.callback_exc is not None:
+                raise self.callback_exc
             if left:
                 raise AssertionError(f"{left} sends never completed")
         except BaseException as e:  # noqa: BLE001 - reported by the test thread

@@ -19,6 +19,8 @@ under faults.
   offsets. kafka-python and the Sluice Python package ride through a
   leader kill with every acks=all send succeeding.
 
+The cluster, the load producer and the waits come from cluster_harness.py
+(shared with the randomised fault suite, tests/faults/fault_suite.py).
 The cluster uses broker.session.timeout.ms = 3000 (Kafka's default is 9000)
 so a dead leader is fenced quickly; failover times are printed, not asserted.
 Only for sluiced: SLUICE_INTEROP_BROKER=kafka skips this module.
