@@ -283,6 +283,7 @@ class RunResult:
     admin: dict[str, Any] = field(default_factory=dict)
     replicas_identical: bool | None = None
     producer_errors: dict[str, int] = field(default_factory=dict)
+    acked_without_offset: int = 0
     elapsed_s: float = 0.0
 
 
@@ -505,7 +506,7 @@ class Run:
                 if self.plant == "acks1":
                     self.h.note_process(name, ordered=False, acks=1, idempotent=False)
                 self.producers.append(LoadProducer(self.cluster.bootstrap, LOAD_TOPIC, self.h, name,
-                                                   LOAD_PARTITIONS, config=config))
+                                                   LOAD_PARTITIONS, config=config, offsetless_ok=True))
             for p in self.producers:
                 p.start()
             wait_for("first acknowledgements", lambda: all(p.acked > 100 for p in self.producers), timeout=60,
@@ -578,6 +579,14 @@ class Run:
                 raise AssertionError(f"reader {r.name}: {r.exc!r}")
         report = check(self.h)
         self.fill_from_report(report)
+        # Deliveries librdkafka reported without an offset must be in the log too.
+        read = {ev["value"] for ev in self.h.events if ev["type"] == "read"}
+        offsetless = [v for p in self.producers for v in p.acked_without_offset]
+        res.acked_without_offset = len(offsetless)
+        unread = [v for v in offsetless if v not in read]
+        if unread:
+            res.lost += len(unread)
+            res.examples["acked_without_offset_unread"] = unread[:10]
         res.admin = {"expected": self.admin_ops.expected, "outcomes": self.admin_ops.outcomes,
                      "missing": self.admin_ops.verify(self.views)}
         if res.admin["missing"]:
@@ -659,7 +668,8 @@ class Run:
         (self.dir / "run.json").write_text(json.dumps(asdict(res), indent=1, default=str) + "\n")
         log(f"  [seed {self.seed}] {res.result}: {res.faults} faults, acked {res.acked}, lost {res.lost}, "
             f"duplicates {res.duplicates}, reordered {res.reordered}, disagreements {res.disagreements}"
-            f"{', ' + '; '.join(res.other) if res.other else ''}, longest stall {res.max_stall_s}s "
+            f"{', ' + '; '.join(res.other) if res.other else ''}, longest stall {res.max_stall_s}s, "
+            f"delivered without an offset {res.acked_without_offset} "
             f"({res.elapsed_s}s)")
         if res.result != "OK":
             if res.summary:
