@@ -23,6 +23,8 @@ under faults.
   leader is killed: every acks=all send succeeds, each value lands once,
   in order.
 
+The cluster, the load producer and the waits come from cluster_harness.py
+(shared with the randomised fault suite, tests/faults/fault_suite.py).
 The cluster uses broker.session.timeout.ms = 3000 (Kafka's default is 9000)
 so a dead leader is fenced quickly; failover times are printed, not asserted.
 Only for sluiced: SLUICE_INTEROP_BROKER=kafka skips this module.
@@ -31,9 +33,7 @@ Only for sluiced: SLUICE_INTEROP_BROKER=kafka skips this module.
 from __future__ import annotations
 
 import os
-import random
 import re
-import socket
 import subprocess
 import threading
 import time
@@ -41,13 +41,13 @@ from pathlib import Path
 
 import pytest
 
+from cluster_harness import Cluster, LoadProducer, TopicCreator, active_controller, leader_port, wait_for
 from conftest import BROKER_KIND, CACHE, REPO_ROOT, SLUICED_BIN
 from history import History, check
 from test_history_checker import ReaderThread
 
 pytestmark = pytest.mark.skipif(BROKER_KIND != "sluiced", reason="the cluster is sluiced's")
 
-CLUSTER = REPO_ROOT / "scripts" / "cluster"
 NODES = 3
 SESSION_TIMEOUT_MS = 3000
 EXTRA = f"""
@@ -57,73 +57,16 @@ EXTRA = f"""
 """
 
 
-def _free_range(count: int) -> int:
-    """A base port with `count` free ports at base.. and base+100.."""
-    for _ in range(200):
-        base = random.randrange(20000, 50000)
-        ports = [base + i for i in range(count)] + [base + 100 + i for i in range(count)]
-        try:
-            socks = []
-            for p in ports:
-                s = socket.socket()
-                s.bind(("127.0.0.1", p))
-                socks.append(s)
-        except OSError:
-            continue
-        finally:
-            for s in locals().get("socks", []):
-                s.close()
-        return base
-    raise RuntimeError("no free port range")
-
-
-class Cluster:
-    def __init__(self, root: Path):
-        self.root = root
-        self.base = _free_range(NODES)
-        self.env = dict(os.environ, SLUICE_CLUSTER_DIR=str(root), SLUICE_CLUSTER_PORT=str(self.base),
-                        SLUICED=str(SLUICED_BIN), SLUICE_CLUSTER_EXTRA=EXTRA, SLUICE_LOG="info")
-        self.bootstrap = ",".join(f"127.0.0.1:{self.base + i}" for i in range(NODES))
-
-    def run(self, *args: str, timeout: float = 120) -> str:
-        r = subprocess.run([str(CLUSTER), *args], env=self.env, capture_output=True, text=True,
-                           timeout=timeout)
-        if r.returncode != 0:
-            raise AssertionError(f"scripts/cluster {' '.join(args)} failed:\n{r.stderr}\n{self.logs()}")
-        return r.stdout
-
-    def logs(self, lines: int = 25) -> str:
-        out = []
-        for i in range(1, NODES + 1):
-            log = self.root / f"n{i}" / "sluiced.log"
-            text = log.read_text(errors="replace").splitlines()[-lines:] if log.exists() else []
-            out.append(f"--- node {i} ---\n" + "\n".join(text))
-        return "\n".join(out)
-
-    def node_of_port(self, port: int) -> int:
-        return port - self.base + 1
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     if not SLUICED_BIN.exists():
         pytest.fail(f"{SLUICED_BIN} is missing: build it first (cargo build --release -p sluice-broker)")
-    c = Cluster(tmp_path_factory.mktemp("cluster"))
+    c = Cluster(tmp_path_factory.mktemp("cluster"), SLUICED_BIN, EXTRA, NODES)
     try:
         c.run("up", str(NODES))
         yield c
     finally:
-        try:
-            c.run("down", timeout=60)
-        except Exception:  # noqa: BLE001 - kill whatever is left below
-            pass
-        for i in range(1, NODES + 1):
-            pid = c.root / f"n{i}" / "pid"
-            if pid.exists():
-                try:
-                    os.kill(int(pid.read_text()), 9)
-                except (ProcessLookupError, ValueError):
-                    pass
+        c.teardown()
 
 
 def kafka_tool(main_class: str, *args: str, timeout: float = 120) -> str:
@@ -153,17 +96,6 @@ def describe(cluster: Cluster, topic: str) -> dict[int, tuple[int, list[int], li
         parts[int(m.group(1))] = (int(m.group(2)), ids(m.group(3)), ids(m.group(4)))
     assert parts, out
     return parts
-
-
-def wait_for(what: str, fn, timeout: float = 60.0, cluster: Cluster | None = None):
-    deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what} (last: {last})\n{cluster.logs() if cluster else ''}")
 
 
 def test_kafka_tools_see_replicas_isr_and_the_quorum(cluster):
@@ -198,136 +130,6 @@ def test_kafka_tools_see_replicas_isr_and_the_quorum(cluster):
     wait_for("the ISR to include broker 3 again", lambda: all(
         3 in isr for _, (_, _, isr) in describe(cluster, "application-events").items()),
         timeout=90, cluster=cluster)
-
-
-class LoadProducer(threading.Thread):
-    """An idempotent acks=all confluent-kafka producer sending at a steady
-    rate until stopped, recording every send and outcome into `h`."""
-
-    def __init__(self, bootstrap: str, topic: str, h: History, name: str, partitions: int):
-        super().__init__(name=name, daemon=True)
-        self.bootstrap, self.topic, self.h, self.partitions = bootstrap, topic, h, partitions
-        self.stop = threading.Event()
-        self.acked = 0
-        self.last_ack = time.monotonic()
-        self.errors: list[str] = []
-        self.exc: BaseException | None = None
-
-    def _delivered(self, op: int, err, msg) -> None:
-        if err is None:
-            self.h.ok(op, msg.partition(), msg.offset())
-            self.acked += 1
-            self.last_ack = time.monotonic()
-        else:
-            self.errors.append(err.name())
-            self.h.error(op, err.name())
-
-    def run(self) -> None:
-        from confluent_kafka import Producer
-
-        try:
-            p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all", "enable.idempotence": True,
-                          "linger.ms": 5, "message.timeout.ms": 120000, "retry.backoff.ms": 50,
-                          "topic.metadata.refresh.interval.ms": 1000})
-            i = 0
-            while not self.stop.is_set():
-                part = i % self.partitions
-                key, value = f"k{i % 16}", f"{self.name}-{i}"
-                op = self.h.invoke(self.name, self.topic, key=key, value=value, partition=part)
-                while True:
-                    try:
-                        p.produce(self.topic, key=key, value=value, partition=part,
-                                  on_delivery=lambda err, msg, op=op: self._delivered(op, err, msg))
-                        break
-                    except BufferError:
-                        p.poll(0.05)
-                p.poll(0)
-                i += 1
-                time.sleep(0.002)
-            left = p.flush(180)
-            if left:
-                raise AssertionError(f"{left} sends never completed")
-        except BaseException as e:  # noqa: BLE001 - reported by the test thread
-            self.exc = e
-
-
-class TopicCreator(threading.Thread):
-    """Creates topics `<prefix>-<i>` (3 partitions, RF 3) one after another
-    until stopped, remembering which creates the admin client reported done
-    and which failed (and with what)."""
-
-    def __init__(self, bootstrap: str, prefix: str):
-        super().__init__(name=f"creator-{prefix}", daemon=True)
-        self.bootstrap, self.prefix = bootstrap, prefix
-        self.stop = threading.Event()
-        self.created: list[str] = []
-        self.failed: dict[str, str] = {}
-        self.exc: BaseException | None = None
-
-    def run(self) -> None:
-        from confluent_kafka.admin import AdminClient, NewTopic
-
-        try:
-            admin = AdminClient({"bootstrap.servers": self.bootstrap})
-            i = 0
-            while not self.stop.is_set():
-                name = f"{self.prefix}-{i}"
-                i += 1
-                try:
-                    admin.create_topics([NewTopic(name, 3, 3)], operation_timeout=30)[name].result(60)
-                    self.created.append(name)
-                except Exception as e:  # noqa: BLE001 - a failed create is retried by check()
-                    self.failed[name] = repr(e)
-                time.sleep(0.05)
-        except BaseException as e:  # noqa: BLE001 - reported by the test thread
-            self.exc = e
-
-    def check(self, cluster: Cluster) -> None:
-        """Every create reported done exists with all its partitions led by
-        a live replica set of three; a failed one succeeds when retried (or
-        turns out to exist: the controller may have committed it before it
-        died)."""
-        from confluent_kafka.admin import AdminClient, NewTopic
-
-        assert self.exc is None, self.exc
-        admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
-        for name in self.failed:
-            try:
-                admin.create_topics([NewTopic(name, 3, 3)], operation_timeout=30)[name].result(60)
-            except Exception as e:  # noqa: BLE001
-                assert "TOPIC_ALREADY_EXISTS" in repr(e), f"retrying {name}: {e!r}"
-
-        def all_led():
-            md = admin.list_topics(timeout=20)
-            for name in [*self.created, *self.failed]:
-                t = md.topics.get(name)
-                if t is None or t.error is not None or len(t.partitions) != 3:
-                    return None
-                if any(p.leader < 0 or len(p.replicas) != 3 for p in t.partitions.values()):
-                    return None
-            return True
-
-        wait_for(f"{len(self.created) + len(self.failed)} created topics with leaders", all_led,
-                 timeout=60, cluster=cluster)
-
-
-def active_controller(cluster: Cluster) -> int:
-    """The quorum's leader, as kafka-metadata-quorum describes it (Metadata's
-    controller_id names the broker asked: every broker forwards)."""
-    out = kafka_tool("org.apache.kafka.tools.MetadataQuorumCommand", "--bootstrap-server", cluster.bootstrap,
-                     "describe", "--status")
-    m = QUORUM_LEADER.search(out)
-    assert m, out
-    return int(m.group(1))
-
-
-def leader_port(bootstrap: str, topic: str, partition: int) -> tuple[int, list[int]]:
-    from confluent_kafka.admin import AdminClient
-
-    md = AdminClient({"bootstrap.servers": bootstrap}).list_topics(topic, timeout=20)
-    t = md.topics[topic]
-    p = t.partitions[partition]
-    return p.leader, list(p.isrs)
 
 
 def read_all_and_check(cluster: Cluster, topic: str, h: History, keep_as: str):
