@@ -292,6 +292,7 @@ fn shard_thread(
             }
             p.close();
         }
+        crate::shard::hw_checkpoint::at_shutdown(&shard);
         Ok::<(), anyhow::Error>(())
     })
 }

@@ -417,3 +417,129 @@ fn a_data_directory_of_another_node_or_cluster_is_refused() {
     assert!(!status.success());
     assert!(c.node(3).log().contains("says node.id 2"));
 }
+
+/// Partition `p`'s leader as node `from` sees it (-1 if none yet).
+fn leader_of(c: &mut Cluster, from: i32, topic: &str, p: i32) -> i32 {
+    let m = c.metadata_from(from, Some(&[topic]));
+    if m.topics[0].error_code != 0 {
+        return -1;
+    }
+    assignment(&m, topic).get(&p).map_or(-1, |a| a.0)
+}
+
+/// Produces `values` (acks=all) to partition 0 of `topic` through its
+/// current leader, retrying while leadership settles.
+fn produce_to_leader(c: &mut Cluster, topic: &str, values: &[&str]) {
+    let mut last = None;
+    let ok = wait_until(|| {
+        let leader = leader_of(c, 1, topic, 0);
+        if leader < 1 {
+            return false;
+        }
+        let r = produce(&mut c.node(leader).client(), topic, 0, batch(values));
+        let done = r.error_code == 0;
+        last = Some(r);
+        done
+    });
+    assert!(ok, "produce to {topic}: {last:?}\n{}", c.logs());
+}
+
+/// The bytes of every segment of a partition directory, concatenated.
+fn segment_bytes(dir: &std::path::Path) -> Vec<u8> {
+    log_files(dir)
+        .iter()
+        .flat_map(|f| std::fs::read(dir.join(f)).unwrap_or_default())
+        .collect()
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+#[test]
+fn a_topic_recreated_while_a_node_was_down_replaces_its_old_directory() {
+    use base64::Engine;
+    let mut c = Cluster::start(r#""replica.high.watermark.checkpoint.interval.ms" = 300"#);
+    let created = create_topic(&mut c.node(1).client(), "reborn", 1, 3, &[]);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    let old_id = created.topic_id;
+    produce_to_leader(&mut c, "reborn", &["old-1", "old-2", "old-3"]);
+    // A follower of the partition goes down once it has the records and
+    // its checkpoint has their high watermark.
+    let leader = leader_of(&mut c, 1, "reborn", 0);
+    let victim = if leader == 3 { 2 } else { 3 };
+    let survivor = 6 - leader - victim;
+    let dir = c.node(victim).partition_dir("reborn", 0);
+    let checkpoint = c
+        .node(victim)
+        .data_dir()
+        .join("replication-offset-checkpoint");
+    let ok = wait_until(|| {
+        contains(&segment_bytes(&dir), "old-3")
+            && std::fs::read_to_string(&checkpoint).is_ok_and(|t| t.contains("\nreborn 0 3\n"))
+    });
+    assert!(ok, "node {victim}: no records or checkpoint\n{}", c.logs());
+    assert!(c.node(victim).sigterm().success());
+    let text = std::fs::read_to_string(&checkpoint).unwrap_or_default();
+    assert!(
+        text.starts_with("0\n") && text.contains("\nreborn 0 3\n"),
+        "{text}"
+    );
+    let metadata_file = std::fs::read_to_string(dir.join("partition.metadata")).unwrap_or_default();
+    assert!(
+        metadata_file.starts_with("version: 0\ntopic_id: "),
+        "{metadata_file}"
+    );
+
+    // Deleted and recreated under the same name while it is down.
+    let mut req = kafka_protocol::messages::DeleteTopicsRequest::default();
+    let mut st = kafka_protocol::messages::delete_topics_request::DeleteTopicState::default();
+    st.name = Some(topic_name("reborn"));
+    req.topics = vec![st];
+    req.timeout_ms = 10_000;
+    let resp: kafka_protocol::messages::DeleteTopicsResponse =
+        c.node(leader).client().send(6, &req);
+    assert_eq!(resp.responses[0].error_code, 0, "{resp:?}");
+    for id in [leader, survivor] {
+        let ok = wait_until(|| !c.node(id).partition_dir("reborn", 0).exists());
+        assert!(ok, "node {id} kept the deleted partition\n{}", c.logs());
+    }
+    assert!(dir.exists(), "the stopped node's directory stays");
+
+    c.node(victim).relaunch();
+    c.node(victim).wait_until_ready();
+    let mut recreated = None;
+    let ok = wait_until(|| {
+        let r = create_topic(&mut c.node(survivor).client(), "reborn", 1, 3, &[]);
+        let done = r.error_code == 0;
+        recreated = Some(r);
+        done
+    });
+    assert!(ok, "{recreated:?}\n{}", c.logs());
+    let new_id = recreated.map(|r| r.topic_id).unwrap_or_default();
+    assert_ne!(new_id, old_id);
+    produce_to_leader(&mut c, "reborn", &["new-1", "new-2"]);
+
+    // The returning node's directory now holds the new topic only.
+    let ok = wait_until(|| {
+        let bytes = segment_bytes(&dir);
+        contains(&bytes, "new-2") && !contains(&bytes, "old-")
+    });
+    assert!(
+        ok,
+        "node {victim} still holds the old topic's records\n{}",
+        c.logs()
+    );
+    let metadata_file = std::fs::read_to_string(dir.join("partition.metadata")).unwrap_or_default();
+    let new_b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(new_id.as_bytes());
+    assert_eq!(metadata_file, format!("version: 0\ntopic_id: {new_b64}"));
+    assert!(
+        c.node(victim)
+            .log()
+            .contains("belongs to a deleted topic of the same name"),
+        "{}",
+        tail(&c.node(victim).log(), 30)
+    );
+}

@@ -285,6 +285,9 @@ pub struct ClusterSettings {
     pub replica_fetch_backoff_ms: u64,
     /// `replica.socket.timeout.ms`
     pub replica_socket_timeout_ms: u64,
+    /// `replica.high.watermark.checkpoint.interval.ms`: how often the high
+    /// watermarks go to `replication-offset-checkpoint` (and at shutdown).
+    pub replica_high_watermark_checkpoint_interval_ms: u64,
 }
 
 impl Default for ClusterSettings {
@@ -306,6 +309,7 @@ impl Default for ClusterSettings {
             replica_fetch_response_max_bytes: 10 << 20,
             replica_fetch_backoff_ms: 1_000,
             replica_socket_timeout_ms: 30_000,
+            replica_high_watermark_checkpoint_interval_ms: 5_000,
         }
     }
 }
@@ -747,6 +751,10 @@ impl BrokerConfig {
             }
             names::REPLICA_SOCKET_TIMEOUT_MS => {
                 self.cluster.replica_socket_timeout_ms =
+                    positive(name, parse_num(name, value)?)? as u64
+            }
+            names::REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS => {
+                self.cluster.replica_high_watermark_checkpoint_interval_ms =
                     positive(name, parse_num(name, value)?)? as u64
             }
             names::OFFSETS_RETENTION_MINUTES => {

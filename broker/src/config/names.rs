@@ -100,3 +100,5 @@ pub const REPLICA_FETCH_MAX_BYTES: &str = "replica.fetch.max.bytes";
 pub const REPLICA_FETCH_RESPONSE_MAX_BYTES: &str = "replica.fetch.response.max.bytes";
 pub const REPLICA_FETCH_BACKOFF_MS: &str = "replica.fetch.backoff.ms";
 pub const REPLICA_SOCKET_TIMEOUT_MS: &str = "replica.socket.timeout.ms";
+pub const REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS: &str =
+    "replica.high.watermark.checkpoint.interval.ms";

@@ -5,7 +5,10 @@
 //! (`recovery`), retention and DeleteRecords (`retention`), idempotent
 //! producer state (`producer_state`), the leader epoch cache and its
 //! checkpoint (`epoch_cache`), a follower's appends of fetched batches and
-//! truncation (`follower`) and the segment/index files.
+//! truncation (`follower`), the segment/index files, and two small files of
+//! Kafka's: `partition.metadata` binding a directory to its topic id
+//! (`partition_metadata`) and the data directory's
+//! `replication-offset-checkpoint` of high watermarks (`hw_checkpoint`).
 //!
 //! The log end offset is the durable log end: an append round moves it only
 //! after its write (and, under `flush.policy = always`, its fdatasync). The
@@ -17,7 +20,9 @@
 pub mod append;
 pub mod epoch_cache;
 pub mod follower;
+pub mod hw_checkpoint;
 pub mod index;
+pub mod partition_metadata;
 pub mod producer_state;
 pub mod read;
 pub mod recovery;
@@ -207,6 +212,15 @@ impl PartitionLog {
     /// watermark.
     pub fn set_log_end_listener(&self, listener: LogEndListener) {
         *self.log_end_listener.borrow_mut() = Some(listener);
+    }
+
+    /// Sets where the high watermark starts, before anything reads the
+    /// log: a replicated log opens with the checkpointed one rather than
+    /// its log end (records past it may never have been committed). Kept
+    /// within [log start, log end]; from here it only moves forward.
+    pub fn start_high_watermark_at(&self, hw: i64) {
+        let mut st = self.state.borrow_mut();
+        st.high_watermark = hw.min(st.log_end_offset).max(st.log_start_offset);
     }
 
     /// Moves the high watermark forward to `hw` (capped at the log end; it

@@ -100,6 +100,8 @@ impl PartitionLog {
             segments,
             log_start_offset: log_start,
             log_end_offset: log_end,
+            // A standalone log's; the replica layer starts a replicated
+            // one from the checkpoint (`start_high_watermark_at`).
             high_watermark: log_end,
             // Never stamp an epoch older than the log already holds.
             leader_epoch: epochs.latest_epoch().unwrap_or(0).max(0),

@@ -11,6 +11,14 @@
 //! with replicas = ISR = [node.id] and leader epoch 0, so its high watermark
 //! is its log end and everything behaves as a plain log.
 //!
+//! Opening a partition directory checks its `partition.metadata` against
+//! the topic id (writing the file when it is missing, as for a new or an
+//! older directory). In cluster mode ([`ReplicaManager::set_replicated`])
+//! a directory of another topic id holds a deleted topic of the same name
+//! and is removed, and the high watermark starts from the
+//! `replication-offset-checkpoint` rather than the log end; standalone, such
+//! a directory is set aside as `<dir>.<old id>-stray` for the operator.
+//!
 //! The pure leader state and its decisions live in `leader`; `partition`
 //! holds [`Partition`]; `isr` the AlterPartition trait. The replica fetcher
 //! (the follower side, `fetcher`) is built beside this.
@@ -33,6 +41,8 @@ use uuid::Uuid;
 
 use crate::cluster::TopicMeta;
 use crate::config::BrokerConfig;
+use crate::log::hw_checkpoint::HighWatermarks;
+use crate::log::partition_metadata::{self, encode_topic_id, StoredTopicId};
 use crate::log::PartitionLog;
 
 pub use isr::{IsrChanger, IsrProposal, LeaderAndIsr, NoController};
@@ -102,6 +112,9 @@ pub struct ReplicaManager {
     open_lock: futures::lock::Mutex<()>,
     assignment: RefCell<AssignmentSource>,
     isr_checker_started: std::cell::Cell<bool>,
+    /// Cluster mode: the checkpointed high watermarks not yet claimed by an
+    /// opened partition. `None`: standalone.
+    replicated: RefCell<Option<HighWatermarks>>,
 }
 
 impl ReplicaManager {
@@ -121,7 +134,31 @@ impl ReplicaManager {
                 Some(Assignment::Leader(LeaderAndIsr::single(node_id)))
             })),
             isr_checker_started: std::cell::Cell::new(false),
+            replicated: RefCell::new(None),
         })
+    }
+
+    /// Cluster mode: partitions opened from now on are replicated. Each
+    /// starts its high watermark at min(its entry in `checkpointed`, log
+    /// end), or at its log start without one, and rises from there only as
+    /// the ISR's log ends allow; a directory whose `partition.metadata`
+    /// names another topic id is removed (a deleted topic's).
+    pub fn set_replicated(&self, checkpointed: HighWatermarks) {
+        *self.replicated.borrow_mut() = Some(checkpointed);
+    }
+
+    pub fn is_replicated(&self) -> bool {
+        self.replicated.borrow().is_some()
+    }
+
+    /// The high watermark of every partition open here, for the
+    /// `replication-offset-checkpoint`.
+    pub fn high_watermarks(&self) -> HighWatermarks {
+        self.partitions
+            .borrow()
+            .values()
+            .map(|p| ((p.log.topic.clone(), p.log.partition), p.high_watermark()))
+            .collect()
     }
 
     pub fn context(&self) -> &Rc<ReplicaContext> {
@@ -185,6 +222,7 @@ impl ReplicaManager {
         let dir = self
             .data_dir
             .join(PartitionLog::dir_name(&topic.name, partition));
+        let write_topic_id = self.claim_dir(&dir, topic, partition)?;
         let metrics = crate::metrics::METRICS.partition(&topic.name, partition);
         let log = PartitionLog::open(
             &dir,
@@ -199,6 +237,19 @@ impl ReplicaManager {
             tracing::error!(topic = %topic.name, partition, error = %e, "cannot open partition");
             e.kafka_code()
         })?;
+        if write_topic_id {
+            if let Err(e) = partition_metadata::write(&dir, topic.id) {
+                // The log itself is fine; the next open tries again.
+                tracing::warn!(dir = %dir.display(), error = %e, "cannot write partition.metadata");
+            }
+        }
+        if let Some(checkpointed) = self.replicated.borrow_mut().as_mut() {
+            let key = (topic.name.clone(), partition);
+            let start = checkpointed
+                .remove(&key)
+                .unwrap_or_else(|| log.log_start_offset());
+            log.start_high_watermark_at(start);
+        }
         {
             let st = log.state.borrow();
             log.metrics
@@ -213,6 +264,69 @@ impl ReplicaManager {
             self.start_isr_checker();
         }
         Ok(p)
+    }
+
+    /// Checks the directory a partition is about to open from against its
+    /// topic id (Kafka's `partition.metadata`). Returns whether the file
+    /// must be (re)written: absent (a new directory, or one from before the
+    /// file existed: adopted) or malformed (a warning, then as absent). A
+    /// directory of another topic id holds a deleted topic of the same
+    /// name: removed in cluster mode (with its checkpointed high
+    /// watermark), set aside standalone; either way the partition starts
+    /// empty. KAFKA_STORAGE_ERROR if that fails, rather than serving the
+    /// old topic's records.
+    fn claim_dir(
+        &self,
+        dir: &std::path::Path,
+        topic: &TopicMeta,
+        partition: i32,
+    ) -> Result<bool, ErrorCode> {
+        let found = match partition_metadata::read(dir) {
+            StoredTopicId::Absent => return Ok(true),
+            StoredTopicId::Id(id) if id == topic.id => return Ok(false),
+            StoredTopicId::Malformed(why) => {
+                tracing::warn!(dir = %dir.display(), problem = %why, "partition.metadata is malformed; treating it as absent and rewriting it");
+                return Ok(true);
+            }
+            StoredTopicId::Id(found) => found,
+        };
+        let expected = encode_topic_id(topic.id);
+        let found_text = encode_topic_id(found);
+        let result = if let Some(checkpointed) = self.replicated.borrow_mut().as_mut() {
+            tracing::warn!(
+                dir = %dir.display(),
+                topic = %topic.name,
+                partition,
+                expected_topic_id = %expected,
+                found_topic_id = %found_text,
+                "the partition directory belongs to a deleted topic of the same name; removing it and starting empty"
+            );
+            checkpointed.remove(&(topic.name.clone(), partition));
+            std::fs::remove_dir_all(dir)
+        } else {
+            let stray = dir.with_file_name(format!(
+                "{}.{}-stray",
+                PartitionLog::dir_name(&topic.name, partition),
+                found.simple()
+            ));
+            tracing::warn!(
+                dir = %dir.display(),
+                topic = %topic.name,
+                partition,
+                expected_topic_id = %expected,
+                found_topic_id = %found_text,
+                set_aside_as = %stray.display(),
+                "the partition directory belongs to another topic of the same name; setting it aside and starting empty"
+            );
+            std::fs::rename(dir, &stray)
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                tracing::error!(dir = %dir.display(), error = %e, "cannot move a deleted topic's partition directory out of the way");
+                Err(ErrorCode::KafkaStorageError)
+            }
+        }
     }
 
     /// Makes this broker the partition's leader (opening it if needed).

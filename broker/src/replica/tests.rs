@@ -500,6 +500,180 @@ fn manager_opens_in_the_assigned_role_and_changes_roles() {
     });
 }
 
+fn one_partition_topic(name: &str, id: uuid::Uuid) -> crate::cluster::TopicMeta {
+    crate::cluster::TopicMeta {
+        name: name.into(),
+        id,
+        partitions: 1,
+        configs: BTreeMap::new(),
+        log_config: LogConfig::resolve(&BrokerConfig::default(), &BTreeMap::new()),
+        internal: false,
+        assignment: vec![crate::cluster::PartitionMeta::solo(1)],
+    }
+}
+
+fn manager_in(dir: &std::path::Path) -> Rc<ReplicaManager> {
+    ReplicaManager::new(
+        ReplicaConfig {
+            node_id: 1,
+            replica_lag_time_max_ms: LAG,
+        },
+        dir.to_path_buf(),
+    )
+}
+
+fn checkpoint(entries: &[(&str, i32, i64)]) -> crate::log::hw_checkpoint::HighWatermarks {
+    entries
+        .iter()
+        .map(|(t, p, o)| ((t.to_string(), *p), *o))
+        .collect()
+}
+
+#[test]
+fn a_reopened_replicated_log_starts_its_high_watermark_at_the_checkpoint() {
+    run(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let topic = one_partition_topic("t", uuid::Uuid::new_v4());
+        // Five records written (a standalone leader commits them at once).
+        let first = manager_in(dir.path());
+        let p = first.open(&topic, 0).await.expect("open");
+        let r = p
+            .append(vec![batch(&["a", "b", "c", "d", "e"])], 1, soon())
+            .await;
+        assert_eq!(r.error, ErrorCode::None);
+        assert_eq!(p.high_watermark(), 5);
+        first.remove(&topic.id, 0);
+
+        let two_replicas = LeaderAndIsr {
+            leader_epoch: 1,
+            partition_epoch: 1,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        };
+        // Replicated, checkpointed at 2: the three records past it were
+        // never known committed, so consumers do not see them...
+        let replicated = manager_in(dir.path());
+        replicated.set_replicated(checkpoint(&[("t", 0, 2), ("other", 0, 7)]));
+        replicated
+            .become_leader(&topic, 0, two_replicas.clone())
+            .await
+            .expect("leader");
+        let p = replicated.get(&topic.id, 0).expect("open");
+        assert_eq!(p.log_end_offset(), 5);
+        assert_eq!(
+            p.high_watermark(),
+            2,
+            "from the checkpoint, not the log end"
+        );
+        let read = p.read(Reader::Consumer, 0, 1 << 20, -1).expect("read");
+        assert_eq!(read.high_watermark, 2);
+        // ...until the ISR's log ends allow: the follower has all five.
+        p.read(Reader::Follower(2), 5, 1 << 20, -1)
+            .expect("follower read");
+        assert_eq!(p.high_watermark(), 5);
+        assert_eq!(
+            replicated.high_watermarks(),
+            checkpoint(&[("t", 0, 5)]),
+            "what the next checkpoint holds"
+        );
+        replicated.remove(&topic.id, 0);
+
+        // A checkpoint past the log end (a tail lost in a crash): the log end.
+        let past = manager_in(dir.path());
+        past.set_replicated(checkpoint(&[("t", 0, 99)]));
+        past.become_leader(&topic, 0, two_replicas.clone())
+            .await
+            .expect("leader");
+        assert_eq!(past.get(&topic.id, 0).map(|p| p.high_watermark()), Some(5));
+        past.remove(&topic.id, 0);
+
+        // No entry (or no file): the log start, as a follower too.
+        let none = manager_in(dir.path());
+        none.set_replicated(checkpoint(&[]));
+        none.become_follower(&topic, 0, 2, 2)
+            .await
+            .expect("follower");
+        assert_eq!(none.get(&topic.id, 0).map(|p| p.high_watermark()), Some(0));
+        none.remove(&topic.id, 0);
+
+        // Standalone keeps the high watermark at the log end.
+        let standalone = manager_in(dir.path());
+        let p = standalone.open(&topic, 0).await.expect("open");
+        assert_eq!(p.high_watermark(), 5);
+    });
+}
+
+#[test]
+fn partition_metadata_binds_a_directory_to_its_topic_id() {
+    use crate::log::partition_metadata::{self, StoredTopicId, PARTITION_METADATA};
+    run(async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let part_dir = dir.path().join("t-0");
+        let old = one_partition_topic("t", uuid::Uuid::new_v4());
+        let m = manager_in(dir.path());
+        let p = m.open(&old, 0).await.expect("open");
+        p.append(vec![batch(&["old-1", "old-2"])], 1, soon()).await;
+        assert_eq!(
+            partition_metadata::read(&part_dir),
+            StoredTopicId::Id(old.id)
+        );
+        m.remove(&old.id, 0);
+
+        // A directory from before the file existed is adopted: the file is
+        // written, the records stay.
+        std::fs::remove_file(part_dir.join(PARTITION_METADATA)).expect("remove");
+        let m = manager_in(dir.path());
+        assert_eq!(m.open(&old, 0).await.expect("open").log_end_offset(), 2);
+        assert_eq!(
+            partition_metadata::read(&part_dir),
+            StoredTopicId::Id(old.id)
+        );
+        m.remove(&old.id, 0);
+
+        // A malformed file: a warning, then as absent.
+        std::fs::write(
+            part_dir.join(PARTITION_METADATA),
+            "version: 0\ntopic_id: ???",
+        )
+        .expect("write");
+        let m = manager_in(dir.path());
+        assert_eq!(m.open(&old, 0).await.expect("open").log_end_offset(), 2);
+        assert_eq!(
+            partition_metadata::read(&part_dir),
+            StoredTopicId::Id(old.id)
+        );
+        m.remove(&old.id, 0);
+
+        // The topic deleted and recreated under its name while this node was
+        // away: in cluster mode the old directory is removed and the
+        // partition starts empty, its checkpointed high watermark dropped.
+        let new = one_partition_topic("t", uuid::Uuid::new_v4());
+        let m = manager_in(dir.path());
+        m.set_replicated(checkpoint(&[("t", 0, 2)]));
+        m.become_follower(&new, 0, 2, 0).await.expect("follower");
+        let p = m.get(&new.id, 0).expect("open");
+        assert_eq!((p.log_start_offset(), p.log_end_offset()), (0, 0));
+        assert_eq!(p.high_watermark(), 0);
+        assert_eq!(
+            partition_metadata::read(&part_dir),
+            StoredTopicId::Id(new.id)
+        );
+        m.remove(&new.id, 0);
+
+        // Standalone, a directory of another id is set aside, not deleted.
+        let third = one_partition_topic("t", uuid::Uuid::new_v4());
+        let m = manager_in(dir.path());
+        let p = m.open(&third, 0).await.expect("open");
+        assert_eq!(p.log_end_offset(), 0);
+        let stray = dir.path().join(format!("t-0.{}-stray", new.id.simple()));
+        assert_eq!(partition_metadata::read(&stray), StoredTopicId::Id(new.id));
+        assert_eq!(
+            partition_metadata::read(&part_dir),
+            StoredTopicId::Id(third.id)
+        );
+    });
+}
+
 #[test]
 fn a_produce_queued_before_a_role_change_is_refused_not_restamped() {
     // A produce accepted while leader but staged only after the partition

@@ -24,6 +24,7 @@ use crate::log::PartitionLog;
 use crate::replica::{Partition, ReplicaConfig, ReplicaManager};
 
 pub mod groups;
+pub mod hw_checkpoint;
 pub mod roles;
 
 pub type Job = Box<dyn FnOnce(&Rc<Shard>) + Send>;
@@ -38,6 +39,8 @@ pub struct Broker {
     pub listeners: Vec<Arc<crate::auth::Listener>>,
     /// Authentication (SASL credentials) and authorization (IAM policies).
     pub security: crate::auth::Security,
+    /// Cluster mode: the data directory's `replication-offset-checkpoint`.
+    pub hw_checkpoint: hw_checkpoint::HwCheckpoint,
 }
 
 thread_local! {
@@ -69,9 +72,12 @@ impl Broker {
         listeners: Vec<Arc<crate::auth::Listener>>,
         security: crate::auth::Security,
     ) -> Broker {
+        let hw_checkpoint =
+            hw_checkpoint::HwCheckpoint::new(config.data_dir.clone(), mailboxes.len().max(1));
         Broker {
             config,
             metadata,
+            hw_checkpoint,
             mailboxes,
             shutting_down: AtomicBool::new(false),
             listeners,
@@ -169,6 +175,11 @@ impl Shard {
             ReplicaConfig::from_broker(&broker.config),
             broker.config.data_dir.clone(),
         );
+        if broker.metadata.member().is_some() {
+            // Replicated partitions: high watermarks start from the
+            // checkpoint, and a directory of a deleted topic is removed.
+            replicas.set_replicated(broker.hw_checkpoint.checkpointed());
+        }
         Rc::new(Shard {
             id,
             broker,

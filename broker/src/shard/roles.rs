@@ -7,7 +7,8 @@
 //! coordination follows `__consumer_offsets` leadership: becoming leader of
 //! one of its partitions loads that partition's groups, losing it unloads
 //! them. ISR changes go to the controller as AlterPartition. Followers get
-//! partitions fetched by one replica fetcher per leader.
+//! partitions fetched by one replica fetcher per leader. Each shard also
+//! reports its high watermarks for the checkpoint (`super::hw_checkpoint`).
 
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
@@ -226,6 +227,7 @@ pub fn install(shard: &Rc<Shard>, member: &ClusterMember) {
     shard.replicas.set_isr_changer(Rc::new(QuorumIsrChanger {
         member: member.clone(),
     }));
+    super::hw_checkpoint::start(shard);
     let mut rx = member.subscribe();
     let weak = Rc::downgrade(shard);
     compio::runtime::spawn(async move {
