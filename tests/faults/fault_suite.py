@@ -65,7 +65,7 @@ QUIET = {"log_level": 2}
 KINDS = ("kill_random", "kill_leader", "kill_controller", "sigterm_restart", "pause", "two_down",
          "rolling_restart", "create_under_controller_kill")
 # Relative weights of the kinds in a schedule (the rolling restart is long).
-WEIGHTS = (3, 4, 3, 2, 3, 2, 1, 2)
+WEIGHTS = (3, 4, 3, 2, 3, 2, 2, 2)
 # Rough seconds each kind takes beyond its drawn waits, to fit a schedule into --duration.
 OVERHEAD_S = {"kill_random": 4, "kill_leader": 4, "kill_controller": 4, "sigterm_restart": 6, "pause": 1,
               "two_down": 8, "rolling_restart": 30, "create_under_controller_kill": 6}
