@@ -125,3 +125,17 @@ def topic(broker: str) -> str:
     admin.create_topics([NewTopic(name, 3, 1)])
     admin.close()
     return name
+
+
+@pytest.fixture
+def sigint_raises() -> Iterator[None]:
+    """Python's own SIGINT handler (KeyboardInterrupt) for the test. A process
+    started from a non-interactive shell's background job inherits SIGINT
+    ignored, and Python then installs no handler, so Ctrl-C tests would
+    wait out their whole timeout there."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+

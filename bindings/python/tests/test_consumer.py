@@ -188,7 +188,7 @@ def test_gil_is_released_while_polling(broker, topic):
     c.close()
 
 
-def test_ctrl_c_interrupts_a_blocking_poll(broker, topic):
+def test_ctrl_c_interrupts_a_blocking_poll(broker, topic, sigint_raises):
     c = KafkaConsumer(bootstrap_servers=broker)
     c.assign([TopicPartition(topic, 0)])
     c.seek_to_end()

@@ -142,7 +142,7 @@ def test_close_with_zero_timeout_does_not_raise(broker, topic):
     assert f.is_done
 
 
-def test_ctrl_c_interrupts_a_send_waiting_for_metadata(broker):
+def test_ctrl_c_interrupts_a_send_waiting_for_metadata(broker, sigint_raises):
     import os
     import signal
 
