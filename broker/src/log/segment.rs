@@ -191,24 +191,10 @@ pub fn read_header(
     Ok(BatchHeader::parse(&buf).ok())
 }
 
-/// Writes a small file whole and syncs it (index files, checkpoints).
+/// Writes a small file whole through `<name>.tmp`, synced and renamed over
+/// `path`, so a reader sees the old file or the new one, never a mix (index
+/// files, which recovery can rebuild, and the log's own checkpoints).
 pub fn write_file_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    let tmp = path.with_extension("tmp");
-    {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_data()?;
-    }
-    std::fs::rename(&tmp, path)?;
-    Ok(())
-}
-
-/// Replaces a small file atomically and durably, Kafka's way for its
-/// checkpoint and metadata files: write `<name>.tmp`, fsync it, rename it
-/// over `path`, fsync the directory (so the rename itself survives a crash).
-/// A reader sees the old file or the new one, never a mix.
-pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let Some(name) = path.file_name() else {
         return Err(std::io::Error::new(
@@ -222,9 +208,16 @@ pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
-        f.sync_all()?;
+        f.sync_data()?;
     }
-    std::fs::rename(&tmp, path)?;
+    std::fs::rename(&tmp, path)
+}
+
+/// [`write_file_synced`], then an fsync of the directory so the rename
+/// itself survives a crash: Kafka's way for its checkpoint and metadata
+/// files that cannot be rebuilt.
+pub fn write_file_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_file_synced(path, bytes)?;
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
