@@ -39,11 +39,41 @@ pub fn probe_io_uring() -> anyhow::Result<()> {
     }
 }
 
+/// The lock file in a data directory, as Kafka's `.lock`.
+pub const DATA_DIR_LOCK: &str = ".lock";
+
+/// Takes an exclusive lock on `dir` for as long as the returned file lives:
+/// two processes writing one log would corrupt it, and a cluster node's
+/// `directory.id` stands for exactly one running process.
+pub fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
+    let path = dir.join(DATA_DIR_LOCK);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "data directory {} is in use by another sluiced process (it holds {}); \
+             each broker needs its own log.dirs",
+            dir.display(),
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     probe_io_uring()?;
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.data_dir)
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
+    // Held until the broker has stopped.
+    let _data_dir_lock = lock_data_dir(&config.data_dir)?;
     let n = config.shards.max(1);
     let mut senders = Vec::with_capacity(n);
     let mut receivers = Vec::with_capacity(n);
@@ -393,4 +423,22 @@ fn spawn_housekeeping(shard: &Rc<Shard>) {
 
 fn cfg_flush_interval(cfg: &BrokerConfig) -> bool {
     cfg.flush_policy == FlushPolicy::Interval
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_data_directory_serves_one_process_at_a_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = lock_data_dir(dir.path()).unwrap();
+        let refused = lock_data_dir(dir.path()).unwrap_err().to_string();
+        assert!(
+            refused.contains("in use by another sluiced process"),
+            "{refused}"
+        );
+        drop(held);
+        lock_data_dir(dir.path()).expect("free again once the holder stopped");
+    }
 }

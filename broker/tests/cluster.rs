@@ -21,14 +21,14 @@ struct Cluster {
     nodes: Vec<Broker>,
 }
 
-fn node_config(id: i32, voters: &str, extra: &str) -> String {
+fn node_config(id: i32, voters: &str, session_ms: u64, extra: &str) -> String {
     format!(
         r#"
 "node.id" = {id}
 "process.roles" = "broker,controller"
 "controller.quorum.voters" = "{voters}"
 "controller.listener.names" = "CONTROLLER"
-"broker.session.timeout.ms" = {SESSION_TIMEOUT_MS}
+"broker.session.timeout.ms" = {session_ms}
 "broker.heartbeat.interval.ms" = 300
 "controller.quorum.election.timeout.ms" = 500
 "shards.pin.cores" = false
@@ -40,6 +40,10 @@ fn node_config(id: i32, voters: &str, extra: &str) -> String {
 
 impl Cluster {
     fn start(extra: &str) -> Cluster {
+        Cluster::start_with_session(SESSION_TIMEOUT_MS, extra)
+    }
+
+    fn start_with_session(session_ms: u64, extra: &str) -> Cluster {
         let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let voters = controller_ports
             .iter()
@@ -52,7 +56,7 @@ impl Cluster {
             .enumerate()
             .map(|(i, port)| {
                 Broker::launch_opts(Opts {
-                    config: node_config(i as i32 + 1, &voters, extra),
+                    config: node_config(i as i32 + 1, &voters, session_ms, extra),
                     shards: 1,
                     listeners: vec![format!("CONTROLLER://127.0.0.1:{port}")],
                     ..Opts::default()
@@ -250,7 +254,13 @@ fn a_killed_broker_is_fenced_and_its_leaderships_move() {
     let created = create_topic(&mut c.node(1).client(), "events", 6, 3, &[]);
     assert_eq!(created.error_code, 0, "{:?}", created.error_message);
     let before = assignment(&c.metadata_from(1, Some(&["events"])), "events");
-    let victim = 2;
+    // Not the active controller: this is the path of an expired session
+    // (a dead controller's broker is fenced sooner, see below).
+    let victim = if c.active_controller_from(1) == 2 {
+        3
+    } else {
+        2
+    };
     c.node(victim).kill9();
     let killed_at = Instant::now();
 
@@ -300,8 +310,8 @@ fn the_controller_fails_over_and_keeps_serving_metadata_writes() {
     assert!((1..=3).contains(&leader));
     c.node(leader).kill9();
     let other = if leader == 1 { 2 } else { 1 };
-    // A new controller, which fences the dead one once its session (which
-    // a new controller starts afresh, as KRaft's does) runs out.
+    // A new controller, which fences the dead one once it has not answered
+    // the new leader's Raft traffic for an election timeout.
     let ok = wait_until(|| {
         let now = c.active_controller_from(other);
         now != leader && now > 0 && !broker_ids(&c.metadata_from(other, None)).contains(&leader)
@@ -430,9 +440,14 @@ fn leader_of(c: &mut Cluster, from: i32, topic: &str, p: i32) -> i32 {
 /// Produces `values` (acks=all) to partition 0 of `topic` through its
 /// current leader, retrying while leadership settles.
 fn produce_to_leader(c: &mut Cluster, topic: &str, values: &[&str]) {
+    produce_to_leader_via(c, 1, topic, values)
+}
+
+/// [`produce_to_leader`], finding the leader through node `from`.
+fn produce_to_leader_via(c: &mut Cluster, from: i32, topic: &str, values: &[&str]) {
     let mut last = None;
     let ok = wait_until(|| {
-        let leader = leader_of(c, 1, topic, 0);
+        let leader = leader_of(c, from, topic, 0);
         if leader < 1 {
             return false;
         }
@@ -542,4 +557,101 @@ fn a_topic_recreated_while_a_node_was_down_replaces_its_old_directory() {
         "{}",
         tail(&c.node(victim).log(), 30)
     );
+}
+
+/// A session far longer than any wait below: what happens within them
+/// cannot be the session running out.
+const LONG_SESSION_MS: u64 = 120_000;
+
+#[test]
+fn a_node_restarted_on_its_own_data_is_taken_back_without_waiting_out_its_session() {
+    let mut c = Cluster::start_with_session(LONG_SESSION_MS, "");
+    let created = create_topic(&mut c.node(1).client(), "restarted", 3, 3, &[]);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    produce_to_leader(&mut c, "restarted", &["before-1", "before-2"]);
+    let controller = c.active_controller_from(1);
+    let victim = (1..=3).find(|n| *n != controller).unwrap();
+    let watcher = 6 - controller - victim;
+    let before = assignment(&c.metadata_from(watcher, Some(&["restarted"])), "restarted");
+
+    c.node(victim).kill9();
+    c.node(victim).relaunch();
+    // Serving means registered and unfenced again: the controller took the
+    // new incarnation at once because its directory.id is the old one's.
+    c.node(victim).wait_until_ready();
+    let ok = wait_until(|| {
+        let after = assignment(&c.metadata_from(watcher, Some(&["restarted"])), "restarted");
+        after.iter().all(|(p, (leader, epoch, _, isr, _))| {
+            let (old_leader, old_epoch, ..) = &before[p];
+            *leader > 0 && isr.len() == 3 && (*old_leader != victim || epoch > old_epoch)
+        })
+    });
+    assert!(
+        ok,
+        "the restarted node's partitions were not re-led (a new epoch) and its ISR places not regained\n{:?}\n{}",
+        assignment(&c.metadata_from(watcher, Some(&["restarted"])), "restarted"),
+        c.logs()
+    );
+    produce_to_leader_via(&mut c, watcher, "restarted", &["after-1"]);
+    assert!(
+        c.node(controller)
+            .log()
+            .contains("broker registered again before its old registration was fenced"),
+        "{}",
+        c.logs()
+    );
+
+    // A second process on a directory in use is refused at start.
+    let mut intruder = Broker::launch_opts(Opts {
+        config: "\"shards.pin.cores\" = false".into(),
+        shards: 1,
+        ..Opts::default()
+    });
+    intruder.kill9();
+    let own = intruder.data_dir();
+    std::fs::remove_dir_all(&own).unwrap();
+    std::os::unix::fs::symlink(c.node(victim).data_dir(), &own).unwrap();
+    let status = intruder.restart_expecting_exit();
+    assert!(!status.success());
+    assert!(
+        intruder
+            .log()
+            .contains("is in use by another sluiced process"),
+        "{}",
+        tail(&intruder.log(), 20)
+    );
+}
+
+#[test]
+fn a_dead_controller_that_led_partitions_is_replaced_without_waiting_out_its_session() {
+    let mut c = Cluster::start_with_session(LONG_SESSION_MS, "");
+    let created = create_topic(&mut c.node(1).client(), "orphans", 6, 3, &[]);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    let controller = c.active_controller_from(1);
+    let watcher = if controller == 1 { 2 } else { 1 };
+    let before = assignment(&c.metadata_from(watcher, Some(&["orphans"])), "orphans");
+    assert!(
+        before.values().any(|(leader, ..)| *leader == controller),
+        "replicas are dealt round-robin: the controller leads some of 6 partitions {before:?}"
+    );
+    c.node(controller).kill9();
+    // The new controller fences the old one when it has not answered this
+    // leader's Raft heartbeats for an election timeout; its sessions would
+    // last two minutes.
+    let ok = wait_until(|| {
+        let now = c.active_controller_from(watcher);
+        now > 0
+            && now != controller
+            && assignment(&c.metadata_from(watcher, Some(&["orphans"])), "orphans")
+                .values()
+                .all(|(leader, _, _, isr, _)| {
+                    *leader > 0 && *leader != controller && !isr.contains(&controller)
+                })
+    });
+    assert!(
+        ok,
+        "the dead controller's partitions were not re-led\n{}",
+        c.logs()
+    );
+    produce_to_leader_via(&mut c, watcher, "orphans", &["after"]);
 }

@@ -179,6 +179,7 @@ fn register(broker_id: NodeId, epoch: i64) -> MetadataRecord {
             security_protocol: 0,
         }],
         rack: None,
+        log_dirs: Vec::new(),
     })
 }
 

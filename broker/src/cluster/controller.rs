@@ -48,6 +48,9 @@ pub enum ControllerRequest {
         rack: Option<String>,
         /// The cluster id the broker already belongs to, if any.
         cluster_id: Option<String>,
+        /// The `directory.id` of each of the broker's log directories.
+        #[serde(default)]
+        log_dirs: Vec<Uuid>,
     },
     BrokerHeartbeat {
         broker_id: NodeId,
@@ -136,6 +139,8 @@ struct Liveness {
     /// The Raft term these entries were taken in: a new leader starts
     /// everyone's session afresh, as KRaft does.
     term: u64,
+    /// When this node first acted as leader in `term`.
+    since: Option<Instant>,
     last_heartbeat: HashMap<NodeId, Instant>,
     /// Brokers in controlled shutdown.
     shutting_down: BTreeSet<NodeId>,
@@ -203,6 +208,7 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
         if l.term != term {
             *l = Liveness {
                 term,
+                since: Some(Instant::now()),
                 ..Liveness::default()
             };
         }
@@ -287,6 +293,7 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 listeners,
                 rack,
                 cluster_id,
+                log_dirs,
             } => {
                 if let (Some(theirs), Some(ours)) = (&cluster_id, &image.cluster_id) {
                     if theirs != ours {
@@ -296,7 +303,9 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                         ));
                     }
                 }
+                let mut records = Vec::new();
                 if let Some(existing) = image.broker(broker_id) {
+                    let old = &existing.registration;
                     let session =
                         Duration::from_millis(self.config.cluster.broker_session_timeout_ms);
                     let alive = self.with_liveness(|l| {
@@ -304,14 +313,36 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                             .get(&broker_id)
                             .is_some_and(|t| t.elapsed() < session)
                     });
-                    if existing.registration.incarnation_id != incarnation_id
+                    // The same data directory under a new incarnation is
+                    // this node restarted (the directory is locked while a
+                    // process uses it): the old process is gone, so its
+                    // session need not be waited out.
+                    let restarted = old.incarnation_id != incarnation_id
+                        && log_dirs.iter().any(|d| old.log_dirs.contains(d));
+                    if old.incarnation_id != incarnation_id
                         && !existing.fenced
                         && alive
+                        && !restarted
                     {
                         return Err(err(
                             ErrorCode::DuplicateBrokerRegistration,
                             format!("another live process is registered as broker {broker_id}"),
                         ));
+                    }
+                    // Whatever the old registration led or replicated in
+                    // an ISR moves away first: the new incarnation starts
+                    // fenced and earns its place back once caught up.
+                    if !existing.fenced {
+                        records.push(MetadataRecord::FenceBroker {
+                            broker_id,
+                            broker_epoch: old.broker_epoch,
+                        });
+                        records.extend(partition_moves(&image, broker_id, self.unclean()));
+                        tracing::warn!(
+                            broker_id,
+                            restarted,
+                            "broker registered again before its old registration was fenced: fencing the old one"
+                        );
                     }
                 }
                 let broker_epoch = i64::try_from(image.offset).unwrap_or(i64::MAX - 1) + 1;
@@ -319,14 +350,15 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                     Some(b) => broker_epoch.max(b.registration.broker_epoch + 1),
                     None => broker_epoch,
                 };
-                self.propose(vec![MetadataRecord::RegisterBroker(BrokerRegistration {
+                records.push(MetadataRecord::RegisterBroker(BrokerRegistration {
                     broker_id,
                     broker_epoch,
                     incarnation_id,
                     listeners,
                     rack,
-                })])
-                .await?;
+                    log_dirs,
+                }));
+                self.propose(records).await?;
                 self.with_liveness(|l| {
                     l.last_heartbeat.insert(broker_id, Instant::now());
                     l.shutting_down.remove(&broker_id);
@@ -663,6 +695,25 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
         Ok(records)
     }
 
+    /// Voters that have not acknowledged this leader's Raft traffic for a
+    /// whole election timeout, once it has led that long.
+    fn unreachable_voters(&self) -> BTreeSet<NodeId> {
+        let grace = Duration::from_millis(self.config.cluster.election_timeout_ms);
+        let led_for = self.with_liveness(|l| l.since.map(|s| s.elapsed()));
+        if led_for.is_none_or(|d| d <= grace) {
+            return BTreeSet::new();
+        }
+        let cutoff =
+            sluice_protocol::clock::now_ms() - i64::try_from(grace.as_millis()).unwrap_or(i64::MAX);
+        self.quorum
+            .describe()
+            .voters
+            .iter()
+            .filter(|v| v.replica_id != self.node_id && v.last_fetch_timestamp_ms < cutoff)
+            .map(|v| v.replica_id)
+            .collect()
+    }
+
     /// Leader duties on a timer: fence brokers whose session expired, and
     /// create `__consumer_offsets` once enough brokers are up.
     async fn periodic(&self) {
@@ -675,19 +726,28 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
             return;
         };
         let now = Instant::now();
+        let unreachable_voters = self.unreachable_voters();
         let expired: Vec<(NodeId, i64)> = self.with_liveness(|l| {
+            let since = *l.since.get_or_insert(now);
             image
                 .brokers
                 .values()
                 .filter(|b| !b.fenced)
                 .filter(|b| {
-                    // A broker this leader has not heard from yet gets a
-                    // whole session from now.
-                    let last = *l
-                        .last_heartbeat
-                        .entry(b.registration.broker_id)
-                        .or_insert(now);
-                    now.duration_since(last) > session
+                    let id = b.registration.broker_id;
+                    match l.last_heartbeat.get(&id) {
+                        Some(last) => now.duration_since(*last) > session,
+                        // A new leader knows no heartbeat times: a broker
+                        // gets a whole session from the leader's start, as
+                        // in KRaft, unless it is a controller too and has
+                        // not answered this leader's Raft heartbeats: then
+                        // its process is gone (typically the old leader,
+                        // killed), and waiting out a session would only
+                        // leave its partitions leaderless longer.
+                        None => {
+                            now.duration_since(since) > session || unreachable_voters.contains(&id)
+                        }
+                    }
                 })
                 .map(|b| (b.registration.broker_id, b.registration.broker_epoch))
                 .collect()
@@ -944,6 +1004,7 @@ mod tests {
                     incarnation_id: Uuid::new_v4(),
                     listeners: Vec::new(),
                     rack: Some(rack.to_string()),
+                    log_dirs: Vec::new(),
                 }))
                 .unwrap();
             if !fenced.contains(id) {

@@ -30,6 +30,7 @@ use super::quorum::{
 };
 use super::{ApiError, BrokerInfo, MetadataImage, PartitionMeta, TopicMeta};
 use crate::config::BrokerConfig;
+use crate::log::partition_metadata::{decode_topic_id, encode_topic_id};
 use crate::log::LogConfig;
 
 /// How long a write waits for an active controller before giving up.
@@ -46,6 +47,8 @@ struct Inner {
     /// -1 until registered.
     broker_epoch: AtomicI64,
     incarnation: Uuid,
+    /// `directory.id` of the data directory, from meta.properties.
+    directory_id: Uuid,
     listeners: Vec<Endpoint>,
     /// Producer ids `[next, end)` this broker may hand out.
     producer_ids: tokio::sync::Mutex<(i64, i64)>,
@@ -85,6 +88,28 @@ impl ClusterMember {
                 config.node_id
             );
         }
+        // The data directory's own id (KIP-858), kept across restarts so
+        // the controller can tell this node restarted from a second process
+        // claiming its id.
+        let directory_id = match stored.get("directory.id") {
+            Some(text) => decode_topic_id(text).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "{} in {} has a malformed directory.id {text:?}",
+                    META_PROPERTIES,
+                    config.data_dir.display()
+                )
+            })?,
+            None => {
+                let id = Uuid::new_v4();
+                write_meta_properties(
+                    &config.data_dir,
+                    stored.get("cluster.id").map(String::as_str),
+                    config.node_id,
+                    id,
+                )?;
+                id
+            }
+        };
         let voters = Voters(settings.voters.clone());
         let dir = settings
             .metadata_log_dir
@@ -116,6 +141,7 @@ impl ClusterMember {
                 changes,
                 broker_epoch: AtomicI64::new(-1),
                 incarnation: Uuid::new_v4(),
+                directory_id,
                 listeners,
                 producer_ids: tokio::sync::Mutex::new((0, 0)),
                 fatal: std::sync::Mutex::new(None),
@@ -296,8 +322,13 @@ impl ClusterMember {
                 dir.display()
             )),
             Some(_) => Ok(()),
-            None => write_meta_properties(dir, cluster_id, self.node_id())
-                .map_err(|e| format!("cannot write {META_PROPERTIES}: {e}")),
+            None => write_meta_properties(
+                dir,
+                Some(cluster_id),
+                self.node_id(),
+                self.inner.directory_id,
+            )
+            .map_err(|e| format!("cannot write {META_PROPERTIES}: {e}")),
         }
     }
 
@@ -357,6 +388,7 @@ impl ClusterMember {
             listeners: self.inner.listeners.clone(),
             rack: self.inner.config.cluster.rack.clone(),
             cluster_id: stored_cluster,
+            log_dirs: vec![self.inner.directory_id],
         };
         match self.call_active(request, CALL_TIMEOUT).await {
             Ok(ControllerAnswer::Registered { broker_epoch }) => {
@@ -371,9 +403,10 @@ impl ClusterMember {
                 tokio::time::sleep(Duration::from_secs(1)).await;
             }
             Err(e) if e.code == ErrorCode::DuplicateBrokerRegistration => {
-                // A restart within the old process's session looks the same
-                // as a second process with this id: wait the session out
-                // (twice, to be sure) before calling it a duplicate.
+                // A restart on the same data directory is recognised by its
+                // directory.id; one whose meta.properties was lost looks
+                // like a second process with this id: wait the old session
+                // out (twice, to be sure) before calling it a duplicate.
                 let session =
                     Duration::from_millis(self.inner.config.cluster.broker_session_timeout_ms);
                 let first = *self
@@ -765,13 +798,20 @@ fn read_meta_properties(dir: &Path) -> anyhow::Result<BTreeMap<String, String>> 
         .collect())
 }
 
-fn write_meta_properties(dir: &Path, cluster_id: &str, node_id: NodeId) -> std::io::Result<()> {
+fn write_meta_properties(
+    dir: &Path,
+    cluster_id: Option<&str>,
+    node_id: NodeId,
+    directory_id: Uuid,
+) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
+    let cluster = cluster_id.map_or(String::new(), |id| format!("cluster.id={id}\n"));
     let text = format!(
-        "#\n# Written by sluiced: this directory belongs to this cluster and node.\nversion=1\ncluster.id={cluster_id}\nnode.id={node_id}\n"
+        "#\n# Written by sluiced: this directory belongs to this cluster and node.\nversion=1\n{cluster}node.id={node_id}\ndirectory.id={}\n",
+        encode_topic_id(directory_id)
     );
     let path: PathBuf = dir.join(META_PROPERTIES);
-    crate::log::segment::write_file_synced(&path, text.as_bytes())
+    crate::log::segment::write_file_atomically(&path, text.as_bytes())
 }
 
 #[cfg(test)]
@@ -782,9 +822,15 @@ mod tests {
     fn meta_properties_round_trip() {
         let dir = tempfile::tempdir().unwrap();
         assert!(read_meta_properties(dir.path()).unwrap().is_empty());
-        write_meta_properties(dir.path(), "abc", 3).unwrap();
+        let directory = Uuid::new_v4();
+        write_meta_properties(dir.path(), None, 3, directory).unwrap();
+        let p = read_meta_properties(dir.path()).unwrap();
+        assert!(!p.contains_key("cluster.id"));
+        assert_eq!(decode_topic_id(&p["directory.id"]), Some(directory));
+        write_meta_properties(dir.path(), Some("abc"), 3, directory).unwrap();
         let p = read_meta_properties(dir.path()).unwrap();
         assert_eq!(p["cluster.id"], "abc");
         assert_eq!(p["node.id"], "3");
+        assert_eq!(decode_topic_id(&p["directory.id"]), Some(directory));
     }
 }

@@ -598,6 +598,7 @@ mod tests {
                 security_protocol: 0,
             }],
             rack: Some(format!("rack-{broker_id}")),
+            log_dirs: Vec::new(),
         }
     }
 

@@ -107,6 +107,11 @@ pub struct BrokerRegistration {
     pub incarnation_id: Uuid,
     pub listeners: Vec<Endpoint>,
     pub rack: Option<String>,
+    /// The `directory.id`s of the broker's log directories (KIP-858): a
+    /// new incarnation with one of these is the same node restarted on its
+    /// own data (sluiced locks a data directory while it runs).
+    #[serde(default)]
+    pub log_dirs: Vec<Uuid>,
 }
 
 /// A new partition: its replica assignment and initial leadership.
