@@ -655,3 +655,129 @@ fn a_dead_controller_that_led_partitions_is_replaced_without_waiting_out_its_ses
     );
     produce_to_leader_via(&mut c, watcher, "orphans", &["after"]);
 }
+
+/// A tmpfs mounted over a directory for a test, lazily unmounted on drop.
+struct SmallDisk {
+    at: std::path::PathBuf,
+}
+
+impl SmallDisk {
+    /// Mounts a `size` tmpfs over `at`, keeping `at`'s files. None when
+    /// this process may not mount (not root).
+    fn mount_over(at: &std::path::Path, size: &str) -> Option<SmallDisk> {
+        let saved = at.with_extension("saved");
+        std::fs::rename(at, &saved).ok()?;
+        std::fs::create_dir_all(at).ok()?;
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            let _ = std::fs::remove_dir(at);
+            let _ = std::fs::rename(&saved, at);
+            return None;
+        }
+        for entry in std::fs::read_dir(&saved).ok()?.flatten() {
+            std::fs::copy(entry.path(), at.join(entry.file_name())).ok()?;
+        }
+        Some(SmallDisk {
+            at: at.to_path_buf(),
+        })
+    }
+
+    fn grow(&self, size: &str) {
+        let ok = std::process::Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.at)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "cannot grow the tmpfs at {}", self.at.display());
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.at)
+            .status();
+    }
+}
+
+#[test]
+fn a_follower_whose_disk_fills_leaves_the_isr_and_corrupts_nothing() {
+    let mut c = Cluster::start(r#""replica.lag.time.max.ms" = 1000"#);
+    let created = create_topic(
+        &mut c.node(1).client(),
+        "filling",
+        1,
+        3,
+        &[("min.insync.replicas", "2"), ("segment.bytes", "1048576")],
+    );
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    let leader = leader_of(&mut c, 1, "filling", 0);
+    let victim = if leader == 3 { 2 } else { 3 };
+    let dir = c.node(victim).partition_dir("filling", 0);
+    assert!(wait_until(|| dir.join("partition.metadata").exists()));
+    // The victim's copy of the partition gets a 4 MiB disk of its own.
+    c.node(victim).kill9();
+    let Some(disk) = SmallDisk::mount_over(&dir, "4m") else {
+        eprintln!("SKIPPED: mounting a tmpfs needs root (CI runs as root)");
+        return;
+    };
+    c.node(victim).relaunch();
+    c.node(victim).wait_until_ready();
+
+    // 12 MiB through the leader, acks=all: the victim's disk fills on the
+    // way; every produce still succeeds once it has left the ISR.
+    let value = "x".repeat(100 * 1024);
+    let values: Vec<&str> = (0..4).map(|_| value.as_str()).collect();
+    for i in 0..30 {
+        let mut last = None;
+        let ok = wait_until(|| {
+            let r = produce(&mut c.node(leader).client(), "filling", 0, batch(&values));
+            let done = r.error_code == 0;
+            last = Some(r);
+            done
+        });
+        assert!(ok, "produce {i}: {last:?}\n{}", c.logs());
+    }
+    let isr = |c: &mut Cluster| {
+        assignment(&c.metadata_from(leader, Some(&["filling"])), "filling")[&0]
+            .3
+            .clone()
+    };
+    assert!(
+        !isr(&mut c).contains(&victim),
+        "the full follower stayed in the ISR {:?}\n{}",
+        isr(&mut c),
+        c.logs()
+    );
+    assert!(
+        c.node(victim).log().contains("follower log failed"),
+        "{}",
+        tail(&c.node(victim).log(), 30)
+    );
+    // It still serves as a broker: listed and not fenced.
+    assert!(broker_ids(&c.metadata_from(leader, None)).contains(&victim));
+
+    // Room again and a restart: it recovers its log, catches up, rejoins,
+    // and holds exactly the leader's bytes.
+    disk.grow("64m");
+    c.node(victim).kill9();
+    c.node(victim).relaunch();
+    c.node(victim).wait_until_ready();
+    let ok = wait_until(|| isr(&mut c).contains(&victim));
+    assert!(ok, "the follower did not rejoin the ISR\n{}", c.logs());
+    let leader_dir = c.node(leader).partition_dir("filling", 0);
+    let ok = wait_until(|| segment_bytes(&dir) == segment_bytes(&leader_dir));
+    assert!(
+        ok,
+        "replica bytes differ: {} vs the leader's {}\n{}",
+        segment_bytes(&dir).len(),
+        segment_bytes(&leader_dir).len(),
+        c.logs()
+    );
+    drop(disk);
+}
