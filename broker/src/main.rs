@@ -86,11 +86,12 @@ fn build_config(args: Args) -> Result<BrokerConfig, String> {
 }
 
 fn main() -> ExitCode {
-    // openraft narrates every vote and append at info: keep it to warnings
-    // unless SLUICE_LOG names it.
+    // openraft narrates every vote and append at info, and warns of every
+    // failed heartbeat (ten a second per dead controller, which the quorum's
+    // network logs once instead): keep it quieter unless SLUICE_LOG names it.
     let mut filter = std::env::var("SLUICE_LOG").unwrap_or_else(|_| "info".into());
     if !filter.contains("openraft") {
-        filter.push_str(",openraft=warn");
+        filter.push_str(",openraft=warn,openraft::core::heartbeat=error");
     }
     tracing_subscriber::fmt()
         .with_env_filter(

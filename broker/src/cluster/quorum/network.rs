@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::state_machine::Raft;
 use super::transport::{PeerClient, TransportError};
-use super::types::{RaftNodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
+use super::types::{kafka_id, RaftNodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 use super::ControllerService;
 
 #[derive(Serialize, Deserialize)]
@@ -167,6 +167,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         PeerLink {
             target,
             client: PeerClient::new(addr),
+            unreachable_since: None,
         }
     }
 }
@@ -175,6 +176,10 @@ impl RaftNetworkFactory<TypeConfig> for Network {
 pub struct PeerLink {
     target: RaftNodeId,
     client: PeerClient,
+    /// Set while calls fail to connect: the change is logged once each way
+    /// (openraft's own heartbeat warnings, one per 100 ms, are filtered out
+    /// by default in main.rs).
+    unreachable_since: Option<std::time::Instant>,
 }
 
 /// What went wrong getting an answer, before openraft's error types.
@@ -203,6 +208,22 @@ impl From<CallError> for StreamingError<TypeConfig> {
 
 impl PeerLink {
     async fn call(&mut self, rpc: Rpc, timeout: Duration) -> Result<RpcResponse, CallError> {
+        let result = self.call_once(rpc, timeout).await;
+        match (&result, self.unreachable_since) {
+            (Err(CallError::Unreachable(why)), None) => {
+                tracing::warn!(controller = kafka_id(self.target), addr = %self.client.addr(), error = %why, "controller unreachable");
+                self.unreachable_since = Some(std::time::Instant::now());
+            }
+            (Ok(_), Some(since)) => {
+                tracing::info!(controller = kafka_id(self.target), down_for = ?since.elapsed(), "controller reachable again");
+                self.unreachable_since = None;
+            }
+            _ => {}
+        }
+        result
+    }
+
+    async fn call_once(&mut self, rpc: Rpc, timeout: Duration) -> Result<RpcResponse, CallError> {
         let request = serde_json::to_vec(&RpcRequest {
             target: self.target,
             rpc,
