@@ -67,6 +67,31 @@ pub fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
+/// The TLS client configuration for connections to other brokers, when
+/// `inter.broker.listener.name` is an SSL listener. Refuses a SASL one:
+/// the replica fetchers do not authenticate with SASL yet.
+fn inter_broker_tls(config: &BrokerConfig) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+    let Some(name) = config.inter_broker_listener_name() else {
+        return Ok(None);
+    };
+    let protocol = config
+        .protocol_of(name)
+        .with_context(|| format!("inter-broker listener {name} has no security protocol"))?;
+    if protocol.uses_sasl() {
+        anyhow::bail!(
+            "inter.broker.listener.name {name} is {}: sluiced brokers replicate over PLAINTEXT or SSL \
+             listeners only (SASL between brokers is not supported yet); name a PLAINTEXT or SSL listener",
+            protocol.name()
+        );
+    }
+    if !protocol.uses_tls() {
+        return Ok(None);
+    }
+    crate::net::tls::client_config(&config.ssl)
+        .map(Some)
+        .with_context(|| format!("inter-broker listener {name} is SSL"))
+}
+
 pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     probe_io_uring()?;
     let config = Arc::new(config);
@@ -125,6 +150,11 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
             per_shard_listeners[i].push((info.clone(), l));
         }
     }
+    let inter_broker_tls = if config.cluster.enabled() {
+        inter_broker_tls(&config)?
+    } else {
+        None
+    };
     let metadata = if config.cluster.enabled() {
         let endpoints = listeners
             .iter()
@@ -153,6 +183,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
         senders,
         listeners,
         security,
+        inter_broker_tls,
     ));
 
     if let Some(m) = config.metrics_listen {
@@ -440,5 +471,32 @@ mod tests {
         );
         drop(held);
         lock_data_dir(dir.path()).expect("free again once the holder stopped");
+    }
+
+    #[test]
+    fn the_inter_broker_listener_must_be_plaintext_or_ssl() {
+        let mut config = BrokerConfig::default();
+        config
+            .set(
+                "listeners",
+                "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9093",
+            )
+            .unwrap();
+        assert!(inter_broker_tls(&config).unwrap().is_none());
+        config
+            .set("inter.broker.listener.name", "SASL_PLAINTEXT")
+            .unwrap();
+        let refused = inter_broker_tls(&config).unwrap_err().to_string();
+        assert!(
+            refused.contains("SASL between brokers is not supported yet"),
+            "{refused}"
+        );
+        config.set("listeners", "SSL://127.0.0.1:9093").unwrap();
+        config.set("inter.broker.listener.name", "SSL").unwrap();
+        let refused = format!("{:#}", inter_broker_tls(&config).unwrap_err());
+        assert!(
+            refused.contains("needs ssl.truststore.location"),
+            "{refused}"
+        );
     }
 }

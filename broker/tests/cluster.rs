@@ -44,6 +44,12 @@ impl Cluster {
     }
 
     fn start_with_session(session_ms: u64, extra: &str) -> Cluster {
+        Cluster::start_opts(session_ms, extra, false)
+    }
+
+    /// `ssl`: each node also gets an `SSL://` listener, named the
+    /// inter-broker listener by `extra`.
+    fn start_opts(session_ms: u64, extra: &str, ssl: bool) -> Cluster {
         let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let voters = controller_ports
             .iter()
@@ -58,7 +64,14 @@ impl Cluster {
                 Broker::launch_opts(Opts {
                     config: node_config(i as i32 + 1, &voters, session_ms, extra),
                     shards: 1,
-                    listeners: vec![format!("CONTROLLER://127.0.0.1:{port}")],
+                    listeners: if ssl {
+                        vec![
+                            format!("CONTROLLER://127.0.0.1:{port}"),
+                            format!("SSL://127.0.0.1:{}", free_port()),
+                        ]
+                    } else {
+                        vec![format!("CONTROLLER://127.0.0.1:{port}")]
+                    },
                     ..Opts::default()
                 })
             })
@@ -780,4 +793,53 @@ fn a_follower_whose_disk_fills_leaves_the_isr_and_corrupts_nothing() {
         c.logs()
     );
     drop(disk);
+}
+
+#[test]
+fn replicas_fetch_over_an_ssl_inter_broker_listener() {
+    let pki = Pki::new();
+    let extra = format!(
+        "{}\"ssl.truststore.location\" = {:?}\n\"inter.broker.listener.name\" = \"SSL\"\n",
+        pki.broker_ssl_config(),
+        pki.path("ca.pem").display().to_string()
+    );
+    let mut c = Cluster::start_opts(SESSION_TIMEOUT_MS, &extra, true);
+    // Every replica must fetch for an acks=all produce to be answered.
+    let created = create_topic(
+        &mut c.node(1).client(),
+        "sealed",
+        3,
+        3,
+        &[("min.insync.replicas", "3")],
+    );
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    produce_to_leader(&mut c, "sealed", &["secret-1", "secret-2"]);
+    let leader = leader_of(&mut c, 1, "sealed", 0);
+    let follower = if leader == 1 { 2 } else { 1 };
+    let dir = c.node(follower).partition_dir("sealed", 0);
+    assert!(wait_until(|| contains(&segment_bytes(&dir), "secret-2")));
+    let isr = assignment(&c.metadata_from(1, Some(&["sealed"])), "sealed")[&0]
+        .3
+        .clone();
+    assert_eq!(isr.len(), 3, "{isr:?}");
+    // The fetchers went to the leaders' SSL listeners: the advertised SSL
+    // port of the leader is the address the follower's fetcher names.
+    let m = c.metadata_from(1, None);
+    let log = c.node(follower).log();
+    assert!(
+        log.contains("replica fetcher started"),
+        "{}",
+        tail(&log, 30)
+    );
+    let plaintext_port = m
+        .brokers
+        .iter()
+        .find(|b| b.node_id.0 == leader)
+        .map(|b| b.port)
+        .unwrap();
+    assert!(
+        !log.contains(&format!("127.0.0.1:{plaintext_port}\"")),
+        "a fetcher used the PLAINTEXT listener\n{}",
+        tail(&log, 30)
+    );
 }

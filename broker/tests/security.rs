@@ -10,11 +10,10 @@ mod support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use sluice::admin::ScramCredentialChange;
 use sluice::config::TokenProviderHandle;
 use sluice::net::sasl::msk_iam::{AwsCredentials, MskIamTokenProvider};
@@ -23,7 +22,7 @@ use sluice::{
     ProducerRecord,
 };
 use sluice_protocol::ErrorCode;
-use support::{free_port, Broker, Opts};
+use support::{free_port, Broker, Opts, Pki};
 
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";
@@ -40,75 +39,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("tokio runtime")
-}
-
-/// A test CA with a server certificate for 127.0.0.1/localhost and client
-/// certificates, as PEM files in a temp directory.
-struct Pki {
-    dir: tempfile::TempDir,
-    ca_key: KeyPair,
-    ca_params: CertificateParams,
-}
-
-impl Pki {
-    fn new() -> Pki {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let ca_key = KeyPair::generate().expect("key");
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
-        ca_params
-            .distinguished_name
-            .push(DnType::CommonName, "sluice test CA");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
-        let ca = ca_params.self_signed(&ca_key).expect("CA");
-        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write CA");
-        let pki = Pki {
-            dir,
-            ca_key,
-            ca_params,
-        };
-        pki.leaf("server", &["localhost", "127.0.0.1"], true);
-        pki
-    }
-
-    fn path(&self, f: &str) -> PathBuf {
-        self.dir.path().join(f)
-    }
-
-    /// Issues `<stem>.pem` and `<stem>.key` (CN=stem); `combined` also
-    /// writes `<stem>-keystore.pem` with chain and key in one file (Kafka's
-    /// PEM keystore form).
-    fn leaf(&self, stem: &str, names: &[&str], combined: bool) {
-        let key = KeyPair::generate().expect("key");
-        let mut params =
-            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
-                .expect("params");
-        // DER order is most general first, as CAs issue them (and ::new
-        // pre-fills a CN, which push would replace in place).
-        params.distinguished_name = rcgen::DistinguishedName::new();
-        params
-            .distinguished_name
-            .push(DnType::OrganizationName, "Sluice Tests");
-        params.distinguished_name.push(DnType::CommonName, stem);
-        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
-        let cert = params.signed_by(&key, &issuer).expect("sign");
-        std::fs::write(self.path(&format!("{stem}.pem")), cert.pem()).expect("write cert");
-        std::fs::write(self.path(&format!("{stem}.key")), key.serialize_pem()).expect("write key");
-        if combined {
-            std::fs::write(
-                self.path(&format!("{stem}-keystore.pem")),
-                format!("{}{}", cert.pem(), key.serialize_pem()),
-            )
-            .expect("write keystore");
-        }
-    }
-
-    fn broker_ssl_config(&self) -> String {
-        format!(
-            "\"ssl.keystore.location\" = {:?}\n",
-            self.path("server-keystore.pem").display().to_string()
-        )
-    }
 }
 
 fn toml_str(p: &Path) -> String {

@@ -1,7 +1,10 @@
-//! TLS for the SSL and SASL_SSL listeners, with rustls driven by hand over
-//! the io_uring socket: [`server_config`] builds the rustls configuration
-//! from Kafka's PEM `ssl.*` settings, [`handshake`] completes the handshake
-//! on the whole stream, and [`TlsSession`] is then shared by the
+//! TLS for the SSL and SASL_SSL listeners, and for this broker's own
+//! connections to other brokers' (replica fetchers on an SSL inter-broker
+//! listener), with rustls driven by hand over the io_uring socket:
+//! [`server_config`] and [`client_config`] build the rustls configurations
+//! from Kafka's PEM `ssl.*` settings, [`handshake`] (server side) and
+//! [`connect`] (client side) complete the handshake on the whole stream,
+//! and [`TlsSession`] is then shared by the
 //! connection's reader (ciphertext in, plaintext out) and writer (plaintext
 //! in, ciphertext out). Both halves run on the same shard thread, so a
 //! `RefCell` is enough and no borrow is held across an await.
@@ -22,9 +25,12 @@ use compio::buf::BufResult;
 use compio::io::{AsyncRead, AsyncWriteExt};
 use compio::net::TcpStream;
 use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::ServerName;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig, ServerConnection};
+use rustls::{
+    ClientConfig, ClientConnection, Connection, RootCertStore, ServerConfig, ServerConnection,
+};
 
 use crate::config::{ClientAuth, SslSettings};
 use crate::log::read::FileRange;
@@ -43,10 +49,7 @@ enum Drained {
     Closed,
 }
 
-fn drain_plaintext(
-    conn: &mut ServerConnection,
-    out: &mut bytes::BytesMut,
-) -> std::io::Result<Drained> {
+fn drain_plaintext(conn: &mut Connection, out: &mut bytes::BytesMut) -> std::io::Result<Drained> {
     let mut tmp = [0u8; TLS_CHUNK];
     let mut total = 0;
     loop {
@@ -73,23 +76,7 @@ fn drain_plaintext(
 /// Builds the rustls server configuration from `ssl.*`.
 pub fn server_config(ssl: &SslSettings) -> anyhow::Result<Arc<ServerConfig>> {
     use anyhow::Context;
-    let keystore = ssl
-        .keystore_location
-        .as_deref()
-        .context("ssl.keystore.location is not set")?;
-    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(keystore)
-        .with_context(|| format!("cannot read ssl.keystore.location {}", keystore.display()))?
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("bad certificate PEM in {}", keystore.display()))?;
-    if certs.is_empty() {
-        anyhow::bail!(
-            "ssl.keystore.location {} holds no certificate",
-            keystore.display()
-        );
-    }
-    let key_path: &Path = ssl.key_location.as_deref().unwrap_or(keystore);
-    let key = PrivateKeyDer::from_pem_file(key_path)
-        .with_context(|| format!("no private key found in {}", key_path.display()))?;
+    let (certs, key) = own_identity(ssl)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -107,15 +94,7 @@ pub fn server_config(ssl: &SslSettings) -> anyhow::Result<Arc<ServerConfig>> {
             let trust = ssl.truststore_location.as_deref().context(
                 "ssl.client.auth needs ssl.truststore.location (the CA that signs client certificates)",
             )?;
-            let mut roots = RootCertStore::empty();
-            for c in CertificateDer::pem_file_iter(trust).with_context(|| {
-                format!("cannot read ssl.truststore.location {}", trust.display())
-            })? {
-                let c = c.with_context(|| format!("bad certificate PEM in {}", trust.display()))?;
-                roots
-                    .add(c)
-                    .with_context(|| format!("unusable CA certificate in {}", trust.display()))?;
-            }
+            let roots = trust_roots(trust)?;
             let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider);
             let verifier = if client_auth == ClientAuth::Requested {
                 verifier.allow_unauthenticated()
@@ -133,10 +112,77 @@ pub fn server_config(ssl: &SslSettings) -> anyhow::Result<Arc<ServerConfig>> {
     Ok(Arc::new(cfg))
 }
 
+/// The CA certificates of `ssl.truststore.location`.
+fn trust_roots(path: &Path) -> anyhow::Result<RootCertStore> {
+    use anyhow::Context;
+    let mut roots = RootCertStore::empty();
+    for c in CertificateDer::pem_file_iter(path)
+        .with_context(|| format!("cannot read ssl.truststore.location {}", path.display()))?
+    {
+        let c = c.with_context(|| format!("bad certificate PEM in {}", path.display()))?;
+        roots
+            .add(c)
+            .with_context(|| format!("unusable CA certificate in {}", path.display()))?;
+    }
+    Ok(roots)
+}
+
+/// The certificate chain and key of `ssl.keystore.location` (and
+/// `ssl.key.location`).
+fn own_identity(
+    ssl: &SslSettings,
+) -> anyhow::Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)> {
+    use anyhow::Context;
+    let keystore = ssl
+        .keystore_location
+        .as_deref()
+        .context("ssl.keystore.location is not set")?;
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(keystore)
+        .with_context(|| format!("cannot read ssl.keystore.location {}", keystore.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("bad certificate PEM in {}", keystore.display()))?;
+    if certs.is_empty() {
+        anyhow::bail!(
+            "ssl.keystore.location {} holds no certificate",
+            keystore.display()
+        );
+    }
+    let key_path: &Path = ssl.key_location.as_deref().unwrap_or(keystore);
+    let key = PrivateKeyDer::from_pem_file(key_path)
+        .with_context(|| format!("no private key found in {}", key_path.display()))?;
+    Ok((certs, key))
+}
+
+/// The rustls configuration this broker connects to other brokers' TLS
+/// listeners with, as Kafka's inter-broker client uses the broker's own
+/// `ssl.*`: servers are verified against `ssl.truststore.location`, and the
+/// broker presents its keystore certificate (for listeners that require
+/// client certificates, and as its principal there).
+pub fn client_config(ssl: &SslSettings) -> anyhow::Result<Arc<ClientConfig>> {
+    use anyhow::Context;
+    let trust = ssl.truststore_location.as_deref().context(
+        "TLS to other brokers needs ssl.truststore.location (the CA that signs the brokers' certificates)",
+    )?;
+    let roots = trust_roots(trust)?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .context("TLS protocol versions")?
+        .with_root_certificates(roots);
+    let cfg = match own_identity(ssl) {
+        Ok((certs, key)) => builder
+            .with_client_auth_cert(certs, key)
+            .context("the keystore's certificate and private key do not form a usable pair")?,
+        Err(_) if ssl.keystore_location.is_none() => builder.with_no_client_auth(),
+        Err(e) => return Err(e),
+    };
+    Ok(Arc::new(cfg))
+}
+
 /// An established TLS session shared by the connection's two halves.
 #[derive(Clone)]
 pub struct TlsSession {
-    conn: Rc<RefCell<ServerConnection>>,
+    conn: Rc<RefCell<Connection>>,
 }
 
 /// Runs the server side of the handshake on `sock`. Any bytes the client
@@ -146,7 +192,34 @@ pub async fn handshake(
     sock: &mut TcpStream,
     peer: SocketAddr,
 ) -> Result<TlsSession, String> {
-    let mut conn = ServerConnection::new(config).map_err(|e| e.to_string())?;
+    let conn = ServerConnection::new(config).map_err(|e| e.to_string())?;
+    drive_handshake(Connection::Server(conn), sock, &peer.to_string()).await
+}
+
+/// Runs the client side of the handshake with the server at `addr`
+/// (`host:port`), verifying its certificate for `host`.
+pub async fn connect(
+    config: Arc<ClientConfig>,
+    sock: &mut TcpStream,
+    addr: &str,
+) -> Result<TlsSession, String> {
+    let host = addr
+        .rsplit_once(':')
+        .map_or(addr, |(host, _)| host)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let name = ServerName::try_from(host.to_string())
+        .map_err(|e| format!("{host} cannot be verified as a TLS server name: {e}"))?;
+    let conn = ClientConnection::new(config, name).map_err(|e| e.to_string())?;
+    drive_handshake(Connection::Client(conn), sock, addr).await
+}
+
+/// Exchanges handshake messages until rustls is done (bounded).
+async fn drive_handshake(
+    mut conn: Connection,
+    sock: &mut TcpStream,
+    peer: &str,
+) -> Result<TlsSession, String> {
     let run = async {
         let mut buf = Vec::with_capacity(READ_CHUNK);
         while conn.is_handshaking() {
@@ -169,7 +242,7 @@ pub async fn handshake(
                     // Send the alert explaining why, then give up.
                     let _ = flush_tls(&mut conn, sock).await;
                     let hint = if buf.first().is_some_and(|b| *b != 0x16) {
-                        " (the client is not speaking TLS: a plaintext client on a TLS listener?)"
+                        " (the peer is not speaking TLS: a plaintext client on a TLS listener, or TLS sent to a plaintext one?)"
                     } else {
                         ""
                     };
@@ -190,7 +263,7 @@ pub async fn handshake(
 }
 
 /// Writes every ciphertext byte rustls has queued.
-async fn flush_tls(conn: &mut ServerConnection, sock: &mut TcpStream) -> Result<(), String> {
+async fn flush_tls(conn: &mut Connection, sock: &mut TcpStream) -> Result<(), String> {
     while conn.wants_write() {
         let mut out = Vec::new();
         conn.write_tls(&mut out).map_err(|e| e.to_string())?;

@@ -12,10 +12,11 @@
 //! between failed attempts (the Java client's `reconnect.backoff.ms` /
 //! `reconnect.backoff.max.ms` rule).
 //!
-//! Only PLAINTEXT today. The seam for TLS and SASL is [`PeerStream`]: a TLS
-//! variant wraps the socket in a client-side rustls session (net/tls.rs has
-//! the server side over compio), and SASL runs in `PeerConnection::open`
-//! right after ApiVersions, as the client's net/secure.rs does.
+//! PLAINTEXT or SSL: with [`PeerConfig::tls`] set the socket is wrapped in
+//! a client-side rustls session (net/tls.rs `connect`, the same hand-driven
+//! rustls as the broker's SSL listeners) before ApiVersions. SASL is not
+//! spoken yet; it would run in `PeerConnection::open` right after
+//! ApiVersions, as the client's net/secure.rs does.
 
 use std::time::Duration;
 
@@ -57,6 +58,9 @@ pub struct PeerConfig {
     pub reconnect_backoff_max: Duration,
     /// Largest response frame accepted.
     pub max_response_bytes: usize,
+    /// TLS to the peer's listener (an SSL inter-broker listener); `None`
+    /// for PLAINTEXT.
+    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
 }
 
 impl Default for PeerConfig {
@@ -68,6 +72,7 @@ impl Default for PeerConfig {
             reconnect_backoff: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(1),
             max_response_bytes: 256 << 20,
+            tls: None,
         }
     }
 }
@@ -108,18 +113,51 @@ pub enum PeerError {
 /// through the same two methods.
 pub enum PeerStream {
     Plain(TcpStream),
+    Tls {
+        socket: TcpStream,
+        session: crate::net::tls::TlsSession,
+        /// Decrypted bytes not yet asked for.
+        pending: bytes::BytesMut,
+    },
 }
 
 impl PeerStream {
     async fn write_all(&mut self, frame: Bytes) -> std::io::Result<()> {
         match self {
             PeerStream::Plain(s) => s.write_all(frame).await.0,
+            PeerStream::Tls {
+                socket, session, ..
+            } => session.write_plain(socket, &frame).await,
         }
     }
 
-    async fn read_exact(&mut self, buf: Vec<u8>) -> BufResult<(), Vec<u8>> {
+    /// Fills all of `buf` (callers pass a zeroed buffer of the length they
+    /// want).
+    async fn read_exact(&mut self, mut buf: Vec<u8>) -> BufResult<(), Vec<u8>> {
         match self {
             PeerStream::Plain(s) => s.read_exact(buf).await,
+            PeerStream::Tls {
+                socket,
+                session,
+                pending,
+            } => {
+                let want = buf.len();
+                while pending.len() < want {
+                    match session.read_plain(socket, pending).await {
+                        Ok(0) => {
+                            let eof = std::io::Error::new(
+                                std::io::ErrorKind::UnexpectedEof,
+                                "the peer closed the TLS connection",
+                            );
+                            return BufResult(Err(eof), buf);
+                        }
+                        Ok(_) => {}
+                        Err(e) => return BufResult(Err(e), buf),
+                    }
+                }
+                buf.copy_from_slice(&pending.split_to(want));
+                BufResult(Ok(()), buf)
+            }
         }
     }
 }
@@ -158,9 +196,23 @@ impl PeerConnection {
                 }
             };
         socket.set_nodelay(true).map_err(connect_error)?;
+        let stream = match &cfg.tls {
+            None => PeerStream::Plain(socket),
+            Some(tls) => {
+                let mut socket = socket;
+                let session = crate::net::tls::connect(tls.clone(), &mut socket, addr)
+                    .await
+                    .map_err(|e| connect_error(std::io::Error::other(e)))?;
+                PeerStream::Tls {
+                    socket,
+                    session,
+                    pending: bytes::BytesMut::new(),
+                }
+            }
+        };
         let mut conn = PeerConnection {
             addr: addr.to_string(),
-            stream: PeerStream::Plain(socket),
+            stream,
             versions: PeerVersions::default(),
             client_id: StrBytes::from_string(cfg.client_id.clone()),
             request_timeout: cfg.request_timeout,

@@ -41,6 +41,8 @@ pub struct Broker {
     pub security: crate::auth::Security,
     /// Cluster mode: the data directory's `replication-offset-checkpoint`.
     pub hw_checkpoint: hw_checkpoint::HwCheckpoint,
+    /// TLS for connections to other brokers (an SSL inter-broker listener).
+    pub inter_broker_tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 thread_local! {
@@ -71,6 +73,7 @@ impl Broker {
         mailboxes: Vec<flume::Sender<Job>>,
         listeners: Vec<Arc<crate::auth::Listener>>,
         security: crate::auth::Security,
+        inter_broker_tls: Option<Arc<rustls::ClientConfig>>,
     ) -> Broker {
         let hw_checkpoint =
             hw_checkpoint::HwCheckpoint::new(config.data_dir.clone(), mailboxes.len().max(1));
@@ -82,6 +85,7 @@ impl Broker {
             shutting_down: AtomicBool::new(false),
             listeners,
             security,
+            inter_broker_tls,
         }
     }
 

@@ -183,18 +183,23 @@ async fn refetch(
         Rc::new(ReplicaFetcher::start(
             leader,
             &addr,
-            fetcher_config(config, epoch),
+            fetcher_config(config, epoch, shard.broker.inter_broker_tls.clone()),
         ))
     });
     fetcher.add_partition(partition.log.clone(), epoch);
     shard.roles.following.borrow_mut().insert(key, leader);
 }
 
-fn fetcher_config(config: &crate::config::BrokerConfig, broker_epoch: i64) -> FetcherConfig {
+fn fetcher_config(
+    config: &crate::config::BrokerConfig,
+    broker_epoch: i64,
+    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+) -> FetcherConfig {
     let c = &config.cluster;
     let mut peer = PeerConfig {
         client_id: format!("sluice-replica-fetcher-{}", config.node_id),
         request_timeout: Duration::from_millis(c.replica_socket_timeout_ms),
+        tls,
         ..PeerConfig::default()
     };
     peer.max_response_bytes = peer

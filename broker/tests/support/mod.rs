@@ -34,6 +34,7 @@ use kafka_protocol::messages::{
     ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, Request, StrBytes};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 use sluice_protocol::batch::{self, BatchBuilder};
 use sluice_protocol::compression::Compression;
 use sluice_protocol::ErrorCode;
@@ -879,4 +880,73 @@ pub fn wait_until(mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(POLL_INTERVAL);
     }
     false
+}
+
+/// A test CA with a server certificate for 127.0.0.1/localhost and client
+/// certificates, as PEM files in a temp directory.
+pub struct Pki {
+    dir: tempfile::TempDir,
+    ca_key: KeyPair,
+    ca_params: CertificateParams,
+}
+
+impl Pki {
+    pub fn new() -> Pki {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ca_key = KeyPair::generate().expect("key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("params");
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "sluice test CA");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
+        let ca = ca_params.self_signed(&ca_key).expect("CA");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write CA");
+        let pki = Pki {
+            dir,
+            ca_key,
+            ca_params,
+        };
+        pki.leaf("server", &["localhost", "127.0.0.1"], true);
+        pki
+    }
+
+    pub fn path(&self, f: &str) -> PathBuf {
+        self.dir.path().join(f)
+    }
+
+    /// Issues `<stem>.pem` and `<stem>.key` (CN=stem); `combined` also
+    /// writes `<stem>-keystore.pem` with chain and key in one file (Kafka's
+    /// PEM keystore form).
+    pub fn leaf(&self, stem: &str, names: &[&str], combined: bool) {
+        let key = KeyPair::generate().expect("key");
+        let mut params =
+            CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+                .expect("params");
+        // DER order is most general first, as CAs issue them (and ::new
+        // pre-fills a CN, which push would replace in place).
+        params.distinguished_name = rcgen::DistinguishedName::new();
+        params
+            .distinguished_name
+            .push(DnType::OrganizationName, "Sluice Tests");
+        params.distinguished_name.push(DnType::CommonName, stem);
+        let issuer = Issuer::from_params(&self.ca_params, &self.ca_key);
+        let cert = params.signed_by(&key, &issuer).expect("sign");
+        std::fs::write(self.path(&format!("{stem}.pem")), cert.pem()).expect("write cert");
+        std::fs::write(self.path(&format!("{stem}.key")), key.serialize_pem()).expect("write key");
+        if combined {
+            std::fs::write(
+                self.path(&format!("{stem}-keystore.pem")),
+                format!("{}{}", cert.pem(), key.serialize_pem()),
+            )
+            .expect("write keystore");
+        }
+    }
+
+    pub fn broker_ssl_config(&self) -> String {
+        format!(
+            "\"ssl.keystore.location\" = {:?}\n",
+            self.path("server-keystore.pem").display().to_string()
+        )
+    }
 }
