@@ -94,6 +94,13 @@ pub enum ControllerRequest {
     /// The leader's view of the quorum (only it knows every voter's
     /// progress).
     DescribeQuorum,
+    /// A broker-only node asks to replicate the metadata log as an observer
+    /// (a learner) whose Raft listener is at `address`. Idempotent: a
+    /// restart asks again, with its possibly new address.
+    AddObserver {
+        node_id: NodeId,
+        address: String,
+    },
 }
 
 /// The controller's answer; errors travel as [`RecordError`] (a Kafka code
@@ -126,6 +133,8 @@ pub enum ControllerAnswer {
         isr: Vec<NodeId>,
     },
     Quorum(QuorumDescription),
+    /// The requesting broker is an observer of the quorum.
+    ObserverAdded,
 }
 
 pub type ControllerResult = Result<ControllerAnswer, RecordError>;
@@ -250,6 +259,22 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 return Err(self.not_controller());
             }
             return Ok(ControllerAnswer::Quorum(self.quorum.describe()));
+        }
+        if let ControllerRequest::AddObserver { node_id, address } = request {
+            // A membership change, not a metadata record: openraft orders
+            // it with the log, no need to queue behind decisions.
+            if !self.is_leader() {
+                return Err(self.not_controller());
+            }
+            return match self.quorum.add_observer(node_id, address.clone()).await {
+                Ok(()) => {
+                    tracing::info!(node_id, %address, "observer added to the controller quorum");
+                    Ok(ControllerAnswer::ObserverAdded)
+                }
+                Err(QuorumError::NotController { .. }) => Err(self.not_controller()),
+                Err(QuorumError::Config(message)) => Err(err(ErrorCode::InvalidRequest, message)),
+                Err(other) => Err(err(other.error_code(), other.to_string())),
+            };
         }
         // The common heartbeat (a live, unfenced broker staying so) changes
         // nothing in the log: answer it without queueing behind decisions,
@@ -557,6 +582,10 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
             ControllerRequest::DescribeQuorum => {
                 Ok(ControllerAnswer::Quorum(self.quorum.describe()))
             }
+            ControllerRequest::AddObserver { .. } => Err(err(
+                ErrorCode::UnknownServerError,
+                "observers are added before decisions are queued",
+            )),
         }
     }
 
