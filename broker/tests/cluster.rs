@@ -1,8 +1,10 @@
 //! Three `sluiced` processes in combined mode (`process.roles =
 //! broker,controller`) forming a cluster through the controller quorum:
 //! registration, replica assignment, fencing a killed broker and moving its
-//! leaderships, controller failover, DescribeQuorum, and the start-up
-//! refusals Kafka makes for bad KRaft configuration.
+//! leaderships, controller failover, DescribeQuorum, a fourth broker-only
+//! node (`process.roles = broker`, an observer of the quorum) joining,
+//! leading, leaving and rejoining, and the start-up refusals Kafka makes for
+//! bad KRaft configuration.
 
 mod support;
 
@@ -19,6 +21,27 @@ const SESSION_TIMEOUT_MS: u64 = 2_000;
 
 struct Cluster {
     nodes: Vec<Broker>,
+    /// `controller.quorum.voters` of the three combined nodes.
+    voters: String,
+}
+
+/// A broker-only node: no controller role, the controllers named by
+/// `controllers` (a `controller.quorum.voters` or
+/// `controller.quorum.bootstrap.servers` line).
+fn broker_only_config(id: i32, controllers: &str, extra: &str) -> String {
+    format!(
+        r#"
+"node.id" = {id}
+"process.roles" = "broker"
+{controllers}
+"broker.session.timeout.ms" = {SESSION_TIMEOUT_MS}
+"broker.heartbeat.interval.ms" = 300
+"controller.quorum.election.timeout.ms" = 500
+"shards.pin.cores" = false
+"broker.rack" = "rack-{id}"
+{extra}
+"#
+    )
 }
 
 fn node_config(id: i32, voters: &str, session_ms: u64, extra: &str) -> String {
@@ -79,7 +102,21 @@ impl Cluster {
         for n in &mut nodes {
             n.wait_until_ready();
         }
-        Cluster { nodes }
+        Cluster { nodes, voters }
+    }
+
+    /// Starts broker-only node `id` (the next one: 4, 5, ...) and waits
+    /// until it serves (registered and unfenced).
+    fn add_broker_only(&mut self, id: i32, extra: &str) {
+        assert_eq!(id as usize, self.nodes.len() + 1);
+        let voters = format!("\"controller.quorum.voters\" = \"{}\"", self.voters);
+        let mut node = Broker::launch_opts(Opts {
+            config: broker_only_config(id, &voters, extra),
+            shards: 1,
+            ..Opts::default()
+        });
+        node.wait_until_ready();
+        self.nodes.push(node);
     }
 
     fn node(&mut self, id: i32) -> &mut Broker {
@@ -348,6 +385,187 @@ fn the_controller_fails_over_and_keeps_serving_metadata_writes() {
         .all(|(l, _, replicas, ..)| !replicas.contains(&leader) && *l != leader));
 }
 
+/// partition -> its replicas, from node `from`'s Metadata.
+fn replicas_of(c: &mut Cluster, from: i32, topic: &str) -> Assignment {
+    let m = c.metadata_from(from, Some(&[topic]));
+    if m.topics[0].error_code != 0 {
+        return Assignment::new();
+    }
+    assignment(&m, topic)
+}
+
+#[test]
+fn a_broker_only_node_joins_leads_partitions_and_rejoins_after_a_restart() {
+    let mut c = Cluster::start("");
+    let started = Instant::now();
+    c.add_broker_only(4, "");
+    let serving_after = started.elapsed();
+    eprintln!("broker-only node 4 registered and unfenced after {serving_after:?}");
+
+    // Registered, unfenced, listed with its rack by every node.
+    for id in 1..=4 {
+        let ok = wait_until(|| {
+            let m = c.metadata_from(id, None);
+            m.brokers
+                .iter()
+                .any(|b| b.node_id.0 == 4 && b.rack.as_ref().map(|r| r.as_str()) == Some("rack-4"))
+        });
+        assert!(ok, "node {id} does not list broker 4\n{}", c.logs());
+    }
+    // An observer of the quorum, not a voter.
+    let ok = wait_until(|| {
+        let q = c.quorum_from(4);
+        let p = &q.topics[0].partitions[0];
+        p.error_code == 0
+            && p.current_voters
+                .iter()
+                .map(|v| v.replica_id.0)
+                .collect::<BTreeSet<_>>()
+                == BTreeSet::from([1, 2, 3])
+            && p.observers
+                .iter()
+                .any(|o| o.replica_id.0 == 4 && o.log_end_offset > 0)
+    });
+    assert!(
+        ok,
+        "DescribeQuorum does not list observer 4: {:?}",
+        c.quorum_from(1)
+    );
+    let active = c.active_controller_from(4);
+    assert!((1..=3).contains(&active), "active controller {active}");
+
+    // New topics place replicas on it like on any broker, and it leads some.
+    let created = create_topic(&mut c.node(4).client(), "spread", 8, 3, &[]);
+    assert_eq!(
+        created.error_code,
+        0,
+        "{:?}\n{}",
+        created.error_message,
+        c.logs()
+    );
+    let a = replicas_of(&mut c, 1, "spread");
+    assert_eq!(a.len(), 8);
+    let hosted: Vec<i32> = a
+        .iter()
+        .filter(|(_, (_, _, replicas, ..))| replicas.contains(&4))
+        .map(|(p, _)| *p)
+        .collect();
+    let led: Vec<i32> = a
+        .iter()
+        .filter(|(_, (leader, ..))| *leader == 4)
+        .map(|(p, _)| *p)
+        .collect();
+    assert_eq!(hosted.len(), 6, "RF 3 over 4 brokers: {a:?}");
+    assert_eq!(led.len(), 2, "leaders spread over 4 brokers: {a:?}");
+
+    // Produce (acks=all) and fetch through it, on a partition it leads and
+    // one it follows.
+    let mine = led[0];
+    let follows = hosted
+        .iter()
+        .copied()
+        .find(|p| !led.contains(p))
+        .expect("a followed partition");
+    let ok = wait_until(|| {
+        produce(
+            &mut c.node(4).client(),
+            "spread",
+            mine,
+            batch(&["b4-1", "b4-2"]),
+        )
+        .error_code
+            == 0
+    });
+    assert!(ok, "produce through broker 4\n{}", c.logs());
+    let topic = topic_ref(&mut c.node(4).client(), "spread");
+    let ok = wait_until(|| {
+        let recs = fetch_all(&mut c.node(4).client(), &topic, mine, 0);
+        recs.iter().map(Rec::value_str).collect::<Vec<_>>() == ["b4-1", "b4-2"]
+    });
+    assert!(ok, "fetch through broker 4\n{}", c.logs());
+    let follows_leader = a[&follows].0;
+    let ok = wait_until(|| {
+        produce(
+            &mut c.node(follows_leader).client(),
+            "spread",
+            follows,
+            batch(&["to-follower"]),
+        )
+        .error_code
+            == 0
+    });
+    assert!(ok, "produce to partition {follows}\n{}", c.logs());
+    let followed_dir = c.node(4).partition_dir("spread", follows);
+    let ok = wait_until(|| contains(&segment_bytes(&followed_dir), "to-follower"));
+    assert!(
+        ok,
+        "broker 4 did not replicate partition {follows}\n{}",
+        c.logs()
+    );
+
+    // Killed: fenced, its leaderships move, it leaves the ISRs.
+    let metadata_dir = c.node(4).data_dir().join("__cluster_metadata-0");
+    assert!(
+        metadata_dir.join("raft.log").exists(),
+        "broker 4 keeps its own copy of the metadata log"
+    );
+    c.node(4).kill9();
+    let ok = wait_until(|| {
+        let m = c.metadata_from(1, Some(&["spread"]));
+        !broker_ids(&m).contains(&4)
+            && assignment(&m, "spread")
+                .values()
+                .all(|(leader, _, _, isr, _)| *leader != 4 && *leader >= 0 && !isr.contains(&4))
+    });
+    assert!(ok, "leaderships did not move off broker 4\n{}", c.logs());
+
+    // Restarted from the same directory, this time knowing the quorum only
+    // through controller.quorum.bootstrap.servers: it keeps its data and
+    // metadata log, rejoins and catches up into every ISR.
+    let bootstrap: Vec<String> = c
+        .voters
+        .split(',')
+        .filter_map(|v| v.split_once('@').map(|(_, addr)| addr.to_string()))
+        .collect();
+    let line = format!(
+        "\"controller.quorum.bootstrap.servers\" = \"{}\"",
+        bootstrap.join(",")
+    );
+    let config_path = c.node(4).root().join("config.toml");
+    let config = std::fs::read_to_string(&config_path).unwrap();
+    let voters_line = format!("\"controller.quorum.voters\" = \"{}\"", c.voters);
+    assert!(config.contains(&voters_line));
+    std::fs::write(&config_path, config.replace(&voters_line, &line)).unwrap();
+    c.node(4).relaunch();
+    c.node(4).wait_until_ready();
+    assert!(
+        c.node(4)
+            .log()
+            .contains("learned the controller quorum's voters"),
+        "{}",
+        tail(&c.node(4).log(), 30)
+    );
+    let ok = wait_until(|| {
+        replicas_of(&mut c, 1, "spread")
+            .values()
+            .all(|(_, _, replicas, isr, _)| {
+                isr.len() == 3 && replicas.iter().all(|r| isr.contains(r))
+            })
+    });
+    assert!(ok, "broker 4 did not rejoin the ISRs\n{}", c.logs());
+    assert!(contains(
+        &segment_bytes(&c.node(4).partition_dir("spread", mine)),
+        "b4-2"
+    ));
+    let q = c.quorum_from(1);
+    let observers: Vec<i32> = q.topics[0].partitions[0]
+        .observers
+        .iter()
+        .map(|o| o.replica_id.0)
+        .collect();
+    assert_eq!(observers, vec![4], "one observer entry after the restart");
+}
+
 #[test]
 fn bad_cluster_configuration_is_refused_at_start() {
     let cases = [
@@ -380,6 +598,40 @@ fn bad_cluster_configuration_is_refused_at_start() {
 "controller.quorum.voters" = "1@127.0.0.1:1"
 "controller.listener.names" = "CONTROLLER""#,
             "needs a listener named CONTROLLER",
+        ),
+        // Broker-only nodes: an id of their own, and the controllers named.
+        (
+            r#""node.id" = 2
+"process.roles" = "broker"
+"controller.quorum.voters" = "1@127.0.0.1:1,2@127.0.0.1:2,3@127.0.0.1:3""#,
+            "node.id 2 is a voter in controller.quorum.voters but process.roles lacks controller",
+        ),
+        (
+            r#""node.id" = 4
+"process.roles" = "broker""#,
+            "must name the controllers when process.roles is set",
+        ),
+        (
+            r#""node.id" = 4
+"process.roles" = "broker"
+"controller.quorum.bootstrap.servers" = "127.0.0.1""#,
+            "controller.quorum.bootstrap.servers",
+        ),
+        // A dedicated controller is not supported yet.
+        (
+            r#""node.id" = 1
+"process.roles" = "controller"
+"controller.quorum.voters" = "1@127.0.0.1:1"
+"controller.listener.names" = "CONTROLLER""#,
+            "process.roles=controller alone",
+        ),
+        // A controller needs the static voters.
+        (
+            r#""node.id" = 1
+"process.roles" = "broker,controller"
+"controller.quorum.bootstrap.servers" = "127.0.0.1:1"
+"controller.listener.names" = "CONTROLLER""#,
+            "a controller needs the static voter set",
         ),
     ];
     for (config, problem) in cases {

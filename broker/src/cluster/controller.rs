@@ -97,6 +97,13 @@ pub enum ControllerRequest {
     /// The leader's view of the quorum (only it knows every voter's
     /// progress).
     DescribeQuorum,
+    /// A broker-only node asks to replicate the metadata log as an observer
+    /// (a learner) whose Raft listener is at `address`. Idempotent: a
+    /// restart asks again, with its possibly new address.
+    AddObserver {
+        node_id: NodeId,
+        address: String,
+    },
 }
 
 /// The controller's answer; errors travel as [`RecordError`] (a Kafka code
@@ -129,6 +136,8 @@ pub enum ControllerAnswer {
         isr: Vec<NodeId>,
     },
     Quorum(QuorumDescription),
+    /// The requesting broker is an observer of the quorum.
+    ObserverAdded,
 }
 
 pub type ControllerResult = Result<ControllerAnswer, RecordError>;
@@ -256,6 +265,22 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 return Err(self.not_controller());
             }
             return Ok(ControllerAnswer::Quorum(self.quorum.describe()));
+        }
+        if let ControllerRequest::AddObserver { node_id, address } = request {
+            // A membership change, not a metadata record: openraft orders
+            // it with the log, no need to queue behind decisions.
+            if !self.is_leader() {
+                return Err(self.not_controller());
+            }
+            return match self.quorum.add_observer(node_id, address.clone()).await {
+                Ok(()) => {
+                    tracing::info!(node_id, %address, "observer added to the controller quorum");
+                    Ok(ControllerAnswer::ObserverAdded)
+                }
+                Err(QuorumError::NotController { .. }) => Err(self.not_controller()),
+                Err(QuorumError::Config(message)) => Err(err(ErrorCode::InvalidRequest, message)),
+                Err(other) => Err(err(other.error_code(), other.to_string())),
+            };
         }
         // The common heartbeat (a live, unfenced broker staying so) changes
         // nothing in the log: answer it without queueing behind decisions,
@@ -589,6 +614,10 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
             ControllerRequest::DescribeQuorum => {
                 Ok(ControllerAnswer::Quorum(self.quorum.describe()))
             }
+            ControllerRequest::AddObserver { .. } => Err(err(
+                ErrorCode::UnknownServerError,
+                "observers are added before decisions are queued",
+            )),
         }
     }
 

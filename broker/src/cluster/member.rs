@@ -1,5 +1,9 @@
-//! This node as a member of a KRaft-style cluster (combined mode:
-//! `process.roles=broker,controller`): it runs its controller of the quorum,
+//! This node as a member of a KRaft-style cluster. In combined mode
+//! (`process.roles=broker,controller`) it runs its controller of the quorum;
+//! a broker-only node (`process.roles=broker`) runs an observer of it
+//! instead (an openraft learner with its own copy of the metadata log, which
+//! it asks the active controller to add it as, see
+//! [`ControllerRequest::AddObserver`]). Either way it
 //! registers with the active controller and heartbeats every
 //! `broker.heartbeat.interval.ms`, turns every metadata image the quorum
 //! applies into the broker's [`MetadataImage`] (published through the
@@ -57,6 +61,9 @@ struct Inner {
     stopping: AtomicBool,
     /// When registration was first refused as a duplicate.
     duplicate_since: std::sync::Mutex<Option<Instant>>,
+    /// Round-robin position over the voters, for an observer that does not
+    /// know the active controller yet.
+    next_voter: std::sync::atomic::AtomicUsize,
 }
 
 /// A running cluster member. Cloning shares it.
@@ -73,10 +80,7 @@ impl ClusterMember {
         listeners: Vec<Endpoint>,
     ) -> anyhow::Result<ClusterMember> {
         let settings = &config.cluster;
-        anyhow::ensure!(
-            settings.is_controller(),
-            "process.roles=broker alone is not supported yet: every node must also be a controller (process.roles=broker,controller)"
-        );
+        let observer = !settings.is_controller();
         let stored = read_meta_properties(&config.data_dir)?;
         if let Some(node) = stored.get("node.id") {
             anyhow::ensure!(
@@ -116,6 +120,8 @@ impl ClusterMember {
             .clone()
             .unwrap_or_else(|| config.data_dir.join("__cluster_metadata-0"));
         let mut quorum_config = QuorumConfig::new(config.node_id, voters, dir);
+        quorum_config.observer = observer;
+        quorum_config.bootstrap_servers = settings.bootstrap_servers.clone();
         quorum_config.cluster_id = config
             .cluster_id
             .clone()
@@ -124,9 +130,18 @@ impl ClusterMember {
         quorum_config.election_timeout_min = election;
         quorum_config.election_timeout_max = election * 2;
         quorum_config.heartbeat_interval = (election / 10).max(Duration::from_millis(20));
-        let quorum = Arc::new(ControllerQuorum::start(quorum_config)?);
-        let controller = Controller::new(quorum.clone(), config.clone());
-        controller.install();
+        let (quorum, observer_address) = if observer {
+            let (listener, address) = observer_listener(&config, &listeners)?;
+            tracing::info!(%address, "broker-only node: the metadata log is replicated to this address");
+            let quorum = ControllerQuorum::start_with_listener(quorum_config, listener)?;
+            (Arc::new(quorum), Some(address))
+        } else {
+            (Arc::new(ControllerQuorum::start(quorum_config)?), None)
+        };
+        if !observer {
+            let controller = Controller::new(quorum.clone(), config.clone());
+            controller.install();
+        }
 
         let first = Arc::new(MetadataImage {
             controller_id: -1,
@@ -147,8 +162,15 @@ impl ClusterMember {
                 fatal: std::sync::Mutex::new(None),
                 stopping: AtomicBool::new(false),
                 duplicate_since: std::sync::Mutex::new(None),
+                next_voter: std::sync::atomic::AtomicUsize::new(0),
             }),
         };
+        if let Some(address) = observer_address {
+            let joiner = member.clone();
+            quorum.spawn(Box::pin(
+                async move { joiner.join_as_observer(address).await },
+            ));
+        }
         let publisher = member.clone();
         quorum.spawn(Box::pin(async move { publisher.follow_images().await }));
         let heart = member.clone();
@@ -202,9 +224,15 @@ impl ClusterMember {
         }
     }
 
-    /// The controllers and their addresses (`controller.quorum.voters`).
+    /// The controllers and their addresses (`controller.quorum.voters`,
+    /// or as a bootstrap server named them).
     pub fn voters(&self) -> &BTreeMap<NodeId, String> {
-        &self.inner.config.cluster.voters
+        self.inner.quorum.voters()
+    }
+
+    /// Whether this node is broker-only (an observer of the quorum).
+    pub fn is_observer(&self) -> bool {
+        self.inner.quorum.is_observer()
     }
 
     /// Blocks until this broker is registered and unfenced (Kafka's brokers
@@ -228,7 +256,7 @@ impl ClusterMember {
             if !told && started.elapsed() > Duration::from_secs(5) {
                 told = true;
                 tracing::info!(
-                    voters = ?self.inner.config.cluster.voters,
+                    voters = ?self.voters(),
                     "waiting for the controller quorum (a majority of the voters must be up)"
                 );
             }
@@ -329,6 +357,42 @@ impl ClusterMember {
                 self.inner.directory_id,
             )
             .map_err(|e| format!("cannot write {META_PROPERTIES}: {e}")),
+        }
+    }
+
+    /// A broker-only node asks the active controller to add it as an
+    /// observer of the quorum, until it is (a restart asks again: the
+    /// controller answers at once, or records its new address).
+    async fn join_as_observer(self, address: String) {
+        let started = Instant::now();
+        loop {
+            if self.inner.stopping.load(Ordering::SeqCst) {
+                return;
+            }
+            let request = ControllerRequest::AddObserver {
+                node_id: self.node_id(),
+                address: address.clone(),
+            };
+            match self.call_active(request, CALL_TIMEOUT).await {
+                Ok(ControllerAnswer::ObserverAdded) => {
+                    tracing::info!(
+                        %address,
+                        elapsed_ms = started.elapsed().as_millis() as u64,
+                        "observer of the controller quorum: replicating the metadata log"
+                    );
+                    return;
+                }
+                Ok(other) => tracing::warn!(?other, "unexpected answer to joining as observer"),
+                Err(e) if e.code == ErrorCode::InvalidRequest => {
+                    self.set_fatal(format!(
+                        "the controller refused this node as an observer: {}",
+                        e.message
+                    ));
+                    return;
+                }
+                Err(e) => tracing::debug!(error = %e.message, "not an observer yet"),
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
 
@@ -444,10 +508,23 @@ impl ClusterMember {
             .map_err(|e| ApiError::new(ErrorCode::UnknownServerError, e.to_string()))?;
         let deadline = Instant::now() + CONTROLLER_WAIT;
         let mut last = ApiError::new(ErrorCode::NotController, "no active controller");
+        // An observer learns the leader only once the leader replicates to
+        // it; until then, and after its known leader failed it, it tries the
+        // voters in turn (the others answer NOT_CONTROLLER).
+        let observer = self.is_observer();
+        let mut failed: Option<NodeId> = None;
         while Instant::now() < deadline {
-            let Some(leader) = self.inner.quorum.leader() else {
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
+            let leader = match self.inner.quorum.leader() {
+                Some(leader) if Some(leader) != failed => leader,
+                _ if observer && !self.voters().is_empty() => {
+                    let turn = self.inner.next_voter.fetch_add(1, Ordering::Relaxed);
+                    let ids: Vec<NodeId> = self.voters().keys().copied().collect();
+                    ids[turn % ids.len()]
+                }
+                _ => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
             };
             match self
                 .inner
@@ -458,6 +535,7 @@ impl ClusterMember {
                 Ok(answer) => match serde_json::from_slice::<ControllerResult>(&answer) {
                     Ok(Ok(answer)) => return Ok(answer),
                     Ok(Err(e)) if e.code == ErrorCode::NotController => {
+                        failed = observer.then_some(leader);
                         last = ApiError::new(e.code, e.message);
                     }
                     Ok(Err(e)) => return Err(ApiError::new(e.code, e.message)),
@@ -468,9 +546,12 @@ impl ClusterMember {
                         )
                     }
                 },
-                Err(e) => last = ApiError::new(ErrorCode::NotController, e.to_string()),
+                Err(e) => {
+                    failed = observer.then_some(leader);
+                    last = ApiError::new(ErrorCode::NotController, e.to_string());
+                }
             }
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(if observer { 20 } else { 100 })).await;
         }
         // Clients retry NOT_CONTROLLER / REQUEST_TIMED_OUT.
         if last.code == ErrorCode::NotController {
@@ -779,6 +860,47 @@ pub fn broker_image(config: &BrokerConfig, q: &QuorumImage) -> MetadataImage {
         image.by_id.insert(topic.id, meta);
     }
     image
+}
+
+/// Where a broker-only node receives the metadata log from the leader
+/// (openraft pushes to learners): its controller listener if `listeners`
+/// has one (a fixed port), else an ephemeral port on its inter-broker
+/// listener's address. Answers the bound socket and the address to
+/// announce (the inter-broker listener's advertised host for a wildcard).
+fn observer_listener(
+    config: &BrokerConfig,
+    listeners: &[Endpoint],
+) -> anyhow::Result<(std::net::TcpListener, String)> {
+    let inter_broker = config.inter_broker_listener_name();
+    let spec = config
+        .client_listeners()
+        .find(|l| Some(l.name.as_str()) == inter_broker)
+        .or_else(|| config.client_listeners().next())
+        .ok_or_else(|| {
+            anyhow::anyhow!("a broker needs a listener besides the controller listener")
+        })?;
+    let advertised_host = listeners
+        .iter()
+        .find(|e| e.name == spec.name)
+        .map_or_else(|| spec.addr.ip().to_string(), |e| e.host.clone());
+    let bind = match config.controller_listener() {
+        Some(controller) => controller.addr,
+        None => std::net::SocketAddr::new(spec.addr.ip(), 0),
+    };
+    let listener = std::net::TcpListener::bind(bind)
+        .map_err(|e| anyhow::anyhow!("cannot listen for the metadata log on {bind}: {e}"))?;
+    let local = listener.local_addr()?;
+    let host = if local.ip().is_unspecified() {
+        advertised_host
+    } else {
+        local.ip().to_string()
+    };
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host
+    };
+    Ok((listener, format!("{host}:{}", local.port())))
 }
 
 /// Kafka's `meta.properties`: `key=value` lines.

@@ -254,6 +254,9 @@ pub struct ClusterSettings {
     pub process_roles: Vec<ProcessRole>,
     /// `controller.quorum.voters`: node id -> `host:port`.
     pub voters: BTreeMap<i32, String>,
+    /// `controller.quorum.bootstrap.servers`: `host:port` of some
+    /// controllers, which a broker-only node asks for the voters.
+    pub bootstrap_servers: Vec<String>,
     /// `controller.listener.names`
     pub controller_listener_names: Vec<String>,
     /// `inter.broker.listener.name`; the first non-controller listener when
@@ -295,6 +298,7 @@ impl Default for ClusterSettings {
         ClusterSettings {
             process_roles: Vec::new(),
             voters: BTreeMap::new(),
+            bootstrap_servers: Vec::new(),
             controller_listener_names: Vec::new(),
             inter_broker_listener_name: None,
             rack: None,
@@ -317,7 +321,9 @@ impl Default for ClusterSettings {
 impl ClusterSettings {
     /// Whether this node runs in KRaft cluster mode at all.
     pub fn enabled(&self) -> bool {
-        !self.voters.is_empty() || !self.process_roles.is_empty()
+        !self.voters.is_empty()
+            || !self.bootstrap_servers.is_empty()
+            || !self.process_roles.is_empty()
     }
 
     pub fn is_controller(&self) -> bool {
@@ -698,6 +704,9 @@ impl BrokerConfig {
             names::CONTROLLER_QUORUM_VOTERS => {
                 self.cluster.voters = parse_voters(name, value)?;
             }
+            names::CONTROLLER_QUORUM_BOOTSTRAP_SERVERS => {
+                self.cluster.bootstrap_servers = parse_bootstrap_servers(name, value)?;
+            }
             names::CONTROLLER_LISTENER_NAMES => {
                 self.cluster.controller_listener_names = value
                     .split(',')
@@ -877,10 +886,28 @@ impl BrokerConfig {
                 "must be set (broker, controller or both) when controller.quorum.voters is".into(),
             ));
         }
-        if c.voters.is_empty() {
+        if c.voters.is_empty() && c.bootstrap_servers.is_empty() {
             return Err(bad(
                 names::CONTROLLER_QUORUM_VOTERS,
-                "must name the controllers when process.roles is set".into(),
+                "must name the controllers when process.roles is set \
+                 (or, for a broker-only node, controller.quorum.bootstrap.servers)"
+                    .into(),
+            ));
+        }
+        if !c.is_broker() {
+            return Err(bad(
+                names::PROCESS_ROLES,
+                "process.roles=controller alone (a dedicated controller) is not supported yet: \
+                 run controllers as process.roles=broker,controller"
+                    .into(),
+            ));
+        }
+        if c.is_controller() && c.voters.is_empty() {
+            return Err(bad(
+                names::CONTROLLER_QUORUM_VOTERS,
+                "a controller needs the static voter set (controller.quorum.bootstrap.servers \
+                 alone is for broker-only nodes)"
+                    .into(),
             ));
         }
         if c.is_controller() {
@@ -926,7 +953,8 @@ impl BrokerConfig {
             return Err(bad(
                 names::NODE_ID,
                 format!(
-                    "node.id {} is a voter in controller.quorum.voters but process.roles lacks controller",
+                    "node.id {} is a voter in controller.quorum.voters but process.roles lacks controller \
+                     (a broker-only node needs an id of its own)",
                     self.node_id
                 ),
             ));
@@ -1043,6 +1071,24 @@ pub fn parse_voters(name: &str, value: &str) -> Result<BTreeMap<i32, String>, Co
         }
     }
     Ok(voters)
+}
+
+/// `controller.quorum.bootstrap.servers`: `host:port,...`.
+pub fn parse_bootstrap_servers(name: &str, value: &str) -> Result<Vec<String>, ConfigError> {
+    let mut servers = Vec::new();
+    for part in value.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let ok = part
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok());
+        if !ok {
+            return Err(ConfigError::Invalid {
+                name: name.into(),
+                reason: format!("entry '{part}' is not host:port"),
+            });
+        }
+        servers.push(part.to_string());
+    }
+    Ok(servers)
 }
 
 fn positive(name: &str, v: i32) -> Result<i32, ConfigError> {

@@ -85,6 +85,7 @@ pub const METRICS_LISTEN: &str = "metrics.listen";
 // KRaft cluster properties.
 pub const PROCESS_ROLES: &str = "process.roles";
 pub const CONTROLLER_QUORUM_VOTERS: &str = "controller.quorum.voters";
+pub const CONTROLLER_QUORUM_BOOTSTRAP_SERVERS: &str = "controller.quorum.bootstrap.servers";
 pub const CONTROLLER_LISTENER_NAMES: &str = "controller.listener.names";
 pub const INTER_BROKER_LISTENER_NAME: &str = "inter.broker.listener.name";
 pub const BROKER_RACK: &str = "broker.rack";

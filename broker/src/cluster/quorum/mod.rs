@@ -11,6 +11,15 @@
 //! its own tokio runtime beside the broker's compio shards; openraft's types
 //! stay inside this module tree.
 //!
+//! Brokers that are not controllers (`process.roles=broker`) run the same
+//! node as an **observer**, KRaft's word (an openraft learner): it keeps its
+//! own copy of the log and image, replicated and applied like a voter's,
+//! but never votes and never leads. The active controller adds it to the
+//! membership on request ([`MetadataQuorum::add_observer`]); DescribeQuorum
+//! lists it under observers. openraft pushes entries to learners, so an
+//! observer listens for the leader's Raft traffic on an address of its own
+//! (see `ControllerQuorum::start_with_listener`).
+//!
 //! Layout: `records` and `image` (pure metadata), `types` (openraft type
 //! configuration), `log_store` and `state_machine` (durable storage),
 //! `transport` (length-prefixed TCP) and `network` (openraft RPCs on it),
@@ -73,6 +82,17 @@ pub trait MetadataQuorum: Send + Sync {
         request: Vec<u8>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Vec<u8>, QuorumError>> + Send;
+
+    /// Adds node `node_id` as an observer (a non-voting learner that
+    /// replicates and applies the log) whose Raft address is `address`, or
+    /// updates the address of one already added. Only the leader accepts it;
+    /// answers once the membership change is committed (at once when
+    /// nothing changes). A voter's id is refused.
+    fn add_observer(
+        &self,
+        node_id: NodeId,
+        address: String,
+    ) -> impl Future<Output = Result<(), QuorumError>> + Send;
 
     /// Runs `task` on the controller's own runtime (timers and loops of the
     /// controller service live there, beside Raft).
@@ -194,12 +214,18 @@ impl std::fmt::Display for Voters {
     }
 }
 
-/// How one controller runs.
+/// How one controller (or observer) runs.
 #[derive(Debug, Clone)]
 pub struct QuorumConfig {
-    /// This node's id (`node.id`); must be one of the voters.
+    /// This node's id (`node.id`); one of the voters, unless `observer`.
     pub node_id: NodeId,
     pub voters: Voters,
+    /// A broker-only node: a learner that never votes. Its id must not be a
+    /// voter's.
+    pub observer: bool,
+    /// `controller.quorum.bootstrap.servers` (`host:port`): an observer
+    /// with no `voters` asks these for the voter set at start-up.
+    pub bootstrap_servers: Vec<String>,
     /// Where the Raft log, vote and snapshots live.
     pub dir: PathBuf,
     /// The cluster id the initialising leader writes (a random one if
@@ -221,6 +247,8 @@ impl QuorumConfig {
         QuorumConfig {
             node_id,
             voters,
+            observer: false,
+            bootstrap_servers: Vec::new(),
             dir: dir.into(),
             cluster_id: None,
             snapshot_every: 10_000,
@@ -233,7 +261,23 @@ impl QuorumConfig {
 
     /// The checks Kafka makes before a controller starts.
     pub fn validate(&self) -> Result<(), QuorumError> {
-        if !self.voters.0.contains_key(&self.node_id) {
+        // Only an observer may learn the voters from bootstrap servers.
+        let can_discover = self.observer && !self.bootstrap_servers.is_empty();
+        if self.voters.0.is_empty() && !can_discover {
+            return Err(QuorumError::Config(if self.observer {
+                "a broker-only node needs controller.quorum.voters or controller.quorum.bootstrap.servers".into()
+            } else {
+                "controller.quorum.voters is empty".into()
+            }));
+        }
+        if self.observer {
+            if self.voters.0.contains_key(&self.node_id) {
+                return Err(QuorumError::Config(format!(
+                    "node.id {} is among controller.quorum.voters {} but this node is not a controller",
+                    self.node_id, self.voters
+                )));
+            }
+        } else if !self.voters.0.contains_key(&self.node_id) {
             return Err(QuorumError::Config(format!(
                 "node.id {} is not among controller.quorum.voters {}",
                 self.node_id, self.voters

@@ -3,13 +3,18 @@
 //! JSON of an [`RpcRequest`] naming the node it is meant for, each answer
 //! the JSON of an [`RpcResponse`]. A node answers `WrongNode` to a request
 //! meant for another id, so a stale address never delivers votes or entries
-//! to the wrong controller. Peer addresses come from the static voter set
+//! to the wrong controller. Voters' addresses come from the static voter set
 //! (`controller.quorum.voters`), not from the replicated membership, so a
-//! controller that moved port is reached at its configured address.
+//! controller that moved port is reached at its configured address;
+//! observers' (learners') come from the membership through an
+//! [`AddressBook`] the leader refreshes, so an observer that restarted on
+//! another port is followed there without rebuilding the replication stream.
+//! `DescribeVoters` tells a broker that only knows
+//! `controller.quorum.bootstrap.servers` the voters' ids and addresses.
 
 use std::collections::BTreeMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use openraft::errors::{
@@ -23,6 +28,7 @@ use openraft::raft::{
 use openraft::{BasicNode, OptionalSend, RaftNetworkV2};
 use serde::{Deserialize, Serialize};
 
+use super::records::NodeId;
 use super::state_machine::Raft;
 use super::transport::{PeerClient, TransportError};
 use super::types::{kafka_id, RaftNodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
@@ -49,6 +55,9 @@ enum Rpc {
     /// A request for the controller service above the quorum (broker
     /// registration, heartbeats, topic changes): opaque to the quorum.
     Service(Vec<u8>),
+    /// The voter set this node knows (answered whatever `target` says, so a
+    /// bootstrap server's id need not be known).
+    DescribeVoters,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -59,6 +68,8 @@ enum RpcResponse {
     TransferLeader(Result<TransferLeaderResponse<TypeConfig>, RaftError<TypeConfig>>),
     /// The controller service's answer.
     Service(Vec<u8>),
+    /// Voter id -> `host:port`.
+    Voters(BTreeMap<NodeId, String>),
     /// No controller service is installed on this node yet.
     NoService,
     /// The request was meant for another node id.
@@ -73,11 +84,16 @@ enum RpcResponse {
 pub(super) async fn handle(
     raft: &Raft,
     service: &ServiceSlot,
+    voters: &BTreeMap<NodeId, String>,
     this: RaftNodeId,
     request: &[u8],
 ) -> Vec<u8> {
     let response = match serde_json::from_slice::<RpcRequest>(request) {
         Err(e) => RpcResponse::Undecodable(e.to_string()),
+        Ok(RpcRequest {
+            rpc: Rpc::DescribeVoters,
+            ..
+        }) => RpcResponse::Voters(voters.clone()),
         Ok(req) if req.target != this => RpcResponse::WrongNode { this },
         Ok(req) => match req.rpc {
             Rpc::Append(rpc) => RpcResponse::Append(raft.append_entries(rpc).await),
@@ -103,6 +119,7 @@ pub(super) async fn handle(
                 Some(service) => RpcResponse::Service(service.clone().handle(request).await),
                 None => RpcResponse::NoService,
             },
+            Rpc::DescribeVoters => RpcResponse::Voters(voters.clone()),
         },
     };
     // Serialising openraft's plain message types does not fail.
@@ -140,17 +157,47 @@ pub(super) async fn call_service(
     }
 }
 
+/// Asks the node at `addr` (a `controller.quorum.bootstrap.servers` entry)
+/// for the voter set it knows.
+pub(super) async fn describe_voters(
+    addr: &str,
+    timeout: Duration,
+) -> Result<BTreeMap<NodeId, String>, String> {
+    let frame = serde_json::to_vec(&RpcRequest {
+        target: 0,
+        rpc: Rpc::DescribeVoters,
+    })
+    .map_err(|e| e.to_string())?;
+    let mut client = PeerClient::new(addr);
+    let answer = client
+        .call(&frame, timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    match serde_json::from_slice::<RpcResponse>(&answer) {
+        Ok(RpcResponse::Voters(voters)) if !voters.is_empty() => Ok(voters),
+        Ok(RpcResponse::Voters(_)) => Err(format!("{addr} knows no voters")),
+        Ok(_) => Err(format!("{addr} answered another request kind")),
+        Err(e) => Err(format!("undecodable answer from {addr}: {e}")),
+    }
+}
+
+/// Observer (learner) id -> `host:port`, as the replicated membership
+/// has them; the leader refreshes it (see `node::housekeeping`).
+pub(super) type AddressBook = Arc<RwLock<BTreeMap<RaftNodeId, String>>>;
+
 /// Creates one [`PeerLink`] per target, as openraft asks.
 #[derive(Clone)]
 pub struct Network {
     /// Controller id -> `host:port` from the static voter set.
     addresses: Arc<BTreeMap<RaftNodeId, String>>,
+    observers: AddressBook,
 }
 
 impl Network {
-    pub fn new(addresses: BTreeMap<RaftNodeId, String>) -> Self {
+    pub fn new(addresses: BTreeMap<RaftNodeId, String>, observers: AddressBook) -> Self {
         Network {
             addresses: Arc::new(addresses),
+            observers,
         }
     }
 }
@@ -159,20 +206,18 @@ impl RaftNetworkFactory<TypeConfig> for Network {
     type Network = PeerLink;
 
     async fn new_client(&mut self, target: RaftNodeId, node: &BasicNode) -> PeerLink {
-        let addr = self
-            .addresses
-            .get(&target)
-            .cloned()
-            .unwrap_or_else(|| node.addr.clone());
+        let voter = self.addresses.get(&target).cloned();
+        let addr = voter.clone().unwrap_or_else(|| node.addr.clone());
         PeerLink {
             target,
             client: PeerClient::new(addr),
             unreachable_since: None,
+            observers: voter.is_none().then(|| self.observers.clone()),
         }
     }
 }
 
-/// The connection to one peer controller.
+/// The connection to one peer controller or observer.
 pub struct PeerLink {
     target: RaftNodeId,
     client: PeerClient,
@@ -180,6 +225,8 @@ pub struct PeerLink {
     /// (openraft's own heartbeat warnings, one per 100 ms, are filtered out
     /// by default in main.rs).
     unreachable_since: Option<std::time::Instant>,
+    /// For an observer: where to look up its current address.
+    observers: Option<AddressBook>,
 }
 
 /// What went wrong getting an answer, before openraft's error types.
@@ -211,11 +258,11 @@ impl PeerLink {
         let result = self.call_once(rpc, timeout).await;
         match (&result, self.unreachable_since) {
             (Err(CallError::Unreachable(why)), None) => {
-                tracing::warn!(controller = kafka_id(self.target), addr = %self.client.addr(), error = %why, "controller unreachable");
+                tracing::warn!(node = kafka_id(self.target), addr = %self.client.addr(), error = %why, "quorum peer unreachable");
                 self.unreachable_since = Some(std::time::Instant::now());
             }
             (Ok(_), Some(since)) => {
-                tracing::info!(controller = kafka_id(self.target), down_for = ?since.elapsed(), "controller reachable again");
+                tracing::info!(node = kafka_id(self.target), down_for = ?since.elapsed(), "quorum peer reachable again");
                 self.unreachable_since = None;
             }
             _ => {}
@@ -224,6 +271,17 @@ impl PeerLink {
     }
 
     async fn call_once(&mut self, rpc: Rpc, timeout: Duration) -> Result<RpcResponse, CallError> {
+        if let Some(book) = &self.observers {
+            let current = book
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&self.target)
+                .cloned();
+            if let Some(addr) = current.filter(|a| a != self.client.addr()) {
+                // The observer restarted elsewhere: reconnect there.
+                self.client = PeerClient::new(addr);
+            }
+        }
         let request = serde_json::to_vec(&RpcRequest {
             target: self.target,
             rpc,

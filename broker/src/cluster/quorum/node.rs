@@ -9,6 +9,13 @@
 //! the static voter set; the others wait to be contacted. A restart with
 //! existing state resumes without re-initialising. Once a leader has applied
 //! its log and finds no cluster id, it writes one.
+//!
+//! An observer (a broker-only node, `QuorumConfig::observer`) starts the
+//! same way but never initialises: it waits for the leader, which it asks to
+//! add it as a learner (`MetadataQuorum::add_observer`, sent by the broker
+//! above), to replicate the log to it. With only
+//! `controller.quorum.bootstrap.servers` it first learns the voters from one
+//! of them.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -16,14 +23,14 @@ use std::thread;
 use std::time::Duration;
 
 use openraft::async_runtime::WatchReceiver;
-use openraft::errors::{ClientWriteError, InitializeError, RaftError};
-use openraft::{BasicNode, Instant, ServerState, SnapshotPolicy};
+use openraft::errors::{ChangeMembershipError, ClientWriteError, InitializeError, RaftError};
+use openraft::{BasicNode, ChangeMembers, Instant, ServerState, SnapshotPolicy};
 use sluice_protocol::clock::now_ms;
 use tokio::sync::{oneshot, watch};
 
 use super::image::MetadataImage;
 use super::log_store::{LogRecovery, LogStore};
-use super::network::{self, Network};
+use super::network::{self, AddressBook, Network};
 use super::records::{MetadataRecord, NodeId};
 use super::state_machine::Raft;
 use super::state_machine::{ImagePublisher, StateMachine};
@@ -36,6 +43,8 @@ use super::{
 
 /// How often the controller refreshes its caught-up bookkeeping.
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
+/// How long one bootstrap server may take to name the voters.
+const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// State the handle shares with the controller thread.
 struct Shared {
@@ -43,7 +52,12 @@ struct Shared {
     raft: Raft,
     runtime: tokio::runtime::Handle,
     publisher: Arc<ImagePublisher>,
+    /// The voters' addresses (configured, or learned from a bootstrap
+    /// server).
     addresses: BTreeMap<NodeId, String>,
+    /// Observers' addresses from the membership (kept by `housekeeping`).
+    observers: AddressBook,
+    observer: bool,
     /// Voter id -> wall-clock ms it last had the leader's whole log.
     caught_up: Mutex<BTreeMap<NodeId, i64>>,
     recovery: LogRecovery,
@@ -84,9 +98,16 @@ fn storage_error(e: std::io::Error) -> QuorumError {
 }
 
 impl ControllerQuorum {
-    /// Starts the controller, listening on its own voter address.
+    /// Starts the controller, listening on its own voter address. An
+    /// observer has no voter address: start it with
+    /// [`ControllerQuorum::start_with_listener`].
     pub fn start(config: QuorumConfig) -> Result<ControllerQuorum, QuorumError> {
         config.validate()?;
+        if config.observer {
+            return Err(QuorumError::Config(
+                "an observer needs a listener of its own for the leader's replication".into(),
+            ));
+        }
         let addr = config.voters.0[&config.node_id].clone();
         let listener = std::net::TcpListener::bind(&addr).map_err(|e| {
             QuorumError::Config(format!("cannot listen on controller address {addr}: {e}"))
@@ -95,7 +116,11 @@ impl ControllerQuorum {
     }
 
     /// Starts the controller on an already bound listener (tests bind port 0
-    /// first to learn the voter addresses).
+    /// first to learn the voter addresses). An observer serves the leader's
+    /// Raft traffic (AppendEntries, snapshots) on it: openraft pushes to
+    /// learners, so a broker-only node needs this inbound port, and announces
+    /// its address with `add_observer`. Blocks until the voters are known
+    /// (an observer with only bootstrap servers waits for one to answer).
     pub fn start_with_listener(
         config: QuorumConfig,
         listener: std::net::TcpListener,
@@ -167,6 +192,16 @@ impl ControllerQuorum {
         self.shared.node_id
     }
 
+    /// The voters and their controller addresses.
+    pub fn voters(&self) -> &BTreeMap<NodeId, String> {
+        &self.shared.addresses
+    }
+
+    /// Whether this node is an observer (never votes, never leads).
+    pub fn is_observer(&self) -> bool {
+        self.shared.observer
+    }
+
     /// What opening the log found (a torn tail cut off, entries kept).
     pub fn log_recovery(&self) -> &LogRecovery {
         &self.shared.recovery
@@ -214,6 +249,18 @@ async fn boot(
 ) -> Result<(Running, Arc<Shared>), QuorumError> {
     let this = raft_id(config.node_id)
         .ok_or_else(|| QuorumError::Config(format!("node.id {} is negative", config.node_id)))?;
+    let voters = if config.voters.0.is_empty() {
+        discover_voters(&config.bootstrap_servers).await
+    } else {
+        config.voters.0.clone()
+    };
+    if config.observer && voters.contains_key(&config.node_id) {
+        return Err(QuorumError::Config(format!(
+            "node.id {} is a voter of the quorum at {} but this node is not a controller",
+            config.node_id,
+            config.bootstrap_servers.join(",")
+        )));
+    }
     let (log_store, recovery) = LogStore::open(&config.dir).map_err(storage_error)?;
     let pristine = log_store.is_pristine().map_err(storage_error)?;
     let state_machine = StateMachine::open(&config.dir).map_err(storage_error)?;
@@ -243,15 +290,16 @@ async fn boot(
     .map_err(|e| QuorumError::Config(e.to_string()))?;
 
     let mut raft_addresses = BTreeMap::new();
-    for (id, addr) in &config.voters.0 {
+    for (id, addr) in &voters {
         let rid = raft_id(*id)
             .ok_or_else(|| QuorumError::Config(format!("voter id {id} is negative")))?;
         raft_addresses.insert(rid, addr.clone());
     }
+    let observers: AddressBook = Arc::default();
     let raft = Raft::new(
         this,
         Arc::new(raft_config),
-        Network::new(raft_addresses.clone()),
+        Network::new(raft_addresses.clone(), observers.clone()),
         log_store,
         state_machine,
     )
@@ -259,6 +307,7 @@ async fn boot(
     .map_err(|e| QuorumError::Unavailable(format!("controller raft failed to start: {e}")))?;
 
     let service: Arc<network::ServiceSlot> = Arc::new(std::sync::OnceLock::new());
+    let known_voters = Arc::new(voters.clone());
     let server = listener
         .set_nonblocking(true)
         .and_then(|()| tokio::net::TcpListener::from_std(listener))
@@ -268,13 +317,14 @@ async fn boot(
             Server::start(listener, move |request: Vec<u8>| {
                 let raft = raft.clone();
                 let service = service.clone();
-                async move { network::handle(&raft, &service, this, &request).await }
+                let voters = known_voters.clone();
+                async move { network::handle(&raft, &service, &voters, this, &request).await }
             })
         })
         .map_err(|e| QuorumError::Config(format!("controller listener: {e}")))?;
 
-    let lowest = config.voters.0.keys().next().copied();
-    if pristine && lowest == Some(config.node_id) {
+    let lowest = voters.keys().next().copied();
+    if pristine && !config.observer && lowest == Some(config.node_id) {
         let members: BTreeMap<RaftNodeId, BasicNode> = raft_addresses
             .iter()
             .map(|(id, addr)| (*id, BasicNode::new(addr)))
@@ -298,7 +348,9 @@ async fn boot(
         raft: raft.clone(),
         runtime,
         publisher,
-        addresses: config.voters.0.clone(),
+        addresses: voters,
+        observers,
+        observer: config.observer,
         caught_up: Mutex::new(BTreeMap::new()),
         recovery,
         service,
@@ -315,11 +367,39 @@ async fn boot(
     ))
 }
 
-/// Periodic leader duties: note when each voter was last caught up, and
-/// write the cluster id once if the log has none.
+/// Asks the bootstrap servers in turn until one names the voters.
+async fn discover_voters(bootstrap: &[String]) -> BTreeMap<NodeId, String> {
+    let started = std::time::Instant::now();
+    let mut told = false;
+    loop {
+        for server in bootstrap {
+            match network::describe_voters(server, BOOTSTRAP_TIMEOUT).await {
+                Ok(voters) => {
+                    tracing::info!(bootstrap = %server, ?voters, "learned the controller quorum's voters");
+                    return voters;
+                }
+                Err(e) => {
+                    tracing::debug!(bootstrap = %server, error = %e, "bootstrap server not answering")
+                }
+            }
+        }
+        if !told && started.elapsed() > Duration::from_secs(5) {
+            told = true;
+            tracing::info!(
+                ?bootstrap,
+                "waiting for a controller.quorum.bootstrap.servers entry to answer"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// How long one attempt to write the cluster id may take.
 const CLUSTER_ID_WRITE_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Periodic duties: keep the observers' addresses current (every node, so
+/// a new leader has them), and as leader note when each voter was last
+/// caught up and write the cluster id once if the log has none.
 async fn housekeeping(shared: Arc<Shared>, cluster_id: Option<String>) {
     let mut tick = tokio::time::interval(HOUSEKEEPING_INTERVAL);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -327,6 +407,19 @@ async fn housekeeping(shared: Arc<Shared>, cluster_id: Option<String>) {
     loop {
         tick.tick().await;
         let metrics = shared.raft.metrics().borrow_watched().clone();
+        {
+            let membership = metrics.membership_config.membership();
+            let voter_ids: BTreeSet<RaftNodeId> = membership.voter_ids().collect();
+            let book: BTreeMap<RaftNodeId, String> = membership
+                .nodes()
+                .filter(|(id, _)| !voter_ids.contains(id))
+                .map(|(id, node)| (*id, node.addr.clone()))
+                .collect();
+            let mut current = shared.observers.write().unwrap_or_else(|p| p.into_inner());
+            if *current != book {
+                *current = book;
+            }
+        }
         if metrics.state != ServerState::Leader {
             continue;
         }
@@ -543,6 +636,64 @@ impl MetadataQuorum for ControllerQuorum {
         .map_err(QuorumError::Unavailable)
     }
 
+    async fn add_observer(&self, node_id: NodeId, address: String) -> Result<(), QuorumError> {
+        if self.shared.addresses.contains_key(&node_id) {
+            return Err(QuorumError::Config(format!(
+                "node {node_id} is a voter; it cannot also be an observer"
+            )));
+        }
+        let rid = raft_id(node_id)
+            .ok_or_else(|| QuorumError::Config(format!("node id {node_id} is negative")))?;
+        let raft = self.shared.raft.clone();
+        let result = self
+            .on_controller(async move {
+                // A new leader's own membership entry must commit before
+                // another change: wait that out (bounded) instead of
+                // failing the join.
+                let mut last = None;
+                for _ in 0..100 {
+                    let metrics = raft.metrics().borrow_watched().clone();
+                    let membership = metrics.membership_config.membership();
+                    let known = membership.get_node(&rid).map(|n| n.addr.clone());
+                    if metrics.state == ServerState::Leader && known.as_deref() == Some(&address) {
+                        // Already an observer at this address: a restart.
+                        return None;
+                    }
+                    let node = BasicNode::new(&address);
+                    let outcome = match known {
+                        // Restarted on another address: same learner, new node.
+                        Some(_) => {
+                            raft.change_membership(
+                                ChangeMembers::SetNodes(BTreeMap::from([(rid, node)])),
+                                true,
+                            )
+                            .await
+                        }
+                        None => raft.add_learner(rid, node, false).await,
+                    };
+                    if let Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
+                        ChangeMembershipError::InProgress(_),
+                    ))) = &outcome
+                    {
+                        last = Some(outcome);
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    return Some(outcome);
+                }
+                last
+            })
+            .await?;
+        match result {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(self.not_controller(f.leader_id))
+            }
+            Some(Err(RaftError::APIError(e))) => Err(QuorumError::Unavailable(e.to_string())),
+            Some(Err(RaftError::Fatal(e))) => Err(QuorumError::Unavailable(e.to_string())),
+        }
+    }
+
     fn spawn(&self, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
         self.shared.runtime.spawn(task);
     }
@@ -565,5 +716,153 @@ impl Drop for ControllerQuorum {
     fn drop(&mut self) {
         // Dropping the stop sender tells the controller thread to stop.
         self.stop.take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::super::Voters;
+    use super::*;
+
+    const WAIT: Duration = Duration::from_secs(20);
+
+    fn config(id: NodeId, voters: &Voters, dir: &std::path::Path) -> QuorumConfig {
+        let mut config = QuorumConfig::new(id, voters.clone(), dir.join(format!("node-{id}")));
+        config.cluster_id = Some("observer-test".into());
+        config.election_timeout_min = Duration::from_millis(600);
+        config.election_timeout_max = Duration::from_millis(1200);
+        config
+    }
+
+    async fn eventually<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            if let Some(t) = f() {
+                return t;
+            }
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Three voters and an observer that knows them only through a bootstrap
+    /// server: it is added as a learner, replicates and applies the log,
+    /// shows up under observers, never leads; adding it again is a no-op,
+    /// a voter's id is refused, and a restart on another port is followed.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_observer_replicates_the_log_and_never_votes() {
+        let root = tempfile::tempdir().unwrap();
+        let listeners: Vec<(NodeId, std::net::TcpListener)> = (1..=3)
+            .map(|id| (id, std::net::TcpListener::bind("127.0.0.1:0").unwrap()))
+            .collect();
+        let voters = Voters(
+            listeners
+                .iter()
+                .map(|(id, l)| (*id, l.local_addr().unwrap().to_string()))
+                .collect(),
+        );
+        let mut nodes: BTreeMap<NodeId, ControllerQuorum> = BTreeMap::new();
+        for (id, listener) in listeners {
+            let node =
+                ControllerQuorum::start_with_listener(config(id, &voters, root.path()), listener)
+                    .unwrap();
+            nodes.insert(id, node);
+        }
+
+        let start_observer = |root: &std::path::Path| {
+            let mut observer = config(4, &Voters(BTreeMap::new()), root);
+            observer.observer = true;
+            observer.bootstrap_servers = vec![voters.0[&2].clone()];
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let address = listener.local_addr().unwrap().to_string();
+            let quorum = ControllerQuorum::start_with_listener(observer, listener).unwrap();
+            (quorum, address)
+        };
+        let (observer, address) = start_observer(root.path());
+        assert!(observer.is_observer());
+        assert_eq!(
+            observer.voters(),
+            &voters.0,
+            "learned from the bootstrap server"
+        );
+
+        let leader = eventually("a leader", || {
+            nodes
+                .values()
+                .find(|n| n.describe().leader_id == Some(n.node_id()))
+                .map(|n| n.node_id())
+        })
+        .await;
+        let follower = if leader == 1 { 2 } else { 1 };
+        assert!(matches!(
+            nodes[&follower].add_observer(4, address.clone()).await,
+            Err(QuorumError::NotController { .. })
+        ));
+        assert!(matches!(
+            nodes[&leader].add_observer(follower, address.clone()).await,
+            Err(QuorumError::Config(_))
+        ));
+        nodes[&leader]
+            .add_observer(4, address.clone())
+            .await
+            .unwrap();
+        nodes[&leader]
+            .add_observer(4, address.clone())
+            .await
+            .unwrap();
+        nodes[&leader]
+            .propose(vec![MetadataRecord::Topic {
+                name: "seen-by-the-observer".into(),
+                topic_id: uuid::Uuid::new_v4(),
+            }])
+            .await
+            .unwrap();
+        eventually("the observer applies the log", || {
+            let image = observer.image();
+            (image.topic_by_name("seen-by-the-observer").is_some()
+                && image.cluster_id.as_deref() == Some("observer-test"))
+            .then_some(())
+        })
+        .await;
+        assert_eq!(observer.leader(), Some(leader));
+        let described = nodes[&leader].describe();
+        let voter_ids: Vec<NodeId> = described.voters.iter().map(|v| v.replica_id).collect();
+        assert_eq!(voter_ids, vec![1, 2, 3]);
+        assert_eq!(described.observers.len(), 1);
+        assert_eq!(described.observers[0].replica_id, 4);
+        assert!(described.observers[0].log_end_offset > 0);
+
+        // Restarted on another port from its directory: still an observer,
+        // followed to its new address.
+        observer.shutdown().await;
+        let (observer, new_address) = start_observer(root.path());
+        assert_ne!(new_address, address);
+        nodes[&leader]
+            .add_observer(4, new_address.clone())
+            .await
+            .unwrap();
+        nodes[&leader]
+            .propose(vec![MetadataRecord::Topic {
+                name: "after-the-restart".into(),
+                topic_id: uuid::Uuid::new_v4(),
+            }])
+            .await
+            .unwrap();
+        eventually("the restarted observer catches up", || {
+            observer
+                .image()
+                .topic_by_name("after-the-restart")
+                .map(|_| ())
+        })
+        .await;
+        assert_eq!(nodes[&leader].describe().observers.len(), 1);
+        assert_ne!(observer.describe().leader_id, Some(4));
+
+        observer.shutdown().await;
+        for (_, node) in nodes {
+            node.shutdown().await;
+        }
     }
 }
