@@ -9,7 +9,7 @@
 //!   clean shutdown.
 //! - [`shard`]: thread-per-core shards, ownership of partitions and groups,
 //!   cross-shard mailboxes.
-//! - [`net`]: listeners (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL), TLS,
+//! - [`net`]: listeners (PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL),
 //!   driving the SASL exchange, framing, the per-connection loop,
 //!   zero-copy fetch.
 //! - [`auth`]: who a client is and what it may do: the security state every
@@ -28,6 +28,8 @@
 //! - [`group`]: the consumer-group coordinator.
 //! - [`peer`]: outbound connections to other brokers (compio, through
 //!   `sluice_protocol::codec`), with ApiVersions and reconnect backoff.
+//! - [`tls`]: rustls over the io_uring socket, both sides: the SSL
+//!   listeners' (net) and connections to other brokers' (peer).
 //! - [`replica`]: the replica layer; [`replica::fetcher`], a follower's
 //!   fetcher pulling from one leader.
 //! - [`cluster`]: the metadata image (topics, configs, producer ids).
@@ -35,6 +37,7 @@
 //!
 //! Layers, top to bottom: runtime -> net -> api -> replica -> log; shard, cluster,
 //! group, auth, config and metrics beside them; replica's fetcher uses peer,
+//! net and peer use tls,
 //! and log imports neither. Imports point down only
 //! (`scripts/check-modules broker/src` checks there are no cycles).
 
@@ -51,3 +54,4 @@ pub mod peer;
 pub mod replica;
 pub mod runtime;
 pub mod shard;
+pub mod tls;

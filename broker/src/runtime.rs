@@ -87,7 +87,7 @@ fn inter_broker_tls(config: &BrokerConfig) -> anyhow::Result<Option<Arc<rustls::
     if !protocol.uses_tls() {
         return Ok(None);
     }
-    crate::net::tls::client_config(&config.ssl)
+    crate::tls::client_config(&config.ssl)
         .map(Some)
         .with_context(|| format!("inter-broker listener {name} is SSL"))
 }
@@ -122,7 +122,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
             .with_context(|| format!("listener {} has no security protocol", spec.name))?;
         let tls = if protocol.uses_tls() {
             Some(
-                crate::net::tls::server_config(&config.ssl)
+                crate::tls::server_config(&config.ssl)
                     .with_context(|| format!("cannot set up TLS for listener {}", spec.name))?,
             )
         } else {

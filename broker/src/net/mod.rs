@@ -8,7 +8,6 @@
 //! with a logged reason.
 
 pub mod sasl;
-pub mod tls;
 pub mod zero_copy;
 
 use std::net::SocketAddr;
@@ -145,7 +144,7 @@ pub async fn serve_connection(
     let _gauge = ConnectionGauge::open();
     let _ = stream.set_nodelay(true);
     let tls = match &listener.tls {
-        Some(config) => match tls::handshake(config.clone(), &mut stream, peer).await {
+        Some(config) => match crate::tls::handshake(config.clone(), &mut stream, peer).await {
             Ok(t) => Some(t),
             Err(reason) => {
                 METRICS.connections_closed_bad_input.fetch_add(1, Relaxed);
@@ -384,7 +383,7 @@ async fn write_responses(
     mut sock: TcpStream,
     mut pending: mpsc::Receiver<Pending>,
     peer: SocketAddr,
-    tls: Option<tls::TlsSession>,
+    tls: Option<crate::tls::TlsSession>,
 ) {
     let mut pipe: Option<zero_copy::SplicePipe> = None;
     while let Some(rx) = pending.next().await {

@@ -13,7 +13,7 @@
 //! `reconnect.backoff.max.ms` rule).
 //!
 //! PLAINTEXT or SSL: with [`PeerConfig::tls`] set the socket is wrapped in
-//! a client-side rustls session (net/tls.rs `connect`, the same hand-driven
+//! a client-side rustls session (tls.rs `connect`, the same hand-driven
 //! rustls as the broker's SSL listeners) before ApiVersions. SASL is not
 //! spoken yet; it would run in `PeerConnection::open` right after
 //! ApiVersions, as the client's net/secure.rs does.
@@ -115,7 +115,7 @@ pub enum PeerStream {
     Plain(TcpStream),
     Tls {
         socket: TcpStream,
-        session: crate::net::tls::TlsSession,
+        session: crate::tls::TlsSession,
         /// Decrypted bytes not yet asked for.
         pending: bytes::BytesMut,
     },
@@ -200,7 +200,7 @@ impl PeerConnection {
             None => PeerStream::Plain(socket),
             Some(tls) => {
                 let mut socket = socket;
-                let session = crate::net::tls::connect(tls.clone(), &mut socket, addr)
+                let session = crate::tls::connect(tls.clone(), &mut socket, addr)
                     .await
                     .map_err(|e| connect_error(std::io::Error::other(e)))?;
                 PeerStream::Tls {
