@@ -208,7 +208,8 @@ class KafkaCluster:
         while time.monotonic() < deadline:
             p = self.procs.get(node)
             if p is None or p.poll() is not None:
-                raise RuntimeError(f"Kafka node {node} exited during start-up; its log ends:\n{self.log_tail(node)}")
+                raise RuntimeError(f"Kafka node {node} exited during start-up; its errors:\n{self.errors(node)}\n"
+                                   f"its log ends:\n{self.log_tail(node, 8)}")
             if api_versions_answered(self.port(node)):
                 return
             time.sleep(0.05)
@@ -277,6 +278,14 @@ class KafkaCluster:
     def remove_data(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)
 
+    def errors(self, node: int, most: int = 5) -> str:
+        """The first ERROR/FATAL lines of a node's log (why it stopped)."""
+        try:
+            text = (self.node_dir(node) / "kafka.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join([x for x in text.splitlines() if "] ERROR " in x or "] FATAL " in x][:most])
+
     def log_tail(self, node: int, lines: int = 20) -> str:
         try:
             return "\n".join((self.node_dir(node) / "kafka.log").read_text(errors="replace").splitlines()[-lines:])
@@ -304,6 +313,8 @@ def main() -> int:
         print(f"{kc.version}, {nodes} nodes serving after {took:.1f} s; data under {root}", file=sys.stderr)
         print(kc.bootstrap, flush=True)
         signal.signal(signal.SIGTERM, interrupted)
+        # Started in the background by a script, SIGINT may arrive ignored: Ctrl-C stops the nodes anyway.
+        signal.signal(signal.SIGINT, signal.default_int_handler)
         while True:
             time.sleep(3600)
     except KeyboardInterrupt:
