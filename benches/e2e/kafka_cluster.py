@@ -239,14 +239,16 @@ class KafkaCluster:
         p = self.procs.get(node)
         return p.pid if p is not None and p.poll() is None else None
 
-    def kill(self, node: int) -> bool:
-        """SIGKILL of one node (not waited for beyond reaping); False if it does not run."""
+    def kill(self, node: int) -> float | None:
+        """SIGKILL of one node, reaped; returns the time.monotonic() right
+        after the signal went out, None if the node does not run."""
         p = self.procs.get(node)
         if p is None or p.poll() is not None:
-            return False
+            return None
         os.kill(p.pid, signal.SIGKILL)
+        t = time.monotonic()
         p.wait()
-        return True
+        return t
 
     def stop(self, timeout: float = 30) -> None:
         """SIGTERM to every node at once (a controlled shutdown each), SIGKILL
