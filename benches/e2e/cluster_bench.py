@@ -556,7 +556,9 @@ def ratio(a, b) -> float | None:
 
 
 def fx(x: float | None) -> str:
-    return f"{x:.2f}x" if x else "-"
+    if not x:
+        return "-"
+    return f"{x:.2f}x" if x >= 0.1 else f"{x:.3f}x"
 
 
 def tput(res_sys: dict | None, size: int) -> dict | None:
@@ -798,7 +800,10 @@ def plot(res: dict, out: Path) -> str | None:
     ax.set_xticks(range(len(systems)))
     ax.set_xticklabels([s["label"] for s in systems], fontsize=8)
     ax.set_ylabel("seconds, kill -9 -> first ack")
-    ax.legend(fontsize=7)
+    top = max([x for s in systems for kind in (LEADER_ONLY, WITH_CONTROLLER) for x in failover_values(s, kind)],
+              default=1.0)
+    ax.set_ylim(0, top * 1.5)  # room for the legend above the points
+    ax.legend(fontsize=7, ncol=2, loc="upper left")
     ax.set_title(f"Failover (session timeout {SESSION_TIMEOUT_MS} ms)")
     fig.suptitle(f"3-node sluiced vs 3-node Kafka, same box ({res['machine']['cpus']} cores shared with the "
                  f"client), {res['date']}", fontsize=10)
