@@ -25,8 +25,6 @@ import base64
 import os
 import shutil
 import signal
-import socket
-import struct
 import subprocess
 import sys
 import tempfile
@@ -36,6 +34,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT / "tests" / "interop"))
+from bench import api_versions_answered  # noqa: E402
 from cluster_harness import free_port_range  # noqa: E402
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "sluice"
@@ -60,21 +59,6 @@ def new_cluster_id() -> str:
         cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
         if not cid.startswith("-"):
             return cid
-
-
-def api_versions_answered(port: int) -> bool:
-    """True when 127.0.0.1:port answers a Kafka ApiVersions v0 request: the
-    broker serves, not just listens."""
-    client_id = b"sluice-kafka-cluster"
-    body = struct.pack(">hhih", 18, 0, 1, len(client_id)) + client_id
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
-            s.settimeout(2)
-            s.sendall(struct.pack(">i", len(body)) + body)
-            head = s.recv(10)
-            return len(head) >= 10 and struct.unpack(">i", head[4:8])[0] == 1 and head[8:10] == b"\0\0"
-    except OSError:
-        return False
 
 
 LOG4J2 = """# Written by benches/e2e/kafka_cluster.py (as scripts/kafka-kraft's)
