@@ -185,6 +185,21 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
         security,
         inter_broker_tls,
     ));
+    if let Some(member) = broker.metadata.member() {
+        // In a cluster the SCRAM credentials are the metadata log's.
+        let follower = Arc::downgrade(&broker);
+        member.follow_scram_credentials(move |creds| {
+            let Some(broker) = follower.upgrade() else {
+                return;
+            };
+            let store = crate::api::alter_user_scram_credentials::cluster_store(creds);
+            let security = &broker.security;
+            if let Err(e) = store.save(&security.scram_path) {
+                tracing::warn!(error = %e, "cannot save this broker's copy of the SCRAM credentials");
+            }
+            *security.scram.write().unwrap_or_else(|e| e.into_inner()) = store;
+        });
+    }
 
     if let Some(m) = config.metrics_listen {
         let local =

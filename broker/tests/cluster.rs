@@ -23,6 +23,8 @@ struct Cluster {
     nodes: Vec<Broker>,
     /// `controller.quorum.voters` of the three combined nodes.
     voters: String,
+    /// Each node's port of the extra listener `start_opts` added.
+    extra_ports: Vec<u16>,
 }
 
 /// A broker-only node: no controller role, the controllers named by
@@ -67,12 +69,13 @@ impl Cluster {
     }
 
     fn start_with_session(session_ms: u64, extra: &str) -> Cluster {
-        Cluster::start_opts(session_ms, extra, false)
+        Cluster::start_opts(session_ms, extra, None)
     }
 
-    /// `ssl`: each node also gets an `SSL://` listener, named the
-    /// inter-broker listener by `extra`.
-    fn start_opts(session_ms: u64, extra: &str, ssl: bool) -> Cluster {
+    /// `listener`: each node also gets a listener of that name (and
+    /// security protocol), e.g. `SSL` for the inter-broker listener.
+    fn start_opts(session_ms: u64, extra: &str, listener: Option<&str>) -> Cluster {
+        let extra_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let voters = controller_ports
             .iter()
@@ -87,13 +90,12 @@ impl Cluster {
                 Broker::launch_opts(Opts {
                     config: node_config(i as i32 + 1, &voters, session_ms, extra),
                     shards: 1,
-                    listeners: if ssl {
-                        vec![
+                    listeners: match listener {
+                        Some(name) => vec![
                             format!("CONTROLLER://127.0.0.1:{port}"),
-                            format!("SSL://127.0.0.1:{}", free_port()),
-                        ]
-                    } else {
-                        vec![format!("CONTROLLER://127.0.0.1:{port}")]
+                            format!("{name}://127.0.0.1:{}", extra_ports[i]),
+                        ],
+                        None => vec![format!("CONTROLLER://127.0.0.1:{port}")],
                     },
                     ..Opts::default()
                 })
@@ -102,7 +104,11 @@ impl Cluster {
         for n in &mut nodes {
             n.wait_until_ready();
         }
-        Cluster { nodes, voters }
+        Cluster {
+            nodes,
+            voters,
+            extra_ports,
+        }
     }
 
     /// Starts broker-only node `id` (the next one: 4, 5, ...) and waits
@@ -1055,7 +1061,7 @@ fn replicas_fetch_over_an_ssl_inter_broker_listener() {
         pki.broker_ssl_config(),
         pki.path("ca.pem").display().to_string()
     );
-    let mut c = Cluster::start_opts(SESSION_TIMEOUT_MS, &extra, true);
+    let mut c = Cluster::start_opts(SESSION_TIMEOUT_MS, &extra, Some("SSL"));
     // Every replica must fetch for an acks=all produce to be answered.
     let created = create_topic(
         &mut c.node(1).client(),
@@ -1094,4 +1100,113 @@ fn replicas_fetch_over_an_ssl_inter_broker_listener() {
         "a fetcher used the PLAINTEXT listener\n{}",
         tail(&log, 30)
     );
+}
+
+#[test]
+fn scram_credentials_are_the_clusters_not_one_brokers() {
+    use sluice::admin::ScramCredentialChange;
+    use sluice::{AdminClient, ClientConfig};
+    let mut c = Cluster::start_opts(
+        SESSION_TIMEOUT_MS,
+        "\"sasl.enabled.mechanisms\" = \"SCRAM-SHA-256\"\n",
+        Some("SASL_PLAINTEXT"),
+    );
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = |port: u16, extra: &[(&str, &str)]| {
+        let port = format!("127.0.0.1:{port}");
+        let mut props = vec![
+            ("bootstrap.servers", port.as_str()),
+            ("request.timeout.ms", "10000"),
+        ];
+        props.extend_from_slice(extra);
+        ClientConfig::from_properties(props).expect("client config")
+    };
+    let scram = |port: u16, password: &str| {
+        config(
+            port,
+            &[
+                ("security.protocol", "SASL_PLAINTEXT"),
+                ("sasl.mechanism", "SCRAM-SHA-256"),
+                ("sasl.username", "erin"),
+                ("sasl.password", password),
+            ],
+        )
+    };
+    let logs_in = |cfg: ClientConfig| {
+        rt.block_on(async {
+            match AdminClient::connect(cfg).await {
+                Ok(admin) => admin.describe_cluster().await.is_ok(),
+                Err(_) => false,
+            }
+        })
+    };
+    // Created through node 1's PLAINTEXT listener ...
+    let admin_port = c.node(1).port;
+    rt.block_on(async {
+        let admin = AdminClient::connect(config(admin_port, &[]))
+            .await
+            .expect("admin");
+        admin
+            .alter_user_scram_credentials(&[ScramCredentialChange::Upsert {
+                user: "erin".into(),
+                mechanism: "SCRAM-SHA-256".into(),
+                iterations: 4096,
+                password: "erin-pass".into(),
+            }])
+            .await
+            .expect("alter")
+            .into_iter()
+            .for_each(|(user, r)| r.unwrap_or_else(|e| panic!("{user}: {e}")));
+    });
+    // ... erin logs in on every broker, and only with her password.
+    for (i, port) in c.extra_ports.clone().into_iter().enumerate() {
+        assert!(
+            wait_until(|| logs_in(scram(port, "erin-pass"))),
+            "node {} refused erin\n{}",
+            i + 1,
+            c.logs()
+        );
+        assert!(
+            !logs_in(scram(port, "wrong")),
+            "node {} took a wrong password",
+            i + 1
+        );
+    }
+    // A node restarted keeps them (from the metadata log).
+    c.node(3).kill9();
+    c.node(3).relaunch();
+    c.node(3).wait_until_ready();
+    let port3 = c.extra_ports[2];
+    assert!(
+        wait_until(|| logs_in(scram(port3, "erin-pass"))),
+        "node 3 forgot erin after a restart\n{}",
+        c.logs()
+    );
+    // Deleted through node 2: refused everywhere.
+    let port2_plain = c.node(2).port;
+    rt.block_on(async {
+        let admin = AdminClient::connect(config(port2_plain, &[]))
+            .await
+            .expect("admin");
+        admin
+            .alter_user_scram_credentials(&[ScramCredentialChange::Delete {
+                user: "erin".into(),
+                mechanism: "SCRAM-SHA-256".into(),
+            }])
+            .await
+            .expect("alter")
+            .into_iter()
+            .for_each(|(user, r)| r.unwrap_or_else(|e| panic!("{user}: {e}")));
+    });
+    for (i, port) in c.extra_ports.clone().into_iter().enumerate() {
+        assert!(
+            wait_until(|| !logs_in(scram(port, "erin-pass"))),
+            "node {} still takes erin after the deletion",
+            i + 1
+        );
+    }
 }

@@ -4,6 +4,11 @@
 //! password; the broker derives StoredKey and ServerKey from them. The file
 //! is rewritten (and fsynced) before the answer, so an acknowledged change
 //! survives a crash. Needs kafka-cluster:AlterCluster.
+//!
+//! In a cluster the credentials live in the metadata log instead: the
+//! validated changes go to the active controller as SCRAM records, every
+//! broker's store follows the log ([`cluster_store`], installed at
+//! start-up), and the file is only this broker's copy.
 
 use std::collections::BTreeMap;
 
@@ -15,7 +20,8 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
-use crate::auth::{Action, Resource, ScramCredential, ScramMechanism};
+use crate::auth::{Action, Resource, ScramCredential, ScramMechanism, ScramStore};
+use crate::cluster::quorum::records;
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 0;
@@ -117,6 +123,48 @@ pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest)
     }
 
     let security = &ctx.shard.broker.security;
+    if let Some(member) = ctx.shard.broker.metadata.member() {
+        let deletions: Vec<(String, records::ScramMechanism)> = deletions
+            .into_iter()
+            .filter(|(user, _)| per_user.get(user).is_none_or(|o| o.is_ok()))
+            .map(|(user, m)| (user, record_mechanism(m)))
+            .collect();
+        let upsertions: Vec<records::ScramCredential> = upsertions
+            .into_iter()
+            .filter(|(user, ..)| per_user.get(user).is_none_or(|o| o.is_ok()))
+            .map(|(user, m, c)| record_credential(user, m, c))
+            .collect();
+        for user in deletions
+            .iter()
+            .map(|(u, _)| u)
+            .chain(upsertions.iter().map(|c| &c.name))
+        {
+            per_user.entry(user.clone()).or_insert(Ok(()));
+        }
+        match member.alter_scram_credentials(deletions, upsertions).await {
+            Ok(refused) => {
+                for (user, refusal) in refused {
+                    per_user.insert(user, Err(refusal));
+                }
+                // The image has the change: so does this broker's store
+                // before the client hears of it (the follower installed at
+                // start-up catches up the others and writes the file).
+                *security.scram.write().unwrap_or_else(|e| e.into_inner()) =
+                    cluster_store(&member.scram_credentials());
+            }
+            Err(e) => {
+                for o in per_user.values_mut().filter(|o| o.is_ok()) {
+                    *o = Err((e.code, e.message.clone()));
+                }
+            }
+        }
+        for u in users {
+            if let Some(o) = per_user.remove(&u) {
+                resp.results.push(result(&u, o));
+            }
+        }
+        return ctx.respond(&resp);
+    }
     {
         let mut store = security.scram.write().unwrap_or_else(|e| e.into_inner());
         let before = store.clone();
@@ -195,6 +243,52 @@ pub async fn handle(ctx: &RequestContext, req: AlterUserScramCredentialsRequest)
         }
     }
     ctx.respond(&resp)
+}
+
+fn record_mechanism(m: ScramMechanism) -> records::ScramMechanism {
+    match m {
+        ScramMechanism::Sha256 => records::ScramMechanism::ScramSha256,
+        ScramMechanism::Sha512 => records::ScramMechanism::ScramSha512,
+    }
+}
+
+fn record_credential(
+    name: String,
+    m: ScramMechanism,
+    c: ScramCredential,
+) -> records::ScramCredential {
+    records::ScramCredential {
+        name,
+        mechanism: record_mechanism(m),
+        salt: c.salt,
+        stored_key: c.stored_key,
+        server_key: c.server_key,
+        iterations: i32::try_from(c.iterations).unwrap_or(i32::MAX),
+    }
+}
+
+/// The credential store a cluster's SCRAM records make (credentials that
+/// fail validation, which the controller never writes, are skipped).
+pub fn cluster_store(
+    creds: &BTreeMap<(String, records::ScramMechanism), records::ScramCredential>,
+) -> ScramStore {
+    let mut store = ScramStore::new();
+    for ((user, mechanism), c) in creds {
+        let m = match mechanism {
+            records::ScramMechanism::ScramSha256 => ScramMechanism::Sha256,
+            records::ScramMechanism::ScramSha512 => ScramMechanism::Sha512,
+        };
+        let credential = ScramCredential {
+            salt: c.salt.clone(),
+            stored_key: c.stored_key.clone(),
+            server_key: c.server_key.clone(),
+            iterations: u32::try_from(c.iterations).unwrap_or(0),
+        };
+        if let Err(e) = store.upsert(user, m, credential) {
+            tracing::warn!(%user, error = %e, "SCRAM credential from the metadata log skipped");
+        }
+    }
+    store
 }
 
 fn result(user: &str, outcome: Outcome) -> AlterUserScramCredentialsResult {

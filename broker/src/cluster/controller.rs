@@ -24,7 +24,7 @@ use uuid::Uuid;
 use super::quorum::image::PartitionImage;
 use super::quorum::records::{
     BrokerRegistration, ConfigRecord, ConfigResourceType, Endpoint, MetadataRecord, NodeId,
-    PartitionChange, PartitionRecord, NO_LEADER,
+    PartitionChange, PartitionRecord, ScramCredential, ScramMechanism, NO_LEADER,
 };
 use super::quorum::{
     ControllerService, MetadataImage, MetadataQuorum, QuorumDescription, QuorumError, RecordError,
@@ -84,6 +84,12 @@ pub enum ControllerRequest {
         broker_id: NodeId,
         broker_epoch: i64,
     },
+    /// AlterUserScramCredentials, already validated by the broker: every
+    /// change of a user applies, or none of that user's does.
+    AlterScramCredentials {
+        deletions: Vec<(String, ScramMechanism)>,
+        upsertions: Vec<ScramCredential>,
+    },
     /// Kafka's AlterPartition: the leader asks for a new ISR.
     AlterPartition {
         broker_id: NodeId,
@@ -138,6 +144,12 @@ pub enum ControllerAnswer {
     Quorum(QuorumDescription),
     /// The requesting broker is an observer of the quorum.
     ObserverAdded,
+    /// SCRAM changes committed at `offset` (None: nothing to write) and
+    /// the users whose changes were refused, with why.
+    ScramAltered {
+        offset: Option<u64>,
+        refused: BTreeMap<String, (i16, String)>,
+    },
 }
 
 pub type ControllerResult = Result<ControllerAnswer, RecordError>;
@@ -538,6 +550,45 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                     first_id: block.first_id,
                     size: block.size,
                 })
+            }
+            ControllerRequest::AlterScramCredentials {
+                deletions,
+                upsertions,
+            } => {
+                let mut refused = BTreeMap::new();
+                for (user, mechanism) in &deletions {
+                    if !image
+                        .scram_credentials
+                        .contains_key(&(user.clone(), *mechanism))
+                    {
+                        refused.entry(user.clone()).or_insert((
+                            ErrorCode::ResourceNotFound.code(),
+                            format!("no {mechanism:?} credential for this user"),
+                        ));
+                    }
+                }
+                let records: Vec<MetadataRecord> = deletions
+                    .into_iter()
+                    .filter(|(user, _)| !refused.contains_key(user))
+                    .map(
+                        |(name, mechanism)| MetadataRecord::RemoveUserScramCredential {
+                            name,
+                            mechanism,
+                        },
+                    )
+                    .chain(
+                        upsertions
+                            .into_iter()
+                            .filter(|c| !refused.contains_key(&c.name))
+                            .map(MetadataRecord::UserScramCredential),
+                    )
+                    .collect();
+                let offset = if records.is_empty() {
+                    None
+                } else {
+                    Some(self.propose(records).await?)
+                };
+                Ok(ControllerAnswer::ScramAltered { offset, refused })
             }
             ControllerRequest::AlterPartition {
                 broker_id,

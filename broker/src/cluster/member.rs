@@ -27,7 +27,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::controller::{Controller, ControllerAnswer, ControllerRequest, ControllerResult};
-use super::quorum::records::{Endpoint, NodeId};
+use super::quorum::records::{Endpoint, NodeId, ScramCredential, ScramMechanism};
 use super::quorum::{
     ControllerQuorum, MetadataImage as QuorumImage, MetadataQuorum, QuorumConfig,
     QuorumDescription, Voters,
@@ -777,6 +777,67 @@ impl ClusterMember {
         let id = ids.0;
         ids.0 += 1;
         Ok(id)
+    }
+
+    /// AlterUserScramCredentials through the controller, so every broker
+    /// of the cluster authenticates with the same credentials. Answers the
+    /// users whose changes were refused (the others committed and this
+    /// broker's image has them).
+    pub async fn alter_scram_credentials(
+        &self,
+        deletions: Vec<(String, ScramMechanism)>,
+        upsertions: Vec<ScramCredential>,
+    ) -> Result<BTreeMap<String, (ErrorCode, String)>, ApiError> {
+        let answer = self
+            .ask(ControllerRequest::AlterScramCredentials {
+                deletions,
+                upsertions,
+            })
+            .await?;
+        let ControllerAnswer::ScramAltered { offset, refused } = answer else {
+            return Err(ApiError::new(
+                ErrorCode::UnknownServerError,
+                format!("unexpected controller answer {answer:?}"),
+            ));
+        };
+        if let Some(offset) = offset {
+            let this = self.clone();
+            self.on_runtime(async move { this.caught_up_to(offset).await })
+                .await
+                .unwrap_or_else(|| Err(ApiError::new(ErrorCode::UnknownServerError, "stopped")))?;
+        }
+        Ok(refused
+            .into_iter()
+            .map(|(user, (code, message))| (user, (ErrorCode::from_code(code), message)))
+            .collect())
+    }
+
+    /// The SCRAM credentials of this node's latest metadata image.
+    pub fn scram_credentials(&self) -> BTreeMap<(String, ScramMechanism), ScramCredential> {
+        self.inner.quorum.image().scram_credentials.clone()
+    }
+
+    /// Calls `apply` with the cluster's SCRAM credentials now and whenever
+    /// they change (on the controller runtime), so the broker's credential
+    /// store follows the metadata log.
+    pub fn follow_scram_credentials(
+        &self,
+        apply: impl Fn(&BTreeMap<(String, ScramMechanism), ScramCredential>) + Send + 'static,
+    ) {
+        let mut rx = self.inner.quorum.subscribe();
+        self.inner.quorum.spawn(Box::pin(async move {
+            let mut last = None;
+            loop {
+                let image = rx.borrow_and_update().clone();
+                if last.as_ref() != Some(&image.scram_credentials) {
+                    apply(&image.scram_credentials);
+                    last = Some(image.scram_credentials.clone());
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        }));
     }
 
     /// Kafka's AlterPartition, for a partition this broker leads.
