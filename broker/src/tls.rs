@@ -169,12 +169,13 @@ pub fn client_config(ssl: &SslSettings) -> anyhow::Result<Arc<ClientConfig>> {
         .with_safe_default_protocol_versions()
         .context("TLS protocol versions")?
         .with_root_certificates(roots);
-    let cfg = match own_identity(ssl) {
-        Ok((certs, key)) => builder
+    let cfg = if ssl.keystore_location.is_some() {
+        let (certs, key) = own_identity(ssl)?;
+        builder
             .with_client_auth_cert(certs, key)
-            .context("the keystore's certificate and private key do not form a usable pair")?,
-        Err(_) if ssl.keystore_location.is_none() => builder.with_no_client_auth(),
-        Err(e) => return Err(e),
+            .context("the keystore's certificate and private key do not form a usable pair")?
+    } else {
+        builder.with_no_client_auth()
     };
     Ok(Arc::new(cfg))
 }

@@ -252,6 +252,13 @@ fn record_mechanism(m: ScramMechanism) -> records::ScramMechanism {
     }
 }
 
+fn auth_mechanism(m: records::ScramMechanism) -> ScramMechanism {
+    match m {
+        records::ScramMechanism::ScramSha256 => ScramMechanism::Sha256,
+        records::ScramMechanism::ScramSha512 => ScramMechanism::Sha512,
+    }
+}
+
 fn record_credential(
     name: String,
     m: ScramMechanism,
@@ -274,10 +281,7 @@ pub fn cluster_store(
 ) -> ScramStore {
     let mut store = ScramStore::new();
     for ((user, mechanism), c) in creds {
-        let m = match mechanism {
-            records::ScramMechanism::ScramSha256 => ScramMechanism::Sha256,
-            records::ScramMechanism::ScramSha512 => ScramMechanism::Sha512,
-        };
+        let m = auth_mechanism(*mechanism);
         let credential = ScramCredential {
             salt: c.salt.clone(),
             stored_key: c.stored_key.clone(),

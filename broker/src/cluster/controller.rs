@@ -776,11 +776,10 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
     }
 
     /// Voters that have not acknowledged this leader's Raft traffic for a
-    /// whole election timeout, once it has led that long.
-    fn unreachable_voters(&self) -> BTreeSet<NodeId> {
+    /// whole election timeout, once it has led (since `since`) that long.
+    fn unreachable_voters(&self, since: Instant) -> BTreeSet<NodeId> {
         let grace = Duration::from_millis(self.config.cluster.election_timeout_ms);
-        let led_for = self.with_liveness(|l| l.since.map(|s| s.elapsed()));
-        if led_for.is_none_or(|d| d <= grace) {
+        if since.elapsed() <= grace {
             return BTreeSet::new();
         }
         let cutoff =
@@ -806,9 +805,11 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
             return;
         };
         let now = Instant::now();
-        let unreachable_voters = self.unreachable_voters();
         let expired: Vec<(NodeId, i64)> = self.with_liveness(|l| {
             let since = *l.since.get_or_insert(now);
+            // Asked of the quorum only when some broker has not heartbeated
+            // to this leader yet (right after an election).
+            let mut unreachable_voters: Option<BTreeSet<NodeId>> = None;
             image
                 .brokers
                 .values()
@@ -825,7 +826,10 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                         // killed), and waiting out a session would only
                         // leave its partitions leaderless longer.
                         None => {
-                            now.duration_since(since) > session || unreachable_voters.contains(&id)
+                            now.duration_since(since) > session
+                                || unreachable_voters
+                                    .get_or_insert_with(|| self.unreachable_voters(since))
+                                    .contains(&id)
                         }
                     }
                 })
