@@ -23,6 +23,7 @@ use kafka_protocol::messages::incremental_alter_configs_request::{
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Decodable, StrBytes};
+use sluice_protocol::sasl::scram::ScramMechanism;
 
 use crate::config::ClientConfig;
 use crate::error::{Error, ErrorCode, Result};
@@ -724,16 +725,11 @@ impl AdminClient {
                     getrandom::getrandom(&mut salt).map_err(|e| {
                         Error::Unsupported(format!("no randomness for a salt: {e}"))
                     })?;
-                    let salted = m.hi(password.as_bytes(), &salt, *iterations).map_err(|e| {
-                        Error::Config {
-                            name: "iterations".into(),
-                            reason: e.to_string(),
-                        }
-                    })?;
+                    let salted = m.hi(password.as_bytes(), &salt, *iterations);
                     let mut u =
                         alter_user_scram_credentials_request::ScramCredentialUpsertion::default();
                     u.name = s(user);
-                    u.mechanism = scram_mechanism_type(m);
+                    u.mechanism = m.type_id();
                     u.iterations = *iterations as i32;
                     u.salt = Bytes::from(salt);
                     u.salted_password = Bytes::from(salted);
@@ -744,7 +740,7 @@ impl AdminClient {
                     let mut d =
                         alter_user_scram_credentials_request::ScramCredentialDeletion::default();
                     d.name = s(user);
-                    d.mechanism = scram_mechanism_type(m);
+                    d.mechanism = m.type_id();
                     req.deletions.push(d);
                 }
             }
@@ -819,30 +815,13 @@ impl std::fmt::Debug for ScramCredentialChange {
     }
 }
 
-fn scram_mechanism(name: &str) -> Result<crate::net::sasl::scram::ScramMechanism> {
-    use crate::net::sasl::scram::ScramMechanism as M;
-    match name.to_ascii_uppercase().as_str() {
-        "SCRAM-SHA-256" => Ok(M::Sha256),
-        "SCRAM-SHA-512" => Ok(M::Sha512),
-        _ => Err(Error::Config {
-            name: "mechanism".into(),
-            reason: format!("unknown SCRAM mechanism {name} (SCRAM-SHA-256 or SCRAM-SHA-512)"),
-        }),
-    }
-}
-
-/// Kafka's ScramMechanism type ids (AlterUserScramCredentials).
-fn scram_mechanism_type(m: crate::net::sasl::scram::ScramMechanism) -> i8 {
-    match m {
-        crate::net::sasl::scram::ScramMechanism::Sha256 => 1,
-        crate::net::sasl::scram::ScramMechanism::Sha512 => 2,
-    }
+fn scram_mechanism(name: &str) -> Result<ScramMechanism> {
+    ScramMechanism::from_name(&name.to_ascii_uppercase()).ok_or_else(|| Error::Config {
+        name: "mechanism".into(),
+        reason: format!("unknown SCRAM mechanism {name} (SCRAM-SHA-256 or SCRAM-SHA-512)"),
+    })
 }
 
 fn scram_mechanism_name(id: i8) -> &'static str {
-    match id {
-        1 => "SCRAM-SHA-256",
-        2 => "SCRAM-SHA-512",
-        _ => "UNKNOWN",
-    }
+    ScramMechanism::from_type_id(id).map_or("UNKNOWN", ScramMechanism::name)
 }

@@ -61,6 +61,18 @@ impl SaslError {
     }
 }
 
+impl From<sluice_protocol::sasl::SaslClientError> for SaslError {
+    fn from(e: sluice_protocol::sasl::SaslClientError) -> SaslError {
+        use sluice_protocol::sasl::SaslClientError as E;
+        match e {
+            E::AuthenticationFailed(m) => SaslError::AuthenticationFailed(m),
+            E::MalformedServerMessage(m) => SaslError::MalformedServerMessage(m),
+            E::IllegalState(m) => SaslError::IllegalState(m),
+            E::InvalidConfig(m) => SaslError::InvalidConfig(m),
+        }
+    }
+}
+
 impl From<&SaslError> for ErrorCode {
     fn from(e: &SaslError) -> ErrorCode {
         e.kafka_error_code()

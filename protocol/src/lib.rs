@@ -35,6 +35,7 @@ pub mod error;
 pub mod frame;
 pub mod msk_iam;
 pub mod murmur2;
+pub mod sasl;
 pub mod varint;
 pub mod versions;
 

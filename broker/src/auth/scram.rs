@@ -1,6 +1,7 @@
 //! Server side of SCRAM-SHA-256 and SCRAM-SHA-512 (RFC 5802, RFC 7677) as
-//! Kafka speaks it. This module owns the mechanisms' cryptography (Hi, HMAC,
-//! StoredKey/ServerKey derivation), the [`ScramCredential`] the broker keeps
+//! Kafka speaks it. This module owns StoredKey/ServerKey derivation (the
+//! mechanisms' Hi, HMAC and H are `sluice_protocol::sasl::scram`'s), the
+//! [`ScramCredential`] the broker keeps
 //! per user and mechanism, and the [`ScramServer`] state machine for one
 //! exchange: client-first -> server-first -> client-final -> server-final.
 //!
@@ -21,9 +22,7 @@ use std::sync::OnceLock;
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine as _;
-use hmac::{Hmac, KeyInit, Mac};
 use rand::RngCore;
-use sha2::{Digest, Sha256, Sha512};
 
 use super::{ct_eq, sanitize, AuthError};
 
@@ -36,111 +35,9 @@ pub const DEFAULT_ITERATIONS: u32 = 4096;
 /// Largest client message accepted; real ones are well under 1 KiB.
 pub const MAX_MESSAGE_BYTES: usize = 4096;
 
-/// The hash a SCRAM mechanism is built on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum ScramMechanism {
-    /// SCRAM-SHA-256.
-    Sha256,
-    /// SCRAM-SHA-512.
-    Sha512,
-}
-
-impl ScramMechanism {
-    /// Both mechanisms, in Kafka's type-id order.
-    pub const ALL: [ScramMechanism; 2] = [ScramMechanism::Sha256, ScramMechanism::Sha512];
-
-    /// The SASL mechanism name.
-    pub fn name(self) -> &'static str {
-        match self {
-            ScramMechanism::Sha256 => "SCRAM-SHA-256",
-            ScramMechanism::Sha512 => "SCRAM-SHA-512",
-        }
-    }
-
-    /// The mechanism for a SASL name (exact, as Kafka matches them).
-    pub fn from_name(name: &str) -> Option<Self> {
-        match name {
-            "SCRAM-SHA-256" => Some(ScramMechanism::Sha256),
-            "SCRAM-SHA-512" => Some(ScramMechanism::Sha512),
-            _ => None,
-        }
-    }
-
-    /// Kafka's mechanism type id (AlterUserScramCredentials /
-    /// DescribeUserScramCredentials): 1 = SHA-256, 2 = SHA-512.
-    pub fn type_id(self) -> i8 {
-        match self {
-            ScramMechanism::Sha256 => 1,
-            ScramMechanism::Sha512 => 2,
-        }
-    }
-
-    /// The mechanism for a Kafka type id (0 is Kafka's UNKNOWN).
-    pub fn from_type_id(id: i8) -> Option<Self> {
-        match id {
-            1 => Some(ScramMechanism::Sha256),
-            2 => Some(ScramMechanism::Sha512),
-            _ => None,
-        }
-    }
-
-    /// Output size of the hash, in bytes.
-    pub fn hash_len(self) -> usize {
-        match self {
-            ScramMechanism::Sha256 => 32,
-            ScramMechanism::Sha512 => 64,
-        }
-    }
-
-    /// HMAC(key, data). HMAC accepts keys of any length, so this cannot fail.
-    pub fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
-        fn run<M: Mac + KeyInit>(key: &[u8], data: &[u8]) -> Vec<u8> {
-            match <M as KeyInit>::new_from_slice(key) {
-                Ok(mut mac) => {
-                    mac.update(data);
-                    mac.finalize().into_bytes().to_vec()
-                }
-                // Unreachable for HMAC; an empty result can never match a
-                // stored key, so failing closed is safe.
-                Err(_) => Vec::new(),
-            }
-        }
-        match self {
-            ScramMechanism::Sha256 => run::<Hmac<Sha256>>(key, data),
-            ScramMechanism::Sha512 => run::<Hmac<Sha512>>(key, data),
-        }
-    }
-
-    /// H(data).
-    pub fn hash(self, data: &[u8]) -> Vec<u8> {
-        match self {
-            ScramMechanism::Sha256 => Sha256::digest(data).to_vec(),
-            ScramMechanism::Sha512 => Sha512::digest(data).to_vec(),
-        }
-    }
-
-    /// Hi(password, salt, i): PBKDF2 with this HMAC, one output block.
-    pub fn hi(self, password: &[u8], salt: &[u8], iterations: u32) -> Vec<u8> {
-        let mut first = Vec::with_capacity(salt.len() + 4);
-        first.extend_from_slice(salt);
-        first.extend_from_slice(&1u32.to_be_bytes());
-        let mut u = self.hmac(password, &first);
-        let mut out = u.clone();
-        for _ in 1..iterations {
-            u = self.hmac(password, &u);
-            for (o, x) in out.iter_mut().zip(&u) {
-                *o ^= x;
-            }
-        }
-        out
-    }
-}
-
-impl fmt::Display for ScramMechanism {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
+/// The mechanisms and their cryptography are shared with every SCRAM
+/// client in the workspace.
+pub use sluice_protocol::sasl::scram::ScramMechanism;
 
 /// What the broker stores for one user and mechanism: never the password,
 /// only what RFC 5802 section 3 needs to verify a proof and sign the answer.
@@ -610,8 +507,7 @@ struct ClientFirst {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sluice::net::sasl::scram::{ScramMechanism as ClientMech, ScramSession};
-    use sluice::net::sasl::SaslSession;
+    use sluice_protocol::sasl::scram::ScramClient;
 
     const SALT: &[u8] = b"0123456789abcdef";
 
@@ -622,27 +518,16 @@ mod tests {
         }
     }
 
-    fn client_mech(m: ScramMechanism) -> ClientMech {
-        match m {
-            ScramMechanism::Sha256 => ClientMech::Sha256,
-            ScramMechanism::Sha512 => ClientMech::Sha512,
-        }
-    }
-
-    /// Runs a full exchange between sluice-client's SCRAM client and our server.
+    /// Runs a full exchange between the shared SCRAM client and our server.
     fn exchange(
         mech: ScramMechanism,
         user: &str,
         client_password: &str,
         stored: Option<ScramCredential>,
     ) -> Result<String, String> {
-        let mut client = ScramSession::with_nonce(
-            client_mech(mech),
-            user,
-            client_password,
-            "fyko+d2lbbFgONRv9qkxdawL",
-        )
-        .map_err(|e| e.to_string())?;
+        let mut client =
+            ScramClient::with_nonce(mech, user, client_password, "fyko+d2lbbFgONRv9qkxdawL")
+                .map_err(|e| e.to_string())?;
         let mut server = ScramServer::new(mech);
         let first = client
             .step(None)

@@ -9,6 +9,8 @@
 //! file is flattened back into dotted names before it is applied. An unknown
 //! or ill-typed property is an error naming it.
 //!
+//! - [`jaas`]: the `sasl.jaas.config` properties (what this broker logs in
+//!   to other brokers with), kept apart so their passwords are never listed.
 //! - [`names`]: every Kafka property name, spelled once.
 //! - [`topic`]: the topic-level properties' descriptors (type, broker
 //!   synonym, default, validation).
@@ -17,6 +19,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
+pub mod jaas;
 pub mod names;
 pub mod topic;
 
@@ -155,6 +158,15 @@ pub struct BrokerConfig {
     pub ssl: SslSettings,
     /// `sasl.enabled.mechanisms`
     pub sasl_enabled_mechanisms: Vec<String>,
+    /// `sasl.mechanism.inter.broker.protocol` (Kafka's default GSSAPI is
+    /// refused when the inter-broker listener uses SASL).
+    pub sasl_mechanism_inter_broker_protocol: String,
+    /// `sasl.mechanism.controller.protocol` (likewise, for the CONTROLLER
+    /// listener).
+    pub sasl_mechanism_controller_protocol: String,
+    /// `sasl.jaas.config` and `listener.name.<l>.<mechanism>.sasl.jaas.config`:
+    /// what this broker logs in to others with.
+    pub sasl_jaas: jaas::JaasConfigs,
     /// `sasl.server.max.receive.size`: the largest frame a connection on a
     /// SASL listener may send before it has authenticated.
     pub sasl_server_max_receive_size: usize,
@@ -356,6 +368,9 @@ impl Default for BrokerConfig {
                 .map(|s| s.to_string())
                 .collect(),
             connections_max_reauth_ms: 0,
+            sasl_mechanism_inter_broker_protocol: "GSSAPI".into(),
+            sasl_mechanism_controller_protocol: "GSSAPI".into(),
+            sasl_jaas: Default::default(),
             sasl_server_max_receive_size: 524_288,
             auth: None,
             data_dir: PathBuf::from("data"),
@@ -508,6 +523,16 @@ pub fn parse_listen(name: &str, v: &str) -> Result<SocketAddr, ConfigError> {
 impl BrokerConfig {
     /// Applies one Kafka-named property.
     pub fn set(&mut self, name: &str, value: &str) -> Result<(), ConfigError> {
+        if jaas::JaasConfigs::is_jaas_property(name) {
+            // Holds a password: kept out of `explicit` (and any listing).
+            return self
+                .sasl_jaas
+                .set(name, value)
+                .map_err(|reason| ConfigError::Invalid {
+                    name: name.into(),
+                    reason,
+                });
+        }
         match name {
             names::NODE_ID | names::BROKER_ID => self.node_id = parse_num(name, value)?,
             names::LISTENERS => {
@@ -590,6 +615,12 @@ impl BrokerConfig {
                     mechs.push(m);
                 }
                 self.sasl_enabled_mechanisms = mechs;
+            }
+            names::SASL_MECHANISM_INTER_BROKER_PROTOCOL => {
+                self.sasl_mechanism_inter_broker_protocol = value.trim().to_string()
+            }
+            names::SASL_MECHANISM_CONTROLLER_PROTOCOL => {
+                self.sasl_mechanism_controller_protocol = value.trim().to_string()
             }
             names::CONNECTIONS_MAX_REAUTH_MS => {
                 self.connections_max_reauth_ms = parse_num(name, value)?

@@ -129,14 +129,14 @@ impl SaslConfig {
     pub async fn start(&self, broker_host: &str) -> Result<Box<dyn SaslSession>, SaslError> {
         Ok(match self {
             SaslConfig::Plain { username, password } => {
-                Box::new(plain::PlainSession::new(username, password)?)
+                Box::new(plain::PlainClient::new(username, password)?)
             }
-            SaslConfig::ScramSha256 { username, password } => Box::new(scram::ScramSession::new(
+            SaslConfig::ScramSha256 { username, password } => Box::new(scram::ScramClient::new(
                 scram::ScramMechanism::Sha256,
                 username,
                 password,
             )?),
-            SaslConfig::ScramSha512 { username, password } => Box::new(scram::ScramSession::new(
+            SaslConfig::ScramSha512 { username, password } => Box::new(scram::ScramClient::new(
                 scram::ScramMechanism::Sha512,
                 username,
                 password,
