@@ -30,7 +30,7 @@ use super::controller::{Controller, ControllerAnswer, ControllerRequest, Control
 use super::quorum::records::{Endpoint, NodeId, ScramCredential, ScramMechanism};
 use super::quorum::{
     ControllerQuorum, MetadataImage as QuorumImage, MetadataQuorum, QuorumConfig,
-    QuorumDescription, Voters,
+    QuorumDescription, TransportSecurity, Voters,
 };
 use super::{ApiError, BrokerInfo, MetadataImage, PartitionMeta, TopicMeta};
 use crate::config::BrokerConfig;
@@ -122,6 +122,7 @@ impl ClusterMember {
         let mut quorum_config = QuorumConfig::new(config.node_id, voters, dir);
         quorum_config.observer = observer;
         quorum_config.bootstrap_servers = settings.bootstrap_servers.clone();
+        quorum_config.security = Arc::new(TransportSecurity::from_config(&config)?);
         quorum_config.cluster_id = config
             .cluster_id
             .clone()

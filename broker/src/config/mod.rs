@@ -848,21 +848,10 @@ impl BrokerConfig {
                         format!("listener name {} is used twice", l.name),
                     ));
                 }
-                // The controllers' own transport is plaintext; an unmapped
-                // controller listener means PLAINTEXT, as in Kafka 4.
-                match self.protocol_of(&l.name) {
-                    None | Some(SecurityProtocol::Plaintext) => continue,
-                    Some(other) => {
-                        return Err(bad(
-                            names::LISTENER_SECURITY_PROTOCOL_MAP,
-                            format!(
-                                "controller listener {} maps to {}; the controller quorum runs over PLAINTEXT only for now",
-                                l.name,
-                                other.name()
-                            ),
-                        ))
-                    }
-                }
+                // Its protocol is checked with the cluster settings
+                // (`validate_controller_security`): a broker-only node
+                // talks to the controllers without listing the listener.
+                continue;
             }
             if !seen.insert(l.name.as_str()) {
                 return Err(bad(
@@ -1016,6 +1005,93 @@ impl BrokerConfig {
                 names::BROKER_HEARTBEAT_INTERVAL_MS,
                 "must be less than broker.session.timeout.ms".into(),
             ));
+        }
+        self.validate_controller_security()
+    }
+
+    /// The security protocol of the controller quorum's transport: that of
+    /// the first `controller.listener.names` entry, which brokers use to
+    /// reach the controllers too. An unmapped controller listener means
+    /// PLAINTEXT, as in Kafka 4. `None` without controller listener names.
+    pub fn controller_protocol(&self) -> Option<SecurityProtocol> {
+        let name = self.cluster.controller_listener_names.first()?;
+        Some(
+            self.protocol_of(name)
+                .unwrap_or(SecurityProtocol::Plaintext),
+        )
+    }
+
+    /// The login this node's controller connections use on a SASL
+    /// controller listener: `sasl.mechanism.controller.protocol` with the
+    /// credentials of `listener.name.<listener>.<mechanism>.sasl.jaas.config`
+    /// (else `sasl.jaas.config`). The error names the property to fix.
+    pub fn controller_login(&self) -> Result<jaas::BrokerLogin, String> {
+        let listener = self
+            .cluster
+            .controller_listener_names
+            .first()
+            .map_or("CONTROLLER", String::as_str);
+        jaas::broker_login(
+            &self.sasl_jaas,
+            listener,
+            names::SASL_MECHANISM_CONTROLLER_PROTOCOL,
+            &self.sasl_mechanism_controller_protocol,
+        )
+    }
+
+    /// What the controller transport's protocol needs: TLS a keystore (it
+    /// serves) and a truststore (it connects to the other controllers);
+    /// SASL a mechanism we log in with and its credentials, and on a
+    /// controller that mechanism among those it verifies.
+    fn validate_controller_security(&self) -> Result<(), ConfigError> {
+        let bad = |name: &str, reason: String| ConfigError::Invalid {
+            name: name.into(),
+            reason,
+        };
+        let Some(protocol) = self.controller_protocol() else {
+            return Ok(());
+        };
+        let listener = &self.cluster.controller_listener_names[0];
+        if protocol.uses_tls() {
+            if self.ssl.keystore_location.is_none() {
+                return Err(bad(
+                    names::SSL_KEYSTORE_LOCATION,
+                    format!(
+                        "controller listener {listener} uses {} but no keystore is set \
+                         (every node serves the controller transport with it)",
+                        protocol.name()
+                    ),
+                ));
+            }
+            if self.ssl.truststore_location.is_none() {
+                return Err(bad(
+                    names::SSL_TRUSTSTORE_LOCATION,
+                    format!(
+                        "controller listener {listener} uses {} but no truststore is set \
+                         (the CA other nodes' certificates are verified against)",
+                        protocol.name()
+                    ),
+                ));
+            }
+        }
+        if protocol.uses_sasl() {
+            let login = self
+                .controller_login()
+                .map_err(|reason| bad(names::SASL_MECHANISM_CONTROLLER_PROTOCOL, reason))?;
+            let mechanism = login.mechanism.name();
+            if self.cluster.is_controller()
+                && !self.sasl_enabled_mechanisms.iter().any(|m| m == mechanism)
+            {
+                return Err(bad(
+                    names::SASL_ENABLED_MECHANISMS,
+                    format!(
+                        "controller listener {listener} logs in with {mechanism} \
+                         (sasl.mechanism.controller.protocol), which is not enabled here ({}): \
+                         the controllers could not verify each other",
+                        self.sasl_enabled_mechanisms.join(", ")
+                    ),
+                ));
+            }
         }
         Ok(())
     }
@@ -1228,6 +1304,110 @@ mod tests {
             parse_listener("l", "127.0.0.1:7").unwrap().name,
             "PLAINTEXT"
         );
+    }
+
+    /// A one-voter combined node whose CONTROLLER listener maps to `protocol`.
+    fn controller_node(protocol: &str) -> BrokerConfig {
+        let mut c = BrokerConfig::default();
+        for (k, v) in [
+            ("node.id", "1"),
+            ("process.roles", "broker,controller"),
+            ("controller.quorum.voters", "1@127.0.0.1:9093"),
+            ("controller.listener.names", "CONTROLLER"),
+            (
+                "listeners",
+                "PLAINTEXT://127.0.0.1:9092,CONTROLLER://127.0.0.1:9093",
+            ),
+        ] {
+            c.set(k, v).unwrap();
+        }
+        c.set(
+            "listener.security.protocol.map",
+            &format!("CONTROLLER:{protocol}"),
+        )
+        .unwrap();
+        c
+    }
+
+    fn refusal(c: &BrokerConfig) -> String {
+        match c.validate() {
+            Ok(()) => panic!("accepted"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_tls_controller_listener_needs_keystore_and_truststore() {
+        let mut c = controller_node("SSL");
+        let e = refusal(&c);
+        assert!(e.contains("ssl.keystore.location"), "{e}");
+        assert!(e.contains("controller listener CONTROLLER uses SSL"), "{e}");
+        c.set("ssl.keystore.location", "/k.pem").unwrap();
+        let e = refusal(&c);
+        assert!(e.contains("ssl.truststore.location"), "{e}");
+        c.set("ssl.truststore.location", "/ca.pem").unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.controller_protocol(), Some(SecurityProtocol::Ssl));
+        // An unmapped controller listener is PLAINTEXT, as in Kafka 4.
+        let mut plain = controller_node("SSL");
+        plain.listener_security_protocol_map.clear();
+        plain.validate().unwrap();
+        assert_eq!(
+            plain.controller_protocol(),
+            Some(SecurityProtocol::Plaintext)
+        );
+    }
+
+    #[test]
+    fn a_sasl_controller_listener_needs_a_password_mechanism_and_credentials() {
+        let mut c = controller_node("SASL_PLAINTEXT");
+        // Kafka's default mechanism, GSSAPI, is not one we log in with.
+        let e = refusal(&c);
+        assert!(
+            e.contains("sasl.mechanism.controller.protocol=GSSAPI cannot be used"),
+            "{e}"
+        );
+        c.set("sasl.mechanism.controller.protocol", "OAUTHBEARER")
+            .unwrap();
+        assert!(refusal(&c).contains("OAUTHBEARER cannot be used"));
+        c.set("sasl.mechanism.controller.protocol", "SCRAM-SHA-512")
+            .unwrap();
+        let e = refusal(&c);
+        assert!(
+            e.contains("listener.name.controller.scram-sha-512.sasl.jaas.config"),
+            "{e}"
+        );
+        // The wrong login module for the mechanism.
+        c.set(
+            "listener.name.controller.scram-sha-512.sasl.jaas.config",
+            r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="c" password="p";"#,
+        )
+        .unwrap();
+        assert!(
+            refusal(&c).contains("needs org.apache.kafka.common.security.scram.ScramLoginModule")
+        );
+        c.set(
+            "listener.name.controller.scram-sha-512.sasl.jaas.config",
+            r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="c" password="p";"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        // A controller must verify the mechanism it logs in with.
+        c.set("sasl.enabled.mechanisms", "PLAIN").unwrap();
+        let e = refusal(&c);
+        assert!(e.contains("sasl.enabled.mechanisms"), "{e}");
+        assert!(e.contains("logs in with SCRAM-SHA-512"), "{e}");
+        // sasl.jaas.config is the fallback.
+        let mut c = controller_node("SASL_PLAINTEXT");
+        c.set("sasl.mechanism.controller.protocol", "PLAIN")
+            .unwrap();
+        c.set(
+            "sasl.jaas.config",
+            r#"org.apache.kafka.common.security.plain.PlainLoginModule required username="c" password="p";"#,
+        )
+        .unwrap();
+        c.validate().unwrap();
+        assert_eq!(c.controller_login().unwrap().username, "c");
     }
 
     #[test]

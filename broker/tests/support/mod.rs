@@ -130,6 +130,15 @@ impl Broker {
     /// serves only once a majority of the controllers is up); call
     /// [`Broker::wait_until_ready`] after starting the others.
     pub fn launch_opts(opts: Opts) -> Broker {
+        let mut b = Broker::create_opts(opts);
+        b.launch();
+        b
+    }
+
+    /// Prepares the broker's directory and config without starting it (a
+    /// test can place files in [`Broker::data_dir`] first); start it with
+    /// [`Broker::relaunch`].
+    pub fn create_opts(opts: Opts) -> Broker {
         let root = tempfile::Builder::new()
             .prefix("sluiced-it-")
             .tempdir()
@@ -141,16 +150,14 @@ impl Broker {
         )
         .expect("config");
         let metrics_port = opts.metrics.then(free_port);
-        let mut b = Broker {
+        Broker {
             port: free_port(),
             metrics_port,
             root,
             opts,
             child: None,
             starts: 0,
-        };
-        b.launch();
-        b
+        }
     }
 
     /// Waits (bounded) until a launched broker answers ApiVersions.

@@ -22,8 +22,10 @@
 //!
 //! Layout: `records` and `image` (pure metadata), `types` (openraft type
 //! configuration), `log_store` and `state_machine` (durable storage),
-//! `transport` (length-prefixed TCP) and `network` (openraft RPCs on it),
-//! `node` (start-up, bootstrap, the trait implementation).
+//! `transport` (length-prefixed TCP, with TLS and SASL as `security`
+//! resolves them from the controller listener's protocol) and `network`
+//! (openraft RPCs on it), `node` (start-up, bootstrap, the trait
+//! implementation).
 
 use std::collections::BTreeMap;
 use std::future::Future;
@@ -39,6 +41,7 @@ mod log_store;
 mod network;
 mod node;
 pub mod records;
+pub mod security;
 mod state_machine;
 pub mod transport;
 mod types;
@@ -47,6 +50,7 @@ pub use image::{MetadataImage, RecordError};
 pub use log_store::LogRecovery;
 pub use node::ControllerQuorum;
 pub use records::{MetadataRecord, NodeId};
+pub use security::TransportSecurity;
 
 /// The replicated metadata log as the broker uses it.
 pub trait MetadataQuorum: Send + Sync {
@@ -238,6 +242,9 @@ pub struct QuorumConfig {
     pub heartbeat_interval: Duration,
     pub election_timeout_min: Duration,
     pub election_timeout_max: Duration,
+    /// How connections to and from other controllers are secured (the
+    /// controller listener's protocol); PLAINTEXT by default.
+    pub security: Arc<TransportSecurity>,
 }
 
 impl QuorumConfig {
@@ -256,6 +263,7 @@ impl QuorumConfig {
             heartbeat_interval: Duration::from_millis(100),
             election_timeout_min: Duration::from_millis(1_000),
             election_timeout_max: Duration::from_millis(2_000),
+            security: Arc::new(TransportSecurity::plaintext()),
         }
     }
 

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 
 use super::records::NodeId;
 use super::state_machine::Raft;
-use super::transport::{PeerClient, TransportError};
+use super::transport::{PeerClient, TransportError, TransportSecurity};
 use super::types::{kafka_id, RaftNodeId, Snapshot, SnapshotData, SnapshotMeta, TypeConfig, Vote};
 use super::ControllerService;
 
@@ -161,6 +161,7 @@ pub(super) async fn call_service(
 /// for the voter set it knows.
 pub(super) async fn describe_voters(
     addr: &str,
+    security: Arc<TransportSecurity>,
     timeout: Duration,
 ) -> Result<BTreeMap<NodeId, String>, String> {
     let frame = serde_json::to_vec(&RpcRequest {
@@ -168,7 +169,7 @@ pub(super) async fn describe_voters(
         rpc: Rpc::DescribeVoters,
     })
     .map_err(|e| e.to_string())?;
-    let mut client = PeerClient::new(addr);
+    let mut client = PeerClient::new(addr, security);
     let answer = client
         .call(&frame, timeout)
         .await
@@ -191,13 +192,19 @@ pub struct Network {
     /// Controller id -> `host:port` from the static voter set.
     addresses: Arc<BTreeMap<RaftNodeId, String>>,
     observers: AddressBook,
+    security: Arc<TransportSecurity>,
 }
 
 impl Network {
-    pub fn new(addresses: BTreeMap<RaftNodeId, String>, observers: AddressBook) -> Self {
+    pub fn new(
+        addresses: BTreeMap<RaftNodeId, String>,
+        observers: AddressBook,
+        security: Arc<TransportSecurity>,
+    ) -> Self {
         Network {
             addresses: Arc::new(addresses),
             observers,
+            security,
         }
     }
 }
@@ -210,7 +217,7 @@ impl RaftNetworkFactory<TypeConfig> for Network {
         let addr = voter.clone().unwrap_or_else(|| node.addr.clone());
         PeerLink {
             target,
-            client: PeerClient::new(addr),
+            client: PeerClient::new(addr, self.security.clone()),
             unreachable_since: None,
             observers: voter.is_none().then(|| self.observers.clone()),
         }
@@ -279,7 +286,7 @@ impl PeerLink {
                 .cloned();
             if let Some(addr) = current.filter(|a| a != self.client.addr()) {
                 // The observer restarted elsewhere: reconnect there.
-                self.client = PeerClient::new(addr);
+                self.client = PeerClient::new(addr, self.client.security());
             }
         }
         let request = serde_json::to_vec(&RpcRequest {
@@ -292,7 +299,11 @@ impl PeerLink {
             .call(&request, timeout)
             .await
             .map_err(|e| match e {
-                TransportError::Unreachable { .. } => CallError::Unreachable(e.to_string()),
+                // A refusal (TLS, SASL) will not change by retrying at
+                // once: back off as from an unreachable peer.
+                TransportError::Unreachable { .. } | TransportError::Refused { .. } => {
+                    CallError::Unreachable(e.to_string())
+                }
                 other => CallError::Network(other.to_string()),
             })?;
         let response: RpcResponse = serde_json::from_slice(&answer)

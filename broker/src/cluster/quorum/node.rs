@@ -34,7 +34,7 @@ use super::network::{self, AddressBook, Network};
 use super::records::{MetadataRecord, NodeId};
 use super::state_machine::Raft;
 use super::state_machine::{ImagePublisher, StateMachine};
-use super::transport::{PeerClient, Server};
+use super::transport::{PeerClient, Server, TransportSecurity};
 use super::types::{kafka_id, raft_id, Proposal, RaftNodeId};
 use super::{
     ControllerService, MetadataQuorum, QuorumConfig, QuorumDescription, QuorumError,
@@ -65,6 +65,8 @@ struct Shared {
     service: Arc<network::ServiceSlot>,
     /// One connection per peer for service calls.
     service_clients: Mutex<BTreeMap<NodeId, Arc<tokio::sync::Mutex<PeerClient>>>>,
+    /// `QuorumConfig::security`, for those connections.
+    security: Arc<TransportSecurity>,
 }
 
 /// A running controller. Dropping it stops the controller too, without
@@ -250,7 +252,7 @@ async fn boot(
     let this = raft_id(config.node_id)
         .ok_or_else(|| QuorumError::Config(format!("node.id {} is negative", config.node_id)))?;
     let voters = if config.voters.0.is_empty() {
-        discover_voters(&config.bootstrap_servers).await
+        discover_voters(&config.bootstrap_servers, &config.security).await
     } else {
         config.voters.0.clone()
     };
@@ -299,7 +301,11 @@ async fn boot(
     let raft = Raft::new(
         this,
         Arc::new(raft_config),
-        Network::new(raft_addresses.clone(), observers.clone()),
+        Network::new(
+            raft_addresses.clone(),
+            observers.clone(),
+            config.security.clone(),
+        ),
         log_store,
         state_machine,
     )
@@ -314,12 +320,16 @@ async fn boot(
         .and_then(|listener| {
             let raft = raft.clone();
             let service = service.clone();
-            Server::start(listener, move |request: Vec<u8>| {
-                let raft = raft.clone();
-                let service = service.clone();
-                let voters = known_voters.clone();
-                async move { network::handle(&raft, &service, &voters, this, &request).await }
-            })
+            Server::start(
+                listener,
+                config.security.clone(),
+                move |request: Vec<u8>| {
+                    let raft = raft.clone();
+                    let service = service.clone();
+                    let voters = known_voters.clone();
+                    async move { network::handle(&raft, &service, &voters, this, &request).await }
+                },
+            )
         })
         .map_err(|e| QuorumError::Config(format!("controller listener: {e}")))?;
 
@@ -355,6 +365,7 @@ async fn boot(
         recovery,
         service,
         service_clients: Mutex::new(BTreeMap::new()),
+        security: config.security.clone(),
     });
     let housekeeping = tokio::spawn(housekeeping(shared.clone(), config.cluster_id.clone()));
     Ok((
@@ -368,12 +379,15 @@ async fn boot(
 }
 
 /// Asks the bootstrap servers in turn until one names the voters.
-async fn discover_voters(bootstrap: &[String]) -> BTreeMap<NodeId, String> {
+async fn discover_voters(
+    bootstrap: &[String],
+    security: &Arc<TransportSecurity>,
+) -> BTreeMap<NodeId, String> {
     let started = std::time::Instant::now();
     let mut told = false;
     loop {
         for server in bootstrap {
-            match network::describe_voters(server, BOOTSTRAP_TIMEOUT).await {
+            match network::describe_voters(server, security.clone(), BOOTSTRAP_TIMEOUT).await {
                 Ok(voters) => {
                     tracing::info!(bootstrap = %server, ?voters, "learned the controller quorum's voters");
                     return voters;
@@ -626,7 +640,10 @@ impl MetadataQuorum for ControllerQuorum {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .entry(target)
-            .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(PeerClient::new(addr))))
+            .or_insert_with(|| {
+                let client = PeerClient::new(addr, self.shared.security.clone());
+                Arc::new(tokio::sync::Mutex::new(client))
+            })
             .clone();
         self.on_controller(async move {
             let mut client = client.lock().await;
