@@ -1102,6 +1102,122 @@ fn replicas_fetch_over_an_ssl_inter_broker_listener() {
     );
 }
 
+/// The config of a cluster whose brokers replicate over a SASL_PLAINTEXT
+/// listener, logging in with `mechanism` as `broker` / `password`.
+fn sasl_inter_broker_config(mechanism: &str, password: &str) -> String {
+    let module = if mechanism == "PLAIN" {
+        "org.apache.kafka.common.security.plain.PlainLoginModule"
+    } else {
+        "org.apache.kafka.common.security.scram.ScramLoginModule"
+    };
+    format!(
+        r#""sasl.enabled.mechanisms" = "PLAIN,SCRAM-SHA-512"
+"inter.broker.listener.name" = "SASL_PLAINTEXT"
+"sasl.mechanism.inter.broker.protocol" = "{mechanism}"
+"listener.name.sasl_plaintext.{lower}.sasl.jaas.config" = '{module} required username="broker" password="{password}";'
+auth = {{ plain_users = {{ broker = "broker-secret" }} }}
+"#,
+        lower = mechanism.to_ascii_lowercase()
+    )
+}
+
+/// Produces with acks=all to an RF 3 topic with min.insync.replicas 3 (so
+/// every follower must have fetched) and checks a follower holds the data.
+fn replicated_with_full_isr(c: &mut Cluster, topic: &str) {
+    let created = create_topic(
+        &mut c.node(1).client(),
+        topic,
+        1,
+        3,
+        &[("min.insync.replicas", "3")],
+    );
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    produce_to_leader(c, topic, &["signed-1", "signed-2"]);
+    let leader = leader_of(c, 1, topic, 0);
+    let follower = if leader == 1 { 2 } else { 1 };
+    let dir = c.node(follower).partition_dir(topic, 0);
+    assert!(wait_until(|| contains(&segment_bytes(&dir), "signed-2")));
+}
+
+#[test]
+fn replicas_fetch_over_a_sasl_plain_inter_broker_listener() {
+    let mut c = Cluster::start_opts(
+        SESSION_TIMEOUT_MS,
+        &sasl_inter_broker_config("PLAIN", "broker-secret"),
+        Some("SASL_PLAINTEXT"),
+    );
+    replicated_with_full_isr(&mut c, "plain-signed");
+}
+
+#[test]
+fn replicas_fetch_over_a_sasl_scram_inter_broker_listener_once_the_credential_exists() {
+    use sluice::admin::ScramCredentialChange;
+    use sluice::{AdminClient, ClientConfig};
+    let mut c = Cluster::start_opts(
+        SESSION_TIMEOUT_MS,
+        &sasl_inter_broker_config("SCRAM-SHA-512", "scram-secret"),
+        Some("SASL_PLAINTEXT"),
+    );
+    // No SCRAM credential yet: followers cannot log in, so an acks=all
+    // produce needing all three replicas cannot be answered.
+    let created = create_topic(
+        &mut c.node(1).client(),
+        "early",
+        1,
+        3,
+        &[("min.insync.replicas", "3")],
+    );
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    let leader = {
+        let mut leader = -1;
+        assert!(wait_until(|| {
+            leader = leader_of(&mut c, 1, "early", 0);
+            leader > 0
+        }));
+        leader
+    };
+    let refused = produce(&mut c.node(leader).client(), "early", 0, batch(&["x"]));
+    assert_ne!(
+        refused.error_code, 0,
+        "acknowledged without logged-in followers"
+    );
+    let follower = if leader == 1 { 2 } else { 1 };
+    assert!(
+        wait_until(|| c.node(follower).log().contains("SASL login to")),
+        "no login failure logged\n{}",
+        tail(&c.node(follower).log(), 30)
+    );
+    // The credential, created through the cluster (as `kafka-configs
+    // --alter --add-config SCRAM-SHA-512=...` would) ...
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let port = c.node(1).port;
+    rt.block_on(async {
+        let config = ClientConfig::from_properties([
+            ("bootstrap.servers", format!("127.0.0.1:{port}").as_str()),
+            ("request.timeout.ms", "10000"),
+        ])
+        .expect("client config");
+        let admin = AdminClient::connect(config).await.expect("admin");
+        admin
+            .alter_user_scram_credentials(&[ScramCredentialChange::Upsert {
+                user: "broker".into(),
+                mechanism: "SCRAM-SHA-512".into(),
+                iterations: 4096,
+                password: "scram-secret".into(),
+            }])
+            .await
+            .expect("alter")
+            .into_iter()
+            .for_each(|(user, r)| r.unwrap_or_else(|e| panic!("{user}: {e}")));
+    });
+    // ... lets the followers in: the next fetches log in and catch up.
+    replicated_with_full_isr(&mut c, "scram-signed");
+    produce_to_leader(&mut c, "early", &["after-login"]);
+}
+
 #[test]
 fn scram_credentials_are_the_clusters_not_one_brokers() {
     use sluice::admin::ScramCredentialChange;
