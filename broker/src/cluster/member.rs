@@ -41,6 +41,8 @@ use crate::log::LogConfig;
 const CONTROLLER_WAIT: Duration = Duration::from_secs(15);
 /// One controller call's timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stopping active controller waits for a voter to take over.
+const RESIGN_TIMEOUT: Duration = Duration::from_secs(3);
 const META_PROPERTIES: &str = "meta.properties";
 
 struct Inner {
@@ -289,6 +291,28 @@ impl ClusterMember {
     async fn controlled_shutdown_here(&self, timeout: Duration) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + timeout;
+        self.move_leaderships_away(deadline).await;
+        // The active controller resigns too, as KRaft's does: the other
+        // voters elect the one it names at once, instead of waiting out
+        // the leader lease and an election timeout once it is gone (its
+        // broker's leaderships have just moved; the controller's would
+        // otherwise be missing for seconds).
+        if self.inner.quorum.leader() == Some(self.node_id()) {
+            match self.inner.quorum.resign(RESIGN_TIMEOUT).await {
+                Some(successor) => tracing::info!(
+                    successor,
+                    "handed the controller leadership over before stopping"
+                ),
+                None => tracing::warn!(
+                    "no voter took the controller leadership over; the quorum elects one once this node is gone"
+                ),
+            }
+        }
+    }
+
+    /// Asks the controller until it has moved this broker's leaderships
+    /// away (or `deadline` passes).
+    async fn move_leaderships_away(&self, deadline: Instant) {
         while Instant::now() < deadline {
             let request = ControllerRequest::BrokerHeartbeat {
                 broker_id: self.node_id(),
