@@ -15,6 +15,7 @@ use crate::auth::Listener;
 use crate::cluster::member::ClusterMember;
 use crate::cluster::{Endpoint, Metadata, MetadataStore, OFFSETS_TOPIC};
 use crate::config::{BrokerConfig, FlushPolicy};
+use crate::peer::PeerSecurity;
 use crate::shard::{Broker, Job, Shard};
 
 /// Builds a throwaway io_uring runtime to learn whether io_uring works here.
@@ -67,29 +68,55 @@ pub fn lock_data_dir(dir: &std::path::Path) -> anyhow::Result<std::fs::File> {
     }
 }
 
-/// The TLS client configuration for connections to other brokers, when
-/// `inter.broker.listener.name` is an SSL listener. Refuses a SASL one:
-/// the replica fetchers do not authenticate with SASL yet.
-fn inter_broker_tls(config: &BrokerConfig) -> anyhow::Result<Option<Arc<rustls::ClientConfig>>> {
+/// How this broker secures its connections to other brokers (replica
+/// fetchers), from `inter.broker.listener.name`'s protocol: TLS for SSL and
+/// SASL_SSL, a SASL login (`sasl.mechanism.inter.broker.protocol` with the
+/// listener's `sasl.jaas.config`) for SASL_PLAINTEXT and SASL_SSL. Refuses,
+/// naming the property, what cannot work.
+fn inter_broker_security(config: &BrokerConfig) -> anyhow::Result<PeerSecurity> {
     let Some(name) = config.inter_broker_listener_name() else {
-        return Ok(None);
+        return Ok(PeerSecurity::default());
     };
     let protocol = config
         .protocol_of(name)
         .with_context(|| format!("inter-broker listener {name} has no security protocol"))?;
-    if protocol.uses_sasl() {
-        anyhow::bail!(
-            "inter.broker.listener.name {name} is {}: sluiced brokers replicate over PLAINTEXT or SSL \
-             listeners only (SASL between brokers is not supported yet); name a PLAINTEXT or SSL listener",
-            protocol.name()
-        );
-    }
-    if !protocol.uses_tls() {
-        return Ok(None);
-    }
-    crate::tls::client_config(&config.ssl)
-        .map(Some)
-        .with_context(|| format!("inter-broker listener {name} is SSL"))
+    let sasl = if protocol.uses_sasl() {
+        let login = crate::config::jaas::broker_login(
+            &config.sasl_jaas,
+            name,
+            crate::config::names::SASL_MECHANISM_INTER_BROKER_PROTOCOL,
+            &config.sasl_mechanism_inter_broker_protocol,
+        )
+        .map_err(|reason| {
+            anyhow::anyhow!(
+                "inter-broker listener {name} is {}: {reason}",
+                protocol.name()
+            )
+        })?;
+        if !config
+            .sasl_enabled_mechanisms
+            .iter()
+            .any(|m| m == login.mechanism.name())
+        {
+            anyhow::bail!(
+                "{}={} is not in sasl.enabled.mechanisms ({}): the other brokers would refuse it",
+                crate::config::names::SASL_MECHANISM_INTER_BROKER_PROTOCOL,
+                login.mechanism.name(),
+                config.sasl_enabled_mechanisms.join(",")
+            );
+        }
+        Some(login)
+    } else {
+        None
+    };
+    let tls = if protocol.uses_tls() {
+        let tls = crate::tls::client_config(&config.ssl)
+            .with_context(|| format!("inter-broker listener {name} is {}", protocol.name()))?;
+        Some(tls)
+    } else {
+        None
+    };
+    Ok(PeerSecurity { tls, sasl })
 }
 
 pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
@@ -150,10 +177,10 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
             per_shard_listeners[i].push((info.clone(), l));
         }
     }
-    let inter_broker_tls = if config.cluster.enabled() {
-        inter_broker_tls(&config)?
+    let inter_broker_security = if config.cluster.enabled() {
+        inter_broker_security(&config)?
     } else {
-        None
+        PeerSecurity::default()
     };
     let metadata = if config.cluster.enabled() {
         let endpoints = listeners
@@ -183,7 +210,7 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
         senders,
         listeners,
         security,
-        inter_broker_tls,
+        inter_broker_security,
     ));
     if let Some(member) = broker.metadata.member() {
         // In a cluster the SCRAM credentials are the metadata log's.
@@ -489,7 +516,7 @@ mod tests {
     }
 
     #[test]
-    fn the_inter_broker_listener_must_be_plaintext_or_ssl() {
+    fn the_inter_broker_listener_security_is_resolved_or_refused_with_the_reason() {
         let mut config = BrokerConfig::default();
         config
             .set(
@@ -497,18 +524,45 @@ mod tests {
                 "PLAINTEXT://127.0.0.1:9092,SASL_PLAINTEXT://127.0.0.1:9093",
             )
             .unwrap();
-        assert!(inter_broker_tls(&config).unwrap().is_none());
+        let plain = inter_broker_security(&config).unwrap();
+        assert!(plain.tls.is_none() && plain.sasl.is_none());
         config
             .set("inter.broker.listener.name", "SASL_PLAINTEXT")
             .unwrap();
-        let refused = inter_broker_tls(&config).unwrap_err().to_string();
+        // Kafka's default mechanism, GSSAPI, is not spoken.
+        let refused = inter_broker_security(&config).unwrap_err().to_string();
         assert!(
-            refused.contains("SASL between brokers is not supported yet"),
+            refused.contains("sasl.mechanism.inter.broker.protocol=GSSAPI"),
+            "{refused}"
+        );
+        config
+            .set("sasl.mechanism.inter.broker.protocol", "SCRAM-SHA-512")
+            .unwrap();
+        let refused = inter_broker_security(&config).unwrap_err().to_string();
+        assert!(
+            refused.contains("listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config"),
+            "{refused}"
+        );
+        config
+            .set(
+                "listener.name.sasl_plaintext.scram-sha-512.sasl.jaas.config",
+                r#"org.apache.kafka.common.security.scram.ScramLoginModule required username="broker" password="pw";"#,
+            )
+            .unwrap();
+        let sasl = inter_broker_security(&config).unwrap();
+        assert_eq!(sasl.sasl.map(|l| l.username), Some("broker".to_string()));
+        assert!(sasl.tls.is_none());
+        config
+            .set("sasl.enabled.mechanisms", "PLAIN,SCRAM-SHA-256")
+            .unwrap();
+        let refused = inter_broker_security(&config).unwrap_err().to_string();
+        assert!(
+            refused.contains("not in sasl.enabled.mechanisms"),
             "{refused}"
         );
         config.set("listeners", "SSL://127.0.0.1:9093").unwrap();
         config.set("inter.broker.listener.name", "SSL").unwrap();
-        let refused = format!("{:#}", inter_broker_tls(&config).unwrap_err());
+        let refused = format!("{:#}", inter_broker_security(&config).unwrap_err());
         assert!(
             refused.contains("needs ssl.truststore.location"),
             "{refused}"

@@ -21,6 +21,7 @@ use serde::{Deserialize, Serialize};
 use sluice_protocol::ErrorCode;
 use uuid::Uuid;
 
+use super::member::RaftTiming;
 use super::quorum::image::PartitionImage;
 use super::quorum::records::{
     BrokerRegistration, ConfigRecord, ConfigResourceType, Endpoint, MetadataRecord, NodeId,
@@ -36,7 +37,7 @@ use crate::config::BrokerConfig;
 /// Producer ids handed to a broker at a time.
 pub const PRODUCER_ID_BLOCK_SIZE: i32 = 1000;
 /// How often the controller looks for brokers whose session expired.
-const LIVENESS_CHECK: Duration = Duration::from_millis(200);
+const LIVENESS_CHECK: Duration = Duration::from_millis(100);
 
 /// What a broker asks of the active controller.
 #[derive(Serialize, Deserialize, Debug, Clone)]
@@ -776,9 +777,10 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
     }
 
     /// Voters that have not acknowledged this leader's Raft traffic for a
-    /// whole election timeout, once it has led (since `since`) that long.
+    /// minimum election timeout (five heartbeat intervals, which a live
+    /// voter answers within one), once it has led (since `since`) that long.
     fn unreachable_voters(&self, since: Instant) -> BTreeSet<NodeId> {
-        let grace = Duration::from_millis(self.config.cluster.election_timeout_ms);
+        let grace = RaftTiming::of(&self.config.cluster).election_timeout_min;
         if since.elapsed() <= grace {
             return BTreeSet::new();
         }

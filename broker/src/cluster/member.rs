@@ -41,6 +41,8 @@ use crate::log::LogConfig;
 const CONTROLLER_WAIT: Duration = Duration::from_secs(15);
 /// One controller call's timeout.
 const CALL_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a stopping active controller waits for a voter to take over.
+const RESIGN_TIMEOUT: Duration = Duration::from_secs(3);
 const META_PROPERTIES: &str = "meta.properties";
 
 struct Inner {
@@ -127,10 +129,10 @@ impl ClusterMember {
             .cluster_id
             .clone()
             .or_else(|| stored.get("cluster.id").cloned());
-        let election = Duration::from_millis(settings.election_timeout_ms);
-        quorum_config.election_timeout_min = election;
-        quorum_config.election_timeout_max = election * 2;
-        quorum_config.heartbeat_interval = (election / 10).max(Duration::from_millis(20));
+        let timing = RaftTiming::of(settings);
+        quorum_config.election_timeout_min = timing.election_timeout_min;
+        quorum_config.election_timeout_max = timing.election_timeout_max;
+        quorum_config.heartbeat_interval = timing.heartbeat_interval;
         let (quorum, observer_address) = if observer {
             let (listener, address) = observer_listener(&config, &listeners)?;
             tracing::info!(%address, "broker-only node: the metadata log is replicated to this address");
@@ -290,6 +292,28 @@ impl ClusterMember {
     async fn controlled_shutdown_here(&self, timeout: Duration) {
         self.inner.stopping.store(true, Ordering::SeqCst);
         let deadline = Instant::now() + timeout;
+        self.move_leaderships_away(deadline).await;
+        // The active controller resigns too, as KRaft's does: the other
+        // voters elect the one it names at once, instead of waiting out
+        // the leader lease and an election timeout once it is gone (its
+        // broker's leaderships have just moved; the controller's would
+        // otherwise be missing for seconds).
+        if self.inner.quorum.leader() == Some(self.node_id()) {
+            match self.inner.quorum.resign(RESIGN_TIMEOUT).await {
+                Some(successor) => tracing::info!(
+                    successor,
+                    "handed the controller leadership over before stopping"
+                ),
+                None => tracing::warn!(
+                    "no voter took the controller leadership over; the quorum elects one once this node is gone"
+                ),
+            }
+        }
+    }
+
+    /// Asks the controller until it has moved this broker's leaderships
+    /// away (or `deadline` passes).
+    async fn move_leaderships_away(&self, deadline: Instant) {
         while Instant::now() < deadline {
             let request = ControllerRequest::BrokerHeartbeat {
                 broker_id: self.node_id(),
@@ -869,6 +893,41 @@ impl ClusterMember {
                 .unwrap_or_else(|| Err(ApiError::new(ErrorCode::UnknownServerError, "stopped")))?;
         }
         Ok(answer)
+    }
+}
+
+/// The controller quorum's Raft timers, from Kafka's
+/// `controller.quorum.election.timeout.ms` (E) and
+/// `controller.quorum.fetch.timeout.ms` (F).
+///
+/// openraft's follower campaigns once it has not heard from the leader for
+/// its leader lease, which is the maximum election timeout, plus a random
+/// election timeout in `[min, max)`; a failed campaign is retried after
+/// another random `[min, max)`. With `max = min(E, F / 2)` and
+/// `min = max / 2` a voter campaigns between 1.5 and 2 `max` after the
+/// leader's last heartbeat (1.5-2 s with Kafka's defaults: within F, as
+/// KRaft's voters) and a split vote is retried within E, where
+/// `min = E, max = 2 E` made a dead leader's successor wait 3-4 s.
+/// Heartbeats go every `max / 10`, so a campaign needs 15 of them missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTiming {
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+}
+
+impl RaftTiming {
+    pub fn of(settings: &crate::config::ClusterSettings) -> RaftTiming {
+        let max_ms = settings
+            .election_timeout_ms
+            .min(settings.fetch_timeout_ms / 2)
+            .max(2);
+        let max = Duration::from_millis(max_ms);
+        RaftTiming {
+            heartbeat_interval: Duration::from_millis((max_ms / 10).max(1)),
+            election_timeout_min: max / 2,
+            election_timeout_max: max,
+        }
     }
 }
 

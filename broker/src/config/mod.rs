@@ -285,6 +285,9 @@ pub struct ClusterSettings {
     pub broker_heartbeat_interval_ms: u64,
     /// `controller.quorum.election.timeout.ms`
     pub election_timeout_ms: u64,
+    /// `controller.quorum.fetch.timeout.ms`: how long a voter goes without
+    /// hearing from the leader before it campaigns (at the latest).
+    pub fetch_timeout_ms: u64,
     /// `metadata.log.dir`: where the controller's Raft log lives
     /// (`<log.dirs>/__cluster_metadata-0` when unset, as in Kafka).
     pub metadata_log_dir: Option<PathBuf>,
@@ -318,6 +321,7 @@ impl Default for ClusterSettings {
             broker_session_timeout_ms: 9_000,
             broker_heartbeat_interval_ms: 2_000,
             election_timeout_ms: 1_000,
+            fetch_timeout_ms: 2_000,
             metadata_log_dir: None,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_min_bytes: 1,
@@ -763,6 +767,9 @@ impl BrokerConfig {
             }
             names::CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS => {
                 self.cluster.election_timeout_ms = positive(name, parse_num(name, value)?)? as u64
+            }
+            names::CONTROLLER_QUORUM_FETCH_TIMEOUT_MS => {
+                self.cluster.fetch_timeout_ms = positive(name, parse_num(name, value)?)? as u64
             }
             names::METADATA_LOG_DIR => {
                 self.cluster.metadata_log_dir = Some(PathBuf::from(value.trim()))

@@ -96,6 +96,7 @@ pub const BROKER_SESSION_TIMEOUT_MS: &str = "broker.session.timeout.ms";
 pub const BROKER_HEARTBEAT_INTERVAL_MS: &str = "broker.heartbeat.interval.ms";
 pub const METADATA_LOG_DIR: &str = "metadata.log.dir";
 pub const CONTROLLER_QUORUM_ELECTION_TIMEOUT_MS: &str = "controller.quorum.election.timeout.ms";
+pub const CONTROLLER_QUORUM_FETCH_TIMEOUT_MS: &str = "controller.quorum.fetch.timeout.ms";
 pub const SHARDS_PIN_CORES: &str = "shards.pin.cores";
 pub const REPLICA_FETCH_WAIT_MAX_MS: &str = "replica.fetch.wait.max.ms";
 pub const REPLICA_FETCH_MIN_BYTES: &str = "replica.fetch.min.bytes";

@@ -12,19 +12,27 @@
 //! between failed attempts (the Java client's `reconnect.backoff.ms` /
 //! `reconnect.backoff.max.ms` rule).
 //!
-//! PLAINTEXT or SSL: with [`PeerConfig::tls`] set the socket is wrapped in
-//! a client-side rustls session (tls.rs `connect`, the same hand-driven
-//! rustls as the broker's SSL listeners) before ApiVersions. SASL is not
-//! spoken yet; it would run in `PeerConnection::open` right after
-//! ApiVersions, as the client's net/secure.rs does.
+//! Security follows the inter-broker listener's protocol ([`PeerSecurity`]):
+//! with TLS the socket is wrapped in a client-side rustls session (tls.rs
+//! `connect`, the same hand-driven rustls as the broker's SSL listeners)
+//! before ApiVersions; with SASL the connection then logs in (SaslHandshake
+//! v1, SaslAuthenticate until the mechanism is satisfied) with the
+//! broker's own `sasl.jaas.config` credentials, driving the PLAIN/SCRAM
+//! machines of `sluice_protocol::sasl`. A session lifetime the peer grants
+//! (KIP-368, `connections.max.reauth.ms`) retires the connection before it
+//! ends, so the next request opens a fresh, freshly authenticated one.
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use compio::io::{AsyncReadExt, AsyncWriteExt};
 use compio::net::TcpStream;
 use compio::BufResult;
-use kafka_protocol::messages::{ApiKey, ApiVersionsRequest, ApiVersionsResponse};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, SaslAuthenticateRequest,
+    SaslAuthenticateResponse, SaslHandshakeRequest, SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::{Request, StrBytes};
 use sluice_protocol::codec::{self, CodecError};
 use sluice_protocol::frame::{self, FrameError, SIZE_PREFIX_LEN};
@@ -40,7 +48,19 @@ pub const OUTBOUND_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::ListOffsets, 1, 8),
     (ApiKey::OffsetForLeaderEpoch, 2, 4),
     (ApiKey::Metadata, 1, 12),
+    (ApiKey::SaslHandshake, 1, 1),
+    (ApiKey::SaslAuthenticate, 0, 2),
 ];
+
+/// How connections to other brokers are secured: the inter-broker
+/// listener's protocol made concrete.
+#[derive(Debug, Clone, Default)]
+pub struct PeerSecurity {
+    /// TLS to the peer's listener (SSL, SASL_SSL); `None` for plaintext.
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// The SASL login (SASL_PLAINTEXT, SASL_SSL); `None` for none.
+    pub sasl: Option<crate::config::jaas::BrokerLogin>,
+}
 
 /// How outbound connections behave.
 #[derive(Debug, Clone)]
@@ -58,9 +78,8 @@ pub struct PeerConfig {
     pub reconnect_backoff_max: Duration,
     /// Largest response frame accepted.
     pub max_response_bytes: usize,
-    /// TLS to the peer's listener (an SSL inter-broker listener); `None`
-    /// for PLAINTEXT.
-    pub tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    /// TLS and SASL towards the peer's listener.
+    pub security: PeerSecurity,
 }
 
 impl Default for PeerConfig {
@@ -72,7 +91,7 @@ impl Default for PeerConfig {
             reconnect_backoff: Duration::from_millis(50),
             reconnect_backoff_max: Duration::from_secs(1),
             max_response_bytes: 256 << 20,
-            tls: None,
+            security: PeerSecurity::default(),
         }
     }
 }
@@ -106,6 +125,10 @@ pub enum PeerError {
     Frame(#[from] FrameError),
     #[error("{what} failed: {code}")]
     Kafka { what: String, code: ErrorCode },
+    /// The SASL login was refused or could not be made; not retried faster
+    /// than the reconnect backoff.
+    #[error("SASL login to {addr} failed: {reason}")]
+    Authentication { addr: String, reason: String },
 }
 
 /// The byte stream under a connection. The seam for TLS: a `Tls` variant
@@ -173,6 +196,9 @@ pub struct PeerConnection {
     next_correlation: i32,
     /// A request failed or timed out half way: the stream is out of step.
     broken: bool,
+    /// When the peer's SASL session would end (with a margin): the
+    /// connection counts as broken from then on.
+    retire_at: Option<Instant>,
 }
 
 impl PeerConnection {
@@ -196,7 +222,7 @@ impl PeerConnection {
                 }
             };
         socket.set_nodelay(true).map_err(connect_error)?;
-        let stream = match &cfg.tls {
+        let stream = match &cfg.security.tls {
             None => PeerStream::Plain(socket),
             Some(tls) => {
                 let mut socket = socket;
@@ -219,9 +245,73 @@ impl PeerConnection {
             max_response_bytes: cfg.max_response_bytes,
             next_correlation: 1,
             broken: false,
+            retire_at: None,
         };
         conn.versions = conn.negotiate().await?;
+        if let Some(login) = &cfg.security.sasl {
+            conn.authenticate(login).await?;
+        }
         Ok(conn)
+    }
+
+    /// Logs in with SASL (after ApiVersions, as Kafka's clients do).
+    async fn authenticate(
+        &mut self,
+        login: &crate::config::jaas::BrokerLogin,
+    ) -> Result<(), PeerError> {
+        let refused = |addr: &str, reason: String| PeerError::Authentication {
+            addr: addr.to_string(),
+            reason,
+        };
+        let mechanism = login.mechanism.name();
+        let mut handshake = SaslHandshakeRequest::default();
+        handshake.mechanism = StrBytes::from_static_str(mechanism);
+        let (answer, _): (SaslHandshakeResponse, _) = self.send(&handshake, Duration::ZERO).await?;
+        if answer.error_code != ErrorCode::None.code() {
+            let offered: Vec<String> = answer.mechanisms.iter().map(|m| m.to_string()).collect();
+            return Err(refused(
+                &self.addr,
+                format!(
+                    "the listener does not offer {mechanism} ({}); it offers {offered:?}",
+                    ErrorCode::from_code(answer.error_code)
+                ),
+            ));
+        }
+        let mut exchange = login
+            .start()
+            .map_err(|e| refused(&self.addr, e.to_string()))?;
+        let mut server: Option<Bytes> = None;
+        let mut lifetime_ms = 0i64;
+        while let Some(message) = exchange
+            .step(server.as_deref())
+            .map_err(|e| refused(&self.addr, e.to_string()))?
+        {
+            let mut req = SaslAuthenticateRequest::default();
+            req.auth_bytes = Bytes::from(message);
+            let (answer, _): (SaslAuthenticateResponse, _) =
+                self.send(&req, Duration::ZERO).await?;
+            if answer.error_code != ErrorCode::None.code() {
+                let detail = answer.error_message.as_deref().unwrap_or_default();
+                return Err(refused(
+                    &self.addr,
+                    format!(
+                        "{mechanism} as {} ({}): {detail}",
+                        login.username,
+                        ErrorCode::from_code(answer.error_code)
+                    ),
+                ));
+            }
+            lifetime_ms = answer.session_lifetime_ms;
+            server = Some(answer.auth_bytes);
+        }
+        if let Ok(ms) = u64::try_from(lifetime_ms) {
+            if ms > 0 {
+                // Kafka's clients re-authenticate at 85-95% of the lifetime;
+                // reconnecting then has the same effect here.
+                self.retire_at = Some(Instant::now() + Duration::from_millis(ms).mul_f64(0.85));
+            }
+        }
+        Ok(())
     }
 
     async fn negotiate(&mut self) -> Result<PeerVersions, PeerError> {
@@ -249,8 +339,9 @@ impl PeerConnection {
         &self.addr
     }
 
+    /// Out of step after a failure, or past its SASL session.
     pub fn is_broken(&self) -> bool {
-        self.broken
+        self.broken || self.retire_at.is_some_and(|at| Instant::now() >= at)
     }
 
     /// The peer's ApiVersions ranges.

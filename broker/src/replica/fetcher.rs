@@ -255,6 +255,9 @@ async fn run(
         addr = peer.addr(),
         "replica fetcher started"
     );
+    // The last failure logged at warn: a leader that stays unreachable (or
+    // refuses our login) is reported once, then at debug until it recovers.
+    let mut last_failure: Option<String> = None;
     loop {
         let asked = fetchable(&shared);
         if asked.is_empty() {
@@ -274,7 +277,13 @@ async fn run(
         let response = match result {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(leader = peer.node_id, error = %e, "replica fetch failed; retrying after backoff");
+                let failure = e.to_string();
+                if last_failure.as_ref() != Some(&failure) {
+                    tracing::warn!(leader = peer.node_id, error = %failure, "replica fetch failed; retrying after backoff");
+                    last_failure = Some(failure);
+                } else {
+                    tracing::debug!(leader = peer.node_id, error = %failure, "replica fetch failed again");
+                }
                 peer.disconnect();
                 if pause(cfg.backoff, &mut control).await {
                     break;
@@ -282,6 +291,9 @@ async fn run(
                 continue;
             }
         };
+        if last_failure.take().is_some() {
+            tracing::info!(leader = peer.node_id, "replica fetch works again");
+        }
         if response.error_code != ErrorCode::None.code() {
             let code = ErrorCode::from_code(response.error_code);
             tracing::warn!(leader = peer.node_id, error = %code, "replica fetch refused");

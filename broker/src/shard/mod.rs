@@ -41,8 +41,9 @@ pub struct Broker {
     pub security: crate::auth::Security,
     /// Cluster mode: the data directory's `replication-offset-checkpoint`.
     pub hw_checkpoint: hw_checkpoint::HwCheckpoint,
-    /// TLS for connections to other brokers (an SSL inter-broker listener).
-    pub inter_broker_tls: Option<Arc<rustls::ClientConfig>>,
+    /// TLS and SASL for connections to other brokers (the inter-broker
+    /// listener's protocol).
+    pub inter_broker_security: crate::peer::PeerSecurity,
 }
 
 thread_local! {
@@ -73,7 +74,7 @@ impl Broker {
         mailboxes: Vec<flume::Sender<Job>>,
         listeners: Vec<Arc<crate::auth::Listener>>,
         security: crate::auth::Security,
-        inter_broker_tls: Option<Arc<rustls::ClientConfig>>,
+        inter_broker_security: crate::peer::PeerSecurity,
     ) -> Broker {
         let hw_checkpoint =
             hw_checkpoint::HwCheckpoint::new(config.data_dir.clone(), mailboxes.len().max(1));
@@ -85,7 +86,7 @@ impl Broker {
             shutting_down: AtomicBool::new(false),
             listeners,
             security,
-            inter_broker_tls,
+            inter_broker_security,
         }
     }
 

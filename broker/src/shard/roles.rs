@@ -183,7 +183,7 @@ async fn refetch(
         Rc::new(ReplicaFetcher::start(
             leader,
             &addr,
-            fetcher_config(config, epoch, shard.broker.inter_broker_tls.clone()),
+            fetcher_config(config, epoch, shard.broker.inter_broker_security.clone()),
         ))
     });
     fetcher.add_partition(partition.log.clone(), epoch);
@@ -193,13 +193,13 @@ async fn refetch(
 fn fetcher_config(
     config: &crate::config::BrokerConfig,
     broker_epoch: i64,
-    tls: Option<std::sync::Arc<rustls::ClientConfig>>,
+    security: crate::peer::PeerSecurity,
 ) -> FetcherConfig {
     let c = &config.cluster;
     let mut peer = PeerConfig {
         client_id: format!("sluice-replica-fetcher-{}", config.node_id),
         request_timeout: Duration::from_millis(c.replica_socket_timeout_ms),
-        tls,
+        security,
         ..PeerConfig::default()
     };
     peer.max_response_bytes = peer

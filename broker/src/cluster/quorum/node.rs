@@ -45,6 +45,9 @@ use super::{
 const HOUSEKEEPING_INTERVAL: Duration = Duration::from_millis(100);
 /// How long one bootstrap server may take to name the voters.
 const BOOTSTRAP_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long a resigning leader waits for the voter it asked to take over
+/// before it asks again.
+const RESIGN_RETRY: Duration = Duration::from_millis(500);
 
 /// State the handle shares with the controller thread.
 struct Shared {
@@ -233,6 +236,54 @@ impl ControllerQuorum {
         });
         rx.await
             .map_err(|_| QuorumError::Unavailable("the controller stopped".into()))
+    }
+
+    /// Hands the quorum's leadership to a caught-up voter, as a KRaft
+    /// controller resigns when it shuts down: the voters elect the chosen
+    /// one at once instead of waiting out the leader lease and an election
+    /// timeout. Answers the new leader once this node knows it, or `None`
+    /// when this node did not lead or nobody took over within `timeout`
+    /// (then stopping simply leaves the election to the timers).
+    pub async fn resign(&self, timeout: Duration) -> Option<NodeId> {
+        let raft = self.shared.raft.clone();
+        let me = raft_id(self.shared.node_id)?;
+        self.on_controller(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            // The voter asked to take over and when; asked again (or
+            // another one) if it has not after a while, e.g. because its
+            // log was one entry behind when it got the request.
+            let mut asked: Option<(RaftNodeId, tokio::time::Instant)> = None;
+            while tokio::time::Instant::now() < deadline {
+                let metrics = raft.metrics().borrow_watched().clone();
+                if metrics.state != ServerState::Leader {
+                    match metrics.current_leader {
+                        Some(leader) if leader != me => return Some(kafka_id(leader)),
+                        // Nobody asked: this node never led.
+                        _ if asked.is_none() => return None,
+                        _ => {}
+                    }
+                } else if asked.is_none_or(|(_, at)| at.elapsed() >= RESIGN_RETRY) {
+                    match caught_up_voter(&metrics, me, asked.map(|(id, _)| id)) {
+                        Some(target) => {
+                            tracing::info!(
+                                to = kafka_id(target),
+                                "handing the controller leadership over"
+                            );
+                            if raft.trigger().transfer_leader(target).await.is_err() {
+                                return None;
+                            }
+                            asked = Some((target, tokio::time::Instant::now()));
+                        }
+                        None => tracing::debug!("no caught-up voter to hand over to yet"),
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            None
+        })
+        .await
+        .ok()
+        .flatten()
     }
 
     fn not_controller(&self, leader: Option<RaftNodeId>) -> QuorumError {
@@ -496,6 +547,40 @@ async fn housekeeping(shared: Arc<Shared>, cluster_id: Option<String>) {
             }
         }
     }
+}
+
+/// A voter other than `me` whose log matches the leader's last entry (the
+/// one a leadership transfer needs), preferring one other than `not` (a
+/// voter already asked that did not take over) and then the most recently
+/// heard from.
+fn caught_up_voter(
+    metrics: &openraft::RaftMetrics<super::types::TypeConfig>,
+    me: RaftNodeId,
+    not: Option<RaftNodeId>,
+) -> Option<RaftNodeId> {
+    let last = metrics.last_log_index;
+    let replication = metrics.replication.as_ref()?;
+    let heard = |id: &RaftNodeId| {
+        metrics
+            .heartbeat
+            .as_ref()
+            .and_then(|h| h.get(id).cloned().flatten())
+            .map(|t| t.elapsed())
+    };
+    metrics
+        .membership_config
+        .membership()
+        .voter_ids()
+        .filter(|id| *id != me)
+        .filter(|id| {
+            replication
+                .get(id)
+                .cloned()
+                .flatten()
+                .map(|l| l.index())
+                .is_some_and(|matched| Some(matched) >= last)
+        })
+        .min_by_key(|id| (Some(*id) == not, heard(id).unwrap_or(Duration::MAX)))
 }
 
 fn elapsed_ms(d: Duration) -> i64 {
