@@ -345,11 +345,20 @@ impl ClusterMember {
     /// Turns every image the quorum applies into the broker's image.
     async fn follow_images(self) {
         let mut rx = self.inner.quorum.subscribe();
+        // The cluster id the data directory was found bound to: checked
+        // against meta.properties once, not on every image.
+        let mut bound_cluster_id: Option<String> = None;
         loop {
             let quorum_image = rx.borrow_and_update().clone();
             let image = Arc::new(broker_image(&self.inner.config, &quorum_image));
-            if let Err(problem) = self.check_cluster_id(&image.cluster_id) {
-                self.set_fatal(problem);
+            if bound_cluster_id.as_deref() != Some(image.cluster_id.as_str()) {
+                match self.check_cluster_id(&image.cluster_id) {
+                    Ok(()) if !image.cluster_id.is_empty() => {
+                        bound_cluster_id = Some(image.cluster_id.clone())
+                    }
+                    Ok(()) => {}
+                    Err(problem) => self.set_fatal(problem),
+                }
             }
             self.inner.image.store(image.clone());
             self.inner.changes.send_replace(image);
