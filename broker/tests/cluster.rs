@@ -1639,3 +1639,230 @@ fn sigterm_of_the_active_controller_hands_over_and_barely_stalls_producers() {
         c.logs()
     );
 }
+
+// ---------------------------------------------------------- KIP-951 hints
+
+/// What a broker that does not lead a partition answers a produce (v10+)
+/// or fetch (v16+) with: the partition's error, its `current_leader` (id,
+/// epoch) and the response's `node_endpoints` (id, host, port, rack).
+#[derive(Debug, PartialEq)]
+struct Refusal {
+    error: i16,
+    leader: i32,
+    epoch: i32,
+    endpoints: Vec<(i32, String, i32, Option<String>)>,
+}
+
+fn produce_refusal(c: &mut Client, version: i16, topic: &str) -> Refusal {
+    let req = produce_request(-1, &[(topic, 0, batch(&["to-a-non-leader"]))]);
+    let resp = c.send(version, &req);
+    let p = &resp.responses[0].partition_responses[0];
+    Refusal {
+        error: p.error_code,
+        leader: p.current_leader.leader_id.0,
+        epoch: p.current_leader.leader_epoch,
+        endpoints: resp
+            .node_endpoints
+            .iter()
+            .map(|n| {
+                let rack = n.rack.as_ref().map(|r| r.to_string());
+                (n.node_id.0, n.host.to_string(), n.port, rack)
+            })
+            .collect(),
+    }
+}
+
+fn fetch_refusal(c: &mut Client, version: i16, topic: &TopicRef, leader_epoch: i32) -> Refusal {
+    let mut req = fetch_request(version, topic, &[(0, 0)], 0, 0);
+    req.topics[0].partitions[0].current_leader_epoch = leader_epoch;
+    let resp: kafka_protocol::messages::FetchResponse = c.send(version, &req);
+    assert_eq!(resp.error_code, 0);
+    let p = &resp.responses[0].partitions[0];
+    Refusal {
+        error: p.error_code,
+        leader: p.current_leader.leader_id.0,
+        epoch: p.current_leader.leader_epoch,
+        endpoints: resp
+            .node_endpoints
+            .iter()
+            .map(|n| {
+                let rack = n.rack.as_ref().map(|r| r.to_string());
+                (n.node_id.0, n.host.to_string(), n.port, rack)
+            })
+            .collect(),
+    }
+}
+
+/// The hint a client should get: `leader` at `epoch`, reachable on `port`.
+fn hint(error: ErrorCode, leader: i32, epoch: i32, port: u16) -> Refusal {
+    Refusal {
+        error: error.code(),
+        leader,
+        epoch,
+        endpoints: vec![(
+            leader,
+            "127.0.0.1".into(),
+            i32::from(port),
+            Some(format!("rack-{leader}")),
+        )],
+    }
+}
+
+/// A second client listener, EXTERNAL, on every node: hints name the
+/// leader's address on the listener the request came through.
+const EXTERNAL_LISTENER_MAP: &str = r#""listener.security.protocol.map" = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,EXTERNAL:PLAINTEXT""#;
+
+/// (leader, leader epoch) of `topic`'s partition 0 as node `from` sees it.
+fn leader_and_epoch(c: &mut Cluster, from: i32, topic: &str) -> (i32, i32) {
+    let m = c.metadata_from(from, Some(&[topic]));
+    if m.topics[0].error_code != 0 {
+        return (-1, -1);
+    }
+    assignment(&m, topic)
+        .get(&0)
+        .map_or((-1, -1), |a| (a.0, a.1))
+}
+
+#[test]
+fn a_non_leader_names_the_leader_and_its_endpoint_in_produce_and_fetch() {
+    let mut c = Cluster::start_opts(SESSION_TIMEOUT_MS, EXTERNAL_LISTENER_MAP, Some("EXTERNAL"));
+    for (topic, rf) in [("hinted", 3), ("hinted-solo", 1)] {
+        let created = create_topic(&mut c.node(1).client(), topic, 1, rf, &[]);
+        assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+        produce_to_leader(&mut c, topic, &["settled"]);
+    }
+    let topics = [
+        topic_ref(&mut c.node(1).client(), "hinted"),
+        topic_ref(&mut c.node(1).client(), "hinted-solo"),
+    ];
+    for t in &topics {
+        let (leader, epoch) = leader_and_epoch(&mut c, 1, &t.name);
+        assert!(leader > 0, "{} has a leader", t.name);
+        // Every other node, a follower (RF 3) or no replica at all (RF 1),
+        // refuses with the leader's address on the listener asked through.
+        for n in (1..=3).filter(|n| *n != leader) {
+            assert!(
+                wait_until(|| leader_and_epoch(&mut c, n, &t.name) == (leader, epoch)),
+                "node {n} never learnt {}'s leader\n{}",
+                t.name,
+                c.logs()
+            );
+            let listeners = [
+                (c.node(n).port, c.node(leader).port),
+                (
+                    c.extra_ports[n as usize - 1],
+                    c.extra_ports[leader as usize - 1],
+                ),
+            ];
+            for (asked, leader_port) in listeners {
+                let expected = hint(ErrorCode::NotLeaderOrFollower, leader, epoch, leader_port);
+                let mut client = Client::connect(asked);
+                for v in [10, 11] {
+                    let r = produce_refusal(&mut client, v, &t.name);
+                    assert_eq!(r, expected, "produce v{v} to node {n} on port {asked}");
+                }
+                for v in [16, 17] {
+                    let r = fetch_refusal(&mut client, v, t, -1);
+                    assert_eq!(r, expected, "fetch v{v} from node {n} on port {asked}");
+                }
+            }
+        }
+    }
+
+    // A leader change: the new leader's hint for a stale epoch
+    // (FENCED_LEADER_EPOCH) and the remaining follower's both name it.
+    let t = &topics[0];
+    let (old, old_epoch) = leader_and_epoch(&mut c, 1, &t.name);
+    c.node(old).kill9();
+    let watcher = if old == 1 { 2 } else { 1 };
+    let (mut new, mut new_epoch) = (-1, -1);
+    assert!(
+        wait_until(|| {
+            (new, new_epoch) = leader_and_epoch(&mut c, watcher, &t.name);
+            new > 0 && new != old
+        }),
+        "no new leader after killing {old}\n{}",
+        c.logs()
+    );
+    assert!(new_epoch > old_epoch);
+    let follower = (1..=3).find(|n| *n != old && *n != new).unwrap_or(-1);
+    let new_port = c.node(new).port;
+    let fenced = hint(ErrorCode::FencedLeaderEpoch, new, new_epoch, new_port);
+    let mut at_new = c.node(new).client();
+    let mut last = None;
+    assert!(
+        wait_until(|| {
+            let r = fetch_refusal(&mut at_new, 16, t, old_epoch);
+            let done = r == fenced;
+            last = Some(r);
+            done
+        }),
+        "fetch v16 with epoch {old_epoch} from the new leader {new}: {last:?}\n{}",
+        c.logs()
+    );
+    let moved = hint(ErrorCode::NotLeaderOrFollower, new, new_epoch, new_port);
+    let mut at_follower = c.node(follower).client();
+    assert!(
+        wait_until(|| {
+            let r = produce_refusal(&mut at_follower, 10, &t.name);
+            let done = r == moved;
+            last = Some(r);
+            done
+        }),
+        "produce v10 to the follower {follower}: {last:?}\n{}",
+        c.logs()
+    );
+}
+
+/// A single node leads every partition, so nothing it answers carries a
+/// leader hint, and the requests that could (Produce v10/v11, Fetch v16/v17)
+/// work or fail as before, the broker staying up.
+#[test]
+fn a_single_node_answers_produce_v10_and_fetch_v17_without_hints() {
+    let mut broker = Broker::start();
+    let mut c = broker.client();
+    let id = create_topic_ok(&mut c, "solo", 1, &[]);
+    let topic = TopicRef {
+        name: "solo".into(),
+        id,
+    };
+    let none = |error: ErrorCode| Refusal {
+        error: error.code(),
+        leader: -1,
+        epoch: -1,
+        endpoints: Vec::new(),
+    };
+    for v in [10, 11] {
+        let r = produce_refusal(&mut c, v, "solo");
+        assert_eq!(r, none(ErrorCode::None), "produce v{v}");
+        // A partition the topic does not have, and a topic that does not exist.
+        let mut beyond = produce_request(-1, &[("solo", 7, batch(&["x"]))]);
+        beyond
+            .topic_data
+            .extend(produce_request(-1, &[("nowhere", 0, batch(&["x"]))]).topic_data);
+        let resp = c.send(v, &beyond);
+        for t in &resp.responses {
+            let p = &t.partition_responses[0];
+            assert_eq!(p.error_code, ErrorCode::UnknownTopicOrPartition.code());
+            assert_eq!(p.current_leader.leader_id.0, -1);
+        }
+        assert!(resp.node_endpoints.is_empty());
+    }
+    for v in [16, 17] {
+        let p = fetch_v(&mut c, v, &topic, 0, 0);
+        assert_eq!(p.error_code, 0, "fetch v{v}");
+        assert_eq!(p.current_leader.leader_id.0, -1, "fetch v{v}");
+        let values: Vec<String> = decode(p.records.as_ref())
+            .iter()
+            .map(Rec::value_str)
+            .collect();
+        assert_eq!(values, ["to-a-non-leader", "to-a-non-leader"], "fetch v{v}");
+        // An epoch the leader has not reached: UNKNOWN_LEADER_EPOCH, which
+        // is no leadership change and gets no hint (as in Kafka).
+        let r = fetch_refusal(&mut c, v, &topic, 3);
+        assert_eq!(r, none(ErrorCode::UnknownLeaderEpoch), "fetch v{v}");
+    }
+    assert!(broker.is_running(), "{}", broker.log());
+    let m = metadata(&mut broker.client(), Some(&["solo"]));
+    assert_eq!(m.topics[0].error_code, 0);
+}

@@ -1,4 +1,4 @@
-//! Fetch (v4-v16). Each partition is read by its owner shard through the
+//! Fetch (v4-v17). Each partition is read by its owner shard through the
 //! replica layer (consumers up to the high watermark; a follower broker,
 //! named by its replica id, up to the log end, its position recorded), which
 //! returns a (segment file, position, length) range rather than bytes; the response
@@ -7,7 +7,11 @@
 //! until `min_bytes` are there or `max_wait_ms` passes. Fetch sessions
 //! (KIP-227) are not kept: every response carries session id 0, which tells
 //! clients to send full fetch requests, as a broker with no session cache
-//! space does.
+//! space does. A v16+ partition answered NOT_LEADER_OR_FOLLOWER or
+//! FENCED_LEADER_EPOCH carries the partition's current leader and epoch,
+//! and the response that leader's endpoint (KIP-951, as Produce v10+).
+//! v17's `replica_directory_id` (KIP-853, for KRaft voters) is not used:
+//! a partition's follower is known by its replica id alone.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -15,10 +19,13 @@ use std::time::{Duration, Instant};
 
 use bytes::{BufMut, BytesMut};
 use futures::FutureExt;
-use kafka_protocol::messages::FetchRequest;
+use kafka_protocol::messages::fetch_response::NodeEndpoint;
+use kafka_protocol::messages::{BrokerId, FetchRequest};
+use kafka_protocol::protocol::{Encodable, StrBytes};
 use sluice_protocol::ErrorCode;
 use uuid::Uuid;
 
+use super::produce::{current_leader, wants_leader_hint};
 use super::{RequestContext, Response, ResponsePart};
 use crate::auth::{Action, Resource};
 use crate::cluster::TopicMeta;
@@ -26,7 +33,12 @@ use crate::log::read::FileRange;
 use crate::replica::Reader;
 
 pub const MIN_VERSION: i16 = 4;
-pub const MAX_VERSION: i16 = 16;
+pub const MAX_VERSION: i16 = 17;
+
+/// The first Fetch version whose answers carry leader hints (KIP-951;
+/// `current_leader` exists since v12 but Kafka fills it from v16, when
+/// `node_endpoints` came).
+const LEADER_HINT_VERSION: i16 = 16;
 
 /// One partition's answer.
 #[derive(Clone)]
@@ -39,6 +51,9 @@ struct PartitionOut {
     /// Fetch v12+ `diverging_epoch` for a follower whose log went another
     /// way: (epoch, end offset) to truncate to (KIP-320/595).
     diverging: Option<(i32, i64)>,
+    /// KIP-951 `current_leader` (leader id, leader epoch), filled for v16+
+    /// answers of NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH.
+    current_leader: Option<(i32, i32)>,
 }
 
 struct TopicOut {
@@ -103,6 +118,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                             log_start_offset: -1,
                             records: None,
                             diverging: None,
+                            current_leader: None,
                         },
                         Ok(part)
                             if matches!(p.reader, Reader::Follower(_))
@@ -121,6 +137,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                                 log_start_offset: part.log_start_offset(),
                                 records: None,
                                 diverging: part.log.diverging_epoch(p.last_fetched_epoch, p.offset),
+                                current_leader: None,
                             }
                         }
                         Ok(part) => {
@@ -133,6 +150,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                                     log_start_offset: r.log_start_offset,
                                     records: r.records,
                                     diverging: None,
+                                    current_leader: None,
                                 },
                                 // Not the leader (or not a replica): no offsets.
                                 Err(
@@ -146,6 +164,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                                     log_start_offset: -1,
                                     records: None,
                                     diverging: None,
+                                    current_leader: None,
                                 },
                                 Err(code) => PartitionOut {
                                     partition: p.partition,
@@ -154,6 +173,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                                     log_start_offset: part.log_start_offset(),
                                     records: None,
                                     diverging: None,
+                                    current_leader: None,
                                 },
                             }
                         }
@@ -184,6 +204,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                             log_start_offset: -1,
                             records: None,
                             diverging: None,
+                            current_leader: None,
                         },
                     ));
                 }
@@ -265,6 +286,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
                 log_start_offset: -1,
                 records: None,
                 diverging: None,
+                current_leader: None,
             };
             match &meta {
                 _ if !read_allowed => po.error = ErrorCode::TopicAuthorizationFailed,
@@ -310,15 +332,54 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
             || Instant::now() >= deadline
             || ctx.shard.is_shutting_down()
         {
-            return encode(ctx, &topics);
+            return respond(ctx, &mut topics);
         }
         wait_any(ctx, &plans, deadline).await;
         if Instant::now() >= deadline {
             // One last read after the wait so data that arrived is included.
             apply_results(&mut topics, read_all(ctx, &plans).await, response_max);
-            return encode(ctx, &topics);
+            return respond(ctx, &mut topics);
         }
     }
+}
+
+/// Adds the leader hints (v16+) and encodes the response.
+fn respond(ctx: &RequestContext, topics: &mut [TopicOut]) -> Response {
+    let endpoints = if ctx.version >= LEADER_HINT_VERSION {
+        add_leader_hints(ctx, topics)
+    } else {
+        Vec::new()
+    };
+    encode(ctx, topics, &endpoints)
+}
+
+/// Fills `current_leader` of every partition refused for not leading (or a
+/// stale leader epoch) from a fresh metadata image, and returns the
+/// endpoints of the leaders named, for the response's `node_endpoints`.
+fn add_leader_hints(ctx: &RequestContext, topics: &mut [TopicOut]) -> Vec<NodeEndpoint> {
+    let mut endpoints: BTreeMap<i32, NodeEndpoint> = BTreeMap::new();
+    let mut image = None;
+    for t in topics.iter_mut() {
+        for p in &mut t.partitions {
+            if !wants_leader_hint(p.error) {
+                continue;
+            }
+            let image = image.get_or_insert_with(|| ctx.shard.broker.metadata.image());
+            // v16 names topics by id.
+            let topic = image.by_id.get(&t.id).map(Arc::as_ref);
+            let (leader, epoch, endpoint) = current_leader(ctx, image, topic, p.partition);
+            p.current_leader = Some((leader, epoch));
+            if let Some((id, host, port, rack)) = endpoint {
+                let mut n = NodeEndpoint::default();
+                n.node_id = BrokerId(id);
+                n.host = StrBytes::from_string(host);
+                n.port = i32::from(port);
+                n.rack = rack.map(StrBytes::from_string);
+                endpoints.insert(id, n);
+            }
+        }
+    }
+    endpoints.into_values().collect()
 }
 
 /// Places read results into the response in request order, applying the
@@ -365,7 +426,7 @@ fn put_array_len(buf: &mut BytesMut, flexible: bool, len: usize) {
 
 /// Encodes the response, leaving a gap for each partition's record bytes,
 /// which are spliced from the segment files.
-fn encode(ctx: &RequestContext, topics: &[TopicOut]) -> Response {
+fn encode(ctx: &RequestContext, topics: &[TopicOut], node_endpoints: &[NodeEndpoint]) -> Response {
     let v = ctx.version;
     let flexible = v >= 12;
     let mut parts: Vec<ResponsePart> = Vec::new();
@@ -425,18 +486,26 @@ fn encode(ctx: &RequestContext, topics: &[TopicOut]) -> Response {
                 }
             }
             if flexible {
-                match p.diverging {
-                    // One tagged field: diverging_epoch (tag 0), an
-                    // EpochEndOffset of epoch, end offset, no tags.
-                    Some((epoch, end_offset)) => {
-                        put_uvarint(&mut buf, 1);
-                        put_uvarint(&mut buf, 0);
-                        put_uvarint(&mut buf, 13);
-                        buf.put_i32(epoch);
-                        buf.put_i64(end_offset);
-                        buf.put_u8(0);
-                    }
-                    None => buf.put_u8(0), // partition tagged fields
+                // Partition tagged fields, in tag order: diverging_epoch
+                // (tag 0, an EpochEndOffset: epoch, end offset, no tags)
+                // and current_leader (tag 1, a LeaderIdAndEpoch: leader
+                // id, leader epoch, no tags).
+                let tags =
+                    usize::from(p.diverging.is_some()) + usize::from(p.current_leader.is_some());
+                put_uvarint(&mut buf, tags as u64);
+                if let Some((epoch, end_offset)) = p.diverging {
+                    put_uvarint(&mut buf, 0);
+                    put_uvarint(&mut buf, 13);
+                    buf.put_i32(epoch);
+                    buf.put_i64(end_offset);
+                    buf.put_u8(0);
+                }
+                if let Some((leader, epoch)) = p.current_leader {
+                    put_uvarint(&mut buf, 1);
+                    put_uvarint(&mut buf, 9);
+                    buf.put_i32(leader);
+                    buf.put_i32(epoch);
+                    buf.put_u8(0);
                 }
             }
         }
@@ -445,7 +514,26 @@ fn encode(ctx: &RequestContext, topics: &[TopicOut]) -> Response {
         }
     }
     if flexible {
-        buf.put_u8(0); // top-level tagged fields
+        // Top-level tagged fields: node_endpoints (tag 0, v16+) when a
+        // partition named a leader with a known endpoint.
+        if node_endpoints.is_empty() {
+            buf.put_u8(0);
+        } else {
+            let mut field = BytesMut::new();
+            put_uvarint(&mut field, node_endpoints.len() as u64 + 1);
+            for n in node_endpoints {
+                if let Err(e) = n.encode(&mut field, v) {
+                    // Our own struct failed to encode: a bug. Close rather
+                    // than send a frame the client would misparse.
+                    tracing::error!(error = %e, version = v, "cannot encode fetch node_endpoints; closing connection");
+                    return Response::Close;
+                }
+            }
+            put_uvarint(&mut buf, 1);
+            put_uvarint(&mut buf, 0);
+            put_uvarint(&mut buf, field.len() as u64);
+            buf.put_slice(&field);
+        }
     }
     total_len += buf.len();
     parts.push(ResponsePart::Bytes(buf.freeze()));

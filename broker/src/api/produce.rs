@@ -6,25 +6,73 @@
 //! acks=all then waits for the high watermark.
 //! Records are never decompressed here. acks=0 gets no response, as in Kafka;
 //! transactional produce is refused until transactions exist.
+//!
+//! Leader discovery (KIP-951): a v10+ partition answered
+//! NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names the partition's
+//! current leader and epoch, and the response's `node_endpoints` that
+//! leader's address on the request's listener, so a client moves to the new
+//! leader without a metadata refresh. [`current_leader`] is shared with
+//! Fetch (v16+), which answers the same way.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
-use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use kafka_protocol::messages::produce_response::{
+    LeaderIdAndEpoch, NodeEndpoint, PartitionProduceResponse, TopicProduceResponse,
+};
+use kafka_protocol::messages::{BrokerId, ProduceRequest, ProduceResponse};
 use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::batch::{self, BatchHeader};
 use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
 use crate::auth::{Action, Resource};
-use crate::cluster::TopicMeta;
+use crate::cluster::{MetadataImage, NodeId, TopicMeta, NO_LEADER};
 use crate::log::append::AppendResult;
 
 pub const MIN_VERSION: i16 = 3;
 pub const MAX_VERSION: i16 = 11;
+
+/// The first Produce version that carries leader hints (KIP-951).
+const LEADER_HINT_VERSION: i16 = 10;
+
+/// A live broker's address on one listener: (node id, host, port, rack).
+pub(super) type LeaderEndpoint = (NodeId, String, u16, Option<String>);
+
+/// Whether a partition answered `error` gets a KIP-951 leader hint: only
+/// the errors that mean "this broker is not (or no longer) the leader".
+pub(super) fn wants_leader_hint(error: ErrorCode) -> bool {
+    matches!(
+        error,
+        ErrorCode::NotLeaderOrFollower | ErrorCode::FencedLeaderEpoch
+    )
+}
+
+/// KIP-951's `current_leader` of `topic`'s `partition` as `image` has it:
+/// (leader id, leader epoch) and, when that leader is a live broker with an
+/// endpoint on this connection's listener, its address. Kafka's rule: an
+/// unknown topic or partition answers (-1, -1), a leader that is not live
+/// (or [`NO_LEADER`]) its id and epoch with no endpoint.
+pub(super) fn current_leader(
+    ctx: &RequestContext,
+    image: &MetadataImage,
+    topic: Option<&TopicMeta>,
+    partition: i32,
+) -> (NodeId, i32, Option<LeaderEndpoint>) {
+    let Some(p) = topic.and_then(|t| t.partition(partition)) else {
+        return (NO_LEADER, -1, None);
+    };
+    let endpoint = if p.leader == NO_LEADER {
+        None
+    } else {
+        ctx.live_brokers(image)
+            .into_iter()
+            .find(|b| b.0 == p.leader)
+    };
+    (p.leader, p.leader_epoch, endpoint)
+}
 
 struct Item {
     topic_idx: usize,
@@ -183,10 +231,6 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
                 for ((ti, pi), r) in positions.into_iter().zip(results) {
                     let pr = &mut response.responses[ti].partition_responses[pi];
                     pr.error_code = r.error.code();
-                    // TODO(issue 13, KIP-951): on NOT_LEADER_OR_FOLLOWER, v10+
-                    // answers carry `current_leader` and the response's
-                    // `node_endpoints`; the cluster wiring fills them from
-                    // the metadata image.
                     pr.base_offset = r.base_offset;
                     pr.log_append_time_ms = r.log_append_time;
                     if ctx.version >= 5 {
@@ -202,5 +246,45 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
             }
         }
     }
+    if ctx.version >= LEADER_HINT_VERSION {
+        add_leader_hints(ctx, &mut response);
+    }
     ctx.respond(&response)
+}
+
+/// Fills KIP-951's `current_leader` of every partition refused for not
+/// leading, and `node_endpoints` with those leaders' addresses. The image
+/// is read afresh: leadership may have moved while the appends ran, and
+/// the newest leader is the useful hint.
+fn add_leader_hints(ctx: &RequestContext, response: &mut ProduceResponse) {
+    let mut endpoints: BTreeMap<NodeId, LeaderEndpoint> = BTreeMap::new();
+    let mut image = None;
+    for tr in &mut response.responses {
+        for pr in &mut tr.partition_responses {
+            if !wants_leader_hint(ErrorCode::from_code(pr.error_code)) {
+                continue;
+            }
+            let image = image.get_or_insert_with(|| ctx.shard.broker.metadata.image());
+            let topic = image.by_name.get(tr.name.as_str()).map(Arc::as_ref);
+            let (leader, epoch, endpoint) = current_leader(ctx, image, topic, pr.index);
+            let mut hint = LeaderIdAndEpoch::default();
+            hint.leader_id = BrokerId(leader);
+            hint.leader_epoch = epoch;
+            pr.current_leader = hint;
+            if let Some(e) = endpoint {
+                endpoints.insert(e.0, e);
+            }
+        }
+    }
+    response.node_endpoints = endpoints
+        .into_values()
+        .map(|(id, host, port, rack)| {
+            let mut n = NodeEndpoint::default();
+            n.node_id = BrokerId(id);
+            n.host = StrBytes::from_string(host);
+            n.port = i32::from(port);
+            n.rack = rack.map(StrBytes::from_string);
+            n
+        })
+        .collect();
 }

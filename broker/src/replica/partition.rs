@@ -244,9 +244,6 @@ impl Partition {
     /// (after the leader's own durable append for acks=1); acks=-1 needs an
     /// ISR of at least `min.insync.replicas` before appending and then waits
     /// until the high watermark passes the batches or `deadline`.
-    // TODO(issue 13, KIP-951): NOT_LEADER_OR_FOLLOWER answers to produce
-    // v10+ can name the current leader and its endpoints; the cluster wiring
-    // fills them from the metadata image.
     pub async fn append(
         &self,
         batches: Vec<(BatchHeader, Bytes)>,
