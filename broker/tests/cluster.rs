@@ -11,8 +11,7 @@ mod support;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
-use kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse, MetadataResponse};
+use kafka_protocol::messages::{DescribeQuorumResponse, MetadataResponse};
 use sluice_protocol::ErrorCode;
 use support::*;
 
@@ -150,36 +149,17 @@ impl Cluster {
 
     /// DescribeQuorum through node `id`: the quorum's leader's view.
     fn quorum_from(&mut self, id: i32) -> DescribeQuorumResponse {
-        let mut req = DescribeQuorumRequest::default();
-        let mut topic = TopicData::default();
-        topic.topic_name = topic_name("__cluster_metadata");
-        topic.partitions = vec![PartitionData::default()];
-        req.topics = vec![topic];
-        self.node(id).client().send(1, &req)
+        describe_quorum(&mut self.node(id).client())
     }
 
     /// The active controller as node `id` knows it (-1: none).
     fn active_controller_from(&mut self, id: i32) -> i32 {
-        let q = self.quorum_from(id);
-        q.topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .filter(|p| p.error_code == 0)
-            .map_or(-1, |p| p.leader_id.0)
+        active_controller(&self.quorum_from(id))
     }
 
     fn logs(&self) -> String {
-        self.nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| format!("--- node {} ---\n{}", i + 1, tail(&n.log(), 40)))
-            .collect()
+        node_logs(&self.nodes, 40)
     }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 fn broker_ids(m: &MetadataResponse) -> BTreeSet<i32> {
@@ -1342,16 +1322,6 @@ fn scram_credentials_are_the_clusters_not_one_brokers() {
     }
 }
 
-/// The DescribeQuorum request for the metadata partition.
-fn describe_quorum_request() -> DescribeQuorumRequest {
-    let mut req = DescribeQuorumRequest::default();
-    let mut topic = TopicData::default();
-    topic.topic_name = topic_name("__cluster_metadata");
-    topic.partitions = vec![PartitionData::default()];
-    req.topics = vec![topic];
-    req
-}
-
 /// The active controller named by the broker on `port` (-1: none, or no
 /// answer).
 fn active_controller_at(port: u16) -> i32 {
@@ -1361,14 +1331,7 @@ fn active_controller_at(port: u16) -> i32 {
     client
         .try_send(1, &describe_quorum_request())
         .ok()
-        .and_then(|q| {
-            q.topics
-                .first()
-                .and_then(|t| t.partitions.first())
-                .filter(|p| p.error_code == 0)
-                .map(|p| p.leader_id.0)
-        })
-        .unwrap_or(-1)
+        .map_or(-1, |q| active_controller(&q))
 }
 
 fn env_or(name: &str, default: u64) -> u64 {

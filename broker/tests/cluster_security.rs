@@ -12,8 +12,6 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use kafka_protocol::messages::describe_quorum_request::{PartitionData, TopicData};
-use kafka_protocol::messages::{DescribeQuorumRequest, DescribeQuorumResponse};
 use sluice_broker::auth::{ScramCredential, ScramMechanism, ScramStore};
 use support::*;
 
@@ -130,25 +128,11 @@ impl Cluster {
 
     /// The active controller as node `id` knows it (-1: none).
     fn active_controller_from(&mut self, id: i32) -> i32 {
-        let mut req = DescribeQuorumRequest::default();
-        let mut topic = TopicData::default();
-        topic.topic_name = topic_name("__cluster_metadata");
-        topic.partitions = vec![PartitionData::default()];
-        req.topics = vec![topic];
-        let q: DescribeQuorumResponse = self.node(id).client().send(1, &req);
-        q.topics
-            .first()
-            .and_then(|t| t.partitions.first())
-            .filter(|p| p.error_code == 0)
-            .map_or(-1, |p| p.leader_id.0)
+        active_controller(&describe_quorum(&mut self.node(id).client()))
     }
 
     fn logs(&self) -> String {
-        self.nodes
-            .iter()
-            .enumerate()
-            .map(|(i, n)| format!("--- node {} ---\n{}", i + 1, tail(&n.log(), 30)))
-            .collect()
+        node_logs(&self.nodes, 30)
     }
 
     /// The quorum elected a controller, and a replication-factor-3 topic is
@@ -182,11 +166,6 @@ impl Cluster {
             assert_eq!(replicas, vec![1, 2, 3], "{t:?}");
         }
     }
-}
-
-fn tail(text: &str, lines: usize) -> String {
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }
 
 /// What a plaintext peer gets from a controller port for a well-formed

@@ -957,3 +957,47 @@ impl Pki {
         )
     }
 }
+
+/// The DescribeQuorum request for the metadata log's partition.
+pub fn describe_quorum_request() -> kafka_protocol::messages::DescribeQuorumRequest {
+    use kafka_protocol::messages::describe_quorum_request::{
+        PartitionData as QuorumPartition, TopicData as QuorumTopic,
+    };
+    let mut req = kafka_protocol::messages::DescribeQuorumRequest::default();
+    let mut topic = QuorumTopic::default();
+    topic.topic_name = topic_name("__cluster_metadata");
+    topic.partitions = vec![QuorumPartition::default()];
+    req.topics = vec![topic];
+    req
+}
+
+/// DescribeQuorum of the metadata log through `client`: its broker
+/// forwards to the quorum's leader.
+pub fn describe_quorum(client: &mut Client) -> kafka_protocol::messages::DescribeQuorumResponse {
+    client.send(1, &describe_quorum_request())
+}
+
+/// The active controller a DescribeQuorum answer names (-1: none).
+pub fn active_controller(q: &kafka_protocol::messages::DescribeQuorumResponse) -> i32 {
+    q.topics
+        .first()
+        .and_then(|t| t.partitions.first())
+        .filter(|p| p.error_code == 0)
+        .map_or(-1, |p| p.leader_id.0)
+}
+
+/// The last `lines` lines of `text`.
+pub fn tail(text: &str, lines: usize) -> String {
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+/// The last `lines` lines of every node's log, headed by its node id
+/// (nodes numbered from 1), for failure messages.
+pub fn node_logs(nodes: &[Broker], lines: usize) -> String {
+    nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| format!("--- node {} ---\n{}", i + 1, tail(&n.log(), lines)))
+        .collect()
+}
