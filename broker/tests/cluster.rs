@@ -1829,3 +1829,206 @@ fn a_single_node_answers_produce_v10_and_fetch_v17_without_hints() {
     let m = metadata(&mut broker.client(), Some(&["solo"]));
     assert_eq!(m.topics[0].error_code, 0);
 }
+
+/// partition -> (leader, isr, elr, last known elr) from DescribeTopicPartitions
+/// (KIP-966), asked of node `from`.
+type ElrView = BTreeMap<i32, (i32, Vec<i32>, Vec<i32>, Vec<i32>)>;
+
+fn describe_partitions(
+    c: &mut Cluster,
+    from: i32,
+    topic: &str,
+    limit: i32,
+    cursor: Option<(&str, i32)>,
+) -> kafka_protocol::messages::DescribeTopicPartitionsResponse {
+    use kafka_protocol::messages::describe_topic_partitions_request::{Cursor, TopicRequest};
+    let mut req = kafka_protocol::messages::DescribeTopicPartitionsRequest::default();
+    let mut t = TopicRequest::default();
+    t.name = topic_name(topic);
+    req.topics = vec![t];
+    req.response_partition_limit = limit;
+    req.cursor = cursor.map(|(name, partition)| {
+        let mut c = Cursor::default();
+        c.topic_name = topic_name(name);
+        c.partition_index = partition;
+        c
+    });
+    c.node(from).client().send(0, &req)
+}
+
+fn elr_view(c: &mut Cluster, from: i32, topic: &str) -> ElrView {
+    let resp = describe_partitions(c, from, topic, 2000, None);
+    let ids = |v: &Option<Vec<kafka_protocol::messages::BrokerId>>| {
+        v.iter().flatten().map(|b| b.0).collect::<Vec<_>>()
+    };
+    resp.topics
+        .iter()
+        .filter(|t| t.error_code == 0)
+        .flat_map(|t| t.partitions.iter())
+        .map(|p| {
+            (
+                p.partition_index,
+                (
+                    p.leader_id.0,
+                    p.isr_nodes.iter().map(|b| b.0).collect(),
+                    ids(&p.eligible_leader_replicas),
+                    ids(&p.last_known_elr),
+                ),
+            )
+        })
+        .collect()
+}
+
+/// KIP-966 end to end: RF 3, min.insync.replicas 2. One follower dies
+/// (SIGKILL), the other stops cleanly (SIGTERM: a controlled shutdown), so
+/// the ISR shrinks to the leader with that follower as its eligible leader
+/// replica; then the leader dies too. The clean follower comes back first:
+/// it is elected from the ELR (before KIP-966 it stayed out: only the dead
+/// leader, left alone in the ISR, could lead) and holds every acknowledged
+/// record. (With `ELIGIBLE_LEADER_REPLICAS` off in the controller this test
+/// fails: the partition stays leaderless.) Also: DescribeTopicPartitions
+/// pages by cursor.
+#[test]
+fn an_eligible_leader_replica_leads_once_the_last_isr_member_is_gone() {
+    // Three controllers plus two broker-only nodes: the three replicas of
+    // the chosen partition include at most one controller, so the quorum
+    // keeps its majority while all three are down.
+    let mut c = Cluster::start("");
+    c.add_broker_only(4, "");
+    c.add_broker_only(5, "");
+    assert!(
+        wait_until(|| broker_ids(&c.metadata_from(1, None)).len() == 5),
+        "five brokers\n{}",
+        c.logs()
+    );
+    let created = create_topic(
+        &mut c.node(1).client(),
+        "elr",
+        5,
+        3,
+        &[("min.insync.replicas", "2")],
+    );
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    let mut chosen = None;
+    assert!(
+        wait_until(|| {
+            let a = assignment(&c.metadata_from(1, Some(&["elr"])), "elr");
+            let in_sync = a
+                .values()
+                .all(|(leader, _, _, isr, _)| *leader > 0 && isr.len() == 3);
+            chosen = a
+                .iter()
+                .filter(|(_, (_, _, replicas, ..))| {
+                    replicas.iter().filter(|r| **r <= 3).count() <= 1
+                })
+                .map(|(p, (leader, _, replicas, ..))| (*p, *leader, replicas.clone()))
+                .next();
+            in_sync && chosen.is_some()
+        }),
+        "no partition with at most one controller among its replicas\n{:?}",
+        assignment(&c.metadata_from(1, Some(&["elr"])), "elr")
+    );
+    let (p, leader, replicas) = chosen.unwrap();
+    let followers: Vec<i32> = replicas.iter().copied().filter(|r| *r != leader).collect();
+    let (crashed, eligible) = (followers[0], followers[1]);
+    let watcher = (1..=3).find(|n| !replicas.contains(n)).unwrap();
+
+    // Paging: one partition per answer, the cursor walks the topic.
+    let first = describe_partitions(&mut c, watcher, "elr", 1, None);
+    let next = first.next_cursor.as_ref().expect("a cursor");
+    assert_eq!((next.topic_name.as_str(), next.partition_index), ("elr", 1));
+    assert_eq!(first.topics[0].partitions.len(), 1);
+    let last = describe_partitions(&mut c, watcher, "elr", 10, Some(("elr", 3)));
+    assert!(last.next_cursor.is_none());
+    let indexes: Vec<i32> = last.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.partition_index)
+        .collect();
+    assert_eq!(indexes, vec![3, 4]);
+    let unknown = describe_partitions(&mut c, watcher, "missing", 10, None);
+    assert_eq!(
+        unknown.topics[0].error_code,
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
+
+    let mut acknowledged: Vec<String> = Vec::new();
+    let mut produce_acked = |c: &mut Cluster, values: &[String]| {
+        let refs: Vec<&str> = values.iter().map(String::as_str).collect();
+        let r = produce(&mut c.node(leader).client(), "elr", p, batch(&refs));
+        assert_eq!(r.error_code, 0, "{r:?}\n{}", c.logs());
+        acknowledged.extend(values.iter().cloned());
+    };
+    produce_acked(
+        &mut c,
+        &(0..20).map(|i| format!("all-{i}")).collect::<Vec<_>>(),
+    );
+
+    // A follower crashes: the ISR keeps min.insync.replicas, no ELR.
+    c.node(crashed).kill9();
+    assert!(
+        wait_until(|| elr_view(&mut c, watcher, "elr")
+            .get(&p)
+            .is_some_and(|(_, isr, ..)| isr.len() == 2)),
+        "{crashed} left the ISR\n{:?}",
+        elr_view(&mut c, watcher, "elr")
+    );
+    assert_eq!(elr_view(&mut c, watcher, "elr")[&p].2, Vec::<i32>::new());
+    produce_acked(
+        &mut c,
+        &(0..20).map(|i| format!("two-{i}")).collect::<Vec<_>>(),
+    );
+
+    // The other stops cleanly: the ISR falls below min ISR, it is eligible.
+    assert!(c.node(eligible).sigterm().success());
+    assert!(
+        wait_until(|| elr_view(&mut c, watcher, "elr")
+            .get(&p)
+            .is_some_and(|v| v.1 == vec![leader] && v.2 == vec![eligible])),
+        "the ISR shrank to the leader with {eligible} eligible\n{:?}",
+        elr_view(&mut c, watcher, "elr")
+    );
+    // Below min.insync.replicas nothing more is acknowledged.
+    let refused = produce(&mut c.node(leader).client(), "elr", p, batch(&["refused"]));
+    assert_eq!(refused.error_code, ErrorCode::NotEnoughReplicas.code());
+
+    // The leader dies: no ISR member is left, nor a live eligible one.
+    c.node(leader).kill9();
+    assert!(
+        wait_until(|| elr_view(&mut c, watcher, "elr")
+            .get(&p)
+            .is_some_and(|v| v.0 == -1 && v.1.is_empty())),
+        "the partition became leaderless\n{:?}\n{}",
+        elr_view(&mut c, watcher, "elr"),
+        c.logs()
+    );
+    let view = elr_view(&mut c, watcher, "elr")[&p].clone();
+    assert_eq!(
+        view.2.iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([leader, eligible]),
+        "both are eligible: {view:?}"
+    );
+
+    // The eligible follower returns and leads, alone in the ISR.
+    c.node(eligible).relaunch();
+    c.node(eligible).wait_until_ready();
+    assert!(
+        wait_until(|| elr_view(&mut c, watcher, "elr")
+            .get(&p)
+            .is_some_and(|v| v.0 == eligible)),
+        "{eligible} was not elected from the ELR\n{:?}\n{}",
+        elr_view(&mut c, watcher, "elr"),
+        c.logs()
+    );
+    let view = elr_view(&mut c, watcher, "elr")[&p].clone();
+    assert_eq!(
+        (view.1.clone(), view.2.clone()),
+        (vec![eligible], vec![leader])
+    );
+    let topic = topic_ref(&mut c.node(eligible).client(), "elr");
+    let read: Vec<String> = fetch_all(&mut c.node(eligible).client(), &topic, p, 0)
+        .iter()
+        .map(Rec::value_str)
+        .collect();
+    assert_eq!(read, acknowledged, "every acknowledged record, in order");
+}

@@ -29,6 +29,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_quorum;
+pub mod describe_topic_partitions;
 pub mod describe_user_scram_credentials;
 pub mod fetch;
 pub mod find_coordinator;
@@ -256,6 +257,7 @@ registry! {
     DescribeQuorum => describe_quorum(m::DescribeQuorumRequest),
     DescribeUserScramCredentials => describe_user_scram_credentials(m::DescribeUserScramCredentialsRequest),
     AlterUserScramCredentials => alter_user_scram_credentials(m::AlterUserScramCredentialsRequest),
+    DescribeTopicPartitions => describe_topic_partitions(m::DescribeTopicPartitionsRequest),
 }
 
 /// APIs answered by the connection itself rather than a handler module,

@@ -21,17 +21,17 @@ use serde::{Deserialize, Serialize};
 use sluice_protocol::ErrorCode;
 use uuid::Uuid;
 
-use super::member::RaftTiming;
 use super::quorum::image::PartitionImage;
 use super::quorum::records::{
     BrokerRegistration, ConfigRecord, ConfigResourceType, Endpoint, MetadataRecord, NodeId,
     PartitionChange, PartitionRecord, ScramCredential, ScramMechanism, NO_LEADER,
 };
 use super::quorum::{
-    ControllerService, MetadataImage, MetadataQuorum, QuorumDescription, QuorumError, RecordError,
+    ControllerService, MetadataImage, MetadataQuorum, QuorumDescription, QuorumError, RaftTiming,
+    RecordError,
 };
 use super::{check_name_collision, not_enough_brokers, resolve_new_topic, OFFSETS_TOPIC};
-use crate::config::names::{CLEANUP_POLICY, SEGMENT_BYTES};
+use crate::config::names::{CLEANUP_POLICY, MIN_INSYNC_REPLICAS, SEGMENT_BYTES};
 use crate::config::BrokerConfig;
 
 /// Producer ids handed to a broker at a time.
@@ -367,6 +367,12 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                             format!("another live process is registered as broker {broker_id}"),
                         ));
                     }
+                    // A new process whose predecessor did not finish a
+                    // controlled shutdown stopped uncleanly: it may have
+                    // lost what it had not synced, so it may no longer be
+                    // an eligible leader (KIP-966; Kafka tells this from the
+                    // broker's clean-shutdown marker).
+                    let unclean_restart = restarted_uncleanly(existing, incarnation_id);
                     // Whatever the old registration led or replicated in
                     // an ISR moves away first: the new incarnation starts
                     // fenced and earns its place back once caught up.
@@ -375,12 +381,27 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                             broker_id,
                             broker_epoch: old.broker_epoch,
                         });
-                        records.extend(partition_moves(&image, broker_id, self.unclean()));
+                        records.extend(partition_moves(
+                            &image,
+                            broker_id,
+                            self.rules(),
+                            unclean_restart,
+                        ));
                         tracing::warn!(
                             broker_id,
                             restarted,
                             "broker registered again before its old registration was fenced: fencing the old one"
                         );
+                    } else if unclean_restart {
+                        let moves = partition_moves(&image, broker_id, self.rules(), true);
+                        if !moves.is_empty() {
+                            tracing::info!(
+                                broker_id,
+                                partitions = moves.len(),
+                                "broker restarted after an unclean shutdown: removed from eligible leader replicas"
+                            );
+                        }
+                        records.extend(moves);
                     }
                 }
                 let broker_epoch = i64::try_from(image.offset).unwrap_or(i64::MAX - 1) + 1;
@@ -527,6 +548,11 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                         records.push(config_record(&name, key, Some(value)));
                     }
                 }
+                if current.get(MIN_INSYNC_REPLICAS) != configs.get(MIN_INSYNC_REPLICAS) {
+                    if let Some(topic) = image.topic_by_name(&name) {
+                        records.extend(elr_cleared(topic));
+                    }
+                }
                 if records.is_empty() {
                     return Ok(ControllerAnswer::Committed {
                         offset: image.offset,
@@ -647,11 +673,32 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                         ));
                     }
                 }
+                // The ELR follows the ISR: members shrunk out below
+                // min.insync.replicas join it, rejoining ones leave it, and
+                // it empties once the ISR is back at min.insync.replicas.
+                let rules = self.rules();
+                let topic_name = image.topics.get(&topic_id).map(|t| t.name.clone());
+                let min_isr = rules.min_isr(&image, topic_name.as_deref().unwrap_or(""));
+                // The leader is in `new_isr`, so it stays and the ISR is
+                // taken as asked; only the ELR fields are decided here.
+                let leader_stays = |r: NodeId| r == broker_id;
+                let next = next_partition(
+                    current,
+                    new_isr.clone(),
+                    min_isr,
+                    None,
+                    &leader_stays,
+                    rules,
+                );
+                let (elr, last_known_elr) = (next.elr, next.last_known_elr);
                 let offset = self
                     .propose(vec![MetadataRecord::PartitionChange(PartitionChange {
                         topic_id,
                         partition,
                         isr: Some(new_isr.clone()),
+                        elr: (elr != current.elr).then_some(elr),
+                        last_known_elr: (last_known_elr != current.last_known_elr)
+                            .then_some(last_known_elr),
                         expect_partition_epoch: Some(partition_epoch),
                         ..PartitionChange::default()
                     })])
@@ -691,9 +738,9 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
         if want_shutdown {
             // Controlled shutdown: move its leaderships and take it out of
             // every ISR while it still serves, then let it go.
-            let mut records = partition_moves(image, broker_id, self.unclean());
-            if !state.fenced {
-                records.push(MetadataRecord::FenceBroker {
+            let mut records = partition_moves(image, broker_id, self.rules(), false);
+            if !(state.fenced && state.shut_down_cleanly) {
+                records.push(MetadataRecord::ControlledShutdown {
                     broker_id,
                     broker_epoch,
                 });
@@ -713,7 +760,7 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 broker_id,
                 broker_epoch,
             }];
-            records.extend(elections_on_return(image, broker_id, self.unclean()));
+            records.extend(elections_on_return(image, broker_id, self.rules()));
             self.propose(records).await?;
             tracing::info!(broker_id, "broker unfenced");
             return Ok(ControllerAnswer::Heartbeat {
@@ -727,8 +774,12 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
         })
     }
 
-    fn unclean(&self) -> bool {
-        self.config.unclean_leader_election_enable
+    fn rules(&self) -> ElectionRules {
+        ElectionRules {
+            elr: ELIGIBLE_LEADER_REPLICAS,
+            unclean: self.config.unclean_leader_election_enable,
+            default_min_isr: self.config.min_insync_replicas,
+        }
     }
 
     /// The records that create a topic: its id, partitions with replicas
@@ -844,7 +895,7 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 broker_id,
                 broker_epoch,
             }];
-            records.extend(partition_moves(&image, broker_id, self.unclean()));
+            records.extend(partition_moves(&image, broker_id, self.rules(), false));
             let moved = records.len() - 1;
             match self.propose(records).await {
                 Ok(_) => tracing::warn!(
@@ -899,6 +950,12 @@ impl<Q: MetadataQuorum + 'static> ControllerService for Controller<Q> {
             serde_json::to_vec(&answer).unwrap_or_default()
         })
     }
+}
+
+/// Whether a registration by `incarnation_id` is a new process after one
+/// that stopped without finishing a controlled shutdown.
+fn restarted_uncleanly(existing: &super::quorum::image::BrokerState, incarnation_id: Uuid) -> bool {
+    existing.registration.incarnation_id != incarnation_id && !existing.shut_down_cleanly
 }
 
 /// Broker `broker_id` must be registered with `broker_epoch`.
@@ -980,19 +1037,212 @@ fn assign(brokers: &[NodeId], start: usize, partition: i32, rf: usize) -> Vec<No
     (0..rf).map(|j| brokers[(first + j) % n]).collect()
 }
 
+/// Whether KIP-966's eligible leader replicas are kept (Kafka's
+/// `eligible.leader.replicas.version=1`, the default of new 4.1 clusters).
+/// Off, the last ISR member stays (leaderless) in the ISR instead.
+const ELIGIBLE_LEADER_REPLICAS: bool = true;
+
+/// How the controller changes leaders and ISRs: with eligible leader
+/// replicas or not, with unclean election or not, and the cluster's
+/// `min.insync.replicas` for topics without their own.
+#[derive(Clone, Copy, Debug)]
+struct ElectionRules {
+    elr: bool,
+    unclean: bool,
+    default_min_isr: i32,
+}
+
+impl ElectionRules {
+    /// The topic's `min.insync.replicas` (its override, else the broker's),
+    /// resolved as the brokers' log configs resolve it.
+    fn min_isr(&self, image: &MetadataImage, topic: &str) -> usize {
+        let value = image
+            .topic_configs
+            .get(topic)
+            .and_then(|c| c.get(MIN_INSYNC_REPLICAS))
+            .and_then(|v| v.parse::<i64>().ok())
+            .unwrap_or(i64::from(self.default_min_isr));
+        usize::try_from(value.clamp(1, i64::from(i32::MAX))).unwrap_or(1)
+    }
+}
+
+/// A partition's leadership after a change, before it becomes a record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct NextPartition {
+    leader: NodeId,
+    isr: Vec<NodeId>,
+    elr: Vec<NodeId>,
+    last_known_elr: Vec<NodeId>,
+}
+
+/// The members of `set` in replica order (records stay deterministic).
+fn in_replica_order(p: &PartitionImage, set: &BTreeSet<NodeId>) -> Vec<NodeId> {
+    p.replicas
+        .iter()
+        .copied()
+        .filter(|r| set.contains(r))
+        .collect()
+}
+
+/// Decides a partition's leader, ISR and eligible leader replicas once its
+/// ISR is to become `target_isr`, as KRaft's partition change builder does
+/// under KIP-966:
+/// - ISR at or above min.insync.replicas: no ELR (nor last known ELR);
+/// - below it: every replica that was in the ISR or the ELR and is not in
+///   the new ISR is in the ELR (the high watermark cannot have advanced
+///   since it was in sync, so it holds every committed record), except a
+///   broker known to have stopped uncleanly (`unclean_shutdown`), which
+///   goes to the last known ELR instead;
+/// - a leader is kept while valid, else the first `acceptable` replica of
+///   the ISR; with an empty ISR, the first acceptable ELR member, which then
+///   forms the ISR alone and leaves the ELR (the rest of the ELR stays);
+/// - with neither, the last known leader if it is back (Kafka 4's fallback,
+///   what keeping the last ISR member did before), else an unclean election
+///   if enabled (which clears the ELR), else no leader;
+/// - an ISR emptied by this change records its last leader as the last
+///   known ELR; any elected leader clears it.
+///
+/// Without ELR the last ISR member stays in the ISR, leaderless.
+fn next_partition(
+    p: &PartitionImage,
+    target_isr: Vec<NodeId>,
+    min_isr: usize,
+    unclean_shutdown: Option<NodeId>,
+    acceptable: &dyn Fn(NodeId) -> bool,
+    rules: ElectionRules,
+) -> NextPartition {
+    let mut isr = target_isr;
+    if !rules.elr && isr.is_empty() {
+        isr = p.isr.clone();
+    }
+    let (mut elr, mut last_known_elr) = if !rules.elr || isr.len() >= min_isr {
+        (Vec::new(), Vec::new())
+    } else {
+        let in_isr: BTreeSet<NodeId> = isr.iter().copied().collect();
+        let candidates: BTreeSet<NodeId> = p.elr.iter().chain(&p.isr).copied().collect();
+        let elr: BTreeSet<NodeId> = candidates
+            .iter()
+            .copied()
+            .filter(|r| !in_isr.contains(r) && Some(*r) != unclean_shutdown)
+            .collect();
+        let last_known: BTreeSet<NodeId> = candidates
+            .iter()
+            .chain(&p.last_known_elr)
+            .copied()
+            .filter(|r| !in_isr.contains(r) && !elr.contains(r))
+            .collect();
+        (in_replica_order(p, &elr), in_replica_order(p, &last_known))
+    };
+    let valid =
+        |r: NodeId| acceptable(r) && (isr.contains(&r) || (isr.is_empty() && elr.contains(&r)));
+    let mut unclean_election = false;
+    let leader = if p.leader != NO_LEADER && valid(p.leader) {
+        p.leader
+    } else if let Some(r) = p.replicas.iter().copied().find(|r| valid(*r)) {
+        r
+    } else if let Some(r) = p.last_known_elr.first().copied().filter(|r| {
+        rules.elr
+            && isr.is_empty()
+            && elr.is_empty()
+            && p.last_known_elr.len() == 1
+            && acceptable(*r)
+    }) {
+        unclean_election = true;
+        r
+    } else if let Some(r) = p
+        .replicas
+        .iter()
+        .copied()
+        .find(|r| rules.unclean && acceptable(*r))
+    {
+        unclean_election = true;
+        r
+    } else {
+        NO_LEADER
+    };
+    if unclean_election {
+        isr = vec![leader];
+        elr.clear();
+        last_known_elr.clear();
+    } else if leader != NO_LEADER && elr.contains(&leader) {
+        isr = vec![leader];
+        elr.retain(|r| *r != leader);
+    }
+    if rules.elr {
+        if isr.is_empty() && !p.isr.is_empty() && p.leader != NO_LEADER {
+            last_known_elr = vec![p.leader];
+        } else if leader != NO_LEADER {
+            last_known_elr.clear();
+        }
+    }
+    NextPartition {
+        leader,
+        isr,
+        elr,
+        last_known_elr,
+    }
+}
+
+/// The record taking partition `p` to `next`, if anything changes. The
+/// leader (and, with `always_isr`, the ISR) is always written; ELR fields
+/// only when they change.
+fn change_to(
+    topic_id: Uuid,
+    partition: i32,
+    p: &PartitionImage,
+    next: NextPartition,
+    always_isr: bool,
+) -> Option<PartitionChange> {
+    let same = |a: &[NodeId], b: &[NodeId]| {
+        a.iter().collect::<BTreeSet<_>>() == b.iter().collect::<BTreeSet<_>>()
+    };
+    let elr_changed = !same(&next.elr, &p.elr);
+    let last_known_changed = !same(&next.last_known_elr, &p.last_known_elr);
+    if next.leader == p.leader && next.isr == p.isr && !elr_changed && !last_known_changed {
+        return None;
+    }
+    let isr_changed = next.isr != p.isr;
+    Some(PartitionChange {
+        topic_id,
+        partition,
+        leader: Some(next.leader),
+        isr: (always_isr || isr_changed).then_some(next.isr),
+        elr: elr_changed.then_some(next.elr),
+        last_known_elr: last_known_changed.then_some(next.last_known_elr),
+        ..PartitionChange::default()
+    })
+}
+
 /// Partition changes when `gone` is fenced or shuts down: it leaves every
-/// ISR it is in (the last ISR member stays, leaderless, so no acknowledged
-/// record is given up), and partitions it led get a new leader from the
-/// remaining ISR.
-fn partition_moves(image: &MetadataImage, gone: NodeId, unclean: bool) -> Vec<MetadataRecord> {
+/// ISR it is in, going to the ELR where the ISR falls below
+/// min.insync.replicas (unless it stopped uncleanly: `unclean_shutdown`,
+/// which also takes it out of every ELR), and partitions it led get a new
+/// leader from the remaining ISR, else from the ELR (see [`next_partition`]).
+fn partition_moves(
+    image: &MetadataImage,
+    gone: NodeId,
+    rules: ElectionRules,
+    unclean_shutdown: bool,
+) -> Vec<MetadataRecord> {
     let alive = |b: NodeId| b != gone && image.broker(b).is_some_and(|s| !s.fenced);
     let mut records = Vec::new();
     for topic in image.topics.values() {
+        let min_isr = rules.min_isr(image, &topic.name);
         for (index, p) in &topic.partitions {
-            if !p.isr.contains(&gone) && p.leader != gone {
+            let in_elr = unclean_shutdown && p.elr.contains(&gone);
+            if !p.isr.contains(&gone) && p.leader != gone && !in_elr {
                 continue;
             }
-            if let Some(change) = change_without(topic.id, *index, p, gone, &alive, unclean) {
+            let remaining: Vec<NodeId> = p.isr.iter().copied().filter(|r| *r != gone).collect();
+            let next = next_partition(
+                p,
+                remaining,
+                min_isr,
+                unclean_shutdown.then_some(gone),
+                &alive,
+                rules,
+            );
+            if let Some(change) = change_to(topic.id, *index, p, next, true) {
                 records.push(MetadataRecord::PartitionChange(change));
             }
         }
@@ -1000,78 +1250,53 @@ fn partition_moves(image: &MetadataImage, gone: NodeId, unclean: bool) -> Vec<Me
     records
 }
 
-fn change_without(
-    topic_id: Uuid,
-    partition: i32,
-    p: &PartitionImage,
-    gone: NodeId,
-    alive: &dyn Fn(NodeId) -> bool,
-    unclean: bool,
-) -> Option<PartitionChange> {
-    let remaining: Vec<NodeId> = p.isr.iter().copied().filter(|r| *r != gone).collect();
-    let (isr, leader) = if remaining.is_empty() {
-        // The last in-sync replica: it keeps the partition's data. Unclean
-        // election, when enabled, may hand it to a live out-of-sync replica.
-        match p
-            .replicas
-            .iter()
-            .copied()
-            .find(|r| unclean && *r != gone && alive(*r))
-        {
-            Some(r) => (vec![r], r),
-            None => (p.isr.clone(), NO_LEADER),
-        }
-    } else {
-        let leader = if p.leader == gone || p.leader == NO_LEADER {
-            p.replicas
-                .iter()
-                .copied()
-                .find(|r| remaining.contains(r) && alive(*r))
-                .unwrap_or(NO_LEADER)
-        } else {
-            p.leader
-        };
-        (remaining, leader)
-    };
-    if isr == p.isr && leader == p.leader {
-        return None;
-    }
-    Some(PartitionChange {
-        topic_id,
-        partition,
-        leader: Some(leader),
-        isr: Some(isr),
-        ..PartitionChange::default()
-    })
-}
-
-/// Partitions left leaderless that broker `back` can lead again: it is in
-/// their ISR (or, with unclean election, any replica of a partition whose
-/// ISR is all dead).
-fn elections_on_return(image: &MetadataImage, back: NodeId, unclean: bool) -> Vec<MetadataRecord> {
+/// Partitions left leaderless that broker `back` (being unfenced) can lead
+/// again: it is in their ISR, or in their ELR with the ISR empty, or their
+/// last known leader with no ISR or ELR left (or, with unclean election,
+/// any replica of a partition whose ISR is all dead).
+fn elections_on_return(
+    image: &MetadataImage,
+    back: NodeId,
+    rules: ElectionRules,
+) -> Vec<MetadataRecord> {
+    let acceptable = |b: NodeId| b == back || image.broker(b).is_some_and(|s| !s.fenced);
     let mut records = Vec::new();
     for topic in image.topics.values() {
+        let min_isr = rules.min_isr(image, &topic.name);
         for (index, p) in &topic.partitions {
             if p.leader != NO_LEADER || !p.replicas.contains(&back) {
                 continue;
             }
-            let isr = if p.isr.contains(&back) {
-                None
-            } else if unclean {
-                Some(vec![back])
-            } else {
+            let next = next_partition(p, p.isr.clone(), min_isr, None, &acceptable, rules);
+            if next.leader == NO_LEADER {
                 continue;
-            };
-            records.push(MetadataRecord::PartitionChange(PartitionChange {
-                topic_id: topic.id,
-                partition: *index,
-                leader: Some(back),
-                isr,
-                ..PartitionChange::default()
-            }));
+            }
+            if let Some(change) = change_to(topic.id, *index, p, next, false) {
+                records.push(MetadataRecord::PartitionChange(change));
+            }
         }
     }
     records
+}
+
+/// Clears the ELR state of `topic`'s partitions, as Kafka does when the
+/// topic's min.insync.replicas changes (the ELR was judged against the old
+/// value).
+fn elr_cleared(topic: &super::quorum::image::TopicImage) -> Vec<MetadataRecord> {
+    topic
+        .partitions
+        .iter()
+        .filter(|(_, p)| !p.elr.is_empty() || !p.last_known_elr.is_empty())
+        .map(|(index, _)| {
+            MetadataRecord::PartitionChange(PartitionChange {
+                topic_id: topic.id,
+                partition: *index,
+                elr: Some(Vec::new()),
+                last_known_elr: Some(Vec::new()),
+                ..PartitionChange::default()
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -1133,6 +1358,65 @@ mod tests {
         topic_id
     }
 
+    /// Eligible leader replicas on or off, unclean election on or off,
+    /// min.insync.replicas 1 unless a topic says otherwise.
+    fn rules(elr: bool, unclean: bool) -> ElectionRules {
+        ElectionRules {
+            elr,
+            unclean,
+            default_min_isr: 1,
+        }
+    }
+
+    const ELR: ElectionRules = ElectionRules {
+        elr: true,
+        unclean: false,
+        default_min_isr: 2,
+    };
+
+    /// Topic `t` with min.insync.replicas = `min_isr`.
+    fn with_min_isr(image: &mut MetadataImage, min_isr: i32) {
+        image
+            .apply(&config_record(
+                "t",
+                MIN_INSYNC_REPLICAS,
+                Some(&min_isr.to_string()),
+            ))
+            .unwrap();
+    }
+
+    fn set_fenced(image: &mut MetadataImage, broker_id: NodeId, fenced: bool) {
+        let record = if fenced {
+            MetadataRecord::FenceBroker {
+                broker_id,
+                broker_epoch: 1,
+            }
+        } else {
+            MetadataRecord::UnfenceBroker {
+                broker_id,
+                broker_epoch: 1,
+            }
+        };
+        image.apply(&record).unwrap();
+    }
+
+    /// Applies `records` and answers the partition's (leader, isr, elr,
+    /// last known elr).
+    fn applied(
+        image: &mut MetadataImage,
+        t: Uuid,
+        records: &[MetadataRecord],
+    ) -> (NodeId, Vec<NodeId>, Vec<NodeId>, Vec<NodeId>) {
+        image.apply_batch(records).unwrap();
+        let p = image.partition(t, 0).unwrap();
+        (
+            p.leader,
+            p.isr.clone(),
+            p.elr.clone(),
+            p.last_known_elr.clone(),
+        )
+    }
+
     fn change(records: &[MetadataRecord]) -> Option<&PartitionChange> {
         records.iter().find_map(|r| match r {
             MetadataRecord::PartitionChange(c) => Some(c),
@@ -1162,31 +1446,32 @@ mod tests {
     fn a_lost_leader_is_replaced_from_the_isr_in_replica_order() {
         let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[]);
         let t = with_partition(&mut img, &[1, 2, 3], &[1, 2, 3], 1);
-        let records = partition_moves(&img, 1, false);
+        let records = partition_moves(&img, 1, rules(true, false), false);
         let c = change(&records).unwrap();
         assert_eq!(
             (c.topic_id, c.leader, c.isr.clone()),
             (t, Some(2), Some(vec![2, 3]))
         );
         // A follower lost: it leaves the ISR, the leader stays.
-        let records = partition_moves(&img, 3, false);
+        let records = partition_moves(&img, 3, rules(true, false), false);
         let c = change(&records).unwrap();
         assert_eq!((c.leader, c.isr.clone()), (Some(1), Some(vec![1, 2])));
         // A broker outside the ISR and not leading changes nothing.
         let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[]);
         with_partition(&mut img, &[1, 2, 3], &[1, 2], 1);
-        assert!(partition_moves(&img, 3, false).is_empty());
+        assert!(partition_moves(&img, 3, rules(true, false), false).is_empty());
     }
 
     #[test]
     fn the_last_isr_member_keeps_the_partition_unless_unclean_election_is_on() {
         let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[]);
         with_partition(&mut img, &[1, 2, 3], &[1], 1);
-        let records = partition_moves(&img, 1, false);
+        // Without eligible leader replicas (with them, see below).
+        let records = partition_moves(&img, 1, rules(false, false), false);
         let c = change(&records).unwrap();
         assert_eq!((c.leader, c.isr.clone()), (Some(NO_LEADER), Some(vec![1])));
         // With unclean election a live out-of-sync replica takes over alone.
-        let records = partition_moves(&img, 1, true);
+        let records = partition_moves(&img, 1, rules(false, true), false);
         let c = change(&records).unwrap();
         assert_eq!((c.leader, c.isr.clone()), (Some(2), Some(vec![2])));
     }
@@ -1195,12 +1480,12 @@ mod tests {
     fn a_returning_isr_member_leads_a_leaderless_partition() {
         let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[1]);
         let t = with_partition(&mut img, &[1, 2, 3], &[1], NO_LEADER);
-        let records = elections_on_return(&img, 1, false);
+        let records = elections_on_return(&img, 1, rules(true, false));
         let c = change(&records).unwrap();
         assert_eq!((c.topic_id, c.leader, c.isr.clone()), (t, Some(1), None));
         // Not in the ISR: only unclean election lets it lead.
-        assert!(elections_on_return(&img, 2, false).is_empty());
-        let records = elections_on_return(&img, 2, true);
+        assert!(elections_on_return(&img, 2, rules(true, false)).is_empty());
+        let records = elections_on_return(&img, 2, rules(true, true));
         assert_eq!(change(&records).unwrap().isr, Some(vec![2]));
     }
 
@@ -1221,5 +1506,226 @@ mod tests {
         let err = img.apply(&shrink(0)).unwrap_err();
         assert_eq!(err.code, ErrorCode::InvalidUpdateVersion);
         assert_eq!(img.partition(t, 0).unwrap().partition_epoch, 1);
+    }
+
+    #[test]
+    fn min_isr_is_the_topics_override_else_the_brokers() {
+        let mut img = image(&[(1, "a")], &[]);
+        with_partition(&mut img, &[1], &[1], 1);
+        assert_eq!(ELR.min_isr(&img, "t"), 2);
+        with_min_isr(&mut img, 3);
+        assert_eq!(ELR.min_isr(&img, "t"), 3);
+        assert_eq!(ELR.min_isr(&img, "other"), 2);
+    }
+
+    #[test]
+    fn replicas_leaving_the_isr_below_min_isr_become_eligible_leaders() {
+        let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[]);
+        let t = with_partition(&mut img, &[1, 2, 3], &[1, 2, 3], 1);
+        // 3 leaves: the ISR is still at min.insync.replicas 2, no ELR.
+        set_fenced(&mut img, 3, true);
+        let records = partition_moves(&img, 3, ELR, false);
+        assert_eq!(change(&records).unwrap().elr, None);
+        assert_eq!(
+            applied(&mut img, t, &records),
+            (1, vec![1, 2], vec![], vec![])
+        );
+        // 2 leaves (a controlled shutdown moves it the same way): below
+        // min ISR, so it is eligible; 3 left while the ISR was big enough.
+        let records = partition_moves(&img, 2, ELR, false);
+        assert_eq!(
+            applied(&mut img, t, &records),
+            (1, vec![1], vec![2], vec![])
+        );
+        // The leader, the last ISR member, goes too: the ISR empties, no
+        // live eligible leader is left (2 is still up only in this test,
+        // so fence it first), and 1 is the last known leader.
+        set_fenced(&mut img, 2, true);
+        let records = partition_moves(&img, 1, ELR, false);
+        assert_eq!(
+            applied(&mut img, t, &records),
+            (NO_LEADER, vec![], vec![1, 2], vec![1])
+        );
+        assert_eq!(img.partition(t, 0).unwrap().leader_epoch, 1);
+        set_fenced(&mut img, 1, true);
+        // 3 (never eligible) comes back: nothing to lead.
+        assert!(elections_on_return(&img, 3, ELR).is_empty());
+        // 2 comes back: it leads alone, 1 stays eligible.
+        let records = elections_on_return(&img, 2, ELR);
+        assert_eq!(
+            applied(&mut img, t, &records),
+            (2, vec![2], vec![1], vec![])
+        );
+        assert_eq!(img.partition(t, 0).unwrap().leader_epoch, 2);
+    }
+
+    #[test]
+    fn a_live_eligible_replica_takes_over_from_a_lost_last_isr_member() {
+        let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[]);
+        let t = with_partition(&mut img, &[1, 2, 3], &[1, 2], 1);
+        let records = partition_moves(&img, 2, ELR, false);
+        assert_eq!(
+            applied(&mut img, t, &records),
+            (1, vec![1], vec![2], vec![])
+        );
+        // 2 is out of the ISR but alive (it lagged, say): 1 dies, 2 leads.
+        let records = partition_moves(&img, 1, ELR, false);
+        assert_eq!(
+            applied(&mut img, t, &records),
+            (2, vec![2], vec![1], vec![])
+        );
+    }
+
+    #[test]
+    fn the_isr_back_at_min_isr_clears_the_elr_and_a_rejoining_replica_leaves_it() {
+        let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[]);
+        let t = with_partition(&mut img, &[1, 2, 3], &[1, 2, 3], 1);
+        with_min_isr(&mut img, 3);
+        let records = partition_moves(&img, 3, ELR, false);
+        assert_eq!(
+            applied(&mut img, t, &records),
+            (1, vec![1, 2], vec![3], vec![])
+        );
+        let records = partition_moves(&img, 2, ELR, false);
+        assert_eq!(
+            applied(&mut img, t, &records),
+            (1, vec![1], vec![2, 3], vec![])
+        );
+        let rules = ELR;
+        let leader = |r: NodeId| r == 1;
+        // 2 rejoins (AlterPartition): it leaves the ELR, 3 stays.
+        let p = img.partition(t, 0).unwrap().clone();
+        let next = next_partition(&p, vec![1, 2], 3, None, &leader, rules);
+        assert_eq!((next.leader, next.elr), (1, vec![3]));
+        // At min.insync.replicas the ELR empties.
+        with_min_isr(&mut img, 2);
+        let next = next_partition(&p, vec![1, 2], 2, None, &leader, rules);
+        assert_eq!(
+            (next.elr.clone(), next.last_known_elr.clone()),
+            (vec![], vec![])
+        );
+        let change = change_to(t, 0, &p, next, false).unwrap();
+        assert_eq!(change.elr, Some(vec![]));
+        assert_eq!(change.isr, Some(vec![1, 2]));
+    }
+
+    #[test]
+    fn an_unclean_shutdown_removes_a_broker_from_every_elr() {
+        let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[2, 3]);
+        let t = with_partition(&mut img, &[1, 2, 3], &[1], 1);
+        img.apply(&MetadataRecord::PartitionChange(PartitionChange {
+            topic_id: t,
+            partition: 0,
+            elr: Some(vec![2, 3]),
+            ..PartitionChange::default()
+        }))
+        .unwrap();
+        // 2 restarted after a crash: out of the ELR (the last known ELR
+        // only matters while no leader is left, so it stays empty here).
+        let records = partition_moves(&img, 2, ELR, true);
+        let c = change(&records).unwrap();
+        assert_eq!((c.leader, c.isr.clone()), (Some(1), Some(vec![1])));
+        assert_eq!(
+            applied(&mut img, t, &records),
+            (1, vec![1], vec![3], vec![])
+        );
+        // A crashed ISR member does not go to the ELR either.
+        let records = partition_moves(&img, 1, ELR, true);
+        assert_eq!(
+            applied(&mut img, t, &records),
+            (NO_LEADER, vec![], vec![3], vec![1])
+        );
+
+        // Which registrations count as unclean restarts.
+        let mut state = img.broker(2).unwrap().clone();
+        let same = state.registration.incarnation_id;
+        assert!(!restarted_uncleanly(&state, same), "the same process");
+        assert!(
+            restarted_uncleanly(&state, Uuid::new_v4()),
+            "fenced by its session"
+        );
+        state.shut_down_cleanly = true;
+        assert!(
+            !restarted_uncleanly(&state, Uuid::new_v4()),
+            "after a controlled shutdown"
+        );
+    }
+
+    #[test]
+    fn with_no_isr_and_no_live_eligible_replica_the_partition_waits() {
+        let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[2]);
+        let t = with_partition(&mut img, &[1, 2, 3], &[1], 1);
+        img.apply(&MetadataRecord::PartitionChange(PartitionChange {
+            topic_id: t,
+            partition: 0,
+            elr: Some(vec![2]),
+            ..PartitionChange::default()
+        }))
+        .unwrap();
+        // 3 is live but never was eligible: no clean leader.
+        let records = partition_moves(&img, 1, ELR, false);
+        assert_eq!(
+            applied(&mut img, t, &records),
+            (NO_LEADER, vec![], vec![1, 2], vec![1])
+        );
+        set_fenced(&mut img, 1, true);
+        assert!(elections_on_return(&img, 3, ELR).is_empty());
+        // Unclean election (when enabled) takes 3 and forgets the ELR.
+        let unclean = ElectionRules {
+            unclean: true,
+            ..ELR
+        };
+        let records = elections_on_return(&img, 3, unclean);
+        assert_eq!(applied(&mut img, t, &records), (3, vec![3], vec![], vec![]));
+    }
+
+    #[test]
+    fn the_last_known_leader_leads_again_when_no_isr_or_elr_is_left() {
+        // The KIP's fallback for what the last ISR member staying used to
+        // give: 1, the last leader, crashed and restarted (so it left the
+        // ELR); once back, nothing better exists.
+        let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[1, 2, 3]);
+        let t = with_partition(&mut img, &[1, 2, 3], &[1], 1);
+        img.apply(&MetadataRecord::PartitionChange(PartitionChange {
+            topic_id: t,
+            partition: 0,
+            leader: Some(NO_LEADER),
+            isr: Some(vec![]),
+            elr: Some(vec![]),
+            last_known_elr: Some(vec![1]),
+            ..PartitionChange::default()
+        }))
+        .unwrap();
+        assert!(elections_on_return(&img, 2, ELR).is_empty());
+        let records = elections_on_return(&img, 1, ELR);
+        assert_eq!(applied(&mut img, t, &records), (1, vec![1], vec![], vec![]));
+    }
+
+    #[test]
+    fn the_last_isr_member_goes_to_the_elr_when_eligible_leader_replicas_are_on() {
+        // The ELR-on counterpart of the test above that keeps it in the ISR.
+        let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[]);
+        let t = with_partition(&mut img, &[1, 2, 3], &[1], 1);
+        let records = partition_moves(&img, 1, rules(true, false), false);
+        assert_eq!(
+            applied(&mut img, t, &records),
+            (NO_LEADER, vec![], vec![1], vec![1])
+        );
+        // It leads again from the ELR when it returns.
+        set_fenced(&mut img, 1, true);
+        let records = elections_on_return(&img, 1, rules(true, false));
+        assert_eq!(applied(&mut img, t, &records), (1, vec![1], vec![], vec![]));
+    }
+
+    #[test]
+    fn a_min_isr_change_clears_the_elr() {
+        let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[]);
+        let t = with_partition(&mut img, &[1, 2, 3], &[1, 2], 1);
+        let records = partition_moves(&img, 2, ELR, false);
+        applied(&mut img, t, &records);
+        let topic = img.topics[&t].clone();
+        let records = elr_cleared(&topic);
+        assert_eq!(applied(&mut img, t, &records), (1, vec![1], vec![], vec![]));
+        assert!(elr_cleared(&img.topics[&t]).is_empty());
     }
 }

@@ -284,7 +284,8 @@ impl Partition {
 
     /// Kafka's delayed produce: done when the high watermark passes
     /// `last_offset` (NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR fell below
-    /// `min_isr` meanwhile), NOT_LEADER_OR_FOLLOWER if leadership moved,
+    /// `min_isr` meanwhile, at once on a replicated partition, where the
+    /// high watermark then holds), NOT_LEADER_OR_FOLLOWER if leadership moved,
     /// REQUEST_TIMED_OUT at `deadline`.
     async fn wait_replicated(
         &self,
@@ -304,6 +305,12 @@ impl Partition {
                             } else {
                                 Ok(())
                             };
+                        }
+                        // The ISR fell below min.insync.replicas: the high
+                        // watermark holds until it recovers, so answer now
+                        // (retriable; an idempotent retry finds the batch).
+                        if s.replicas.len() > 1 && (s.isr.len() as i64) < i64::from(min_isr) {
+                            return Err(ErrorCode::NotEnoughReplicasAfterAppend);
                         }
                     }
                     _ => return Err(ErrorCode::NotLeaderOrFollower),
@@ -375,6 +382,19 @@ impl Partition {
     /// only moves forward (the log wakes parked fetches and produces).
     pub fn update_high_watermark(&self) {
         let hw = match &*self.role.borrow() {
+            // KIP-966: while a replicated partition's ISR is below
+            // min.insync.replicas the high watermark stays where it is, so
+            // every record below it is on each eligible leader replica the
+            // controller may elect (acks=all is refused there already;
+            // acks=1 records wait until the ISR recovers). A single replica
+            // has no ELR to protect.
+            Role::Leader(s)
+                if s.replicas.len() > 1
+                    && (s.isr.len() as i64)
+                        < i64::from(self.log.config.borrow().min_insync_replicas) =>
+            {
+                return
+            }
             Role::Leader(s) => {
                 let fenced = self.ctx.fenced_brokers.borrow();
                 s.high_watermark_with(

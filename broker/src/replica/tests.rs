@@ -181,6 +181,33 @@ fn acks_all_refused_below_min_insync_while_acks_one_works() {
 }
 
 #[test]
+fn the_high_watermark_holds_while_a_replicated_isr_is_below_min_insync() {
+    run(async {
+        // RF 2, ISR down to the leader, min.insync.replicas 2 (KIP-966).
+        let f = fixture(leader(&[1, 2], &[1]), "2").await;
+        let p = &f.partition;
+        let r = p.append(vec![batch(&["a"])], 1, soon()).await;
+        assert_eq!(r.error, ErrorCode::None, "acks=1 is still taken");
+        assert_eq!(p.high_watermark(), 0, "but not exposed");
+        let r = p.read(Reader::Consumer, 0, 1 << 20, -1).expect("read");
+        assert!(r.records.is_none());
+        // The follower catching up does not move it while out of the ISR ...
+        p.read(Reader::Follower(2), 1, 1 << 20, 1)
+            .expect("follower read");
+        assert_eq!(p.high_watermark(), 0);
+        // ... the ISR back at min.insync.replicas does.
+        let spec = LeaderAndIsr {
+            leader_epoch: 1,
+            partition_epoch: 2,
+            replicas: vec![1, 2],
+            isr: vec![1, 2],
+        };
+        assert_eq!(p.become_leader(spec), Ok(()));
+        assert_eq!(p.high_watermark(), 1);
+    });
+}
+
+#[test]
 fn acks_all_waits_for_the_follower_fetch() {
     run(async {
         let f = fixture(leader(&[1, 2], &[1, 2]), "2").await;
@@ -264,7 +291,9 @@ fn isr_shrink_answers_waiting_produce_not_enough_replicas_after_append() {
         assert_eq!(calls[0].new_isr, vec![1]);
         assert_eq!((calls[0].leader_epoch, calls[0].partition_epoch), (1, 1));
         assert_eq!(p.isr(), Some(vec![1]));
-        assert_eq!(p.high_watermark(), 1, "the smaller ISR lets it move");
+        // An ISR below min.insync.replicas holds the high watermark (KIP-966:
+        // the follower, now an eligible leader replica, may lack the record).
+        assert_eq!(p.high_watermark(), 0, "below min ISR it holds");
     });
 }
 

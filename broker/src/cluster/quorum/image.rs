@@ -56,6 +56,10 @@ mod error_code_serde {
 pub struct BrokerState {
     pub registration: BrokerRegistration,
     pub fenced: bool,
+    /// This registration ended in a controlled shutdown (fenced by it and
+    /// not unfenced since): the process stopped cleanly.
+    #[serde(default)]
+    pub shut_down_cleanly: bool,
 }
 
 /// A partition's assignment and leadership.
@@ -64,6 +68,9 @@ pub struct PartitionImage {
     pub replicas: Vec<NodeId>,
     pub isr: Vec<NodeId>,
     pub elr: Vec<NodeId>,
+    /// KIP-966's last known ELR (see [`PartitionChange::last_known_elr`]).
+    #[serde(default)]
+    pub last_known_elr: Vec<NodeId>,
     pub leader: NodeId,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
@@ -155,6 +162,16 @@ impl MetadataImage {
                 broker_id,
                 broker_epoch,
             } => self.set_fenced(*broker_id, *broker_epoch, true),
+            MetadataRecord::ControlledShutdown {
+                broker_id,
+                broker_epoch,
+            } => {
+                self.set_fenced(*broker_id, *broker_epoch, true)?;
+                if let Some(b) = self.brokers.get_mut(broker_id) {
+                    b.shut_down_cleanly = true;
+                }
+                Ok(())
+            }
             MetadataRecord::UnfenceBroker {
                 broker_id,
                 broker_epoch,
@@ -232,6 +249,7 @@ impl MetadataImage {
             BrokerState {
                 registration: reg.clone(),
                 fenced: true,
+                shut_down_cleanly: false,
             },
         );
         Ok(())
@@ -269,6 +287,10 @@ impl MetadataImage {
         self.registered(broker_id, broker_epoch)?;
         if let Some(broker) = self.brokers.get_mut(&broker_id) {
             broker.fenced = fenced;
+            // Serving again: a later stop is judged afresh.
+            if !fenced {
+                broker.shut_down_cleanly = false;
+            }
         }
         Ok(())
     }
@@ -318,6 +340,7 @@ impl MetadataImage {
             replicas: p.replicas.clone(),
             isr: p.isr.clone(),
             elr: p.elr.clone(),
+            last_known_elr: Vec::new(),
             leader: p.leader,
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
@@ -372,6 +395,9 @@ impl MetadataImage {
         }
         if let Some(elr) = &c.elr {
             next.elr = elr.clone();
+        }
+        if let Some(last_known) = &c.last_known_elr {
+            next.last_known_elr = last_known.clone();
         }
         if let Some(leader) = c.leader {
             if leader != next.leader {
@@ -451,7 +477,8 @@ impl MetadataImage {
 }
 
 /// Assignment invariants every partition state keeps: distinct replicas, ISR
-/// and ELR drawn from them and disjoint, a leader from the ISR (or none).
+/// and ELR drawn from them and disjoint, the last known ELR drawn from them,
+/// a leader from the ISR (or none).
 fn check_partition(p: &PartitionImage) -> Result<(), RecordError> {
     let replicas: BTreeSet<NodeId> = p.replicas.iter().copied().collect();
     let bad = |why: String| Err(RecordError::new(ErrorCode::InvalidReplicaAssignment, why));
@@ -476,6 +503,13 @@ fn check_partition(p: &PartitionImage) -> Result<(), RecordError> {
         return bad(format!(
             "elr {:?} must be replicas {:?} outside the isr {:?}",
             p.elr, p.replicas, p.isr
+        ));
+    }
+    let last_known: BTreeSet<NodeId> = p.last_known_elr.iter().copied().collect();
+    if last_known.len() != p.last_known_elr.len() || !last_known.is_subset(&replicas) {
+        return bad(format!(
+            "last known elr {:?} is not a set of replicas {:?}",
+            p.last_known_elr, p.replicas
         ));
     }
     if p.leader != NO_LEADER && !isr.contains(&p.leader) {
@@ -1064,5 +1098,97 @@ mod tests {
             MetadataImage::decode_snapshot(&future),
             Err(SnapshotError::UnsupportedVersion(9))
         ));
+    }
+
+    #[test]
+    fn a_controlled_shutdown_fences_and_is_remembered_until_unfenced() {
+        let mut image = three_brokers();
+        image
+            .apply(&MetadataRecord::UnfenceBroker {
+                broker_id: 1,
+                broker_epoch: 10,
+            })
+            .unwrap();
+        let stale = image.apply(&MetadataRecord::ControlledShutdown {
+            broker_id: 1,
+            broker_epoch: 9,
+        });
+        assert_eq!(stale.unwrap_err().code, ErrorCode::StaleBrokerEpoch);
+        image
+            .apply(&MetadataRecord::ControlledShutdown {
+                broker_id: 1,
+                broker_epoch: 10,
+            })
+            .unwrap();
+        let b = image.broker(1).unwrap();
+        assert!(b.fenced && b.shut_down_cleanly);
+        // A plain fencing does not count as a clean stop.
+        image
+            .apply(&MetadataRecord::UnfenceBroker {
+                broker_id: 2,
+                broker_epoch: 10,
+            })
+            .unwrap();
+        image
+            .apply(&MetadataRecord::FenceBroker {
+                broker_id: 2,
+                broker_epoch: 10,
+            })
+            .unwrap();
+        assert!(!image.broker(2).unwrap().shut_down_cleanly);
+        // Serving again forgets it; so does a new registration.
+        image
+            .apply(&MetadataRecord::UnfenceBroker {
+                broker_id: 1,
+                broker_epoch: 10,
+            })
+            .unwrap();
+        assert!(!image.broker(1).unwrap().shut_down_cleanly);
+        image
+            .apply(&MetadataRecord::ControlledShutdown {
+                broker_id: 1,
+                broker_epoch: 10,
+            })
+            .unwrap();
+        image
+            .apply(&MetadataRecord::RegisterBroker(registration(1, 11)))
+            .unwrap();
+        assert!(!image.broker(1).unwrap().shut_down_cleanly);
+    }
+
+    #[test]
+    fn the_last_known_elr_is_a_set_of_replicas() {
+        let mut image = three_brokers();
+        let id = create_topic(&mut image, "t", 1, 1);
+        image
+            .apply(&MetadataRecord::PartitionChange(PartitionChange {
+                topic_id: id,
+                partition: 0,
+                leader: Some(NO_LEADER),
+                isr: Some(vec![]),
+                elr: Some(vec![2, 3]),
+                last_known_elr: Some(vec![1]),
+                ..Default::default()
+            }))
+            .unwrap();
+        let p = image.partition(id, 0).unwrap();
+        assert_eq!(
+            (p.elr.clone(), p.last_known_elr.clone()),
+            (vec![2, 3], vec![1])
+        );
+        for bad in [vec![4], vec![1, 1]] {
+            let err = image
+                .apply(&MetadataRecord::PartitionChange(PartitionChange {
+                    topic_id: id,
+                    partition: 0,
+                    last_known_elr: Some(bad),
+                    ..Default::default()
+                }))
+                .unwrap_err();
+            assert_eq!(err.code, ErrorCode::InvalidReplicaAssignment);
+        }
+        // Kept in snapshots.
+        let decoded = MetadataImage::decode_snapshot(&image.encode_snapshot()).unwrap();
+        assert_eq!(decoded.partition(id, 0).unwrap().last_known_elr, vec![1]);
     }
 }

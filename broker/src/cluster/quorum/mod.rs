@@ -343,3 +343,38 @@ mod tests {
         );
     }
 }
+
+/// The controller quorum's Raft timers, from Kafka's
+/// `controller.quorum.election.timeout.ms` (E) and
+/// `controller.quorum.fetch.timeout.ms` (F).
+///
+/// openraft's follower campaigns once it has not heard from the leader for
+/// its leader lease, which is the maximum election timeout, plus a random
+/// election timeout in `[min, max)`; a failed campaign is retried after
+/// another random `[min, max)`. With `max = min(E, F / 2)` and
+/// `min = max / 2` a voter campaigns between 1.5 and 2 `max` after the
+/// leader's last heartbeat (1.5-2 s with Kafka's defaults: within F, as
+/// KRaft's voters) and a split vote is retried within E, where
+/// `min = E, max = 2 E` made a dead leader's successor wait 3-4 s.
+/// Heartbeats go every `max / 10`, so a campaign needs 15 of them missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RaftTiming {
+    pub heartbeat_interval: Duration,
+    pub election_timeout_min: Duration,
+    pub election_timeout_max: Duration,
+}
+
+impl RaftTiming {
+    pub fn of(settings: &crate::config::ClusterSettings) -> RaftTiming {
+        let max_ms = settings
+            .election_timeout_ms
+            .min(settings.fetch_timeout_ms / 2)
+            .max(2);
+        let max = Duration::from_millis(max_ms);
+        RaftTiming {
+            heartbeat_interval: Duration::from_millis((max_ms / 10).max(1)),
+            election_timeout_min: max / 2,
+            election_timeout_max: max,
+        }
+    }
+}

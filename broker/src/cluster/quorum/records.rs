@@ -36,6 +36,15 @@ pub enum MetadataRecord {
         broker_id: NodeId,
         broker_epoch: i64,
     },
+    /// The broker finished a controlled shutdown: fenced, its leaderships
+    /// and ISR places already moved, and known to have stopped cleanly, so
+    /// it keeps its places in eligible leader replicas when it registers
+    /// again (KIP-966; Kafka learns this from the broker's clean-shutdown
+    /// marker, sluiced from the controlled shutdown).
+    ControlledShutdown {
+        broker_id: NodeId,
+        broker_epoch: i64,
+    },
     /// The broker's heartbeats show it caught up with the metadata log.
     UnfenceBroker {
         broker_id: NodeId,
@@ -70,6 +79,7 @@ impl MetadataRecord {
             MetadataRecord::RegisterBroker(_) => "RegisterBroker",
             MetadataRecord::UnregisterBroker { .. } => "UnregisterBroker",
             MetadataRecord::FenceBroker { .. } => "FenceBroker",
+            MetadataRecord::ControlledShutdown { .. } => "ControlledShutdown",
             MetadataRecord::UnfenceBroker { .. } => "UnfenceBroker",
             MetadataRecord::Topic { .. } => "Topic",
             MetadataRecord::Partition(_) => "Partition",
@@ -141,6 +151,11 @@ pub struct PartitionChange {
     pub leader: Option<NodeId>,
     pub isr: Option<Vec<NodeId>>,
     pub elr: Option<Vec<NodeId>>,
+    /// KIP-966's last known ELR: replicas that left the ELR through an
+    /// unclean shutdown, or the last leader once the ISR emptied; kept for
+    /// recovery when no ISR or ELR member is left.
+    #[serde(default)]
+    pub last_known_elr: Option<Vec<NodeId>>,
     /// A new assignment (reassignment, KIP-455).
     pub replicas: Option<Vec<NodeId>>,
     /// Applies only if the partition epoch is still this (AlterPartition's
