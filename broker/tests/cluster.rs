@@ -2025,7 +2025,31 @@ fn an_eligible_leader_replica_leads_once_the_last_isr_member_is_gone() {
         (view.1.clone(), view.2.clone()),
         (vec![eligible], vec![leader])
     );
+    // Alone in the ISR, below min.insync.replicas, it holds its high
+    // watermark (KIP-966); once the crashed follower has caught up and
+    // rejoined, everything acknowledged is readable.
+    c.node(crashed).relaunch();
+    c.node(crashed).wait_until_ready();
+    assert!(
+        wait_until(|| elr_view(&mut c, watcher, "elr")
+            .get(&p)
+            .is_some_and(|v| v.0 == eligible && v.1.len() >= 2)),
+        "{crashed} did not rejoin the ISR\n{:?}\n{}",
+        elr_view(&mut c, watcher, "elr"),
+        c.logs()
+    );
     let topic = topic_ref(&mut c.node(eligible).client(), "elr");
+    let mut read: Vec<String> = Vec::new();
+    assert!(
+        wait_until(|| {
+            read = fetch_all(&mut c.node(eligible).client(), &topic, p, 0)
+                .iter()
+                .map(Rec::value_str)
+                .collect();
+            read.len() >= acknowledged.len()
+        }),
+        "{read:?}"
+    );
     let read: Vec<String> = fetch_all(&mut c.node(eligible).client(), &topic, p, 0)
         .iter()
         .map(Rec::value_str)
