@@ -2056,3 +2056,145 @@ fn an_eligible_leader_replica_leads_once_the_last_isr_member_is_gone() {
         .collect();
     assert_eq!(read, acknowledged, "every acknowledged record, in order");
 }
+
+// ------------------------------------------------- preferred leader election
+
+/// Stops (SIGTERM) a broker that is not the active controller, waits until
+/// its leaderships have moved, brings it back and waits until it is in
+/// every ISR of `topic` again. Returns it.
+fn bounce_a_broker(c: &mut Cluster, topic: &str) -> i32 {
+    let victim = if c.active_controller_from(1) == 2 {
+        3
+    } else {
+        2
+    };
+    let survivor = if victim == 1 { 2 } else { 1 };
+    assert!(c.node(victim).sigterm().success());
+    assert!(
+        wait_until(
+            || assignment(&c.metadata_from(survivor, Some(&[topic])), topic)
+                .values()
+                .all(|(leader, ..)| *leader != victim && *leader >= 0)
+        ),
+        "leaderships did not move off {victim}\n{}",
+        c.logs()
+    );
+    c.node(victim).relaunch();
+    c.node(victim).wait_until_ready();
+    assert!(
+        wait_until(
+            || assignment(&c.metadata_from(survivor, Some(&[topic])), topic)
+                .values()
+                .all(|(_, _, _, isr, _)| isr.contains(&victim))
+        ),
+        "{victim} did not rejoin every ISR\n{}",
+        c.logs()
+    );
+    victim
+}
+
+/// Partitions of `topic` not led by their preferred (first) replica.
+fn not_led_by_preferred(c: &mut Cluster, from: i32, topic: &str) -> Vec<i32> {
+    assignment(&c.metadata_from(from, Some(&[topic])), topic)
+        .into_iter()
+        .filter(|(_, (leader, _, replicas, ..))| replicas.first() != Some(leader))
+        .map(|(p, _)| p)
+        .collect()
+}
+
+fn elect_preferred(
+    c: &mut Cluster,
+    from: i32,
+    partitions: Option<&[(&str, i32)]>,
+) -> BTreeMap<(String, i32), i16> {
+    use kafka_protocol::messages::elect_leaders_request::TopicPartitions;
+    let mut req = kafka_protocol::messages::ElectLeadersRequest::default();
+    req.election_type = 0;
+    req.timeout_ms = 10_000;
+    req.topic_partitions = partitions.map(|list| {
+        let mut by_topic: BTreeMap<&str, Vec<i32>> = BTreeMap::new();
+        for (t, p) in list {
+            by_topic.entry(*t).or_default().push(*p);
+        }
+        by_topic
+            .into_iter()
+            .map(|(t, ps)| {
+                let mut tp = TopicPartitions::default();
+                tp.topic = topic_name(t);
+                tp.partitions = ps;
+                tp
+            })
+            .collect()
+    });
+    let resp: kafka_protocol::messages::ElectLeadersResponse = c.node(from).client().send(2, &req);
+    assert_eq!(resp.error_code, 0, "{resp:?}");
+    resp.replica_election_results
+        .iter()
+        .flat_map(|r| {
+            r.partition_result
+                .iter()
+                .map(|p| ((r.topic.to_string(), p.partition_id), p.error_code))
+        })
+        .collect()
+}
+
+#[test]
+fn elect_leaders_moves_leaderships_back_to_preferred_replicas() {
+    let mut c = Cluster::start("\"auto.leader.rebalance.enable\" = false\n");
+    let created = create_topic(&mut c.node(1).client(), "prefer", 6, 3, &[]);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    assert!(wait_until(
+        || not_led_by_preferred(&mut c, 1, "prefer").is_empty()
+    ));
+    let victim = bounce_a_broker(&mut c, "prefer");
+    let displaced = not_led_by_preferred(&mut c, 1, "prefer");
+    assert!(
+        !displaced.is_empty(),
+        "{victim} led nothing it prefers, or took it back unasked"
+    );
+    // Nothing moves back by itself with auto rebalance off.
+    std::thread::sleep(Duration::from_secs(1));
+    assert_eq!(not_led_by_preferred(&mut c, 1, "prefer"), displaced);
+
+    let results = elect_preferred(&mut c, 1, None);
+    for p in 0..6 {
+        let want = if displaced.contains(&p) {
+            ErrorCode::None
+        } else {
+            ErrorCode::ElectionNotNeeded
+        };
+        assert_eq!(
+            results.get(&("prefer".to_string(), p)).copied(),
+            Some(want.code()),
+            "partition {p}: {results:?}"
+        );
+    }
+    assert!(
+        not_led_by_preferred(&mut c, 1, "prefer").is_empty(),
+        "the answer came before the node's image held the elections"
+    );
+    // Asked again, and for an unknown partition.
+    let again = elect_preferred(&mut c, 2, Some(&[("prefer", 0), ("prefer", 9)]));
+    assert_eq!(
+        again[&("prefer".to_string(), 0)],
+        ErrorCode::ElectionNotNeeded.code()
+    );
+    assert_eq!(
+        again[&("prefer".to_string(), 9)],
+        ErrorCode::UnknownTopicOrPartition.code()
+    );
+}
+
+#[test]
+fn the_controller_rebalances_leaders_by_itself() {
+    let mut c = Cluster::start("\"leader.imbalance.check.interval.seconds\" = 1\n");
+    let created = create_topic(&mut c.node(1).client(), "drift", 6, 3, &[]);
+    assert_eq!(created.error_code, 0, "{:?}", created.error_message);
+    bounce_a_broker(&mut c, "drift");
+    assert!(
+        wait_until(|| not_led_by_preferred(&mut c, 1, "drift").is_empty()),
+        "leaderships stayed off their preferred replicas: {:?}\n{}",
+        not_led_by_preferred(&mut c, 1, "drift"),
+        c.logs()
+    );
+}

@@ -31,6 +31,7 @@ pub mod describe_groups;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod describe_user_scram_credentials;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -258,6 +259,7 @@ registry! {
     DescribeUserScramCredentials => describe_user_scram_credentials(m::DescribeUserScramCredentialsRequest),
     AlterUserScramCredentials => alter_user_scram_credentials(m::AlterUserScramCredentialsRequest),
     DescribeTopicPartitions => describe_topic_partitions(m::DescribeTopicPartitionsRequest),
+    ElectLeaders => elect_leaders(m::ElectLeadersRequest),
 }
 
 /// APIs answered by the connection itself rather than a handler module,

@@ -111,6 +111,30 @@ pub enum ControllerRequest {
         node_id: NodeId,
         address: String,
     },
+    /// Kafka's ElectLeaders: move leaderships to preferred replicas, or
+    /// elect any live replica of leaderless partitions (unclean). `None`
+    /// means every partition.
+    ElectLeaders {
+        election: ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    },
+}
+
+/// ElectLeaders' election types (Kafka's `ElectionType`: 0, 1).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ElectionType {
+    Preferred,
+    Unclean,
+}
+
+/// One partition's answer to an election: a Kafka error code (0: a new
+/// leader was elected) and why.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct ElectionOutcome {
+    pub topic: String,
+    pub partition: i32,
+    pub error_code: i16,
+    pub message: Option<String>,
 }
 
 /// The controller's answer; errors travel as [`RecordError`] (a Kafka code
@@ -151,6 +175,12 @@ pub enum ControllerAnswer {
         offset: Option<u64>,
         refused: BTreeMap<String, (i16, String)>,
     },
+    /// ElectLeaders' per-partition outcomes; the elections committed at
+    /// `offset` (None: nothing changed).
+    Elected {
+        offset: Option<u64>,
+        outcomes: Vec<ElectionOutcome>,
+    },
 }
 
 pub type ControllerResult = Result<ControllerAnswer, RecordError>;
@@ -166,6 +196,8 @@ struct Liveness {
     last_heartbeat: HashMap<NodeId, Instant>,
     /// Brokers in controlled shutdown.
     shutting_down: BTreeSet<NodeId>,
+    /// When leader imbalance was last checked (`auto.leader.rebalance.enable`).
+    last_imbalance_check: Option<Instant>,
 }
 
 /// The controller logic on one controller node.
@@ -466,6 +498,18 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 let offset = self.propose(records).await?;
                 tracing::info!(topic = %name, "topic created");
                 Ok(ControllerAnswer::Committed { offset, topic_id })
+            }
+            ControllerRequest::ElectLeaders {
+                election,
+                partitions,
+            } => {
+                let (records, outcomes) = self.elections(&image, election, partitions.as_deref());
+                let offset = if records.is_empty() {
+                    None
+                } else {
+                    Some(self.propose(records).await?)
+                };
+                Ok(ControllerAnswer::Elected { offset, outcomes })
             }
             ControllerRequest::DeleteTopic { name } => {
                 let topic = image.topic_by_name(&name).ok_or_else(|| {
@@ -782,6 +826,109 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
         }
     }
 
+    /// ElectLeaders over `partitions` (every partition when `None`): the
+    /// records to write and each partition's outcome, in request order.
+    fn elections(
+        &self,
+        image: &MetadataImage,
+        election: ElectionType,
+        partitions: Option<&[(String, i32)]>,
+    ) -> (Vec<MetadataRecord>, Vec<ElectionOutcome>) {
+        let shutting_down = self.with_liveness(|l| l.shutting_down.clone());
+        let can_lead =
+            |b: NodeId| !shutting_down.contains(&b) && image.broker(b).is_some_and(|s| !s.fenced);
+        let rules = self.rules();
+        let wanted: Vec<(String, i32)> = match partitions {
+            Some(list) => list.to_vec(),
+            None => image
+                .topics
+                .values()
+                .flat_map(|t| t.partitions.keys().map(|i| (t.name.clone(), *i)))
+                .collect(),
+        };
+        let mut records = Vec::new();
+        let mut outcomes = Vec::with_capacity(wanted.len());
+        for (topic, partition) in wanted {
+            let found = image
+                .topic_ids
+                .get(&topic)
+                .and_then(|id| Some((*id, image.partition(*id, partition)?)));
+            let decided = match found {
+                None => Err((
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("no partition {partition} of {topic}"),
+                )),
+                Some((topic_id, p)) => match election {
+                    ElectionType::Preferred => {
+                        preferred_election(topic_id, partition, p, &can_lead)
+                    }
+                    ElectionType::Unclean => {
+                        let min_isr = rules.min_isr(image, &topic);
+                        unclean_election(topic_id, partition, p, min_isr, &can_lead, rules)
+                    }
+                },
+            };
+            let (error_code, message) = match decided {
+                Ok(change) => {
+                    records.push(MetadataRecord::PartitionChange(change));
+                    (ErrorCode::None.code(), None)
+                }
+                Err((code, message)) => (code.code(), Some(message)),
+            };
+            outcomes.push(ElectionOutcome {
+                topic,
+                partition,
+                error_code,
+                message,
+            });
+        }
+        (records, outcomes)
+    }
+
+    /// Kafka's auto leader rebalance: when more than
+    /// `leader.imbalance.per.broker.percentage` of the partitions some
+    /// broker is preferred for are led elsewhere, those whose preferred
+    /// replica can lead move back (at most every
+    /// `leader.imbalance.check.interval.seconds`).
+    async fn rebalance_leaders(&self, image: &MetadataImage) {
+        let settings = &self.config.cluster;
+        if !settings.auto_leader_rebalance_enable {
+            return;
+        }
+        let interval = Duration::from_secs(settings.leader_imbalance_check_interval_seconds);
+        let due = self.with_liveness(|l| {
+            let now = Instant::now();
+            // A new leader waits a whole interval first, as Kafka's does:
+            // brokers coming back after the election settle meanwhile.
+            let last = *l.last_imbalance_check.get_or_insert(now);
+            let due = now.duration_since(last) >= interval;
+            if due {
+                l.last_imbalance_check = Some(now);
+            }
+            due
+        });
+        if !due {
+            return;
+        }
+        let imbalanced =
+            imbalanced_partitions(image, settings.leader_imbalance_per_broker_percentage);
+        if imbalanced.is_empty() {
+            return;
+        }
+        let (records, _) = self.elections(image, ElectionType::Preferred, Some(&imbalanced));
+        if records.is_empty() {
+            return;
+        }
+        let moved = records.len();
+        match self.propose(records).await {
+            Ok(_) => tracing::info!(
+                partitions = moved,
+                "leaderships moved back to preferred replicas"
+            ),
+            Err(e) => tracing::warn!(error = %e, "leader rebalance failed"),
+        }
+    }
+
     /// The records that create a topic: its id, partitions with replicas
     /// spread over the live brokers (racks alternating), and its configs.
     fn topic_records(
@@ -907,6 +1054,7 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
             }
             return;
         }
+        self.rebalance_leaders(&image).await;
         if image.topic_by_name(OFFSETS_TOPIC).is_none() {
             let live = assignable_brokers(&image).len();
             let wanted = usize::try_from(self.config.offsets_topic_replication_factor)
@@ -1248,6 +1396,115 @@ fn partition_moves(
         }
     }
     records
+}
+
+/// A preferred-leader election for one partition: its first replica
+/// becomes leader when it is in the ISR and `can_lead` (live, not shutting
+/// down); ELECTION_NOT_NEEDED when it leads already.
+fn preferred_election(
+    topic_id: Uuid,
+    partition: i32,
+    p: &PartitionImage,
+    can_lead: &dyn Fn(NodeId) -> bool,
+) -> Result<PartitionChange, (ErrorCode, String)> {
+    let Some(&preferred) = p.replicas.first() else {
+        return Err((ErrorCode::PreferredLeaderNotAvailable, "no replicas".into()));
+    };
+    if p.leader == preferred {
+        return Err((
+            ErrorCode::ElectionNotNeeded,
+            format!("the preferred replica {preferred} leads already"),
+        ));
+    }
+    if !p.isr.contains(&preferred) || !can_lead(preferred) {
+        return Err((
+            ErrorCode::PreferredLeaderNotAvailable,
+            format!(
+                "the preferred replica {preferred} is {}",
+                if p.isr.contains(&preferred) {
+                    "not live"
+                } else {
+                    "not in the ISR"
+                }
+            ),
+        ));
+    }
+    Ok(PartitionChange {
+        topic_id,
+        partition,
+        leader: Some(preferred),
+        expect_partition_epoch: Some(p.partition_epoch),
+        ..PartitionChange::default()
+    })
+}
+
+/// An unclean election for one partition (kafka-leader-election
+/// --election-type unclean): only a leaderless partition gets one, by the
+/// same rules as a failover with `unclean.leader.election.enable` on (ISR,
+/// then eligible replicas, then any live replica).
+fn unclean_election(
+    topic_id: Uuid,
+    partition: i32,
+    p: &PartitionImage,
+    min_isr: usize,
+    can_lead: &dyn Fn(NodeId) -> bool,
+    rules: ElectionRules,
+) -> Result<PartitionChange, (ErrorCode, String)> {
+    if p.leader != NO_LEADER {
+        return Err((
+            ErrorCode::ElectionNotNeeded,
+            format!("replica {} leads", p.leader),
+        ));
+    }
+    let rules = ElectionRules {
+        unclean: true,
+        ..rules
+    };
+    let next = next_partition(p, p.isr.clone(), min_isr, None, can_lead, rules);
+    if next.leader == NO_LEADER {
+        return Err((
+            ErrorCode::EligibleLeadersNotAvailable,
+            "no replica of the partition is live".into(),
+        ));
+    }
+    change_to(topic_id, partition, p, next, true)
+        .map(|c| PartitionChange {
+            expect_partition_epoch: Some(p.partition_epoch),
+            ..c
+        })
+        .ok_or_else(|| (ErrorCode::ElectionNotNeeded, "nothing to change".into()))
+}
+
+/// The partitions to move back to their preferred replica: those of every
+/// broker for which more than `percentage`% of the partitions it is
+/// preferred for are led by another replica (Kafka's per-broker imbalance
+/// ratio), restricted to the ones not led by their preferred replica.
+fn imbalanced_partitions(image: &MetadataImage, percentage: u32) -> Vec<(String, i32)> {
+    let mut preferred_for: BTreeMap<NodeId, Vec<(String, i32, bool)>> = BTreeMap::new();
+    for topic in image.topics.values() {
+        for (index, p) in &topic.partitions {
+            if let Some(&preferred) = p.replicas.first() {
+                preferred_for.entry(preferred).or_default().push((
+                    topic.name.clone(),
+                    *index,
+                    p.leader == preferred,
+                ));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for partitions in preferred_for.values() {
+        let not_led = partitions.iter().filter(|(.., led)| !led).count();
+        if not_led * 100 > partitions.len() * percentage as usize {
+            out.extend(
+                partitions
+                    .iter()
+                    .filter(|(.., led)| !led)
+                    .map(|(t, i, _)| (t.clone(), *i)),
+            );
+        }
+    }
+    out
 }
 
 /// Partitions left leaderless that broker `back` (being unfenced) can lead
@@ -1727,5 +1984,89 @@ mod tests {
         let records = elr_cleared(&topic);
         assert_eq!(applied(&mut img, t, &records), (1, vec![1], vec![], vec![]));
         assert!(elr_cleared(&img.topics[&t]).is_empty());
+    }
+
+    #[test]
+    fn a_preferred_election_needs_the_first_replica_in_the_isr_and_live() {
+        // (image, topic id, partition) of one partition; broker 3 fenced.
+        let one = |replicas: &[NodeId], isr: &[NodeId], leader: NodeId| {
+            let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[3]);
+            let id = with_partition(&mut img, replicas, isr, leader);
+            let p = img.partition(id, 0).unwrap().clone();
+            (img, id, p)
+        };
+        let (img, id, p) = one(&[3, 1, 2], &[1, 2, 3], 1);
+        let live = |b: NodeId| img.broker(b).is_some_and(|s| !s.fenced);
+        // Fenced preferred replica: not available.
+        let refused = preferred_election(id, 0, &p, &live).unwrap_err();
+        assert_eq!(
+            refused.0,
+            ErrorCode::PreferredLeaderNotAvailable,
+            "{refused:?}"
+        );
+        // Live and in the ISR: it becomes leader, guarded by the epoch.
+        let change = preferred_election(id, 0, &p, &|_| true).unwrap();
+        assert_eq!(change.leader, Some(3));
+        assert_eq!(change.expect_partition_epoch, Some(p.partition_epoch));
+        assert_eq!((change.isr, change.elr), (None, None));
+        // Out of the ISR: not available either.
+        let (_, id, p) = one(&[2, 1], &[1], 1);
+        let refused = preferred_election(id, 0, &p, &|_| true).unwrap_err();
+        assert!(refused.1.contains("not in the ISR"), "{refused:?}");
+        // Already leading: not needed.
+        let (_, id, p) = one(&[1, 2], &[1, 2], 1);
+        let refused = preferred_election(id, 0, &p, &|_| true).unwrap_err();
+        assert_eq!(refused.0, ErrorCode::ElectionNotNeeded);
+    }
+
+    #[test]
+    fn an_unclean_election_only_gives_leaderless_partitions_a_live_replica() {
+        let mut img = image(&[(1, "a"), (2, "b"), (3, "c")], &[1]);
+        let leaderless = with_partition(&mut img, &[1, 2, 3], &[1], NO_LEADER);
+        let p = img.partition(leaderless, 0).unwrap().clone();
+        let live = |b: NodeId| img.broker(b).is_some_and(|s| !s.fenced);
+        let change = unclean_election(leaderless, 0, &p, 2, &live, ELR).unwrap();
+        assert_eq!(change.leader, Some(2), "the first live replica");
+        assert_eq!(change.isr, Some(vec![2]));
+        let nobody = unclean_election(leaderless, 0, &p, 2, &|_| false, ELR).unwrap_err();
+        assert_eq!(nobody.0, ErrorCode::EligibleLeadersNotAvailable);
+        let mut img = image(&[(2, "b"), (3, "c")], &[]);
+        let led = with_partition(&mut img, &[2, 3], &[2, 3], 2);
+        let p = img.partition(led, 0).unwrap().clone();
+        let refused = unclean_election(led, 0, &p, 2, &|_| true, ELR).unwrap_err();
+        assert_eq!(refused.0, ErrorCode::ElectionNotNeeded);
+    }
+
+    #[test]
+    fn leader_imbalance_is_measured_per_preferred_broker() {
+        let mut img = image(&[(1, "a"), (2, "b")], &[]);
+        // Broker 1 is preferred for ten partitions and leads nine of them:
+        // 10% not led is not above a 10% threshold.
+        let mut topics = Vec::new();
+        for i in 0..10 {
+            let id = Uuid::new_v4();
+            let name = format!("t{i}");
+            img.apply(&MetadataRecord::Topic {
+                name: name.clone(),
+                topic_id: id,
+            })
+            .unwrap();
+            let leader = if i == 0 { 2 } else { 1 };
+            img.apply(&MetadataRecord::Partition(PartitionRecord {
+                topic_id: id,
+                partition: 0,
+                replicas: vec![1, 2],
+                isr: vec![1, 2],
+                elr: Vec::new(),
+                leader,
+                leader_epoch: 0,
+                partition_epoch: 0,
+            }))
+            .unwrap();
+            topics.push(name);
+        }
+        assert!(imbalanced_partitions(&img, 10).is_empty());
+        // At 5% it is imbalanced: only the partition led elsewhere moves.
+        assert_eq!(imbalanced_partitions(&img, 5), vec![("t0".to_string(), 0)]);
     }
 }

@@ -26,7 +26,10 @@ use sluice_protocol::ErrorCode;
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::controller::{Controller, ControllerAnswer, ControllerRequest, ControllerResult};
+use super::controller::{
+    Controller, ControllerAnswer, ControllerRequest, ControllerResult, ElectionOutcome,
+    ElectionType,
+};
 use super::quorum::records::{Endpoint, NodeId, ScramCredential, ScramMechanism};
 use super::quorum::{
     ControllerQuorum, MetadataImage as QuorumImage, MetadataQuorum, QuorumConfig,
@@ -844,6 +847,34 @@ impl ClusterMember {
             .into_iter()
             .map(|(user, (code, message))| (user, (ErrorCode::from_code(code), message)))
             .collect())
+    }
+
+    /// Kafka's ElectLeaders through the controller; answers once this
+    /// node's image holds the elections.
+    pub async fn elect_leaders(
+        &self,
+        election: ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<ElectionOutcome>, ApiError> {
+        let answer = self
+            .ask(ControllerRequest::ElectLeaders {
+                election,
+                partitions,
+            })
+            .await?;
+        let ControllerAnswer::Elected { offset, outcomes } = answer else {
+            return Err(ApiError::new(
+                ErrorCode::UnknownServerError,
+                format!("unexpected controller answer {answer:?}"),
+            ));
+        };
+        if let Some(offset) = offset {
+            let this = self.clone();
+            self.on_runtime(async move { this.caught_up_to(offset).await })
+                .await
+                .unwrap_or_else(|| Err(ApiError::new(ErrorCode::UnknownServerError, "stopped")))?;
+        }
+        Ok(outcomes)
     }
 
     /// The SCRAM credentials of this node's latest metadata image.

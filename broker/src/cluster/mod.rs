@@ -646,6 +646,54 @@ impl Metadata {
         }
     }
 
+    /// Kafka's ElectLeaders. A single node leads every partition it has,
+    /// so no election is ever needed there.
+    pub async fn elect_leaders(
+        &self,
+        election: controller::ElectionType,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<controller::ElectionOutcome>, ApiError> {
+        match self {
+            Metadata::Cluster(member) => member.elect_leaders(election, partitions).await,
+            Metadata::Standalone(store) => {
+                let image = store.image();
+                let wanted = partitions.unwrap_or_else(|| {
+                    image
+                        .by_name
+                        .values()
+                        .flat_map(|t| (0..t.partitions).map(|i| (t.name.clone(), i)))
+                        .collect()
+                });
+                Ok(wanted
+                    .into_iter()
+                    .map(|(topic, partition)| {
+                        let known = image
+                            .by_name
+                            .get(&topic)
+                            .is_some_and(|t| t.partition(partition).is_some());
+                        let (code, message) = if known {
+                            (
+                                ErrorCode::ElectionNotNeeded,
+                                "a single node leads every partition",
+                            )
+                        } else {
+                            (
+                                ErrorCode::UnknownTopicOrPartition,
+                                "unknown topic or partition",
+                            )
+                        };
+                        controller::ElectionOutcome {
+                            topic,
+                            partition,
+                            error_code: code.code(),
+                            message: Some(message.to_string()),
+                        }
+                    })
+                    .collect())
+            }
+        }
+    }
+
     /// A fresh producer id, unique across restarts and brokers.
     pub async fn allocate_producer_id(&self) -> Result<i64, ApiError> {
         match self {

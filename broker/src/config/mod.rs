@@ -288,6 +288,14 @@ pub struct ClusterSettings {
     /// `controller.quorum.fetch.timeout.ms`: how long a voter goes without
     /// hearing from the leader before it campaigns (at the latest).
     pub fetch_timeout_ms: u64,
+    /// `auto.leader.rebalance.enable`: the controller moves leaderships
+    /// back to preferred replicas (the first of each assignment).
+    pub auto_leader_rebalance_enable: bool,
+    /// `leader.imbalance.check.interval.seconds`
+    pub leader_imbalance_check_interval_seconds: u64,
+    /// `leader.imbalance.per.broker.percentage`: a broker's share of
+    /// preferred partitions it does not lead above which they move back.
+    pub leader_imbalance_per_broker_percentage: u32,
     /// `metadata.log.dir`: where the controller's Raft log lives
     /// (`<log.dirs>/__cluster_metadata-0` when unset, as in Kafka).
     pub metadata_log_dir: Option<PathBuf>,
@@ -322,6 +330,9 @@ impl Default for ClusterSettings {
             broker_heartbeat_interval_ms: 2_000,
             election_timeout_ms: 1_000,
             fetch_timeout_ms: 2_000,
+            auto_leader_rebalance_enable: true,
+            leader_imbalance_check_interval_seconds: 300,
+            leader_imbalance_per_broker_percentage: 10,
             metadata_log_dir: None,
             replica_fetch_wait_max_ms: 500,
             replica_fetch_min_bytes: 1,
@@ -770,6 +781,23 @@ impl BrokerConfig {
             }
             names::CONTROLLER_QUORUM_FETCH_TIMEOUT_MS => {
                 self.cluster.fetch_timeout_ms = positive(name, parse_num(name, value)?)? as u64
+            }
+            names::AUTO_LEADER_REBALANCE_ENABLE => {
+                self.cluster.auto_leader_rebalance_enable = parse_bool(name, value)?
+            }
+            names::LEADER_IMBALANCE_CHECK_INTERVAL_SECONDS => {
+                self.cluster.leader_imbalance_check_interval_seconds =
+                    positive(name, parse_num(name, value)?)? as u64
+            }
+            names::LEADER_IMBALANCE_PER_BROKER_PERCENTAGE => {
+                let pct: i64 = parse_num(name, value)?;
+                if !(0..=100).contains(&pct) {
+                    return Err(ConfigError::Invalid {
+                        name: name.into(),
+                        reason: format!("{pct} is not a percentage (0-100)"),
+                    });
+                }
+                self.cluster.leader_imbalance_per_broker_percentage = pct as u32
             }
             names::METADATA_LOG_DIR => {
                 self.cluster.metadata_log_dir = Some(PathBuf::from(value.trim()))
