@@ -5,7 +5,8 @@ under faults.
 - kafka-topics (TopicCommand from Kafka's jars) runs the seed command of the
   replicated-cluster issue, describes Leader/Replicas/Isr, lists
   under-replicated partitions while a broker is down and none once it is back;
-  kafka-metadata-quorum describes the controller quorum.
+  kafka-leader-election then moves its leaderships back to the preferred
+  replicas; kafka-metadata-quorum describes the controller quorum.
 - An idempotent acks=all confluent-kafka producer writes under steady load
   while the leader of a partition is killed with SIGKILL five times (the
   third time the active controller instead, while topics are being created:
@@ -130,6 +131,19 @@ def test_kafka_tools_see_replicas_isr_and_the_quorum(cluster):
     wait_for("the ISR to include broker 3 again", lambda: all(
         3 in isr for _, (_, _, isr) in describe(cluster, "application-events").items()),
         timeout=90, cluster=cluster)
+
+    # Its leaderships stay elsewhere (auto rebalance waits 300 s) until
+    # kafka-leader-election moves them back to the preferred replicas.
+    displaced = [p for p, (leader, replicas, _) in describe(cluster, "application-events").items()
+                 if leader != replicas[0]]
+    assert displaced, "broker 3 led nothing it prefers"
+    out = kafka_tool("org.apache.kafka.tools.LeaderElectionCommand", "--bootstrap-server",
+                     cluster.bootstrap, "--election-type", "PREFERRED", "--all-topic-partitions")
+    assert "Successfully completed leader election (PREFERRED)" in out, out
+    for p in displaced:
+        assert f"application-events-{p}" in out, (p, out)
+    for p, (leader, replicas, _) in describe(cluster, "application-events").items():
+        assert leader == replicas[0], (p, leader, replicas)
 
 
 def read_all_and_check(cluster: Cluster, topic: str, h: History, keep_as: str):
