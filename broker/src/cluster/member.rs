@@ -645,22 +645,24 @@ impl ClusterMember {
             })
     }
 
+    /// This node's image once it holds metadata offset `offset` (a change
+    /// the controller committed for a request this broker answers).
+    async fn image_at(&self, offset: u64) -> Result<Arc<MetadataImage>, ApiError> {
+        let this = self.clone();
+        self.on_runtime(async move { this.caught_up_to(offset).await })
+            .await
+            .unwrap_or_else(|| Err(ApiError::new(ErrorCode::UnknownServerError, "stopped")))
+    }
+
     async fn committed_topic(
         &self,
         answer: ControllerAnswer,
         name: &str,
     ) -> Result<Arc<TopicMeta>, ApiError> {
         let ControllerAnswer::Committed { offset, .. } = answer else {
-            return Err(ApiError::new(
-                ErrorCode::UnknownServerError,
-                format!("unexpected controller answer {answer:?}"),
-            ));
+            return Err(unexpected_answer(&answer));
         };
-        let this = self.clone();
-        let image = self
-            .on_runtime(async move { this.caught_up_to(offset).await })
-            .await
-            .unwrap_or_else(|| Err(ApiError::new(ErrorCode::UnknownServerError, "stopped")))?;
+        let image = self.image_at(offset).await?;
         image.by_name.get(name).cloned().ok_or_else(|| {
             ApiError::new(
                 ErrorCode::UnknownTopicOrPartition,
@@ -733,10 +735,7 @@ impl ClusterMember {
             })
             .await?;
         if let ControllerAnswer::Committed { offset, .. } = answer {
-            let this = self.clone();
-            self.on_runtime(async move { this.caught_up_to(offset).await })
-                .await
-                .unwrap_or_else(|| Err(ApiError::new(ErrorCode::UnknownServerError, "stopped")))?;
+            self.image_at(offset).await?;
         }
         Ok(meta)
     }
@@ -804,10 +803,7 @@ impl ClusterMember {
                 })
                 .await?;
             let ControllerAnswer::ProducerIds { first_id, size } = answer else {
-                return Err(ApiError::new(
-                    ErrorCode::UnknownServerError,
-                    "unexpected controller answer",
-                ));
+                return Err(unexpected_answer(&answer));
             };
             *ids = (first_id, first_id + i64::from(size));
         }
@@ -832,16 +828,10 @@ impl ClusterMember {
             })
             .await?;
         let ControllerAnswer::ScramAltered { offset, refused } = answer else {
-            return Err(ApiError::new(
-                ErrorCode::UnknownServerError,
-                format!("unexpected controller answer {answer:?}"),
-            ));
+            return Err(unexpected_answer(&answer));
         };
         if let Some(offset) = offset {
-            let this = self.clone();
-            self.on_runtime(async move { this.caught_up_to(offset).await })
-                .await
-                .unwrap_or_else(|| Err(ApiError::new(ErrorCode::UnknownServerError, "stopped")))?;
+            self.image_at(offset).await?;
         }
         Ok(refused
             .into_iter()
@@ -863,16 +853,10 @@ impl ClusterMember {
             })
             .await?;
         let ControllerAnswer::Elected { offset, outcomes } = answer else {
-            return Err(ApiError::new(
-                ErrorCode::UnknownServerError,
-                format!("unexpected controller answer {answer:?}"),
-            ));
+            return Err(unexpected_answer(&answer));
         };
         if let Some(offset) = offset {
-            let this = self.clone();
-            self.on_runtime(async move { this.caught_up_to(offset).await })
-                .await
-                .unwrap_or_else(|| Err(ApiError::new(ErrorCode::UnknownServerError, "stopped")))?;
+            self.image_at(offset).await?;
         }
         Ok(outcomes)
     }
@@ -926,14 +910,18 @@ impl ClusterMember {
             })
             .await?;
         if let ControllerAnswer::Partition { offset, .. } = &answer {
-            let offset = *offset;
-            let this = self.clone();
-            self.on_runtime(async move { this.caught_up_to(offset).await })
-                .await
-                .unwrap_or_else(|| Err(ApiError::new(ErrorCode::UnknownServerError, "stopped")))?;
+            self.image_at(*offset).await?;
         }
         Ok(answer)
     }
+}
+
+/// A controller answer of the wrong kind for the request asked.
+fn unexpected_answer(answer: &ControllerAnswer) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnknownServerError,
+        format!("unexpected controller answer {answer:?}"),
+    )
 }
 
 /// The broker's view of a quorum image.
