@@ -81,13 +81,7 @@ fn inter_broker_security(config: &BrokerConfig) -> anyhow::Result<PeerSecurity> 
         .protocol_of(name)
         .with_context(|| format!("inter-broker listener {name} has no security protocol"))?;
     let sasl = if protocol.uses_sasl() {
-        let login = crate::config::jaas::broker_login(
-            &config.sasl_jaas,
-            name,
-            crate::config::names::SASL_MECHANISM_INTER_BROKER_PROTOCOL,
-            &config.sasl_mechanism_inter_broker_protocol,
-        )
-        .map_err(|reason| {
+        let login = config.inter_broker_login(name).map_err(|reason| {
             anyhow::anyhow!(
                 "inter-broker listener {name} is {}: {reason}",
                 protocol.name()

@@ -1074,6 +1074,19 @@ impl BrokerConfig {
         )
     }
 
+    /// The login this broker's replica fetchers use on a SASL inter-broker
+    /// listener: `sasl.mechanism.inter.broker.protocol` with the listener's
+    /// JAAS line, as [`BrokerConfig::controller_login`] for the controller
+    /// listener. The error names the property to fix.
+    pub fn inter_broker_login(&self, listener: &str) -> Result<jaas::BrokerLogin, String> {
+        jaas::broker_login(
+            &self.sasl_jaas,
+            listener,
+            names::SASL_MECHANISM_INTER_BROKER_PROTOCOL,
+            &self.sasl_mechanism_inter_broker_protocol,
+        )
+    }
+
     /// What the controller transport's protocol needs: TLS a keystore (it
     /// serves) and a truststore (it connects to the other controllers);
     /// SASL a mechanism we log in with and its credentials, and on a

@@ -120,6 +120,13 @@ impl LeaderState {
         self.replicas.contains(&id)
     }
 
+    /// KIP-966: a replicated partition whose ISR is below `min_isr` holds
+    /// its high watermark (a single replica has no eligible replicas to
+    /// protect, so it never is).
+    pub fn holds_high_watermark(&self, min_isr: i32) -> bool {
+        self.replicas.len() > 1 && (self.isr.len() as i64) < i64::from(min_isr)
+    }
+
     /// The ISR plus anyone a pending change adds: what the high watermark
     /// and acks=all count while a change is in flight.
     pub fn maximal_isr(&self) -> Vec<i32> {

@@ -309,7 +309,7 @@ impl Partition {
                         // The ISR fell below min.insync.replicas: the high
                         // watermark holds until it recovers, so answer now
                         // (retriable; an idempotent retry finds the batch).
-                        if s.replicas.len() > 1 && (s.isr.len() as i64) < i64::from(min_isr) {
+                        if s.holds_high_watermark(min_isr) {
                             return Err(ErrorCode::NotEnoughReplicasAfterAppend);
                         }
                     }
@@ -389,9 +389,7 @@ impl Partition {
             // acks=1 records wait until the ISR recovers). A single replica
             // has no ELR to protect.
             Role::Leader(s)
-                if s.replicas.len() > 1
-                    && (s.isr.len() as i64)
-                        < i64::from(self.log.config.borrow().min_insync_replicas) =>
+                if s.holds_high_watermark(self.log.config.borrow().min_insync_replicas) =>
             {
                 return
             }
