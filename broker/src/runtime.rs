@@ -120,6 +120,13 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
         .with_context(|| format!("cannot create data directory {}", config.data_dir.display()))?;
     // Held until the broker has stopped.
     let _data_dir_lock = lock_data_dir(&config.data_dir)?;
+    let swept = crate::log::deletion::sweep(&config.data_dir);
+    if swept > 0 {
+        tracing::info!(
+            directories = swept,
+            "removed partition directories a crash left half-deleted"
+        );
+    }
     let n = config.shards.max(1);
     let mut senders = Vec::with_capacity(n);
     let mut receivers = Vec::with_capacity(n);

@@ -2198,3 +2198,233 @@ fn the_controller_rebalances_leaders_by_itself() {
         c.logs()
     );
 }
+
+/// CreateTopics with a manual replica assignment, one list per partition.
+fn create_assigned(
+    c: &mut Client,
+    name: &str,
+    assignments: &[&[i32]],
+) -> kafka_protocol::messages::create_topics_response::CreatableTopicResult {
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopic,
+    };
+    use kafka_protocol::messages::CreateTopicsRequest;
+    let mut t = CreatableTopic::default();
+    t.name = topic_name(name);
+    t.num_partitions = -1;
+    t.replication_factor = -1;
+    t.assignments = (0..)
+        .zip(assignments)
+        .map(|(p, brokers)| {
+            let mut a = CreatableReplicaAssignment::default();
+            a.partition_index = p;
+            a.broker_ids = brokers
+                .iter()
+                .map(|b| kafka_protocol::messages::BrokerId(*b))
+                .collect();
+            a
+        })
+        .collect();
+    let mut req = CreateTopicsRequest::default();
+    req.topics = vec![t];
+    req.timeout_ms = 10_000;
+    c.send::<CreateTopicsRequest>(7, &req).topics.remove(0)
+}
+
+/// AlterPartitionReassignments (v1) of partition 0 of each topic: a target,
+/// or `None` to cancel. Returns (topic, error code, message) per partition.
+fn reassign(
+    c: &mut Client,
+    targets: &[(&str, Option<&[i32]>)],
+    allow_rf_change: bool,
+) -> Vec<(String, i16, Option<String>)> {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    let mut req = kafka_protocol::messages::AlterPartitionReassignmentsRequest::default();
+    req.timeout_ms = 10_000;
+    req.allow_replication_factor_change = allow_rf_change;
+    req.topics = targets
+        .iter()
+        .map(|(topic, target)| {
+            let mut p = ReassignablePartition::default();
+            p.partition_index = 0;
+            p.replicas = target.map(|t| {
+                t.iter()
+                    .map(|b| kafka_protocol::messages::BrokerId(*b))
+                    .collect()
+            });
+            let mut t = ReassignableTopic::default();
+            t.name = topic_name(topic);
+            t.partitions = vec![p];
+            t
+        })
+        .collect();
+    let resp = c.send(1, &req);
+    assert_eq!(resp.error_code, 0, "{resp:?}");
+    resp.responses
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    t.name.to_string(),
+                    p.error_code,
+                    p.error_message.as_ref().map(|m| m.to_string()),
+                )
+            })
+        })
+        .collect()
+}
+
+/// (topic, partition) -> (replicas, adding, removing).
+type Reassignments = BTreeMap<(String, i32), (Vec<i32>, Vec<i32>, Vec<i32>)>;
+
+/// ListPartitionReassignments of everything.
+fn reassignments_in_progress(c: &mut Client) -> Reassignments {
+    let req = kafka_protocol::messages::ListPartitionReassignmentsRequest::default();
+    let resp = c.send(0, &req);
+    assert_eq!(resp.error_code, 0, "{resp:?}");
+    let ids = |v: &[kafka_protocol::messages::BrokerId]| v.iter().map(|b| b.0).collect();
+    resp.topics
+        .iter()
+        .flat_map(|t| {
+            t.partitions.iter().map(|p| {
+                (
+                    (t.name.to_string(), p.partition_index),
+                    (
+                        ids(&p.replicas),
+                        ids(&p.adding_replicas),
+                        ids(&p.removing_replicas),
+                    ),
+                )
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn a_reassignment_moves_a_partition_to_a_new_broker_and_cancelling_reverts_one() {
+    let mut c = Cluster::start("\"auto.leader.rebalance.enable\" = false\n");
+    c.add_broker_only(4, "");
+
+    // Manual assignments, checked as Kafka checks them.
+    let bad = create_assigned(&mut c.node(1).client(), "nowhere", &[&[1, 9, 2]]);
+    assert_eq!(bad.error_code, ErrorCode::InvalidReplicaAssignment.code());
+    assert!(
+        bad.error_message
+            .as_deref()
+            .is_some_and(|m| m.contains("broker 9")),
+        "{bad:?}"
+    );
+    let uneven = create_assigned(&mut c.node(1).client(), "uneven", &[&[1, 2], &[3]]);
+    assert_eq!(
+        uneven.error_code,
+        ErrorCode::InvalidReplicaAssignment.code()
+    );
+    for (topic, replicas) in [("moving", [1, 2, 3]), ("stuck", [1, 2, 3])] {
+        let created = create_assigned(&mut c.node(2).client(), topic, &[&replicas]);
+        assert_eq!(created.error_code, 0, "{created:?}\n{}", c.logs());
+        let a = replicas_of(&mut c, 1, topic);
+        assert_eq!(a[&0].2, vec![1, 2, 3]);
+        assert_eq!(a[&0].0, 1, "the first replica leads");
+    }
+    let values: Vec<String> = (0..200).map(|i| format!("record-{i}")).collect();
+    let values: Vec<&str> = values.iter().map(String::as_str).collect();
+    produce_to_leader(&mut c, "moving", &values[..100]);
+    produce_to_leader(&mut c, "moving", &values[100..]);
+    assert!(c.node(1).partition_dir("moving", 0).exists());
+
+    // Refusals: an unregistered broker, another size where v1 forbids it,
+    // cancelling nothing.
+    let refused = reassign(
+        &mut c.node(3).client(),
+        &[("moving", Some(&[4, 9, 3]))],
+        true,
+    );
+    assert_eq!(
+        refused[0].1,
+        ErrorCode::InvalidReplicaAssignment.code(),
+        "{refused:?}"
+    );
+    let refused = reassign(&mut c.node(3).client(), &[("moving", Some(&[4, 3]))], false);
+    assert_eq!(
+        refused[0].1,
+        ErrorCode::InvalidReplicationFactor.code(),
+        "{refused:?}"
+    );
+    let refused = reassign(&mut c.node(3).client(), &[("moving", None)], true);
+    assert_eq!(
+        refused[0].1,
+        ErrorCode::NoReassignmentInProgress.code(),
+        "{refused:?}"
+    );
+
+    // Move "moving" off its leader onto broker 4: 4 copies the log, joins
+    // the ISR, and the reassignment completes by itself; 1 hands over its
+    // leadership and deletes its copy.
+    let moved = reassign(
+        &mut c.node(3).client(),
+        &[("moving", Some(&[4, 2, 3]))],
+        true,
+    );
+    assert_eq!(moved[0].1, 0, "{moved:?}");
+    let done = wait_until(|| {
+        let a = replicas_of(&mut c, 2, "moving");
+        a[&0].2 == vec![4, 2, 3]
+            && a[&0].0 == 4
+            && reassignments_in_progress(&mut c.node(2).client()).is_empty()
+    });
+    assert!(
+        done,
+        "{:?} {:?}\n{}",
+        replicas_of(&mut c, 2, "moving"),
+        reassignments_in_progress(&mut c.node(2).client()),
+        c.logs()
+    );
+    let topic = topic_ref(&mut c.node(4).client(), "moving");
+    let read: Vec<String> = fetch_all(&mut c.node(4).client(), &topic, 0, 0)
+        .iter()
+        .map(|r| r.value_str())
+        .collect();
+    assert_eq!(
+        read, values,
+        "the new leader serves every acknowledged record"
+    );
+    assert!(
+        wait_until(|| !c.node(1).partition_dir("moving", 0).exists()),
+        "broker 1 keeps a partition it no longer hosts\n{}",
+        c.logs()
+    );
+    produce_to_leader(&mut c, "moving", &["after-the-move"]);
+
+    // A reassignment that cannot finish (its new replica is down) stays
+    // listed with what it adds and removes, and cancelling it reverts.
+    c.node(4).kill9();
+    let started = reassign(
+        &mut c.node(1).client(),
+        &[("stuck", Some(&[1, 2, 4]))],
+        true,
+    );
+    assert_eq!(started[0].1, 0, "{started:?}");
+    let listed = reassignments_in_progress(&mut c.node(2).client());
+    assert_eq!(
+        listed.get(&("stuck".to_string(), 0)),
+        Some(&(vec![1, 2, 4, 3], vec![4], vec![3])),
+        "{listed:?}"
+    );
+    let a = replicas_of(&mut c, 1, "stuck");
+    assert_eq!(
+        a[&0].2,
+        vec![1, 2, 4, 3],
+        "Metadata lists the widened assignment"
+    );
+    let cancelled = reassign(&mut c.node(1).client(), &[("stuck", None)], true);
+    assert_eq!(cancelled[0].1, 0, "{cancelled:?}");
+    assert!(reassignments_in_progress(&mut c.node(1).client()).is_empty());
+    let a = replicas_of(&mut c, 1, "stuck");
+    assert_eq!(a[&0].2, vec![1, 2, 3]);
+    assert_eq!(
+        a[&0].3.iter().copied().collect::<BTreeSet<_>>(),
+        BTreeSet::from([1, 2, 3])
+    );
+}

@@ -7,6 +7,9 @@ under faults.
   under-replicated partitions while a broker is down and none once it is back;
   kafka-leader-election then moves its leaderships back to the preferred
   replicas; kafka-metadata-quorum describes the controller quorum.
+  kafka-topics creates a topic from a manual --replica-assignment and
+  kafka-reassign-partitions (--generate, --execute, --list, --verify) moves
+  its replicas while its records stay readable.
 - An idempotent acks=all confluent-kafka producer writes under steady load
   while the leader of a partition is killed with SIGKILL five times (the
   third time the active controller instead, while topics are being created:
@@ -144,6 +147,62 @@ def test_kafka_tools_see_replicas_isr_and_the_quorum(cluster):
         assert f"application-events-{p}" in out, (p, out)
     for p, (leader, replicas, _) in describe(cluster, "application-events").items():
         assert leader == replicas[0], (p, leader, replicas)
+
+
+REASSIGN = "org.apache.kafka.tools.reassign.ReassignPartitionsCommand"
+
+
+def test_kafka_reassign_partitions_moves_replicas(cluster, tmp_path):
+    from confluent_kafka import Producer
+
+    out = topics_tool(cluster, "--create", "--topic", "relocated", "--replica-assignment", "1:2,2:3,3:1")
+    assert "Created topic relocated." in out, out
+    before = {0: [1, 2], 1: [2, 3], 2: [3, 1]}
+    parts = describe(cluster, "relocated")
+    for p, replicas in before.items():
+        assert parts[p][0] == replicas[0] and parts[p][1] == replicas, (p, parts)
+        assert sorted(parts[p][2]) == sorted(replicas), (p, parts)
+    producer = Producer({"bootstrap.servers": cluster.bootstrap, "acks": "all", "enable.idempotence": True})
+    for p in before:
+        for i in range(50):
+            producer.produce("relocated", value=f"r{p}-{i}".encode(), partition=p)
+    assert producer.flush(30) == 0
+
+    topics = tmp_path / "topics.json"
+    topics.write_text('{"version": 1, "topics": [{"topic": "relocated"}]}')
+    out = kafka_tool(REASSIGN, "--bootstrap-server", cluster.bootstrap, "--generate",
+                     "--topics-to-move-json-file", str(topics), "--broker-list", "1,2,3")
+    assert "Current partition replica assignment" in out and "Proposed partition reassignment" in out, out
+
+    # Every partition moves to the broker it did not have, one of them off
+    # its leader.
+    after = {0: [3, 1], 1: [1, 2], 2: [2, 3]}
+    plan = tmp_path / "plan.json"
+    plan.write_text('{"version": 1, "partitions": [' + ", ".join(
+        f'{{"topic": "relocated", "partition": {p}, "replicas": [{r[0]}, {r[1]}]}}'
+        for p, r in after.items()) + "]}")
+    out = kafka_tool(REASSIGN, "--bootstrap-server", cluster.bootstrap, "--execute",
+                     "--reassignment-json-file", str(plan))
+    assert "Successfully started partition reassignment" in out, out
+
+    def verified() -> bool:
+        out = kafka_tool(REASSIGN, "--bootstrap-server", cluster.bootstrap, "--verify",
+                         "--reassignment-json-file", str(plan))
+        done = all(f"Reassignment of partition relocated-{p} is completed." in out for p in after)
+        assert "Error" not in out and "Exception" not in out, out
+        return done
+
+    wait_for("kafka-reassign-partitions --verify to report every move completed", verified,
+             timeout=90, cluster=cluster)
+    out = kafka_tool(REASSIGN, "--bootstrap-server", cluster.bootstrap, "--list")
+    assert "No partition reassignments found." in out, out
+    parts = describe(cluster, "relocated")
+    for p, replicas in after.items():
+        assert parts[p][1] == replicas, (p, parts)
+        assert sorted(parts[p][2]) == sorted(replicas), (p, parts)
+        assert parts[p][0] in replicas, (p, parts)
+    for p in before:
+        assert read_partition(cluster, "relocated", 50, partition=p) == [f"r{p}-{i}" for i in range(50)]
 
 
 def read_all_and_check(cluster: Cluster, topic: str, h: History, keep_as: str):
@@ -328,14 +387,14 @@ def test_rolling_restart_and_two_brokers_down_lose_nothing(cluster):
     assert report.ok, report.summary()
 
 
-def read_partition_zero(cluster: Cluster, topic: str, count: int) -> list[str]:
-    """Up to `count` values of partition 0 of `topic`, from its start."""
+def read_partition(cluster: Cluster, topic: str, count: int, partition: int = 0) -> list[str]:
+    """Up to `count` values of one partition of `topic`, from its start."""
     from confluent_kafka import Consumer, TopicPartition
 
     c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": f"check-{topic}",
                   "enable.auto.commit": False})
     try:
-        c.assign([TopicPartition(topic, 0, 0)])
+        c.assign([TopicPartition(topic, partition, 0)])
         read: list[str] = []
         deadline = time.monotonic() + 60
         while len(read) < count and time.monotonic() < deadline:
@@ -493,7 +552,7 @@ def test_real_clients_ride_through_a_leader_kill(cluster):
         if killed is not None:
             cluster.run("start", str(killed))
     prefixes = ["kafka", "sluice", "kafkajs", "sluice-node", "java", "sluice-rust"]
-    read = read_partition_zero(cluster, topic, records * len(prefixes))
+    read = read_partition(cluster, topic, records * len(prefixes))
     for prefix in prefixes:
         mine = [v for v in read if v.rsplit("-", 1)[0] == prefix]
         assert mine == [f"{prefix}-{i}" for i in range(records)], \

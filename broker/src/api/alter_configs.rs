@@ -30,7 +30,7 @@ pub async fn publish_topic_config(
 }
 
 /// Applies `edit` to one resource's configs (topics only: broker configs
-/// are static), publishes the change unless validating only, and returns the
+/// are static, so only deleting them, a no-op, succeeds), publishes the change unless validating only, and returns the
 /// (error code, message) pair both AlterConfigs answers carry.
 pub async fn alter(
     broker: &std::sync::Arc<crate::shard::Broker>,
@@ -46,7 +46,21 @@ pub async fn alter(
                 .alter_topic_configs(resource_name, edit, validate_only)
                 .await
         }
-        RESOURCE_BROKER => Err(broker_not_alterable()),
+        RESOURCE_BROKER => {
+            // No broker config is ever set dynamically, so deleting one is
+            // a no-op that succeeds, as in Kafka (`kafka-reassign-partitions
+            // --verify` clears replication throttles this way); anything
+            // that would set one is refused.
+            let mut dynamic = BTreeMap::new();
+            return match edit(&mut dynamic) {
+                Ok(()) if dynamic.is_empty() => (ErrorCode::None, None),
+                Ok(()) => {
+                    let e = broker_not_alterable();
+                    (e.code, Some(StrBytes::from_string(e.message)))
+                }
+                Err(e) => (e.code, Some(StrBytes::from_string(e.message))),
+            };
+        }
         _ => Err(ApiError::new(
             ErrorCode::InvalidRequest,
             "unsupported resource type",

@@ -26,9 +26,16 @@ pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Respo
             resp.results.push(r);
             continue;
         }
+        // `kafka-topics --alter --partitions N --replica-assignment ...`
+        // lays out the new partitions itself.
+        let assignments = t.assignments.as_ref().map(|list| {
+            list.iter()
+                .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
+                .collect()
+        });
         match broker
             .metadata
-            .create_partitions(&t.name, t.count, req.validate_only)
+            .create_partitions(&t.name, t.count, req.validate_only, assignments)
             .await
         {
             Ok(meta) => {

@@ -4,6 +4,7 @@
 //! their owner shards so the directories exist before the answer.
 
 use crate::auth::{Action, Resource};
+use crate::cluster::{ApiError, TopicLayout};
 use std::collections::BTreeMap;
 
 use kafka_protocol::messages::create_topics_response::{
@@ -31,46 +32,28 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
         r.replication_factor = -1;
         let name = t.name.to_string();
         let outcome = if !seen.insert(name.clone()) {
-            Err(crate::cluster::ApiError::new(
+            Err(ApiError::new(
                 ErrorCode::InvalidRequest,
                 "duplicate topic in request",
             ))
         } else if !ctx.allowed(Action::CreateTopic, Resource::Topic(&name)) {
-            Err(crate::cluster::ApiError::new(
+            Err(ApiError::new(
                 ErrorCode::TopicAuthorizationFailed,
                 "not authorized to kafka-cluster:CreateTopic",
             ))
-        } else if !t.assignments.is_empty() {
-            let single = t
-                .assignments
-                .iter()
-                .all(|a| a.broker_ids.len() == 1 && a.broker_ids[0].0 == broker.config.node_id);
-            if !single || t.num_partitions != -1 || t.replication_factor != -1 {
-                Err(crate::cluster::ApiError::new(
-                    ErrorCode::InvalidReplicaAssignment,
-                    "replica assignment must name only this broker",
-                ))
-            } else {
-                create(
-                    &broker,
-                    &name,
-                    t.assignments.len() as i32,
-                    1,
-                    &t.configs,
-                    req.validate_only,
-                )
-                .await
-            }
         } else {
-            create(
-                &broker,
-                &name,
-                t.num_partitions,
-                t.replication_factor,
-                &t.configs,
-                req.validate_only,
-            )
-            .await
+            let layout = if t.assignments.is_empty() {
+                Ok(TopicLayout::Counts {
+                    partitions: t.num_partitions,
+                    replication_factor: t.replication_factor,
+                })
+            } else {
+                manual_assignments(&t).map(TopicLayout::Manual)
+            };
+            match layout {
+                Ok(layout) => create(&broker, &name, layout, &t.configs, req.validate_only).await,
+                Err(e) => Err(e),
+            }
         };
         match outcome {
             Ok(meta) => {
@@ -126,11 +109,10 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
 async fn create(
     broker: &crate::shard::Broker,
     name: &str,
-    partitions: i32,
-    rf: i16,
+    layout: TopicLayout,
     configs: &[kafka_protocol::messages::create_topics_request::CreatableTopicConfig],
     validate_only: bool,
-) -> Result<std::sync::Arc<crate::cluster::TopicMeta>, crate::cluster::ApiError> {
+) -> Result<std::sync::Arc<crate::cluster::TopicMeta>, ApiError> {
     let mut map = BTreeMap::new();
     for c in configs {
         if let Some(v) = &c.value {
@@ -139,8 +121,40 @@ async fn create(
     }
     broker
         .metadata
-        .create_topic(name, partitions, rf, map, validate_only, false)
+        .create_topic(name, layout, map, validate_only, false)
         .await
+}
+
+/// A topic's manual replica assignment (`kafka-topics --replica-assignment`)
+/// in partition order, checked as Kafka checks it: no partition count or
+/// replication factor beside it, partitions numbered 0 to n-1.
+fn manual_assignments(
+    t: &kafka_protocol::messages::create_topics_request::CreatableTopic,
+) -> Result<Vec<Vec<i32>>, ApiError> {
+    if t.num_partitions != -1 || t.replication_factor != -1 {
+        return Err(ApiError::new(
+            ErrorCode::InvalidRequest,
+            "Both numPartitions or replicationFactor and replicasAssignments were set. Both cannot be used at the same time.",
+        ));
+    }
+    let mut by_partition: Vec<(i32, Vec<i32>)> = t
+        .assignments
+        .iter()
+        .map(|a| {
+            (
+                a.partition_index,
+                a.broker_ids.iter().map(|b| b.0).collect(),
+            )
+        })
+        .collect();
+    by_partition.sort_by_key(|(p, _)| *p);
+    if by_partition.iter().zip(0..).any(|((p, _), i)| *p != i) {
+        return Err(ApiError::new(
+            ErrorCode::InvalidReplicaAssignment,
+            "partitions should be a consecutive 0-based integer sequence",
+        ));
+    }
+    Ok(by_partition.into_iter().map(|(_, b)| b).collect())
 }
 
 /// Opens every partition of a new topic on its owner shard.

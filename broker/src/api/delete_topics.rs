@@ -91,10 +91,8 @@ async fn remove_partitions(broker: &Arc<crate::shard::Broker>, meta: Arc<TopicMe
             .config
             .data_dir
             .join(PartitionLog::dir_name(&meta.name, p));
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %dir.display(), error = %e, "cannot remove deleted partition");
-            }
+        if let Err(e) = crate::log::deletion::delete_partition_dir(&dir) {
+            tracing::warn!(dir = %dir.display(), error = %e, "cannot remove deleted partition");
         }
     }
     crate::metrics::METRICS.forget_topic(&meta.name);

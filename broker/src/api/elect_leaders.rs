@@ -13,7 +13,7 @@ use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
 use crate::auth::{Action, Resource};
-use crate::cluster::controller::{ElectionOutcome, ElectionType};
+use crate::cluster::controller::{ElectionType, PartitionOutcome};
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 2;
@@ -60,7 +60,7 @@ pub async fn handle(ctx: &RequestContext, req: ElectLeadersRequest) -> Response 
             wanted
                 .unwrap_or_default()
                 .into_iter()
-                .map(|(topic, partition)| ElectionOutcome {
+                .map(|(topic, partition)| PartitionOutcome {
                     topic,
                     partition,
                     error_code: code.code(),

@@ -133,7 +133,13 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
                 } else if auto_create {
                     match broker
                         .metadata
-                        .create_topic(&name, -1, -1, Default::default(), false, false)
+                        .create_topic(
+                            &name,
+                            crate::cluster::TopicLayout::DEFAULTS,
+                            Default::default(),
+                            false,
+                            false,
+                        )
                         .await
                     {
                         Ok(m) => {

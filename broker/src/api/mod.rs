@@ -18,6 +18,7 @@ use crate::log::read::FileRange;
 use crate::shard::Shard;
 
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod create_partitions;
@@ -41,6 +42,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -260,6 +262,8 @@ registry! {
     AlterUserScramCredentials => alter_user_scram_credentials(m::AlterUserScramCredentialsRequest),
     DescribeTopicPartitions => describe_topic_partitions(m::DescribeTopicPartitionsRequest),
     ElectLeaders => elect_leaders(m::ElectLeadersRequest),
+    AlterPartitionReassignments => alter_partition_reassignments(m::AlterPartitionReassignmentsRequest),
+    ListPartitionReassignments => list_partition_reassignments(m::ListPartitionReassignmentsRequest),
 }
 
 /// APIs answered by the connection itself rather than a handler module,

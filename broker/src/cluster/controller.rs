@@ -30,6 +30,7 @@ use super::quorum::{
     ControllerService, MetadataImage, MetadataQuorum, QuorumDescription, QuorumError, RaftTiming,
     RecordError,
 };
+use super::reassignment;
 use super::{check_name_collision, not_enough_brokers, resolve_new_topic, OFFSETS_TOPIC};
 use crate::config::names::{CLEANUP_POLICY, MIN_INSYNC_REPLICAS, SEGMENT_BYTES};
 use crate::config::BrokerConfig;
@@ -67,6 +68,10 @@ pub enum ControllerRequest {
         configs: BTreeMap<String, String>,
         validate_only: bool,
         allow_internal: bool,
+        /// Manual replica assignments, one per partition (then
+        /// `partitions` and `replication_factor` are -1).
+        #[serde(default)]
+        assignments: Option<Vec<Vec<NodeId>>>,
     },
     DeleteTopic {
         name: String,
@@ -75,6 +80,9 @@ pub enum ControllerRequest {
         name: String,
         count: i32,
         validate_only: bool,
+        /// Manual replica assignments of the new partitions.
+        #[serde(default)]
+        assignments: Option<Vec<Vec<NodeId>>>,
     },
     /// Replace a topic's overrides with `configs`.
     AlterTopicConfigs {
@@ -118,6 +126,18 @@ pub enum ControllerRequest {
         election: ElectionType,
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// Kafka's AlterPartitionReassignments: per partition a new target
+    /// assignment, or `None` to cancel the reassignment in progress.
+    AlterPartitionReassignments {
+        reassignments: Vec<(String, i32, Option<Vec<NodeId>>)>,
+        /// KIP-860: `false` refuses a target of another size than the
+        /// partition's replication factor.
+        allow_replication_factor_change: bool,
+    },
+    /// Kafka's ListPartitionReassignments (`None`: every partition).
+    ListPartitionReassignments {
+        partitions: Option<Vec<(String, i32)>>,
+    },
 }
 
 /// ElectLeaders' election types (Kafka's `ElectionType`: 0, 1).
@@ -127,10 +147,10 @@ pub enum ElectionType {
     Unclean,
 }
 
-/// One partition's answer to an election: a Kafka error code (0: a new
-/// leader was elected) and why.
+/// One partition's answer to an election or a reassignment: a Kafka error
+/// code (0: done) and why.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
-pub struct ElectionOutcome {
+pub struct PartitionOutcome {
     pub topic: String,
     pub partition: i32,
     pub error_code: i16,
@@ -179,8 +199,15 @@ pub enum ControllerAnswer {
     /// `offset` (None: nothing changed).
     Elected {
         offset: Option<u64>,
-        outcomes: Vec<ElectionOutcome>,
+        outcomes: Vec<PartitionOutcome>,
     },
+    /// AlterPartitionReassignments' per-partition outcomes; the changes
+    /// committed at `offset` (None: nothing changed).
+    Reassigned {
+        offset: Option<u64>,
+        outcomes: Vec<PartitionOutcome>,
+    },
+    Reassignments(Vec<reassignment::PartitionReassignment>),
 }
 
 pub type ControllerResult = Result<ControllerAnswer, RecordError>;
@@ -310,6 +337,14 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 return Err(self.not_controller());
             }
             return Ok(ControllerAnswer::Quorum(self.quorum.describe()));
+        }
+        if let ControllerRequest::ListPartitionReassignments { partitions } = &request {
+            // A read: no need to queue behind decisions.
+            let image = self.current_image().await?;
+            return Ok(ControllerAnswer::Reassignments(reassignment::in_progress(
+                &image,
+                partitions.as_deref(),
+            )));
         }
         if let ControllerRequest::AddObserver { node_id, address } = request {
             // A membership change, not a metadata record: openraft orders
@@ -479,15 +514,25 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 configs,
                 validate_only,
                 allow_internal,
+                assignments,
             } => {
-                let records = self.topic_records(
-                    &image,
-                    &name,
-                    partitions,
-                    replication_factor,
-                    configs,
-                    allow_internal,
-                )?;
+                let records = match assignments {
+                    Some(assignments) => self.assigned_topic_records(
+                        &image,
+                        &name,
+                        &assignments,
+                        configs,
+                        allow_internal,
+                    )?,
+                    None => self.topic_records(
+                        &image,
+                        &name,
+                        partitions,
+                        replication_factor,
+                        configs,
+                        allow_internal,
+                    )?,
+                };
                 if validate_only {
                     return Ok(ControllerAnswer::Valid);
                 }
@@ -531,6 +576,7 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 name,
                 count,
                 validate_only,
+                assignments,
             } => {
                 let topic = image.topic_by_name(&name).ok_or_else(|| {
                     err(
@@ -545,28 +591,46 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                         format!("Topic currently has {current} partitions, which is higher than the requested {count}."),
                     ));
                 }
+                // A partition being reassigned counts with its target.
                 let rf = topic
                     .partitions
                     .values()
                     .next()
-                    .map_or(1, |p| p.replicas.len());
-                let brokers = assignable_brokers(&image);
-                if brokers.len() < rf {
-                    return Err(record_error(not_enough_brokers(
-                        i16::try_from(rf).unwrap_or(i16::MAX),
-                        brokers.len(),
-                    )));
-                }
+                    .map_or(1, |p| p.target_replicas().len());
+                let new_assignments: Vec<Vec<NodeId>> = match assignments {
+                    Some(assignments) => {
+                        let added = usize::try_from(count - current).unwrap_or(0);
+                        if assignments.len() != added {
+                            return Err(err(
+                                ErrorCode::InvalidReplicaAssignment,
+                                format!("Increasing the number of partitions by {added} but {} assignments provided.", assignments.len()),
+                            ));
+                        }
+                        check_assignments(&image, &assignments, Some(rf))?;
+                        assignments
+                    }
+                    None => {
+                        let brokers = assignable_brokers(&image);
+                        if brokers.len() < rf {
+                            return Err(record_error(not_enough_brokers(
+                                i16::try_from(rf).unwrap_or(i16::MAX),
+                                brokers.len(),
+                            )));
+                        }
+                        let start = rand::random::<u32>() as usize;
+                        (current..count)
+                            .map(|p| assign(&brokers, start, p, rf))
+                            .collect()
+                    }
+                };
                 if validate_only {
                     return Ok(ControllerAnswer::Valid);
                 }
-                let start = rand::random::<u32>() as usize;
-                let records = (current..count)
-                    .map(|p| {
-                        let replicas = assign(&brokers, start, p, rf);
-                        MetadataRecord::Partition(new_partition(topic.id, p, replicas))
-                    })
-                    .collect();
+                let can_lead = self.can_lead(&image);
+                let records = (current..)
+                    .zip(&new_assignments)
+                    .map(|(p, replicas)| manual_partition(topic.id, p, replicas, &can_lead))
+                    .collect::<Result<Vec<_>, _>>()?;
                 let offset = self.propose(records).await?;
                 Ok(ControllerAnswer::Committed {
                     offset,
@@ -735,31 +799,59 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                     rules,
                 );
                 let (elr, last_known_elr) = (next.elr, next.last_known_elr);
+                let mut change = PartitionChange {
+                    topic_id,
+                    partition,
+                    isr: Some(new_isr.clone()),
+                    elr: (elr != current.elr).then_some(elr),
+                    last_known_elr: (last_known_elr != current.last_known_elr)
+                        .then_some(last_known_elr),
+                    expect_partition_epoch: Some(partition_epoch),
+                    ..PartitionChange::default()
+                };
+                // The ISR now holding a reassignment's whole target
+                // finishes it in the same record.
+                let mut leader_epoch = current.leader_epoch;
+                let mut isr = new_isr;
+                let can_lead = self.can_lead(&image);
+                if let Some(done) = reassignment::completion(current, &isr, &can_lead) {
+                    tracing::info!(%topic_id, partition, replicas = ?done.replicas, leader = done.leader, "reassignment complete");
+                    if done.leader_changed {
+                        leader_epoch += 1;
+                    }
+                    isr = done.isr.clone();
+                    done.merge_into(&mut change);
+                }
                 let offset = self
-                    .propose(vec![MetadataRecord::PartitionChange(PartitionChange {
-                        topic_id,
-                        partition,
-                        isr: Some(new_isr.clone()),
-                        elr: (elr != current.elr).then_some(elr),
-                        last_known_elr: (last_known_elr != current.last_known_elr)
-                            .then_some(last_known_elr),
-                        expect_partition_epoch: Some(partition_epoch),
-                        ..PartitionChange::default()
-                    })])
+                    .propose(vec![MetadataRecord::PartitionChange(change)])
                     .await?;
                 Ok(ControllerAnswer::Partition {
                     offset,
-                    leader_epoch: current.leader_epoch,
+                    leader_epoch,
                     partition_epoch: current.partition_epoch + 1,
-                    isr: new_isr,
+                    isr,
                 })
+            }
+            ControllerRequest::AlterPartitionReassignments {
+                reassignments,
+                allow_replication_factor_change,
+            } => {
+                let (records, outcomes) =
+                    self.reassignments(&image, reassignments, allow_replication_factor_change);
+                let offset = if records.is_empty() {
+                    None
+                } else {
+                    Some(self.propose(records).await?)
+                };
+                Ok(ControllerAnswer::Reassigned { offset, outcomes })
             }
             ControllerRequest::DescribeQuorum => {
                 Ok(ControllerAnswer::Quorum(self.quorum.describe()))
             }
-            ControllerRequest::AddObserver { .. } => Err(err(
+            ControllerRequest::AddObserver { .. }
+            | ControllerRequest::ListPartitionReassignments { .. } => Err(err(
                 ErrorCode::UnknownServerError,
-                "observers are added before decisions are queued",
+                "answered before decisions are queued",
             )),
         }
     }
@@ -818,6 +910,79 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
         })
     }
 
+    /// Whether a broker may take a leadership now: registered, unfenced
+    /// and not shutting down.
+    fn can_lead<'a>(&self, image: &'a MetadataImage) -> impl Fn(NodeId) -> bool + 'a {
+        let shutting_down = self.with_liveness(|l| l.shutting_down.clone());
+        move |b: NodeId| !shutting_down.contains(&b) && image.broker(b).is_some_and(|s| !s.fenced)
+    }
+
+    /// AlterPartitionReassignments: each partition's change (KIP-455,
+    /// `super::reassignment`) and outcome, in request order.
+    fn reassignments(
+        &self,
+        image: &MetadataImage,
+        reassignments: Vec<(String, i32, Option<Vec<NodeId>>)>,
+        allow_replication_factor_change: bool,
+    ) -> (Vec<MetadataRecord>, Vec<PartitionOutcome>) {
+        let can_lead = self.can_lead(image);
+        let registered = |b: NodeId| image.broker(b).is_some();
+        let mut records = Vec::new();
+        let mut outcomes = Vec::with_capacity(reassignments.len());
+        for (topic, partition, target) in reassignments {
+            let found = image
+                .topic_ids
+                .get(&topic)
+                .and_then(|id| Some((*id, image.partition(*id, partition)?)));
+            let decided = match found {
+                None => Err((
+                    ErrorCode::UnknownTopicOrPartition,
+                    format!("no partition {partition} of {topic}"),
+                )),
+                Some((_, p))
+                    if !allow_replication_factor_change
+                        && target
+                            .as_ref()
+                            .is_some_and(|t| t.len() != p.original_replicas().len()) =>
+                {
+                    Err((
+                        ErrorCode::InvalidReplicationFactor,
+                        format!(
+                            "The replication factor is changed from {} to {}",
+                            p.original_replicas().len(),
+                            target.as_ref().map_or(0, Vec::len)
+                        ),
+                    ))
+                }
+                Some((topic_id, p)) => reassignment::alter(
+                    topic_id,
+                    partition,
+                    p,
+                    target.as_deref(),
+                    &registered,
+                    &can_lead,
+                ),
+            };
+            let (error_code, message) = match decided {
+                Ok(change) => {
+                    if let Some(change) = change {
+                        tracing::info!(%topic, partition, target = ?target, "partition reassignment");
+                        records.push(MetadataRecord::PartitionChange(change));
+                    }
+                    (ErrorCode::None.code(), None)
+                }
+                Err((code, message)) => (code.code(), Some(message)),
+            };
+            outcomes.push(PartitionOutcome {
+                topic,
+                partition,
+                error_code,
+                message,
+            });
+        }
+        (records, outcomes)
+    }
+
     fn rules(&self) -> ElectionRules {
         ElectionRules {
             elr: ELIGIBLE_LEADER_REPLICAS,
@@ -833,10 +998,8 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
         image: &MetadataImage,
         election: ElectionType,
         partitions: Option<&[(String, i32)]>,
-    ) -> (Vec<MetadataRecord>, Vec<ElectionOutcome>) {
-        let shutting_down = self.with_liveness(|l| l.shutting_down.clone());
-        let can_lead =
-            |b: NodeId| !shutting_down.contains(&b) && image.broker(b).is_some_and(|s| !s.fenced);
+    ) -> (Vec<MetadataRecord>, Vec<PartitionOutcome>) {
+        let can_lead = self.can_lead(image);
         let rules = self.rules();
         let wanted: Vec<(String, i32)> = match partitions {
             Some(list) => list.to_vec(),
@@ -875,7 +1038,7 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 }
                 Err((code, message)) => (code.code(), Some(message)),
             };
-            outcomes.push(ElectionOutcome {
+            outcomes.push(PartitionOutcome {
                 topic,
                 partition,
                 error_code,
@@ -967,6 +1130,45 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
             records.push(MetadataRecord::Partition(new_partition(
                 topic_id, p, replicas,
             )));
+        }
+        for (key, value) in &configs {
+            records.push(config_record(name, key, Some(value)));
+        }
+        Ok(records)
+    }
+
+    /// The records that create a topic laid out by the user (CreateTopics
+    /// with assignments, `kafka-topics --replica-assignment`).
+    fn assigned_topic_records(
+        &self,
+        image: &MetadataImage,
+        name: &str,
+        assignments: &[Vec<NodeId>],
+        configs: BTreeMap<String, String>,
+        allow_internal: bool,
+    ) -> Result<Vec<MetadataRecord>, RecordError> {
+        check_assignments(image, assignments, None)?;
+        let partitions = i32::try_from(assignments.len()).unwrap_or(i32::MAX);
+        let rf = assignments.first().map_or(0, Vec::len);
+        resolve_new_topic(
+            &self.config,
+            name,
+            partitions,
+            i16::try_from(rf).unwrap_or(i16::MAX),
+            allow_internal,
+        )
+        .map_err(record_error)?;
+        super::MetadataStore::validate_configs(&configs).map_err(record_error)?;
+        check_name_collision(name, image.topic_ids.keys().map(String::as_str))
+            .map_err(record_error)?;
+        let topic_id = Uuid::new_v4();
+        let mut records = vec![MetadataRecord::Topic {
+            name: name.to_string(),
+            topic_id,
+        }];
+        let can_lead = self.can_lead(image);
+        for (p, replicas) in (0..).zip(assignments) {
+            records.push(manual_partition(topic_id, p, replicas, &can_lead)?);
         }
         for (key, value) in &configs {
             records.push(config_record(name, key, Some(value)));
@@ -1141,6 +1343,54 @@ fn config_record(topic: &str, key: &str, value: Option<&String>) -> MetadataReco
         key: key.to_string(),
         value: value.cloned(),
     })
+}
+
+/// Manual assignments: each a valid replica list of registered brokers,
+/// all of one length (`rf` when the topic has one already), as KRaft checks.
+fn check_assignments(
+    image: &MetadataImage,
+    assignments: &[Vec<NodeId>],
+    rf: Option<usize>,
+) -> Result<(), RecordError> {
+    let registered = |b: NodeId| image.broker(b).is_some();
+    let expected = rf.or_else(|| assignments.first().map(Vec::len));
+    for replicas in assignments {
+        reassignment::check_manual_assignment(replicas, &registered)
+            .map_err(|(code, message)| err(code, message))?;
+        if let Some(expected) = expected.filter(|n| *n != replicas.len()) {
+            return Err(err(
+                ErrorCode::InvalidReplicaAssignment,
+                format!(
+                    "The manual partition assignment includes a partition with {} replica(s), but this is inconsistent with previous partitions, which have {expected} replica(s).",
+                    replicas.len()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A new partition on replicas the user (or the assignment above) chose:
+/// its ISR are those that can lead now, the first of them leads; with none,
+/// it is refused as KRaft refuses it.
+fn manual_partition(
+    topic_id: Uuid,
+    partition: i32,
+    replicas: &[NodeId],
+    can_lead: &dyn Fn(NodeId) -> bool,
+) -> Result<MetadataRecord, RecordError> {
+    let isr: Vec<NodeId> = replicas.iter().copied().filter(|r| can_lead(*r)).collect();
+    let Some(&leader) = isr.first() else {
+        return Err(err(
+            ErrorCode::InvalidReplicaAssignment,
+            format!("All brokers specified in the manual partition assignment for partition {partition} are fenced or in controlled shutdown."),
+        ));
+    };
+    Ok(MetadataRecord::Partition(PartitionRecord {
+        leader,
+        isr,
+        ..new_partition(topic_id, partition, replicas.to_vec())
+    }))
 }
 
 fn new_partition(topic_id: Uuid, partition: i32, replicas: Vec<NodeId>) -> PartitionRecord {

@@ -27,15 +27,15 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::controller::{
-    Controller, ControllerAnswer, ControllerRequest, ControllerResult, ElectionOutcome,
-    ElectionType,
+    Controller, ControllerAnswer, ControllerRequest, ControllerResult, ElectionType,
+    PartitionOutcome,
 };
 use super::quorum::records::{Endpoint, NodeId, ScramCredential, ScramMechanism};
 use super::quorum::{
     ControllerQuorum, MetadataImage as QuorumImage, MetadataQuorum, QuorumConfig,
     QuorumDescription, RaftTiming, TransportSecurity, Voters,
 };
-use super::{ApiError, BrokerInfo, MetadataImage, PartitionMeta, TopicMeta};
+use super::{ApiError, BrokerInfo, MetadataImage, PartitionMeta, TopicLayout, TopicMeta};
 use crate::config::BrokerConfig;
 use crate::log::partition_metadata::{decode_topic_id, encode_topic_id};
 use crate::log::LogConfig;
@@ -674,12 +674,21 @@ impl ClusterMember {
     pub async fn create_topic(
         &self,
         name: &str,
-        partitions: i32,
-        replication_factor: i16,
+        layout: TopicLayout,
         configs: BTreeMap<String, String>,
         validate_only: bool,
         allow_internal: bool,
     ) -> Result<Arc<TopicMeta>, ApiError> {
+        let (partitions, replication_factor, assignments) = match layout {
+            TopicLayout::Counts {
+                partitions,
+                replication_factor,
+            } => (partitions, replication_factor, None),
+            TopicLayout::Manual(a) => (-1, -1, Some(a)),
+        };
+        let manual_count = assignments
+            .as_ref()
+            .map(|a| i32::try_from(a.len()).unwrap_or(i32::MAX));
         let answer = self
             .ask(ControllerRequest::CreateTopic {
                 name: name.to_string(),
@@ -688,14 +697,15 @@ impl ClusterMember {
                 configs: configs.clone(),
                 validate_only,
                 allow_internal,
+                assignments,
             })
             .await?;
         if answer == ControllerAnswer::Valid {
             // What the topic would look like; nothing was written.
-            let partitions = if partitions == -1 {
-                self.inner.config.num_partitions
-            } else {
-                partitions
+            let partitions = match manual_count {
+                Some(n) => n,
+                None if partitions == -1 => self.inner.config.num_partitions,
+                None => partitions,
             };
             return Ok(Arc::new(TopicMeta {
                 name: name.to_string(),
@@ -745,12 +755,14 @@ impl ClusterMember {
         name: &str,
         count: i32,
         validate_only: bool,
+        assignments: Option<Vec<Vec<NodeId>>>,
     ) -> Result<Arc<TopicMeta>, ApiError> {
         let answer = self
             .ask(ControllerRequest::CreatePartitions {
                 name: name.to_string(),
                 count,
                 validate_only,
+                assignments,
             })
             .await?;
         if answer == ControllerAnswer::Valid {
@@ -845,7 +857,7 @@ impl ClusterMember {
         &self,
         election: ElectionType,
         partitions: Option<Vec<(String, i32)>>,
-    ) -> Result<Vec<ElectionOutcome>, ApiError> {
+    ) -> Result<Vec<PartitionOutcome>, ApiError> {
         let answer = self
             .ask(ControllerRequest::ElectLeaders {
                 election,
@@ -859,6 +871,43 @@ impl ClusterMember {
             self.image_at(offset).await?;
         }
         Ok(outcomes)
+    }
+
+    /// Kafka's AlterPartitionReassignments: per partition a target, or
+    /// `None` to cancel; answers once this node's image has the changes.
+    pub async fn alter_partition_reassignments(
+        &self,
+        reassignments: Vec<(String, i32, Option<Vec<NodeId>>)>,
+        allow_replication_factor_change: bool,
+    ) -> Result<Vec<PartitionOutcome>, ApiError> {
+        let answer = self
+            .ask(ControllerRequest::AlterPartitionReassignments {
+                reassignments,
+                allow_replication_factor_change,
+            })
+            .await?;
+        let ControllerAnswer::Reassigned { offset, outcomes } = answer else {
+            return Err(unexpected_answer(&answer));
+        };
+        if let Some(offset) = offset {
+            self.image_at(offset).await?;
+        }
+        Ok(outcomes)
+    }
+
+    /// Reassignments in progress, as the active controller knows them (a
+    /// broker's own image may lag a reassignment another broker started).
+    pub async fn partition_reassignments(
+        &self,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<super::reassignment::PartitionReassignment>, ApiError> {
+        let answer = self
+            .ask(ControllerRequest::ListPartitionReassignments { partitions })
+            .await?;
+        match answer {
+            ControllerAnswer::Reassignments(list) => Ok(list),
+            other => Err(unexpected_answer(&other)),
+        }
     }
 
     /// The SCRAM credentials of this node's latest metadata image.

@@ -32,6 +32,7 @@ use crate::log::LogConfig;
 pub mod controller;
 pub mod member;
 pub mod quorum;
+pub mod reassignment;
 
 pub use quorum::records::{Endpoint, NodeId, NO_LEADER};
 
@@ -251,6 +252,28 @@ pub struct MetadataStore {
     next_producer_id: AtomicI64,
 }
 
+/// How a new topic's partitions are laid out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TopicLayout {
+    /// A partition count and replication factor (-1: the broker's
+    /// defaults); the controller places the replicas.
+    Counts {
+        partitions: i32,
+        replication_factor: i16,
+    },
+    /// One replica list per partition, as the user gave them
+    /// (`kafka-topics --replica-assignment`).
+    Manual(Vec<Vec<NodeId>>),
+}
+
+impl TopicLayout {
+    /// The broker's default partition count and replication factor.
+    pub const DEFAULTS: TopicLayout = TopicLayout::Counts {
+        partitions: -1,
+        replication_factor: -1,
+    };
+}
+
 /// Kafka's legal topic names: 1-249 of `[a-zA-Z0-9._-]`, not `.` or `..`.
 pub fn validate_topic_name(name: &str) -> Result<(), ApiError> {
     if name.is_empty() || name.len() > 249 || name == "." || name == ".." {
@@ -394,6 +417,18 @@ impl MetadataStore {
                 .ok_or_else(|| ConfigError::Unknown(k.clone()))
                 .and_then(|c| c.validate(v))
                 .map_err(|e| ApiError::new(ErrorCode::InvalidConfig, e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    /// A manual assignment on a single node may name only this node, once
+    /// per partition (the cluster's controller checks the general case).
+    pub fn check_solo_assignments(&self, assignments: &[Vec<NodeId>]) -> Result<(), ApiError> {
+        let node = self.config.node_id;
+        let registered = |b: NodeId| b == node;
+        for replicas in assignments {
+            reassignment::check_manual_assignment(replicas, &registered)
+                .map_err(|(code, message)| ApiError::new(code, message))?;
         }
         Ok(())
     }
@@ -582,31 +617,35 @@ impl Metadata {
     pub async fn create_topic(
         &self,
         name: &str,
-        partitions: i32,
-        replication_factor: i16,
+        layout: TopicLayout,
         configs: BTreeMap<String, String>,
         validate_only: bool,
         allow_internal: bool,
     ) -> Result<Arc<TopicMeta>, ApiError> {
         match self {
-            Metadata::Standalone(store) => store.create_topic(
-                name,
-                partitions,
-                replication_factor,
-                configs,
-                validate_only,
-                allow_internal,
-            ),
-            Metadata::Cluster(member) => {
-                member
-                    .create_topic(
-                        name,
+            Metadata::Standalone(store) => {
+                let (partitions, replication_factor) = match &layout {
+                    TopicLayout::Manual(a) => {
+                        store.check_solo_assignments(a)?;
+                        (i32::try_from(a.len()).unwrap_or(i32::MAX), 1)
+                    }
+                    TopicLayout::Counts {
                         partitions,
                         replication_factor,
-                        configs,
-                        validate_only,
-                        allow_internal,
-                    )
+                    } => (*partitions, *replication_factor),
+                };
+                store.create_topic(
+                    name,
+                    partitions,
+                    replication_factor,
+                    configs,
+                    validate_only,
+                    allow_internal,
+                )
+            }
+            Metadata::Cluster(member) => {
+                member
+                    .create_topic(name, layout, configs, validate_only, allow_internal)
                     .await
             }
         }
@@ -624,10 +663,81 @@ impl Metadata {
         name: &str,
         count: i32,
         validate_only: bool,
+        assignments: Option<Vec<Vec<NodeId>>>,
     ) -> Result<Arc<TopicMeta>, ApiError> {
         match self {
-            Metadata::Standalone(store) => store.create_partitions(name, count, validate_only),
-            Metadata::Cluster(member) => member.create_partitions(name, count, validate_only).await,
+            Metadata::Standalone(store) => {
+                if let Some(a) = &assignments {
+                    store.check_solo_assignments(a)?;
+                }
+                store.create_partitions(name, count, validate_only)
+            }
+            Metadata::Cluster(member) => {
+                member
+                    .create_partitions(name, count, validate_only, assignments)
+                    .await
+            }
+        }
+    }
+
+    /// Kafka's AlterPartitionReassignments. A single node can only be
+    /// "reassigned" onto itself, which changes nothing.
+    pub async fn alter_partition_reassignments(
+        &self,
+        reassignments: Vec<(String, i32, Option<Vec<NodeId>>)>,
+        allow_replication_factor_change: bool,
+    ) -> Result<Vec<controller::PartitionOutcome>, ApiError> {
+        match self {
+            Metadata::Cluster(member) => {
+                member
+                    .alter_partition_reassignments(reassignments, allow_replication_factor_change)
+                    .await
+            }
+            Metadata::Standalone(store) => {
+                let image = store.image();
+                Ok(reassignments
+                    .into_iter()
+                    .map(|(topic, partition, target)| {
+                        let known = image
+                            .by_name
+                            .get(&topic)
+                            .is_some_and(|t| t.partition(partition).is_some());
+                        let refused = if !known {
+                            Some(ApiError::new(
+                                ErrorCode::UnknownTopicOrPartition,
+                                "unknown topic or partition",
+                            ))
+                        } else {
+                            match target {
+                                None => Some(ApiError::new(
+                                    ErrorCode::NoReassignmentInProgress,
+                                    format!(
+                                        "no reassignment of partition {partition} is in progress"
+                                    ),
+                                )),
+                                Some(t) => store.check_solo_assignments(&[t]).err(),
+                            }
+                        };
+                        controller::PartitionOutcome {
+                            topic,
+                            partition,
+                            error_code: refused.as_ref().map_or(0, |e| e.code.code()),
+                            message: refused.map(|e| e.message),
+                        }
+                    })
+                    .collect())
+            }
+        }
+    }
+
+    /// Reassignments in progress (none on a single node).
+    pub async fn partition_reassignments(
+        &self,
+        partitions: Option<Vec<(String, i32)>>,
+    ) -> Result<Vec<reassignment::PartitionReassignment>, ApiError> {
+        match self {
+            Metadata::Cluster(member) => member.partition_reassignments(partitions).await,
+            Metadata::Standalone(_) => Ok(Vec::new()),
         }
     }
 
@@ -652,7 +762,7 @@ impl Metadata {
         &self,
         election: controller::ElectionType,
         partitions: Option<Vec<(String, i32)>>,
-    ) -> Result<Vec<controller::ElectionOutcome>, ApiError> {
+    ) -> Result<Vec<controller::PartitionOutcome>, ApiError> {
         match self {
             Metadata::Cluster(member) => member.elect_leaders(election, partitions).await,
             Metadata::Standalone(store) => {
@@ -682,7 +792,7 @@ impl Metadata {
                                 "unknown topic or partition",
                             )
                         };
-                        controller::ElectionOutcome {
+                        controller::PartitionOutcome {
                             topic,
                             partition,
                             error_code: code.code(),

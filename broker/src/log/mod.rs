@@ -2,7 +2,8 @@
 //! owned by exactly one shard. This module holds the partition's state and
 //! its effective configuration; the submodules own appends with group commit
 //! (`append`, staging each round in `staging`), reads for Fetch and ListOffsets (`read`), start-up recovery
-//! (`recovery`), retention and DeleteRecords (`retention`), idempotent
+//! (`recovery`), retention and DeleteRecords (`retention`), removing a
+//! partition directory crash-safely (`deletion`), idempotent
 //! producer state (`producer_state`), the leader epoch cache and its
 //! checkpoint (`epoch_cache`), a follower's appends of fetched batches and
 //! truncation (`follower`), the segment/index files, and two small files of
@@ -18,6 +19,7 @@
 //! listener (tests, tools) keeps the high watermark at its log end.
 
 pub mod append;
+pub mod deletion;
 pub mod epoch_cache;
 pub mod follower;
 pub mod hw_checkpoint;

@@ -2,8 +2,8 @@
 //! image gives them. Every new image is compared with what was last applied
 //! per partition (leader epoch, partition epoch); a change makes the
 //! partition leader (with its replicas and ISR) or follower of the new
-//! leader, a partition no longer assigned here is closed, and a deleted
-//! topic's partitions are closed and their directories removed. Group
+//! leader; a partition reassigned away from here, or of a deleted topic, is
+//! closed and its directory removed. Group
 //! coordination follows `__consumer_offsets` leadership: becoming leader of
 //! one of its partitions loads that partition's groups, losing it unloads
 //! them. ISR changes go to the controller as AlterPartition. Followers get
@@ -330,16 +330,31 @@ pub async fn sync(shard: &Rc<Shard>, image: &Arc<MetadataImage>) {
         .collect();
     for (topic_id, p) in stale {
         shard.roles.applied.borrow_mut().remove(&(topic_id, p));
+        if let Some(topic) = image
+            .by_id
+            .get(&topic_id)
+            .filter(|t| t.name == OFFSETS_TOPIC)
+        {
+            // Its groups are coordinated elsewhere from now on.
+            offsets_leadership(shard, topic, p, false).await;
+        }
         refetch(shard, image, topic_id, p, None).await;
         let removed = shard.replicas.remove(&topic_id, p);
         if let Some(partition) = removed {
+            // The topic is gone from the cluster, or the partition was
+            // reassigned away from this broker: either way its files go
+            // (Kafka's StopReplica with deletion). Were it reassigned back
+            // later, it starts empty and fetches everything again.
             let dir = partition.log.dir.clone();
-            if !image.by_id.contains_key(&topic_id) {
-                // The topic is gone from the cluster: so are its files.
-                if let Err(e) = std::fs::remove_dir_all(&dir) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a deleted partition");
-                    }
+            let why = if image.by_id.contains_key(&topic_id) {
+                "reassigned away from this broker"
+            } else {
+                "its topic was deleted"
+            };
+            match crate::log::deletion::delete_partition_dir(&dir) {
+                Ok(()) => tracing::info!(dir = %dir.display(), "partition removed: {why}"),
+                Err(e) => {
+                    tracing::warn!(dir = %dir.display(), error = %e, "cannot remove a partition that was {why}")
                 }
             }
         }

@@ -74,6 +74,39 @@ pub struct PartitionImage {
     pub leader: NodeId,
     pub leader_epoch: i32,
     pub partition_epoch: i32,
+    /// A reassignment in progress (KIP-455): replicas being added, which
+    /// complete it once all of the target is in the ISR...
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub adding_replicas: Vec<NodeId>,
+    /// ...and replicas that leave `replicas` when it completes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub removing_replicas: Vec<NodeId>,
+}
+
+impl PartitionImage {
+    pub fn is_reassigning(&self) -> bool {
+        !self.adding_replicas.is_empty() || !self.removing_replicas.is_empty()
+    }
+
+    /// Where a reassignment in progress goes: the replicas without those
+    /// being removed (the assignment itself when none is in progress).
+    pub fn target_replicas(&self) -> Vec<NodeId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.removing_replicas.contains(r))
+            .collect()
+    }
+
+    /// The assignment before a reassignment in progress: the replicas
+    /// without those being added (what cancelling it goes back to).
+    pub fn original_replicas(&self) -> Vec<NodeId> {
+        self.replicas
+            .iter()
+            .copied()
+            .filter(|r| !self.adding_replicas.contains(r))
+            .collect()
+    }
 }
 
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -344,6 +377,8 @@ impl MetadataImage {
             leader: p.leader,
             leader_epoch: p.leader_epoch,
             partition_epoch: p.partition_epoch,
+            adding_replicas: Vec::new(),
+            removing_replicas: Vec::new(),
         };
         check_partition(&image)?;
         if p.partition < 0 {
@@ -398,6 +433,12 @@ impl MetadataImage {
         }
         if let Some(last_known) = &c.last_known_elr {
             next.last_known_elr = last_known.clone();
+        }
+        if let Some(adding) = &c.adding_replicas {
+            next.adding_replicas = adding.clone();
+        }
+        if let Some(removing) = &c.removing_replicas {
+            next.removing_replicas = removing.clone();
         }
         if let Some(leader) = c.leader {
             if leader != next.leader {
@@ -510,6 +551,23 @@ fn check_partition(p: &PartitionImage) -> Result<(), RecordError> {
         return bad(format!(
             "last known elr {:?} is not a set of replicas {:?}",
             p.last_known_elr, p.replicas
+        ));
+    }
+    let adding: BTreeSet<NodeId> = p.adding_replicas.iter().copied().collect();
+    let removing: BTreeSet<NodeId> = p.removing_replicas.iter().copied().collect();
+    if adding.len() != p.adding_replicas.len()
+        || removing.len() != p.removing_replicas.len()
+        || !adding.is_subset(&replicas)
+        || !removing.is_subset(&replicas)
+        || !adding.is_disjoint(&removing)
+        // Both the target (replicas - removing) and the original
+        // assignment (replicas - adding) keep a replica.
+        || removing.len() >= replicas.len()
+        || adding.len() >= replicas.len()
+    {
+        return bad(format!(
+            "adding {:?} and removing {:?} must be disjoint proper subsets of replicas {:?}",
+            p.adding_replicas, p.removing_replicas, p.replicas
         ));
     }
     if p.leader != NO_LEADER && !isr.contains(&p.leader) {
@@ -1154,6 +1212,60 @@ mod tests {
             .apply(&MetadataRecord::RegisterBroker(registration(1, 11)))
             .unwrap();
         assert!(!image.broker(1).unwrap().shut_down_cleanly);
+    }
+
+    #[test]
+    fn a_reassignment_in_progress_is_kept_checked_and_snapshotted() {
+        let mut image = three_brokers();
+        let id = create_topic(&mut image, "a", 1, 1);
+        // Partition 0 is on [1, 2, 3]; moving to [1, 2, 4] ... with a 4th
+        // broker registered.
+        image
+            .apply(&MetadataRecord::RegisterBroker(registration(4, 10)))
+            .unwrap();
+        let widen = PartitionChange {
+            topic_id: id,
+            partition: 0,
+            replicas: Some(vec![1, 2, 4, 3]),
+            adding_replicas: Some(vec![4]),
+            removing_replicas: Some(vec![3]),
+            ..PartitionChange::default()
+        };
+        image
+            .apply(&MetadataRecord::PartitionChange(widen.clone()))
+            .unwrap();
+        let p = image.partition(id, 0).unwrap().clone();
+        assert!(p.is_reassigning());
+        assert_eq!(p.target_replicas(), vec![1, 2, 4]);
+        assert_eq!(p.original_replicas(), vec![1, 2, 3]);
+        let back = MetadataImage::decode_snapshot(&image.encode_snapshot()).unwrap();
+        assert_eq!(back.partition(id, 0), Some(&p));
+
+        // Adding and removing must be disjoint replicas leaving a target.
+        for (adding, removing) in [
+            (vec![5], vec![]),
+            (vec![4], vec![4]),
+            (vec![], vec![1, 2, 4, 3]),
+        ] {
+            let bad = image.apply(&MetadataRecord::PartitionChange(PartitionChange {
+                adding_replicas: Some(adding.clone()),
+                removing_replicas: Some(removing.clone()),
+                ..widen.clone()
+            }));
+            assert_eq!(
+                bad.map_err(|e| e.code),
+                Err(ErrorCode::InvalidReplicaAssignment),
+                "{adding:?} {removing:?}"
+            );
+        }
+        // An image written before reassignments existed reads as none.
+        let json = serde_json::to_string(&p).unwrap();
+        assert!(json.contains("adding_replicas"));
+        let old: PartitionImage = serde_json::from_str(
+            r#"{"replicas":[1],"isr":[1],"elr":[],"leader":1,"leader_epoch":0,"partition_epoch":0}"#,
+        )
+        .unwrap();
+        assert!(!old.is_reassigning());
     }
 
     #[test]

@@ -158,6 +158,12 @@ pub struct PartitionChange {
     pub last_known_elr: Option<Vec<NodeId>>,
     /// A new assignment (reassignment, KIP-455).
     pub replicas: Option<Vec<NodeId>>,
+    /// The replicas a reassignment adds (empty: none in progress).
+    #[serde(default)]
+    pub adding_replicas: Option<Vec<NodeId>>,
+    /// The replicas a reassignment removes once it completes.
+    #[serde(default)]
+    pub removing_replicas: Option<Vec<NodeId>>,
     /// Applies only if the partition epoch is still this (AlterPartition's
     /// optimistic check); refused with INVALID_UPDATE_VERSION otherwise.
     #[serde(default)]
