@@ -927,60 +927,35 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
     ) -> (Vec<MetadataRecord>, Vec<PartitionOutcome>) {
         let can_lead = self.can_lead(image);
         let registered = |b: NodeId| image.broker(b).is_some();
-        let mut records = Vec::new();
-        let mut outcomes = Vec::with_capacity(reassignments.len());
-        for (topic, partition, target) in reassignments {
-            let found = image
-                .topic_ids
-                .get(&topic)
-                .and_then(|id| Some((*id, image.partition(*id, partition)?)));
-            let decided = match found {
-                None => Err((
-                    ErrorCode::UnknownTopicOrPartition,
-                    format!("no partition {partition} of {topic}"),
-                )),
-                Some((_, p))
-                    if !allow_replication_factor_change
-                        && target
-                            .as_ref()
-                            .is_some_and(|t| t.len() != p.original_replicas().len()) =>
-                {
-                    Err((
+        let asked = reassignments
+            .into_iter()
+            .map(|(topic, partition, target)| ((topic, partition), target));
+        partition_changes(image, asked, |topic_id, partition, p, target| {
+            let original_rf = p.original_replicas().len();
+            if let Some(t) = target.as_ref().filter(|t| t.len() != original_rf) {
+                if !allow_replication_factor_change {
+                    return Err((
                         ErrorCode::InvalidReplicationFactor,
                         format!(
-                            "The replication factor is changed from {} to {}",
-                            p.original_replicas().len(),
-                            target.as_ref().map_or(0, Vec::len)
+                            "The replication factor is changed from {original_rf} to {}",
+                            t.len()
                         ),
-                    ))
+                    ));
                 }
-                Some((topic_id, p)) => reassignment::alter(
-                    topic_id,
-                    partition,
-                    p,
-                    target.as_deref(),
-                    &registered,
-                    &can_lead,
-                ),
-            };
-            let (error_code, message) = match decided {
-                Ok(change) => {
-                    if let Some(change) = change {
-                        tracing::info!(%topic, partition, target = ?target, "partition reassignment");
-                        records.push(MetadataRecord::PartitionChange(change));
-                    }
-                    (ErrorCode::None.code(), None)
-                }
-                Err((code, message)) => (code.code(), Some(message)),
-            };
-            outcomes.push(PartitionOutcome {
-                topic,
+            }
+            let change = reassignment::alter(
+                topic_id,
                 partition,
-                error_code,
-                message,
-            });
-        }
-        (records, outcomes)
+                p,
+                target.as_deref(),
+                &registered,
+                &can_lead,
+            )?;
+            if change.is_some() {
+                tracing::info!(%topic_id, partition, ?target, "partition reassignment");
+            }
+            Ok(change)
+        })
     }
 
     fn rules(&self) -> ElectionRules {
@@ -1009,43 +984,18 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 .flat_map(|t| t.partitions.keys().map(|i| (t.name.clone(), *i)))
                 .collect(),
         };
-        let mut records = Vec::new();
-        let mut outcomes = Vec::with_capacity(wanted.len());
-        for (topic, partition) in wanted {
-            let found = image
-                .topic_ids
-                .get(&topic)
-                .and_then(|id| Some((*id, image.partition(*id, partition)?)));
-            let decided = match found {
-                None => Err((
-                    ErrorCode::UnknownTopicOrPartition,
-                    format!("no partition {partition} of {topic}"),
-                )),
-                Some((topic_id, p)) => match election {
-                    ElectionType::Preferred => {
-                        preferred_election(topic_id, partition, p, &can_lead)
-                    }
-                    ElectionType::Unclean => {
-                        let min_isr = rules.min_isr(image, &topic);
-                        unclean_election(topic_id, partition, p, min_isr, &can_lead, rules)
-                    }
-                },
-            };
-            let (error_code, message) = match decided {
-                Ok(change) => {
-                    records.push(MetadataRecord::PartitionChange(change));
-                    (ErrorCode::None.code(), None)
+        let asked = wanted.into_iter().map(|tp| (tp, ()));
+        partition_changes(image, asked, |topic_id, partition, p, ()| {
+            match election {
+                ElectionType::Preferred => preferred_election(topic_id, partition, p, &can_lead),
+                ElectionType::Unclean => {
+                    let topic = image.topics.get(&topic_id).map_or("", |t| t.name.as_str());
+                    let min_isr = rules.min_isr(image, topic);
+                    unclean_election(topic_id, partition, p, min_isr, &can_lead, rules)
                 }
-                Err((code, message)) => (code.code(), Some(message)),
-            };
-            outcomes.push(PartitionOutcome {
-                topic,
-                partition,
-                error_code,
-                message,
-            });
-        }
-        (records, outcomes)
+            }
+            .map(Some)
+        })
     }
 
     /// Kafka's auto leader rebalance: when more than
@@ -1343,6 +1293,52 @@ fn config_record(topic: &str, key: &str, value: Option<&String>) -> MetadataReco
         key: key.to_string(),
         value: value.cloned(),
     })
+}
+
+/// One decision per asked partition of a request that changes partitions
+/// one by one (ElectLeaders, AlterPartitionReassignments): the records of
+/// the changes and each partition's outcome, in request order; an unknown
+/// partition is UNKNOWN_TOPIC_OR_PARTITION, `Ok(None)` a success that
+/// changes nothing.
+fn partition_changes<T>(
+    image: &MetadataImage,
+    asked: impl IntoIterator<Item = ((String, i32), T)>,
+    mut decide: impl FnMut(
+        Uuid,
+        i32,
+        &PartitionImage,
+        T,
+    ) -> Result<Option<PartitionChange>, reassignment::Refusal>,
+) -> (Vec<MetadataRecord>, Vec<PartitionOutcome>) {
+    let mut records = Vec::new();
+    let mut outcomes = Vec::new();
+    for ((topic, partition), arg) in asked {
+        let found = image
+            .topic_ids
+            .get(&topic)
+            .and_then(|id| Some((*id, image.partition(*id, partition)?)));
+        let decided = match found {
+            None => Err((
+                ErrorCode::UnknownTopicOrPartition,
+                format!("no partition {partition} of {topic}"),
+            )),
+            Some((topic_id, p)) => decide(topic_id, partition, p, arg),
+        };
+        let (error_code, message) = match decided {
+            Ok(change) => {
+                records.extend(change.map(MetadataRecord::PartitionChange));
+                (ErrorCode::None.code(), None)
+            }
+            Err((code, message)) => (code.code(), Some(message)),
+        };
+        outcomes.push(PartitionOutcome {
+            topic,
+            partition,
+            error_code,
+            message,
+        });
+    }
+    (records, outcomes)
 }
 
 /// Manual assignments: each a valid replica list of registered brokers,
