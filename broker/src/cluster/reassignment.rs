@@ -311,37 +311,13 @@ mod tests {
         (1..=4).contains(&b)
     }
 
-    /// Applies a change as the image does (fields only).
-    fn apply(p: &PartitionImage, c: &PartitionChange) -> PartitionImage {
-        let mut next = p.clone();
-        if let Some(r) = &c.replicas {
-            next.replicas = r.clone();
-        }
-        if let Some(i) = &c.isr {
-            next.isr = i.clone();
-        }
-        if let Some(e) = &c.elr {
-            next.elr = e.clone();
-        }
-        if let Some(a) = &c.adding_replicas {
-            next.adding_replicas = a.clone();
-        }
-        if let Some(r) = &c.removing_replicas {
-            next.removing_replicas = r.clone();
-        }
-        if let Some(l) = c.leader {
-            next.leader = l;
-        }
-        next
-    }
-
     #[test]
     fn moving_a_replica_widens_the_assignment_until_the_new_one_is_in_sync() {
         let p = partition(&[1, 2, 3], &[1, 2, 3], 1);
         let change = alter(Uuid::nil(), 0, &p, Some(&[1, 2, 4]), &brokers_1_to_4, &any)
             .unwrap()
             .unwrap();
-        let during = apply(&p, &change);
+        let during = p.changed(&change);
         assert_eq!(during.replicas, vec![1, 2, 4, 3]);
         assert_eq!(during.adding_replicas, vec![4]);
         assert_eq!(during.removing_replicas, vec![3]);
@@ -369,7 +345,7 @@ mod tests {
         let change = alter(Uuid::nil(), 0, &p, Some(&[2, 3, 4]), &brokers_1_to_4, &any)
             .unwrap()
             .unwrap();
-        let during = apply(&p, &change);
+        let during = p.changed(&change);
         assert_eq!(during.leader, 1, "the old leader leads until completion");
         let cannot_lead_2 = |b: NodeId| b != 2;
         let done = completion(&during, &[1, 2, 3, 4], &cannot_lead_2).unwrap();
@@ -384,7 +360,7 @@ mod tests {
         let change = alter(Uuid::nil(), 0, &p, Some(&[3, 1]), &brokers_1_to_4, &any)
             .unwrap()
             .unwrap();
-        let after = apply(&p, &change);
+        let after = p.changed(&change);
         assert_eq!(after.replicas, vec![3, 1]);
         assert_eq!(after.isr, vec![1, 3]);
         assert!(!after.is_reassigning());
@@ -419,8 +395,7 @@ mod tests {
             alter(Uuid::nil(), 0, &p, None, &brokers_1_to_4, &any).map_err(|e| e.0),
             Err(ErrorCode::NoReassignmentInProgress)
         );
-        let during = apply(
-            &p,
+        let during = p.changed(
             &alter(Uuid::nil(), 0, &p, Some(&[4, 5, 6]), &any, &any)
                 .unwrap()
                 .unwrap(),
@@ -432,8 +407,7 @@ mod tests {
             leader: 4,
             ..during
         };
-        let reverted = apply(
-            &during,
+        let reverted = during.changed(
             &alter(Uuid::nil(), 0, &during, None, &any, &any)
                 .unwrap()
                 .unwrap(),
@@ -463,15 +437,13 @@ mod tests {
     #[test]
     fn a_new_target_replaces_the_one_in_progress() {
         let p = partition(&[1, 2, 3], &[1, 2, 3], 1);
-        let first = apply(
-            &p,
+        let first = p.changed(
             &alter(Uuid::nil(), 0, &p, Some(&[1, 2, 4]), &brokers_1_to_4, &any)
                 .unwrap()
                 .unwrap(),
         );
         // 4 never caught up; now 3 is to stay and 4 to go.
-        let second = apply(
-            &first,
+        let second = first.changed(
             &alter(
                 Uuid::nil(),
                 0,

@@ -98,6 +98,39 @@ impl PartitionImage {
             .collect()
     }
 
+    /// This partition with `c` applied: the fields it sets, the partition
+    /// epoch bumped, and the leader epoch too when the leader changes. Not
+    /// checked (the image checks before it keeps the result).
+    pub fn changed(&self, c: &PartitionChange) -> PartitionImage {
+        let mut next = self.clone();
+        if let Some(replicas) = &c.replicas {
+            next.replicas = replicas.clone();
+        }
+        if let Some(isr) = &c.isr {
+            next.isr = isr.clone();
+        }
+        if let Some(elr) = &c.elr {
+            next.elr = elr.clone();
+        }
+        if let Some(last_known) = &c.last_known_elr {
+            next.last_known_elr = last_known.clone();
+        }
+        if let Some(adding) = &c.adding_replicas {
+            next.adding_replicas = adding.clone();
+        }
+        if let Some(removing) = &c.removing_replicas {
+            next.removing_replicas = removing.clone();
+        }
+        if let Some(leader) = c.leader {
+            if leader != next.leader {
+                next.leader = leader;
+                next.leader_epoch = next.leader_epoch.saturating_add(1);
+            }
+        }
+        next.partition_epoch = next.partition_epoch.saturating_add(1);
+        next
+    }
+
     /// The assignment before a reassignment in progress: the replicas
     /// without those being added (what cancelling it goes back to).
     pub fn original_replicas(&self) -> Vec<NodeId> {
@@ -421,32 +454,7 @@ impl MetadataImage {
                 ));
             }
         }
-        let mut next = current.clone();
-        if let Some(replicas) = &c.replicas {
-            next.replicas = replicas.clone();
-        }
-        if let Some(isr) = &c.isr {
-            next.isr = isr.clone();
-        }
-        if let Some(elr) = &c.elr {
-            next.elr = elr.clone();
-        }
-        if let Some(last_known) = &c.last_known_elr {
-            next.last_known_elr = last_known.clone();
-        }
-        if let Some(adding) = &c.adding_replicas {
-            next.adding_replicas = adding.clone();
-        }
-        if let Some(removing) = &c.removing_replicas {
-            next.removing_replicas = removing.clone();
-        }
-        if let Some(leader) = c.leader {
-            if leader != next.leader {
-                next.leader = leader;
-                next.leader_epoch = next.leader_epoch.saturating_add(1);
-            }
-        }
-        next.partition_epoch = next.partition_epoch.saturating_add(1);
+        let next = current.changed(c);
         check_partition(&next)?;
         self.topic_mut(c.topic_id)?
             .partitions
