@@ -2428,3 +2428,44 @@ fn a_reassignment_moves_a_partition_to_a_new_broker_and_cancelling_reverts_one()
         BTreeSet::from([1, 2, 3])
     );
 }
+
+fn unregister(c: &mut Client, broker_id: i32) -> (i16, Option<String>) {
+    let mut req = kafka_protocol::messages::UnregisterBrokerRequest::default();
+    req.broker_id = kafka_protocol::messages::BrokerId(broker_id);
+    let resp = c.send(0, &req);
+    (resp.error_code, resp.error_message.map(|m| m.to_string()))
+}
+
+#[test]
+fn a_stopped_broker_is_unregistered_and_leaves_the_quorums_observers() {
+    let mut c = Cluster::start("");
+    c.add_broker_only(4, "");
+    let observes = |c: &mut Cluster| {
+        c.quorum_from(1).topics[0].partitions[0]
+            .observers
+            .iter()
+            .any(|o| o.replica_id.0 == 4)
+    };
+    assert!(wait_until(|| observes(&mut c)));
+
+    // A running broker would register again: refused.
+    let (code, message) = unregister(&mut c.node(1).client(), 4);
+    assert_eq!(code, ErrorCode::InvalidRequest.code(), "{message:?}");
+    assert!(broker_ids(&c.metadata_from(1, None)).contains(&4));
+
+    c.node(4).kill9();
+    let ok = wait_until(|| !broker_ids(&c.metadata_from(2, None)).contains(&4));
+    assert!(ok, "broker 4 is not fenced\n{}", c.logs());
+    let (code, message) = unregister(&mut c.node(2).client(), 4);
+    assert_eq!(code, 0, "{message:?}\n{}", c.logs());
+    assert!(
+        wait_until(|| !observes(&mut c)),
+        "4 stays an observer: {:?}",
+        c.quorum_from(1)
+    );
+    let (code, _) = unregister(&mut c.node(3).client(), 4);
+    assert_eq!(code, ErrorCode::BrokerIdNotRegistered.code());
+    // The cluster goes on: a topic needing three brokers is created.
+    let created = create_topic(&mut c.node(1).client(), "after", 3, 3, &[]);
+    assert_eq!(created.error_code, 0, "{created:?}");
+}

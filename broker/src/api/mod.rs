@@ -50,6 +50,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod unregister_broker;
 
 pub struct RequestContext {
     pub shard: Rc<Shard>,
@@ -264,6 +265,7 @@ registry! {
     ElectLeaders => elect_leaders(m::ElectLeadersRequest),
     AlterPartitionReassignments => alter_partition_reassignments(m::AlterPartitionReassignmentsRequest),
     ListPartitionReassignments => list_partition_reassignments(m::ListPartitionReassignmentsRequest),
+    UnregisterBroker => unregister_broker(m::UnregisterBrokerRequest),
 }
 
 /// APIs answered by the connection itself rather than a handler module,

@@ -138,6 +138,11 @@ pub enum ControllerRequest {
     ListPartitionReassignments {
         partitions: Option<Vec<(String, i32)>>,
     },
+    /// Kafka's UnregisterBroker (`kafka-cluster unregister`): a broker
+    /// removed for good leaves the metadata and, if an observer, the quorum.
+    UnregisterBroker {
+        broker_id: NodeId,
+    },
 }
 
 /// ElectLeaders' election types (Kafka's `ElectionType`: 0, 1).
@@ -845,6 +850,9 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 };
                 Ok(ControllerAnswer::Reassigned { offset, outcomes })
             }
+            ControllerRequest::UnregisterBroker { broker_id } => {
+                self.unregister(&image, broker_id).await
+            }
             ControllerRequest::DescribeQuorum => {
                 Ok(ControllerAnswer::Quorum(self.quorum.describe()))
             }
@@ -854,6 +862,47 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 "answered before decisions are queued",
             )),
         }
+    }
+
+    /// UnregisterBroker: only a broker that is not running (fenced) may go,
+    /// since a running one would register again at once (and, broker-only,
+    /// lose the metadata log it observes). Its leaderships and ISR and ELR
+    /// places move as for an unclean shutdown, its registration goes, and
+    /// so does its observer place in the quorum. Its replicas stay in the
+    /// assignments, offline, until reassigned.
+    async fn unregister(&self, image: &MetadataImage, broker_id: NodeId) -> ControllerResult {
+        let state = image.broker(broker_id).ok_or_else(|| {
+            err(
+                ErrorCode::BrokerIdNotRegistered,
+                format!("broker {broker_id} is not registered"),
+            )
+        })?;
+        if !state.fenced {
+            return Err(err(
+                ErrorCode::InvalidRequest,
+                format!("broker {broker_id} is running: stop it before unregistering it (a running broker registers again)"),
+            ));
+        }
+        let mut records = partition_moves(image, broker_id, self.rules(), true);
+        records.push(MetadataRecord::UnregisterBroker {
+            broker_id,
+            broker_epoch: state.registration.broker_epoch,
+        });
+        let offset = self.propose(records).await?;
+        self.with_liveness(|l| {
+            l.last_heartbeat.remove(&broker_id);
+            l.shutting_down.remove(&broker_id);
+        });
+        tracing::info!(broker_id, "broker unregistered");
+        if !self.config.cluster.voters.contains_key(&broker_id) {
+            if let Err(e) = self.quorum.remove_observer(broker_id).await {
+                tracing::warn!(broker_id, error = %e, "unregistered broker stays an observer of the quorum");
+            }
+        }
+        Ok(ControllerAnswer::Committed {
+            offset,
+            topic_id: None,
+        })
     }
 
     async fn heartbeat(

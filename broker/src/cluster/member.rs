@@ -895,6 +895,18 @@ impl ClusterMember {
         Ok(outcomes)
     }
 
+    /// Kafka's UnregisterBroker; answers once this node's image has it.
+    pub async fn unregister_broker(&self, broker_id: NodeId) -> Result<(), ApiError> {
+        let answer = self
+            .ask(ControllerRequest::UnregisterBroker { broker_id })
+            .await?;
+        let ControllerAnswer::Committed { offset, .. } = answer else {
+            return Err(unexpected_answer(&answer));
+        };
+        self.image_at(offset).await?;
+        Ok(())
+    }
+
     /// Reassignments in progress, as the active controller knows them (a
     /// broker's own image may lag a reassignment another broker started).
     pub async fn partition_reassignments(

@@ -730,6 +730,22 @@ impl Metadata {
         }
     }
 
+    /// Kafka's UnregisterBroker. A single node has no other broker, and
+    /// does not unregister itself while it runs.
+    pub async fn unregister_broker(&self, broker_id: NodeId) -> Result<(), ApiError> {
+        match self {
+            Metadata::Cluster(member) => member.unregister_broker(broker_id).await,
+            Metadata::Standalone(store) if broker_id == store.config.node_id => Err(ApiError::new(
+                ErrorCode::InvalidRequest,
+                format!("broker {broker_id} is running: stop it before unregistering it"),
+            )),
+            Metadata::Standalone(_) => Err(ApiError::new(
+                ErrorCode::BrokerIdNotRegistered,
+                format!("broker {broker_id} is not registered"),
+            )),
+        }
+    }
+
     /// Reassignments in progress (none on a single node).
     pub async fn partition_reassignments(
         &self,

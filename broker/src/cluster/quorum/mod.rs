@@ -98,6 +98,14 @@ pub trait MetadataQuorum: Send + Sync {
         address: String,
     ) -> impl Future<Output = Result<(), QuorumError>> + Send;
 
+    /// Removes observer `node_id` from the quorum's membership (a broker
+    /// unregistered for good); nothing to do if it is none. Only the leader
+    /// accepts it. A voter's id is refused.
+    fn remove_observer(
+        &self,
+        node_id: NodeId,
+    ) -> impl Future<Output = Result<(), QuorumError>> + Send;
+
     /// Runs `task` on the controller's own runtime (timers and loops of the
     /// controller service live there, beside Raft).
     fn spawn(&self, task: std::pin::Pin<Box<dyn Future<Output = ()> + Send>>);

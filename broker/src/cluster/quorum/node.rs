@@ -35,7 +35,13 @@ use super::records::{MetadataRecord, NodeId};
 use super::state_machine::Raft;
 use super::state_machine::{ImagePublisher, StateMachine};
 use super::transport::{PeerClient, Server, TransportSecurity};
-use super::types::{kafka_id, raft_id, Proposal, RaftNodeId};
+use super::types::{kafka_id, raft_id, Proposal, RaftNodeId, TypeConfig};
+
+/// What a Raft membership change answers.
+type MembershipOutcome = Result<
+    openraft::raft::ClientWriteResponse<TypeConfig>,
+    RaftError<TypeConfig, ClientWriteError<TypeConfig>>,
+>;
 use super::{
     ControllerService, MetadataQuorum, QuorumConfig, QuorumDescription, QuorumError,
     ReplicaProgress,
@@ -284,6 +290,58 @@ impl ControllerQuorum {
         .await
         .ok()
         .flatten()
+    }
+
+    /// The Raft id of `node_id` as an observer; a voter's id is refused.
+    fn observer_id(&self, node_id: NodeId) -> Result<RaftNodeId, QuorumError> {
+        if self.shared.addresses.contains_key(&node_id) {
+            return Err(QuorumError::Config(format!(
+                "node {node_id} is a voter, not an observer"
+            )));
+        }
+        raft_id(node_id)
+            .ok_or_else(|| QuorumError::Config(format!("node id {node_id} is negative")))
+    }
+
+    /// Runs a change of the observers on the controller runtime: `attempt`
+    /// answers `None` when nothing needs changing, else the membership
+    /// change's outcome. A new leader's own membership entry must commit
+    /// before another change, so an attempt refused as "in progress" is
+    /// retried (bounded) instead of failing.
+    async fn change_observers<F, Fut>(&self, attempt: F) -> Result<(), QuorumError>
+    where
+        F: Fn(Raft) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = Option<MembershipOutcome>> + Send + 'static,
+    {
+        let raft = self.shared.raft.clone();
+        let result = self
+            .on_controller(async move {
+                let mut last = None;
+                for _ in 0..100 {
+                    let outcome = attempt(raft.clone()).await;
+                    if let Some(Err(RaftError::APIError(
+                        ClientWriteError::ChangeMembershipError(ChangeMembershipError::InProgress(
+                            _,
+                        )),
+                    ))) = &outcome
+                    {
+                        last = outcome;
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                    return outcome;
+                }
+                last
+            })
+            .await?;
+        match result {
+            None | Some(Ok(_)) => Ok(()),
+            Some(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
+                Err(self.not_controller(f.leader_id))
+            }
+            Some(Err(RaftError::APIError(e))) => Err(QuorumError::Unavailable(e.to_string())),
+            Some(Err(RaftError::Fatal(e))) => Err(QuorumError::Unavailable(e.to_string())),
+        }
     }
 
     fn not_controller(&self, leader: Option<RaftNodeId>) -> QuorumError {
@@ -739,61 +797,53 @@ impl MetadataQuorum for ControllerQuorum {
     }
 
     async fn add_observer(&self, node_id: NodeId, address: String) -> Result<(), QuorumError> {
-        if self.shared.addresses.contains_key(&node_id) {
-            return Err(QuorumError::Config(format!(
-                "node {node_id} is a voter; it cannot also be an observer"
-            )));
-        }
-        let rid = raft_id(node_id)
-            .ok_or_else(|| QuorumError::Config(format!("node id {node_id} is negative")))?;
-        let raft = self.shared.raft.clone();
-        let result = self
-            .on_controller(async move {
-                // A new leader's own membership entry must commit before
-                // another change: wait that out (bounded) instead of
-                // failing the join.
-                let mut last = None;
-                for _ in 0..100 {
-                    let metrics = raft.metrics().borrow_watched().clone();
-                    let membership = metrics.membership_config.membership();
-                    let known = membership.get_node(&rid).map(|n| n.addr.clone());
-                    if metrics.state == ServerState::Leader && known.as_deref() == Some(&address) {
-                        // Already an observer at this address: a restart.
-                        return None;
-                    }
-                    let node = BasicNode::new(&address);
-                    let outcome = match known {
-                        // Restarted on another address: same learner, new node.
-                        Some(_) => {
-                            raft.change_membership(
-                                ChangeMembers::SetNodes(BTreeMap::from([(rid, node)])),
-                                true,
-                            )
-                            .await
-                        }
-                        None => raft.add_learner(rid, node, false).await,
-                    };
-                    if let Err(RaftError::APIError(ClientWriteError::ChangeMembershipError(
-                        ChangeMembershipError::InProgress(_),
-                    ))) = &outcome
-                    {
-                        last = Some(outcome);
-                        tokio::time::sleep(Duration::from_millis(50)).await;
-                        continue;
-                    }
-                    return Some(outcome);
+        let rid = self.observer_id(node_id)?;
+        self.change_observers(move |raft| {
+            let address = address.clone();
+            async move {
+                let metrics = raft.metrics().borrow_watched().clone();
+                let membership = metrics.membership_config.membership();
+                let known = membership.get_node(&rid).map(|n| n.addr.clone());
+                if metrics.state == ServerState::Leader && known.as_deref() == Some(&address) {
+                    // Already an observer at this address: a restart.
+                    return None;
                 }
-                last
-            })
-            .await?;
-        match result {
-            None | Some(Ok(_)) => Ok(()),
-            Some(Err(RaftError::APIError(ClientWriteError::ForwardToLeader(f)))) => {
-                Err(self.not_controller(f.leader_id))
+                let node = BasicNode::new(&address);
+                Some(match known {
+                    // Restarted on another address: same learner, new node.
+                    Some(_) => {
+                        raft.change_membership(
+                            ChangeMembers::SetNodes(BTreeMap::from([(rid, node)])),
+                            true,
+                        )
+                        .await
+                    }
+                    None => raft.add_learner(rid, node, false).await,
+                })
             }
-            Some(Err(RaftError::APIError(e))) => Err(QuorumError::Unavailable(e.to_string())),
-            Some(Err(RaftError::Fatal(e))) => Err(QuorumError::Unavailable(e.to_string())),
-        }
+        })
+        .await
+    }
+
+    async fn remove_observer(&self, node_id: NodeId) -> Result<(), QuorumError> {
+        let rid = self.observer_id(node_id)?;
+        self.change_observers(move |raft| async move {
+            let known = raft
+                .metrics()
+                .borrow_watched()
+                .membership_config
+                .membership()
+                .get_node(&rid)
+                .is_some();
+            if !known {
+                return None;
+            }
+            Some(
+                raft.change_membership(ChangeMembers::RemoveNodes(BTreeSet::from([rid])), false)
+                    .await,
+            )
+        })
+        .await
     }
 
     fn spawn(&self, task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>) {
