@@ -31,6 +31,8 @@ impl PartitionLog {
         metrics: crate::metrics::PartitionMetrics,
     ) -> Result<Rc<PartitionLog>, LogError> {
         std::fs::create_dir_all(dir)?;
+        // A clean interrupted by a crash: drop its output or finish its swap.
+        super::cleaner::swap::recover_interrupted_cleans(dir)?;
         let mut bases: Vec<i64> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -49,6 +51,7 @@ impl PartitionLog {
         let mut producers = ProducerStateMap::default();
         let mut epochs = EpochCache::default();
         let mut expected_next: Option<i64> = None;
+        let mut delete_horizon: Option<i64> = None;
         let last = bases.last().copied();
         for base in bases {
             let (mut seg, file_len) = Segment::open_raw(dir, base).await?;
@@ -61,6 +64,7 @@ impl PartitionLog {
                 &mut producers,
                 &mut epochs,
                 expected_next,
+                &mut delete_horizon,
             )?;
             if valid < file_len {
                 tracing::warn!(
@@ -123,6 +127,10 @@ impl PartitionLog {
             write_lock: futures::lock::Mutex::new(()),
             closed: Cell::new(false),
             metrics,
+            cleaner: RefCell::new(super::cleaner::CleanerState {
+                earliest_delete_horizon: delete_horizon,
+                ..Default::default()
+            }),
         });
         log.start_appender();
         Ok(log)
@@ -131,7 +139,8 @@ impl PartitionLog {
 
 /// Walks the batches of one segment from position 0, rebuilding its indexes,
 /// the producer state and the leader epoch cache; with `verify`, also reads each whole batch and
-/// checks its CRC. Returns the length of the valid prefix.
+/// checks its CRC. Notes the earliest delete horizon a cleaned batch carries
+/// in `delete_horizon`. Returns the length of the valid prefix.
 fn walk_segment(
     seg: &mut Segment,
     file_len: u64,
@@ -140,6 +149,7 @@ fn walk_segment(
     producers: &mut ProducerStateMap,
     epochs: &mut EpochCache,
     expected_next: Option<i64>,
+    delete_horizon: &mut Option<i64>,
 ) -> std::io::Result<u64> {
     seg.size = file_len;
     let mut pos = 0u64;
@@ -168,6 +178,10 @@ fn walk_segment(
             }
         }
         seg.note_batch(pos, &h, index_interval);
+        if h.has_delete_horizon() {
+            *delete_horizon =
+                Some(delete_horizon.map_or(h.base_timestamp, |d| d.min(h.base_timestamp)));
+        }
         producers.update(&h, now_ms());
         epochs.observe([(h.partition_leader_epoch, h.base_offset)]);
         next = h.last_offset() + 1;
