@@ -48,10 +48,8 @@ impl PartitionLog {
         let checkpoint = read_checkpoint(&dir.join(LOG_START_CHECKPOINT));
         let now = now_ms();
         let mut segments = BTreeMap::new();
-        let mut producers = ProducerStateMap::default();
-        let mut epochs = EpochCache::default();
+        let mut rebuilt = Rebuilt::default();
         let mut expected_next: Option<i64> = None;
-        let mut delete_horizon: Option<i64> = None;
         let last = bases.last().copied();
         for base in bases {
             let (mut seg, file_len) = Segment::open_raw(dir, base).await?;
@@ -61,10 +59,8 @@ impl PartitionLog {
                 file_len,
                 verify,
                 config.index_interval_bytes,
-                &mut producers,
-                &mut epochs,
+                &mut rebuilt,
                 expected_next,
-                &mut delete_horizon,
             )?;
             if valid < file_len {
                 tracing::warn!(
@@ -99,6 +95,11 @@ impl PartitionLog {
             .unwrap_or(first_base)
             .max(first_base)
             .min(log_end);
+        let Rebuilt {
+            producers,
+            epochs,
+            delete_horizon,
+        } = rebuilt;
         let epochs = EpochCache::recover(dir, epochs, log_start);
         let state = PartitionState {
             segments,
@@ -137,19 +138,26 @@ impl PartitionLog {
     }
 }
 
+/// What the walk over the segments rebuilds besides the segments.
+#[derive(Default)]
+struct Rebuilt {
+    producers: ProducerStateMap,
+    epochs: EpochCache,
+    /// The earliest delete horizon a cleaned batch carries (the cleaner's).
+    delete_horizon: Option<i64>,
+}
+
 /// Walks the batches of one segment from position 0, rebuilding its indexes,
-/// the producer state and the leader epoch cache; with `verify`, also reads each whole batch and
-/// checks its CRC. Notes the earliest delete horizon a cleaned batch carries
-/// in `delete_horizon`. Returns the length of the valid prefix.
+/// and into `rebuilt` the producer state, the leader epoch cache and the
+/// earliest delete horizon; with `verify`, also reads each whole batch and
+/// checks its CRC. Returns the length of the valid prefix.
 fn walk_segment(
     seg: &mut Segment,
     file_len: u64,
     verify: bool,
     index_interval: usize,
-    producers: &mut ProducerStateMap,
-    epochs: &mut EpochCache,
+    rebuilt: &mut Rebuilt,
     expected_next: Option<i64>,
-    delete_horizon: &mut Option<i64>,
 ) -> std::io::Result<u64> {
     seg.size = file_len;
     let mut pos = 0u64;
@@ -179,11 +187,13 @@ fn walk_segment(
         }
         seg.note_batch(pos, &h, index_interval);
         if h.has_delete_horizon() {
-            *delete_horizon =
-                Some(delete_horizon.map_or(h.base_timestamp, |d| d.min(h.base_timestamp)));
+            let d = rebuilt.delete_horizon.get_or_insert(h.base_timestamp);
+            *d = (*d).min(h.base_timestamp);
         }
-        producers.update(&h, now_ms());
-        epochs.observe([(h.partition_leader_epoch, h.base_offset)]);
+        rebuilt.producers.update(&h, now_ms());
+        rebuilt
+            .epochs
+            .observe([(h.partition_leader_epoch, h.base_offset)]);
         next = h.last_offset() + 1;
         pos += len;
     }

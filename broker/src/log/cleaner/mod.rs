@@ -431,7 +431,7 @@ pub async fn clean_log(
                 }
             }
             batches += 1;
-            if batches % BATCHES_PER_YIELD == 0 {
+            if batches.is_multiple_of(BATCHES_PER_YIELD) {
                 if stopping() || log.closed.get() {
                     return Err(CleanError::Stopped);
                 }
@@ -670,7 +670,7 @@ async fn write_cleaned(
                 position += b.len() as u64;
             }
             batches += 1;
-            if batches % BATCHES_PER_YIELD == 0 {
+            if batches.is_multiple_of(BATCHES_PER_YIELD) {
                 yield_now().await;
             }
         }
