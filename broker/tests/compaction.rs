@@ -472,3 +472,150 @@ fn recovery_completes_a_swap_and_drops_a_half_written_clean() {
         end
     );
 }
+
+mod offsets {
+    //! `__consumer_offsets` is compacted like any compacted topic, and
+    //! the group coordinator loads the cleaned log (gaps, tombstones of
+    //! deleted groups) after a restart.
+
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        DeleteGroupsRequest, GroupId, IncrementalAlterConfigsRequest, OffsetCommitRequest,
+        OffsetFetchRequest,
+    };
+
+    use super::*;
+
+    fn set_topic_config(c: &mut Client, topic: &str, name: &str, value: &str) {
+        let mut cfg = AlterableConfig::default();
+        cfg.name = s(name);
+        cfg.config_operation = 0;
+        cfg.value = Some(s(value));
+        let mut res = AlterConfigsResource::default();
+        res.resource_type = 2;
+        res.resource_name = s(topic);
+        res.configs = vec![cfg];
+        let mut req = IncrementalAlterConfigsRequest::default();
+        req.resources = vec![res];
+        let resp = c.send(1, &req);
+        assert_eq!(resp.responses[0].error_code, ErrorCode::None.code());
+    }
+
+    fn commit(c: &mut Client, group: &str, topic: &str, offset: i64) {
+        let mut p = OffsetCommitRequestPartition::default();
+        p.partition_index = 0;
+        p.committed_offset = offset;
+        let mut t = OffsetCommitRequestTopic::default();
+        t.name = topic_name(topic);
+        t.partitions = vec![p];
+        let mut req = OffsetCommitRequest::default();
+        req.group_id = GroupId(s(group));
+        req.generation_id_or_member_epoch = -1;
+        req.topics = vec![t];
+        let resp = c.send(8, &req);
+        assert_eq!(
+            resp.topics[0].partitions[0].error_code,
+            ErrorCode::None.code(),
+            "commit {group} {offset}"
+        );
+    }
+
+    /// The group's committed offset of `topic`-0 (-1: none), once the
+    /// coordinator answers.
+    fn committed(c: &mut Client, group: &str, topic: &str) -> Option<i64> {
+        let mut t = OffsetFetchRequestTopic::default();
+        t.name = topic_name(topic);
+        t.partition_indexes = vec![0];
+        let mut req = OffsetFetchRequest::default();
+        req.group_id = GroupId(s(group));
+        req.topics = Some(vec![t]);
+        let resp = c.send(7, &req);
+        (resp.error_code == ErrorCode::None.code())
+            .then(|| {
+                resp.topics
+                    .first()?
+                    .partitions
+                    .first()
+                    .map(|p| p.committed_offset)
+            })
+            .flatten()
+    }
+
+    fn offsets_log_bytes(data: &Path) -> u64 {
+        std::fs::read_dir(data)
+            .expect("data dir")
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                e.file_name()
+                    .to_string_lossy()
+                    .starts_with("__consumer_offsets-")
+            })
+            .flat_map(|d| {
+                std::fs::read_dir(d.path())
+                    .expect("partition")
+                    .filter_map(|e| e.ok())
+            })
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".log"))
+            .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+            .sum()
+    }
+
+    #[test]
+    fn the_offsets_log_is_compacted_and_groups_load_from_it() {
+        let mut broker = Broker::start_with(&format!(
+            "{FAST_CLEANER}\"log.cleaner.min.cleanable.ratio\" = 0.01\n"
+        ));
+        let mut c = broker.client();
+        create_topic_ok(&mut c, "src", 1, &[]);
+        commit(&mut c, "kept", "src", 0);
+        set_topic_config(&mut c, "__consumer_offsets", "segment.bytes", "1024");
+        let mut written = 0u64;
+        for i in 1..=300 {
+            commit(&mut c, "kept", "src", i);
+            if i <= 60 {
+                commit(&mut c, "deleted", "src", i);
+            }
+            written = written.max(offsets_log_bytes(&broker.data_dir()));
+        }
+        let mut req = DeleteGroupsRequest::default();
+        req.groups_names = vec![GroupId(s("deleted"))];
+        let resp = c.send(2, &req);
+        assert_eq!(resp.results[0].error_code, ErrorCode::None.code());
+        let data = broker.data_dir();
+        let mut size = 0;
+        let shrunk = wait_until(|| {
+            size = offsets_log_bytes(&data);
+            size * 4 < written
+        });
+        assert!(
+            shrunk,
+            "__consumer_offsets still {size} bytes of {written}\n{}",
+            tail(&broker.log(), 30)
+        );
+        let checkpoint =
+            std::fs::read_to_string(data.join("cleaner-offset-checkpoint")).unwrap_or_default();
+        assert!(checkpoint.contains("__consumer_offsets "), "{checkpoint}");
+
+        drop(c);
+        broker.kill9();
+        broker.restart();
+        let mut c = broker.client();
+        let mut got = None;
+        let loaded = wait_until(|| {
+            got = committed(&mut c, "kept", "src");
+            got == Some(300)
+        });
+        assert!(loaded, "kept's offset after the restart: {got:?}");
+        assert_eq!(
+            committed(&mut c, "deleted", "src"),
+            Some(-1),
+            "a deleted group stays deleted"
+        );
+    }
+}
