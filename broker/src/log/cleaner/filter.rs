@@ -136,10 +136,16 @@ pub fn rebuild(
     }
     let plain = builder.build();
     let plain_records = plain.get(batch::BATCH_HEADER_LEN..).unwrap_or_default();
-    let mut codec = h.compression()?;
+    // An empty batch says "uncompressed", as Kafka's empty headers do: a
+    // codec over zero bytes is no valid frame.
+    let mut codec = if retained.is_empty() {
+        Compression::None
+    } else {
+        h.compression()?
+    };
     let mut out = Vec::with_capacity(batch::BATCH_HEADER_LEN + plain_records.len());
     out.resize(batch::BATCH_HEADER_LEN, 0);
-    if !plain_records.is_empty() && codec.compress(plain_records, &mut out).is_err() {
+    if codec.compress(plain_records, &mut out).is_err() {
         // Still a valid batch, and its attributes say so.
         codec = Compression::None;
         out.truncate(batch::BATCH_HEADER_LEN);

@@ -325,6 +325,14 @@ fn an_emptied_batch_goes_unless_it_is_a_producers_last() {
     assert_eq!(eh.records_count, 0);
     assert_eq!(eh.total_len(), batch::BATCH_HEADER_LEN);
     assert_eq!(
+        eh.compression().unwrap(),
+        Compression::None,
+        "no codec over nothing"
+    );
+    assert!(batch::decode_records(&Bytes::from(empty.clone()))
+        .unwrap()
+        .is_empty());
+    assert_eq!(
         (
             eh.base_offset,
             eh.last_offset(),
@@ -712,5 +720,83 @@ fn a_log_that_changed_under_the_clean_is_left_alone() {
         assert!(!swap_in(&log, &group, replaced));
         assert!(log.state.borrow().segments.contains_key(&1));
         assert!(!log.state.borrow().segments.contains_key(&5_000));
+    });
+}
+
+/// Appends one idempotent batch of `records` from producer `pid` (epoch 0)
+/// starting at sequence `seq`.
+async fn put_idempotent(log: &PartitionLog, pid: i64, seq: i32, records: &[(&str, &str)]) -> i64 {
+    let mut b = BatchBuilder::new(Compression::Zstd).with_producer(pid, 0, seq);
+    for (k, v) in records {
+        b.push(
+            sluice_protocol::clock::now_ms(),
+            Some(k.as_bytes()),
+            Some(v.as_bytes()),
+            &[],
+        )
+        .unwrap();
+    }
+    let bytes = b.build();
+    let h = BatchHeader::parse(&bytes).unwrap();
+    let r = log.append(vec![(h, bytes)], true).await;
+    assert_eq!(r.error, sluice_protocol::ErrorCode::None);
+    r.base_offset
+}
+
+#[test]
+fn a_producers_last_batch_survives_as_an_empty_header_across_a_restart() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(&[("segment.bytes", "100")]);
+        let log = open(dir.path(), cfg.clone()).await;
+        put_idempotent(&log, 7, 0, &[("a", "1"), ("b", "1")]).await;
+        put_idempotent(&log, 7, 2, &[("a", "2"), ("b", "2")]).await;
+        // Another producer overwrites both keys: producer 7's batches are
+        // all superseded, the second one is its last.
+        put_idempotent(&log, 8, 0, &[("a", "3"), ("b", "3")]).await;
+        put(&log, &[("z", Some("active"))]).await;
+        clean(&log, 1 << 20).await.expect("cleanable");
+        let headers: Vec<(i64, i32, i64, i32)> = {
+            let st = log.state.borrow();
+            let mut v = Vec::new();
+            for s in st.segments.values() {
+                let mut pos = 0;
+                while let Some(h) = s.header_at(pos).unwrap() {
+                    v.push((
+                        h.base_offset,
+                        h.records_count,
+                        h.producer_id,
+                        h.last_sequence(),
+                    ));
+                    pos += h.total_len() as u64;
+                }
+            }
+            v
+        };
+        assert_eq!(
+            headers,
+            vec![(2, 0, 7, 3), (4, 2, 8, 1), (6, 1, -1, -1)],
+            "producer 7's first batch is gone, its last kept empty"
+        );
+        assert_eq!(
+            contents(&log)
+                .into_iter()
+                .map(|(o, _, v)| (o, v.unwrap_or_default()))
+                .collect::<Vec<_>>(),
+            vec![(4, "3".into()), (5, "3".into()), (6, "active".into())]
+        );
+        log.close();
+        drop(log);
+        let log = open(dir.path(), cfg).await;
+        let last = log.state.borrow().producers.producers[&7]
+            .batches
+            .back()
+            .copied()
+            .expect("producer 7 is known after the restart");
+        assert_eq!((last.first_seq, last.last_seq, last.last_offset), (2, 3, 3));
+        // Its retry is still recognised, its next sequence accepted.
+        let dup = put_idempotent(&log, 7, 2, &[("a", "2"), ("b", "2")]).await;
+        assert_eq!(dup, 2, "a retry of the last batch answers its offset");
+        assert_eq!(put_idempotent(&log, 7, 4, &[("c", "1")]).await, 7);
     });
 }
