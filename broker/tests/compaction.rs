@@ -619,3 +619,57 @@ mod offsets {
         );
     }
 }
+
+#[test]
+fn describe_configs_lists_the_cleaner_settings() {
+    use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+    use kafka_protocol::messages::DescribeConfigsRequest;
+
+    let broker = Broker::start_with("\"log.cleaner.backoff.ms\" = 250\n");
+    let mut c = broker.client();
+    create_topic_ok(
+        &mut c,
+        "described",
+        1,
+        &[
+            ("cleanup.policy", "compact"),
+            ("min.cleanable.dirty.ratio", "0.2"),
+        ],
+    );
+    assert_eq!(
+        create_topic(&mut c, "bad", 1, 1, &[("min.cleanable.dirty.ratio", "2")]).error_code,
+        ErrorCode::InvalidConfig.code(),
+        "a ratio above 1 is refused"
+    );
+    let describe = |c: &mut Client, resource_type: i8, name: &str| {
+        let mut res = DescribeConfigsResource::default();
+        res.resource_type = resource_type;
+        res.resource_name = s(name);
+        res.configuration_keys = None;
+        let mut req = DescribeConfigsRequest::default();
+        req.resources = vec![res];
+        let resp = c.send(4, &req);
+        assert_eq!(resp.results[0].error_code, ErrorCode::None.code());
+        resp.results[0]
+            .configs
+            .iter()
+            .map(|e| {
+                let v = e.value.as_ref().map(|v| v.to_string()).unwrap_or_default();
+                (e.name.to_string(), (v, e.config_source, e.config_type))
+            })
+            .collect::<BTreeMap<_, _>>()
+    };
+    let topic = describe(&mut c, 2, "described");
+    assert_eq!(topic["min.cleanable.dirty.ratio"], ("0.2".into(), 1, 6));
+    assert_eq!(topic["delete.retention.ms"], ("86400000".into(), 5, 5));
+    assert_eq!(topic["min.compaction.lag.ms"], ("0".into(), 5, 5));
+    let broker_cfg = describe(&mut c, 4, "1");
+    assert_eq!(broker_cfg["log.cleaner.enable"], ("true".into(), 5, 1));
+    assert_eq!(broker_cfg["log.cleaner.backoff.ms"], ("250".into(), 4, 5));
+    assert_eq!(
+        broker_cfg["log.cleaner.min.cleanable.ratio"],
+        ("0.5".into(), 5, 6)
+    );
+    assert!(broker_cfg.contains_key("log.cleaner.dedupe.buffer.size"));
+    assert!(broker_cfg.contains_key("log.cleaner.io.max.bytes.per.second"));
+}
