@@ -116,6 +116,11 @@ pub struct Metrics {
     pub connections_closed_bad_input: AtomicU64,
     pub authentication_failures: AtomicU64,
     pub authorization_denied: AtomicU64,
+    /// The log cleaner's passes and their I/O, all shards together.
+    pub cleaner_runs: AtomicU64,
+    pub cleaner_bytes_read: AtomicU64,
+    pub cleaner_bytes_written: AtomicU64,
+    pub cleaner_records_removed: AtomicU64,
     /// Per shard: each shard's coordinator publishes its own figures.
     groups_by_shard: [AtomicI64; MAX_SHARDS],
     rebalances_by_shard: [AtomicU64; MAX_SHARDS],
@@ -133,6 +138,10 @@ pub static METRICS: Metrics = Metrics {
     connections_closed_bad_input: AtomicU64::new(0),
     authentication_failures: AtomicU64::new(0),
     authorization_denied: AtomicU64::new(0),
+    cleaner_runs: AtomicU64::new(0),
+    cleaner_bytes_read: AtomicU64::new(0),
+    cleaner_bytes_written: AtomicU64::new(0),
+    cleaner_records_removed: AtomicU64::new(0),
     groups_by_shard: [const { AtomicI64::new(0) }; MAX_SHARDS],
     rebalances_by_shard: [const { AtomicU64::new(0) }; MAX_SHARDS],
     requests: [const { AtomicU64::new(0) }; 128],
@@ -257,7 +266,7 @@ impl Metrics {
         let _ = writeln!(out, "# HELP sluice_log_group_commit_requests Produce requests made durable per fdatasync\n# TYPE sluice_log_group_commit_requests histogram");
         self.group_commit_requests
             .render(&mut out, "sluice_log_group_commit_requests", "");
-        let gauges: [(&str, &str, i64); 7] = [
+        let gauges: [(&str, &str, i64); 11] = [
             (
                 "sluice_net_connections_open",
                 "gauge",
@@ -295,6 +304,26 @@ impl Metrics {
                     .iter()
                     .map(|r| r.load(Relaxed) as i64)
                     .sum(),
+            ),
+            (
+                "sluice_log_cleaner_runs_total",
+                "counter",
+                self.cleaner_runs.load(Relaxed) as i64,
+            ),
+            (
+                "sluice_log_cleaner_bytes_read_total",
+                "counter",
+                self.cleaner_bytes_read.load(Relaxed) as i64,
+            ),
+            (
+                "sluice_log_cleaner_bytes_written_total",
+                "counter",
+                self.cleaner_bytes_written.load(Relaxed) as i64,
+            ),
+            (
+                "sluice_log_cleaner_records_removed_total",
+                "counter",
+                self.cleaner_records_removed.load(Relaxed) as i64,
             ),
         ];
         for (name, kind, v) in gauges {

@@ -475,6 +475,18 @@ fn spawn_housekeeping(shard: &Rc<Shard>) {
         }
     })
     .detach();
+    if shard.broker.config.log_cleaner_enable {
+        // The shard's log cleaner, over the shard's own compacted logs.
+        let logs = shard.clone();
+        let stop = shard.clone();
+        compio::runtime::spawn(crate::log::cleaner::run(
+            crate::log::cleaner::CleanerConfig::from_broker(&shard.broker.config),
+            shard.broker.cleaner_checkpoint.clone(),
+            move || logs.open_partitions(),
+            move || stop.is_shutting_down(),
+        ))
+        .detach();
+    }
     if cfg_flush_interval(&shard.broker.config) {
         let s = shard.clone();
         let period = Duration::from_millis(shard.broker.config.log_flush_interval_ms.max(1));

@@ -100,7 +100,7 @@ fn broker_configs(
     version: i16,
     synonyms: bool,
 ) -> Vec<DescribeConfigsResourceResult> {
-    use ValueType::{Boolean, Int, List, Long};
+    use ValueType::{Boolean, Double, Int, List, Long};
     let all: Vec<(&str, ValueType, String)> = vec![
         (NODE_ID, Int, cfg.node_id.to_string()),
         (NUM_PARTITIONS, Int, cfg.num_partitions.to_string()),
@@ -144,6 +144,46 @@ fn broker_configs(
             cfg.log_index_interval_bytes.to_string(),
         ),
         (LOG_CLEANUP_POLICY, List, cfg.log_cleanup_policy.clone()),
+        (
+            LOG_CLEANER_ENABLE,
+            Boolean,
+            cfg.log_cleaner_enable.to_string(),
+        ),
+        (
+            LOG_CLEANER_DEDUPE_BUFFER_SIZE,
+            Long,
+            cfg.log_cleaner_dedupe_buffer_size.to_string(),
+        ),
+        (
+            LOG_CLEANER_IO_MAX_BYTES_PER_SECOND,
+            Double,
+            format!("{:?}", cfg.log_cleaner_io_max_bytes_per_second),
+        ),
+        (
+            LOG_CLEANER_BACKOFF_MS,
+            Long,
+            cfg.log_cleaner_backoff_ms.to_string(),
+        ),
+        (
+            LOG_CLEANER_MIN_CLEANABLE_RATIO,
+            Double,
+            cfg.log_cleaner_min_cleanable_ratio.to_string(),
+        ),
+        (
+            LOG_CLEANER_MIN_COMPACTION_LAG_MS,
+            Long,
+            cfg.log_cleaner_min_compaction_lag_ms.to_string(),
+        ),
+        (
+            LOG_CLEANER_MAX_COMPACTION_LAG_MS,
+            Long,
+            cfg.log_cleaner_max_compaction_lag_ms.to_string(),
+        ),
+        (
+            LOG_CLEANER_DELETE_RETENTION_MS,
+            Long,
+            cfg.log_cleaner_delete_retention_ms.to_string(),
+        ),
         (
             LOG_MESSAGE_TIMESTAMP_TYPE,
             ValueType::String,

@@ -4,7 +4,9 @@
 //! the replica layer checks leadership and `min.insync.replicas` and the
 //! appender assigns offsets and answers after fdatasync (group commit);
 //! acks=all then waits for the high watermark.
-//! Records are never decompressed here. acks=0 gets no response, as in Kafka;
+//! Records are never decompressed here, except for compacted topics, whose
+//! records must all have keys (INVALID_RECORD otherwise, as in Kafka).
+//! acks=0 gets no response, as in Kafka;
 //! transactional produce is refused until transactions exist.
 //!
 //! Leader discovery (KIP-951): a v10+ partition answered
@@ -123,8 +125,26 @@ fn validate(
                 "transactions are not supported by this broker yet".into(),
             ));
         }
+        if meta.log_config.cleanup_compact {
+            check_keyed(bytes)?;
+        }
     }
     Ok(batches)
+}
+
+/// A compacted topic keeps the latest record per key, so (as Kafka) it
+/// refuses records without one. This is the one place produce decodes
+/// records, and only for compacted topics.
+fn check_keyed(batch_bytes: &Bytes) -> Result<(), (ErrorCode, String)> {
+    let records =
+        batch::decode_records(batch_bytes).map_err(|e| (e.kafka_error_code(), e.to_string()))?;
+    if records.iter().any(|r| r.key.is_none()) {
+        return Err((
+            ErrorCode::InvalidRecord,
+            "Compacted topic cannot accept message without key".into(),
+        ));
+    }
+    Ok(())
 }
 
 pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {

@@ -210,6 +210,24 @@ pub struct BrokerConfig {
     pub log_cleanup_policy: String,
     /// `log.message.timestamp.type`
     pub log_message_timestamp_type: String,
+    /// `log.cleaner.enable`: run the log cleaner (compacted topics).
+    pub log_cleaner_enable: bool,
+    /// `log.cleaner.dedupe.buffer.size`: memory for one shard cleaner's
+    /// key map (Kafka's is shared by its cleaner threads; here each shard
+    /// has one cleaner and this whole budget).
+    pub log_cleaner_dedupe_buffer_size: u64,
+    /// `log.cleaner.io.max.bytes.per.second`: read+write budget per cleaner.
+    pub log_cleaner_io_max_bytes_per_second: f64,
+    /// `log.cleaner.backoff.ms`: the cleaner's sleep when nothing is cleanable.
+    pub log_cleaner_backoff_ms: u64,
+    /// `log.cleaner.min.cleanable.ratio` (topic `min.cleanable.dirty.ratio`).
+    pub log_cleaner_min_cleanable_ratio: f64,
+    /// `log.cleaner.min.compaction.lag.ms` (topic `min.compaction.lag.ms`).
+    pub log_cleaner_min_compaction_lag_ms: i64,
+    /// `log.cleaner.max.compaction.lag.ms` (topic `max.compaction.lag.ms`).
+    pub log_cleaner_max_compaction_lag_ms: i64,
+    /// `log.cleaner.delete.retention.ms` (topic `delete.retention.ms`).
+    pub log_cleaner_delete_retention_ms: i64,
     /// `min.insync.replicas`
     pub min_insync_replicas: i32,
     /// `flush.policy`: always | interval (Sluice's own switch).
@@ -407,6 +425,14 @@ impl Default for BrokerConfig {
             log_index_interval_bytes: 4096,
             log_cleanup_policy: "delete".into(),
             log_message_timestamp_type: "CreateTime".into(),
+            log_cleaner_enable: true,
+            log_cleaner_dedupe_buffer_size: 128 << 20,
+            log_cleaner_io_max_bytes_per_second: f64::MAX,
+            log_cleaner_backoff_ms: 15_000,
+            log_cleaner_min_cleanable_ratio: 0.5,
+            log_cleaner_min_compaction_lag_ms: 0,
+            log_cleaner_max_compaction_lag_ms: i64::MAX,
+            log_cleaner_delete_retention_ms: 86_400_000,
             min_insync_replicas: 1,
             flush_policy: FlushPolicy::Always,
             log_flush_interval_ms: 1000,
@@ -694,6 +720,26 @@ impl BrokerConfig {
             }
             names::LOG_MESSAGE_TIMESTAMP_TYPE => {
                 self.log_message_timestamp_type = validate_timestamp_type(name, value)?
+            }
+            names::LOG_CLEANER_ENABLE => self.log_cleaner_enable = parse_bool(name, value)?,
+            names::LOG_CLEANER_DEDUPE_BUFFER_SIZE => {
+                self.log_cleaner_dedupe_buffer_size = parse_num(name, value)?
+            }
+            names::LOG_CLEANER_IO_MAX_BYTES_PER_SECOND => {
+                self.log_cleaner_io_max_bytes_per_second = positive_f64(name, value)?
+            }
+            names::LOG_CLEANER_BACKOFF_MS => self.log_cleaner_backoff_ms = parse_num(name, value)?,
+            names::LOG_CLEANER_MIN_CLEANABLE_RATIO => {
+                self.log_cleaner_min_cleanable_ratio = validate_dirty_ratio(name, value)?
+            }
+            names::LOG_CLEANER_MIN_COMPACTION_LAG_MS => {
+                self.log_cleaner_min_compaction_lag_ms = parse_num(name, value)?
+            }
+            names::LOG_CLEANER_MAX_COMPACTION_LAG_MS => {
+                self.log_cleaner_max_compaction_lag_ms = positive_i64(name, value)?
+            }
+            names::LOG_CLEANER_DELETE_RETENTION_MS => {
+                self.log_cleaner_delete_retention_ms = parse_num(name, value)?
             }
             names::MIN_INSYNC_REPLICAS => {
                 self.min_insync_replicas = positive(name, parse_num(name, value)?)?
@@ -1251,6 +1297,40 @@ fn positive(name: &str, v: i32) -> Result<i32, ConfigError> {
         return Err(ConfigError::Invalid {
             name: name.into(),
             reason: "must be at least 1".into(),
+        });
+    }
+    Ok(v)
+}
+
+fn positive_f64(name: &str, value: &str) -> Result<f64, ConfigError> {
+    let v: f64 = parse_num(name, value)?;
+    if v.is_nan() || v <= 0.0 {
+        return Err(ConfigError::Invalid {
+            name: name.into(),
+            reason: "must be more than 0".into(),
+        });
+    }
+    Ok(v)
+}
+
+fn positive_i64(name: &str, value: &str) -> Result<i64, ConfigError> {
+    let v: i64 = parse_num(name, value)?;
+    if v < 1 {
+        return Err(ConfigError::Invalid {
+            name: name.into(),
+            reason: "must be at least 1".into(),
+        });
+    }
+    Ok(v)
+}
+
+/// `min.cleanable.dirty.ratio` and its broker default: a ratio in [0, 1].
+fn validate_dirty_ratio(name: &str, value: &str) -> Result<f64, ConfigError> {
+    let v: f64 = parse_num(name, value)?;
+    if !(0.0..=1.0).contains(&v) {
+        return Err(ConfigError::Invalid {
+            name: name.into(),
+            reason: "must be between 0 and 1".into(),
         });
     }
     Ok(v)

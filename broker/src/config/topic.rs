@@ -8,8 +8,8 @@
 
 use super::names::*;
 use super::{
-    parse_bool, parse_num, positive, validate_cleanup_policy, validate_timestamp_type,
-    BrokerConfig, ConfigError,
+    parse_bool, parse_num, positive, positive_i64, validate_cleanup_policy, validate_dirty_ratio,
+    validate_timestamp_type, BrokerConfig, ConfigError,
 };
 
 /// A property's value type, as Kafka's ConfigType names it.
@@ -19,6 +19,7 @@ pub enum ValueType {
     String,
     Int,
     Long,
+    Double,
     List,
 }
 
@@ -30,6 +31,7 @@ impl ValueType {
             ValueType::String => 2,
             ValueType::Int => 3,
             ValueType::Long => 5,
+            ValueType::Double => 6,
             ValueType::List => 7,
         }
     }
@@ -81,8 +83,8 @@ pub const TOPIC_CONFIGS: &[TopicConfig] = &[
     TopicConfig {
         name: DELETE_RETENTION_MS,
         value_type: ValueType::Long,
-        broker_synonym: None,
-        default: |_| "86400000".into(),
+        broker_synonym: Some(LOG_CLEANER_DELETE_RETENTION_MS),
+        default: |b| b.log_cleaner_delete_retention_ms.to_string(),
         check: check_long,
     },
     TopicConfig {
@@ -130,9 +132,9 @@ pub const TOPIC_CONFIGS: &[TopicConfig] = &[
     TopicConfig {
         name: MAX_COMPACTION_LAG_MS,
         value_type: ValueType::Long,
-        broker_synonym: None,
-        default: |_| i64::MAX.to_string(),
-        check: check_long,
+        broker_synonym: Some(LOG_CLEANER_MAX_COMPACTION_LAG_MS),
+        default: |b| b.log_cleaner_max_compaction_lag_ms.to_string(),
+        check: |n, v| positive_i64(n, v).map(drop),
     },
     TopicConfig {
         name: MAX_MESSAGE_BYTES,
@@ -163,10 +165,17 @@ pub const TOPIC_CONFIGS: &[TopicConfig] = &[
         check: |n, v| validate_timestamp_type(n, v).map(drop),
     },
     TopicConfig {
+        name: MIN_CLEANABLE_DIRTY_RATIO,
+        value_type: ValueType::Double,
+        broker_synonym: Some(LOG_CLEANER_MIN_CLEANABLE_RATIO),
+        default: |b| b.log_cleaner_min_cleanable_ratio.to_string(),
+        check: |n, v| validate_dirty_ratio(n, v).map(drop),
+    },
+    TopicConfig {
         name: MIN_COMPACTION_LAG_MS,
         value_type: ValueType::Long,
-        broker_synonym: None,
-        default: |_| "0".into(),
+        broker_synonym: Some(LOG_CLEANER_MIN_COMPACTION_LAG_MS),
+        default: |b| b.log_cleaner_min_compaction_lag_ms.to_string(),
         check: check_long,
     },
     TopicConfig {
@@ -309,5 +318,8 @@ mod tests {
         assert!(check(MIN_INSYNC_REPLICAS, "0").is_err());
         assert!(check(PREALLOCATE, "true").is_ok());
         assert!(check(MESSAGE_TIMESTAMP_TYPE, "LogAppendTime").is_ok());
+        assert!(check(MIN_CLEANABLE_DIRTY_RATIO, "0.01").is_ok());
+        assert!(check(MIN_CLEANABLE_DIRTY_RATIO, "1.5").is_err());
+        assert!(check(MAX_COMPACTION_LAG_MS, "0").is_err());
     }
 }

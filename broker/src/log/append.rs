@@ -154,8 +154,8 @@ impl PartitionLog {
                 Some(a) => {
                     let by_size = a.size > 0
                         && a.size + incoming as u64 > cfg.segment_bytes.min(i32::MAX as u64);
-                    let by_time =
-                        a.size > 0 && cfg.segment_ms >= 0 && now - a.created_ms >= cfg.segment_ms;
+                    let roll_ms = cfg.roll_ms();
+                    let by_time = a.size > 0 && roll_ms >= 0 && now - a.created_ms >= roll_ms;
                     // Positions in the index are u32: never let a segment pass 2 GiB.
                     (by_size || by_time, st.log_end_offset)
                 }

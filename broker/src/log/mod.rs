@@ -6,7 +6,8 @@
 //! partition directory crash-safely (`deletion`), idempotent
 //! producer state (`producer_state`), the leader epoch cache and its
 //! checkpoint (`epoch_cache`), a follower's appends of fetched batches and
-//! truncation (`follower`), the segment/index files, and two small files of
+//! truncation (`follower`), compaction of `cleanup.policy=compact` logs
+//! (`cleaner`), the segment/index files, and two small files of
 //! Kafka's: `partition.metadata` binding a directory to its topic id
 //! (`partition_metadata`) and the data directory's
 //! `replication-offset-checkpoint` of high watermarks (`hw_checkpoint`).
@@ -19,6 +20,7 @@
 //! listener (tests, tools) keeps the high watermark at its log end.
 
 pub mod append;
+pub mod cleaner;
 pub mod deletion;
 pub mod epoch_cache;
 pub mod follower;
@@ -51,6 +53,17 @@ pub struct LogConfig {
     pub retention_ms: i64,
     pub retention_bytes: i64,
     pub cleanup_delete: bool,
+    /// `cleanup.policy` holds `compact`: the log cleaner keeps the latest
+    /// record per key (`cleaner`).
+    pub cleanup_compact: bool,
+    /// `min.cleanable.dirty.ratio`
+    pub min_cleanable_dirty_ratio: f64,
+    /// `min.compaction.lag.ms`
+    pub min_compaction_lag_ms: i64,
+    /// `max.compaction.lag.ms`
+    pub max_compaction_lag_ms: i64,
+    /// `delete.retention.ms`: how long tombstones outlive their first clean.
+    pub delete_retention_ms: i64,
     pub max_message_bytes: usize,
     pub log_append_time: bool,
     pub index_interval_bytes: usize,
@@ -77,6 +90,27 @@ impl LogConfig {
             cleanup_delete: get(names::CLEANUP_POLICY)
                 .split(',')
                 .any(|p| p.trim() == "delete"),
+            cleanup_compact: get(names::CLEANUP_POLICY)
+                .split(',')
+                .any(|p| p.trim() == "compact"),
+            min_cleanable_dirty_ratio: get(names::MIN_CLEANABLE_DIRTY_RATIO)
+                .parse::<f64>()
+                .unwrap_or(broker.log_cleaner_min_cleanable_ratio),
+            min_compaction_lag_ms: num(
+                names::MIN_COMPACTION_LAG_MS,
+                broker.log_cleaner_min_compaction_lag_ms,
+            )
+            .max(0),
+            max_compaction_lag_ms: num(
+                names::MAX_COMPACTION_LAG_MS,
+                broker.log_cleaner_max_compaction_lag_ms,
+            )
+            .max(1),
+            delete_retention_ms: num(
+                names::DELETE_RETENTION_MS,
+                broker.log_cleaner_delete_retention_ms,
+            )
+            .max(0),
             max_message_bytes: num(names::MAX_MESSAGE_BYTES, broker.message_max_bytes as i64).max(0)
                 as usize,
             log_append_time: get(names::MESSAGE_TIMESTAMP_TYPE) == "LogAppendTime",
@@ -91,6 +125,19 @@ impl LogConfig {
                 i64::from(broker.min_insync_replicas),
             )
             .clamp(1, i64::from(i32::MAX)) as i32,
+        }
+    }
+}
+
+impl LogConfig {
+    /// How old the active segment may get before a roll: `segment.ms`, or
+    /// for a compacted log `max.compaction.lag.ms` if sooner, since the
+    /// cleaner never touches the active segment (Kafka's rule).
+    pub fn roll_ms(&self) -> i64 {
+        if self.cleanup_compact && self.segment_ms >= 0 {
+            self.segment_ms.min(self.max_compaction_lag_ms)
+        } else {
+            self.segment_ms
         }
     }
 }
@@ -170,6 +217,8 @@ pub struct PartitionLog {
     pub(crate) write_lock: futures::lock::Mutex<()>,
     pub closed: Cell<bool>,
     pub metrics: crate::metrics::PartitionMetrics,
+    /// The log cleaner's state of this log (compacted topics).
+    pub cleaner: RefCell<cleaner::CleanerState>,
 }
 
 impl PartitionLog {

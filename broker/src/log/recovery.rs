@@ -31,6 +31,8 @@ impl PartitionLog {
         metrics: crate::metrics::PartitionMetrics,
     ) -> Result<Rc<PartitionLog>, LogError> {
         std::fs::create_dir_all(dir)?;
+        // A clean interrupted by a crash: drop its output or finish its swap.
+        super::cleaner::swap::recover_interrupted_cleans(dir)?;
         let mut bases: Vec<i64> = Vec::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
@@ -46,8 +48,7 @@ impl PartitionLog {
         let checkpoint = read_checkpoint(&dir.join(LOG_START_CHECKPOINT));
         let now = now_ms();
         let mut segments = BTreeMap::new();
-        let mut producers = ProducerStateMap::default();
-        let mut epochs = EpochCache::default();
+        let mut rebuilt = Rebuilt::default();
         let mut expected_next: Option<i64> = None;
         let last = bases.last().copied();
         for base in bases {
@@ -58,8 +59,7 @@ impl PartitionLog {
                 file_len,
                 verify,
                 config.index_interval_bytes,
-                &mut producers,
-                &mut epochs,
+                &mut rebuilt,
                 expected_next,
             )?;
             if valid < file_len {
@@ -95,6 +95,11 @@ impl PartitionLog {
             .unwrap_or(first_base)
             .max(first_base)
             .min(log_end);
+        let Rebuilt {
+            producers,
+            epochs,
+            delete_horizon,
+        } = rebuilt;
         let epochs = EpochCache::recover(dir, epochs, log_start);
         let state = PartitionState {
             segments,
@@ -123,22 +128,35 @@ impl PartitionLog {
             write_lock: futures::lock::Mutex::new(()),
             closed: Cell::new(false),
             metrics,
+            cleaner: RefCell::new(super::cleaner::CleanerState {
+                earliest_delete_horizon: delete_horizon,
+                ..Default::default()
+            }),
         });
         log.start_appender();
         Ok(log)
     }
 }
 
+/// What the walk over the segments rebuilds besides the segments.
+#[derive(Default)]
+struct Rebuilt {
+    producers: ProducerStateMap,
+    epochs: EpochCache,
+    /// The earliest delete horizon a cleaned batch carries (the cleaner's).
+    delete_horizon: Option<i64>,
+}
+
 /// Walks the batches of one segment from position 0, rebuilding its indexes,
-/// the producer state and the leader epoch cache; with `verify`, also reads each whole batch and
+/// and into `rebuilt` the producer state, the leader epoch cache and the
+/// earliest delete horizon; with `verify`, also reads each whole batch and
 /// checks its CRC. Returns the length of the valid prefix.
 fn walk_segment(
     seg: &mut Segment,
     file_len: u64,
     verify: bool,
     index_interval: usize,
-    producers: &mut ProducerStateMap,
-    epochs: &mut EpochCache,
+    rebuilt: &mut Rebuilt,
     expected_next: Option<i64>,
 ) -> std::io::Result<u64> {
     seg.size = file_len;
@@ -168,8 +186,14 @@ fn walk_segment(
             }
         }
         seg.note_batch(pos, &h, index_interval);
-        producers.update(&h, now_ms());
-        epochs.observe([(h.partition_leader_epoch, h.base_offset)]);
+        if h.has_delete_horizon() {
+            let d = rebuilt.delete_horizon.get_or_insert(h.base_timestamp);
+            *d = (*d).min(h.base_timestamp);
+        }
+        rebuilt.producers.update(&h, now_ms());
+        rebuilt
+            .epochs
+            .observe([(h.partition_leader_epoch, h.base_offset)]);
         next = h.last_offset() + 1;
         pos += len;
     }

@@ -49,7 +49,8 @@ impl Segment {
         self.dir.join(format!("{:020}.{ext}", self.base_offset))
     }
 
-    fn empty(
+    /// A segment with no batches noted yet, over already-open files.
+    pub(crate) fn empty(
         dir: &Path,
         base_offset: i64,
         writer: compio::fs::File,
@@ -159,16 +160,12 @@ impl Segment {
 
     /// Writes the in-memory indexes to their files (at roll and shutdown).
     pub fn persist_indexes(&self) -> std::io::Result<()> {
-        let mut b = Vec::with_capacity(self.offset_index.entries.len() * 8);
-        for &(r, p) in &self.offset_index.entries {
-            b.extend_from_slice(&OffsetIndex::encode_entry(r, p));
-        }
-        write_file_synced(&self.path("index"), &b)?;
-        let mut t = Vec::with_capacity(self.time_index.entries.len() * 12);
-        for &(ts, r) in &self.time_index.entries {
-            t.extend_from_slice(&TimeIndex::encode_entry(ts, r));
-        }
-        write_file_synced(&self.path("timeindex"), &t)
+        persist_index_files(
+            &self.dir,
+            self.base_offset,
+            &self.offset_index,
+            &self.time_index,
+        )
     }
 
     pub fn delete_files(&self) {
@@ -176,6 +173,25 @@ impl Segment {
             let _ = std::fs::remove_file(self.path(ext));
         }
     }
+}
+
+/// Writes segment `base`'s `.index` and `.timeindex` files in `dir`.
+pub fn persist_index_files(
+    dir: &Path,
+    base: i64,
+    offsets: &OffsetIndex,
+    times: &TimeIndex,
+) -> std::io::Result<()> {
+    let mut b = Vec::with_capacity(offsets.entries.len() * 8);
+    for &(r, p) in &offsets.entries {
+        b.extend_from_slice(&OffsetIndex::encode_entry(r, p));
+    }
+    write_file_synced(&dir.join(format!("{base:020}.index")), &b)?;
+    let mut t = Vec::with_capacity(times.entries.len() * 12);
+    for &(ts, r) in &times.entries {
+        t.extend_from_slice(&TimeIndex::encode_entry(ts, r));
+    }
+    write_file_synced(&dir.join(format!("{base:020}.timeindex")), &t)
 }
 
 pub fn read_header(

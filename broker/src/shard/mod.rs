@@ -41,6 +41,9 @@ pub struct Broker {
     pub security: crate::auth::Security,
     /// Cluster mode: the data directory's `replication-offset-checkpoint`.
     pub hw_checkpoint: hw_checkpoint::HwCheckpoint,
+    /// The data directory's `cleaner-offset-checkpoint`, shared by the
+    /// shards' log cleaners.
+    pub cleaner_checkpoint: Arc<crate::log::cleaner::checkpoint::CleanerCheckpoint>,
     /// TLS and SASL for connections to other brokers (the inter-broker
     /// listener's protocol).
     pub inter_broker_security: crate::peer::PeerSecurity,
@@ -78,10 +81,14 @@ impl Broker {
     ) -> Broker {
         let hw_checkpoint =
             hw_checkpoint::HwCheckpoint::new(config.data_dir.clone(), mailboxes.len().max(1));
+        let cleaner_checkpoint = Arc::new(crate::log::cleaner::checkpoint::CleanerCheckpoint::new(
+            config.data_dir.clone(),
+        ));
         Broker {
             config,
             metadata,
             hw_checkpoint,
+            cleaner_checkpoint,
             mailboxes,
             shutting_down: AtomicBool::new(false),
             listeners,
