@@ -9,7 +9,8 @@ under faults.
   replicas; kafka-metadata-quorum describes the controller quorum.
   kafka-topics creates a topic from a manual --replica-assignment and
   kafka-reassign-partitions (--generate, --execute, --list, --verify) moves
-  its replicas while its records stay readable.
+  its replicas while its records stay readable; kafka-cluster unregister
+  retires a stopped broker, which registers anew when started again.
 - An idempotent acks=all confluent-kafka producer writes under steady load
   while the leader of a partition is killed with SIGKILL five times (the
   third time the active controller instead, while topics are being created:
@@ -203,6 +204,23 @@ def test_kafka_reassign_partitions_moves_replicas(cluster, tmp_path):
         assert parts[p][0] in replicas, (p, parts)
     for p in before:
         assert read_partition(cluster, "relocated", 50, partition=p) == [f"r{p}-{i}" for i in range(50)]
+
+    # kafka-cluster unregister: refused while the broker runs; once it is
+    # stopped its registration goes, and started again it registers anew
+    # and rejoins every ISR.
+    def unregister() -> str:
+        return kafka_tool("org.apache.kafka.tools.ClusterTool", "unregister",
+                          "--bootstrap-server", cluster.bootstrap, "--id", "3")
+
+    out = unregister()
+    assert "running" in out and "Broker 3 is no longer registered" not in out, out
+    cluster.run("stop", "3")
+    out = unregister()
+    assert "Broker 3 is no longer registered." in out, out
+    cluster.run("start", "3")
+    wait_for("broker 3 to register again and rejoin every ISR", lambda: all(
+        3 in isr for _, (_, replicas, isr) in describe(cluster, "relocated").items() if 3 in replicas),
+        timeout=90, cluster=cluster)
 
 
 def read_all_and_check(cluster: Cluster, topic: str, h: History, keep_as: str):
