@@ -312,3 +312,22 @@ impl PartitionLog {
         self.wake_parked();
     }
 }
+
+/// Opens partition `t-0` of topic `t` under `dir`: the log the unit tests
+/// of the submodules (follower, cleaner) work on.
+#[cfg(test)]
+pub(crate) async fn open_test_log(
+    dir: &std::path::Path,
+    cfg: LogConfig,
+) -> std::rc::Rc<PartitionLog> {
+    PartitionLog::open(
+        &dir.join("t-0"),
+        "t",
+        uuid::Uuid::nil(),
+        0,
+        cfg,
+        crate::metrics::PartitionMetrics::default(),
+    )
+    .await
+    .expect("open")
+}

@@ -416,18 +416,7 @@ fn control_batches_are_kept() {
 
 // ------------------------------------------------------------ whole passes
 
-async fn open(dir: &Path, cfg: LogConfig) -> Rc<PartitionLog> {
-    PartitionLog::open(
-        &dir.join("t-0"),
-        "t",
-        uuid::Uuid::nil(),
-        0,
-        cfg,
-        PartitionMetrics::default(),
-    )
-    .await
-    .expect("open")
-}
+use crate::log::open_test_log as open;
 
 /// Appends one batch of (key, value) records; returns its base offset.
 async fn put(log: &PartitionLog, records: &[(&str, Option<&str>)]) -> i64 {

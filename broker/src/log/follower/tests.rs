@@ -30,18 +30,7 @@ fn config(overrides: &[(&str, &str)]) -> LogConfig {
     LogConfig::resolve(&BrokerConfig::default(), &overrides)
 }
 
-async fn open(dir: &Path, cfg: LogConfig) -> Rc<PartitionLog> {
-    PartitionLog::open(
-        &dir.join("t-0"),
-        "t",
-        uuid::Uuid::nil(),
-        0,
-        cfg,
-        PartitionMetrics::default(),
-    )
-    .await
-    .expect("open")
-}
+use crate::log::open_test_log as open;
 
 /// A batch as a leader would have written it: `records` records from
 /// `base`, stamped with leader `epoch`.
