@@ -16,7 +16,6 @@ use super::key_map::{KeyMap, ENTRY_COST_BYTES};
 use super::plan::{cleanable, group_segments, LogSummary, Reason, SegmentSummary};
 use super::*;
 use crate::log::LogConfig;
-use crate::metrics::PartitionMetrics;
 
 fn run<F: std::future::Future>(f: F) -> F::Output {
     compio::runtime::Runtime::new()

@@ -2,8 +2,6 @@
 //! directory, on a compio runtime.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::rc::Rc;
 
 use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::{self, BatchBuilder, BatchHeader};
@@ -14,7 +12,6 @@ use super::*;
 use crate::config::BrokerConfig;
 use crate::log::epoch_cache::LEADER_EPOCH_CHECKPOINT;
 use crate::log::LogConfig;
-use crate::metrics::PartitionMetrics;
 
 fn run<F: std::future::Future>(f: F) -> F::Output {
     compio::runtime::Runtime::new()
