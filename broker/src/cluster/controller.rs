@@ -1206,10 +1206,15 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
             return;
         };
         let now = Instant::now();
+        // A broker heartbeat this late, from a node whose controller has
+        // also stopped answering Raft, means the process is gone.
+        let heartbeat = Duration::from_millis(self.config.cluster.broker_heartbeat_interval_ms);
+        let silent_for =
+            (heartbeat * 2).max(RaftTiming::of(&self.config.cluster).election_timeout_min);
         let expired: Vec<(NodeId, i64)> = self.with_liveness(|l| {
             let since = *l.since.get_or_insert(now);
-            // Asked of the quorum only when some broker has not heartbeated
-            // to this leader yet (right after an election).
+            // Asked of the quorum only when some broker is late or has not
+            // heartbeated to this leader yet (right after an election).
             let mut unreachable_voters: Option<BTreeSet<NodeId>> = None;
             image
                 .brokers
@@ -1218,7 +1223,21 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 .filter(|b| {
                     let id = b.registration.broker_id;
                     match l.last_heartbeat.get(&id) {
-                        Some(last) => now.duration_since(*last) > session,
+                        // A combined node whose Raft has been silent for a
+                        // minimum election timeout and whose broker is late
+                        // is not waited on for a whole session: the same
+                        // evidence a new leader acts on (below), so a
+                        // killed combined node's partitions move within
+                        // about a second instead of the session timeout.
+                        // Broker-only nodes keep the session rule.
+                        Some(last) => {
+                            let late = now.duration_since(*last);
+                            late > session
+                                || (late > silent_for
+                                    && unreachable_voters
+                                        .get_or_insert_with(|| self.unreachable_voters(since))
+                                        .contains(&id))
+                        }
                         // A new leader knows no heartbeat times: a broker
                         // gets a whole session from the leader's start, as
                         // in KRaft, unless it is a controller too and has
@@ -1249,7 +1268,7 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                 Ok(_) => tracing::warn!(
                     broker_id,
                     partitions = moved,
-                    "broker session expired: fenced, its partitions moved"
+                    "broker fenced (session expired, or late with its controller silent): its partitions moved"
                 ),
                 Err(e) => tracing::warn!(broker_id, error = %e, "fencing failed"),
             }
