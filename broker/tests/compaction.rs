@@ -478,34 +478,15 @@ mod offsets {
     //! the group coordinator loads the cleaned log (gaps, tombstones of
     //! deleted groups) after a restart.
 
-    use kafka_protocol::messages::incremental_alter_configs_request::{
-        AlterConfigsResource, AlterableConfig,
-    };
     use kafka_protocol::messages::offset_commit_request::{
         OffsetCommitRequestPartition, OffsetCommitRequestTopic,
     };
     use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
     use kafka_protocol::messages::{
-        DeleteGroupsRequest, GroupId, IncrementalAlterConfigsRequest, OffsetCommitRequest,
-        OffsetFetchRequest,
+        DeleteGroupsRequest, GroupId, OffsetCommitRequest, OffsetFetchRequest,
     };
 
     use super::*;
-
-    fn set_topic_config(c: &mut Client, topic: &str, name: &str, value: &str) {
-        let mut cfg = AlterableConfig::default();
-        cfg.name = s(name);
-        cfg.config_operation = 0;
-        cfg.value = Some(s(value));
-        let mut res = AlterConfigsResource::default();
-        res.resource_type = 2;
-        res.resource_name = s(topic);
-        res.configs = vec![cfg];
-        let mut req = IncrementalAlterConfigsRequest::default();
-        req.resources = vec![res];
-        let resp = c.send(1, &req);
-        assert_eq!(resp.responses[0].error_code, ErrorCode::None.code());
-    }
 
     fn commit(c: &mut Client, group: &str, topic: &str, offset: i64) {
         let mut p = OffsetCommitRequestPartition::default();

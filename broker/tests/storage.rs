@@ -9,10 +9,7 @@ use std::io::Write;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
-use kafka_protocol::messages::incremental_alter_configs_request::{
-    AlterConfigsResource, AlterableConfig,
-};
-use kafka_protocol::messages::{DeleteRecordsRequest, IncrementalAlterConfigsRequest};
+use kafka_protocol::messages::DeleteRecordsRequest;
 use sluice_protocol::ErrorCode;
 use support::*;
 
@@ -29,26 +26,6 @@ fn delete_records(c: &mut Client, topic: &str, partition: i32, offset: i64) -> (
     let resp = c.send(2, &req);
     let r = &resp.topics[0].partitions[0];
     (r.error_code, r.low_watermark)
-}
-
-fn set_topic_config(c: &mut Client, topic: &str, name: &str, value: &str) {
-    let mut cfg = AlterableConfig::default();
-    cfg.name = s(name);
-    cfg.config_operation = 0; // SET
-    cfg.value = Some(s(value));
-    let mut res = AlterConfigsResource::default();
-    res.resource_type = 2;
-    res.resource_name = s(topic);
-    res.configs = vec![cfg];
-    let mut req = IncrementalAlterConfigsRequest::default();
-    req.resources = vec![res];
-    let resp = c.send(1, &req);
-    assert_eq!(
-        resp.responses[0].error_code,
-        ErrorCode::None.code(),
-        "IncrementalAlterConfigs: {:?}",
-        resp.responses[0].error_message
-    );
 }
 
 #[test]

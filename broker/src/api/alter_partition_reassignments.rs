@@ -17,7 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
-use crate::auth::{Action, Resource};
+use crate::auth::Action;
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 1;
@@ -35,25 +35,22 @@ pub async fn handle(ctx: &RequestContext, req: AlterPartitionReassignmentsReques
             asked.push((t.name.to_string(), p.partition_index, target));
         }
     }
-    let outcomes = if !ctx.allowed(Action::AlterCluster, Resource::Cluster) {
-        Err((
-            ErrorCode::ClusterAuthorizationFailed,
-            "not authorized to kafka-cluster:AlterCluster".to_string(),
-        ))
-    } else {
-        ctx.shard
-            .broker
-            .metadata
-            .alter_partition_reassignments(asked.clone(), req.allow_replication_factor_change)
-            .await
-            .map_err(|e| (e.code, e.message))
+    let outcomes = match ctx.require_cluster(Action::AlterCluster) {
+        Ok(()) => {
+            ctx.shard
+                .broker
+                .metadata
+                .alter_partition_reassignments(asked.clone(), req.allow_replication_factor_change)
+                .await
+        }
+        Err(refused) => Err(refused),
     };
     let outcomes = match outcomes {
         Ok(outcomes) => outcomes,
-        Err((code, message)) => {
+        Err(e) => {
             // A refused request: the error at the top, as Kafka answers.
-            resp.error_code = code.code();
-            resp.error_message = Some(StrBytes::from_string(message));
+            resp.error_code = e.code.code();
+            resp.error_message = Some(StrBytes::from_string(e.message));
             return ctx.respond(&resp);
         }
     };

@@ -12,7 +12,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
-use crate::auth::{Action, Resource};
+use crate::auth::Action;
 use crate::cluster::controller::{ElectionType, PartitionOutcome};
 
 pub const MIN_VERSION: i16 = 0;
@@ -32,11 +32,8 @@ pub async fn handle(ctx: &RequestContext, req: ElectLeadersRequest) -> Response 
         (_, 1) => Ok(ElectionType::Unclean),
         (_, other) => Err(format!("unknown election type {other}")),
     };
-    let outcomes = if !ctx.allowed(Action::AlterCluster, Resource::Cluster) {
-        Err((
-            ErrorCode::ClusterAuthorizationFailed,
-            "not authorized to kafka-cluster:AlterCluster".to_string(),
-        ))
+    let outcomes = if let Err(e) = ctx.require_cluster(Action::AlterCluster) {
+        Err((e.code, e.message))
     } else {
         match election {
             Err(message) => Err((ErrorCode::InvalidRequest, message)),

@@ -12,21 +12,18 @@ use kafka_protocol::messages::{
     BrokerId, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
-use crate::auth::{Action, Resource};
+use crate::auth::Action;
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 0;
 
 pub async fn handle(ctx: &RequestContext, req: ListPartitionReassignmentsRequest) -> Response {
     let mut resp = ListPartitionReassignmentsResponse::default();
-    if !ctx.allowed(Action::DescribeCluster, Resource::Cluster) {
-        resp.error_code = ErrorCode::ClusterAuthorizationFailed.code();
-        resp.error_message = Some(StrBytes::from_static_str(
-            "not authorized to kafka-cluster:DescribeCluster",
-        ));
+    if let Err(e) = ctx.require_cluster(Action::DescribeCluster) {
+        resp.error_code = e.code.code();
+        resp.error_message = Some(StrBytes::from_string(e.message));
         return ctx.respond(&resp);
     }
     let wanted: Option<Vec<(String, i32)>> = req.topics.as_ref().map(|topics| {

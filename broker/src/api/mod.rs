@@ -14,6 +14,7 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion};
 
 use sluice_protocol::ErrorCode;
 
+use crate::cluster::ApiError;
 use crate::log::read::FileRange;
 use crate::shard::Shard;
 
@@ -102,6 +103,18 @@ impl RequestContext {
             tracing::info!(target: "sluice::authorizer", %principal, action = action.as_str(), resource = ?resource, api = ?self.api, "denied by IAM policy");
         }
         ok
+    }
+
+    /// `action` on the cluster, or the CLUSTER_AUTHORIZATION_FAILED refusal
+    /// Kafka answers, naming the action.
+    pub fn require_cluster(&self, action: crate::auth::Action) -> Result<(), ApiError> {
+        if self.allowed(action, crate::auth::Resource::Cluster) {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            ErrorCode::ClusterAuthorizationFailed,
+            format!("not authorized to {}", action.as_str()),
+        ))
     }
 
     /// The address clients of this connection's listener are told to use.

@@ -7,32 +7,28 @@
 
 use kafka_protocol::messages::{UnregisterBrokerRequest, UnregisterBrokerResponse};
 use kafka_protocol::protocol::StrBytes;
-use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
-use crate::auth::{Action, Resource};
+use crate::auth::Action;
 
 pub const MIN_VERSION: i16 = 0;
 pub const MAX_VERSION: i16 = 0;
 
 pub async fn handle(ctx: &RequestContext, req: UnregisterBrokerRequest) -> Response {
     let mut resp = UnregisterBrokerResponse::default();
-    let outcome = if !ctx.allowed(Action::AlterCluster, Resource::Cluster) {
-        Err((
-            ErrorCode::ClusterAuthorizationFailed,
-            "not authorized to kafka-cluster:AlterCluster".to_string(),
-        ))
-    } else {
-        ctx.shard
-            .broker
-            .metadata
-            .unregister_broker(req.broker_id.0)
-            .await
-            .map_err(|e| (e.code, e.message))
+    let outcome = match ctx.require_cluster(Action::AlterCluster) {
+        Ok(()) => {
+            ctx.shard
+                .broker
+                .metadata
+                .unregister_broker(req.broker_id.0)
+                .await
+        }
+        Err(refused) => Err(refused),
     };
-    if let Err((code, message)) = outcome {
-        resp.error_code = code.code();
-        resp.error_message = Some(StrBytes::from_string(message));
+    if let Err(e) = outcome {
+        resp.error_code = e.code.code();
+        resp.error_message = Some(StrBytes::from_string(e.message));
     }
     ctx.respond(&resp)
 }

@@ -141,6 +141,13 @@ pub struct MetadataImage {
 }
 
 impl MetadataImage {
+    /// Whether partition `partition` of `topic` exists.
+    pub fn has_partition(&self, topic: &str, partition: i32) -> bool {
+        self.by_name
+            .get(topic)
+            .is_some_and(|t| t.partition(partition).is_some())
+    }
+
     /// Brokers clients may use: registered and not fenced.
     pub fn live_brokers(&self) -> impl Iterator<Item = &BrokerInfo> {
         self.brokers.values().filter(|b| !b.fenced)
@@ -698,10 +705,7 @@ impl Metadata {
                 Ok(reassignments
                     .into_iter()
                     .map(|(topic, partition, target)| {
-                        let known = image
-                            .by_name
-                            .get(&topic)
-                            .is_some_and(|t| t.partition(partition).is_some());
+                        let known = image.has_partition(&topic, partition);
                         let refused = if !known {
                             Some(ApiError::new(
                                 ErrorCode::UnknownTopicOrPartition,
@@ -793,10 +797,7 @@ impl Metadata {
                 Ok(wanted
                     .into_iter()
                     .map(|(topic, partition)| {
-                        let known = image
-                            .by_name
-                            .get(&topic)
-                            .is_some_and(|t| t.partition(partition).is_some());
+                        let known = image.has_partition(&topic, partition);
                         let (code, message) = if known {
                             (
                                 ErrorCode::ElectionNotNeeded,

@@ -601,6 +601,31 @@ pub fn create_topic(
     resp.topics.remove(0)
 }
 
+/// Sets one config of `topic` with IncrementalAlterConfigs and asserts
+/// success.
+pub fn set_topic_config(c: &mut Client, topic: &str, name: &str, value: &str) {
+    use kafka_protocol::messages::incremental_alter_configs_request::{
+        AlterConfigsResource, AlterableConfig,
+    };
+    let mut cfg = AlterableConfig::default();
+    cfg.name = s(name);
+    cfg.config_operation = 0; // SET
+    cfg.value = Some(s(value));
+    let mut res = AlterConfigsResource::default();
+    res.resource_type = 2;
+    res.resource_name = s(topic);
+    res.configs = vec![cfg];
+    let mut req = kafka_protocol::messages::IncrementalAlterConfigsRequest::default();
+    req.resources = vec![res];
+    let resp = c.send(1, &req);
+    assert_eq!(
+        resp.responses[0].error_code,
+        ErrorCode::None.code(),
+        "IncrementalAlterConfigs: {:?}",
+        resp.responses[0].error_message
+    );
+}
+
 /// Creates a topic and asserts success; returns its id.
 pub fn create_topic_ok(
     c: &mut Client,
