@@ -55,3 +55,4 @@ pub mod replica;
 pub mod runtime;
 pub mod shard;
 pub mod tls;
+pub mod txn;

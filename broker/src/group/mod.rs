@@ -26,7 +26,7 @@ mod error;
 mod load;
 mod membership;
 mod offsets;
-mod records;
+pub(crate) mod records;
 mod state;
 mod timers;
 

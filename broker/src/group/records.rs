@@ -71,7 +71,7 @@ pub(super) struct MemberValue {
 
 // ---------------------------------------------------------------- encoding
 
-fn put_str(buf: &mut BytesMut, s: &str) {
+pub(crate) fn put_str(buf: &mut BytesMut, s: &str) {
     // Kafka strings are at most i16::MAX bytes; longer input is truncated at a
     // char boundary rather than producing an unreadable record.
     let mut end = s.len().min(i16::MAX as usize);
@@ -157,14 +157,14 @@ pub(super) fn group_value(v: &GroupValue) -> Bytes {
 // ---------------------------------------------------------------- decoding
 
 /// A bounds-checked big-endian reader over a record.
-pub(super) struct Reader<'a> {
+pub(crate) struct Reader<'a> {
     buf: &'a [u8],
     owner: Option<&'a Bytes>,
     pos: usize,
 }
 
 impl<'a> Reader<'a> {
-    pub(super) fn new(bytes: &'a Bytes) -> Self {
+    pub(crate) fn new(bytes: &'a Bytes) -> Self {
         Reader {
             buf: bytes,
             owner: Some(bytes),
@@ -172,7 +172,7 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(super) fn from_slice(buf: &'a [u8]) -> Self {
+    pub(crate) fn from_slice(buf: &'a [u8]) -> Self {
         Reader {
             buf,
             owner: None,
@@ -187,19 +187,23 @@ impl<'a> Reader<'a> {
         Some(s)
     }
 
-    pub(super) fn i16(&mut self) -> Option<i16> {
+    pub(crate) fn i8(&mut self) -> Option<i8> {
+        Some(i8::from_be_bytes(self.take(1)?.try_into().ok()?))
+    }
+
+    pub(crate) fn i16(&mut self) -> Option<i16> {
         Some(i16::from_be_bytes(self.take(2)?.try_into().ok()?))
     }
 
-    pub(super) fn i32(&mut self) -> Option<i32> {
+    pub(crate) fn i32(&mut self) -> Option<i32> {
         Some(i32::from_be_bytes(self.take(4)?.try_into().ok()?))
     }
 
-    pub(super) fn i64(&mut self) -> Option<i64> {
+    pub(crate) fn i64(&mut self) -> Option<i64> {
         Some(i64::from_be_bytes(self.take(8)?.try_into().ok()?))
     }
 
-    pub(super) fn nullable_string(&mut self) -> Option<Option<String>> {
+    pub(crate) fn nullable_string(&mut self) -> Option<Option<String>> {
         let len = self.i16()?;
         if len < 0 {
             return Some(None);
@@ -208,11 +212,11 @@ impl<'a> Reader<'a> {
         Some(Some(std::str::from_utf8(raw).ok()?.to_owned()))
     }
 
-    pub(super) fn string(&mut self) -> Option<String> {
+    pub(crate) fn string(&mut self) -> Option<String> {
         self.nullable_string()?
     }
 
-    pub(super) fn bytes(&mut self) -> Option<Bytes> {
+    pub(crate) fn bytes(&mut self) -> Option<Bytes> {
         let len = self.i32()?;
         if len < 0 {
             return Some(Bytes::new());
@@ -227,7 +231,7 @@ impl<'a> Reader<'a> {
 
     /// An array count, rejected when it could not possibly fit in what is left
     /// (so a corrupt count never drives a huge allocation).
-    pub(super) fn count(&mut self, min_elem_size: usize) -> Option<usize> {
+    pub(crate) fn count(&mut self, min_elem_size: usize) -> Option<usize> {
         let n = self.i32()?;
         if n < 0 {
             return Some(0);
