@@ -9,21 +9,44 @@
 use std::collections::HashMap;
 use std::time::Instant;
 
-use bytes::Bytes;
 use sluice_protocol::clock::now_ms;
 
 use super::membership::ms;
 use super::records::{self, GroupValue, RecordKey};
 use super::state::{CommittedOffset, Group, Member};
 use super::GroupCoordinator;
+use crate::log::replay::LogEntry;
 
 impl GroupCoordinator {
-    /// Replays records previously appended (in order), at start-up before serving.
-    pub fn load(&self, log_records: impl IntoIterator<Item = (Bytes, Option<Bytes>)>) {
-        let mut offsets: HashMap<(String, String, i32), CommittedOffset> = HashMap::new();
+    /// Replays records previously appended (in order), at start-up before
+    /// serving. Transactional offset commits count once their producer's
+    /// commit marker follows, vanish at its abort marker, and stay pending
+    /// (UNSTABLE_OFFSET_COMMIT for stable fetches) while neither has.
+    pub fn load<E: Into<LogEntry>>(&self, log_records: impl IntoIterator<Item = E>) {
+        type OffsetKey = (String, String, i32);
+        let mut offsets: HashMap<OffsetKey, Option<CommittedOffset>> = HashMap::new();
+        let mut pending_txn: HashMap<i64, HashMap<OffsetKey, CommittedOffset>> = HashMap::new();
         let mut group_values: HashMap<String, Option<GroupValue>> = HashMap::new();
         let mut skipped = 0usize;
-        for (key, value) in log_records {
+        for entry in log_records {
+            let (key, value, txn_producer) = match entry.into() {
+                LogEntry::Record {
+                    key,
+                    value,
+                    txn_producer,
+                } => (key, value, txn_producer),
+                LogEntry::TxnMarker {
+                    producer_id,
+                    commit,
+                } => {
+                    if let Some(settled) = pending_txn.remove(&producer_id) {
+                        if commit {
+                            offsets.extend(settled.into_iter().map(|(k, o)| (k, Some(o))));
+                        }
+                    }
+                    continue;
+                }
+            };
             match records::decode_key(&key) {
                 Some(RecordKey::Offset {
                     group,
@@ -31,20 +54,26 @@ impl GroupCoordinator {
                     partition,
                 }) => match value {
                     None => {
-                        offsets.remove(&(group, topic, partition));
+                        offsets.insert((group, topic, partition), None);
                     }
                     Some(v) => match records::decode_offset_value(&v) {
                         Some(o) => {
-                            offsets.insert(
-                                (group, topic, partition),
-                                CommittedOffset {
-                                    offset: o.offset,
-                                    leader_epoch: o.leader_epoch,
-                                    metadata: o.metadata,
-                                    commit_timestamp_ms: o.commit_timestamp_ms,
-                                    expire_timestamp_ms: o.expire_timestamp_ms,
-                                },
-                            );
+                            let o = CommittedOffset {
+                                offset: o.offset,
+                                leader_epoch: o.leader_epoch,
+                                metadata: o.metadata,
+                                commit_timestamp_ms: o.commit_timestamp_ms,
+                                expire_timestamp_ms: o.expire_timestamp_ms,
+                            };
+                            let k = (group, topic, partition);
+                            match txn_producer {
+                                Some(pid) => {
+                                    pending_txn.entry(pid).or_default().insert(k, o);
+                                }
+                                None => {
+                                    offsets.insert(k, Some(o));
+                                }
+                            }
                         }
                         None => skipped += 1,
                     },
@@ -80,6 +109,7 @@ impl GroupCoordinator {
             loaded.insert(id, group);
         }
         for ((group_id, topic, partition), offset) in offsets {
+            let Some(offset) = offset else { continue };
             let group = loaded
                 .entry(group_id.clone())
                 .or_insert_with(|| Group::new(&group_id, self.new_incarnation(), now_ms));
@@ -88,6 +118,19 @@ impl GroupCoordinator {
                 .entry(topic)
                 .or_default()
                 .insert(partition, offset);
+        }
+
+        for (pid, settled) in pending_txn {
+            for ((group_id, topic, partition), offset) in settled {
+                let group = loaded
+                    .entry(group_id.clone())
+                    .or_insert_with(|| Group::new(&group_id, self.new_incarnation(), now_ms));
+                group
+                    .pending_txn_offsets
+                    .entry(pid)
+                    .or_default()
+                    .insert((topic, partition), offset);
+            }
         }
 
         let count = loaded.len();

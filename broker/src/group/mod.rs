@@ -17,6 +17,7 @@
 //! - `membership`: JoinGroup, SyncGroup, Heartbeat, LeaveGroup, timer checks.
 //! - `offsets`: OffsetCommit, OffsetFetch, OffsetDelete, retention, DeleteGroups.
 //! - `admin`: DescribeGroups and ListGroups views.
+//! - `txn_offsets`: TxnOffsetCommit and the markers that settle it.
 //! - `records`: the `__consumer_offsets` key/value codecs, and `load`.
 //! - `timers`: the one timer task per coordinator.
 //! - `error`: [`GroupError`] and its Kafka error codes.
@@ -29,6 +30,7 @@ mod offsets;
 pub(crate) mod records;
 mod state;
 mod timers;
+mod txn_offsets;
 
 #[cfg(test)]
 mod tests;
@@ -94,6 +96,15 @@ pub trait GroupLog {
     fn append(
         &self,
         records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> LocalBoxFuture<'static, Result<(), ErrorCode>>;
+
+    /// Appends records as one transactional batch of `producer_id` (a
+    /// TxnOffsetCommit): they take effect at that producer's commit marker.
+    fn append_transactional(
+        &self,
+        records: Vec<(Bytes, Option<Bytes>)>,
+        producer_id: i64,
+        producer_epoch: i16,
     ) -> LocalBoxFuture<'static, Result<(), ErrorCode>>;
 }
 

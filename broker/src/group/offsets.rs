@@ -390,10 +390,7 @@ impl GroupCoordinator {
                     let partitions = partitions
                         .into_iter()
                         .map(|p| match group {
-                            Some(g)
-                                if require_stable
-                                    && g.pending_commits.contains_key(&(name.clone(), p)) =>
-                            {
+                            Some(g) if require_stable && g.has_pending_offset(&name, p) => {
                                 OffsetFetchPartitionResult::none(
                                     p,
                                     code(GroupError::UnstableOffsetCommit),
@@ -423,8 +420,7 @@ impl GroupCoordinator {
                     partitions: parts
                         .iter()
                         .map(|(p, o)| {
-                            if require_stable && g.pending_commits.contains_key(&(name.clone(), *p))
-                            {
+                            if require_stable && g.has_pending_offset(name, *p) {
                                 OffsetFetchPartitionResult::none(
                                     *p,
                                     code(GroupError::UnstableOffsetCommit),

@@ -230,6 +230,9 @@ pub(super) struct Group {
     pub offsets: BTreeMap<String, BTreeMap<i32, CommittedOffset>>,
     /// Offset commits being written, per partition.
     pub pending_commits: HashMap<(String, i32), u32>,
+    /// Transactional offset commits (TxnOffsetCommit) written but not yet
+    /// settled by their producer's commit or abort marker, per producer id.
+    pub pending_txn_offsets: HashMap<i64, BTreeMap<(String, i32), CommittedOffset>>,
     /// The earliest instant a timer check of this group is queued for.
     pub scheduled: Option<Instant>,
 }
@@ -254,6 +257,7 @@ impl Group {
             subscribed_topics: None,
             offsets: BTreeMap::new(),
             pending_commits: HashMap::new(),
+            pending_txn_offsets: HashMap::new(),
             scheduled: None,
         }
     }
@@ -542,7 +546,21 @@ impl Group {
     }
 
     pub(super) fn has_offsets(&self) -> bool {
-        self.offsets.values().any(|p| !p.is_empty()) || !self.pending_commits.is_empty()
+        self.offsets.values().any(|p| !p.is_empty())
+            || !self.pending_commits.is_empty()
+            || !self.pending_txn_offsets.is_empty()
+    }
+
+    /// A commit of this partition is in flight, or a transaction holds one
+    /// (Kafka's `hasPendingOffsetCommitsForTopicPartition`): a fetch that
+    /// requires stable offsets must wait.
+    pub(super) fn has_pending_offset(&self, topic: &str, partition: i32) -> bool {
+        let key = (topic.to_string(), partition);
+        self.pending_commits.contains_key(&key)
+            || self
+                .pending_txn_offsets
+                .values()
+                .any(|offsets| offsets.contains_key(&key))
     }
 
     pub(super) fn offset(&self, topic: &str, partition: i32) -> Option<&CommittedOffset> {

@@ -29,6 +29,8 @@ use super::{GroupConfig, GroupCoordinator, GroupLog};
 #[derive(Default)]
 struct MemLog {
     records: RefCell<Vec<(Bytes, Option<Bytes>)>>,
+    /// Transactional appends, with their producer id.
+    txn_records: RefCell<Vec<(i64, (Bytes, Option<Bytes>))>>,
     fail_with: Cell<Option<E>>,
 }
 
@@ -41,6 +43,21 @@ impl GroupLog for MemLog {
             return Box::pin(async move { Err(code) });
         }
         self.records.borrow_mut().extend(records);
+        Box::pin(async { Ok(()) })
+    }
+
+    fn append_transactional(
+        &self,
+        records: Vec<(Bytes, Option<Bytes>)>,
+        producer_id: i64,
+        _producer_epoch: i16,
+    ) -> LocalBoxFuture<'static, Result<(), E>> {
+        if let Some(code) = self.fail_with.get() {
+            return Box::pin(async move { Err(code) });
+        }
+        self.txn_records
+            .borrow_mut()
+            .extend(records.into_iter().map(|r| (producer_id, r)));
         Box::pin(async { Ok(()) })
     }
 }
@@ -1168,4 +1185,128 @@ fn offset_retention_expires_offsets() {
         );
         c.shutdown();
     });
+}
+
+fn txn_commit_req(
+    group: &str,
+    producer_id: i64,
+    member: &str,
+    generation: i32,
+    offsets: &[(&str, i32, i64)],
+) -> kafka_protocol::messages::TxnOffsetCommitRequest {
+    use kafka_protocol::messages::txn_offset_commit_request::{
+        TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+    };
+    let mut req = kafka_protocol::messages::TxnOffsetCommitRequest::default();
+    req.transactional_id = kafka_protocol::messages::TransactionalId(s("tx"));
+    req.group_id = kafka_protocol::messages::GroupId(s(group));
+    req.producer_id = kafka_protocol::messages::ProducerId(producer_id);
+    req.producer_epoch = 0;
+    req.member_id = s(member);
+    req.generation_id = generation;
+    for (topic, partition, offset) in offsets {
+        let mut t = TxnOffsetCommitRequestTopic::default();
+        t.name = kafka_protocol::messages::TopicName(s(topic));
+        let mut p = TxnOffsetCommitRequestPartition::default();
+        p.partition_index = *partition;
+        p.committed_offset = *offset;
+        p.committed_leader_epoch = -1;
+        t.partitions.push(p);
+        req.topics.push(t);
+    }
+    req
+}
+
+fn stable_fetch(c: &GroupCoordinator, group: &str, topic: &str, partition: i32) -> (i64, E) {
+    let r = c.offset_fetch(group, Some(vec![(topic.to_owned(), vec![partition])]), true);
+    let p = &r.topics[0].partitions[0];
+    (p.committed_offset, p.error_code)
+}
+
+#[test]
+fn transactional_offsets_count_at_the_commit_marker_and_vanish_at_the_abort() {
+    run(async {
+        let (c, log) = coordinator(config());
+        let (a, gen) = stable_single(&c, "g", Join::new("g", "")).await;
+        assert_eq!(commit(&c, "g", &a, gen, &[("t", 0, 5)]).await, vec![0]);
+        let codes = |r: kafka_protocol::messages::TxnOffsetCommitResponse| -> Vec<i16> {
+            r.topics
+                .iter()
+                .flat_map(|t| t.partitions.iter().map(|p| p.error_code))
+                .collect()
+        };
+        // KIP-447 fencing of a stale generation or an unknown member.
+        let stale = c
+            .txn_offset_commit(txn_commit_req("g", 7, &a, gen + 1, &[("t", 0, 10)]), 3)
+            .await;
+        assert_eq!(codes(stale), vec![E::IllegalGeneration.code()]);
+        let unknown = c
+            .txn_offset_commit(txn_commit_req("g", 7, "who", gen, &[("t", 0, 10)]), 3)
+            .await;
+        assert_eq!(codes(unknown), vec![E::UnknownMemberId.code()]);
+        let ok = c
+            .txn_offset_commit(txn_commit_req("g", 7, &a, gen, &[("t", 0, 10)]), 3)
+            .await;
+        assert_eq!(codes(ok), vec![0]);
+        assert_eq!(log.txn_records.borrow().len(), 1);
+        // Pending: the old offset for plain fetches, unstable for stable ones.
+        assert_eq!(fetched(&c, "g", "t", 0), 5);
+        assert_eq!(stable_fetch(&c, "g", "t", 0).1, E::UnstableOffsetCommit);
+        assert_eq!(c.complete_txn(7, true, |g| g == "other"), 0);
+        assert_eq!(c.complete_txn(7, true, |g| g == "g"), 1);
+        assert_eq!(stable_fetch(&c, "g", "t", 0), (10, E::None));
+        // An aborted one leaves the committed offset alone.
+        let ok = c
+            .txn_offset_commit(txn_commit_req("g", 8, &a, gen, &[("t", 0, 20)]), 3)
+            .await;
+        assert_eq!(codes(ok), vec![0]);
+        assert_eq!(c.complete_txn(8, false, |_| true), 1);
+        assert_eq!(stable_fetch(&c, "g", "t", 0), (10, E::None));
+        c.shutdown();
+    })
+}
+
+#[test]
+fn load_settles_transactional_offsets_by_their_markers() {
+    use crate::log::replay::LogEntry;
+    run(async {
+        let (c, log) = coordinator(config());
+        for (pid, offset) in [(1, 11), (2, 22), (3, 33)] {
+            let r = c
+                .txn_offset_commit(
+                    txn_commit_req("solo", pid, "", -1, &[("t", pid as i32, offset)]),
+                    3,
+                )
+                .await;
+            assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        }
+        c.shutdown();
+        let mut entries: Vec<LogEntry> = log
+            .txn_records
+            .borrow()
+            .iter()
+            .map(|(pid, (key, value))| LogEntry::Record {
+                key: key.clone(),
+                value: value.clone(),
+                txn_producer: Some(*pid),
+            })
+            .collect();
+        entries.push(LogEntry::TxnMarker {
+            producer_id: 1,
+            commit: true,
+        });
+        entries.push(LogEntry::TxnMarker {
+            producer_id: 2,
+            commit: false,
+        });
+        let (c2, _) = coordinator(config());
+        c2.load(entries);
+        assert_eq!(stable_fetch(&c2, "solo", "t", 1), (11, E::None));
+        assert_eq!(stable_fetch(&c2, "solo", "t", 2), (-1, E::None));
+        // Producer 3's transaction is still open after the reload.
+        assert_eq!(stable_fetch(&c2, "solo", "t", 3).1, E::UnstableOffsetCommit);
+        assert_eq!(c2.complete_txn(3, true, |_| true), 1);
+        assert_eq!(stable_fetch(&c2, "solo", "t", 3), (33, E::None));
+        c2.shutdown();
+    })
 }

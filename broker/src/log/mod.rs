@@ -30,6 +30,7 @@ pub mod partition_metadata;
 pub mod producer_state;
 pub mod read;
 pub mod recovery;
+pub mod replay;
 pub mod retention;
 pub mod segment;
 pub mod staging;

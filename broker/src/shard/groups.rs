@@ -35,10 +35,13 @@ struct OffsetsLog {
     shard: Weak<Shard>,
 }
 
-impl GroupLog for OffsetsLog {
-    fn append(
+impl OffsetsLog {
+    /// Appends `records` as one batch (transactional when `producer` is
+    /// given) to the first record's group's partition, acks=all.
+    fn append_batch(
         &self,
         records: Vec<(Bytes, Option<Bytes>)>,
+        producer: Option<(i64, i16)>,
     ) -> LocalBoxFuture<'static, Result<(), ErrorCode>> {
         let shard = self.shard.upgrade();
         Box::pin(async move {
@@ -59,6 +62,13 @@ impl GroupLog for OffsetsLog {
             let partition = shard.replica(&meta, p).await?;
             let now = now_ms();
             let mut b = BatchBuilder::new(Compression::None).with_base_timestamp(now);
+            if let Some((producer_id, producer_epoch)) = producer {
+                // As Kafka's coordinator writes them: no sequence (the
+                // coordinator, not the client, is the writer).
+                b = b
+                    .with_producer(producer_id, producer_epoch, -1)
+                    .with_transactional(true);
+            }
             for (k, v) in &records {
                 b.push(now, Some(&k[..]), v.as_deref(), &[])
                     .map_err(|_| ErrorCode::CorruptMessage)?;
@@ -75,6 +85,24 @@ impl GroupLog for OffsetsLog {
                 Ok(())
             }
         })
+    }
+}
+
+impl GroupLog for OffsetsLog {
+    fn append(
+        &self,
+        records: Vec<(Bytes, Option<Bytes>)>,
+    ) -> LocalBoxFuture<'static, Result<(), ErrorCode>> {
+        self.append_batch(records, None)
+    }
+
+    fn append_transactional(
+        &self,
+        records: Vec<(Bytes, Option<Bytes>)>,
+        producer_id: i64,
+        producer_epoch: i16,
+    ) -> LocalBoxFuture<'static, Result<(), ErrorCode>> {
+        self.append_batch(records, Some((producer_id, producer_epoch)))
     }
 }
 
@@ -107,8 +135,7 @@ pub async fn start(shard: &Rc<Shard>) -> anyhow::Result<()> {
             let Some(log) = shard.partition_if_open(&meta.id, p) else {
                 continue;
             };
-            let records = log.read_all_records()?;
-            coordinator.load(records);
+            coordinator.load(log.read_all_entries()?);
         }
     }
     *shard.groups.borrow_mut() = Some(coordinator);

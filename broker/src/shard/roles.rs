@@ -373,9 +373,9 @@ async fn offsets_leadership(shard: &Rc<Shard>, topic: &Arc<TopicMeta>, p: i32, l
         let Some(log) = shard.partition_if_open(&topic.id, p) else {
             return;
         };
-        match log.read_all_records() {
-            Ok(records) => {
-                coordinator.load(records);
+        match log.read_all_entries() {
+            Ok(entries) => {
+                coordinator.load(entries);
                 shard.roles.led_offsets_partitions.borrow_mut().insert(p);
                 tracing::info!(
                     partition = p,
