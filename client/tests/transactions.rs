@@ -10,11 +10,16 @@
 
 mod support;
 
+/// examples/rust/transactional.rs, whose `run` the last test drives.
+#[allow(dead_code)]
+#[path = "../../examples/rust/transactional.rs"]
+mod transactional_example;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
 use kafka_protocol::messages::ApiKey;
-use sluice::consumer::{Consumer, OffsetAndMetadata, TopicPartition};
+use sluice::consumer::{Consumer, ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 use sluice::net::Cluster;
 use sluice::producer::{Producer, ProducerRecord};
 use sluice::{
@@ -417,6 +422,26 @@ async fn offsets_sent_to_a_transaction_are_committed_only_with_it() {
         .await
         .expect("abort after the abortable error");
     assert_eq!(p.transaction_state(), Some(TransactionState::Ready));
+
+    // A bare group id (no generation, as KafkaJS's sendOffsets sends) is
+    // accepted too.
+    p.begin_transaction().expect("begin");
+    p.send_offsets_to_transaction(
+        [(tp.clone(), OffsetAndMetadata::new(9))],
+        &ConsumerGroupMetadata::new(group.clone()),
+    )
+    .await
+    .expect("send_offsets_to_transaction with a bare group id");
+    p.commit_transaction().await.expect("commit");
+    let deadline = Instant::now() + WAIT;
+    while consumer.committed(&[tp.clone()]).await.expect("committed")[&tp]
+        .as_ref()
+        .map(|o| o.offset)
+        != Some(9)
+    {
+        assert!(Instant::now() < deadline, "offset 9 was not committed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     p.close(Duration::from_secs(10)).await.expect("close");
     consumer.close().await.expect("close");
 }
@@ -461,4 +486,85 @@ async fn transactional_calls_follow_the_state_machine() {
         Err(sluice::Error::IllegalState(_))
     ));
     plain.close(Duration::from_secs(5)).await.expect("close");
+}
+
+/// Needs a transaction-capable broker.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_transactional_example_transforms_every_record_once() {
+    let Some(b) = transactional_broker().await else {
+        return;
+    };
+    let input = unique("example-in");
+    let output = unique("example-out");
+    let group = unique("example-group");
+    create_topic(&b, &input, 3).await;
+    create_topic(&b, &output, 3).await;
+    let plain = Producer::connect(producer_config(&b, None))
+        .await
+        .expect("producer");
+    let inputs = values("event", 300);
+    send_all(&plain, &input, 3, &inputs).await;
+    plain.close(Duration::from_secs(10)).await.expect("close");
+
+    let (records, transactions) =
+        transactional_example::run(&b.bootstrap, inputs.len(), &input, &output, &group)
+            .await
+            .expect("the example runs");
+    assert_eq!(records, inputs.len());
+    assert!(transactions >= 1);
+
+    // Every input once, upper-cased, in committed transactions; the
+    // group's offsets committed with them.
+    let producer = Producer::connect(producer_config(&b, None))
+        .await
+        .expect("producer");
+    send_all(&producer, &output, 3, &vec!["end".to_string(); 3]).await;
+    producer
+        .close(Duration::from_secs(10))
+        .await
+        .expect("close");
+    let out = read_to_end_plain(&b, &output, 3).await;
+    let want: BTreeSet<String> = inputs.iter().map(|v| v.to_uppercase()).collect();
+    assert_eq!(all_values(&out), want);
+    assert_eq!(out.values().map(Vec::len).sum::<usize>(), inputs.len());
+    let c = Consumer::connect(consumer_config(&b, "read_committed", Some(&group)))
+        .await
+        .expect("consumer");
+    let tps: Vec<TopicPartition> = (0..3).map(|p| TopicPartition::new(&input, p)).collect();
+    let committed = c.committed(&tps).await.expect("committed");
+    let total: i64 = committed
+        .values()
+        .map(|o| o.as_ref().map_or(0, |o| o.offset))
+        .sum();
+    assert_eq!(total, inputs.len() as i64, "{committed:?}");
+}
+
+/// Like `read_to_end` for a topic whose "end" records were written without
+/// a transaction (no commit marker follows them).
+async fn read_to_end_plain(
+    b: &TestBroker,
+    topic: &str,
+    partitions: i32,
+) -> BTreeMap<i32, Vec<String>> {
+    let mut c = Consumer::connect(consumer_config(b, "read_committed", None))
+        .await
+        .expect("consumer");
+    c.assign((0..partitions).map(|p| TopicPartition::new(topic, p)))
+        .expect("assign");
+    let mut seen: BTreeMap<i32, Vec<String>> = BTreeMap::new();
+    let mut ended: BTreeSet<i32> = BTreeSet::new();
+    let deadline = Instant::now() + WAIT;
+    while ended.len() < partitions as usize {
+        assert!(Instant::now() < deadline, "read {seen:?}, ended {ended:?}");
+        for r in c.poll(Duration::from_millis(200)).await.expect("poll") {
+            let v = String::from_utf8_lossy(r.value.as_deref().unwrap_or_default()).to_string();
+            if v == "end" {
+                ended.insert(r.partition);
+            } else {
+                seen.entry(r.partition).or_default().push(v);
+            }
+        }
+    }
+    c.close().await.expect("close");
+    seen
 }
