@@ -449,6 +449,24 @@ impl Consumer {
         wait_done(py, c.position(&tp))?.py_err(py)
     }
 
+    /// The group membership for `send_offsets_to_transaction`: (group id,
+    /// generation, member id, instance id), or None without a group.id.
+    fn group_metadata(
+        &self,
+        py: Python<'_>,
+    ) -> PyResult<Option<(String, i32, String, Option<String>)>> {
+        self.with(py, |_, c| {
+            Ok(c.group_metadata().map(|g| {
+                (
+                    g.group_id,
+                    g.generation_id,
+                    g.member_id,
+                    g.group_instance_id,
+                )
+            }))
+        })
+    }
+
     /// Committed offsets: [(topic, partition, offset or None, metadata)].
     fn committed(&self, py: Python<'_>, partitions: Vec<Tp>) -> PyResult<Vec<CommittedOffset>> {
         let g = py.detach(|| self.inner.blocking_lock());
