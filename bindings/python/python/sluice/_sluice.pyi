@@ -43,7 +43,7 @@ class Producer:
         self,
         offsets: list[tuple[str, int, int, str, int]],
         group_id: str,
-        generation_id: int = -1,
+        generation_id: int = ...,
         member_id: str = ...,
         group_instance_id: str | None = None,
     ) -> None: ...

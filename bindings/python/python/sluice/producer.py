@@ -217,7 +217,8 @@ class KafkaProducer:
             group_metadata = consumer_group_id
         if isinstance(group_metadata, str):
             group_metadata = ConsumerGroupMetadata(group_id=group_metadata)
-        if not isinstance(group_metadata, tuple) or not getattr(group_metadata, "group_id", None):
+        group_id = getattr(group_metadata, "group_id", None)
+        if not isinstance(group_metadata, tuple) or not isinstance(group_id, str) or not group_id:
             raise TypeError(
                 "send_offsets_to_transaction needs consumer.group_metadata() or a group id, "
                 f"not {group_metadata!r}"
@@ -231,7 +232,7 @@ class KafkaProducer:
             native.append((tp[0], int(tp[1]), int(om[0]), metadata, int(epoch)))
         g = group_metadata
         self._native.send_offsets_to_transaction(
-            native, g.group_id, int(g.generation_id), g.member_id or "", g.group_instance_id
+            native, group_id, int(g.generation_id), g.member_id or "", g.group_instance_id
         )
 
     def commit_transaction(self) -> None:
