@@ -372,7 +372,10 @@ async fn offsets_sent_to_a_transaction_are_committed_only_with_it() {
     p.abort_transaction().await.expect("abort");
     let until = Instant::now() + Duration::from_secs(2);
     while Instant::now() < until {
-        let c = consumer.committed(&[tp.clone()]).await.expect("committed");
+        let c = consumer
+            .committed(std::slice::from_ref(&tp))
+            .await
+            .expect("committed");
         assert_eq!(
             c.get(&tp).cloned().flatten(),
             None,
@@ -390,7 +393,10 @@ async fn offsets_sent_to_a_transaction_are_committed_only_with_it() {
     p.commit_transaction().await.expect("commit");
     let deadline = Instant::now() + WAIT;
     loop {
-        let c = consumer.committed(&[tp.clone()]).await.expect("committed");
+        let c = consumer
+            .committed(std::slice::from_ref(&tp))
+            .await
+            .expect("committed");
         match c.get(&tp).cloned().flatten() {
             Some(om) => {
                 assert_eq!(om.offset, 10, "committed {om:?}");
@@ -434,7 +440,10 @@ async fn offsets_sent_to_a_transaction_are_committed_only_with_it() {
     .expect("send_offsets_to_transaction with a bare group id");
     p.commit_transaction().await.expect("commit");
     let deadline = Instant::now() + WAIT;
-    while consumer.committed(&[tp.clone()]).await.expect("committed")[&tp]
+    while consumer
+        .committed(std::slice::from_ref(&tp))
+        .await
+        .expect("committed")[&tp]
         .as_ref()
         .map(|o| o.offset)
         != Some(9)

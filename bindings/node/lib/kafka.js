@@ -336,11 +336,13 @@ class Transaction {
     if (this._ended) throw new KafkaJSNonRetriableError('Cannot continue to use transaction once ended')
   }
 
+  /** @param {Partial<ProducerRecord>} [record] */
   async send(record) {
     this._check()
     return this._producer.send(record)
   }
 
+  /** @param {ProducerBatch} [batch] */
   async sendBatch(batch) {
     this._check()
     return this._producer.sendBatch(batch)
@@ -351,6 +353,7 @@ class Transaction {
    * transaction: `{ consumerGroupId, topics: [{ topic, partitions: [{ partition, offset }] }] }`.
    * sluice-client extra: `generationId`, `memberId` and `groupInstanceId`
    * (from a group member) let the broker fence a stale member (KIP-447).
+   * @param {Partial<import('../index').TransactionOffsets>} [offsets]
    */
   async sendOffsets({ consumerGroupId, topics, generationId, memberId, groupInstanceId } = {}) {
     this._check()

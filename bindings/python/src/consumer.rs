@@ -215,6 +215,10 @@ impl Consumer {
     }
 }
 
+/// A group membership as Python receives it: (group id, generation,
+/// member id, instance id).
+type GroupMetadata = (String, i32, String, Option<String>);
+
 /// A committed offset as Python receives it: (topic, partition, offset or
 /// None, metadata).
 type CommittedOffset = (String, i32, Option<i64>, String);
@@ -451,10 +455,7 @@ impl Consumer {
 
     /// The group membership for `send_offsets_to_transaction`: (group id,
     /// generation, member id, instance id), or None without a group.id.
-    fn group_metadata(
-        &self,
-        py: Python<'_>,
-    ) -> PyResult<Option<(String, i32, String, Option<String>)>> {
+    fn group_metadata(&self, py: Python<'_>) -> PyResult<Option<GroupMetadata>> {
         self.with(py, |_, c| {
             Ok(c.group_metadata().map(|g| {
                 (
