@@ -147,6 +147,27 @@ export interface ProducerConfig {
   maxBlockMs?: number
 }
 
+export interface TransactionOffsets {
+  consumerGroupId: string
+  topics: TopicOffsets[]
+  /** sluice-client: the member's generation, for fencing stale members (KIP-447). */
+  generationId?: number
+  /** sluice-client: the member id that goes with `generationId`. */
+  memberId?: string
+  /** sluice-client: the static member's group.instance.id. */
+  groupInstanceId?: string
+}
+
+export interface Transaction {
+  send(record: ProducerRecord): Promise<RecordMetadata[]>
+  sendBatch(batch: ProducerBatch): Promise<RecordMetadata[]>
+  /** Commits these offsets for the group if (and only if) the transaction commits. */
+  sendOffsets(offsets: TransactionOffsets): Promise<void>
+  commit(): Promise<void>
+  abort(): Promise<void>
+  isActive(): boolean
+}
+
 export interface ProducerRecord {
   topic: string
   messages: Message[]
@@ -202,8 +223,8 @@ export interface Producer {
   on(eventName: ProducerEvents[keyof ProducerEvents], listener: (event: InstrumentationEvent<any>) => void): RemoveInstrumentationEventListener<typeof eventName>
   send(record: ProducerRecord): Promise<RecordMetadata[]>
   sendBatch(batch: ProducerBatch): Promise<RecordMetadata[]>
-  /** Not supported yet: rejects with KafkaJSNonRetriableError. */
-  transaction(): Promise<never>
+  /** Begins a transaction (needs `transactionalId`); one at a time. */
+  transaction(): Promise<Transaction>
   logger(): Logger
   /** sluice-client: waits until everything sent so far is delivered. */
   flush(): Promise<void>
@@ -223,6 +244,7 @@ export interface ConsumerConfig {
   retry?: RetryOptions
   allowAutoTopicCreation?: boolean
   maxInFlightRequests?: number
+  /** false by default, as in KafkaJS: only committed transactional records are read. */
   readUncommitted?: boolean
   rackId?: string
   /** sluice-client: group.instance.id (static membership). */

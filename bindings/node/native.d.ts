@@ -222,6 +222,27 @@ export declare class NativeProducer {
   send(topic: string, data: Buffer, layout: Int32Array, timestamps?: Float64Array | undefined | null, headers?: Array<Array<JsHeader> | undefined | null> | undefined | null, acks?: number | undefined | null, compression?: string | undefined | null): Promise<Array<JsRecordMetadata>>
   /** The partition ids of `topic` (for custom JS partitioners). */
   partitionsFor(topic: string): Promise<Array<number>>
+  /**
+   * Registers the transactional.id with its coordinator (fencing older
+   * producers with it).
+   */
+  initTransactions(): Promise<void>
+  /** Starts a transaction. */
+  beginTransaction(): void
+  /**
+   * Adds a group's offsets to the transaction (KafkaJS's `sendOffsets`:
+   * a group id; generation, member id and instance id when known).
+   */
+  sendOffsetsToTransaction(offsets: Array<JsTopicPartitionOffset>, groupId: string, generationId?: number | undefined | null, memberId?: string | undefined | null, groupInstanceId?: string | undefined | null): Promise<void>
+  /** Flushes and commits the transaction. */
+  commitTransaction(): Promise<void>
+  /** Aborts the transaction. */
+  abortTransaction(): Promise<void>
+  /**
+   * The transaction state's Java name (`IN_TRANSACTION`, ...), or null
+   * for a producer that is not transactional or not connected.
+   */
+  transactionState(): string | null
   /** Sends lingering batches now and waits for everything sent so far. */
   flush(): Promise<void>
   /** Delivers what is queued (up to `timeoutMs`) and closes. */

@@ -261,6 +261,12 @@ pub struct ProducerConfig {
     pub max_block: Duration,
     /// `partitioner.ignore.keys` (false)
     pub partitioner_ignore_keys: bool,
+    /// `transactional.id` (none): makes the producer transactional (and
+    /// idempotent); `init_transactions` must run before the first send.
+    pub transactional_id: Option<String>,
+    /// `transaction.timeout.ms` (60000): how long the coordinator lets a
+    /// transaction stay open before aborting it.
+    pub transaction_timeout: Duration,
 }
 
 impl Default for ProducerConfig {
@@ -279,6 +285,8 @@ impl Default for ProducerConfig {
             max_request_size: 1_048_576,
             max_block: Duration::from_millis(60_000),
             partitioner_ignore_keys: false,
+            transactional_id: None,
+            transaction_timeout: Duration::from_millis(60_000),
         }
     }
 }
@@ -318,6 +326,16 @@ impl ProducerConfig {
             "max.request.size" => self.max_request_size = parse_int(name, v)?,
             "max.block.ms" => self.max_block = parse_ms(name, v)?,
             "partitioner.ignore.keys" => self.partitioner_ignore_keys = parse_bool(name, v)?,
+            "transactional.id" => {
+                self.transactional_id = Some(v.to_string()).filter(|s| !s.is_empty())
+            }
+            "transaction.timeout.ms" => {
+                let d = parse_ms(name, v)?;
+                if d.is_zero() || d.as_millis() > i32::MAX as u128 {
+                    return Err(Error::config(name, "must be between 1 and 2147483647"));
+                }
+                self.transaction_timeout = d;
+            }
             _ => {
                 return Err(Error::Config {
                     name: name.to_string(),
@@ -342,6 +360,12 @@ impl ProducerConfig {
 
     /// Checks combinations, as the Java client does at construction.
     pub fn validate(&self) -> Result<()> {
+        if self.transactional_id.is_some() && !self.enable_idempotence {
+            return Err(Error::config(
+                "enable.idempotence",
+                "cannot be false with a transactional.id: transactions need idempotence",
+            ));
+        }
         if self.enable_idempotence {
             if self.acks != Acks::All {
                 return Err(Error::config(
@@ -409,6 +433,16 @@ impl ProducerConfigBuilder {
     }
     pub fn max_in_flight(mut self, n: usize) -> Self {
         self.0.max_in_flight = n.max(1);
+        self
+    }
+    /// `transactional.id`: makes the producer transactional.
+    pub fn transactional_id(mut self, id: impl Into<String>) -> Self {
+        self.0.transactional_id = Some(id.into()).filter(|s| !s.is_empty());
+        self
+    }
+    /// `transaction.timeout.ms`
+    pub fn transaction_timeout(mut self, d: Duration) -> Self {
+        self.0.transaction_timeout = d;
         self
     }
     pub fn set(mut self, name: &str, value: &str) -> Result<Self> {
@@ -678,5 +712,28 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(c.assignors, vec![AssignorKind::RoundRobin]);
+    }
+
+    #[test]
+    fn transactional_settings() {
+        let p = ProducerConfig::from_properties([
+            ("transactional.id", "tx-1"),
+            ("transaction.timeout.ms", "15000"),
+        ])
+        .unwrap();
+        assert_eq!(p.transactional_id.as_deref(), Some("tx-1"));
+        assert_eq!(p.transaction_timeout, Duration::from_millis(15_000));
+        assert_eq!(
+            ProducerConfig::default().transaction_timeout,
+            Duration::from_millis(60_000)
+        );
+        let e = ProducerConfig::from_properties([
+            ("transactional.id", "tx-1"),
+            ("enable.idempotence", "false"),
+        ])
+        .unwrap_err();
+        assert!(e.to_string().contains("enable.idempotence"), "{e}");
+        let e = ProducerConfig::from_properties([("transaction.timeout.ms", "0")]).unwrap_err();
+        assert!(e.to_string().contains("transaction.timeout.ms"), "{e}");
     }
 }

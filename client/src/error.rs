@@ -2,6 +2,15 @@
 //! broker's answer keeps its Kafka error code (named as Kafka names it, e.g.
 //! `UNKNOWN_TOPIC_OR_PARTITION`) and whether it is retriable. Bindings map
 //! each variant onto one exception or Error class.
+//!
+//! Transactional producers sort failures as the Java client does: a
+//! [`Error::TransactionFatal`] (fenced by a newer producer with the same
+//! `transactional.id`, not authorized for it, ...) leaves only `close`; a
+//! [`Error::TransactionAbortable`] fails the current transaction, which
+//! `abort_transaction` ends so the next one can begin; an
+//! [`Error::IllegalState`] is a call the producer's state does not allow
+//! (Java's `IllegalStateException`). The first two carry the cause, whose
+//! Kafka code [`Error::code`] reports.
 
 pub use sluice_protocol::ErrorCode;
 
@@ -41,6 +50,24 @@ pub enum Error {
     /// The client was closed.
     #[error("client is closed")]
     Closed,
+    /// The transactional producer cannot go on and must be closed: fenced
+    /// by a newer producer with its `transactional.id` (PRODUCER_FENCED,
+    /// also reported for INVALID_PRODUCER_EPOCH), TRANSACTIONAL_ID_AUTHORIZATION_FAILED,
+    /// or an answer the transaction protocol does not allow.
+    #[error("fatal transactional producer error: {0}")]
+    TransactionFatal(Box<Error>),
+    /// The current transaction cannot commit (a send failed, offsets were
+    /// refused, ...): `abort_transaction`, then begin a new one.
+    #[error("the transaction must be aborted: {0}")]
+    TransactionAbortable(Box<Error>),
+    /// The record's transaction was aborted before the record was sent.
+    #[error("the transaction was aborted before the record was sent")]
+    TransactionAborted,
+    /// The call is not allowed in the client's current state (e.g. a send
+    /// of a transactional producer outside a transaction, `commit_transaction`
+    /// without `begin_transaction`).
+    #[error("illegal state: {0}")]
+    IllegalState(String),
 }
 
 impl Error {
@@ -74,6 +101,7 @@ impl Error {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::Kafka { code, .. } => Some(*code),
+            Error::TransactionFatal(e) | Error::TransactionAbortable(e) => e.code(),
             Error::Timeout(_) => Some(ErrorCode::RequestTimedOut),
             Error::Authentication(_) => Some(ErrorCode::SaslAuthenticationFailed),
             _ => None,
@@ -86,6 +114,24 @@ impl Error {
             Error::Kafka { code, .. } => code.is_retriable(),
             Error::Timeout(_) | Error::Connection { .. } | Error::NoBrokersAvailable(_) => true,
             _ => false,
+        }
+    }
+
+    /// Whether this is a fatal transactional error: the producer must be closed.
+    pub fn is_fatal_transaction_error(&self) -> bool {
+        matches!(self, Error::TransactionFatal(_))
+    }
+
+    /// Whether the current transaction must be aborted (and can be).
+    pub fn is_abortable_transaction_error(&self) -> bool {
+        matches!(self, Error::TransactionAbortable(_))
+    }
+
+    /// The cause of a transactional error (`self` for any other error).
+    pub fn root_cause(&self) -> &Error {
+        match self {
+            Error::TransactionFatal(e) | Error::TransactionAbortable(e) => e.root_cause(),
+            e => e,
         }
     }
 }
@@ -108,5 +154,23 @@ mod tests {
         assert!(!ErrorCode::from_code(29).is_retriable());
         let e = Error::from_wire(3, Some("no such topic".into()));
         assert_eq!(e.to_string(), "UNKNOWN_TOPIC_OR_PARTITION: no such topic");
+    }
+
+    #[test]
+    fn transactional_errors_keep_their_cause_code() {
+        let fenced = Error::TransactionFatal(Box::new(Error::kafka(ErrorCode::ProducerFenced)));
+        assert_eq!(fenced.code(), Some(ErrorCode::ProducerFenced));
+        assert!(fenced.is_fatal_transaction_error());
+        assert!(!fenced.is_retriable());
+        assert!(fenced.to_string().contains("PRODUCER_FENCED"), "{fenced}");
+        let abort = Error::TransactionAbortable(Box::new(Error::kafka(
+            ErrorCode::TopicAuthorizationFailed,
+        )));
+        assert!(abort.is_abortable_transaction_error());
+        assert_eq!(
+            abort.root_cause().code(),
+            Some(ErrorCode::TopicAuthorizationFailed)
+        );
+        assert_eq!(Error::IllegalState("x".into()).code(), None);
     }
 }

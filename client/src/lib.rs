@@ -10,8 +10,10 @@
 //!   (from `sluice-protocol`), named as Kafka names them.
 //! - [`net`]: pipelined broker connections, version negotiation, metadata
 //!   and coordinators.
-//! - [`producer`]: accumulators, partitioner, sender, idempotence.
-//! - [`consumer`]: group membership, assignors, fetcher, offsets.
+//! - [`producer`]: accumulators, partitioner, sender, idempotence,
+//!   transactions.
+//! - [`consumer`]: group membership, assignors, fetcher (read_committed
+//!   included), offsets.
 //! - [`admin`]: topics, configs, groups, offsets, cluster.
 
 pub mod admin;
@@ -28,12 +30,13 @@ pub use config::{
     Acks, AssignorKind, ClientConfig, ConsumerConfig, OffsetReset, ProducerConfig, SecurityProtocol,
 };
 pub use consumer::{
-    Consumer, ConsumerRecord, OffsetAndMetadata, PartitionBatch, RebalanceListener, ShutdownHandle,
-    TopicPartition,
+    Consumer, ConsumerGroupMetadata, ConsumerRecord, OffsetAndMetadata, PartitionBatch,
+    RebalanceListener, ShutdownHandle, TopicPartition,
 };
 pub use error::{Error, ErrorCode, Result};
 pub use producer::{
     DeliveryFuture, Partitioner, Producer, ProducerRecord, RecordMetadata, SendFuture,
+    TransactionState,
 };
 pub use sluice_protocol::clock;
 pub use sluice_protocol::compression::Compression;

@@ -114,8 +114,11 @@ function clientSettings(config) {
 function producerSettings(config, opts = {}) {
   const s = clientSettings(config)
   const p = s.props
-  const idempotent = !!opts.idempotent
+  // A transactional producer is idempotent, as in KafkaJS.
+  const idempotent = !!opts.idempotent || !!opts.transactionalId
   p['enable.idempotence'] = idempotent ? 'true' : 'false'
+  if (opts.transactionalId) p['transactional.id'] = String(opts.transactionalId)
+  if (opts.transactionTimeout != null) p['transaction.timeout.ms'] = ms(opts.transactionTimeout)
   p['acks'] = 'all'
   if (opts.maxInFlightRequests != null) p['max.in.flight.requests.per.connection'] = String(opts.maxInFlightRequests)
   // KafkaJS sends each send() call at once; linger is a sluice-client extra.
@@ -143,7 +146,8 @@ function consumerSettings(config, opts) {
   if (opts.minBytes != null) p['fetch.min.bytes'] = String(opts.minBytes)
   p['fetch.max.wait.ms'] = ms(Math.min(opts.maxWaitTimeInMs ?? 500, 1000))
   if (opts.allowAutoTopicCreation != null) p['allow.auto.create.topics'] = String(!!opts.allowAutoTopicCreation)
-  if (opts.readUncommitted === false) p['isolation.level'] = 'read_committed'
+  // KafkaJS reads committed records only unless readUncommitted is true.
+  p['isolation.level'] = opts.readUncommitted === true ? 'read_uncommitted' : 'read_committed'
   if (opts.groupInstanceId) p['group.instance.id'] = String(opts.groupInstanceId)
   // The JS layer commits what the handlers resolved (KafkaJS's autoCommit).
   p['enable.auto.commit'] = 'false'

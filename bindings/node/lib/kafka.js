@@ -191,7 +191,11 @@ class Producer extends Instrumented {
   constructor(kafka, opts = {}) {
     super(PRODUCER_EVENTS)
     const { props, tokenProvider, aws } = producerSettings(kafka._config, opts)
-    this._idempotent = !!opts.idempotent
+    this._idempotent = !!opts.idempotent || !!opts.transactionalId
+    this._transactionalId = opts.transactionalId || null
+    this._transactionsReady = false
+    /** @type {Transaction | null} */
+    this._transaction = null
     this._logger = kafka._logger.namespace('Producer')
     const cp = opts.createPartitioner
     this._partitioner = cp && !cp[BUILTIN] ? cp() : null
@@ -201,6 +205,12 @@ class Producer extends Instrumented {
 
   async connect() {
     await call(() => this._native.connect())
+    if (this._transactionalId && !this._transactionsReady) {
+      // As KafkaJS: a transactional producer gets its producer id (and
+      // fences older instances) when it connects.
+      await call(() => this._native.initTransactions())
+      this._transactionsReady = true
+    }
     this._connected = true
     this._emit(PRODUCER_EVENTS.CONNECT)
   }
@@ -219,8 +229,27 @@ class Producer extends Instrumented {
     return this._logger
   }
 
-  transaction() {
-    return Promise.reject(new KafkaJSNonRetriableError('sluice-client does not support transactions yet'))
+  /**
+   * Begins a transaction (KafkaJS's API): the returned object's send,
+   * sendBatch and sendOffsets join it until commit() or abort().
+   * @returns {Promise<Transaction>}
+   */
+  async transaction() {
+    if (!this._transactionalId) {
+      throw new KafkaJSNonRetriableError('Must provide transactional id for transactional producer')
+    }
+    if (this._transaction && this._transaction.isActive()) {
+      throw new KafkaJSNonRetriableError(
+        'There is already an ongoing transaction for this producer. Please end the transaction before beginning another.',
+      )
+    }
+    if (!this._transactionsReady) {
+      await call(() => this._native.initTransactions())
+      this._transactionsReady = true
+    }
+    await call(async () => this._native.beginTransaction())
+    this._transaction = new Transaction(this)
+    return this._transaction
   }
 
   /** @param {Partial<ProducerRecord>} [record] checked here, as KafkaJS does */
@@ -229,6 +258,15 @@ class Producer extends Instrumented {
     if (!Array.isArray(messages)) throw new KafkaJSNonRetriableError(`Invalid messages array [${messages}] for topic "${topic}"`)
     if (this._idempotent && acks !== -1) {
       throw new KafkaJSNonRetriableError("Not requiring ack for all messages invalidates the idempotent producer's EoS guarantees")
+    }
+    if (this._transactionalId) {
+      // One Rust producer carries the transactional id: it cannot switch
+      // compression per call (the records are the same either way).
+      if (compression !== undefined && compression !== null && !this._warnedCompression) {
+        this._warnedCompression = true
+        this._logger.warn('A transactional producer sends uncompressed; the per-call compression is ignored', { compression })
+      }
+      compression = undefined
     }
     if (messages.length === 0) return []
     let meta = null
@@ -276,6 +314,66 @@ class Producer extends Instrumented {
   /** sluice-client extra: waits until everything sent so far is delivered. */
   async flush() {
     await call(() => this._native.flush())
+  }
+}
+
+/**
+ * A KafkaJS transaction: send, sendBatch and sendOffsets join it until
+ * commit() or abort(); then the object is spent.
+ */
+class Transaction {
+  /** @param {Producer} producer */
+  constructor(producer) {
+    this._producer = producer
+    this._ended = false
+  }
+
+  isActive() {
+    return !this._ended
+  }
+
+  _check() {
+    if (this._ended) throw new KafkaJSNonRetriableError('Cannot continue to use transaction once ended')
+  }
+
+  /** @param {Partial<ProducerRecord>} [record] */
+  async send(record) {
+    this._check()
+    return this._producer.send(record)
+  }
+
+  /** @param {ProducerBatch} [batch] */
+  async sendBatch(batch) {
+    this._check()
+    return this._producer.sendBatch(batch)
+  }
+
+  /**
+   * Adds a consumer group's offsets (the next offsets to read) to the
+   * transaction: `{ consumerGroupId, topics: [{ topic, partitions: [{ partition, offset }] }] }`.
+   * sluice-client extra: `generationId`, `memberId` and `groupInstanceId`
+   * (from a group member) let the broker fence a stale member (KIP-447).
+   * @param {Partial<import('../index').TransactionOffsets>} [offsets]
+   */
+  async sendOffsets({ consumerGroupId, topics, generationId, memberId, groupInstanceId } = {}) {
+    this._check()
+    if (!consumerGroupId) throw new KafkaJSNonRetriableError('Missing consumerGroupId')
+    const offsets = offsetsList({ topics }).map(({ topic, partition, offset }) => ({ topic, partition, offset: String(offset) }))
+    await call(() =>
+      this._producer._native.sendOffsetsToTransaction(offsets, String(consumerGroupId), generationId, memberId, groupInstanceId),
+    )
+  }
+
+  async commit() {
+    this._check()
+    await call(() => this._producer._native.commitTransaction())
+    this._ended = true
+  }
+
+  async abort() {
+    this._check()
+    await call(() => this._producer._native.abortTransaction())
+    this._ended = true
   }
 }
 

@@ -13,7 +13,7 @@ fn sluice_error(body: serde_json::Value) -> napi::Error {
 
 /// The JS error for a client error.
 pub fn to_js(e: Error) -> napi::Error {
-    let kind = match &e {
+    let kind = match e.root_cause() {
         Error::Config { .. } => "Config",
         Error::Kafka { .. } => "Kafka",
         Error::NoBrokersAvailable(_) => "NoBrokersAvailable",
@@ -24,6 +24,8 @@ pub fn to_js(e: Error) -> napi::Error {
         Error::Authentication(_) => "Authentication",
         Error::RecordRejected(_) => "RecordRejected",
         Error::Closed => "Closed",
+        Error::TransactionAborted => "TransactionAborted",
+        Error::IllegalState(_) => "IllegalState",
         _ => "Other",
     };
     let code = e.code();

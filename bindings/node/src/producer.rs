@@ -9,7 +9,12 @@
 //! summed up per partition, as KafkaJS's RecordMetadata[] is. KafkaJS sets
 //! `acks` and `compression` per call while the Rust producer fixes them per
 //! instance, so one Rust producer per (acks, compression) pair in use is
-//! made on the same cluster connection.
+//! made on the same cluster connection; a transactional producer is one
+//! Rust producer (a second one with the same transactional.id would fence
+//! it), so it sends with acks=all and its configured compression only.
+//! The transactional calls (`initTransactions`, `beginTransaction`,
+//! `sendOffsetsToTransaction`, `commitTransaction`, `abortTransaction`)
+//! are the core's, for the JS layer's KafkaJS `transaction()` object.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -20,9 +25,10 @@ use napi::bindgen_prelude::{Buffer, Float64Array, Int32Array};
 use napi::{Env, JsFunction, JsObject};
 use napi_derive::napi;
 use sluice::net::Cluster;
-use sluice::{Acks, Compression, Producer, ProducerConfig, ProducerRecord};
+use sluice::{Acks, Compression, ConsumerGroupMetadata, Producer, ProducerConfig, ProducerRecord};
 
 use crate::config::{JsAwsCredentials, Settings};
+use crate::consumer::{commit_offsets, JsTopicPartitionOffset};
 use crate::error::{to_js, usage};
 
 #[napi(object)]
@@ -90,6 +96,14 @@ impl Connected {
             Some(n) => Compression::from_name(n)
                 .ok_or_else(|| usage(format!("unknown compression `{n}`")))?,
         };
+        if self.base.transactional_id.is_some() {
+            if acks != Acks::All {
+                return Err(usage(
+                    "a transactional producer sends with acks=-1 (all) only",
+                ));
+            }
+            return self.transactional();
+        }
         let key = (acks.as_i16(), compression_name(compression));
         if let Some(p) = self.producers.get(&key) {
             return Ok(p.clone());
@@ -104,6 +118,32 @@ impl Connected {
         let p = Producer::from_cluster(self.cluster.clone(), cfg, None);
         self.producers.insert(key, p.clone());
         Ok(p)
+    }
+}
+
+impl Connected {
+    /// The one producer of a transactional producer.
+    fn transactional(&self) -> napi::Result<Producer> {
+        self.producers
+            .values()
+            .next()
+            .cloned()
+            .ok_or_else(|| usage("the producer is not connected"))
+    }
+}
+
+impl NativeProducer {
+    fn transactional(&self) -> napi::Result<Producer> {
+        let st = lock(&self.state);
+        let c = st
+            .as_ref()
+            .ok_or_else(|| usage("the producer is not connected"))?;
+        if c.base.transactional_id.is_none() {
+            return Err(usage(
+                "transactions need a transactionalId in the producer's options",
+            ));
+        }
+        c.transactional()
     }
 }
 
@@ -269,6 +309,74 @@ impl NativeProducer {
             let parts = producer.partitions_for(&topic).await.map_err(to_js)?;
             Ok(parts.into_iter().map(|p| p.partition).collect::<Vec<i32>>())
         })
+    }
+
+    /// Registers the transactional.id with its coordinator (fencing older
+    /// producers with it).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn init_transactions(&self, env: Env) -> napi::Result<JsObject> {
+        let p = self.transactional()?;
+        env.spawn_future(async move { p.init_transactions().await.map_err(to_js) })
+    }
+
+    /// Starts a transaction.
+    #[napi]
+    pub fn begin_transaction(&self) -> napi::Result<()> {
+        self.transactional()?.begin_transaction().map_err(to_js)
+    }
+
+    /// Adds a group's offsets to the transaction (KafkaJS's `sendOffsets`:
+    /// a group id; generation, member id and instance id when known).
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn send_offsets_to_transaction(
+        &self,
+        env: Env,
+        offsets: Vec<JsTopicPartitionOffset>,
+        group_id: String,
+        generation_id: Option<i32>,
+        member_id: Option<String>,
+        group_instance_id: Option<String>,
+    ) -> napi::Result<JsObject> {
+        let p = self.transactional()?;
+        let offsets = commit_offsets(offsets)?;
+        let group = ConsumerGroupMetadata {
+            group_id,
+            generation_id: generation_id.unwrap_or(-1),
+            member_id: member_id.unwrap_or_default(),
+            group_instance_id,
+        };
+        env.spawn_future(async move {
+            p.send_offsets_to_transaction(offsets, &group)
+                .await
+                .map_err(to_js)
+        })
+    }
+
+    /// Flushes and commits the transaction.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn commit_transaction(&self, env: Env) -> napi::Result<JsObject> {
+        let p = self.transactional()?;
+        env.spawn_future(async move { p.commit_transaction().await.map_err(to_js) })
+    }
+
+    /// Aborts the transaction.
+    #[napi(ts_return_type = "Promise<void>")]
+    pub fn abort_transaction(&self, env: Env) -> napi::Result<JsObject> {
+        let p = self.transactional()?;
+        env.spawn_future(async move { p.abort_transaction().await.map_err(to_js) })
+    }
+
+    /// The transaction state's Java name (`IN_TRANSACTION`, ...), or null
+    /// for a producer that is not transactional or not connected.
+    #[napi]
+    pub fn transaction_state(&self) -> Option<String> {
+        let st = lock(&self.state);
+        let c = st.as_ref()?;
+        c.base.transactional_id.as_ref()?;
+        c.transactional()
+            .ok()?
+            .transaction_state()
+            .map(|s| s.name().to_string())
     }
 
     /// Sends lingering batches now and waits for everything sent so far.

@@ -8,7 +8,7 @@ const { execFile } = require('child_process')
 const fs = require('fs')
 const os = require('os')
 const path = require('path')
-const { brokers, unique } = require('./helpers')
+const { brokers, unique, supportsTransactions } = require('./helpers')
 
 const EXAMPLES = path.resolve(__dirname, '../../../examples/node')
 let nodePath
@@ -40,6 +40,23 @@ for (const [name, bootstrap] of brokers()) {
       const consumed = await run('consumer.js', env)
       assert.match(consumed, /consumed 25 messages/)
       assert.match(consumed, /Hello sluice-client user! #24/)
+    })
+
+    test('producer.js, then transactional.js (needs a transaction-capable broker), then consumer.js on its output', async (t) => {
+      if (!(await supportsTransactions(bootstrap))) {
+        t.skip(`${name} does not serve transactions yet (no EndTxn in ApiVersions)`)
+        return
+      }
+      const input = unique('example-in')
+      const output = unique('example-out')
+      const produced = await run('producer.js', { KAFKA_BOOTSTRAP: bootstrap, TOPIC: input, MESSAGES: '25' })
+      assert.match(produced, /produced 25 messages/)
+      const env = { KAFKA_BOOTSTRAP: bootstrap, INPUT: input, OUTPUT: output, GROUP_ID: unique('example-txn'), MAX_MESSAGES: '25' }
+      const transformed = await run('transactional.js', env)
+      assert.match(transformed, /transformed 25 messages/)
+      const consumed = await run('consumer.js', { KAFKA_BOOTSTRAP: bootstrap, TOPIC: output, MAX_MESSAGES: '25', GROUP_ID: unique('example-check') })
+      assert.match(consumed, /consumed 25 messages/)
+      assert.match(consumed, /HELLO SLUICE-CLIENT USER! #24/)
     })
   })
 }

@@ -215,6 +215,10 @@ impl Consumer {
     }
 }
 
+/// A group membership as Python receives it: (group id, generation,
+/// member id, instance id).
+type GroupMetadata = (String, i32, String, Option<String>);
+
 /// A committed offset as Python receives it: (topic, partition, offset or
 /// None, metadata).
 type CommittedOffset = (String, i32, Option<i64>, String);
@@ -447,6 +451,21 @@ impl Consumer {
         };
         let tp = TopicPartition::new(topic, partition);
         wait_done(py, c.position(&tp))?.py_err(py)
+    }
+
+    /// The group membership for `send_offsets_to_transaction`: (group id,
+    /// generation, member id, instance id), or None without a group.id.
+    fn group_metadata(&self, py: Python<'_>) -> PyResult<Option<GroupMetadata>> {
+        self.with(py, |_, c| {
+            Ok(c.group_metadata().map(|g| {
+                (
+                    g.group_id,
+                    g.generation_id,
+                    g.member_id,
+                    g.group_instance_id,
+                )
+            }))
+        })
     }
 
     /// Committed offsets: [(topic, partition, offset or None, metadata)].

@@ -11,6 +11,11 @@ use sluice::{Error, ErrorCode};
 /// The `sluice.errors` kind name for a client error.
 fn kind(e: &Error) -> &'static str {
     match e {
+        // A transactional error is raised as its cause's class (e.g.
+        // ProducerFencedError); the message says fatal or abortable.
+        Error::TransactionFatal(cause) | Error::TransactionAbortable(cause) => kind(cause),
+        Error::TransactionAborted => "txn_aborted",
+        Error::IllegalState(_) => "illegal_state",
         Error::Config { .. } => "config",
         Error::Kafka { .. } => "kafka",
         Error::NoBrokersAvailable(_) => "no_brokers",

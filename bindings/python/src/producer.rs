@@ -18,7 +18,8 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PyString, PyType};
 use sluice::config::TokenProviderHandle;
 use sluice::{
-    DeliveryFuture, Error, Producer as RustProducer, ProducerConfig, ProducerRecord, RecordMetadata,
+    ConsumerGroupMetadata, DeliveryFuture, Error, OffsetAndMetadata, Producer as RustProducer,
+    ProducerConfig, ProducerRecord, RecordMetadata, TopicPartition,
 };
 
 use crate::errors::{to_py, IntoPy};
@@ -420,6 +421,73 @@ impl Producer {
         let timeout = seconds(timeout)?.unwrap_or(Duration::from_secs(365 * 86_400));
         let producer = self.inner.clone();
         wait_done(py, async move { producer.close(timeout).await })?.py_err(py)
+    }
+
+    /// Registers the transactional.id (fencing older producers with it);
+    /// waits up to max.block.ms, GIL released.
+    fn init_transactions(&self, py: Python<'_>) -> PyResult<()> {
+        let producer = self.inner.clone();
+        wait_done(py, async move { producer.init_transactions().await })?.py_err(py)
+    }
+
+    fn begin_transaction(&self, py: Python<'_>) -> PyResult<()> {
+        self.inner.begin_transaction().py_err(py)
+    }
+
+    /// Adds `offsets` [(topic, partition, offset, metadata, leader epoch or
+    /// -1)] of the consumer group (id, generation, member id, instance id)
+    /// to the transaction.
+    #[pyo3(signature = (offsets, group_id, generation_id=-1, member_id=String::new(), group_instance_id=None))]
+    fn send_offsets_to_transaction(
+        &self,
+        py: Python<'_>,
+        offsets: Vec<(String, i32, i64, String, i32)>,
+        group_id: String,
+        generation_id: i32,
+        member_id: String,
+        group_instance_id: Option<String>,
+    ) -> PyResult<()> {
+        let group = ConsumerGroupMetadata {
+            group_id,
+            generation_id,
+            member_id,
+            group_instance_id,
+        };
+        let offsets: Vec<(TopicPartition, OffsetAndMetadata)> = offsets
+            .into_iter()
+            .map(|(t, p, offset, metadata, epoch)| {
+                (
+                    TopicPartition::new(t, p),
+                    OffsetAndMetadata {
+                        offset,
+                        leader_epoch: Some(epoch).filter(|e| *e >= 0),
+                        metadata,
+                    },
+                )
+            })
+            .collect();
+        let producer = self.inner.clone();
+        wait_done(py, async move {
+            producer.send_offsets_to_transaction(offsets, &group).await
+        })?
+        .py_err(py)
+    }
+
+    /// Flushes and commits the transaction, GIL released.
+    fn commit_transaction(&self, py: Python<'_>) -> PyResult<()> {
+        let producer = self.inner.clone();
+        wait_done(py, async move { producer.commit_transaction().await })?.py_err(py)
+    }
+
+    /// Aborts the transaction, GIL released.
+    fn abort_transaction(&self, py: Python<'_>) -> PyResult<()> {
+        let producer = self.inner.clone();
+        wait_done(py, async move { producer.abort_transaction().await })?.py_err(py)
+    }
+
+    /// The transaction state's Java name, or None without a transactional.id.
+    fn transaction_state(&self) -> Option<&'static str> {
+        self.inner.transaction_state().map(|s| s.name())
     }
 
     /// The partition numbers of `topic`.

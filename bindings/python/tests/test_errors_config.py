@@ -42,8 +42,11 @@ def test_invalid_value_names_the_property():
         KafkaProducer(bootstrap_servers="127.0.0.1:1", compression_type="brotli")
     with pytest.raises(errors.KafkaConfigurationError, match="auto.offset.reset"):
         KafkaConsumer(bootstrap_servers="127.0.0.1:1", auto_offset_reset="sometimes")
-    with pytest.raises(errors.KafkaConfigurationError, match="transactional_id"):
-        KafkaProducer(bootstrap_servers="127.0.0.1:1", transactional_id="t")
+    # transactional_id is supported now; transactions without idempotence are not.
+    with pytest.raises(errors.KafkaConfigurationError, match="transactional.id"):
+        KafkaProducer(bootstrap_servers="127.0.0.1:1", transactional_id="t", enable_idempotence=False)
+    with pytest.raises(errors.KafkaConfigurationError, match="partitioner"):
+        KafkaProducer(bootstrap_servers="127.0.0.1:1", partitioner=object())
     with pytest.raises(errors.KafkaConfigurationError, match="sasl.oauthbearer.token.provider|token"):
         KafkaProducer(bootstrap_servers="127.0.0.1:1", security_protocol="SASL_PLAINTEXT", sasl_mechanism="OAUTHBEARER",
                       sasl_oauth_token_provider=object())

@@ -143,6 +143,33 @@ pub struct PartitionBatch {
     pub records: Vec<ConsumerRecord>,
 }
 
+/// A consumer's place in its group, for a transactional producer's
+/// `send_offsets_to_transaction` (Java's `ConsumerGroupMetadata`): with the
+/// generation, member id and instance id the group coordinator refuses
+/// offsets from a member that was fenced by a rebalance (KIP-447).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ConsumerGroupMetadata {
+    pub group_id: String,
+    /// -1 outside a generation.
+    pub generation_id: i32,
+    /// Empty before the first join.
+    pub member_id: String,
+    pub group_instance_id: Option<String>,
+}
+
+impl ConsumerGroupMetadata {
+    /// Only a group id (generation -1, no member id): the coordinator then
+    /// checks no membership, as for clients that predate KIP-447.
+    pub fn new(group_id: impl Into<String>) -> Self {
+        ConsumerGroupMetadata {
+            group_id: group_id.into(),
+            generation_id: -1,
+            member_id: String::new(),
+            group_instance_id: None,
+        }
+    }
+}
+
 /// Rebalance callbacks, run inside `poll` (as in the Java client). With
 /// `enable.auto.commit`, consumed offsets are committed before
 /// `on_partitions_revoked` is called.
@@ -500,6 +527,21 @@ impl Consumer {
             }
             tokio::time::sleep(self.config.client.retry_backoff).await;
         }
+    }
+
+    /// The group membership (group id, generation, member id, instance id)
+    /// to pass to a transactional producer's `send_offsets_to_transaction`;
+    /// `None` without a `group.id`. The generation is the current one,
+    /// even during a rebalance (the coordinator then refuses stale offsets).
+    pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        let g = self.group.as_ref()?;
+        let inner = g.ctx.shared.lock();
+        Some(ConsumerGroupMetadata {
+            group_id: g.ctx.group_id.clone(),
+            generation_id: inner.generation,
+            member_id: inner.member_id.clone(),
+            group_instance_id: g.ctx.instance_id.clone(),
+        })
     }
 
     /// The committed offsets of `partitions` (None where nothing is committed).

@@ -2,8 +2,8 @@
 //! leader epochs, topic ids), refreshed on demand, on errors that mean the
 //! cache is stale, and after `metadata.max.age.ms`; one connection per
 //! broker, reopened with exponential backoff (`reconnect.backoff.ms` up to
-//! `reconnect.backoff.max.ms`); and group coordinators found by
-//! FindCoordinator and cached until they fail.
+//! `reconnect.backoff.max.ms`); and group and transaction coordinators
+//! found by FindCoordinator and cached until they fail.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -46,6 +46,24 @@ pub struct BrokerInfo {
     pub rack: Option<String>,
 }
 
+/// What a coordinator coordinates (FindCoordinator's `key_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CoordinatorType {
+    /// A consumer group (key: the group id).
+    Group,
+    /// A transactional producer (key: its `transactional.id`).
+    Transaction,
+}
+
+impl CoordinatorType {
+    fn key_type(self) -> i8 {
+        match self {
+            CoordinatorType::Group => 0,
+            CoordinatorType::Transaction => 1,
+        }
+    }
+}
+
 /// A broker address's reconnect backoff (`reconnect.backoff.ms` growing to
 /// `reconnect.backoff.max.ms`, as the Java client's).
 struct Backoff {
@@ -62,7 +80,7 @@ struct State {
     controller_id: i32,
     conns: HashMap<i32, Arc<Connection>>,
     backoff: HashMap<String, Backoff>,
-    coordinators: HashMap<String, i32>,
+    coordinators: HashMap<(CoordinatorType, String), i32>,
     last_refresh: Option<Instant>,
     /// Topics this client cares about (refreshed together).
     interest: HashSet<String>,
@@ -416,15 +434,33 @@ impl Cluster {
 
     /// The connection to `group`'s coordinator (FindCoordinator, cached).
     pub async fn coordinator(&self, group: &str) -> Result<Arc<Connection>> {
-        let cached = self.lock().coordinators.get(group).copied();
+        self.coordinator_for(CoordinatorType::Group, group).await
+    }
+
+    /// The connection to the coordinator of `key` (a group id or a
+    /// transactional id), found with FindCoordinator and cached until
+    /// forgotten. FindCoordinator's error (e.g. COORDINATOR_NOT_AVAILABLE
+    /// while Kafka creates `__transaction_state`) is returned as is: the
+    /// caller decides how long to retry.
+    pub async fn coordinator_for(
+        &self,
+        kind: CoordinatorType,
+        key: &str,
+    ) -> Result<Arc<Connection>> {
+        let cached = self
+            .lock()
+            .coordinators
+            .get(&(kind, key.to_string()))
+            .copied();
         if let Some(node) = cached {
             if let Ok(c) = self.connection(node).await {
                 return Ok(c);
             }
         }
+        let group = key;
         let conn = self.any_connection().await?;
         let mut req = FindCoordinatorRequest::default();
-        req.key_type = 0;
+        req.key_type = kind.key_type();
         let (resp, v) = if conn
             .versions()
             .pick(kafka_protocol::messages::ApiKey::FindCoordinator)?
@@ -468,12 +504,17 @@ impl Cluster {
                 port,
                 rack: None,
             });
-            st.coordinators.insert(group.to_string(), node);
+            st.coordinators.insert((kind, group.to_string()), node);
         }
         self.connection(node).await
     }
 
     pub fn forget_coordinator(&self, group: &str) {
-        self.lock().coordinators.remove(group);
+        self.forget_coordinator_for(CoordinatorType::Group, group);
+    }
+
+    /// Forgets a cached coordinator (after NOT_COORDINATOR or a broken connection).
+    pub fn forget_coordinator_for(&self, kind: CoordinatorType, key: &str) {
+        self.lock().coordinators.remove(&(kind, key.to_string()));
     }
 }

@@ -9,5 +9,5 @@ mod secure;
 pub mod tls;
 pub mod versions;
 
-pub use cluster::{Cluster, PartitionInfo, TopicInfo};
+pub use cluster::{Cluster, CoordinatorType, PartitionInfo, TopicInfo};
 pub use connection::Connection;

@@ -38,6 +38,13 @@ pub const CLIENT_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::DescribeCluster, 0, 1),
     (ApiKey::DescribeUserScramCredentials, 0, 0),
     (ApiKey::AlterUserScramCredentials, 0, 0),
+    // Transactions as before KIP-890's protocol changes (transaction
+    // version 1): the client adds partitions with AddPartitionsToTxn, which
+    // every Kafka since 0.11 (4.x included) still serves.
+    (ApiKey::AddPartitionsToTxn, 0, 3),
+    (ApiKey::AddOffsetsToTxn, 0, 3),
+    (ApiKey::EndTxn, 0, 4),
+    (ApiKey::TxnOffsetCommit, 0, 3),
 ];
 
 /// A broker's supported ranges, by API key.

@@ -250,6 +250,7 @@ pub(crate) fn stamp(batch: Bytes, seq: &SeqAssignment) -> Result<Bytes> {
         .map_err(|e| Error::Protocol(format!("retried batch: {e}")))?;
     let mut b = BatchBuilder::with_capacity(compression, batch.len())
         .with_producer(seq.ident.id, seq.ident.epoch, seq.wire_sequence())
+        .with_transactional(h.is_transactional())
         .with_base_timestamp(h.base_timestamp);
     for r in records {
         b.push_with_offset_delta(

@@ -5,7 +5,10 @@
 //! Java client: `linger.ms` and `batch.size` batching, `buffer.memory`
 //! backpressure bounded by `max.block.ms`, acks 0/1/all, idempotence on by
 //! default (ordered, duplicate-free retries), the Java partition for a key,
-//! sticky partitioning for records without one, `flush` and `close`.
+//! sticky partitioning for records without one, `flush` and `close`, and
+//! transactions (with a `transactional.id`: `init_transactions`,
+//! `begin_transaction`, `send_offsets_to_transaction`, `commit_transaction`,
+//! `abort_transaction`).
 //!
 //! - `accumulator`: per-partition batches, readiness, buffer memory.
 //! - `completion`: one shared outcome cell per batch, the records'
@@ -13,6 +16,8 @@
 //! - `partitioner`: murmur2, sticky, the [`Partitioner`] trait.
 //! - `sender`: the task that drains batches into Produce requests.
 //! - `idempotence`: producer id, epochs and sequence numbers.
+//! - `transaction`: the transaction state machine and the transactional
+//!   calls (KIP-98, KIP-360, KIP-447).
 //!
 //! Records sent from one task keep their order: `send` enqueues at once
 //! when it can, and when it must wait (buffer space, metadata of a new
@@ -35,6 +40,7 @@ mod completion;
 mod idempotence;
 mod partitioner;
 mod sender;
+mod transaction;
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -51,10 +57,12 @@ use tokio::sync::{oneshot, Notify};
 
 pub use completion::DeliveryFuture;
 pub use partitioner::{Murmur2Partitioner, Partitioner, RoundRobinPartitioner};
+pub use transaction::TransactionState;
 
 use accumulator::{record_size_upper_bound, Accumulator, AccumulatorConfig, Append};
 use partitioner::{keyed_partition, Sticky};
-use sender::{Sender, SenderControl};
+use sender::{Sender, SenderCommands, SenderControl};
+use transaction::TxnShared;
 
 use crate::config::ProducerConfig;
 use crate::error::{Error, ErrorCode, Result};
@@ -279,6 +287,9 @@ struct Inner {
     backlog: Arc<Backlog>,
     closed: AtomicBool,
     control: Arc<SenderControl>,
+    commands: SenderCommands,
+    /// With a `transactional.id`: the transaction state the sender shares.
+    txn: Option<Arc<TxnShared>>,
     sender: tokio::sync::Mutex<Option<tokio::task::JoinHandle<()>>>,
 }
 
@@ -350,7 +361,18 @@ impl Producer {
             buffer_memory: cfg.buffer_memory,
         }));
         let control = Arc::new(SenderControl::default());
-        let sender = Sender::new(&cfg, acc.clone(), cluster.clone(), control.clone());
+        let txn = cfg
+            .transactional_id
+            .clone()
+            .map(|id| Arc::new(TxnShared::new(id, cfg.transaction_timeout)));
+        let sender = Sender::new(
+            &cfg,
+            acc.clone(),
+            cluster.clone(),
+            control.clone(),
+            txn.clone(),
+        );
+        let commands = sender.commands();
         let handle = tokio::spawn(sender.run());
         let backlog = Arc::new(Backlog::default());
         let inner = Arc::new(Inner {
@@ -363,6 +385,8 @@ impl Producer {
             backlog: backlog.clone(),
             closed: AtomicBool::new(false),
             control,
+            commands,
+            txn,
             sender: tokio::sync::Mutex::new(Some(handle)),
         });
         tokio::spawn(backlog.run(Arc::downgrade(&inner)));
@@ -415,6 +439,9 @@ impl Producer {
         if inner.closed.load(Ordering::Relaxed) {
             return Start::Failed(Error::Closed);
         }
+        if let Some(Err(e)) = inner.txn.as_ref().map(|t| t.check_send()) {
+            return Start::Failed(e);
+        }
         let record = if inner.backlog.idle() {
             match inner.try_enqueue_now(record) {
                 Fast::Done(d) => return Start::Ready(d),
@@ -463,6 +490,9 @@ impl Producer {
         let inner = &self.inner;
         if inner.closed.load(Ordering::Relaxed) {
             return Some(Err(Error::Closed));
+        }
+        if let Some(Err(e)) = inner.txn.as_ref().map(|t| t.check_send()) {
+            return Some(Err(e));
         }
         if !inner.backlog.idle() {
             return None;
@@ -893,7 +923,7 @@ pub mod bench_support {
                 };
                 *seq += b.record_count() as i64;
                 let payload = std::mem::replace(&mut b.payload, Payload::Taken);
-                if let Ok(bytes) = super::sender::encode(payload, Some(assignment)) {
+                if let Ok(bytes) = super::sender::encode(payload, Some(assignment), false) {
                     self.bytes_out += bytes.len();
                     self.batches_out += 1;
                     b.payload = Payload::Built(bytes);

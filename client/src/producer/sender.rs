@@ -11,6 +11,14 @@
 //! the rest fail their records. Connections, metadata refreshes and
 //! InitProducerId also run as tasks reporting back, so a slow broker never
 //! stalls the others.
+//!
+//! A transactional producer's sender (see `transaction`) takes its producer
+//! identity from `init_transactions` instead of asking for one, sends only
+//! while a transaction is on, adds each partition to the transaction
+//! (AddPartitionsToTxn, a task like the others) before the partition's
+//! first batch, flags batches transactional, and reports failed batches to
+//! the transaction; once the transaction failed, unsent batches fail with
+//! its error.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -23,7 +31,7 @@ use kafka_protocol::messages::{
     ApiKey, InitProducerIdRequest, ProduceRequest, ProduceResponse, ProducerId, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::accumulator::Accumulator;
 use super::batch::{
@@ -31,9 +39,10 @@ use super::batch::{
 };
 use super::completion::BatchOutcome;
 use super::idempotence::{self, Idempotence, Verdict};
+use super::transaction::{self, Step, TxnShared};
 use crate::config::{Acks, ProducerConfig};
 use crate::error::{Error, ErrorCode, Result};
-use crate::net::{Cluster, Connection};
+use crate::net::{Cluster, Connection, CoordinatorType};
 
 /// What background tasks report to the sender.
 enum Event {
@@ -50,6 +59,43 @@ enum Event {
     ProducerId {
         result: Result<ProducerIdentity>,
     },
+    /// A transactional producer's identity (from `init_transactions` or an
+    /// epoch bump); `done` once in use.
+    SetIdentity {
+        ident: ProducerIdentity,
+        done: oneshot::Sender<()>,
+    },
+    /// Fail every batch not yet sent (a transaction is being aborted).
+    AbortQueued {
+        done: oneshot::Sender<()>,
+    },
+    /// AddPartitionsToTxn's answer, per partition.
+    PartitionsAdded {
+        result: Result<Vec<(TopicPartition, ErrorCode)>>,
+    },
+}
+
+/// What the producer's transactional calls ask of the sender task.
+pub(crate) struct SenderCommands(mpsc::UnboundedSender<Event>);
+
+impl SenderCommands {
+    /// Puts `ident` in use; returns once no batch can go out with the old one.
+    pub async fn set_identity(&self, ident: ProducerIdentity) -> Result<()> {
+        let (done, rx) = oneshot::channel();
+        self.0
+            .send(Event::SetIdentity { ident, done })
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
+    }
+
+    /// Fails every queued batch with [`Error::TransactionAborted`].
+    pub async fn abort_queued(&self) -> Result<()> {
+        let (done, rx) = oneshot::channel();
+        self.0
+            .send(Event::AbortQueued { done })
+            .map_err(|_| Error::Closed)?;
+        rx.await.map_err(|_| Error::Closed)
+    }
 }
 
 /// A partition's answer: error code, base offset, LogAppendTime, message.
@@ -62,6 +108,7 @@ struct Dispatch {
     version: Result<i16>,
     acks: i16,
     timeout_ms: i32,
+    transactional_id: Option<kafka_protocol::messages::TransactionalId>,
     encoded: tokio::task::JoinHandle<(Vec<TopicPartition>, Vec<Result<Bytes>>)>,
 }
 
@@ -84,7 +131,7 @@ async fn dispatch(mut rx: mpsc::UnboundedReceiver<Dispatch>, events: mpsc::Unbou
         };
         let result = match (
             d.version,
-            produce_request(d.acks, d.timeout_ms, &tps, &built),
+            produce_request(d.acks, d.timeout_ms, d.transactional_id, &tps, &built),
         ) {
             (Err(e), _) => Err(e),
             // Nothing encoded: every batch carries its own error.
@@ -146,6 +193,14 @@ pub(crate) struct Sender {
     pid_requesting: bool,
     pid_retry_at: Option<Instant>,
     rotation: usize,
+    /// A transactional producer's shared transaction state.
+    txn: Option<Arc<TxnShared>>,
+    /// Partitions whose batches wait for AddPartitionsToTxn.
+    txn_want_add: HashSet<TopicPartition>,
+    /// The transaction generation and partitions of the AddPartitionsToTxn
+    /// in flight, if one is.
+    txn_adding: Option<(u64, Vec<TopicPartition>)>,
+    txn_add_retry_at: Option<Instant>,
 }
 
 impl Sender {
@@ -154,6 +209,7 @@ impl Sender {
         acc: Arc<Accumulator>,
         cluster: Arc<Cluster>,
         control: Arc<SenderControl>,
+        txn: Option<Arc<TxnShared>>,
     ) -> Sender {
         let (tx, rx) = mpsc::unbounded_channel();
         Sender {
@@ -184,7 +240,16 @@ impl Sender {
             pid_requesting: false,
             pid_retry_at: None,
             rotation: 0,
+            txn,
+            txn_want_add: HashSet::new(),
+            txn_adding: None,
+            txn_add_retry_at: None,
         }
+    }
+
+    /// The handle the producer's transactional calls use.
+    pub fn commands(&self) -> SenderCommands {
+        SenderCommands(self.tx.clone())
     }
 
     /// Runs until the producer is closed and everything is delivered (or
@@ -264,7 +329,117 @@ impl Sender {
                     }
                 }
             }
+            Event::SetIdentity { ident, done } => {
+                if let Some(idem) = &mut self.idem {
+                    idem.set_identity(ident);
+                }
+                let _ = done.send(());
+            }
+            Event::AbortQueued { done } => {
+                self.txn_want_add.clear();
+                self.fail_queued(&Error::TransactionAborted);
+                let _ = done.send(());
+            }
+            Event::PartitionsAdded { result } => self.on_partitions_added(result),
         }
+    }
+
+    /// Fails every batch not yet sent with `err` (through the idempotence
+    /// bookkeeping, unlike `Accumulator::abort_queued`).
+    fn fail_queued(&mut self, err: &Error) {
+        let batches: Vec<ProducerBatch> = {
+            let acc = self.acc.clone();
+            let mut st = acc.lock();
+            let mut all = Vec::new();
+            for dq in st.queues.values_mut() {
+                all.extend(dq.drain(..));
+            }
+            all
+        };
+        let n = batches.len();
+        for b in batches {
+            // A batch that was sent before may have been written.
+            let not_written = b.attempts == 0;
+            self.fail(b, err.clone(), not_written);
+        }
+        if n > 0 {
+            tracing::debug!(batches = n, error = %err, "failed unsent batches");
+        }
+    }
+
+    fn on_partitions_added(&mut self, result: Result<Vec<(TopicPartition, ErrorCode)>>) {
+        let Some(txn) = self.txn.clone() else { return };
+        let (generation, tried) = self.txn_adding.take().unwrap_or_default();
+        if generation != txn.generation() {
+            return; // that transaction is over
+        }
+        let mut retry = false;
+        match result {
+            Err(e) => {
+                tracing::debug!(error = %e, "AddPartitionsToTxn failed; retrying");
+                retry = true;
+            }
+            Ok(answers) => {
+                let mut added = Vec::new();
+                for (tp, code) in answers {
+                    match transaction::classify(code, "AddPartitionsToTxn") {
+                        Step::Done => added.push(tp),
+                        Step::Retry { refind } => {
+                            if refind {
+                                self.cluster
+                                    .forget_coordinator_for(CoordinatorType::Transaction, &txn.id);
+                            }
+                            retry = true;
+                        }
+                        Step::Fail(e) => txn.fail(e),
+                    }
+                }
+                txn.mark_added(generation, added);
+            }
+        }
+        if retry {
+            self.txn_want_add.extend(tried);
+            // CONCURRENT_TRANSACTIONS clears within milliseconds (the
+            // previous transaction's markers): a short backoff, as Java's.
+            let backoff = self.retry_backoff.min(Duration::from_millis(20));
+            self.txn_add_retry_at = Some(Instant::now() + backoff);
+        }
+    }
+
+    fn start_add_partitions(&mut self, now: Instant) -> Option<Instant> {
+        let txn = self.txn.clone()?;
+        if self.txn_adding.is_some() || self.txn_want_add.is_empty() {
+            return None;
+        }
+        if let Some(t) = self.txn_add_retry_at.filter(|t| *t > now) {
+            return Some(t);
+        }
+        let ident = self.idem.as_ref().and_then(|i| i.current())?;
+        let tps: Vec<TopicPartition> = self
+            .txn_want_add
+            .drain()
+            .filter(|tp| !txn.is_added(tp))
+            .collect();
+        if tps.is_empty() {
+            return None;
+        }
+        self.txn_adding = Some((txn.generation(), tps.clone()));
+        let cluster = self.cluster.clone();
+        let tx = self.tx.clone();
+        let timeout = self.request_timeout;
+        tokio::spawn(async move {
+            let result = match tokio::time::timeout(
+                timeout,
+                transaction::add_partitions(&cluster, &txn, ident, &tps),
+            )
+            .await
+            {
+                Ok(r) => r,
+                Err(_) => Err(Error::Timeout("AddPartitionsToTxn".into())),
+            };
+            let _ = tx.send(Event::PartitionsAdded { result });
+        });
+        None
     }
 
     /// One pass: background work to start, then drain. Returns when the
@@ -277,8 +452,16 @@ impl Sender {
             }
         };
 
-        // Producer id: first one, or an epoch bump.
-        if let Some(idem) = &self.idem {
+        // A failed transaction sends nothing more: its unsent batches fail.
+        if let Some(e) = self.txn.as_ref().and_then(|t| t.failed_with()) {
+            if self.acc.lock().queues.values().any(|q| !q.is_empty()) {
+                self.fail_queued(&e);
+            }
+        }
+
+        // Producer id: first one, or an epoch bump (a transactional
+        // producer's come from its transactional calls).
+        if let Some(idem) = self.idem.as_ref().filter(|_| self.txn.is_none()) {
             let want = idem.current().is_none() || idem.needs_bump();
             if want && !self.pid_requesting {
                 match self.pid_retry_at.filter(|t| *t > now) {
@@ -295,16 +478,16 @@ impl Sender {
             wake_at(t, &mut next);
         }
         for (batch, err) in expired {
-            if let (Some(idem), Some(seq)) = (&mut self.idem, batch.seq) {
-                idem.on_dropped(&batch.tp, seq, false);
-            }
-            self.acc.complete(batch, BatchOutcome::Failed(err));
+            self.fail(batch, err, false);
         }
         for (node, batches) in batches_by_node {
             self.send_request(node, batches);
         }
         if more {
             wake_at(now, &mut next);
+        }
+        if let Some(t) = self.start_add_partitions(now) {
+            wake_at(t, &mut next);
         }
 
         // Connections wanted by the drain.
@@ -502,6 +685,17 @@ impl Sender {
                 }
                 _ => {}
             }
+            if let Some(txn) = &self.txn {
+                // Batches go out only inside a transaction, and only to
+                // partitions already added to it.
+                if !txn.can_send_batches() {
+                    continue;
+                }
+                if !txn.is_added(tp) {
+                    self.txn_want_add.insert(tp.clone());
+                    continue;
+                }
+            }
             if self.connection(node, now).is_none() {
                 continue;
             }
@@ -567,11 +761,15 @@ impl Sender {
         *self.node_in_flight.entry(node).or_insert(0) += 1;
         let acks = self.acks.as_i16();
         let timeout_ms = i32::try_from(self.request_timeout.as_millis()).unwrap_or(i32::MAX);
+        let transactional_id = self.txn.as_ref().map(|t| t.wire_id());
+        let transactional = transactional_id.is_some();
         // Encode (compress) off this task, in parallel with other requests...
         let encoded = tokio::spawn(async move {
             let tps: Vec<TopicPartition> = work.iter().map(|(tp, _, _)| tp.clone()).collect();
-            let built: Vec<Result<Bytes>> =
-                work.into_iter().map(|(_, p, seq)| encode(p, seq)).collect();
+            let built: Vec<Result<Bytes>> = work
+                .into_iter()
+                .map(|(_, p, seq)| encode(p, seq, transactional))
+                .collect();
             (tps, built)
         });
         // ...but put requests on the wire in drain order: the broker handles
@@ -583,6 +781,7 @@ impl Sender {
             version,
             acks,
             timeout_ms,
+            transactional_id,
             encoded,
         };
         let d = match self.dispatchers.get(&node) {
@@ -736,6 +935,15 @@ impl Sender {
         if code.invalidates_metadata() {
             self.metadata_wanted = true;
         }
+        // In a transaction, a lost producer or a sequence gap fails the
+        // batch (and so the transaction, whose abort bumps the epoch), and
+        // an old epoch means fenced; a batch is never split (its pieces
+        // would need new sequences mid-transaction).
+        let verdict = match verdict {
+            Verdict::ResetAndRetry if self.txn.is_some() => Verdict::Fail,
+            v => v,
+        };
+        let splittable = self.txn.is_none();
         match verdict {
             Verdict::Success => {
                 if let (Some(idem), Some(seq)) = (&mut self.idem, b.seq) {
@@ -762,7 +970,9 @@ impl Sender {
                 }
                 self.retry_or_fail(b, err, now);
             }
-            Verdict::Fail if code == ErrorCode::MessageTooLarge && b.record_count() > 1 => {
+            Verdict::Fail
+                if splittable && code == ErrorCode::MessageTooLarge && b.record_count() > 1 =>
+            {
                 // Not written: give its sequences back (the partition's
                 // sequence is reset, as for any unwritten batch), then send
                 // it again as two batches. Halving repeats until the pieces
@@ -786,6 +996,9 @@ impl Sender {
     fn fail(&mut self, b: ProducerBatch, err: Error, not_written: bool) {
         if let (Some(idem), Some(seq)) = (&mut self.idem, b.seq) {
             idem.on_dropped(&b.tp, seq, not_written);
+        }
+        if let Some(txn) = &self.txn {
+            txn.on_send_failed(&err, b.seq.is_some());
         }
         self.acc.complete(b, BatchOutcome::Failed(err));
     }
@@ -829,11 +1042,13 @@ impl Sender {
 
 /// The bytes to send for a batch: encoded now (first send) with its
 /// producer fields, or the earlier bytes (restamped after an epoch bump).
-pub(crate) fn encode(p: Payload, seq: Option<SeqAssignment>) -> Result<Bytes> {
+/// `transactional` flags the batch as part of a transaction.
+pub(crate) fn encode(p: Payload, seq: Option<SeqAssignment>, transactional: bool) -> Result<Bytes> {
     match p {
         Payload::Open(b) => Ok(match seq {
             Some(s) => b
                 .with_producer(s.ident.id, s.ident.epoch, s.wire_sequence())
+                .with_transactional(transactional)
                 .build(),
             None => b.build(),
         }),
@@ -849,6 +1064,7 @@ pub(crate) fn encode(p: Payload, seq: Option<SeqAssignment>) -> Result<Bytes> {
 fn produce_request(
     acks: i16,
     timeout_ms: i32,
+    transactional_id: Option<kafka_protocol::messages::TransactionalId>,
     tps: &[TopicPartition],
     built: &[Result<Bytes>],
 ) -> Option<ProduceRequest> {
@@ -873,7 +1089,7 @@ fn produce_request(
         return None;
     }
     let mut req = ProduceRequest::default();
-    req.transactional_id = None;
+    req.transactional_id = transactional_id;
     req.acks = acks;
     req.timeout_ms = timeout_ms;
     req.topic_data = topics;

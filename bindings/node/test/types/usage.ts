@@ -11,6 +11,7 @@ import {
   EachBatchPayload,
   RecordMetadata,
   Producer,
+  Transaction,
   Consumer,
   Admin,
 } from 'sluice-client'
@@ -38,6 +39,16 @@ async function main(): Promise<void> {
     messages: [{ key: 'k', value: Buffer.from('v'), headers: { h: 'x' }, partition: 0, timestamp: `${Date.now()}` }],
   })
   const first: string | undefined = md[0].baseOffset
+
+  const txProducer: Producer = kafka.producer({ transactionalId: 'tx-1', maxInFlightRequests: 1, idempotent: true, transactionTimeout: 30000 })
+  await txProducer.connect()
+  const txn: Transaction = await txProducer.transaction()
+  await txn.send({ topic: 't', messages: [{ value: 'in a transaction' }] })
+  await txn.sendBatch({ topicMessages: [{ topic: 't', messages: [{ value: 'v' }] }] })
+  await txn.sendOffsets({ consumerGroupId: 'g', topics: [{ topic: 'in', partitions: [{ partition: 0, offset: '42' }] }] })
+  const active: boolean = txn.isActive()
+  if (active) await txn.commit()
+  else await txn.abort()
   await producer.sendBatch({ topicMessages: [{ topic: 't', messages: [{ value: 'v' }] }] })
   producer.on(producer.events.CONNECT, (e) => console.log(e.timestamp))
   await producer.disconnect()

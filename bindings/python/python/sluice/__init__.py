@@ -13,7 +13,9 @@ from .consumer import ConsumerRebalanceListener, KafkaConsumer
 from .oauth import AbstractTokenProvider
 from .producer import FutureRecordMetadata, KafkaProducer
 from .structs import (
+    ConsumerGroupMetadata,
     ConsumerRecord,
+    MemberState,
     NewPartitions,
     NewTopic,
     OffsetAndMetadata,
@@ -24,12 +26,14 @@ from .structs import (
 
 __all__ = [
     "AbstractTokenProvider",
+    "ConsumerGroupMetadata",
     "ConsumerRebalanceListener",
     "ConsumerRecord",
     "FutureRecordMetadata",
     "KafkaAdminClient",
     "KafkaConsumer",
     "KafkaProducer",
+    "MemberState",
     "NewPartitions",
     "NewTopic",
     "OffsetAndMetadata",

@@ -98,6 +98,8 @@ PRODUCER: dict[str, tuple[str, Conv]] = {
     "buffer_memory": ("buffer.memory", _int),
     "max_block_ms": ("max.block.ms", _ms),
     "max_request_size": ("max.request.size", _int),
+    "transactional_id": ("transactional.id", _str),
+    "transaction_timeout_ms": ("transaction.timeout.ms", _ms),
 }
 
 CONSUMER: dict[str, tuple[str, Conv]] = {
@@ -132,8 +134,6 @@ IGNORED = {
 
 # Keywords this client cannot honour: using them is an error, not a silent change.
 UNSUPPORTED = {
-    "transactional_id": "transactions are not supported by sluice's Python client yet",
-    "transaction_timeout_ms": "transactions are not supported by sluice's Python client yet",
     "partitioner": "custom partitioners are not supported (the Java client's murmur2 partitioner is used)",
     "ssl_context": "pass ssl_cafile / ssl_certfile / ssl_keyfile instead of an ssl.SSLContext",
     "ssl_password": "encrypted private keys are not supported",

@@ -12,7 +12,14 @@ from re import Pattern
 from typing import Any, Callable
 
 from . import _callbacks, _config, _sluice
-from .structs import ConsumerRecord, OffsetAndMetadata, OffsetAndTimestamp, TopicPartition
+from .structs import (
+    ConsumerGroupMetadata,
+    ConsumerRecord,
+    MemberState,
+    OffsetAndMetadata,
+    OffsetAndTimestamp,
+    TopicPartition,
+)
 
 _PYTHON_ONLY = {"key_deserializer": None, "value_deserializer": None, "consumer_timeout_ms": float("inf")}
 
@@ -168,6 +175,17 @@ class KafkaConsumer:
         if offset is None:
             return None
         return OffsetAndMetadata(offset, md, -1) if metadata else offset
+
+    def group_metadata(self) -> ConsumerGroupMetadata:
+        """This consumer's group membership, for
+        ``KafkaProducer.send_offsets_to_transaction`` (``group_id`` None
+        without a group)."""
+        g = self._native.group_metadata()
+        if g is None:
+            return ConsumerGroupMetadata(group_id=None)
+        group_id, generation_id, member_id, instance_id = g
+        state = MemberState.STABLE if generation_id >= 0 else MemberState.UNJOINED
+        return ConsumerGroupMetadata(group_id, generation_id, member_id, instance_id, state)
 
     def position(self, partition: TopicPartition) -> int:
         return self._native.position(partition[0], int(partition[1]))

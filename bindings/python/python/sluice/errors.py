@@ -110,6 +110,10 @@ class KafkaConfigurationError(KafkaError):
     pass
 
 
+class TransactionAbortedError(KafkaError):
+    """A record's transaction was aborted before the record was sent."""
+
+
 class QuotaViolationError(KafkaError):
     pass
 
@@ -1188,6 +1192,8 @@ _BY_KIND: dict[str, type[KafkaError]] = {
     "authentication": SaslAuthenticationFailedError,
     "rejected": RecordRejectedError,
     "closed": KafkaClosedError,
+    "illegal_state": IllegalStateError,
+    "txn_aborted": TransactionAbortedError,
 }
 
 

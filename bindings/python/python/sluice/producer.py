@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 from . import _callbacks, _config, _sluice
 from .errors import KafkaError, KafkaTimeoutError
-from .structs import RecordMetadata, TopicPartition
+from .structs import ConsumerGroupMetadata, OffsetAndMetadata, RecordMetadata, TopicPartition
 
 log = logging.getLogger("sluice")
 
@@ -186,6 +186,66 @@ class KafkaProducer:
 
     def partitions_for(self, topic: str) -> set[int]:
         return set(self._native.partitions_for(topic))
+
+    # --- transactions (with transactional_id) --------------------------------
+
+    def init_transactions(self) -> None:
+        """Registers the ``transactional_id`` with its coordinator (waiting up
+        to ``max_block_ms``): fences older producers with the same id and
+        finishes any transaction they left open. Call once, before the first
+        transaction; after a ``KafkaTimeoutError`` it may be called again."""
+        self._native.init_transactions()
+
+    def begin_transaction(self) -> None:
+        """Starts a transaction: records sent until ``commit_transaction`` or
+        ``abort_transaction`` belong to it."""
+        self._native.begin_transaction()
+
+    def send_offsets_to_transaction(
+        self,
+        offsets: dict[TopicPartition, OffsetAndMetadata | int],
+        group_metadata: ConsumerGroupMetadata | str | None = None,
+        consumer_group_id: str | None = None,
+    ) -> None:
+        """Adds consumed ``offsets`` ({TopicPartition: OffsetAndMetadata}, the
+        next offsets to read) to the transaction: committed for the group when
+        the transaction commits, never if it aborts. ``group_metadata`` is
+        ``consumer.group_metadata()`` (lets the broker fence a consumer a
+        rebalance replaced, KIP-447) or a bare group id, as kafka-python
+        takes; ``consumer_group_id=`` is kafka-python 2.x's keyword."""
+        if group_metadata is None:
+            group_metadata = consumer_group_id
+        if isinstance(group_metadata, str):
+            group_metadata = ConsumerGroupMetadata(group_id=group_metadata)
+        group_id = getattr(group_metadata, "group_id", None)
+        if not isinstance(group_metadata, tuple) or not isinstance(group_id, str) or not group_id:
+            raise TypeError(
+                "send_offsets_to_transaction needs consumer.group_metadata() or a group id, "
+                f"not {group_metadata!r}"
+            )
+        native = []
+        for tp, om in offsets.items():
+            if isinstance(om, int):
+                om = OffsetAndMetadata(om)
+            metadata = om[1] if len(om) > 1 and om[1] else ""
+            epoch = om[2] if len(om) > 2 and om[2] is not None else -1
+            native.append((tp[0], int(tp[1]), int(om[0]), metadata, int(epoch)))
+        g = group_metadata
+        self._native.send_offsets_to_transaction(
+            native, group_id, int(g.generation_id), g.member_id or "", g.group_instance_id
+        )
+
+    def commit_transaction(self) -> None:
+        """Sends what is buffered and commits the transaction. If a send of
+        the transaction failed, raises that error and the transaction must be
+        aborted; ``ProducerFencedError`` means this producer is done."""
+        self._native.commit_transaction()
+
+    def abort_transaction(self) -> None:
+        """Aborts the transaction: unsent records fail with
+        ``TransactionAbortedError`` and read_committed consumers never see
+        its records."""
+        self._native.abort_transaction()
 
     def metrics(self, raw: bool = False) -> dict:
         return {}

@@ -20,6 +20,28 @@ class OffsetAndMetadata(NamedTuple):
     leader_epoch: int = -1
 
 
+class MemberState:
+    """A consumer's place in its group (kafka-python's ``MemberState``)."""
+
+    UNJOINED = "<unjoined>"
+    REBALANCING = "<rebalancing>"
+    STABLE = "<stable>"
+
+
+class ConsumerGroupMetadata(NamedTuple):
+    """A snapshot of a consumer's group membership (``KafkaConsumer.group_metadata()``),
+    for ``KafkaProducer.send_offsets_to_transaction``: the group coordinator
+    refuses offsets from a member a rebalance fenced (KIP-447). ``state`` is
+    ``MemberState.STABLE`` once the consumer holds a generation, else
+    ``MemberState.UNJOINED``; the producer ignores it."""
+
+    group_id: str | None = None
+    generation_id: int = -1
+    member_id: str = ""
+    group_instance_id: str | None = None
+    state: str = MemberState.UNJOINED
+
+
 class OffsetAndTimestamp(NamedTuple):
     """The first offset at or after a timestamp (``offsets_for_times``)."""
 
