@@ -31,6 +31,7 @@ use criterion::{
 use futures::stream::{FuturesUnordered, StreamExt};
 use rand::{Rng, SeedableRng};
 use sluice_broker::config::{BrokerConfig, FlushPolicy};
+use sluice_broker::log::read::Isolation;
 use sluice_broker::log::{LogConfig, PartitionLog};
 use sluice_broker::metrics::PartitionMetrics;
 use sluice_protocol::batch::{BatchBuilder, BatchHeader};
@@ -192,7 +193,7 @@ fn bench_read(c: &mut Criterion) {
                 let off = offsets[i % offsets.len()];
                 i += 1;
                 black_box(
-                    log.read(black_box(off), max_bytes)
+                    log.read(black_box(off), max_bytes, Isolation::ReadUncommitted)
                         .map(|r| r.records.map(|f| f.len)),
                 )
             })
@@ -204,7 +205,7 @@ fn bench_read(c: &mut Criterion) {
     g.bench_function(BenchmarkId::new("tail", "1MiB"), |b| {
         b.iter(|| {
             black_box(
-                log.read(black_box(tail), 1 << 20)
+                log.read(black_box(tail), 1 << 20, Isolation::ReadUncommitted)
                     .map(|r| r.records.map(|f| f.len)),
             )
         })

@@ -1,6 +1,8 @@
 //! Fetch (v4-v17). Each partition is read by its owner shard through the
-//! replica layer (consumers up to the high watermark; a follower broker,
-//! named by its replica id, up to the log end, its position recorded), which
+//! replica layer (consumers up to the high watermark, read_committed ones
+//! up to the last stable offset with the aborted transactions they cover;
+//! a follower broker, named by its replica id, up to the log end, its
+//! position recorded), which
 //! returns a (segment file, position, length) range rather than bytes; the response
 //! is encoded here by hand around those ranges so the connection can splice
 //! them from the page cache to the socket. Long polling waits on the owners
@@ -29,7 +31,8 @@ use super::produce::{current_leader, wants_leader_hint};
 use super::{RequestContext, Response, ResponsePart};
 use crate::auth::{Action, Resource};
 use crate::cluster::TopicMeta;
-use crate::log::read::FileRange;
+use crate::log::read::{FileRange, Isolation};
+use crate::log::txn_index::AbortedTxn;
 use crate::replica::Reader;
 
 pub const MIN_VERSION: i16 = 4;
@@ -46,8 +49,13 @@ struct PartitionOut {
     partition: i32,
     error: ErrorCode,
     high_watermark: i64,
+    /// The last stable offset (-1 with an error, as the high watermark).
+    last_stable_offset: i64,
     log_start_offset: i64,
     records: Option<FileRange>,
+    /// read_committed: the aborted transactions the records overlap
+    /// (`None`, encoded as null, for read_uncommitted).
+    aborted: Option<Vec<AbortedTxn>>,
     /// Fetch v12+ `diverging_epoch` for a follower whose log went another
     /// way: (epoch, end offset) to truncate to (KIP-320/595).
     diverging: Option<(i32, i64)>,
@@ -75,6 +83,24 @@ struct ReadPlan {
     /// A follower's last fetched epoch (v12+), -1 when absent.
     last_fetched_epoch: i32,
     reader: Reader,
+    isolation: Isolation,
+}
+
+impl PartitionOut {
+    /// An answer with no data yet.
+    fn empty(partition: i32, error: ErrorCode) -> PartitionOut {
+        PartitionOut {
+            partition,
+            error,
+            high_watermark: -1,
+            last_stable_offset: -1,
+            log_start_offset: -1,
+            records: None,
+            aborted: None,
+            diverging: None,
+            current_leader: None,
+        }
+    }
 }
 
 /// Kafka's ClusterAction on the cluster, which a fetch with a replica id
@@ -111,15 +137,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                 let mut out = Vec::with_capacity(plans.len());
                 for p in plans {
                     let r = match shard.replica(&p.meta, p.partition).await {
-                        Err(code) => PartitionOut {
-                            partition: p.partition,
-                            error: code,
-                            high_watermark: -1,
-                            log_start_offset: -1,
-                            records: None,
-                            diverging: None,
-                            current_leader: None,
-                        },
+                        Err(code) => PartitionOut::empty(p.partition, code),
                         Ok(part)
                             if matches!(p.reader, Reader::Follower(_))
                                 && p.last_fetched_epoch >= 0
@@ -131,49 +149,40 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                                     .is_some() =>
                         {
                             PartitionOut {
-                                partition: p.partition,
-                                error: ErrorCode::None,
                                 high_watermark: part.high_watermark(),
+                                last_stable_offset: part.log.last_stable_offset(),
                                 log_start_offset: part.log_start_offset(),
-                                records: None,
                                 diverging: part.log.diverging_epoch(p.last_fetched_epoch, p.offset),
-                                current_leader: None,
+                                ..PartitionOut::empty(p.partition, ErrorCode::None)
                             }
                         }
                         Ok(part) => {
-                            match part.read(p.reader, p.offset, p.max_bytes, p.current_leader_epoch)
-                            {
+                            match part.read(
+                                p.reader,
+                                p.offset,
+                                p.max_bytes,
+                                p.current_leader_epoch,
+                                p.isolation,
+                            ) {
                                 Ok(r) => PartitionOut {
-                                    partition: p.partition,
-                                    error: ErrorCode::None,
                                     high_watermark: r.high_watermark,
+                                    last_stable_offset: r.last_stable_offset,
                                     log_start_offset: r.log_start_offset,
                                     records: r.records,
-                                    diverging: None,
-                                    current_leader: None,
+                                    aborted: r.aborted_transactions,
+                                    ..PartitionOut::empty(p.partition, ErrorCode::None)
                                 },
                                 // Not the leader (or not a replica): no offsets.
                                 Err(
                                     code @ (ErrorCode::NotLeaderOrFollower
                                     | ErrorCode::FencedLeaderEpoch
                                     | ErrorCode::UnknownLeaderEpoch),
-                                ) => PartitionOut {
-                                    partition: p.partition,
-                                    error: code,
-                                    high_watermark: -1,
-                                    log_start_offset: -1,
-                                    records: None,
-                                    diverging: None,
-                                    current_leader: None,
-                                },
+                                ) => PartitionOut::empty(p.partition, code),
                                 Err(code) => PartitionOut {
-                                    partition: p.partition,
-                                    error: code,
                                     high_watermark: part.high_watermark(),
+                                    last_stable_offset: part.log.last_stable_offset(),
                                     log_start_offset: part.log_start_offset(),
-                                    records: None,
-                                    diverging: None,
-                                    current_leader: None,
+                                    ..PartitionOut::empty(p.partition, code)
                                 },
                             }
                         }
@@ -197,15 +206,7 @@ async fn read_all(ctx: &RequestContext, plans: &[ReadPlan]) -> Vec<(usize, usize
                     merged.push((
                         ti,
                         pi,
-                        PartitionOut {
-                            partition,
-                            error: ErrorCode::LeaderNotAvailable,
-                            high_watermark: -1,
-                            log_start_offset: -1,
-                            records: None,
-                            diverging: None,
-                            current_leader: None,
-                        },
+                        PartitionOut::empty(partition, ErrorCode::LeaderNotAvailable),
                     ));
                 }
             }
@@ -219,10 +220,11 @@ async fn wait_any(ctx: &RequestContext, plans: &[ReadPlan], deadline: Instant) {
     let waits = plans.iter().map(|p| {
         let owner = broker.owner_of_partition(&p.meta.id, p.partition);
         let (meta, partition, offset, reader) = (p.meta.clone(), p.partition, p.offset, p.reader);
+        let isolation = p.isolation;
         broker
             .on_shard(owner, move |shard| async move {
                 if let Some(part) = shard.replicas.get(&meta.id, partition) {
-                    part.wait(reader, offset, deadline).await;
+                    part.wait(reader, offset, deadline, isolation).await;
                 } else {
                     compio::time::sleep_until(deadline).await;
                 }
@@ -250,6 +252,11 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
         req.max_bytes as usize
     };
     let reader = Reader::from_replica_id(replica_id(ctx.version, &req));
+    // Followers read everything up to the log end whatever they ask.
+    let isolation = match reader {
+        Reader::Consumer => Isolation::from_level(req.isolation_level),
+        Reader::Follower(_) => Isolation::ReadUncommitted,
+    };
     // A follower's fetch needs ClusterAction instead of ReadData on topics;
     // without it every partition answers TOPIC_AUTHORIZATION_FAILED (Kafka).
     let cluster_action_allowed =
@@ -279,15 +286,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
             partitions: Vec::with_capacity(t.partitions.len()),
         };
         for (pi, p) in t.partitions.iter().enumerate() {
-            let mut po = PartitionOut {
-                partition: p.partition,
-                error: ErrorCode::None,
-                high_watermark: -1,
-                log_start_offset: -1,
-                records: None,
-                diverging: None,
-                current_leader: None,
-            };
+            let mut po = PartitionOut::empty(p.partition, ErrorCode::None);
             match &meta {
                 _ if !read_allowed => po.error = ErrorCode::TopicAuthorizationFailed,
                 None => {
@@ -315,6 +314,7 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
                         -1
                     },
                     reader,
+                    isolation,
                 }),
             }
             out.partitions.push(po);
@@ -458,15 +458,26 @@ fn encode(ctx: &RequestContext, topics: &[TopicOut], node_endpoints: &[NodeEndpo
             buf.put_i32(p.partition);
             buf.put_i16(p.error.code());
             buf.put_i64(p.high_watermark);
-            buf.put_i64(p.high_watermark); // last_stable_offset: no transactions
+            buf.put_i64(p.last_stable_offset);
             if v >= 5 {
                 buf.put_i64(p.log_start_offset);
             }
-            // aborted_transactions: null
-            if flexible {
-                put_uvarint(&mut buf, 0);
-            } else {
-                buf.put_i32(-1);
+            // aborted_transactions: null for read_uncommitted (as Kafka),
+            // else (producer_id, first_offset) entries, each with no
+            // tagged fields when flexible.
+            match &p.aborted {
+                None if flexible => put_uvarint(&mut buf, 0),
+                None => buf.put_i32(-1),
+                Some(list) => {
+                    put_array_len(&mut buf, flexible, list.len());
+                    for a in list {
+                        buf.put_i64(a.producer_id);
+                        buf.put_i64(a.first_offset);
+                        if flexible {
+                            buf.put_u8(0);
+                        }
+                    }
+                }
             }
             if v >= 11 {
                 buf.put_i32(-1); // preferred_read_replica

@@ -30,6 +30,7 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
 pub mod describe_user_scram_credentials;
@@ -52,6 +53,7 @@ pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
 pub mod unregister_broker;
+pub mod write_txn_markers;
 
 pub struct RequestContext {
     pub shard: Rc<Shard>,
@@ -279,6 +281,8 @@ registry! {
     AlterPartitionReassignments => alter_partition_reassignments(m::AlterPartitionReassignmentsRequest),
     ListPartitionReassignments => list_partition_reassignments(m::ListPartitionReassignmentsRequest),
     UnregisterBroker => unregister_broker(m::UnregisterBrokerRequest),
+    WriteTxnMarkers => write_txn_markers(m::WriteTxnMarkersRequest),
+    DescribeProducers => describe_producers(m::DescribeProducersRequest),
 }
 
 /// APIs answered by the connection itself rather than a handler module,

@@ -6,8 +6,13 @@
 //! acks=all then waits for the high watermark.
 //! Records are never decompressed here, except for compacted topics, whose
 //! records must all have keys (INVALID_RECORD otherwise, as in Kafka).
-//! acks=0 gets no response, as in Kafka;
-//! transactional produce is refused until transactions exist.
+//! acks=0 gets no response, as in Kafka.
+//! Transactional batches are accepted (the partition log checks them
+//! against the producer's transaction state); a request naming a
+//! `transactional_id` needs Write on it (MSK IAM's AlterTransactionalId),
+//! TRANSACTIONAL_ID_AUTHORIZATION_FAILED otherwise. Control batches
+//! (transaction markers) come only from WriteTxnMarkers, never from a
+//! client.
 //!
 //! Leader discovery (KIP-951): a v10+ partition answered
 //! NOT_LEADER_OR_FOLLOWER or FENCED_LEADER_EPOCH names the partition's
@@ -119,12 +124,6 @@ fn validate(
                 "clients may not produce control batches".into(),
             ));
         }
-        if h.is_transactional() {
-            return Err((
-                ErrorCode::TransactionalIdAuthorizationFailed,
-                "transactions are not supported by this broker yet".into(),
-            ));
-        }
         if meta.log_config.cleanup_compact {
             check_keyed(bytes)?;
         }
@@ -155,6 +154,12 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
     let deadline = Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
     let mut response = ProduceResponse::default();
     let mut by_shard: BTreeMap<usize, Vec<Item>> = BTreeMap::new();
+    let transactional_id_allowed = req.transactional_id.as_ref().is_none_or(|id| {
+        ctx.allowed(
+            Action::AlterTransactionalId,
+            Resource::TransactionalId(id.as_str()),
+        )
+    });
     for (ti, topic) in req.topic_data.into_iter().enumerate() {
         let mut tr = TopicProduceResponse::default();
         tr.name = topic.name.clone();
@@ -166,15 +171,17 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
             pr.base_offset = -1;
             pr.log_append_time_ms = -1;
             pr.log_start_offset = -1;
-            let outcome = if !write_allowed {
+            // Kafka checks the transactional id before the topics.
+            let outcome = if !transactional_id_allowed {
+                Err((
+                    ErrorCode::TransactionalIdAuthorizationFailed,
+                    "not authorized to kafka-cluster:AlterTransactionalId on this transactional id"
+                        .into(),
+                ))
+            } else if !write_allowed {
                 Err((
                     ErrorCode::TopicAuthorizationFailed,
                     "not authorized to kafka-cluster:WriteData on this topic".into(),
-                ))
-            } else if req.transactional_id.is_some() {
-                Err((
-                    ErrorCode::TransactionalIdAuthorizationFailed,
-                    "transactions are not supported by this broker yet".into(),
                 ))
             } else if !(-1..=1).contains(&req.acks) {
                 Err((

@@ -9,10 +9,12 @@
 //! A round goes through three steps: [`stage_round`] (pure, in `staging`:
 //! outcomes, offsets, patched headers, the write plan), `write_and_sync`
 //! (the io_uring vectored write and fdatasync; a failed write is cut off)
-//! and `commit` (indexes, producer state, log end offset, metrics, then
-//! the log-end listener: the replica layer moves the high watermark).
-//! Nothing of the partition changes before the write is durable, so a
-//! failed round leaves no trace.
+//! and `commit` (indexes, producer state and open transactions, log end
+//! offset, metrics, then the log-end listener: the replica layer moves the
+//! high watermark). A round whose abort markers ended transactions then
+//! appends their entries to the segment's `.txnindex` (synced as the round
+//! was) before anyone is answered. Nothing of the partition changes before
+//! the write is durable, so a failed round leaves no trace.
 
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -27,7 +29,7 @@ use sluice_protocol::batch::BatchHeader;
 use sluice_protocol::clock::now_ms;
 use sluice_protocol::ErrorCode;
 
-use super::producer_state::ProducerEntry;
+use super::producer_state::{ProducerEntry, TxnEvent};
 use super::segment::Segment;
 use super::staging::{stage_round, RoundBuffers, RoundPlan, RoundStart, Staged};
 use super::PartitionLog;
@@ -224,6 +226,7 @@ impl PartitionLog {
             placed,
             next_offset,
             producers,
+            txn_events,
         } = plan;
         if buffers.len > 0 {
             let must_sync =
@@ -242,11 +245,14 @@ impl PartitionLog {
                 placed,
                 next_offset,
                 producers,
+                txn_events,
                 written,
                 records,
                 synced,
             };
-            self.commit(committed, cfg.index_interval_bytes);
+            if let Some(aborts) = self.commit(committed, cfg.index_interval_bytes) {
+                self.write_txn_index(aborts, synced).await;
+            }
         } else {
             // Nothing to write (duplicates and rejections only).
             self.wake_waiters();
@@ -291,18 +297,31 @@ impl PartitionLog {
         }
     }
 
-    /// Makes a written round part of the log: indexes, producer state, log
-    /// end offset, metrics; then wakes parked follower fetches and lets the
-    /// replica layer move the high watermark (`log_end_moved`).
-    fn commit(&self, round: Committed, index_interval_bytes: usize) {
-        {
+    /// Makes a written round part of the log: indexes, producer state and
+    /// open transactions, log end offset, metrics; then wakes parked
+    /// follower fetches and lets the replica layer move the high watermark
+    /// (`log_end_moved`). Returns the `.txnindex` entries the round's
+    /// aborts added to the active segment, still to be written.
+    fn commit(&self, round: Committed, index_interval_bytes: usize) -> Option<TxnIndexWrite> {
+        let aborts = {
             let mut st = self.state.borrow_mut();
+            let st = &mut *st;
             if let Some(active) = st.segments.values_mut().next_back() {
                 for (pos, h) in &round.placed {
                     active.note_batch(*pos, h, index_interval_bytes);
                 }
             }
             st.producers.producers.extend(round.producers);
+            let aborted: Vec<_> = round
+                .txn_events
+                .into_iter()
+                .filter_map(|e| st.producers.apply(e))
+                .collect();
+            let aborts = st
+                .segments
+                .values_mut()
+                .next_back()
+                .and_then(|active| TxnIndexWrite::add(active, aborted));
             let epochs = round
                 .placed
                 .iter()
@@ -314,9 +333,22 @@ impl PartitionLog {
             st.dirty |= !round.synced;
             self.metrics
                 .set_offsets(st.log_start_offset, st.log_end_offset, st.size_bytes());
-        }
+            aborts
+        };
         self.metrics.add_in(round.written as u64, round.records);
         self.log_end_moved();
+        aborts
+    }
+
+    /// Appends entries [`TxnIndexWrite::add`] put in a segment's memory to
+    /// its `.txnindex` file; synced when the log bytes were. A failure is
+    /// logged: recovery rebuilds the entries from the markers in the log.
+    pub(super) async fn write_txn_index(&self, w: TxnIndexWrite, sync: bool) {
+        let result =
+            super::segment::append_txn_index(&self.dir, w.base, w.position, w.bytes, sync).await;
+        if let Err(e) = result {
+            tracing::error!(topic = %self.topic, partition = self.partition, segment = w.base, error = %e, "cannot append to the transaction index; recovery rebuilds it");
+        }
     }
 
     /// Answers each request of a round with its staged outcome.
@@ -374,11 +406,39 @@ fn reply_all(round: Vec<AppendRequest>, result: AppendResult) {
     }
 }
 
+/// Entries added to a segment's transaction index in memory, to append to
+/// its file.
+pub(super) struct TxnIndexWrite {
+    base: i64,
+    position: u64,
+    bytes: Vec<u8>,
+}
+
+impl TxnIndexWrite {
+    /// Adds `aborted` to `seg`'s index in memory; what to write, if any.
+    pub(super) fn add(
+        seg: &mut Segment,
+        aborted: Vec<super::txn_index::AbortedTxn>,
+    ) -> Option<TxnIndexWrite> {
+        if aborted.is_empty() {
+            return None;
+        }
+        let position = (seg.txn_index.entries.len() * super::txn_index::ENTRY_LEN) as u64;
+        seg.txn_index.entries.extend_from_slice(&aborted);
+        Some(TxnIndexWrite {
+            base: seg.base_offset,
+            position,
+            bytes: super::txn_index::encode_entries(&aborted),
+        })
+    }
+}
+
 /// What a written round commits (its plan, less what was written).
 struct Committed {
     placed: Vec<(u64, BatchHeader)>,
     next_offset: i64,
     producers: HashMap<i64, ProducerEntry>,
+    txn_events: Vec<TxnEvent>,
     written: usize,
     records: u64,
     synced: bool,

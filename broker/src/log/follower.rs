@@ -10,9 +10,11 @@
 //! and under `flush.policy=always` an fdatasync before
 //! [`PartitionLog::append_replicated`] returns, so a fetcher that fetches
 //! again only after it returned has made everything it acknowledged (by
-//! fetching further) durable. Producer state and the epoch cache are
-//! updated from the batch headers, so a follower that becomes leader
-//! recognises idempotent retries.
+//! fetching further) durable. Producer state, open transactions, the
+//! segments' transaction indexes and the epoch cache are updated from the
+//! batches as the leader's are, so a follower that becomes leader
+//! recognises idempotent retries, keeps the last stable offset of every
+//! open transaction and serves the aborted ones to read_committed fetches.
 //!
 //! Truncation updates the in-memory state first (readers never see bytes
 //! about to go) and then the files: later segments are deleted from the
@@ -24,11 +26,13 @@ use bytes::Bytes;
 use sluice_protocol::batch::{self, BatchHeader, BATCH_HEADER_LEN};
 use sluice_protocol::clock::now_ms;
 
+use super::append::TxnIndexWrite;
 use super::epoch_cache::{EpochCache, EpochEntry};
 use super::producer_state::ProducerStateMap;
 use super::recovery::write_checkpoint;
 use super::segment::{self, Segment};
 use super::staging::RoundBuffers;
+use super::txn_marker::EndTxnMarker;
 use super::{LogError, PartitionLog};
 use crate::config::FlushPolicy;
 
@@ -128,6 +132,11 @@ impl PartitionLog {
             (active.writer.clone(), active.size)
         };
         let must_sync = cfg.flush_policy == FlushPolicy::Always;
+        let markers: Vec<Option<EndTxnMarker>> = headers
+            .iter()
+            .zip(&batches)
+            .map(|(h, b)| EndTxnMarker::of_batch(h, b))
+            .collect();
         let buffers = RoundBuffers {
             parts: batches,
             len: bytes,
@@ -137,7 +146,7 @@ impl PartitionLog {
             .await
             .map_err(LogError::from)?;
         let records: u64 = headers.iter().map(|h| h.records_count.max(0) as u64).sum();
-        {
+        let aborts = {
             let mut st = self.state.borrow_mut();
             let st = &mut *st;
             if let Some(active) = st.segments.values_mut().next_back() {
@@ -147,9 +156,16 @@ impl PartitionLog {
                     pos += h.total_len() as u64;
                 }
             }
-            for h in &headers {
-                st.producers.update(h, now);
-            }
+            let aborted: Vec<_> = headers
+                .iter()
+                .zip(markers)
+                .filter_map(|(h, marker)| st.producers.update(h, marker, now))
+                .collect();
+            let aborts = st
+                .segments
+                .values_mut()
+                .next_back()
+                .and_then(|active| TxnIndexWrite::add(active, aborted));
             if st.epochs.observe(
                 headers
                     .iter()
@@ -161,6 +177,10 @@ impl PartitionLog {
             st.dirty |= !synced;
             self.metrics
                 .set_offsets(st.log_start_offset, st.log_end_offset, st.size_bytes());
+            aborts
+        };
+        if let Some(aborts) = aborts {
+            self.write_txn_index(aborts, synced).await;
         }
         self.metrics.add_in(bytes as u64, records);
         Ok(ReplicatedAppend {
@@ -243,7 +263,7 @@ impl PartitionLog {
         }
         let interval = self.config.borrow().index_interval_bytes;
         // In memory first: readers stop at the new end at once.
-        let (doomed, writer, cut_at, new_end) = {
+        let (doomed, writer, cut_at, new_end, txn_index_cut) = {
             let mut st = self.state.borrow_mut();
             let st = &mut *st;
             let doomed: Vec<Segment> = {
@@ -263,15 +283,18 @@ impl PartitionLog {
             };
             reindex(seg, cut_at, interval)?;
             let (new_end, writer) = (seg.next_offset, seg.writer.clone());
+            let txn_index_cut = seg.txn_index.truncate_from(new_end);
             st.producers = replay_producers(st.segments.values())?;
             if st.epochs.truncate_from_end(new_end) {
                 st.epochs.flush_or_warn();
             }
             st.log_end_offset = new_end;
             st.high_watermark = st.high_watermark.min(new_end);
+            let hw = st.high_watermark;
+            st.producers.on_high_watermark(hw);
             self.metrics
                 .set_offsets(st.log_start_offset, st.log_end_offset, st.size_bytes());
-            (doomed, writer, cut_at, new_end)
+            (doomed, writer, cut_at, new_end, txn_index_cut)
         };
         tracing::info!(topic = %self.topic, partition = self.partition, offset, new_end, "truncating log");
         // Then the files: later segments gone (durably) before the cut.
@@ -286,6 +309,9 @@ impl PartitionLog {
             writer.sync_data().await?;
             if let Some(seg) = self.state.borrow().active() {
                 seg.persist_indexes()?;
+                if txn_index_cut {
+                    seg.persist_txn_index()?;
+                }
             }
             Ok::<(), std::io::Error>(())
         };
@@ -416,16 +442,25 @@ fn reindex(seg: &mut Segment, limit: u64, interval: usize) -> std::io::Result<()
     Ok(())
 }
 
-/// The idempotent-producer state of the batches in `segments`, replayed
-/// from their headers (what recovery does; no snapshots yet).
+/// The producer and transaction state of the batches in `segments`,
+/// replayed from their headers and markers (what recovery does; no
+/// snapshots yet).
 fn replay_producers<'a>(
     segments: impl Iterator<Item = &'a Segment>,
 ) -> std::io::Result<ProducerStateMap> {
+    use std::os::unix::fs::FileExt;
     let now = now_ms();
     let mut producers = ProducerStateMap::default();
     for seg in segments {
-        for (_, h) in headers_of(seg, seg.size)? {
-            producers.update(&h, now);
+        for (pos, h) in headers_of(seg, seg.size)? {
+            let marker = if h.is_control() {
+                let mut buf = vec![0u8; h.total_len()];
+                seg.reader.read_exact_at(&mut buf, pos)?;
+                EndTxnMarker::of_batch(&h, &Bytes::from(buf))
+            } else {
+                None
+            };
+            producers.update(&h, marker, now);
         }
     }
     Ok(producers)

@@ -3,8 +3,10 @@
 //! its effective configuration; the submodules own appends with group commit
 //! (`append`, staging each round in `staging`), reads for Fetch and ListOffsets (`read`), start-up recovery
 //! (`recovery`), retention and DeleteRecords (`retention`), removing a
-//! partition directory crash-safely (`deletion`), idempotent
-//! producer state (`producer_state`), the leader epoch cache and its
+//! partition directory crash-safely (`deletion`), idempotent and
+//! transactional producer state with the last stable offset
+//! (`producer_state`), transaction markers (`txn_marker`) and each
+//! segment's index of aborted transactions (`txn_index`), the leader epoch cache and its
 //! checkpoint (`epoch_cache`), a follower's appends of fetched batches and
 //! truncation (`follower`), compaction of `cleanup.policy=compact` logs
 //! (`cleaner`), the segment/index files, and two small files of
@@ -34,6 +36,10 @@ pub mod replay;
 pub mod retention;
 pub mod segment;
 pub mod staging;
+pub mod txn_index;
+pub mod txn_marker;
+#[cfg(test)]
+mod txn_tests;
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -239,6 +245,15 @@ impl PartitionLog {
         self.state.borrow().log_end_offset
     }
 
+    /// Kafka's last stable offset: the high watermark, or before it the
+    /// first offset of the oldest transaction not yet ended (or ended by a
+    /// marker the high watermark has not passed). read_committed reads stop
+    /// here.
+    pub fn last_stable_offset(&self) -> i64 {
+        let st = self.state.borrow();
+        st.producers.last_stable_offset(st.high_watermark)
+    }
+
     fn wake_waiters(&self) {
         for w in self.waiters.borrow_mut().drain(..) {
             let _ = w.send(());
@@ -273,6 +288,8 @@ impl PartitionLog {
     pub fn start_high_watermark_at(&self, hw: i64) {
         let mut st = self.state.borrow_mut();
         st.high_watermark = hw.min(st.log_end_offset).max(st.log_start_offset);
+        let hw = st.high_watermark;
+        st.producers.on_high_watermark(hw);
     }
 
     /// Moves the high watermark forward to `hw` (capped at the log end; it
@@ -281,12 +298,18 @@ impl PartitionLog {
         let moved = {
             let mut st = self.state.borrow_mut();
             let hw = hw.min(st.log_end_offset);
-            if hw > st.high_watermark {
+            let moved = hw > st.high_watermark;
+            if moved {
                 st.high_watermark = hw;
-                true
-            } else {
-                false
             }
+            // Ended transactions the high watermark passed are stable now
+            // (the last stable offset moves with the high watermark, so the
+            // fetches woken below see it).
+            if !st.producers.unreplicated.is_empty() {
+                let hw = st.high_watermark;
+                st.producers.on_high_watermark(hw);
+            }
+            moved
         };
         if moved {
             self.wake_waiters();

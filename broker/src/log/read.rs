@@ -1,8 +1,10 @@
 //! Reads: offset -> (file, byte range) for Fetch, so the connection can splice
-//! the bytes from the page cache to the socket (consumers below the high
-//! watermark, followers below the log end); long-poll parking until the
-//! high watermark (consumers) or the log end (followers) moves; offset
-//! lookups by timestamp for ListOffsets.
+//! the bytes from the page cache to the socket (read_uncommitted consumers
+//! below the high watermark, read_committed ones below the last stable
+//! offset with the aborted transactions from the segments' transaction
+//! indexes, followers below the log end); long-poll parking until the high
+//! watermark (consumers), the last stable offset (read_committed) or the
+//! log end (followers) moves; offset lookups by timestamp for ListOffsets.
 
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
@@ -11,6 +13,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use futures::channel::oneshot;
 
+use super::txn_index::AbortedTxn;
 use super::{LogError, PartitionLog};
 
 /// A byte range of a segment file holding whole record batches.
@@ -21,20 +24,58 @@ pub struct FileRange {
     pub len: u64,
 }
 
+/// Kafka's fetch isolation level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Isolation {
+    /// Everything below the high watermark (isolation_level 0).
+    #[default]
+    ReadUncommitted,
+    /// Only below the last stable offset, with the aborted transactions
+    /// the answer overlaps (isolation_level 1).
+    ReadCommitted,
+}
+
+impl Isolation {
+    /// From a Fetch or ListOffsets `isolation_level` (1: read_committed).
+    pub fn from_level(level: i8) -> Isolation {
+        if level == 1 {
+            Isolation::ReadCommitted
+        } else {
+            Isolation::ReadUncommitted
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ReadResult {
     pub high_watermark: i64,
+    pub last_stable_offset: i64,
     pub log_start_offset: i64,
     pub records: Option<FileRange>,
+    /// read_committed: the aborted transactions overlapping the records
+    /// returned (empty when none); `None` for read_uncommitted, which Kafka
+    /// answers with a null list.
+    pub aborted_transactions: Option<Vec<AbortedTxn>>,
 }
 
 impl PartitionLog {
-    /// Whole batches from `offset` below the high watermark, at most
-    /// `max_bytes` unless the first batch alone is larger (then it comes
-    /// alone, so consumers make progress).
-    pub fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
-        let hw = self.high_watermark();
-        self.read_below(offset, max_bytes, hw)
+    /// Whole batches from `offset` below the high watermark (read_committed:
+    /// below the last stable offset, with the aborted transactions they
+    /// overlap), at most `max_bytes` unless the first batch alone is larger
+    /// (then it comes alone, so consumers make progress).
+    pub fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        isolation: Isolation,
+    ) -> Result<ReadResult, LogError> {
+        match isolation {
+            Isolation::ReadUncommitted => {
+                let hw = self.high_watermark();
+                self.read_below(offset, max_bytes, hw)
+            }
+            Isolation::ReadCommitted => self.read_committed(offset, max_bytes),
+        }
     }
 
     /// As [`read`](Self::read), but up to `limit` (capped at the log end)
@@ -45,12 +86,62 @@ impl PartitionLog {
         max_bytes: usize,
         limit: i64,
     ) -> Result<ReadResult, LogError> {
+        self.read_range(offset, max_bytes, limit)
+            .map(|(result, _)| result)
+    }
+
+    fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let lso = self.last_stable_offset();
+        let (mut result, upper_bound) = self.read_range(offset, max_bytes, lso)?;
+        let aborted = match upper_bound {
+            Some(upper) => self.aborted_transactions(offset, upper),
+            None => Vec::new(),
+        };
+        result.aborted_transactions = Some(aborted);
+        Ok(result)
+    }
+
+    /// Kafka's `collectAbortedTransactions`: the aborted transactions with
+    /// their marker at or after `fetch_offset` and their first offset
+    /// below `upper_bound`, from the transaction indexes of the segment
+    /// holding `fetch_offset` onwards (a marker follows its transaction),
+    /// until one says every transaction that started below the bound has
+    /// ended.
+    pub fn aborted_transactions(&self, fetch_offset: i64, upper_bound: i64) -> Vec<AbortedTxn> {
+        let st = self.state.borrow();
+        let from = st
+            .segments
+            .range(..=fetch_offset)
+            .next_back()
+            .map_or(i64::MIN, |(b, _)| *b);
+        let mut out = Vec::new();
+        for seg in st.segments.range(from..).map(|(_, s)| s) {
+            let found = seg.txn_index.collect(fetch_offset, upper_bound);
+            out.extend(found.aborted);
+            if found.complete {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Reads below `limit` (capped at the log end); with the records, the
+    /// offset after the last batch returned (the upper bound of what the
+    /// answer covers).
+    fn read_range(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        limit: i64,
+    ) -> Result<(ReadResult, Option<i64>), LogError> {
         let st = self.state.borrow();
         let limit = limit.min(st.log_end_offset);
         let base = ReadResult {
             high_watermark: st.high_watermark,
+            last_stable_offset: st.producers.last_stable_offset(st.high_watermark),
             log_start_offset: st.log_start_offset,
             records: None,
+            aborted_transactions: None,
         };
         // Out of range is judged against the log end, as Kafka does: an
         // offset between the limit (the high watermark) and the log end is
@@ -63,7 +154,7 @@ impl PartitionLog {
             });
         }
         if offset >= limit {
-            return Ok(base);
+            return Ok((base, None));
         }
         let first_seg = st
             .segments
@@ -79,16 +170,18 @@ impl PartitionLog {
             if seg.size - start <= max_bytes as u64 && seg.next_offset <= limit {
                 let len = seg.size - start;
                 self.metrics.add_out(len);
-                return Ok(ReadResult {
+                let result = ReadResult {
                     records: Some(FileRange {
                         file: seg.reader.clone(),
                         position: start,
                         len,
                     }),
                     ..base
-                });
+                };
+                return Ok((result, Some(seg.next_offset)));
             }
             let mut end = start;
+            let mut next_offset = offset;
             while end < seg.size {
                 let Some(h) = seg.header_at(end)? else { break };
                 if h.base_offset >= limit {
@@ -99,27 +192,43 @@ impl PartitionLog {
                     break;
                 }
                 end += len;
+                next_offset = h.next_offset();
             }
             if end == start {
-                return Ok(base);
+                return Ok((base, None));
             }
             self.metrics.add_out(end - start);
-            return Ok(ReadResult {
+            let result = ReadResult {
                 records: Some(FileRange {
                     file: seg.reader.clone(),
                     position: start,
                     len: end - start,
                 }),
                 ..base
-            });
+            };
+            return Ok((result, Some(next_offset)));
         }
-        Ok(base)
+        Ok((base, None))
     }
 
     /// Resolves when the high watermark passes `offset`, the partition
     /// closes, or `deadline` comes.
     pub async fn wait_for_data(&self, offset: i64, deadline: Instant) {
         if self.high_watermark() > offset || self.closed.get() {
+            return;
+        }
+        let (tx, rx) = oneshot::channel();
+        self.waiters.borrow_mut().push(tx);
+        let _ = compio::time::timeout_at(deadline, rx).await;
+    }
+
+    /// A read_committed fetch's wait: resolves when the last stable offset
+    /// passes `offset`, the partition closes, or `deadline` comes. The last
+    /// stable offset moves only when the high watermark does, so it parks
+    /// with the high watermark's waiters (a move that leaves the last
+    /// stable offset where it was costs the fetch one empty read).
+    pub async fn wait_for_stable(&self, offset: i64, deadline: Instant) {
+        if self.last_stable_offset() > offset || self.closed.get() {
             return;
         }
         let (tx, rx) = oneshot::channel();

@@ -1,6 +1,6 @@
 //! One log segment: `<base offset, 20 digits>.log` holding v2 record batches
 //! exactly as produced (base offsets patched), with its sparse offset and time
-//! indexes. Writes go through the io_uring `compio` file handle; reads use a
+//! indexes and its transaction index (`.txnindex`, see `txn_index`). Writes go through the io_uring `compio` file handle; reads use a
 //! plain file handle shared behind an `Arc`, so a fetch served by another
 //! shard can splice the byte range straight from the page cache.
 
@@ -11,6 +11,7 @@ use std::sync::Arc;
 use sluice_protocol::batch::{BatchHeader, BATCH_HEADER_LEN};
 
 use super::index::{OffsetIndex, TimeIndex};
+use super::txn_index::{self, TxnIndex};
 
 pub fn log_file_name(base: i64) -> String {
     format!("{base:020}.log")
@@ -38,6 +39,8 @@ pub struct Segment {
     pub next_offset: i64,
     pub offset_index: OffsetIndex,
     pub time_index: TimeIndex,
+    /// The transactions aborted by markers in this segment.
+    pub txn_index: TxnIndex,
     pub max_timestamp: i64,
     pub bytes_since_last_index: usize,
     /// Wall-clock ms of creation, for `segment.ms` rolling.
@@ -66,6 +69,7 @@ impl Segment {
             next_offset: base_offset,
             offset_index: OffsetIndex::default(),
             time_index: TimeIndex::default(),
+            txn_index: TxnIndex::default(),
             max_timestamp: -1,
             bytes_since_last_index: 0,
             created_ms,
@@ -82,7 +86,7 @@ impl Segment {
             .open(&path)
             .await?;
         let reader = std::fs::File::open(&path)?;
-        for ext in ["index", "timeindex"] {
+        for ext in ["index", "timeindex", "txnindex"] {
             let _ = std::fs::remove_file(dir.join(format!("{base_offset:020}.{ext}")));
         }
         Ok(Segment::empty(dir, base_offset, writer, reader, now_ms))
@@ -169,10 +173,48 @@ impl Segment {
     }
 
     pub fn delete_files(&self) {
-        for ext in ["log", "index", "timeindex"] {
+        for ext in ["log", "index", "timeindex", "txnindex"] {
             let _ = std::fs::remove_file(self.path(ext));
         }
     }
+
+    /// Rewrites the whole `.txnindex` from memory (no file when empty):
+    /// after recovery or truncation changed it.
+    pub fn persist_txn_index(&self) -> std::io::Result<()> {
+        let path = txn_index::txn_index_path(&self.dir, self.base_offset);
+        if self.txn_index.entries.is_empty() {
+            return match std::fs::remove_file(&path) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+                _ => Ok(()),
+            };
+        }
+        write_file_synced(&path, &self.txn_index.encode())
+    }
+}
+
+/// Appends encoded entries at `position` of segment `base`'s `.txnindex`
+/// through io_uring, fdatasync'ed with `sync`: how an append round (or a
+/// follower's append) records the aborts it wrote.
+pub async fn append_txn_index(
+    dir: &Path,
+    base: i64,
+    position: u64,
+    bytes: Vec<u8>,
+    sync: bool,
+) -> std::io::Result<()> {
+    use compio::io::AsyncWriteAtExt;
+    let file = compio::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .open(txn_index::txn_index_path(dir, base))
+        .await?;
+    let mut w = file.clone();
+    let compio::BufResult(res, _) = w.write_all_at(bytes, position).await;
+    res?;
+    if sync {
+        file.sync_data().await?;
+    }
+    Ok(())
 }
 
 /// Writes segment `base`'s `.index` and `.timeindex` files in `dir`.

@@ -16,7 +16,8 @@ use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::{self, BatchHeader};
 use sluice_protocol::ErrorCode;
 
-use super::producer_state::{ProducerEntry, ProducerStateMap, SequenceCheck};
+use super::producer_state::{ProducerEntry, ProducerStateMap, SequenceCheck, TxnEvent};
+use super::txn_marker::EndTxnMarker;
 
 /// Where the round starts and how it is stamped, read from the partition
 /// just before staging.
@@ -58,6 +59,9 @@ pub struct RoundPlan {
     pub next_offset: i64,
     /// The new state of every producer the round appended for.
     pub producers: HashMap<i64, ProducerEntry>,
+    /// The transactions the round began and ended, in log order (commit
+    /// applies them to the partition's open transactions).
+    pub txn_events: Vec<TxnEvent>,
 }
 
 impl RoundPlan {
@@ -84,12 +88,14 @@ pub fn stage_round<'a>(
         placed: Vec::new(),
         next_offset: start.next_offset,
         producers: HashMap::new(),
+        txn_events: Vec::new(),
     };
     let stamp = start.log_append_time.then_some(start.now_ms);
     for batches in requests {
         let mark = (plan.buffers.mark(), plan.placed.len(), plan.next_offset);
         // This request's producer changes, on top of the round's so far.
         let mut touched: HashMap<i64, ProducerEntry> = HashMap::new();
+        let mut events: Vec<TxnEvent> = Vec::new();
         let mut outcome: Option<Staged> = None;
         for (h, data) in batches {
             let pid = h.producer_id;
@@ -97,7 +103,9 @@ pub fn stage_round<'a>(
                 .get(&pid)
                 .or_else(|| plan.producers.get(&pid))
                 .or_else(|| live.producers.get(&pid));
-            match ProducerStateMap::check_entry(current, h) {
+            // Only transaction markers (control batches) are decoded here.
+            let marker = EndTxnMarker::of_batch(h, data);
+            match ProducerStateMap::check_entry(current, h, marker.as_ref()) {
                 SequenceCheck::Reject(code) => {
                     outcome = Some(Staged::Rejected(code));
                     break;
@@ -120,10 +128,12 @@ pub fn stage_round<'a>(
                     }
                     if h.has_producer_id() {
                         let base = current.cloned().unwrap_or_default();
-                        touched
-                            .entry(pid)
-                            .or_insert(base)
-                            .record(&placed, start.now_ms);
+                        let event = touched.entry(pid).or_insert(base).record(
+                            &placed,
+                            marker,
+                            start.now_ms,
+                        );
+                        events.extend(event);
                     }
                     outcome.get_or_insert(Staged::Appended {
                         base_offset: offset,
@@ -142,6 +152,7 @@ pub fn stage_round<'a>(
             plan.next_offset = next_offset;
         } else {
             plan.producers.extend(touched);
+            plan.txn_events.extend(events);
         }
         plan.outcomes.push(outcome);
     }
@@ -293,7 +304,7 @@ mod tests {
         let (first, _) = batch(Some((42, 0, 0)), 2);
         let mut first = first;
         first.base_offset = 0;
-        live.update(&first, 0);
+        live.update(&first, None, 0);
 
         let retry = [batch(Some((42, 0, 0)), 2)];
         let next = [batch(Some((42, 0, 2)), 1)];

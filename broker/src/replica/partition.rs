@@ -24,7 +24,8 @@ use super::isr::{IsrProposal, LeaderAndIsr};
 use super::leader::LeaderState;
 use super::ReplicaContext;
 use crate::log::append::AppendResult;
-use crate::log::read::ReadResult;
+use crate::log::read::{Isolation, ReadResult};
+use crate::log::txn_marker::EndTxnMarker;
 use crate::log::PartitionLog;
 
 /// A partition's role on this broker.
@@ -323,8 +324,38 @@ impl Partition {
         }
     }
 
-    /// Reads for a fetch: consumers below the high watermark, followers below
-    /// the log end. A follower's read also records its position, moves the
+    /// Writes a transaction marker for `producer_id` (WriteTxnMarkers):
+    /// leader only, with acks=all semantics (an ISR of at least
+    /// `min.insync.replicas` before appending, then a wait until the high
+    /// watermark passes the marker or `deadline`). The log checks it as
+    /// Kafka does (INVALID_PRODUCER_EPOCH for an older producer epoch,
+    /// TRANSACTION_COORDINATOR_FENCED for an older coordinator epoch); a
+    /// producer with no open transaction here still gets its marker, as in
+    /// Kafka. Returns the marker's offset.
+    pub async fn append_txn_marker(
+        &self,
+        producer_id: i64,
+        producer_epoch: i16,
+        coordinator_epoch: i32,
+        commit: bool,
+        deadline: Instant,
+    ) -> Result<i64, ErrorCode> {
+        let marker = EndTxnMarker {
+            commit,
+            coordinator_epoch,
+        };
+        let bytes = marker.build_batch(producer_id, producer_epoch, self.ctx.now_ms());
+        let header = BatchHeader::parse(&bytes).map_err(|_| ErrorCode::CorruptMessage)?;
+        let result = self.append(vec![(header, bytes)], -1, deadline).await;
+        match result.error {
+            ErrorCode::None => Ok(result.base_offset),
+            code => Err(code),
+        }
+    }
+
+    /// Reads for a fetch: consumers below the high watermark (read_committed
+    /// below the last stable offset, with the aborted transactions), followers
+    /// below the log end. A follower's read also records its position, moves the
     /// high watermark and may propose adding it back to the ISR. A replica id
     /// that is no replica of this partition gets NOT_LEADER_OR_FOLLOWER, as
     /// does any read of a non-leader.
@@ -334,11 +365,15 @@ impl Partition {
         offset: i64,
         max_bytes: usize,
         current_leader_epoch: i32,
+        isolation: Isolation,
     ) -> Result<ReadResult, ErrorCode> {
         self.require_leader()?;
         self.check_leader_epoch(current_leader_epoch)?;
         let Reader::Follower(id) = reader else {
-            return self.log.read(offset, max_bytes).map_err(|e| e.kafka_code());
+            return self
+                .log
+                .read(offset, max_bytes, isolation)
+                .map_err(|e| e.kafka_code());
         };
         let is_follower = match &*self.role.borrow() {
             Role::Leader(s) => s.followers.contains_key(&id),
@@ -362,12 +397,16 @@ impl Partition {
         Ok(result)
     }
 
-    /// Parks a fetch: consumers until the high watermark passes `offset`,
+    /// Parks a fetch: consumers until the high watermark (read_committed:
+    /// the last stable offset) passes `offset`,
     /// followers until the log end passes it or the high watermark moves
     /// (so they learn it); the partition closing or changing role ends it
     /// too.
-    pub async fn wait(&self, reader: Reader, offset: i64, deadline: Instant) {
+    pub async fn wait(&self, reader: Reader, offset: i64, deadline: Instant, isolation: Isolation) {
         match reader {
+            Reader::Consumer if isolation == Isolation::ReadCommitted => {
+                self.log.wait_for_stable(offset, deadline).await
+            }
             Reader::Consumer => self.log.wait_for_data(offset, deadline).await,
             Reader::Follower(_) => {
                 let hw = self.log.high_watermark();

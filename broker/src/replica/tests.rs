@@ -17,6 +17,7 @@ use sluice_protocol::ErrorCode;
 
 use super::*;
 use crate::config::BrokerConfig;
+use crate::log::read::Isolation;
 use crate::log::LogConfig;
 use crate::metrics::PartitionMetrics;
 
@@ -123,7 +124,9 @@ fn single_node_leader_behaves_as_the_log() {
         }
         assert_eq!(p.log_end_offset(), 4);
         assert_eq!(p.high_watermark(), 4);
-        let r = p.read(Reader::Consumer, 0, 1 << 20, -1).expect("read");
+        let r = p
+            .read(Reader::Consumer, 0, 1 << 20, -1, Isolation::ReadUncommitted)
+            .expect("read");
         assert_eq!(r.high_watermark, 4);
         assert!(r.records.is_some());
         // acks=0 moves the high watermark too (nobody awaits the append).
@@ -149,7 +152,8 @@ fn follower_role_refuses_produce_and_reads() {
         let r = p.append(vec![batch(&["a"])], 1, soon()).await;
         assert_eq!(r.error, ErrorCode::NotLeaderOrFollower);
         assert_eq!(
-            p.read(Reader::Consumer, 0, 100, -1).err(),
+            p.read(Reader::Consumer, 0, 100, -1, Isolation::ReadUncommitted)
+                .err(),
             Some(ErrorCode::NotLeaderOrFollower)
         );
         assert_eq!(p.log.state.borrow().leader_epoch, 4);
@@ -189,11 +193,19 @@ fn the_high_watermark_holds_while_a_replicated_isr_is_below_min_insync() {
         let r = p.append(vec![batch(&["a"])], 1, soon()).await;
         assert_eq!(r.error, ErrorCode::None, "acks=1 is still taken");
         assert_eq!(p.high_watermark(), 0, "but not exposed");
-        let r = p.read(Reader::Consumer, 0, 1 << 20, -1).expect("read");
+        let r = p
+            .read(Reader::Consumer, 0, 1 << 20, -1, Isolation::ReadUncommitted)
+            .expect("read");
         assert!(r.records.is_none());
         // The follower catching up does not move it while out of the ISR ...
-        p.read(Reader::Follower(2), 1, 1 << 20, 1)
-            .expect("follower read");
+        p.read(
+            Reader::Follower(2),
+            1,
+            1 << 20,
+            1,
+            Isolation::ReadUncommitted,
+        )
+        .expect("follower read");
         assert_eq!(p.high_watermark(), 0);
         // ... the ISR back at min.insync.replicas does.
         let spec = LeaderAndIsr {
@@ -224,17 +236,31 @@ fn acks_all_waits_for_the_follower_fetch() {
         }
         assert_eq!(p.high_watermark(), 0);
         // A consumer sees nothing above the high watermark.
-        let r = p.read(Reader::Consumer, 0, 1 << 20, -1).expect("read");
+        let r = p
+            .read(Reader::Consumer, 0, 1 << 20, -1, Isolation::ReadUncommitted)
+            .expect("read");
         assert!(r.records.is_none());
         // The follower reads up to the log end...
         let r = p
-            .read(Reader::Follower(2), 0, 1 << 20, 1)
+            .read(
+                Reader::Follower(2),
+                0,
+                1 << 20,
+                1,
+                Isolation::ReadUncommitted,
+            )
             .expect("follower read");
         assert!(r.records.is_some());
         assert_eq!(r.high_watermark, 0);
         // ...and its next fetch offset tells the leader it has them.
         let r = p
-            .read(Reader::Follower(2), 2, 1 << 20, 1)
+            .read(
+                Reader::Follower(2),
+                2,
+                1 << 20,
+                1,
+                Isolation::ReadUncommitted,
+            )
             .expect("follower read");
         assert_eq!(r.high_watermark, 2);
         let answer = producer.await.expect("producer task");
@@ -306,11 +332,25 @@ fn caught_up_follower_is_proposed_back_and_refusals_retry() {
         assert_eq!(r.error, ErrorCode::None);
         assert_eq!(p.high_watermark(), 1);
         // Behind the high watermark: not yet.
-        p.read(Reader::Follower(2), 0, 1 << 20, -1).expect("read");
+        p.read(
+            Reader::Follower(2),
+            0,
+            1 << 20,
+            -1,
+            Isolation::ReadUncommitted,
+        )
+        .expect("read");
         compio::time::sleep(Duration::from_millis(1)).await;
         assert!(f.changer.calls.borrow().is_empty());
         // At it: proposed (and refused, answer None).
-        p.read(Reader::Follower(2), 1, 1 << 20, -1).expect("read");
+        p.read(
+            Reader::Follower(2),
+            1,
+            1 << 20,
+            -1,
+            Isolation::ReadUncommitted,
+        )
+        .expect("read");
         compio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(f.changer.calls.borrow().len(), 1);
         assert_eq!(f.changer.calls.borrow()[0].new_isr, vec![1, 2]);
@@ -348,7 +388,14 @@ fn fenced_followers_are_never_proposed_into_the_isr() {
             .fenced_brokers
             .borrow_mut()
             .insert(2);
-        p.read(Reader::Follower(2), 1, 1 << 20, -1).expect("read");
+        p.read(
+            Reader::Follower(2),
+            1,
+            1 << 20,
+            -1,
+            Isolation::ReadUncommitted,
+        )
+        .expect("read");
         compio::time::sleep(Duration::from_millis(1)).await;
         assert!(
             f.changer.calls.borrow().is_empty(),
@@ -359,7 +406,14 @@ fn fenced_followers_are_never_proposed_into_the_isr() {
             .fenced_brokers
             .borrow_mut()
             .clear();
-        p.read(Reader::Follower(2), 1, 1 << 20, -1).expect("read");
+        p.read(
+            Reader::Follower(2),
+            1,
+            1 << 20,
+            -1,
+            Isolation::ReadUncommitted,
+        )
+        .expect("read");
         compio::time::sleep(Duration::from_millis(1)).await;
         assert_eq!(f.changer.calls.borrow().len(), 1);
     });
@@ -371,23 +425,29 @@ fn non_replica_fetch_and_stale_epochs_are_refused() {
         let f = fixture(leader(&[1, 2], &[1, 2]), "1").await;
         let p = &f.partition;
         assert_eq!(
-            p.read(Reader::Follower(7), 0, 100, -1).err(),
+            p.read(Reader::Follower(7), 0, 100, -1, Isolation::ReadUncommitted)
+                .err(),
             Some(ErrorCode::NotLeaderOrFollower)
         );
         assert_eq!(
-            p.read(Reader::Follower(1), 0, 100, -1).err(),
+            p.read(Reader::Follower(1), 0, 100, -1, Isolation::ReadUncommitted)
+                .err(),
             Some(ErrorCode::NotLeaderOrFollower),
             "the leader is not its own follower"
         );
         assert_eq!(
-            p.read(Reader::Consumer, 0, 100, 0).err(),
+            p.read(Reader::Consumer, 0, 100, 0, Isolation::ReadUncommitted)
+                .err(),
             Some(ErrorCode::FencedLeaderEpoch)
         );
         assert_eq!(
-            p.read(Reader::Consumer, 0, 100, 2).err(),
+            p.read(Reader::Consumer, 0, 100, 2, Isolation::ReadUncommitted)
+                .err(),
             Some(ErrorCode::UnknownLeaderEpoch)
         );
-        assert!(p.read(Reader::Consumer, 0, 100, 1).is_ok());
+        assert!(p
+            .read(Reader::Consumer, 0, 100, 1, Isolation::ReadUncommitted)
+            .is_ok());
     });
 }
 
@@ -436,6 +496,7 @@ fn follower_fetch_parks_until_the_log_end_moves() {
                     Reader::Follower(2),
                     0,
                     Instant::now() + Duration::from_secs(5),
+                    Isolation::ReadUncommitted,
                 )
                 .await;
                 started.elapsed()
@@ -594,11 +655,19 @@ fn a_reopened_replicated_log_starts_its_high_watermark_at_the_checkpoint() {
             2,
             "from the checkpoint, not the log end"
         );
-        let read = p.read(Reader::Consumer, 0, 1 << 20, -1).expect("read");
+        let read = p
+            .read(Reader::Consumer, 0, 1 << 20, -1, Isolation::ReadUncommitted)
+            .expect("read");
         assert_eq!(read.high_watermark, 2);
         // ...until the ISR's log ends allow: the follower has all five.
-        p.read(Reader::Follower(2), 5, 1 << 20, -1)
-            .expect("follower read");
+        p.read(
+            Reader::Follower(2),
+            5,
+            1 << 20,
+            -1,
+            Isolation::ReadUncommitted,
+        )
+        .expect("follower read");
         assert_eq!(p.high_watermark(), 5);
         assert_eq!(
             replicated.high_watermarks(),

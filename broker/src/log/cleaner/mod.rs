@@ -315,7 +315,11 @@ impl PartitionLog {
             segments,
             log_start: st.log_start_offset,
             first_dirty,
-            high_watermark: st.high_watermark,
+            // Kafka cleans only below the first unstable offset: the last
+            // stable offset is the high watermark or, before it, where the
+            // oldest open transaction starts, so no batch of an open
+            // transaction is ever cleaned.
+            high_watermark: st.producers.last_stable_offset(st.high_watermark),
             first_dirty_timestamp,
             earliest_delete_horizon: cs.earliest_delete_horizon,
         }
@@ -699,14 +703,25 @@ fn swap_in(log: &PartitionLog, group: &[SegmentSnapshot], cleaned: Segment) -> b
         return false;
     }
     let base = cleaned.base_offset;
+    let mut cleaned = cleaned;
     for g in group {
-        st.segments.remove(&g.summary.base);
+        if let Some(old) = st.segments.remove(&g.summary.base) {
+            // Control batches are always kept, so every abort marker, and
+            // with it its index entry, moves into the cleaned segment.
+            cleaned.txn_index.entries.extend(old.txn_index.entries);
+        }
+    }
+    // The merged transaction index goes in before the group's other files
+    // go (start-up recovery reads every `.txnindex` it finds, orphans too).
+    if let Err(e) = cleaned.persist_txn_index() {
+        tracing::warn!(topic = %log.topic, partition = log.partition, segment = base, error = %e, "cannot write a cleaned segment's transaction index; it is rebuilt at start-up");
     }
     st.segments.insert(base, cleaned);
     for g in &group[1..] {
         let b = g.summary.base;
         let _ = std::fs::remove_file(log.dir.join(log_file_name(b)));
         swap::remove_index_files(&log.dir, b);
+        let _ = std::fs::remove_file(crate::log::txn_index::txn_index_path(&log.dir, b));
     }
     swap::remove_index_files(&log.dir, base);
     if let Err(e) = std::fs::rename(

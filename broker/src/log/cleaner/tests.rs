@@ -15,6 +15,7 @@ use super::filter::{filter_batch, FilterContext, Filtered};
 use super::key_map::{KeyMap, ENTRY_COST_BYTES};
 use super::plan::{cleanable, group_segments, LogSummary, Reason, SegmentSummary};
 use super::*;
+use crate::log::read::Isolation;
 use crate::log::LogConfig;
 
 fn run<F: std::future::Future>(f: F) -> F::Output {
@@ -520,7 +521,11 @@ fn a_pass_keeps_the_latest_value_per_key_with_its_offset() {
         }
         assert!(clean(&log, 1 << 20).await.is_none(), "nothing dirty now");
         // Reads still find everything, also from a removed offset.
-        let range = log.read(0, 1 << 20).unwrap().records.expect("records");
+        let range = log
+            .read(0, 1 << 20, Isolation::ReadUncommitted)
+            .unwrap()
+            .records
+            .expect("records");
         assert!(range.len > 0);
         assert_eq!(log.log_end_offset(), 13);
         // And so does a reopened log: same records, same end.

@@ -11,6 +11,7 @@ use sluice_protocol::ErrorCode;
 use super::*;
 use crate::config::BrokerConfig;
 use crate::log::epoch_cache::LEADER_EPOCH_CHECKPOINT;
+use crate::log::read::Isolation;
 use crate::log::LogConfig;
 
 fn run<F: std::future::Future>(f: F) -> F::Output {
@@ -254,7 +255,9 @@ fn segments_roll_on_the_replicated_path() {
         // Reads find every batch through the indexes.
         log.set_high_watermark_from_leader(16);
         for offset in (0..16).step_by(2) {
-            let r = log.read(offset, 1).expect("read");
+            let r = log
+                .read(offset, 1, Isolation::ReadUncommitted)
+                .expect("read");
             let range = r.records.expect("records");
             assert_eq!(range.len as usize, batches[offset as usize / 2].len());
         }
