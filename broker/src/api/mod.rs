@@ -18,6 +18,8 @@ use crate::cluster::ApiError;
 use crate::log::read::FileRange;
 use crate::shard::Shard;
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_user_scram_credentials;
@@ -32,8 +34,10 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
 pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -44,6 +48,7 @@ pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -51,6 +56,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 pub mod unregister_broker;
 
 pub struct RequestContext {
@@ -264,6 +270,10 @@ registry! {
     DeleteRecords => delete_records(m::DeleteRecordsRequest),
     InitProducerId => init_producer_id(m::InitProducerIdRequest),
     OffsetForLeaderEpoch => offset_for_leader_epoch(m::OffsetForLeaderEpochRequest),
+    AddPartitionsToTxn => add_partitions_to_txn(m::AddPartitionsToTxnRequest),
+    AddOffsetsToTxn => add_offsets_to_txn(m::AddOffsetsToTxnRequest),
+    EndTxn => end_txn(m::EndTxnRequest),
+    TxnOffsetCommit => txn_offset_commit(m::TxnOffsetCommitRequest),
     DescribeConfigs => describe_configs(m::DescribeConfigsRequest),
     AlterConfigs => alter_configs(m::AlterConfigsRequest),
     CreatePartitions => create_partitions(m::CreatePartitionsRequest),
@@ -279,6 +289,8 @@ registry! {
     AlterPartitionReassignments => alter_partition_reassignments(m::AlterPartitionReassignmentsRequest),
     ListPartitionReassignments => list_partition_reassignments(m::ListPartitionReassignmentsRequest),
     UnregisterBroker => unregister_broker(m::UnregisterBrokerRequest),
+    DescribeTransactions => describe_transactions(m::DescribeTransactionsRequest),
+    ListTransactions => list_transactions(m::ListTransactionsRequest),
 }
 
 /// APIs answered by the connection itself rather than a handler module,
@@ -334,6 +346,42 @@ where
         })
         .await
         .unwrap_or(Err(ErrorCode::LeaderNotAvailable))
+}
+
+/// Runs `f` with the transaction coordinator of the shard owning
+/// `transactional_id`'s `__transaction_state` partition. NOT_COORDINATOR
+/// when that topic does not exist yet or the shard has no coordinator; the
+/// coordinator itself refuses ids of partitions it does not lead.
+pub async fn on_txn_coordinator<T, F, Fut>(
+    ctx: &RequestContext,
+    transactional_id: &str,
+    f: F,
+) -> Result<T, ErrorCode>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<crate::txn::TxnCoordinator>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, ErrorCode>> + 'static,
+{
+    let broker = &ctx.shard.broker;
+    let image = broker.metadata.image();
+    let meta = image
+        .by_name
+        .get(crate::txn::TXN_TOPIC)
+        .ok_or(ErrorCode::NotCoordinator)?;
+    let partition = crate::txn::partition_for(
+        transactional_id,
+        broker.config.transactions.state_log_num_partitions,
+    );
+    let owner = broker.owner_of_partition(&meta.id, partition);
+    broker
+        .on_shard(owner, move |shard| async move {
+            match shard.txn_coordinator() {
+                Some(c) => f(c).await,
+                None => Err(ErrorCode::NotCoordinator),
+            }
+        })
+        .await
+        .unwrap_or(Err(ErrorCode::NotCoordinator))
 }
 
 /// Runs `f` with the group coordinator of the shard owning `group`.

@@ -282,6 +282,18 @@ impl Partition {
         }
     }
 
+    /// TEMPORARY STUB (txnlog helper provides the real one; never commit).
+    pub async fn append_txn_marker(
+        &self,
+        _producer_id: i64,
+        _producer_epoch: i16,
+        _coordinator_epoch: i32,
+        _commit: bool,
+        _deadline: Instant,
+    ) -> Result<i64, ErrorCode> {
+        Err(ErrorCode::UnknownServerError)
+    }
+
     /// Kafka's delayed produce: done when the high watermark passes
     /// `last_offset` (NOT_ENOUGH_REPLICAS_AFTER_APPEND if the ISR fell below
     /// `min_isr` meanwhile, at once on a replicated partition, where the
