@@ -8,7 +8,9 @@
 - confluent-kafka (librdkafka): init/begin/commit/abort, and librdkafka's
   read_committed consumer sees exactly the committed records;
 - `kafka-transactions list` and `describe` (TransactionsCommand from Kafka's
-  jars) show an open transaction, its partitions, then its abort.
+  jars) show an open transaction, its partitions, then its abort;
+- Kafka Streams' word count with exactly_once_v2 (java/.../EosWordCount.java),
+  killed with SIGKILL mid-run and restarted, ends with exact counts.
 
 Runs against sluiced, and against Apache Kafka with
 SLUICE_INTEROP_BROKER=kafka to check the tests themselves.
@@ -16,12 +18,13 @@ SLUICE_INTEROP_BROKER=kafka to check the tests themselves.
 
 from __future__ import annotations
 
+import struct
 import subprocess
 import time
 import uuid
 
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, Producer
 
 from conftest import CACHE, run_tool
 
@@ -141,3 +144,83 @@ def test_kafka_transactions_tool_lists_and_describes(broker, admin, topic_name):
     assert "CompleteAbort" in described, described
     # Nothing of the aborted transaction is visible to read_committed.
     assert read_keys(broker, topic_name, "read_committed", 0, timeout=8) == []
+
+
+def latest_counts(broker: str, topic: str, settle: float = 2.0, timeout: float = 20) -> tuple[dict[str, int], int]:
+    """The last count per word in `topic` (read_committed), and the highest
+    count any word ever showed."""
+    c = Consumer({"bootstrap.servers": broker, "group.id": f"wc-{uuid.uuid4().hex[:8]}",
+                  "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    counts: dict[str, int] = {}
+    highest = 0
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + timeout
+        quiet_since = time.monotonic()
+        while time.monotonic() < deadline and time.monotonic() - quiet_since < settle:
+            m = c.poll(0.3)
+            if m is None or m.error():
+                continue
+            quiet_since = time.monotonic()
+            n = struct.unpack(">q", m.value())[0]
+            counts[m.key().decode()] = n
+            highest = max(highest, n)
+    finally:
+        c.close()
+    return counts, highest
+
+
+@pytest.mark.timeout(420)
+def test_kafka_streams_exactly_once_word_count_survives_kill9(broker, admin, topic_name, tmp_path):
+    """Kafka Streams with processing.guarantee=exactly_once_v2: killed with
+    SIGKILL mid-run and restarted with its local state wiped (so it restores
+    from the changelog), it still ends with exact counts: every input line
+    counted once, never more."""
+    source, sink, app = f"{topic_name}-in", f"{topic_name}-out", f"wc-{topic_name}"
+    admin.create_topic(source, 3)
+    admin.create_topic(sink, 3)
+    words = [f"w{i:02d}" for i in range(20)]
+    expected = {w: 0 for w in words}
+    p = Producer({"bootstrap.servers": broker, "enable.idempotence": True, "linger.ms": 5})
+    for i in range(6000):
+        line = " ".join(words[(i * 7 + j) % len(words)] for j in range(i % 3 + 1))
+        for w in line.split():
+            expected[w] += 1
+        p.produce(source, key=str(i), value=line)
+    assert p.flush(60) == 0
+
+    def start_app() -> subprocess.Popen:
+        return subprocess.Popen(
+            ["java", "-Xmx384m", "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn",
+             "-cp", f"{JAVA / 'classes'}:{JAVA / 'libs'}/*", "sluice.interop.EosWordCount",
+             broker, source, sink, app, str(tmp_path / "state")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+    app_proc = start_app()
+    try:
+        # Mid-run: some counts are out, the input is not all processed.
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            counts, _ = latest_counts(broker, sink, settle=0.5, timeout=3)
+            if counts:
+                break
+            assert app_proc.poll() is None, app_proc.stdout.read()[-3000:]
+        assert counts, "the word count produced nothing within 120 s"
+        app_proc.kill()
+        app_proc.wait(10)
+        subprocess.run(["rm", "-rf", str(tmp_path / "state")], check=True)
+        app_proc = start_app()
+        deadline = time.monotonic() + 180
+        while True:
+            counts, highest = latest_counts(broker, sink)
+            if counts == expected or time.monotonic() > deadline:
+                break
+            assert app_proc.poll() is None, app_proc.stdout.read()[-3000:]
+            time.sleep(1)
+        assert counts == expected, {w: (counts.get(w), n) for w, n in expected.items() if counts.get(w) != n}
+        assert highest <= max(expected.values()), "a count overshot: some input was counted twice"
+    finally:
+        if app_proc.poll() is None:
+            app_proc.kill()
+            app_proc.wait(10)
