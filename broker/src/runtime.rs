@@ -356,6 +356,7 @@ fn shard_thread(
             // coordination follows __consumer_offsets leadership.
             Some(member) => {
                 crate::shard::groups::start(&shard).await?;
+                crate::shard::txns::start(&shard)?;
                 crate::shard::roles::sync(&shard, &member.image()).await;
                 crate::shard::roles::install(&shard, member);
             }
@@ -363,6 +364,7 @@ fn shard_thread(
             None => {
                 open_owned_partitions(&shard).await?;
                 crate::shard::groups::start(&shard).await?;
+                crate::shard::txns::start(&shard)?;
             }
         }
         spawn_housekeeping(&shard);
@@ -384,6 +386,9 @@ fn shard_thread(
             compio::time::sleep(Duration::from_millis(5)).await;
         }
         if let Some(c) = shard.coordinator() {
+            c.shutdown();
+        }
+        if let Some(c) = shard.txn_coordinator() {
             c.shutdown();
         }
         shard.roles.stop_fetchers();
@@ -408,8 +413,9 @@ async fn open_owned_partitions(shard: &Rc<Shard>) -> anyhow::Result<()> {
     let mut topics: Vec<_> = image.by_name.values().cloned().collect();
     topics.sort_by(|a, b| a.name.cmp(&b.name));
     for t in topics {
-        // The offsets topic's partitions open lazily unless they have data.
-        let lazy = t.name == OFFSETS_TOPIC;
+        // The coordinators' topics' partitions open lazily unless they
+        // have data.
+        let lazy = t.name == OFFSETS_TOPIC || t.name == crate::txn::TXN_TOPIC;
         for p in 0..t.partitions {
             if shard.broker.owner_of_partition(&t.id, p) != shard.id {
                 continue;

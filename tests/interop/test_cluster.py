@@ -23,7 +23,10 @@ under faults.
   with SIGSTOP (isolated: fenced, replaced, resumed, truncated to the new
   leader, replicas byte-identical).
 - A group's coordinator killed: the new one answers the same committed
-  offsets. kafka-python, KafkaJS, the Java client and the Sluice client
+  offsets. A transaction coordinator killed with a transaction open: the
+  producer's new instance aborts it through the new coordinator and commits
+  its own; read_committed readers see exactly the committed records.
+  kafka-python, KafkaJS, the Java client and the Sluice client
   (Rust CLI, Python, Node) write to one partition together while its
   leader is killed: every acks=all send succeeds, each value lands once,
   in order.
@@ -358,6 +361,85 @@ def test_group_coordinator_fails_over_with_its_committed_offsets(cluster):
     finally:
         c2.close()
         cluster.run("start", str(coordinator))
+
+
+def describe_transaction(cluster: Cluster, txn_id: str) -> tuple[int, str]:
+    """(coordinator id, state) from `kafka-transactions describe`."""
+    out = kafka_tool("org.apache.kafka.tools.TransactionsCommand", "--bootstrap-server", cluster.bootstrap,
+                     "describe", "--transactional-id", txn_id)
+    for line in out.splitlines():
+        cols = line.split()
+        if len(cols) >= 5 and cols[0].isdigit() and cols[1] == txn_id:
+            return int(cols[0]), cols[4]
+    raise AssertionError(f"no transaction {txn_id} in:\n{out}")
+
+
+def test_transaction_coordinator_fails_over_and_fences_the_old_producer(cluster):
+    """A transaction commits across brokers (markers to remote leaders); the
+    transaction coordinator is killed with a transaction open; a new
+    instance of the producer, served by the new coordinator, aborts it and
+    commits its own; read_committed readers see exactly the committed
+    records."""
+    from confluent_kafka import Consumer, Producer
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    topic, txn_id, partitions = "txn-failover", "txn-failover-id", 3
+    admin = AdminClient({"bootstrap.servers": cluster.bootstrap})
+    admin.create_topics([NewTopic(topic, partitions, 3)])[topic].result(30)
+
+    def producer() -> Producer:
+        return Producer({"bootstrap.servers": cluster.bootstrap, "transactional.id": txn_id,
+                         "transaction.timeout.ms": 60000})
+
+    first = producer()
+    first.init_transactions(60)
+    first.begin_transaction()
+    for i in range(30):
+        first.produce(topic, key=f"first-{i}", value=b"v", partition=i % partitions)
+    first.commit_transaction(60)
+    first.begin_transaction()
+    for i in range(20):
+        first.produce(topic, key=f"open-{i}", value=b"v", partition=i % partitions)
+    assert first.flush(60) == 0
+    coordinator, state = describe_transaction(cluster, txn_id)
+    assert state == "Ongoing"
+
+    cluster.run("kill", str(coordinator))
+    try:
+        second = producer()
+        # Retries inside until the new coordinator has loaded the id and
+        # aborted what the first instance left open.
+        second.init_transactions(120)
+        second.begin_transaction()
+        for i in range(10):
+            second.produce(topic, key=f"after-{i}", value=b"v", partition=i % partitions)
+        second.commit_transaction(60)
+        new_coordinator, state = describe_transaction(cluster, txn_id)
+        assert new_coordinator != coordinator
+        assert state in ("PrepareCommit", "CompleteCommit"), state
+    finally:
+        cluster.run("start", str(coordinator))
+
+    c = Consumer({"bootstrap.servers": cluster.bootstrap, "group.id": "txn-failover-reader",
+                  "isolation.level": "read_committed", "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    keys: list[str] = []
+    try:
+        c.subscribe([topic])
+        deadline = time.monotonic() + 60
+        while len(keys) < 40 and time.monotonic() < deadline:
+            m = c.poll(0.5)
+            if m is not None and not m.error():
+                keys.append(m.key().decode())
+        end = time.monotonic() + 2
+        while time.monotonic() < end:
+            m = c.poll(0.2)
+            if m is not None and not m.error():
+                keys.append(m.key().decode())
+    finally:
+        c.close()
+    expected = sorted([f"first-{i}" for i in range(30)] + [f"after-{i}" for i in range(10)])
+    assert sorted(keys) == expected, sorted(keys)[:50]
 
 
 def test_rolling_restart_and_two_brokers_down_lose_nothing(cluster):

@@ -200,6 +200,46 @@ fn broker_configs(
             cfg.offsets_topic_num_partitions.to_string(),
         ),
         (
+            TRANSACTION_STATE_LOG_NUM_PARTITIONS,
+            Int,
+            cfg.transactions.state_log_num_partitions.to_string(),
+        ),
+        (
+            TRANSACTION_STATE_LOG_REPLICATION_FACTOR,
+            Int,
+            cfg.transactions.state_log_replication_factor.to_string(),
+        ),
+        (
+            TRANSACTION_STATE_LOG_MIN_ISR,
+            Int,
+            cfg.transactions.state_log_min_isr.to_string(),
+        ),
+        (
+            TRANSACTION_STATE_LOG_SEGMENT_BYTES,
+            Int,
+            cfg.transactions.state_log_segment_bytes.to_string(),
+        ),
+        (
+            TRANSACTION_MAX_TIMEOUT_MS,
+            Int,
+            cfg.transactions.max_timeout_ms.to_string(),
+        ),
+        (
+            TRANSACTIONAL_ID_EXPIRATION_MS,
+            Int,
+            cfg.transactions.id_expiration_ms.to_string(),
+        ),
+        (
+            TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS,
+            Int,
+            cfg.transactions.abort_check_interval_ms.to_string(),
+        ),
+        (
+            TRANSACTION_REMOVE_EXPIRED_TRANSACTION_CLEANUP_INTERVAL_MS,
+            Int,
+            cfg.transactions.expiry_check_interval_ms.to_string(),
+        ),
+        (
             OFFSETS_RETENTION_MINUTES,
             Long,
             cfg.offsets_retention_minutes.to_string(),

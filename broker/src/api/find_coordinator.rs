@@ -1,7 +1,9 @@
 //! FindCoordinator (v0-v6): a group's coordinator is the leader of its
-//! `__consumer_offsets` partition (this node on a single node);
-//! COORDINATOR_NOT_AVAILABLE while that partition has no live leader or the
-//! topic does not exist yet. Transaction coordinators are not offered yet.
+//! `__consumer_offsets` partition, a transactional id's the leader of its
+//! `__transaction_state` partition (this node on a single node), and the
+//! first request for a transactional id creates that topic, as Kafka does;
+//! COORDINATOR_NOT_AVAILABLE while the partition has no live leader or the
+//! topic does not exist yet.
 
 use crate::auth::{Action, Resource};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
@@ -16,8 +18,14 @@ pub const MAX_VERSION: i16 = 6;
 
 pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Response {
     let broker = &ctx.shard.broker;
+    if req.key_type == 1 {
+        // Failing here leaves COORDINATOR_NOT_AVAILABLE below: retriable.
+        let _ = crate::shard::txns::ensure_topic(&ctx.shard).await;
+    }
     let image = broker.metadata.image();
     let offsets = image.by_name.get(crate::cluster::OFFSETS_TOPIC).cloned();
+    let txn_state = image.by_name.get(crate::txn::TXN_TOPIC).cloned();
+    let txn_partitions = broker.config.transactions.state_log_num_partitions;
     let keys: Vec<StrBytes> = if ctx.version >= 4 {
         req.coordinator_keys.clone()
     } else {
@@ -32,11 +40,27 @@ pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Respon
                 c.node_id = BrokerId(-1);
                 c.port = -1;
             }
-            0 => {
-                let leader = offsets.as_ref().and_then(|t| {
-                    let p = broker.offsets_partition_of_group(c.key.as_str());
-                    t.partition(p).map(|a| a.leader)
-                });
+            1 if !ctx.allowed(
+                Action::DescribeTransactionalId,
+                Resource::TransactionalId(c.key.as_str()),
+            ) =>
+            {
+                c.error_code = ErrorCode::TransactionalIdAuthorizationFailed.code();
+                c.node_id = BrokerId(-1);
+                c.port = -1;
+            }
+            0 | 1 => {
+                let leader = if req.key_type == 0 {
+                    offsets.as_ref().and_then(|t| {
+                        let p = broker.offsets_partition_of_group(c.key.as_str());
+                        t.partition(p).map(|a| a.leader)
+                    })
+                } else {
+                    txn_state.as_ref().and_then(|t| {
+                        let p = crate::txn::partition_for(c.key.as_str(), txn_partitions);
+                        t.partition(p).map(|a| a.leader)
+                    })
+                };
                 match leader.and_then(|l| ctx.broker_address(&image, l).map(|a| (l, a))) {
                     Some((leader, (host, port))) => {
                         c.node_id = BrokerId(leader);
@@ -49,14 +73,6 @@ pub async fn handle(ctx: &RequestContext, req: FindCoordinatorRequest) -> Respon
                         c.port = -1;
                     }
                 }
-            }
-            1 => {
-                c.error_code = ErrorCode::CoordinatorNotAvailable.code();
-                c.error_message = Some(StrBytes::from_static_str(
-                    "transactions are not supported by this broker yet",
-                ));
-                c.node_id = BrokerId(-1);
-                c.port = -1;
             }
             _ => {
                 c.error_code = ErrorCode::InvalidRequest.code();

@@ -18,6 +18,8 @@ use crate::cluster::ApiError;
 use crate::log::read::FileRange;
 use crate::shard::Shard;
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_user_scram_credentials;
@@ -33,8 +35,10 @@ pub mod describe_groups;
 pub mod describe_producers;
 pub mod describe_quorum;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
 pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod heartbeat;
@@ -45,6 +49,7 @@ pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -52,6 +57,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 pub mod unregister_broker;
 pub mod write_txn_markers;
 
@@ -266,6 +272,10 @@ registry! {
     DeleteRecords => delete_records(m::DeleteRecordsRequest),
     InitProducerId => init_producer_id(m::InitProducerIdRequest),
     OffsetForLeaderEpoch => offset_for_leader_epoch(m::OffsetForLeaderEpochRequest),
+    AddPartitionsToTxn => add_partitions_to_txn(m::AddPartitionsToTxnRequest),
+    AddOffsetsToTxn => add_offsets_to_txn(m::AddOffsetsToTxnRequest),
+    EndTxn => end_txn(m::EndTxnRequest),
+    TxnOffsetCommit => txn_offset_commit(m::TxnOffsetCommitRequest),
     DescribeConfigs => describe_configs(m::DescribeConfigsRequest),
     AlterConfigs => alter_configs(m::AlterConfigsRequest),
     CreatePartitions => create_partitions(m::CreatePartitionsRequest),
@@ -283,6 +293,8 @@ registry! {
     UnregisterBroker => unregister_broker(m::UnregisterBrokerRequest),
     WriteTxnMarkers => write_txn_markers(m::WriteTxnMarkersRequest),
     DescribeProducers => describe_producers(m::DescribeProducersRequest),
+    DescribeTransactions => describe_transactions(m::DescribeTransactionsRequest),
+    ListTransactions => list_transactions(m::ListTransactionsRequest),
 }
 
 /// APIs answered by the connection itself rather than a handler module,
@@ -338,6 +350,42 @@ where
         })
         .await
         .unwrap_or(Err(ErrorCode::LeaderNotAvailable))
+}
+
+/// Runs `f` with the transaction coordinator of the shard owning
+/// `transactional_id`'s `__transaction_state` partition. NOT_COORDINATOR
+/// when that topic does not exist yet or the shard has no coordinator; the
+/// coordinator itself refuses ids of partitions it does not lead.
+pub async fn on_txn_coordinator<T, F, Fut>(
+    ctx: &RequestContext,
+    transactional_id: &str,
+    f: F,
+) -> Result<T, ErrorCode>
+where
+    T: Send + 'static,
+    F: FnOnce(Rc<crate::txn::TxnCoordinator>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<T, ErrorCode>> + 'static,
+{
+    let broker = &ctx.shard.broker;
+    let image = broker.metadata.image();
+    let meta = image
+        .by_name
+        .get(crate::txn::TXN_TOPIC)
+        .ok_or(ErrorCode::NotCoordinator)?;
+    let partition = crate::txn::partition_for(
+        transactional_id,
+        broker.config.transactions.state_log_num_partitions,
+    );
+    let owner = broker.owner_of_partition(&meta.id, partition);
+    broker
+        .on_shard(owner, move |shard| async move {
+            match shard.txn_coordinator() {
+                Some(c) => f(c).await,
+                None => Err(ErrorCode::NotCoordinator),
+            }
+        })
+        .await
+        .unwrap_or(Err(ErrorCode::NotCoordinator))
 }
 
 /// Runs `f` with the group coordinator of the shard owning `group`.

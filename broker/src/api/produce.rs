@@ -124,6 +124,12 @@ fn validate(
                 "clients may not produce control batches".into(),
             ));
         }
+        if h.has_producer_id() && h.base_sequence < 0 {
+            return Err((
+                ErrorCode::InvalidRecord,
+                "a batch with a producer id needs a base sequence".into(),
+            ));
+        }
         if meta.log_config.cleanup_compact {
             check_keyed(bytes)?;
         }

@@ -11,8 +11,7 @@
 //! answers CLUSTER_AUTHORIZATION_FAILED.
 //!
 //! A marker on a `__consumer_offsets` partition also ends the producer's
-//! transactional offset commits there: [`after_marker_on_offsets_partition`]
-//! is where the group coordinator learns it.
+//! transactional offset commits there (shard::txns `write_marker`).
 
 use std::collections::BTreeMap;
 use std::rc::Rc;
@@ -27,8 +26,9 @@ use sluice_protocol::ErrorCode;
 
 use super::{RequestContext, Response};
 use crate::auth::{Action, Resource};
-use crate::cluster::{TopicMeta, OFFSETS_TOPIC};
+use crate::cluster::TopicMeta;
 use crate::shard::Shard;
+use crate::txn::MarkerJob;
 
 pub const MIN_VERSION: i16 = 1;
 pub const MAX_VERSION: i16 = 1;
@@ -120,42 +120,16 @@ pub async fn handle(ctx: &RequestContext, req: WriteTxnMarkersRequest) -> Respon
     ctx.respond(&resp)
 }
 
-/// Writes one marker on the partition's owner shard; its error code.
+/// Writes one marker on the partition's owner shard (the coordinator's own
+/// local path, shard::txns `write_marker`, which also settles a
+/// `__consumer_offsets` partition's transactional offsets); its error code.
 async fn write_marker(shard: &Rc<Shard>, w: MarkerWrite, deadline: Instant) -> ErrorCode {
-    let part = match shard.replica(&w.meta, w.partition).await {
-        Ok(p) => p,
-        Err(code) => return code,
+    let job = MarkerJob {
+        producer_id: w.producer_id,
+        producer_epoch: w.producer_epoch,
+        coordinator_epoch: w.coordinator_epoch,
+        commit: w.commit,
+        partitions: Vec::new(),
     };
-    let written = part
-        .append_txn_marker(
-            w.producer_id,
-            w.producer_epoch,
-            w.coordinator_epoch,
-            w.commit,
-            deadline,
-        )
-        .await;
-    match written {
-        Ok(_) => {
-            if w.meta.name == OFFSETS_TOPIC {
-                after_marker_on_offsets_partition(shard, w.partition, w.producer_id, w.commit);
-            }
-            ErrorCode::None
-        }
-        Err(code) => code,
-    }
-}
-
-/// Called on the owner shard after a marker was written (and replicated)
-/// on `__consumer_offsets` partition `partition`: the transactional offset
-/// commits `producer_id` made there are now committed (`commit`) or
-/// dropped. Nothing is done yet; the group coordinator's transactional
-/// offset commits (TxnOffsetCommit) hook in here.
-pub fn after_marker_on_offsets_partition(
-    shard: &Rc<Shard>,
-    partition: i32,
-    producer_id: i64,
-    commit: bool,
-) {
-    let _ = (shard, partition, producer_id, commit);
+    crate::shard::txns::write_marker(shard, &w.meta, w.partition, &job, deadline).await
 }

@@ -142,6 +142,43 @@ pub enum ConfigError {
 }
 
 /// Every broker-level setting. Field docs name the Kafka property.
+/// The transaction coordinator's settings, named after Kafka's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TransactionSettings {
+    /// `transaction.state.log.num.partitions` (50).
+    pub state_log_num_partitions: i32,
+    /// `transaction.state.log.replication.factor` (3), capped at the
+    /// brokers there are, like the offsets topic's.
+    pub state_log_replication_factor: i16,
+    /// `transaction.state.log.min.isr` (2), capped at the replication factor.
+    pub state_log_min_isr: i32,
+    /// `transaction.state.log.segment.bytes` (100 MiB).
+    pub state_log_segment_bytes: i64,
+    /// `transaction.max.timeout.ms` (900000).
+    pub max_timeout_ms: i32,
+    /// `transactional.id.expiration.ms` (7 days).
+    pub id_expiration_ms: i64,
+    /// `transaction.abort.timed.out.transaction.cleanup.interval.ms` (10000).
+    pub abort_check_interval_ms: i64,
+    /// `transaction.remove.expired.transaction.cleanup.interval.ms` (1 hour).
+    pub expiry_check_interval_ms: i64,
+}
+
+impl Default for TransactionSettings {
+    fn default() -> Self {
+        TransactionSettings {
+            state_log_num_partitions: 50,
+            state_log_replication_factor: 3,
+            state_log_min_isr: 2,
+            state_log_segment_bytes: 100 << 20,
+            max_timeout_ms: 900_000,
+            id_expiration_ms: 604_800_000,
+            abort_check_interval_ms: 10_000,
+            expiry_check_interval_ms: 3_600_000,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// `node.id`
@@ -264,6 +301,8 @@ pub struct BrokerConfig {
     pub offsets_topic_replication_factor: i16,
     /// `unclean.leader.election.enable`
     pub unclean_leader_election_enable: bool,
+    /// The transaction coordinator's settings (`transaction.*`).
+    pub transactions: TransactionSettings,
     /// `shards.pin.cores` (Sluice's own): pin each shard thread to a core.
     /// Off lets several brokers share a small machine.
     pub shards_pin_cores: bool,
@@ -448,6 +487,7 @@ impl Default for BrokerConfig {
             explicit: BTreeMap::new(),
             cluster: ClusterSettings::default(),
             offsets_topic_replication_factor: 3,
+            transactions: TransactionSettings::default(),
             unclean_leader_election_enable: false,
             shards_pin_cores: true,
         }
@@ -768,11 +808,39 @@ impl BrokerConfig {
                         reason: format!("{rf} is too large"),
                     })?;
             }
-            names::TRANSACTION_STATE_LOG_REPLICATION_FACTOR
-            | names::TRANSACTION_STATE_LOG_MIN_ISR => {
-                // Accepted for compatibility with Kafka config files; there
-                // is no transaction state log yet.
-                let _: i32 = parse_num(name, value)?;
+            names::TRANSACTION_STATE_LOG_REPLICATION_FACTOR => {
+                let rf: i32 = positive(name, parse_num(name, value)?)?;
+                self.transactions.state_log_replication_factor =
+                    i16::try_from(rf).map_err(|_| ConfigError::Invalid {
+                        name: name.into(),
+                        reason: format!("{rf} is too large"),
+                    })?;
+            }
+            names::TRANSACTION_STATE_LOG_MIN_ISR => {
+                self.transactions.state_log_min_isr = positive(name, parse_num(name, value)?)?
+            }
+            names::TRANSACTION_STATE_LOG_NUM_PARTITIONS => {
+                self.transactions.state_log_num_partitions =
+                    positive(name, parse_num(name, value)?)?
+            }
+            names::TRANSACTION_STATE_LOG_SEGMENT_BYTES => {
+                self.transactions.state_log_segment_bytes =
+                    i64::from(positive(name, parse_num(name, value)?)?)
+            }
+            names::TRANSACTION_MAX_TIMEOUT_MS => {
+                self.transactions.max_timeout_ms = positive(name, parse_num(name, value)?)?
+            }
+            names::TRANSACTIONAL_ID_EXPIRATION_MS => {
+                self.transactions.id_expiration_ms =
+                    i64::from(positive(name, parse_num(name, value)?)?)
+            }
+            names::TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS => {
+                self.transactions.abort_check_interval_ms =
+                    i64::from(positive(name, parse_num(name, value)?)?)
+            }
+            names::TRANSACTION_REMOVE_EXPIRED_TRANSACTION_CLEANUP_INTERVAL_MS => {
+                self.transactions.expiry_check_interval_ms =
+                    i64::from(positive(name, parse_num(name, value)?)?)
             }
             names::PROCESS_ROLES => {
                 let mut roles = Vec::new();

@@ -84,6 +84,14 @@ pub const OFFSETS_TOPIC_REPLICATION_FACTOR: &str = "offsets.topic.replication.fa
 pub const TRANSACTION_STATE_LOG_REPLICATION_FACTOR: &str =
     "transaction.state.log.replication.factor";
 pub const TRANSACTION_STATE_LOG_MIN_ISR: &str = "transaction.state.log.min.isr";
+pub const TRANSACTION_STATE_LOG_NUM_PARTITIONS: &str = "transaction.state.log.num.partitions";
+pub const TRANSACTION_STATE_LOG_SEGMENT_BYTES: &str = "transaction.state.log.segment.bytes";
+pub const TRANSACTION_MAX_TIMEOUT_MS: &str = "transaction.max.timeout.ms";
+pub const TRANSACTIONAL_ID_EXPIRATION_MS: &str = "transactional.id.expiration.ms";
+pub const TRANSACTION_ABORT_TIMED_OUT_TRANSACTION_CLEANUP_INTERVAL_MS: &str =
+    "transaction.abort.timed.out.transaction.cleanup.interval.ms";
+pub const TRANSACTION_REMOVE_EXPIRED_TRANSACTION_CLEANUP_INTERVAL_MS: &str =
+    "transaction.remove.expired.transaction.cleanup.interval.ms";
 pub const OFFSETS_RETENTION_MINUTES: &str = "offsets.retention.minutes";
 pub const GROUP_INITIAL_REBALANCE_DELAY_MS: &str = "group.initial.rebalance.delay.ms";
 pub const GROUP_MIN_SESSION_TIMEOUT_MS: &str = "group.min.session.timeout.ms";

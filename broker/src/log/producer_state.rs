@@ -109,6 +109,12 @@ impl ProducerEntry {
             self.epoch = h.producer_epoch;
             self.batches.clear();
         }
+        // A batch without a sequence (a coordinator's write for the
+        // producer: transactional offset commits) leaves the sequence
+        // history alone.
+        if h.base_sequence < 0 {
+            return self.begin_txn(h);
+        }
         self.batches.push_back(BatchMeta {
             first_seq: h.base_sequence,
             last_seq: h.last_sequence(),
@@ -119,6 +125,11 @@ impl ProducerEntry {
         while self.batches.len() > RETAINED_BATCHES {
             self.batches.pop_front();
         }
+        self.begin_txn(h)
+    }
+
+    /// The transaction a transactional batch begins, if none is open.
+    fn begin_txn(&mut self, h: &BatchHeader) -> Option<TxnEvent> {
         if h.is_transactional() && self.current_txn_first_offset.is_none() {
             self.current_txn_first_offset = Some(h.base_offset);
             return Some(TxnEvent::Began {
@@ -194,7 +205,12 @@ impl ProducerStateMap {
         if h.producer_epoch < entry.epoch {
             return SequenceCheck::Reject(ErrorCode::InvalidProducerEpoch);
         }
-        let sequence = if h.producer_epoch > entry.epoch {
+        let sequence = if h.base_sequence < 0 {
+            // No sequence to check: a coordinator writing for the producer
+            // (clients' batches with a producer id always carry one; the
+            // produce path refuses them otherwise).
+            SequenceCheck::Append
+        } else if h.producer_epoch > entry.epoch {
             // A bumped epoch restarts sequences at zero.
             if h.base_sequence == 0 {
                 SequenceCheck::Append

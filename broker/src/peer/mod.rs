@@ -50,6 +50,7 @@ pub const OUTBOUND_VERSIONS: &[(ApiKey, i16, i16)] = &[
     (ApiKey::Metadata, 1, 12),
     (ApiKey::SaslHandshake, 1, 1),
     (ApiKey::SaslAuthenticate, 0, 2),
+    (ApiKey::WriteTxnMarkers, 1, 1),
 ];
 
 /// How connections to other brokers are secured: the inter-broker

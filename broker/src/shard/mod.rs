@@ -26,6 +26,7 @@ use crate::replica::{Partition, ReplicaConfig, ReplicaManager};
 pub mod groups;
 pub mod hw_checkpoint;
 pub mod roles;
+pub mod txns;
 
 pub type Job = Box<dyn FnOnce(&Rc<Shard>) + Send>;
 
@@ -173,6 +174,7 @@ pub struct Shard {
     /// The partitions this shard hosts, each a log plus its role.
     pub replicas: Rc<ReplicaManager>,
     pub groups: RefCell<Option<Rc<GroupCoordinator>>>,
+    pub txns: RefCell<Option<Rc<crate::txn::TxnCoordinator>>>,
     /// Cluster mode: the roles last applied from the metadata image.
     pub roles: roles::RoleState,
     shutdown_tx: RefCell<Option<oneshot::Sender<()>>>,
@@ -197,6 +199,7 @@ impl Shard {
             broker,
             replicas,
             groups: RefCell::new(None),
+            txns: RefCell::new(None),
             roles: roles::RoleState::default(),
             shutdown_tx: RefCell::new(Some(tx)),
             shutdown,
@@ -223,6 +226,10 @@ impl Shard {
 
     pub fn coordinator(&self) -> Option<Rc<GroupCoordinator>> {
         self.groups.borrow().clone()
+    }
+
+    pub fn txn_coordinator(&self) -> Option<Rc<crate::txn::TxnCoordinator>> {
+        self.txns.borrow().clone()
     }
 
     /// The logs of every partition this shard hosts.

@@ -29,6 +29,7 @@ use crate::peer::PeerConfig;
 use crate::replica::fetcher::{FetcherConfig, ReplicaFetcher};
 use crate::replica::isr::{IsrChanger, IsrProposal, LeaderAndIsr};
 use crate::replica::partition::Assignment;
+use crate::txn::TXN_TOPIC;
 
 /// The role a partition takes on `node`, or `None` when it has no replica
 /// here (or no leader yet: a leaderless partition waits for its election).
@@ -112,6 +113,9 @@ pub struct RoleState {
     applied: RefCell<HashMap<(Uuid, i32), AppliedRole>>,
     /// `__consumer_offsets` partitions whose groups this shard coordinates.
     pub led_offsets_partitions: RefCell<HashSet<i32>>,
+    /// `__transaction_state` partitions whose transactional ids this shard
+    /// coordinates, with the coordinator epoch.
+    pub led_txn_partitions: RefCell<HashMap<i32, i32>>,
     /// One replica fetcher per leader this shard follows partitions of.
     fetchers: RefCell<HashMap<NodeId, Rc<ReplicaFetcher>>>,
     /// Which leader each followed partition is fetched from.
@@ -272,8 +276,8 @@ pub async fn sync(shard: &Rc<Shard>, image: &Arc<MetadataImage>) {
     }
     let mut wanted: HashSet<(Uuid, i32)> = HashSet::new();
     let mut topics: Vec<&Arc<TopicMeta>> = image.by_id.values().collect();
-    // The offsets topic first: group coordination moves promptly.
-    topics.sort_by_key(|t| t.name != OFFSETS_TOPIC);
+    // The coordinators' topics first: coordination moves promptly.
+    topics.sort_by_key(|t| t.name != OFFSETS_TOPIC && t.name != TXN_TOPIC);
     for topic in topics {
         for (p, meta) in (0..).zip(&topic.assignment) {
             if shard.broker.owner_of_partition(&topic.id, p) != shard.id {
@@ -312,6 +316,14 @@ pub async fn sync(shard: &Rc<Shard>, image: &Arc<MetadataImage>) {
                     if topic.name == OFFSETS_TOPIC {
                         offsets_leadership(shard, topic, p, meta.leader == node).await;
                     }
+                    if topic.name == TXN_TOPIC {
+                        txn_leadership(
+                            shard,
+                            topic,
+                            p,
+                            (meta.leader == node).then_some(meta.leader_epoch),
+                        );
+                    }
                 }
                 Err(code) => {
                     tracing::warn!(topic = %topic.name, partition = p, error = %code, "cannot take the role the metadata gives")
@@ -337,6 +349,9 @@ pub async fn sync(shard: &Rc<Shard>, image: &Arc<MetadataImage>) {
         {
             // Its groups are coordinated elsewhere from now on.
             offsets_leadership(shard, topic, p, false).await;
+        }
+        if let Some(topic) = image.by_id.get(&topic_id).filter(|t| t.name == TXN_TOPIC) {
+            txn_leadership(shard, topic, p, None);
         }
         refetch(shard, image, topic_id, p, None).await;
         let removed = shard.replicas.remove(&topic_id, p);
@@ -392,6 +407,50 @@ async fn offsets_leadership(shard: &Rc<Shard>, topic: &Arc<TopicMeta>, p: i32, l
             groups = unloaded,
             "no longer coordinating the groups of {OFFSETS_TOPIC}-{p}"
         );
+    }
+}
+
+/// Transaction coordination follows the leadership of
+/// `__transaction_state` partition `p`: leading it in `leader_epoch` loads
+/// its ids with that epoch as the coordinator epoch (a new epoch reloads).
+fn txn_leadership(shard: &Rc<Shard>, topic: &Arc<TopicMeta>, p: i32, leader_epoch: Option<i32>) {
+    let Some(coordinator) = shard.txn_coordinator() else {
+        return;
+    };
+    let led = shard.roles.led_txn_partitions.borrow().get(&p).copied();
+    match (leader_epoch, led) {
+        (Some(epoch), led) if led != Some(epoch) => {
+            coordinator.begin_load(p);
+            let records = match shard.partition_if_open(&topic.id, p) {
+                Some(log) => log.read_all_records(),
+                None => Ok(Vec::new()),
+            };
+            match records {
+                Ok(records) => {
+                    coordinator.load(p, epoch, records);
+                    shard.roles.led_txn_partitions.borrow_mut().insert(p, epoch);
+                    tracing::info!(
+                        partition = p,
+                        coordinator_epoch = epoch,
+                        "now coordinating the transactions of {TXN_TOPIC}-{p}"
+                    );
+                }
+                Err(e) => {
+                    coordinator.unload(p);
+                    tracing::error!(partition = p, error = %e, "cannot load {TXN_TOPIC}-{p}")
+                }
+            }
+        }
+        (None, Some(_)) => {
+            shard.roles.led_txn_partitions.borrow_mut().remove(&p);
+            let dropped = coordinator.unload(p);
+            tracing::info!(
+                partition = p,
+                transactional_ids = dropped,
+                "no longer coordinating the transactions of {TXN_TOPIC}-{p}"
+            );
+        }
+        _ => {}
     }
 }
 

@@ -294,6 +294,11 @@ impl TxnCoordinator {
             .ok_or(ErrorCode::NotCoordinator)
     }
 
+    /// Whether this coordinator serves `partition`'s ids.
+    pub fn owns(&self, partition: i32) -> bool {
+        self.owned.borrow().contains_key(&partition)
+    }
+
     /// Marks a partition as loading (requests for its ids wait).
     pub fn begin_load(&self, partition: i32) {
         self.loading.borrow_mut().insert(partition);
