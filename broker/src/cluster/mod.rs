@@ -37,6 +37,21 @@ pub mod reassignment;
 pub use quorum::records::{Endpoint, NodeId, NO_LEADER};
 
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// Java's `String.hashCode` over UTF-16 code units.
+pub fn java_string_hash(s: &str) -> i32 {
+    s.encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
+}
+
+/// Kafka's mapping of a coordinator key (a group id, a transactional id) to
+/// a partition of its internal topic (`__consumer_offsets`,
+/// `__transaction_state`): the absolute Java hash modulo the count.
+pub fn coordinator_partition(key: &str, partitions: i32) -> i32 {
+    let h = java_string_hash(key);
+    let abs = if h == i32::MIN { 0 } else { h.abs() };
+    abs % partitions.max(1)
+}
 const META_FILE: &str = "__cluster_metadata.json";
 /// Producer ids are reserved on disk in blocks so a restart never reuses one.
 const PRODUCER_ID_BLOCK: i64 = 1000;

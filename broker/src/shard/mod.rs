@@ -64,13 +64,6 @@ fn fnv1a(bytes: &[u8]) -> u64 {
     h
 }
 
-/// Java's `String.hashCode` over UTF-16 code units, which Kafka uses to map
-/// a group id to its `__consumer_offsets` partition.
-pub fn java_string_hash(s: &str) -> i32 {
-    s.encode_utf16()
-        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(i32::from(c)))
-}
-
 impl Broker {
     pub fn new(
         config: Arc<BrokerConfig>,
@@ -111,9 +104,7 @@ impl Broker {
 
     /// Kafka's mapping of a group to its `__consumer_offsets` partition.
     pub fn offsets_partition_of_group(&self, group: &str) -> i32 {
-        let h = java_string_hash(group);
-        let abs = if h == i32::MIN { 0 } else { h.abs() };
-        abs % self.config.offsets_topic_num_partitions
+        crate::cluster::coordinator_partition(group, self.config.offsets_topic_num_partitions)
     }
 
     pub fn owner_of_group(&self, group: &str) -> usize {

@@ -234,11 +234,9 @@ pub struct TxnCoordinator {
     timed_out: Cell<u64>,
 }
 
-/// Java's `String.hashCode`, which Kafka uses to place ids and groups.
+/// The `__transaction_state` partition of a transactional id.
 pub fn partition_for(transactional_id: &str, partitions: i32) -> i32 {
-    let h = crate::shard::java_string_hash(transactional_id);
-    let abs = if h == i32::MIN { 0 } else { h.abs() };
-    abs % partitions.max(1)
+    crate::cluster::coordinator_partition(transactional_id, partitions)
 }
 
 impl TxnCoordinator {
