@@ -97,12 +97,15 @@ public final class FetchSessions {
         int incremental = 0;
         int sessionless = 0;
         int refused = 0;
+        int closed = 0;
         String sample = "";
         for (String line : Files.readAllLines(log, StandardCharsets.UTF_8)) {
             if (line.contains("sent a full fetch response that created a new incremental fetch session")) {
                 created++;
             } else if (line.contains("sent an incremental fetch response with throttleTimeMs")) {
                 incremental++;
+            } else if (line.contains("sent an incremental fetch response closing session")) {
+                closed++;
             } else if (line.contains("sent a full fetch response")) {
                 sessionless++;
             } else if (line.contains("was unable to process the fetch request")) {
@@ -113,7 +116,8 @@ public final class FetchSessions {
             }
         }
         String counts = "fetch sessions created=" + created + " incremental=" + incremental
-                + " full_without_session=" + sessionless + " refused=" + refused;
+                + " full_without_session=" + sessionless + " refused=" + refused
+                + " closed_by_broker=" + closed;
         if (created == 0) {
             failures.add("no fetch session was created: " + counts);
         }
@@ -181,6 +185,14 @@ public final class FetchSessions {
             consumer.subscribe(Collections.singletonList(topic));
             Map<String, String> seen = new HashMap<>();
             consume(consumer, records, seen, acked, start, failures);
+            // Caught up: a few seconds of fetches with nothing new, each an
+            // incremental fetch naming no partition.
+            long idleUntil = System.currentTimeMillis() + 3_000;
+            while (System.currentTimeMillis() < idleUntil) {
+                for (ConsumerRecord<String, String> r : consumer.poll(Duration.ofMillis(500))) {
+                    failures.add("unexpected record at " + r.partition() + "/" + r.offset());
+                }
+            }
             // Then a few partitions only: the session's other partitions
             // stay out of the requests.
             int more = later * 10;
