@@ -26,6 +26,8 @@
 //!   ([`log::epoch_cache`]) and a follower's appends and truncation
 //!   ([`log::follower`]).
 //! - [`group`]: the consumer-group coordinator.
+//! - [`fetch_session`]: incremental fetch sessions (KIP-227), a cache per
+//!   shard, pure; api/fetch.rs opens and finishes a Fetch through it.
 //! - [`peer`]: outbound connections to other brokers (compio, through
 //!   `sluice_protocol::codec`), with ApiVersions and reconnect backoff.
 //! - [`tls`]: rustls over the io_uring socket, both sides: the SSL
@@ -36,7 +38,7 @@
 //! - [`metrics`]: Prometheus exposition.
 //!
 //! Layers, top to bottom: runtime -> net -> api -> replica -> log; shard, cluster,
-//! group, auth, config and metrics beside them; replica's fetcher uses peer,
+//! group, fetch_session, auth, config and metrics beside them; replica's fetcher uses peer,
 //! net and peer use tls,
 //! and log imports neither. Imports point down only
 //! (`scripts/check-modules broker/src` checks there are no cycles).
@@ -46,6 +48,7 @@ pub mod api;
 pub mod auth;
 pub mod cluster;
 pub mod config;
+pub mod fetch_session;
 pub mod group;
 pub mod log;
 pub mod metrics;

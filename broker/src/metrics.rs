@@ -124,6 +124,14 @@ pub struct Metrics {
     /// Per shard: each shard's coordinator publishes its own figures.
     groups_by_shard: [AtomicI64; MAX_SHARDS],
     rebalances_by_shard: [AtomicU64; MAX_SHARDS],
+    /// Per shard: the fetch sessions (KIP-227) each shard's cache holds and
+    /// the partitions in them (Kafka's NumIncrementalFetchSessions and
+    /// NumIncrementalFetchPartitionsCached).
+    fetch_sessions_by_shard: [AtomicI64; MAX_SHARDS],
+    fetch_session_partitions_by_shard: [AtomicI64; MAX_SHARDS],
+    /// Fetch sessions evicted to make room for another (Kafka's
+    /// IncrementalFetchSessionEvictionsPerSec, as a counter).
+    pub fetch_session_evictions: AtomicU64,
     requests: [AtomicU64; 128],
     request_errors: [AtomicU64; 128],
     request_latency: [Histogram<14>; 128],
@@ -144,6 +152,9 @@ pub static METRICS: Metrics = Metrics {
     cleaner_records_removed: AtomicU64::new(0),
     groups_by_shard: [const { AtomicI64::new(0) }; MAX_SHARDS],
     rebalances_by_shard: [const { AtomicU64::new(0) }; MAX_SHARDS],
+    fetch_sessions_by_shard: [const { AtomicI64::new(0) }; MAX_SHARDS],
+    fetch_session_partitions_by_shard: [const { AtomicI64::new(0) }; MAX_SHARDS],
+    fetch_session_evictions: AtomicU64::new(0),
     requests: [const { AtomicU64::new(0) }; 128],
     request_errors: [const { AtomicU64::new(0) }; 128],
     request_latency: [const { Histogram::new(&LATENCY_BUCKETS) }; 128],
@@ -168,6 +179,16 @@ impl Metrics {
         ) {
             g.store(groups as i64, Relaxed);
             r.store(rebalances, Relaxed);
+        }
+    }
+
+    pub fn set_fetch_session_figures(&self, shard: usize, sessions: usize, partitions: usize) {
+        if let (Some(s), Some(p)) = (
+            self.fetch_sessions_by_shard.get(shard),
+            self.fetch_session_partitions_by_shard.get(shard),
+        ) {
+            s.store(sessions as i64, Relaxed);
+            p.store(partitions as i64, Relaxed);
         }
     }
 
@@ -266,7 +287,7 @@ impl Metrics {
         let _ = writeln!(out, "# HELP sluice_log_group_commit_requests Produce requests made durable per fdatasync\n# TYPE sluice_log_group_commit_requests histogram");
         self.group_commit_requests
             .render(&mut out, "sluice_log_group_commit_requests", "");
-        let gauges: [(&str, &str, i64); 11] = [
+        let gauges: [(&str, &str, i64); 14] = [
             (
                 "sluice_net_connections_open",
                 "gauge",
@@ -304,6 +325,27 @@ impl Metrics {
                     .iter()
                     .map(|r| r.load(Relaxed) as i64)
                     .sum(),
+            ),
+            (
+                "sluice_fetch_session_count",
+                "gauge",
+                self.fetch_sessions_by_shard
+                    .iter()
+                    .map(|s| s.load(Relaxed))
+                    .sum(),
+            ),
+            (
+                "sluice_fetch_session_partitions",
+                "gauge",
+                self.fetch_session_partitions_by_shard
+                    .iter()
+                    .map(|p| p.load(Relaxed))
+                    .sum(),
+            ),
+            (
+                "sluice_fetch_session_evictions_total",
+                "counter",
+                self.fetch_session_evictions.load(Relaxed) as i64,
             ),
             (
                 "sluice_log_cleaner_runs_total",

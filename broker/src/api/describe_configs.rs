@@ -265,6 +265,16 @@ fn broker_configs(
             cfg.connections_max_idle_ms.to_string(),
         ),
         (
+            MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS,
+            Int,
+            cfg.max_incremental_fetch_session_cache_slots.to_string(),
+        ),
+        (
+            MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS,
+            Int,
+            cfg.min_incremental_fetch_session_eviction_ms.to_string(),
+        ),
+        (
             LOG_FLUSH_INTERVAL_MS,
             Long,
             cfg.log_flush_interval_ms.to_string(),

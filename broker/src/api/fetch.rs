@@ -7,9 +7,12 @@
 //! is encoded here by hand around those ranges so the connection can splice
 //! them from the page cache to the socket. Long polling waits on the owners
 //! until `min_bytes` are there or `max_wait_ms` passes. Fetch sessions
-//! (KIP-227) are not kept: every response carries session id 0, which tells
-//! clients to send full fetch requests, as a broker with no session cache
-//! space does. A v16+ partition answered NOT_LEADER_OR_FOLLOWER or
+//! (KIP-227, v7+) go through the shard's
+//! [`crate::fetch_session::FetchSessionCache`]: `open`
+//! before reading turns an incremental fetch into the session's whole
+//! partition list (or refuses it with a top-level error), `finish` before
+//! encoding gives the session id and drops the partitions an incremental
+//! answer need not carry. A v16+ partition answered NOT_LEADER_OR_FOLLOWER or
 //! FENCED_LEADER_EPOCH carries the partition's current leader and epoch,
 //! and the response that leader's endpoint (KIP-951, as Produce v10+).
 //! v17's `replica_directory_id` (KIP-853, for KRaft voters) is not used:
@@ -31,6 +34,7 @@ use super::produce::{current_leader, wants_leader_hint};
 use super::{RequestContext, Response, ResponsePart};
 use crate::auth::{Action, Resource};
 use crate::cluster::TopicMeta;
+use crate::fetch_session::{Finished, Opened, Outcome};
 use crate::log::read::{FileRange, Isolation};
 use crate::log::txn_index::AbortedTxn;
 use crate::replica::Reader;
@@ -241,7 +245,11 @@ async fn wait_any(ctx: &RequestContext, plans: &[ReadPlan], deadline: Instant) {
     let _ = futures::future::select(futures::future::select_all(waits), shutdown).await;
 }
 
-pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
+pub async fn handle(ctx: &RequestContext, mut req: FetchRequest) -> Response {
+    let session = match open_session(ctx, &mut req).await {
+        Opened::Refused(code) => return encode(ctx, &[], &[], code, 0),
+        opened => opened,
+    };
     let image = ctx.shard.broker.metadata.image();
     let started = Instant::now();
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
@@ -332,25 +340,93 @@ pub async fn handle(ctx: &RequestContext, req: FetchRequest) -> Response {
             || Instant::now() >= deadline
             || ctx.shard.is_shutting_down()
         {
-            return respond(ctx, &mut topics);
+            return respond(ctx, &req, &session, topics);
         }
         wait_any(ctx, &plans, deadline).await;
         if Instant::now() >= deadline {
             // One last read after the wait so data that arrived is included.
             apply_results(&mut topics, read_all(ctx, &plans).await, response_max);
-            return respond(ctx, &mut topics);
+            return respond(ctx, &req, &session, topics);
         }
     }
 }
 
-/// Adds the leader hints (v16+) and encodes the response.
-fn respond(ctx: &RequestContext, topics: &mut [TopicOut]) -> Response {
+/// Resolves the fetch's session (KIP-227) before anything is read: an
+/// incremental fetch has `req.topics` replaced by its session's partitions.
+/// A full fetch naming another shard's session has it removed there.
+async fn open_session(ctx: &RequestContext, req: &mut FetchRequest) -> Opened {
+    let foreign = ctx
+        .shard
+        .fetch_sessions
+        .borrow()
+        .foreign_session_to_close(ctx.version, req);
+    if let Some((owner, id)) = foreign {
+        ctx.shard
+            .broker
+            .on_shard(owner, move |shard| async move {
+                shard.fetch_sessions.borrow_mut().remove(id);
+            })
+            .await;
+    }
+    let follower = matches!(
+        Reader::from_replica_id(replica_id(ctx.version, req)),
+        Reader::Follower(_)
+    );
+    let now = sluice_protocol::clock::now_ms();
+    ctx.shard
+        .fetch_sessions
+        .borrow_mut()
+        .open(ctx.version, req, follower, now)
+}
+
+/// What the session compares for one partition's answer.
+fn outcome(p: &PartitionOut) -> Outcome {
+    Outcome {
+        high_watermark: p.high_watermark,
+        last_stable_offset: p.last_stable_offset,
+        log_start_offset: p.log_start_offset,
+        error: p.error,
+        has_records: p.records.as_ref().is_some_and(|r| r.len > 0),
+        must_send: p.diverging.is_some(),
+    }
+}
+
+/// Lets the session pick what goes out (an incremental answer carries only
+/// partitions with news), adds the leader hints (v16+) and encodes.
+fn respond(
+    ctx: &RequestContext,
+    req: &FetchRequest,
+    session: &Opened,
+    mut topics: Vec<TopicOut>,
+) -> Response {
+    let outcomes: Vec<Outcome> = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(outcome))
+        .collect();
+    let Finished {
+        error,
+        session_id,
+        keep,
+    } = ctx.shard.fetch_sessions.borrow_mut().finish(
+        session,
+        ctx.version,
+        req,
+        &outcomes,
+        sluice_protocol::clock::now_ms(),
+    );
+    if let Some(keep) = keep {
+        let mut keep = keep.into_iter();
+        for t in &mut topics {
+            t.partitions.retain(|_| keep.next().unwrap_or(true));
+        }
+        topics.retain(|t| !t.partitions.is_empty());
+    }
     let endpoints = if ctx.version >= LEADER_HINT_VERSION {
-        add_leader_hints(ctx, topics)
+        add_leader_hints(ctx, &mut topics)
     } else {
         Vec::new()
     };
-    encode(ctx, topics, &endpoints)
+    encode(ctx, &topics, &endpoints, error, session_id)
 }
 
 /// Fills `current_leader` of every partition refused for not leading (or a
@@ -426,7 +502,13 @@ fn put_array_len(buf: &mut BytesMut, flexible: bool, len: usize) {
 
 /// Encodes the response, leaving a gap for each partition's record bytes,
 /// which are spliced from the segment files.
-fn encode(ctx: &RequestContext, topics: &[TopicOut], node_endpoints: &[NodeEndpoint]) -> Response {
+fn encode(
+    ctx: &RequestContext,
+    topics: &[TopicOut],
+    node_endpoints: &[NodeEndpoint],
+    error: ErrorCode,
+    session_id: i32,
+) -> Response {
     let v = ctx.version;
     let flexible = v >= 12;
     let mut parts: Vec<ResponsePart> = Vec::new();
@@ -439,8 +521,8 @@ fn encode(ctx: &RequestContext, topics: &[TopicOut], node_endpoints: &[NodeEndpo
     }
     buf.put_i32(0); // throttle_time_ms
     if v >= 7 {
-        buf.put_i16(ErrorCode::None.code()); // error_code
-        buf.put_i32(0); // session_id: no session
+        buf.put_i16(error.code());
+        buf.put_i32(session_id);
     }
     put_array_len(&mut buf, flexible, topics.len());
     for t in topics {

@@ -288,6 +288,13 @@ pub struct BrokerConfig {
     /// `transactional.id.expiration.ms` doubles as the idle expiry of
     /// idempotent producer state, as in Kafka (`producer.id.expiration.ms`).
     pub producer_id_expiration_ms: i64,
+    /// `max.incremental.fetch.session.cache.slots`: fetch sessions (KIP-227)
+    /// the broker keeps, all shards together (0: none).
+    pub max_incremental_fetch_session_cache_slots: usize,
+    /// `min.incremental.fetch.session.eviction.ms`: how long a fetch session
+    /// is safe from eviction by a more valuable one, and how long unused
+    /// before any new session may take its slot.
+    pub min_incremental_fetch_session_eviction_ms: i64,
     /// `--metrics`: Prometheus endpoint.
     pub metrics_listen: Option<SocketAddr>,
     /// Properties explicitly set in the config file (for DescribeConfigs'
@@ -483,6 +490,8 @@ impl Default for BrokerConfig {
             group_max_size: i32::MAX,
             connections_max_idle_ms: 600_000,
             producer_id_expiration_ms: 86_400_000,
+            max_incremental_fetch_session_cache_slots: 1000,
+            min_incremental_fetch_session_eviction_ms: 120_000,
             metrics_listen: None,
             explicit: BTreeMap::new(),
             cluster: ClusterSettings::default(),
@@ -965,6 +974,13 @@ impl BrokerConfig {
             names::PRODUCER_ID_EXPIRATION_MS => {
                 self.producer_id_expiration_ms = parse_num(name, value)?
             }
+            names::MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS => {
+                self.max_incremental_fetch_session_cache_slots = parse_num(name, value)?
+            }
+            names::MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS => {
+                self.min_incremental_fetch_session_eviction_ms =
+                    non_negative_i64(name, parse_num(name, value)?)?
+            }
             names::METRICS_LISTEN => self.metrics_listen = Some(parse_listen(name, value)?),
             _ => return Err(ConfigError::Unknown(name.to_string())),
         }
@@ -1376,6 +1392,16 @@ fn positive_f64(name: &str, value: &str) -> Result<f64, ConfigError> {
         return Err(ConfigError::Invalid {
             name: name.into(),
             reason: "must be more than 0".into(),
+        });
+    }
+    Ok(v)
+}
+
+fn non_negative_i64(name: &str, v: i64) -> Result<i64, ConfigError> {
+    if v < 0 {
+        return Err(ConfigError::Invalid {
+            name: name.into(),
+            reason: "must be at least 0".into(),
         });
     }
     Ok(v)

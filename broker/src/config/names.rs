@@ -99,6 +99,10 @@ pub const GROUP_MAX_SESSION_TIMEOUT_MS: &str = "group.max.session.timeout.ms";
 pub const GROUP_MAX_SIZE: &str = "group.max.size";
 pub const CONNECTIONS_MAX_IDLE_MS: &str = "connections.max.idle.ms";
 pub const PRODUCER_ID_EXPIRATION_MS: &str = "producer.id.expiration.ms";
+pub const MAX_INCREMENTAL_FETCH_SESSION_CACHE_SLOTS: &str =
+    "max.incremental.fetch.session.cache.slots";
+pub const MIN_INCREMENTAL_FETCH_SESSION_EVICTION_MS: &str =
+    "min.incremental.fetch.session.eviction.ms";
 pub const METRICS_LISTEN: &str = "metrics.listen";
 
 // KRaft cluster properties.

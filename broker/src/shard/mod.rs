@@ -19,6 +19,7 @@ use uuid::Uuid;
 
 use crate::cluster::{Metadata, TopicMeta, OFFSETS_TOPIC};
 use crate::config::BrokerConfig;
+use crate::fetch_session::FetchSessionCache;
 use crate::group::GroupCoordinator;
 use crate::log::PartitionLog;
 use crate::replica::{Partition, ReplicaConfig, ReplicaManager};
@@ -168,6 +169,8 @@ pub struct Shard {
     pub txns: RefCell<Option<Rc<crate::txn::TxnCoordinator>>>,
     /// Cluster mode: the roles last applied from the metadata image.
     pub roles: roles::RoleState,
+    /// The fetch sessions (KIP-227) of this shard's connections.
+    pub fetch_sessions: RefCell<FetchSessionCache>,
     shutdown_tx: RefCell<Option<oneshot::Sender<()>>>,
     pub shutdown: Shared<LocalBoxFuture<'static, ()>>,
 }
@@ -185,8 +188,15 @@ impl Shard {
             // checkpoint, and a directory of a deleted topic is removed.
             replicas.set_replicated(broker.hw_checkpoint.checkpointed());
         }
+        let fetch_sessions = RefCell::new(FetchSessionCache::new(
+            id,
+            broker.shard_count(),
+            broker.config.max_incremental_fetch_session_cache_slots,
+            broker.config.min_incremental_fetch_session_eviction_ms,
+        ));
         Rc::new(Shard {
             id,
+            fetch_sessions,
             broker,
             replicas,
             groups: RefCell::new(None),

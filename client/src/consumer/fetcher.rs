@@ -7,15 +7,19 @@
 //! batch is ignored (the next fetch starts there), control batches and, in
 //! read_committed mode, aborted transactions are dropped. Partition errors
 //! become an offset reset (OFFSET_OUT_OF_RANGE under `auto.offset.reset`) or
-//! a metadata refresh (leader moved, unknown partition). Also ListOffsets,
-//! used for resets and `seek_to_beginning/end`.
+//! a metadata refresh (leader moved, unknown partition). Each broker's
+//! fetches run in an incremental fetch session (fetch_session.rs): only
+//! changed partitions are sent, and the answer carries only partitions
+//! with news; a session error starts over with a full fetch, and
+//! [`Fetcher::close_sessions`] closes them when the consumer closes. Also
+//! ListOffsets, used for resets and `seek_to_beginning/end`.
 
 use std::collections::{BTreeMap, BinaryHeap, HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic, ForgottenTopic};
 use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
 use kafka_protocol::messages::{
     ApiKey, FetchRequest, FetchResponse, ListOffsetsRequest, TopicName,
@@ -27,6 +31,7 @@ use sluice_protocol::batch::{
 };
 use tokio::sync::Notify;
 
+use super::fetch_session::{FetchSession, PartitionParams, FINAL_EPOCH};
 use super::positions::{Assignment, Position, ResetTo};
 use super::{ConsumerRecord, TimestampType, TopicPartition};
 use crate::config::{ConsumerConfig, OffsetReset};
@@ -55,6 +60,8 @@ struct CompletedFetch {
 struct Shared {
     completed: Mutex<VecDeque<CompletedFetch>>,
     in_flight: Mutex<HashSet<i32>>,
+    /// The fetch session with each broker (by node id).
+    sessions: Mutex<HashMap<i32, FetchSession>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -172,7 +179,7 @@ impl Fetcher {
             let shared = self.shared.clone();
             let wake = self.wake.clone();
             tokio::spawn(async move {
-                let result = fetch_from(&cluster, node, &settings, &parts).await;
+                let result = fetch_from(&cluster, node, &settings, &parts, &shared.sessions).await;
                 if let Err(e) = &result {
                     tracing::debug!(node, error = %e, "fetch failed");
                     if matches!(e, Error::Connection { .. } | Error::Timeout(_)) {
@@ -184,6 +191,45 @@ impl Fetcher {
                 wake.notify_one();
             });
         }
+    }
+
+    /// Closes the fetch session with every broker that holds one (a fetch
+    /// with epoch -1 and no partitions), as the Java consumer does on close.
+    /// Best effort: a broker that does not answer in time evicts it later.
+    pub async fn close_sessions(&self) {
+        let open: Vec<(i32, i32)> = lock(&self.shared.sessions)
+            .iter_mut()
+            .filter_map(|(node, s)| s.close().map(|id| (*node, id)))
+            .collect();
+        // A fetch still in flight holds the connection for up to
+        // fetch.max.wait.ms before the close is read.
+        let limit = self.settings.max_wait + Duration::from_secs(5);
+        let closes = open.into_iter().map(|(node, id)| {
+            let cluster = self.cluster.clone();
+            async move {
+                let close = async {
+                    let conn = cluster.connection(node).await?;
+                    let version = conn.versions().pick(ApiKey::Fetch)?;
+                    let mut req = FetchRequest::default();
+                    req.session_id = id;
+                    req.session_epoch = FINAL_EPOCH;
+                    req.max_wait_ms = 0;
+                    req.min_bytes = 0;
+                    let resp: FetchResponse = conn.send_versioned(&req, version).await?;
+                    Ok::<i16, Error>(resp.error_code)
+                };
+                match tokio::time::timeout(limit, close).await {
+                    Ok(Ok(code)) => {
+                        tracing::debug!(node, session = id, error = code, "fetch session closed")
+                    }
+                    Ok(Err(e)) => {
+                        tracing::debug!(node, session = id, error = %e, "closing fetch session failed")
+                    }
+                    Err(_) => tracing::debug!(node, session = id, "closing fetch session timed out"),
+                }
+            }
+        });
+        futures::future::join_all(closes).await;
     }
 
     /// Turns finished fetches into buffered records and position updates.
@@ -347,30 +393,43 @@ async fn fetch_from(
     node: i32,
     s: &Settings,
     parts: &[(TopicPartition, Position, i32)],
+    sessions: &Mutex<HashMap<i32, FetchSession>>,
 ) -> Result<Vec<PartitionResult>> {
     let conn = cluster.connection(node).await?;
     let version = conn.versions().pick(ApiKey::Fetch)?;
+    let wanted: Vec<(TopicPartition, PartitionParams)> = parts
+        .iter()
+        .map(|(tp, pos, leader_epoch)| {
+            let params = PartitionParams {
+                fetch_offset: pos.offset,
+                leader_epoch: if version >= 9 { *leader_epoch } else { -1 },
+                max_bytes: s.partition_max_bytes,
+            };
+            (tp.clone(), params)
+        })
+        .collect();
+    let mut plan = lock(sessions)
+        .entry(node)
+        .or_default()
+        .plan(version, &wanted);
     let mut req = FetchRequest::default();
     req.max_wait_ms = s.max_wait.as_millis().min(i32::MAX as u128) as i32;
     req.min_bytes = s.min_bytes;
     req.max_bytes = s.max_bytes;
     req.isolation_level = i8::from(s.read_committed);
-    // A full fetch outside any fetch session.
-    req.session_id = 0;
-    req.session_epoch = -1;
-    let mut requested: HashMap<(String, i32), i64> = HashMap::new();
+    req.session_id = plan.session_id;
+    req.session_epoch = plan.epoch;
     let mut topics: Vec<FetchTopic> = Vec::new();
-    for (tp, pos, leader_epoch) in parts {
+    for (tp, params) in &plan.send {
         let mut p = FetchPartition::default();
         p.partition = tp.partition;
-        p.current_leader_epoch = if version >= 9 { *leader_epoch } else { -1 };
-        p.fetch_offset = pos.offset;
+        p.current_leader_epoch = params.leader_epoch;
+        p.fetch_offset = params.fetch_offset;
         p.log_start_offset = -1;
-        p.partition_max_bytes = s.partition_max_bytes;
-        requested.insert((tp.topic.clone(), tp.partition), pos.offset);
-        match topics.last_mut() {
-            Some(t) if t.topic.0.as_str() == tp.topic => t.partitions.push(p),
-            _ => {
+        p.partition_max_bytes = params.max_bytes;
+        match topics.iter_mut().find(|t| t.topic.0.as_str() == tp.topic) {
+            Some(t) => t.partitions.push(p),
+            None => {
                 let mut t = FetchTopic::default();
                 t.topic = topic_name(&tp.topic);
                 t.partitions.push(p);
@@ -379,19 +438,59 @@ async fn fetch_from(
         }
     }
     req.topics = topics;
-    let resp: FetchResponse = conn.send_versioned(&req, version).await?;
-    if resp.error_code != ErrorCode::None.code() {
+    let mut forgotten: Vec<ForgottenTopic> = Vec::new();
+    for tp in &plan.forget {
+        match forgotten
+            .iter_mut()
+            .find(|t| t.topic.0.as_str() == tp.topic)
+        {
+            Some(t) => t.partitions.push(tp.partition),
+            None => {
+                let mut t = ForgottenTopic::default();
+                t.topic = topic_name(&tp.topic);
+                t.partitions.push(tp.partition);
+                forgotten.push(t);
+            }
+        }
+    }
+    req.forgotten_topics_data = forgotten;
+    let resp: FetchResponse = match conn.send_versioned(&req, version).await {
+        Ok(resp) => resp,
+        Err(e) => {
+            if let Some(session) = lock(sessions).get_mut(&node) {
+                session.failed();
+            }
+            return Err(e);
+        }
+    };
+    let error = ErrorCode::from_code(resp.error_code);
+    let fetching = std::mem::take(&mut plan.fetching);
+    if let Some(session) = lock(sessions).get_mut(&node) {
+        session.answered(plan, error, resp.session_id);
+    }
+    if matches!(
+        error,
+        ErrorCode::FetchSessionIdNotFound
+            | ErrorCode::InvalidFetchSessionEpoch
+            | ErrorCode::FetchSessionTopicIdError
+    ) {
+        // The session is gone or out of step: the next fetch is full.
+        tracing::debug!(node, %error, "fetch session reset");
+        return Ok(Vec::new());
+    }
+    if error != ErrorCode::None {
         return Err(Error::from_wire(resp.error_code, Some("fetch".into())));
     }
     let mut out = Vec::new();
     for t in resp.responses {
         let topic = t.topic.0.to_string();
         for p in t.partitions {
-            let Some(&fetch_offset) = requested.get(&(topic.clone(), p.partition_index)) else {
+            let tp = TopicPartition::new(topic.clone(), p.partition_index);
+            let Some(&fetch_offset) = fetching.get(&tp) else {
                 continue;
             };
             out.push(PartitionResult {
-                tp: TopicPartition::new(topic.clone(), p.partition_index),
+                tp,
                 fetch_offset,
                 error: ErrorCode::from_code(p.error_code),
                 high_watermark: p.high_watermark,

@@ -15,6 +15,8 @@
 //! - `membership`: join / sync / heartbeat / leave, the member state
 //!   machine (`MemberState`, changed only through `Transition`).
 //! - `fetcher`: pipelined Fetch per leader, record decoding, ListOffsets.
+//! - `fetch_session`: the incremental fetch session (KIP-227) with each
+//!   broker: what a fetch sends and forgets, starting over on errors.
 //! - `offsets`: OffsetCommit / OffsetFetch and the ordered committer.
 //! - `protocol`: the embedded consumer protocol (subscription, assignment).
 //! - `positions`: assigned partitions, positions, resets, pauses.
@@ -30,6 +32,7 @@
 
 pub mod assignor;
 mod coordinator;
+mod fetch_session;
 mod fetcher;
 mod membership;
 mod offsets;
@@ -872,6 +875,7 @@ impl Consumer {
         } else if self.group.is_some() && !self.assignment.is_empty() {
             self.commit_before_revoke(None).await;
         }
+        self.fetcher.close_sessions().await;
         self.closed = true;
         self.shutdown.shutdown();
         self.assignment.clear();

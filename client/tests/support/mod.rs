@@ -12,6 +12,8 @@ use std::time::{Duration, Instant};
 
 pub struct TestBroker {
     pub bootstrap: String,
+    /// sluiced's Prometheus endpoint (host:port); `None` against Kafka.
+    pub metrics: Option<String>,
     child: Option<Child>,
     _dir: Option<tempfile::TempDir>,
 }
@@ -43,6 +45,7 @@ impl TestBroker {
         if let Ok(b) = std::env::var("SLUICE_TEST_KAFKA_BOOTSTRAP") {
             return Some(TestBroker {
                 bootstrap: b,
+                metrics: None,
                 child: None,
                 _dir: None,
             });
@@ -57,8 +60,11 @@ impl TestBroker {
         );
         let dir = tempfile::tempdir().ok()?;
         let port = free_port();
+        let metrics = format!("127.0.0.1:{}", free_port());
         let child = Command::new(&bin)
             .args([
+                "--metrics",
+                &metrics,
                 "--listen",
                 &format!("127.0.0.1:{port}"),
                 "--shards",
@@ -86,6 +92,7 @@ impl TestBroker {
         }
         Some(TestBroker {
             bootstrap,
+            metrics: Some(metrics),
             child: Some(child),
             _dir: Some(dir),
         })
@@ -93,6 +100,26 @@ impl TestBroker {
 
     pub fn is_sluiced(&self) -> bool {
         self.child.is_some()
+    }
+
+    /// The value of an unlabelled sluiced metric (`None` against Kafka, or
+    /// when the endpoint or the series is missing).
+    pub fn metric(&self, name: &str) -> Option<f64> {
+        use std::io::{Read, Write};
+        let addr = self.metrics.as_ref()?;
+        let mut s = std::net::TcpStream::connect(addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+        s.write_all(b"GET /metrics HTTP/1.0\r\n\r\n").ok()?;
+        let mut body = String::new();
+        s.read_to_string(&mut body).ok()?;
+        body.lines().find_map(|l| {
+            let (n, v) = l.split_once(' ')?;
+            if n == name {
+                v.trim().parse().ok()
+            } else {
+                None
+            }
+        })
     }
 }
 

@@ -1,0 +1,200 @@
+//! The consumer's incremental fetch sessions (KIP-227) against a real
+//! broker: a fresh `sluiced` by default, or Apache Kafka with
+//! SLUICE_TEST_KAFKA_BOOTSTRAP=host:port (see tests/support). Against
+//! sluiced the broker's session metrics show the consumer holds a session
+//! while it reads and closes it on close; against both, everything is read
+//! exactly once while later fetches carry only what changed.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kafka_protocol::messages::create_topics_request::CreatableTopic;
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{CreateTopicsRequest, ProduceRequest, TopicName};
+use kafka_protocol::protocol::StrBytes;
+use sluice::consumer::{Consumer, ConsumerRecord};
+use sluice::net::Cluster;
+use sluice::{ClientConfig, Compression, ConsumerConfig, ErrorCode};
+use sluice_protocol::batch::BatchBuilder;
+use support::{unique, TestBroker};
+
+const WAIT: Duration = Duration::from_secs(60);
+const PARTITIONS: i32 = 40;
+
+async fn cluster(b: &TestBroker) -> Arc<Cluster> {
+    let cfg = ClientConfig::from_properties([
+        ("bootstrap.servers", b.bootstrap.as_str()),
+        ("client.id", "fetch-session-test-setup"),
+    ])
+    .unwrap();
+    Cluster::connect(cfg).await.expect("connect")
+}
+
+async fn create_topic(c: &Cluster, name: &str, partitions: i32) {
+    let mut t = CreatableTopic::default();
+    t.name = TopicName(StrBytes::from_string(name.to_string()));
+    t.num_partitions = partitions;
+    t.replication_factor = 1;
+    let mut req = CreateTopicsRequest::default();
+    req.topics = vec![t];
+    req.timeout_ms = 30_000;
+    let conn = c.any_connection().await.unwrap();
+    let resp = conn.send(&req).await.unwrap();
+    assert_eq!(
+        ErrorCode::from_code(resp.topics[0].error_code),
+        ErrorCode::None,
+        "CreateTopics {name}: {:?}",
+        resp.topics[0].error_message
+    );
+    let deadline = Instant::now() + WAIT;
+    loop {
+        c.refresh_metadata(&[name.to_string()]).await.unwrap();
+        if let Some(t) = c.topic(name) {
+            if t.partitions.len() == partitions as usize
+                && t.partitions.iter().all(|p| p.leader >= 0)
+            {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "topic {name} has no leaders");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Appends `values` to one partition through its leader.
+async fn produce(c: &Cluster, topic: &str, partition: i32, values: &[String]) {
+    let mut b = BatchBuilder::new(Compression::None);
+    for v in values {
+        b.push(1_700_000_000_000, None, Some(v.as_bytes()), &[])
+            .unwrap();
+    }
+    let mut pd = PartitionProduceData::default();
+    pd.index = partition;
+    pd.records = Some(b.build());
+    let mut td = TopicProduceData::default();
+    td.name = TopicName(StrBytes::from_string(topic.to_string()));
+    td.partition_data = vec![pd];
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 30_000;
+    req.topic_data = vec![td];
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let leader = c.leader_for(topic, partition).expect("leader");
+        let conn = c.connection(leader).await.unwrap();
+        let resp = conn.send(&req).await.unwrap();
+        let p = &resp.responses[0].partition_responses[0];
+        // A new topic's leader may not be ready yet (Kafka answers
+        // NOT_LEADER_OR_FOLLOWER for a moment).
+        if p.error_code == ErrorCode::NotLeaderOrFollower.code() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c.refresh_metadata(&[topic.to_string()]).await.unwrap();
+            continue;
+        }
+        assert_eq!(
+            ErrorCode::from_code(p.error_code),
+            ErrorCode::None,
+            "produce to {topic}-{partition}"
+        );
+        return;
+    }
+}
+
+fn config(b: &TestBroker) -> ConsumerConfig {
+    ConsumerConfig::from_properties([
+        ("bootstrap.servers", b.bootstrap.as_str()),
+        ("auto.offset.reset", "earliest"),
+        ("fetch.max.wait.ms", "100"),
+    ])
+    .unwrap()
+}
+
+/// Polls until `n` records arrived (or panics after WAIT); checks on the
+/// way that each (partition, offset) comes once.
+async fn read(c: &mut Consumer, n: usize, seen: &mut BTreeMap<(i32, i64), String>) {
+    let deadline = Instant::now() + WAIT;
+    let mut got = 0;
+    while got < n {
+        assert!(
+            Instant::now() < deadline,
+            "only {got} of {n} records arrived"
+        );
+        for r in c.poll(Duration::from_millis(200)).await.unwrap() {
+            got += 1;
+            let ConsumerRecord {
+                partition,
+                offset,
+                value,
+                ..
+            } = r;
+            let value = String::from_utf8(value.unwrap_or_default().to_vec()).unwrap();
+            let again = seen.insert((partition, offset), value);
+            assert!(
+                again.is_none(),
+                "{partition}/{offset} arrived twice: {again:?}"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consumer_reads_through_an_incremental_fetch_session() {
+    let Some(b) = TestBroker::start() else { return };
+    let c = cluster(&b).await;
+    let t = unique("fetch-sessions");
+    create_topic(&c, &t, PARTITIONS).await;
+    for p in 0..PARTITIONS {
+        let values: Vec<String> = (0..5).map(|i| format!("{p}/{i}")).collect();
+        produce(&c, &t, p, &values).await;
+    }
+
+    let mut consumer = Consumer::connect(config(&b)).await.unwrap();
+    consumer
+        .assign((0..PARTITIONS).map(|p| (t.as_str(), p)))
+        .unwrap();
+    let mut seen = BTreeMap::new();
+    read(&mut consumer, PARTITIONS as usize * 5, &mut seen).await;
+
+    if b.is_sluiced() {
+        // The consumer holds a session with the broker, over its partitions
+        // (those with records still buffered are out of it for a moment).
+        let sessions = b.metric("sluice_fetch_session_count");
+        assert_eq!(sessions, Some(1.0), "one fetch session while reading");
+        let cached = b.metric("sluice_fetch_session_partitions").unwrap_or(0.0);
+        assert!(cached >= 1.0, "partitions in the session: {cached}");
+    }
+
+    // Later records in a few partitions arrive once each, through fetches
+    // that name only the partitions whose positions moved.
+    for p in [3, 17, 31] {
+        let values: Vec<String> = (5..8).map(|i| format!("{p}/{i}")).collect();
+        produce(&c, &t, p, &values).await;
+    }
+    read(&mut consumer, 9, &mut seen).await;
+    assert_eq!(seen.len(), PARTITIONS as usize * 5 + 9);
+    for p in 0..PARTITIONS {
+        let last = if [3, 17, 31].contains(&p) { 8 } else { 5 };
+        for i in 0..last {
+            assert_eq!(
+                seen.get(&(p, i)).map(String::as_str),
+                Some(format!("{p}/{i}").as_str()),
+                "partition {p} offset {i}"
+            );
+        }
+    }
+    // Nothing more comes.
+    let more = consumer.poll(Duration::from_millis(500)).await.unwrap();
+    assert!(more.is_empty(), "unexpected records: {more:?}");
+
+    consumer.close().await.unwrap();
+    if b.is_sluiced() {
+        assert_eq!(
+            b.metric("sluice_fetch_session_count"),
+            Some(0.0),
+            "close() closes the fetch session"
+        );
+    }
+}
