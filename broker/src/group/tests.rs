@@ -26,11 +26,14 @@ use super::{GroupConfig, GroupCoordinator, GroupLog};
 
 // ---------------------------------------------------------------- harness
 
+/// A (key, value) record.
+type Record = (Bytes, Option<Bytes>);
+
 #[derive(Default)]
 struct MemLog {
     records: RefCell<Vec<(Bytes, Option<Bytes>)>>,
     /// Transactional appends, with their producer id.
-    txn_records: RefCell<Vec<(i64, (Bytes, Option<Bytes>))>>,
+    txn_records: RefCell<Vec<(i64, Record)>>,
     fail_with: Cell<Option<E>>,
 }
 

@@ -151,16 +151,19 @@ pub async fn write_marker(
         .unwrap_or(ErrorCode::NotLeaderOrFollower)
 }
 
+/// One broker's shared connection for markers.
+type SharedPeer = Rc<AsyncMutex<Peer>>;
+
 /// Delivers markers: local partitions directly, the rest by WriteTxnMarkers
 /// to their leaders.
 struct BrokerMarkers {
     shard: Weak<Shard>,
     /// One connection per broker, shared by this shard's marker jobs.
-    peers: RefCell<HashMap<NodeId, Rc<AsyncMutex<Peer>>>>,
+    peers: RefCell<HashMap<NodeId, SharedPeer>>,
 }
 
 impl BrokerMarkers {
-    fn peer(&self, shard: &Shard, node: NodeId) -> Option<Rc<AsyncMutex<Peer>>> {
+    fn peer(&self, shard: &Shard, node: NodeId) -> Option<SharedPeer> {
         let image = shard.broker.metadata.image();
         let config = &shard.broker.config;
         let listener = config.inter_broker_listener_name().unwrap_or("PLAINTEXT");
@@ -217,7 +220,7 @@ impl MarkerWriter for BrokerMarkers {
                 _ => out.push(((topic.clone(), *p), ErrorCode::NotLeaderOrFollower)),
             }
         }
-        let remote: Vec<(Option<Rc<AsyncMutex<Peer>>>, Vec<(String, i32)>)> = remote
+        let remote: Vec<_> = remote
             .into_iter()
             .map(|(node, parts)| (self.peer(&shard, node), parts))
             .collect();
@@ -250,7 +253,7 @@ impl MarkerWriter for BrokerMarkers {
 /// WriteTxnMarkers for `parts` to their leader; every partition gets the
 /// request's failure if it fails as a whole.
 async fn send_markers(
-    peer: Option<Rc<AsyncMutex<Peer>>>,
+    peer: Option<SharedPeer>,
     job: &MarkerJob,
     parts: Vec<(String, i32)>,
 ) -> Vec<((String, i32), ErrorCode)> {
