@@ -796,3 +796,73 @@ fn a_produce_queued_before_a_role_change_is_refused_not_restamped() {
         assert_eq!(p.log_end_offset(), 0, "nothing written under epoch 2");
     });
 }
+
+#[test]
+fn txn_markers_are_appended_by_leaders_only_and_wait_for_replication() {
+    run(async {
+        let f = fixture(leader(&[1, 2], &[1, 2]), "1").await;
+        let p = &f.partition;
+        let mut b = BatchBuilder::new(Compression::None)
+            .with_producer(5, 0, 0)
+            .with_transactional(true);
+        b.push(T0, None, Some(b"t"), &[]).expect("push");
+        let bytes = b.build();
+        let txn = (BatchHeader::parse(&bytes).expect("header"), bytes);
+        assert_eq!(p.append(vec![txn], 1, soon()).await.error, ErrorCode::None);
+        // Follower 2 has not fetched: the marker is written but, as an
+        // acks=all produce, answers REQUEST_TIMED_OUT at its deadline, and
+        // the transaction holds the last stable offset meanwhile.
+        let short = Instant::now() + Duration::from_millis(200);
+        assert_eq!(
+            p.append_txn_marker(5, 0, 0, false, short).await,
+            Err(ErrorCode::RequestTimedOut)
+        );
+        assert_eq!(p.log_end_offset(), 2);
+        assert_eq!(p.log.last_stable_offset(), 0);
+        // Once the follower has the marker, it is stable; the next marker
+        // (a producer with no transaction here) answers its offset.
+        p.read(
+            Reader::Follower(2),
+            2,
+            1 << 20,
+            -1,
+            Isolation::ReadUncommitted,
+        )
+        .expect("follower fetch");
+        assert_eq!(p.high_watermark(), 2);
+        assert_eq!(p.log.last_stable_offset(), 2);
+        let next = p.append_txn_marker(6, 0, 0, true, soon());
+        let follower = async {
+            p.log.wait_for_log_end(2, soon()).await;
+            p.read(
+                Reader::Follower(2),
+                3,
+                1 << 20,
+                -1,
+                Isolation::ReadUncommitted,
+            )
+            .expect("follower fetch");
+        };
+        let (written, ()) = futures::join!(next, follower);
+        assert_eq!(written, Ok(2));
+        // An older coordinator is fenced by the log's check.
+        p.read(
+            Reader::Follower(2),
+            3,
+            1 << 20,
+            -1,
+            Isolation::ReadUncommitted,
+        )
+        .expect("follower fetch");
+        assert_eq!(
+            p.append_txn_marker(6, 0, -1, true, short).await,
+            Err(ErrorCode::TransactionCoordinatorFenced)
+        );
+        // A follower writes no markers.
+        p.become_follower(2, 2).expect("follower");
+        assert_eq!(
+            p.append_txn_marker(5, 0, 0, true, soon()).await,
+            Err(ErrorCode::NotLeaderOrFollower)
+        );
+    });
+}
