@@ -8,7 +8,9 @@
 //! a fresh CRC. A batch left with no record disappears, unless it is the
 //! last batch of an idempotent producer: then its header stays, empty, so
 //! the producer's sequence state survives (Kafka's rule). Control batches
-//! (transaction markers) are kept as they are.
+//! (transaction markers) are kept as they are. Every record of an aborted
+//! transaction goes (Kafka's cleaner discards them too), and the key map
+//! never counted them, so an aborted value never displaces a committed one.
 //!
 //! Tombstones follow KIP-534: the first clean of a batch holding tombstones
 //! stamps it with a delete horizon (`now + delete.retention.ms`, kept in the
@@ -37,6 +39,33 @@ pub struct FilterContext<'a> {
     pub delete_retention_ms: i64,
     /// Producer id -> last offset of that producer's last batch in the log.
     pub last_batch_of_producer: &'a HashMap<i64, i64>,
+    /// The log's aborted transactions.
+    pub aborted: &'a AbortedRanges,
+}
+
+/// A log's aborted transactions (from its `.txnindex` entries), per
+/// producer: (first offset, abort marker offset).
+#[derive(Debug, Default)]
+pub struct AbortedRanges(HashMap<i64, Vec<(i64, i64)>>);
+
+impl AbortedRanges {
+    pub fn insert(&mut self, producer_id: i64, first_offset: i64, marker_offset: i64) {
+        self.0
+            .entry(producer_id)
+            .or_default()
+            .push((first_offset, marker_offset));
+    }
+
+    /// Whether `h` is a data batch of an aborted transaction.
+    pub fn contains(&self, h: &BatchHeader) -> bool {
+        h.is_transactional()
+            && !h.is_control()
+            && self.0.get(&h.producer_id).is_some_and(|ranges| {
+                ranges
+                    .iter()
+                    .any(|(first, marker)| *first <= h.base_offset && h.base_offset < *marker)
+            })
+    }
 }
 
 /// The outcome for one batch.
@@ -67,6 +96,7 @@ pub fn filter_batch(
     if h.is_control() {
         return Ok((Filtered::Unchanged, FilterStats::default()));
     }
+    let aborted = ctx.aborted.contains(h);
     let records = batch::decode_records(bytes)?;
     let horizon_passed = h.has_delete_horizon() && ctx.now_ms >= h.base_timestamp;
     let total = records.len();
@@ -76,6 +106,9 @@ pub fn filter_batch(
             let Some(key) = r.key.as_deref() else {
                 return false;
             };
+            if aborted {
+                return false;
+            }
             let latest = ctx.map.get(key).is_none_or(|newest| r.offset(h) >= newest);
             latest && !(r.value.is_none() && horizon_passed)
         })

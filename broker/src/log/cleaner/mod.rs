@@ -44,7 +44,7 @@ use super::segment::{log_file_name, Segment};
 use super::PartitionLog;
 use crate::config::BrokerConfig;
 use checkpoint::CleanerCheckpoint;
-use filter::{FilterContext, Filtered};
+use filter::{AbortedRanges, FilterContext, Filtered};
 use key_map::KeyMap;
 use plan::{Cleanable, LogSummary, SegmentSummary};
 
@@ -404,6 +404,14 @@ pub async fn clean_log(
     let now = now_ms();
     let mut stats = PassStats::default();
 
+    // Records of aborted transactions neither count in the key map nor stay.
+    let mut aborted = AbortedRanges::default();
+    for seg in log.state.borrow().segments.values() {
+        for t in &seg.txn_index.entries {
+            aborted.insert(t.producer_id, t.first_offset, t.last_offset);
+        }
+    }
+
     // 1. The key map over the dirty section, as far as it fits.
     let mut map = KeyMap::with_budget(cfg.dedupe_buffer_size);
     let mut end = plan.first_uncleanable;
@@ -413,7 +421,7 @@ pub async fn clean_log(
         let mut scan = BatchScan::open(seg).await?;
         let mut batches = 0usize;
         while let Some((_, h, bytes)) = scan.next_batch(throttle, &mut stats.bytes_read).await? {
-            if h.last_offset() < plan.first_dirty || h.is_control() {
+            if h.last_offset() < plan.first_dirty || h.is_control() || aborted.contains(&h) {
                 continue;
             }
             if !map.is_empty() && !map.has_room_for(h.records_count.max(0) as usize) {
@@ -460,6 +468,7 @@ pub async fn clean_log(
         now_ms: now,
         delete_retention_ms: log_cfg.delete_retention_ms,
         last_batch_of_producer: &last_batch_of_producer,
+        aborted: &aborted,
     };
     let Some((_active, done)) = segments.split_last() else {
         return Ok(stats);

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::{self, BatchBuilder, BatchHeader};
 use sluice_protocol::compression::Compression;
 
-use super::filter::{filter_batch, FilterContext, Filtered};
+use super::filter::{filter_batch, AbortedRanges, FilterContext, Filtered};
 use super::key_map::{KeyMap, ENTRY_COST_BYTES};
 use super::plan::{cleanable, group_segments, LogSummary, Reason, SegmentSummary};
 use super::*;
@@ -220,12 +220,16 @@ fn pairs(bytes: &[u8]) -> Vec<(i64, Option<String>, Option<String>)> {
         .collect()
 }
 
+static NO_ABORTS: std::sync::LazyLock<AbortedRanges> =
+    std::sync::LazyLock::new(AbortedRanges::default);
+
 fn ctx<'a>(map: &'a KeyMap, producers: &'a HashMap<i64, i64>, now: i64) -> FilterContext<'a> {
     FilterContext {
         map,
         now_ms: now,
         delete_retention_ms: 500,
         last_batch_of_producer: producers,
+        aborted: &NO_ABORTS,
     }
 }
 
@@ -792,4 +796,65 @@ fn a_producers_last_batch_survives_as_an_empty_header_across_a_restart() {
         assert_eq!(dup, 2, "a retry of the last batch answers its offset");
         assert_eq!(put_idempotent(&log, 7, 4, &[("c", "1")]).await, 7);
     });
+}
+
+/// Appends one transactional batch of `records` from producer `pid`
+/// (epoch 0) at sequence `seq`, then its commit or abort marker.
+async fn put_transaction(
+    log: &PartitionLog,
+    pid: i64,
+    seq: i32,
+    records: &[(&str, &str)],
+    commit: bool,
+) {
+    let mut b = BatchBuilder::new(Compression::None)
+        .with_producer(pid, 0, seq)
+        .with_transactional(true);
+    for (k, v) in records {
+        b.push(
+            sluice_protocol::clock::now_ms(),
+            Some(k.as_bytes()),
+            Some(v.as_bytes()),
+            &[],
+        )
+        .unwrap();
+    }
+    let bytes = b.build();
+    let h = BatchHeader::parse(&bytes).unwrap();
+    let r = log.append(vec![(h, bytes)], true).await;
+    assert_eq!(r.error, sluice_protocol::ErrorCode::None);
+    let marker = crate::log::txn_marker::EndTxnMarker {
+        commit,
+        coordinator_epoch: 0,
+    }
+    .build_batch(pid, 0, sluice_protocol::clock::now_ms());
+    let h = BatchHeader::parse(&marker).unwrap();
+    let r = log.append(vec![(h, marker)], true).await;
+    assert_eq!(r.error, sluice_protocol::ErrorCode::None);
+}
+
+#[test]
+fn an_aborted_transactions_records_go_and_never_displace_committed_ones() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(&[("segment.bytes", "100")]);
+        let log = open(dir.path(), cfg).await;
+        put(&log, &[("a", Some("committed-a"))]).await;
+        put_transaction(&log, 9, 0, &[("b", "committed-b")], true).await;
+        // A later transaction overwrites both keys, then aborts.
+        put_transaction(&log, 10, 0, &[("a", "aborted"), ("b", "aborted")], false).await;
+        put(&log, &[("z", Some("active"))]).await;
+        clean(&log, 1 << 20).await.expect("cleanable");
+        let values: Vec<(String, Option<String>)> =
+            contents(&log).into_iter().map(|(_, k, v)| (k, v)).collect();
+        assert!(
+            values.contains(&("a".into(), Some("committed-a".into())))
+                && values.contains(&("b".into(), Some("committed-b".into()))),
+            "the committed values survive: {values:?}"
+        );
+        assert!(
+            !values.iter().any(|(_, v)| v.as_deref() == Some("aborted")),
+            "the aborted records are gone: {values:?}"
+        );
+    })
 }
