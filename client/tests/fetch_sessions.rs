@@ -11,57 +11,20 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{CreateTopicsRequest, ProduceRequest, TopicName};
+use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
 use sluice::consumer::{Consumer, ConsumerRecord};
 use sluice::net::Cluster;
-use sluice::{ClientConfig, Compression, ConsumerConfig, ErrorCode};
+use sluice::{Compression, ConsumerConfig, ErrorCode};
 use sluice_protocol::batch::BatchBuilder;
-use support::{unique, TestBroker};
+use support::{create_topic, unique, TestBroker};
 
 const WAIT: Duration = Duration::from_secs(60);
 const PARTITIONS: i32 = 40;
 
 async fn cluster(b: &TestBroker) -> Arc<Cluster> {
-    let cfg = ClientConfig::from_properties([
-        ("bootstrap.servers", b.bootstrap.as_str()),
-        ("client.id", "fetch-session-test-setup"),
-    ])
-    .unwrap();
-    Cluster::connect(cfg).await.expect("connect")
-}
-
-async fn create_topic(c: &Cluster, name: &str, partitions: i32) {
-    let mut t = CreatableTopic::default();
-    t.name = TopicName(StrBytes::from_string(name.to_string()));
-    t.num_partitions = partitions;
-    t.replication_factor = 1;
-    let mut req = CreateTopicsRequest::default();
-    req.topics = vec![t];
-    req.timeout_ms = 30_000;
-    let conn = c.any_connection().await.unwrap();
-    let resp = conn.send(&req).await.unwrap();
-    assert_eq!(
-        ErrorCode::from_code(resp.topics[0].error_code),
-        ErrorCode::None,
-        "CreateTopics {name}: {:?}",
-        resp.topics[0].error_message
-    );
-    let deadline = Instant::now() + WAIT;
-    loop {
-        c.refresh_metadata(&[name.to_string()]).await.unwrap();
-        if let Some(t) = c.topic(name) {
-            if t.partitions.len() == partitions as usize
-                && t.partitions.iter().all(|p| p.leader >= 0)
-            {
-                return;
-            }
-        }
-        assert!(Instant::now() < deadline, "topic {name} has no leaders");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    support::connect_cluster(b, "fetch-session-test-setup").await
 }
 
 /// Appends `values` to one partition through its leader.

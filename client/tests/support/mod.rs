@@ -135,3 +135,53 @@ impl Drop for TestBroker {
 pub fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", uuid::Uuid::new_v4().simple())
 }
+
+/// A client cluster view of `b` for a test's own setup requests.
+pub async fn connect_cluster(
+    b: &TestBroker,
+    client_id: &str,
+) -> std::sync::Arc<sluice::net::Cluster> {
+    let cfg = sluice::ClientConfig::from_properties([
+        ("bootstrap.servers", b.bootstrap.as_str()),
+        ("client.id", client_id),
+    ])
+    .unwrap();
+    sluice::net::Cluster::connect(cfg).await.expect("connect")
+}
+
+/// Creates `name` (replication factor 1) and waits until every partition
+/// has a leader.
+pub async fn create_topic(c: &sluice::net::Cluster, name: &str, partitions: i32) {
+    use kafka_protocol::messages::create_topics_request::CreatableTopic;
+    use kafka_protocol::messages::{CreateTopicsRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use sluice::ErrorCode;
+    let mut t = CreatableTopic::default();
+    t.name = TopicName(StrBytes::from_string(name.to_string()));
+    t.num_partitions = partitions;
+    t.replication_factor = 1;
+    let mut req = CreateTopicsRequest::default();
+    req.topics = vec![t];
+    req.timeout_ms = 30_000;
+    let conn = c.any_connection().await.unwrap();
+    let resp = conn.send(&req).await.unwrap();
+    assert_eq!(
+        ErrorCode::from_code(resp.topics[0].error_code),
+        ErrorCode::None,
+        "CreateTopics {name}: {:?}",
+        resp.topics[0].error_message
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        c.refresh_metadata(&[name.to_string()]).await.unwrap();
+        if let Some(t) = c.topic(name) {
+            if t.partitions.len() == partitions as usize
+                && t.partitions.iter().all(|p| p.leader >= 0)
+            {
+                return;
+            }
+        }
+        assert!(Instant::now() < deadline, "topic {name} has no leaders");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}

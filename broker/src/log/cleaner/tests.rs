@@ -720,10 +720,18 @@ fn a_log_that_changed_under_the_clean_is_left_alone() {
     });
 }
 
-/// Appends one idempotent batch of `records` from producer `pid` (epoch 0)
-/// starting at sequence `seq`.
-async fn put_idempotent(log: &PartitionLog, pid: i64, seq: i32, records: &[(&str, &str)]) -> i64 {
-    let mut b = BatchBuilder::new(Compression::Zstd).with_producer(pid, 0, seq);
+/// One batch of `records` from producer `pid` (epoch 0) starting at
+/// sequence `seq`, transactional or not.
+fn producer_batch(
+    pid: i64,
+    seq: i32,
+    records: &[(&str, &str)],
+    transactional: bool,
+    codec: Compression,
+) -> (BatchHeader, Bytes) {
+    let mut b = BatchBuilder::new(codec)
+        .with_producer(pid, 0, seq)
+        .with_transactional(transactional);
     for (k, v) in records {
         b.push(
             sluice_protocol::clock::now_ms(),
@@ -734,8 +742,14 @@ async fn put_idempotent(log: &PartitionLog, pid: i64, seq: i32, records: &[(&str
         .unwrap();
     }
     let bytes = b.build();
-    let h = BatchHeader::parse(&bytes).unwrap();
-    let r = log.append(vec![(h, bytes)], true).await;
+    (BatchHeader::parse(&bytes).unwrap(), bytes)
+}
+
+/// Appends one idempotent batch of `records` from producer `pid` (epoch 0)
+/// starting at sequence `seq`.
+async fn put_idempotent(log: &PartitionLog, pid: i64, seq: i32, records: &[(&str, &str)]) -> i64 {
+    let batch = producer_batch(pid, seq, records, false, Compression::Zstd);
+    let r = log.append(vec![batch], true).await;
     assert_eq!(r.error, sluice_protocol::ErrorCode::None);
     r.base_offset
 }
@@ -807,21 +821,8 @@ async fn put_transaction(
     records: &[(&str, &str)],
     commit: bool,
 ) {
-    let mut b = BatchBuilder::new(Compression::None)
-        .with_producer(pid, 0, seq)
-        .with_transactional(true);
-    for (k, v) in records {
-        b.push(
-            sluice_protocol::clock::now_ms(),
-            Some(k.as_bytes()),
-            Some(v.as_bytes()),
-            &[],
-        )
-        .unwrap();
-    }
-    let bytes = b.build();
-    let h = BatchHeader::parse(&bytes).unwrap();
-    let r = log.append(vec![(h, bytes)], true).await;
+    let batch = producer_batch(pid, seq, records, true, Compression::None);
+    let r = log.append(vec![batch], true).await;
     assert_eq!(r.error, sluice_protocol::ErrorCode::None);
     let marker = crate::log::txn_marker::EndTxnMarker {
         commit,
