@@ -13,8 +13,8 @@ compacted log here has one partition, so one cleaner works on it at a time
 in both). sluiced runs with its defaults otherwise (fsync before ack, one
 shard per core), Kafka with its own (no fsync, -Xmx1G).
 
-0. Warm-up, not measured: a tenth of step 1's records (at least 100k)
-   written and cleaned as in step 1, so that Kafka's JIT has compiled its
+0. Warm-up, not measured: a fifth of step 1's records (at least three
+   segments' worth) written and cleaned as in step 1, so that Kafka's JIT has compiled its
    produce and cleaner paths before anything is measured.
 1. Cleaner throughput. A topic with one partition, segment.bytes 16 MiB,
    created with cleanup.policy=delete (so nothing is cleaned while it is
@@ -436,6 +436,9 @@ def clean_once(tools: Tools, b, a, topic: str, records: int) -> dict:
     how fast by the broker's report and by the wall clock."""
     d = b.partition_dir(topic)
     dirty, active_base = dirty_bytes(d)
+    if dirty == 0:
+        raise RuntimeError(f"{topic} has only its active segment, which is never cleaned: write more records or "
+                           "lower --segment-bytes")
     size_before = live_bytes(d)
     metrics_before = b.metrics() if isinstance(b, CleanSluiced) else {}
     watch = CleanWatch(b, topic, active_base)
@@ -462,7 +465,9 @@ def clean_once(tools: Tools, b, a, topic: str, records: int) -> dict:
 def cleaner_suite(b, tools: Tools, a, steps: Steps) -> dict:
     """Steps 1 and 2 of the docstring against one broker."""
     out: dict = {"broker": b.name, "label": b.label, "version": b.version}
-    warm = max(a.records // 10, min(a.records, 100_000))
+    # Enough for three closed segments (a record takes about its value and
+    # key plus 20 bytes in a batch), a fifth of the records at least.
+    warm = min(a.records, max(a.records // 5, 3 * a.segment_bytes // (a.size + 20)))
     steps.begin(f"{b.label}: start; warm-up (not measured): write {warm:,} keyed records and clean them")
     out["start_to_serving_s"] = b.start()
     topic = write_dirty(tools, b, a, "warmup", warm)
