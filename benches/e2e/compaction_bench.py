@@ -33,7 +33,8 @@ shard per core), Kafka with its own (no fsync, -Xmx1G).
 2. Produce latency while a clean runs: rdkafka_bench's fixed-rate latency
    mode (bench.py's: 100 B, acks=all, idempotent, 12 partitions; latency
    from each record's scheduled send time) on a new topic, once with no
-   clean running (after step 1's clean), and once started right after the
+   clean running (after step 1's clean and an unmeasured 3 s run on
+   another topic, which warms Kafka's produce path), and once started right after the
    policy change of another keyed topic written like step 1's,
    sized from step 1's throughput so its clean lasts the whole run. The
    overlap of the clean (its end from the checkpoint, its length from the
@@ -484,7 +485,11 @@ def cleaner_suite(b, tools: Tools, a, steps: Steps) -> dict:
         f"pass {fms(clean['seconds'])} s by the broker's report ({fms(clean.get('cleaned_mb_per_s'))} MB/s), "
         f"{fms(clean['wall_s'])} s from the policy change to the last shrink")
 
-    steps.begin(f"{b.label}: produce latency at {a.latency_rate:,}/s for {a.latency_seconds} s, no clean running")
+    steps.begin(f"{b.label}: produce latency at {a.latency_rate:,}/s for {a.latency_seconds} s, no clean running "
+                "(after an unmeasured 3 s run)")
+    warm_topic = topic_name(b.name, "lat-warmup")
+    create(tools, b, warm_topic, LATENCY_PARTITIONS, {})
+    latency_run(tools, b, warm_topic, a.latency_rate, 3)
     lat_topic = topic_name(b.name, "lat-idle")
     create(tools, b, lat_topic, LATENCY_PARTITIONS, {})
     idle = latency_run(tools, b, lat_topic, a.latency_rate, a.latency_seconds)
