@@ -10,10 +10,16 @@
  *          [--linger-ms MS] [--batch-bytes B] [--compression none|gzip|snappy|lz4|zstd]
  *          [--idempotence true|false] [--producers K] [--consumers K] [--group G]
  *          [--rate R --duration-s D] [--no-consume] [--no-produce] [--timeout-s SEC]
- *          [-X name=value]...
+ *          [--keys K] [-X name=value]...
  *
  *   --records N       records to produce and/or consume (default 1000000)
  *   --size S          value size in bytes (default 100); records have no key
+ *                     unless --keys is given
+ *   --keys K          throughput mode: record i gets the 8-byte key
+ *                     "%08ld" of i % K (so K distinct keys, each updated
+ *                     N / K times, every key once among the last K records:
+ *                     the load of a compacted topic); 0, the default, sends
+ *                     keyless records
  *   --partitions P    partitions of the topic when it is created, and the
  *                     partitions produced to (record i goes to i % P) and, in
  *                     the group-less consume, assigned (default 12)
@@ -114,7 +120,7 @@
  * floor(n * XX / 100) of the sorted latencies.
  *
  * JSON, every mode: {"librdkafka": version, "mode": "throughput"|"latency",
- *   "topic", "records" (N; R*D rounded in latency mode), "size",
+ *   "topic", "records" (N; R*D rounded in latency mode), "size", "keys" (K),
  *   "partitions", "acks", "linger_ms", "batch_bytes", "compression",
  *   "idempotence" (bool), "config": {name: value} of the -X settings, then
  * throughput mode:
@@ -180,6 +186,7 @@ static int n_consumers = 1;
 static const char *group = NULL;
 static double rate = 0;       /* latency mode when > 0 */
 static double duration_s = 0;
+static long n_keys = 0;       /* > 0: keyed records, key i % n_keys */
 
 /* -X name=value settings, in command-line order. */
 struct setting {
@@ -496,9 +503,13 @@ static void *producer_main(void *arg) {
     long i = pr->from;
     while (i < pr->to && !stop) {
         lat_ns[i] = now_ns();
+        /* librdkafka copies the key; NULL/0 sends a keyless record. */
+        char key[24];
+        size_t key_len = n_keys > 0 ? (size_t)snprintf(key, sizeof key, "%08ld", i % n_keys) : 0;
         rd_kafka_resp_err_t e = rd_kafka_producev(
             pr->rk, RD_KAFKA_V_TOPIC(topic), RD_KAFKA_V_PARTITION((int32_t)(i % partitions)),
-            RD_KAFKA_V_VALUE(payload, (size_t)record_size), RD_KAFKA_V_OPAQUE((void *)(intptr_t)i), RD_KAFKA_V_END);
+            RD_KAFKA_V_KEY(key_len ? key : NULL, key_len), RD_KAFKA_V_VALUE(payload, (size_t)record_size),
+            RD_KAFKA_V_OPAQUE((void *)(intptr_t)i), RD_KAFKA_V_END);
         if (e == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
             rd_kafka_poll(pr->rk, 5);
             continue;
@@ -1113,7 +1124,7 @@ static void usage(void) {
             "                     [--acks 0|1|all] [--linger-ms MS] [--batch-bytes B]\n"
             "                     [--compression none|gzip|snappy|lz4|zstd] [--idempotence true|false]\n"
             "                     [--producers K] [--consumers K] [--group G] [--rate R --duration-s D]\n"
-            "                     [--no-consume] [--no-produce] [--timeout-s SEC] [-X name=value]...\n");
+            "                     [--no-consume] [--no-produce] [--timeout-s SEC] [--keys K] [-X name=value]...\n");
     exit(2);
 }
 
@@ -1179,7 +1190,7 @@ int main(int argc, char **argv) {
         static const char *const with_value[] = {
             "--bootstrap", "--topic", "--records", "--size", "--partitions", "--acks", "--linger-ms",
             "--batch-bytes", "--timeout-s", "--compression", "--idempotence", "--producers", "--consumers",
-            "--group", "--rate", "--duration-s", "-X", NULL};
+            "--group", "--rate", "--duration-s", "--keys", "-X", NULL};
         int known = 0;
         for (int k = 0; with_value[k]; k++)
             known |= strcmp(a, with_value[k]) == 0;
@@ -1206,6 +1217,7 @@ int main(int argc, char **argv) {
         else if (strcmp(a, "--group") == 0) group = v;
         else if (strcmp(a, "--rate") == 0) rate = parse_positive(a, v);
         else if (strcmp(a, "--duration-s") == 0) duration_s = parse_positive(a, v);
+        else if (strcmp(a, "--keys") == 0) n_keys = parse_long(a, v, 0);
         else if (strcmp(a, "-X") == 0) add_extra(v);
     }
     if (!bootstrap || !topic)
@@ -1231,6 +1243,8 @@ int main(int argc, char **argv) {
         if (group || consumers_given)
             bad_usage("latency mode has its own consumer (assigned, no group): --group/--consumers do not go with "
                       "--rate");
+        if (n_keys)
+            bad_usage("%s", "latency mode sends keyless records: --keys does not go with --rate");
         double total = rate * duration_s + 0.5;
         if (total < 1 || total > 500e6)
             bad_usage("--rate x --duration-s gives %.0f records; 1 to 500000000 are allowed", total - 0.5);
@@ -1281,7 +1295,8 @@ int main(int argc, char **argv) {
     sb_str(&out, rd_kafka_version_str());
     sb_printf(&out, ",\"mode\":\"%s\",\"topic\":", latency_mode ? "latency" : "throughput");
     sb_str(&out, topic);
-    sb_printf(&out, ",\"records\":%ld,\"size\":%d,\"partitions\":%d,\"acks\":", n_records, record_size, partitions);
+    sb_printf(&out, ",\"records\":%ld,\"size\":%d,\"keys\":%ld,\"partitions\":%d,\"acks\":", n_records, record_size,
+              n_keys, partitions);
     sb_str(&out, acks);
     sb_printf(&out, ",\"linger_ms\":%d,\"batch_bytes\":%ld,\"compression\":\"%s\",\"idempotence\":%s,\"config\":{",
               linger_ms, batch_bytes, compression, idempotence);

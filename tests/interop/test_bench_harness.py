@@ -92,3 +92,98 @@ def test_bench_harness_small_run(rdkafka_bench: Path, tmp_path: Path) -> None:
     assert "| produce 100 B, acks=all, 4 producers |" in md and "## Targets" in md
     for png in ("throughput.png", "latency.png", "clients.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", png
+
+
+# --- the compaction suite (benches/e2e/compaction_bench.py): no broker, only
+# its argument checks, its readers of the brokers' cleaner reports and the
+# results it writes, so a change to any of them shows here cheaply.
+
+sys.path.insert(0, str(REPO_ROOT / "benches" / "e2e"))
+import compaction_bench  # noqa: E402
+
+
+def test_compaction_bench_arguments() -> None:
+    a = compaction_bench.parse_args([])
+    assert (a.records, a.keys, a.segment_bytes, a.commits) == (5_000_000, 100_000, 16 << 20, 1_000_000)
+    assert a.brokers == ["sluiced", "kafka"] and a.skip == set()
+    a = compaction_bench.parse_args(["--records", "1000", "--keys", "10", "--brokers", "sluiced", "--skip", "offsets",
+                                     "--commits", "8000"])
+    assert (a.records, a.keys, a.brokers, a.skip) == (1000, 10, ["sluiced"], {"offsets"})
+    for bad in (["--brokers", "tansu"], ["--skip", "latency"], ["--records", "10", "--keys", "11"],
+                ["--commits", "100"]):
+        with pytest.raises(SystemExit):
+            compaction_bench.parse_args(bad)
+    # The two suites are one at a time; refused before anything is installed.
+    proc = subprocess.run(["bash", str(REPO_ROOT / "scripts/bench"), "--compaction", "--cluster"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1 and "one at a time" in proc.stderr, proc.stderr
+
+
+def test_compaction_bench_reads_cleaner_reports() -> None:
+    sluiced_log = (
+        "\x1b[2m2026-12-08T10:00:01.5Z\x1b[0m \x1b[34mDEBUG\x1b[0m sluice_broker::log::cleaner: cleaned log "
+        "topic=bench-sluiced-compact-1f partition=0 plan.reason=DirtyRatio end=900000 read=250000000 "
+        "written=12000000 removed=800000 took_ms=1234\n"
+        "DEBUG sluice_broker::log::cleaner: cleaned log topic=other partition=0 end=1 read=1 written=1 removed=0 "
+        "took_ms=1\n")
+    (p,) = compaction_bench.sluiced_passes(sluiced_log, "bench-sluiced-compact-1f")
+    assert p == {"partition": 0, "seconds": 1.234, "bytes_read": 250_000_000, "bytes_written": 12_000_000,
+                 "records_removed": 800_000}
+    kafka_log = (
+        "[2026-12-08 10:00:01,130] INFO [kafka-log-cleaner-thread-0]: Beginning cleaning of log t-0 (x)\n"
+        "[2026-12-08 10:00:03,500] INFO [kafka-log-cleaner-thread-0]: \n"
+        "\tLog cleaner thread 0 cleaned log t-0 (dirty section = [0, 900000])\n"
+        "\t1,024.0 MB of log processed in 2.5 seconds (409.6 MB/sec).\n"
+        "\tIndexed 1,024.0 MB in 1.0 seconds (1,024.0 Mb/sec, 40.0% of total time)\n"
+        "\tBuffer utilization: 1.5%\n"
+        "\tCleaned 1,024.0 MB in 1.5 seconds (682.7 Mb/sec, 60.0% of total time)\n"
+        "\tStart size: 1,024.0 MB (9,000,000 messages)\n"
+        "\tEnd size: 10.0 MB (100,000 messages)\n"
+        "\t99.0% size reduction (98.9% fewer messages)\n"
+        " (org.apache.kafka.storage.internals.log.LogCleaner)\n")
+    (k,) = compaction_bench.kafka_passes(kafka_log, "t")
+    assert k["dirty_section"] == [0, 900000] and k["processed_mb"] == 1024.0 and k["reported_mb_per_s"] == 409.6
+    assert k["start_bytes"] == 1024 << 20 and k["end_records"] == 100_000 and k["index_seconds"] == 1.0
+    # Kafka's seconds have one decimal; its millisecond log stamps say more.
+    assert (k["reported_seconds"], k["seconds"]) == (2.5, 2.37)
+    assert compaction_bench.kafka_passes(kafka_log, "t-1") == []
+
+
+def test_compaction_bench_writes_results(tmp_path: Path) -> None:
+    a = compaction_bench.parse_args(["--records", "1000000", "--commits", "200000", "--out", str(tmp_path)])
+    plan = {"records": a.records, "keys": a.keys, "size": a.size, "segment_bytes": a.segment_bytes,
+            "latency_rate": a.latency_rate, "latency_seconds": a.latency_seconds, "commits": a.commits,
+            "commit_groups": 400, "commit_partitions": 50, "commit_rounds": 10, "commit_connections": 8,
+            "offsets_segment_bytes": a.offsets_segment_bytes}
+
+    def broker(name: str, label: str, mbps: float, p99_idle: float, p99_clean: float) -> dict:
+        lat = [{"kind": "no clean", "produce_p50_ms": 1.0, "produce_p99_ms": p99_idle, "produce_p99_9_ms": 9.0,
+                "produce_max_ms": 20.0, "e2e_p99_ms": 5.0, "achieved_rate": 20000},
+               {"kind": "during a clean", "produce_p50_ms": 1.0, "produce_p99_ms": p99_clean, "produce_p99_9_ms": 9.0,
+                "produce_max_ms": 30.0, "e2e_p99_ms": 6.0, "achieved_rate": 20000, "clean_overlap": 1.0,
+                "dirty_bytes": 500_000_000, "clean_pass_s": 9.0}]
+        clean = {"dirty_bytes": 100_000_000, "size_after": 12_000_000, "seconds": 100 / mbps,
+                 "cleaned_mb_per_s": mbps, "wall_s": 2.0, "cleaned_mb_per_s_wall": 50.0, "passes": []}
+        return {"broker": name, "label": label, "version": "v", "clean": clean, "latency": lat}
+
+    commit = {"commits": 200_000, "commits_per_s": 50_000.0}
+    offsets = [{"system": "sluiced", "label": "sluiced, no compaction", "compacted": False, "first_connection_s": 0.1,
+                "first_group_s": 0.3, "all_groups_s": 0.4, "offsets_topic": {"bytes": 14_000_000, "segments": 80},
+                "commit": commit},
+               {"system": "sluiced", "label": "sluiced, compacted", "compacted": True, "first_connection_s": 0.1,
+                "first_group_s": 0.2, "all_groups_s": 0.25, "offsets_topic": {"bytes": 4_000_000, "segments": 80},
+                "commit": commit}]
+    res = {"date": "2026-12-08", "command": "scripts/bench --compaction --quick", "plan": plan, "librdkafka": "2.x",
+           "brokers": [broker("sluiced", "sluiced", 200.0, 2.0, 2.6), broker("kafka", "Kafka", 100.0, 3.0, 9.0)],
+           "offsets": offsets, "elapsed_min": 3.0, "machine": compaction_bench.machine()}
+    text = compaction_bench.write_results(res, tmp_path)
+
+    saved = json.loads((tmp_path / "results.json").read_text())
+    met = {t["target"].split(" (")[0]: t["met"] for t in saved["targets"]}
+    assert met == {"cleaner throughput >= Kafka's": True, "sluiced produce p99 during a clean <= 1.5x without": True,
+                   "sluiced serves groups < 1 s after start": True}, saved["targets"]
+    assert (tmp_path / "results.md").read_text() == text
+    assert "sluiced / Kafka cleaned MB/s: **2.00x**" in text and "shares these cores" in text
+    assert "| sluiced | during a clean |" in text and "| 1.30x |" in text
+    assert "| sluiced, compacted | 4.0 MB | 80 |" in text
+    assert (tmp_path / "compaction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

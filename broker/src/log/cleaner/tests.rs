@@ -859,3 +859,52 @@ fn an_aborted_transactions_records_go_and_never_displace_committed_ones() {
         );
     })
 }
+
+/// Files of `dir` this process still holds open although they were
+/// unlinked (`/proc/self/fd` links ending in " (deleted)").
+fn deleted_files_held_open(dir: &Path) -> Vec<String> {
+    let prefix = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc/self/fd")
+        .expect("/proc/self/fd")
+        .filter_map(|e| std::fs::read_link(e.ok()?.path()).ok())
+        .map(|p| p.to_string_lossy().into_owned())
+        .filter(|p| p.starts_with(&prefix) && p.ends_with(" (deleted)"))
+        .collect()
+}
+
+#[test]
+fn replaced_segments_are_closed_off_the_shard_thread_and_not_held() {
+    use std::sync::{Arc, Mutex};
+    use std::thread::ThreadId;
+
+    /// Notes the thread that drops it.
+    struct DropThread(Arc<Mutex<Option<ThreadId>>>);
+    impl Drop for DropThread {
+        fn drop(&mut self) {
+            *self.0.lock().unwrap() = Some(std::thread::current().id());
+        }
+    }
+
+    run(async {
+        let seen = Arc::new(Mutex::new(None));
+        drop_off_shard(DropThread(seen.clone())).await;
+        let dropped_on = seen
+            .lock()
+            .unwrap()
+            .expect("dropped by the time it returns");
+        assert_ne!(
+            dropped_on,
+            std::thread::current().id(),
+            "not on the shard's thread"
+        );
+
+        // A whole pass: the originals it replaced are unlinked and no handle
+        // of theirs outlives it (the pass's snapshots were the last ones).
+        let dir = tempfile::tempdir().unwrap();
+        let log = updated_log(dir.path(), config(&[("segment.bytes", "100")])).await;
+        let stats = clean(&log, 1 << 20).await.expect("cleanable");
+        assert!(stats.groups_swapped > 0);
+        assert_eq!(deleted_files_held_open(dir.path()), Vec::<String>::new());
+        assert_eq!(contents(&log).len(), 4, "the pass itself did its work");
+    });
+}
