@@ -12,9 +12,6 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use sluice::consumer::{
     Consumer, ConsumerRecord, PartitionBatch, RebalanceListener, TopicPartition,
 };
@@ -53,36 +50,7 @@ async fn produce(
         )
         .unwrap();
     }
-    let mut pd = PartitionProduceData::default();
-    pd.index = partition;
-    pd.records = Some(b.build());
-    let mut td = TopicProduceData::default();
-    td.name = TopicName(StrBytes::from_string(topic.to_string()));
-    td.partition_data = vec![pd];
-    let mut req = ProduceRequest::default();
-    req.acks = -1;
-    req.timeout_ms = 30_000;
-    req.topic_data = vec![td];
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let leader = c.leader_for(topic, partition).expect("leader");
-        let conn = c.connection(leader).await.unwrap();
-        let resp = conn.send(&req).await.unwrap();
-        let p = &resp.responses[0].partition_responses[0];
-        // A new topic's leader may not be ready yet (Kafka answers
-        // NOT_LEADER_OR_FOLLOWER for a moment).
-        if p.error_code == ErrorCode::NotLeaderOrFollower.code() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            c.refresh_metadata(&[topic.to_string()]).await.unwrap();
-            continue;
-        }
-        assert_eq!(
-            ErrorCode::from_code(p.error_code),
-            ErrorCode::None,
-            "produce to {topic}-{partition}"
-        );
-        return p.base_offset;
-    }
+    support::produce_batch(c, topic, partition, b.build()).await
 }
 
 async fn fill(c: &Cluster, topic: &str, partitions: i32, per_partition: usize) {

@@ -11,12 +11,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
-use kafka_protocol::messages::{ProduceRequest, TopicName};
-use kafka_protocol::protocol::StrBytes;
 use sluice::consumer::{Consumer, ConsumerRecord};
 use sluice::net::Cluster;
-use sluice::{Compression, ConsumerConfig, ErrorCode};
+use sluice::{Compression, ConsumerConfig};
 use sluice_protocol::batch::BatchBuilder;
 use support::{create_topic, unique, TestBroker};
 
@@ -34,36 +31,7 @@ async fn produce(c: &Cluster, topic: &str, partition: i32, values: &[String]) {
         b.push(1_700_000_000_000, None, Some(v.as_bytes()), &[])
             .unwrap();
     }
-    let mut pd = PartitionProduceData::default();
-    pd.index = partition;
-    pd.records = Some(b.build());
-    let mut td = TopicProduceData::default();
-    td.name = TopicName(StrBytes::from_string(topic.to_string()));
-    td.partition_data = vec![pd];
-    let mut req = ProduceRequest::default();
-    req.acks = -1;
-    req.timeout_ms = 30_000;
-    req.topic_data = vec![td];
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let leader = c.leader_for(topic, partition).expect("leader");
-        let conn = c.connection(leader).await.unwrap();
-        let resp = conn.send(&req).await.unwrap();
-        let p = &resp.responses[0].partition_responses[0];
-        // A new topic's leader may not be ready yet (Kafka answers
-        // NOT_LEADER_OR_FOLLOWER for a moment).
-        if p.error_code == ErrorCode::NotLeaderOrFollower.code() && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            c.refresh_metadata(&[topic.to_string()]).await.unwrap();
-            continue;
-        }
-        assert_eq!(
-            ErrorCode::from_code(p.error_code),
-            ErrorCode::None,
-            "produce to {topic}-{partition}"
-        );
-        return;
-    }
+    support::produce_batch(c, topic, partition, b.build()).await;
 }
 
 fn config(b: &TestBroker) -> ConsumerConfig {

@@ -185,3 +185,46 @@ pub async fn create_topic(c: &sluice::net::Cluster, name: &str, partitions: i32)
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Produces one batch (acks=all) to a partition through its leader,
+/// retrying while a new topic's leader is not ready yet (Kafka answers
+/// NOT_LEADER_OR_FOLLOWER for a moment); returns its base offset.
+pub async fn produce_batch(
+    c: &sluice::net::Cluster,
+    topic: &str,
+    partition: i32,
+    records: bytes::Bytes,
+) -> i64 {
+    use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+    use kafka_protocol::messages::{ProduceRequest, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    use sluice::ErrorCode;
+    let mut pd = PartitionProduceData::default();
+    pd.index = partition;
+    pd.records = Some(records);
+    let mut td = TopicProduceData::default();
+    td.name = TopicName(StrBytes::from_string(topic.to_string()));
+    td.partition_data = vec![pd];
+    let mut req = ProduceRequest::default();
+    req.acks = -1;
+    req.timeout_ms = 30_000;
+    req.topic_data = vec![td];
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let leader = c.leader_for(topic, partition).expect("leader");
+        let conn = c.connection(leader).await.unwrap();
+        let resp = conn.send(&req).await.unwrap();
+        let p = &resp.responses[0].partition_responses[0];
+        if p.error_code == ErrorCode::NotLeaderOrFollower.code() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            c.refresh_metadata(&[topic.to_string()]).await.unwrap();
+            continue;
+        }
+        assert_eq!(
+            ErrorCode::from_code(p.error_code),
+            ErrorCode::None,
+            "produce to {topic}-{partition}"
+        );
+        return p.base_offset;
+    }
+}
