@@ -7,10 +7,12 @@
 //! offset delta, producer id/epoch/base sequence, leader epoch and codec, and
 //! a fresh CRC. A batch left with no record disappears, unless it is the
 //! last batch of an idempotent producer: then its header stays, empty, so
-//! the producer's sequence state survives (Kafka's rule). Control batches
-//! (transaction markers) are kept as they are. Every record of an aborted
-//! transaction goes (Kafka's cleaner discards them too), and the key map
-//! never counted them, so an aborted value never displaces a committed one.
+//! the producer's sequence state survives (Kafka's rule). Every record of
+//! an aborted transaction goes (Kafka's cleaner discards them too), and the
+//! key map never counted them, so an aborted value never displaces a
+//! committed one. Transaction markers (control batches, [`filter_marker`])
+//! stay while their transaction has records in the log; once it has none
+//! they get a delete horizon like tombstones, and go after it.
 //!
 //! Tombstones follow KIP-534: the first clean of a batch holding tombstones
 //! stamps it with a delete horizon (`now + delete.retention.ms`, kept in the
@@ -135,6 +137,46 @@ pub fn filter_batch(
         }
     }
     Ok((Filtered::Rewritten(rebuild(h, &retained, horizon)?), stats))
+}
+
+/// What cleaning does to a transaction marker `h` (a control batch), given
+/// whether its transaction still has records in the log (what the pass
+/// kept of that producer's transactional batches since its previous
+/// marker). As Kafka's cleaner does it: a marker of a transaction with
+/// records stays as it is; one whose records are all gone (an aborted
+/// transaction's always, a committed one's once superseded) is stamped
+/// with a delete horizon (`now + delete.retention.ms`) at its first such
+/// clean, and removed by a clean after that horizon, so a consumer that
+/// read the transaction's records before then still reads its end.
+pub fn filter_marker(
+    bytes: &Bytes,
+    h: &BatchHeader,
+    ctx: &FilterContext<'_>,
+    transaction_has_records: bool,
+) -> Result<(Filtered, FilterStats), BatchError> {
+    if transaction_has_records {
+        return Ok((Filtered::Unchanged, FilterStats::default()));
+    }
+    if h.has_delete_horizon() {
+        if ctx.now_ms >= h.base_timestamp {
+            return Ok((Filtered::Removed, FilterStats::default()));
+        }
+        let stats = FilterStats {
+            records_removed: 0,
+            delete_horizon: Some(h.base_timestamp),
+        };
+        return Ok((Filtered::Unchanged, stats));
+    }
+    let horizon = ctx.now_ms.saturating_add(ctx.delete_retention_ms);
+    let records = batch::decode_records(bytes)?;
+    let stats = FilterStats {
+        records_removed: 0,
+        delete_horizon: Some(horizon),
+    };
+    Ok((
+        Filtered::Rewritten(rebuild(h, &records, Some(horizon))?),
+        stats,
+    ))
 }
 
 /// Re-encodes `retained` (records of the batch `h`) as a batch with `h`'s

@@ -25,6 +25,7 @@ pub mod plan;
 pub mod swap;
 #[cfg(test)]
 mod tests;
+pub mod worker;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -46,14 +47,13 @@ use super::segment::{log_file_name, Segment};
 use super::PartitionLog;
 use crate::config::BrokerConfig;
 use checkpoint::CleanerCheckpoint;
-use filter::{AbortedRanges, FilterContext, Filtered};
+use filter::AbortedRanges;
 use key_map::KeyMap;
 use plan::{Cleanable, LogSummary, SegmentSummary};
+use worker::{BatchChunk, FilterInputs, FilteredChunk, OpenTransactions};
 
 /// Bytes read or written per I/O.
 const IO_CHUNK: usize = 1 << 20;
-/// Batches filtered between yields to the shard's other tasks.
-const BATCHES_PER_YIELD: usize = 64;
 
 /// The broker-level cleaner settings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -106,6 +106,8 @@ pub enum CleanError {
     Corrupt { offset: i64, reason: String },
     #[error("the cleaner is stopping")]
     Stopped,
+    #[error("a cleaner worker thread panicked")]
+    WorkerPanicked,
 }
 
 /// `log.cleaner.io.max.bytes.per.second`: I/O waits so that the bytes
@@ -417,40 +419,33 @@ pub async fn clean_log(
     // 1. The key map over the dirty section, as far as it fits.
     let mut map = KeyMap::with_budget(cfg.dedupe_buffer_size);
     let mut end = plan.first_uncleanable;
+    let mut chunk = BatchChunk::default();
     'dirty: for seg in segments.iter().filter(|s| {
         s.summary.next_offset > plan.first_dirty && s.summary.base < plan.first_uncleanable
     }) {
         let mut scan = BatchScan::open(seg).await?;
-        let mut batches = 0usize;
         while let Some((_, h, bytes)) = scan.next_batch(throttle, &mut stats.bytes_read).await? {
             if h.last_offset() < plan.first_dirty || h.is_control() || aborted.contains(&h) {
                 continue;
             }
-            if !map.is_empty() && !map.has_room_for(h.records_count.max(0) as usize) {
-                end = h.base_offset;
-                break 'dirty;
-            }
-            let records = sluice_protocol::batch::decode_records(&bytes).map_err(|e| {
-                CleanError::Corrupt {
-                    offset: h.base_offset,
-                    reason: e.to_string(),
+            if chunk.push(h, bytes) {
+                let (m, full_at) = worker::index_chunk(map, &mut chunk, plan.first_dirty).await?;
+                map = m;
+                if let Some(at) = full_at {
+                    end = at;
+                    break 'dirty;
                 }
-            })?;
-            for r in records {
-                if let Some(key) = r.key.as_deref() {
-                    let offset = r.offset(&h);
-                    if offset >= plan.first_dirty {
-                        map.put(key, offset);
-                    }
-                }
-            }
-            batches += 1;
-            if batches.is_multiple_of(BATCHES_PER_YIELD) {
                 if stopping() || log.closed.get() {
                     return Err(CleanError::Stopped);
                 }
-                yield_now().await;
             }
+        }
+    }
+    if !chunk.is_empty() {
+        let (m, full_at) = worker::index_chunk(map, &mut chunk, plan.first_dirty).await?;
+        map = m;
+        if let Some(at) = full_at {
+            end = at;
         }
     }
     // The pass never goes backwards (a map full at once still moves on).
@@ -465,13 +460,13 @@ pub async fn clean_log(
         .iter()
         .filter_map(|(pid, e)| e.batches.back().map(|b| (*pid, b.last_offset)))
         .collect();
-    let ctx = FilterContext {
-        map: &map,
+    let inputs = Arc::new(FilterInputs {
+        map,
         now_ms: now,
         delete_retention_ms: log_cfg.delete_retention_ms,
-        last_batch_of_producer: &last_batch_of_producer,
-        aborted: &aborted,
-    };
+        last_batch_of_producer,
+        aborted,
+    });
     let Some((_active, done)) = segments.split_last() else {
         return Ok(stats);
     };
@@ -488,6 +483,7 @@ pub async fn clean_log(
     let summaries: Vec<SegmentSummary> = to_clean.iter().flatten().map(|s| s.summary).collect();
     let max_group_bytes = log_cfg.segment_bytes.min(i32::MAX as u64);
     let mut earliest_horizon: Option<i64> = None;
+    let mut open = OpenTransactions::new();
     for range in plan::group_segments(&summaries, max_group_bytes) {
         if stopping() || log.closed.get() {
             return Err(CleanError::Stopped);
@@ -496,7 +492,7 @@ pub async fn clean_log(
             .iter_mut()
             .filter_map(Option::take)
             .collect();
-        let outcome = clean_group(log, &group, &ctx, throttle, &mut stats).await?;
+        let outcome = clean_group(log, &group, &inputs, &mut open, throttle, &mut stats).await?;
         // The pass is done with these files; for a swapped group these are
         // the last handles of the unlinked originals.
         drop_off_shard(group).await;
@@ -569,7 +565,8 @@ enum GroupOutcome {
 async fn clean_group(
     log: &Rc<PartitionLog>,
     group: &[SegmentSnapshot],
-    ctx: &FilterContext<'_>,
+    inputs: &Arc<FilterInputs>,
+    open: &mut OpenTransactions,
     throttle: &mut Throttle,
     stats: &mut PassStats,
 ) -> Result<GroupOutcome, CleanError> {
@@ -589,8 +586,13 @@ async fn clean_group(
         pos: 0,
         pending: Vec::with_capacity(IO_CHUNK + (64 << 10)),
     };
-    let result = write_cleaned(group, ctx, throttle, stats, &mut out).await;
-    let (placed, changed, horizon) = match result {
+    let result = write_cleaned(group, inputs, open, throttle, stats, &mut out).await;
+    let CleanedGroup {
+        placed,
+        changed,
+        horizon,
+        removed_markers,
+    } = match result {
         Ok(r) => r,
         Err(e) => {
             let _ = std::fs::remove_file(&cleaned);
@@ -622,7 +624,7 @@ async fn clean_group(
     seg.next_offset = last.summary.next_offset;
 
     // Step 3, with no await: nothing else on the shard sees a half swap.
-    if !swap_in(log, group, seg) {
+    if !swap_in(log, group, seg, &removed_markers) {
         let _ = std::fs::remove_file(&swap);
         return Ok(GroupOutcome::Abandoned);
     }
@@ -658,68 +660,81 @@ async fn clean_group(
     Ok(GroupOutcome::Swapped { horizon })
 }
 
-/// Filters every batch of `group` into `out`. Returns the batches written
-/// (position, header), whether anything changed, and the earliest delete
-/// horizon of the batches kept.
+/// What a group's cleaned file holds so far.
+#[derive(Default)]
+struct CleanedGroup {
+    /// The batches written: (position in the file, header).
+    placed: Vec<(u64, BatchHeader)>,
+    /// Whether any batch was removed or rewritten.
+    changed: bool,
+    /// The earliest delete horizon of the batches kept.
+    horizon: Option<i64>,
+    /// Offsets of the transaction markers removed.
+    removed_markers: Vec<i64>,
+}
+
+impl CleanedGroup {
+    /// Writes what a worker kept of a chunk.
+    async fn write(
+        &mut self,
+        filtered: FilteredChunk,
+        out: &mut CleanedWriter,
+        throttle: &mut Throttle,
+        stats: &mut PassStats,
+    ) -> std::io::Result<()> {
+        stats.records_removed += filtered.records_removed;
+        self.horizon = min_opt(self.horizon, filtered.horizon);
+        self.changed |= filtered.changed;
+        self.removed_markers.extend(filtered.removed_markers);
+        for (h, bytes) in filtered.kept {
+            self.placed.push((out.pos + out.pending.len() as u64, h));
+            out.push(&bytes, throttle).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Filters every batch of `group` into `out`, a chunk at a time on the
+/// blocking pool.
 async fn write_cleaned(
     group: &[SegmentSnapshot],
-    ctx: &FilterContext<'_>,
+    inputs: &Arc<FilterInputs>,
+    open: &mut OpenTransactions,
     throttle: &mut Throttle,
     stats: &mut PassStats,
     out: &mut CleanedWriter,
-) -> Result<(Vec<(u64, BatchHeader)>, bool, Option<i64>), CleanError> {
-    let mut placed = Vec::new();
-    let mut changed = group.len() > 1;
-    let mut horizon: Option<i64> = None;
-    let mut position = 0u64;
-    let mut batches = 0usize;
+) -> Result<CleanedGroup, CleanError> {
+    let mut cleaned = CleanedGroup {
+        changed: group.len() > 1,
+        ..CleanedGroup::default()
+    };
+    let mut chunk = BatchChunk::default();
     for seg in group {
         let mut scan = BatchScan::open(seg).await?;
         while let Some((_, h, bytes)) = scan.next_batch(throttle, &mut stats.bytes_read).await? {
-            let (outcome, fs) =
-                filter::filter_batch(&bytes, &h, ctx).map_err(|e| CleanError::Corrupt {
-                    offset: h.base_offset,
-                    reason: e.to_string(),
-                })?;
-            stats.records_removed += fs.records_removed;
-            horizon = min_opt(horizon, fs.delete_horizon);
-            let kept: Option<(BatchHeader, &[u8])>;
-            let rewritten;
-            match outcome {
-                Filtered::Unchanged => kept = Some((h, &bytes[..])),
-                Filtered::Removed => {
-                    changed = true;
-                    kept = None;
-                }
-                Filtered::Rewritten(b) => {
-                    changed = true;
-                    rewritten = b;
-                    let nh = BatchHeader::parse(&rewritten).map_err(|e| CleanError::Corrupt {
-                        offset: h.base_offset,
-                        reason: e.to_string(),
-                    })?;
-                    kept = Some((nh, &rewritten[..]));
-                }
-            }
-            if let Some((nh, b)) = kept {
-                out.push(b, throttle).await?;
-                placed.push((position, nh));
-                position += b.len() as u64;
-            }
-            batches += 1;
-            if batches.is_multiple_of(BATCHES_PER_YIELD) {
-                yield_now().await;
+            if chunk.push(h, bytes) {
+                let filtered = worker::filter_chunk(inputs, &mut chunk, open).await?;
+                cleaned.write(filtered, out, throttle, stats).await?;
             }
         }
     }
+    if !chunk.is_empty() {
+        let filtered = worker::filter_chunk(inputs, &mut chunk, open).await?;
+        cleaned.write(filtered, out, throttle, stats).await?;
+    }
     out.flush(throttle).await?;
-    Ok((placed, changed, horizon))
+    Ok(cleaned)
 }
 
 /// Replaces `group` by `cleaned` in the log, then renames the files (no
 /// await in here). False, with nothing changed, if the log no longer holds
 /// exactly the segments the clean read.
-fn swap_in(log: &PartitionLog, group: &[SegmentSnapshot], cleaned: Segment) -> bool {
+fn swap_in(
+    log: &PartitionLog,
+    group: &[SegmentSnapshot],
+    cleaned: Segment,
+    removed_markers: &[i64],
+) -> bool {
     if log.closed.get() {
         return false;
     }
@@ -739,9 +754,13 @@ fn swap_in(log: &PartitionLog, group: &[SegmentSnapshot], cleaned: Segment) -> b
     let mut cleaned = cleaned;
     for g in group {
         if let Some(old) = st.segments.remove(&g.summary.base) {
-            // Control batches are always kept, so every abort marker, and
-            // with it its index entry, moves into the cleaned segment.
-            cleaned.txn_index.entries.extend(old.txn_index.entries);
+            // An abort marker the clean kept keeps its index entry.
+            cleaned.txn_index.entries.extend(
+                old.txn_index
+                    .entries
+                    .into_iter()
+                    .filter(|e| !removed_markers.contains(&e.last_offset)),
+            );
         }
     }
     // The merged transaction index goes in before the group's other files

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use sluice_protocol::batch::{self, BatchBuilder, BatchHeader};
 use sluice_protocol::compression::Compression;
 
-use super::filter::{filter_batch, AbortedRanges, FilterContext, Filtered};
+use super::filter::{filter_batch, filter_marker, AbortedRanges, FilterContext, Filtered};
 use super::key_map::{KeyMap, ENTRY_COST_BYTES};
 use super::plan::{cleanable, group_segments, LogSummary, Reason, SegmentSummary};
 use super::*;
@@ -418,6 +418,57 @@ fn control_batches_are_kept() {
     assert_eq!(out, Filtered::Unchanged);
 }
 
+#[test]
+fn a_marker_of_a_transaction_without_records_gets_a_horizon_then_goes() {
+    let mut b = BatchBuilder::new(Compression::None)
+        .with_control(true)
+        .with_transactional(true)
+        .with_producer(3, 0, -1);
+    b.push(1, Some(&[0, 0, 0, 0]), Some(&[0, 0, 0, 0, 0, 0]), &[])
+        .unwrap();
+    let bytes = b.build();
+    let h = BatchHeader::parse(&bytes).unwrap();
+    let map = KeyMap::with_budget(1 << 20);
+    let producers = HashMap::new();
+    let mut c = ctx(&map, &producers, 5_000);
+    c.delete_retention_ms = 1_000;
+
+    let (out, _) = filter_marker(&bytes, &h, &c, true).unwrap();
+    assert_eq!(
+        out,
+        Filtered::Unchanged,
+        "its transaction still has records"
+    );
+
+    let (out, stats) = filter_marker(&bytes, &h, &c, false).unwrap();
+    assert_eq!(stats.delete_horizon, Some(6_000));
+    let Filtered::Rewritten(stamped) = out else {
+        panic!("stamped with a horizon: {out:?}");
+    };
+    batch::verify_crc(&stamped).unwrap();
+    let sh = BatchHeader::parse(&stamped).unwrap();
+    assert!(sh.is_control() && sh.is_transactional() && sh.has_delete_horizon());
+    assert_eq!(
+        (sh.base_offset, sh.producer_id, sh.records_count),
+        (h.base_offset, 3, 1)
+    );
+    assert_eq!(
+        batch::decode_records(&Bytes::from(stamped.clone())).unwrap()[0].key,
+        batch::decode_records(&bytes).unwrap()[0].key,
+        "the marker record itself is unchanged"
+    );
+
+    let stamped = Bytes::from(stamped);
+    let (out, stats) = filter_marker(&stamped, &sh, &c, false).unwrap();
+    assert_eq!(
+        (out, stats.delete_horizon),
+        (Filtered::Unchanged, Some(6_000))
+    );
+    c.now_ms = 6_000;
+    let (out, _) = filter_marker(&stamped, &sh, &c, false).unwrap();
+    assert_eq!(out, Filtered::Removed, "gone once the horizon passed");
+}
+
 // ------------------------------------------------------------ whole passes
 
 use crate::log::open_test_log as open;
@@ -714,7 +765,7 @@ fn a_log_that_changed_under_the_clean_is_left_alone() {
             )
         };
         log.state.borrow_mut().segments.remove(&0);
-        assert!(!swap_in(&log, &group, replaced));
+        assert!(!swap_in(&log, &group, replaced, &[]));
         assert!(log.state.borrow().segments.contains_key(&1));
         assert!(!log.state.borrow().segments.contains_key(&5_000));
     });
@@ -857,6 +908,97 @@ fn an_aborted_transactions_records_go_and_never_displace_committed_ones() {
             !values.iter().any(|(_, v)| v.as_deref() == Some("aborted")),
             "the aborted records are gone: {values:?}"
         );
+    })
+}
+
+/// Every batch header in the log, in order.
+fn headers(log: &PartitionLog) -> Vec<BatchHeader> {
+    let st = log.state.borrow();
+    let mut out = Vec::new();
+    for seg in st.segments.values() {
+        let data = std::fs::read(seg.path("log")).expect("segment");
+        let mut pos = 0;
+        while pos < data.len() {
+            let h = BatchHeader::parse(&data[pos..]).unwrap();
+            pos += h.total_len();
+            out.push(h);
+        }
+    }
+    out
+}
+
+#[test]
+fn markers_of_transactions_left_without_records_go_after_the_delete_horizon() {
+    run(async {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = config(&[("segment.bytes", "100"), ("delete.retention.ms", "0")]);
+        let log = open(dir.path(), cfg).await;
+        put(&log, &[("a", Some("committed-a"))]).await;
+        // Producer 10: an aborted transaction, then a committed one.
+        put_transaction(&log, 10, 0, &[("a", "aborted")], false).await;
+        put_transaction(&log, 10, 1, &[("d", "d1")], true).await;
+        // Producer 9: a committed transaction whose record is superseded
+        // below, then one that stays.
+        put_transaction(&log, 9, 0, &[("b", "old")], true).await;
+        put_transaction(&log, 9, 1, &[("c", "c1")], true).await;
+        put(&log, &[("b", Some("new"))]).await;
+        put(&log, &[("z", Some("active"))]).await;
+        let markers = |log: &PartitionLog| -> Vec<(i64, i64)> {
+            headers(log)
+                .iter()
+                .filter(|h| h.is_control())
+                .map(|h| (h.producer_id, h.base_offset))
+                .collect()
+        };
+        let before = markers(&log);
+        assert_eq!(before.len(), 4);
+        let aborted_entries = |log: &PartitionLog| -> usize {
+            let st = log.state.borrow();
+            st.segments
+                .values()
+                .map(|s| s.txn_index.entries.len())
+                .sum()
+        };
+        assert_eq!(aborted_entries(&log), 1);
+
+        clean(&log, 1 << 20).await.expect("cleanable");
+        assert_eq!(markers(&log), before, "the first clean only stamps them");
+        let stamped: Vec<(i64, i64)> = headers(&log)
+            .iter()
+            .filter(|h| h.is_control() && h.has_delete_horizon())
+            .map(|h| (h.producer_id, h.base_offset))
+            .collect();
+        // Producer 10's abort marker (offset 2) and producer 9's first
+        // commit marker (offset 6) lost their transactions' records.
+        assert_eq!(stamped, vec![(10, 2), (9, 6)]);
+
+        std::thread::sleep(std::time::Duration::from_millis(5));
+        clean(&log, 1 << 20)
+            .await
+            .expect("past the horizon: cleanable");
+        assert_eq!(
+            markers(&log),
+            vec![(10, 4), (9, 8)],
+            "the markers of transactions with records stay"
+        );
+        assert_eq!(
+            aborted_entries(&log),
+            0,
+            "the abort's index entry went with it"
+        );
+        let values: Vec<(String, Option<String>)> =
+            contents(&log).into_iter().map(|(_, k, v)| (k, v)).collect();
+        for kv in [("a", "committed-a"), ("b", "new"), ("c", "c1"), ("d", "d1")] {
+            assert!(
+                values.contains(&(kv.0.into(), Some(kv.1.into()))),
+                "{kv:?} stays: {values:?}"
+            );
+        }
+        log.close();
+        drop(log);
+        let log = open(dir.path(), config(&[("segment.bytes", "100")])).await;
+        assert_eq!(markers(&log), vec![(10, 4), (9, 8)], "after a restart too");
+        assert_eq!(aborted_entries(&log), 0);
     })
 }
 
