@@ -187,3 +187,56 @@ def test_compaction_bench_writes_results(tmp_path: Path) -> None:
     assert "| sluiced | during a clean |" in text and "| 1.30x |" in text
     assert "| sluiced, compacted | 4.0 MB | 80 |" in text
     assert (tmp_path / "compaction.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# --- the transactions suite (benches/e2e/txn_bench.py)
+
+import txn_bench  # noqa: E402
+
+
+def test_rdkafka_bench_commits_transactions_that_read_committed_sees(rdkafka_bench: Path, broker: str) -> None:
+    """rdkafka_bench --txn-records against the broker under test: every
+    record goes out in transactions of 100 and the read_committed consumer
+    phase reads them all back."""
+    r = subprocess.run(
+        [str(rdkafka_bench), "--bootstrap", broker, "--topic", "txn-bench-smoke", "--records", "2000",
+         "--partitions", "3", "--acks", "all", "--idempotence", "true", "--txn-records", "100", "--timeout-s", "60"],
+        capture_output=True, text=True, timeout=180)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    p, c = out["produce"], out["consume"]
+    assert (p["records"], p["errors"], p["transactions"], p["txn_records"]) == (2000, 0, 20, 100), p
+    assert p["commit_p50_ms"] > 0 and p["commit_max_ms"] >= p["commit_p99_ms"] >= p["commit_p50_ms"], p
+    assert c["complete"] and c["records"] == 2000, c
+    bad = subprocess.run([str(rdkafka_bench), "--bootstrap", broker, "--topic", "t", "--txn-records", "10"],
+                         capture_output=True, text=True, timeout=30)
+    assert bad.returncode == 2 and "--acks all" in bad.stderr, bad.stderr
+
+
+def test_txn_bench_writes_results(tmp_path: Path) -> None:
+    a = txn_bench.parse_args(["--out", str(tmp_path)])
+    assert (a.txn_sizes, a.txn_records, a.brokers) == ([100, 10000], [200_000, 1_000_000],
+                                                        ["sluiced", "kafka-flush1", "kafka"])
+    with pytest.raises(SystemExit):
+        txn_bench.parse_args(["--txn-sizes", "100,1000", "--txn-records", "5"])
+
+    def row(t: int, rps: float) -> dict:
+        return {"txn_records": t, "records": 1000, "records_per_s": rps, "mb_per_s": rps / 1e4, "seconds": 1.0,
+                "transactions": 1000 // t if t else None, "commit_p50_ms": 2.0 if t else None,
+                "commit_p99_ms": 5.0 if t else None, "commit_max_ms": 9.0 if t else None,
+                "delivery_p99_ms": 3.0, "read_committed": 1000}
+
+    res = {"date": "2026-12-08", "command": "scripts/bench --transactions --quick", "librdkafka": "2.x",
+           "plan": {"txn_sizes": [100, 10000], "txn_records": [1000, 1000], "records_plain": 1000},
+           "brokers": [{"broker": "sluiced", "label": "sluiced", "version": "v",
+                        "rows": [row(0, 90_000), row(100, 20_000), row(10000, 80_000)]},
+                       {"broker": "kafka", "label": "Kafka defaults", "version": "v",
+                        "rows": [row(0, 100_000), row(100, 10_000), row(10000, 100_000)]}],
+           "elapsed_min": 1.0, "machine": txn_bench.machine()}
+    res["targets"] = txn_bench.targets(res)
+    assert [(round(t["ratio"], 2), t["met"]) for t in res["targets"]] == [(2.0, True), (0.8, False)]
+    text = txn_bench.report(res)
+    assert "| Kafka defaults | 100 | 1,000 | 10,000 |" in text and "| 2.00x |" in text, text
+    assert "a commit every 10000 records: at least Kafka's (defaults): sluiced/Kafka = 0.80x (MISSED)" in text
+    assert txn_bench.plot(res, tmp_path) == "transactions.png"
+    assert (tmp_path / "transactions.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
