@@ -471,6 +471,8 @@ static rd_kafka_t *new_producer(void *opaque, void (*dr)(rd_kafka_t *, const rd_
         char id[512];
         snprintf(id, sizeof id, "%s-txn-%d", topic, txn_id);
         set_conf(conf, "transactional.id", id);
+        /* librdkafka wants message.timeout.ms (120 s above) within it. */
+        set_conf(conf, "transaction.timeout.ms", "120000");
     }
     rd_kafka_conf_set_dr_msg_cb(conf, dr);
     rd_kafka_conf_set_opaque(conf, opaque);

@@ -81,6 +81,8 @@ def run_workload(tools: Tools, b, records: int, txn_records: int, tag: str) -> d
     if txn_records:
         cmd += ["--txn-records", str(txn_records)]
     r = run_json(cmd, timeout=900)
+    if "failed" in r:
+        raise RuntimeError(f"{tag}: rdkafka_bench failed: {r['failed']}")
     produce, consume = r.get("produce", {}), r.get("consume", {})
     if not consume.get("complete"):
         raise RuntimeError(f"{tag}: the read_committed consumer got {consume.get('records')} of {records} records")

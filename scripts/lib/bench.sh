@@ -25,8 +25,10 @@ ensure_debs() {
 }
 
 # build_rdkafka_bench OUT [WRAPPER.c]: compiles benches/e2e/rdkafka_bench.c
-# (needs gcc, pkg-config, librdkafka-dev for the header) to OUT unless OUT is
-# newer than the sources and was linked against the same library. With
+# (needs gcc, pkg-config, librdkafka-dev for the header) to OUT unless OUT
+# was built from the same sources (their checksum, kept in OUT.src: several
+# checkouts share the cache, so modification times say nothing) and linked
+# against the same library. With
 # WRAPPER.c, that file is compiled instead; it may #include
 # "rdkafka_bench.c" (the include path has benches/e2e). With RDKAFKA_SO set
 # to a librdkafka shared object (e.g. the one inside the confluent-kafka
@@ -36,7 +38,9 @@ build_rdkafka_bench() {
   local out="$1" wrapper="${2:-}" src="$ROOT/benches/e2e/rdkafka_bench.c"
   local main="${wrapper:-$src}" so="${RDKAFKA_SO:-}"
   mkdir -p "$(dirname "$out")"
-  if [[ -x "$out" && "$out" -nt "$src" && "$out" -nt "$main" && "$(cat "$out.lib" 2>/dev/null)" == "$so" ]]; then
+  local sources
+  sources="$(cat "$src" "$main" | sha256sum | cut -d' ' -f1)"
+  if [[ -x "$out" && "$(cat "$out.src" 2>/dev/null)" == "$sources" && "$(cat "$out.lib" 2>/dev/null)" == "$so" ]]; then
     return 0
   fi
   say "compiling $main${so:+ against $so}"
@@ -50,6 +54,7 @@ build_rdkafka_bench() {
   cc -O2 -Wall -I "$ROOT/benches/e2e" -o "$out.tmp" "$main" $(pkg-config --cflags rdkafka) "${libs[@]}" -lm -lpthread
   mv "$out.tmp" "$out"
   printf '%s' "$so" >"$out.lib"
+  printf '%s' "$sources" >"$out.src"
 }
 
 # ensure_node_peers: installs KafkaJS 2.2.4 and @confluentinc/kafka-javascript
