@@ -474,3 +474,42 @@ fn topic_creation_follows_the_mutation_quota_and_the_partition_cap() {
         Some("30".into())
     );
 }
+
+#[test]
+fn quota_apis_need_the_cluster_dynamic_configuration_actions() {
+    // The PLAINTEXT listener's principal may describe but not alter the
+    // cluster's dynamic configuration.
+    let config = "[auth]\nregion = \"us-east-1\"\naccount = \"123456789012\"\ncluster_name = \"quotas\"\ncluster_uuid = \"11111111-2222-3333-4444-555555555555\"\n\
+[[auth.policies]]\nprincipal = \"User:ANONYMOUS\"\ndocument = '''\n{\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", \"Action\": [\"kafka-cluster:Connect\", \"kafka-cluster:DescribeClusterDynamicConfiguration\"], \"Resource\": \"arn:aws:kafka:us-east-1:123456789012:cluster/quotas/*\"}]}\n'''\n";
+    let broker = Broker::start_with(config);
+    let mut c = broker.client();
+    let r = alter(
+        &mut c,
+        vec![entry(
+            &[("user", Some("alice"))],
+            &[("producer_byte_rate", 1.0, false)],
+        )],
+        false,
+    );
+    assert_eq!(r[0].0, ErrorCode::ClusterAuthorizationFailed.code(), "{r:?}");
+    assert!(r[0].1.contains("AlterClusterDynamicConfiguration"), "{r:?}");
+    let (code, entries) = describe(&mut c, &[], false);
+    assert_eq!(code, 0);
+    assert!(entries.is_empty(), "nothing was written");
+}
+
+#[test]
+fn describe_client_quotas_without_the_action_is_refused() {
+    let config = "[auth]\nregion = \"us-east-1\"\naccount = \"123456789012\"\ncluster_name = \"quotas\"\ncluster_uuid = \"11111111-2222-3333-4444-555555555555\"\n\
+[[auth.policies]]\nprincipal = \"User:ANONYMOUS\"\ndocument = '''\n{\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\", \"Action\": [\"kafka-cluster:Connect\", \"kafka-cluster:AlterClusterDynamicConfiguration\"], \"Resource\": \"arn:aws:kafka:us-east-1:123456789012:cluster/quotas/*\"}]}\n'''\n";
+    let broker = Broker::start_with(config);
+    let mut c = broker.client();
+    set_quota(
+        &mut c,
+        &[("user", Some("alice"))],
+        "producer_byte_rate",
+        1.0,
+    );
+    let (code, _) = describe(&mut c, &[], false);
+    assert_eq!(code, ErrorCode::ClusterAuthorizationFailed.code());
+}

@@ -97,22 +97,37 @@ def test_kafka_configs_alters_describes_and_deletes_quotas(broker):
 
 def _run_producer(bootstrap: str, topic: str, client_id: str, seconds: float,
                   acked: list[tuple[float, int]], errors: list[BaseException]) -> None:
+    try:
+        _produce_for(bootstrap, topic, client_id, seconds, acked, errors)
+    except BaseException as e:  # noqa: BLE001 - reported by the test
+        errors.append(e)
+
+
+def _produce_for(bootstrap: str, topic: str, client_id: str, seconds: float,
+                 acked: list[tuple[float, int]], errors: list[BaseException]) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, client_id=client_id, acks=1,
                              linger_ms=5, batch_size=64 * 1024, max_block_ms=60_000,
                              request_timeout_ms=60_000, retries=5)
+    # At most 1 MiB unacknowledged: what is acknowledged follows what the
+    # broker lets through, and the final flush is short.
+    window = threading.Semaphore(256)
     value = b"x" * RECORD
     lock = threading.Lock()
 
     def ok(_md):
         with lock:
             acked.append((time.monotonic(), RECORD))
+        window.release()
 
     def failed(e):
         errors.append(e)
+        window.release()
 
     try:
         end = time.monotonic() + seconds
         while time.monotonic() < end:
+            if not window.acquire(timeout=0.5):
+                continue
             producer.send(topic, value=value).add_callback(ok).add_errback(failed)
         producer.flush(timeout=60)
     finally:
