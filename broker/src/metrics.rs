@@ -140,6 +140,14 @@ pub struct Metrics {
     quotas: Mutex<BTreeMap<(&'static str, String, String), QuotaSeries>>,
 }
 
+/// One per-entity quota series: name, type, help, and how to read it.
+type QuotaSeriesDef = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&QuotaSeries) -> String,
+);
+
 /// One quota entity's figures (Kafka's per-entity quota metrics).
 #[derive(Default, Clone)]
 struct QuotaSeries {
@@ -239,7 +247,7 @@ impl Metrics {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let series: [(&str, &str, &str, fn(&QuotaSeries) -> String); 4] = [
+        let series: [QuotaSeriesDef; 4] = [
             (
                 "sluice_quota_recorded_total",
                 "counter",

@@ -2511,10 +2511,11 @@ fn a_stopped_broker_is_unregistered_and_leaves_the_quorums_observers() {
 /// The client quotas broker `port` knows, as (entity, key, value) lines.
 fn quotas_at(c: &mut Client) -> Vec<String> {
     use kafka_protocol::messages::{DescribeClientQuotasRequest, DescribeClientQuotasResponse};
-    let resp: DescribeClientQuotasResponse = match c.try_send(1, &DescribeClientQuotasRequest::default()) {
-        Ok(r) => r,
-        Err(_) => return Vec::new(),
-    };
+    let resp: DescribeClientQuotasResponse =
+        match c.try_send(1, &DescribeClientQuotasRequest::default()) {
+            Ok(r) => r,
+            Err(_) => return Vec::new(),
+        };
     let mut out: Vec<String> = resp
         .entries
         .unwrap_or_default()
@@ -2552,7 +2553,11 @@ fn client_quotas_are_the_clusters_not_one_brokers() {
     req.entries = vec![e];
     // Set through node 1 ...
     let resp = c.node(1).client().send(1, &req);
-    assert_eq!(resp.entries[0].error_code, 0, "{:?}", resp.entries[0].error_message);
+    assert_eq!(
+        resp.entries[0].error_code, 0,
+        "{:?}",
+        resp.entries[0].error_message
+    );
     let expected = vec!["client-id=Some(\"slow\") producer_byte_rate=10000".to_string()];
     // ... every broker has it ...
     for id in 1..=3 {

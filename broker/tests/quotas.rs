@@ -491,7 +491,11 @@ fn quota_apis_need_the_cluster_dynamic_configuration_actions() {
         )],
         false,
     );
-    assert_eq!(r[0].0, ErrorCode::ClusterAuthorizationFailed.code(), "{r:?}");
+    assert_eq!(
+        r[0].0,
+        ErrorCode::ClusterAuthorizationFailed.code(),
+        "{r:?}"
+    );
     assert!(r[0].1.contains("AlterClusterDynamicConfiguration"), "{r:?}");
     let (code, entries) = describe(&mut c, &[], false);
     assert_eq!(code, 0);

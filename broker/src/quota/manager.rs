@@ -147,7 +147,7 @@ impl QuotaManager {
             throttle = throttle.max(t);
         }
         sensors.records += 1;
-        if sensors.records % 4096 == 0 {
+        if sensors.records.is_multiple_of(4096) {
             sensors.by_entity.retain(|(key, entity), t| {
                 let keep = now.saturating_sub(t.last_used_ms) < SENSOR_EXPIRY_MS;
                 if !keep {
