@@ -1111,6 +1111,39 @@ mod tests {
     }
 
     #[test]
+    fn client_quotas_apply_and_survive_a_snapshot() {
+        use crate::quota::entity::{EntityName, QuotaAlteration, QuotaEntity, QuotaValue};
+        use crate::quota::QuotaKey;
+        let entity = QuotaEntity {
+            user: Some(EntityName::Named("alice".into())),
+            client_id: Some(EntityName::Default),
+        };
+        let mut image = MetadataImage::default();
+        image
+            .apply(&MetadataRecord::ClientQuota(QuotaAlteration {
+                entity: entity.clone(),
+                ops: vec![
+                    (QuotaKey::ProducerByteRate, Some(QuotaValue(1024.0))),
+                    (QuotaKey::RequestPercentage, Some(QuotaValue(12.5))),
+                ],
+            }))
+            .unwrap();
+        image
+            .apply(&MetadataRecord::ClientQuota(QuotaAlteration {
+                entity: entity.clone(),
+                ops: vec![(QuotaKey::RequestPercentage, None)],
+            }))
+            .unwrap();
+        assert_eq!(
+            image.client_quotas[&entity].get(&QuotaKey::ProducerByteRate),
+            Some(&QuotaValue(1024.0))
+        );
+        assert_eq!(image.client_quotas[&entity].len(), 1);
+        let back = MetadataImage::decode_snapshot(&image.encode_snapshot()).unwrap();
+        assert_eq!(back, image);
+    }
+
+    #[test]
     fn scram_credentials_upsert_and_delete() {
         let mut image = MetadataImage::default();
         let cred = |iterations| ScramCredential {
