@@ -54,6 +54,7 @@ pub mod log;
 pub mod metrics;
 pub mod net;
 pub mod peer;
+pub mod quota;
 pub mod replica;
 pub mod runtime;
 pub mod shard;

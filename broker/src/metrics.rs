@@ -136,6 +136,27 @@ pub struct Metrics {
     request_errors: [AtomicU64; 128],
     request_latency: [Histogram<14>; 128],
     partitions: Mutex<BTreeMap<(String, i32), PartitionMetrics>>,
+    /// Client quota series per (quota, user, client id) entity.
+    quotas: Mutex<BTreeMap<(&'static str, String, String), QuotaSeries>>,
+}
+
+/// One per-entity quota series: name, type, help, and how to read it.
+type QuotaSeriesDef = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&QuotaSeries) -> String,
+);
+
+/// One quota entity's figures (Kafka's per-entity quota metrics).
+#[derive(Default, Clone)]
+struct QuotaSeries {
+    /// Bytes, request-thread percent-seconds or partition mutations.
+    recorded: f64,
+    /// The windowed rate after the latest request.
+    rate: f64,
+    throttle_ms: u64,
+    throttled: u64,
 }
 
 pub static METRICS: Metrics = Metrics {
@@ -159,6 +180,7 @@ pub static METRICS: Metrics = Metrics {
     request_errors: [const { AtomicU64::new(0) }; 128],
     request_latency: [const { Histogram::new(&LATENCY_BUCKETS) }; 128],
     partitions: Mutex::new(BTreeMap::new()),
+    quotas: Mutex::new(BTreeMap::new()),
 };
 
 impl Metrics {
@@ -189,6 +211,79 @@ impl Metrics {
         ) {
             s.store(sessions as i64, Relaxed);
             p.store(partitions as i64, Relaxed);
+        }
+    }
+
+    /// A quota sensor recorded `value` for an entity: its rate now and the
+    /// throttle time it earned.
+    pub fn observe_quota(
+        &self,
+        quota: &'static str,
+        user: &str,
+        client_id: &str,
+        value: f64,
+        rate: f64,
+        throttle_ms: u64,
+    ) {
+        let mut m = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        let s = m
+            .entry((quota, user.to_string(), client_id.to_string()))
+            .or_default();
+        s.recorded += value;
+        s.rate = rate;
+        s.throttle_ms += throttle_ms;
+        s.throttled += u64::from(throttle_ms > 0);
+    }
+
+    /// Drops an expired quota entity's series.
+    pub fn forget_quota(&self, quota: &'static str, user: &str, client_id: &str) {
+        let mut m = self.quotas.lock().unwrap_or_else(|e| e.into_inner());
+        m.remove(&(quota, user.to_string(), client_id.to_string()));
+    }
+
+    fn render_quotas(&self, out: &mut String) {
+        let quotas = self
+            .quotas
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let series: [QuotaSeriesDef; 4] = [
+            (
+                "sluice_quota_recorded_total",
+                "counter",
+                "Usage counted against a client quota (bytes, request-thread percent-seconds, partition mutations)",
+                |s| s.recorded.to_string(),
+            ),
+            (
+                "sluice_quota_rate",
+                "gauge",
+                "A quota entity's windowed rate per second (quota.window.num x quota.window.size.seconds)",
+                |s| s.rate.to_string(),
+            ),
+            (
+                "sluice_quota_throttle_time_ms_total",
+                "counter",
+                "Throttle time given to a quota entity's clients",
+                |s| s.throttle_ms.to_string(),
+            ),
+            (
+                "sluice_quota_throttled_requests_total",
+                "counter",
+                "Requests answered with a throttle time",
+                |s| s.throttled.to_string(),
+            ),
+        ];
+        for (name, kind, help, get) in series {
+            let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+            for ((quota, user, client), s) in &quotas {
+                let _ = writeln!(
+                    out,
+                    "{name}{{quota=\"{quota}\",user=\"{}\",client_id=\"{}\"}} {}",
+                    escape(user),
+                    escape(client),
+                    get(s)
+                );
+            }
         }
     }
 
@@ -371,6 +466,7 @@ impl Metrics {
         for (name, kind, v) in gauges {
             let _ = writeln!(out, "# TYPE {name} {kind}\n{name} {v}");
         }
+        self.render_quotas(&mut out);
         out
     }
 }

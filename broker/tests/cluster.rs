@@ -2507,3 +2507,78 @@ fn a_stopped_broker_is_unregistered_and_leaves_the_quorums_observers() {
     let created = create_topic(&mut c.node(1).client(), "after", 3, 3, &[]);
     assert_eq!(created.error_code, 0, "{created:?}");
 }
+
+/// The client quotas broker `port` knows, as (entity, key, value) lines.
+fn quotas_at(c: &mut Client) -> Vec<String> {
+    use kafka_protocol::messages::{DescribeClientQuotasRequest, DescribeClientQuotasResponse};
+    let resp: DescribeClientQuotasResponse =
+        match c.try_send(1, &DescribeClientQuotasRequest::default()) {
+            Ok(r) => r,
+            Err(_) => return Vec::new(),
+        };
+    let mut out: Vec<String> = resp
+        .entries
+        .unwrap_or_default()
+        .iter()
+        .flat_map(|e| {
+            let entity: Vec<String> = e
+                .entity
+                .iter()
+                .map(|d| format!("{}={:?}", d.entity_type, d.entity_name.as_deref()))
+                .collect();
+            e.values
+                .iter()
+                .map(move |v| format!("{} {}={}", entity.join(","), v.key, v.value))
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+#[test]
+fn client_quotas_are_the_clusters_not_one_brokers() {
+    use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
+    use kafka_protocol::messages::{AlterClientQuotasRequest, ProduceResponse};
+    let mut c = Cluster::start("");
+    let mut req = AlterClientQuotasRequest::default();
+    let mut e = EntryData::default();
+    let mut ent = EntityData::default();
+    ent.entity_type = s("client-id");
+    ent.entity_name = Some(s("slow"));
+    e.entity = vec![ent];
+    let mut op = OpData::default();
+    op.key = s("producer_byte_rate");
+    op.value = 10_000.0;
+    e.ops = vec![op];
+    req.entries = vec![e];
+    // Set through node 1 ...
+    let resp = c.node(1).client().send(1, &req);
+    assert_eq!(
+        resp.entries[0].error_code, 0,
+        "{:?}",
+        resp.entries[0].error_message
+    );
+    let expected = vec!["client-id=Some(\"slow\") producer_byte_rate=10000".to_string()];
+    // ... every broker has it ...
+    for id in 1..=3 {
+        assert!(
+            wait_until(|| quotas_at(&mut c.node(id).client()) == expected),
+            "node {id}: {:?}\n{}",
+            quotas_at(&mut c.node(id).client()),
+            c.logs()
+        );
+    }
+    // ... and applies it: 120 kB at once is over 10 s x 10 kB/s.
+    let mut slow = c.node(3).client();
+    slow.client_id = "slow";
+    let resp: ProduceResponse = slow.send(
+        9,
+        &produce_request(-1, &[("any-topic", 0, batch(&[&"v".repeat(120_000)]))]),
+    );
+    assert!(resp.throttle_time_ms > 0, "node 3 did not throttle");
+    // A restarted node keeps it (from the metadata log).
+    c.node(3).kill9();
+    c.node(3).relaunch();
+    c.node(3).wait_until_ready();
+    assert_eq!(quotas_at(&mut c.node(3).client()), expected, "{}", c.logs());
+}

@@ -1,6 +1,7 @@
 //! CreatePartitions (v0-v3): grows a topic; the new partitions open on their
 //! owner shards before the answer.
 
+use super::mutation_quota::{check_partition_cap, MutationQuota};
 use crate::auth::{Action, Resource};
 use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
 use kafka_protocol::messages::{CreatePartitionsRequest, CreatePartitionsResponse};
@@ -15,6 +16,7 @@ pub const MAX_VERSION: i16 = 3;
 pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Response {
     let broker = ctx.shard.broker.clone();
     let mut resp = CreatePartitionsResponse::default();
+    let mut quota = MutationQuota::new(ctx, 3);
     for t in req.topics {
         let mut r = CreatePartitionsTopicResult::default();
         r.name = t.name.clone();
@@ -33,13 +35,29 @@ pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Respo
                 .map(|a| a.broker_ids.iter().map(|b| b.0).collect())
                 .collect()
         });
-        match broker
+        let before = broker
             .metadata
-            .create_partitions(&t.name, t.count, req.validate_only, assignments)
-            .await
-        {
+            .image()
+            .by_name
+            .get(t.name.as_str())
+            .map_or(0, |m| m.partitions);
+        let adding = i64::from(t.count) - i64::from(before);
+        let allowed = quota
+            .check(ctx)
+            .and_then(|()| check_partition_cap(ctx, adding.max(0)));
+        let outcome = match allowed {
+            Ok(()) => {
+                broker
+                    .metadata
+                    .create_partitions(&t.name, t.count, req.validate_only, assignments)
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok(meta) => {
                 if !req.validate_only {
+                    quota.record(ctx, meta.partitions - before);
                     super::create_topics::open_partitions(&broker, meta).await;
                 }
             }
@@ -50,5 +68,7 @@ pub async fn handle(ctx: &RequestContext, req: CreatePartitionsRequest) -> Respo
         }
         resp.results.push(r);
     }
+    resp.throttle_time_ms = quota.throttle_time_ms(ctx);
+    ctx.delay_if_old(resp.throttle_time_ms as u64, 1).await;
     ctx.respond(&resp)
 }

@@ -1,7 +1,9 @@
 //! CreateTopics (v2-v7): validates names, partition counts, replication
 //! factors (above the broker count is INVALID_REPLICATION_FACTOR, as Kafka
 //! says) and configs, persists the topic, then opens its partitions on
-//! their owner shards so the directories exist before the answer.
+//! their owner shards so the directories exist before the answer. Under
+//! the controller mutation quota and the cluster partition cap
+//! (api/mutation_quota.rs).
 
 use crate::auth::{Action, Resource};
 use crate::cluster::{ApiError, TopicLayout};
@@ -15,6 +17,7 @@ use kafka_protocol::protocol::StrBytes;
 use sluice_protocol::ErrorCode;
 
 use super::describe_configs::{SOURCE_DEFAULT, SOURCE_DYNAMIC_TOPIC};
+use super::mutation_quota::{check_partition_cap, MutationQuota};
 use super::{RequestContext, Response};
 use crate::config::topic::TOPIC_CONFIGS;
 
@@ -25,6 +28,7 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
     let broker = ctx.shard.broker.clone();
     let mut resp = CreateTopicsResponse::default();
     let mut seen = std::collections::HashSet::new();
+    let mut quota = MutationQuota::new(ctx, 6);
     for t in req.topics {
         let mut r = CreatableTopicResult::default();
         r.name = t.name.clone();
@@ -50,8 +54,29 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
             } else {
                 manual_assignments(&t).map(TopicLayout::Manual)
             };
+            let adding = match &layout {
+                Ok(TopicLayout::Counts { partitions, .. }) if *partitions == -1 => {
+                    i64::from(broker.config.num_partitions)
+                }
+                Ok(TopicLayout::Counts { partitions, .. }) => i64::from(*partitions),
+                Ok(TopicLayout::Manual(a)) => a.len() as i64,
+                Err(_) => 0,
+            };
             match layout {
-                Ok(layout) => create(&broker, &name, layout, &t.configs, req.validate_only).await,
+                Ok(layout) => match quota
+                    .check(ctx)
+                    .and_then(|()| check_partition_cap(ctx, adding))
+                {
+                    Ok(()) => {
+                        let created =
+                            create(&broker, &name, layout, &t.configs, req.validate_only).await;
+                        if let (Ok(meta), false) = (&created, req.validate_only) {
+                            quota.record(ctx, meta.partitions);
+                        }
+                        created
+                    }
+                    Err(e) => Err(e),
+                },
                 Err(e) => Err(e),
             }
         };
@@ -103,6 +128,8 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
         }
         resp.topics.push(r);
     }
+    resp.throttle_time_ms = quota.throttle_time_ms(ctx);
+    ctx.delay_if_old(resp.throttle_time_ms as u64, 3).await;
     ctx.respond(&resp)
 }
 

@@ -20,6 +20,7 @@ pub const MAX_VERSION: i16 = 6;
 pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response {
     let broker = ctx.shard.broker.clone();
     let mut resp = DeleteTopicsResponse::default();
+    let mut quota = super::mutation_quota::MutationQuota::new(ctx, 5);
     let targets: Vec<(Option<String>, uuid::Uuid)> = if ctx.version >= 6 {
         req.topics
             .iter()
@@ -59,8 +60,13 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response 
             continue;
         };
         r.name = Some(TopicName(StrBytes::from_string(name.clone())));
-        match broker.metadata.delete_topic(&name).await {
+        let outcome = match quota.check(ctx) {
+            Ok(()) => broker.metadata.delete_topic(&name).await,
+            Err(e) => Err(e),
+        };
+        match outcome {
             Ok(meta) => {
+                quota.record(ctx, meta.partitions);
                 if ctx.version >= 6 {
                     r.topic_id = meta.id;
                 }
@@ -76,6 +82,8 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response 
         }
         resp.responses.push(r);
     }
+    resp.throttle_time_ms = quota.throttle_time_ms(ctx);
+    ctx.delay_if_old(resp.throttle_time_ms as u64, 2).await;
     ctx.respond(&resp)
 }
 

@@ -287,7 +287,36 @@ fn broker_configs(
                 crate::config::FlushPolicy::Interval => "interval".into(),
             },
         ),
+        (QUOTA_WINDOW_NUM, Int, cfg.quotas.window_num.to_string()),
+        (
+            QUOTA_WINDOW_SIZE_SECONDS,
+            Int,
+            cfg.quotas.window_size_seconds.to_string(),
+        ),
     ];
+    let quota_caps = [
+        (
+            QUOTA_CLUSTER_PRODUCER_BYTE_RATE,
+            Long,
+            cfg.quotas.cluster_producer_byte_rate.map(|v| v.to_string()),
+        ),
+        (
+            QUOTA_CLUSTER_CONSUMER_BYTE_RATE,
+            Long,
+            cfg.quotas.cluster_consumer_byte_rate.map(|v| v.to_string()),
+        ),
+        (
+            QUOTA_CLUSTER_MAX_PARTITIONS,
+            Int,
+            cfg.quotas.cluster_max_partitions.map(|v| v.to_string()),
+        ),
+    ];
+    // Unset caps are listed with a null value (no limit), as Kafka lists
+    // unset optional settings.
+    let all = all
+        .into_iter()
+        .map(|(n, t, v)| (n, t, Some(v)))
+        .chain(quota_caps);
     all.into_iter()
         .filter(|(n, _, _)| keys.is_none_or(|k| k.iter().any(|x| x.as_str() == *n)))
         .map(|(n, value_type, v)| {
@@ -296,7 +325,7 @@ fn broker_configs(
             } else {
                 SOURCE_DEFAULT
             };
-            entry(n, value_type, Some(v), source, version, synonyms, true)
+            entry(n, value_type, v, source, version, synonyms, true)
         })
         .collect()
 }

@@ -18,6 +18,7 @@
 //! v17's `replica_directory_id` (KIP-853, for KRaft voters) is not used:
 //! a partition's follower is known by its replica id alone.
 
+use crate::quota::QuotaKey;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -247,19 +248,27 @@ async fn wait_any(ctx: &RequestContext, plans: &[ReadPlan], deadline: Instant) {
 
 pub async fn handle(ctx: &RequestContext, mut req: FetchRequest) -> Response {
     let session = match open_session(ctx, &mut req).await {
-        Opened::Refused(code) => return encode(ctx, &[], &[], code, 0),
+        Opened::Refused(code) => return encode(ctx, &[], &[], code, 0, 0),
         opened => opened,
     };
     let image = ctx.shard.broker.metadata.image();
     let started = Instant::now();
     let max_wait = Duration::from_millis(req.max_wait_ms.max(0) as u64);
     let deadline = started + max_wait;
-    let response_max = if req.max_bytes <= 0 {
+    let mut response_max = if req.max_bytes <= 0 {
         i32::MAX as usize
     } else {
         req.max_bytes as usize
     };
     let reader = Reader::from_replica_id(replica_id(ctx.version, &req));
+    if reader == Reader::Consumer {
+        // A consumer under a byte-rate quota gets at most what one quota
+        // window allows (Kafka's getMaxValueInQuotaWindow): capped, not
+        // refused.
+        if let Some(cap) = ctx.quota_max_in_window(QuotaKey::ConsumerByteRate) {
+            response_max = response_max.min((cap as usize).max(1));
+        }
+    }
     // Followers read everything up to the log end whatever they ask.
     let isolation = match reader {
         Reader::Consumer => Isolation::from_level(req.isolation_level),
@@ -340,13 +349,13 @@ pub async fn handle(ctx: &RequestContext, mut req: FetchRequest) -> Response {
             || Instant::now() >= deadline
             || ctx.shard.is_shutting_down()
         {
-            return respond(ctx, &req, &session, topics);
+            return respond(ctx, &req, &session, topics, reader).await;
         }
         wait_any(ctx, &plans, deadline).await;
         if Instant::now() >= deadline {
             // One last read after the wait so data that arrived is included.
             apply_results(&mut topics, read_all(ctx, &plans).await, response_max);
-            return respond(ctx, &req, &session, topics);
+            return respond(ctx, &req, &session, topics, reader).await;
         }
     }
 }
@@ -393,11 +402,12 @@ fn outcome(p: &PartitionOut) -> Outcome {
 
 /// Lets the session pick what goes out (an incremental answer carries only
 /// partitions with news), adds the leader hints (v16+) and encodes.
-fn respond(
+async fn respond(
     ctx: &RequestContext,
     req: &FetchRequest,
     session: &Opened,
     mut topics: Vec<TopicOut>,
+    reader: Reader,
 ) -> Response {
     let outcomes: Vec<Outcome> = topics
         .iter()
@@ -426,7 +436,37 @@ fn respond(
     } else {
         Vec::new()
     };
-    encode(ctx, &topics, &endpoints, error, session_id)
+    let throttle = match reader {
+        Reader::Consumer => consumer_quota(ctx, &mut topics),
+        Reader::Follower(_) => 0,
+    };
+    ctx.delay_if_old(throttle, CLIENT_THROTTLES_VERSION).await;
+    encode(ctx, &topics, &endpoints, error, session_id, throttle)
+}
+
+/// From this version clients throttle themselves on `throttle_time_ms`
+/// (KIP-219); older ones get the answer late instead.
+const CLIENT_THROTTLES_VERSION: i16 = 8;
+
+/// consumer_byte_rate and the cluster's egress cap: counts the bytes
+/// going out; over the quota, the answer carries no records (the bytes
+/// are taken back off the quota, as Kafka does) and the throttle time,
+/// and the connection is muted for it.
+fn consumer_quota(ctx: &RequestContext, topics: &mut [TopicOut]) -> u64 {
+    let bytes: u64 = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter())
+        .filter_map(|p| p.records.as_ref().map(|r| r.len))
+        .sum();
+    let throttle = ctx.record_quota(QuotaKey::ConsumerByteRate, bytes as f64);
+    if throttle > 0 && bytes > 0 {
+        ctx.unrecord_quota(QuotaKey::ConsumerByteRate, bytes as f64);
+        for p in topics.iter_mut().flat_map(|t| t.partitions.iter_mut()) {
+            p.records = None;
+            p.aborted = None;
+        }
+    }
+    throttle
 }
 
 /// Fills `current_leader` of every partition refused for not leading (or a
@@ -508,6 +548,7 @@ fn encode(
     node_endpoints: &[NodeEndpoint],
     error: ErrorCode,
     session_id: i32,
+    throttle_ms: u64,
 ) -> Response {
     let v = ctx.version;
     let flexible = v >= 12;
@@ -519,7 +560,7 @@ fn encode(
     if flexible {
         buf.put_u8(0); // response header tagged fields
     }
-    buf.put_i32(0); // throttle_time_ms
+    buf.put_i32(i32::try_from(throttle_ms).unwrap_or(i32::MAX)); // throttle_time_ms
     if v >= 7 {
         buf.put_i16(error.code());
         buf.put_i32(session_id);

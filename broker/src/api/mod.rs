@@ -20,6 +20,7 @@ use crate::shard::Shard;
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_user_scram_credentials;
@@ -29,6 +30,7 @@ pub mod create_topics;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -51,6 +53,7 @@ pub mod list_offsets;
 pub mod list_partition_reassignments;
 pub mod list_transactions;
 pub mod metadata;
+pub mod mutation_quota;
 pub mod offset_commit;
 pub mod offset_delete;
 pub mod offset_fetch;
@@ -70,6 +73,8 @@ pub struct RequestContext {
     pub peer: SocketAddr,
     /// The connection's listener and authenticated principal.
     pub session: Rc<crate::auth::Session>,
+    /// The connection's mute: a throttled request mutes it (KIP-219).
+    pub mute: Rc<crate::quota::ChannelMute>,
 }
 
 /// One piece of an encoded response: bytes, or a file range to splice.
@@ -123,6 +128,81 @@ impl RequestContext {
             ErrorCode::ClusterAuthorizationFailed,
             format!("not authorized to {}", action.as_str()),
         ))
+    }
+
+    /// Records `value` against this client's `key` quota (and the cluster
+    /// caps) and answers the throttle time in ms. A throttled connection is
+    /// muted for that time: the caller answers at once with the time in
+    /// `throttle_time_ms`, and the connection's next request is not read
+    /// before it passes (KIP-219).
+    pub fn record_quota(&self, key: crate::quota::QuotaKey, value: f64) -> u64 {
+        let broker = &self.shard.broker;
+        let image = broker.metadata.image();
+        let principal = self.session.principal();
+        let client = crate::quota::Client {
+            user: crate::quota::entity::quota_user(&principal),
+            client_id: &self.client_id,
+        };
+        let brokers = image.live_brokers().count().max(1);
+        let throttle = broker
+            .quotas
+            .record(&image.client_quotas, key, client, value, brokers);
+        self.mute.mute_for(throttle);
+        throttle
+    }
+
+    /// Takes `value` back off this client's `key` quota (a fetch answered
+    /// empty because it was throttled).
+    pub fn unrecord_quota(&self, key: crate::quota::QuotaKey, value: f64) {
+        let broker = &self.shard.broker;
+        let image = broker.metadata.image();
+        let principal = self.session.principal();
+        let client = crate::quota::Client {
+            user: crate::quota::entity::quota_user(&principal),
+            client_id: &self.client_id,
+        };
+        let brokers = image.live_brokers().count().max(1);
+        broker
+            .quotas
+            .unrecord(&image.client_quotas, key, client, value, brokers);
+    }
+
+    /// The throttle time already earned for `key`, recording nothing.
+    pub fn quota_throttle_now(&self, key: crate::quota::QuotaKey) -> u64 {
+        let image = self.shard.broker.metadata.image();
+        let principal = self.session.principal();
+        let client = crate::quota::Client {
+            user: crate::quota::entity::quota_user(&principal),
+            client_id: &self.client_id,
+        };
+        self.shard
+            .broker
+            .quotas
+            .throttle_now(&image.client_quotas, key, client)
+    }
+
+    /// The most this client may take for `key` in one quota window, if a
+    /// quota or cluster cap applies.
+    pub fn quota_max_in_window(&self, key: crate::quota::QuotaKey) -> Option<f64> {
+        let broker = &self.shard.broker;
+        let image = broker.metadata.image();
+        let principal = self.session.principal();
+        let client = crate::quota::Client {
+            user: crate::quota::entity::quota_user(&principal),
+            client_id: &self.client_id,
+        };
+        let brokers = image.live_brokers().count().max(1);
+        broker
+            .quotas
+            .max_in_window(&image.client_quotas, key, client, brokers)
+    }
+
+    /// For versions before KIP-219 (the client does not throttle itself),
+    /// Kafka holds the response for the throttle time instead.
+    pub async fn delay_if_old(&self, throttle_ms: u64, first_client_throttled_version: i16) {
+        if throttle_ms > 0 && self.version < first_client_throttled_version {
+            compio::time::sleep(std::time::Duration::from_millis(throttle_ms)).await;
+        }
     }
 
     /// The address clients of this connection's listener are told to use.
@@ -293,6 +373,8 @@ registry! {
     UnregisterBroker => unregister_broker(m::UnregisterBrokerRequest),
     WriteTxnMarkers => write_txn_markers(m::WriteTxnMarkersRequest),
     DescribeProducers => describe_producers(m::DescribeProducersRequest),
+    DescribeClientQuotas => describe_client_quotas(m::DescribeClientQuotasRequest),
+    AlterClientQuotas => alter_client_quotas(m::AlterClientQuotasRequest),
     DescribeTransactions => describe_transactions(m::DescribeTransactionsRequest),
     ListTransactions => list_transactions(m::ListTransactionsRequest),
 }

@@ -21,6 +21,7 @@
 //! leader without a metadata refresh. [`current_leader`] is shared with
 //! Fetch (v16+), which answers the same way.
 
+use crate::quota::QuotaKey;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -152,12 +153,23 @@ fn check_keyed(batch_bytes: &Bytes) -> Result<(), (ErrorCode, String)> {
     Ok(())
 }
 
+/// From this version clients throttle themselves on `throttle_time_ms`
+/// (KIP-219); older ones get the answer late instead.
+const CLIENT_THROTTLES_VERSION: i16 = 6;
+
 pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
     let broker = ctx.shard.broker.clone();
     let image = broker.metadata.image();
     let wait = req.acks != 0;
     let acks = req.acks;
     let deadline = Instant::now() + Duration::from_millis(req.timeout_ms.max(0) as u64);
+    // What the producer quota counts: the record bytes of the request.
+    let produced: usize = req
+        .topic_data
+        .iter()
+        .flat_map(|t| t.partition_data.iter())
+        .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+        .sum();
     let mut response = ProduceResponse::default();
     let mut by_shard: BTreeMap<usize, Vec<Item>> = BTreeMap::new();
     let transactional_id_allowed = req.transactional_id.as_ref().is_none_or(|id| {
@@ -255,9 +267,15 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
     // partitions during this task's first poll, in request order, and the
     // connection answers requests in order anyway. acks=0 just gets no answer.
     let all = futures::future::join_all(dispatch).await;
+    // producer_byte_rate and the cluster's ingress cap: a throttled
+    // producer is answered now and its connection muted (acks=0 too,
+    // which gets no answer to carry the time).
+    let throttle = ctx.record_quota(QuotaKey::ProducerByteRate, produced as f64);
     if !wait {
         return Response::None;
     }
+    response.throttle_time_ms = i32::try_from(throttle).unwrap_or(i32::MAX);
+    ctx.delay_if_old(throttle, CLIENT_THROTTLES_VERSION).await;
     for (positions, results) in all {
         match results {
             Some(results) => {

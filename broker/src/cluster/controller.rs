@@ -99,6 +99,11 @@ pub enum ControllerRequest {
         deletions: Vec<(String, ScramMechanism)>,
         upsertions: Vec<ScramCredential>,
     },
+    /// AlterClientQuotas, already validated by the broker: one record per
+    /// entry, all written together.
+    AlterClientQuotas {
+        alterations: Vec<crate::quota::entity::QuotaAlteration>,
+    },
     /// Kafka's AlterPartition: the leader asks for a new ISR.
     AlterPartition {
         broker_id: NodeId,
@@ -729,6 +734,20 @@ impl<Q: MetadataQuorum + 'static> Controller<Q> {
                     Some(self.propose(records).await?)
                 };
                 Ok(ControllerAnswer::ScramAltered { offset, refused })
+            }
+            ControllerRequest::AlterClientQuotas { alterations } => {
+                let records: Vec<MetadataRecord> = alterations
+                    .into_iter()
+                    .map(MetadataRecord::ClientQuota)
+                    .collect();
+                if records.is_empty() {
+                    return Ok(ControllerAnswer::Valid);
+                }
+                let offset = self.propose(records).await?;
+                Ok(ControllerAnswer::Committed {
+                    offset,
+                    topic_id: None,
+                })
             }
             ControllerRequest::AlterPartition {
                 broker_id,

@@ -851,6 +851,25 @@ impl ClusterMember {
             .collect())
     }
 
+    /// AlterClientQuotas through the controller, so every broker applies
+    /// the same quotas; answers once this node's image has them.
+    pub async fn alter_client_quotas(
+        &self,
+        alterations: Vec<crate::quota::entity::QuotaAlteration>,
+    ) -> Result<(), ApiError> {
+        let answer = self
+            .ask(ControllerRequest::AlterClientQuotas { alterations })
+            .await?;
+        match answer {
+            ControllerAnswer::Valid => Ok(()),
+            ControllerAnswer::Committed { offset, .. } => {
+                self.image_at(offset).await?;
+                Ok(())
+            }
+            other => Err(unexpected_answer(&other)),
+        }
+    }
+
     /// Kafka's ElectLeaders through the controller; answers once this
     /// node's image holds the elections.
     pub async fn elect_leaders(
@@ -1034,6 +1053,7 @@ pub fn broker_image(config: &BrokerConfig, q: &QuorumImage) -> MetadataImage {
         image.by_name.insert(topic.name.clone(), meta.clone());
         image.by_id.insert(topic.id, meta);
     }
+    image.client_quotas = Arc::new(q.client_quotas.clone());
     image
 }
 

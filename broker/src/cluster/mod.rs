@@ -153,6 +153,9 @@ pub struct MetadataImage {
     pub controller_id: NodeId,
     /// Offset of the metadata log this image reflects (0 on a single node).
     pub offset: u64,
+    /// Client quotas (AlterClientQuotas): the metadata file's on a single
+    /// node, the metadata log's in a cluster.
+    pub client_quotas: Arc<crate::quota::ClientQuotas>,
 }
 
 impl MetadataImage {
@@ -264,6 +267,15 @@ struct MetaFile {
     cluster_id: String,
     producer_id_reserved: i64,
     topics: Vec<TopicRecord>,
+    /// Client quotas, one entry per entity (absent in older files).
+    #[serde(default)]
+    client_quotas: Vec<QuotaRecord>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct QuotaRecord {
+    entity: crate::quota::entity::QuotaEntity,
+    values: BTreeMap<crate::quota::QuotaKey, crate::quota::entity::QuotaValue>,
 }
 
 pub struct MetadataStore {
@@ -409,6 +421,12 @@ impl MetadataStore {
             img.by_name.insert(t.name.clone(), meta.clone());
             img.by_id.insert(id, meta);
         }
+        img.client_quotas = Arc::new(
+            file.client_quotas
+                .iter()
+                .map(|q| (q.entity.clone(), q.values.clone()))
+                .collect(),
+        );
         self.image.store(Arc::new(img));
     }
 
@@ -595,6 +613,29 @@ impl MetadataStore {
             .get(name)
             .cloned()
             .ok_or_else(|| ApiError::new(ErrorCode::UnknownTopicOrPartition, "gone"))
+    }
+
+    /// Applies AlterClientQuotas entries (validated by the handler) and
+    /// persists them before answering.
+    pub fn alter_client_quotas(
+        &self,
+        alterations: &[crate::quota::entity::QuotaAlteration],
+    ) -> Result<(), ApiError> {
+        let mut file = self.lock();
+        let mut quotas: crate::quota::ClientQuotas = file
+            .client_quotas
+            .iter()
+            .map(|q| (q.entity.clone(), q.values.clone()))
+            .collect();
+        for a in alterations {
+            crate::quota::entity::apply(&mut quotas, a);
+        }
+        let mut next = file.clone();
+        next.client_quotas = quotas
+            .into_iter()
+            .map(|(entity, values)| QuotaRecord { entity, values })
+            .collect();
+        self.commit(&mut file, next)
     }
 
     /// A fresh producer id, unique across restarts.
@@ -788,6 +829,17 @@ impl Metadata {
             Metadata::Cluster(member) => {
                 member.alter_topic_configs(name, edit, validate_only).await
             }
+        }
+    }
+
+    /// AlterClientQuotas: every entry applies, then the answer.
+    pub async fn alter_client_quotas(
+        &self,
+        alterations: Vec<crate::quota::entity::QuotaAlteration>,
+    ) -> Result<(), ApiError> {
+        match self {
+            Metadata::Standalone(store) => store.alter_client_quotas(&alterations),
+            Metadata::Cluster(member) => member.alter_client_quotas(alterations).await,
         }
     }
 

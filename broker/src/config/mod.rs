@@ -179,6 +179,39 @@ impl Default for TransactionSettings {
     }
 }
 
+/// Client quota settings: Kafka's quota windows and the operator's
+/// cluster-wide caps (Sluice's own `quota.cluster.*`, after MSK
+/// Serverless's per-cluster limits).
+#[derive(Debug, Clone, PartialEq)]
+pub struct QuotaSettings {
+    /// `quota.window.num` (11): samples a quota rate is measured over.
+    pub window_num: u32,
+    /// `quota.window.size.seconds` (1): each sample's length.
+    pub window_size_seconds: u32,
+    /// `quota.cluster.producer.byte.rate`: bytes/s produced to the whole
+    /// cluster (each broker takes its share: the cap over live brokers).
+    pub cluster_producer_byte_rate: Option<f64>,
+    /// `quota.cluster.consumer.byte.rate`: bytes/s fetched by consumers
+    /// from the whole cluster, shared the same way.
+    pub cluster_consumer_byte_rate: Option<f64>,
+    /// `quota.cluster.max.partitions`: partitions of non-internal topics
+    /// the cluster may hold; CreateTopics and CreatePartitions beyond it
+    /// get POLICY_VIOLATION.
+    pub cluster_max_partitions: Option<u32>,
+}
+
+impl Default for QuotaSettings {
+    fn default() -> Self {
+        QuotaSettings {
+            window_num: 11,
+            window_size_seconds: 1,
+            cluster_producer_byte_rate: None,
+            cluster_consumer_byte_rate: None,
+            cluster_max_partitions: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     /// `node.id`
@@ -310,6 +343,8 @@ pub struct BrokerConfig {
     pub unclean_leader_election_enable: bool,
     /// The transaction coordinator's settings (`transaction.*`).
     pub transactions: TransactionSettings,
+    /// Quota windows and cluster caps.
+    pub quotas: QuotaSettings,
     /// `shards.pin.cores` (Sluice's own): pin each shard thread to a core.
     /// Off lets several brokers share a small machine.
     pub shards_pin_cores: bool,
@@ -497,6 +532,7 @@ impl Default for BrokerConfig {
             cluster: ClusterSettings::default(),
             offsets_topic_replication_factor: 3,
             transactions: TransactionSettings::default(),
+            quotas: QuotaSettings::default(),
             unclean_leader_election_enable: false,
             shards_pin_cores: true,
         }
@@ -511,6 +547,18 @@ where
         name: name.into(),
         reason: e.to_string(),
     })
+}
+
+/// A positive whole number of bytes per second.
+fn byte_rate(name: &str, v: &str) -> Result<f64, ConfigError> {
+    let n: i64 = parse_num(name, v)?;
+    if n <= 0 {
+        return Err(ConfigError::Invalid {
+            name: name.into(),
+            reason: format!("{n} is not a positive byte rate"),
+        });
+    }
+    Ok(n as f64)
 }
 
 fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
@@ -982,6 +1030,22 @@ impl BrokerConfig {
                     non_negative_i64(name, parse_num(name, value)?)?
             }
             names::METRICS_LISTEN => self.metrics_listen = Some(parse_listen(name, value)?),
+            names::QUOTA_WINDOW_NUM => {
+                self.quotas.window_num = positive(name, parse_num(name, value)?)? as u32
+            }
+            names::QUOTA_WINDOW_SIZE_SECONDS => {
+                self.quotas.window_size_seconds = positive(name, parse_num(name, value)?)? as u32
+            }
+            names::QUOTA_CLUSTER_PRODUCER_BYTE_RATE => {
+                self.quotas.cluster_producer_byte_rate = Some(byte_rate(name, value)?)
+            }
+            names::QUOTA_CLUSTER_CONSUMER_BYTE_RATE => {
+                self.quotas.cluster_consumer_byte_rate = Some(byte_rate(name, value)?)
+            }
+            names::QUOTA_CLUSTER_MAX_PARTITIONS => {
+                self.quotas.cluster_max_partitions =
+                    Some(positive(name, parse_num(name, value)?)? as u32)
+            }
             _ => return Err(ConfigError::Unknown(name.to_string())),
         }
         self.explicit.insert(name.to_string(), value.to_string());

@@ -130,3 +130,9 @@ pub const REPLICA_FETCH_BACKOFF_MS: &str = "replica.fetch.backoff.ms";
 pub const REPLICA_SOCKET_TIMEOUT_MS: &str = "replica.socket.timeout.ms";
 pub const REPLICA_HIGH_WATERMARK_CHECKPOINT_INTERVAL_MS: &str =
     "replica.high.watermark.checkpoint.interval.ms";
+pub const QUOTA_WINDOW_NUM: &str = "quota.window.num";
+pub const QUOTA_WINDOW_SIZE_SECONDS: &str = "quota.window.size.seconds";
+// Sluice's own: cluster-wide caps an operator sets (MSK Serverless's limits).
+pub const QUOTA_CLUSTER_PRODUCER_BYTE_RATE: &str = "quota.cluster.producer.byte.rate";
+pub const QUOTA_CLUSTER_CONSUMER_BYTE_RATE: &str = "quota.cluster.consumer.byte.rate";
+pub const QUOTA_CLUSTER_MAX_PARTITIONS: &str = "quota.cluster.max.partitions";

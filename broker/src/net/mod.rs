@@ -5,7 +5,9 @@
 //! writer task. Framing is `sluice_protocol::frame`'s: a frame whose size
 //! prefix is over `socket.request.max.bytes` is refused before anything is
 //! allocated; a malformed frame or unknown API closes that one connection
-//! with a logged reason.
+//! with a logged reason. A connection a quota throttled is muted (KIP-219):
+//! neither its buffered frames nor its socket are read until the throttle
+//! time passes, while responses already under way still go out.
 
 pub mod sasl;
 pub mod zero_copy;
@@ -173,9 +175,16 @@ pub async fn serve_connection(
     let idle = Duration::from_millis(shard.broker.config.connections_max_idle_ms.max(1));
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut shutdown = shard.shutdown.clone().fuse();
+    let mute = Rc::new(crate::quota::ChannelMute::default());
     'conn: loop {
         // Hand every complete frame in the buffer to its handler.
         loop {
+            if let Some(wait) = mute.remaining() {
+                futures::select! {
+                    _ = compio::time::sleep(wait).fuse() => {}
+                    _ = shutdown => break 'conn,
+                }
+            }
             let (max, setting, when) = if session.is_authenticated() {
                 (max_authenticated, names::SOCKET_REQUEST_MAX_BYTES, "")
             } else {
@@ -207,7 +216,7 @@ pub async fn serve_connection(
             }
             let mut body = buf.split_to(total).freeze();
             body.advance(frame::SIZE_PREFIX_LEN);
-            match start_request(&shard, &session, body, peer) {
+            match start_request(&shard, &session, &mute, body, peer) {
                 Ok(Started::Pending(rx)) => {
                     if pending_tx.send(rx).await.is_err() {
                         break 'conn;
@@ -297,6 +306,7 @@ fn ready(resp: Response) -> Pending {
 fn start_request(
     shard: &Rc<Shard>,
     session: &Rc<Session>,
+    mute: &Rc<crate::quota::ChannelMute>,
     mut frame: Bytes,
     peer: SocketAddr,
 ) -> Result<Started, CloseReason> {
@@ -359,7 +369,9 @@ fn start_request(
         client_id: header.client_id.map(|s| s.to_string()).unwrap_or_default(),
         peer,
         session: session.clone(),
+        mute: mute.clone(),
     };
+    let request_quota = RequestQuota::new(&ctx);
     let started = std::time::Instant::now();
     let fut = api::prepare(ctx, frame).map_err(|detail| {
         METRICS.observe_request(key_raw, started.elapsed(), true);
@@ -371,12 +383,88 @@ fn start_request(
     })?;
     let (tx, rx) = oneshot::channel();
     compio::runtime::spawn(async move {
-        let resp = fut.await;
+        let (resp, busy) = match &request_quota {
+            Some(_) => PollTimed::new(fut).await,
+            None => (fut.await, Duration::ZERO),
+        };
         METRICS.observe_request(key_raw, started.elapsed(), false);
+        if let Some(q) = request_quota {
+            q.record(busy);
+        }
         let _ = tx.send(resp);
     })
     .detach();
     Ok(Started::Pending(rx))
+}
+
+/// request_percentage accounting for one request: what it needs to charge
+/// the request's time once it is answered. `None` when no request quota
+/// can apply (ApiVersions is exempt, as in Kafka).
+struct RequestQuota {
+    ctx: RequestContext,
+}
+
+impl RequestQuota {
+    fn new(ctx: &RequestContext) -> Option<RequestQuota> {
+        if ctx.api == ApiKey::ApiVersions
+            || ctx.shard.broker.metadata.image().client_quotas.is_empty()
+        {
+            return None;
+        }
+        Some(RequestQuota {
+            ctx: RequestContext {
+                shard: ctx.shard.clone(),
+                api: ctx.api,
+                version: ctx.version,
+                correlation_id: ctx.correlation_id,
+                client_id: ctx.client_id.clone(),
+                peer: ctx.peer,
+                session: ctx.session.clone(),
+                mute: ctx.mute.clone(),
+            },
+        })
+    }
+
+    /// Charges `busy` (time the handler ran on this shard's thread) as a
+    /// percentage of one thread-second, Kafka's request-time unit; a
+    /// throttle mutes the connection.
+    fn record(self, busy: Duration) {
+        self.ctx.record_quota(
+            crate::quota::QuotaKey::RequestPercentage,
+            busy.as_secs_f64() * 100.0,
+        );
+    }
+}
+
+/// Runs a future, adding up the time spent inside its `poll` calls: the
+/// shard thread's time this request took, excluding its waits (disk,
+/// replication, other shards' work for it, parked fetches).
+struct PollTimed<F> {
+    inner: std::pin::Pin<Box<F>>,
+    busy: Duration,
+}
+
+impl<F: std::future::Future> PollTimed<F> {
+    fn new(inner: F) -> PollTimed<F> {
+        PollTimed {
+            inner: Box::pin(inner),
+            busy: Duration::ZERO,
+        }
+    }
+}
+
+impl<F: std::future::Future> std::future::Future for PollTimed<F> {
+    type Output = (F::Output, Duration);
+
+    fn poll(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        let start = std::time::Instant::now();
+        let polled = self.inner.as_mut().poll(cx);
+        self.busy += start.elapsed();
+        polled.map(|out| (out, self.busy))
+    }
 }
 
 async fn write_responses(

@@ -49,6 +49,8 @@ pub struct Broker {
     /// TLS and SASL for connections to other brokers (the inter-broker
     /// listener's protocol).
     pub inter_broker_security: crate::peer::PeerSecurity,
+    /// Client quota accounting, shared by every shard.
+    pub quotas: crate::quota::QuotaManager,
 }
 
 thread_local! {
@@ -79,7 +81,9 @@ impl Broker {
         let cleaner_checkpoint = Arc::new(crate::log::cleaner::checkpoint::CleanerCheckpoint::new(
             config.data_dir.clone(),
         ));
+        let quotas = crate::quota::QuotaManager::new(&config.quotas);
         Broker {
+            quotas,
             config,
             metadata,
             hw_checkpoint,

@@ -355,6 +355,8 @@ impl Drop for Broker {
 pub struct Client {
     stream: TcpStream,
     next_correlation: i32,
+    /// The request header's client id ("sluice-it" unless set).
+    pub client_id: &'static str,
 }
 
 impl Client {
@@ -372,6 +374,7 @@ impl Client {
         Ok(Client {
             stream,
             next_correlation: 1,
+            client_id: "sluice-it",
         })
     }
 
@@ -407,7 +410,7 @@ impl Client {
         header.request_api_key = R::KEY;
         header.request_api_version = version;
         header.correlation_id = correlation;
-        header.client_id = Some(StrBytes::from_static_str("sluice-it"));
+        header.client_id = Some(StrBytes::from_static_str(self.client_id));
         let mut buf = BytesMut::new();
         buf.put_i32(0);
         header

@@ -168,6 +168,8 @@ pub struct MetadataImage {
     /// Each broker's latest block.
     pub producer_id_blocks: BTreeMap<NodeId, ProducerIdsBlock>,
     pub scram_credentials: BTreeMap<(String, ScramMechanism), ScramCredential>,
+    /// Client quotas (AlterClientQuotas), entity -> key -> value.
+    pub client_quotas: crate::quota::ClientQuotas,
 }
 
 impl MetadataImage {
@@ -274,6 +276,10 @@ impl MetadataImage {
                         format!("no {mechanism:?} credential for user {name}"),
                     )),
                 }
+            }
+            MetadataRecord::ClientQuota(alteration) => {
+                crate::quota::entity::apply(&mut self.client_quotas, alteration);
+                Ok(())
             }
         }
     }
@@ -614,6 +620,16 @@ struct ImageV1 {
     next_producer_id: i64,
     producer_id_blocks: Vec<ProducerIdsBlock>,
     scram_credentials: Vec<ScramCredential>,
+    /// Added with client quotas; older snapshots have none.
+    #[serde(default)]
+    client_quotas: Vec<ClientQuotaEntry>,
+}
+
+/// One entity's quotas in a snapshot.
+#[derive(Serialize, Deserialize)]
+struct ClientQuotaEntry {
+    entity: crate::quota::entity::QuotaEntity,
+    values: BTreeMap<crate::quota::QuotaKey, crate::quota::entity::QuotaValue>,
 }
 
 impl MetadataImage {
@@ -629,6 +645,14 @@ impl MetadataImage {
             next_producer_id: self.next_producer_id,
             producer_id_blocks: self.producer_id_blocks.values().copied().collect(),
             scram_credentials: self.scram_credentials.values().cloned().collect(),
+            client_quotas: self
+                .client_quotas
+                .iter()
+                .map(|(entity, values)| ClientQuotaEntry {
+                    entity: entity.clone(),
+                    values: values.clone(),
+                })
+                .collect(),
         };
         // Serialising plain structs with string keys cannot fail.
         let body = serde_json::to_vec(&body).unwrap_or_default();
@@ -676,6 +700,11 @@ impl MetadataImage {
                 .scram_credentials
                 .into_iter()
                 .map(|c| ((c.name.clone(), c.mechanism), c))
+                .collect(),
+            client_quotas: v1
+                .client_quotas
+                .into_iter()
+                .map(|e| (e.entity, e.values))
                 .collect(),
         })
     }
@@ -1079,6 +1108,39 @@ mod tests {
         let err = image.apply(&set("xyz")).unwrap_err();
         assert_eq!(err.code, ErrorCode::InconsistentClusterId);
         assert_eq!(image.cluster_id.as_deref(), Some("abc"));
+    }
+
+    #[test]
+    fn client_quotas_apply_and_survive_a_snapshot() {
+        use crate::quota::entity::{EntityName, QuotaAlteration, QuotaEntity, QuotaValue};
+        use crate::quota::QuotaKey;
+        let entity = QuotaEntity {
+            user: Some(EntityName::Named("alice".into())),
+            client_id: Some(EntityName::Default),
+        };
+        let mut image = MetadataImage::default();
+        image
+            .apply(&MetadataRecord::ClientQuota(QuotaAlteration {
+                entity: entity.clone(),
+                ops: vec![
+                    (QuotaKey::ProducerByteRate, Some(QuotaValue(1024.0))),
+                    (QuotaKey::RequestPercentage, Some(QuotaValue(12.5))),
+                ],
+            }))
+            .unwrap();
+        image
+            .apply(&MetadataRecord::ClientQuota(QuotaAlteration {
+                entity: entity.clone(),
+                ops: vec![(QuotaKey::RequestPercentage, None)],
+            }))
+            .unwrap();
+        assert_eq!(
+            image.client_quotas[&entity].get(&QuotaKey::ProducerByteRate),
+            Some(&QuotaValue(1024.0))
+        );
+        assert_eq!(image.client_quotas[&entity].len(), 1);
+        let back = MetadataImage::decode_snapshot(&image.encode_snapshot()).unwrap();
+        assert_eq!(back, image);
     }
 
     #[test]

@@ -1,8 +1,8 @@
 //! The records of the replicated metadata log, modelled on KRaft's
 //! `__cluster_metadata` records: broker registrations and their fencing,
 //! topics and partitions with their leaders, ISR, eligible leader replicas
-//! (KIP-966) and epochs, configs, producer-id blocks, SCRAM credentials and
-//! the cluster id. A record says what happened; [`super::image::MetadataImage`]
+//! (KIP-966) and epochs, configs, producer-id blocks, SCRAM credentials,
+//! client quotas and the cluster id. A record says what happened; [`super::image::MetadataImage`]
 //! decides deterministically what it does to the metadata. Records are
 //! serde-encoded inside the quorum's log entries, so a field added later needs
 //! `#[serde(default)]` to keep old logs readable.
@@ -69,6 +69,9 @@ pub enum MetadataRecord {
         name: String,
         mechanism: ScramMechanism,
     },
+    /// Client quotas of one entity set or removed (KRaft's
+    /// ClientQuotaRecord, one per entity and AlterClientQuotas entry).
+    ClientQuota(crate::quota::entity::QuotaAlteration),
 }
 
 impl MetadataRecord {
@@ -89,6 +92,7 @@ impl MetadataRecord {
             MetadataRecord::ProducerIdsBlock(_) => "ProducerIdsBlock",
             MetadataRecord::UserScramCredential(_) => "UserScramCredential",
             MetadataRecord::RemoveUserScramCredential { .. } => "RemoveUserScramCredential",
+            MetadataRecord::ClientQuota(_) => "ClientQuota",
         }
     }
 }
