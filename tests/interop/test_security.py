@@ -35,6 +35,11 @@ ACCOUNT = "210987654321"
 AKID = "AKIAINTEROPEXAMPLE01"
 SECRET = "interop/secret/for/tests/only/000000000"
 ARN = f"arn:aws:iam::{ACCOUNT}:role/interop-app"
+# A second principal, governed by AWS's documented example policy verbatim
+# (create-iam-access-control-policies, for this cluster's name and account).
+EXAMPLE_AKID = "AKIAINTEROPEXAMPLE02"
+EXAMPLE_SECRET = "interop/secret/for/tests/only/111111111"
+EXAMPLE_ARN = f"arn:aws:iam::{ACCOUNT}:role/documented-example"
 
 
 def _openssl(*args: str, cwd: Path) -> None:
@@ -69,6 +74,17 @@ class SecureBroker:
             {"Effect": "Allow", "Action": ["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"],
              "Resource": groups},
         ]}
+        documented_example = {"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow",
+             "Action": ["kafka-cluster:Connect", "kafka-cluster:AlterCluster", "kafka-cluster:DescribeCluster"],
+             "Resource": [f"arn:aws:kafka:{REGION}:{ACCOUNT}:cluster/interop/abcdef01-2345-6789-abcd-ef0123456789"]},
+            {"Effect": "Allow",
+             "Action": ["kafka-cluster:*Topic*", "kafka-cluster:WriteData", "kafka-cluster:ReadData"],
+             "Resource": [f"arn:aws:kafka:{REGION}:{ACCOUNT}:topic/interop/*"]},
+            {"Effect": "Allow",
+             "Action": ["kafka-cluster:AlterGroup", "kafka-cluster:DescribeGroup"],
+             "Resource": [f"arn:aws:kafka:{REGION}:{ACCOUNT}:group/interop/*"]},
+        ]}
         everything = {"Version": "2012-10-17",
                       "Statement": [{"Effect": "Allow", "Action": "kafka-cluster:*", "Resource": "*"}]}
         conf = f'''
@@ -90,9 +106,18 @@ access_key_id = "{AKID}"
 secret_access_key = "{SECRET}"
 principal_arn = "{ARN}"
 
+[[auth.iam_credentials]]
+access_key_id = "{EXAMPLE_AKID}"
+secret_access_key = "{EXAMPLE_SECRET}"
+principal_arn = "{EXAMPLE_ARN}"
+
 [[auth.policies]]
 principal = "{ARN}"
 document = \'\'\'{json.dumps(app_policy)}\'\'\'
+
+[[auth.policies]]
+principal = "{EXAMPLE_ARN}"
+document = \'\'\'{json.dumps(documented_example)}\'\'\'
 
 [[auth.policies]]
 principal = "User:*"
@@ -231,6 +256,38 @@ def aws_env(monkeypatch):
     monkeypatch.delenv("AWS_PROFILE", raising=False)
     monkeypatch.setenv("AWS_REGION", REGION)
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+def test_documented_example_policy_lets_a_default_idempotent_producer_write(secure, aws_env, monkeypatch):
+    """AWS's example policy grants WriteData on every topic and no
+    WriteDataIdempotently. MSK takes the first as the second (KIP-679 made
+    idempotence the default), so kafka-python's default producer, which is
+    idempotent, gets its producer id and writes; consumers read as usual."""
+    from aws_msk_iam_sasl_signer import MSKAuthTokenProvider
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.net.sasl.oauth import AbstractTokenProvider
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", EXAMPLE_AKID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", EXAMPLE_SECRET)
+
+    class MSKTokenProvider(AbstractTokenProvider):
+        def token(self):
+            token, _ = MSKAuthTokenProvider.generate_auth_token(REGION)
+            return token
+
+    topic = new_topic(secure, "documented")
+    common = dict(bootstrap_servers=f"127.0.0.1:{secure.ssl_port}", security_protocol="SASL_SSL",
+                  ssl_cafile=str(secure.workdir / "ca.pem"), sasl_mechanism="OAUTHBEARER",
+                  sasl_oauth_token_provider=MSKTokenProvider())
+    producer = KafkaProducer(**common)
+    assert producer.config["enable_idempotence"], "kafka-python's default producer is idempotent"
+    for i in range(5):
+        producer.send(topic, value=f"d{i}".encode()).get(timeout=30)
+    producer.close()
+    consumer = KafkaConsumer(topic, group_id="documented-readers", auto_offset_reset="earliest",
+                             consumer_timeout_ms=10000, **common)
+    assert sorted(m.value.decode() for m in consumer) == [f"d{i}" for i in range(5)]
+    consumer.close()
 
 
 def test_kafka_python_msk_iam_oauthbearer_with_official_signer(secure, aws_env):

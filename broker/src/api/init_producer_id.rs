@@ -43,7 +43,7 @@ pub async fn handle(ctx: &RequestContext, req: InitProducerIdRequest) -> Respons
         }
         return ctx.respond(&resp);
     }
-    if !ctx.allowed(Action::WriteDataIdempotently, Resource::Cluster) {
+    if !ctx.may_write_idempotently() {
         resp.error_code = ErrorCode::ClusterAuthorizationFailed.code();
         return ctx.respond(&resp);
     }

@@ -118,6 +118,22 @@ impl RequestContext {
         ok
     }
 
+    /// Whether this connection's principal may take a producer id for
+    /// idempotent writes (`Security::may_write_idempotently`: MSK's rule).
+    pub fn may_write_idempotently(&self) -> bool {
+        let security = &self.shard.broker.security;
+        if security.authorizer.is_none() {
+            return true;
+        }
+        let principal = self.session.principal();
+        // On refusal, `allowed` logs and counts it as every other denial.
+        security.may_write_idempotently(&principal)
+            || self.allowed(
+                crate::auth::Action::WriteDataIdempotently,
+                crate::auth::Resource::Cluster,
+            )
+    }
+
     /// `action` on the cluster, or the CLUSTER_AUTHORIZATION_FAILED refusal
     /// Kafka answers, naming the action.
     pub fn require_cluster(&self, action: crate::auth::Action) -> Result<(), ApiError> {
@@ -130,12 +146,19 @@ impl RequestContext {
         ))
     }
 
-    /// Records `value` against this client's `key` quota (and the cluster
-    /// caps) and answers the throttle time in ms. A throttled connection is
-    /// muted for that time: the caller answers at once with the time in
-    /// `throttle_time_ms`, and the connection's next request is not read
-    /// before it passes (KIP-219).
-    pub fn record_quota(&self, key: crate::quota::QuotaKey, value: f64) -> u64 {
+    /// Runs `f` with what every quota decision of this request needs: the
+    /// quota manager, the client quotas in force, this connection's client
+    /// (principal and client id) and the number of live brokers (cluster
+    /// caps are shared among them).
+    fn with_quota_client<R>(
+        &self,
+        f: impl FnOnce(
+            &crate::quota::QuotaManager,
+            &crate::quota::ClientQuotas,
+            crate::quota::Client<'_>,
+            usize,
+        ) -> R,
+    ) -> R {
         let broker = &self.shard.broker;
         let image = broker.metadata.image();
         let principal = self.session.principal();
@@ -144,9 +167,18 @@ impl RequestContext {
             client_id: &self.client_id,
         };
         let brokers = image.live_brokers().count().max(1);
-        let throttle = broker
-            .quotas
-            .record(&image.client_quotas, key, client, value, brokers);
+        f(&broker.quotas, &image.client_quotas, client, brokers)
+    }
+
+    /// Records `value` against this client's `key` quota (and the cluster
+    /// caps) and answers the throttle time in ms. A throttled connection is
+    /// muted for that time: the caller answers at once with the time in
+    /// `throttle_time_ms`, and the connection's next request is not read
+    /// before it passes (KIP-219).
+    pub fn record_quota(&self, key: crate::quota::QuotaKey, value: f64) -> u64 {
+        let throttle = self.with_quota_client(|quotas, in_force, client, brokers| {
+            quotas.record(in_force, key, client, value, brokers)
+        });
         self.mute.mute_for(throttle);
         throttle
     }
@@ -154,47 +186,24 @@ impl RequestContext {
     /// Takes `value` back off this client's `key` quota (a fetch answered
     /// empty because it was throttled).
     pub fn unrecord_quota(&self, key: crate::quota::QuotaKey, value: f64) {
-        let broker = &self.shard.broker;
-        let image = broker.metadata.image();
-        let principal = self.session.principal();
-        let client = crate::quota::Client {
-            user: crate::quota::entity::quota_user(&principal),
-            client_id: &self.client_id,
-        };
-        let brokers = image.live_brokers().count().max(1);
-        broker
-            .quotas
-            .unrecord(&image.client_quotas, key, client, value, brokers);
+        self.with_quota_client(|quotas, in_force, client, brokers| {
+            quotas.unrecord(in_force, key, client, value, brokers)
+        });
     }
 
     /// The throttle time already earned for `key`, recording nothing.
     pub fn quota_throttle_now(&self, key: crate::quota::QuotaKey) -> u64 {
-        let image = self.shard.broker.metadata.image();
-        let principal = self.session.principal();
-        let client = crate::quota::Client {
-            user: crate::quota::entity::quota_user(&principal),
-            client_id: &self.client_id,
-        };
-        self.shard
-            .broker
-            .quotas
-            .throttle_now(&image.client_quotas, key, client)
+        self.with_quota_client(|quotas, in_force, client, _| {
+            quotas.throttle_now(in_force, key, client)
+        })
     }
 
     /// The most this client may take for `key` in one quota window, if a
     /// quota or cluster cap applies.
     pub fn quota_max_in_window(&self, key: crate::quota::QuotaKey) -> Option<f64> {
-        let broker = &self.shard.broker;
-        let image = broker.metadata.image();
-        let principal = self.session.principal();
-        let client = crate::quota::Client {
-            user: crate::quota::entity::quota_user(&principal),
-            client_id: &self.client_id,
-        };
-        let brokers = image.live_brokers().count().max(1);
-        broker
-            .quotas
-            .max_in_window(&image.client_quotas, key, client, brokers)
+        self.with_quota_client(|quotas, in_force, client, brokers| {
+            quotas.max_in_window(in_force, key, client, brokers)
+        })
     }
 
     /// For versions before KIP-219 (the client does not throttle itself),

@@ -184,6 +184,20 @@ impl Authorizer {
     pub fn authorize(&self, principal: &str, action: Action, resource: Resource<'_>) -> bool {
         self.decide(principal, action, resource).is_allowed()
     }
+
+    /// Whether `principal` may take a producer id for idempotent writes
+    /// (InitProducerId without a transactional id), as MSK decides it:
+    /// WriteDataIdempotently on the cluster, or WriteData granted on every
+    /// topic of the cluster. Since KIP-679 made idempotence every client's
+    /// default, AWS's IAM access-control documentation says WriteData on all
+    /// topics implies WriteDataIdempotently, and WriteData on some topics
+    /// only does not. "Every topic" is asked as WriteData on the topic named
+    /// `*`: a policy resource matches that ARN only if it matches any topic
+    /// name (`topic/<cluster>/*`, `topic/<cluster>/<uuid>/*`).
+    pub fn may_write_idempotently(&self, principal: &str) -> bool {
+        self.authorize(principal, Action::WriteDataIdempotently, Resource::Cluster)
+            || self.authorize(principal, Action::WriteData, Resource::Topic("*"))
+    }
 }
 
 #[cfg(test)]
@@ -284,6 +298,36 @@ mod tests {
         });
         other.attach(alice, doc(super::super::policy::AWS_EXAMPLE));
         assert!(!other.authorize(alice, Action::Connect, Resource::Cluster));
+    }
+
+    #[test]
+    fn write_data_on_every_topic_implies_idempotent_writes_as_on_msk() {
+        let alice = "arn:aws:iam::123456789012:user/alice";
+        let mut a = Authorizer::new(cluster());
+        a.attach(alice, doc(super::super::policy::AWS_EXAMPLE));
+        assert!(
+            a.may_write_idempotently(alice),
+            "WriteData on topic/<cluster>/*"
+        );
+        let some_topics = r#"{"Version":"2012-10-17","Statement":[
+            {"Effect":"Allow","Action":["kafka-cluster:Connect","kafka-cluster:WriteData"],
+             "Resource":["arn:aws:kafka:us-east-1:123456789012:cluster/my-kafka-cluster/*",
+                         "arn:aws:kafka:us-east-1:123456789012:topic/my-kafka-cluster/*/orders-*"]}]}"#;
+        let mut b = Authorizer::new(cluster());
+        b.attach(alice, doc(some_topics));
+        assert!(b.authorize(alice, Action::WriteData, Resource::Topic("orders-1")));
+        assert!(
+            !b.may_write_idempotently(alice),
+            "WriteData on some topics only"
+        );
+        b.attach(alice, doc(r#"{"Version":"2012-10-17","Statement":{"Effect":"Allow","Action":"kafka-cluster:WriteDataIdempotently","Resource":"*"}}"#));
+        assert!(b.may_write_idempotently(alice), "granted by name");
+        let denied = r#"{"Version":"2012-10-17","Statement":{"Effect":"Deny","Action":"kafka-cluster:WriteData","Resource":"*"}}"#;
+        a.attach(alice, doc(denied));
+        assert!(
+            !a.may_write_idempotently(alice),
+            "an explicit Deny on every topic wins"
+        );
     }
 
     #[test]

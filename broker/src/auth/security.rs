@@ -73,6 +73,15 @@ impl Security {
         }
     }
 
+    /// Whether `principal` may take a producer id for idempotent writes
+    /// ([`Authorizer::may_write_idempotently`]: MSK's rule).
+    pub fn may_write_idempotently(&self, principal: &str) -> bool {
+        match &self.authorizer {
+            None => true,
+            Some(a) => a.may_write_idempotently(principal),
+        }
+    }
+
     /// Whether `sasl.enabled.mechanisms` lists `mechanism` (upper case).
     pub fn offers(&self, mechanism: &str) -> bool {
         self.mechanisms.iter().any(|m| m == mechanism)
@@ -144,6 +153,10 @@ mod tests {
                 "{action} on {resource:?} must be refused"
             );
         }
+        // KIP-679: the documented policy grants WriteData on every topic,
+        // which MSK takes as WriteDataIdempotently too, so a modern
+        // client's default (idempotent) producer gets its producer id.
+        assert!(security.may_write_idempotently(app));
         // Another principal has no policy at all.
         assert!(!security.authorize(
             "arn:aws:iam::123456789012:user/other",
