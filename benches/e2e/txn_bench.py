@@ -51,7 +51,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from bench import Kafka, Sluiced, Steps, Tools, run_json, say, topic_name  # noqa: E402
+from bench import Kafka, Sluiced, Steps, Tools, fms, fx, ratio, run_json, say, topic_name  # noqa: E402
 from compaction_bench import interrupted, machine  # noqa: E402
 
 PARTITIONS = 12
@@ -122,10 +122,6 @@ def row_of(res: dict, broker: str, t: int) -> dict | None:
     return None
 
 
-def ratio(a: float | None, b: float | None) -> float | None:
-    return a / b if a and b else None
-
-
 def targets(res: dict) -> list[dict]:
     out = []
     for t in res["plan"]["txn_sizes"]:
@@ -136,8 +132,8 @@ def targets(res: dict) -> list[dict]:
     return out
 
 
-def fnum(x: float | None, fmt: str = "{:,.0f}") -> str:
-    return "-" if x is None else fmt.format(x)
+def fcount(x: float | None) -> str:
+    return "-" if x is None else f"{x:,.0f}"
 
 
 def report(res: dict) -> str:
@@ -156,13 +152,13 @@ def report(res: dict) -> str:
             vs = ratio(s and s["records_per_s"], r["records_per_s"])
             lines.append(
                 f"| {br['label']} | {r['txn_records'] or 'none (idempotent)'} | {r['records']:,} "
-                f"| {fnum(r['records_per_s'])} | {fnum(r['mb_per_s'], '{:.2f}')} | {fnum(r['transactions'])} "
-                f"| {fnum(r['commit_p50_ms'], '{:.2f}')} | {fnum(r['commit_p99_ms'], '{:.2f}')} "
-                f"| {fnum(r['read_committed'])} | {fnum(vs, '{:.2f}x') if br['broker'] != 'sluiced' else ''} |")
+                f"| {fcount(r['records_per_s'])} | {fms(r['mb_per_s'])} | {fcount(r['transactions'])} "
+                f"| {fms(r['commit_p50_ms'])} | {fms(r['commit_p99_ms'])} "
+                f"| {fcount(r['read_committed'])} | {fx(vs) if br['broker'] != 'sluiced' else ''} |")
     lines += ["", "Versions: " + "; ".join(f"{b['label']}: {b['version']}" for b in res["brokers"]), "",
               "## Targets", ""]
     for t in res.get("targets", []):
-        lines.append(f"- {t['target']}: sluiced/Kafka = {fnum(t['ratio'], '{:.2f}x')} "
+        lines.append(f"- {t['target']}: sluiced/Kafka = {fx(t['ratio'])} "
                      f"({'met' if t['met'] else 'MISSED'})")
     lines += ["", "'vs sluiced' is sluiced's throughput over that broker's at the same workload (above 1: sluiced "
               "is faster). One run, one machine; broker and client share its cores."]
