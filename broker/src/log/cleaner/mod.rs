@@ -12,7 +12,9 @@
 //! log's first dirty offset to the end, saved in the
 //! `cleaner-offset-checkpoint` (`checkpoint`). Reads and writes go through
 //! the shard's io_uring (compio) files, throttled by
-//! `log.cleaner.io.max.bytes.per.second`, with a yield between batches.
+//! `log.cleaner.io.max.bytes.per.second`; the CPU work (decoding, key
+//! hashing, filtering, re-encoding) runs about a megabyte at a time on the
+//! process's low-priority cleaner threads (`worker`, `pool`).
 //! Fetches holding a replaced segment's file keep reading it (an unlinked
 //! file stays readable), so a reader sees the old segment or the new one.
 //! The pass's own handles of a replaced segment are closed on a blocking
@@ -22,6 +24,7 @@ pub mod checkpoint;
 pub mod filter;
 pub mod key_map;
 pub mod plan;
+pub mod pool;
 pub mod swap;
 #[cfg(test)]
 mod tests;

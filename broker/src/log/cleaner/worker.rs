@@ -1,6 +1,6 @@
-//! The CPU half of a cleaning pass, done on the blocking pool instead of the
+//! The CPU half of a cleaning pass, done on a cleaner thread instead of the
 //! shard thread. The shard reads batches through io_uring and hands them
-//! over about a megabyte at a time ([`BatchChunk`]); a pool thread decodes
+//! over about a megabyte at a time ([`BatchChunk`]); a cleaner thread decodes
 //! them and hashes their keys into the key map ([`index_chunk`]), or filters
 //! and re-encodes them ([`filter_chunk`]), and hands the result back. Done
 //! inline, that work held the shard for milliseconds per large batch, and
@@ -48,12 +48,13 @@ impl BatchChunk {
     }
 }
 
-/// Runs `work` on the blocking pool. A panic there is a cleaner bug: the
-/// pass fails (and is retried after the backoff) instead of the broker.
+/// Runs `work` on a low-priority cleaner thread ([`super::pool`]). A panic
+/// there is a cleaner bug: the pass fails (and is retried after the
+/// backoff) instead of the broker.
 async fn off_shard<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, CleanError> + Send + 'static,
 ) -> Result<T, CleanError> {
-    match compio::runtime::spawn_blocking(work).await {
+    match super::pool::run(work).await {
         Ok(result) => result,
         Err(_) => Err(CleanError::WorkerPanicked),
     }
