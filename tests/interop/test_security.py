@@ -459,19 +459,56 @@ def test_plaintext_client_on_tls_port_is_refused(secure):
     assert "plaintext client on a TLS listener" in secure.log()
 
 
-def test_java_client_with_aws_msk_iam_auth_library(secure, aws_env):
-    """The Java client with AWS's aws-msk-iam-auth (AWS_MSK_IAM), configured
-    as the MSK documentation shows."""
+def _run_java_msk_iam(secure, topic: str, denied: str) -> None:
+    """The Java client with aws-msk-iam-auth (tests/interop/java
+    MskIamInterop): an idempotent producer, a denied topic unless "-", a
+    group consumer; credentials from the environment."""
     from conftest import CACHE
 
     launcher = CACHE / "java-interop" / "run-msk-iam"
     assert launcher.exists(), f"{launcher} is missing: run scripts/setup"
-    topic = new_topic(secure, "iam")
-    denied = new_topic(secure, "other")
     r = subprocess.run([str(launcher), f"127.0.0.1:{secure.ssl_port}", str(secure.workdir / "ca.pem"), topic, denied],
                        capture_output=True, text=True, timeout=150)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     assert "java-msk-iam OK" in r.stdout
+
+
+def test_java_client_with_aws_msk_iam_auth_library(secure, aws_env):
+    """The Java client with AWS's aws-msk-iam-auth (AWS_MSK_IAM), configured
+    as the MSK documentation shows."""
+    _run_java_msk_iam(secure, new_topic(secure, "iam"), new_topic(secure, "other"))
+
+
+def test_documented_example_policy_with_the_java_client_and_aws_msk_iam_auth(secure, aws_env, monkeypatch):
+    """AWS's example policy verbatim, with the Java client (idempotent, as
+    3.0+ defaults) signing in through aws-msk-iam-auth: it writes, and its
+    group reads back."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", EXAMPLE_AKID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", EXAMPLE_SECRET)
+    _run_java_msk_iam(secure, new_topic(secure, "documented-java"), "-")
+
+
+def test_documented_example_policy_with_the_sluice_python_package(secure, aws_env, monkeypatch):
+    """AWS's example policy verbatim, with the Sluice Python package's
+    default (idempotent) producer and a group consumer, signing with its
+    built-in signer."""
+    import sluice
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", EXAMPLE_AKID)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", EXAMPLE_SECRET)
+    topic = new_topic(secure, "documented-sluice")
+    common = dict(bootstrap_servers=f"127.0.0.1:{secure.ssl_port}", security_protocol="SASL_SSL",
+                  ssl_cafile=str(secure.workdir / "ca.pem"), sasl_mechanism="AWS_MSK_IAM",
+                  sasl_aws_msk_iam_region=REGION)
+    producer = sluice.KafkaProducer(**common)
+    for i in range(5):
+        producer.send(topic, value=f"s{i}".encode()).get(timeout=30)
+    producer.close()
+    consumer = sluice.KafkaConsumer(topic, group_id="documented-sluice", auto_offset_reset="earliest",
+                                    consumer_timeout_ms=10000, **common)
+    assert sorted(m.value for m in consumer) == [f"s{i}".encode() for i in range(5)]
+    consumer.commit()
+    consumer.close()
 
 
 def test_sluice_python_package_with_builtin_iam_signer(secure, aws_env):

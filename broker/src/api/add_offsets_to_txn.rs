@@ -20,7 +20,8 @@ pub async fn handle(ctx: &RequestContext, req: AddOffsetsToTxnRequest) -> Respon
     let group = req.group_id.to_string();
     let code = if !ctx.allowed(Action::AlterTransactionalId, Resource::TransactionalId(&id)) {
         ErrorCode::TransactionalIdAuthorizationFailed
-    } else if !ctx.allowed(Action::ReadData, Resource::Group(&group)) {
+    } else if !ctx.allowed(Action::AlterGroup, Resource::Group(&group)) {
+        // Kafka's READ on the group, which MSK calls AlterGroup.
         ErrorCode::GroupAuthorizationFailed
     } else {
         let partition = ctx.shard.broker.offsets_partition_of_group(&group);

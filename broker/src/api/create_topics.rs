@@ -97,7 +97,15 @@ pub async fn handle(ctx: &RequestContext, req: CreateTopicsRequest) -> Response 
                         .first()
                         .map_or(asked, |a| a.replicas.len() as i16);
                 }
-                if ctx.version >= 5 {
+                if ctx.version >= 5
+                    && !ctx.may_see(
+                        Action::DescribeTopicDynamicConfiguration,
+                        Resource::Topic(&name),
+                    )
+                {
+                    // Kafka: the configs are for who may describe them.
+                    r.topic_config_error_code = ErrorCode::TopicAuthorizationFailed.code();
+                } else if ctx.version >= 5 {
                     r.configs = Some(
                         TOPIC_CONFIGS
                             .iter()

@@ -37,6 +37,7 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response 
         if ctx.version >= 6 {
             r.topic_id = id;
         }
+        let asked_by_name = name.is_some();
         let name = match name {
             Some(n) => Some(n),
             None => broker
@@ -48,7 +49,10 @@ pub async fn handle(ctx: &RequestContext, req: DeleteTopicsRequest) -> Response 
         };
         if let Some(n) = &name {
             if !ctx.allowed(Action::DeleteTopic, Resource::Topic(n)) {
-                r.name = Some(TopicName(StrBytes::from_string(n.clone())));
+                // Asked by id, the name is said only to who may describe it.
+                if asked_by_name || ctx.may_see(Action::DescribeTopic, Resource::Topic(n)) {
+                    r.name = Some(TopicName(StrBytes::from_string(n.clone())));
+                }
                 r.error_code = ErrorCode::TopicAuthorizationFailed.code();
                 resp.responses.push(r);
                 continue;

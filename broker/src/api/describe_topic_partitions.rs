@@ -107,7 +107,11 @@ pub async fn handle(ctx: &RequestContext, req: DescribeTopicPartitionsRequest) -
     }
     let mut denied = Vec::new();
     names.retain(|n| {
-        let ok = ctx.allowed(Action::DescribeTopic, Resource::Topic(n));
+        let ok = if all {
+            ctx.may_see(Action::DescribeTopic, Resource::Topic(n))
+        } else {
+            ctx.allowed(Action::DescribeTopic, Resource::Topic(n))
+        };
         if !ok && !all {
             denied.push(topic_error(n, ErrorCode::TopicAuthorizationFailed));
         }

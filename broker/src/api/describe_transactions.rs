@@ -51,7 +51,7 @@ pub async fn handle(ctx: &RequestContext, req: DescribeTransactionsRequest) -> R
                 st.topics = d
                     .topics
                     .into_iter()
-                    .filter(|(t, _)| ctx.allowed(Action::DescribeTopic, Resource::Topic(t)))
+                    .filter(|(t, _)| ctx.may_see(Action::DescribeTopic, Resource::Topic(t)))
                     .map(|(t, partitions)| {
                         let mut td = TopicData::default();
                         td.topic = TopicName(StrBytes::from_string(t));

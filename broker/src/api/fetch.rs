@@ -109,10 +109,10 @@ impl PartitionOut {
 }
 
 /// Kafka's ClusterAction on the cluster, which a fetch with a replica id
-/// needs. MSK IAM has no such action; the broker-level
-/// `kafka-cluster:AlterCluster` stands for it (a policy with
-/// `kafka-cluster:*` grants it).
-const CLUSTER_ACTION: Action = Action::AlterCluster;
+/// needs: reading past the high watermark and moving a follower's fetch
+/// position (so the high watermark and the ISR) is for brokers only. Not
+/// AlterCluster, which AWS's example client policy grants.
+const CLUSTER_ACTION: Action = Action::ClusterAction;
 
 /// The replica id of a fetch: `replica_id` before v15, `replica_state` since.
 fn replica_id(version: i16, req: &FetchRequest) -> i32 {

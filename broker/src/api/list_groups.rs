@@ -26,11 +26,15 @@ pub async fn handle(ctx: &RequestContext, req: ListGroupsRequest) -> Response {
         })
         .await;
     let mut resp = ListGroupsResponse::default();
-    // Groups the principal may not describe are left out, as Kafka does.
+    // Describe on the cluster lists every group (KIP-231); otherwise groups
+    // the principal may not describe are left out, as Kafka does.
+    let every_group = ctx.may_see(Action::DescribeCluster, Resource::Cluster);
     resp.groups = lists
         .into_iter()
         .flatten()
-        .filter(|g| ctx.allowed(Action::DescribeGroup, Resource::Group(g.group_id.as_str())))
+        .filter(|g| {
+            every_group || ctx.may_see(Action::DescribeGroup, Resource::Group(g.group_id.as_str()))
+        })
         .collect();
     resp.groups.sort_by(|a, b| a.group_id.cmp(&b.group_id));
     ctx.respond(&resp)

@@ -53,7 +53,7 @@ pub async fn handle(ctx: &RequestContext, req: ListTransactionsRequest) -> Respo
         })
         .await;
     for l in listed.into_iter().flatten() {
-        if !ctx.allowed(
+        if !ctx.may_see(
             Action::DescribeTransactionalId,
             Resource::TransactionalId(&l.transactional_id),
         ) {

@@ -82,7 +82,7 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
         let mut names: Vec<_> = image
             .by_name
             .values()
-            .filter(|m| ctx.allowed(Action::DescribeTopic, Resource::Topic(&m.name)))
+            .filter(|m| ctx.may_see(Action::DescribeTopic, Resource::Topic(&m.name)))
             .collect();
         names.sort_by(|a, b| a.name.cmp(&b.name));
         resp.topics = names
@@ -105,11 +105,9 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
         };
         if !described {
             let mut t = MetadataResponseTopic::default();
-            t.name = rt.name.clone().or_else(|| {
-                meta.as_ref().map(|m| {
-                    kafka_protocol::messages::TopicName(StrBytes::from_string(m.name.clone()))
-                })
-            });
+            // Asked by id, the name stays unsaid: it is what the principal
+            // may not see (Kafka answers a null name).
+            t.name = rt.name.clone();
             t.topic_id = rt.topic_id;
             t.error_code = ErrorCode::TopicAuthorizationFailed.code();
             resp.topics.push(t);
@@ -128,8 +126,8 @@ pub async fn handle(ctx: &RequestContext, req: MetadataRequest) -> Response {
                 } else if auto_create
                     && !ctx.allowed(Action::CreateTopic, Resource::Topic(name.as_str()))
                 {
-                    // Kafka: may describe but not create -> unknown topic.
-                    t.error_code = ErrorCode::UnknownTopicOrPartition.code();
+                    // Kafka: may describe but not create -> not authorized.
+                    t.error_code = ErrorCode::TopicAuthorizationFailed.code();
                 } else if auto_create {
                     match broker
                         .metadata

@@ -102,13 +102,34 @@ impl RequestContext {
         action: crate::auth::Action,
         resource: crate::auth::Resource<'_>,
     ) -> bool {
+        self.check(action, resource, true)
+    }
+
+    /// [`Self::allowed`] for filtering a listing (Metadata of all topics,
+    /// ListGroups, ListTransactions): what is left out is not a refused
+    /// request, so it is neither logged nor counted (Kafka's
+    /// `logIfDenied = false`).
+    pub fn may_see(
+        &self,
+        action: crate::auth::Action,
+        resource: crate::auth::Resource<'_>,
+    ) -> bool {
+        self.check(action, resource, false)
+    }
+
+    fn check(
+        &self,
+        action: crate::auth::Action,
+        resource: crate::auth::Resource<'_>,
+        audit: bool,
+    ) -> bool {
         let security = &self.shard.broker.security;
         if security.authorizer.is_none() {
             return true;
         }
         let principal = self.session.principal();
         let ok = security.authorize(&principal, action, resource);
-        if !ok {
+        if !ok && audit {
             crate::metrics::METRICS
                 .authorization_denied
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -6,7 +6,7 @@ use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 use sluice_protocol::ErrorCode;
 
 use super::{on_coordinator, RequestContext, Response};
-use crate::group::OffsetFetchGroupResult;
+use crate::group::{OffsetFetchGroupResult, OffsetFetchPartitionResult};
 
 pub const MIN_VERSION: i16 = 1;
 pub const MAX_VERSION: i16 = 9;
@@ -23,15 +23,36 @@ async fn fetch_group(
             topics: Vec::new(),
         };
     }
+    let every_topic = topics.is_none();
     let g = group.clone();
-    on_coordinator(ctx, &group, move |c| async move {
+    let mut result = on_coordinator(ctx, &group, move |c| async move {
         c.offset_fetch(&g, topics, require_stable)
     })
     .await
     .unwrap_or(OffsetFetchGroupResult {
         error_code: ErrorCode::CoordinatorNotAvailable,
         topics: Vec::new(),
-    })
+    });
+    // Offsets of a topic the principal may not describe are not its to
+    // see, as in Kafka: asked for all, the topic is left out; asked by
+    // name, its partitions answer TOPIC_AUTHORIZATION_FAILED.
+    if every_topic {
+        result
+            .topics
+            .retain(|t| ctx.may_see(Action::DescribeTopic, Resource::Topic(&t.name)));
+    } else {
+        for t in &mut result.topics {
+            if !ctx.allowed(Action::DescribeTopic, Resource::Topic(&t.name)) {
+                for p in &mut t.partitions {
+                    *p = OffsetFetchPartitionResult::none(
+                        p.partition_index,
+                        ErrorCode::TopicAuthorizationFailed,
+                    );
+                }
+            }
+        }
+    }
+    result
 }
 
 pub async fn handle(ctx: &RequestContext, req: OffsetFetchRequest) -> Response {

@@ -93,6 +93,7 @@ struct Item {
 fn validate(
     meta: &TopicMeta,
     records: Option<&Bytes>,
+    has_transactional_id: bool,
 ) -> Result<Vec<(BatchHeader, Bytes)>, (ErrorCode, String)> {
     let Some(records) = records else {
         return Err((
@@ -123,6 +124,15 @@ fn validate(
             return Err((
                 ErrorCode::InvalidRecord,
                 "clients may not produce control batches".into(),
+            ));
+        }
+        // Kafka: transactional records need the request's transactional id
+        // (and so the authorization on it); without one, a transaction
+        // would open that no coordinator ends.
+        if h.is_transactional() && !has_transactional_id {
+            return Err((
+                ErrorCode::TransactionalIdAuthorizationFailed,
+                "a transactional batch needs the request's transactional_id".into(),
             ));
         }
         if h.has_producer_id() && h.base_sequence < 0 {
@@ -209,7 +219,7 @@ pub async fn handle(ctx: &RequestContext, req: ProduceRequest) -> Response {
             } else {
                 match &meta {
                     Some(m) if pd.index >= 0 && pd.index < m.partitions => {
-                        validate(m, pd.records.as_ref())
+                        validate(m, pd.records.as_ref(), req.transactional_id.is_some())
                     }
                     _ => Err((
                         ErrorCode::UnknownTopicOrPartition,

@@ -45,7 +45,8 @@ pub async fn handle(ctx: &RequestContext, mut req: TxnOffsetCommitRequest) -> Re
         Resource::TransactionalId(req.transactional_id.as_str()),
     ) {
         Some(ErrorCode::TransactionalIdAuthorizationFailed)
-    } else if !ctx.allowed(Action::ReadData, Resource::Group(&group)) {
+    } else if !ctx.allowed(Action::AlterGroup, Resource::Group(&group)) {
+        // Kafka's READ on the group, which MSK calls AlterGroup.
         Some(ErrorCode::GroupAuthorizationFailed)
     } else {
         None

@@ -6,9 +6,9 @@
 //! leader only, acks=all), and the answer carries one error code per
 //! partition as Kafka's (NOT_LEADER_OR_FOLLOWER, UNKNOWN_TOPIC_OR_PARTITION,
 //! INVALID_PRODUCER_EPOCH, TRANSACTION_COORDINATOR_FENCED, ...). Needs
-//! ClusterAction on the cluster (MSK IAM's `kafka-cluster:AlterCluster`
-//! stands for it, as for follower fetches); without it every partition
-//! answers CLUSTER_AUTHORIZATION_FAILED.
+//! ClusterAction or (KIP-1037: `kafka-transactions abort` is an admin's tool)
+//! AlterCluster on the cluster, as MSK from Kafka 3.8 on; without either
+//! every partition answers CLUSTER_AUTHORIZATION_FAILED.
 //!
 //! A marker on a `__consumer_offsets` partition also ends the producer's
 //! transactional offset commits there (shard::txns `write_marker`).
@@ -37,9 +37,6 @@ pub const MAX_VERSION: i16 = 1;
 /// `request.timeout.ms` default, which is what its coordinator waits too.
 const MARKER_TIMEOUT: Duration = Duration::from_secs(30);
 
-/// Kafka's ClusterAction (see `fetch`).
-const CLUSTER_ACTION: Action = Action::AlterCluster;
-
 /// One partition's marker to write on its owner shard.
 struct MarkerWrite {
     /// (marker index, topic index, partition index) in the response.
@@ -54,7 +51,8 @@ struct MarkerWrite {
 
 pub async fn handle(ctx: &RequestContext, req: WriteTxnMarkersRequest) -> Response {
     let image = ctx.shard.broker.metadata.image();
-    let allowed = ctx.allowed(CLUSTER_ACTION, Resource::Cluster);
+    let allowed = ctx.may_see(Action::ClusterAction, Resource::Cluster)
+        || ctx.allowed(Action::AlterCluster, Resource::Cluster);
     let deadline = Instant::now() + MARKER_TIMEOUT;
     let mut resp = WriteTxnMarkersResponse::default();
     let mut by_shard: BTreeMap<usize, Vec<MarkerWrite>> = BTreeMap::new();

@@ -1,9 +1,10 @@
 //! MSK-style authorization: the `kafka-cluster:*` actions, the ARNs of the
 //! cluster's resources, and the [`Authorizer`] that evaluates the IAM policy
 //! documents attached to a principal. This module owns the vocabulary and
-//! the decision for one (principal, action, resource); which actions each
-//! Kafka API needs (including MSK's implied ones, e.g. ReadData also needing
-//! DescribeTopic) is decided by the request handlers.
+//! the decision for one (principal, action, resource); which action each
+//! Kafka API needs is decided by the request handlers. Evaluation is
+//! literal, as MSK's: a policy that grants ReadData but not DescribeTopic
+//! cannot look the topic up (AWS's tables list the actions each use needs).
 //!
 //! Principals are strings: an IAM principal ARN for IAM sign-ins
 //! (`arn:aws:iam::123456789012:user/alice`, an assumed-role ARN, ...), or
@@ -96,6 +97,12 @@ actions!(
     DeleteGroup,
     DescribeTransactionalId,
     AlterTransactionalId,
+    // Not an MSK action: Kafka's ClusterAction (follower fetches, the
+    // controller quorum, WriteTxnMarkers), which MSK keeps to its own
+    // brokers. Sluiced's inter-broker principals need it in a policy
+    // (`kafka-cluster:ClusterAction`, or `kafka-cluster:*`); no action an
+    // MSK client policy grants implies it.
+    ClusterAction,
 );
 
 impl Action {

@@ -60,7 +60,7 @@ pub struct OffsetFetchPartitionResult {
 }
 
 impl OffsetFetchPartitionResult {
-    fn none(partition_index: i32, error_code: ErrorCode) -> Self {
+    pub fn none(partition_index: i32, error_code: ErrorCode) -> Self {
         OffsetFetchPartitionResult {
             partition_index,
             committed_offset: -1,

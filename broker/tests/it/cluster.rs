@@ -6,14 +6,12 @@
 //! leading, leaving and rejoining, and the start-up refusals Kafka makes for
 //! bad KRaft configuration.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use kafka_protocol::messages::{DescribeQuorumResponse, MetadataResponse};
 use sluice_protocol::ErrorCode;
-use support::*;
 
 /// Short enough that a dead broker is fenced within a few seconds.
 const SESSION_TIMEOUT_MS: u64 = 2_000;
@@ -91,12 +89,7 @@ impl Cluster {
     ) -> Cluster {
         let extra_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
         let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let voters = controller_ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
+        let voters = quorum_voters(&controller_ports);
         let mut nodes: Vec<Broker> = controller_ports
             .iter()
             .enumerate()

@@ -6,14 +6,12 @@
 //! gets no answer; a broker whose controller password is wrong never joins
 //! and says why in its log.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::support::*;
 use sluice_broker::auth::{ScramCredential, ScramMechanism, ScramStore};
-use support::*;
 
 const SESSION_TIMEOUT_MS: u64 = 2_000;
 
@@ -91,12 +89,7 @@ impl Cluster {
     /// node's directory before it starts.
     fn start(extra: &str, prepare: impl Fn(&Broker)) -> Cluster {
         let controller_ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-        let voters = controller_ports
-            .iter()
-            .enumerate()
-            .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
-            .collect::<Vec<_>>()
-            .join(",");
+        let voters = quorum_voters(&controller_ports);
         let mut nodes: Vec<Broker> = controller_ports
             .iter()
             .enumerate()

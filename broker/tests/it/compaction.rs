@@ -7,16 +7,14 @@
 //! clean loses nothing and leaves no `.cleaned`/`.swap` file after restart;
 //! keyless records are refused as Kafka refuses them.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::support::*;
 use bytes::Bytes;
 use sluice_protocol::batch::BatchBuilder;
 use sluice_protocol::compression::Compression;
 use sluice_protocol::ErrorCode;
-use support::*;
 
 /// One batch of (key, value) records; `None` values are tombstones.
 fn keyed(records: &[(&str, Option<&str>)]) -> Bytes {

@@ -6,16 +6,14 @@
 //! slots and eviction follow `max.incremental.fetch.session.cache.slots`
 //! and `min.incremental.fetch.session.eviction.ms`, and its metrics count.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::support::*;
 use kafka_protocol::messages::fetch_request::ForgottenTopic;
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use sluice_protocol::ErrorCode;
-use support::*;
 
 /// Every answered partition: (partition, error, high watermark, record values).
 fn answered(resp: &FetchResponse) -> Vec<(i32, i16, i64, Vec<String>)> {

@@ -1,11 +1,9 @@
 //! Idempotent produce: producer ids, duplicate detection, sequence gaps,
 //! epoch fencing, and all of it surviving `kill -9`.
 
-mod support;
-
+use crate::support::*;
 use kafka_protocol::messages::InitProducerIdRequest;
 use sluice_protocol::ErrorCode;
-use support::*;
 
 fn init_producer_id(c: &mut Client) -> (i64, i16) {
     let mut req = InitProducerIdRequest::default();

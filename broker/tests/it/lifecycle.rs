@@ -1,12 +1,11 @@
 //! Process lifecycle: clean shutdown on SIGTERM, consumer-group offsets
 //! across restarts, and the Prometheus endpoint.
 
-mod support;
-
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
+use crate::support::*;
 use bytes::Bytes;
 use kafka_protocol::messages::join_group_request::JoinGroupRequestProtocol;
 use kafka_protocol::messages::offset_commit_request::{
@@ -19,7 +18,6 @@ use kafka_protocol::messages::{
     OffsetFetchRequest, SyncGroupRequest,
 };
 use sluice_protocol::ErrorCode;
-use support::*;
 
 #[test]
 fn sigterm_exits_cleanly_and_keeps_acknowledged_data() {

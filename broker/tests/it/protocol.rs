@@ -2,8 +2,7 @@
 //! versions, long polling, topic administration, produce errors and
 //! requests that span both shards.
 
-mod support;
-
+use crate::support::*;
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::delete_topics_request::DeleteTopicState;
 use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
@@ -11,7 +10,6 @@ use kafka_protocol::messages::{
     CreatePartitionsRequest, DeleteTopicsRequest, DescribeConfigsRequest, FetchResponse,
 };
 use sluice_protocol::ErrorCode;
-use support::*;
 
 #[test]
 fn produce_fetch_round_trip_across_versions() {

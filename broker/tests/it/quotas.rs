@@ -4,10 +4,9 @@
 //! connection, capped fetches), the controller mutation quota (KIP-599) and
 //! the cluster partition cap.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use kafka_protocol::messages::alter_client_quotas_request::{EntityData, EntryData, OpData};
 use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
@@ -19,7 +18,6 @@ use kafka_protocol::messages::{
     DescribeClientQuotasResponse, DescribeConfigsRequest, FetchResponse, ProduceResponse,
 };
 use sluice_protocol::ErrorCode;
-use support::*;
 
 fn entity(components: &[(&str, Option<&str>)]) -> Vec<EntityData> {
     components

@@ -4,11 +4,9 @@
 //! ISR of one, and `min.insync.replicas` above the ISR size refuses acks=all
 //! while acks=1 still works.
 
-mod support;
-
+use crate::support::*;
 use kafka_protocol::messages::{BrokerId, FetchResponse};
 use sluice_protocol::ErrorCode;
-use support::*;
 
 /// A fetch with a replica id (`replica_id` before v15, `replica_state`
 /// since) for one partition.
@@ -121,8 +119,10 @@ fn auth_config(actions: &str) -> String {
 
 #[test]
 fn replica_fetch_needs_cluster_action_when_authorizing() {
-    // Everything a client needs, but no cluster-level action.
-    let client_actions = r#"["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:CreateTopic", "kafka-cluster:DescribeTopic", "kafka-cluster:ReadData", "kafka-cluster:WriteData"]"#;
+    // Everything a client needs, AlterCluster included (AWS's example
+    // client policy grants it), but not ClusterAction: a client must not
+    // pass for a follower.
+    let client_actions = r#"["kafka-cluster:Connect", "kafka-cluster:DescribeCluster", "kafka-cluster:AlterCluster", "kafka-cluster:CreateTopic", "kafka-cluster:DescribeTopic", "kafka-cluster:ReadData", "kafka-cluster:WriteData"]"#;
     let broker = Broker::start_with(&auth_config(client_actions));
     let mut c = broker.client();
     let id = create_topic_ok(&mut c, "guarded", 1, &[]);

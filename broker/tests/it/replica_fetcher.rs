@@ -5,13 +5,12 @@
 //! across a restart of the follower side, and from a leader whose log start
 //! was moved by DeleteRecords (OFFSET_OUT_OF_RANGE, then starting over).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
@@ -22,7 +21,6 @@ use sluice_broker::metrics::PartitionMetrics;
 use sluice_broker::peer::PeerConfig;
 use sluice_broker::replica::fetcher::{FetchState, FetcherConfig, ReplicaFetcher};
 use sluice_protocol::ErrorCode;
-use support::*;
 
 const TOPIC: &str = "replicated";
 

@@ -6,14 +6,14 @@
 //! Metadata hiding topics. Bad credentials and protocol misuse close the
 //! connection with a logged reason.
 
-mod support;
-
+use crate::support;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::support::{free_port, Broker, Opts, Pki};
 use sluice::admin::ScramCredentialChange;
 use sluice::config::TokenProviderHandle;
 use sluice::net::sasl::msk_iam::{AwsCredentials, MskIamTokenProvider};
@@ -22,7 +22,6 @@ use sluice::{
     ProducerRecord,
 };
 use sluice_protocol::ErrorCode;
-use support::{free_port, Broker, Opts, Pki};
 
 const REGION: &str = "us-east-1";
 const ACCOUNT: &str = "123456789012";
@@ -783,5 +782,132 @@ fn sasl_session_lifetime_and_reauthentication() {
         wait_for_log(&broker, "did not re-authenticate"),
         "{}",
         broker.log()
+    );
+}
+
+/// What an MSK client policy may and may not do, request by request, where
+/// sluiced once decided differently from MSK and Kafka. The principal (the
+/// PLAINTEXT listener's) holds a consumer's and a transactional producer's
+/// actions as AWS's use-case table lists them, with DescribeTopic on one
+/// topic only and neither DescribeCluster nor any group ReadData.
+#[test]
+fn client_policies_decide_request_by_request_as_msk_and_kafka_do() {
+    use kafka_protocol::messages::metadata_request::MetadataRequestTopic;
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        AddOffsetsToTxnRequest, DescribeClusterRequest, GroupId, MetadataRequest,
+        OffsetCommitRequest, OffsetFetchRequest, ProducerId, TransactionalId,
+    };
+    use sluice_protocol::batch::BatchBuilder;
+    use sluice_protocol::compression::Compression;
+
+    let txn_arn = format!("arn:aws:kafka:{REGION}:{ACCOUNT}:transactional-id/sluice-test/*/*");
+    let statements = format!(
+        r#"{{"Effect": "Allow", "Action": ["kafka-cluster:Connect"], "Resource": "{cluster}"}},
+           {{"Effect": "Allow", "Action": ["kafka-cluster:CreateTopic", "kafka-cluster:ReadData", "kafka-cluster:WriteData"], "Resource": "{topics}"}},
+           {{"Effect": "Allow", "Action": ["kafka-cluster:DescribeTopic"], "Resource": "{visible}"}},
+           {{"Effect": "Allow", "Action": ["kafka-cluster:DescribeGroup", "kafka-cluster:AlterGroup"], "Resource": "{groups}"}},
+           {{"Effect": "Allow", "Action": ["kafka-cluster:DescribeTransactionalId", "kafka-cluster:AlterTransactionalId"], "Resource": "{txn_arn}"}}"#,
+        cluster = cluster_arn(),
+        topics = topic_arn("*"),
+        visible = topic_arn("visible"),
+        groups = group_arn("*"),
+    );
+    let broker = Broker::start_with(&auth_section(&policy("User:ANONYMOUS", &statements)));
+    let mut c = broker.client();
+    support::create_topic_ok(&mut c, "visible", 1, &[]);
+    let hidden_id = support::create_topic_ok(&mut c, "hidden", 1, &[]);
+
+    // DescribeCluster answers without DescribeCluster (Kafka answers all).
+    let dc = c.send(0, &DescribeClusterRequest::default());
+    assert_eq!(dc.error_code, ErrorCode::None.code(), "DescribeCluster");
+    assert_eq!(dc.brokers.len(), 1);
+
+    // Metadata by id of a topic the principal may not describe: refused,
+    // and its name not given away.
+    let mut by_id = MetadataRequestTopic::default();
+    by_id.name = None;
+    by_id.topic_id = hidden_id;
+    let mut mr = MetadataRequest::default();
+    mr.topics = Some(vec![by_id]);
+    let m = c.send(12, &mr);
+    assert_eq!(
+        m.topics[0].error_code,
+        ErrorCode::TopicAuthorizationFailed.code()
+    );
+    assert_eq!(m.topics[0].name, None, "the hidden topic's name leaked");
+
+    // Committed offsets of a topic the principal may not describe stay
+    // unseen: left out of "all topics", refused by name.
+    let mut commit = OffsetCommitRequest::default();
+    commit.group_id = GroupId(support::s("readers"));
+    commit.generation_id_or_member_epoch = -1;
+    commit.topics = ["visible", "hidden"]
+        .iter()
+        .map(|t| {
+            let mut p = OffsetCommitRequestPartition::default();
+            p.committed_offset = 0;
+            let mut rt = OffsetCommitRequestTopic::default();
+            rt.name = support::topic_name(t);
+            rt.partitions = vec![p];
+            rt
+        })
+        .collect();
+    let committed = c.send(8, &commit);
+    for t in &committed.topics {
+        assert_eq!(
+            t.partitions[0].error_code,
+            ErrorCode::None.code(),
+            "{:?}",
+            t.name
+        );
+    }
+    let mut all = OffsetFetchRequest::default();
+    all.group_id = GroupId(support::s("readers"));
+    all.topics = None;
+    let fetched = c.send(7, &all);
+    let names: Vec<&str> = fetched.topics.iter().map(|t| t.name.as_str()).collect();
+    assert_eq!(names, ["visible"], "OffsetFetch of all topics");
+    let mut named = OffsetFetchRequest::default();
+    named.group_id = GroupId(support::s("readers"));
+    let mut ht = OffsetFetchRequestTopic::default();
+    ht.name = support::topic_name("hidden");
+    ht.partition_indexes = vec![0];
+    named.topics = Some(vec![ht]);
+    let fetched = c.send(7, &named);
+    let p = &fetched.topics[0].partitions[0];
+    assert_eq!(p.error_code, ErrorCode::TopicAuthorizationFailed.code());
+    assert_eq!(p.committed_offset, -1);
+
+    // sendOffsetsToTransaction needs AlterGroup on the group (Kafka's READ
+    // on it), not ReadData: past authorization, an unknown producer id.
+    let mut add = AddOffsetsToTxnRequest::default();
+    add.transactional_id = TransactionalId(support::s("txn-app"));
+    add.producer_id = ProducerId(424_242);
+    add.producer_epoch = 0;
+    add.group_id = GroupId(support::s("readers"));
+    let added = c.send(3, &add);
+    assert_ne!(
+        added.error_code,
+        ErrorCode::GroupAuthorizationFailed.code(),
+        "AddOffsetsToTxn under AlterGroup"
+    );
+    assert_ne!(added.error_code, ErrorCode::None.code());
+
+    // Transactional records need the request's transactional id: without
+    // one, no coordinator would ever end the transaction they open.
+    let mut b = BatchBuilder::new(Compression::None)
+        .with_producer(7, 0, 0)
+        .with_transactional(true);
+    b.push(support::now_ms(), Some(b"k"), Some(b"v"), &[])
+        .expect("push");
+    let produced = support::produce(&mut c, "visible", 0, b.build());
+    assert_eq!(
+        produced.error_code,
+        ErrorCode::TransactionalIdAuthorizationFailed.code(),
+        "a transactional batch with no transactional id"
     );
 }

@@ -2,16 +2,14 @@
 //! DeleteRecords, offsets by timestamp, and recovery of a damaged tail
 //! after a crash.
 
-mod support;
-
 use std::io::Write;
 
+use crate::support::*;
 use kafka_protocol::messages::delete_records_request::{
     DeleteRecordsPartition, DeleteRecordsTopic,
 };
 use kafka_protocol::messages::DeleteRecordsRequest;
 use sluice_protocol::ErrorCode;
-use support::*;
 
 fn delete_records(c: &mut Client, topic: &str, partition: i32, offset: i64) -> (i16, i64) {
     let mut p = DeleteRecordsPartition::default();

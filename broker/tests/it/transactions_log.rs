@@ -6,11 +6,10 @@
 //! the last stable offset, DescribeProducers; all of it after kill -9 and
 //! a restart, and on a 3-broker cluster after the leader dies.
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
+use crate::support::*;
 use bytes::Bytes;
 use kafka_protocol::messages::describe_producers_request::TopicRequest;
 use kafka_protocol::messages::fetch_response::PartitionData;
@@ -25,7 +24,6 @@ use kafka_protocol::messages::{
 use sluice_protocol::batch::BatchBuilder;
 use sluice_protocol::compression::Compression;
 use sluice_protocol::ErrorCode;
-use support::*;
 
 const TOPIC: &str = "txn";
 
@@ -39,6 +37,23 @@ fn txn_batch(pid: i64, seq: i32, values: &[&str]) -> Bytes {
             .expect("push");
     }
     b.build()
+}
+
+/// Produce `records` (transactional batches) as producer `pid`'s
+/// transactional id would, acks=all; asserts success, returns the base
+/// offset. Transactional records need the request's transactional id.
+fn produce_txn_ok(c: &mut Client, pid: i64, records: Bytes) -> i64 {
+    let mut req = produce_request(-1, &[(TOPIC, 0, records)]);
+    req.transactional_id = Some(kafka_protocol::messages::TransactionalId(s(&format!(
+        "tx-{pid}"
+    ))));
+    let p = &c.send(9, &req).responses[0].partition_responses[0];
+    assert_eq!(
+        p.error_code, 0,
+        "transactional produce: {:?}",
+        p.error_message
+    );
+    p.base_offset
 }
 
 /// WriteTxnMarkers for one partition; its error code.
@@ -163,11 +178,8 @@ fn read_committed_stops_at_the_lso_and_lists_aborts_across_a_kill9() {
 
     // 0-1 plain, 2-3 a's transaction, 4 b's transaction.
     assert_eq!(produce_ok(&mut c, TOPIC, 0, batch(&["p0", "p1"])), 0);
-    assert_eq!(
-        produce_ok(&mut c, TOPIC, 0, txn_batch(a, 0, &["a0", "a1"])),
-        2
-    );
-    assert_eq!(produce_ok(&mut c, TOPIC, 0, txn_batch(b, 0, &["b0"])), 4);
+    assert_eq!(produce_txn_ok(&mut c, a, txn_batch(a, 0, &["a0", "a1"])), 2);
+    assert_eq!(produce_txn_ok(&mut c, b, txn_batch(b, 0, &["b0"])), 4);
     // Inside its transaction a producer writes only transactional batches.
     let r = produce(&mut c, TOPIC, 0, idem_batch(a, 0, 2, &["x"]));
     assert_eq!(r.error_code, ErrorCode::InvalidTxnState.code());
@@ -297,12 +309,7 @@ fn node_config(id: i32, voters: &str) -> String {
 
 fn start_cluster() -> Vec<Broker> {
     let ports: Vec<u16> = (0..3).map(|_| free_port()).collect();
-    let voters = ports
-        .iter()
-        .enumerate()
-        .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
-        .collect::<Vec<_>>()
-        .join(",");
+    let voters = quorum_voters(&ports);
     let mut nodes: Vec<Broker> = ports
         .iter()
         .enumerate()
@@ -353,11 +360,8 @@ fn a_new_leader_keeps_the_lso_of_an_open_transaction_and_the_aborted_list() {
     {
         let mut c = nodes[(leader - 1) as usize].client();
         assert_eq!(produce_ok(&mut c, TOPIC, 0, batch(&["p0"])), 0);
-        assert_eq!(
-            produce_ok(&mut c, TOPIC, 0, txn_batch(a, 0, &["a0", "a1"])),
-            1
-        );
-        assert_eq!(produce_ok(&mut c, TOPIC, 0, txn_batch(b, 0, &["b0"])), 3);
+        assert_eq!(produce_txn_ok(&mut c, a, txn_batch(a, 0, &["a0", "a1"])), 1);
+        assert_eq!(produce_txn_ok(&mut c, b, txn_batch(b, 0, &["b0"])), 3);
         assert_eq!(write_marker(&mut c, TOPIC, 0, a, false, 0), ErrorCode::None);
         assert_eq!(produce_ok(&mut c, TOPIC, 0, batch(&["p5"])), 5);
         assert_eq!(latest(&mut c, TOPIC, 1), 3);

@@ -1,11 +1,9 @@
 //! The admin client against a real broker (sluiced, or Apache Kafka with
 //! SLUICE_TEST_KAFKA_BOOTSTRAP).
 
-mod support;
-
+use crate::support::{unique, TestBroker};
 use sluice::admin::{AlterConfigOp, ConfigResource, OffsetSpec};
 use sluice::{AdminClient, ClientConfig, NewTopic};
-use support::{unique, TestBroker};
 
 async fn admin(b: &TestBroker) -> AdminClient {
     let cfg = ClientConfig::from_properties([

@@ -4,13 +4,13 @@
 //! with the protocol crate's BatchBuilder, so these tests do not depend on
 //! the producer.
 
-mod support;
-
+use crate::support;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::support::{create_topic, unique, TestBroker};
 use futures::StreamExt;
 use sluice::consumer::{
     Consumer, ConsumerRecord, PartitionBatch, RebalanceListener, TopicPartition,
@@ -18,7 +18,6 @@ use sluice::consumer::{
 use sluice::net::Cluster;
 use sluice::{Compression, ConsumerConfig, ErrorCode};
 use sluice_protocol::batch::{BatchBuilder, RecordHeader};
-use support::{create_topic, unique, TestBroker};
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -5,17 +5,16 @@
 //! while it reads and closes it on close; against both, everything is read
 //! exactly once while later fetches carry only what changed.
 
-mod support;
-
+use crate::support;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use crate::support::{create_topic, unique, TestBroker};
 use sluice::consumer::{Consumer, ConsumerRecord};
 use sluice::net::Cluster;
 use sluice::{Compression, ConsumerConfig};
 use sluice_protocol::batch::BatchBuilder;
-use support::{create_topic, unique, TestBroker};
 
 const WAIT: Duration = Duration::from_secs(60);
 const PARTITIONS: i32 = 40;

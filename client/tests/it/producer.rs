@@ -4,6 +4,7 @@
 //! Apache Kafka. Records are read back with raw Fetch requests (there is no
 //! consumer here) and decoded with the protocol crate.
 
+use crate::support;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -25,8 +26,6 @@ use sluice_protocol::batch::{decode_records, scan_valid_prefix, split_batches};
 use sluice_protocol::murmur2::partition_for_key;
 
 // ---------------------------------------------------------------- brokers
-
-mod support;
 
 /// The sluiced under test. Missing is a failure, not a skip: a suite that
 /// quietly tests nothing is worse than a red one.

@@ -8,16 +8,15 @@
 //! transaction coordinator) makes each test print that it was skipped and
 //! pass, and the same tests run unchanged once it does.
 
-mod support;
-
 /// examples/rust/transactional.rs, whose `run` the last test drives.
 #[allow(dead_code)]
-#[path = "../../examples/rust/transactional.rs"]
+#[path = "../../../examples/rust/transactional.rs"]
 mod transactional_example;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
 
+use crate::support::{unique, TestBroker};
 use kafka_protocol::messages::ApiKey;
 use sluice::consumer::{Consumer, ConsumerGroupMetadata, OffsetAndMetadata, TopicPartition};
 use sluice::net::Cluster;
@@ -26,7 +25,6 @@ use sluice::{
     AdminClient, ClientConfig, ConsumerConfig, ErrorCode, NewTopic, ProducerConfig,
     TransactionState,
 };
-use support::{unique, TestBroker};
 
 const WAIT: Duration = Duration::from_secs(60);
 

@@ -32,9 +32,10 @@ use crate::config::jaas::BrokerLogin;
 use crate::config::{BrokerConfig, SecurityProtocol};
 
 /// Kafka's ClusterAction on the cluster, which controller and inter-broker
-/// principals need. MSK IAM has no such action; `kafka-cluster:AlterCluster`
-/// stands for it, as for a follower's fetch (`api::fetch`).
-pub const CLUSTER_ACTION: Action = Action::AlterCluster;
+/// principals need (`kafka-cluster:ClusterAction`, sluiced's name for it;
+/// MSK keeps it to its own brokers), as for a follower's fetch
+/// (`api::fetch`).
+pub const CLUSTER_ACTION: Action = Action::ClusterAction;
 
 /// A refusal is logged again after this long (peers retry every few ms).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);

@@ -73,6 +73,17 @@ pub fn free_port() -> u16 {
     panic!("no free port found");
 }
 
+/// `controller.quorum.voters` for nodes 1, 2, 3, ... listening for the
+/// controllers on `ports` (in node order) on loopback.
+pub fn quorum_voters(ports: &[u16]) -> String {
+    ports
+        .iter()
+        .enumerate()
+        .map(|(i, p)| format!("{}@127.0.0.1:{p}", i + 1))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Options for [`Broker::start_opts`].
 #[derive(Clone, Debug)]
 pub struct Opts {
@@ -200,6 +211,7 @@ impl Broker {
     /// Starts the process without waiting for it to become ready.
     fn launch(&mut self) {
         assert!(self.child.is_none(), "broker already running");
+        self.wait_port_released();
         self.starts += 1;
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -252,6 +264,23 @@ impl Broker {
             "sluiced kept running when it should have refused to start\n--- log ---\n{}",
             self.log()
         );
+    }
+
+    /// Waits (bounded) until nothing accepts connections on the port. A
+    /// killed broker's listeners can outlive its reaping for a moment (the
+    /// kernel tears down an io_uring instance, and the files its pending
+    /// accepts hold, asynchronously); a new broker joining their
+    /// SO_REUSEPORT group would share connections with a dying socket,
+    /// which resets them.
+    fn wait_port_released(&self) {
+        for _ in 0..POLL_ROUNDS {
+            let addr = SocketAddr::from(([127, 0, 0, 1], self.port));
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1)) {
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => return,
+                _ => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        panic!("port {} is still taken after the broker stopped", self.port);
     }
 
     /// Waits (bounded) until the broker answers ApiVersions.
