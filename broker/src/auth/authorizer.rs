@@ -250,7 +250,12 @@ mod tests {
 
     #[test]
     fn action_names() {
-        assert_eq!(Action::ALL.len(), 19);
+        // MSK's 19 actions and Kafka's ClusterAction.
+        assert_eq!(Action::ALL.len(), 20);
+        assert_eq!(
+            Action::ClusterAction.as_str(),
+            "kafka-cluster:ClusterAction"
+        );
         assert_eq!(Action::ReadData.as_str(), "kafka-cluster:ReadData");
         assert_eq!(
             Action::AlterTransactionalId.to_string(),
