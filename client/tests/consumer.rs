@@ -616,10 +616,13 @@ async fn batch_loop_until_stops_rewinds_and_leaves_the_consumer_usable() {
     create_topic(&c, &t, 2).await;
     fill(&c, &t, 2, 15).await;
     let parts = [TopicPartition::new(&t, 0), TopicPartition::new(&t, 1)];
+    // Room for both partitions in one poll, so stopping leaves a batch of
+    // that poll unhandled (with 8 a poll mostly held one partition and a
+    // planted skip of the rewind went unnoticed).
     let cfg = config(
         &b,
         Some(&g),
-        &[("enable.auto.commit", "false"), ("max.poll.records", "8")],
+        &[("enable.auto.commit", "false"), ("max.poll.records", "30")],
     );
     let mut consumer = Consumer::connect(cfg.clone()).await.unwrap();
     let probe = Consumer::connect(cfg).await.unwrap();
