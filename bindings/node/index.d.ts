@@ -332,8 +332,21 @@ export interface EachBatchPayload {
   isStale(): boolean
 }
 
+/**
+ * What `eachPartitionBatch` gets: one partition's records of a poll, in
+ * offset order. There is no resolveOffset: the whole batch is committed
+ * once the handler's promise resolves.
+ */
+export interface EachPartitionBatchPayload {
+  batch: Batch
+  heartbeat(): Promise<void>
+  pause(): () => void
+  isRunning(): boolean
+}
+
 export type EachMessageHandler = (payload: EachMessagePayload) => Promise<void>
 export type EachBatchHandler = (payload: EachBatchPayload) => Promise<void>
+export type EachPartitionBatchHandler = (payload: EachPartitionBatchPayload) => Promise<void>
 
 export interface ConsumerRunConfig {
   autoCommit?: boolean
@@ -343,6 +356,17 @@ export interface ConsumerRunConfig {
   partitionsConsumedConcurrently?: number
   eachBatch?: EachBatchHandler
   eachMessage?: EachMessageHandler
+  /**
+   * The Lambda-style handler (what a function behind an MSK trigger gets),
+   * instead of eachBatch/eachMessage: each partition's batches come in
+   * order, and a batch's offset is committed (awaited, not on an interval;
+   * autoCommit settings do not apply) only after the handler's promise
+   * resolves, before that partition's next batch. A rejection commits
+   * nothing: the same batch is delivered again after a backoff
+   * (retry.initialRetryTime doubling up to retry.maxRetryTime) while
+   * other partitions carry on; the loop does not crash.
+   */
+  eachPartitionBatch?: EachPartitionBatchHandler
 }
 
 export type ConsumerEvents = {

@@ -499,6 +499,7 @@ class Consumer extends Instrumented {
   async run({
     eachMessage,
     eachBatch,
+    eachPartitionBatch,
     autoCommit = true,
     autoCommitInterval = null,
     autoCommitThreshold = null,
@@ -506,7 +507,10 @@ class Consumer extends Instrumented {
     partitionsConsumedConcurrently = 1,
   } = {}) {
     if (this._running) throw new KafkaJSNonRetriableError('Consumer is already running')
-    if (!eachMessage && !eachBatch) throw new KafkaJSNonRetriableError('Consumer requires eachMessage or eachBatch')
+    const handlers = [eachMessage, eachBatch, eachPartitionBatch].filter((h) => h !== undefined && h !== null)
+    if (handlers.length === 0) throw new KafkaJSNonRetriableError('Consumer requires eachMessage, eachBatch or eachPartitionBatch')
+    if (handlers.length > 1) throw new KafkaJSNonRetriableError('Consumer takes one of eachMessage, eachBatch and eachPartitionBatch')
+    if (typeof handlers[0] !== 'function') throw new KafkaJSNonRetriableError(`The consumer's handler must be a function, not ${typeof handlers[0]}`)
     if (this._topics.length === 0 && this._patterns.length === 0) {
       throw new KafkaJSNonRetriableError('Consumer has no subscriptions (call subscribe first)')
     }
@@ -515,7 +519,8 @@ class Consumer extends Instrumented {
       this._native.start(this._topics, pattern, { 'auto.offset.reset': this._fromBeginning ? 'earliest' : 'latest' }),
     )
     this._running = true
-    this._cfg = { eachMessage, eachBatch, autoCommit, autoCommitInterval, autoCommitThreshold, eachBatchAutoResolve }
+    this._cfg = { eachMessage, eachBatch, eachPartitionBatch, autoCommit, autoCommitInterval, autoCommitThreshold, eachBatchAutoResolve }
+    this._batchRetries = new Map() // tp -> { topic, partition, attempts, until } while a failed batch backs off
     this._concurrency = Math.max(1, partitionsConsumedConcurrently | 0)
     this._lastCommit = Date.now()
     this._uncommitted = 0
@@ -560,6 +565,7 @@ class Consumer extends Instrumented {
     while (this._running) {
       let res
       try {
+        await this._resumeRetried()
         await this._applyPending(false)
         this._emit(CONSUMER_EVENTS.FETCH_START, {})
         const started = Date.now()
@@ -575,7 +581,7 @@ class Consumer extends Instrumented {
       const batches = res.batches
       let failed = null
       const work = async (b) => {
-        const err = await this._process(b)
+        const err = this._cfg.eachPartitionBatch ? await this._processPartitionBatch(b) : await this._process(b)
         if (err && !failed) failed = err
       }
       if (this._concurrency === 1) {
@@ -618,7 +624,10 @@ class Consumer extends Instrumented {
           memberAssignment,
         })
       } else {
-        for (const { topic, partition } of r.partitions) this._resolved.delete(tpKey(topic, partition))
+        for (const { topic, partition } of r.partitions) {
+          this._resolved.delete(tpKey(topic, partition))
+          this._batchRetries.delete(tpKey(topic, partition))
+        }
         this._emit(CONSUMER_EVENTS.REBALANCING, { groupId: this._groupId, memberId: '' })
       }
     }
@@ -712,6 +721,100 @@ class Consumer extends Instrumented {
     return null
   }
 
+  /**
+   * eachPartitionBatch: the handler gets one partition's records of a poll;
+   * when its promise resolves the offset after the batch is committed
+   * (awaited) before that partition's next batch is handed out. A rejection
+   * commits nothing: the partition is rewound to the batch's first record
+   * and paused for a backoff (retry.initialRetryTime doubling up to
+   * retry.maxRetryTime), then the same batch comes again, while other
+   * partitions carry on. Returns nothing: failures never crash the loop.
+   */
+  async _processPartitionBatch(raw) {
+    const { topic, partition } = raw
+    const k = tpKey(topic, partition)
+    if (this._stale.has(k)) return null
+    const messages = decodeBatch(raw)
+    if (messages.length === 0) return null
+    const batch = new Batch(topic, partition, messages)
+    const started = Date.now()
+    const event = () => ({
+      topic,
+      partition,
+      highWatermark: batch.highWatermark,
+      offsetLag: batch.offsetLag(),
+      offsetLagLow: batch.offsetLagLow(),
+      batchSize: messages.length,
+      firstOffset: batch.firstOffset(),
+      lastOffset: batch.lastOffset(),
+    })
+    this._emit(CONSUMER_EVENTS.START_BATCH_PROCESS, event())
+    try {
+      await this._cfg.eachPartitionBatch({
+        batch,
+        heartbeat: async () => {},
+        isRunning: () => this._running,
+        pause: () => {
+          this.pause([{ topic, partitions: [partition] }])
+          return () => this.resume([{ topic, partitions: [partition] }])
+        },
+      })
+    } catch (e) {
+      const retry = this._batchRetries.get(k) || { topic, partition, attempts: 0, until: 0 }
+      retry.attempts++
+      const initial = Math.max(1, Number(this._retry.initialRetryTime) || 300)
+      const cap = Math.max(initial, Number(this._retry.maxRetryTime) || 30000)
+      const delay = Math.min(cap, initial * 2 ** Math.min(retry.attempts - 1, 20))
+      retry.until = Date.now() + delay
+      this._batchRetries.set(k, retry)
+      // Back to the batch's first record; paused until the backoff ends.
+      this._pendingSeeks.set(k, { topic, partition, offset: batch.firstOffset() })
+      this._resolved.delete(k)
+      try {
+        await call(() => this._native.setPaused([{ topic, partition }], true))
+      } catch (pauseError) {
+        // Stopping meanwhile: the rewind alone keeps the batch for the next owner.
+      }
+      this._logger.error(`eachPartitionBatch failed; the batch is retried in ${delay} ms: ${e && e.message}`, {
+        topic,
+        partition,
+        firstOffset: batch.firstOffset(),
+        lastOffset: batch.lastOffset(),
+        retryCount: retry.attempts,
+      })
+      return null
+    } finally {
+      this._emit(CONSUMER_EVENTS.END_BATCH_PROCESS, { ...event(), duration: Date.now() - started })
+    }
+    this._batchRetries.delete(k)
+    const next = { topic, partition, offset: String(Number(batch.lastOffset()) + 1) }
+    try {
+      await call(() => this._native.commit([next]))
+      this._emit(CONSUMER_EVENTS.COMMIT_OFFSETS, { groupId: this._groupId, memberId: '', groupGenerationId: -1, topics: this._topicsOf([next]) })
+    } catch (e) {
+      // Handled but not committed yet: the next commit round (or stop) retries it.
+      this._resolved.set(k, next)
+      this._logger.warn(`Commit after eachPartitionBatch failed; will retry: ${e.message}`, { topic, partition })
+    }
+    return null
+  }
+
+  /** Resumes partitions whose failed batch has waited out its backoff. */
+  async _resumeRetried() {
+    if (!this._batchRetries || this._batchRetries.size === 0) return
+    const now = Date.now()
+    const due = []
+    for (const [k, r] of this._batchRetries) {
+      if (r.until && r.until <= now) {
+        r.until = 0
+        if (!this._paused.has(k) && !(this._pausedTopics && this._pausedTopics.has(r.topic))) {
+          due.push({ topic: r.topic, partition: r.partition })
+        }
+      }
+    }
+    if (due.length) await call(() => this._native.setPaused(due, false))
+  }
+
   _uncommittedOffsets() {
     const byTopic = new Map()
     for (const { topic, partition, offset } of this._resolved.values()) {
@@ -724,7 +827,10 @@ class Consumer extends Instrumented {
   async _afterBatches() {
     // Commits travel while the next poll runs (they reach the broker in
     // order); stop() and explicit commits wait for them.
-    if (this._cfg.autoCommit) await this._commitIfNecessary(false)
+    if (this._cfg.eachPartitionBatch) {
+      // Only commits that failed right after their batch are left here.
+      if (this._resolved.size) await this._commitResolved(false)
+    } else if (this._cfg.autoCommit) await this._commitIfNecessary(false)
   }
 
   async _commitIfNecessary(wait = true) {
@@ -836,7 +942,7 @@ class Consumer extends Instrumented {
     if (this._loop) await this._loop
     this._loop = null
     if (wasRunning) {
-      if (this._cfg && this._cfg.autoCommit) {
+      if (this._cfg && (this._cfg.autoCommit || this._cfg.eachPartitionBatch)) {
         try {
           await this._commitResolved()
         } catch (e) {

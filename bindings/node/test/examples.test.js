@@ -1,5 +1,5 @@
 'use strict'
-// examples/node/producer.js and consumer.js, run as users run them
+// examples/node/*.js (producer, consumer, batch-handler, transactional), run as users run them
 // (`require('sluice-client')` resolved to this package), against each broker.
 
 const { describe, test, before, after } = require('node:test')
@@ -40,6 +40,14 @@ for (const [name, bootstrap] of brokers()) {
       const consumed = await run('consumer.js', env)
       assert.match(consumed, /consumed 25 messages/)
       assert.match(consumed, /Hello sluice-client user! #24/)
+    })
+
+    test('producer.js then batch-handler.js', async () => {
+      const env = { KAFKA_BOOTSTRAP: bootstrap, TOPIC: unique('example-lambda'), MESSAGES: '25', MAX_MESSAGES: '25', GROUP_ID: unique('example-lambda') }
+      const produced = await run('producer.js', env)
+      assert.match(produced, /produced 25 messages/)
+      const handled = await run('batch-handler.js', env)
+      assert.match(handled, /handled 25 messages in [1-9]\d* batches/)
     })
 
     test('producer.js, then transactional.js (needs a transaction-capable broker), then consumer.js on its output', async (t) => {

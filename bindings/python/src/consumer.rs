@@ -8,11 +8,21 @@
 //! Python-level constructor, which is what made consuming slower than
 //! confluent-kafka. Rebalance callbacks run inside `poll` on the calling
 //! Python thread, as the Java client runs them.
+//!
+//! `run_batches` drives the Rust client's `run_batches_until` (ordered
+//! per-partition batches, each committed after its handler returns) and
+//! calls the Python handler on the calling thread with the GIL held but
+//! outside the runtime, so a handler may itself wait on a producer or
+//! anything else that enters the runtime. Consumer methods other than
+//! `stop_batches` raise when called from inside the handler: the consumer
+//! is busy with that very loop.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::thread::ThreadId;
 
 use std::time::Duration;
-use tokio::sync::{Mutex, MutexGuard};
+use tokio::sync::{mpsc, oneshot, Mutex, MutexGuard};
 
 use futures::FutureExt;
 use pyo3::prelude::*;
@@ -22,12 +32,12 @@ use sluice::config::TokenProviderHandle;
 use sluice::consumer::TimestampType;
 use sluice::{
     Consumer as RustConsumer, ConsumerConfig, ConsumerRecord, Error, OffsetAndMetadata,
-    RebalanceListener, TopicPartition,
+    PartitionBatch, RebalanceListener, TopicPartition,
 };
 
 use crate::errors::{guard, to_py, IntoPy};
 use crate::instances::named_tuple;
-use crate::runtime::{runtime, seconds, wait, wait_done};
+use crate::runtime::{runtime, seconds, wait, wait_done, SLICE};
 use crate::token::PyTokenProvider;
 
 type Tp = (String, i32);
@@ -159,6 +169,27 @@ fn record<'py>(
     )
 }
 
+/// Builds the Python batch for `batch` and calls the handler with it.
+fn call_handler(
+    py: Python<'_>,
+    types: &RecordTypes,
+    handler: &Py<PyAny>,
+    batch_factory: &Py<PyAny>,
+    batch: PartitionBatch,
+) -> PyResult<()> {
+    let record_cls = types.record.bind(py);
+    let topic = PyString::new(py, &batch.topic).into_any();
+    let partition = batch.partition.into_pyobject(py)?.into_any();
+    let none = py.None().into_bound(py);
+    let records = PyList::empty(py);
+    for r in &batch.records {
+        records.append(record(py, types, record_cls, &topic, &partition, &none, r)?)?;
+    }
+    let b = batch_factory.bind(py).call1((topic, partition, records))?;
+    handler.bind(py).call1((b,))?;
+    Ok(())
+}
+
 /// Calls a Python listener's `on_partitions_revoked` / `_assigned` / `_lost`
 /// with a list of (topic, partition) tuples. Exceptions are printed (as
 /// kafka-python logs them) and never stop the consumer.
@@ -197,9 +228,39 @@ pub struct Consumer {
     admin: std::sync::OnceLock<sluice::AdminClient>,
     /// The classes and deserializers `poll` uses (set_record_types).
     types: std::sync::OnceLock<RecordTypes>,
+    /// Set by `stop_batches`: ends the `run_batches` loop in progress.
+    stop_batches: Arc<AtomicBool>,
+    /// The thread running `run_batches` (its handler must not lock the
+    /// consumer that loop holds).
+    batch_thread: std::sync::Mutex<Option<ThreadId>>,
+}
+
+/// What the `run_batches` loop on the runtime asks of the Python thread.
+enum BatchStep {
+    /// The loop ended (shut down, stopped, or a consumer error).
+    Done(sluice::Result<()>),
+    /// A batch for the handler, and where its outcome goes.
+    Batch(PartitionBatch, oneshot::Sender<Result<(), String>>),
+    /// A slice passed: time to check for signals and the stop event.
+    Tick,
 }
 
 impl Consumer {
+    /// Locks the consumer with the GIL released (waiting for another
+    /// thread's call to finish); raises instead from inside this consumer's
+    /// own `run_batches` handler, whose loop holds the lock.
+    fn lock(&self, py: Python<'_>) -> PyResult<MutexGuard<'_, Option<RustConsumer>>> {
+        let me = std::thread::current().id();
+        let busy = *self.batch_thread.lock().unwrap_or_else(|e| e.into_inner()) == Some(me);
+        if busy {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "the consumer is running run_batches() on this thread: inside the batch handler \
+                 only stop_batches() may be called (return from the handler to commit the batch)",
+            ));
+        }
+        Ok(py.detach(|| self.inner.blocking_lock()))
+    }
+
     /// Runs `f` on the consumer with the GIL released; `KafkaClosedError`
     /// after `close`.
     fn with<T>(
@@ -207,7 +268,7 @@ impl Consumer {
         py: Python<'_>,
         f: impl FnOnce(Python<'_>, &mut RustConsumer) -> PyResult<T>,
     ) -> PyResult<T> {
-        let mut g: MutexGuard<'_, Option<RustConsumer>> = py.detach(|| self.inner.blocking_lock());
+        let mut g: MutexGuard<'_, Option<RustConsumer>> = self.lock(py)?;
         match g.as_mut() {
             Some(c) => f(py, c),
             None => Err(to_py(py, &Error::Closed)),
@@ -243,6 +304,8 @@ impl Consumer {
             inner: Mutex::new(Some(consumer)),
             admin: std::sync::OnceLock::new(),
             types: std::sync::OnceLock::new(),
+            stop_batches: Arc::new(AtomicBool::new(false)),
+            batch_thread: std::sync::Mutex::new(None),
         })
     }
 
@@ -301,7 +364,7 @@ impl Consumer {
             ));
         };
         let timeout = seconds(Some(timeout))?.unwrap_or(Duration::ZERO);
-        let mut g = py.detach(|| self.inner.blocking_lock());
+        let mut g = self.lock(py)?;
         let Some(c) = g.as_mut() else {
             return Err(to_py(py, &Error::Closed));
         };
@@ -340,7 +403,7 @@ impl Consumer {
         py: Python<'_>,
         offsets: Option<Vec<(String, i32, i64, String)>>,
     ) -> PyResult<()> {
-        let mut g = py.detach(|| self.inner.blocking_lock());
+        let mut g = self.lock(py)?;
         let Some(c) = g.as_mut() else {
             return Err(to_py(py, &Error::Closed));
         };
@@ -445,7 +508,7 @@ impl Consumer {
     }
 
     fn position(&self, py: Python<'_>, topic: String, partition: i32) -> PyResult<i64> {
-        let mut g = py.detach(|| self.inner.blocking_lock());
+        let mut g = self.lock(py)?;
         let Some(c) = g.as_mut() else {
             return Err(to_py(py, &Error::Closed));
         };
@@ -470,7 +533,7 @@ impl Consumer {
 
     /// Committed offsets: [(topic, partition, offset or None, metadata)].
     fn committed(&self, py: Python<'_>, partitions: Vec<Tp>) -> PyResult<Vec<CommittedOffset>> {
-        let g = py.detach(|| self.inner.blocking_lock());
+        let g = self.lock(py)?;
         let Some(c) = g.as_ref() else {
             return Err(to_py(py, &Error::Closed));
         };
@@ -549,12 +612,149 @@ impl Consumer {
             .collect())
     }
 
+    /// Runs `handler(batch_factory(topic, partition, [ConsumerRecord]))`
+    /// over ordered per-partition batches on this thread, committing each
+    /// batch's next offset after the handler returns. Ends when
+    /// `stop_batches()` is called, `stop.is_set()` turns true, `max_batches`
+    /// batches were handled, or the handler raises: then the batch is not
+    /// committed, its partition is rewound to it, and the exception is
+    /// raised here once the loop has ended; with `retry` an `Exception` is
+    /// instead retried after a backoff (the Rust client's behaviour, as a
+    /// Lambda event source mapping does). Signals (Ctrl-C) end the loop the
+    /// same way. Returns the number of batches handled.
+    #[pyo3(signature = (handler, batch_factory, max_batches=None, retry=false, stop=None))]
+    fn run_batches(
+        &self,
+        py: Python<'_>,
+        handler: Py<PyAny>,
+        batch_factory: Py<PyAny>,
+        max_batches: Option<u64>,
+        retry: bool,
+        stop: Option<Py<PyAny>>,
+    ) -> PyResult<u64> {
+        let Some(types) = self.types.get() else {
+            return Err(pyo3::exceptions::PyRuntimeError::new_err(
+                "set_record_types() was not called",
+            ));
+        };
+        if max_batches == Some(0) {
+            return Ok(0);
+        }
+        let rt = runtime()?;
+        let mut g = self.lock(py)?;
+        let Some(c) = g.as_mut() else {
+            return Err(to_py(py, &Error::Closed));
+        };
+        let stop_flag = self.stop_batches.clone();
+        stop_flag.store(false, Ordering::SeqCst);
+        *self.batch_thread.lock().unwrap_or_else(|e| e.into_inner()) =
+            Some(std::thread::current().id());
+        let stop_requested = |py: Python<'_>| -> PyResult<bool> {
+            match &stop {
+                Some(ev) => ev.bind(py).call_method0("is_set")?.is_truthy(),
+                None => Ok(false),
+            }
+        };
+
+        let (tx, mut rx) =
+            mpsc::channel::<(PartitionBatch, oneshot::Sender<Result<(), String>>)>(1);
+        let loop_stop = stop_flag.clone();
+        let mut run = Box::pin(c.run_batches_until(
+            move || loop_stop.load(Ordering::SeqCst),
+            move |batch: PartitionBatch| {
+                let tx = tx.clone();
+                async move {
+                    let (reply, answer) = oneshot::channel();
+                    tx.send((batch, reply))
+                        .await
+                        .map_err(|_| "the Python thread left run_batches".to_string())?;
+                    answer
+                        .await
+                        .unwrap_or_else(|_| Err("the handler gave no answer".to_string()))
+                }
+            },
+        ));
+
+        let mut handled: u64 = 0;
+        let mut raised: Option<PyErr> = None;
+        let ended = |raised: &mut Option<PyErr>, e: PyErr| {
+            stop_flag.store(true, Ordering::SeqCst);
+            raised.get_or_insert(e);
+        };
+        match stop_requested(py) {
+            Ok(true) => stop_flag.store(true, Ordering::SeqCst),
+            Ok(false) => {}
+            Err(e) => ended(&mut raised, e),
+        }
+        let result = loop {
+            let step = py.detach(|| {
+                rt.block_on(async {
+                    tokio::select! {
+                        biased;
+                        r = &mut run => BatchStep::Done(r),
+                        Some((batch, reply)) = rx.recv() => BatchStep::Batch(batch, reply),
+                        _ = tokio::time::sleep(SLICE) => BatchStep::Tick,
+                    }
+                })
+            });
+            match step {
+                BatchStep::Done(r) => break r,
+                BatchStep::Tick => {}
+                BatchStep::Batch(batch, reply) => {
+                    let outcome = call_handler(py, types, &handler, &batch_factory, batch);
+                    let answer = match outcome {
+                        Ok(()) => {
+                            handled += 1;
+                            if max_batches.is_some_and(|m| handled >= m) {
+                                stop_flag.store(true, Ordering::SeqCst);
+                            }
+                            Ok(())
+                        }
+                        Err(e) => {
+                            let message = e.to_string();
+                            // Only an Exception is retried: KeyboardInterrupt,
+                            // SystemExit and the like always end the loop.
+                            if !(retry && e.is_instance_of::<pyo3::exceptions::PyException>(py)) {
+                                ended(&mut raised, e);
+                            }
+                            Err(message)
+                        }
+                    };
+                    let _ = reply.send(answer);
+                }
+            }
+            if let Err(e) = py.check_signals() {
+                ended(&mut raised, e);
+            }
+            match stop_requested(py) {
+                Ok(true) => stop_flag.store(true, Ordering::SeqCst),
+                Ok(false) => {}
+                Err(e) => ended(&mut raised, e),
+            }
+        };
+        drop(run);
+        drop(g);
+        *self.batch_thread.lock().unwrap_or_else(|e| e.into_inner()) = None;
+        if let Some(e) = raised {
+            return Err(e);
+        }
+        result.py_err(py)?;
+        Ok(handled)
+    }
+
+    /// Ends the `run_batches` loop in progress (from its handler or any
+    /// thread): the batch being handled is still committed if its handler
+    /// returns; later ones are left for the next poll.
+    fn stop_batches(&self) {
+        self.stop_batches.store(true, Ordering::SeqCst);
+    }
+
     /// Commits (auto-commit), leaves the group, stops; later calls raise
     /// `KafkaClosedError`. Waits up to `timeout` seconds for the group exit.
     #[pyo3(signature = (timeout=None))]
     fn close(&self, py: Python<'_>, timeout: Option<f64>) -> PyResult<()> {
         let timeout = seconds(timeout)?;
-        let mut g = py.detach(|| self.inner.blocking_lock());
+        let mut g = self.lock(py)?;
         let Some(mut c) = g.take() else { return Ok(()) };
         drop(g);
         match wait(py, timeout, async move { c.close().await })? {

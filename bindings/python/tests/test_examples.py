@@ -1,4 +1,5 @@
-"""examples/python/producer.py and consumer.py, run as a user runs them,
+"""examples/python/producer.py, consumer.py, batch_handler.py and
+transactional.py, run as a user runs them,
 against sluiced and (when SLUICE_TEST_KAFKA_BOOTSTRAP is set) Apache Kafka."""
 
 import subprocess
@@ -23,6 +24,19 @@ def test_examples_round_trip(broker):
                           capture_output=True, text=True, timeout=120)
     assert cons.returncode == 0, cons.stdout + cons.stderr
     assert "consumed 2000 events" in cons.stdout and "for 50 users" in cons.stdout
+
+
+@pytest.mark.core
+def test_batch_handler_example(broker):
+    topic = "events-" + uuid.uuid4().hex[:8]
+    prod = subprocess.run([sys.executable, str(EXAMPLES / "producer.py"), broker, "500", topic],
+                          capture_output=True, text=True, timeout=120)
+    assert prod.returncode == 0, prod.stderr
+    group = "events-lambda-" + uuid.uuid4().hex[:6]
+    run = subprocess.run([sys.executable, str(EXAMPLES / "batch_handler.py"), broker, "500", topic, group],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "handled 500 events" in run.stdout and "for 50 users" in run.stdout
 
 
 @pytest.mark.core

@@ -772,13 +772,38 @@ impl Consumer {
     /// partition is rewound to the batch's first record and retried after
     /// a backoff (doubling from `retry.backoff.ms` up to 1 s, or
     /// `retry.backoff.ms` if larger), while other partitions and heartbeats
-    /// carry on.
-    pub async fn run_batches<F, Fut, E>(&mut self, mut handler: F) -> Result<()>
+    /// carry on. Needs a `group.id` (the offsets are committed to it).
+    pub async fn run_batches<F, Fut, E>(&mut self, handler: F) -> Result<()>
     where
         F: FnMut(PartitionBatch) -> Fut,
         Fut: Future<Output = std::result::Result<(), E>>,
         E: std::fmt::Display,
     {
+        self.run_batches_until(|| false, handler).await
+    }
+
+    /// [`run_batches`](Self::run_batches) that also ends once `stop`
+    /// returns true, leaving the consumer usable (a [`ShutdownHandle`]
+    /// ends it for good). `stop` is asked between polls (at least every
+    /// 500 ms) and before each batch; batches of the last poll that were
+    /// not handled, and a batch whose handler failed, are rewound so the
+    /// next poll (or the group's next owner) gets them again. A failed
+    /// batch is retried only while not stopping.
+    pub async fn run_batches_until<S, F, Fut, E>(
+        &mut self,
+        mut stop: S,
+        mut handler: F,
+    ) -> Result<()>
+    where
+        S: FnMut() -> bool,
+        F: FnMut(PartitionBatch) -> Fut,
+        Fut: Future<Output = std::result::Result<(), E>>,
+        E: std::fmt::Display,
+    {
+        if self.closed {
+            return Err(Error::Closed);
+        }
+        self.require_group("run_batches")?;
         // Partition -> (consecutive failures, resume time while backing off).
         let mut retries: HashMap<TopicPartition, (u32, Option<Instant>)> = HashMap::new();
         let base = self
@@ -787,7 +812,10 @@ impl Consumer {
             .retry_backoff
             .max(Duration::from_millis(1));
         let cap = base.max(Duration::from_secs(1));
-        while !self.shutdown.is_shutdown() && !self.closed {
+        let result = loop {
+            if self.shutdown.is_shutdown() || self.closed || stop() {
+                break Ok(());
+            }
             let now = Instant::now();
             let mut next_resume: Option<Instant> = None;
             for (tp, (_, until)) in retries.iter_mut() {
@@ -804,7 +832,10 @@ impl Consumer {
                 at.saturating_duration_since(now)
                     .min(Duration::from_millis(500))
             });
-            let records = self.poll(wait).await?;
+            let records = match self.poll(wait).await {
+                Ok(r) => r,
+                Err(e) => break Err(e),
+            };
             retries.retain(|tp, _| self.assignment.contains(tp));
             self.pending_batch_commits
                 .retain(|tp, _| self.assignment.contains(tp));
@@ -815,6 +846,7 @@ impl Consumer {
                         .retain(|tp, om| pending.get(tp) != Some(om));
                 }
             }
+            let mut stopping = false;
             for batch in group_by_partition(records) {
                 let tp = TopicPartition::new(batch.topic.clone(), batch.partition);
                 let (Some(first), Some(last)) = (batch.records.first(), batch.records.last())
@@ -822,6 +854,14 @@ impl Consumer {
                     continue;
                 };
                 let (first, next, epoch) = (first.offset, last.offset + 1, last.leader_epoch);
+                stopping = stopping || self.shutdown.is_shutdown() || stop();
+                if stopping {
+                    // Not handed out: the position goes back to the batch.
+                    if self.assignment.contains(&tp) {
+                        self.seek(&tp, first)?;
+                    }
+                    continue;
+                }
                 match handler(batch).await {
                     Ok(()) => {
                         retries.remove(&tp);
@@ -843,6 +883,14 @@ impl Consumer {
                         }
                     }
                     Err(e) => {
+                        if self.assignment.contains(&tp) {
+                            self.seek(&tp, first)?;
+                        }
+                        stopping = self.shutdown.is_shutdown() || stop();
+                        if stopping {
+                            tracing::debug!(%tp, offset = first, error = %e, "batch handler failed; stopping without committing the batch");
+                            continue;
+                        }
                         let entry = retries.entry(tp.clone()).or_insert((0, None));
                         entry.0 = entry.0.saturating_add(1);
                         let delay = base
@@ -851,17 +899,16 @@ impl Consumer {
                         tracing::warn!(%tp, offset = first, attempt = entry.0, ?delay, error = %e, "batch handler failed; retrying the batch");
                         entry.1 = Some(Instant::now() + delay);
                         if self.assignment.contains(&tp) {
-                            self.seek(&tp, first)?;
                             let _ = self.assignment.set_paused(&tp, true);
                         }
                     }
                 }
             }
-        }
+        };
         for tp in retries.keys() {
             let _ = self.assignment.set_paused(tp, false);
         }
-        Ok(())
+        result
     }
 
     /// Commits (auto-commit), runs the revoke callback, leaves the group

@@ -607,6 +607,112 @@ async fn batch_handler_retries_and_commits_only_after_success() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batch_loop_until_stops_rewinds_and_leaves_the_consumer_usable() {
+    let Some(b) = TestBroker::start() else { return };
+    let c = cluster(&b).await;
+    let t = unique("batches-until");
+    let g = unique("g-batches-until");
+    create_topic(&c, &t, 2).await;
+    fill(&c, &t, 2, 15).await;
+    let parts = [TopicPartition::new(&t, 0), TopicPartition::new(&t, 1)];
+    // Room for both partitions in one poll, so stopping leaves a batch of
+    // that poll unhandled (with 8 a poll mostly held one partition and a
+    // planted skip of the rewind went unnoticed).
+    let cfg = config(
+        &b,
+        Some(&g),
+        &[("enable.auto.commit", "false"), ("max.poll.records", "30")],
+    );
+    let mut consumer = Consumer::connect(cfg.clone()).await.unwrap();
+    let probe = Consumer::connect(cfg).await.unwrap();
+    consumer.subscribe(&[&t]).unwrap();
+    let stop = AtomicBool::new(false);
+    let seen: Mutex<Vec<(i32, i64)>> = Mutex::default();
+    let firsts: Mutex<Vec<(i32, i64)>> = Mutex::default();
+
+    // 1. The first handled batch fails and asks to stop: nothing is
+    //    committed, nothing retried, the loop ends.
+    let r = tokio::time::timeout(
+        WAIT,
+        consumer.run_batches_until(
+            || stop.load(Ordering::SeqCst),
+            |batch: PartitionBatch| {
+                firsts
+                    .lock()
+                    .unwrap()
+                    .push((batch.partition, batch.records[0].offset));
+                stop.store(true, Ordering::SeqCst);
+                async { Err::<(), _>("fails") }
+            },
+        ),
+    )
+    .await;
+    r.expect("the loop ended").unwrap();
+    assert_eq!(firsts.lock().unwrap().len(), 1, "not retried once stopping");
+    let committed = probe.committed(&parts).await.unwrap();
+    assert!(committed.values().all(|o| o.is_none()), "{committed:?}");
+
+    // 2. Stopping after one handled batch: it is committed; the rest of
+    //    that poll is rewound, not skipped.
+    stop.store(false, Ordering::SeqCst);
+    let handled = AtomicUsize::new(0);
+    tokio::time::timeout(
+        WAIT,
+        consumer.run_batches_until(
+            || stop.load(Ordering::SeqCst) || handled.load(Ordering::SeqCst) >= 1,
+            |batch: PartitionBatch| {
+                firsts
+                    .lock()
+                    .unwrap()
+                    .push((batch.partition, batch.records[0].offset));
+                seen.lock()
+                    .unwrap()
+                    .extend(batch.records.iter().map(|r| (r.partition, r.offset)));
+                handled.fetch_add(1, Ordering::SeqCst);
+                async { Ok::<(), String>(()) }
+            },
+        ),
+    )
+    .await
+    .expect("the loop ended")
+    .unwrap();
+    assert_eq!(handled.load(Ordering::SeqCst), 1);
+    let failed = firsts.lock().unwrap()[0];
+    assert_eq!(
+        firsts.lock().unwrap()[1].1,
+        0,
+        "the failed batch's partition was rewound: {:?} after {failed:?}",
+        firsts.lock().unwrap()
+    );
+
+    // 3. The consumer is still usable: run to the end; every record exactly once.
+    tokio::time::timeout(
+        WAIT,
+        consumer.run_batches_until(
+            || seen.lock().unwrap().len() >= 30,
+            |batch: PartitionBatch| {
+                seen.lock()
+                    .unwrap()
+                    .extend(batch.records.iter().map(|r| (r.partition, r.offset)));
+                async { Ok::<(), String>(()) }
+            },
+        ),
+    )
+    .await
+    .expect("the loop ended")
+    .unwrap();
+    let mut all = seen.lock().unwrap().clone();
+    all.sort();
+    let want: Vec<(i32, i64)> = (0..2).flat_map(|p| (0..15).map(move |o| (p, o))).collect();
+    assert_eq!(all, want, "every record exactly once");
+    let committed = probe.committed(&parts).await.unwrap();
+    for tp in &parts {
+        assert_eq!(committed[tp].as_ref().map(|o| o.offset), Some(15), "{tp}");
+    }
+    consumer.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_member_rejoins_with_its_assignment() {
     let Some(b) = TestBroker::start() else { return };
     let c = cluster(&b).await;

@@ -9,6 +9,7 @@ import {
   KafkaJSProtocolError,
   EachMessagePayload,
   EachBatchPayload,
+  EachPartitionBatchPayload,
   RecordMetadata,
   Producer,
   Transaction,
@@ -79,6 +80,16 @@ async function main(): Promise<void> {
       }
       console.log(batch.highWatermark, batch.lastOffset())
       await commitOffsetsIfNecessary()
+    },
+  })
+  await consumer.run({
+    partitionsConsumedConcurrently: 3,
+    eachPartitionBatch: async ({ batch, heartbeat, isRunning, pause }: EachPartitionBatchPayload) => {
+      const first: string | null = batch.firstOffset()
+      const values: Array<Buffer | null> = batch.messages.map((m) => m.value)
+      console.log(batch.topic, batch.partition, first, batch.lastOffset(), values.length, isRunning())
+      await heartbeat()
+      pause()()
     },
   })
   consumer.seek({ topic: 't', partition: 0, offset: '42' })

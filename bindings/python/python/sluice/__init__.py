@@ -20,6 +20,7 @@ from .structs import (
     NewTopic,
     OffsetAndMetadata,
     OffsetAndTimestamp,
+    PartitionBatch,
     RecordMetadata,
     TopicPartition,
 )
@@ -38,6 +39,7 @@ __all__ = [
     "NewTopic",
     "OffsetAndMetadata",
     "OffsetAndTimestamp",
+    "PartitionBatch",
     "RecordMetadata",
     "TopicPartition",
     "__version__",

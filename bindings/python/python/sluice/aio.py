@@ -9,6 +9,9 @@
   network, so each call runs in the consumer's own single-thread executor
   (the GIL is released while it waits); records a cancelled ``getone`` /
   ``getmany`` had already fetched are kept for the next call.
+  ``run_batches`` runs the batch loop in that executor and each handler
+  call on the event loop (``run_coroutine_threadsafe``), so the handler is
+  an ordinary coroutine of the application's loop.
 Keyword arguments are kafka-python's (which aiokafka shares).
 """
 
@@ -17,12 +20,13 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import functools
+import inspect
 from typing import Any, Callable, TypeVar
 
 from .consumer import KafkaConsumer
 from .errors import IllegalStateError
 from .producer import KafkaProducer
-from .structs import ConsumerRecord, OffsetAndMetadata, RecordMetadata, TopicPartition
+from .structs import ConsumerRecord, OffsetAndMetadata, PartitionBatch, RecordMetadata, TopicPartition
 
 T = TypeVar("T")
 
@@ -100,10 +104,14 @@ class AIOKafkaConsumer:
         self._consumer: KafkaConsumer | None = None
         self._executor = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="sluice-aio-consumer")
         self._pending: list[ConsumerRecord] = []
+        self._batch_loop = False
 
     def _c(self) -> KafkaConsumer:
         if self._consumer is None:
             raise IllegalStateError("AIOKafkaConsumer is not started (await start() first)")
+        if self._batch_loop:
+            # The loop holds the consumer (and its executor) until it ends.
+            raise IllegalStateError("run_batches() is running: only stop_batches() may be called until it returns")
         return self._consumer
 
     async def _run(self, f: Callable[..., T], *args: Any) -> T:
@@ -115,6 +123,7 @@ class AIOKafkaConsumer:
     async def stop(self) -> None:
         if self._consumer is not None:
             c, self._consumer = self._consumer, None
+            c.stop_batches()  # a run_batches in progress ends before the close runs
             await self._run(c.close)
         self._executor.shutdown(wait=False)
 
@@ -208,6 +217,59 @@ class AIOKafkaConsumer:
             n += 1
         self._pending = keep
         return out
+
+    async def run_batches(
+        self,
+        handler: Callable[[PartitionBatch], Any],
+        *,
+        max_batches: int | None = None,
+        on_error: str = "raise",
+    ) -> int:
+        """``KafkaConsumer.run_batches`` for asyncio: ``await handler(batch)``
+        (a coroutine function, or a plain function) runs on this event loop
+        for each ``PartitionBatch``; the batch is committed when it returns.
+        Ends on ``stop_batches()``, after ``max_batches`` batches, when the
+        handler raises (``on_error="raise"``, re-raised here; the batch is
+        not committed and comes again) or when this task is cancelled (the
+        batch in hand finishes first). Returns the number of batches handled."""
+        c = self._c()
+        loop = asyncio.get_running_loop()
+        first: dict[tuple[str, int], int] = {}
+        for r in self._pending:
+            first.setdefault((r.topic, r.partition), r.offset)
+        self._pending.clear()
+        for (topic, partition), offset in first.items():
+            c.seek(TopicPartition(topic, partition), offset)
+
+        async def invoke(batch: PartitionBatch) -> None:
+            result = handler(batch)
+            if inspect.isawaitable(result):
+                await result
+
+        def call(batch: PartitionBatch) -> None:
+            asyncio.run_coroutine_threadsafe(invoke(batch), loop).result()
+
+        run = functools.partial(c.run_batches, call, max_batches=max_batches, on_error=on_error)
+        fut = loop.run_in_executor(self._executor, run)
+        self._batch_loop = True
+        try:
+            return await asyncio.shield(fut)
+        except asyncio.CancelledError:
+            c.stop_batches()
+            # The loop ends after the batch in hand; its outcome is not ours to report.
+            await asyncio.wait([fut])
+            raise
+        finally:
+            if fut.done():
+                self._batch_loop = False
+            else:
+                fut.add_done_callback(lambda _: setattr(self, "_batch_loop", False))
+
+    def stop_batches(self) -> None:
+        """Ends ``run_batches`` after the batch in hand (from its handler or
+        another task)."""
+        if self._consumer is not None:
+            self._consumer.stop_batches()
 
     def __aiter__(self) -> AIOKafkaConsumer:
         return self

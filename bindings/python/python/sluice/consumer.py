@@ -1,10 +1,13 @@
 """``KafkaConsumer`` with kafka-python's keywords and methods over the native
 consumer: deserializers run in the calling thread, ``poll`` answers
 ``{TopicPartition: [ConsumerRecord]}``, iteration honours
-``consumer_timeout_ms``, rebalance listeners get ``TopicPartition`` sets."""
+``consumer_timeout_ms``, rebalance listeners get ``TopicPartition`` sets.
+``run_batches`` is the Lambda-style handler loop (ordered per-partition
+batches, each committed after the handler returns)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -18,8 +21,11 @@ from .structs import (
     MemberState,
     OffsetAndMetadata,
     OffsetAndTimestamp,
+    PartitionBatch,
     TopicPartition,
 )
+
+_log = logging.getLogger("sluice")
 
 _PYTHON_ONLY = {"key_deserializer": None, "value_deserializer": None, "consumer_timeout_ms": float("inf")}
 
@@ -143,6 +149,80 @@ class KafkaConsumer:
                 return self._buffer.popleft()
             if deadline is not None and time.monotonic() >= deadline:
                 raise StopIteration
+
+    # --- the batch handler loop ---------------------------------------------
+
+    def run_batches(
+        self,
+        handler: Callable[[PartitionBatch], Any],
+        *,
+        max_batches: int | None = None,
+        stop: Any | None = None,
+        on_error: str = "raise",
+    ) -> int:
+        """Calls ``handler(batch)`` with each ``PartitionBatch`` (one
+        partition's records in offset order; one partition's batches one
+        after another) on this thread, and commits the batch's
+        ``next_offset`` as soon as the handler returns: what an AWS Lambda
+        function gets from an MSK trigger. Needs a ``group_id``; set
+        ``enable_auto_commit=False`` so only handled batches are committed.
+
+        A handler that raises gets nothing committed for that batch, and its
+        partition is rewound to the batch's first record, so the batch comes
+        again (here or to whichever member owns the partition next). With
+        ``on_error="raise"`` (default) the loop then ends and the exception
+        propagates; with ``on_error="retry"`` the batch is retried after a
+        backoff (``retry_backoff_ms`` doubling up to 1 s) while other
+        partitions carry on, as Lambda does; the failure is logged on the
+        ``sluice`` logger. ``KeyboardInterrupt`` and other non-``Exception``
+        errors always end the loop.
+
+        The loop ends, after the batch in hand, when ``stop_batches()`` is
+        called (from the handler or another thread), ``stop.is_set()`` (a
+        ``threading.Event``) becomes true, ``max_batches`` batches were
+        handled, or on Ctrl-C (``KeyboardInterrupt`` is raised after the
+        loop has ended cleanly). Returns the number of batches handled.
+        Inside the handler no other method of this consumer may be called
+        except ``stop_batches()``."""
+        if not callable(handler):
+            raise TypeError(f"handler must be callable, not {type(handler).__name__}")
+        if max_batches is not None and (isinstance(max_batches, bool) or not isinstance(max_batches, int)
+                                        or max_batches < 1):
+            raise ValueError(f"max_batches must be a positive int or None, not {max_batches!r}")
+        if on_error not in ("raise", "retry"):
+            raise ValueError(f'on_error must be "raise" or "retry", not {on_error!r}')
+        if stop is not None and not callable(getattr(stop, "is_set", None)):
+            raise TypeError("stop must have an is_set() method (a threading.Event)")
+        retry = on_error == "retry"
+        self._rewind_buffered()
+
+        def call(batch: PartitionBatch) -> None:
+            try:
+                handler(batch)
+            except Exception:
+                if retry:
+                    _log.warning("batch handler failed on %s-%d at offsets %d..%d; the batch will be retried",
+                                 batch.topic, batch.partition, batch.first_offset, batch.last_offset,
+                                 exc_info=True)
+                raise
+
+        return self._native.run_batches(call, PartitionBatch, max_batches, retry, stop)
+
+    def stop_batches(self) -> None:
+        """Ends ``run_batches`` after the batch in hand (whose handler's
+        return still commits it). Callable from the handler or any thread;
+        does nothing when no loop runs."""
+        self._native.stop_batches()
+
+    def _rewind_buffered(self) -> None:
+        """Puts records iteration fetched but did not hand out back in
+        front of their partitions, so a batch loop sees them."""
+        first: dict[tuple[str, int], int] = {}
+        for r in self._buffer:
+            first.setdefault((r.topic, r.partition), r.offset)
+        self._buffer.clear()
+        for (topic, partition), offset in first.items():
+            self._native.seek(topic, partition, offset)
 
     # --- offsets ------------------------------------------------------------
 

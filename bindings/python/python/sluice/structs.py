@@ -1,7 +1,10 @@
-"""Value types with kafka-python's names and fields."""
+"""Value types with kafka-python's names and fields, and ``PartitionBatch``
+(what ``KafkaConsumer.run_batches`` hands its handler)."""
 
 from __future__ import annotations
 
+import base64
+from collections.abc import Iterator
 from typing import Any, NamedTuple
 
 
@@ -115,3 +118,90 @@ class NewPartitions:
 
     def __repr__(self) -> str:
         return f"NewPartitions(total_count={self.total_count})"
+
+
+class PartitionBatch:
+    """Consecutive records of one partition, in offset order, as
+    ``KafkaConsumer.run_batches`` hands them to its handler. ``records`` are
+    ``ConsumerRecord``s (deserializers applied); ``next_offset`` is what is
+    committed once the handler returns."""
+
+    __slots__ = ("topic", "partition", "records")
+
+    def __init__(self, topic: str, partition: int, records: list[ConsumerRecord]) -> None:
+        if not records:
+            raise ValueError("a PartitionBatch holds at least one record")
+        self.topic = topic
+        self.partition = partition
+        self.records = records
+
+    @property
+    def topic_partition(self) -> TopicPartition:
+        return TopicPartition(self.topic, self.partition)
+
+    @property
+    def first_offset(self) -> int:
+        return self.records[0].offset
+
+    @property
+    def last_offset(self) -> int:
+        return self.records[-1].offset
+
+    @property
+    def next_offset(self) -> int:
+        """The offset committed after the handler returns (last + 1)."""
+        return self.records[-1].offset + 1
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[ConsumerRecord]:
+        return iter(self.records)
+
+    def __repr__(self) -> str:
+        return (
+            f"PartitionBatch(topic={self.topic!r}, partition={self.partition}, "
+            f"offsets={self.first_offset}..{self.last_offset}, records={len(self.records)})"
+        )
+
+    def to_lambda_event(
+        self, event_source_arn: str = "", bootstrap_servers: str = "", event_source: str = "aws:kafka"
+    ) -> dict[str, Any]:
+        """The batch as the event an AWS Lambda function receives from an MSK
+        (``aws:kafka``) or self-managed (``SelfManagedKafka``) Kafka trigger:
+        ``{"records": {"<topic>-<partition>": [...]}}`` with base64 keys and
+        values and headers as ``[{name: [byte, ...]}]``, so a Lambda handler
+        can run unchanged. Keys and values must be ``bytes`` (no
+        deserializer), ``str`` (encoded as UTF-8) or None."""
+
+        def b64(v: Any, what: str, offset: int) -> str | None:
+            if v is None:
+                return None
+            if isinstance(v, str):
+                v = v.encode()
+            if not isinstance(v, (bytes, bytearray, memoryview)):
+                raise TypeError(
+                    f"to_lambda_event needs bytes or str, but the {what} at offset {offset} is "
+                    f"{type(v).__name__} (a deserializer turned it into that)"
+                )
+            return base64.b64encode(bytes(v)).decode("ascii")
+
+        records = [
+            {
+                "topic": r.topic,
+                "partition": r.partition,
+                "offset": r.offset,
+                "timestamp": r.timestamp,
+                "timestampType": "LOG_APPEND_TIME" if r.timestamp_type == 1 else "CREATE_TIME",
+                "key": b64(r.key, "key", r.offset),
+                "value": b64(r.value, "value", r.offset),
+                "headers": [{k: list(v) if v is not None else []} for k, v in r.headers],
+            }
+            for r in self.records
+        ]
+        return {
+            "eventSource": event_source,
+            "eventSourceArn": event_source_arn,
+            "bootstrapServers": bootstrap_servers,
+            "records": {f"{self.topic}-{self.partition}": records},
+        }
