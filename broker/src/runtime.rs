@@ -230,6 +230,12 @@ pub fn run(config: BrokerConfig) -> anyhow::Result<()> {
     }
 
     if let Some(m) = config.metrics_listen {
+        let weak = Arc::downgrade(&broker);
+        crate::metrics::METRICS.set_replica_figures(Box::new(move || {
+            weak.upgrade()
+                .map(|b| b.metadata.image().replica_figures(b.config.node_id))
+                .unwrap_or_default()
+        }));
         let local =
             crate::metrics::serve(m).with_context(|| format!("cannot serve metrics on {m}"))?;
         tracing::info!(%local, "metrics endpoint");
@@ -339,6 +345,7 @@ fn shard_thread(
         builder.thread_affinity(std::iter::once(c).collect());
     }
     let rt = builder.build().context("cannot start io_uring runtime")?;
+    crate::metrics::METRICS.register_shard_thread(id);
     rt.block_on(async move {
         let shard = Shard::new(id, broker.clone());
         Shard::set_current(&shard);
@@ -449,12 +456,14 @@ fn spawn_housekeeping(shard: &Rc<Shard>) {
             if s.is_shutting_down() {
                 break;
             }
+            let metrics = &crate::metrics::METRICS;
             if let Some(c) = s.coordinator() {
-                crate::metrics::METRICS.set_group_figures(
-                    s.id,
-                    c.group_count(),
-                    c.rebalance_count(),
-                );
+                metrics.set_group_figures(s.id, c.group_count(), c.rebalance_count());
+                metrics.set_committed_offsets(s.id, c.committed_offsets_for_lag());
+            }
+            // High watermarks for consumer lag.
+            for p in s.open_partitions() {
+                p.metrics.set_high_watermark(p.high_watermark());
             }
         }
     })

@@ -159,6 +159,36 @@ pub struct MetadataImage {
 }
 
 impl MetadataImage {
+    /// What this image says about `node`'s replicas, for the ReplicaManager
+    /// and KafkaController gauges: under-replicated counts the partitions
+    /// `node` leads with an ISR smaller than their replicas (Kafka's rule on
+    /// the leader); offline partitions (no leader) are counted by the active
+    /// controller only, as Kafka reports them.
+    pub fn replica_figures(&self, node: NodeId) -> crate::metrics::ReplicaFigures {
+        let active = self.controller_id == node;
+        let mut f = crate::metrics::ReplicaFigures {
+            active_controller: u64::from(active),
+            ..Default::default()
+        };
+        for t in self.by_name.values() {
+            for p in &t.assignment {
+                if p.replicas.contains(&node) {
+                    f.partitions += 1;
+                }
+                if p.leader == node {
+                    f.leaders += 1;
+                    if p.isr.len() < p.replicas.len() {
+                        f.under_replicated += 1;
+                    }
+                }
+                if active && p.leader == NO_LEADER {
+                    f.offline += 1;
+                }
+            }
+        }
+        f
+    }
+
     /// Whether partition `partition` of `topic` exists.
     pub fn has_partition(&self, topic: &str, partition: i32) -> bool {
         self.by_name
@@ -982,6 +1012,74 @@ pub fn check_name_collision<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn replica_figures_of_each_node_in_a_three_node_image() {
+        let p = |leader: NodeId, replicas: &[NodeId], isr: &[NodeId]| PartitionMeta {
+            leader,
+            leader_epoch: 1,
+            partition_epoch: 1,
+            replicas: replicas.to_vec(),
+            isr: isr.to_vec(),
+            elr: Vec::new(),
+            offline: Vec::new(),
+        };
+        let topic = TopicMeta {
+            name: "t".into(),
+            id: Uuid::new_v4(),
+            partitions: 4,
+            configs: BTreeMap::new(),
+            log_config: LogConfig::resolve(&BrokerConfig::default(), &BTreeMap::new()),
+            internal: false,
+            assignment: vec![
+                p(1, &[1, 2, 3], &[1, 2, 3]),
+                // Node 3 fell out of the ISR.
+                p(2, &[2, 3, 1], &[2, 1]),
+                p(3, &[3, 1], &[3, 1]),
+                // Every replica gone.
+                p(NO_LEADER, &[2, 3], &[]),
+            ],
+        };
+        let topic = Arc::new(topic);
+        let mut image = MetadataImage {
+            controller_id: 2,
+            ..Default::default()
+        };
+        image.by_name.insert("t".into(), topic.clone());
+        image.by_id.insert(topic.id, topic);
+        let f = |node| image.replica_figures(node);
+        use crate::metrics::ReplicaFigures as F;
+        assert_eq!(
+            f(1),
+            F {
+                partitions: 3,
+                leaders: 1,
+                under_replicated: 0,
+                active_controller: 0,
+                offline: 0
+            }
+        );
+        assert_eq!(
+            f(2),
+            F {
+                partitions: 3,
+                leaders: 1,
+                under_replicated: 1,
+                active_controller: 1,
+                offline: 1
+            }
+        );
+        assert_eq!(
+            f(3),
+            F {
+                partitions: 4,
+                leaders: 1,
+                under_replicated: 0,
+                active_controller: 0,
+                offline: 0
+            }
+        );
+    }
 
     fn store(dir: &Path) -> MetadataStore {
         let cfg = BrokerConfig {

@@ -151,6 +151,34 @@ impl GroupCoordinator {
         self.groups.borrow().len()
     }
 
+    /// The committed offsets of the groups MSK reports consumer lag for:
+    /// Stable or Empty (no lag while a group rebalances), and not with a
+    /// colon in the group id (MSK leaves those out too).
+    pub fn committed_offsets_for_lag(&self) -> Vec<crate::metrics::CommittedOffset> {
+        let groups = self.groups.borrow();
+        let mut out = Vec::new();
+        for g in groups.values() {
+            if !matches!(
+                g.state(),
+                state::GroupState::Stable | state::GroupState::Empty
+            ) || g.id.contains(':')
+            {
+                continue;
+            }
+            for (topic, partitions) in &g.offsets {
+                for (p, c) in partitions.iter().filter(|(_, c)| c.offset >= 0) {
+                    out.push(crate::metrics::CommittedOffset {
+                        group: g.id.clone(),
+                        topic: topic.clone(),
+                        partition: *p,
+                        offset: c.offset,
+                    });
+                }
+            }
+        }
+        out
+    }
+
     /// Rebalances started since creation.
     pub fn rebalance_count(&self) -> u64 {
         self.rebalances.get()

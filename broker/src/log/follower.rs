@@ -182,7 +182,7 @@ impl PartitionLog {
         if let Some(aborts) = aborts {
             self.write_txn_index(aborts, synced).await;
         }
-        self.metrics.add_in(bytes as u64, records);
+        self.metrics.add_replicated_in(bytes as u64, records);
         Ok(ReplicatedAppend {
             first_offset: Some(log_end),
             log_end_offset: next_offset,

@@ -165,7 +165,9 @@ impl Partition {
         {
             let mut role = self.role.borrow_mut();
             match &mut *role {
-                Role::Leader(s) if spec.leader_epoch == s.leader_epoch => s.update(&spec, now),
+                Role::Leader(s) if spec.leader_epoch == s.leader_epoch => {
+                    update_leader(s, &spec, now)
+                }
                 Role::Leader(LeaderState { leader_epoch, .. })
                 | Role::Follower { leader_epoch, .. }
                     if spec.leader_epoch < *leader_epoch =>
@@ -537,7 +539,7 @@ impl Partition {
                     if state.leader_epoch == s.leader_epoch
                         && state.partition_epoch > s.partition_epoch =>
                 {
-                    s.update(&state, self.ctx.now_ms());
+                    update_leader(s, &state, self.ctx.now_ms());
                     true
                 }
                 Ok(_) => false,
@@ -564,4 +566,12 @@ impl Partition {
     pub fn close(&self) {
         self.log.close();
     }
+}
+
+/// Applies a new state within the leader epoch, counting an ISR shrink or
+/// expansion for the metrics (Kafka's IsrShrinksPerSec/IsrExpandsPerSec).
+fn update_leader(s: &mut LeaderState, spec: &LeaderAndIsr, now_ms: i64) {
+    let before = s.isr.clone();
+    s.update(spec, now_ms);
+    crate::metrics::METRICS.isr_changed(&before, &s.isr);
 }

@@ -387,7 +387,6 @@ fn http_get(port: u16, path: &str) -> String {
     let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect metrics");
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     s.set_write_timeout(Some(Duration::from_secs(10))).unwrap();
-    // One write: the endpoint reads the request with a single read.
     let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
     s.write_all(req.as_bytes()).unwrap();
     let mut out = String::new();
@@ -435,6 +434,95 @@ fn metrics_endpoint_reports_produce() {
 
     let missing = http_get(port, "/nope");
     assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+    // The MSK-style series beside them.
+    let bytes_in = sample(
+        body,
+        "kafka_server_BrokerTopicMetrics_Count{name=\"MessagesInPerSec\",topic=\"metered\"}",
+    );
+    assert_eq!(bytes_in, Some(6.0), "MessagesInPerSec count for metered");
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body (or none, for
+/// HEAD) off a kept-alive connection: (head, body).
+fn read_response(s: &mut TcpStream, head_only: bool) -> (String, String) {
+    let mut buf = Vec::new();
+    let mut byte = [0u8; 1];
+    while !buf.ends_with(b"\r\n\r\n") {
+        let n = s.read(&mut byte).expect("read response head");
+        assert!(
+            n == 1,
+            "connection closed mid-head: {:?}",
+            String::from_utf8_lossy(&buf)
+        );
+        buf.push(byte[0]);
+    }
+    let head = String::from_utf8(buf).unwrap();
+    let len: usize = head
+        .lines()
+        .find_map(|l| {
+            l.to_ascii_lowercase()
+                .strip_prefix("content-length: ")
+                .map(|v| v.trim().parse().unwrap())
+        })
+        .expect("content-length");
+    let mut body = vec![0u8; if head_only { 0 } else { len }];
+    s.read_exact(&mut body).expect("read body");
+    (head, String::from_utf8(body).unwrap())
+}
+
+#[test]
+fn metrics_http_keep_alive_head_accept_and_bad_requests() {
+    let broker = Broker::start_opts(Opts {
+        metrics: true,
+        ..Opts::default()
+    });
+    let port = broker.metrics_port.expect("metrics port");
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    // The request in pieces, then a second one on the same connection.
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHo").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    s.write_all(b"st: x\r\n\r\n").unwrap();
+    let (head, body) = read_response(&mut s, false);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("text/plain; version=0.0.4"), "{head}");
+    assert!(!body.contains("# EOF"), "classic format has no EOF marker");
+    assert!(
+        body.contains("# TYPE sluice_requests_total counter"),
+        "{body}"
+    );
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text;version=1.0.0,text/plain;q=0.5\r\n\r\n")
+        .unwrap();
+    let (head, body) = read_response(&mut s, false);
+    assert!(head.contains("application/openmetrics-text"), "{head}");
+    assert!(body.ends_with("# EOF\n"), "OpenMetrics ends with # EOF");
+    // HEAD: the headers of a GET, no body.
+    s.write_all(b"HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (head, _) = read_response(&mut s, true);
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    s.write_all(b"POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+        .unwrap();
+    let (head, _) = read_response(&mut s, false);
+    assert!(head.starts_with("HTTP/1.1 405"), "{head}");
+    s.write_all(b"GET /other HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (head, _) = read_response(&mut s, false);
+    assert!(head.starts_with("HTTP/1.1 404"), "{head}");
+
+    // Garbage gets 400 and a closed connection; the server goes on.
+    let mut bad = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    bad.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    bad.write_all(b"\x00\x01 NOT HTTP AT ALL\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = bad.read_to_string(&mut out);
+    assert!(out.is_empty() || out.starts_with("HTTP/1.1 400"), "{out}");
+    // A connection that sends half a request and vanishes.
+    let mut half = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    half.write_all(b"GET /metr").unwrap();
+    drop(half);
+    let ok = http_get(port, "/metrics");
+    assert!(ok.starts_with("HTTP/1.1 200"), "{ok}");
 }
 
 #[test]
