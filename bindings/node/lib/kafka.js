@@ -172,6 +172,20 @@ function sleep(ms) {
   return new Promise((r) => setTimeout(r, ms))
 }
 
+/** The payload of KafkaJS's START_BATCH_PROCESS (and, with `duration`, END_BATCH_PROCESS). */
+function batchEvent(batch) {
+  return {
+    topic: batch.topic,
+    partition: batch.partition,
+    highWatermark: batch.highWatermark,
+    offsetLag: batch.offsetLag(),
+    offsetLagLow: batch.offsetLagLow(),
+    batchSize: batch.messages.length,
+    firstOffset: batch.firstOffset(),
+    lastOffset: batch.lastOffset(),
+  }
+}
+
 const tpKey = (topic, partition) => `${topic}\u0000${partition}`
 
 /**
@@ -654,16 +668,7 @@ class Consumer extends Instrumented {
       const r = this._resolved.get(k)
       return r ? r.offset : messages[0].offset
     }
-    this._emit(CONSUMER_EVENTS.START_BATCH_PROCESS, {
-      topic,
-      partition,
-      highWatermark: batch.highWatermark,
-      offsetLag: batch.offsetLag(),
-      offsetLagLow: batch.offsetLagLow(),
-      batchSize: messages.length,
-      firstOffset: batch.firstOffset(),
-      lastOffset: batch.lastOffset(),
-    })
+    this._emit(CONSUMER_EVENTS.START_BATCH_PROCESS, batchEvent(batch))
     const started = Date.now()
     try {
       if (this._cfg.eachBatch) {
@@ -700,17 +705,7 @@ class Consumer extends Instrumented {
       this._logger.error(`Error when calling eachBatch/eachMessage: ${e && e.message}`, { topic, partition })
       return e
     } finally {
-      this._emit(CONSUMER_EVENTS.END_BATCH_PROCESS, {
-        topic,
-        partition,
-        highWatermark: batch.highWatermark,
-        offsetLag: batch.offsetLag(),
-        offsetLagLow: batch.offsetLagLow(),
-        batchSize: messages.length,
-        firstOffset: batch.firstOffset(),
-        lastOffset: batch.lastOffset(),
-        duration: Date.now() - started,
-      })
+      this._emit(CONSUMER_EVENTS.END_BATCH_PROCESS, { ...batchEvent(batch), duration: Date.now() - started })
     }
     // Paused mid-batch: the rest of the batch comes again after resume.
     if (this._paused.has(k) && !this._pendingSeeks.has(k) && messages.length) {
@@ -738,17 +733,7 @@ class Consumer extends Instrumented {
     if (messages.length === 0) return null
     const batch = new Batch(topic, partition, messages)
     const started = Date.now()
-    const event = () => ({
-      topic,
-      partition,
-      highWatermark: batch.highWatermark,
-      offsetLag: batch.offsetLag(),
-      offsetLagLow: batch.offsetLagLow(),
-      batchSize: messages.length,
-      firstOffset: batch.firstOffset(),
-      lastOffset: batch.lastOffset(),
-    })
-    this._emit(CONSUMER_EVENTS.START_BATCH_PROCESS, event())
+    this._emit(CONSUMER_EVENTS.START_BATCH_PROCESS, batchEvent(batch))
     try {
       await this._cfg.eachPartitionBatch({
         batch,
@@ -784,7 +769,7 @@ class Consumer extends Instrumented {
       })
       return null
     } finally {
-      this._emit(CONSUMER_EVENTS.END_BATCH_PROCESS, { ...event(), duration: Date.now() - started })
+      this._emit(CONSUMER_EVENTS.END_BATCH_PROCESS, { ...batchEvent(batch), duration: Date.now() - started })
     }
     this._batchRetries.delete(k)
     const next = { topic, partition, offset: String(Number(batch.lastOffset()) + 1) }
