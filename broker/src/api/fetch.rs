@@ -108,12 +108,6 @@ impl PartitionOut {
     }
 }
 
-/// Kafka's ClusterAction on the cluster, which a fetch with a replica id
-/// needs: reading past the high watermark and moving a follower's fetch
-/// position (so the high watermark and the ISR) is for brokers only. Not
-/// AlterCluster, which AWS's example client policy grants.
-const CLUSTER_ACTION: Action = Action::ClusterAction;
-
 /// The replica id of a fetch: `replica_id` before v15, `replica_state` since.
 fn replica_id(version: i16, req: &FetchRequest) -> i32 {
     if version >= 15 {
@@ -276,8 +270,11 @@ pub async fn handle(ctx: &RequestContext, mut req: FetchRequest) -> Response {
     };
     // A follower's fetch needs ClusterAction instead of ReadData on topics;
     // without it every partition answers TOPIC_AUTHORIZATION_FAILED (Kafka).
-    let cluster_action_allowed =
-        matches!(reader, Reader::Follower(_)) && ctx.allowed(CLUSTER_ACTION, Resource::Cluster);
+    // Reading past the high watermark and moving a follower's fetch position
+    // (so the high watermark and the ISR) is for brokers only: not
+    // AlterCluster, which AWS's example client policy grants.
+    let cluster_action_allowed = matches!(reader, Reader::Follower(_))
+        && ctx.allowed(Action::ClusterAction, Resource::Cluster);
     let mut topics: Vec<TopicOut> = Vec::with_capacity(req.topics.len());
     let mut plans: Vec<ReadPlan> = Vec::new();
     for (ti, t) in req.topics.iter().enumerate() {

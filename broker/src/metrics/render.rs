@@ -20,6 +20,11 @@ pub(super) fn escape(s: &str) -> String {
         .replace('\n', "\\n")
 }
 
+/// `labels` with their values escaped, as the encoder takes them.
+fn escaped<'a>(labels: &'a [(&'static str, String)]) -> Vec<(&'a str, String)> {
+    labels.iter().map(|(k, v)| (*k, escape(v))).collect()
+}
+
 /// Writes one family of gauges, counters or untyped samples. A counter's
 /// name is given without `_total`: the encoder appends it.
 pub(super) fn family(
@@ -31,7 +36,7 @@ pub(super) fn family(
 ) -> Result<(), std::fmt::Error> {
     let mut m = enc.encode_descriptor(name, help, None, kind)?;
     for (labels, v) in samples {
-        let labels: Vec<(&str, String)> = labels.iter().map(|(k, v)| (*k, escape(v))).collect();
+        let labels = escaped(labels);
         if labels.is_empty() {
             write_value(&mut m, kind, *v)?;
         } else {
@@ -80,8 +85,7 @@ fn histogram<const N: usize>(
         if labels.is_empty() {
             m.encode_histogram::<NoLabelSet>(snap.sum, count, &buckets, None)?;
         } else {
-            let labels: Vec<(&str, String)> = labels.iter().map(|(k, v)| (*k, escape(v))).collect();
-            m.encode_family(&labels)?
+            m.encode_family(&escaped(labels))?
                 .encode_histogram::<NoLabelSet>(snap.sum, count, &buckets, None)?;
         }
     }

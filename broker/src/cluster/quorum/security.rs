@@ -31,12 +31,6 @@ use crate::auth::{Action, AuthError, Resource, ScramServer, ScramStore, Security
 use crate::config::jaas::BrokerLogin;
 use crate::config::{BrokerConfig, SecurityProtocol};
 
-/// Kafka's ClusterAction on the cluster, which controller and inter-broker
-/// principals need (`kafka-cluster:ClusterAction`, sluiced's name for it;
-/// MSK keeps it to its own brokers), as for a follower's fetch
-/// (`api::fetch`).
-pub const CLUSTER_ACTION: Action = Action::ClusterAction;
-
 /// A refusal is logged again after this long (peers retry every few ms).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -191,17 +185,20 @@ impl Verifier {
 
     /// Whether `principal` may take part in the quorum: with an authorizer,
     /// it needs ClusterAction on the cluster (Kafka's rule for controller
-    /// and inter-broker principals).
+    /// and inter-broker principals; `kafka-cluster:ClusterAction`, which
+    /// MSK keeps to its own brokers), as a follower's fetch does
+    /// (`api::fetch`).
     pub(super) fn authorize(&self, principal: &str) -> Result<(), String> {
         if self
             .security
-            .authorize(principal, CLUSTER_ACTION, Resource::Cluster)
+            .authorize(principal, Action::ClusterAction, Resource::Cluster)
         {
             Ok(())
         } else {
             Err(format!(
-                "{} is not authorized for ClusterAction ({CLUSTER_ACTION}) on the cluster",
-                crate::auth::sanitize(principal)
+                "{} is not authorized for ClusterAction ({}) on the cluster",
+                crate::auth::sanitize(principal),
+                Action::ClusterAction
             ))
         }
     }
