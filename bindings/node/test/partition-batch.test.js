@@ -17,7 +17,10 @@ for (const [name, bootstrap] of brokers()) {
       kafka = new Kafka({ clientId: 'node-batches', brokers: [bootstrap], logLevel: logLevel.NOTHING })
       admin = kafka.admin()
       await admin.connect()
-      producer = kafka.producer()
+      // Idempotent, so a retried batch cannot land after a later one: the
+      // tests check per-partition order, and a fresh topic on Kafka can
+      // answer the first produce with NOT_LEADER_OR_FOLLOWER.
+      producer = kafka.producer({ idempotent: true })
       await producer.connect()
     })
     after(async () => {

@@ -2,7 +2,9 @@
 //! per partition the sequence numbers that let the broker drop a retried
 //! batch it already wrote. A batch gets its sequence when it is first
 //! drained and keeps it across retries. Up to `max.in.flight` batches of a
-//! partition may be in flight; when one fails, it and every later one come
+//! partition may be in flight, once its first batch under the current
+//! identity was acknowledged (before that the broker may hold no state for
+//! the producer and would take a later batch first); when one fails, it and every later one come
 //! back in sequence order and are resent one at a time from the first
 //! unresolved sequence, so order holds. A duplicate answer, or an answer
 //! for a sequence already acknowledged, is a success. A sequence gap the
@@ -151,6 +153,13 @@ impl Idempotence {
             p.ident = Some(cur);
             p.next = 0;
             p.last_acked = -1;
+        }
+        // Until the broker has acknowledged one batch of this identity on
+        // the partition, one batch at a time: a broker holding no state for
+        // the producer appends any first sequence, so a second batch that
+        // overtook a failed first one would be written ahead of it.
+        if p.last_acked < 0 && (p.in_flight > 0 || !p.unresolved.is_empty()) {
+            return false;
         }
         // Batches queued for retry sit at the front of the queue, so a fresh
         // front batch means none of this partition's is waiting.
@@ -314,12 +323,24 @@ mod tests {
         let mut b = batch(0, 3);
         assert!(!st.gate(&tp(), &mut b, 5), "no producer id yet");
         st.set_identity(ID);
+        // The partition's first batch goes alone: until it is acknowledged
+        // the broker may hold no state for us and would take b first.
+        let mut w = batch(9, 1);
+        assert!(st.gate(&tp(), &mut w, 5));
+        assert_eq!(w.seq.unwrap().base, 0);
+        st.on_sent(&tp());
+        assert!(
+            !st.gate(&tp(), &mut b, 5),
+            "one batch until the first is acked"
+        );
+        st.on_returned(&tp());
+        st.on_acked(&tp(), w.seq.unwrap(), 1);
         assert!(st.gate(&tp(), &mut b, 5));
-        assert_eq!(b.seq.unwrap().base, 0);
+        assert_eq!(b.seq.unwrap().base, 1);
         st.on_sent(&tp());
         let mut c = batch(1, 2);
         assert!(st.gate(&tp(), &mut c, 5));
-        assert_eq!(c.seq.unwrap().base, 3);
+        assert_eq!(c.seq.unwrap().base, 4);
         st.on_sent(&tp());
         // b fails retriably; c then fails out of order because of it.
         st.on_returned(&tp());
@@ -340,7 +361,7 @@ mod tests {
         // Only the first unresolved may be resent.
         assert!(!st.gate(&tp(), &mut c, 5));
         assert!(st.gate(&tp(), &mut b, 5));
-        assert_eq!(b.seq.unwrap().base, 0, "a retry keeps its sequence");
+        assert_eq!(b.seq.unwrap().base, 1, "a retry keeps its sequence");
         st.on_sent(&tp());
         st.on_returned(&tp());
         st.on_acked(&tp(), b.seq.unwrap(), 3);
@@ -371,8 +392,8 @@ mod tests {
         assert_eq!(
             st.classify(
                 &tp(),
-                b.seq.unwrap(),
-                3,
+                w.seq.unwrap(),
+                1,
                 ErrorCode::OutOfOrderSequenceNumber
             ),
             Verdict::ResetAndRetry
@@ -383,6 +404,11 @@ mod tests {
     fn in_flight_per_partition_is_bounded() {
         let mut st = Idempotence::default();
         st.set_identity(ID);
+        let mut first = batch(9, 1);
+        assert!(st.gate(&tp(), &mut first, 5));
+        st.on_sent(&tp());
+        st.on_returned(&tp());
+        st.on_acked(&tp(), first.seq.unwrap(), 1);
         for i in 0..5 {
             let mut b = batch(i, 1);
             assert!(st.gate(&tp(), &mut b, 5));
@@ -401,10 +427,10 @@ mod tests {
         let mut b = batch(1, 4);
         assert!(st.gate(&tp(), &mut a, 5));
         st.on_sent(&tp());
-        assert!(st.gate(&tp(), &mut b, 5));
-        st.on_sent(&tp());
         st.on_returned(&tp());
         st.on_acked(&tp(), a.seq.unwrap(), 4);
+        assert!(st.gate(&tp(), &mut b, 5));
+        st.on_sent(&tp());
         // The broker lost our state.
         st.on_returned(&tp());
         assert_eq!(
@@ -429,6 +455,12 @@ mod tests {
         assert!(st.gate(&tp(), &mut front, 5));
         st.on_sent(&tp());
         let mut next = q.pop_front().unwrap();
+        assert!(
+            !st.gate(&tp(), &mut next, 5),
+            "under the new epoch too, one batch until the first is acked"
+        );
+        st.on_returned(&tp());
+        st.on_acked(&tp(), front.seq.unwrap(), 4);
         assert!(st.gate(&tp(), &mut next, 5));
         assert_eq!(next.seq.unwrap().base, 4);
     }
