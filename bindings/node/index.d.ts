@@ -22,9 +22,22 @@ export type SASLOptions =
   | { mechanism: 'scram-sha-512'; username: string; password: string }
   | { mechanism: 'oauthbearer'; oauthBearerProvider: () => Promise<OauthbearerProviderResponse> }
   | {
-      /** Signed by the built-in MSK IAM signer: default AWS credential chain unless keys are given. */
+      /**
+       * Signed by the built-in MSK IAM signer: the AWS SDK's default credential
+       * chain (environment, profiles with role chains, credential_process and
+       * SSO, web identity, container endpoint, IMDSv2) unless keys are given.
+       */
       mechanism: 'aws-msk-iam' | 'aws'
       region?: string
+      /** Credentials from this shared-files profile. */
+      profile?: string
+      /** Assume this role (STS AssumeRole) and sign as it. */
+      roleArn?: string
+      /** RoleSessionName (default aws-msk-iam-auth). */
+      roleSessionName?: string
+      roleExternalId?: string
+      /** Region of the STS endpoint (default: region). */
+      stsRegion?: string
       accessKeyId?: string
       secretAccessKey?: string
       sessionToken?: string

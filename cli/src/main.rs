@@ -115,6 +115,26 @@ struct IamTokenArgs {
     secret_access_key: Option<String>,
     #[arg(long)]
     session_token: Option<String>,
+    /// Credentials from this profile of the shared files instead of the
+    /// default chain (aws-msk-iam-auth's awsProfileName).
+    #[arg(long, conflicts_with = "access_key_id")]
+    profile: Option<String>,
+    /// Assume this role with the credentials found and sign as it.
+    #[arg(long)]
+    role_arn: Option<String>,
+    /// RoleSessionName for --role-arn (default aws-msk-iam-auth).
+    #[arg(long, requires = "role_arn")]
+    role_session_name: Option<String>,
+    /// ExternalId for --role-arn.
+    #[arg(long, requires = "role_arn")]
+    role_external_id: Option<String>,
+    /// Region of the STS endpoint for --role-arn (default: --region).
+    #[arg(long, requires = "role_arn")]
+    sts_region: Option<String>,
+    /// Print the credentials' access key id and expiry to stderr (as
+    /// aws-msk-iam-auth's awsDebugCreds), never the secret.
+    #[arg(long)]
+    debug_creds: bool,
     /// Sign as of this Unix time (seconds) instead of now.
     #[arg(long)]
     at_epoch: Option<u64>,
@@ -583,27 +603,45 @@ async fn consume(cli: &Cli, args: &ConsumeArgs) -> anyhow::Result<()> {
 }
 
 async fn iam_token(args: &IamTokenArgs) -> anyhow::Result<()> {
-    use sluice::net::sasl::msk_iam::{
-        resolve_credentials, token_for, AwsCredentials, CredentialSource, Env,
-    };
-    let creds = match (&args.access_key_id, &args.secret_access_key) {
-        (Some(id), Some(secret)) => AwsCredentials {
-            access_key_id: id.clone(),
-            secret_access_key: secret.clone(),
-            session_token: args.session_token.clone(),
-            expires_at: None,
-        },
-        _ => resolve_credentials(&CredentialSource::DefaultChain, &Env::Process).await?,
-    };
-    let time = match args.at_epoch {
-        Some(s) => std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
-        None => std::time::SystemTime::now(),
-    };
-    let ua = args
-        .user_agent
-        .clone()
-        .unwrap_or_else(|| format!("sluice-client/{}", env!("CARGO_PKG_VERSION")));
-    let token = token_for(&args.region, &creds, time, &ua)?;
+    use sluice::net::sasl::msk_iam::{AssumeRole, AwsCredentials, MskIamTokenProvider};
+    use sluice::net::sasl::TokenProvider;
+    let mut signer = MskIamTokenProvider::new().with_region(args.region.clone());
+    if let (Some(id), Some(secret)) = (&args.access_key_id, &args.secret_access_key) {
+        signer = signer.with_credentials(AwsCredentials::new(
+            id.clone(),
+            secret.clone(),
+            args.session_token.clone(),
+        ));
+    }
+    if let Some(p) = &args.profile {
+        signer = signer.with_profile(p.clone());
+    }
+    if let Some(arn) = &args.role_arn {
+        signer = signer.with_assume_role(AssumeRole {
+            role_arn: arn.clone(),
+            session_name: args.role_session_name.clone(),
+            external_id: args.role_external_id.clone(),
+            sts_region: args.sts_region.clone(),
+        });
+    }
+    if let Some(s) = args.at_epoch {
+        signer = signer.with_clock(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));
+    }
+    if let Some(ua) = &args.user_agent {
+        signer = signer.with_user_agent(ua.clone());
+    }
+    if args.debug_creds {
+        let c = signer.credentials().await?;
+        eprintln!(
+            "access_key_id={} session_token={} expires={:?}",
+            c.access_key_id,
+            c.session_token.is_some(),
+            c.expires_at
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_secs())
+        );
+    }
+    let token = signer.token().await?;
     println!("{}", token.value);
     Ok(())
 }

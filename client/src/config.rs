@@ -81,6 +81,18 @@ pub struct ClientConfig {
     pub ssl_certificate_verification: bool,
     /// AWS region for MSK IAM (`aws.region`; else AWS_REGION)
     pub aws_region: Option<String>,
+    /// MSK IAM credentials from this shared-files profile instead of the
+    /// default chain (`aws.profile`; aws-msk-iam-auth's `awsProfileName`)
+    pub aws_profile: Option<String>,
+    /// MSK IAM signs as this role, assumed through STS with the credentials
+    /// found (`aws.role.arn`; aws-msk-iam-auth's `awsRoleArn`)
+    pub aws_role_arn: Option<String>,
+    /// `aws.role.session.name` (default `aws-msk-iam-auth`)
+    pub aws_role_session_name: Option<String>,
+    /// `aws.role.external.id`
+    pub aws_role_external_id: Option<String>,
+    /// `aws.sts.region`: where the role is assumed (default: the signing region)
+    pub aws_sts_region: Option<String>,
     /// OAUTHBEARER token callback (`sasl.oauthbearer.token.provider`; set in code)
     pub sasl_oauth_token_provider: Option<TokenProviderHandle>,
     /// `allow.auto.create.topics` (true): metadata requests for named topics
@@ -110,6 +122,11 @@ impl Default for ClientConfig {
             ssl_endpoint_identification: true,
             ssl_certificate_verification: true,
             aws_region: None,
+            aws_profile: None,
+            aws_role_arn: None,
+            aws_role_session_name: None,
+            aws_role_external_id: None,
+            aws_sts_region: None,
             sasl_oauth_token_provider: None,
             allow_auto_create_topics: true,
         }
@@ -198,6 +215,11 @@ impl ClientConfig {
                 self.ssl_certificate_verification = parse_bool(name, v)?
             }
             "aws.region" => self.aws_region = Some(v.to_string()),
+            "aws.profile" => self.aws_profile = Some(v.to_string()),
+            "aws.role.arn" => self.aws_role_arn = Some(v.to_string()),
+            "aws.role.session.name" => self.aws_role_session_name = Some(v.to_string()),
+            "aws.role.external.id" => self.aws_role_external_id = Some(v.to_string()),
+            "aws.sts.region" => self.aws_sts_region = Some(v.to_string()),
             "allow.auto.create.topics" => self.allow_auto_create_topics = parse_bool(name, v)?,
             _ => return Ok(false),
         }

@@ -410,6 +410,32 @@ def test_sluice_cli_aws_msk_iam_json_mechanism(secure, aws_env):
     assert r.returncode != 0 and "signature" in r.stderr, r.stderr
 
 
+def test_sluice_cli_msk_iam_with_container_endpoint_credentials(secure, tmp_path):
+    """The AWS SDK's chain finds the ECS/EKS container endpoint (a local
+    stand-in handing out this cluster's test keys); the credentials are
+    fetched once for all of the client's connections, not per connection."""
+    from aws_standins import CredentialEndpoints
+
+    endpoints = CredentialEndpoints(AKID, SECRET)
+    try:
+        topic = new_topic(secure, "iam")
+        props = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=AWS_MSK_IAM",
+                 "-X", f"aws.region={REGION}"]
+        # Blank counts as unset for the SDK, as for the AWS CLI.
+        env = {"HOME": str(tmp_path), "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "",
+               "AWS_EC2_METADATA_DISABLED": "true",
+               "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{endpoints.url}/container",
+               "AWS_CONTAINER_AUTHORIZATION_TOKEN": endpoints.container_token}
+        r = secure.sluice(*props, "produce", topic, port=secure.iam_port, env=env, inp="a\nb\n")
+        assert r.returncode == 0, r.stderr
+        assert endpoints.hits("/container") == 1, endpoints.requests
+        r = secure.sluice(*props, "consume", topic, "--from-beginning", "--max-messages", "2",
+                          port=secure.iam_port, env=env)
+        assert r.returncode == 0 and r.stdout.split() == ["a", "b"], r.stderr
+    finally:
+        endpoints.stop()
+
+
 def test_garbage_and_oversized_auth_bytes_end_only_that_connection(secure):
     import socket
     import struct

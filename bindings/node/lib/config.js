@@ -98,6 +98,9 @@ function clientSettings(config) {
       tokenProvider = () => Promise.resolve().then(() => provider())
     } else {
       if (sasl.region) props['aws.region'] = String(sasl.region)
+      // aws-msk-iam-sasl-signer-js's generateAuthTokenFromProfile / FromRole.
+      const awsProps = { profile: 'aws.profile', roleArn: 'aws.role.arn', roleSessionName: 'aws.role.session.name', roleExternalId: 'aws.role.external.id', stsRegion: 'aws.sts.region' }
+      for (const [k, prop] of Object.entries(awsProps)) if (sasl[k]) props[prop] = String(sasl[k])
       if (sasl.accessKeyId && sasl.secretAccessKey) {
         aws = {
           accessKeyId: String(sasl.accessKeyId),

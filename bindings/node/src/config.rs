@@ -96,11 +96,16 @@ impl Settings {
             tsfn.unref(env)?;
             token = Some(TokenProviderHandle(Arc::new(JsTokenProvider(tsfn))));
         } else if let Some(c) = aws {
-            let mut signer = MskIamTokenProvider::new().with_credentials(AwsCredentials::new(
-                c.access_key_id,
-                c.secret_access_key,
-                c.session_token,
-            ));
+            // The aws.* properties (region, role to assume) with these keys.
+            let mut client = ClientConfig::default();
+            for (k, v) in &props {
+                if k.starts_with("aws.") {
+                    client.set(k, v).map_err(to_js)?;
+                }
+            }
+            let mut signer = MskIamTokenProvider::from_client_config(&client).with_credentials(
+                AwsCredentials::new(c.access_key_id, c.secret_access_key, c.session_token),
+            );
             if let Some(r) = c.region {
                 signer = signer.with_region(r);
             }

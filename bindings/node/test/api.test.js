@@ -97,6 +97,14 @@ test('KafkaJS options map onto Kafka property names', () => {
   const iam = clientSettings({ brokers: ['a:1'], ssl: true, sasl: { mechanism: 'aws-msk-iam', region: 'eu-west-1' } })
   assert.equal(iam.props['sasl.mechanism'], 'AWS_MSK_IAM')
   assert.equal(iam.props['aws.region'], 'eu-west-1')
+  const role = clientSettings({
+    brokers: ['a:1'],
+    sasl: { mechanism: 'aws', profile: 'dev', roleArn: 'arn:aws:iam::1:role/r', roleSessionName: 's', roleExternalId: 'x', stsRegion: 'eu-west-2' },
+  })
+  assert.deepEqual(
+    ['aws.profile', 'aws.role.arn', 'aws.role.session.name', 'aws.role.external.id', 'aws.sts.region'].map((k) => role.props[k]),
+    ['dev', 'arn:aws:iam::1:role/r', 's', 'x', 'eu-west-2'],
+  )
   assert.throws(() => clientSettings({ brokers: ['a:1'], sasl: { mechanism: 'oauthbearer' } }), sluice.KafkaJSNonRetriableError)
   assert.throws(() => clientSettings({ brokers: ['a:1'], sasl: { mechanism: 'gssapi' } }), sluice.KafkaJSNonRetriableError)
 

@@ -88,6 +88,9 @@ struct State {
 
 pub struct Cluster {
     pub config: ClientConfig,
+    /// The SASL mechanism, built once so its caches (an MSK IAM signer's
+    /// credentials and token) serve every connection.
+    sasl: Option<super::sasl::SaslConfig>,
     state: Mutex<State>,
     /// One metadata refresh at a time; waiters reuse its result.
     refresh: tokio::sync::Mutex<()>,
@@ -98,8 +101,14 @@ pub struct Cluster {
 impl Cluster {
     /// Connects to a bootstrap server and loads the broker list.
     pub async fn connect(config: ClientConfig) -> Result<Arc<Cluster>> {
+        let sasl = if config.security_protocol.uses_sasl() {
+            Some(super::secure::sasl_config(&config)?)
+        } else {
+            None
+        };
         let c = Arc::new(Cluster {
             config,
+            sasl,
             state: Mutex::new(State::default()),
             refresh: tokio::sync::Mutex::new(()),
             connecting: tokio::sync::Mutex::new(()),
@@ -166,7 +175,7 @@ impl Cluster {
             })?;
         let _ = tcp.set_nodelay(true);
         if cfg.security_protocol.uses_tls() || cfg.security_protocol.uses_sasl() {
-            return super::secure::open(tcp, addr, node_id, cfg).await;
+            return super::secure::open(tcp, addr, node_id, cfg, self.sasl.as_ref()).await;
         }
         Connection::open(tcp, addr, node_id, &cfg.client_id, cfg.request_timeout).await
     }

@@ -14,6 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::net::TcpStream;
 
 use super::connection::Connection;
+use super::sasl::msk_iam::MskIamTokenProvider;
 use super::sasl::SaslConfig;
 use super::tls::TlsConfig;
 use crate::config::ClientConfig;
@@ -61,7 +62,9 @@ pub fn sasl_config(cfg: &ClientConfig) -> Result<SaslConfig> {
                 ))
             }
         },
-        "AWS_MSK_IAM" => SaslConfig::aws_msk_iam(cfg.aws_region.clone()),
+        "AWS_MSK_IAM" => SaslConfig::AwsMskIam {
+            provider: Arc::new(MskIamTokenProvider::from_client_config(cfg)),
+        },
         other => {
             return Err(Error::config(
                 "sasl.mechanism",
@@ -81,11 +84,14 @@ fn tls_config(cfg: &ClientConfig) -> TlsConfig {
     }
 }
 
+/// Opens a connection over `tcp`: TLS when the protocol says so, then
+/// ApiVersions, then authentication with `sasl` when given.
 pub async fn open(
     tcp: TcpStream,
     addr: &str,
     node_id: i32,
     cfg: &ClientConfig,
+    sasl: Option<&SaslConfig>,
 ) -> Result<Arc<Connection>> {
     let host = host_of(addr).to_string();
     let conn = if cfg.security_protocol.uses_tls() {
@@ -106,9 +112,8 @@ pub async fn open(
     } else {
         Connection::open(tcp, addr, node_id, &cfg.client_id, cfg.request_timeout).await?
     };
-    if cfg.security_protocol.uses_sasl() {
-        let sasl = sasl_config(cfg)?;
-        authenticate(&conn, &sasl, &host).await?;
+    if let Some(sasl) = sasl {
+        authenticate(&conn, sasl, &host).await?;
     }
     Ok(conn)
 }

@@ -83,6 +83,11 @@ COMMON: dict[str, tuple[str, Conv]] = {
     "sasl_plain_username": ("sasl.username", _str),
     "sasl_plain_password": ("sasl.password", _str),
     "sasl_aws_msk_iam_region": ("aws.region", _str),
+    "sasl_aws_msk_iam_profile": ("aws.profile", _str),
+    "sasl_aws_msk_iam_role_arn": ("aws.role.arn", _str),
+    "sasl_aws_msk_iam_role_session_name": ("aws.role.session.name", _str),
+    "sasl_aws_msk_iam_role_external_id": ("aws.role.external.id", _str),
+    "sasl_aws_msk_iam_sts_region": ("aws.sts.region", _str),
     "allow_auto_create_topics": ("allow.auto.create.topics", _bool),
 }
 

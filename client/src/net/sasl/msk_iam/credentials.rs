@@ -1,13 +1,13 @@
-//! AWS credentials and the environment they are resolved in: the
-//! [`AwsCredentials`] themselves, [`Env`] (process variables or a fixed map),
-//! the [`CredentialSource`] a caller picks, and the error they fail with. A
-//! leaf: the sources that produce credentials (`chain`, `profile_file`,
-//! `endpoints`) build on it.
+//! AWS credentials and where they come from: the [`AwsCredentials`] the
+//! signer uses, the [`CredentialSource`] a caller picks, the optional role
+//! to assume on top of it ([`AssumeRole`]), and the error they fail with. A
+//! leaf: `sources` turns a source into the AWS SDK's provider, and
+//! `credentials_cache` keeps what it returns.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
 use std::time::SystemTime;
+
+use aws_credential_types::provider::SharedCredentialsProvider;
 
 use super::SaslError;
 
@@ -37,6 +37,17 @@ impl AwsCredentials {
     }
 }
 
+impl From<&aws_credential_types::Credentials> for AwsCredentials {
+    fn from(c: &aws_credential_types::Credentials) -> Self {
+        AwsCredentials {
+            access_key_id: c.access_key_id().to_owned(),
+            secret_access_key: c.secret_access_key().to_owned(),
+            session_token: c.session_token().map(str::to_owned),
+            expires_at: c.expiry(),
+        }
+    }
+}
+
 impl fmt::Debug for AwsCredentials {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AwsCredentials")
@@ -51,58 +62,9 @@ impl fmt::Debug for AwsCredentials {
     }
 }
 
-/// The environment credential resolution reads: the process's, or a fixed
-/// map (tests, embedding applications).
-#[derive(Clone, Debug, Default)]
-pub enum Env {
-    /// `std::env::var` at the time of each look-up.
-    #[default]
-    Process,
-    /// A fixed set of variables.
-    Fixed(HashMap<String, String>),
-}
-
-impl Env {
-    /// A fixed environment from pairs.
-    pub fn from_pairs<K: Into<String>, V: Into<String>>(
-        pairs: impl IntoIterator<Item = (K, V)>,
-    ) -> Self {
-        Env::Fixed(
-            pairs
-                .into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
-    }
-
-    /// A variable's value, `None` when unset or empty.
-    pub fn get(&self, key: &str) -> Option<String> {
-        let v = match self {
-            Env::Process => std::env::var(key).ok(),
-            Env::Fixed(m) => m.get(key).cloned(),
-        };
-        v.filter(|v| !v.is_empty())
-    }
-
-    pub(super) fn home(&self) -> Option<PathBuf> {
-        self.get("HOME")
-            .or_else(|| self.get("USERPROFILE"))
-            .map(PathBuf::from)
-    }
-
-    /// `var` if set (with a leading `~/` expanded), else `$HOME/.aws/<default>`.
-    pub(super) fn aws_file(&self, var: &str, default: &str) -> Option<PathBuf> {
-        match self.get(var) {
-            Some(p) => match (p.strip_prefix("~/"), self.home()) {
-                (Some(rest), Some(home)) => Some(home.join(rest)),
-                _ => Some(PathBuf::from(p)),
-            },
-            None => self.home().map(|h| h.join(".aws").join(default)),
-        }
-    }
-}
-
-/// Where credentials come from.
+/// Where credentials come from. Every source but `Explicit` is the AWS SDK
+/// for Rust's own provider (aws-config), reading the process environment
+/// and the shared files as every AWS SDK does.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
 pub enum CredentialSource {
@@ -110,16 +72,53 @@ pub enum CredentialSource {
     Explicit(AwsCredentials),
     /// `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, optional `AWS_SESSION_TOKEN`.
     Environment,
-    /// A profile of the shared files (`None`: `AWS_PROFILE` or `default`).
+    /// A profile of the shared files (`None`: `AWS_PROFILE` or `default`),
+    /// with everything a profile can say: static keys, `role_arn` with
+    /// `source_profile` or `credential_source` chains, `credential_process`,
+    /// `sso_session`/legacy SSO, `web_identity_token_file`.
     Profile(Option<String>),
-    /// The ECS/EKS container credentials endpoint.
+    /// `AWS_WEB_IDENTITY_TOKEN_FILE` + `AWS_ROLE_ARN` (+ `AWS_ROLE_SESSION_NAME`):
+    /// STS AssumeRoleWithWebIdentity, as on EKS with IRSA.
+    WebIdentity,
+    /// The ECS / EKS Pod Identity container endpoint
+    /// (`AWS_CONTAINER_CREDENTIALS_RELATIVE_URI` or `..._FULL_URI`, with
+    /// `AWS_CONTAINER_AUTHORIZATION_TOKEN[_FILE]`).
     Container,
     /// EC2 instance metadata (IMDSv2).
     Imds,
-    /// The standard chain: environment, web identity (unsupported), shared
-    /// files, container endpoint, IMDS (unless `AWS_EC2_METADATA_DISABLED=true`).
+    /// Any provider of the AWS SDK (`aws_credential_types::provider::ProvideCredentials`).
+    Provider(SharedCredentialsProvider),
+    /// The SDK's default chain: environment, profile (`AWS_PROFILE` or the
+    /// given one), web identity, container endpoint, IMDS.
     DefaultChain,
 }
+
+/// A role to assume (STS AssumeRole) with the credentials of the source, as
+/// aws-msk-iam-auth's `awsRoleArn` does.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AssumeRole {
+    pub role_arn: String,
+    /// `RoleSessionName` (aws-msk-iam-auth's default: `aws-msk-iam-auth`).
+    pub session_name: Option<String>,
+    pub external_id: Option<String>,
+    /// Region of the STS endpoint (default: the signing region).
+    pub sts_region: Option<String>,
+}
+
+impl AssumeRole {
+    /// Assumes `role_arn` with the default session name.
+    pub fn new(role_arn: impl Into<String>) -> Self {
+        AssumeRole {
+            role_arn: role_arn.into(),
+            session_name: None,
+            external_id: None,
+            sts_region: None,
+        }
+    }
+}
+
+/// The session name aws-msk-iam-auth uses when none is configured.
+pub const DEFAULT_ROLE_SESSION_NAME: &str = "aws-msk-iam-auth";
 
 pub(super) fn cred_err(msg: impl Into<String>) -> SaslError {
     SaslError::Credentials(msg.into())

@@ -7,45 +7,42 @@
 //! `{"version":"2020_10_22","request-id":...}`. This file owns that JSON
 //! session and the module's public surface; the jobs behind it live apart:
 //!
-//! - `credentials`: [`AwsCredentials`], [`Env`] and [`CredentialSource`]
-//!   (the types, a leaf the sources build on).
-//! - `chain`: the default chain ([`resolve_credentials`]) over the sources
-//!   below, and the region look-up.
-//! - `profile_file`: the shared `~/.aws/credentials` / `~/.aws/config` files
-//!   and their INI dialect.
-//! - `endpoints`: the ECS/EKS container endpoint and EC2 IMDSv2 sources,
-//!   spoken through `http`, a tiny HTTP/1.1 client for those link-local
-//!   endpoints.
+//! - `credentials`: [`AwsCredentials`], [`CredentialSource`] and
+//!   [`AssumeRole`] (the types, a leaf the rest builds on).
+//! - `sources`: each source as the AWS SDK for Rust's own provider
+//!   (aws-config: default chain, profiles with assume-role chains,
+//!   `credential_process` and SSO, web identity, the ECS/EKS container
+//!   endpoint, IMDSv2, STS AssumeRole on top).
+//! - `credentials_cache`: when credentials are reused and when refreshed.
+//! - `region`: the signing region ([`resolve_region`],
+//!   [`region_from_broker_host`]).
 //! - `token`: the presigned `kafka-cluster:Connect` URL as an OAUTHBEARER
 //!   token ([`token_for`]) and as the `AWS_MSK_IAM` JSON ([`json_payload`]),
 //!   signed by [`sluice_protocol::msk_iam`], the SigV4 code the broker
-//!   verifies with.
+//!   verifies with (kept rather than aws-sigv4, whose presigned URLs order
+//!   the query parameters differently, so tokens would no longer match
+//!   aws-msk-iam-sasl-signer's byte for byte).
 //! - `cache`: when a signed token is reused and when it is re-signed.
 //! - `provider`: [`MskIamTokenProvider`], tying credentials, region, clock,
-//!   signing and the cache together.
-//!
-//! Web identity, assume-role profiles, SSO and `credential_process` are
-//! reported as not supported yet.
+//!   signing and the caches together.
 
 mod cache;
-mod chain;
 mod credentials;
-mod endpoints;
-mod http;
-mod profile_file;
+mod credentials_cache;
 mod provider;
-mod token;
-
+mod region;
+mod sources;
 #[cfg(test)]
 mod test_vectors;
+mod token;
 
 use std::time::Duration;
 
 use super::{SaslError, SaslSession};
 
-pub use chain::{region_from_broker_host, resolve_credentials, resolve_region};
-pub use credentials::{AwsCredentials, CredentialSource, Env};
+pub use credentials::{AssumeRole, AwsCredentials, CredentialSource, DEFAULT_ROLE_SESSION_NAME};
 pub use provider::MskIamTokenProvider;
+pub use region::{region_from_broker_host, resolve_region};
 pub use token::{json_payload, token_for};
 
 /// The action a token authorizes.
@@ -142,7 +139,6 @@ mod tests {
         // Session via SaslConfig; region comes from the broker host here.
         let p = MskIamTokenProvider::new()
             .with_credentials(creds)
-            .with_env(Env::from_pairs::<&str, &str>([]))
             .with_clock(py_time());
         let cfg = super::super::SaslConfig::AwsMskIamJson {
             signer: Arc::new(p),

@@ -1,35 +1,45 @@
 //! [`MskIamTokenProvider`]: MSK IAM tokens and `AWS_MSK_IAM` sessions from
-//! a credential source, a region (configured, from the environment or
-//! profile, or read off an MSK broker host name), a user agent and a clock,
-//! with each OAUTHBEARER token cached (`cache`) until it is due for
-//! re-signing.
+//! a credential source (optionally with a role assumed on top), a region
+//! (configured, from the environment or profile, or read off an MSK broker
+//! host name), a user agent and a clock. Credentials are kept by
+//! `credentials_cache` and each OAUTHBEARER token by `cache` until it is due
+//! for re-signing.
 
 use std::fmt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
+use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use futures::future::BoxFuture;
 use sluice_protocol::clock::{now_ms, system_time_ms};
+use tokio::sync::OnceCell;
 
 use super::super::{OAuthToken, TokenProvider};
 use super::cache::TokenCache;
-use super::chain::{region_from_broker_host, resolve_credentials, resolve_region};
-use super::credentials::{cred_err, AwsCredentials, CredentialSource, Env};
+use super::credentials::{cred_err, AssumeRole, AwsCredentials, CredentialSource};
+use super::credentials_cache::CredentialsCache;
+use super::region::{region_from_broker_host, resolve_region};
+use super::sources::{describe, fetch, provider_for};
 use super::token::{json_payload, token_for};
 use super::{MskIamJsonSession, SaslError, DEFAULT_USER_AGENT, TOKEN_EXPIRY};
+use crate::config::ClientConfig;
 
 /// Where the provider reads the time (the system clock unless frozen).
 type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
 
 /// Produces MSK IAM OAUTHBEARER tokens (and `AWS_MSK_IAM` payloads) from AWS
-/// credentials, caching each token until 80% of its lifetime has passed.
+/// credentials, caching the credentials until they are due for refresh and
+/// each token until 80% of its lifetime has passed.
 pub struct MskIamTokenProvider {
     region: Option<String>,
     source: CredentialSource,
-    env: Env,
+    role: Option<AssumeRole>,
     user_agent: String,
     clock: Clock,
     cache: TokenCache,
+    credentials: CredentialsCache,
+    /// The SDK provider, built on first use (it needs the signing region).
+    sdk: OnceCell<SharedCredentialsProvider>,
 }
 
 impl fmt::Debug for MskIamTokenProvider {
@@ -37,6 +47,7 @@ impl fmt::Debug for MskIamTokenProvider {
         f.debug_struct("MskIamTokenProvider")
             .field("region", &self.region)
             .field("source", &self.source)
+            .field("role", &self.role)
             .field("user_agent", &self.user_agent)
             .finish_non_exhaustive()
     }
@@ -49,17 +60,42 @@ impl Default for MskIamTokenProvider {
 }
 
 impl MskIamTokenProvider {
-    /// A provider using the default credential chain, the region from
-    /// `AWS_REGION`/`AWS_DEFAULT_REGION`/the profile, and the system clock.
+    /// A provider using the AWS SDK's default credential chain, the region
+    /// from `AWS_REGION`/`AWS_DEFAULT_REGION`/the profile, and the system clock.
     pub fn new() -> Self {
         MskIamTokenProvider {
             region: None,
             source: CredentialSource::DefaultChain,
-            env: Env::Process,
+            role: None,
             user_agent: DEFAULT_USER_AGENT.to_owned(),
             clock: Arc::new(SystemTime::now),
             cache: TokenCache::default(),
+            credentials: CredentialsCache::default(),
+            sdk: OnceCell::new(),
         }
+    }
+
+    /// The signer the `aws.*` properties describe: `aws.region`, the
+    /// default chain or `aws.profile`, and `aws.role.arn` (with
+    /// `aws.role.session.name`, `aws.role.external.id`, `aws.sts.region`)
+    /// assumed on top when set.
+    pub fn from_client_config(cfg: &ClientConfig) -> Self {
+        let mut signer = MskIamTokenProvider::new();
+        if let Some(r) = &cfg.aws_region {
+            signer = signer.with_region(r.clone());
+        }
+        if let Some(p) = &cfg.aws_profile {
+            signer = signer.with_profile(p.clone());
+        }
+        if let Some(arn) = &cfg.aws_role_arn {
+            signer = signer.with_assume_role(AssumeRole {
+                role_arn: arn.clone(),
+                session_name: cfg.aws_role_session_name.clone(),
+                external_id: cfg.aws_role_external_id.clone(),
+                sts_region: cfg.aws_sts_region.clone(),
+            });
+        }
+        signer
     }
 
     /// Signs for this region instead of resolving one.
@@ -78,15 +114,25 @@ impl MskIamTokenProvider {
         self.with_source(CredentialSource::Profile(Some(profile.into())))
     }
 
+    /// Uses any AWS SDK credentials provider.
+    pub fn with_credentials_provider(self, provider: impl ProvideCredentials + 'static) -> Self {
+        self.with_source(CredentialSource::Provider(SharedCredentialsProvider::new(
+            provider,
+        )))
+    }
+
     /// Uses a given credential source.
     pub fn with_source(mut self, source: CredentialSource) -> Self {
         self.source = source;
+        self.sdk = OnceCell::new();
         self
     }
 
-    /// Reads variables from `env` instead of the process environment.
-    pub fn with_env(mut self, env: Env) -> Self {
-        self.env = env;
+    /// Assumes `role` (STS AssumeRole) with the source's credentials and
+    /// signs with the role's.
+    pub fn with_assume_role(mut self, role: AssumeRole) -> Self {
+        self.role = Some(role);
+        self.sdk = OnceCell::new();
         self
     }
 
@@ -115,7 +161,7 @@ impl MskIamTokenProvider {
             CredentialSource::Profile(p) => p.as_deref(),
             _ => None,
         };
-        if let Some(r) = resolve_region(&self.env, profile).await {
+        if let Some(r) = resolve_region(profile).await {
             return Ok(r);
         }
         broker_host
@@ -125,10 +171,37 @@ impl MskIamTokenProvider {
             })
     }
 
-    /// Signs a token now with freshly resolved credentials (no cache).
+    /// The credentials tokens are signed with now: cached, or fetched from
+    /// the source. `region` is the signing region (where STS is called
+    /// unless the role names its own).
+    async fn current_credentials(&self, region: Option<&str>) -> Result<AwsCredentials, SaslError> {
+        if let (CredentialSource::Explicit(c), None) = (&self.source, &self.role) {
+            return Ok(c.clone());
+        }
+        let now = (self.clock)();
+        self.credentials
+            .get(now, || async {
+                let provider = self
+                    .sdk
+                    .get_or_init(|| provider_for(&self.source, self.role.as_ref(), region))
+                    .await;
+                fetch(provider, &describe(&self.source, self.role.as_ref())).await
+            })
+            .await
+    }
+
+    /// The credentials the next token would be signed with (what
+    /// aws-msk-iam-auth's `awsDebugCreds` logs): the source resolved, the
+    /// role assumed.
+    pub async fn credentials(&self) -> Result<AwsCredentials, SaslError> {
+        let region = self.region(None).await.ok();
+        self.current_credentials(region.as_deref()).await
+    }
+
+    /// Signs a token now (credentials from the cache; the token is not cached).
     pub async fn sign_token(&self) -> Result<(OAuthToken, Option<SystemTime>), SaslError> {
         let region = self.region(None).await?;
-        let creds = resolve_credentials(&self.source, &self.env).await?;
+        let creds = self.current_credentials(Some(&region)).await?;
         let token = token_for(&region, &creds, (self.clock)(), &self.user_agent)?;
         Ok((token, creds.expires_at))
     }
@@ -136,7 +209,7 @@ impl MskIamTokenProvider {
     /// Starts an `AWS_MSK_IAM` session for `broker_host`.
     pub async fn json_session(&self, broker_host: &str) -> Result<MskIamJsonSession, SaslError> {
         let region = self.region(Some(broker_host)).await?;
-        let creds = resolve_credentials(&self.source, &self.env).await?;
+        let creds = self.current_credentials(Some(&region)).await?;
         let now = (self.clock)();
         let payload = json_payload(broker_host, &region, &creds, now, &self.user_agent)?;
         let expires =
@@ -171,7 +244,6 @@ mod tests {
             .with_region("us-east-1")
             .with_credentials(AwsCredentials::new(AKID, SECRET, None))
             .with_user_agent(PY_USER_AGENT)
-            .with_env(Env::from_pairs::<&str, &str>([]))
             .with_clock(py_time());
         let t = ok(p.token().await);
         assert_eq!(t.value, PY_TOKEN);
