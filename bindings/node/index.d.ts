@@ -29,7 +29,7 @@ export type SASLOptions =
        */
       mechanism: 'aws-msk-iam' | 'aws'
       region?: string
-      /** Credentials from this shared-files profile. */
+      /** Credentials from this shared-files profile (not with accessKeyId). */
       profile?: string
       /** Assume this role (STS AssumeRole) and sign as it. */
       roleArn?: string

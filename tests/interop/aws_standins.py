@@ -1,8 +1,9 @@
 """Local stand-ins for the AWS endpoints credentials come from, so the
 credential-source tests send no request off the machine:
 
-- ``MotoSts``: moto's server (PyPI ``moto[server]``), a real STS
-  implementation: AssumeRole, AssumeRoleWithWebIdentity, GetCallerIdentity.
+- ``MotoSts``: moto's server (PyPI ``moto[server]``) in this process, a
+  real STS implementation (AssumeRole, AssumeRoleWithWebIdentity,
+  GetCallerIdentity) whose backend says what each call asked.
 - ``CredentialEndpoints``: one HTTP server on 127.0.0.1 answering as the ECS /
   EKS Pod Identity container endpoint, EC2's IMDSv2 and the IAM Identity
   Center (SSO) portal's GetRoleCredentials, recording every request.
@@ -16,15 +17,12 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlparse
 
-from conftest import _die_with_parent, free_port, port_accepts
+from conftest import free_port, port_accepts
 
 EXPIRY = "2031-01-01T00:00:00Z"
 EXPIRY_MS = 1924992000000
@@ -39,21 +37,20 @@ def token_access_key(token: str) -> tuple[str, bool]:
 
 
 class MotoSts:
-    """moto_server on a free 127.0.0.1 port, stopped with the test session."""
+    """moto's server, in this process (so its STS backend can be inspected),
+    on a free 127.0.0.1 port."""
 
-    def __init__(self, log: Path):
+    def __init__(self):
+        from moto.server import ThreadedMotoServer
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        exe = Path(sys.executable).with_name("moto_server")
-        self._log = open(log, "ab")
-        self.proc = subprocess.Popen([str(exe), "-H", "127.0.0.1", "-p", str(self.port)],
-                                     stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                     start_new_session=True, preexec_fn=_die_with_parent)
+        self.server = ThreadedMotoServer(ip_address="127.0.0.1", port=self.port)
+        self.server.start()
         deadline = time.monotonic() + 30
         while not port_accepts(self.port):
-            assert self.proc.poll() is None, f"moto_server exited: {log.read_text(errors='replace')}"
-            assert time.monotonic() < deadline, "moto_server did not start"
-            time.sleep(0.1)
+            assert time.monotonic() < deadline, "moto's server did not start"
+            time.sleep(0.05)
 
     def caller_arn(self, access_key_id: str) -> str:
         """The identity moto issued `access_key_id` to (moto resolves the key
@@ -65,14 +62,20 @@ class MotoSts:
                            aws_session_token="unused")
         return sts.get_caller_identity()["Arn"]
 
+    def assumed(self, session_name: str) -> dict:
+        """What the AssumeRole* call for `session_name` asked: role, external
+        id, and the region whose STS endpoint took it."""
+        from moto.sts.models import sts_backends
+
+        found = {(r.role_arn, r.external_id, r.region_name)
+                 for per_account in sts_backends.values() for backend in per_account.values()
+                 for r in backend.assumed_roles if r.session_name == session_name}
+        assert len(found) == 1, found
+        role_arn, external_id, region = found.pop()
+        return {"role_arn": role_arn, "external_id": external_id, "region": region}
+
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-        self._log.close()
+        self.server.stop()
 
 
 class CredentialEndpoints:

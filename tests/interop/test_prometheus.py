@@ -154,6 +154,16 @@ def test_prometheus_reads_msk_series_and_consumer_lag(broker, admin, topic_name,
                    lambda v: v > 0, "Produce p99 TotalTimeMs")
     mean = value_of(prometheus, 'kafka_network_RequestMetrics_Mean{name="TotalTimeMs",request="Produce"}')
     assert mean is not None and 0 < mean < 5000 and p99 < 5000, (mean, p99)
+    # Fetches count under Fetch and, as dashboards chart them, FetchConsumer;
+    # one node has no follower, so no FetchFollower and no replication out.
+    wait_for(prometheus, 'kafka_network_RequestMetrics_Count{name="RequestsPerSec",request="FetchConsumer"}',
+             lambda v: v >= 1, "FetchConsumer requests")
+    wait_for(prometheus, 'kafka_network_RequestMetrics_Mean{name="TotalTimeMs",request="FetchConsumer"}',
+             lambda v: v >= 0, "FetchConsumer TotalTimeMs")
+    assert value_of(prometheus, 'kafka_network_RequestMetrics_Count{name="RequestsPerSec",request="FetchFollower"}') \
+        is None
+    wait_for(prometheus, 'kafka_server_BrokerTopicMetrics_Count{name="ReplicationBytesOutPerSec",topic=""}',
+             lambda v: v == 0, "no replication bytes out on one node")
 
     # One node: it leads every partition it hosts, none under-replicated,
     # and as its own controller sees no offline partition.

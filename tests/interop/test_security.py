@@ -421,16 +421,19 @@ def test_sluice_cli_msk_iam_with_container_endpoint_credentials(secure, tmp_path
         topic = new_topic(secure, "iam")
         props = ["-X", "security.protocol=SASL_PLAINTEXT", "-X", "sasl.mechanism=AWS_MSK_IAM",
                  "-X", f"aws.region={REGION}"]
-        # Blank counts as unset for the SDK, as for the AWS CLI.
-        env = {"HOME": str(tmp_path), "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "", "AWS_PROFILE": "",
-               "AWS_EC2_METADATA_DISABLED": "true",
+        # Only what the case sets: no AWS variable of the runner's takes part.
+        env = {"PATH": os.environ["PATH"], "HOME": str(tmp_path), "AWS_EC2_METADATA_DISABLED": "true",
                "AWS_CONTAINER_CREDENTIALS_FULL_URI": f"{endpoints.url}/container",
                "AWS_CONTAINER_AUTHORIZATION_TOKEN": endpoints.container_token}
-        r = secure.sluice(*props, "produce", topic, port=secure.iam_port, env=env, inp="a\nb\n")
+
+        def sluice(*args, inp=None):
+            return subprocess.run([str(SLUICE), "-b", f"127.0.0.1:{secure.iam_port}", *props, *args], input=inp,
+                                  capture_output=True, text=True, timeout=60, env=env)
+
+        r = sluice("produce", topic, inp="a\nb\n")
         assert r.returncode == 0, r.stderr
         assert endpoints.hits("/container") == 1, endpoints.requests
-        r = secure.sluice(*props, "consume", topic, "--from-beginning", "--max-messages", "2",
-                          port=secure.iam_port, env=env)
+        r = sluice("consume", topic, "--from-beginning", "--max-messages", "2")
         assert r.returncode == 0 and r.stdout.split() == ["a", "b"], r.stderr
     finally:
         endpoints.stop()

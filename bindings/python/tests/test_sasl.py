@@ -109,3 +109,33 @@ def test_aws_msk_iam_uses_the_builtin_signer(oauth_kafka, monkeypatch):
     with pytest.raises(errors.SaslAuthenticationFailedError, match="SASL_AUTHENTICATION_FAILED"):
         KafkaProducer(bootstrap_servers=oauth_kafka, security_protocol="SASL_PLAINTEXT", sasl_mechanism="AWS_MSK_IAM",
                       sasl_aws_msk_iam_region="us-east-1", request_timeout_ms=10000)
+
+
+def test_aws_msk_iam_assumes_the_configured_role_through_sts(oauth_kafka, monkeypatch, tmp_path):
+    """sasl_aws_msk_iam_role_arn / _role_session_name (aws-msk-iam-auth's
+    awsRoleArn / awsRoleSessionName): the signer assumes the role with the
+    credentials found, here through moto's STS on 127.0.0.1."""
+    from moto.server import ThreadedMotoServer
+    from moto.sts.models import sts_backends
+
+    port = free_port()
+    sts = ThreadedMotoServer(ip_address="127.0.0.1", port=port)
+    sts.start()
+    try:
+        monkeypatch.setenv("HOME", str(tmp_path))
+        monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+        monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{port}")
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+        role = "arn:aws:iam::123456789012:role/python-app"
+        # Kafka is not MSK: it rejects the token, signed with the role's keys.
+        with pytest.raises(errors.SaslAuthenticationFailedError):
+            KafkaProducer(bootstrap_servers=oauth_kafka, security_protocol="SASL_PLAINTEXT",
+                          sasl_mechanism="AWS_MSK_IAM", sasl_aws_msk_iam_region="us-east-1",
+                          sasl_aws_msk_iam_role_arn=role, sasl_aws_msk_iam_role_session_name="py-session",
+                          request_timeout_ms=10000)
+        assumed = {(r.role_arn, r.session_name) for b in sts_backends.values() for region in b.values()
+                   for r in region.assumed_roles}
+        assert assumed == {(role, "py-session")}
+    finally:
+        sts.stop()

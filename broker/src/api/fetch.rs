@@ -108,6 +108,11 @@ impl PartitionOut {
     }
 }
 
+/// Whether a broker sent this fetch (a replica id, not a consumer's -1).
+pub(crate) fn from_follower(version: i16, req: &FetchRequest) -> bool {
+    replica_id(version, req) >= 0
+}
+
 /// The replica id of a fetch: `replica_id` before v15, `replica_state` since.
 fn replica_id(version: i16, req: &FetchRequest) -> i32 {
     if version >= 15 {

@@ -16,6 +16,7 @@ use sluice_protocol::ErrorCode;
 
 use crate::cluster::ApiError;
 use crate::log::read::FileRange;
+use crate::metrics::FetchFrom;
 use crate::shard::Shard;
 
 pub mod add_offsets_to_txn;
@@ -341,6 +342,16 @@ fn decode<T: Decodable>(body: &mut Bytes, version: i16) -> Result<T, String> {
     T::decode(body, version).map_err(|e| e.to_string())
 }
 
+/// For a Fetch, who sent it: a replica id names a follower.
+fn fetch_from(req: &dyn std::any::Any, version: i16) -> Option<FetchFrom> {
+    let fetch = req.downcast_ref::<kafka_protocol::messages::FetchRequest>()?;
+    Some(if fetch::from_follower(version, fetch) {
+        FetchFrom::Follower
+    } else {
+        FetchFrom::Consumer
+    })
+}
+
 macro_rules! registry {
     ($( $key:ident => $module:ident ( $req:ty ) ),* $(,)?) => {
         /// Every API served, with its version range: ApiVersions answers this.
@@ -348,12 +359,14 @@ macro_rules! registry {
             $( (ApiKey::$key, $module::MIN_VERSION, $module::MAX_VERSION) ),*
         ];
 
-        /// Decodes the request body and returns the handler's future.
-        pub fn prepare(ctx: RequestContext, mut body: Bytes) -> Result<LocalBoxFuture<'static, Response>, String> {
+        /// Decodes the request body and returns the handler's future, and
+        /// for a Fetch who sent it (the request metrics tell them apart).
+        pub fn prepare(ctx: RequestContext, mut body: Bytes) -> Result<(LocalBoxFuture<'static, Response>, Option<FetchFrom>), String> {
             match ctx.api {
                 $( ApiKey::$key => {
                     let req: $req = decode(&mut body, ctx.version)?;
-                    Ok(Box::pin(async move { $module::handle(&ctx, req).await }))
+                    let from = fetch_from(&req as &dyn std::any::Any, ctx.version);
+                    Ok((Box::pin(async move { $module::handle(&ctx, req).await }), from))
                 } )*
                 other => Err(format!("{other:?} is not served")),
             }

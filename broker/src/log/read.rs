@@ -69,25 +69,28 @@ impl PartitionLog {
         max_bytes: usize,
         isolation: Isolation,
     ) -> Result<ReadResult, LogError> {
-        match isolation {
+        let result = match isolation {
             Isolation::ReadUncommitted => {
                 let hw = self.high_watermark();
-                self.read_below(offset, max_bytes, hw)
+                self.read_range(offset, max_bytes, hw).map(|(r, _)| r)
             }
             Isolation::ReadCommitted => self.read_committed(offset, max_bytes),
+        }?;
+        if let Some(r) = &result.records {
+            self.metrics.add_out(r.len);
         }
+        Ok(result)
     }
 
-    /// As [`read`](Self::read), but up to `limit` (capped at the log end)
-    /// instead of the high watermark: followers read up to the log end.
-    pub fn read_below(
-        &self,
-        offset: i64,
-        max_bytes: usize,
-        limit: i64,
-    ) -> Result<ReadResult, LogError> {
-        self.read_range(offset, max_bytes, limit)
-            .map(|(result, _)| result)
+    /// As [`read`](Self::read) with read_uncommitted, but up to the log end
+    /// instead of the high watermark: a follower's read. Its bytes count as
+    /// replication out (Kafka's ReplicationBytesOutPerSec), not as bytes out.
+    pub fn read_for_follower(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
+        let (result, _) = self.read_range(offset, max_bytes, self.log_end_offset())?;
+        if let Some(r) = &result.records {
+            self.metrics.add_replicated_out(r.len);
+        }
+        Ok(result)
     }
 
     fn read_committed(&self, offset: i64, max_bytes: usize) -> Result<ReadResult, LogError> {
@@ -169,7 +172,6 @@ impl PartitionLog {
             // Fast path: the rest of the segment is visible and fits.
             if seg.size - start <= max_bytes as u64 && seg.next_offset <= limit {
                 let len = seg.size - start;
-                self.metrics.add_out(len);
                 let result = ReadResult {
                     records: Some(FileRange {
                         file: seg.reader.clone(),
@@ -197,7 +199,6 @@ impl PartitionLog {
             if end == start {
                 return Ok((base, None));
             }
-            self.metrics.add_out(end - start);
             let result = ReadResult {
                 records: Some(FileRange {
                     file: seg.reader.clone(),

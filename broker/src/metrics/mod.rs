@@ -75,6 +75,24 @@ impl<const N: usize> Histogram<N> {
     }
 }
 
+/// Who sent a Fetch: Kafka's RequestMetrics name them FetchConsumer and
+/// FetchFollower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FetchFrom {
+    Consumer = 0,
+    Follower = 1,
+}
+
+impl FetchFrom {
+    /// The `request` label Kafka gives it.
+    pub fn request_name(self) -> &'static str {
+        match self {
+            FetchFrom::Consumer => "FetchConsumer",
+            FetchFrom::Follower => "FetchFollower",
+        }
+    }
+}
+
 #[derive(Default)]
 pub struct PartitionCounters {
     pub bytes_in: AtomicU64,
@@ -89,6 +107,9 @@ pub struct PartitionCounters {
     /// MessagesInPerSec leave it out).
     pub replicated_bytes_in: AtomicU64,
     pub replicated_records_in: AtomicU64,
+    /// What followers fetched (Kafka's ReplicationBytesOutPerSec); not in
+    /// `bytes_out`, which is what consumers fetched (BytesOutPerSec).
+    pub replicated_bytes_out: AtomicU64,
     /// Published by the owning shard once a second (consumer lag).
     pub high_watermark: AtomicI64,
 }
@@ -113,6 +134,10 @@ impl PartitionMetrics {
     }
     pub fn add_out(&self, bytes: u64) {
         self.0.bytes_out.fetch_add(bytes, Relaxed);
+    }
+    /// A follower fetched this much.
+    pub fn add_replicated_out(&self, bytes: u64) {
+        self.0.replicated_bytes_out.fetch_add(bytes, Relaxed);
     }
     pub fn observe_fsync(&self, took: Duration, requests: usize) {
         METRICS.fsync_seconds.observe(took.as_secs_f64());
@@ -159,6 +184,12 @@ pub struct Metrics {
     requests: [AtomicU64; 128],
     request_errors: [AtomicU64; 128],
     request_latency: [Histogram<14>; 128],
+    /// Fetches again, by who sent them: [consumers, followers] (Kafka's
+    /// RequestMetrics for FetchConsumer and FetchFollower, which
+    /// dashboards chart rather than Fetch).
+    fetch_requests: [AtomicU64; 2],
+    fetch_errors: [AtomicU64; 2],
+    fetch_latency: [Histogram<14>; 2],
     partitions: Mutex<BTreeMap<(String, i32), PartitionMetrics>>,
     /// Client quota series per (quota, user, client id) entity.
     quotas: Mutex<BTreeMap<(&'static str, String, String), QuotaSeries>>,
@@ -220,6 +251,9 @@ pub static METRICS: Metrics = Metrics {
     requests: [const { AtomicU64::new(0) }; 128],
     request_errors: [const { AtomicU64::new(0) }; 128],
     request_latency: [const { Histogram::new(&LATENCY_BUCKETS) }; 128],
+    fetch_requests: [const { AtomicU64::new(0) }; 2],
+    fetch_errors: [const { AtomicU64::new(0) }; 2],
+    fetch_latency: [const { Histogram::new(&LATENCY_BUCKETS) }; 2],
     partitions: Mutex::new(BTreeMap::new()),
     quotas: Mutex::new(BTreeMap::new()),
     shard_tids: [const { AtomicI64::new(0) }; MAX_SHARDS],
@@ -291,13 +325,29 @@ impl Metrics {
         m.remove(&(quota, user.to_string(), client_id.to_string()));
     }
 
-    pub fn observe_request(&self, api_key: i16, took: Duration, failed: bool) {
+    /// A request answered after `took` (`failed`: it could not be
+    /// decoded). A Fetch counts under Fetch and under who sent it.
+    pub fn observe_request(
+        &self,
+        api_key: i16,
+        fetch: Option<FetchFrom>,
+        took: Duration,
+        failed: bool,
+    ) {
         let i = (api_key.max(0) as usize).min(127);
         self.requests[i].fetch_add(1, Relaxed);
         if failed {
             self.request_errors[i].fetch_add(1, Relaxed);
         }
         self.request_latency[i].observe(took.as_secs_f64());
+        if let Some(from) = fetch {
+            let j = from as usize;
+            self.fetch_requests[j].fetch_add(1, Relaxed);
+            if failed {
+                self.fetch_errors[j].fetch_add(1, Relaxed);
+            }
+            self.fetch_latency[j].observe(took.as_secs_f64());
+        }
     }
 
     /// A shard's thread started (called on that thread).

@@ -70,7 +70,7 @@ impl Inputs {
     pub(super) fn read(m: &Metrics) -> Inputs {
         let parts = lock(&m.partitions).clone();
         let mut meters = Vec::new();
-        let mut per_topic: BTreeMap<&str, [u64; 4]> = BTreeMap::new();
+        let mut per_topic: BTreeMap<&str, [u64; 5]> = BTreeMap::new();
         for ((t, _), pm) in &parts {
             let c = &pm.0;
             let e = per_topic.entry(t.as_str()).or_default();
@@ -82,8 +82,9 @@ impl Inputs {
                 .load(Relaxed)
                 .saturating_sub(c.replicated_records_in.load(Relaxed));
             e[3] += repl_bytes;
+            e[4] += c.replicated_bytes_out.load(Relaxed);
         }
-        let mut total = [0u64; 4];
+        let mut total = [0u64; 5];
         for (t, v) in &per_topic {
             for (name, i) in [
                 ("BytesInPerSec", 0),
@@ -105,6 +106,7 @@ impl Inputs {
             ("BytesOutPerSec", 1),
             ("MessagesInPerSec", 2),
             ("ReplicationBytesInPerSec", 3),
+            ("ReplicationBytesOutPerSec", 4),
         ] {
             meters.push(MeterInput {
                 mbean: "kafka_server_BrokerTopicMetrics",
@@ -140,6 +142,28 @@ impl Inputs {
                 "kafka_network_RequestMetrics",
                 vec![("name", "TotalTimeMs".into()), ("request", request)],
                 &m.request_latency[i],
+            ));
+        }
+        for from in [super::FetchFrom::Consumer, super::FetchFrom::Follower] {
+            let (j, name) = (from as usize, from.request_name());
+            let n = m.fetch_requests[j].load(Relaxed);
+            if n == 0 {
+                continue;
+            }
+            for (metric, count) in [
+                ("RequestsPerSec", n),
+                ("ErrorsPerSec", m.fetch_errors[j].load(Relaxed)),
+            ] {
+                meters.push(MeterInput {
+                    mbean: "kafka_network_RequestMetrics",
+                    labels: vec![("name", metric.into()), ("request", name.into())],
+                    count,
+                });
+            }
+            histograms.push(millis(
+                "kafka_network_RequestMetrics",
+                vec![("name", "TotalTimeMs".into()), ("request", name.into())],
+                &m.fetch_latency[j],
             ));
         }
         for (name, c) in [

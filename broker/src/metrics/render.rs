@@ -354,8 +354,38 @@ mod tests {
         pm.add_in(1000, 7);
         pm.add_replicated_in(200, 2);
         pm.add_out(300);
-        METRICS.observe_request(0, std::time::Duration::from_millis(3), false);
+        pm.add_replicated_out(50);
+        METRICS.observe_request(0, None, std::time::Duration::from_millis(3), false);
+        METRICS.observe_request(
+            1,
+            Some(super::super::FetchFrom::Follower),
+            std::time::Duration::from_millis(7),
+            false,
+        );
         let body = METRICS.render();
+        let count = |series: &str| -> u64 {
+            sample(&body, series)
+                .unwrap_or_else(|| panic!("{series} missing"))
+                .parse::<f64>()
+                .unwrap() as u64
+        };
+        // A follower's fetch is replication out, and a FetchFollower
+        // request besides a Fetch (METRICS is shared: at least ours).
+        assert!(
+            count("kafka_server_BrokerTopicMetrics_Count{name=\"ReplicationBytesOutPerSec\"}")
+                >= 50
+        );
+        let follower = count(
+            "kafka_network_RequestMetrics_Count{name=\"RequestsPerSec\",request=\"FetchFollower\"}",
+        );
+        assert!(follower >= 1);
+        assert!(
+            count("kafka_network_RequestMetrics_Count{name=\"RequestsPerSec\",request=\"Fetch\"}")
+                >= follower
+        );
+        assert!(body.contains(
+            "kafka_network_RequestMetrics_99thPercentile{name=\"TotalTimeMs\",request=\"FetchFollower\"}"
+        ));
         assert!(body.ends_with("# EOF\n"), "OpenMetrics");
         let t = "topic=\"render-test\"";
         assert_eq!(

@@ -373,8 +373,8 @@ fn start_request(
     };
     let request_quota = RequestQuota::new(&ctx);
     let started = std::time::Instant::now();
-    let fut = api::prepare(ctx, frame).map_err(|detail| {
-        METRICS.observe_request(key_raw, started.elapsed(), true);
+    let (fut, fetch_from) = api::prepare(ctx, frame).map_err(|detail| {
+        METRICS.observe_request(key_raw, None, started.elapsed(), true);
         CloseReason::Malformed {
             api,
             version,
@@ -387,7 +387,7 @@ fn start_request(
             Some(_) => PollTimed::new(fut).await,
             None => (fut.await, Duration::ZERO),
         };
-        METRICS.observe_request(key_raw, started.elapsed(), false);
+        METRICS.observe_request(key_raw, fetch_from, started.elapsed(), false);
         if let Some(q) = request_quota {
             q.record(busy);
         }

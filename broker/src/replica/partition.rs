@@ -387,7 +387,7 @@ impl Partition {
         let log_end = self.log.log_end_offset();
         let mut result = self
             .log
-            .read_below(offset, max_bytes, log_end)
+            .read_for_follower(offset, max_bytes)
             .map_err(|e| e.kafka_code())?;
         let now = self.ctx.now_ms();
         if let Role::Leader(s) = &mut *self.role.borrow_mut() {

@@ -1,63 +1,93 @@
 //! Keeps the credentials a source returned and decides when to ask again,
 //! as the AWS SDKs' identity caches do (aws-config's providers cache
-//! nothing themselves): temporary credentials are refreshed five minutes
-//! before they expire, credentials without an expiry every fifteen minutes
-//! (a rotated key or profile is picked up); one refresh runs at a time and
-//! the others wait for its result; and when a refresh fails while the held
-//! credentials are still valid, those keep being used, so a brief STS or
-//! metadata outage does not fail connections.
+//! nothing themselves):
+//!
+//! - temporary credentials are refreshed five minutes before they expire,
+//!   credentials without an expiry every fifteen minutes (a rotated key or
+//!   profile is picked up);
+//! - one fetch runs at a time, bounded by [`FETCH_TIMEOUT`] (a hung
+//!   `credential_process` must not stall every connection), and the callers
+//!   that waited for it take its result, error included;
+//! - after a failure the source is left alone for a growing backoff; while
+//!   the held credentials are still valid (with a minute to spare) they
+//!   stay in use, so a brief STS or metadata outage fails no connection.
 
 use std::future::Future;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
 
-use super::credentials::AwsCredentials;
+use super::credentials::{cred_err, AwsCredentials};
 use super::SaslError;
 
 /// How long before temporary credentials expire they are refreshed.
 pub(super) const REFRESH_BEFORE_EXPIRY: Duration = Duration::from_secs(5 * 60);
 /// How long credentials without an expiry are kept.
 pub(super) const STATIC_LIFETIME: Duration = Duration::from_secs(15 * 60);
+/// How long one fetch may take.
+pub(super) const FETCH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Credentials closer than this to their expiry are not signed with.
+const VALIDITY_MARGIN: Duration = Duration::from_secs(60);
+/// Backoff after a failed fetch: doubles from the first to the last.
+const BACKOFF: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(60));
 
-struct Held {
-    creds: AwsCredentials,
-    refresh_at: SystemTime,
+#[derive(Default)]
+struct State {
+    held: Option<(AwsCredentials, SystemTime)>,
+    /// The last fetch failed: its error, and when the next may run.
+    failed: Option<(String, SystemTime)>,
+    failures: u32,
+    /// Fetches finished, so a waiter can tell one ran while it waited.
+    fetches: u64,
 }
 
-/// The credentials last fetched, and a lock that makes refreshes single-file.
+/// The credentials last fetched, and a lock that makes fetches single-file.
 #[derive(Default)]
 pub(super) struct CredentialsCache {
-    slot: Mutex<Option<Held>>,
-    refreshing: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+/// What the held state says for a caller at `now`.
+enum Verdict {
+    Use(AwsCredentials),
+    Fail(String),
+    Fetch,
 }
 
 impl CredentialsCache {
-    fn held<T>(&self, f: impl FnOnce(&Held) -> Option<T>) -> Option<T> {
-        self.slot
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Fresh credentials, or (backing off) valid ones or the last error;
+    /// `after_fetch` means a fetch ended while this caller waited, whose
+    /// outcome it takes rather than fetching again.
+    fn verdict(&self, now: SystemTime, after_fetch: bool) -> Verdict {
+        let st = self.lock();
+        if let Some((c, refresh_at)) = &st.held {
+            if now < *refresh_at {
+                return Verdict::Use(c.clone());
+            }
+        }
+        let backing_off = st
+            .failed
             .as_ref()
-            .and_then(f)
-    }
-
-    /// The held credentials if they are not yet due for a refresh at `now`.
-    fn fresh(&self, now: SystemTime) -> Option<AwsCredentials> {
-        self.held(|h| (now < h.refresh_at).then(|| h.creds.clone()))
-    }
-
-    /// The held credentials if they still work at `now`.
-    fn valid(&self, now: SystemTime) -> Option<AwsCredentials> {
-        self.held(|h| {
-            h.creds
-                .expires_at
-                .is_none_or(|e| now < e)
-                .then(|| h.creds.clone())
-        })
+            .is_some_and(|(_, until)| after_fetch || now < *until);
+        if !backing_off {
+            return Verdict::Fetch;
+        }
+        match (&st.held, &st.failed) {
+            (Some((c, _)), _) if still_valid(c, now) => Verdict::Use(c.clone()),
+            (_, Some((e, _))) => Verdict::Fail(e.clone()),
+            _ => Verdict::Fetch,
+        }
     }
 
     /// Credentials for `now`: the held ones while fresh, else what `fetch`
-    /// returns (one fetch at a time), else, if that fails, the held ones
-    /// while still valid.
+    /// returns (one fetch at a time), else, if it fails, the held ones while
+    /// still valid.
     pub(super) async fn get<F, Fut>(
         &self,
         now: SystemTime,
@@ -67,35 +97,58 @@ impl CredentialsCache {
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<AwsCredentials, SaslError>>,
     {
-        if let Some(c) = self.fresh(now) {
-            return Ok(c);
+        match self.verdict(now, false) {
+            Verdict::Use(c) => return Ok(c),
+            Verdict::Fail(e) => return Err(cred_err(e)),
+            Verdict::Fetch => {}
         }
-        let _single = self.refreshing.lock().await;
-        // Another caller may have refreshed while this one waited.
-        if let Some(c) = self.fresh(now) {
-            return Ok(c);
+        let seen = self.lock().fetches;
+        let _single = self.fetching.lock().await;
+        if self.lock().fetches != seen {
+            match self.verdict(now, true) {
+                Verdict::Use(c) => return Ok(c),
+                Verdict::Fail(e) => return Err(cred_err(e)),
+                Verdict::Fetch => {}
+            }
         }
-        match fetch().await {
+        let result = match tokio::time::timeout(FETCH_TIMEOUT, fetch()).await {
+            Ok(r) => r,
+            Err(_) => Err(cred_err(format!(
+                "fetching AWS credentials took longer than {} s",
+                FETCH_TIMEOUT.as_secs()
+            ))),
+        };
+        let mut st = self.lock();
+        st.fetches += 1;
+        match result {
             Ok(creds) => {
-                let refresh_at = refresh_time(&creds, now);
-                *self
-                    .slot
-                    .lock()
-                    .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(Held {
-                    creds: creds.clone(),
-                    refresh_at,
-                });
+                st.held = Some((creds.clone(), refresh_time(&creds, now)));
+                st.failed = None;
+                st.failures = 0;
                 Ok(creds)
             }
-            Err(e) => match self.valid(now) {
-                Some(old) => {
-                    tracing::warn!(error = %e, "refreshing AWS credentials failed; the current ones are still valid and stay in use");
-                    Ok(old)
+            Err(e) => {
+                st.failures += 1;
+                let backoff = BACKOFF
+                    .0
+                    .saturating_mul(1 << (st.failures - 1).min(6))
+                    .min(BACKOFF.1);
+                st.failed = Some((e.to_string(), now + backoff));
+                match &st.held {
+                    Some((old, _)) if still_valid(old, now) => {
+                        tracing::warn!(error = %e, "refreshing AWS credentials failed; the current ones are still valid and stay in use");
+                        Ok(old.clone())
+                    }
+                    _ => Err(e),
                 }
-                None => Err(e),
-            },
+            }
         }
     }
+}
+
+/// Whether `c` can still sign at `now` with a margin.
+fn still_valid(c: &AwsCredentials, now: SystemTime) -> bool {
+    c.expires_at.is_none_or(|e| now + VALIDITY_MARGIN < e)
 }
 
 /// When credentials fetched at `now` are next refreshed.
@@ -197,20 +250,32 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_failed_refresh_keeps_valid_credentials_and_reports_expired_ones() {
+    async fn a_failed_refresh_keeps_valid_credentials_backs_off_and_reports_expiring_ones() {
         let cache = CredentialsCache::default();
+        let calls = AtomicUsize::new(0);
+        let down = || {
+            calls.fetch_add(1, Ordering::SeqCst);
+            async { Err(err()) }
+        };
         cache
             .get(at(0), || async { Ok(temporary("A", at(3600))) })
             .await
             .unwrap();
         // Due for refresh, STS fails, A still works: A.
-        let c = cache.get(at(3400), || async { Err(err()) }).await.unwrap();
-        assert_eq!(c.access_key_id, "A");
-        // Past A's expiry, STS still fails: the error.
-        assert!(cache.get(at(3600), || async { Err(err()) }).await.is_err());
-        // STS is back.
+        assert_eq!(cache.get(at(3400), down).await.unwrap().access_key_id, "A");
+        // Within the backoff the source is not asked again.
+        assert_eq!(cache.get(at(3400), down).await.unwrap().access_key_id, "A");
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A minute before A expires it is no longer signed with.
+        let e = cache.get(at(3545), down).await.unwrap_err();
+        assert!(e.to_string().contains("STS is down"), "{e}");
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // Backing off: the last error, without asking.
+        assert!(cache.get(at(3546), down).await.is_err());
+        assert_eq!(calls.load(Ordering::SeqCst), 2);
+        // STS is back, after the backoff.
         let c = cache
-            .get(at(3601), || async { Ok(temporary("B", at(7200))) })
+            .get(at(3700), || async { Ok(temporary("B", at(7200))) })
             .await
             .unwrap();
         assert_eq!(c.access_key_id, "B");
@@ -241,20 +306,38 @@ mod tests {
         );
     }
 
-    #[tokio::test]
-    async fn concurrent_callers_share_one_refresh() {
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_fetch_times_out() {
+        let cache = CredentialsCache::default();
+        let e = cache
+            .get(at(0), || {
+                std::future::pending::<Result<AwsCredentials, SaslError>>()
+            })
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("longer than 30 s"), "{e}");
+    }
+
+    async fn concurrent(
+        outcome: Result<AwsCredentials, SaslError>,
+    ) -> (Vec<Result<AwsCredentials, SaslError>>, usize) {
         let cache = Arc::new(CredentialsCache::default());
         let calls = Arc::new(AtomicUsize::new(0));
         let gate = Arc::new(tokio::sync::Notify::new());
+        let outcome = Arc::new(outcome);
         let mut tasks = Vec::new();
         for _ in 0..8 {
-            let (cache, calls, gate) = (cache.clone(), calls.clone(), gate.clone());
+            let (cache, calls, gate, outcome) =
+                (cache.clone(), calls.clone(), gate.clone(), outcome.clone());
             tasks.push(tokio::spawn(async move {
                 cache
                     .get(at(0), || async move {
                         calls.fetch_add(1, Ordering::SeqCst);
                         gate.notified().await;
-                        Ok(temporary("A", at(3600)))
+                        match &*outcome {
+                            Ok(c) => Ok(c.clone()),
+                            Err(e) => Err(cred_err(e.to_string())),
+                        }
                     })
                     .await
             }));
@@ -267,9 +350,25 @@ mod tests {
             tokio::task::yield_now().await;
         }
         gate.notify_one();
+        let mut results = Vec::new();
         for t in tasks {
-            assert_eq!(t.await.unwrap().unwrap().access_key_id, "A");
+            results.push(t.await.unwrap());
         }
-        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        (results, calls.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn concurrent_callers_share_one_fetch_and_its_failure() {
+        let (results, calls) = concurrent(Ok(temporary("A", at(3600)))).await;
+        assert_eq!(calls, 1);
+        assert!(results
+            .iter()
+            .all(|r| r.as_ref().is_ok_and(|c| c.access_key_id == "A")));
+        let (results, calls) = concurrent(Err(err())).await;
+        assert_eq!(
+            calls, 1,
+            "the waiters take the failure instead of fetching in turn"
+        );
+        assert!(results.iter().all(|r| r.is_err()));
     }
 }

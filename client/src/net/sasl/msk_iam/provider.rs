@@ -12,7 +12,6 @@ use std::time::{Duration, SystemTime};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
 use futures::future::BoxFuture;
 use sluice_protocol::clock::{now_ms, system_time_ms};
-use tokio::sync::OnceCell;
 
 use super::super::{OAuthToken, TokenProvider};
 use super::cache::TokenCache;
@@ -38,8 +37,6 @@ pub struct MskIamTokenProvider {
     clock: Clock,
     cache: TokenCache,
     credentials: CredentialsCache,
-    /// The SDK provider, built on first use (it needs the signing region).
-    sdk: OnceCell<SharedCredentialsProvider>,
 }
 
 impl fmt::Debug for MskIamTokenProvider {
@@ -71,7 +68,6 @@ impl MskIamTokenProvider {
             clock: Arc::new(SystemTime::now),
             cache: TokenCache::default(),
             credentials: CredentialsCache::default(),
-            sdk: OnceCell::new(),
         }
     }
 
@@ -124,7 +120,6 @@ impl MskIamTokenProvider {
     /// Uses a given credential source.
     pub fn with_source(mut self, source: CredentialSource) -> Self {
         self.source = source;
-        self.sdk = OnceCell::new();
         self
     }
 
@@ -132,7 +127,6 @@ impl MskIamTokenProvider {
     /// signs with the role's.
     pub fn with_assume_role(mut self, role: AssumeRole) -> Self {
         self.role = Some(role);
-        self.sdk = OnceCell::new();
         self
     }
 
@@ -174,18 +168,15 @@ impl MskIamTokenProvider {
     /// The credentials tokens are signed with now: cached, or fetched from
     /// the source. `region` is the signing region (where STS is called
     /// unless the role names its own).
-    async fn current_credentials(&self, region: Option<&str>) -> Result<AwsCredentials, SaslError> {
+    async fn current_credentials(&self, region: &str) -> Result<AwsCredentials, SaslError> {
         if let (CredentialSource::Explicit(c), None) = (&self.source, &self.role) {
             return Ok(c.clone());
         }
         let now = (self.clock)();
         self.credentials
             .get(now, || async {
-                let provider = self
-                    .sdk
-                    .get_or_init(|| provider_for(&self.source, self.role.as_ref(), region))
-                    .await;
-                fetch(provider, &describe(&self.source, self.role.as_ref())).await
+                let provider = provider_for(&self.source, self.role.as_ref(), Some(region)).await?;
+                fetch(&provider, &describe(&self.source, self.role.as_ref())).await
             })
             .await
     }
@@ -194,14 +185,14 @@ impl MskIamTokenProvider {
     /// aws-msk-iam-auth's `awsDebugCreds` logs): the source resolved, the
     /// role assumed.
     pub async fn credentials(&self) -> Result<AwsCredentials, SaslError> {
-        let region = self.region(None).await.ok();
-        self.current_credentials(region.as_deref()).await
+        let region = self.region(None).await?;
+        self.current_credentials(&region).await
     }
 
     /// Signs a token now (credentials from the cache; the token is not cached).
     pub async fn sign_token(&self) -> Result<(OAuthToken, Option<SystemTime>), SaslError> {
         let region = self.region(None).await?;
-        let creds = self.current_credentials(Some(&region)).await?;
+        let creds = self.current_credentials(&region).await?;
         let token = token_for(&region, &creds, (self.clock)(), &self.user_agent)?;
         Ok((token, creds.expires_at))
     }
@@ -209,7 +200,7 @@ impl MskIamTokenProvider {
     /// Starts an `AWS_MSK_IAM` session for `broker_host`.
     pub async fn json_session(&self, broker_host: &str) -> Result<MskIamJsonSession, SaslError> {
         let region = self.region(Some(broker_host)).await?;
-        let creds = self.current_credentials(Some(&region)).await?;
+        let creds = self.current_credentials(&region).await?;
         let now = (self.clock)();
         let payload = json_payload(broker_host, &region, &creds, now, &self.user_agent)?;
         let expires =

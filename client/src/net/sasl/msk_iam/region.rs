@@ -9,15 +9,29 @@ use aws_config::profile::region::ProfileFileRegionProvider;
 /// Region from `AWS_REGION`, `AWS_DEFAULT_REGION`, then the `region` of the
 /// profile (`profile`, else `AWS_PROFILE`, else `default`). IMDS is not
 /// asked: off EC2 it costs a timeout on every connection.
+/// Blank variables count as unset, as the AWS CLI takes them.
 pub async fn resolve_region(profile: Option<&str>) -> Option<String> {
-    if let Some(r) = EnvironmentVariableRegionProvider::new().region().await {
-        return Some(r.to_string());
+    let set = |r: &String| !r.trim().is_empty();
+    if let Some(r) = EnvironmentVariableRegionProvider::new()
+        .region()
+        .await
+        .map(|r| r.to_string())
+        .filter(set)
+    {
+        return Some(r);
     }
     let mut from_profile = ProfileFileRegionProvider::builder();
     if let Some(p) = profile {
         from_profile = from_profile.profile_name(p);
+    } else if std::env::var("AWS_PROFILE").is_ok_and(|p| p.trim().is_empty()) {
+        from_profile = from_profile.profile_name("default");
     }
-    from_profile.build().region().await.map(|r| r.to_string())
+    from_profile
+        .build()
+        .region()
+        .await
+        .map(|r| r.to_string())
+        .filter(set)
 }
 
 /// The region in an MSK broker host name (`b-1.x.y.c2.kafka.us-east-1.amazonaws.com`,

@@ -6,7 +6,6 @@
 //! else in Sluice, so no second TLS stack (aws-lc) is built. Endpoints follow the SDK's
 //! settings, e.g. `AWS_ENDPOINT_URL_STS`, `AWS_EC2_METADATA_SERVICE_ENDPOINT`.
 
-use aws_config::default_provider::credentials::DefaultCredentialsChain;
 use aws_config::ecs::EcsCredentialsProvider;
 use aws_config::environment::EnvironmentVariableCredentialsProvider;
 use aws_config::imds::credentials::ImdsCredentialsProvider;
@@ -26,12 +25,14 @@ use super::SaslError;
 
 /// The SDK provider for `source`, assuming `role` with it when given.
 /// `region` is where STS (and SSO's token refresh) are called when the role
-/// names no STS region: the signing region.
+/// names no STS region: the signing region. Built afresh for each fetch
+/// (every 15 minutes at most), so profile files are read again and a
+/// provider that failed to set itself up gets another chance.
 pub(super) async fn provider_for(
     source: &CredentialSource,
     role: Option<&AssumeRole>,
     region: Option<&str>,
-) -> SharedCredentialsProvider {
+) -> Result<SharedCredentialsProvider, SaslError> {
     let sts_region = role
         .and_then(|r| r.sts_region.as_deref())
         .or(region)
@@ -44,56 +45,59 @@ pub(super) async fn provider_for(
     let conf = ProviderConfig::without_region()
         .with_http_client(http.clone())
         .with_region(sts_region.clone());
+    // The SDK's own configuration (endpoints, FIPS, retries from the
+    // environment and the profile) for the default chain and for STS.
+    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
+    if let Some(r) = sts_region {
+        // Given, so nothing looks the region up through IMDS (a timeout off EC2).
+        loader = loader.region(r);
+    }
+    if let Some(p) = profile_name(source) {
+        loader = loader.profile_name(p);
+    }
     let base = match source {
-        CredentialSource::Explicit(c) => SharedCredentialsProvider::new(Credentials::new(
+        CredentialSource::Explicit(c) => Some(SharedCredentialsProvider::new(Credentials::new(
             c.access_key_id.clone(),
             c.secret_access_key.clone(),
             c.session_token.clone(),
             c.expires_at,
             "sluice-explicit",
+        ))),
+        CredentialSource::Environment => Some(SharedCredentialsProvider::new(
+            EnvironmentVariableCredentialsProvider::new(),
         )),
-        CredentialSource::Environment => {
-            SharedCredentialsProvider::new(EnvironmentVariableCredentialsProvider::new())
-        }
-        CredentialSource::Profile(name) => {
+        CredentialSource::Profile(_) => {
             let mut b = ProfileFileCredentialsProvider::builder().configure(&conf);
-            if let Some(n) = name {
+            if let Some(n) = profile_name(source) {
                 b = b.profile_name(n);
             }
-            SharedCredentialsProvider::new(b.build())
+            Some(SharedCredentialsProvider::new(b.build()))
         }
-        CredentialSource::WebIdentity => SharedCredentialsProvider::new(
+        CredentialSource::WebIdentity => Some(SharedCredentialsProvider::new(
             WebIdentityTokenCredentialsProvider::builder()
                 .configure(&conf)
                 .build(),
-        ),
-        CredentialSource::Container => SharedCredentialsProvider::new(
+        )),
+        CredentialSource::Container => Some(SharedCredentialsProvider::new(
             EcsCredentialsProvider::builder().configure(&conf).build(),
-        ),
-        CredentialSource::Imds => SharedCredentialsProvider::new(
+        )),
+        CredentialSource::Imds => Some(SharedCredentialsProvider::new(
             ImdsCredentialsProvider::builder().configure(&conf).build(),
-        ),
-        CredentialSource::Provider(p) => p.clone(),
-        CredentialSource::DefaultChain => {
-            let mut b = DefaultCredentialsChain::builder().configure(conf);
-            // Given, so the chain does not look for one itself (through IMDS,
-            // a timeout off EC2).
-            if let Some(r) = sts_region.clone() {
-                b = b.region(r);
-            }
-            SharedCredentialsProvider::new(b.build().await)
-        }
+        )),
+        CredentialSource::Provider(p) => Some(p.clone()),
+        // The loader's own chain.
+        CredentialSource::DefaultChain => None,
+    };
+    if let Some(b) = base {
+        loader = loader.credentials_provider(b);
+    }
+    let sdk = loader.load().await;
+    let Some(base) = sdk.credentials_provider() else {
+        return Err(cred_err("aws-config set up no credentials provider"));
     };
     let Some(role) = role else {
-        return base;
+        return Ok(base);
     };
-    let mut sdk = aws_config::defaults(BehaviorVersion::latest())
-        .http_client(http)
-        .credentials_provider(base.clone());
-    if let Some(r) = sts_region {
-        sdk = sdk.region(r);
-    }
-    let sdk = sdk.load().await;
     let mut assume = AssumeRoleProvider::builder(role.role_arn.clone())
         .session_name(
             role.session_name
@@ -104,7 +108,25 @@ pub(super) async fn provider_for(
     if let Some(id) = &role.external_id {
         assume = assume.external_id(id.clone());
     }
-    SharedCredentialsProvider::new(assume.build_from_provider(base).await)
+    Ok(SharedCredentialsProvider::new(
+        assume.build_from_provider(base).await,
+    ))
+}
+
+/// The profile `source` names; for the default chain a blank `AWS_PROFILE`
+/// means `default`, as the AWS CLI takes it (the SDK would look for a
+/// profile named "").
+fn profile_name(source: &CredentialSource) -> Option<String> {
+    match source {
+        CredentialSource::Profile(Some(p)) => Some(p.clone()),
+        CredentialSource::Profile(None) | CredentialSource::DefaultChain => {
+            match std::env::var("AWS_PROFILE") {
+                Ok(p) if p.trim().is_empty() => Some("default".to_owned()),
+                _ => None,
+            }
+        }
+        _ => None,
+    }
 }
 
 /// Asks `provider` for credentials; the error names the source and carries
