@@ -603,26 +603,25 @@ async fn consume(cli: &Cli, args: &ConsumeArgs) -> anyhow::Result<()> {
 }
 
 async fn iam_token(args: &IamTokenArgs) -> anyhow::Result<()> {
-    use sluice::net::sasl::msk_iam::{AssumeRole, AwsCredentials, MskIamTokenProvider};
+    use sluice::net::sasl::msk_iam::{AwsCredentials, MskIamTokenProvider};
     use sluice::net::sasl::TokenProvider;
-    let mut signer = MskIamTokenProvider::new().with_region(args.region.clone());
+    // The same aws.* settings a client takes.
+    let cfg = ClientConfig {
+        aws_region: Some(args.region.clone()),
+        aws_profile: args.profile.clone(),
+        aws_role_arn: args.role_arn.clone(),
+        aws_role_session_name: args.role_session_name.clone(),
+        aws_role_external_id: args.role_external_id.clone(),
+        aws_sts_region: args.sts_region.clone(),
+        ..ClientConfig::default()
+    };
+    let mut signer = MskIamTokenProvider::from_client_config(&cfg);
     if let (Some(id), Some(secret)) = (&args.access_key_id, &args.secret_access_key) {
         signer = signer.with_credentials(AwsCredentials::new(
             id.clone(),
             secret.clone(),
             args.session_token.clone(),
         ));
-    }
-    if let Some(p) = &args.profile {
-        signer = signer.with_profile(p.clone());
-    }
-    if let Some(arn) = &args.role_arn {
-        signer = signer.with_assume_role(AssumeRole {
-            role_arn: arn.clone(),
-            session_name: args.role_session_name.clone(),
-            external_id: args.role_external_id.clone(),
-            sts_region: args.sts_region.clone(),
-        });
     }
     if let Some(s) = args.at_epoch {
         signer = signer.with_clock(std::time::UNIX_EPOCH + std::time::Duration::from_secs(s));

@@ -219,34 +219,22 @@ mod tests {
         assert_eq!(calls.load(Ordering::SeqCst), 2);
     }
 
+    /// The access key `cache` hands out at `t` when the source would give `creds`.
+    async fn key_at(cache: &CredentialsCache, t: u64, creds: AwsCredentials) -> String {
+        cache
+            .get(at(t), || async { Ok(creds) })
+            .await
+            .unwrap()
+            .access_key_id
+    }
+
     #[tokio::test]
     async fn credentials_without_expiry_are_read_again_after_fifteen_minutes() {
         let cache = CredentialsCache::default();
         let c = |k: &str| AwsCredentials::new(k, "s", None);
-        assert_eq!(
-            cache
-                .get(at(0), || async { Ok(c("A")) })
-                .await
-                .unwrap()
-                .access_key_id,
-            "A"
-        );
-        assert_eq!(
-            cache
-                .get(at(899), || async { Ok(c("B")) })
-                .await
-                .unwrap()
-                .access_key_id,
-            "A"
-        );
-        assert_eq!(
-            cache
-                .get(at(900), || async { Ok(c("B")) })
-                .await
-                .unwrap()
-                .access_key_id,
-            "B"
-        );
+        assert_eq!(key_at(&cache, 0, c("A")).await, "A");
+        assert_eq!(key_at(&cache, 899, c("B")).await, "A");
+        assert_eq!(key_at(&cache, 900, c("B")).await, "B");
     }
 
     #[tokio::test]
@@ -284,26 +272,9 @@ mod tests {
     #[tokio::test]
     async fn short_lived_credentials_are_refreshed_half_way() {
         let cache = CredentialsCache::default();
-        cache
-            .get(at(0), || async { Ok(temporary("A", at(120))) })
-            .await
-            .unwrap();
-        assert_eq!(
-            cache
-                .get(at(59), || async { Ok(temporary("B", at(999))) })
-                .await
-                .unwrap()
-                .access_key_id,
-            "A"
-        );
-        assert_eq!(
-            cache
-                .get(at(60), || async { Ok(temporary("B", at(999))) })
-                .await
-                .unwrap()
-                .access_key_id,
-            "B"
-        );
+        assert_eq!(key_at(&cache, 0, temporary("A", at(120))).await, "A");
+        assert_eq!(key_at(&cache, 59, temporary("B", at(999))).await, "A");
+        assert_eq!(key_at(&cache, 60, temporary("B", at(999))).await, "B");
     }
 
     #[tokio::test(start_paused = true)]
