@@ -115,56 +115,36 @@ impl Inputs {
             });
         }
         let mut histograms = Vec::new();
-        for (i, c) in m.requests.iter().enumerate() {
-            let n = c.load(Relaxed);
-            if n == 0 {
-                continue;
-            }
-            let request = api_name(i as i16);
-            meters.push(MeterInput {
-                mbean: "kafka_network_RequestMetrics",
-                labels: vec![
-                    ("name", "RequestsPerSec".into()),
-                    ("request", request.clone()),
-                ],
-                count: n,
-            });
-            let errors = m.request_errors[i].load(Relaxed);
-            meters.push(MeterInput {
-                mbean: "kafka_network_RequestMetrics",
-                labels: vec![
-                    ("name", "ErrorsPerSec".into()),
-                    ("request", request.clone()),
-                ],
-                count: errors,
-            });
-            histograms.push(millis(
-                "kafka_network_RequestMetrics",
-                vec![("name", "TotalTimeMs".into()), ("request", request)],
-                &m.request_latency[i],
-            ));
-        }
-        for from in [super::FetchFrom::Consumer, super::FetchFrom::Follower] {
-            let (j, name) = (from as usize, from.request_name());
-            let n = m.fetch_requests[j].load(Relaxed);
-            if n == 0 {
-                continue;
-            }
-            for (metric, count) in [
-                ("RequestsPerSec", n),
-                ("ErrorsPerSec", m.fetch_errors[j].load(Relaxed)),
-            ] {
+        // RequestsPerSec, ErrorsPerSec and TotalTimeMs of one `request` label.
+        let mut request_series = |request: String, n: u64, errors: u64, latency| {
+            for (metric, count) in [("RequestsPerSec", n), ("ErrorsPerSec", errors)] {
                 meters.push(MeterInput {
                     mbean: "kafka_network_RequestMetrics",
-                    labels: vec![("name", metric.into()), ("request", name.into())],
+                    labels: vec![("name", metric.into()), ("request", request.clone())],
                     count,
                 });
             }
             histograms.push(millis(
                 "kafka_network_RequestMetrics",
-                vec![("name", "TotalTimeMs".into()), ("request", name.into())],
-                &m.fetch_latency[j],
+                vec![("name", "TotalTimeMs".into()), ("request", request)],
+                latency,
             ));
+        };
+        for (i, c) in m.requests.iter().enumerate() {
+            let n = c.load(Relaxed);
+            if n > 0 {
+                let errors = m.request_errors[i].load(Relaxed);
+                request_series(api_name(i as i16), n, errors, &m.request_latency[i]);
+            }
+        }
+        // A Fetch again, under who sent it.
+        for from in [super::FetchFrom::Consumer, super::FetchFrom::Follower] {
+            let j = from as usize;
+            let n = m.fetch_requests[j].load(Relaxed);
+            if n > 0 {
+                let errors = m.fetch_errors[j].load(Relaxed);
+                request_series(from.request_name().into(), n, errors, &m.fetch_latency[j]);
+            }
         }
         for (name, c) in [
             ("IsrShrinksPerSec", &m.isr_shrinks),

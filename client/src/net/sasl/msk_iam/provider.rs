@@ -175,7 +175,7 @@ impl MskIamTokenProvider {
         let now = (self.clock)();
         self.credentials
             .get(now, || async {
-                let provider = provider_for(&self.source, self.role.as_ref(), Some(region)).await?;
+                let provider = provider_for(&self.source, self.role.as_ref(), region).await?;
                 fetch(&provider, &describe(&self.source, self.role.as_ref())).await
             })
             .await

@@ -21,10 +21,8 @@ pub async fn resolve_region(profile: Option<&str>) -> Option<String> {
         return Some(r);
     }
     let mut from_profile = ProfileFileRegionProvider::builder();
-    if let Some(p) = profile {
+    if let Some(p) = profile.map(str::to_owned).or_else(blank_profile_as_default) {
         from_profile = from_profile.profile_name(p);
-    } else if std::env::var("AWS_PROFILE").is_ok_and(|p| p.trim().is_empty()) {
-        from_profile = from_profile.profile_name("default");
     }
     from_profile
         .build()
@@ -32,6 +30,15 @@ pub async fn resolve_region(profile: Option<&str>) -> Option<String> {
         .await
         .map(|r| r.to_string())
         .filter(set)
+}
+
+/// `default` when `AWS_PROFILE` is set but blank, which the AWS CLI takes as
+/// unset (the SDK would look for a profile named ""); `None` otherwise, for
+/// the SDK's own choice.
+pub(super) fn blank_profile_as_default() -> Option<String> {
+    std::env::var("AWS_PROFILE")
+        .is_ok_and(|p| p.trim().is_empty())
+        .then(|| "default".to_owned())
 }
 
 /// The region in an MSK broker host name (`b-1.x.y.c2.kafka.us-east-1.amazonaws.com`,

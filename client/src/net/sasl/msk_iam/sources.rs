@@ -21,6 +21,7 @@ use aws_smithy_http_client::tls::{rustls_provider::CryptoMode, Provider as TlsPr
 use super::credentials::{
     cred_err, AssumeRole, AwsCredentials, CredentialSource, DEFAULT_ROLE_SESSION_NAME,
 };
+use super::region::blank_profile_as_default;
 use super::SaslError;
 
 /// The SDK provider for `source`, assuming `role` with it when given.
@@ -31,12 +32,13 @@ use super::SaslError;
 pub(super) async fn provider_for(
     source: &CredentialSource,
     role: Option<&AssumeRole>,
-    region: Option<&str>,
+    region: &str,
 ) -> Result<SharedCredentialsProvider, SaslError> {
-    let sts_region = role
-        .and_then(|r| r.sts_region.as_deref())
-        .or(region)
-        .map(|r| Region::new(r.to_owned()));
+    let sts_region = Region::new(
+        role.and_then(|r| r.sts_region.as_deref())
+            .unwrap_or(region)
+            .to_owned(),
+    );
     // One HTTP client for every call this provider makes (STS, SSO, the
     // container endpoint, IMDS).
     let http = aws_smithy_http_client::Builder::new()
@@ -44,14 +46,14 @@ pub(super) async fn provider_for(
         .build_https();
     let conf = ProviderConfig::without_region()
         .with_http_client(http.clone())
-        .with_region(sts_region.clone());
+        .with_region(Some(sts_region.clone()));
     // The SDK's own configuration (endpoints, FIPS, retries from the
     // environment and the profile) for the default chain and for STS.
-    let mut loader = aws_config::defaults(BehaviorVersion::latest()).http_client(http);
-    if let Some(r) = sts_region {
-        // Given, so nothing looks the region up through IMDS (a timeout off EC2).
-        loader = loader.region(r);
-    }
+    // The region is given, so nothing looks it up through IMDS (a timeout
+    // off EC2).
+    let mut loader = aws_config::defaults(BehaviorVersion::latest())
+        .http_client(http)
+        .region(sts_region);
     if let Some(p) = profile_name(source) {
         loader = loader.profile_name(p);
     }
@@ -113,17 +115,13 @@ pub(super) async fn provider_for(
     ))
 }
 
-/// The profile `source` names; for the default chain a blank `AWS_PROFILE`
-/// means `default`, as the AWS CLI takes it (the SDK would look for a
-/// profile named "").
+/// The profile `source` names (for the default chain, what a blank
+/// `AWS_PROFILE` means).
 fn profile_name(source: &CredentialSource) -> Option<String> {
     match source {
         CredentialSource::Profile(Some(p)) => Some(p.clone()),
         CredentialSource::Profile(None) | CredentialSource::DefaultChain => {
-            match std::env::var("AWS_PROFILE") {
-                Ok(p) if p.trim().is_empty() => Some("default".to_owned()),
-                _ => None,
-            }
+            blank_profile_as_default()
         }
         _ => None,
     }
